@@ -1,0 +1,37 @@
+# certkit: `make demo` and `make test` are the whole set-up on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.certkit-installed
+EXTRAS ?= dev,notebooks,llm,dist
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	PYTHONUNBUFFERED=1 $(BIN)/python -m certkit.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check certkit certify smoothing conformal tests benchmarks
+	$(BIN)/mypy certkit certify smoothing conformal
+
+# Default run: lint, types, fast tests and the notebooks. Slow statistical tests: `make test-slow`.
+test: lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake notebooks
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow tests
+
+bench: $(STAMP)
+	PYTHONUNBUFFERED=1 $(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Class-conditional (Mondrian) conformal prediction sets (Vovk 2012; Sadinle et al. 2019)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from certkit._validation import Array, check_probability
+from conformal._base import ScoreCalibrator
+from conformal.functional import conformal_rank, kth_smallest
+from conformal.scores import ScoreFunction
+
+__all__ = ["ClassConditional"]
+
+
+class ClassConditional(ScoreCalibrator):
+    """Mondrian conformal classifier: one threshold per class, from that class's calibration scores.
+
+    Guarantee: for every class y, P[y_test in C(x_test) | y_test = y] >= 1 - alpha (for
+    exchangeable data). A class with fewer than (1 - alpha) / alpha calibration points gets
+    threshold +inf (with a warning): its label is always included.
+
+    Args:
+        score: score name or callable, as in :class:`SplitConformal`.
+        alpha: miscoverage level in (0, 1), per class.
+        score_kwargs: keyword arguments of the score.
+    """
+
+    def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,
+                 score_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs)
+        self.alpha = check_probability(alpha, "alpha")
+
+    def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> Array:
+        s = cal_scores.detach().cpu().numpy() if isinstance(cal_scores, torch.Tensor) else np.asarray(cal_scores)
+        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        thresholds = np.full(num_classes, math.inf)
+        short = []
+        for c in range(num_classes):
+            sc = s[y == c]
+            k = conformal_rank(len(sc), self.alpha)
+            if k > len(sc):
+                short.append(c)
+            else:
+                thresholds[c] = kth_smallest(sc, k)
+        if short:
+            warnings.warn(
+                f"ClassConditional: classes {short} have too few calibration points for alpha={self.alpha}; "
+                "their threshold is +inf (always included)",
+                stacklevel=3,
+            )
+        if isinstance(cal_scores, torch.Tensor):
+            return torch.from_numpy(thresholds).to(cal_scores.dtype)
+        return thresholds

@@ -1,0 +1,31 @@
+"""Shared fixtures: the digits data and the standard reference models' probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def digits_pool() -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (797, 10) of the digits CNN on the calibration + test splits, and their labels."""
+    from certkit.datasets import load_digits_split
+    from certkit.zoo import digits_cnn
+    from conformal import predict_proba
+
+    cal, test = load_digits_split("calibration"), load_digits_split("test")
+    x = torch.cat([cal.images, test.images])
+    y = torch.cat([cal.labels, test.labels])
+    return predict_proba(digits_cnn(), x).double(), y
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The `../shared` folder beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (it exists only on the project's machines)")
+    return SHARED
