@@ -28,11 +28,12 @@ class ClassConditional(ScoreCalibrator):
         score: score name or callable, as in :class:`SplitConformal`.
         alpha: miscoverage level in (0, 1), per class.
         score_kwargs: keyword arguments of the score.
+        validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,
-                 score_kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
         self.alpha = check_probability(alpha, "alpha")
 
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> Array:

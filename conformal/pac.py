@@ -24,11 +24,12 @@ class PACPredictionSet(ScoreCalibrator):
         epsilon: allowed miscoverage in (0, 1).
         delta: allowed failure probability of the calibration draw in (0, 1).
         score_kwargs: keyword arguments of the score.
+        validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", epsilon: float = 0.1, delta: float = 0.05,
-                 score_kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
         self.epsilon = check_probability(epsilon, "epsilon")
         self.delta = check_probability(delta, "delta")
 

@@ -24,7 +24,7 @@ import torch
 
 from certkit._validation import Array, check_array_pair, check_labels, check_nonnegative, check_probs
 
-__all__ = ["ScoreFunction", "aps", "get_score", "raps", "thr"]
+__all__ = ["ScoreFunction", "aps", "get_score", "raps", "thr", "thr_probability_cut"]
 
 ScoreFunction = Callable[..., Array]
 
@@ -35,33 +35,39 @@ def _to_torch(probs: Array) -> tuple[torch.Tensor, bool]:
     return torch.from_numpy(np.asarray(probs)), True
 
 
-def _select(scores: torch.Tensor, labels: Array | None, was_numpy: bool) -> Array:
-    if labels is not None:
-        lab = torch.as_tensor(labels, device=scores.device).long()
-        scores = scores.gather(1, lab[:, None]).squeeze(1)
+def _back(scores: torch.Tensor, was_numpy: bool) -> Array:
     return scores.numpy() if was_numpy else scores
 
 
-def _validate(probs: Array, labels: Array | None) -> None:
+def _label_probs(p: torch.Tensor, labels: Array) -> torch.Tensor:
+    return p.gather(1, torch.as_tensor(labels, device=p.device).long()[:, None]).squeeze(1)
+
+
+def _validate(probs: Array, labels: Array | None, validate: bool = True) -> None:
+    if not validate:
+        return
     check_probs(probs)
     if labels is not None:
         check_array_pair(probs, labels, "probs", "labels")
         check_labels(labels, probs.shape[0], probs.shape[1])
 
 
-def thr(probs: Array, labels: Array | None = None) -> Array:
+def thr(probs: Array, labels: Array | None = None, *, validate: bool = True) -> Array:
     """THR / LAC score 1 - p_y (Sadinle, Lei, Wasserman 2019).
 
     Args:
         probs: (N, K) class probabilities.
         labels: optional (N,) labels.
+        validate: check the inputs (two passes over ``probs``); skip only for trusted inputs.
 
     Returns:
         (N,) scores of ``labels`` or (N, K) scores of every label.
     """
-    _validate(probs, labels)
+    _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
-    return _select(1 - p, labels, was_numpy)
+    if labels is not None:  # gather first: N entries, not N * K
+        return _back(1 - _label_probs(p, labels), was_numpy)
+    return _back(1 - p, was_numpy)
 
 
 def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | None,
@@ -79,6 +85,16 @@ def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | No
     return t.expand(n) if t.ndim == 0 else t
 
 
+def _aps_label(p: torch.Tensor, labels: Array, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) APS scores and 1-based ranks of the given labels, without sorting: label j ranks at or
+    above y when p_j > p_y, or p_j = p_y and j <= y (the order of a stable descending sort)."""
+    y = torch.as_tensor(labels, device=p.device).long()[:, None]
+    py = p.gather(1, y)
+    idx = torch.arange(p.shape[1], device=p.device)
+    ahead = (p > py) | ((p == py) & (idx <= y))
+    return (p * ahead).sum(1) - u * py.squeeze(1), ahead.sum(1)
+
+
 def _aps_all(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K) APS scores and (N, K) 1-based ranks of every label."""
     order = torch.sort(p, dim=1, descending=True, stable=True).indices
@@ -91,7 +107,7 @@ def _aps_all(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def aps(probs: Array, labels: Array | None = None, *, randomized: bool = False,
-        u: float | Array | None = None, generator: torch.Generator | None = None) -> Array:
+        u: float | Array | None = None, generator: torch.Generator | None = None, validate: bool = True) -> Array:
     """Adaptive prediction sets score (Romano, Sesia, Candès, NeurIPS 2020).
 
     s(x, y) = sum of p_j over labels j ranked at or above y, minus u * p_y (see the module
@@ -103,19 +119,21 @@ def aps(probs: Array, labels: Array | None = None, *, randomized: bool = False,
         randomized: draw u ~ U(0, 1) per input with ``generator``.
         u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
         generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
 
     Returns:
         (N,) or (N, K) scores.
     """
-    _validate(probs, labels)
+    _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
-    scores, _ = _aps_all(p, _uniform(p.shape[0], p, randomized, u, generator))
-    return _select(scores, labels, was_numpy)
+    uu = _uniform(p.shape[0], p, randomized, u, generator)
+    scores, _ = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
+    return _back(scores, was_numpy)
 
 
 def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: float = 0.01,
          randomized: bool = False, u: float | Array | None = None,
-         generator: torch.Generator | None = None) -> Array:
+         generator: torch.Generator | None = None, validate: bool = True) -> Array:
     """Regularised APS (Angelopoulos, Bates, Malik, Jordan, ICLR 2021).
 
     s(x, y) = APS(x, y) + lam * max(0, rank(y) - k_reg), with rank(y) 1-based, so labels
@@ -126,7 +144,7 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
         labels: optional (N,) labels.
         k_reg: number of labels exempt from the penalty (>= 0).
         lam: penalty per rank beyond k_reg (>= 0).
-        randomized, u, generator: as in :func:`aps`.
+        randomized, u, generator, validate: as in :func:`aps`.
 
     Returns:
         (N,) or (N, K) scores.
@@ -134,11 +152,38 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
     if isinstance(k_reg, bool) or not isinstance(k_reg, int) or k_reg < 0:
         raise ValueError(f"Expected argument `k_reg` to be an integer >= 0, but got {k_reg!r}")
     check_nonnegative(lam, "lam")
-    _validate(probs, labels)
+    _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
-    scores, ranks = _aps_all(p, _uniform(p.shape[0], p, randomized, u, generator))
-    scores = scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype)
-    return _select(scores, labels, was_numpy)
+    uu = _uniform(p.shape[0], p, randomized, u, generator)
+    scores, ranks = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
+    return _back(scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype), was_numpy)
+
+
+def thr_probability_cut(threshold: float | Array, dtype: torch.dtype | np.dtype) -> Array:
+    """The smallest probability p* of ``dtype`` with fl(1 - p) <= threshold for all p >= p*.
+
+    fl(1 - p) is non-increasing in p, so {p : fl(1 - p) <= t} = {p : p >= p*}: a THR set is then
+    one comparison per entry, with exactly the membership of ``1 - p <= t`` in that precision.
+    Works elementwise for a (K,) threshold vector.
+    """
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype if isinstance(dtype, torch.dtype) else np.dtype(dtype)
+    t = np.asarray(threshold.detach().cpu().numpy() if isinstance(threshold, torch.Tensor) else threshold,
+                   dtype=np.float64)
+    t_typed = t.astype(np_dtype)
+    one = np_dtype.type(1)
+    cut = np.clip((one - t_typed).astype(np_dtype), 0, 1).astype(np_dtype)
+    ok = lambda c: (one - c) <= t  # noqa: E731
+    # step down while the next smaller value still satisfies the condition, up while the cut fails it
+    for _ in range(8):
+        lower = np.nextafter(cut, np_dtype.type(-1))
+        move_down = ok(lower) & (lower >= 0)
+        move_up = ~ok(cut)
+        cut = np.where(move_down, lower, np.where(move_up, np.nextafter(cut, np_dtype.type(2)), cut)).astype(np_dtype)
+    cut = np.where(np.isinf(t) & (t > 0), np_dtype.type(-1), cut).astype(np_dtype)
+    if isinstance(threshold, torch.Tensor) or isinstance(dtype, torch.dtype):
+        out = torch.from_numpy(np.atleast_1d(cut))
+        return out if cut.ndim else out[0]
+    return cut
 
 
 _SCORES: dict[str, ScoreFunction] = {"thr": thr, "lac": thr, "aps": aps, "raps": raps}

@@ -23,14 +23,15 @@ class SplitConformal(ScoreCalibrator):
         score: ``"thr"``, ``"aps"``, ``"raps"`` or a callable ``(probs, labels=None) -> scores``.
         alpha: miscoverage level in (0, 1).
         score_kwargs: keyword arguments of the score (e.g. ``{"k_reg": 5, "lam": 0.01}`` for RAPS).
+        validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
 
     Example:
         >>> sets = SplitConformal(score="aps", alpha=0.1).calibrate(cal_probs, cal_labels).predict(test_probs)
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,
-                 score_kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
         self.alpha = check_probability(alpha, "alpha")
 
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> float:
