@@ -80,7 +80,7 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 def check_finite(x: Array, name: str) -> None:
     """Raise ValueError if ``x`` holds NaN or +-inf."""
-    ok = bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
+    ok = bool(torch.isfinite(x.detach()).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
     if not ok:
         raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
 
@@ -101,8 +101,10 @@ def check_probs(probs: Any, name: str = "probs", atol: float = 1e-4) -> None:
         return
     # Two passes over the (N, K) matrix: row sums (NaN/inf propagate into them) and the minimum.
     # Entries >= 0 with rows summing to 1 are also <= 1 (+ atol).
-    if isinstance(probs, torch.Tensor) and probs.device.type == "cpu":
-        probs = probs.detach().numpy()  # numpy reductions are several times faster on CPU
+    if isinstance(probs, torch.Tensor):
+        probs = probs.detach()
+    if isinstance(probs, torch.Tensor) and probs.device.type == "cpu" and probs.dtype in (torch.float32, torch.float64):
+        probs = probs.numpy()  # numpy reductions are several times faster on CPU
     if isinstance(probs, torch.Tensor):
         row_sums = probs.sum(1)
         finite = bool(torch.isfinite(row_sums).all())

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -56,22 +57,41 @@ def load_or_train(name: str, build: Callable[[], nn.Module], train: Callable[[nn
         The model in eval mode, on the CPU.
     """
     path = cache_dir() / f"{name}.pt"
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False):
         torch.manual_seed(0)
         model = build()
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-        except (RuntimeError, OSError, EOFError, ValueError):
-            pass  # corrupt or stale file: retrain below
-    train(model)
-    model.eval()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    # One process trains, the others (e.g. pytest-xdist workers on a cold cache) wait and load.
+    with _file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            try:
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                return model.eval()
+            except (RuntimeError, OSError, EOFError, ValueError):
+                pass  # corrupt or stale file: retrain below
+        with torch.inference_mode(False), torch.enable_grad():  # callers may be inside inference_mode/no_grad
+            train(model)
+        model.eval()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
     return model
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op where fcntl is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: concurrent first uses may both train; writes stay atomic
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def make_digits_mlp() -> nn.Sequential:

@@ -4,25 +4,68 @@ Split, class-conditional and PAC prediction sets over any score; robust sets bui
 certificates of ``certify`` (bound propagation) and ``smoothing`` (randomized smoothing).
 """
 
-from conformal import metrics, scores
+from conformal import code, metrics, scores
+from conformal.attacks import smoothed_score_pgd
+from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
+from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
+from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThresholdReport
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
 from conformal.model import predict_proba
 from conformal.pac import PACPredictionSet
+from conformal.ptt import PTT
+from conformal.rct import rct_digits_model, train_rct
+from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
+from conformal.rscp import RSCP, RSCPPlus
+from conformal.safety_threshold import SafetyThreshold, calibrate_filter_threshold
+from conformal.score_bounds import (
+    ScoreBounds,
+    certified_score_bounds,
+    score_bounds_from_logits,
+    score_bounds_from_margins,
+)
 from conformal.sets import PredictionSets
 from conformal.split import SplitConformal
+from conformal.vrcp import VRCP
 
 __all__ = [
+    "PTT",
+    "RSCP",
+    "VRCP",
+    "AbstainingSets",
+    "CertifiedSets",
     "ClassConditional",
+    "CodeTask",
+    "CodeTree",
+    "DualThreshold",
+    "DualThresholdReport",
+    "PACCodeSets",
     "PACPredictionSet",
+    "PartialProgram",
     "PredictionSets",
+    "RSCPPlus",
+    "RobustPAC",
+    "SafetyThreshold",
+    "ScoreBounds",
+    "SmoothedRobustPAC",
     "SplitConformal",
+    "calibrate_filter_threshold",
+    "certified_score_bounds",
+    "certified_sets",
+    "code",
     "conformal_quantile",
     "conformal_rank",
     "metrics",
+    "nested_removals",
     "pac_quantile",
     "pac_rank",
     "predict_proba",
     "prediction_mask",
+    "python_tree",
+    "rct_digits_model",
+    "score_bounds_from_logits",
+    "score_bounds_from_margins",
     "scores",
+    "smoothed_score_pgd",
+    "train_rct",
 ]

@@ -42,7 +42,7 @@ def pgd_attack(
     return x_adv.detach()
 
 
-def demo_certified_sets(*, eps: float = 0.01, alpha: float = 0.1, n_splits: int = 5, seed: int = 0) -> None:
+def demo_certified_sets(*, eps: float = 0.03, alpha: float = 0.1, n_splits: int = 5, seed: int = 0) -> None:
     """Print vanilla split CP vs VRCP-I / VRCP-C (CROWN) on the digits CNN under an L-inf PGD attack."""
     from certkit.datasets import load_digits_split
     from certkit.zoo import digits_cnn

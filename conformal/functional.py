@@ -58,7 +58,7 @@ def kth_smallest(scores: Array, k: int) -> float:
     return float(np.partition(np.asarray(scores), k - 1)[k - 1])
 
 
-def conformal_quantile(scores: Array, alpha: float) -> float:
+def conformal_quantile(scores: Array, alpha: float | Fraction) -> float:
     """Split-conformal threshold: the k-th smallest calibration score, k = ceil((n + 1)(1 - alpha)).
 
     Guarantee (Vovk et al. 2005; Lei et al. 2018): if the calibration scores and a test score are
@@ -66,7 +66,7 @@ def conformal_quantile(scores: Array, alpha: float) -> float:
 
     Args:
         scores: (N,) calibration nonconformity scores of the true labels (numpy or torch).
-        alpha: miscoverage level in (0, 1).
+        alpha: miscoverage level in (0, 1) (a float, read as the decimal it prints as, or a Fraction).
 
     Returns:
         The threshold, ``+inf`` (with a warning) when k > n, i.e. n < (1 - alpha) / alpha.

@@ -35,8 +35,14 @@ class PredictionSets:
         return int(self.mask.shape[0])
 
     def contains(self, labels: Array) -> Array:
-        """(N,) bool: whether each set contains the given label."""
+        """(N,) bool: whether each set contains the given label (labels (N,) in [0, K))."""
+        lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        if lab.shape != (len(self),) or (lab.size and (lab.min() < 0 or lab.max() >= self.mask.shape[1])):
+            raise ValueError(
+                f"Expected argument `labels` to have shape ({len(self)},) with values in [0, {self.mask.shape[1] - 1}], "
+                f"but got shape {lab.shape}" + (f" and values in [{lab.min()}, {lab.max()}]" if lab.size else "")
+            )
         if isinstance(self.mask, torch.Tensor):
-            lab = torch.as_tensor(labels, device=self.mask.device).long()
-            return self.mask.gather(1, lab[:, None]).squeeze(1)
+            idx = torch.as_tensor(labels, device=self.mask.device).long()
+            return self.mask.gather(1, idx[:, None]).squeeze(1)
         return np.asarray(self.mask)[np.arange(len(self)), np.asarray(labels)]

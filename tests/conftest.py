@@ -29,3 +29,10 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (it exists only on the project's machines)")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolate_global_rng():  # type: ignore[no-untyped-def]
+    """Tests that seed torch's global RNG must not change it for the tests that follow on the same worker."""
+    with torch.random.fork_rng(devices=[]):
+        yield

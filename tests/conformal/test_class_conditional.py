@@ -32,4 +32,7 @@ def test_thresholds_per_class_and_inf_warning() -> None:
     assert cc.threshold_.shape == (3,) and math.isinf(float(cc.threshold_[2]))
     sets = cc.predict(p)
     assert bool(sets.mask[:, 2].all())
-    assert metrics.class_coverage_gap(sets, y, 0.1) >= 0
+    covered = sets.contains(y).double()
+    expected = sum(abs(float(covered[y == c].mean()) - 0.9) for c in range(3)) / 3
+    assert metrics.class_coverage_gap(sets, y, 0.1) == pytest.approx(expected)
+    assert float(covered[y == 2].mean()) == 1.0

@@ -1,0 +1,169 @@
+"""Erase-and-check: time per prompt by mode and d, against a straightforward loop; accuracy.
+
+Baseline (the reference implementation's structure): build every erased token sequence in
+a Python list (no dedup), decode each, and score them one at a time with the same filter,
+with no early exit. Ours: :func:`certify.erase_and_check_batch` (dedup on id tuples,
+batched filter calls shared across prompts, early exit on the first flagged batch).
+
+Data: the held-out 20% of ``../shared/data/prompts`` (filter trained on the other 80% plus
+the erased safe prompts not derived from held-out ones) when present, else certkit's
+embedded prompt set (seeded 80/20 split). Run:
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_erase_and_check.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from certify.erase_and_check import erase_and_check_batch
+from certify.gradec import grad_erase_and_check
+from certify.greedyec import greedy_erase_and_check
+from certify.randec import random_erase_and_check
+from certify.safety_filters import (
+    BagOfEmbeddingsFilter,
+    PromptSet,
+    TfidfFilter,
+    embedded_prompts,
+    load_prompt_dir,
+)
+from certify.tokenizers import WordTokenizer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
+
+
+def data() -> tuple[str, PromptSet, PromptSet]:
+    if SHARED.is_dir():
+        train, test = load_prompt_dir(SHARED, test_fraction=0.2, seed=0)
+        return "shared (paper's prompts, held-out 20%)", train, test
+    d = embedded_prompts()
+    rng = np.random.default_rng(0)
+    h, s = rng.permutation(len(d.harmful)), rng.permutation(len(d.safe))
+    cut_h, cut_s = len(h) // 5, len(s) // 5
+    test = PromptSet(tuple(d.harmful[i] for i in h[:cut_h]), tuple(d.safe[i] for i in s[:cut_s]))
+    train = PromptSet(tuple(d.harmful[i] for i in h[cut_h:]), tuple(d.safe[i] for i in s[cut_s:]))
+    return "embedded (certkit's prompts, held-out 20%; ../shared absent)", train, test
+
+
+def baseline(prompts: list[str], filt: TfidfFilter, mode: str, d: int) -> list[bool]:
+    """Reference-style loop: list of all erasures, decode each, score one at a time, no early exit."""
+    tok = WordTokenizer()
+    out = []
+    for prompt in prompts:
+        ids = tok.encode(prompt)
+        n = len(ids)
+        subs = [ids]
+        if mode == "suffix":
+            subs += [ids[: n - i] for i in range(1, min(d, n) + 1)]
+        elif mode == "insertion":
+            subs += [ids[:s] + ids[s + ell:] for s in range(n) for ell in range(1, d + 1) if s + ell <= n]
+        else:
+            for i in range(1, min(d, n) + 1):
+                subs += [[t for j, t in enumerate(ids) if j not in c] for c in itertools.combinations(range(n), i)]
+        flags = [filt.predict_proba([tok.decode(s)])[0] >= filt.threshold for s in subs]
+        out.append(any(flags))
+    return out
+
+
+def timed(fn):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    r = fn()
+    return r, time.perf_counter() - t0
+
+
+def greedy_suffix(filt: TfidfFilter | BagOfEmbeddingsFilter, prompt: str, vocab: list[str], length: int) -> str:
+    """A greedy suffix attack: append the word that most lowers the harmful score, `length` times."""
+    out = prompt
+    for _ in range(length):
+        cands = [out + " " + v for v in vocab]
+        out = cands[int(np.argmin(filt.predict_proba(cands)))]
+    return out
+
+
+def main() -> None:
+    name, train, test = data()
+    t0 = time.perf_counter()
+    filt = TfidfFilter().fit(train.harmful, train.safe, extra_safe=train.erased_safe)
+    fit_s = time.perf_counter() - t0
+    print(f"data: {name}; train {len(train.harmful)} harmful + {len(train.safe)} safe + "
+          f"{len(train.erased_safe)} erased safe; test {len(test.harmful)} harmful + {len(test.safe)} safe")
+    print(f"filter: TF-IDF + logistic regression, fit in {fit_s:.1f} s")
+    safe, harmful = list(test.safe), list(test.harmful)
+    p_h = filt.predict_proba(harmful)
+    print(f"clean harmful detected by the filter (= certified accuracy, every mode and d): {np.mean(p_h >= 0.5):.1%}")
+    print()
+    print("| mode | d | safe labelled safe | checks / prompt | ms / safe prompt | ms / harmful prompt "
+          "| baseline ms / safe prompt | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    grid = [("suffix", 0), ("suffix", 10), ("suffix", 20), ("suffix", 30), ("insertion", 4), ("insertion", 8),
+            ("insertion", 12), ("infusion", 1), ("infusion", 2), ("infusion", 3)]
+    for mode, d in grid:
+        certs, t_safe = timed(lambda mode=mode, d=d: erase_and_check_batch(safe, filt, mode=mode, max_erase=d))
+        hcerts, t_harm = timed(lambda mode=mode, d=d: erase_and_check_batch(harmful, filt, mode=mode, max_erase=d))
+        n_base = len(safe) if mode != "infusion" or d < 3 else 20
+        base, t_base = timed(lambda mode=mode, d=d, n=n_base: baseline(safe[:n], filt, mode, d))
+        acc = np.mean([not c.harmful for c in certs])
+        assert base == [c.harmful for c in certs[:n_base]]  # same verdicts as the loop
+        assert all(c.harmful for c, p in zip(hcerts, p_h) if p >= 0.5)  # the certificate
+        per = 1e3 * t_safe / len(safe)
+        per_base = 1e3 * t_base / n_base
+        print(f"| {mode} | {d} | {acc:.1%} | {np.mean([c.checked for c in certs]):.1f} | {per:.2f} | "
+              f"{1e3 * t_harm / len(harmful):.2f} | {per_base:.1f} | {per_base / per:.0f}x |", flush=True)
+
+    print()
+    # Attack vocabulary: the 60 most frequent words of the safe training prompts (they pull the score down).
+    words = [w.strip("?.,!'\"").lower() for p in train.safe for w in p.split()]
+    vocab = [w for w, _ in Counter(w for w in words if w.isalpha()).most_common(60)]
+    flagged = [h for h, p in zip(harmful, p_h) if p >= 0.5][:30]
+    attacked = [greedy_suffix(filt, h, vocab, 20) for h in flagged]
+    print(f"greedy 20-word suffix attack (words of safe prompts) on {len(attacked)} flagged harmful prompts")
+    print("| defence | % detected | ms / prompt |")
+    print("|---|---|---|")
+    alone, t = timed(lambda: filt.predict_proba(attacked) >= 0.5)
+    print(f"| filter alone | {np.mean(alone):.1%} | {1e3 * t / len(attacked):.2f} |")
+    res, t = timed(lambda: erase_and_check_batch(attacked, filt, mode="suffix", max_erase=20))
+    print(f"| erase-and-check suffix d=20 (certified) | {np.mean([c.harmful for c in res]):.1%} | "
+          f"{1e3 * t / len(attacked):.2f} |")
+    for r in (0.1, 0.2, 0.3):
+        res2, t = timed(lambda r=r: [random_erase_and_check(a, filt, ratio=r, max_erase=20, seed=i)
+                                     for i, a in enumerate(attacked)])
+        print(f"| RandEC ratio={r} | {np.mean([c.harmful for c in res2]):.1%} | {1e3 * t / len(attacked):.2f} |")
+    for it in (3, 6, 9, 12):
+        res3, t = timed(lambda it=it: [greedy_erase_and_check(a, filt, num_iters=it) for a in attacked])
+        print(f"| GreedyEC {it} rounds | {np.mean([c.harmful for c in res3]):.1%} | {1e3 * t / len(attacked):.2f} |")
+    fp, t = timed(lambda: [greedy_erase_and_check(s, filt, num_iters=12).harmful for s in safe])
+    print(f"GreedyEC 12 rounds flags {np.mean(fp):.1%} of the held-out safe prompts")
+
+    print()
+    t0 = time.perf_counter()
+    erased = list(train.erased_safe)
+    sample = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=10).fit(train.harmful, train.safe, extra_safe=sample)
+    pb = bag.predict_proba(harmful)
+    print(f"differentiable bag-of-embeddings filter (fit {time.perf_counter() - t0:.0f} s): clean harmful detected "
+          f"{np.mean(pb >= 0.5):.1%}, clean safe passed {np.mean(bag.predict_proba(safe) < 0.5):.1%}")
+    flagged_b = [h for h, p in zip(harmful, pb) if p >= 0.5][:30]
+    attacked_b = [greedy_suffix(bag, h, vocab, 20) for h in flagged_b]
+    print(f"greedy 20-word suffix attack on {len(attacked_b)} prompts the bag filter flags")
+    print("| defence | % detected | ms / prompt |")
+    print("|---|---|---|")
+    alone, t = timed(lambda: bag.predict_proba(attacked_b) >= 0.5)
+    print(f"| filter alone | {np.mean(alone):.1%} | {1e3 * t / len(attacked_b):.2f} |")
+    res, t = timed(lambda: erase_and_check_batch(attacked_b, bag, mode="suffix", max_erase=20))
+    print(f"| erase-and-check suffix d=20 (certified) | {np.mean([c.harmful for c in res]):.1%} | "
+          f"{1e3 * t / len(attacked_b):.2f} |")
+    for it in (5, 10, 25, 100):
+        res4, t = timed(lambda it=it: [grad_erase_and_check(a, bag, num_iters=it) for a in attacked_b])
+        print(f"| GradEC {it} iterations | {np.mean([c.harmful for c in res4]):.1%} | "
+              f"{1e3 * t / len(attacked_b):.2f} |")
+    res5, t = timed(lambda: [greedy_erase_and_check(a, bag, num_iters=9) for a in attacked_b])
+    print(f"| GreedyEC 9 rounds | {np.mean([c.harmful for c in res5]):.1%} | {1e3 * t / len(attacked_b):.2f} |")
+    fp2 = [grad_erase_and_check(s, bag, num_iters=25).harmful for s in safe]
+    print(f"GradEC 25 iterations flags {np.mean(fp2):.1%} of the held-out safe prompts")
+
+if __name__ == "__main__":
+    main()

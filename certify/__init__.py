@@ -1,0 +1,81 @@
+"""certify: deterministic certifiers for torch classifiers and LLM prompt filters.
+
+* Bound propagation: ``bounds`` / ``margin_bounds`` / ``verify`` / ``certified_radius`` /
+  ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
+  ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
+* The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
+* Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC.
+"""
+
+from certify import attacks, training
+from certify._graph import Normalize, UnsupportedLayerError
+from certify.api import (
+    Bounds,
+    bounds,
+    certified_radius,
+    margin_bounds,
+    margin_spec,
+    verified_accuracy,
+    verify,
+)
+from certify.erase_and_check import (
+    BudgetExceededError,
+    EmpiricalCheck,
+    PromptCertificate,
+    erase_and_check,
+    erase_and_check_batch,
+    num_subsequences,
+)
+from certify.gradec import grad_erase_and_check
+from certify.greedyec import greedy_erase_and_check
+from certify.randec import random_erase_and_check
+from certify.safety_filters import (
+    BagOfEmbeddingsFilter,
+    CallableFilter,
+    EmbeddingFilter,
+    HFClassifierFilter,
+    TfidfFilter,
+    default_filter,
+    embedded_prompts,
+)
+from certify.tightness import Tightness, propagation_tightness, tightness
+from certify.tokenizers import HFTokenizer, WordTokenizer
+from certify.training import CertifiedTrainer, certified_train, digits_cnn_certified
+
+__all__ = [
+    "BagOfEmbeddingsFilter",
+    "Bounds",
+    "BudgetExceededError",
+    "CallableFilter",
+    "CertifiedTrainer",
+    "EmbeddingFilter",
+    "EmpiricalCheck",
+    "HFClassifierFilter",
+    "HFTokenizer",
+    "Normalize",
+    "PromptCertificate",
+    "TfidfFilter",
+    "Tightness",
+    "UnsupportedLayerError",
+    "WordTokenizer",
+    "attacks",
+    "bounds",
+    "certified_radius",
+    "certified_train",
+    "default_filter",
+    "digits_cnn_certified",
+    "embedded_prompts",
+    "erase_and_check",
+    "erase_and_check_batch",
+    "grad_erase_and_check",
+    "greedy_erase_and_check",
+    "margin_bounds",
+    "margin_spec",
+    "num_subsequences",
+    "propagation_tightness",
+    "random_erase_and_check",
+    "tightness",
+    "training",
+    "verified_accuracy",
+    "verify",
+]

@@ -1,0 +1,578 @@
+"""A small intermediate representation (IR) of a torch model for bound propagation.
+
+A model is turned into a list of :class:`Node` in topological order, node 0 being the
+input. ``nn.Sequential`` containers are walked directly (the fast path); any other module
+is traced with ``torch.fx`` (which gives residual ``Add``), and its sub-modules are mapped
+recursively. The IR holds *references* to the model's parameters (BatchNorm's scale and
+shift are computed from them), so bounds computed on it are differentiable with respect
+to the model parameters.
+
+Node kinds (``Node.op``):
+
+``input``     the perturbed input.
+``linear``    ``x @ W.T + b`` on the last dimension (``nn.Linear``).
+``conv``      ``conv2d`` (``nn.Conv2d``, and ``nn.AvgPool2d`` as a depthwise convolution).
+``dense``     a ``linear`` map on the flattened per-sample features (a densified ``conv``).
+``affine``    elementwise ``x * weight + bias`` (BatchNorm in eval mode, :class:`Normalize`,
+              scalar multiplication, addition of a constant).
+``reshape``   per-sample reshape (``nn.Flatten``, ``view``, ``reshape``).
+``add``       ``coef[0] * a + coef[1] * b`` of two nodes (residual connections).
+``relu``, ``sigmoid``, ``tanh``  elementwise activations.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "AUTO_LIRPA_HINT",
+    "Graph",
+    "Node",
+    "Normalize",
+    "UnsupportedLayerError",
+    "build_graph",
+    "densify",
+]
+
+AUTO_LIRPA_HINT = (
+    "use method='auto_lirpa:CROWN' (or another 'auto_lirpa:<METHOD>') to delegate to auto_LiRPA, which "
+    "supports arbitrary graphs (install: pip install git+https://github.com/Verified-Intelligence/auto_LiRPA)"
+)
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add")
+
+
+class UnsupportedLayerError(NotImplementedError):
+    """Raised when a model holds a layer or operation the built-in bound propagation cannot handle."""
+
+
+class Normalize(nn.Module):
+    """Affine input normalisation ``(x - mean) / std`` with per-channel statistics.
+
+    ``mean`` and ``std`` are scalars or 1-D sequences of length C, applied along dimension 1
+    (the channel dimension of (N, C, H, W) images or the feature dimension of (N, C) inputs).
+    Bound propagation treats it exactly (an elementwise affine map); keep it inside the model
+    so that ``eps`` and ``domain`` are stated in the raw input space (e.g. pixels in [0, 1]).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, mean: float | Sequence[float] | Tensor, std: float | Sequence[float] | Tensor) -> None:
+        super().__init__()
+        m = torch.as_tensor(mean, dtype=torch.get_default_dtype()).reshape(-1)
+        s = torch.as_tensor(std, dtype=torch.get_default_dtype()).reshape(-1)
+        if m.numel() != s.numel() and 1 not in (m.numel(), s.numel()):
+            raise ValueError(
+                f"Expected `mean` and `std` to have the same length, but got {m.numel()} and {s.numel()}"
+            )
+        if not bool(torch.isfinite(m).all()) or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError("Expected `mean` to be finite and `std` to be finite and > 0")
+        self.register_buffer("mean", m)
+        self.register_buffer("std", s)
+
+    def _shaped(self, t: Tensor, ndim: int) -> Tensor:
+        if t.numel() == 1:
+            return t.reshape(())
+        return t.reshape(-1, *([1] * (ndim - 2)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self._shaped(self.mean, x.dim())) / self._shaped(self.std, x.dim())
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
+
+
+@dataclass
+class Node:
+    """One operation of the IR; ``shape`` is the per-sample output shape (no batch dimension)."""
+
+    op: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    name: str
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order; node 0 is the input, ``output`` the index of the output node."""
+
+    nodes: list[Node]
+    output: int
+
+    def consumers(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in self.nodes]
+        for i, n in enumerate(self.nodes):
+            for j in n.inputs:
+                out[j].append(i)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Evaluate the IR (used to check the conversion against the model)."""
+        vals: list[Tensor | None] = [None] * len(self.nodes)
+        vals[0] = x
+        for i, n in enumerate(self.nodes[1:], start=1):
+            vals[i] = apply_node(n, [vals[j] for j in n.inputs])  # type: ignore[misc]
+        return vals[self.output]  # type: ignore[return-value]
+
+    def preactivations(self) -> list[int]:
+        """Indices of nodes that feed an activation (their bounds are needed), in topological order."""
+        return sorted({n.inputs[0] for n in self.nodes if n.op in ACTIVATIONS})
+
+    def affine_in_input(self) -> list[bool]:
+        """For each node, whether it is an affine function of the input (no activation before it)."""
+        flags: list[bool] = []
+        for n in self.nodes:
+            if n.op == "input":
+                flags.append(True)
+            elif n.op in ACTIVATIONS:
+                flags.append(False)
+            else:
+                flags.append(all(flags[j] for j in n.inputs))
+        return flags
+
+
+def conv_args(n: Node) -> dict[str, Any]:
+    a = n.attrs
+    return {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"]}
+
+
+def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
+    """Forward value of one node given its inputs (batched)."""
+    x = xs[0]
+    op = n.op
+    if op == "linear":
+        return F.linear(x, n.weight, n.bias)  # type: ignore[arg-type]
+    if op == "conv":
+        return F.conv2d(x, n.weight, n.bias, **conv_args(n))  # type: ignore[arg-type]
+    if op == "dense":
+        return F.linear(x.reshape(x.shape[0], -1), n.weight, n.bias).reshape(x.shape[0], *n.shape)  # type: ignore[arg-type]
+    if op == "affine":
+        y = x if n.weight is None else x * n.weight
+        return y if n.bias is None else y + n.bias
+    if op == "reshape":
+        return x.reshape(x.shape[0], *n.shape)
+    if op == "add":
+        ca, cb = n.attrs["coef"]
+        return ca * x + cb * xs[1]
+    if op == "relu":
+        return torch.relu(x)
+    if op == "sigmoid":
+        return torch.sigmoid(x)
+    if op == "tanh":
+        return torch.tanh(x)
+    raise AssertionError(op)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building the IR
+# ----------------------------------------------------------------------------------------------
+
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+_LEAVES: tuple[type, ...] = (
+    nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh,
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.AvgPool2d, Normalize, *_DROPOUT,
+)
+_FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
+
+
+def _unsupported(what: str, where: str) -> UnsupportedLayerError:
+    loc = f" (at '{where}')" if where else ""
+    return UnsupportedLayerError(
+        f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
+        f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
+        f"AvgPool2d, certify.Normalize, residual add, Identity, Dropout in eval mode); {AUTO_LIRPA_HINT}"
+    )
+
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, _LEAVES):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def _traced(module: nn.Module, where: str) -> torch.fx.Graph:
+    g = _FX_CACHE.get(module)
+    if g is None:
+        try:
+            g = _Tracer().trace(module)
+        except Exception as e:
+            raise UnsupportedLayerError(
+                f"Could not trace {type(module).__name__}{f' (at {where!r})' if where else ''} with torch.fx "
+                f"({type(e).__name__}: {e}); {AUTO_LIRPA_HINT}"
+            ) from e
+        _FX_CACHE[module] = g
+    return g
+
+
+class _Builder:
+    def __init__(self, sample: Tensor, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.nodes: list[Node] = [Node("input", (), tuple(sample.shape[1:]), "input")]
+        self.samples: list[Tensor | None] = [sample]
+        self.nodes_device = sample.device
+
+    def p(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(self.dtype)
+
+    def sample(self, i: int) -> Tensor:
+        """Value of node ``i`` on the (2-row) sample input, computed on demand."""
+        v = self.samples[i]
+        if v is None:
+            n = self.nodes[i]
+            with torch.no_grad():
+                v = apply_node(n, [self.sample(j) for j in n.inputs])
+            self.samples[i] = v
+        return v
+
+    def _infer_shape(self, node: Node) -> tuple[int, ...] | None:
+        """Output shape without evaluating, for the common ops (None: evaluate to find out)."""
+        ins = [self.nodes[j].shape for j in node.inputs]
+        op = node.op
+        if op in ("relu", "sigmoid", "tanh"):
+            return ins[0]
+        if op == "reshape":
+            return node.shape if math.prod(node.shape) == math.prod(ins[0]) else None
+        if op == "linear" and node.weight is not None and len(ins[0]) >= 1 and ins[0][-1] == node.weight.shape[1]:
+            return (*ins[0][:-1], node.weight.shape[0])
+        if op == "conv" and node.weight is not None and len(ins[0]) == 3 \
+                and ins[0][0] == node.weight.shape[1] * node.attrs["groups"]:
+            a = node.attrs
+            hw = []
+            for d in range(2):
+                k = node.weight.shape[2 + d]
+                size = (ins[0][1 + d] + 2 * a["padding"][d] - a["dilation"][d] * (k - 1) - 1) // a["stride"][d] + 1
+                if size <= 0:
+                    return None
+                hw.append(size)
+            return (node.weight.shape[0], *hw)
+        if op == "affine":
+            shapes = [torch.Size(ins[0])] + [t.shape for t in (node.weight, node.bias) if t is not None]
+            try:
+                out = tuple(torch.broadcast_shapes(*shapes))
+            except RuntimeError:
+                return None
+            return out if out == ins[0] else None
+        return None
+
+    def add(self, node: Node) -> int:
+        shape = self._infer_shape(node)
+        val = None
+        if shape is None:
+            with torch.no_grad():
+                val = apply_node(node, [self.sample(j) for j in node.inputs])
+            shape = tuple(val.shape[1:])
+        node.shape = shape
+        self.nodes.append(node)
+        self.samples.append(val)
+        return len(self.nodes) - 1
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return self.nodes[i].shape
+
+    # -- modules ---------------------------------------------------------------------------------
+    def module(self, m: nn.Module, inp: int, where: str) -> int:
+        if m.training:
+            raise ValueError(
+                f"Expected the model to be in eval mode (call `model.eval()`), but module "
+                f"{where or type(m).__name__!r} is in training mode"
+            )
+        name = where or type(m).__name__
+        if isinstance(m, nn.Sequential):
+            for k, sub in m.named_children():
+                inp = self.module(sub, inp, f"{where}.{k}" if where else k)
+            return inp
+        if isinstance(m, (nn.Identity, *_DROPOUT)):
+            return inp
+        if isinstance(m, nn.Linear):
+            return self.add(Node("linear", (inp,), (), name, self.p(m.weight), self.p(m.bias)))
+        if isinstance(m, nn.Conv2d):
+            return self.conv(m, inp, name)
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            return self.batchnorm(m, inp, name)
+        if isinstance(m, Normalize):
+            nd = len(self.shape(inp)) + 1
+            std, mean = m._shaped(m.std, nd).to(self.dtype), m._shaped(m.mean, nd).to(self.dtype)
+            return self.add(Node("affine", (inp,), (), name, 1.0 / std, -mean / std))
+        if isinstance(m, nn.ReLU):
+            return self.add(Node("relu", (inp,), (), name))
+        if isinstance(m, nn.Sigmoid):
+            return self.add(Node("sigmoid", (inp,), (), name))
+        if isinstance(m, nn.Tanh):
+            return self.add(Node("tanh", (inp,), (), name))
+        if isinstance(m, nn.Flatten | nn.Unflatten):
+            with torch.no_grad():
+                out = m(torch.empty((2, *self.shape(inp)), device="meta"))
+            if out.dim() == 0 or out.shape[0] != 2:
+                raise _unsupported(f"{type(m).__name__} over the batch dimension", name)
+            return self.add(Node("reshape", (inp,), tuple(out.shape[1:]), name))
+        if isinstance(m, nn.AvgPool2d):
+            return self.avgpool(m, inp, name)
+        if type(m).__module__.startswith("torch.nn"):
+            raise _unsupported(type(m).__name__, where)
+        return self.fx(m, inp, where)
+
+    def conv(self, m: nn.Conv2d, inp: int, name: str) -> int:
+        if m.padding_mode != "zeros":
+            raise _unsupported(f"Conv2d with padding_mode={m.padding_mode!r}", name)
+        pad = m.padding
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = (0, 0)
+            else:  # 'same' with stride 1
+                tot = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+                if any(t % 2 for t in tot):
+                    raise _unsupported("Conv2d with asymmetric padding='same'", name)
+                pad = (tot[0] // 2, tot[1] // 2)
+        attrs = {"stride": tuple(m.stride), "padding": tuple(pad), "dilation": tuple(m.dilation), "groups": m.groups}
+        return self.add(Node("conv", (inp,), (), name, self.p(m.weight), self.p(m.bias), attrs))
+
+    def batchnorm(self, m: nn.BatchNorm1d | nn.BatchNorm2d, inp: int, name: str) -> int:
+        if m.running_mean is None or m.running_var is None:
+            raise _unsupported(f"{type(m).__name__} without running statistics (track_running_stats=False)", name)
+        var = m.running_var.to(self.dtype)
+        scale = torch.rsqrt(var + m.eps)
+        if m.weight is not None:
+            scale = scale * m.weight.to(self.dtype)
+        shift = -m.running_mean.to(self.dtype) * scale
+        if m.bias is not None:
+            shift = shift + m.bias.to(self.dtype)
+        extra = len(self.shape(inp)) - 1
+        scale, shift = scale.reshape(-1, *([1] * extra)), shift.reshape(-1, *([1] * extra))
+        return self.add(Node("affine", (inp,), (), name, scale, shift))
+
+    def avgpool(self, m: nn.AvgPool2d, inp: int, name: str) -> int:
+        k = nn.modules.utils._pair(m.kernel_size)
+        s = nn.modules.utils._pair(m.stride if m.stride is not None else m.kernel_size)
+        p = nn.modules.utils._pair(m.padding)
+        if any(p) and not m.count_include_pad and m.divisor_override is None:
+            raise _unsupported("AvgPool2d with padding and count_include_pad=False", name)
+        shape = self.shape(inp)
+        if len(shape) != 3:
+            raise _unsupported(f"AvgPool2d on input of per-sample shape {shape}", name)
+        c = shape[0]
+        div = m.divisor_override or (k[0] * k[1])
+        w = torch.full((c, 1, *k), 1.0 / div, dtype=self.dtype, device=self.sample(inp).device)
+        attrs = {"stride": s, "padding": p, "dilation": (1, 1), "groups": c}
+        idx = self.add(Node("conv", (inp,), (), name, w, None, attrs))
+        with torch.no_grad():
+            ref = m(self.sample(inp))
+        if tuple(ref.shape[1:]) != self.shape(idx) or not torch.allclose(ref, self.sample(idx), atol=1e-5):
+            raise _unsupported("AvgPool2d with ceil_mode=True producing partial windows", name)
+        return idx
+
+    # -- torch.fx ------------------------------------------------------------------------------
+    def fx(self, root: nn.Module, inp: int, where: str) -> int:
+        g = _traced(root, where)
+        env: dict[torch.fx.Node, tuple[str, Any]] = {}
+        out: int | None = None
+        placeholders = 0
+
+        def val(a: Any) -> Any:
+            if isinstance(a, torch.fx.Node):
+                kind, v = env[a]
+                return self.sample(v) if kind == "ir" else v
+            if isinstance(a, list | tuple):
+                return type(a)(val(b) for b in a)
+            return a
+
+        def is_ir(a: Any) -> bool:
+            return isinstance(a, torch.fx.Node) and env[a][0] == "ir"
+
+        for fn in g.nodes:
+            loc = f"{where}.{fn.target}" if where and fn.op == "call_module" else (fn.target if fn.op == "call_module" else where)
+            if fn.op == "placeholder":
+                placeholders += 1
+                if placeholders > 1:
+                    raise _unsupported(f"model with more than one input ('{fn.target}')", where)
+                env[fn] = ("ir", inp)
+            elif fn.op == "get_attr":
+                obj: Any = root
+                for part in str(fn.target).split("."):
+                    obj = getattr(obj, part)
+                env[fn] = ("val", obj)
+            elif fn.op == "call_module":
+                sub = root.get_submodule(str(fn.target))
+                if len(fn.args) != 1 or fn.kwargs or not is_ir(fn.args[0]):
+                    raise _unsupported(f"call of {type(sub).__name__} with several arguments", str(loc))
+                env[fn] = ("ir", self.module(sub, env[fn.args[0]][1], str(loc)))  # type: ignore[index]
+            elif fn.op in ("call_function", "call_method"):
+                env[fn] = self.fx_call(fn, env, val, is_ir, where)
+            elif fn.op == "output":
+                a = fn.args[0]
+                if not is_ir(a):
+                    raise _unsupported("model output that is not a single tensor", where)
+                out = env[a][1]  # type: ignore[index]
+        assert out is not None
+        return out
+
+    def fx_call(self, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, where: str) -> tuple[str, Any]:
+        t: Any = fn.target
+        name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
+        loc = f"{where}:{fn.name}" if where else fn.name
+        args, kwargs = fn.args, fn.kwargs
+        ir_args = [a for a in args if is_ir(a)]
+        if not ir_args:  # pure python / constant computation (e.g. x.size(0), shapes)
+            f = getattr(val(args[0]), t) if fn.op == "call_method" else t
+            a = val(args[1:]) if fn.op == "call_method" else val(args)
+            return ("val", f(*a, **val(dict(kwargs))))
+        x = env[ir_args[0]][1]
+        if name in ("size", "dim", "getattr", "numel"):  # python values from the (sample) tensor
+            s0 = self.sample(x)
+            f = getattr(s0, t) if fn.op == "call_method" else t
+            rest = val(args[1:]) if fn.op == "call_method" else (s0, *val(args[1:]))
+            return ("val", f(*rest, **val(dict(kwargs))))
+
+        def single() -> int:
+            if not is_ir(args[0]) or len(ir_args) != 1:
+                raise _unsupported(f"'{name}' with these arguments", loc)
+            return int(x)
+
+        act = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+        if name in act:
+            return ("ir", self.add(Node(act[name], (single(),), (), loc)))
+        if name in ("flatten", "view", "reshape", "unflatten", "contiguous"):
+            i = single()
+            with torch.no_grad():
+                s = self.sample(i)
+                f = getattr(s, t) if fn.op == "call_method" else (lambda *a, **k: t(s, *a, **k))  # type: ignore[operator]
+                out = f(*val(args[1:]), **val(dict(kwargs)))
+            if out.dim() == 0 or out.shape[0] != s.shape[0]:
+                raise _unsupported(f"'{name}' over the batch dimension", loc)
+            if tuple(out.shape[1:]) == self.shape(i):
+                return ("ir", i)
+            return ("ir", self.add(Node("reshape", (i,), tuple(out.shape[1:]), loc)))
+        if name == "dropout":
+            if val(kwargs.get("training", args[2] if len(args) > 2 else True)):
+                raise _unsupported("dropout with training=True", loc)
+            return ("ir", single())
+        if name in ("add", "iadd", "sub", "isub"):
+            sign = -1.0 if "sub" in name else 1.0
+            alpha = float(val(kwargs.get("alpha", 1.0)))
+            a, b = args[0], args[1]
+            if is_ir(a) and is_ir(b):
+                return ("ir", self.add(Node("add", (env[a][1], env[b][1]), (), loc, attrs={"coef": (1.0, sign * alpha)})))
+            if is_ir(a):
+                c = torch.as_tensor(val(b), dtype=self.dtype, device=self.nodes_device)
+                return ("ir", self.add(Node("affine", (env[a][1],), (), loc, None, sign * alpha * c)))
+            c = torch.as_tensor(val(a), dtype=self.dtype, device=self.nodes_device)
+            w = torch.tensor(sign * alpha, dtype=self.dtype, device=c.device)
+            return ("ir", self.add(Node("affine", (env[b][1],), (), loc, w, c)))
+        if name in ("mul", "imul", "truediv", "itruediv", "div", "neg"):
+            if name == "neg":
+                w = torch.tensor(-1.0, dtype=self.dtype, device=self.nodes_device)
+                return ("ir", self.add(Node("affine", (single(),), (), loc, w, None)))
+            a, b = args[0], args[1]
+            if is_ir(a) and is_ir(b):
+                raise _unsupported(f"'{name}' of two tensors that depend on the input", loc)
+            if "div" in name and not is_ir(a):
+                raise _unsupported(f"'{name}' by a tensor that depends on the input", loc)
+            node_arg, const = (a, b) if is_ir(a) else (b, a)
+            c = torch.as_tensor(val(const), dtype=self.dtype, device=self.nodes_device)
+            w = 1.0 / c if "div" in name else c
+            return ("ir", self.add(Node("affine", (env[node_arg][1],), (), loc, w, None)))
+        if name == "linear":
+            i = single()
+            w = val(args[1] if len(args) > 1 else kwargs["weight"])
+            b = val(args[2] if len(args) > 2 else kwargs.get("bias"))
+            if not isinstance(w, Tensor) or (b is not None and not isinstance(b, Tensor)):
+                raise _unsupported("'linear' with input-dependent weights", loc)
+            return ("ir", self.add(Node("linear", (i,), (), loc, self.p(w), self.p(b))))
+        raise _unsupported(f"'{name}'", loc)
+
+
+def build_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Graph:
+    """Convert ``model`` to the IR; ``x`` (N, ...) gives the input shape, ``dtype`` the computation dtype."""
+    dtype = dtype or x.dtype
+    shape = tuple(x.shape[1:])
+    sample = torch.zeros((2, *shape), dtype=dtype, device=x.device)
+    if x.shape[0] > 0:
+        sample[0] = x[0].detach().to(dtype)
+    b = _Builder(sample, dtype)
+    out = b.module(model, 0, "")
+    nodes = b.nodes
+    if out == 0:
+        nodes.append(Node("reshape", (0,), nodes[0].shape, "identity"))
+        out = len(nodes) - 1
+    return _prune(Graph(nodes, out))
+
+
+def _prune(g: Graph) -> Graph:
+    """Drop nodes the output does not depend on, and renumber."""
+    keep = [False] * len(g.nodes)
+    keep[g.output] = True
+    keep[0] = True
+    for i in range(len(g.nodes) - 1, -1, -1):
+        if keep[i]:
+            for j in g.nodes[i].inputs:
+                keep[j] = True
+    if all(keep):
+        return g
+    new_index: dict[int, int] = {}
+    nodes: list[Node] = []
+    for i, n in enumerate(g.nodes):
+        if keep[i]:
+            new_index[i] = len(nodes)
+            nodes.append(replace(n, inputs=tuple(new_index[j] for j in n.inputs)))
+    return Graph(nodes, new_index[g.output])
+
+
+_DENSE_CACHE: dict[tuple, Tensor] = {}
+
+
+def conv_as_dense(n: Node, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
+    """Dense matrix (out_numel, in_numel) and bias (out_numel,) of a ``conv`` node (exact, differentiable).
+
+    Matrices of weights that need no gradient are cached (keyed by the weight's bytes and the layout).
+    """
+    w = n.weight
+    assert w is not None
+    cacheable = not (torch.is_grad_enabled() and w.requires_grad)
+    key = (hash(w.detach().cpu().numpy().tobytes()), tuple(w.shape), w.dtype, str(w.device), in_shape,
+           tuple(sorted((k, str(v)) for k, v in n.attrs.items())))
+    if cacheable and key in _DENSE_CACHE:
+        mat = _DENSE_CACHE[key]
+        bias = None if n.bias is None else n.bias.reshape(-1, 1, 1).expand(n.shape).reshape(-1)
+        return mat, bias
+    d = math.prod(in_shape)
+    eye = torch.eye(d, dtype=w.dtype, device=w.device).reshape(d, *in_shape)
+    mat = F.conv2d(eye, w, None, **conv_args(n)).reshape(d, -1).t()
+    if cacheable:
+        if len(_DENSE_CACHE) >= 32:
+            _DENSE_CACHE.pop(next(iter(_DENSE_CACHE)))
+        _DENSE_CACHE[key] = mat.detach()
+    bias = None
+    if n.bias is not None:
+        bias = n.bias.reshape(-1, 1, 1).expand(n.shape).reshape(-1)
+    return mat, bias
+
+
+def densify(g: Graph, max_elements: int = 1 << 22) -> Graph:
+    """Replace each ``conv`` node whose dense matrix has at most ``max_elements`` entries by a ``dense`` node."""
+    nodes = list(g.nodes)
+    changed = False
+    for i, n in enumerate(nodes):
+        if n.op == "conv":
+            in_shape = nodes[n.inputs[0]].shape
+            if math.prod(in_shape) * n.numel <= max_elements:
+                mat, bias = conv_as_dense(n, in_shape)
+                nodes[i] = Node("dense", n.inputs, n.shape, n.name, mat, bias)
+                changed = True
+    return Graph(nodes, g.output) if changed else g

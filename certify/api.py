@@ -1,0 +1,397 @@
+"""Public API of the bound-propagation engine: ``bounds``, ``margin_bounds``, ``verify``,
+``certified_radius`` and ``verified_accuracy``.
+
+Methods: ``"ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018), ``"crown-ibp"``
+(Zhang et al. 2020) and ``"auto_lirpa:<METHOD>"`` (delegates to an installed auto_LiRPA).
+Norms: ``float("inf")`` (an L-inf ball, intersected with ``domain`` if given) and ``2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from certkit._validation import check_eval_mode, check_positive, check_positive_int
+
+__all__ = [
+    "METHODS",
+    "Bounds",
+    "bounds",
+    "certified_radius",
+    "margin_bounds",
+    "margin_spec",
+    "verified_accuracy",
+    "verify",
+]
+
+METHODS = ("ibp", "crown", "crown-ibp")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Element-wise ``lower <= f(x') <= upper`` for every ``x'`` in the input region; both (N, K)."""
+
+    lower: Tensor
+    upper: Tensor
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        """Allow ``lower, upper = certify.bounds(...)``."""
+        return iter((self.lower, self.upper))
+
+    @property
+    def width(self) -> Tensor:
+        return self.upper - self.lower
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------------
+
+def _check_method(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"Expected argument `method` to be a string, but got {method!r}")
+    m = method.strip()
+    if m.lower().startswith("auto_lirpa:"):
+        return "auto_lirpa:" + m.split(":", 1)[1]
+    m = m.lower().replace("_", "-")
+    if m not in METHODS:
+        raise ValueError(
+            f"Expected argument `method` to be one of {list(METHODS)} or 'auto_lirpa:<METHOD>', but got {method!r}"
+        )
+    return m
+
+
+def _check_norm(norm: Any) -> float:
+    if isinstance(norm, str):
+        key = norm.lower().replace("-", "")
+        table = {"inf": math.inf, "linf": math.inf, "l2": 2.0, "2": 2.0}
+        if key in table:
+            return table[key]
+    elif isinstance(norm, int | float) and not isinstance(norm, bool) and float(norm) in (math.inf, 2.0):
+        return float(norm)
+    raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
+
+
+def _check_x(x: Any) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"Expected argument `x` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+            raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
+    return x
+
+
+def _check_eps(eps: Any, x: Tensor, name: str = "eps") -> Tensor:
+    """Return eps as an (N,) float64 tensor on x's device (cast to the computation dtype later)."""
+    if isinstance(eps, Tensor):
+        if eps.dim() > 1 or (eps.dim() == 1 and eps.shape[0] != x.shape[0]):
+            raise ValueError(
+                f"Expected argument `{name}` to be a number or a tensor of shape ({x.shape[0]},), "
+                f"but got shape {tuple(eps.shape)}"
+            )
+        e = eps.detach().to(dtype=torch.float64, device=x.device).expand(x.shape[0]).clone()
+    elif isinstance(eps, int | float) and not isinstance(eps, bool):
+        if not (math.isfinite(float(eps)) and eps >= 0):
+            raise ValueError(f"Expected argument `{name}` to be finite and >= 0, but got {eps!r}")
+        return torch.full((x.shape[0],), float(eps), dtype=torch.float64, device=x.device)
+    else:
+        raise TypeError(f"Expected argument `{name}` to be a number >= 0 or a tensor, but got {eps!r}")
+    if e.numel() and (not bool(torch.isfinite(e).all()) or bool((e < 0).any())):
+        raise ValueError(f"Expected argument `{name}` to be finite and >= 0, but got {eps!r}")
+    return e
+
+
+def _check_domain(domain: Any, x: Tensor) -> tuple[float, float] | None:
+    if domain is None:
+        return None
+    if not isinstance(domain, tuple | list) or len(domain) != 2:
+        raise TypeError(f"Expected argument `domain` to be None or a pair (low, high), but got {domain!r}")
+    lo, hi = float(domain[0]), float(domain[1])
+    if not lo < hi:
+        raise ValueError(f"Expected argument `domain` to satisfy low < high, but got {domain!r}")
+    if x.numel():
+        xmin, xmax = (float(v) for v in torch.aminmax(x.detach()))
+        if xmin < lo or xmax > hi:
+            raise ValueError(
+                f"Expected argument `x` to lie inside the domain [{lo}, {hi}], but its values range over "
+                f"[{xmin}, {xmax}]"
+            )
+    return lo, hi
+
+
+def _check_model(model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}")
+    check_eval_mode(model)
+    return model
+
+
+def _check_y(y: Any, n: int, k: int) -> Tensor:
+    if not isinstance(y, Tensor):
+        raise TypeError(f"Expected argument `y` to be a torch tensor of class indices, but got {type(y).__name__}")
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"Expected argument `y` to have shape ({n},), but got shape {tuple(y.shape)}")
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"Expected argument `y` to hold integer class indices, but got dtype {y.dtype}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise ValueError(
+            f"Expected argument `y` to hold class indices in [0, {k - 1}], but got values in "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
+    return y
+
+
+# ----------------------------------------------------------------------------------------------
+# core
+# ----------------------------------------------------------------------------------------------
+
+def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Cast to ``dtype`` and step one ulp outward so the result encloses the (float64) bounds."""
+    lo_c, hi_c = lo.to(dtype), hi.to(dtype)
+    ninf = torch.full_like(lo_c, -math.inf)
+    return torch.nextafter(lo_c, ninf), torch.nextafter(hi_c, -ninf)
+
+
+def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
+             domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
+             need_upper: bool = True) -> tuple[Tensor, Tensor]:
+    """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
+    if method.startswith("auto_lirpa:"):
+        if sound:
+            # auto_LiRPA computes in the model's precision and offers no outward rounding: refuse rather
+            # than return bounds that do not carry the promise of sound=True.
+            raise ValueError(
+                "Expected argument `sound` to be False with an auto_LiRPA method (auto_LiRPA has no outward "
+                f"rounding), but got sound=True with method={method!r}; use method='crown' or 'ibp' for sound bounds"
+            )
+        from certify.auto_lirpa import auto_lirpa_bounds
+
+        return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain)
+    from certify._graph import UnsupportedLayerError, build_graph
+    from certify.ibp import InputRegion, interval_forward, spec_interval
+
+    dtype = torch.float64 if sound else x.dtype
+    if x.shape[0] == 0:
+        k = _num_outputs(model, x) if spec is None else spec.shape[1]
+        empty = torch.zeros((0, k), dtype=x.dtype, device=x.device)
+        return empty, empty.clone()
+    xc = x.to(dtype)
+    try:
+        g = build_graph(model, xc, dtype)
+    except UnsupportedLayerError:
+        raise
+    except RuntimeError as e:
+        raise ValueError(
+            f"Could not evaluate the model on an input of shape {tuple(x.shape)} (does `x` have the shape the "
+            f"model expects?): {e}"
+        ) from e
+    region = InputRegion(xc, eps.to(dtype), norm, domain)
+    if spec is not None:
+        spec = spec.to(dtype)
+        k = g.nodes[g.output].numel
+        if spec.shape[-1] != k:
+            raise ValueError(f"Expected the specification to have {k} columns (model outputs), got {spec.shape[-1]}")
+    if method == "ibp":
+        from certify.ibp import direct_input_flags
+
+        ivs = interval_forward(g, region, stop_before_output=spec is not None)
+        direct = direct_input_flags(g) if norm == 2 else None
+        lo, hi = spec_interval(g, ivs, spec, region, direct)
+    else:
+        from certify.crown import crown_bounds
+
+        lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(method == "crown-ibp"),
+                              need_lower=need_lower, need_upper=need_upper)
+    if sound:
+        return _round_outward(lo, hi, x.dtype)
+    return lo, hi
+
+
+def margin_spec(y: Tensor, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The (N, K, K) margin specification: row j is e_y - e_j (row y is zero)."""
+    n = y.shape[0]
+    eye = torch.eye(k, dtype=dtype, device=y.device)
+    spec = eye[y].unsqueeze(1) - eye.unsqueeze(0).expand(n, k, k)
+    return spec
+
+
+def _num_outputs(model: nn.Module, x: Tensor) -> int:
+    with torch.no_grad():
+        probe = x[:1] if x.shape[0] else torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        try:
+            out = model(probe)
+        except RuntimeError as e:
+            raise ValueError(
+                f"Could not evaluate the model on an input of shape {tuple(x.shape)} (does `x` have the shape "
+                f"the model expects?): {e}"
+            ) from e
+    return int(out[0].numel())
+
+
+def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
+           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
+           spec: Tensor | None = None) -> Bounds:
+    """Lower and upper bounds of the model's outputs over a perturbation region around each input.
+
+    Args:
+        model: a torch module in eval mode (see the docs for the supported layers).
+        x: inputs (N, ...); the bounds are returned on its device and in its dtype.
+        eps: radius (a number, or a tensor (N,) with one radius per input); >= 0.
+        norm: ``float("inf")`` or ``2``.
+        method: ``"ibp"``, ``"crown"``, ``"crown-ibp"`` or ``"auto_lirpa:<METHOD>"``.
+        domain: optional box ``(low, high)`` the inputs live in (e.g. ``(0, 1)`` for pixels); the
+            region is the ball intersected with it. ``x`` must lie inside it.
+        sound: evaluate in float64 and round the final bounds outward (see the docs).
+        spec: optional linear specification ``C`` of shape (S, K) or (N, S, K); then the bounds are
+            of ``C @ f(x')`` (shape (N, S)), with ``C`` folded into the last linear layer.
+
+    Returns:
+        :class:`Bounds` with ``lower`` and ``upper`` of shape (N, K) (or (N, S) with ``spec``).
+    """
+    model = _check_model(model)
+    x = _check_x(x)
+    e = _check_eps(eps, x)
+    p = _check_norm(norm)
+    m = _check_method(method)
+    dom = _check_domain(domain, x)
+    if spec is not None:
+        if not isinstance(spec, Tensor) or spec.dim() not in (2, 3):
+            raise ValueError("Expected argument `spec` to be a tensor of shape (S, K) or (N, S, K)")
+        spec = spec.to(device=x.device)
+        if spec.dim() == 2:
+            spec = spec.unsqueeze(0).expand(x.shape[0], *spec.shape)
+        elif spec.shape[0] != x.shape[0]:
+            raise ValueError(f"Expected argument `spec` to have batch size {x.shape[0]}, got {spec.shape[0]}")
+    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound)
+    return Bounds(lo.to(x.dtype), hi.to(x.dtype))
+
+
+def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
+                  norm: float | str = float("inf"), method: str = "crown",
+                  domain: tuple[float, float] | None = None, sound: bool = False) -> Bounds:
+    """Bounds on the margins ``f_y(x') - f_j(x')`` for every class j, shape (N, K).
+
+    The column ``j = y`` is exactly 0 (in both bounds). The specification matrix (rows
+    ``e_y - e_j``) is folded into the model's last linear layer, which is much tighter than
+    subtracting output bounds. The input is certified iff every other column's lower bound is > 0
+    (see :func:`verify`).
+    """
+    model = _check_model(model)
+    x = _check_x(x)
+    e = _check_eps(eps, x)
+    p = _check_norm(norm)
+    m = _check_method(method)
+    dom = _check_domain(domain, x)
+    k = _num_outputs(model, x)
+    y = _check_y(y, x.shape[0], k).to(x.device)
+    spec = margin_spec(y, k, x.dtype)
+    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound)
+    lo, hi = lo.to(x.dtype), hi.to(x.dtype)
+    at_y = torch.nn.functional.one_hot(y, k).bool()
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return Bounds(torch.where(at_y, zero, lo), torch.where(at_y, zero, hi))
+
+
+def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
+              domain: tuple[float, float] | None, sound: bool) -> Tensor:
+    spec = margin_spec(y, k, x.dtype)
+    lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
+                     need_upper=False)
+    at_y = torch.nn.functional.one_hot(y, k).bool()
+    return ((lo > 0) | at_y).all(dim=1)
+
+
+def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
+           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False) -> Tensor:
+    """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region."""
+    model = _check_model(model)
+    x = _check_x(x)
+    e = _check_eps(eps, x)
+    p = _check_norm(norm)
+    m = _check_method(method)
+    dom = _check_domain(domain, x)
+    k = _num_outputs(model, x)
+    y = _check_y(y, x.shape[0], k).to(x.device)
+    with torch.no_grad():
+        return _verified(model, x, y, e, k, norm=p, method=m, domain=dom, sound=sound)
+
+
+def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str = float("inf"),
+                     method: str = "crown", domain: tuple[float, float] | None = None,
+                     max_eps: float = 1.0, tol: float = 1e-3, sound: bool = False) -> Tensor:
+    """Largest radius (up to ``tol``) at which each input is verified, by bisection on eps.
+
+    The bisection runs on the whole batch at once (one bound computation per step, with a
+    per-input eps). Returns a tensor (N,) in x's dtype: ``max_eps`` if verified at ``max_eps``,
+    0 if the input is misclassified (not verified even at eps = 0), otherwise a radius ``r``
+    with ``verify(..., eps=r)`` true and ``verify(..., eps=r + tol)`` false (up to the
+    non-monotonicity of the relaxation in eps, which bisection assumes).
+    """
+    model = _check_model(model)
+    x = _check_x(x)
+    p = _check_norm(norm)
+    m = _check_method(method)
+    dom = _check_domain(domain, x)
+    max_eps = check_positive(max_eps, "max_eps")
+    tol = check_positive(tol, "tol")
+    k = _num_outputs(model, x)
+    y = _check_y(y, x.shape[0], k).to(x.device)
+    n = x.shape[0]
+    kw: dict[str, Any] = {"norm": p, "method": m, "domain": dom, "sound": sound}
+    with torch.no_grad():
+        zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
+        ok0 = _verified(model, x, y, zeros, k, **kw)
+        hi_ok = _verified(model, x, y, zeros + max_eps, k, **kw)
+        lo = torch.zeros(n, dtype=torch.float64, device=x.device)
+        hi = torch.full((n,), max_eps, dtype=torch.float64, device=x.device)
+        active = ok0 & ~hi_ok
+        lo[hi_ok] = max_eps
+        while bool(active.any()) and float((hi - lo)[active].max()) > tol:
+            idx = active.nonzero().squeeze(1)
+            mid = (lo[idx] + hi[idx]) / 2
+            ok = _verified(model, x[idx], y[idx], mid.to(x.dtype), k, **kw)
+            lo[idx] = torch.where(ok, mid, lo[idx])
+            hi[idx] = torch.where(ok, hi[idx], mid)
+            active = active & ((hi - lo) > tol)
+        return lo.to(x.dtype)
+
+
+def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: float, *,
+                      norm: float | str = float("inf"), method: str = "crown",
+                      domain: tuple[float, float] | None = None, batch_size: int = 256,
+                      progress: bool = True, sound: bool = False) -> float:
+    """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress)."""
+    from tqdm.auto import tqdm
+
+    model = _check_model(model)
+    x = _check_x(inputs)
+    p = _check_norm(norm)
+    m = _check_method(method)
+    dom = _check_domain(domain, x)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
+    k = _num_outputs(model, x)
+    y = _check_y(labels, n, k).to(x.device)
+    _check_eps(eps, x[:1])
+    total = 0
+    with torch.no_grad():
+        for i in tqdm(range(0, n, batch_size), disable=not progress, desc=f"verify {m} eps={eps}", leave=False):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            # a misclassified input cannot be verified (its margin lower bound is <= its margin <= 0)
+            correct = model(xb).argmax(1) == yb
+            xb, yb = xb[correct], yb[correct]
+            if len(yb):
+                e = _check_eps(eps, xb)
+                total += int(_verified(model, xb, yb, e, k, norm=p, method=m, domain=dom, sound=sound).sum())
+    return total / n

@@ -1,0 +1,107 @@
+"""``certkit erase-check``: certify prompts with erase-and-check from the command line.
+
+Exit status: 0 if every prompt is safe, 1 if any is harmful, 2 on a usage error.
+
+Examples::
+
+    certkit erase-check "How do I bake sourdough bread?"
+    certkit erase-check --mode insertion --max-erase 8 --json "Tell me a story"
+    certkit erase-check --file prompts.txt --filter ./my-hf-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+_DEFAULT_D = {"suffix": 20, "insertion": 8, "infusion": 2}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="certkit", description="certkit command-line tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ec = sub.add_parser("erase-check", help="certified harmful-prompt detection (erase-and-check)",
+                        description="Label prompts harmful or safe with erase-and-check (Kumar et al. 2023). "
+                                    "Exit status 0: all safe; 1: some harmful; 2: usage error.")
+    ec.add_argument("prompt", nargs="?", help="the prompt to check (or use --file)")
+    ec.add_argument("--file", type=Path, help="a UTF-8 file with one prompt per line")
+    ec.add_argument("--mode", choices=("suffix", "insertion", "infusion"), default="suffix")
+    ec.add_argument("--max-erase", type=int, default=None, metavar="D",
+                    help="most tokens erased (per block in insertion mode); default 20 / 8 / 2 by mode")
+    ec.add_argument("--num-blocks", type=int, default=1, metavar="K", help="inserted blocks (insertion mode)")
+    ec.add_argument("--filter", default="tfidf", metavar="tfidf|embedding|PATH",
+                    help="built-in filter, or a local Hugging Face sequence-classification model directory")
+    ec.add_argument("--harmful-label", type=int, default=1, help="harmful class index of a PATH model")
+    ec.add_argument("--threshold", type=float, default=0.5, help="flag when p_harmful >= threshold")
+    ec.add_argument("--budget", type=int, default=100_000, help="refuse prompts needing more subsequences")
+    ec.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _load_filter(spec: str, threshold: float, harmful_label: int) -> Any:
+    from certify.safety_filters import HFClassifierFilter, default_filter, embedding_filter
+
+    if spec == "tfidf":
+        return default_filter(threshold=threshold)
+    if spec == "embedding":
+        return embedding_filter(threshold=threshold)
+    if Path(spec).is_dir():
+        return HFClassifierFilter(spec, harmful_label=harmful_label, threshold=threshold)
+    raise ValueError(f"Expected argument `--filter` to be 'tfidf', 'embedding' or a model directory, but got {spec!r}")
+
+
+def _erase_check(args: argparse.Namespace) -> int:
+    from certify.erase_and_check import erase_and_check_batch
+
+    if (args.prompt is None) == (args.file is None):
+        raise ValueError("Expected exactly one of a PROMPT argument or `--file`, but got "
+                         + ("both" if args.prompt is not None else "neither"))
+    if args.file is not None:
+        if not args.file.is_file():
+            raise ValueError(f"Expected argument `--file` to be a readable file, but got {str(args.file)!r}")
+        prompts = [line for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not prompts:
+            raise ValueError(f"Expected argument `--file` to hold at least one prompt, but {str(args.file)!r} has none")
+    else:
+        prompts = [args.prompt]
+    d = _DEFAULT_D[args.mode] if args.max_erase is None else args.max_erase
+    filt = _load_filter(args.filter, args.threshold, args.harmful_label)
+    certs = erase_and_check_batch(prompts, filt, mode=args.mode, max_erase=d, num_blocks=args.num_blocks,
+                                  budget=args.budget)
+    if args.json:
+        rows = [asdict(c) for c in certs]
+        print(json.dumps(rows[0] if args.prompt is not None else rows, indent=2, ensure_ascii=False))
+    else:
+        for c in certs:
+            verdict = "HARMFUL" if c.harmful else "SAFE"
+            print(f"{verdict}: {c.prompt}")
+            print(f"  {c.mode} mode, d={c.max_erase}, {c.num_tokens} tokens, {c.checked} subsequences checked")
+            if c.flagged is not None:
+                print(f"  flagged subsequence: {c.flagged!r}")
+            print(f"  {c.statement.split(': ', 1)[1] if not c.harmful else c.statement.split('. ', 1)[-1]}")
+    return 1 if any(c.harmful for c in certs) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 safe, 1 harmful, 2 usage)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as e:  # argparse exits 2 on usage errors and 0 on --help
+        return int(e.code) if isinstance(e.code, int) else 2
+    try:
+        return _erase_check(args)
+    except (ValueError, TypeError) as e:
+        print(f"certkit erase-check: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,404 @@
+"""CROWN (Zhang et al. 2018) and CROWN-IBP (Zhang et al. 2020): backward linear relaxation.
+
+A linear bound ``A @ node + bias`` is pushed from the output (or an intermediate node) back to
+the input, replacing each activation by linear lower/upper relaxations, then concretised over
+the input region:
+
+* L-inf (intersected with a box domain): ``A c -/+ |A| r`` with the clipped box centre/radius;
+* L2: ``A x0 -/+ ||A||_2 eps`` (and, with a domain, the better of that and the box bound).
+
+ReLU uses auto_LiRPA's default ("adaptive") relaxation: ``lb_r = min(l, 0)``,
+``ub_r = max(max(u, 0), lb_r + 1e-8)``, upper slope ``d_u = ub_r / (ub_r - lb_r)`` with intercept
+``-lb_r d_u``, lower slope ``d_l = 1[d_u > 0.5]``. Sigmoid and tanh use two parallel lines with
+the chord slope, offset to touch the curve (sound for any interval).
+
+Intermediate bounds (method ``"crown"``): a pre-activation that is an affine function of the
+input is bounded exactly (IBP when it is a single affine layer, else a backward pass with no
+relaxation); later pre-activations get IBP reference bounds from the bounds known so far, and a
+CROWN backward pass is run only for the neurons that are unstable under them (per input; the
+other neurons keep the reference bounds, which changes nothing downstream since a stable ReLU's
+relaxation is exact). Method ``"crown-ibp"`` uses IBP for all intermediate bounds and CROWN at the
+output only.
+
+A conv layer on a small input is turned into an equivalent dense matrix for the backward pass
+(exact; BLAS matrix products are faster than transposed convolutions at this size); larger
+ones are propagated with ``conv_transpose2d``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from certify._graph import ACTIVATIONS, Graph, Node, densify
+from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval
+
+__all__ = ["DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
+
+#: A conv layer whose dense matrix has at most this many entries is densified for CROWN.
+DENSE_CONV_MAX_ELEMENTS = 1 << 19
+
+
+def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
+    """auto_LiRPA's default ReLU relaxation: (lower slope d_l, upper slope d_u, upper intercept b_u)."""
+    lb_r = l.clamp(max=0)
+    ub_r = torch.maximum(u.clamp(min=0), lb_r + 1e-8)
+    d_u = ub_r / (ub_r - lb_r)
+    b_u = -lb_r * d_u
+    d_l = (d_u > 0.5).to(d_u.dtype)
+    return d_l, d_u, b_u
+
+
+def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
+    """Parallel-line relaxation of sigmoid/tanh on [l, u]: slope k, intercepts b_l <= f(x) - k x <= b_u.
+
+    k is the chord slope; the extremes of ``f(x) - k x`` are at the end points or where
+    ``f'(x) = k``, which has closed-form solutions for both functions.
+    """
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    fl, fu = f(l), f(u)
+    width = u - l
+    tiny = width <= 1e-6 * (1 + l.abs())
+    mid = (l + u) / 2
+    fm = f(mid)
+    deriv = fm * (1 - fm) if op == "sigmoid" else 1 - fm * fm
+    k = torch.where(tiny, deriv, (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
+    kmax = 0.25 if op == "sigmoid" else 1.0
+    k = k.clamp(min=torch.finfo(k.dtype).tiny, max=kmax)
+    if op == "sigmoid":
+        disc = (1 - 4 * k).clamp(min=0).sqrt()
+        s1, s2 = (1 - disc) / 2, (1 + disc) / 2
+        s1 = s1.clamp(min=torch.finfo(k.dtype).tiny)
+        s2 = s2.clamp(max=1 - torch.finfo(k.dtype).eps)
+        x1, x2 = torch.log(s1) - torch.log1p(-s1), torch.log(s2) - torch.log1p(-s2)
+    else:
+        t = (1 - k).clamp(min=0).sqrt().clamp(max=1 - torch.finfo(k.dtype).eps)
+        x2 = torch.atanh(t)
+        x1 = -x2
+    cands = [l, u, torch.minimum(torch.maximum(x1, l), u), torch.minimum(torch.maximum(x2, l), u)]
+    gs = torch.stack([f(c) - k * c for c in cands])
+    slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
+    return k, gs.min(0).values - slack, gs.max(0).values + slack
+
+
+class _Relax:
+    """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper)."""
+
+    def __init__(self, op: str, l: Tensor, u: Tensor) -> None:  # noqa: E741
+        if op == "relu":
+            self.d_l, self.d_u, self.b_u = relu_relaxation(l, u)
+            self.b_l: Tensor | None = None
+        else:
+            k, self.b_l, self.b_u = smooth_relaxation(op, l, u)
+            self.d_l = self.d_u = k
+
+
+def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
+    """sum over node dims of ``a`` (B, S, *shape) times ``v`` (N, *shape) -> (max(B,N), S)."""
+    b, s = a.shape[0], a.shape[1]
+    a2 = a.reshape(b, s, -1)
+    v2 = v.reshape(v.shape[0], -1, 1)
+    if b == 1 and v2.shape[0] > 1:
+        return (a2[0] @ v2.squeeze(-1).t()).t()
+    return torch.bmm(a2, v2).squeeze(-1) if a2.shape[0] == v2.shape[0] else torch.matmul(a2, v2).squeeze(-1)
+
+
+def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """sum over node dims of ``a`` (B, S, *shape) times a constant ``bias`` broadcastable to shape -> (B, S)."""
+    b, s = a.shape[0], a.shape[1]
+    bb = bias.expand(shape).reshape(-1) if bias.dim() else bias.expand(math.prod(shape))
+    return a.reshape(b, s, -1) @ bb
+
+
+def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
+    """Push ``a`` (B, S, *n.shape) through affine node ``n``: returns (A at its input, bias term (B, S))."""
+    b, s = a.shape[0], a.shape[1]
+    op = n.op
+    if op == "linear":
+        w = n.weight
+        new = torch.matmul(a, w)  # type: ignore[arg-type]
+        bias = None
+        if n.bias is not None:
+            bias = torch.matmul(a, n.bias)
+            if bias.dim() > 2:
+                bias = bias.reshape(b, s, -1).sum(-1)
+        return new, bias
+    if op == "dense":
+        a2 = a.reshape(b, s, -1)
+        new = torch.matmul(a2, n.weight).reshape(b, s, *in_shape)  # type: ignore[arg-type]
+        bias = torch.matmul(a2, n.bias) if n.bias is not None else None
+        return new, bias
+    if op == "conv":
+        w = n.weight
+        assert w is not None
+        st, pad, dil = n.attrs["stride"], n.attrs["padding"], n.attrs["dilation"]
+        k = w.shape[2:]
+        out_pad = []
+        for d in range(2):
+            full = (n.shape[1 + d] - 1) * st[d] - 2 * pad[d] + dil[d] * (k[d] - 1) + 1
+            out_pad.append(in_shape[1 + d] - full)
+        new = F.conv_transpose2d(a.reshape(b * s, *n.shape), w, None, stride=st, padding=pad,
+                                 output_padding=tuple(out_pad), groups=n.attrs["groups"], dilation=dil)
+        new = new.reshape(b, s, *in_shape)
+        bias = a.sum(dim=(3, 4)) @ n.bias if n.bias is not None else None
+        return new, bias
+    if op == "affine":
+        new = a * n.weight if n.weight is not None else a
+        bias = _bias_dot(a, n.bias, n.shape) if n.bias is not None else None
+        return new, bias
+    if op == "reshape":
+        return a.reshape(b, s, *in_shape), None
+    raise AssertionError(op)
+
+
+def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
+    if t is None:
+        return acc
+    return t if acc is None else acc + t
+
+
+def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
+             relax: dict[int, _Relax], *, need_lower: bool = True, need_upper: bool = True,
+             start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """Bounds of ``A @ node[start] (+ b0)`` over the region, A = ``a0`` (B, S, *shape).
+
+    If ``start_node_done`` then ``a0`` is already the coefficient at ``start_input`` (the start
+    node's input) and ``b0`` the accumulated bias.
+    """
+    nodes = g.nodes
+    # pending[j] = [lA, uA]; identical objects while no relaxation separated them
+    pending: dict[int, list[Tensor | None]] = {}
+    lbias: Tensor | None = b0
+    ubias: Tensor | None = b0
+    la = a0 if need_lower else None
+    ua = a0 if need_upper else None
+    if start_node_done:
+        assert start_input is not None
+        pending[start_input] = [la, ua]
+    else:
+        pending[start] = [la, ua]
+    order = range(start_input if start_node_done else start, 0, -1)  # type: ignore[arg-type]
+    for i in order:
+        if i not in pending:
+            continue
+        la, ua = pending.pop(i)
+        n = nodes[i]
+        op = n.op
+        if op in ACTIVATIONS:
+            r = relax[i]
+            new_l = new_u = None
+            dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+            if op == "relu" and la is not None and la is ua:
+                # one pass for the sign split serves both bounds
+                pos = la.clamp(min=0)
+                neg = la - pos
+                new_l = torch.addcmul(pos * dl, neg, du)
+                new_u = torch.addcmul(pos * du, neg, dl)
+                lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
+                ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
+            else:
+                if la is not None:
+                    neg = la.clamp(max=0)
+                    if op == "relu":
+                        new_l = torch.addcmul(la * dl, neg, du - dl)
+                        lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
+                    else:
+                        new_l = la * dl
+                        lbias = _add_bias(lbias, _flat_dot(la - neg, r.b_l) + _flat_dot(neg, r.b_u))  # type: ignore[arg-type]
+                if ua is not None:
+                    pos = ua.clamp(min=0)
+                    if op == "relu":
+                        new_u = torch.addcmul(ua * dl, pos, du - dl)
+                        ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
+                    else:
+                        new_u = ua * du
+                        ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
+            outs = [(n.inputs[0], new_l, new_u)]
+        elif op == "add":
+            ca, cb = n.attrs["coef"]
+
+            def sc(t: Tensor | None, c: float) -> Tensor | None:
+                return None if t is None else (t if c == 1.0 else t * c)
+
+            outs = []
+            for j, c in zip(n.inputs, (ca, cb)):
+                tl = sc(la, c)
+                tu = tl if ua is la else sc(ua, c)
+                outs.append((j, tl, tu))
+        else:
+            in_shape = nodes[n.inputs[0]].shape
+            new_l = new_u = None
+            if la is not None:
+                new_l, bl = _back_affine(n, la, in_shape)
+                lbias = _add_bias(lbias, bl)
+            if ua is not None:
+                if ua is la:
+                    new_u = new_l
+                    ubias = _add_bias(ubias, bl)
+                else:
+                    new_u, bu = _back_affine(n, ua, in_shape)
+                    ubias = _add_bias(ubias, bu)
+            outs = [(n.inputs[0], new_l, new_u)]
+        for j, tl, tu in outs:
+            if j in pending:
+                pl, pu = pending[j]
+                same = pl is pu and tl is tu
+                nl = None if tl is None else tl + pl  # type: ignore[operator]
+                nu = nl if same else (None if tu is None else tu + pu)  # type: ignore[operator]
+                pending[j] = [nl, nu]
+            else:
+                pending[j] = [tl, tu]
+    la, ua = pending.get(0, [None, None])
+    return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+
+
+def _concretize(region: InputRegion, a: Tensor | None, bias: Tensor | None, sign: int) -> Tensor | None:
+    """min (sign=-1) or max (sign=+1) of ``a @ x + bias`` over the region."""
+    if a is None:
+        return None
+    n = region.x0.shape[0]
+    b, s = a.shape[0], a.shape[1]
+    if region.norm == math.inf:
+        box = region.box
+        val = _flat_dot(a, box.c) + sign * _flat_dot(a.abs(), box.r)
+    else:
+        a2 = a.reshape(b, s, -1)
+        val = _flat_dot(a, region.x0) + sign * a2.norm(dim=2) * region.eps.reshape(-1, 1)
+        if region.domain is not None:
+            box = region.box
+            vb = _flat_dot(a, box.c) + sign * _flat_dot(a.abs(), box.r)
+            val = torch.maximum(val, vb) if sign < 0 else torch.minimum(val, vb)
+    if bias is not None:
+        val = val + bias
+    if val.shape[0] != n:
+        val = val.expand(n, s)
+    return val
+
+
+def _start(n: Node, mode: str, data: Tensor | None, batch: int,
+           in_shape: tuple[int, ...] = ()) -> tuple[Tensor, Tensor | None, bool]:
+    """Initial coefficients for bounding ``C @ node`` (mode 'spec', data C (N, S, K)), the node itself
+    (mode 'eye') or selected neurons (mode 'index', data (N, S) flat indices).
+
+    Returns (A, bias, done): if ``done``, A is already at the node's input (folded into a linear node).
+    """
+    foldable = n.op == "dense" or (n.op == "linear" and len(n.shape) == 1)
+    w = n.weight
+    if foldable:
+        assert w is not None
+        if mode == "eye":
+            a = w.unsqueeze(0)
+            bias = None if n.bias is None else n.bias.unsqueeze(0)
+        elif mode == "index":
+            a = w[data]  # (N, S, in)
+            bias = None if n.bias is None else n.bias[data]
+        else:
+            a = torch.matmul(data, w)  # type: ignore[arg-type]
+            bias = None if n.bias is None else torch.matmul(data, n.bias)  # type: ignore[arg-type]
+        if n.op == "dense":
+            a = a.reshape(a.shape[0], a.shape[1], *in_shape)
+        return a, bias, True
+    d = n.numel
+    if mode == "eye":
+        a = torch.eye(d, dtype=w.dtype if w is not None else torch.get_default_dtype()).reshape(1, d, *n.shape)
+    elif mode == "index":
+        assert data is not None
+        a = F.one_hot(data, d).reshape(batch, data.shape[1], *n.shape)
+    else:
+        assert data is not None
+        a = data.reshape(batch, data.shape[1], *n.shape)
+    return a, None, False
+
+
+def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
+                 need_lower: bool = True, need_upper: bool = True) -> tuple[Tensor, Tensor]:
+    """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S)."""
+    nodes = g.nodes
+    batch = region.x0.shape[0]
+    dtype, device = region.x0.dtype, region.x0.device
+    gd = densify(g, DENSE_CONV_MAX_ELEMENTS)
+    pre = set(g.preactivations())
+    direct = direct_input_flags(g) if region.norm == 2 else None
+    affine_in = g.affine_in_input()
+    # nodes bounded exactly by IBP: an affine function of the input through at most one affine op
+    n_ops = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        if n.op != "input":
+            n_ops[i] = max((n_ops[j] for j in n.inputs), default=0) + (n.op not in ("reshape",))
+            if n.op == "add":
+                n_ops[i] = 99
+    ivs: list[Interval | None] = [None] * len(nodes)
+    ivs[0] = region.box
+    relax: dict[int, _Relax] = {}
+    for i in range(1, len(nodes)):
+        if i == g.output:
+            break
+        n = nodes[i]
+        if n.op in ACTIVATIONS:
+            src = ivs[n.inputs[0]]
+            assert src is not None
+            relax[i] = _Relax(n.op, src.l, src.u)
+        iv = node_interval(g, i, ivs, region, direct)
+        if i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1):
+            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i], batch=batch)
+        ivs[i] = iv
+    out = nodes[g.output]
+    mode = "eye" if spec is None else "spec"
+    a, b0, done = _start(gd.nodes[g.output], mode, spec, batch, nodes[out.inputs[0]].shape)
+    a = a.to(dtype=dtype, device=device)
+    if out.op in ACTIVATIONS and not done:
+        src = ivs[out.inputs[0]]
+        assert src is not None
+        relax[g.output] = _Relax(out.op, src.l, src.u)
+    lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
+                      start_node_done=done, start_input=out.inputs[0] if done else None)
+    if lo is None:
+        lo = torch.full_like(hi, -math.inf)  # type: ignore[arg-type]
+    if hi is None:
+        hi = torch.full_like(lo, math.inf)
+    return lo, hi
+
+
+def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: dict[int, _Relax], *,
+                  exact: bool, batch: int) -> Interval:
+    """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
+    else only the neurons unstable under the reference bounds ``ref``."""
+    n = g.nodes[i]
+    dtype, device = region.x0.dtype, region.x0.device
+    if exact:
+        a, b0, done = _start(n, "eye", None, batch, g.nodes[n.inputs[0]].shape if n.inputs else ())
+        lo, hi = backward(g, i, a.to(dtype=dtype, device=device), b0, region, relax,
+                          start_node_done=done, start_input=n.inputs[0] if done else None)
+        assert lo is not None and hi is not None
+        return Interval(l=lo.reshape(batch, *n.shape), u=hi.reshape(batch, *n.shape))
+    l_ref, u_ref = ref.l.reshape(batch, -1), ref.u.reshape(batch, -1)
+    unstable = (l_ref < 0) & (u_ref > 0)
+    counts = unstable.sum(1)
+    s = int(counts.max()) if batch else 0
+    if s == 0:
+        return ref
+    union = unstable.any(0)
+    n_union = int(union.sum())
+    if n_union <= 1.25 * s:
+        # (nearly) the same neurons are unstable across the batch: one coefficient matrix shared by
+        # all inputs until the first activation (no per-input gather); results are used only where
+        # the neuron is unstable for that input, so bounds do not depend on the rest of the batch
+        cols = union.nonzero().squeeze(1)
+        a, b0, done = _start(n, "index", cols.unsqueeze(0), 1, g.nodes[n.inputs[0]].shape)
+        idx = cols.unsqueeze(0).expand(batch, n_union)
+        valid = unstable[:, cols]
+    else:
+        idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
+        a, b0, done = _start(n, "index", idx, batch, g.nodes[n.inputs[0]].shape)
+        valid = torch.arange(s, device=device).unsqueeze(0) < counts.unsqueeze(1)
+    lo, hi = backward(g, i, a.to(dtype=dtype), b0, region, relax,
+                      start_node_done=done, start_input=n.inputs[0] if done else None)
+    assert lo is not None and hi is not None
+    lo = torch.where(valid, lo, l_ref.gather(1, idx))
+    hi = torch.where(valid, hi, u_ref.gather(1, idx))
+    l_new = l_ref.scatter(1, idx, lo)
+    u_new = u_ref.scatter(1, idx, hi)
+    return Interval(l=l_new.reshape(batch, *n.shape), u=u_new.reshape(batch, *n.shape))

@@ -1,0 +1,427 @@
+"""Erase-and-check: certified filtering of adversarial prompts (Kumar et al., arXiv 2309.02705).
+
+Erase-and-check erases tokens of the prompt and labels it harmful if the safety filter
+flags the prompt or any erased version of it. Three threat models fix which erasures
+are checked; with ``n`` prompt tokens and budget ``d``:
+
+* ``suffix``: erase the last ``i`` tokens, ``i = 0..min(d, n)``: ``min(d, n) + 1`` checks.
+* ``insertion``: erase up to ``k`` contiguous blocks of at most ``d`` tokens each (blocks
+  may touch, as inserted sequences may): ``1 + sum_{l<=d} (n - l + 1)`` checks for k = 1.
+* ``infusion``: erase any set of at most ``d`` tokens: ``sum_{i<=d} C(n, i)`` checks.
+
+**Guarantee** (deterministic, no failure probability). If the filter flags a prompt P,
+then erase-and-check flags P with any adversarial sequence of at most ``d`` tokens
+appended (resp. inserted in up to ``k`` places, resp. infused anywhere), because P
+itself is one of the checked subsequences. Certified accuracy on harmful prompts is
+therefore the filter's accuracy on the clean harmful prompts, for every attack within
+the threat model. Equivalently, a *safe* verdict certifies that the prompt is not any
+filter-flagged prompt plus at most ``d`` adversarial tokens. Nothing is certified about
+safe prompts being labelled safe: that is measured (erased fragments may look harmful).
+
+The guarantee is over token sequences of the given tokenizer. Counting is closed form
+(or an O(n k^2 d) recursion for insertion with k > 1), the count is checked against a
+budget before anything is evaluated, erased sequences are deduplicated as id tuples,
+the filter is called on batches, and checking stops at the first flagged batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from certify.tokenizers import Tokenizer, WordTokenizer, check_prompt
+from certkit._validation import check_positive_int
+
+__all__ = [
+    "MODES",
+    "BudgetExceededError",
+    "EmpiricalCheck",
+    "PromptCertificate",
+    "erase_and_check",
+    "erase_and_check_batch",
+    "erased_subsequences",
+    "erased_texts",
+    "num_subsequences",
+]
+
+MODES = ("suffix", "insertion", "infusion")
+
+
+class BudgetExceededError(ValueError):
+    """The number of subsequences to check exceeds the caller's budget."""
+
+
+@dataclass(frozen=True)
+class PromptCertificate:
+    """The verdict of erase-and-check on one prompt.
+
+    Attributes:
+        prompt: the checked prompt (decoded text).
+        harmful: True if the filter flagged the prompt or an erased subsequence of it.
+        mode: the threat model, ``"suffix"``, ``"insertion"`` or ``"infusion"``.
+        max_erase: the budget ``d`` (tokens per block in insertion mode).
+        num_blocks: ``k``, the number of inserted blocks (insertion mode; 1 otherwise).
+        num_tokens: ``n``, the number of erasable tokens of the prompt.
+        num_subsequences: the closed-form number of erasure patterns (before dedup).
+        checked: the number of distinct subsequences the filter scored (early exit
+            stops at the first flagged batch, so harmful prompts may score fewer).
+        flagged: the first flagged subsequence (text), or None when the verdict is safe.
+        statement: what this verdict certifies, in words.
+    """
+
+    prompt: str
+    harmful: bool
+    mode: str
+    max_erase: int
+    num_blocks: int
+    num_tokens: int
+    num_subsequences: int
+    checked: int
+    flagged: str | None
+    statement: str
+
+
+@dataclass(frozen=True)
+class EmpiricalCheck:
+    """The verdict of an empirical (uncertified) erase-and-check variant on one prompt.
+
+    Attributes:
+        prompt: the checked prompt.
+        harmful: True if the filter flagged the prompt or a subsequence the method tried.
+        method: ``"randec"``, ``"greedyec"`` or ``"gradec"``.
+        checked: the number of filter evaluations (strings scored).
+        flagged: the first flagged subsequence, or None.
+        statement: always says that no guarantee holds beyond the clean prompt.
+    """
+
+    prompt: str
+    harmful: bool
+    method: str
+    checked: int
+    flagged: str | None
+    statement: str
+
+
+def _check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        raise ValueError(f"Expected argument `mode` to be one of {MODES}, but got {mode!r}")
+    return str(mode)
+
+
+def _check_erase_args(mode: Any, max_erase: Any, num_blocks: Any) -> tuple[str, int, int]:
+    mode = _check_mode(mode)
+    d = check_positive_int(max_erase, "max_erase", minimum=0)
+    k = check_positive_int(num_blocks, "num_blocks", minimum=1)
+    return mode, d, k
+
+
+def _insertion_count(n: int, d: int, k: int) -> int:
+    """Number of erased index sets that are a union of at most k blocks of <= d tokens.
+
+    A set is counted once by its maximal runs r_1, r_2, ... (separated by >= 1 kept
+    token); it needs sum_j ceil(r_j / d) blocks. f(p, b) counts the sets of positions
+    >= p using at most b blocks: f(p, b) = 1 + sum_{s >= p} sum_r f(s + r + 1, b - ceil(r/d)).
+    Computed right to left with a running sum over s: O(n k^2 d).
+    """
+    if d == 0 or n == 0:
+        return 1
+    if k == 1:  # closed form: the clean prompt plus every block of length l <= d
+        return 1 + sum(n - length + 1 for length in range(1, min(d, n) + 1))
+    f = [[1] * (k + 1) for _ in range(n + 2)]  # f[p][b]; positions >= n: only the empty set
+    g = [[0] * (k + 1) for _ in range(n + 2)]  # g[p][b] = sum over runs starting at s >= p
+    for p in range(n - 1, -1, -1):
+        for b in range(k + 1):
+            here = 0
+            for r in range(1, min(b * d, n - p) + 1):
+                here += f[min(p + r + 1, n)][b - (r + d - 1) // d]
+            g[p][b] = g[p + 1][b] + here
+            f[p][b] = 1 + g[p][b]
+    return f[0][k]
+
+
+def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_blocks: int = 1) -> int:
+    """Closed-form number of erasure patterns checked for ``n`` tokens (clean prompt included).
+
+    suffix: ``min(d, n) + 1``; infusion: ``sum_{i=0..min(d, n)} C(n, i)``; insertion:
+    the number of index sets that are a union of at most ``k`` blocks of at most ``d``
+    tokens (``1 + sum_{l=1..min(d,n)} (n - l + 1)`` for k = 1). Distinct patterns can
+    still give equal id sequences (repeated tokens), so the deduplicated count is <= this.
+    """
+    mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
+    n = check_positive_int(n, "n", minimum=0)
+    if mode == "suffix":
+        return min(d, n) + 1
+    if mode == "infusion":
+        return sum(math.comb(n, i) for i in range(min(d, n) + 1))
+    return _insertion_count(n, d, k)
+
+
+def _insertion_runs(n: int, d: int, pos: int, budget: int) -> Iterator[tuple[tuple[int, int], ...]]:
+    """Each erased set (as maximal runs (start, length)) of positions >= pos, exactly once."""
+    yield ()
+    if budget == 0 or d == 0:
+        return
+    for s in range(pos, n):
+        for r in range(1, min(budget * d, n - s) + 1):
+            for rest in _insertion_runs(n, d, s + r + 1, budget - (r + d - 1) // d):
+                yield ((s, r), *rest)
+
+
+def _patterns(ids: tuple[int, ...], mode: str, d: int, k: int) -> Iterator[tuple[int, ...]]:
+    """Every erased id sequence, clean prompt first, before deduplication."""
+    n = len(ids)
+    if mode == "suffix":
+        for i in range(min(d, n) + 1):
+            yield ids[: n - i]
+    elif mode == "infusion":
+        for i in range(min(d, n) + 1):
+            for erased in itertools.combinations(range(n), i):
+                drop = set(erased)
+                yield tuple(t for j, t in enumerate(ids) if j not in drop)
+    else:
+        for runs in _insertion_runs(n, d, 0, k):
+            out: list[int] = []
+            prev = 0
+            for s, r in runs:
+                out.extend(ids[prev:s])
+                prev = s + r
+            out.extend(ids[prev:])
+            yield tuple(out)
+
+
+def _check_budget(count: int, budget: int | None, n: int, mode: str, d: int, k: int) -> None:
+    if budget is not None and count > budget:
+        blocks = f", num_blocks={k}" if mode == "insertion" else ""
+        raise BudgetExceededError(
+            f"erase-and-check in {mode} mode with n={n} tokens, max_erase={d}{blocks} needs {count:,} "
+            f"subsequences, which exceeds the budget of {budget:,}; lower `max_erase`, use mode='suffix' "
+            "or 'insertion', or raise `budget`"
+        )
+
+
+def erased_subsequences(
+    ids: Sequence[int],
+    mode: str = "suffix",
+    max_erase: int = 20,
+    *,
+    num_blocks: int = 1,
+    budget: int | None = 100_000,
+) -> Iterator[tuple[int, ...]]:
+    """The distinct erased id sequences of ``ids``, the clean sequence first.
+
+    The count (:func:`num_subsequences`) is checked against ``budget`` before anything is
+    generated; :class:`BudgetExceededError` names both. Deduplication is on id tuples, so
+    two sequences are merged only if they are equal.
+    """
+    mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
+    ids = tuple(int(i) for i in ids)
+    _check_budget(num_subsequences(len(ids), mode, d, k), budget, len(ids), mode, d, k)
+
+    def gen() -> Iterator[tuple[int, ...]]:
+        seen: set[tuple[int, ...]] = set()
+        for sub in _patterns(ids, mode, d, k):
+            if sub not in seen:
+                seen.add(sub)
+                yield sub
+
+    return gen()
+
+
+def erased_texts(
+    prompt: str,
+    mode: str = "suffix",
+    max_erase: int = 20,
+    *,
+    num_blocks: int = 1,
+    tokenizer: Tokenizer | None = None,
+    budget: int | None = 100_000,
+) -> list[str]:
+    """The distinct non-empty erased versions of ``prompt`` (clean prompt excluded), as text.
+
+    Used for the paper's erasure augmentation: erased safe prompts are labelled safe when
+    training a filter, so that fragments of safe prompts are not flagged.
+    """
+    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    ids = tok.encode(check_prompt(prompt))
+    out = []
+    for sub in itertools.islice(erased_subsequences(ids, mode, max_erase, num_blocks=num_blocks, budget=budget), 1, None):
+        text = tok.decode(sub)
+        if text.strip():
+            out.append(text)
+    return out
+
+
+def _scores(filt: Any, texts: list[str]) -> np.ndarray:
+    p = np.asarray(filt.predict_proba(texts), dtype=np.float64)
+    if p.shape != (len(texts),):
+        raise ValueError(f"Expected the filter's `predict_proba` to return shape ({len(texts)},), but got {p.shape}")
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("Expected the filter's `predict_proba` to return probabilities in [0, 1], but got other values")
+    return p
+
+
+def _flags(filt: Any, texts: list[str]) -> np.ndarray:
+    """Filter verdicts; the empty (all-erased) sequence is never sent to the filter and never harmful.
+
+    An empty string is not a prompt, and the certificate never needs it (the clean harmful
+    prompt is non-empty); a filter whose bias flags "" would otherwise flag every prompt once
+    d >= n. The reference's Llama filter likewise counts very short subsequences as not harmful.
+    """
+    out = np.zeros(len(texts), dtype=bool)
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if keep:
+        out[keep] = _scores(filt, [texts[i] for i in keep]) >= filt.threshold
+    return out
+
+
+def _statement(harmful: bool, mode: str, d: int, k: int, flagged: str | None) -> str:
+    adv = {
+        "suffix": f"at most {d} adversarial tokens appended",
+        "insertion": f"at most {k} adversarial sequence(s) of at most {d} tokens each inserted anywhere",
+        "infusion": f"at most {d} adversarial tokens infused at arbitrary positions",
+    }[mode]
+    if harmful:
+        return (
+            f"harmful: the filter flags the subsequence {flagged!r}. Guarantee ({mode}, d={d}): every prompt "
+            f"that the filter flags stays flagged with {adv}."
+        )
+    return (
+        f"safe: certified not to be any filter-flagged prompt with {adv}; every such decomposition "
+        "was checked and none was flagged (this says nothing about the filter's own errors)."
+    )
+
+
+def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ...], str]:
+    if isinstance(prompt, str):
+        check_prompt(prompt)
+        return tuple(tok.encode(prompt)), prompt
+    if isinstance(prompt, Sequence | np.ndarray) and all(isinstance(i, int | np.integer) for i in prompt):
+        if not explicit:
+            raise ValueError("Expected argument `tokenizer` to be given when `prompt` is a sequence of token ids")
+        ids = tuple(int(i) for i in prompt)
+        if not ids:
+            raise ValueError("Expected argument `prompt` to hold at least one token id, but it is empty")
+        return ids, tok.decode(ids)
+    raise TypeError(f"Expected argument `prompt` to be a string or a sequence of token ids, but got {type(prompt).__name__}")
+
+
+def erase_and_check_batch(
+    prompts: Sequence[Any],
+    filter: Any,
+    *,
+    mode: str = "suffix",
+    max_erase: int = 20,
+    num_blocks: int = 1,
+    tokenizer: Tokenizer | None = None,
+    batch_size: int = 256,
+    budget: int | None = 100_000,
+) -> list[PromptCertificate]:
+    """Erase-and-check on many prompts, pooling their subsequences into shared filter batches.
+
+    The clean prompts are scored first (together); only the prompts the filter does not flag
+    have their erased subsequences scored, and a prompt stops at its first flagged batch.
+
+    Args:
+        prompts: strings, or token-id sequences of ``tokenizer``.
+        filter: an object with ``predict_proba(list[str]) -> (N,)`` harmful probabilities and
+            a ``threshold`` (flag when p >= threshold), e.g. :class:`certify.safety_filters.TfidfFilter`;
+            a plain callable ``list[str] -> (N,)`` scores is used with threshold 0.5.
+        mode: ``"suffix"``, ``"insertion"`` or ``"infusion"``.
+        max_erase: ``d >= 0``, the most tokens erased (per block in insertion mode).
+        num_blocks: ``k >= 1`` inserted blocks (insertion mode).
+        tokenizer: defaults to a fresh :class:`certify.tokenizers.WordTokenizer`.
+        batch_size: strings per filter call.
+        budget: refuse (:class:`BudgetExceededError`) a prompt needing more subsequences; None: no limit.
+
+    Returns:
+        One :class:`PromptCertificate` per prompt, in order. The guarantee is in the module docstring.
+    """
+    from certify.safety_filters import as_filter  # local: safety_filters imports this module
+
+    mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+        raise TypeError(f"Expected argument `prompts` to be a list of prompts, but got {type(prompts).__name__}")
+    filt = as_filter(filter)
+    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    resolved = [_resolve(p, tok, tokenizer is not None) for p in prompts]
+    counts = [num_subsequences(len(ids), mode, d, k) for ids, _ in resolved]
+    for (ids, _), c in zip(resolved, counts):  # refuse before evaluating anything
+        _check_budget(c, budget, len(ids), mode, d, k)
+
+    checked = [0] * len(resolved)
+    flagged: list[str | None] = [None] * len(resolved)
+    queue: list[tuple[int, str]] = []
+
+    def flush() -> None:
+        hits = _flags(filt, [t for _, t in queue])
+        for (j, text), hit in zip(queue, hits):
+            checked[j] += 1
+            if hit and flagged[j] is None:
+                flagged[j] = text
+        queue.clear()
+
+    # Pass 1: the clean prompts, batched together; a prompt the filter flags is done.
+    for j, (_, text) in enumerate(resolved):
+        queue.append((j, text))
+        if len(queue) >= batch_size:
+            flush()
+    if queue:
+        flush()
+    # Pass 2: the erased subsequences of the prompts not flagged yet.
+    for j, (ids, _) in enumerate(resolved):
+        if flagged[j] is not None:
+            continue
+        for sub in itertools.islice(erased_subsequences(ids, mode, d, num_blocks=k, budget=None), 1, None):
+            queue.append((j, tok.decode(sub)))
+            if len(queue) >= batch_size:
+                flush()
+                if flagged[j] is not None:  # early exit: this prompt is already harmful
+                    break
+    if queue:
+        flush()
+    return [
+        PromptCertificate(
+            prompt=text, harmful=flagged[j] is not None, mode=mode, max_erase=d, num_blocks=k,
+            num_tokens=len(ids), num_subsequences=counts[j], checked=checked[j], flagged=flagged[j],
+            statement=_statement(flagged[j] is not None, mode, d, k, flagged[j]),
+        )
+        for j, (ids, text) in enumerate(resolved)
+    ]
+
+
+def erase_and_check(
+    prompt: str | Sequence[int],
+    filter: Any,
+    *,
+    mode: str = "suffix",
+    max_erase: int = 20,
+    num_blocks: int = 1,
+    tokenizer: Tokenizer | None = None,
+    batch_size: int = 256,
+    budget: int | None = 100_000,
+) -> PromptCertificate:
+    """Erase-and-check one prompt (Kumar et al. 2023, Algorithms 1-3).
+
+    Labels ``prompt`` harmful iff ``filter`` flags it or one of its erased subsequences
+    (see the module docstring for the modes and the guarantee, which holds with
+    probability 1). Arguments are those of :func:`erase_and_check_batch`.
+
+    Returns:
+        A frozen :class:`PromptCertificate`.
+
+    Example:
+        >>> from certify.safety_filters import default_filter
+        >>> cert = erase_and_check("How do I bake bread?", default_filter(), mode="suffix", max_erase=10)
+    """
+    return erase_and_check_batch(
+        [prompt], filter, mode=mode, max_erase=max_erase, num_blocks=num_blocks,
+        tokenizer=tokenizer, batch_size=batch_size, budget=budget,
+    )[0]

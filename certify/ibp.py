@@ -1,0 +1,207 @@
+"""Interval bound propagation (IBP; Gowal et al. 2018) in centre/radius form.
+
+An affine layer maps the box (centre c, radius r) to (W c + b, |W| r): one product with W
+for the centre and one with |W| for the radius. Monotone activations map the end points.
+Everything is plain torch, so bounds are differentiable w.r.t. the model parameters (IBP
+certified training back-propagates through this).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from certify._graph import Graph, Node, conv_args
+
+__all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec_interval"]
+
+
+class Interval:
+    """A box given by lower/upper or centre/radius; the other form is computed on demand."""
+
+    __slots__ = ("_c", "_l", "_r", "_u")
+
+    def __init__(self, l: Tensor | None = None, u: Tensor | None = None,  # noqa: E741
+                 c: Tensor | None = None, r: Tensor | None = None) -> None:
+        self._l, self._u, self._c, self._r = l, u, c, r
+
+    @property
+    def l(self) -> Tensor:  # noqa: E743
+        if self._l is None:
+            self._l = self._c - self._r  # type: ignore[operator]
+        return self._l
+
+    @property
+    def u(self) -> Tensor:
+        if self._u is None:
+            self._u = self._c + self._r  # type: ignore[operator]
+        return self._u
+
+    @property
+    def c(self) -> Tensor:
+        if self._c is None:
+            self._c = (self._u + self._l) / 2  # type: ignore[operator]
+        return self._c
+
+    @property
+    def r(self) -> Tensor:
+        if self._r is None:
+            self._r = (self._u - self._l) / 2  # type: ignore[operator]
+        return self._r
+
+
+class InputRegion:
+    """The perturbation set: an L-inf ball intersected with a box domain, or an L2 ball (and the box).
+
+    ``box`` is the tightest box enclosing the set (for L2 it is the ball's bounding box,
+    clipped to the domain). ``x0`` and ``eps`` (shape (N,) ) describe the ball itself.
+    """
+
+    def __init__(self, x0: Tensor, eps: Tensor, norm: float, domain: tuple[float, float] | None) -> None:
+        self.x0, self.eps, self.norm, self.domain = x0, eps, norm, domain
+        e = eps.reshape(-1, *([1] * (x0.dim() - 1)))
+        lo, hi = x0 - e, x0 + e
+        if domain is not None:
+            lo, hi = lo.clamp(min=domain[0]), hi.clamp(max=domain[1])
+        self.box = Interval(l=lo, u=hi)
+
+
+def _affine(n: Node, c: Tensor, r: Tensor, half: bool = False) -> tuple[Tensor, Tensor]:
+    """Centre and radius through one affine node (``half``: c and r are twice the centre/radius,
+    i.e. u + l and u - l, and the weights are halved instead: two fewer elementwise passes)."""
+    op = n.op
+    w = n.weight
+    if op in ("linear", "conv", "dense"):
+        assert w is not None
+        w_abs = w.abs()
+        if half:
+            w, w_abs = w * 0.5, w_abs * 0.5
+    if op == "linear":
+        return F.linear(c, w, n.bias), F.linear(r, w_abs)  # type: ignore[arg-type]
+    if op == "conv":
+        a = conv_args(n)
+        return F.conv2d(c, w, n.bias, **a), F.conv2d(r, w_abs, None, **a)  # type: ignore[arg-type]
+    if op == "dense":
+        b = c.shape[0]
+        cc = F.linear(c.reshape(b, -1), w, n.bias).reshape(b, *n.shape)  # type: ignore[arg-type]
+        rr = F.linear(r.reshape(b, -1), w_abs).reshape(b, *n.shape)
+        return cc, rr
+    if op == "affine":
+        if n.weight is not None:
+            c, r = c * n.weight, r * n.weight.abs()
+        if n.bias is not None:
+            c = c + n.bias
+        return c, r
+    raise AssertionError(op)
+
+
+def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> Interval | None:
+    """Exact bounds of an affine layer applied directly to an L2 ball: W x0 + b -/+ ||W_row||_2 eps."""
+    x0 = region.x0.reshape(region.x0.shape[0], *shape_in)
+    w = n.weight
+    if n.op == "linear" and len(shape_in) == 1:
+        c = F.linear(x0, w, n.bias)  # type: ignore[arg-type]
+        dev = w.norm(dim=1)  # type: ignore[union-attr]
+    elif n.op == "dense":
+        c = F.linear(x0.reshape(x0.shape[0], -1), w, n.bias).reshape(x0.shape[0], *n.shape)  # type: ignore[arg-type]
+        dev = w.norm(dim=1).reshape(n.shape)  # type: ignore[union-attr]
+    elif n.op == "conv":
+        c = F.conv2d(x0, w, n.bias, **conv_args(n))  # type: ignore[arg-type]
+        ones = torch.ones((1, *shape_in), dtype=x0.dtype, device=x0.device)
+        dev = F.conv2d(ones, w * w, None, **conv_args(n)).clamp(min=0).sqrt()[0]  # type: ignore[operator]
+    else:
+        return None
+    e = region.eps.reshape(-1, *([1] * len(n.shape)))
+    return Interval(c=c, r=dev * e)
+
+
+def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputRegion | None = None,
+                  direct: list[bool] | None = None) -> Interval:
+    """IBP interval of node ``i`` from the intervals of its inputs."""
+    n = g.nodes[i]
+    op = n.op
+    a = ivs[n.inputs[0]] if n.inputs else None
+    assert a is not None or op == "input"
+    if op == "reshape":
+        b = a.l.shape[0]  # type: ignore[union-attr]
+        return Interval(l=a.l.reshape(b, *n.shape), u=a.u.reshape(b, *n.shape))  # type: ignore[union-attr]
+    if op in ("linear", "conv", "dense", "affine"):
+        if op != "affine" and a._c is None:  # type: ignore[union-attr]
+            c, r = _affine(n, a.u + a.l, a.u - a.l, half=True)  # type: ignore[union-attr]
+        else:
+            c, r = _affine(n, a.c, a.r)  # type: ignore[union-attr]
+        out = Interval(c=c, r=r)
+        if (region is not None and region.norm == 2 and direct is not None and direct[n.inputs[0]]
+                and op != "affine"):
+            ex = _l2_first_layer(n, region, g.nodes[n.inputs[0]].shape)
+            if ex is not None:
+                out = Interval(l=torch.maximum(out.l, ex.l), u=torch.minimum(out.u, ex.u))
+        return out
+    if op == "add":
+        b_iv = ivs[n.inputs[1]]
+        assert b_iv is not None
+        ca, cb = n.attrs["coef"]
+        return Interval(c=ca * a.c + cb * b_iv.c, r=abs(ca) * a.r + abs(cb) * b_iv.r)  # type: ignore[union-attr]
+    if op == "relu":
+        return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
+    if op == "sigmoid":
+        return Interval(l=torch.sigmoid(a.l), u=torch.sigmoid(a.u))  # type: ignore[union-attr]
+    if op == "tanh":
+        return Interval(l=torch.tanh(a.l), u=torch.tanh(a.u))  # type: ignore[union-attr]
+    raise AssertionError(op)
+
+
+def direct_input_flags(g: Graph) -> list[bool]:
+    """Whether each node equals the input up to a reshape (an affine layer on it is bounded exactly for L2)."""
+    flags: list[bool] = []
+    for n in g.nodes:
+        flags.append(n.op == "input" or (n.op == "reshape" and flags[n.inputs[0]]))
+    return flags
+
+
+def spec_interval(g: Graph, ivs: list[Interval | None], C: Tensor | None, region: InputRegion | None = None,
+                  direct: list[bool] | None = None) -> tuple[Tensor, Tensor]:
+    """Bounds of ``C @ output`` (``C``: (N, S, K); None means the identity), with C folded into a last linear layer."""
+    out = g.nodes[g.output]
+    if C is None:
+        iv = ivs[g.output]
+        assert iv is not None
+        b = iv.l.shape[0]
+        return iv.l.reshape(b, -1), iv.u.reshape(b, -1)
+    if out.op in ("linear", "dense") and (out.op == "dense" or len(out.shape) == 1):
+        a = ivs[out.inputs[0]]
+        assert a is not None and out.weight is not None
+        b = a.c.shape[0]
+        c_in, r_in = a.c.reshape(b, -1, 1), a.r.reshape(b, -1, 1)
+        w = torch.matmul(C, out.weight)  # (N, S, in)
+        c = torch.bmm(w, c_in).squeeze(-1)
+        if out.bias is not None:
+            c = c + torch.matmul(C, out.bias)
+        r = torch.bmm(w.abs(), r_in).squeeze(-1)
+        lo, hi = c - r, c + r
+        if region is not None and region.norm == 2 and direct is not None and direct[out.inputs[0]]:
+            dev = w.norm(dim=2) * region.eps.reshape(-1, 1)
+            c2 = torch.bmm(w, region.x0.reshape(b, -1, 1)).squeeze(-1)
+            if out.bias is not None:
+                c2 = c2 + torch.matmul(C, out.bias)
+            lo, hi = torch.maximum(lo, c2 - dev), torch.minimum(hi, c2 + dev)
+        return lo, hi
+    iv = ivs[g.output]
+    assert iv is not None
+    b = iv.c.shape[0]
+    c = torch.bmm(C, iv.c.reshape(b, -1, 1)).squeeze(-1)
+    r = torch.bmm(C.abs(), iv.r.reshape(b, -1, 1)).squeeze(-1)
+    return c - r, c + r
+
+
+def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool = False) -> list[Interval | None]:
+    """IBP intervals of every node (the output node is skipped if ``stop_before_output``)."""
+    ivs: list[Interval | None] = [None] * len(g.nodes)
+    ivs[0] = region.box
+    direct = direct_input_flags(g) if region.norm == 2 else None
+    for i in range(1, len(g.nodes)):
+        if stop_before_output and i == g.output:
+            continue
+        ivs[i] = node_interval(g, i, ivs, region, direct)
+    return ivs

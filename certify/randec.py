@@ -1,0 +1,82 @@
+"""RandEC: erase-and-check on a random fraction of the erased subsequences (empirical).
+
+Kumar et al. (arXiv 2309.02705, Section 5): check the clean prompt plus a uniformly
+random sample of ``floor(ratio * (N - 1))`` of the other ``N - 1`` distinct erased
+subsequences. The paper runs it in suffix mode with d = 20 and ratio in {0.1, 0.2, 0.3,
+0.4}; against GCG suffixes of 20 tokens ratio 0.3 detects about 95%.
+
+**No certificate** beyond the clean prompt: the one subsequence that equals the
+unattacked prompt is checked only with probability about ``ratio``. A harmful prompt
+that the filter flags unattacked is still always flagged (the clean prompt is checked).
+The reference samples with Python's global ``random`` and no seed; here the sample comes
+from a ``numpy.random.Generator`` or seed passed in, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from certify.erase_and_check import EmpiricalCheck, _check_erase_args, _flags, _resolve, erased_subsequences
+from certify.safety_filters import as_filter
+from certify.tokenizers import Tokenizer, WordTokenizer
+from certkit._validation import check_positive_int
+
+__all__ = ["random_erase_and_check"]
+
+
+def random_erase_and_check(
+    prompt: str | Sequence[int],
+    filter: Any,
+    *,
+    ratio: float = 0.2,
+    mode: str = "suffix",
+    max_erase: int = 20,
+    num_blocks: int = 1,
+    seed: int | np.random.Generator = 0,
+    tokenizer: Tokenizer | None = None,
+    batch_size: int = 256,
+    budget: int | None = 100_000,
+) -> EmpiricalCheck:
+    """RandEC on one prompt.
+
+    Args:
+        prompt: a string, or token ids of ``tokenizer``.
+        filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
+        ratio: fraction in [0, 1] of the erased subsequences (clean prompt excluded) to check.
+        mode, max_erase, num_blocks, tokenizer, batch_size, budget: as in
+            :func:`certify.erase_and_check.erase_and_check`.
+        seed: an int seed or a ``numpy.random.Generator`` for the sample.
+
+    Returns:
+        An :class:`EmpiricalCheck` (``method="randec"``); no guarantee holds for attacked prompts.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float | np.floating) or not 0.0 <= float(ratio) <= 1.0:
+        raise ValueError(f"Expected argument `ratio` to be a number in [0, 1], but got {ratio!r}")
+    mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_positive_int(seed, "seed", 0))
+    filt = as_filter(filter)
+    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    ids, text = _resolve(prompt, tok, tokenizer is not None)
+    subs = list(erased_subsequences(ids, mode, d, num_blocks=k, budget=budget))
+    m = math.floor(float(ratio) * (len(subs) - 1))
+    picked = sorted(rng.choice(len(subs) - 1, size=m, replace=False).tolist()) if m else []
+    chosen = [subs[0], *(subs[1 + i] for i in picked)]
+    checked = 0
+    for start in itertools.count(0, batch_size):
+        batch = [tok.decode(s) for s in chosen[start : start + batch_size]]
+        if not batch:
+            break
+        hits = _flags(filt, batch)
+        checked += len(batch)
+        if hits.any():
+            flagged = batch[int(np.argmax(hits))]
+            return EmpiricalCheck(text, True, "randec", checked, flagged,
+                                  f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")
+    return EmpiricalCheck(text, False, "randec", checked, None,
+                          f"safe under RandEC (ratio={ratio}, {mode}, d={d}): empirical only, no certificate")

@@ -1,0 +1,54 @@
+"""smoothing: randomized smoothing (Cohen et al. 2019) with fixed-n and anytime-valid certification.
+
+``Smooth`` wraps a base classifier f into g(x) = argmax_c P[f(x + δ) = c], δ ~ N(0, σ² I), and
+certifies L2 radii with failure probability alpha per input. ``certify_sequential`` reaches the same
+guarantee with far fewer draws by stopping early (confidence sequences). ``certify_dataset`` runs
+either over a dataset, serially or on any executor.
+"""
+
+from smoothing.cohen import (
+    Certificate,
+    Prediction,
+    Smooth,
+    binomial_p_value,
+    certificate_from_counts,
+    clopper_pearson_lower,
+    min_predict_samples,
+    prediction_from_counts,
+    smoothed_radius,
+)
+from smoothing.dataset import CertifiedRecord, certified_accuracy, certify_dataset, plot_certified_accuracy
+from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
+from smoothing.sequential import (
+    certify_sequential,
+    certify_sequential_batch,
+    confidence_sequence,
+    mixture_log_wealth,
+)
+from smoothing.training import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+
+__all__ = [
+    "DIGITS_NOISE_SIGMAS",
+    "Certificate",
+    "CertifiedRecord",
+    "Prediction",
+    "ScoreFn",
+    "Smooth",
+    "SmoothedScores",
+    "binomial_p_value",
+    "certificate_from_counts",
+    "certified_accuracy",
+    "certify_dataset",
+    "certify_sequential",
+    "certify_sequential_batch",
+    "clopper_pearson_lower",
+    "confidence_sequence",
+    "digits_base_model",
+    "min_predict_samples",
+    "mixture_log_wealth",
+    "plot_certified_accuracy",
+    "prediction_from_counts",
+    "smoothed_radius",
+    "smoothed_scores",
+    "train_noise_augmented",
+]

@@ -1,0 +1,199 @@
+"""Certify a whole dataset, summarise it as certified accuracy, plot the curve.
+
+Certified accuracy at radius r (Cohen et al. 2019, Section 4) is the fraction of inputs whose
+certificate names the true label with radius >= r. It is "approximate": each certificate may be
+wrong with probability alpha, so the reported fraction overstates the true one by at most alpha in
+expectation.
+
+Work is split into tasks of ``inputs_per_task`` consecutive inputs; task j draws its noise from a
+generator seeded by (``seed``, j), so a run is reproducible and identical whether the tasks run in
+this process or on any ``concurrent.futures.Executor``-like object with ``submit`` (a thread or
+process pool, a ``dask.distributed.Client``, Ray's executor).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from certkit._validation import check_positive_int
+from smoothing.cohen import Certificate, Smooth
+from smoothing.sequential import certify_sequential_batch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["CertifiedRecord", "Submitter", "certified_accuracy", "certify_dataset", "plot_certified_accuracy"]
+
+Procedure = Literal["cohen", "sequential"]
+_OPTIONS = {
+    "cohen": {"n0", "n", "alpha", "batch_size"},
+    "sequential": {"radius", "alpha", "n0", "n_max", "batch_size", "first_round", "growth"},
+}
+
+
+@dataclass(frozen=True)
+class CertifiedRecord:
+    """One row of a certified dataset.
+
+    Attributes:
+        index: position of the input in ``inputs``.
+        label: the true label.
+        prediction: the certified class, or ``None`` on abstention.
+        radius: certified L2 radius (0.0 on abstention).
+        correct: ``prediction == label``.
+        samples: noisy forward passes spent on this input (selection draws included).
+        seconds: wall time of the task divided by the inputs it held.
+    """
+
+    index: int
+    label: int
+    prediction: int | None
+    radius: float
+    correct: bool
+    samples: int
+    seconds: float
+
+
+class Submitter(Protocol):
+    """Anything with ``submit(fn, *args) -> future`` whose future has ``result()``."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _task_seed(seed: int, task: int) -> int:
+    return int(np.random.SeedSequence([seed, task]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _certify_task(
+    smooth: Smooth, procedure: Procedure, xs: torch.Tensor, seed: int, options: dict[str, Any]
+) -> tuple[list[Certificate], float]:
+    start = time.perf_counter()
+    generator = torch.Generator(device=smooth.device()).manual_seed(seed)
+    if procedure == "cohen":
+        certs = smooth.certify_batch(
+            xs, options.get("n0", 100), options.get("n", 100_000), options.get("alpha", 0.001),
+            options.get("batch_size", 1000), generator,
+        )
+    else:
+        certs = certify_sequential_batch(smooth, xs, generator=generator, **options)
+    return certs, time.perf_counter() - start
+
+
+def certify_dataset(
+    smooth: Smooth,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    procedure: Procedure = "cohen",
+    seed: int = 0,
+    inputs_per_task: int = 1,
+    executor: Submitter | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> list[CertifiedRecord]:
+    """Certify every input of ``inputs`` (N, *input_shape) against ``labels`` (N,).
+
+    Args:
+        smooth: the smoothed classifier.
+        procedure: ``"cohen"`` (``Smooth.certify_batch``; options ``n0``, ``n``, ``alpha``,
+            ``batch_size`` with Cohen's defaults 100, 100,000, 0.001, 1000) or ``"sequential"``
+            (``certify_sequential_batch``; its keyword options, e.g. ``radius``, ``n_max``).
+        seed: seeds the per-task generators; the same seed gives the same records with or without
+            an executor, for any executor.
+        inputs_per_task: inputs packed into the forward passes of one task.
+        executor: runs the tasks (``submit`` + ``result()``); ``None`` runs them here, one by one.
+        progress: show a tqdm bar over inputs.
+
+    Returns:
+        N records in input order. Each certificate fails (names a class other than g(x_i), or a
+        radius on which g is not constant) with probability at most alpha, independently per input.
+    """
+    if not isinstance(smooth, Smooth):
+        raise TypeError(f"Expected argument `smooth` to be a smoothing.Smooth, but got {type(smooth).__name__}")
+    if procedure not in ("cohen", "sequential"):
+        raise ValueError(f"Expected argument `procedure` to be 'cohen' or 'sequential', but got {procedure!r}")
+    if not isinstance(inputs, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError(
+            "Expected arguments `inputs` and `labels` to be torch tensors, "
+            f"but got {type(inputs).__name__} and {type(labels).__name__}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"Expected argument `labels` to have shape ({inputs.shape[0]},), but got shape {tuple(labels.shape)}"
+        )
+    unknown = sorted(set(options) - _OPTIONS[procedure])
+    if unknown:
+        raise TypeError(
+            f"Expected options of procedure {procedure!r} among {sorted(_OPTIONS[procedure])}, but got {unknown}"
+        )
+    inputs_per_task = check_positive_int(inputs_per_task, "inputs_per_task")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"Expected argument `executor` to have a `submit` method, but got {type(executor).__name__}")
+    starts = range(0, inputs.shape[0], inputs_per_task)
+    tasks = [(smooth, procedure, inputs[i : i + inputs_per_task], _task_seed(seed, j), options) for j, i in enumerate(starts)]
+
+    records: list[CertifiedRecord] = []
+    with tqdm(total=inputs.shape[0], desc=f"certify ({procedure})", disable=not progress, leave=False) as bar:
+        futures = [executor.submit(_certify_task, *task) for task in tasks] if executor is not None else None
+        for j, (i, task) in enumerate(zip(starts, tasks)):
+            certs, seconds = futures[j].result() if futures is not None else _certify_task(*task)
+            for offset, cert in enumerate(certs):
+                label = int(labels[i + offset])
+                records.append(
+                    CertifiedRecord(
+                        index=i + offset, label=label, prediction=cert.label, radius=cert.radius,
+                        correct=cert.label == label, samples=cert.samples, seconds=seconds / len(certs),
+                    )
+                )
+            bar.update(len(certs))
+    return records
+
+
+def certified_accuracy(results: Sequence[CertifiedRecord], radii: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Approximate certified accuracy: fraction of records with ``correct`` and ``radius >= r``, per r.
+
+    Shapes: ``radii`` (R,) -> (R,) float64.
+    """
+    if len(results) == 0:
+        raise ValueError("Expected argument `results` to hold at least one record, but it is empty")
+    radii = np.asarray(radii, dtype=np.float64)
+    if radii.ndim != 1:
+        raise ValueError(f"Expected argument `radii` to have shape (R,), but got shape {radii.shape}")
+    correct = np.array([r.correct for r in results], dtype=bool)
+    radius = np.array([r.radius for r in results], dtype=np.float64)
+    return np.asarray((correct[:, None] & (radius[:, None] >= radii[None, :])).mean(0))
+
+
+def plot_certified_accuracy(
+    results: Sequence[CertifiedRecord] | Mapping[str, Sequence[CertifiedRecord]],
+    radii: Sequence[float] | np.ndarray | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot certified accuracy against radius, one line per entry of ``results`` (label -> records).
+
+    Imports matplotlib only when called. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    curves = dict(results) if isinstance(results, Mapping) else {"": results}
+    if radii is None:
+        top = max((r.radius for recs in curves.values() for r in recs), default=1.0)
+        radii = np.linspace(0.0, 1.05 * top if top > 0 else 1.0, 200)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for name, recs in curves.items():
+        ax.plot(radii, certified_accuracy(recs, radii), label=name or None)
+    ax.set_xlabel("L2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    if any(curves):
+        ax.legend()
+    return ax

@@ -1,0 +1,155 @@
+"""Monte Carlo smoothed conformity scores: S_hat(x, y) = mean of S(f(x + delta), y) over delta ~ N(0, sigma^2 I).
+
+One draw of ``n_mc`` noise samples per input serves every label: the base model runs ``N * n_mc``
+forward passes in all, whatever the number of classes. The per-(x, y) sample variance is returned
+too, for empirical-Bernstein margins (RSCP+, Yan et al. 2024).
+
+This module knows nothing about conformal prediction: the score function (probs ``(M, K)`` ->
+scores ``(M, K)``) and an optional per-sample ``transform`` are arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from certkit._validation import check_eval_mode, check_positive, check_positive_int
+
+__all__ = ["ScoreFn", "SmoothedScores", "smoothed_scores"]
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SmoothedScores:
+    """Monte Carlo estimate of a smoothed score.
+
+    Attributes:
+        mean: ``(N, K)`` float64, S_hat(x, y) = (1/n_mc) sum_i S(x + delta_i, y).
+        variance: ``(N, K)`` float64, the unbiased sample variance of S(x + delta_i, y) over i.
+        n_mc: number of noise samples behind each entry.
+    """
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    n_mc: int
+
+    def __len__(self) -> int:
+        return int(self.mean.shape[0])
+
+    def __getitem__(self, index: torch.Tensor | slice | int) -> SmoothedScores:
+        """Rows ``index`` of the estimate (any tensor index or slice over inputs)."""
+        mean, var = self.mean[index], self.variance[index]
+        if mean.ndim == 1:
+            mean, var = mean.unsqueeze(0), var.unsqueeze(0)
+        return SmoothedScores(mean, var, self.n_mc)
+
+
+@torch.no_grad()
+def smoothed_scores(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    score_fn: ScoreFn,
+    *,
+    sigma: float,
+    n_mc: int,
+    generator: torch.Generator | None = None,
+    transform: ScoreFn | None = None,
+    batch_size: int = 4096,
+) -> SmoothedScores:
+    """Monte Carlo smoothed scores of every label for each input.
+
+    For each input x_j, draws delta_1..delta_n ~ N(0, sigma^2 I) once, evaluates
+    ``s_i = transform(score_fn(softmax(model(x_j + delta_i))))`` (a ``(K,)`` row per sample) and
+    returns the mean and unbiased variance over i. ``mean`` is an unbiased estimate of the
+    smoothed score S_bar(x, y) = E S(x + delta, y), whose Gaussian-quantile Phi^-1(S_bar) is
+    1/sigma-Lipschitz in x when scores lie in [0, 1] (Salman et al. 2019); this function makes
+    no confidence statement itself: margins are the caller's (see ``conformal.rscp``).
+
+    Cost: exactly ``N * n_mc`` forward passes, in batches of at most ``batch_size`` samples.
+
+    Args:
+        model: base classifier mapping ``(M, *shape)`` inputs to ``(M, K)`` logits; in eval mode.
+        x: ``(N, *shape)`` inputs; noise and outputs live on ``x.device``.
+        score_fn: maps ``(M, K)`` softmax probabilities to ``(M, K)`` scores (one per label).
+        sigma: noise level > 0.
+        n_mc: noise samples per input, >= 2 (the variance needs two).
+        generator: source of the noise (on ``x.device``); a fresh nondeterministically seeded one if None.
+            Torch's global RNG is never used.
+        transform: optional elementwise map applied to each noisy score before averaging (e.g. PTT).
+        batch_size: forward-pass batch size in samples.
+
+    Returns:
+        SmoothedScores with ``mean`` and ``variance`` of shape ``(N, K)`` (float64) and ``n_mc``.
+
+    References:
+        Gendler et al., "Adversarially Robust Conformal Prediction", ICLR 2022.
+        Yan et al., "Provably Robust Conformal Prediction with Improved Efficiency", ICLR 2024.
+    """
+    sigma = check_positive(sigma, "sigma")
+    n_mc = check_positive_int(n_mc, "n_mc", minimum=2)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise ValueError(
+            f"Expected argument `x` to be a torch tensor of shape (N, *shape), but got "
+            f"{type(x).__name__} with shape {tuple(getattr(x, 'shape', ()))}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+    if isinstance(model, nn.Module):
+        check_eval_mode(model)
+    if generator is None:
+        generator = torch.Generator(device=x.device)
+        generator.seed()
+
+    n, shape = x.shape[0], x.shape[1:]
+    if n == 0:
+        raise ValueError(f"Expected argument `x` to hold at least one input, but got shape {tuple(x.shape)}")
+    per_chunk = max(1, batch_size // n_mc)  # inputs per forward batch when n_mc <= batch_size
+    noise = torch.empty((min(batch_size, n_mc * min(per_chunk, n)), *shape), dtype=x.dtype,
+                        device=x.device)
+
+    def noisy_scores(x_rows: torch.Tensor, reps: int) -> torch.Tensor:
+        # (B, *shape) inputs, ``reps`` samples each -> (B * reps, K) float64 scores
+        m = x_rows.shape[0] * reps
+        eps = noise[:m].normal_(0.0, sigma, generator=generator)
+        batch = (eps.view(x_rows.shape[0], reps, *shape) + x_rows.unsqueeze(1)).view(m, *shape)
+        s = score_fn(torch.softmax(model(batch), dim=-1))
+        if transform is not None:
+            s = transform(s)
+        return s.to(torch.float64)
+
+    means: list[torch.Tensor] = []
+    variances: list[torch.Tensor] = []
+    if n_mc <= batch_size:
+        for i in range(0, n, per_chunk):
+            rows = x[i : i + per_chunk]
+            s = noisy_scores(rows, n_mc)
+            s = s.view(rows.shape[0], n_mc, -1)
+            var, mean = torch.var_mean(s, dim=1, correction=1)
+            means.append(mean)
+            variances.append(var)
+    else:
+        for j in range(n):
+            row = x[j : j + 1]
+            total = total_sq = torch.zeros((), dtype=torch.float64, device=x.device)
+            # shifted sums (shift = first chunk's mean) keep the one-pass variance accurate
+            shift: torch.Tensor | None = None
+            for start in range(0, n_mc, batch_size):
+                reps = min(batch_size, n_mc - start)
+                s = noisy_scores(row, reps)
+                if shift is None:
+                    shift = s.mean(0)
+                    total = torch.zeros_like(shift)
+                    total_sq = torch.zeros_like(shift)
+                d = s - shift
+                total = total + d.sum(0)
+                total_sq = total_sq + (d * d).sum(0)
+            assert shift is not None
+            mean_d = total / n_mc
+            means.append((shift + mean_d).unsqueeze(0))
+            variances.append(((total_sq - n_mc * mean_d * mean_d) / (n_mc - 1)).clamp_min(0).unsqueeze(0))
+    return SmoothedScores(torch.cat(means), torch.cat(variances), n_mc)

@@ -1,0 +1,128 @@
+"""Agreement with auto_LiRPA (skipped when it is not importable) and the adapter's error message.
+
+auto_LiRPA is not a dependency; to run these tests, clone it and put it on PYTHONPATH, e.g.
+``PYTHONPATH=/tmp/ext/auto_LiRPA pytest tests/certify/test_auto_lirpa.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import certify
+from certify.auto_lirpa import auto_lirpa_available
+from certkit.datasets import load_digits_split
+from certkit.zoo import digits_cnn, digits_mlp
+
+needs_auto_lirpa = pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
+
+
+class _ResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.c3 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c1(x))
+        h = torch.relu(h + self.c3(torch.relu(self.c2(h))))
+        return self.fc(torch.flatten(h, 1))
+
+
+def _bn_cnn() -> nn.Module:
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                      nn.Flatten(), nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    m[1].running_mean.uniform_(-0.2, 0.2)
+    m[1].running_var.uniform_(0.5, 1.5)
+    return m
+
+
+def _models() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    return {"mlp": digits_mlp(), "cnn": digits_cnn(), "resnet": _ResNet().eval(), "bn_cnn": _bn_cnn()}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs().clamp(min=1e-6)).max())
+
+
+@needs_auto_lirpa
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet", "bn_cnn"])
+@pytest.mark.parametrize("method,theirs", [("ibp", "IBP"), ("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")])
+def test_agrees_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
+    # float64 on both sides so the comparison measures the algorithm, not float32 rounding
+    model = _models()[name].double()
+    d = load_digits_split("test")
+    x, y = d.images[:16].double(), d.labels[:16]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # on the residual network at larger eps the two differ in *which* intermediate neurons get
+        # CROWN bounds (see test_residual_never_looser_than_auto_lirpa_dense_mode)
+        for eps in ((0.005, 0.01) if name == "resnet" else (0.01, 0.05)):
+            ours = certify.bounds(model, x, eps, method=method, domain=(0, 1))
+            ref = certify.bounds(model, x, eps, method=f"auto_lirpa:{theirs}", domain=(0, 1))
+            assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
+            ours_m = certify.margin_bounds(model, x, y, eps, method=method, domain=(0, 1))
+            ref_m = certify.margin_bounds(model, x, y, eps, method=f"auto_lirpa:{theirs}", domain=(0, 1))
+            assert _rel(ours_m.lower, ref_m.lower) <= 1e-5 and _rel(ours_m.upper, ref_m.upper) <= 1e-5
+        if name == "mlp":  # L2 ball (no domain: auto_LiRPA ignores it for L2)
+            ours = certify.bounds(model, x, 0.3, norm=2, method=method)
+            ref = certify.bounds(model, x, 0.3, norm=2, method=f"auto_lirpa:{theirs}")
+            assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
+
+
+@needs_auto_lirpa
+def test_residual_never_looser_than_auto_lirpa_dense_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto_LiRPA's default sparse intermediate bounds merge unstable neurons over the batch (a
+    sample's bounds depend on its batch); certify's are per sample and keep IBP bounds of neurons
+    IBP proves stable. Against auto_LiRPA computing CROWN for every intermediate neuron, certify is
+    equal or tighter."""
+    import certify.auto_lirpa as adapter
+
+    monkeypatch.setattr(adapter, "BOUND_OPTS", {"sparse_intermediate_bounds": False})
+    model = _models()["resnet"].double()
+    x = load_digits_split("test").images[:32].double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = certify.bounds(model, x, 0.05, method="crown", domain=(0, 1))
+        ref = certify.bounds(model, x, 0.05, method="auto_lirpa:CROWN", domain=(0, 1))
+    assert (ours.lower >= ref.lower - 1e-12).all() and (ours.upper <= ref.upper + 1e-12).all()
+    assert float((ours.lower - ref.lower).abs().max()) < 1e-3  # a small difference, not a different method
+
+
+@needs_auto_lirpa
+def test_alpha_crown_through_the_adapter_is_sound_and_tighter() -> None:
+    model = digits_mlp()
+    d = load_digits_split("test")
+    x, y = d.images[:8], d.labels[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crown = certify.margin_bounds(model, x, y, 0.03, method="crown", domain=(0, 1))
+        alpha = certify.margin_bounds(model, x, y, 0.03, method="auto_lirpa:alpha-CROWN", domain=(0, 1))
+    mask = ~nn.functional.one_hot(y, 10).bool()
+    assert (alpha.lower[mask] >= crown.lower[mask] - 1e-4).all()
+    assert certify.verify(model, x, y, 0.03, method="auto_lirpa:CROWN", domain=(0, 1)).shape == (8,)
+
+
+def test_missing_auto_lirpa_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import certify.auto_lirpa as adapter
+
+    monkeypatch.setitem(sys.modules, "auto_LiRPA", None)  # makes `import auto_LiRPA` fail
+    monkeypatch.setattr(adapter, "_CACHE", type(adapter._CACHE)())
+    with pytest.raises(ImportError, match=r"pip install git\+https://github.com/Verified-Intelligence/auto_LiRPA"):
+        certify.bounds(digits_mlp(), torch.rand(2, 1, 8, 8), 0.1, method="auto_lirpa:CROWN")
+    assert not adapter.auto_lirpa_available()
+
+
+def test_sound_is_refused_with_auto_lirpa() -> None:
+    """sound=True promises outward rounding that auto_LiRPA cannot give: a clear error, installed or not."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.raises(ValueError, match="`sound`"):
+        certify.bounds(model, torch.zeros(1, 4), 0.1, method="auto_lirpa:CROWN", sound=True)

@@ -1,0 +1,207 @@
+"""CROWN / CROWN-IBP: relaxations, exactness, soundness (random points and PGD), tightness vs IBP."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import certify
+import certify.crown as crown_mod
+from certify.attacks import pgd_margins
+from certify.crown import relu_relaxation, smooth_relaxation
+from certkit.datasets import load_digits_split
+from certkit.zoo import digits_cnn, digits_mlp
+
+
+def test_relu_relaxation_matches_auto_lirpa_rule() -> None:
+    l = torch.tensor([-2.0, -1.0, -1.0, 0.0, 0.5, -3.0, -1.0])  # noqa: E741
+    u = torch.tensor([1.0, 1.0, 3.0, 2.0, 1.0, -1.0, 0.0])
+    d_l, d_u, b_u = relu_relaxation(l, u)
+    torch.testing.assert_close(d_u[:3], torch.tensor([1 / 3, 0.5, 0.75]))
+    torch.testing.assert_close(b_u[:3], torch.tensor([2 / 3, 0.5, 0.75]))
+    assert d_l.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]  # tie u = -l -> 0
+    assert d_u[3:5].tolist() == [1.0, 1.0] and b_u[3:5].tolist() == [0.0, 0.0]  # stable active
+    assert d_u[5].item() == 0.0 and b_u[5].item() == 0.0  # stable inactive
+    # the lines enclose relu on [l, u]
+    for i in range(len(l)):
+        xs = torch.linspace(float(l[i]), float(u[i]), 101)
+        assert (torch.relu(xs) <= d_u[i] * xs + b_u[i] + 1e-6).all()
+        assert (torch.relu(xs) >= d_l[i] * xs - 1e-6).all()
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_smooth_relaxation_encloses_the_curve(op: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, generator=g, dtype=torch.float64) * 4
+    w = torch.rand(2000, generator=g, dtype=torch.float64) ** 3 * 10
+    l, u = a, a + w  # noqa: E741
+    k, b_l, b_u = smooth_relaxation(op, l, u)
+    t = torch.linspace(0, 1, 257, dtype=torch.float64).unsqueeze(1)
+    xs = l + t * (u - l)
+    f = torch.sigmoid(xs) if op == "sigmoid" else torch.tanh(xs)
+    assert (f >= k * xs + b_l - 1e-12).all()
+    assert (f <= k * xs + b_u + 1e-12).all()
+    # tight: the lines touch the curve (gap at most the sampling resolution)
+    gap_l = (f - k * xs - b_l).min(0).values
+    assert float(gap_l.max()) < 1e-3
+
+
+def _digits(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    d = load_digits_split("test")
+    return d.images[:n], d.labels[:n]
+
+
+def _random_cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        certify.Normalize([0.3], [0.4]),
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=1), nn.ReLU(),
+        nn.AvgPool2d(2), nn.Conv2d(6, 8, 1, groups=2), nn.Tanh(),
+        nn.Flatten(), nn.Linear(8 * 2 * 2, 10), nn.Sigmoid(), nn.Linear(10, 5),
+    ).eval()
+    g = torch.Generator().manual_seed(seed)
+    bn = model[2]
+    bn.running_mean.copy_(torch.randn(4, generator=g) * 0.2)
+    bn.running_var.copy_(torch.rand(4, generator=g) + 0.5)
+    return model
+
+
+class _ResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.c3 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(256, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c1(x))
+        h = torch.relu(h + self.c3(torch.relu(self.c2(h))))
+        return self.fc(torch.flatten(h, 1))
+
+
+def _points(x: torch.Tensor, eps: float, m: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand((x.shape[0], m, *x.shape[1:]), generator=g) * 2 - 1
+    u = torch.where(torch.rand(u.shape[:2], generator=g).reshape(*u.shape[:2], *([1] * (x.dim() - 1))) < 0.5,
+                    torch.sign(u), u)
+    return (x.unsqueeze(1) + eps * u).clamp(0, 1).reshape(-1, *x.shape[1:])
+
+
+@pytest.mark.parametrize("make", [_random_cnn, lambda s: (torch.manual_seed(s), _ResNet().eval())[1]])
+def test_sound_on_random_networks(make) -> None:  # type: ignore[no-untyped-def]
+    model = make(11)
+    x = torch.rand(4, 1, 8, 8)
+    eps = 0.05
+    pts = _points(x, eps, 2500, 12)  # 10^4 points
+    with torch.no_grad():
+        out = model(pts).reshape(4, 2500, -1)
+    widths = {}
+    for method in ("ibp", "crown-ibp", "crown"):
+        b = certify.bounds(model, x, eps, method=method, domain=(0, 1))
+        assert (out >= b.lower.unsqueeze(1) - 1e-5).all(), method
+        assert (out <= b.upper.unsqueeze(1) + 1e-5).all(), method
+        widths[method] = b
+    # CROWN never looser than IBP here
+    assert (widths["crown"].lower >= widths["ibp"].lower - 1e-5).all()
+    assert (widths["crown"].upper <= widths["ibp"].upper + 1e-5).all()
+
+
+@pytest.mark.parametrize("zoo", [digits_mlp, digits_cnn])
+def test_sound_on_digits_models(zoo) -> None:  # type: ignore[no-untyped-def]
+    model = zoo()
+    x, y = _digits(8)
+    eps = 0.03
+    pts = _points(x, eps, 1280, 13)  # 10,240 points
+    with torch.no_grad():
+        out = model(pts).reshape(8, 1280, -1)
+        true = out.gather(2, y.reshape(8, 1, 1).expand(8, 1280, 1))
+        margins = true - out
+    found = pgd_margins(model, x, y, eps, domain=(0, 1), steps=20)
+    for method in ("ibp", "crown-ibp", "crown"):
+        b = certify.bounds(model, x, eps, method=method, domain=(0, 1))
+        assert (out >= b.lower.unsqueeze(1) - 1e-5).all() and (out <= b.upper.unsqueeze(1) + 1e-5).all()
+        mb = certify.margin_bounds(model, x, y, eps, method=method, domain=(0, 1))
+        assert (margins >= mb.lower.unsqueeze(1) - 1e-5).all()
+        assert (margins <= mb.upper.unsqueeze(1) + 1e-5).all()
+        assert (mb.lower <= found + 1e-5).all()
+
+
+def test_crown_tighter_than_ibp_on_digits() -> None:
+    x, y = _digits(16)
+    for zoo in (digits_mlp, digits_cnn):
+        model = zoo()
+        for eps in (0.005, 0.02, 0.05):
+            mi = certify.margin_bounds(model, x, y, eps, method="ibp", domain=(0, 1))
+            mc = certify.margin_bounds(model, x, y, eps, method="crown", domain=(0, 1))
+            assert (mc.lower >= mi.lower - 1e-5).all()
+            assert (mc.upper <= mi.upper + 1e-5).all()
+            assert float((mc.lower - mi.lower).detach().mean()) > 0
+
+
+def _exact_linear_bounds(model: nn.Module, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact output bounds when the network is affine on the region: f(x) -/+ |J| eps."""
+    lo, hi = [], []
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda z: model(z.unsqueeze(0))[0], xi).reshape(-1, xi.numel())
+        f = model(xi.unsqueeze(0))[0]
+        dev = jac.abs().sum(1) * eps
+        lo.append(f - dev)
+        hi.append(f + dev)
+    return torch.stack(lo), torch.stack(hi)
+
+
+def test_crown_exact_without_unstable_relu() -> None:
+    model = digits_cnn().double()
+    x = _digits(4)[0].double()
+    eps = 1e-5
+    # no unstable ReLU at this radius (IBP bounds of every pre-activation have a fixed sign)
+    b = certify.bounds(model, x, eps, method="crown")
+    lo, hi = _exact_linear_bounds(model, x, eps)
+    torch.testing.assert_close(b.lower, lo, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(b.upper, hi, rtol=1e-9, atol=1e-10)
+    ibp = certify.bounds(model, x, eps, method="ibp")
+    assert float((ibp.upper - ibp.lower).mean()) > float((b.upper - b.lower).mean()) * 1.01
+
+
+def test_dense_and_transposed_conv_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _random_cnn(21).double()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    for method in ("crown", "crown-ibp"):
+        dense = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+        conv = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
+
+
+def test_l2_soundness_and_domain() -> None:
+    model = digits_mlp()
+    x, y = _digits(4)
+    eps = 0.3
+    found = pgd_margins(model, x, y, eps, norm=2, domain=(0, 1), steps=30)
+    for method in ("ibp", "crown-ibp", "crown"):
+        free = certify.margin_bounds(model, x, y, eps, norm=2, method=method)
+        boxed = certify.margin_bounds(model, x, y, eps, norm=2, method=method, domain=(0, 1))
+        assert (boxed.lower >= free.lower - 1e-5).all()  # the domain only shrinks the region
+        assert (boxed.lower <= found + 1e-5).all()
+
+
+def test_verify_matches_margin_lower_bound_on_digits() -> None:
+    model = digits_cnn()
+    x, y = _digits(32)
+    for method in ("crown", "crown-ibp"):
+        mb = certify.margin_bounds(model, x, y, 0.02, method=method, domain=(0, 1))
+        v = certify.verify(model, x, y, 0.02, method=method, domain=(0, 1))
+        expected = ((mb.lower > 0) | nn.functional.one_hot(y, 10).bool()).all(1)
+        assert torch.equal(v, expected)
+
+
+def test_norm_inf_constant() -> None:
+    assert certify.bounds(nn.Linear(2, 2).eval(), torch.zeros(1, 2), 0.1, norm="inf").lower.shape == (1, 2)
+    assert math.isinf(float("inf"))

@@ -1,0 +1,197 @@
+"""Anytime-valid certification: the confidence sequence holds at every time, the procedure at its stopping time."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+from scipy.stats import beta, binom, norm
+from torch import nn
+
+from smoothing import (
+    Smooth,
+    certify_sequential,
+    certify_sequential_batch,
+    confidence_sequence,
+    mixture_log_wealth,
+)
+from smoothing.sequential import round_schedule, stopping_rule
+
+SIGMA = 0.25
+
+
+def linear_model(dim: int = 4) -> nn.Module:
+    """f(x) = argmax[x_0, 0]; P[f(x + δ) = 0] = Φ(x_0 / σ), exact radius of g is |x_0|."""
+    model = nn.Linear(dim, 2, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.weight[0, 0] = 1.0
+    return model.eval()
+
+
+def test_confidence_sequence_matches_root_of_the_wealth() -> None:
+    alpha = 1e-3
+    for s, t in [(5, 10), (95, 100), (9_990, 10_000), (1, 1000)]:
+        lower, upper = confidence_sequence(s, t, alpha)
+        f = lambda p, s=s, t=t: float(mixture_log_wealth(s, t, p)) - math.log(1 / alpha)  # noqa: E731
+        assert float(lower) == pytest.approx(brentq(f, 1e-15, s / t, xtol=1e-15), abs=1e-12)
+        assert float(upper) == pytest.approx(brentq(f, s / t, 1 - 1e-15, xtol=1e-15), abs=1e-12)
+        assert float(lower) <= s / t <= float(upper)
+    lower, upper = confidence_sequence(np.array([0, 7]), np.array([7, 7]), alpha)
+    assert lower[0] == 0.0 and upper[1] == 1.0
+    # With all successes the mixture gives L_t = exp(-(log(1/α) + log(B(1/2,1/2)/B(t+1/2,1/2))) / t).
+    t = 1000
+    bound = float(confidence_sequence(t, t, alpha)[0][()])
+    assert mixture_log_wealth(t, t, bound) == pytest.approx(math.log(1 / alpha), abs=1e-9)
+
+
+def test_confidence_sequence_is_wider_than_fixed_n_clopper_pearson() -> None:
+    # Time-uniform validity costs width: L_t is below the fixed-n bound at the same alpha.
+    for s, t in [(95, 100), (99_000, 100_000), (100_000, 100_000)]:
+        lower, _ = confidence_sequence(s, t, 1e-3)
+        assert float(lower) < beta.ppf(1e-3, s, t - s + 1)
+
+
+def test_wealth_crosses_one_over_alpha_at_most_alpha_often_over_all_times() -> None:
+    # Ville: P[∃t <= T: M_t(p) >= 1/α] <= α. 10^4 Bernoulli streams of length 400, checked at every t.
+    alpha, streams, horizon = 0.05, 10_000, 400
+    rng = np.random.default_rng(0)
+    for p in (0.3, 0.9):
+        s = np.cumsum(rng.random((streams, horizon)) < p, axis=1)
+        t = np.arange(1, horizon + 1)
+        crossed = (mixture_log_wealth(s, t, p) >= math.log(1 / alpha)).any(axis=1)
+        assert crossed.mean() <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / streams)
+
+
+def _simulate(p: float, target: float, alpha: float, n_max: int, rule: str, seed: int) -> np.ndarray:
+    """Run the stopping rule on 10^4 Bernoulli(p) streams at the round checkpoints; return L at stopping."""
+    rng = np.random.default_rng(seed)
+    checkpoints = round_schedule(64, 1.25, n_max)
+    streams = 10_000
+    s = np.zeros(streams)
+    stopped_at = np.full(streams, np.nan)
+    active = np.ones(streams, dtype=bool)
+    previous = 0
+    for t in checkpoints:
+        s = s + rng.binomial(t - previous, p, size=streams)
+        previous = t
+        if rule == "confidence-sequence":
+            lower, upper = confidence_sequence(s, t, alpha)
+            done = stopping_rule(lower, upper, t, n_max, target)
+        else:  # naive: a fixed-n Clopper-Pearson bound, peeked at after every round
+            lower = np.where(s > 0, beta.ppf(alpha, np.maximum(s, 1), t - s + 1), 0.0)
+            done = (lower >= target) | (t >= n_max)
+        newly = active & done
+        stopped_at[newly] = lower[newly]
+        active &= ~done
+    return stopped_at
+
+
+def test_sequential_failure_rate_at_most_alpha_at_the_stopping_time() -> None:
+    # The worst case for certification: p equals the target probability, so the procedure is wrong
+    # exactly when it certifies (L_τ >= target = p). Its failure rate must be <= alpha; the naive
+    # procedure (Clopper-Pearson re-checked every round) fails far more often, which shows the test has power.
+    alpha, n_max = 0.05, 5_000
+    p = target = float(norm.cdf(0.25 / SIGMA))
+    tolerance = 3 * math.sqrt(alpha * (1 - alpha) / 10_000)
+    lower = _simulate(p, target, alpha, n_max, "confidence-sequence", seed=1)
+    assert not np.isnan(lower).any()
+    assert (lower > p).mean() <= alpha + tolerance
+    naive = _simulate(p, target, alpha, n_max, "naive", seed=1)
+    assert (naive > p).mean() > alpha + tolerance
+
+
+def test_stopping_rule() -> None:
+    lower, upper = np.array([0.9, 0.6, 0.2, 0.6]), np.array([0.99, 0.95, 0.45, 0.7])
+    assert stopping_rule(lower, upper, 100, 1000, 0.85).tolist() == [True, False, True, True]
+    assert stopping_rule(lower, upper, 100, 1000, None).tolist() == [False, False, True, False]
+    assert stopping_rule(lower, upper, 1000, 1000, None).all()
+
+
+def test_round_schedule() -> None:
+    assert round_schedule(64, 2.0, 1000) == [64, 128, 256, 512, 1000]
+    assert round_schedule(10, 1.01, 13) == [10, 11, 12, 13]
+    assert round_schedule(500, 1.5, 100) == [100]
+
+
+# -- on a model ------------------------------------------------------------------------------------
+
+
+def test_certifies_requested_radius_with_few_samples_and_soundly() -> None:
+    x = torch.zeros(4)
+    x[0] = 0.5  # p_A = Φ(2) ≈ 0.977; exact radius 0.5
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    cert = certify_sequential(smooth, x, radius=0.25, alpha=1e-3, n_max=100_000, generator=torch.Generator().manual_seed(0))
+    assert cert.label == 0 and not cert.abstained
+    assert 0.25 <= cert.radius <= 0.5
+    assert cert.samples < 2_000  # Cohen would spend 100,100
+    assert cert.samples == 100 + sum(cert.counts)
+
+
+def test_budget_mode_constant_model_reaches_the_mixture_bound() -> None:
+    x = torch.zeros(4)
+    x[0] = 100.0  # f = 0 on every draw
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    cert = certify_sequential(smooth, x, n_max=10_000, generator=torch.Generator().manual_seed(0))
+    expected = SIGMA * norm.ppf(float(confidence_sequence(10_000, 10_000, 1e-3)[0][()]))
+    assert cert.samples == 10_100 and cert.radius == pytest.approx(expected, rel=1e-12)
+
+
+def test_tie_abstains_early_and_batches_are_reproducible() -> None:
+    xs = torch.zeros(3, 4)
+    xs[:, 0] = torch.tensor([0.0, 1.0, -1.0])
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    run = lambda seed: certify_sequential_batch(  # noqa: E731
+        smooth, xs, radius=0.5, n_max=100_000, batch_size=4096, generator=torch.Generator().manual_seed(seed)
+    )
+    a, b = run(3), run(3)
+    assert a == b
+    assert a[0].abstained and a[0].label is None and a[0].samples < 100_000
+    assert [c.label for c in a[1:]] == [0, 1] and all(c.radius >= 0.5 for c in a[1:])
+
+
+def test_guarantee_on_a_model_over_many_inputs() -> None:
+    # 400 independent runs at p_A = target: wrong certificates (radius > exact) at most alpha often.
+    alpha = 0.05
+    exact = 0.25
+    x = torch.zeros(4)
+    x[0] = exact
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    certs = certify_sequential_batch(
+        smooth, x.repeat(400, 1), radius=exact, alpha=alpha, n0=10, n_max=3_000, batch_size=100_000,
+        generator=torch.Generator().manual_seed(4),
+    )
+    wrong = sum(c.radius > exact for c in certs)
+    assert wrong <= int(binom.isf(1e-4, 400, alpha))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"radius": -0.1}, "radius"), ({"growth": 1.0}, "growth"), ({"n_max": 0}, "n_max"),
+     ({"first_round": 0}, "first_round"), ({"alpha": 1.5}, "alpha"), ({"n0": 0}, "n0"), ({"batch_size": 0}, "batch_size")],
+)
+def test_bad_arguments(kwargs: dict[str, float], name: str) -> None:
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    with pytest.raises((ValueError, TypeError), match=f"`{name}`"):
+        certify_sequential(smooth, torch.zeros(4), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
+    # Small version of the benchmark claim (50 test images, budget 10^4 instead of 10^5).
+    from certkit.datasets import load_digits_split
+    from smoothing import certified_accuracy, certify_dataset, digits_base_model
+
+    smooth = Smooth(digits_base_model(SIGMA), 10, SIGMA, input_shape=(1, 8, 8))
+    test = load_digits_split("test")
+    xs, ys = test.images[::8], test.labels[::8]
+    cohen = certify_dataset(smooth, xs, ys, n0=100, n=10_000, alpha=1e-3, batch_size=2000, progress=False)
+    seq = certify_dataset(
+        smooth, xs, ys, procedure="sequential", radius=0.25, alpha=1e-3, n_max=10_000, batch_size=4096,
+        inputs_per_task=50, progress=False,
+    )
+    assert certified_accuracy(seq, [0.25])[0] >= certified_accuracy(cohen, [0.25])[0] - 0.04
+    assert np.mean([r.samples for r in seq]) <= np.mean([r.samples for r in cohen]) / 5
