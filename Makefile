@@ -22,13 +22,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check certkit certify smoothing conformal tests benchmarks
 	$(BIN)/mypy certkit certify smoothing conformal
 
+# One torch thread per pytest worker: 2 workers x 2 threads on 2 cores thrash (spin-waiting OpenMP).
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 # Default run: lint, types, fast tests and the notebooks. Slow statistical tests: `make test-slow`.
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake notebooks
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake --nbmake-timeout=900 notebooks
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow tests
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow tests
 
 bench: $(STAMP)
 	PYTHONUNBUFFERED=1 $(BIN)/python benchmarks/run_all.py
