@@ -165,7 +165,7 @@ def test_crown_exact_without_unstable_relu() -> None:
     torch.testing.assert_close(b.lower, lo, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(b.upper, hi, rtol=1e-9, atol=1e-10)
     ibp = certify.bounds(model, x, eps, method="ibp")
-    assert float((ibp.upper - ibp.lower).mean()) > float((b.upper - b.lower).mean()) * 1.01
+    assert float((ibp.upper - ibp.lower).mean().detach()) > float((b.upper - b.lower).mean().detach()) * 1.01
 
 
 def test_dense_and_transposed_conv_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
