@@ -190,29 +190,44 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
         if op in ACTIVATIONS:
             r = relax[i]
             new_l = new_u = None
+            fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" else None
+            if fused is not None:
+                lbias = _add_bias(lbias, fused[0])
+                ubias = _add_bias(ubias, fused[1])
+                continue
             dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+            # in-place updates (fewer fresh large buffers) only where autograd records nothing
+            ip = not torch.is_grad_enabled() or not any(
+                t is not None and t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u))
             if op == "relu" and la is not None and la is ua:
                 # one pass for the sign split serves both bounds
                 pos = la.clamp(min=0)
                 neg = la - pos
-                new_l = torch.addcmul(pos * dl, neg, du)
-                new_u = torch.addcmul(pos * du, neg, dl)
                 lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
                 ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
+                new_l = (pos * dl).addcmul_(neg, du)
+                # in place where shapes allow (fewer fresh large buffers)
+                new_u = pos.mul_(du).addcmul_(neg, dl) if ip and la.shape[0] == dl.shape[0] else torch.addcmul(pos * du, neg, dl)
             else:
                 if la is not None:
                     neg = la.clamp(max=0)
                     if op == "relu":
-                        new_l = torch.addcmul(la * dl, neg, du - dl)
                         lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
+                        if ip and la.shape[0] == dl.shape[0]:
+                            new_l = neg.mul_(du - dl).addcmul_(la, dl)
+                        else:
+                            new_l = torch.addcmul(la * dl, neg, du - dl)
                     else:
                         new_l = la * dl
                         lbias = _add_bias(lbias, _flat_dot(la - neg, r.b_l) + _flat_dot(neg, r.b_u))  # type: ignore[arg-type]
                 if ua is not None:
                     pos = ua.clamp(min=0)
                     if op == "relu":
-                        new_u = torch.addcmul(ua * dl, pos, du - dl)
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
+                        if ip and ua.shape[0] == dl.shape[0]:
+                            new_u = pos.mul_(du - dl).addcmul_(ua, dl)
+                        else:
+                            new_u = torch.addcmul(ua * dl, pos, du - dl)
                     else:
                         new_u = ua * du
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
@@ -253,6 +268,79 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
                 pending[j] = [tl, tu]
     la, ua = pending.get(0, [None, None])
     return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+
+
+def _scaled_product(a: Tensor, scale: Tensor, wext: Tensor) -> Tensor:
+    """``a`` (B, S, D) (B = 1: shared by all inputs) times ``diag(scale[n]) @ wext`` for each input n
+    (scale (N, D), wext (D, K)) -> (N, S, K)."""
+    b, s, d = a.shape
+    nb = scale.shape[0]
+    if b == 1:
+        m = scale.t().unsqueeze(2) * wext.unsqueeze(1)  # (D, N, K)
+        return (a[0] @ m.reshape(d, -1)).reshape(s, nb, -1).transpose(0, 1)
+    return torch.bmm(a, scale.unsqueeze(2) * wext.unsqueeze(0))
+
+
+def _fused_relu_affine(nodes: list[Node], n: Node, la: Tensor | None, ua: Tensor | None, r: _Relax,
+                       pending: dict[int, list[Tensor | None]]) -> tuple[Tensor | None, Tensor | None] | None:
+    """ReLU relaxation fused with the dense/linear node ``j`` feeding it, when the coefficient
+    rows outnumber j's inputs (no (N, S, D) elementwise work; the per-input slopes scale j's weight).
+
+    With ``neg = min(A, 0)``, ``pos = max(A, 0)``: lower ``A d_l + neg (d_u - d_l)``, upper
+    ``A d_l + pos (d_u - d_l)``; if one A serves both bounds, with ``|A|``:
+    lower/upper ``(A (d_l+d_u) +/- |A| (d_l-d_u)) / 2``. Stores the coefficients at j's input in
+    ``pending`` and returns the (lower, upper) bias terms, or None if not applicable.
+    """
+    a0 = la if la is not None else ua
+    if a0 is None:
+        return None
+    j = n.inputs[0]
+    nj = nodes[j]
+    if not (nj.op == "dense" or (nj.op == "linear" and len(nj.shape) == 1)) or nj.weight is None:
+        return None
+    w = nj.weight
+    d, dk = w.shape
+    b, s = a0.shape[0], a0.shape[1]
+    nb = r.d_l.shape[0]
+    if s < dk or (b != 1 and b != nb) or (la is not None and ua is not None and la.shape != ua.shape):
+        return None
+    k = nj.inputs[0]
+    in_shape = nodes[k].shape
+    wext = w if nj.bias is None else torch.cat([w, nj.bias.reshape(d, 1)], dim=1)
+    dl, du = r.d_l.reshape(nb, d), r.d_u.reshape(nb, d)
+    lo = hi = None
+    lbias = ubias = None
+    if la is ua:
+        a2 = a0.reshape(b, s, d)
+        aa = a2.abs()
+        p = _scaled_product(a2, dl + du, wext)
+        q = _scaled_product(aa, dl - du, wext)
+        lo, hi = (p + q) * 0.5, (p - q) * 0.5
+        rb_a, rb_abs = _flat_dot(a0, r.b_u), _flat_dot(aa, r.b_u)
+        lbias, ubias = (rb_a - rb_abs) * 0.5, (rb_a + rb_abs) * 0.5
+    else:
+        gap = du - dl
+        if la is not None:
+            a2 = la.reshape(b, s, d)
+            neg = a2.clamp(max=0)
+            lo = _scaled_product(a2, dl, wext) + _scaled_product(neg, gap, wext)
+            lbias = _flat_dot(neg, r.b_u)
+        if ua is not None:
+            a2 = ua.reshape(b, s, d)
+            pos = a2.clamp(min=0)
+            hi = _scaled_product(a2, dl, wext) + _scaled_product(pos, gap, wext)
+            ubias = _flat_dot(pos, r.b_u)
+    new_l = None if lo is None else lo[..., :dk].reshape(nb, s, *in_shape)
+    new_u = None if hi is None else hi[..., :dk].reshape(nb, s, *in_shape)
+    if nj.bias is not None:
+        lbias = None if lo is None else lbias + lo[..., dk]  # type: ignore[operator]
+        ubias = None if hi is None else ubias + hi[..., dk]  # type: ignore[operator]
+    if k in pending:
+        pl, pu = pending[k]
+        new_l = None if new_l is None else new_l + pl  # type: ignore[operator]
+        new_u = None if new_u is None else new_u + pu  # type: ignore[operator]
+    pending[k] = [new_l, new_u]
+    return lbias, ubias
 
 
 def _concretize(region: InputRegion, a: Tensor | None, bias: Tensor | None, sign: int) -> Tensor | None:
