@@ -164,8 +164,8 @@ def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
 
 def _relax_rows(r: _Relax, sl: slice) -> _Relax:
     out = _Relax.__new__(_Relax)
-    out.d_l, out.d_u, out.b_u = _rows(r.d_l, sl), _rows(r.d_u, sl), _rows(r.b_u, sl)
-    out.b_l = _rows(r.b_l, sl)
+    out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
+    out.b_l = None if r.b_l is None else r.b_l[sl]
     return out
 
 
