@@ -22,9 +22,10 @@ Node kinds (``Node.op``):
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "Normalize",
     "UnsupportedLayerError",
     "build_graph",
+    "cached_graph",
     "densify",
 ]
 
@@ -103,10 +105,21 @@ class Node:
     weight: Tensor | None = None
     bias: Tensor | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: tensors derived from the weights (|W|, a dense conv matrix), valid for this node's life
+    derived: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    def derive(self, key: str, make: Callable[[], Tensor]) -> Tensor:
+        """``make()``, cached on the node unless autograd must see it (weights that require grad)."""
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (self.weight, self.bias)):
+            return make()
+        t = self.derived.get(key)
+        if t is None:
+            t = self.derived[key] = make()
+        return t
 
 
 @dataclass
@@ -115,6 +128,7 @@ class Graph:
 
     nodes: list[Node]
     output: int
+    derived: dict[Any, Graph] = field(default_factory=dict, repr=False, compare=False)
 
     def consumers(self) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in self.nodes]
@@ -514,6 +528,59 @@ def build_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -
     return _prune(Graph(nodes, out))
 
 
+_GRAPH_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], tuple[tuple[Any, ...], Graph]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: nn.Module) -> tuple[Any, ...] | None:
+    """What a converted graph depends on and what changes when the model does: the module objects and,
+    for each parameter and buffer, its identity, storage address and in-place version counter
+    (bumped by every in-place update, e.g. ``optimizer.step()`` or ``load_state_dict``).
+    None when the model cannot be fingerprinted (inference-mode tensors carry no version)."""
+    parts: list[Any] = []
+    try:
+        for m in model.modules():
+            parts.append(id(m))
+            for t in itertools.chain(m._parameters.values(), m._buffers.values()):
+                if t is not None:
+                    parts.extend((id(t), t.data_ptr(), t._version, t.requires_grad))
+    except RuntimeError:
+        return None
+    return tuple(parts)
+
+
+def _tracks_grad(model: nn.Module) -> bool:
+    return torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
+
+
+def cached_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Graph:
+    """:func:`build_graph`, reused across calls while the model is unchanged.
+
+    The conversion (and tensors derived from the weights: |W|, dense conv matrices) is cached per
+    model, input shape, dtype and device, and checked against :func:`_fingerprint` on every call.
+    It is rebuilt every call when autograd must track the parameters (bounds used as a training
+    loss), so gradients always flow to the current parameters. Changing a module's hyperparameters
+    in place (e.g. assigning ``conv.stride``) is not detected: build a new model instead.
+    """
+    dtype = dtype or x.dtype
+    if _tracks_grad(model):
+        return build_graph(model, x, dtype)
+    fp = _fingerprint(model)
+    if fp is None:
+        return build_graph(model, x, dtype)
+    key = (dtype, x.device, tuple(x.shape[1:]))
+    per_model = _GRAPH_CACHE.setdefault(model, {})
+    hit = per_model.get(key)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    g = build_graph(model, x, dtype)
+    if len(per_model) >= 4:
+        per_model.pop(next(iter(per_model)))
+    per_model[key] = (fp, g)
+    return g
+
+
 def _prune(g: Graph) -> Graph:
     """Drop nodes the output does not depend on, and renumber."""
     keep = [False] * len(g.nodes)
@@ -566,6 +633,9 @@ def conv_as_dense(n: Node, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor | 
 
 def densify(g: Graph, max_elements: int = 1 << 22) -> Graph:
     """Replace each ``conv`` node whose dense matrix has at most ``max_elements`` entries by a ``dense`` node."""
+    hit = g.derived.get(("dense", max_elements))
+    if hit is not None:
+        return hit
     nodes = list(g.nodes)
     changed = False
     for i, n in enumerate(nodes):
@@ -575,4 +645,8 @@ def densify(g: Graph, max_elements: int = 1 << 22) -> Graph:
                 mat, bias = conv_as_dense(n, in_shape)
                 nodes[i] = Node("dense", n.inputs, n.shape, n.name, mat, bias)
                 changed = True
-    return Graph(nodes, g.output) if changed else g
+    out = Graph(nodes, g.output) if changed else g
+    if not torch.is_grad_enabled() or not any(
+            t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias)):
+        g.derived[("dense", max_elements)] = out
+    return out

@@ -76,18 +76,21 @@ def _check_norm(norm: Any) -> float:
     raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
 
 
-def _check_x(x: Any) -> Tensor:
+def _check_x_extent(x: Any) -> tuple[float, float] | None:
+    """Validate ``x``; return its (min, max) (None if empty), from one pass over it."""
     if not isinstance(x, Tensor):
         raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
     if x.dim() < 2:
         raise ValueError(f"Expected argument `x` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
-    if x.numel():
-        lo, hi = torch.aminmax(x.detach())
-        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
-            raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
-    return x
+    if not x.numel():
+        return None
+    lo, hi = torch.aminmax(x.detach())
+    xmin, xmax = float(lo), float(hi)
+    if not (math.isfinite(xmin) and math.isfinite(xmax)):
+        raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
+    return xmin, xmax
 
 
 def _check_eps(eps: Any, x: Tensor, name: str = "eps") -> Tensor:
@@ -110,7 +113,7 @@ def _check_eps(eps: Any, x: Tensor, name: str = "eps") -> Tensor:
     return e
 
 
-def _check_domain(domain: Any, x: Tensor) -> tuple[float, float] | None:
+def _check_domain(domain: Any, x: Tensor, extent: tuple[float, float] | None = None) -> tuple[float, float] | None:
     if domain is None:
         return None
     if not isinstance(domain, tuple | list) or len(domain) != 2:
@@ -118,14 +121,24 @@ def _check_domain(domain: Any, x: Tensor) -> tuple[float, float] | None:
     lo, hi = float(domain[0]), float(domain[1])
     if not lo < hi:
         raise ValueError(f"Expected argument `domain` to satisfy low < high, but got {domain!r}")
-    if x.numel():
-        xmin, xmax = (float(v) for v in torch.aminmax(x.detach()))
+    if extent is None and x.numel():
+        extent = tuple(float(v) for v in torch.aminmax(x.detach()))  # type: ignore[assignment]
+    if extent is not None:
+        xmin, xmax = extent
         if xmin < lo or xmax > hi:
             raise ValueError(
                 f"Expected argument `x` to lie inside the domain [{lo}, {hi}], but its values range over "
                 f"[{xmin}, {xmax}]"
             )
     return lo, hi
+
+
+def _check_common(model: Any, x: Any, norm: Any, method: Any,
+                  domain: Any) -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
+    """The checks every entry point shares (one pass over ``x`` for finiteness and the domain)."""
+    model = _check_model(model)
+    extent = _check_x_extent(x)
+    return model, x, _check_norm(norm), _check_method(method), _check_domain(domain, x, extent)
 
 
 def _check_model(model: Any) -> nn.Module:
@@ -176,7 +189,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         from certify.auto_lirpa import auto_lirpa_bounds
 
         return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain)
-    from certify._graph import UnsupportedLayerError, build_graph
+    from certify._graph import UnsupportedLayerError, cached_graph
     from certify.ibp import InputRegion, interval_forward, spec_interval
 
     dtype = torch.float64 if sound else x.dtype
@@ -186,7 +199,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         return empty, empty.clone()
     xc = x.to(dtype)
     try:
-        g = build_graph(model, xc, dtype)
+        g = cached_graph(model, xc, dtype)
     except UnsupportedLayerError:
         raise
     except RuntimeError as e:
@@ -203,7 +216,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
     if method == "ibp":
         from certify.ibp import direct_input_flags
 
-        ivs = interval_forward(g, region, stop_before_output=spec is not None)
+        ivs = interval_forward(g, region, stop_before_output=spec is not None, keep_all=False)
         direct = direct_input_flags(g) if norm == 2 else None
         lo, hi = spec_interval(g, ivs, spec, region, direct)
     else:
@@ -257,12 +270,8 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
     Returns:
         :class:`Bounds` with ``lower`` and ``upper`` of shape (N, K) (or (N, S) with ``spec``).
     """
-    model = _check_model(model)
-    x = _check_x(x)
+    model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
-    p = _check_norm(norm)
-    m = _check_method(method)
-    dom = _check_domain(domain, x)
     if spec is not None:
         if not isinstance(spec, Tensor) or spec.dim() not in (2, 3):
             raise ValueError("Expected argument `spec` to be a tensor of shape (S, K) or (N, S, K)")
@@ -285,12 +294,8 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *
     subtracting output bounds. The input is certified iff every other column's lower bound is > 0
     (see :func:`verify`).
     """
-    model = _check_model(model)
-    x = _check_x(x)
+    model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
-    p = _check_norm(norm)
-    m = _check_method(method)
-    dom = _check_domain(domain, x)
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     spec = margin_spec(y, k, x.dtype)
@@ -313,12 +318,8 @@ def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm
 def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
            method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False) -> Tensor:
     """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region."""
-    model = _check_model(model)
-    x = _check_x(x)
+    model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
-    p = _check_norm(norm)
-    m = _check_method(method)
-    dom = _check_domain(domain, x)
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     with torch.no_grad():
@@ -336,11 +337,7 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
     with ``verify(..., eps=r)`` true and ``verify(..., eps=r + tol)`` false (up to the
     non-monotonicity of the relaxation in eps, which bisection assumes).
     """
-    model = _check_model(model)
-    x = _check_x(x)
-    p = _check_norm(norm)
-    m = _check_method(method)
-    dom = _check_domain(domain, x)
+    model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     max_eps = check_positive(max_eps, "max_eps")
     tol = check_positive(tol, "tol")
     k = _num_outputs(model, x)
@@ -372,11 +369,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress)."""
     from tqdm.auto import tqdm
 
-    model = _check_model(model)
-    x = _check_x(inputs)
-    p = _check_norm(norm)
-    m = _check_method(method)
-    dom = _check_domain(domain, x)
+    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
     batch_size = check_positive_int(batch_size, "batch_size")
     n = x.shape[0]
     if n == 0:

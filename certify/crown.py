@@ -349,7 +349,8 @@ def _fused_relu_affine(nodes: list[Node], n: Node, la: Tensor | None, ua: Tensor
         return None
     k = nj.inputs[0]
     in_shape = nodes[k].shape
-    wext = w if nj.bias is None else torch.cat([w, nj.bias.reshape(d, 1)], dim=1)
+    bias = nj.bias
+    wext = w if bias is None else nj.derive("[w|b]", lambda: torch.cat([w, bias.reshape(d, 1)], dim=1))
     dl, du = r.d_l.reshape(nb, d), r.d_u.reshape(nb, d)
     lo = hi = None
     lbias = ubias = None

@@ -1,0 +1,122 @@
+"""The converted-graph cache: reused while the model is unchanged, rebuilt whenever it changes."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+import certify
+from certify._graph import _GRAPH_CACHE, build_graph, cached_graph
+from certify.ibp import InputRegion, interval_forward, spec_interval
+
+
+def _cnn(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 5),
+    ).eval()
+
+
+def _fresh_bounds(model: nn.Module, x: torch.Tensor, method: str) -> certify.Bounds:
+    """Bounds on a deep copy (a model the cache has never seen)."""
+    return certify.bounds(copy.deepcopy(model), x, 0.05, method=method, domain=(0, 1))
+
+
+def _assert_same(a: certify.Bounds, b: certify.Bounds) -> None:
+    torch.testing.assert_close(a.lower, b.lower, rtol=0, atol=0)
+    torch.testing.assert_close(a.upper, b.upper, rtol=0, atol=0)
+
+
+def _no_grad_params(model: nn.Module) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def test_graph_is_reused_while_the_model_is_unchanged() -> None:
+    model = _no_grad_params(_cnn(0))
+    x = torch.rand(3, 1, 8, 8)
+    g1 = cached_graph(model, x)
+    assert cached_graph(model, x) is g1
+    assert cached_graph(model, x.double(), torch.float64) is not g1  # other dtype: other entry
+    assert cached_graph(model, torch.rand(7, 1, 8, 8)) is g1  # the batch size is not part of the key
+    assert cached_graph(model, x) is g1
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
+@pytest.mark.parametrize(
+    "change",
+    ["inplace_weight", "load_state_dict", "replace_module", "assign_data", "bn_running_stats", "swap_activation"],
+)
+def test_bounds_follow_every_change_of_the_model(method: str, change: str) -> None:
+    model = _no_grad_params(_cnn(1))
+    x = torch.rand(4, 1, 8, 8)
+    before = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+    _assert_same(before, certify.bounds(model, x, 0.05, method=method, domain=(0, 1)))  # cached: identical
+    if change == "inplace_weight":
+        with torch.no_grad():
+            model[0].weight.mul_(1.5)  # what optimizer.step() does
+    elif change == "load_state_dict":
+        model.load_state_dict(_cnn(2).state_dict())
+    elif change == "replace_module":
+        model[6] = _no_grad_params(nn.Linear(6 * 3 * 3, 16)).eval()
+    elif change == "assign_data":
+        model[7 + 1].weight.data = torch.randn(5, 16)
+    elif change == "bn_running_stats":
+        model.train()
+        model(torch.rand(16, 1, 8, 8) * 3)  # updates BatchNorm's running mean/var in place
+        model.eval()
+    else:
+        model[2] = nn.Tanh().eval()  # a module without parameters
+    after = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+    _assert_same(after, _fresh_bounds(model, x, method))
+    assert not torch.equal(after.lower, before.lower)
+
+
+def test_bounds_stay_differentiable_and_are_not_cached_under_autograd() -> None:
+    model = _cnn(3)  # parameters require grad
+    x = torch.rand(2, 1, 8, 8)
+    grads = []
+    for _ in range(2):  # a second backward must not reuse the first call's autograd graph
+        b = certify.bounds(model, x, 0.05, method="crown-ibp", domain=(0, 1))
+        model.zero_grad()
+        (b.upper - b.lower).sum().backward()
+        grads.append(model[0].weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert float(grads[0].abs().sum()) > 0
+    with torch.no_grad():
+        model[0].weight.add_(0.1)
+    b = certify.bounds(model, x, 0.05, method="crown-ibp", domain=(0, 1))
+    _assert_same(b, _fresh_bounds(model, x, "crown-ibp"))
+
+
+def test_buffer_reusing_ibp_equals_the_plain_pass() -> None:
+    """``interval_forward(keep_all=False)`` reuses dead buffers in place; it must change nothing."""
+    model = _no_grad_params(_cnn(4))
+    x = torch.rand(5, 1, 8, 8)
+    g = build_graph(model, x)
+    region = InputRegion(x, torch.full((5,), 0.05), math.inf, (0.0, 1.0))
+    with torch.no_grad():
+        plain = spec_interval(g, interval_forward(g, region, keep_all=True), None)
+        reused = spec_interval(g, interval_forward(g, region, keep_all=False), None)
+    torch.testing.assert_close(plain[0], reused[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(plain[1], reused[1], rtol=1e-6, atol=1e-6)
+    out = model(x)
+    assert bool((reused[0] <= out + 1e-5).all() and (out <= reused[1] + 1e-5).all())
+
+
+def test_cache_does_not_keep_models_alive() -> None:
+    model = _no_grad_params(_cnn(5))
+    cached_graph(model, torch.rand(1, 1, 8, 8))
+    assert model in _GRAPH_CACHE
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
