@@ -128,7 +128,8 @@ class Graph:
 
     nodes: list[Node]
     output: int
-    derived: dict[Any, Graph] = field(default_factory=dict, repr=False, compare=False)
+    #: per-graph caches (densified graph, traversal plans), valid for the graph's life
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def consumers(self) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in self.nodes]
@@ -533,25 +534,35 @@ _GRAPH_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], tuple[t
 )
 
 
-def _fingerprint(model: nn.Module) -> tuple[Any, ...] | None:
-    """What a converted graph depends on and what changes when the model does: the module objects and,
-    for each parameter and buffer, its identity, storage address and in-place version counter
-    (bumped by every in-place update, e.g. ``optimizer.step()`` or ``load_state_dict``).
-    None when the model cannot be fingerprinted (inference-mode tensors carry no version)."""
+def _fingerprint(model: nn.Module) -> tuple[tuple[Any, ...] | None, bool]:
+    """(fingerprint, whether any parameter requires grad), in one walk over the modules.
+
+    The fingerprint is what a converted graph depends on and what changes when the model does:
+    the module objects and, for each parameter and buffer, its identity, storage address and
+    in-place version counter (bumped by every in-place update, e.g. ``optimizer.step()`` or
+    ``load_state_dict``). It is None when the model cannot be fingerprinted (inference-mode
+    tensors carry no version counter)."""
     parts: list[Any] = []
-    try:
-        for m in model.modules():
-            parts.append(id(m))
-            for t in itertools.chain(m._parameters.values(), m._buffers.values()):
-                if t is not None:
-                    parts.extend((id(t), t.data_ptr(), t._version, t.requires_grad))
-    except RuntimeError:
-        return None
-    return tuple(parts)
-
-
-def _tracks_grad(model: nn.Module) -> bool:
-    return torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
+    grad = False
+    fingerprintable = True
+    for m in model.modules():
+        parts.append(id(m))
+        for t in m._parameters.values():
+            if t is not None:
+                grad = grad or t.requires_grad
+                parts.extend((id(t), t.data_ptr(), t.requires_grad))
+                try:
+                    parts.append(t._version)
+                except RuntimeError:
+                    fingerprintable = False
+        for buf in m._buffers.values():
+            if buf is not None:
+                parts.extend((id(buf), buf.data_ptr()))
+                try:
+                    parts.append(buf._version)
+                except RuntimeError:
+                    fingerprintable = False
+    return (tuple(parts) if fingerprintable else None), grad
 
 
 def cached_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Graph:
@@ -564,10 +575,8 @@ def cached_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) 
     in place (e.g. assigning ``conv.stride``) is not detected: build a new model instead.
     """
     dtype = dtype or x.dtype
-    if _tracks_grad(model):
-        return build_graph(model, x, dtype)
-    fp = _fingerprint(model)
-    if fp is None:
+    fp, grad = _fingerprint(model)
+    if fp is None or (grad and torch.is_grad_enabled()):
         return build_graph(model, x, dtype)
     key = (dtype, x.device, tuple(x.shape[1:]))
     per_model = _GRAPH_CACHE.setdefault(model, {})

@@ -71,12 +71,16 @@ def linear_relu(n: Node, a: Interval) -> Interval:
     assert w is not None
     b = total.shape[0]
     w_half, w_abs_half = n.derive("w/2", lambda: w * 0.5), n.derive("|w|/2", lambda: w.abs() * 0.5)
-    c = F.linear(total.reshape(b, -1), w_half, n.bias)
-    hi = torch.addmm(c, diff.reshape(b, -1), w_abs_half.t())
+    if total.dim() != 2:
+        total, diff = total.reshape(b, -1), diff.reshape(b, -1)
+    c = F.linear(total, w_half, n.bias)
+    hi = torch.addmm(c, diff, w_abs_half.t())
     half_lo = c.sub_(hi, alpha=0.5).relu_()
     hi.relu_()
-    total = torch.add(hi, half_lo, alpha=2)
-    return Interval(s=total.reshape(b, *n.shape), d=hi.sub_(half_lo, alpha=2).reshape(b, *n.shape))
+    total, diff = torch.add(hi, half_lo, alpha=2), hi.sub_(half_lo, alpha=2)
+    if len(n.shape) != 1:
+        total, diff = total.reshape(b, *n.shape), diff.reshape(b, *n.shape)
+    return Interval(s=total, d=diff)
 
 
 def relu_consuming(a: Interval) -> Interval:
@@ -254,12 +258,14 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
     direct = direct_input_flags(g) if region.norm == 2 else None
-    last_use = list(range(len(nodes)))
-    for i, n in enumerate(nodes):
-        for j in n.inputs:
-            last_use[j] = i
-    keep = {g.output, *nodes[g.output].inputs}
-    consumers = g.consumers()
+    plan = g.derived.get("ibp plan")
+    if plan is None:
+        last_use = list(range(len(nodes)))
+        for i, n in enumerate(nodes):
+            for j in n.inputs:
+                last_use[j] = i
+        plan = g.derived["ibp plan"] = (last_use, {g.output, *nodes[g.output].inputs}, g.consumers())
+    last_use, keep, consumers = plan
     for i in range(1, len(nodes)):
         if (stop_before_output and i == g.output) or ivs[i] is not None:
             continue
