@@ -22,7 +22,6 @@ Node kinds (``Node.op``):
 
 from __future__ import annotations
 
-import itertools
 import math
 import weakref
 from collections.abc import Callable, Sequence
