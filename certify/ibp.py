@@ -165,7 +165,7 @@ def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> 
 def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputRegion | None = None,
                   direct: list[bool] | None = None, consume: bool = False) -> Interval:
     """IBP interval of node ``i`` from the intervals of its inputs (``consume``: the input's
-    interval is read by nothing else and its buffers may be reused)."""
+    interval is read by nothing else and autograd records nothing, so its buffers may be reused)."""
     n = g.nodes[i]
     op = n.op
     a = ivs[n.inputs[0]] if n.inputs else None
@@ -192,8 +192,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         ca, cb = n.attrs["coef"]
         return Interval(c=ca * a.c + cb * b_iv.c, r=abs(ca) * a.r + abs(cb) * b_iv.r)  # type: ignore[union-attr]
     if op == "relu":
-        if consume and a._c is not None and a._r is not None and not (  # type: ignore[union-attr]
-                torch.is_grad_enabled() and (a._c.requires_grad or a._r.requires_grad)):  # type: ignore[union-attr]
+        if consume and a._c is not None and a._r is not None:  # type: ignore[union-attr]
             return relu_consuming(a)  # type: ignore[arg-type]
         return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
     if op == "sigmoid":
@@ -266,18 +265,22 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
                 last_use[j] = i
         plan = g.derived["ibp plan"] = (last_use, {g.output, *nodes[g.output].inputs}, g.consumers())
     last_use, keep, consumers = plan
+    # buffers may be reused in place only where autograd records nothing (neither the input region
+    # nor any weight requires grad): in-place updates of tensors saved for backward would be errors
+    in_place = not keep_all and not (torch.is_grad_enabled() and (
+        region.box.l.requires_grad or region.box.u.requires_grad
+        or any(t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias))))
     for i in range(1, len(nodes)):
         if (stop_before_output and i == g.output) or ivs[i] is not None:
             continue
         n = nodes[i]
         nxt = consumers[i][0] if len(consumers[i]) == 1 else None
-        if (not keep_all and nxt is not None and nodes[nxt].op == "relu" and i not in keep
+        if (in_place and nxt is not None and nodes[nxt].op == "relu" and i not in keep
                 and (n.op == "dense" or (n.op == "linear" and len(n.shape) == 1))
-                and not (direct is not None and direct[n.inputs[0]])
-                and not (torch.is_grad_enabled() and n.weight is not None and n.weight.requires_grad)):
+                and not (direct is not None and direct[n.inputs[0]])):
             ivs[nxt] = linear_relu(n, ivs[n.inputs[0]])  # type: ignore[arg-type]
         else:
-            consume = (not keep_all and len(n.inputs) == 1 and last_use[n.inputs[0]] == i
+            consume = (in_place and len(n.inputs) == 1 and last_use[n.inputs[0]] == i
                        and n.inputs[0] not in keep and nodes[n.inputs[0]].op in ("linear", "conv", "dense"))
             ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
         if not keep_all:

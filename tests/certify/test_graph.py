@@ -120,3 +120,22 @@ def test_cache_does_not_keep_models_alive() -> None:
     del model
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("model_grad", [False, True])
+def test_ibp_is_differentiable_in_the_input(model_grad: bool) -> None:
+    """Gradients w.r.t. x (e.g. for attacks on the bound) must flow whether or not the weights need grad:
+    the in-place fast path is used only when autograd records nothing."""
+    model = _cnn(6)
+    if not model_grad:
+        _no_grad_params(model)
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64) * 0.8 + 0.1
+    model = model.double()
+    grads = []
+    for mdl in (model, copy.deepcopy(model).requires_grad_(True)):
+        xx = x.clone().requires_grad_(True)
+        b = certify.bounds(mdl, xx, 0.05, method="ibp", domain=(0, 1))
+        (b.upper * torch.arange(1, 6, dtype=torch.float64)).sum().backward()
+        grads.append(xx.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert float(grads[0].abs().sum()) > 0
