@@ -141,6 +141,12 @@ def _check_common(model: Any, x: Any, norm: Any, method: Any,
     return model, x, _check_norm(norm), _check_method(method), _check_domain(domain, x, extent)
 
 
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected argument `{name}` to be True or False, but got {value!r}")
+    return value
+
+
 def _check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}")
@@ -176,7 +182,7 @@ def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
              domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
-             need_upper: bool = True) -> tuple[Tensor, Tensor]:
+             need_upper: bool = True, compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
     if method.startswith("auto_lirpa:"):
         if sound:
@@ -188,7 +194,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
             )
         from certify.auto_lirpa import auto_lirpa_bounds
 
-        return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain)
+        opts = {"compare_crown_with_ibp": True} if compare_ibp else None
+        return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain,
+                                 bound_opts=opts)
     from certify._graph import UnsupportedLayerError, cached_graph
     from certify.ibp import InputRegion, interval_forward, spec_interval
 
@@ -223,7 +231,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         from certify.crown import crown_bounds
 
         lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(method == "crown-ibp"),
-                              need_lower=need_lower, need_upper=need_upper)
+                              need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
     if sound:
         return _round_outward(lo, hi, x.dtype)
     return lo, hi
@@ -252,7 +260,7 @@ def _num_outputs(model: nn.Module, x: Tensor) -> int:
 
 def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
            method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
-           spec: Tensor | None = None) -> Bounds:
+           spec: Tensor | None = None, compare_crown_with_ibp: bool = False) -> Bounds:
     """Lower and upper bounds of the model's outputs over a perturbation region around each input.
 
     Args:
@@ -266,6 +274,10 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
         sound: evaluate in float64 and round the final bounds outward (see the docs).
         spec: optional linear specification ``C`` of shape (S, K) or (N, S, K); then the bounds are
             of ``C @ f(x')`` (shape (N, S)), with ``C`` folded into the last linear layer.
+        compare_crown_with_ibp: with CROWN/CROWN-IBP, intersect every CROWN bound (intermediate and
+            final) with the IBP bound from the bounds known so far, as auto_LiRPA's bound option of
+            that name does: sound and never looser than either (IBP-trained networks can have tighter
+            IBP than CROWN bounds). Off by default, as in auto_LiRPA.
 
     Returns:
         :class:`Bounds` with ``lower`` and ``upper`` of shape (N, K) (or (N, S) with ``spec``).
@@ -280,13 +292,15 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
             spec = spec.unsqueeze(0).expand(x.shape[0], *spec.shape)
         elif spec.shape[0] != x.shape[0]:
             raise ValueError(f"Expected argument `spec` to have batch size {x.shape[0]}, got {spec.shape[0]}")
-    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound)
+    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
+                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
     return Bounds(lo.to(x.dtype), hi.to(x.dtype))
 
 
 def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
                   norm: float | str = float("inf"), method: str = "crown",
-                  domain: tuple[float, float] | None = None, sound: bool = False) -> Bounds:
+                  domain: tuple[float, float] | None = None, sound: bool = False,
+                  compare_crown_with_ibp: bool = False) -> Bounds:
     """Bounds on the margins ``f_y(x') - f_j(x')`` for every class j, shape (N, K).
 
     The column ``j = y`` is exactly 0 (in both bounds). The specification matrix (rows
@@ -299,7 +313,8 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     spec = margin_spec(y, k, x.dtype)
-    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound)
+    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
+                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
     lo, hi = lo.to(x.dtype), hi.to(x.dtype)
     at_y = torch.nn.functional.one_hot(y, k).bool()
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -307,28 +322,31 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *
 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
-              domain: tuple[float, float] | None, sound: bool) -> Tensor:
+              domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False) -> Tensor:
     spec = margin_spec(y, k, x.dtype)
     lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
-                     need_upper=False)
+                     need_upper=False, compare_ibp=compare_ibp)
     at_y = torch.nn.functional.one_hot(y, k).bool()
     return ((lo > 0) | at_y).all(dim=1)
 
 
 def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
-           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False) -> Tensor:
+           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
+           compare_crown_with_ibp: bool = False) -> Tensor:
     """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region."""
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     with torch.no_grad():
-        return _verified(model, x, y, e, k, norm=p, method=m, domain=dom, sound=sound)
+        return _verified(model, x, y, e, k, norm=p, method=m, domain=dom, sound=sound,
+                         compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
 
 
 def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str = float("inf"),
                      method: str = "crown", domain: tuple[float, float] | None = None,
-                     max_eps: float = 1.0, tol: float = 1e-3, sound: bool = False) -> Tensor:
+                     max_eps: float = 1.0, tol: float = 1e-3, sound: bool = False,
+                     compare_crown_with_ibp: bool = False) -> Tensor:
     """Largest radius (up to ``tol``) at which each input is verified, by bisection on eps.
 
     The bisection runs on the whole batch at once (one bound computation per step, with a
@@ -343,7 +361,8 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     n = x.shape[0]
-    kw: dict[str, Any] = {"norm": p, "method": m, "domain": dom, "sound": sound}
+    kw: dict[str, Any] = {"norm": p, "method": m, "domain": dom, "sound": sound,
+                          "compare_ibp": _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")}
     with torch.no_grad():
         zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
         ok0 = _verified(model, x, y, zeros, k, **kw)
@@ -365,12 +384,13 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
 def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: float, *,
                       norm: float | str = float("inf"), method: str = "crown",
                       domain: tuple[float, float] | None = None, batch_size: int = 256,
-                      progress: bool = True, sound: bool = False) -> float:
+                      progress: bool = True, sound: bool = False, compare_crown_with_ibp: bool = False) -> float:
     """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress)."""
     from tqdm.auto import tqdm
 
     model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
     batch_size = check_positive_int(batch_size, "batch_size")
+    cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
     n = x.shape[0]
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
@@ -386,5 +406,6 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
             xb, yb = xb[correct], yb[correct]
             if len(yb):
                 e = _check_eps(eps, xb)
-                total += int(_verified(model, xb, yb, e, k, norm=p, method=m, domain=dom, sound=sound).sum())
+                total += int(_verified(model, xb, yb, e, k, norm=p, method=m, domain=dom, sound=sound,
+                                       compare_ibp=cmp).sum())
     return total / n

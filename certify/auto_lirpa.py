@@ -52,36 +52,39 @@ def auto_lirpa_available() -> bool:
     return True
 
 
-def _fingerprint(model: nn.Module, x: Tensor) -> tuple:
-    opts = tuple(sorted((k, repr(v)) for k, v in BOUND_OPTS.items()))
+def _fingerprint(model: nn.Module, x: Tensor, bound_opts: dict[str, Any]) -> tuple:
+    opts = tuple(sorted((k, repr(v)) for k, v in bound_opts.items()))
     params = tuple((p.data_ptr(), p._version) for p in model.parameters())
     buffers = tuple((b.data_ptr(), b._version) for b in model.buffers())
     return (tuple(x.shape[1:]), x.dtype, str(x.device), params, buffers, opts)
 
 
-def _bounded_module(model: nn.Module, x: Tensor) -> Any:
+def _bounded_module(model: nn.Module, x: Tensor, bound_opts: dict[str, Any] | None = None) -> Any:
     al = import_auto_lirpa()
-    key = _fingerprint(model, x)
+    opts = {**BOUND_OPTS, **(bound_opts or {})}
+    key = _fingerprint(model, x, opts)
     hit = _CACHE.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
     dummy = torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    kw = {"bound_opts": dict(BOUND_OPTS)} if BOUND_OPTS else {}
+    kw = {"bound_opts": opts} if opts else {}
     bm = al.BoundedModule(model, dummy, device=x.device, verbose=0, **kw)
     _CACHE[model] = (key, bm)
     return bm
 
 
 def auto_lirpa_bounds(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float,
-                      method: str, domain: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
-    """Bounds of ``spec @ model(x')`` by auto_LiRPA, shape (N, S) (or (N, K) without spec)."""
+                      method: str, domain: tuple[float, float] | None,
+                      bound_opts: dict[str, Any] | None = None) -> tuple[Tensor, Tensor]:
+    """Bounds of ``spec @ model(x')`` by auto_LiRPA, shape (N, S) (or (N, K) without spec); ``bound_opts``
+    are added to :data:`BOUND_OPTS` for this call."""
     al = import_auto_lirpa()
     if x.shape[0] == 0:
         k = int(model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device)).numel())
         s = k if spec is None else spec.shape[1]
         empty = torch.zeros((0, s), dtype=x.dtype, device=x.device)
         return empty, empty.clone()
-    bm = _bounded_module(model, x)
+    bm = _bounded_module(model, x, bound_opts)
     eps = eps.to(x.dtype)
     e = eps.reshape(-1, *([1] * (x.dim() - 1)))
     if norm == math.inf:

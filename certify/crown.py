@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from certify._graph import ACTIVATIONS, Graph, Node, densify
-from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval
+from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
 __all__ = ["CHUNK_BYTES", "DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
 
@@ -446,8 +446,13 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
 
 
 def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
-                 need_lower: bool = True, need_upper: bool = True) -> tuple[Tensor, Tensor]:
-    """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S)."""
+                 need_lower: bool = True, need_upper: bool = True,
+                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+    """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S).
+
+    ``compare_ibp`` (auto_LiRPA's ``compare_crown_with_ibp``): intersect every CROWN bound, intermediate
+    and final, with the IBP bound computed from the bounds known so far (sound, and never looser than
+    either; it matters for IBP-trained networks, where IBP can be the tighter of the two)."""
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
@@ -475,7 +480,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             relax[i] = _Relax(n.op, src.l, src.u)
         iv = node_interval(g, i, ivs, region, direct)
         if i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1):
-            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i], batch=batch)
+            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i], batch=batch, compare_ibp=compare_ibp)
         ivs[i] = iv
     out = nodes[g.output]
     mode = "eye" if spec is None else "spec"
@@ -491,11 +496,15 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         lo = torch.full_like(hi, -math.inf)  # type: ignore[arg-type]
     if hi is None:
         hi = torch.full_like(lo, math.inf)
+    if compare_ibp:
+        ivs[g.output] = node_interval(g, g.output, ivs, region, direct)
+        lo_ibp, hi_ibp = spec_interval(g, ivs, spec, region, direct)
+        lo, hi = torch.maximum(lo, lo_ibp), torch.minimum(hi, hi_ibp)
     return lo, hi
 
 
 def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: dict[int, _Relax], *,
-                  exact: bool, batch: int) -> Interval:
+                  exact: bool, batch: int, compare_ibp: bool = False) -> Interval:
     """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
     else only the neurons unstable under the reference bounds ``ref``."""
     n = g.nodes[i]
@@ -531,6 +540,9 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: d
     assert lo is not None and hi is not None
     lo = torch.where(valid, lo, l_ref.gather(1, idx))
     hi = torch.where(valid, hi, u_ref.gather(1, idx))
+    if compare_ibp:  # only where computed for this input, so that bounds never depend on the batch
+        lo = torch.maximum(lo, l_ref.gather(1, idx))
+        hi = torch.minimum(hi, u_ref.gather(1, idx))
     l_new = l_ref.scatter(1, idx, lo)
     u_new = u_ref.scatter(1, idx, hi)
     return Interval(l=l_new.reshape(batch, *n.shape), u=u_new.reshape(batch, *n.shape))

@@ -222,3 +222,73 @@ def test_verify_matches_margin_lower_bound_on_digits() -> None:
 def test_norm_inf_constant() -> None:
     assert certify.bounds(nn.Linear(2, 2).eval(), torch.zeros(1, 2), 0.1, norm="inf").lower.shape == (1, 2)
     assert math.isinf(float("inf"))
+
+
+def _ibp_beats_crown() -> nn.Module:
+    """relu(x + 0.3) on x in [-0.7, 0.7]: pre-activation in [-0.4, 1.0], so CROWN's adaptive lower line
+    (slope 1, since u > -l) gives -0.4 where IBP gives the exact 0."""
+    model = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1)).eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(0.3)
+        model[2].weight.fill_(1.0)
+        model[2].bias.fill_(0.0)
+    return model
+
+
+def test_compare_crown_with_ibp_exact_values() -> None:
+    model, x = _ibp_beats_crown().double(), torch.zeros(1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        crown = certify.bounds(model, x, 0.7, method="crown")
+        ibp = certify.bounds(model, x, 0.7, method="ibp")
+        both = certify.bounds(model, x, 0.7, method="crown", compare_crown_with_ibp=True)
+        both_cibp = certify.bounds(model, x, 0.7, method="crown-ibp", compare_crown_with_ibp=True)
+    assert float(crown.lower) == pytest.approx(-0.4) and float(ibp.lower) == 0.0
+    assert float(both.lower) == 0.0 and float(both.upper) == pytest.approx(1.0)
+    assert float(both_cibp.lower) == 0.0
+
+
+@pytest.mark.parametrize("method", ["crown", "crown-ibp"])
+def test_compare_crown_with_ibp_is_sound_and_inside_ibp(method: str) -> None:
+    for seed in range(3):
+        model = _random_cnn(30 + seed)
+        x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        both = certify.bounds(model, x, 0.05, method=method, domain=(0, 1), compare_crown_with_ibp=True)
+        ibp = certify.bounds(model, x, 0.05, method="ibp", domain=(0, 1))
+        assert bool((both.lower >= ibp.lower - 1e-6).all() and (both.upper <= ibp.upper + 1e-6).all())
+        g = torch.Generator().manual_seed(seed)
+        pts = (x.unsqueeze(1) + (torch.rand(6, 2000, 1, 8, 8, generator=g) * 2 - 1) * 0.05).clamp(0, 1)
+        with torch.no_grad():
+            out = model(pts.reshape(-1, 1, 8, 8)).reshape(6, 2000, -1)
+        assert bool((out >= both.lower.unsqueeze(1) - 1e-5).all() and (out <= both.upper.unsqueeze(1) + 1e-5).all())
+
+
+def test_compare_crown_with_ibp_through_every_entry_point() -> None:
+    model, x = _ibp_beats_crown(), torch.zeros(2, 1)
+    two = nn.Sequential(model, nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        two[1].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        two[1].bias.copy_(torch.tensor([0.0, -0.05]))
+    y = torch.zeros(2, dtype=torch.long)
+    # margin f_0 - f_1 = 2 relu(x + 0.3) + 0.05 > 0 everywhere, but plain CROWN's lower line dips below 0
+    assert not bool(certify.verify(two, x, y, 0.7).any())
+    assert bool(certify.verify(two, x, y, 0.7, compare_crown_with_ibp=True).all())
+    assert certify.verified_accuracy(two, x, y, 0.7, progress=False, compare_crown_with_ibp=True) == 1.0
+    r = certify.certified_radius(two, x, y, max_eps=2.0, compare_crown_with_ibp=True)
+    assert bool((r >= certify.certified_radius(two, x, y, max_eps=2.0) - 1e-6).all())
+    m = certify.margin_bounds(two, x, y, 0.7, compare_crown_with_ibp=True)
+    assert bool((m.lower[:, 1] > 0).all())
+    with pytest.raises(TypeError, match="compare_crown_with_ibp"):
+        certify.bounds(two, x, 0.1, compare_crown_with_ibp="yes")  # type: ignore[arg-type]
+
+
+def test_compare_crown_with_ibp_bounds_do_not_depend_on_the_batch() -> None:
+    model = digits_mlp().double()
+    x, _ = _digits(12)
+    x = x.double()
+    for method in ("crown", "crown-ibp"):
+        batch = certify.bounds(model, x, 0.05, method=method, domain=(0, 1), compare_crown_with_ibp=True)
+        for i in (0, 5, 11):
+            one = certify.bounds(model, x[i : i + 1], 0.05, method=method, domain=(0, 1), compare_crown_with_ibp=True)
+            torch.testing.assert_close(one.lower, batch.lower[i : i + 1], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(one.upper, batch.upper[i : i + 1], rtol=1e-10, atol=1e-10)
