@@ -224,7 +224,10 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
     if method == "ibp":
         from certify.ibp import direct_input_flags
 
-        ivs = interval_forward(g, region, stop_before_output=spec is not None, keep_all=False)
+        out = g.nodes[g.output]
+        foldable = out.op == "dense" or (out.op == "linear" and len(out.shape) == 1)
+        # spec_interval folds the spec into a last linear layer, else it needs the output's interval
+        ivs = interval_forward(g, region, stop_before_output=spec is not None and foldable, keep_all=False)
         direct = direct_input_flags(g) if norm == 2 else None
         lo, hi = spec_interval(g, ivs, spec, region, direct)
     else:

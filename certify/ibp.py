@@ -280,8 +280,11 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
                 and not (direct is not None and direct[n.inputs[0]])):
             ivs[nxt] = linear_relu(n, ivs[n.inputs[0]])  # type: ignore[arg-type]
         else:
-            consume = (in_place and len(n.inputs) == 1 and last_use[n.inputs[0]] == i
-                       and n.inputs[0] not in keep and nodes[n.inputs[0]].op in ("linear", "conv", "dense"))
+            j = n.inputs[0] if len(n.inputs) == 1 else -1
+            # only the sole consumer may reuse j's buffers: another node can hold them (an affine node
+            # without weight passes its input's radius tensor through)
+            consume = (in_place and j >= 0 and len(consumers[j]) == 1 and j not in keep
+                       and nodes[j].op in ("linear", "conv", "dense"))
             ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
         if not keep_all:
             for j in nodes[i].inputs:

@@ -53,7 +53,8 @@ def test_graph_is_reused_while_the_model_is_unchanged() -> None:
 @pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
 @pytest.mark.parametrize(
     "change",
-    ["inplace_weight", "load_state_dict", "replace_module", "assign_data", "bn_running_stats", "swap_activation"],
+    ["inplace_weight", "load_state_dict", "replace_module", "assign_data", "bn_running_stats", "swap_activation",
+     "write_through_data", "buffer_write_through_data"],
 )
 def test_bounds_follow_every_change_of_the_model(method: str, change: str) -> None:
     model = _no_grad_params(_cnn(1))
@@ -69,6 +70,11 @@ def test_bounds_follow_every_change_of_the_model(method: str, change: str) -> No
         model[6] = _no_grad_params(nn.Linear(6 * 3 * 3, 16)).eval()
     elif change == "assign_data":
         model[7 + 1].weight.data = torch.randn(5, 16)
+    elif change == "write_through_data":  # manual SGD / EMA style: bumps no version counter
+        for p in model.parameters():
+            p.data.mul_(1.5)
+    elif change == "buffer_write_through_data":
+        model[1].running_var.data.mul_(3.0)
     elif change == "bn_running_stats":
         model.train()
         model(torch.rand(16, 1, 8, 8) * 3)  # updates BatchNorm's running mean/var in place
@@ -139,3 +145,74 @@ def test_ibp_is_differentiable_in_the_input(model_grad: bool) -> None:
         grads.append(xx.grad)
     torch.testing.assert_close(grads[0], grads[1])
     assert float(grads[0].abs().sum()) > 0
+
+
+class _AliasNet(nn.Module):
+    """``relu(h) + (h + 1)``: the constant add passes h's radius tensor through, so the ReLU must not
+    reuse h's buffers in place (it is not h's only consumer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        shifted = h + 1.0  # traced before the ReLU, so the ReLU is h's last consumer
+        return torch.relu(h) + shifted
+
+
+def test_in_place_ibp_never_overwrites_a_shared_buffer() -> None:
+    torch.manual_seed(7)
+    model = _no_grad_params(_AliasNet().eval())
+    with torch.no_grad():
+        model.fc.bias.fill_(-10.0)
+    x = torch.rand(5, 4)
+    with torch.no_grad():
+        fast = certify.bounds(model, x, 0.1, method="ibp", domain=(0, 1))
+    plain = certify.bounds(copy.deepcopy(model).requires_grad_(True), x, 0.1, method="ibp", domain=(0, 1))
+    torch.testing.assert_close(fast.lower, plain.lower.detach())
+    torch.testing.assert_close(fast.upper, plain.upper.detach())
+    assert float((fast.upper - fast.lower).min()) > 0.05
+
+
+class _Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.scale = torch.tensor(2.0)  # a plain tensor attribute, not a buffer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale
+
+
+def test_plain_tensor_attributes_are_never_served_stale() -> None:
+    model, x = _no_grad_params(_Scaled().eval()), torch.rand(2, 4)
+    with torch.no_grad():
+        certify.bounds(model, x, 0.1)
+        model.scale = torch.tensor(5.0)
+        _assert_same(certify.bounds(model, x, 0.1), certify.bounds(copy.deepcopy(model), x, 0.1))
+        model.scale.mul_(2)
+        _assert_same(certify.bounds(model, x, 0.1), certify.bounds(copy.deepcopy(model), x, 0.1))
+
+
+def test_inference_mode_cache_does_not_leak_into_autograd() -> None:
+    model = _no_grad_params(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval())
+    x = torch.rand(3, 4)
+    with torch.inference_mode():
+        inside = certify.bounds(model, x, 0.1, method="crown")
+    xg = x.clone().requires_grad_()
+    b = certify.bounds(model, xg, 0.1, method="crown")
+    b.lower.sum().backward()
+    assert xg.grad is not None
+    torch.testing.assert_close(inside.lower, b.lower.detach())
+
+
+def test_concurrent_first_calls_on_traced_models() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = [_no_grad_params(_AliasNet().eval()) for _ in range(4)]
+    x = torch.rand(3, 4)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda m: certify.bounds(m, x, 0.1, method="crown"), models))
+    for m, b in zip(models, results):
+        _assert_same(b, certify.bounds(copy.deepcopy(m), x, 0.1, method="crown"))

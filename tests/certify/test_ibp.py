@@ -207,3 +207,31 @@ def test_ibp_eps_zero_is_the_forward_pass() -> None:
         b = certify.bounds(model, x, 0.0, method=method)
         torch.testing.assert_close(b.lower, model(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(b.upper, model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tail", ["relu", "residual"])
+def test_ibp_margin_bounds_when_the_output_is_not_a_linear_layer(tail: str) -> None:
+    """The margin spec folds into a last linear layer; otherwise IBP needs the output's own interval."""
+    torch.manual_seed(11)
+    if tail == "relu":
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU()).eval()
+    else:
+        class Res(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.a, self.b = nn.Linear(6, 4), nn.Linear(4, 4)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                h = torch.relu(self.a(x))
+                return h + self.b(h)
+
+        model = Res().eval()
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 3, 0])
+    m = certify.margin_bounds(model, x, y, 0.05, method="ibp", domain=(0, 1))
+    pts = (x.unsqueeze(1) + (torch.rand(5, 500, 6) * 2 - 1) * 0.05).clamp(0, 1)
+    with torch.no_grad():
+        out = model(pts.reshape(-1, 6)).reshape(5, 500, 4)
+    margins = out.gather(2, y.view(5, 1, 1).expand(5, 500, 1)) - out
+    assert bool((margins >= m.lower.detach().unsqueeze(1) - 1e-5).all())
+    assert bool((margins <= m.upper.detach().unsqueeze(1) + 1e-5).all())
+    certify.verify(model, x, y, 0.05, method="ibp", domain=(0, 1))
