@@ -61,16 +61,21 @@ class Interval:
         return self._s, self._d  # type: ignore[return-value]
 
 
+def _half_weights(n: Node) -> tuple[Tensor, Tensor]:
+    """``(W / 2, |W| / 2)`` of an affine node, cached on it (for inputs in sum/difference form)."""
+    w = n.weight
+    assert w is not None
+    return n.derive("w/2", lambda: w * 0.5), n.derive("|w|/2", lambda: w.abs() * 0.5)
+
+
 def linear_relu(n: Node, a: Interval) -> Interval:
     """IBP through a linear/dense node and the ReLU after it, without autograd, in five element-wise
     passes: the centre's GEMM, then ``u = c + |W| r`` with the sum in the second GEMM's epilogue
     (``addmm``), ``l/2 = c - u/2`` in place, both ReLUs in place, and the sum/difference form
     ``(u + l, u - l)`` the next affine layer takes."""
     total, diff = a.sum_diff()
-    w = n.weight
-    assert w is not None
     b = total.shape[0]
-    w_half, w_abs_half = n.derive("w/2", lambda: w * 0.5), n.derive("|w|/2", lambda: w.abs() * 0.5)
+    w_half, w_abs_half = _half_weights(n)
     if total.dim() != 2:
         total, diff = total.reshape(b, -1), diff.reshape(b, -1)
     c = F.linear(total, w_half, n.bias)
@@ -119,8 +124,7 @@ def _affine(n: Node, c: Tensor, r: Tensor, half: bool = False) -> tuple[Tensor, 
     if op in ("linear", "conv", "dense"):
         assert w is not None
         if half:
-            w0 = w
-            w, w_abs = n.derive("w/2", lambda: w0 * 0.5), n.derive("|w|/2", lambda: w0.abs() * 0.5)
+            w, w_abs = _half_weights(n)
         else:
             w_abs = n.derive("|w|", w.abs)
     if op == "linear":
