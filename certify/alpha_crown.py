@@ -25,6 +25,7 @@ then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +73,10 @@ class Optimized:
 
     ``lower`` (N, S): best lower bound per row over all iterates; ``infeasible`` (N,): the split
     constraints are contradictory (the domain is empty); ``alpha`` / ``beta``: the last slopes and
-    multipliers per ReLU node (N, S, *shape), for warm starts; ``unstable``: per ReLU node (N, *shape),
-    unstable and not split; ``score``: BaBSR-style branching scores per ReLU node (N, *shape) or None.
+    multipliers per ReLU node (N, S, *shape), for warm starts; ``unstable`` / ``active``: per ReLU node
+    (N, *shape), unstable (and not split) / active under the (split-tightened) pre-activation bounds; ``primal``
+    (N, *input shape), with scores: the box corner minimising the worst open row's linear bound (a candidate
+    counterexample); ``score``: BaBSR-style branching scores per ReLU node (N, *shape) or None.
     """
 
     lower: Tensor
@@ -81,7 +84,9 @@ class Optimized:
     alpha: dict[int, Tensor]
     beta: dict[int, Tensor]
     unstable: dict[int, Tensor]
+    active: dict[int, Tensor]
     score: dict[int, Tensor] | None
+    primal: Tensor | None
     iterations: int
 
 
@@ -89,12 +94,14 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                    lr: float = ALPHA_LR, lr_beta: float = 0.05, lr_decay: float = LR_DECAY,
                    compare_ibp: bool = False, skip: Tensor | None = None, stop_at: float | None = 0.0,
                    splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
-                   init_beta: dict[int, Tensor] | None = None, want_score: bool = False) -> Optimized:
+                   init_beta: dict[int, Tensor] | None = None, want_score: bool = False,
+                   deadline: float | None = None) -> Optimized:
     """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised ReLU lower slopes.
 
     ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin specification); rows whose
     bound exceeds ``stop_at`` stop improving (early stop once verified; None: never). ``splits`` maps a
     pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound split constraints).
+    ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays sound).
     """
     hook = _Hook(splits)
     with torch.no_grad():
@@ -110,6 +117,7 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     masks: dict[int, Tensor] = {}
     signs: dict[int, Tensor] = {}
     unstable: dict[int, Tensor] = {}
+    active_: dict[int, Tensor] = {}
     for k, r in relax.items():
         node = gd.nodes[k]
         if node.op != "relu":
@@ -117,6 +125,7 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
         iv = ivs[node.inputs[0]]
         unst = (iv.l < 0) & (iv.u > 0)
         unstable[k] = unst
+        active_[k] = iv.l >= 0
         if bool(unst.any()):
             masks[k] = unst.unsqueeze(1)
             init = init_alpha.get(k) if init_alpha is not None else None
@@ -171,14 +180,15 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
         for _ in range(iterations):
             active = ~done_rows()
-            if not bool(active.any()):
+            if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
                 break
             with torch.enable_grad():
                 lo = evaluate(relaxed()[0])
                 _keep_best(best, lo.detach())
                 loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            # gradients for the slopes/multipliers only (never into the model's parameters)
+            for t, gr in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+                t.grad = gr
             opt.step()
             sched.step()
             steps += 1
@@ -188,23 +198,37 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                 for t in betas.values():
                     t.clamp_(min=0)
     score = None
+    primal = None
     with torch.no_grad():
         if want_score:
             with torch.enable_grad():
                 rel, leaves = relaxed(b_u_grad=True)
                 keys = list(alphas)
-                lo = evaluate(rel)
+                box_l = region.box.l.detach().clone().requires_grad_(True)
+                box_u = region.box.u.detach().clone().requires_grad_(True)
+                boxed = InputRegion(region.x0, region.eps, region.norm, region.domain)
+                boxed.box = Interval(l=box_l, u=box_u)
+                lo, _ = backward(gd, g.output, a, b0, boxed, rel, need_lower=True, need_upper=False,
+                                 start_node_done=start_input is not None, start_input=start_input)
+                assert lo is not None
                 weight = (~done_rows()).to(lo.dtype)
-                grads = torch.autograd.grad((lo * weight).sum(), [rel[k].b_u for k in keys], allow_unused=True)
+                # the worst open row's linear bound A x + c: its minimiser over the box is a candidate counterexample
+                worst = torch.where(weight > 0, lo, torch.full_like(lo, math.inf)).argmin(1, keepdim=True)
+                grads = torch.autograd.grad((lo * weight).sum(), [rel[k].b_u for k in keys],
+                                            allow_unused=True, retain_graph=True) if keys else ()
+                gl, gu = torch.autograd.grad(lo.gather(1, worst).sum(), [box_l, box_u], allow_unused=True)
+            coef = (gl if gl is not None else torch.zeros_like(box_l)) + (gu if gu is not None else torch.zeros_like(box_u))
+            primal = torch.where(coef > 0, region.box.l, region.box.u)
             _keep_best(best, lo.detach())
-            score = {}
+            score = {k: torch.zeros_like(relax[k].b_u) for k in unstable}
             for k, gr in zip(keys, grads):
-                sc = torch.zeros_like(relax[k].b_u) if gr is None else (-gr * relax[k].b_u).clamp(min=0)
-                score[k] = torch.where(unstable[k], sc, torch.zeros_like(sc))
-        elif steps:
-            _keep_best(best, evaluate(relaxed()[0]))  # the last step's slopes
+                if gr is not None:
+                    sc = (-gr * relax[k].b_u).clamp(min=0)
+                    score[k] = torch.where(unstable[k], sc, torch.zeros_like(sc))
+        elif steps or (params and (init_alpha is not None or init_beta is not None)):
+            _keep_best(best, evaluate(relaxed()[0]))  # the last step's (or the given) slopes
     return Optimized(lower=best, infeasible=infeasible, alpha={k: t.detach() for k, t in alphas.items()},
-                     beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, score=score,
+                     beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, active=active_, score=score, primal=primal,
                      iterations=steps)
 
 
