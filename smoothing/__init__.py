@@ -25,10 +25,9 @@ from smoothing.sequential import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.training import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+from smoothing.training import train_noise_augmented
 
 __all__ = [
-    "DIGITS_NOISE_SIGMAS",
     "Certificate",
     "CertifiedRecord",
     "Prediction",
@@ -43,7 +42,6 @@ __all__ = [
     "certify_sequential_batch",
     "clopper_pearson_lower",
     "confidence_sequence",
-    "digits_base_model",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",
