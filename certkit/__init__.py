@@ -1,7 +1,8 @@
 """certkit: the ground floor shared by the ``certify``, ``smoothing`` and ``conformal`` packages.
 
-This package holds what all three need and none may own: input validation, errors and the on-disk
-model cache. Layering is one-directional (``tests/test_architecture.py`` enforces it)::
+This package holds what all three need and none may own: input validation, errors, the threat-model
+types (``certkit.threat``) and the on-disk model cache. Layering is one-directional
+(``tests/test_architecture.py`` enforces it)::
 
     certkit_app (demo, CLI, digits data and reference models)
         ->  conformal  ->  certify, smoothing  ->  certkit
@@ -12,5 +13,6 @@ other; nothing in the library imports ``certkit_app``. See ``docs/architecture.m
 
 from certkit._version import __version__
 from certkit.errors import NotCalibratedError
+from certkit.threat import LpBall, ThreatModel
 
-__all__ = ["NotCalibratedError", "__version__"]
+__all__ = ["LpBall", "NotCalibratedError", "ThreatModel", "__version__"]
