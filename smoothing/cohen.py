@@ -27,6 +27,7 @@ from certkit._validation import (
     check_positive_int,
     check_probability,
 )
+from certkit.threat import LpBall
 from smoothing.noise import GaussianNoise, Noise, _check_norm, convert_radius
 
 __all__ = [
@@ -64,6 +65,11 @@ class Certificate:
     abstained: bool
     samples: int
     norm: float = 2.0
+
+    @property
+    def ball(self) -> LpBall:
+        """The certified set as a ``certkit.threat.LpBall`` (norm ``self.norm``, eps ``self.radius``)."""
+        return LpBall(self.norm, self.radius)
 
     def to_norm(self, norm: float | str, dim: int) -> Certificate:
         """The same certificate for the ``norm`` ball in R^dim that fits inside the certified ball.

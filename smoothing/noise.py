@@ -37,27 +37,18 @@ import torch
 from scipy.stats import norm as normal
 
 from certkit._validation import check_positive, check_positive_int
+from certkit.threat import norm_name, parse_norm
 
 __all__ = ["GaussianNoise", "LaplaceNoise", "Noise", "UniformNoise", "convert_radius", "norm_label"]
 
 
 def _check_norm(value: object, name: str) -> float:
-    if isinstance(value, str):
-        key = value.strip().lower().replace("-", "").replace("_", "").lstrip("l")
-        value = math.inf if key in ("inf", "infinity") else key
-    try:
-        p = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        p = float("nan")
-    if isinstance(value, bool) or p not in (1.0, 2.0, math.inf):
-        raise ValueError(f"Expected argument `{name}` to be 1, 2 or float('inf') (or 'l1', 'l2', 'linf'), but got {value!r}")
-    return p
+    return parse_norm(value, name)
 
 
-def norm_label(norm: float) -> str:
-    """Display name of a norm: ``"L1"``, ``"L2"`` or ``"L-inf"``."""
-    p = _check_norm(norm, "norm")
-    return "L-inf" if p == math.inf else f"L{int(p)}"
+def norm_label(norm: float | str) -> str:
+    """Display name of a norm: ``"L1"``, ``"L2"`` or ``"L-inf"`` (``certkit.threat.norm_name``)."""
+    return norm_name(parse_norm(norm, "norm"))
 
 
 def convert_radius(radius: float, from_norm: float | str, to_norm: float | str, dim: int) -> float:

@@ -17,6 +17,7 @@ import torch
 from scipy.stats import binom, kstest, laplace, norm
 from torch import nn
 
+from certkit.threat import LpBall
 from smoothing import Smooth, certificate_from_counts
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius, norm_label
 
@@ -190,6 +191,7 @@ def test_noise_validation_and_repr() -> None:
         cert.norm = 2.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="`norm`"):
         cert.to_norm(3, 4)
+    assert cert.ball == LpBall(1, cert.radius) and cert.to_norm("linf", 4).ball.norm == math.inf
 
 
 def test_sampling_leaves_global_rng_alone() -> None:
