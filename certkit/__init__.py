@@ -10,7 +10,8 @@ imported by them.
 """
 
 from certkit.errors import NotCalibratedError
+from certkit.threat import LpBall, ThreatModel
 
 __version__ = "0.1.0"
 
-__all__ = ["NotCalibratedError", "__version__"]
+__all__ = ["LpBall", "NotCalibratedError", "ThreatModel", "__version__"]
