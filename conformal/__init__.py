@@ -5,7 +5,7 @@ certificates of ``certify`` (bound propagation) and ``smoothing`` (randomized sm
 """
 
 from conformal import code, metrics, regression, scores
-from conformal.attacks import smoothed_score_pgd
+from conformal.attacks import pgd_attack, smoothed_score_pgd
 from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
@@ -15,7 +15,7 @@ from conformal.model import predict_proba
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
 from conformal.pvalues import conformal_pvalues, pvalue_mask
-from conformal.rct import rct_digits_model, train_rct
+from conformal.rct import train_rct
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
 from conformal.rscp import RSCP, RSCPPlus
 from conformal.safety_threshold import SafetyThreshold, calibrate_filter_threshold
@@ -61,11 +61,11 @@ __all__ = [
     "nested_removals",
     "pac_quantile",
     "pac_rank",
+    "pgd_attack",
     "predict_proba",
     "prediction_mask",
     "pvalue_mask",
     "python_tree",
-    "rct_digits_model",
     "regression",
     "score_bounds_from_logits",
     "score_bounds_from_margins",
