@@ -2,7 +2,8 @@
 
 * Bound propagation: ``bounds`` / ``margin_bounds`` / ``verify`` / ``certified_radius`` /
   ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
-  ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
+  ``"crown-ibp"`` (Zhang et al. 2020), ``"alpha-crown"`` (Xu et al. 2021) or ``"auto_lirpa:<METHOD>"``.
+* Complete verification ``verify_complete``: attack + alpha-CROWN + beta-CROWN branch-and-bound.
 * The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
 * Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC.
 """
@@ -18,6 +19,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.bab import CompleteVerification, verify_complete
 from certify.erase_and_check import (
     BudgetExceededError,
     EmpiricalCheck,
@@ -48,6 +50,7 @@ __all__ = [
     "BudgetExceededError",
     "CallableFilter",
     "CertifiedTrainer",
+    "CompleteVerification",
     "EmbeddingFilter",
     "EmpiricalCheck",
     "HFClassifierFilter",
@@ -77,4 +80,5 @@ __all__ = [
     "training",
     "verified_accuracy",
     "verify",
+    "verify_complete",
 ]

@@ -202,15 +202,16 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     with torch.no_grad():
         if want_score:
             with torch.enable_grad():
-                rel, leaves = relaxed(b_u_grad=True)
+                rel, _ = relaxed(b_u_grad=True)
                 keys = list(alphas)
                 box_l = region.box.l.detach().clone().requires_grad_(True)
                 box_u = region.box.u.detach().clone().requires_grad_(True)
                 boxed = InputRegion(region.x0, region.eps, region.norm, region.domain)
                 boxed.box = Interval(l=box_l, u=box_u)
-                lo, _ = backward(gd, g.output, a, b0, boxed, rel, need_lower=True, need_upper=False,
-                                 start_node_done=start_input is not None, start_input=start_input)
-                assert lo is not None
+                lo_b, _ = backward(gd, g.output, a, b0, boxed, rel, need_lower=True, need_upper=False,
+                                   start_node_done=start_input is not None, start_input=start_input)
+                assert lo_b is not None
+                lo = lo_b
                 weight = (~done_rows()).to(lo.dtype)
                 # the worst open row's linear bound A x + c: its minimiser over the box is a candidate counterexample
                 worst = torch.where(weight > 0, lo, torch.full_like(lo, math.inf)).argmin(1, keepdim=True)

@@ -44,8 +44,9 @@ from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _c
 from certify.attacks import pgd_attack
 from certify.ibp import InputRegion, Interval
 from certkit._validation import check_positive, check_positive_int
+from certkit.threat import LpBall
 
-__all__ = ["CompleteVerification", "VERDICTS", "verify_complete"]
+__all__ = ["VERDICTS", "CompleteVerification", "verify_complete"]
 
 VERDICTS = ("verified", "falsified", "unknown")
 
@@ -164,7 +165,7 @@ def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> In
     return r
 
 
-def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float, *, norm: float | str = float("inf"),
+def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | LpBall, *, norm: float | str = float("inf"),
                     domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
                     lr_beta: float = 0.05, input_split_max_dim: int = 8, attack_restarts: int = 5,
@@ -175,7 +176,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float, *,
     Args:
         model: a torch classifier in eval mode (layers as for :func:`certify.bounds`).
         x: one input, shape (1, ...). y: its label (int or 0-d/1-element tensor).
-        eps: radius of the ball (``norm`` ``float("inf")`` or ``2``), intersected with ``domain``.
+        eps: radius of the ball (``norm`` ``float("inf")`` or ``2``), intersected with ``domain``; or a
+            :class:`certkit.threat.LpBall`, which then gives the norm, radius and domain.
         timeout: seconds for the whole call (checked between batches and between optimisation steps;
             the answer is ``"unknown"`` when it runs out).
         split: ``"relu"``, ``"input"`` (L-inf only) or ``"auto"`` (input splitting when the input has
@@ -194,6 +196,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float, *,
         forward pass; ``"verified"`` is returned only when every sub-domain is bounded above 0.
     """
     t0 = time.perf_counter()
+    if isinstance(eps, LpBall):
+        norm, domain, eps = eps.norm, eps.domain, eps.eps
     model = _check_model(model)
     extent = _check_x_extent(x)
     p_norm = _check_norm(norm)

@@ -8,8 +8,8 @@ from torch import nn
 
 import certify
 from certify.attacks import pgd_margins
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn
 
 
 def _net(seed: int) -> nn.Module:

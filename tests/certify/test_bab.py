@@ -55,7 +55,8 @@ def milp_min_margin(model: nn.Sequential, x: torch.Tensor, y: int, eps: float) -
         l_z, u_z = wp @ l_prev + wn @ u_prev + b, wp @ u_prev + wn @ l_prev + b
         oa, od = offs_a[li], offs_d[li]
         for i in range(w.shape[0]):
-            def row(coef_z: float, coef_a: float, coef_d: float) -> np.ndarray:
+            def row(coef_z: float, coef_a: float, coef_d: float, i: int = i, w: np.ndarray = w, oa: int = oa,
+                    od: int = od, prev_off: int = prev_off, prev_n: int = prev_n) -> np.ndarray:
                 r = np.zeros(n_var)
                 r[prev_off : prev_off + prev_n] = coef_z * w[i]
                 r[oa + i] = coef_a
