@@ -6,6 +6,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
+from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
     Prediction,
@@ -35,6 +36,7 @@ __all__ = [
     "ScoreFn",
     "Smooth",
     "SmoothedScores",
+    "SmoothingCertifier",
     "binomial_p_value",
     "certificate_from_counts",
     "certified_accuracy",
