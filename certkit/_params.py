@@ -10,6 +10,7 @@ import inspect
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 __all__ = ["Params"]
@@ -20,6 +21,11 @@ def _same(a: Any, b: Any) -> bool:
         return True
     if b is None and isinstance(a, dict) and not a:
         return True  # score_kwargs=None is stored as {}
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        except Exception:  # pragma: no cover - ragged
+            return False
     try:
         eq = a == b
     except Exception:  # pragma: no cover - exotic __eq__
