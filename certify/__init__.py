@@ -18,6 +18,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.certifier import BoundCertifier
 from certify.erase_and_check import (
     BudgetExceededError,
     EmpiricalCheck,
@@ -40,10 +41,11 @@ from certify.safety_filters import (
 )
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.tokenizers import HFTokenizer, WordTokenizer
-from certify.training import CertifiedTrainer, certified_train, digits_cnn_certified
+from certify.training import CertifiedTrainer, certified_train
 
 __all__ = [
     "BagOfEmbeddingsFilter",
+    "BoundCertifier",
     "Bounds",
     "BudgetExceededError",
     "CallableFilter",
@@ -63,7 +65,6 @@ __all__ = [
     "certified_radius",
     "certified_train",
     "default_filter",
-    "digits_cnn_certified",
     "embedded_prompts",
     "erase_and_check",
     "erase_and_check_batch",

@@ -8,6 +8,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
+from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
     Prediction,
@@ -35,10 +36,9 @@ from smoothing.sequential import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.training import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+from smoothing.training import train_noise_augmented
 
 __all__ = [
-    "DIGITS_NOISE_SIGMAS",
     "Certificate",
     "CertifiedRecord",
     "GaussianNoise",
@@ -48,6 +48,7 @@ __all__ = [
     "ScoreFn",
     "Smooth",
     "SmoothedScores",
+    "SmoothingCertifier",
     "UniformNoise",
     "average_certified_radius",
     "binomial_p_value",
@@ -60,7 +61,6 @@ __all__ = [
     "clopper_pearson_lower",
     "confidence_sequence",
     "convert_radius",
-    "digits_base_model",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conformal import scores
-from conformal._demo_certified import pgd_attack
+from conformal.attacks import pgd_attack
 from conformal.score_bounds import (
     aps_score_bounds,
     certified_score_bounds,
@@ -140,8 +140,8 @@ def test_thr_formula_of_the_issue() -> None:
 
 @pytest.fixture(scope="module")
 def cnn_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     d = load_digits_split("test")
     return digits_cnn(), d.images[:40], d.labels[:40]
@@ -159,7 +159,7 @@ def test_certified_bounds_contain_random_and_pgd_points(
     torch.testing.assert_close(b_y.upper, b.upper[rows, y])
     torch.testing.assert_close(b_y.lower, b.lower[rows, y])
     g = torch.Generator().manual_seed(8)
-    points = [pgd_attack(model, x, y, eps, steps=10, seed=8)]
+    points = [pgd_attack(model, x, y, eps, steps=10, generator=torch.Generator().manual_seed(8))]
     points += [(x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1) for _ in range(10)]
     fn = SCORE_FNS[score]
     tol = 1e-5  # the certifier computes in float32
