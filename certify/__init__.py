@@ -19,6 +19,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.certifier import BoundCertifier
 from certify.prompts import (
     BagOfEmbeddingsFilter,
     BudgetExceededError,
@@ -44,6 +45,7 @@ from certify.training import CertifiedTrainer, certified_train
 
 __all__ = [
     "BagOfEmbeddingsFilter",
+    "BoundCertifier",
     "Bounds",
     "BudgetExceededError",
     "CallableFilter",
