@@ -28,6 +28,8 @@ from certify.erase_and_check import (
 )
 from certify.gradec import grad_erase_and_check
 from certify.greedyec import greedy_erase_and_check
+from certify.onnx_io import load_onnx
+from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.randec import random_erase_and_check
 from certify.safety_filters import (
     BagOfEmbeddingsFilter,
@@ -41,6 +43,7 @@ from certify.safety_filters import (
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.tokenizers import HFTokenizer, WordTokenizer
 from certify.training import CertifiedTrainer, certified_train, digits_cnn_certified
+from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -53,13 +56,19 @@ __all__ = [
     "HFClassifierFilter",
     "HFTokenizer",
     "Normalize",
+    "OutputConstraint",
     "PromptCertificate",
+    "PropertyResult",
     "TfidfFilter",
     "Tightness",
     "UnsupportedLayerError",
+    "VnnlibCase",
+    "VnnlibError",
+    "VnnlibProperty",
     "WordTokenizer",
     "attacks",
     "bounds",
+    "box_bounds",
     "certified_radius",
     "certified_train",
     "default_filter",
@@ -69,6 +78,8 @@ __all__ = [
     "erase_and_check_batch",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "load_onnx",
+    "load_vnnlib",
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
@@ -78,4 +89,5 @@ __all__ = [
     "training",
     "verified_accuracy",
     "verify",
+    "verify_property",
 ]
