@@ -151,10 +151,11 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
 
 
 def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper: Tensor, *,
-                     steps: int = 100, restarts: int = 5,
+                     steps: int = 100, restarts: int = 5, until: float | None = None,
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Minimise ``objective`` (inputs (N, ...) -> values (N,)) over the box ``lower <= x <= upper``
-    (both (N, ...)) by signed-gradient PGD with random restarts (the first from the box centre).
+    (both (N, ...)) by signed-gradient PGD with random restarts (the first from the box centre);
+    with ``until``, stop as soon as some row's value is <= ``until`` (a counterexample search).
 
     Returns ``(x_best, value_best)``, the best point found per row and its value; every point stays
     in the box. Randomness only through ``generator`` (torch's global RNG is untouched).
@@ -170,6 +171,8 @@ def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper
         best_val = objective(xa).detach()
     best_x = xa.clone()
     for r in range(restarts):
+        if until is not None and bool((best_val <= until).any()):
+            break
         if r:
             u = torch.rand(lower.shape, generator=generator, dtype=lower.dtype, device="cpu").to(lower.device)
             xa = lower + u * width
@@ -182,6 +185,8 @@ def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper
                 better = val.detach() < best_val
                 best_val = torch.where(better, val.detach(), best_val)
                 best_x[better] = xa.detach()[better]
+                if until is not None and bool((best_val <= until).any()):
+                    break
                 xa = torch.minimum(torch.maximum(xa - alpha * grad.sign(), lower), upper)
         with torch.no_grad():
             val = objective(xa)

@@ -85,9 +85,10 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
 
 
 def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``max_i (A_i f(x) - b_i)`` for a batch x: <= 0 iff f(x) satisfies the conjunction."""
+    """``max_i (A[r, i] f(x_r) - b[r, i])`` per row r of x (a (R, M, K), b (R, M)): <= 0 iff f(x_r)
+    satisfies row r's conjunction."""
     y = model(x).flatten(1)
-    return (y @ a.t().to(y.dtype) - b.to(y.dtype)).amax(dim=1)
+    return (torch.linalg.vecdot(a, y.unsqueeze(1)) - b).amax(dim=1)
 
 
 def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
@@ -139,21 +140,29 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
                case: int | None = None) -> PropertyResult:
         return PropertyResult(verdict, x, y, case, m, elapsed(), reason)
 
-    # 1. counterexample search; a point counts only once a forward pass confirms it
-    for ci, case in enumerate(prop.cases):
-        lo = case.lower.to(dtype=dtype, device=device).reshape(1, *shape)
-        hi = case.upper.to(dtype=dtype, device=device).reshape(1, *shape)
-        for con in case.unsafe:
-            if out_of_time():
-                return result("unknown", "timeout during the counterexample search")
-            a, b = con.A.to(device), con.b.to(device)
-            xa, _ = pgd_box_minimize(functools.partial(_violation, model, a=a, b=b), lo, hi,
-                                     steps=attack_steps, restarts=attack_restarts, generator=generator)
-            xa = torch.minimum(torch.maximum(xa, lo), hi)
-            with torch.no_grad():
-                y = model(xa)
-            if bool(con.satisfied(y.flatten(1))[0]):
-                return result("falsified", x=xa.detach(), y=y.detach(), case=ci)
+    # 1. counterexample search, all unsafe conjunctions of all cases at once (one PGD batch row each);
+    #    a point counts only once a forward pass confirms that it violates the property
+    rows = [(ci, con) for ci, case in enumerate(prop.cases) for con in case.unsafe]
+    if rows:
+        if out_of_time():
+            return result("unknown", "timeout before the counterexample search")
+        lo = torch.stack([prop.cases[ci].lower for ci, _ in rows]).to(dtype=dtype, device=device)
+        hi = torch.stack([prop.cases[ci].upper for ci, _ in rows]).to(dtype=dtype, device=device)
+        lo, hi = lo.reshape(len(rows), *shape), hi.reshape(len(rows), *shape)
+        width = max(con.A.shape[0] for _, con in rows)
+        a = torch.zeros((len(rows), width, prop.num_outputs), dtype=torch.float64)
+        b = torch.full((len(rows), width), math.inf, dtype=torch.float64)  # padding rows never bind
+        for r, (_, con) in enumerate(rows):
+            a[r, : con.A.shape[0]], b[r, : con.A.shape[0]] = con.A, con.b
+        a, b = a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
+        xa, _ = pgd_box_minimize(functools.partial(_violation, model, a=a, b=b), lo, hi, steps=attack_steps,
+                                 restarts=attack_restarts, until=0.0, generator=generator)
+        xa = torch.minimum(torch.maximum(xa, lo), hi)
+        with torch.no_grad():
+            y = model(xa).flatten(1)
+        for r, (ci, con) in enumerate(rows):
+            if bool(con.satisfied(y[r:r + 1])[0]):
+                return result("falsified", x=xa[r:r + 1].detach(), y=y[r:r + 1].detach(), case=ci)
     # 2. bounds: every unsafe conjunction must be unreachable from its box
     for case in prop.cases:
         if out_of_time():
@@ -162,11 +171,11 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
             continue
         lo = case.lower.to(dtype=dtype, device=device).reshape(1, *shape)
         hi = case.upper.to(dtype=dtype, device=device).reshape(1, *shape)
-        rows = [con.A for con in case.unsafe if con.A.shape[0]]
-        if len(rows) != len(case.unsafe):  # an unconstrained conjunction: any output is unsafe
+        mats = [con.A for con in case.unsafe if con.A.shape[0]]
+        if len(mats) != len(case.unsafe):  # an unconstrained conjunction: any output is unsafe
             return result("unknown", "a case has no output constraint (every output is unsafe); no "
                           "counterexample was found")
-        spec = torch.cat(rows).unsqueeze(0)
+        spec = torch.cat(mats).unsqueeze(0)
         lower, _ = box_bounds(model, lo, hi, spec, method=m, sound=sound)
         lower = lower[0].to(torch.float64).cpu()
         i0 = 0

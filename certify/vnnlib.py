@@ -196,7 +196,7 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        VnnlibError (a ValueError): malformed or unsupported content, or variables that do not match
+        VnnlibError: (a ValueError) malformed or unsupported content, or variables that do not match
             ``num_inputs``/``num_outputs``; the message names the file and line.
     """
     if not isinstance(path, str | os.PathLike):
