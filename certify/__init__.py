@@ -18,6 +18,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.certifier import BoundCertifier
 from certify.erase_and_check import (
     BudgetExceededError,
     EmpiricalCheck,
@@ -47,6 +48,7 @@ from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProp
 
 __all__ = [
     "BagOfEmbeddingsFilter",
+    "BoundCertifier",
     "Bounds",
     "BudgetExceededError",
     "CallableFilter",
