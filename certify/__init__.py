@@ -20,6 +20,7 @@ from certify.api import (
     verify,
 )
 from certify.certifier import BoundCertifier
+from certify.onnx_io import load_onnx
 from certify.prompts import (
     BagOfEmbeddingsFilter,
     BudgetExceededError,
@@ -40,7 +41,6 @@ from certify.prompts import (
     num_subsequences,
     random_erase_and_check,
 )
-from certify.onnx_io import load_onnx
 from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.training import CertifiedTrainer, certified_train
