@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.certkit-installed
-EXTRAS ?= dev,notebooks,llm,dist
+EXTRAS ?= dev,notebooks,llm,dist,docs
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,17 +16,22 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	PYTHONUNBUFFERED=1 $(BIN)/python -m certkit.demo
+	PYTHONUNBUFFERED=1 $(BIN)/python -m certkit_app.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check certkit certify smoothing conformal tests benchmarks
-	$(BIN)/mypy certkit certify smoothing conformal
+	$(BIN)/ruff check certkit certkit_app certify smoothing conformal tests benchmarks
+	$(BIN)/mypy certkit certkit_app certify smoothing conformal
 
 # One torch thread per pytest worker: 2 workers x 2 threads on 2 cores thrash (spin-waiting OpenMP).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-# Default run: lint, types, fast tests and the notebooks. Slow statistical tests: `make test-slow`.
-test: lint
+# The documentation site (mkdocs.yml, docs/) into site/; warnings are errors. Builds offline.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Default run: lint, types, the docs build, fast tests, doctests and the notebooks.
+# Slow statistical tests (and every README/docs example): `make test-slow`.
+test: lint docs
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --nbmake --nbmake-timeout=900 notebooks
 
@@ -37,4 +42,4 @@ bench: $(STAMP)
 	PYTHONUNBUFFERED=1 $(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

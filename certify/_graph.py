@@ -17,12 +17,15 @@ Node kinds (``Node.op``):
               scalar multiplication, addition of a constant).
 ``reshape``   per-sample reshape (``nn.Flatten``, ``view``, ``reshape``).
 ``add``       ``coef[0] * a + coef[1] * b`` of two nodes (residual connections).
+``cat``       concatenation of its inputs along per-sample dimension ``attrs["dim"]`` (``torch.cat``,
+              ``torch.stack`` as unsqueeze + cat).
 ``relu``, ``sigmoid``, ``tanh``  elementwise activations.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import math
 import threading
@@ -47,12 +50,13 @@ __all__ = [
 ]
 
 AUTO_LIRPA_HINT = (
-    "use method='auto_lirpa:CROWN' (or another 'auto_lirpa:<METHOD>') to delegate to auto_LiRPA, which "
-    "supports arbitrary graphs (install: pip install git+https://github.com/Verified-Intelligence/auto_LiRPA)"
+    "see docs/certify/layers.md for the supported layers; rewrite the model with supported layers, or "
+    "file an issue naming the layer (delegating to auto_LiRPA with method='auto_lirpa:<METHOD>' works only "
+    "where auto_LiRPA can be installed: it does not install with torch 2.x)"
 )
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add")
+AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat")
 
 
 class UnsupportedLayerError(NotImplementedError):
@@ -191,6 +195,8 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
     if op == "add":
         ca, cb = n.attrs["coef"]
         return ca * x + cb * xs[1]
+    if op == "cat":
+        return torch.cat(xs, dim=n.attrs["dim"] + 1)
     if op == "relu":
         return torch.relu(x)
     if op == "sigmoid":
@@ -218,8 +224,60 @@ def _unsupported(what: str, where: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(
         f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
         f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, certify.Normalize, residual add, Identity, Dropout in eval mode); {AUTO_LIRPA_HINT}"
+        f"AvgPool2d, certify.Normalize, residual add, cat/stack, Identity, Dropout in eval mode); {AUTO_LIRPA_HINT}"
     )
+
+
+def _hook_name(h: Any) -> str:
+    return getattr(h, "__qualname__", None) or type(h).__name__
+
+
+def _reparametrisations(model: nn.Module) -> dict[tuple[int, str], Callable[[], Tensor]]:
+    """Weights re-computed by forward pre-hooks that certify honours, as ``{(id(module), name): compute}``.
+
+    The engine reads module attributes instead of running ``forward``, so a hook would be ignored
+    silently. ``torch.nn.utils.spectral_norm`` and ``weight_norm`` (the hook-based versions) are
+    honoured: their weight is computed from the current parameters as the hook would in eval mode
+    (without a power iteration), since the attribute the hook writes is stale after an optimizer
+    step until the next forward. ``torch.nn.utils.parametrize`` needs nothing (its weight is a
+    property computed on access). Every other forward hook or forward pre-hook, and any global
+    module hook, is refused with :class:`UnsupportedLayerError`.
+    """
+    from torch.nn.modules import module as module_mod
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for attr in ("_global_forward_hooks", "_global_forward_pre_hooks"):
+        hooks = getattr(module_mod, attr, {})
+        if hooks:
+            h = next(iter(hooks.values()))
+            raise UnsupportedLayerError(
+                f"A global module forward hook ({_hook_name(h)}, registered with "
+                f"torch.nn.modules.module.register_module_forward{'_pre' if 'pre' in attr else ''}_hook) is "
+                "active: certify's bound propagation reads the modules' parameters and does not run hooks, "
+                "so it would ignore it; remove the hook (handle.remove()) to compute bounds"
+            )
+    out: dict[tuple[int, str], Callable[[], Tensor]] = {}
+    for path, m in model.named_modules():
+        where = path or type(model).__name__
+        for h in m._forward_pre_hooks.values():
+            if isinstance(h, SpectralNorm):
+                out[(id(m), h.name)] = functools.partial(h.compute_weight, m, do_power_iteration=False)
+            elif isinstance(h, WeightNorm):
+                out[(id(m), h.name)] = functools.partial(h.compute_weight, m)
+            else:
+                raise UnsupportedLayerError(
+                    f"Module {where!r} ({type(m).__name__}) has a forward pre-hook ({_hook_name(h)}): certify's "
+                    "bound propagation does not run hooks, so it would ignore it; remove the hook (or express "
+                    "the computation in forward, or the weight through torch.nn.utils.parametrize)"
+                )
+        for h in m._forward_hooks.values():
+            raise UnsupportedLayerError(
+                f"Module {where!r} ({type(m).__name__}) has a forward hook ({_hook_name(h)}): certify's bound "
+                "propagation does not run hooks, so it would ignore it; remove the hook (or express the "
+                "computation in forward)"
+            )
+    return out
 
 
 class _Tracer(torch.fx.Tracer):
@@ -249,8 +307,10 @@ def _traced_locked(module: nn.Module, where: str) -> torch.fx.Graph:
 
 
 class _Builder:
-    def __init__(self, sample: Tensor, dtype: torch.dtype) -> None:
+    def __init__(self, sample: Tensor, dtype: torch.dtype,
+                 reparam: dict[tuple[int, str], Callable[[], Tensor]] | None = None) -> None:
         self.dtype = dtype
+        self.reparam = reparam or {}
         self.nodes: list[Node] = [Node("input", (), tuple(sample.shape[1:]), "input")]
         self.samples: list[Tensor | None] = [sample]
         self.nodes_device = sample.device
@@ -258,6 +318,11 @@ class _Builder:
 
     def p(self, t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(self.dtype)
+
+    def attr(self, m: nn.Module, name: str) -> Any:
+        """``m.<name>``, or the weight a honoured re-parametrisation hook computes for it."""
+        compute = self.reparam.get((id(m), name))
+        return compute() if compute is not None else getattr(m, name)
 
     def sample(self, i: int) -> Tensor:
         """Value of node ``i`` on the (2-row) sample input, computed on demand."""
@@ -290,6 +355,11 @@ class _Builder:
                     return None
                 hw.append(size)
             return (node.weight.shape[0], *hw)
+        if op == "cat":
+            d = node.attrs["dim"]
+            if all(len(t) == len(ins[0]) and t[:d] == ins[0][:d] and t[d + 1:] == ins[0][d + 1:] for t in ins):
+                return (*ins[0][:d], sum(t[d] for t in ins), *ins[0][d + 1:])
+            return None
         if op == "affine":
             shapes = [torch.Size(ins[0])] + [t.shape for t in (node.weight, node.bias) if t is not None]
             try:
@@ -329,7 +399,8 @@ class _Builder:
         if isinstance(m, (nn.Identity, *_DROPOUT)):
             return inp
         if isinstance(m, nn.Linear):
-            return self.add(Node("linear", (inp,), (), name, self.p(m.weight), self.p(m.bias)))
+            return self.add(Node("linear", (inp,), (), name, self.p(self.attr(m, "weight")),
+                                 self.p(self.attr(m, "bias"))))
         if isinstance(m, nn.Conv2d):
             return self.conv(m, inp, name)
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
@@ -371,24 +442,27 @@ class _Builder:
                     raise _unsupported("Conv2d with asymmetric padding='same'", name)
                 pad = (tot[0] // 2, tot[1] // 2)
         attrs = {"stride": tuple(m.stride), "padding": tuple(pad), "dilation": tuple(m.dilation), "groups": m.groups}
-        return self.add(Node("conv", (inp,), (), name, self.p(m.weight), self.p(m.bias), attrs))
+        return self.add(Node("conv", (inp,), (), name, self.p(self.attr(m, "weight")), self.p(self.attr(m, "bias")),
+                             attrs))
 
     def batchnorm(self, m: nn.BatchNorm1d | nn.BatchNorm2d, inp: int, name: str) -> int:
         if m.running_mean is None or m.running_var is None:
             raise _unsupported(f"{type(m).__name__} without running statistics (track_running_stats=False)", name)
         var = m.running_var.to(self.dtype)
         extra = len(self.shape(inp)) - 1
+        weight, bias = self.attr(m, "weight"), self.attr(m, "bias")
 
         def col(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(self.dtype).reshape(-1, *([1] * extra))
 
-        exact = ("batchnorm", col(m.running_mean), col(m.running_var), float(m.eps), col(m.weight), col(m.bias))
+        # the layer in exact arithmetic, for sound=True (scale and shift below are rounded)
+        exact = ("batchnorm", col(m.running_mean), col(m.running_var), float(m.eps), col(weight), col(bias))
         scale = torch.rsqrt(var + m.eps)
-        if m.weight is not None:
-            scale = scale * m.weight.to(self.dtype)
+        if weight is not None:
+            scale = scale * weight.to(self.dtype)
         shift = -m.running_mean.to(self.dtype) * scale
-        if m.bias is not None:
-            shift = shift + m.bias.to(self.dtype)
+        if bias is not None:
+            shift = shift + bias.to(self.dtype)
         scale, shift = scale.reshape(-1, *([1] * extra)), shift.reshape(-1, *([1] * extra))
         return self.add(Node("affine", (inp,), (), name, scale, shift, {"exact": exact}))
 
@@ -412,6 +486,57 @@ class _Builder:
             raise _unsupported("AvgPool2d with ceil_mode=True producing partial windows", name)
         return idx
 
+    def const(self, v: Any, i: int, loc: str) -> Tensor:
+        """A constant operand of an element-wise op on node ``i``, without batch dimension.
+
+        A constant with a leading batch dimension of 1 (e.g. a (1, C, 1, 1) normalisation buffer)
+        is reshaped to the per-sample shape; one with another batch size was built from the probe
+        batch (e.g. from ``x.size(0)``) and is refused, as is one that would broadcast the node to a
+        larger shape."""
+        c = torch.as_tensor(v, dtype=self.dtype, device=self.nodes_device)
+        shape = self.shape(i)
+        if c.dim() > len(shape):
+            lead = c.shape[: c.dim() - len(shape)]
+            if any(d != 1 for d in lead):
+                raise _unsupported(
+                    f"element-wise op with a constant of shape {tuple(c.shape)} that has a batch dimension "
+                    "(a tensor built from the input's batch size, or one that does not broadcast per sample)", loc)
+            c = c.reshape(c.shape[c.dim() - len(shape):])
+        try:
+            ok = tuple(torch.broadcast_shapes(c.shape, shape)) == shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise _unsupported(f"element-wise op of a tensor of per-sample shape {shape} with a constant of "
+                               f"shape {tuple(c.shape)}", loc)
+        return c
+
+    def cat(self, name: str, args: Any, kwargs: Any, env: dict, val: Any, is_ir: Any, has_ir: Any,
+            loc: str) -> int:
+        """``torch.cat`` / ``torch.stack`` of graph values (a ``cat`` node; stack unsqueezes first)."""
+        seq = args[0] if args else kwargs.get("tensors")
+        dim_arg = args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0))
+        if not isinstance(seq, list | tuple) or not seq or not all(is_ir(a) for a in seq) or has_ir(dim_arg):
+            raise _unsupported(f"'{name}' of a mix of input-dependent and constant tensors", loc)
+        ins = [env[a][1] for a in seq]
+        nd = len(self.shape(ins[0]))
+        if any(len(self.shape(j)) != nd for j in ins):
+            raise _unsupported(f"'{name}' of tensors with different numbers of dimensions", loc)
+        dim = int(val(dim_arg))
+        full = nd + 2 if name == "stack" else nd + 1  # dimensions of the result, batch included
+        if not -full <= dim < full:
+            raise _unsupported(f"'{name}' along dimension {dim} of a {full}-dimensional result", loc)
+        d = dim % full - 1
+        if d < 0:
+            raise _unsupported(f"'{name}' along the batch dimension", loc)
+        if name == "stack":
+            ins = [self.add(Node("reshape", (j,), (*self.shape(j)[:d], 1, *self.shape(j)[d:]), loc)) for j in ins]
+        for j in ins:
+            s0, s1 = self.shape(j), self.shape(ins[0])
+            if s0[:d] != s1[:d] or s0[d + 1:] != s1[d + 1:]:
+                raise _unsupported(f"'{name}' of tensors of per-sample shapes {s1} and {s0} along dim {d + 1}", loc)
+        return self.add(Node("cat", tuple(ins), (), loc, attrs={"dim": d}))
+
     # -- torch.fx ------------------------------------------------------------------------------
     def fx(self, root: nn.Module, inp: int, where: str) -> int:
         g = _traced(root, where)
@@ -425,10 +550,26 @@ class _Builder:
                 return self.sample(v) if kind == "ir" else v
             if isinstance(a, list | tuple):
                 return type(a)(val(b) for b in a)
+            if isinstance(a, dict):
+                return {k: val(b) for k, b in a.items()}
+            if isinstance(a, slice):
+                return slice(val(a.start), val(a.stop), val(a.step))
             return a
 
         def is_ir(a: Any) -> bool:
             return isinstance(a, torch.fx.Node) and env[a][0] == "ir"
+
+        def has_ir(a: Any) -> bool:
+            """Whether ``a`` holds a graph value anywhere (nested in lists, tuples, dicts, slices)."""
+            if isinstance(a, torch.fx.Node):
+                return env[a][0] == "ir"
+            if isinstance(a, list | tuple):
+                return any(has_ir(b) for b in a)
+            if isinstance(a, dict):
+                return any(has_ir(b) for b in a.values())
+            if isinstance(a, slice):
+                return has_ir(a.start) or has_ir(a.stop) or has_ir(a.step)
+            return False
 
         for fn in g.nodes:
             loc = f"{where}.{fn.target}" if where and fn.op == "call_module" else (fn.target if fn.op == "call_module" else where)
@@ -440,7 +581,7 @@ class _Builder:
             elif fn.op == "get_attr":
                 obj: Any = root
                 for part in str(fn.target).split("."):
-                    obj = getattr(obj, part)
+                    obj = self.attr(obj, part)
                 if isinstance(obj, Tensor) and not any(
                         obj is t for t in itertools.chain(root.parameters(), root.buffers())):
                     self.cacheable = False
@@ -451,7 +592,7 @@ class _Builder:
                     raise _unsupported(f"call of {type(sub).__name__} with several arguments", str(loc))
                 env[fn] = ("ir", self.module(sub, env[fn.args[0]][1], str(loc)))  # type: ignore[index]
             elif fn.op in ("call_function", "call_method"):
-                env[fn] = self.fx_call(fn, env, val, is_ir, where)
+                env[fn] = self.fx_call(fn, env, val, is_ir, has_ir, where)
             elif fn.op == "output":
                 a = fn.args[0]
                 if not is_ir(a):
@@ -460,23 +601,33 @@ class _Builder:
         assert out is not None
         return out
 
-    def fx_call(self, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, where: str) -> tuple[str, Any]:
+    def fx_call(self, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any, where: str) -> tuple[str, Any]:
+        """One call of the traced graph. The rule that keeps the conversion sound: a call none of whose
+        arguments (at any nesting depth) is a graph value is computed once, as a constant; any other
+        call becomes a graph node or is refused -- it is never evaluated on the probe input and
+        folded into a constant."""
         t: Any = fn.target
         name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
         loc = f"{where}:{fn.name}" if where else fn.name
         args, kwargs = fn.args, fn.kwargs
-        ir_args = [a for a in args if is_ir(a)]
-        if not ir_args:  # pure python / constant computation (e.g. x.size(0), shapes)
+        if not has_ir(args) and not has_ir(kwargs):  # pure python / constant computation (e.g. shapes)
             f = getattr(val(args[0]), t) if fn.op == "call_method" else t
             a = val(args[1:]) if fn.op == "call_method" else val(args)
             return ("val", f(*a, **val(dict(kwargs))))
+        ir_args = [a for a in args if is_ir(a)]
+        if name in ("cat", "concat", "concatenate", "stack"):
+            return ("ir", self.cat(name, args, kwargs, env, val, is_ir, has_ir, loc))
+        if not ir_args or has_ir(kwargs) or any(has_ir(a) and not is_ir(a) for a in args):
+            raise _unsupported(f"'{name}' with input-dependent tensors nested in its arguments", loc)
         x = env[ir_args[0]][1]
-        if name in ("size", "dim", "getattr", "numel"):  # python values from the (sample) tensor
+        if name in ("size", "dim", "numel") or (
+                name == "getattr" and len(args) == 2 and args[1] in ("shape", "ndim", "dtype", "device")):
+            # python values from the (sample) tensor's metadata; the batch size read here is the probe's,
+            # which build_graph's check against the model on another batch size catches if it is misused
             s0 = self.sample(x)
             f = getattr(s0, t) if fn.op == "call_method" else t
             rest = val(args[1:]) if fn.op == "call_method" else (s0, *val(args[1:]))
             return ("val", f(*rest, **val(dict(kwargs))))
-
         def single() -> int:
             if not is_ir(args[0]) or len(ir_args) != 1:
                 raise _unsupported(f"'{name}' with these arguments", loc)
@@ -507,10 +658,10 @@ class _Builder:
             if is_ir(a) and is_ir(b):
                 return ("ir", self.add(Node("add", (env[a][1], env[b][1]), (), loc, attrs={"coef": (1.0, sign * alpha)})))
             if is_ir(a):
-                c = torch.as_tensor(val(b), dtype=self.dtype, device=self.nodes_device)
+                c = self.const(val(b), env[a][1], loc)
                 return ("ir", self.add(Node("affine", (env[a][1],), (), loc, None, sign * alpha * c,
                                             {"exact": ("scaled_bias", sign * alpha, c)})))
-            c = torch.as_tensor(val(a), dtype=self.dtype, device=self.nodes_device)
+            c = self.const(val(a), env[b][1], loc)
             w = torch.tensor(sign * alpha, dtype=self.dtype, device=c.device)
             return ("ir", self.add(Node("affine", (env[b][1],), (), loc, w, c)))
         if name in ("mul", "imul", "truediv", "itruediv", "div", "neg"):
@@ -523,7 +674,7 @@ class _Builder:
             if "div" in name and not is_ir(a):
                 raise _unsupported(f"'{name}' by a tensor that depends on the input", loc)
             node_arg, const = (a, b) if is_ir(a) else (b, a)
-            c = torch.as_tensor(val(const), dtype=self.dtype, device=self.nodes_device)
+            c = self.const(val(const), env[node_arg][1], loc)
             w = 1.0 / c if "div" in name else c
             exact = {"exact": ("reciprocal", c)} if "div" in name else {}
             return ("ir", self.add(Node("affine", (env[node_arg][1],), (), loc, w, None, exact)))
@@ -544,7 +695,7 @@ def build_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -
     sample = torch.zeros((2, *shape), dtype=dtype, device=x.device)
     if x.shape[0] > 0:
         sample[0] = x[0].detach().to(dtype)
-    b = _Builder(sample, dtype)
+    b = _Builder(sample, dtype, _reparametrisations(model))
     out = b.module(model, 0, "")
     nodes = b.nodes
     if out == 0:
@@ -552,7 +703,47 @@ def build_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -
         out = len(nodes) - 1
     g = _prune(Graph(nodes, out))
     g.cacheable = b.cacheable
+    _check_against_model(g, model, x, dtype)
     return g
+
+
+def _check_against_model(g: Graph, model: nn.Module, x: Tensor, dtype: torch.dtype) -> None:
+    """Evaluate the graph and the model on a probe batch of another size and other values than the
+    converter's (3 points around x[0]); refuse the model if they differ.
+
+    A safety net behind the converter's rules: a value folded into a constant from the converter's
+    2-row probe (a tensor built from ``x.size(0)``, a value read from the input's data), a hook or
+    any other computation the graph does not hold would make the bounds wrong, not just loose."""
+    shape = tuple(x.shape[1:])
+    gen = torch.Generator().manual_seed(20240601)
+    noise = torch.rand((3, *shape), generator=gen, dtype=torch.float64).to(device=x.device)
+    base = x[0].detach().to(torch.float64) if x.shape[0] else torch.zeros(shape, dtype=torch.float64, device=x.device)
+    probe = base + noise * (1 + base.abs())
+    # the model's own precision (the graph may compute in another one, e.g. float64 for sound=True)
+    mdtype = next((t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()),
+                  x.dtype)
+    with torch.no_grad():
+        want = model(probe.to(mdtype))
+        got = g.forward(probe.to(dtype))
+    if not isinstance(want, Tensor) or tuple(want.shape) != tuple(got.shape):
+        raise UnsupportedLayerError(
+            f"certify's conversion of the model does not reproduce its output shape on a batch of 3 "
+            f"(model: {tuple(want.shape) if isinstance(want, Tensor) else type(want).__name__}, converted: "
+            f"{tuple(got.shape)}): the model computes something the converter cannot see (e.g. a tensor built "
+            "from the batch size or from the input's values)")
+    want64, got64 = want.to(torch.float64), got.to(torch.float64)
+    finite = torch.isfinite(want64) & torch.isfinite(got64)
+    scale = want64[finite].abs().max() if bool(finite.any()) else torch.tensor(0.0, dtype=torch.float64)
+    rtol = 1e-3 if torch.float16 in (want.dtype, got.dtype) or torch.bfloat16 in (want.dtype, got.dtype) else 1e-4
+    bad = (~finite & ~(want64 == got64) & ~(torch.isnan(want64) & torch.isnan(got64))) | (
+        finite & ((want64 - got64).abs() > rtol * (1 + scale)))
+    if bool(bad.any()):
+        err = float((want64 - got64)[finite].abs().max()) if bool(finite.any()) else math.nan
+        raise UnsupportedLayerError(
+            f"certify's conversion of the model differs from the model on a probe batch (max abs difference "
+            f"{err:.3g}): the model computes something the converter cannot see (e.g. a tensor built from the "
+            "batch size or read from the input's values, or a module whose forward the converter does not "
+            "reproduce); bounds would be wrong, so they are refused")
 
 
 _GRAPH_CACHE: weakref.WeakKeyDictionary[

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, Graph, Node
+from certify._graph import ACTIVATIONS, Graph, Node, UnsupportedLayerError
 from certify._rounding import ETA, U, check_arithmetic, down, gamma, sum_upper, up
 
 __all__ = ["sound_bounds"]
@@ -317,6 +317,12 @@ def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region:
     n = g.nodes[i]
     lo, hi = box[n.inputs[0]]  # type: ignore[misc]
     op = n.op
+    if op == "cat":
+        ins = [box[j] for j in n.inputs]
+        d = n.attrs["dim"] + 1
+        los = [p[0] for p in ins if p is not None]
+        his = [p[1] for p in ins if p is not None]
+        return torch.cat(los, dim=d), torch.cat(his, dim=d)
     if op == "reshape":
         b = lo.shape[0]
         return lo.reshape(b, *n.shape), hi.reshape(b, *n.shape)
@@ -484,6 +490,9 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None) -> Tensor
         op = n.op
         if op == "reshape":
             outs = [(n.inputs[0], a.reshape(a.shape[0], s, *nodes[n.inputs[0]].shape))]
+        elif op == "cat":  # each input gets its slice (exact)
+            sizes = [nodes[j].shape[n.attrs["dim"]] for j in n.inputs]
+            outs = list(zip(n.inputs, a.split(sizes, dim=n.attrs["dim"] + 2)))
         elif op == "add":
             outs = []
             for j, c in zip(n.inputs, n.attrs["coef"]):
@@ -657,6 +666,9 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
     return l2.scatter(1, idx, cl).reshape(lo.shape), h2.scatter(1, idx, ch).reshape(hi.shape)
 
 
+SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "add", "cat", *ACTIVATIONS)
+
+
 def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
                  domain: tuple[float, float] | None, need_lower: bool = True, need_upper: bool = True,
                  compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
@@ -665,6 +677,11 @@ def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm
     if x0.dtype != torch.float64:
         raise TypeError(f"Expected float64 inputs for the sound path, got {x0.dtype}")
     check_arithmetic(x0.device)
+    for n in g.nodes:
+        if n.op not in SUPPORTED:
+            raise UnsupportedLayerError(
+                f"Operation {n.op!r} (at {n.name!r}) has no rounding-error analysis for sound=True yet "
+                f"(supported: {', '.join(SUPPORTED[1:])}); use sound=False")
     nb = x0.shape[0]
     widest = max(n.numel for n in g.nodes)
     chunk = max(1, (1 << 26) // max(1, widest * widest))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from certkit._validation import check_eval_mode, check_positive, check_positive_int
+from certkit.threat import parse_norm
 
 __all__ = [
     "METHODS",
@@ -66,14 +67,7 @@ def _check_method(method: Any) -> str:
 
 
 def _check_norm(norm: Any) -> float:
-    if isinstance(norm, str):
-        key = norm.lower().replace("-", "")
-        table = {"inf": math.inf, "linf": math.inf, "l2": 2.0, "2": 2.0}
-        if key in table:
-            return table[key]
-    elif isinstance(norm, int | float) and not isinstance(norm, bool) and float(norm) in (math.inf, 2.0):
-        return float(norm)
-    raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
+    return parse_norm(norm, supported=(2.0, math.inf), why="bound propagation certifies L-inf and L2 balls")
 
 
 def _check_x_extent(x: Any) -> tuple[float, float] | None:

@@ -17,16 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int
+from certkit.threat import parse_norm
 
 __all__ = ["pgd_attack", "pgd_margins", "pgd_minimize", "project"]
 
 
 def _norm(norm: float | str) -> float:
-    if isinstance(norm, str):
-        norm = {"inf": math.inf, "linf": math.inf, "l2": 2.0, "2": 2.0}.get(norm.lower(), -1.0)
-    if norm not in (math.inf, 2, 2.0):
-        raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
-    return float(norm)
+    return parse_norm(norm, supported=(2.0, math.inf), why="PGD here projects onto L-inf and L2 balls")
 
 
 def _per_sample(eps: float | Tensor, x: Tensor) -> Tensor:

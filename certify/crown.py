@@ -157,6 +157,16 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
     raise AssertionError(op)
 
 
+def _back_cat(nodes: list[Node], n: Node, la: Tensor | None,
+              ua: Tensor | None) -> list[tuple[int, Tensor | None, Tensor | None]]:
+    """Push coefficients through a ``cat`` node: each input gets its slice of A (exact)."""
+    sizes = [nodes[j].shape[n.attrs["dim"]] for j in n.inputs]
+    dim = n.attrs["dim"] + 2  # (B, S, *shape)
+    pl = la.split(sizes, dim=dim) if la is not None else [None] * len(sizes)
+    pu = pl if ua is la else (ua.split(sizes, dim=dim) if ua is not None else [None] * len(sizes))
+    return [(j, tl, tu) for j, tl, tu in zip(n.inputs, pl, pu)]
+
+
 def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     if t is None:
         return acc
@@ -287,6 +297,8 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                 tl = sc(la, c)
                 tu = tl if ua is la else sc(ua, c)
                 outs.append((j, tl, tu))
+        elif op == "cat":
+            outs = _back_cat(nodes, n, la, ua)
         else:
             in_shape = nodes[n.inputs[0]].shape
             new_l = new_u = None

@@ -195,6 +195,10 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         assert b_iv is not None
         ca, cb = n.attrs["coef"]
         return Interval(c=ca * a.c + cb * b_iv.c, r=abs(ca) * a.r + abs(cb) * b_iv.r)  # type: ignore[union-attr]
+    if op == "cat":
+        parts = [ivs[j] for j in n.inputs]
+        d = n.attrs["dim"] + 1
+        return Interval(l=torch.cat([p.l for p in parts], dim=d), u=torch.cat([p.u for p in parts], dim=d))  # type: ignore[union-attr]
     if op == "relu":
         if consume and a._c is not None and a._r is not None:  # type: ignore[union-attr]
             return relu_consuming(a)  # type: ignore[arg-type]

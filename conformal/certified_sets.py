@@ -20,16 +20,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from certify.api import METHODS as BOUND_METHODS
 from certkit._validation import check_nonnegative, check_probability
+from certkit.threat import parse_norm
 from conformal.sets import PredictionSets
 
 __all__ = ["BOUND_CERTIFIERS", "METHODS", "CertifiedSets", "certified_sets", "check_threat_model"]
 
-BOUND_CERTIFIERS: tuple[str, ...] = ("ibp", "crown", "crown-ibp")
+BOUND_CERTIFIERS: tuple[str, ...] = BOUND_METHODS  # the one list, ``certify.api.METHODS``
 METHODS: dict[str, tuple[str, ...]] = {
-    "ibp": ("vrcp-i", "vrcp-c", "pac"),
-    "crown": ("vrcp-i", "vrcp-c", "pac"),
-    "crown-ibp": ("vrcp-i", "vrcp-c", "pac"),
+    **{m: ("vrcp-i", "vrcp-c", "pac") for m in BOUND_CERTIFIERS},
     "smoothing": ("rscp+", "pac"),
 }
 
@@ -61,16 +61,6 @@ class CertifiedSets:
     eps: float
 
 
-def _norm_value(norm: Any) -> float:
-    if isinstance(norm, str):
-        table = {"inf": math.inf, "linf": math.inf, "l-inf": math.inf, "l2": 2.0, "2": 2.0}
-        if norm.lower() in table:
-            return table[norm.lower()]
-    elif not isinstance(norm, bool) and isinstance(norm, int | float) and float(norm) in (math.inf, 2.0):
-        return float(norm)
-    raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
-
-
 def check_threat_model(certifier: str, method: str, norm: Any) -> float:
     """Check that the certifier supports the method and the norm; returns the norm as a float.
 
@@ -79,7 +69,7 @@ def check_threat_model(certifier: str, method: str, norm: Any) -> float:
     """
     if certifier not in METHODS:
         raise ValueError(f"Expected argument `certifier` to be one of {list(METHODS)}, but got {certifier!r}")
-    p = _norm_value(norm)
+    p = parse_norm(norm, supported=(2.0, math.inf), why="bound propagation certifies L-inf and L2 balls, smoothing L2")
     if method not in METHODS[certifier]:
         raise ValueError(
             f"Expected argument `method` to be one of {list(METHODS[certifier])} with certifier={certifier!r}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,24 +130,59 @@ def pac_quantile(scores: Array, epsilon: float, delta: float) -> float:
     return kth_smallest(scores, n - k)
 
 
+def _directed_cast(value: float | Array, np_dtype: np.dtype, down: bool) -> np.ndarray:
+    """``value`` in ``np_dtype``, rounded down (the largest value <= it) or up (the smallest >= it).
+
+    For x of that dtype, ``x <= v`` iff ``x <= round_down(v)`` and ``x >= v`` iff ``x >= round_up(v)``:
+    casting a float64 threshold to float32 by rounding to nearest (what ``torch.as_tensor(t,
+    dtype=float32)`` does) would change the membership of the scores between t and its rounding.
+    """
+    v = np.asarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+    if v.dtype == np_dtype:
+        return v
+    v = v.astype(np.float64)
+    with np.errstate(over="ignore"):
+        c = v.astype(np_dtype)
+    wrong = (c > v) if down else (c < v)
+    return np.where(wrong, np.nextafter(c, np_dtype.type(-np.inf if down else np.inf)), c).astype(np_dtype)
+
+
+def _float_dtype(a: Array) -> np.dtype | None:
+    if isinstance(a, torch.Tensor):
+        if a.dtype not in (torch.float16, torch.float32, torch.float64):
+            return None
+        return torch.empty(0, dtype=a.dtype).numpy().dtype
+    dt = np.asarray(a).dtype
+    return dt if dt in (np.float16, np.float32, np.float64) else None
+
+
+def _compare(values: Array, cut: float | Array, down: bool) -> Array:
+    op = np.less_equal if down else np.greater_equal
+    dt = _float_dtype(values)
+    c: Any = cut if dt is None else _directed_cast(cut, dt, down)
+    if isinstance(values, torch.Tensor):
+        if values.device.type == "cpu":  # numpy's comparison is several times faster than torch's on CPU
+            c_np = c.detach().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
+            return torch.from_numpy(op(values.detach().numpy(), c_np))
+        t = c if isinstance(c, torch.Tensor) else torch.from_numpy(np.atleast_1d(c)).reshape(np.shape(c))
+        t = t.to(values.device)
+        return values <= t if down else values >= t
+    return op(np.asarray(values), c)
+
+
 def prediction_mask(scores: Array, threshold: float | Array) -> Array:
     """Set membership {y : s(x, y) <= threshold}: (N, K) scores -> (N, K) bool mask.
 
-    ``threshold`` is a scalar or a (K,) vector (one threshold per class, Mondrian).
+    ``threshold`` is a scalar or a (K,) vector (one threshold per class, Mondrian). The
+    comparison is exact in every float dtype: a threshold of another precision is rounded
+    *down* to the scores' dtype, which keeps ``s <= t`` as the real-number comparison.
     """
-    if isinstance(scores, torch.Tensor):
-        t = threshold if isinstance(threshold, torch.Tensor) else torch.as_tensor(threshold, dtype=scores.dtype)
-        if scores.device.type == "cpu":  # numpy's comparison is several times faster than torch's on CPU
-            return torch.from_numpy(np.less_equal(scores.detach().numpy(), t.numpy()))
-        return scores <= t.to(scores.device)
-    return np.asarray(scores) <= np.asarray(threshold)
+    return _compare(scores, threshold, down=True)
 
 
 def at_least(values: Array, cut: float | Array) -> Array:
-    """Elementwise ``values >= cut`` (cut scalar or broadcastable), same array type as ``values``."""
-    if isinstance(values, torch.Tensor):
-        c = cut if isinstance(cut, torch.Tensor) else torch.as_tensor(cut, dtype=values.dtype)
-        if values.device.type == "cpu":
-            return torch.from_numpy(np.greater_equal(values.detach().numpy(), c.numpy()))
-        return values >= c.to(values.device)
-    return np.greater_equal(values, cut)
+    """Elementwise ``values >= cut`` (cut scalar or broadcastable), same array type as ``values``.
+
+    Exact in every float dtype (a cut of another precision is rounded *up* to ``values``' dtype).
+    """
+    return _compare(values, cut, down=False)

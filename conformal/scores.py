@@ -159,29 +159,64 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
     return _back(scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype), was_numpy)
 
 
-def thr_probability_cut(threshold: float | Array, dtype: torch.dtype | np.dtype) -> Array:
-    """The smallest probability p* of ``dtype`` with fl(1 - p) <= threshold for all p >= p*.
+def _numpy_dtype(dtype: torch.dtype | np.dtype) -> np.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float16, torch.float32, torch.float64):
+            raise TypeError(f"Expected argument `dtype` to be float16, float32 or float64, but got {dtype}")
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    np_dtype = np.dtype(dtype)
+    if np_dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"Expected argument `dtype` to be float16, float32 or float64, but got {np_dtype}")
+    return np_dtype
 
-    fl(1 - p) is non-increasing in p, so {p : fl(1 - p) <= t} = {p : p >= p*}: a THR set is then
-    one comparison per entry, with exactly the membership of ``1 - p <= t`` in that precision.
-    Works elementwise for a (K,) threshold vector.
+
+def _order_keys(x: np.ndarray) -> np.ndarray:
+    """int64 keys that order the non-NaN floats of ``x`` as the reals they are (-0 and +0 share key 0)."""
+    bits = x.view(f"u{x.itemsize}").astype(np.uint64)
+    sign = np.uint64(1) << np.uint64(8 * x.itemsize - 1)
+    magnitude = (bits & (sign - np.uint64(1))).astype(np.int64)
+    return np.where((bits & sign) != 0, -magnitude, magnitude)
+
+
+def _from_keys(keys: np.ndarray, np_dtype: np.dtype) -> np.ndarray:
+    sign = np.uint64(1) << np.uint64(8 * np_dtype.itemsize - 1)
+    bits = np.where(keys < 0, (-keys).astype(np.uint64) | sign, keys.astype(np.uint64))
+    return bits.astype(f"u{np_dtype.itemsize}").view(np_dtype)
+
+
+def thr_probability_cut(threshold: float | Array, dtype: torch.dtype | np.dtype) -> Array:
+    """The smallest value p* of ``dtype`` with fl(1 - p) <= threshold, so {p : fl(1 - p) <= t} = {p : p >= p*}.
+
+    fl(1 - p) (the subtraction rounded to ``dtype``, as :func:`thr` computes it) is non-increasing
+    in p, so the THR set {y : 1 - p_y <= t} is one comparison ``p_y >= p*`` per entry, with exactly
+    the membership of the direct evaluation (t compared as the real number it is) for every value
+    of ``dtype``, including p outside [0, 1]. p* is found by bisection over the floats of ``dtype``
+    in their order (at most 64 steps, elementwise for a (K,) threshold vector): stepping from
+    fl(1 - t) by a few ulps is not enough, because for small p up to ~2^(mantissa bits) consecutive
+    values of p share one rounded 1 - p (float64, t = 0.999: p = 0.0009999999999999955 has
+    fl(1 - p) = 0.999 and lies hundreds of ulps below fl(1 - t)). A NaN threshold gives a NaN cut
+    (nothing included); t = +inf gives -inf (every non-NaN p).
     """
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype if isinstance(dtype, torch.dtype) else np.dtype(dtype)
+    np_dtype = _numpy_dtype(dtype)
     t = np.asarray(threshold.detach().cpu().numpy() if isinstance(threshold, torch.Tensor) else threshold,
                    dtype=np.float64)
-    t_typed = t.astype(np_dtype)
     one = np_dtype.type(1)
-    cut = np.clip((one - t_typed).astype(np_dtype), 0, 1).astype(np_dtype)
-    ok = lambda c: (one - c) <= t  # noqa: E731
-    # step down while the next smaller value still satisfies the condition, up while the cut fails it
-    for _ in range(8):
-        lower = np.nextafter(cut, np_dtype.type(-1))
-        move_down = ok(lower) & (lower >= 0)
-        move_up = ~ok(cut)
-        cut = np.where(move_down, lower, np.where(move_up, np.nextafter(cut, np_dtype.type(2)), cut)).astype(np_dtype)
-    cut = np.where(np.isinf(t) & (t > 0), np_dtype.type(-1), cut).astype(np_dtype)
+    inf = np.array([np.inf], dtype=np_dtype)
+    # invariant: ok(lo) is False (or lo is the virtual key below -inf), ok(hi) is True; +inf always passes
+    lo = np.full(t.shape, _order_keys(-inf)[0] - 1, dtype=np.int64)
+    hi = np.full(t.shape, _order_keys(inf)[0], dtype=np.int64)
+    while True:
+        open_ = lo + 1 < hi  # (hi - lo would overflow int64 for float64 keys)
+        if not open_.any():
+            break
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2) without overflow
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = (one - _from_keys(mid, np_dtype)) <= t
+        hi = np.where(open_ & ok, mid, hi)
+        lo = np.where(open_ & ~ok, mid, lo)
+    cut = np.where(np.isnan(t), np_dtype.type(np.nan), _from_keys(hi, np_dtype)).astype(np_dtype)
     if isinstance(threshold, torch.Tensor) or isinstance(dtype, torch.dtype):
-        out = torch.from_numpy(np.atleast_1d(cut))
+        out = torch.from_numpy(np.atleast_1d(cut).copy())
         return out if cut.ndim else out[0]
     return cut
 

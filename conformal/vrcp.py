@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from certify.api import METHODS
 from certkit._validation import (
     check_calibrated,
     check_eval_mode,
@@ -25,6 +26,7 @@ from certkit._validation import (
     check_probability,
     check_scores_1d,
 )
+from certkit.threat import parse_norm
 from conformal.functional import conformal_quantile, prediction_mask
 from conformal.score_bounds import SCORES, ScoreName, certified_score_bounds
 from conformal.scores import get_score
@@ -45,15 +47,13 @@ def vrcp_mask(test_scores: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def _check_method(method: Any) -> str:
-    if method not in ("ibp", "crown", "crown-ibp"):
-        raise ValueError(f"Expected argument `method` to be one of 'ibp', 'crown', 'crown-ibp', but got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"Expected argument `method` to be one of {list(METHODS)}, but got {method!r}")
     return str(method)
 
 
 def _check_norm(norm: Any) -> float:
-    if isinstance(norm, bool) or not isinstance(norm, int | float) or float(norm) not in (math.inf, 2.0):
-        raise ValueError(f"Expected argument `norm` to be float('inf') or 2, but got {norm!r}")
-    return float(norm)
+    return parse_norm(norm, supported=(2.0, math.inf), why="bound propagation certifies L-inf and L2 balls")
 
 
 class VRCP:

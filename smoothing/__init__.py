@@ -1,7 +1,9 @@
 """smoothing: randomized smoothing (Cohen et al. 2019) with fixed-n and anytime-valid certification.
 
 ``Smooth`` wraps a base classifier f into g(x) = argmax_c P[f(x + δ) = c], δ ~ N(0, σ² I), and
-certifies L2 radii with failure probability alpha per input. ``certify_sequential`` reaches the same
+certifies L2 radii with failure probability alpha per input; with uniform or Laplace noise
+(``smoothing.noise``) it certifies L1 radii, and ``Certificate.to_norm`` turns a radius into one for
+another norm (L2 -> L-inf divides by √d). ``certify_sequential`` reaches the same
 guarantee with far fewer draws by stopping early (confidence sequences). ``certify_dataset`` runs
 either over a dataset, serially or on any executor.
 """
@@ -18,6 +20,7 @@ from smoothing.cohen import (
     smoothed_radius,
 )
 from smoothing.dataset import CertifiedRecord, certified_accuracy, certify_dataset, plot_certified_accuracy
+from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
 from smoothing.sequential import (
     certify_sequential,
@@ -25,16 +28,19 @@ from smoothing.sequential import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.training import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+from smoothing.training import train_noise_augmented
 
 __all__ = [
-    "DIGITS_NOISE_SIGMAS",
     "Certificate",
     "CertifiedRecord",
+    "GaussianNoise",
+    "LaplaceNoise",
+    "Noise",
     "Prediction",
     "ScoreFn",
     "Smooth",
     "SmoothedScores",
+    "UniformNoise",
     "binomial_p_value",
     "certificate_from_counts",
     "certified_accuracy",
@@ -43,7 +49,7 @@ __all__ = [
     "certify_sequential_batch",
     "clopper_pearson_lower",
     "confidence_sequence",
-    "digits_base_model",
+    "convert_radius",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",

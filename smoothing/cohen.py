@@ -12,6 +12,7 @@ Sampling is fast by construction: noise is drawn into one reused buffer with the
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ from torch import nn
 from certkit._validation import (
     check_eval_mode,
     check_finite,
-    check_positive,
     check_positive_int,
     check_probability,
 )
+from certkit.threat import LpBall
+from smoothing.noise import GaussianNoise, Noise, _check_norm, convert_radius
 
 __all__ = [
     "Certificate",
@@ -52,6 +54,8 @@ class Certificate:
         counts: per-class counts (K,) of the estimation draws (the selection draws are not included).
         abstained: True when p̲_A < 1/2, i.e. no class could be certified.
         samples: noisy forward passes spent on this input, selection draws included.
+        norm: the norm of the certified ball: 2.0 (L2) for Gaussian noise, 1.0 (L1) for uniform or
+            Laplace noise (``smoothing.noise``), ``math.inf`` after ``to_norm``.
     """
 
     label: int | None
@@ -60,6 +64,21 @@ class Certificate:
     counts: tuple[int, ...]
     abstained: bool
     samples: int
+    norm: float = 2.0
+
+    @property
+    def ball(self) -> LpBall:
+        """The certified set as a ``certkit.threat.LpBall`` (norm ``self.norm``, eps ``self.radius``)."""
+        return LpBall(self.norm, self.radius)
+
+    def to_norm(self, norm: float | str, dim: int) -> Certificate:
+        """The same certificate for the ``norm`` ball in R^dim that fits inside the certified ball.
+
+        E.g. an L2 radius R gives the L-inf radius R / √dim (the dimension factor: an L-inf ball of
+        radius ε contains points at L2 distance ε√dim). See ``smoothing.noise.convert_radius``.
+        """
+        target = float(_check_norm(norm, "norm"))
+        return dataclasses.replace(self, radius=convert_radius(self.radius, self.norm, target, dim), norm=target)
 
 
 @dataclass(frozen=True)
@@ -119,14 +138,29 @@ def min_predict_samples(alpha: float) -> int:
     return n
 
 
+def as_noise(sigma: float | Noise, name: str = "sigma") -> Noise:
+    """``sigma`` itself when it is a ``smoothing.noise.Noise``, else Gaussian noise N(0, sigma² I)."""
+    if isinstance(sigma, Noise):
+        return sigma
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float):
+        raise ValueError(f"Expected argument `{name}` to be a number > 0 or a smoothing.noise.Noise, but got {sigma!r}")
+    try:
+        return GaussianNoise(sigma)
+    except ValueError:
+        raise ValueError(f"Expected argument `{name}` to be a number > 0 or a smoothing.noise.Noise, but got {sigma!r}") from None
+
+
 def certificate_from_counts(
-    selection: Sequence[int], counts: Sequence[int], alpha: float, sigma: float, samples: int | None = None
+    selection: Sequence[int], counts: Sequence[int], alpha: float, sigma: float | Noise, samples: int | None = None
 ) -> Certificate:
     """Cohen's CERTIFY from its two independent draws: ĉ_A = argmax(selection), n_A = counts[ĉ_A].
 
     With probability at least 1 - alpha over the estimation draws, the returned class (if any) is g(x)
     and g is constant on the returned radius. Ties in ``selection`` go to the lowest class index.
+    ``sigma`` is the Gaussian σ (L2 radius σ Φ⁻¹(p̲_A)) or any ``smoothing.noise.Noise``, whose
+    ``radius`` and ``norm`` the certificate then carries.
     """
+    noise = as_noise(sigma)
     selection, counts = [int(c) for c in selection], [int(c) for c in counts]
     c_a = max(range(len(selection)), key=lambda c: (selection[c], -c))
     n = sum(counts)
@@ -134,11 +168,12 @@ def certificate_from_counts(
     abstained = p_lower < 0.5
     return Certificate(
         label=None if abstained else c_a,
-        radius=0.0 if abstained else smoothed_radius(p_lower, sigma),
+        radius=0.0 if abstained else noise.radius(p_lower),
         p_lower=p_lower,
         counts=tuple(counts),
         abstained=abstained,
         samples=sum(selection) + n if samples is None else samples,
+        norm=noise.norm,
     )
 
 
@@ -167,7 +202,10 @@ class Smooth:
     Args:
         base_classifier: maps a batch (m, *input_shape) to logits (m, num_classes); must be in eval mode.
         num_classes: number of classes K >= 2.
-        sigma: noise level σ > 0 (in the input's units: radii are in the same units).
+        sigma: noise level σ > 0 of Gaussian noise N(0, σ² I), which certifies L2 radii (in the input's
+            units), or any ``smoothing.noise.Noise``: ``UniformNoise(λ)`` or ``LaplaceNoise(λ)`` certify
+            L1 radii (Yang et al. 2020; Teng et al. 2020). ``self.noise`` is the distribution,
+            ``self.sigma`` its per-coordinate standard deviation, ``self.norm`` the certified norm.
         input_shape: optional shape of one input (without the batch dimension); when given, inputs
             of any other shape are refused.
 
@@ -176,7 +214,12 @@ class Smooth:
     """
 
     def __init__(
-        self, base_classifier: nn.Module, num_classes: int, sigma: float, *, input_shape: Sequence[int] | None = None
+        self,
+        base_classifier: nn.Module,
+        num_classes: int,
+        sigma: float | Noise,
+        *,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         if not isinstance(base_classifier, nn.Module):
             raise TypeError(
@@ -184,11 +227,14 @@ class Smooth:
             )
         self.base_classifier = base_classifier
         self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
-        self.sigma = check_positive(sigma, "sigma")
+        self.noise = as_noise(sigma)
+        self.sigma = self.noise.std
+        self.norm = self.noise.norm
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
 
     def __repr__(self) -> str:
-        return f"Smooth({type(self.base_classifier).__name__}, num_classes={self.num_classes}, sigma={self.sigma})"
+        noise = f"sigma={self.sigma}" if isinstance(self.noise, GaussianNoise) else f"noise={self.noise}"
+        return f"Smooth({type(self.base_classifier).__name__}, num_classes={self.num_classes}, {noise})"
 
     def certify(
         self,
@@ -202,7 +248,8 @@ class Smooth:
         """Cohen's CERTIFY: n0 draws select ĉ_A, n fresh draws bound p_A from below (Clopper-Pearson).
 
         Guarantee: P[returns a class other than g(x)] <= alpha, over the draws. When a class is
-        returned, g predicts it on the whole L2 ball of the returned radius σ Φ⁻¹(p̲_A). The procedure
+        returned, g predicts it on the whole L2 ball of the returned radius σ Φ⁻¹(p̲_A) (for other
+        noise, the ``self.norm`` ball of radius ``self.noise.radius(p̲_A)``). The procedure
         abstains (``label=None``, ``abstained=True``, radius 0) when p̲_A < 1/2.
 
         Args:
@@ -234,7 +281,7 @@ class Smooth:
         b = xs.shape[0]
         # Selection and estimation draws are independent rows of the same passes (no separate tiny launch).
         counts = sample_counts(self, xs, [n0] * b + [n] * b, list(range(b)) * 2, batch_size, generator).tolist()
-        return [certificate_from_counts(counts[i], counts[b + i], alpha, self.sigma) for i in range(b)]
+        return [certificate_from_counts(counts[i], counts[b + i], alpha, self.noise) for i in range(b)]
 
     def predict(
         self,
@@ -332,7 +379,7 @@ def sample_counts(
     """Counts (V, K) of f(x + δ) over ``nums[v]`` independent draws around ``xs[sources[v]]``, for each v.
 
     All V draws share forward passes of at most ``batch_size`` rows; each row gets fresh noise
-    N(0, σ² I) from ``generator``, written into one reused buffer. Counting happens on the device
+    (``smooth.noise``, e.g. N(0, σ² I)) from ``generator``, written into one reused buffer. Counting happens on the device
     (``bincount``); the result is copied to the host once. Returns an int64 CPU tensor.
     """
     # Unlike the reference `_sample_noise` (locuslab/smoothing core.py): the device is the model's, not a
@@ -356,7 +403,7 @@ def sample_counts(
     for start in range(0, total, m):
         size = min(m, total - start)
         first, last = bisect.bisect_right(host_ends, start), bisect.bisect_right(host_ends, start + size - 1)
-        noisy = batch[:size].normal_(0.0, smooth.sigma, generator=generator)
+        noisy = smooth.noise.sample_(batch[:size], generator)
         owner = None
         if all(sources[v] == sources[first] for v in range(first, last + 1)):
             noisy.add_(xs[sources[first]])  # one input in this pass: broadcast, no gather

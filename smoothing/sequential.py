@@ -28,10 +28,9 @@ import math
 import numpy as np
 import torch
 from scipy.special import betaln, xlog1py, xlogy
-from scipy.stats import norm
 
 from certkit._validation import check_nonnegative, check_positive_int, check_probability
-from smoothing.cohen import Certificate, Smooth, _generator_for, sample_counts, smoothed_radius
+from smoothing.cohen import Certificate, Smooth, _generator_for, sample_counts
 
 __all__ = [
     "certify_sequential",
@@ -155,7 +154,8 @@ def certify_sequential_batch(
     counts ``round_schedule(first_round, growth, n_max)``); after each round the confidence sequence
     (L_t, U_t) for p_A = P[f(x + δ) = ĉ_A] is updated and sampling stops as soon as
 
-    * ``radius`` is given and L_t >= Φ(radius / σ): certified at ``radius`` (or more);
+    * ``radius`` is given and L_t >= Φ(radius / σ) (``smooth.noise.p_for_radius(radius)``): certified
+      at ``radius`` (or more);
     * U_t < Φ(radius / σ) (or U_t < 1/2 without ``radius``): the outcome can no longer change;
     * t = ``n_max``: the best radius reachable within the budget.
 
@@ -170,7 +170,7 @@ def certify_sequential_batch(
     n0, n_max = check_positive_int(n0, "n0"), check_positive_int(n_max, "n_max")
     batch_size = check_positive_int(batch_size, "batch_size")
     checkpoints = round_schedule(first_round, growth, n_max)
-    target = None if radius is None else float(norm.cdf(check_nonnegative(radius, "radius") / smooth.sigma))
+    target = None if radius is None else smooth.noise.p_for_radius(check_nonnegative(radius, "radius"))
     generator = _generator_for(smooth.device(), generator)
 
     b = xs.shape[0]
@@ -192,11 +192,12 @@ def certify_sequential_batch(
             abstained = bool(p_lower < 0.5)
             results[i] = Certificate(
                 label=None if abstained else int(top[i]),
-                radius=0.0 if abstained else smoothed_radius(float(p_lower), smooth.sigma),
+                radius=0.0 if abstained else smooth.noise.radius(float(p_lower)),
                 p_lower=float(p_lower),
                 counts=tuple(int(c) for c in counts[i].tolist()),
                 abstained=abstained,
                 samples=n0 + t,
+                norm=smooth.norm,
             )
         active = active[~done]
         if len(active) == 0:

@@ -365,12 +365,9 @@ def test_flush_denormal_is_refused() -> None:
 # ----------------------------------------------------------------------------------------------
 
 def _digits() -> tuple[nn.Module, torch.Tensor]:
-    try:
-        from certkit.datasets import load_digits_split
-        from certkit.zoo import digits_mlp
-    except ImportError:  # pragma: no cover - after the move to the application package
-        from certkit_app.datasets import load_digits_split  # type: ignore[no-redef]
-        from certkit_app.zoo import digits_mlp  # type: ignore[no-redef]
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_mlp
+
     return digits_mlp(), load_digits_split("test").images
 
 

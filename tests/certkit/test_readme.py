@@ -24,6 +24,8 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     script = tmp_path / f"readme_{index}.py"
     script.write_text(BLOCKS[index])
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TQDM_DISABLE": "1"}
+    # The checkout's packages first (a script's sys.path starts at its own folder, not the cwd).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(README.parent), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run([sys.executable, str(script)], cwd=README.parent, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, f"README block {index} failed:\n{BLOCKS[index]}\n--- stderr ---\n{done.stderr[-3000:]}"
