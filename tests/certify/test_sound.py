@@ -39,12 +39,34 @@ def _frac(t: torch.Tensor) -> np.ndarray:
     return out.reshape(tuple(t.shape))
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _ints(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """(integers, d) with a == integers / d."""
+    d = math.lcm(*[v.denominator for v in a.reshape(-1)]) if a.size else 1
+    return np.vectorize(lambda v: int(v * d), otypes=[object])(a), d
+
+
+_WEIGHTS: dict[tuple[int, int, tuple[int, ...]], tuple[torch.Tensor, np.ndarray, int]] = {}
+
+
+def _weight_ints(t: torch.Tensor, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """``_ints`` of a parameter, cached on (identity, version): the oracle reuses layers across points."""
+    key = (id(t), t._version, shape)
+    hit = _WEIGHTS.get(key)
+    if hit is None or hit[0] is not t:  # the entry holds the tensor, so its id cannot be reused meanwhile
+        if len(_WEIGHTS) > 64:
+            _WEIGHTS.clear()
+        ratios = [v.as_integer_ratio() for v in t.detach().double().reshape(-1).tolist()]  # exact; dyadic
+        d = max(den for _, den in ratios)
+        ints = np.empty(len(ratios), dtype=object)
+        ints[:] = [num * (d // den) for num, den in ratios]
+        hit = _WEIGHTS[key] = (t, ints.reshape(shape), d)
+    return hit[1], hit[2]
+
+
+def _matmul(a: np.ndarray | tuple[np.ndarray, int], b: np.ndarray) -> np.ndarray:
     """Exact a @ b of Fraction arrays, through integers (one common denominator per operand)."""
-    da = math.lcm(*[v.denominator for v in a.reshape(-1)]) if a.size else 1
-    db = math.lcm(*[v.denominator for v in b.reshape(-1)]) if b.size else 1
-    ia = np.vectorize(lambda v: int(v * da), otypes=[object])(a)
-    ib = np.vectorize(lambda v: int(v * db), otypes=[object])(b)
+    ia, da = _ints(a) if isinstance(a, np.ndarray) else a
+    ib, db = _ints(b)
     prod = ia.dot(ib)
     den = da * db
     return np.vectorize(lambda v: Fraction(v, den), otypes=[object])(prod)
@@ -95,6 +117,17 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
+class Branches(nn.Module):
+    """``cat([a(x), b(x)], dim=1)`` (a ``cat`` node)."""
+
+    def __init__(self, a: nn.Module, b: nn.Module) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
 def exact_forward(m: nn.Module, x: np.ndarray) -> np.ndarray:
     """Exact output of module ``m`` on one input ``x`` (Fraction array of the per-sample shape)."""
     if isinstance(m, nn.Sequential):
@@ -103,10 +136,12 @@ def exact_forward(m: nn.Module, x: np.ndarray) -> np.ndarray:
         return x
     if isinstance(m, Residual):
         return x + exact_forward(m.body, x)
+    if isinstance(m, Branches):
+        return np.concatenate([exact_forward(m.a, x), exact_forward(m.b, x)], axis=0)
     if isinstance(m, nn.Flatten):
         return x.reshape(-1)
     if isinstance(m, nn.Linear):
-        y = _matmul(_frac(m.weight), x.reshape(-1, 1)).reshape(-1)
+        y = _matmul(_weight_ints(m.weight, tuple(m.weight.shape)), x.reshape(-1, 1)).reshape(-1)
         return y if m.bias is None else y + _frac(m.bias)
     if isinstance(m, nn.Conv2d):
         pad = m.padding if isinstance(m.padding, tuple) else (0, 0)
@@ -279,11 +314,14 @@ def _nets() -> dict[str, Any]:
         "pool-res": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(3, stride=1, padding=1),
                                            Residual(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU())),
                                            nn.Flatten(), nn.BatchNorm1d(2 * 3 * 3), nn.Linear(18, 2)), (1, 3, 3)),
+        "cat": (lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(),
+                                      Branches(nn.Sequential(nn.Linear(5, 3), nn.ReLU()), nn.Linear(5, 2)),
+                                      nn.Linear(5, 2)), (4,)),
         "smooth": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 2)), (4,)),
     }
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "pool-res", "smooth"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "pool-res", "cat", "smooth"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_random_networks_contain_exact_outputs(name: str, dtype: torch.dtype) -> None:
     make, shape = _nets()[name]
