@@ -18,6 +18,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.certifier import BoundCertifier
 from certify.erase_and_check import (
     BudgetExceededError,
     EmpiricalCheck,
@@ -44,6 +45,7 @@ from certify.training import CertifiedTrainer, certified_train
 
 __all__ = [
     "BagOfEmbeddingsFilter",
+    "BoundCertifier",
     "Bounds",
     "BudgetExceededError",
     "CallableFilter",

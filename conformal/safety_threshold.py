@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from certkit._validation import check_calibrated, check_probability, check_scores_1d
+from conformal._base import Calibrator
 from conformal.functional import pac_quantile
 
 __all__ = ["SafetyThreshold", "calibrate_filter_threshold"]
@@ -57,7 +58,7 @@ def calibrate_filter_threshold(harmful_scores: Any, epsilon: float, delta: float
     return float(p[s <= q].min())
 
 
-class SafetyThreshold:
+class SafetyThreshold(Calibrator):
     """Calibrates a safety filter's threshold for PAC harmful recall (see the module docstring).
 
     Args:

@@ -8,6 +8,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
+from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
     Prediction,
@@ -40,6 +41,7 @@ __all__ = [
     "ScoreFn",
     "Smooth",
     "SmoothedScores",
+    "SmoothingCertifier",
     "UniformNoise",
     "binomial_p_value",
     "certificate_from_counts",
