@@ -22,6 +22,7 @@ from certify.api import (
 )
 from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
+from certify.onnx_io import load_onnx
 from certify.prompts import (
     BagOfEmbeddingsFilter,
     BudgetExceededError,
@@ -42,8 +43,10 @@ from certify.prompts import (
     num_subsequences,
     random_erase_and_check,
 )
+from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.training import CertifiedTrainer, certified_train
+from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -58,13 +61,19 @@ __all__ = [
     "HFClassifierFilter",
     "HFTokenizer",
     "Normalize",
+    "OutputConstraint",
     "PromptCertificate",
+    "PropertyResult",
     "TfidfFilter",
     "Tightness",
     "UnsupportedLayerError",
+    "VnnlibCase",
+    "VnnlibError",
+    "VnnlibProperty",
     "WordTokenizer",
     "attacks",
     "bounds",
+    "box_bounds",
     "certified_radius",
     "certified_train",
     "default_filter",
@@ -73,6 +82,8 @@ __all__ = [
     "erase_and_check_batch",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "load_onnx",
+    "load_vnnlib",
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
@@ -84,4 +95,5 @@ __all__ = [
     "verified_accuracy",
     "verify",
     "verify_complete",
+    "verify_property",
 ]

@@ -73,5 +73,7 @@ def test_arguments() -> None:
         certify.bounds(model, x, 0.1, iterations=5)
     with pytest.raises(ValueError, match="lr"):
         certify.bounds(model, x, 0.1, method="alpha-crown", lr=-1.0)
+    with pytest.raises(ValueError, match="sound"):
+        certify.bounds(model, x, 0.1, method="alpha-crown", sound=True)
     with pytest.raises((ValueError, TypeError), match="iterations"):
         certify.verify(model, x, torch.zeros(2, dtype=torch.long), 0.1, method="alpha-crown", iterations=-1)
