@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 
 __all__ = ["demo_regression"]
+
+
+def _mean(mask: Any) -> float:
+    return float(mask.double().mean())
 
 
 def demo_regression(alpha: float = 0.1, eps: float = 0.15, verbose: bool = True) -> dict[str, tuple[float, float]]:
@@ -21,7 +28,7 @@ def demo_regression(alpha: float = 0.1, eps: float = 0.15, verbose: bool = True)
 
     model = diabetes_mlp()
     cal, test = load_diabetes_split("calibration"), load_diabetes_split("test")
-    threat = LpBall("linf", eps)
+    threat = LpBall(math.inf, eps)
 
     def f(z: torch.Tensor) -> torch.Tensor:
         return model(z)[:, 0]
@@ -35,14 +42,14 @@ def demo_regression(alpha: float = 0.1, eps: float = 0.15, verbose: bool = True)
     plain = SplitConformalRegressor(alpha=alpha).calibrate(mu_cal, cal.y)
     rows: dict[str, tuple[float, float]] = {}
     clean_iv = plain.predict(mu_test)
-    rows["split conformal, clean inputs"] = (float(clean_iv.contains(test.y).double().mean()),
+    rows["split conformal, clean inputs"] = (_mean(clean_iv.contains(test.y)),
                                              float(clean_iv.width.mean()))
     adv_iv = plain.predict(mu_adv)
-    rows["split conformal, PGD inputs"] = (float(adv_iv.contains(test.y).double().mean()), float(adv_iv.width.mean()))
+    rows["split conformal, PGD inputs"] = (_mean(adv_iv.contains(test.y)), float(adv_iv.width.mean()))
     for mode in ("inference", "calibration"):
         reg = RobustConformalRegressor(alpha=alpha, mode=mode, threat=threat, method="crown")  # type: ignore[arg-type]
         iv = reg.calibrate_model(model, cal.x, cal.y).predict_model(model, x_adv)
-        rows[f"certified ({mode}), PGD inputs"] = (float(iv.contains(test.y).double().mean()), float(iv.width.mean()))
+        rows[f"certified ({mode}), PGD inputs"] = (_mean(iv.contains(test.y)), float(iv.width.mean()))
     if verbose:
         print(f"diabetes MLP (10-32-32-1), calibration n={len(cal)}, test n={len(test)}, alpha={alpha}, "
               f"L-inf eps={eps} on standardised features")
