@@ -2,12 +2,14 @@
 
 * Bound propagation: ``bounds`` / ``margin_bounds`` / ``verify`` / ``certified_radius`` /
   ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
-  ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
+  ``"crown-ibp"`` (Zhang et al. 2020), ``"alpha-crown"`` (Xu et al. 2021) or ``"auto_lirpa:<METHOD>"``.
+* Complete verification ``verify_complete``: attack + alpha-CROWN + beta-CROWN branch-and-bound.
 * The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
-* Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC.
+* Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC: the
+  subpackage ``certify.prompts`` (its main names are re-exported here).
 """
 
-from certify import attacks, training
+from certify import attacks, prompts, training
 from certify._graph import Normalize, UnsupportedLayerError
 from certify.api import (
     Bounds,
@@ -18,30 +20,33 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
-from certify.erase_and_check import (
-    BudgetExceededError,
-    EmpiricalCheck,
-    PromptCertificate,
-    erase_and_check,
-    erase_and_check_batch,
-    num_subsequences,
-)
-from certify.gradec import grad_erase_and_check
-from certify.greedyec import greedy_erase_and_check
-from certify.randec import random_erase_and_check
-from certify.safety_filters import (
+from certify.onnx_io import load_onnx
+from certify.prompts import (
     BagOfEmbeddingsFilter,
+    BudgetExceededError,
     CallableFilter,
     EmbeddingFilter,
+    EmpiricalCheck,
     HFClassifierFilter,
+    HFTokenizer,
+    PromptCertificate,
     TfidfFilter,
+    WordTokenizer,
     default_filter,
     embedded_prompts,
+    erase_and_check,
+    erase_and_check_batch,
+    grad_erase_and_check,
+    greedy_erase_and_check,
+    num_subsequences,
+    random_erase_and_check,
 )
+from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
-from certify.tokenizers import HFTokenizer, WordTokenizer
 from certify.training import CertifiedTrainer, certified_train
+from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -50,18 +55,25 @@ __all__ = [
     "BudgetExceededError",
     "CallableFilter",
     "CertifiedTrainer",
+    "CompleteVerification",
     "EmbeddingFilter",
     "EmpiricalCheck",
     "HFClassifierFilter",
     "HFTokenizer",
     "Normalize",
+    "OutputConstraint",
     "PromptCertificate",
+    "PropertyResult",
     "TfidfFilter",
     "Tightness",
     "UnsupportedLayerError",
+    "VnnlibCase",
+    "VnnlibError",
+    "VnnlibProperty",
     "WordTokenizer",
     "attacks",
     "bounds",
+    "box_bounds",
     "certified_radius",
     "certified_train",
     "default_filter",
@@ -70,13 +82,18 @@ __all__ = [
     "erase_and_check_batch",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "load_onnx",
+    "load_vnnlib",
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
+    "prompts",
     "propagation_tightness",
     "random_erase_and_check",
     "tightness",
     "training",
     "verified_accuracy",
     "verify",
+    "verify_complete",
+    "verify_property",
 ]

@@ -1,6 +1,6 @@
 """A safety filter's decision threshold with a PAC guarantee on harmful recall.
 
-Erase-and-check (``certify.erase_and_check``) certifies that a harmful prompt the filter
+Erase-and-check (``certify.prompts.erase_and_check``) certifies that a harmful prompt the filter
 flags stays flagged under adversarial tokens; how many clean harmful prompts the filter
 flags is the filter's recall, and its threshold sets it. Here the threshold is chosen on
 harmful calibration prompts with the PAC rule of Park, Bastani, Matni and Lee (ICLR 2020),
