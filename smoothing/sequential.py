@@ -24,6 +24,7 @@ guarantee.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -114,6 +115,18 @@ def stopping_rule(
     return np.asarray(done)
 
 
+def _check_labels(labels: Sequence[int] | torch.Tensor, b: int, num_classes: int) -> torch.Tensor:
+    try:
+        top = torch.as_tensor(labels).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        top = None
+    if top is None or top.shape != (b,) or top.is_floating_point() or top.dtype == torch.bool:
+        raise ValueError(f"Expected argument `labels` to be {b} integer class labels, but got {labels!r:.80}")
+    if b and (int(top.min()) < 0 or int(top.max()) >= num_classes):
+        raise ValueError(f"Expected argument `labels` to lie in [0, {num_classes}), but got {labels!r:.80}")
+    return top.long()
+
+
 def certify_sequential(
     smooth: Smooth,
     x: torch.Tensor,
@@ -125,13 +138,15 @@ def certify_sequential(
     batch_size: int = 1000,
     first_round: int = 64,
     growth: float = 1.25,
+    label: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Certificate:
-    """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``."""
+    """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``
+    (``label`` given: is g(x) = ``label`` on the ball of ``radius``? No selection draws are spent)."""
     xs = smooth._check_input(x, "x").unsqueeze(0)
     return certify_sequential_batch(
         smooth, xs, radius=radius, alpha=alpha, n0=n0, n_max=n_max, batch_size=batch_size,
-        first_round=first_round, growth=growth, generator=generator,
+        first_round=first_round, growth=growth, labels=None if label is None else [label], generator=generator,
     )[0]
 
 
@@ -146,6 +161,7 @@ def certify_sequential_batch(
     batch_size: int = 1000,
     first_round: int = 64,
     growth: float = 1.25,
+    labels: Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> list[Certificate]:
     """Sequential CERTIFY for each of the B inputs ``xs`` (B, *input_shape), sharing forward passes.
@@ -164,6 +180,12 @@ def certify_sequential_batch(
     not constant] <= alpha, for any stopping rule, because L_t <= p_A holds for all t at once with
     probability >= 1 - alpha (Ville) and the selection draws are independent of the estimation draws.
     ``samples`` counts the n0 selection draws plus the estimation draws used.
+
+    ``labels`` (B,) given: the robust-at-radius question "is g(x_i) = labels[i] on the ball of
+    ``radius``?" needs no selection, so the n0 draws are skipped (``samples`` = estimation draws) and
+    the confidence sequence bounds p_y = P[f(x + δ) = labels[i]]. The certificate names labels[i]
+    when L_t >= 1/2 and abstains otherwise; the guarantee is the same (the label is fixed before any
+    draw, which is all the selection step is for). This is what certified accuracy at a radius asks.
     """
     xs = smooth._check_inputs(xs)
     alpha = check_probability(alpha, "alpha")
@@ -174,10 +196,15 @@ def certify_sequential_batch(
     generator = _generator_for(smooth.device(), generator)
 
     b = xs.shape[0]
-    # Round 1 shares its passes with the n0 selection draws (independent rows of the same batches).
-    first = sample_counts(smooth, xs, [n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size, generator)
-    top = first[:b].argmax(1)  # ties go to the lowest index
-    counts = first[b:].clone()
+    if labels is None:
+        # Round 1 shares its passes with the n0 selection draws (independent rows of the same batches).
+        first = sample_counts(smooth, xs, [n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size, generator)
+        top = first[:b].argmax(1)  # ties go to the lowest index
+        counts = first[b:].clone()
+    else:
+        top = _check_labels(labels, b, smooth.num_classes)
+        n0 = 0  # the label is given: no selection draws
+        counts = sample_counts(smooth, xs, [checkpoints[0]] * b, list(range(b)), batch_size, generator).clone()
     results: list[Certificate | None] = [None] * b
     active = np.arange(b)
     for r, t in enumerate(checkpoints):
