@@ -18,7 +18,7 @@ from smoothing import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.sequential import round_schedule, stopping_rule
+from smoothing.sequential import one_sided_log_wealth, round_schedule, stopping_rule
 
 SIGMA = 0.25
 
@@ -201,7 +201,9 @@ def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
 # -- a given label (no selection draws), finer schedules, randomised Clopper-Pearson -------------------
 
 
-def _stream_failures(p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int) -> float:
+def _stream_failures(
+    p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int, one_sided: bool = False
+) -> float:
     """10^4 two-class streams, p(class 0) = p_top >= 1/2, checked on a fine schedule (growth 1.1).
 
     Without a label, n0 selection draws choose the class whose stream is then tested; with a label,
@@ -221,6 +223,8 @@ def _stream_failures(p_top: float, target: float, alpha: float, n_max: int, n0: 
         s[active] += rng.binomial(t - previous, chosen_p[active])
         previous = t
         lower, upper = confidence_sequence(s[active], t, alpha)
+        if one_sided:  # certifies "p >= target" only; the certificate's p_lower is then the target
+            lower = np.where(one_sided_log_wealth(s[active], t, target) >= math.log(1 / alpha), target, 0.0)
         done = stopping_rule(lower, upper, t, n_max, target)
         lower_at_stop[active[done]] = lower[done]
         active = active[~done]
@@ -302,3 +306,31 @@ def test_randomized_certify_is_sound_and_reproducible() -> None:
     b = smooth.certify(x, 10, 200, alpha, 1000, torch.Generator().manual_seed(9), randomized=True)
     plain = smooth.certify(x, 10, 200, alpha, 1000, torch.Generator().manual_seed(9))
     assert a == b and a.counts == plain.counts and a.radius >= plain.radius
+
+
+def test_one_sided_wealth_matches_the_integral_and_its_procedure_certifies_the_radius_sooner() -> None:
+    from scipy.integrate import quad
+
+    p0 = 0.9
+    for k, t in [(10, 10), (95, 100), (80, 100), (0, 5)]:
+        integral = quad(lambda q, k=k, t=t: (q / p0) ** k * ((1 - q) / (1 - p0)) ** (t - k), p0, 1, epsrel=1e-12)[0]
+        assert float(one_sided_log_wealth(k, t, p0)) == pytest.approx(math.log(integral / (1 - p0)), rel=1e-9)
+    # Under H0 (p <= p0) the wealth is a supermartingale: its expectation after t draws is <= 1.
+    for p in (0.5, 0.9):
+        k = np.arange(51)
+        assert float((binom.pmf(k, 50, p) * np.exp(one_sided_log_wealth(k, 50, 0.9))).sum()) <= 1 + 1e-9
+    x = torch.zeros(4)
+    x[0] = 2.0  # p_0 ≈ 1
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    kwargs = {"radius": 0.5, "label": 0, "first_round": 16, "growth": 1.05}
+    cs = certify_sequential(smooth, x, generator=torch.Generator().manual_seed(0), **kwargs)  # type: ignore[arg-type]
+    one = certify_sequential(smooth, x, test="one-sided", generator=torch.Generator().manual_seed(0), **kwargs)  # type: ignore[arg-type]
+    assert one.label == cs.label == 0 and one.radius == 0.5 and cs.radius >= 0.5
+    assert one.samples < cs.samples
+    assert one.p_lower == pytest.approx(norm.cdf(2.0))
+    with pytest.raises(ValueError, match="`radius`"):
+        certify_sequential(smooth, x, test="one-sided")
+    with pytest.raises(ValueError, match="`test`"):
+        certify_sequential(smooth, x, radius=0.5, test="two-sided")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`futility`"):
+        certify_sequential(smooth, x, radius=0.5, futility=0.0)
