@@ -28,12 +28,14 @@ ones are propagated with ``conv_transpose2d``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, NONLINEAR, Graph, Node, densify
+from certify._graph import ACTIVATIONS, NONLINEAR, Graph, Node, UnsupportedLayerError, densify
 from certify._layers import MaxPoolRelax, maxpool_backward, maxpool_relax
 from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
@@ -88,7 +90,16 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
 
 
 class _Relax:
-    """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper)."""
+    """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper).
+
+    Hook for optimised relaxations (``certify.alpha_crown``; the default path never sets it):
+    with ``per_spec`` the lower slope ``d_l`` is (N, S, *shape), one per specification row, and a
+    ``beta`` (N, S, *shape) is added to the lower bound's coefficients at the activation's input
+    (beta-CROWN's Lagrangian term for split constraints).
+    """
+
+    per_spec = False
+    beta: Tensor | None = None
 
     def __init__(self, op: str, l: Tensor, u: Tensor) -> None:  # noqa: E741
         if op == "relu":
@@ -186,6 +197,9 @@ def _relax_rows(r: _Relax | MaxPoolRelax, sl: slice) -> _Relax | MaxPoolRelax:
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
     out.b_l = None if r.b_l is None else r.b_l[sl]
+    if r.per_spec or r.beta is not None:
+        out.per_spec = r.per_spec
+        out.beta = None if r.beta is None else r.beta[sl]
     return out
 
 
@@ -195,7 +209,7 @@ def _rows(t: Tensor | None, sl: slice) -> Tensor | None:
 
 
 def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-             relax: dict[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+             relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
              start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Bounds of ``A @ node[start] (+ b0)`` over the region, A = ``a0`` (B, S, *shape).
 
@@ -229,7 +243,7 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
 
 
 def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-              relax: dict[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+              relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
               start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     nodes = g.nodes
     # pending[j] = [lA, uA]; identical objects while no relaxation separated them
@@ -258,12 +272,13 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
             r = relax[i]
             assert isinstance(r, _Relax)
             new_l = new_u = None
-            fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" else None
+            hooked = r.per_spec or r.beta is not None
+            fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" and not hooked else None
             if fused is not None:
                 lbias = _add_bias(lbias, fused[0])
                 ubias = _add_bias(ubias, fused[1])
                 continue
-            dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+            dl, du = (r.d_l if r.per_spec else r.d_l.unsqueeze(1)), r.d_u.unsqueeze(1)
             # in-place updates (fewer fresh large buffers) only where autograd records nothing
             ip = not torch.is_grad_enabled() or not any(
                 t is not None and t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u))
@@ -299,6 +314,8 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                     else:
                         new_u = ua * du
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
+            if r.beta is not None and new_l is not None:
+                new_l = new_l + r.beta
             outs = [(n.inputs[0], new_l, new_u)]
         elif op == "add":
             ca, cb = n.attrs["coef"]
@@ -474,12 +491,16 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
 
 def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
                  need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, hook: Any = None) -> tuple[Tensor, Tensor]:
     """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S).
 
     ``compare_ibp`` (auto_LiRPA's ``compare_crown_with_ibp``): intersect every CROWN bound, intermediate
     and final, with the IBP bound computed from the bounds known so far (sound, and never looser than
-    either; it matters for IBP-trained networks, where IBP can be the tighter of the two)."""
+    either; it matters for IBP-trained networks, where IBP can be the tighter of the two).
+
+    ``hook`` (used by ``certify.alpha_crown``): ``hook.preactivation(i, interval)`` may tighten each
+    pre-activation's bounds (branch-and-bound split constraints) and ``hook.final(gd, ivs, relax, a, b0,
+    start_input)`` receives the state of the final backward pass."""
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
@@ -495,6 +516,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             if n.op == "add":
                 n_ops[i] = 99
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
+    if hook is not None and pooled:
+        raise UnsupportedLayerError(
+            "alpha-CROWN / branch and bound do not support max pooling yet (at "
+            f"{next(n.name for n in nodes if n.op == 'maxpool')!r}); use method='crown' or 'crown-ibp'")
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
     relax: dict[int, _Relax | MaxPoolRelax] = {}
@@ -512,6 +537,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
             iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
                                compare_ibp=compare_ibp)
+        if hook is not None and i in pre:
+            iv = hook.preactivation(i, iv)
         ivs[i] = iv
     out = nodes[g.output]
     mode = "eye" if spec is None else "spec"
@@ -521,6 +548,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         src = ivs[out.inputs[0]]
         assert src is not None
         relax[g.output] = _make_relax(out, src.l, src.u)
+    if hook is not None:
+        hook.final(gd, ivs, relax, a, b0, out.inputs[0] if done else None)
     lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
                       start_node_done=done, start_input=out.inputs[0] if done else None)
     if lo is None:
@@ -534,7 +563,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     return lo, hi
 
 
-def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: dict[int, _Relax | MaxPoolRelax], *,
+def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, _Relax | MaxPoolRelax], *,
                   exact: bool, batch: int, compare_ibp: bool = False) -> Interval:
     """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
     else only the neurons unstable under the reference bounds ``ref``."""
