@@ -168,10 +168,12 @@ def _check_y(y: Any, n: int, k: int) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Cast to ``dtype`` and step one ulp outward so the result encloses the (float64) bounds."""
+    """Cast float64 bounds to ``dtype``, stepping one ulp outward where the cast rounded inward."""
     lo_c, hi_c = lo.to(dtype), hi.to(dtype)
     ninf = torch.full_like(lo_c, -math.inf)
-    return torch.nextafter(lo_c, ninf), torch.nextafter(hi_c, -ninf)
+    lo_c = torch.where(lo_c.to(lo.dtype) > lo, torch.nextafter(lo_c, ninf), lo_c)
+    hi_c = torch.where(hi_c.to(hi.dtype) < hi, torch.nextafter(hi_c, -ninf), hi_c)
+    return lo_c, hi_c
 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
@@ -215,6 +217,12 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         k = g.nodes[g.output].numel
         if spec.shape[-1] != k:
             raise ValueError(f"Expected the specification to have {k} columns (model outputs), got {spec.shape[-1]}")
+    if sound:
+        from certify._sound import sound_bounds
+
+        lo, hi = sound_bounds(g, xc, eps.to(dtype), spec, norm=norm, method=method, domain=domain,
+                              need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
+        return _round_outward(lo, hi, x.dtype)
     if method == "ibp":
         from certify.ibp import direct_input_flags
 
@@ -229,8 +237,6 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
         lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(method == "crown-ibp"),
                               need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
-    if sound:
-        return _round_outward(lo, hi, x.dtype)
     return lo, hi
 
 
@@ -268,7 +274,14 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
         method: ``"ibp"``, ``"crown"``, ``"crown-ibp"`` or ``"auto_lirpa:<METHOD>"``.
         domain: optional box ``(low, high)`` the inputs live in (e.g. ``(0, 1)`` for pixels); the
             region is the ball intersected with it. ``x`` must lie inside it.
-        sound: evaluate in float64 and round the final bounds outward (see the docs).
+        sound: rigorous bounds under floating-point rounding: they contain the exact real output of the
+            network whose parameters are the stored floats (each layer evaluated in exact real
+            arithmetic) for every real input in the region (the real ball of radius ``eps`` around the
+            float ``x``, intersected with ``domain``), for float32 and float64 inputs alike. Computed in
+            float64 with an a-priori bound on the rounding error of every product and sum (Higham,
+            2002, ch. 3), outward-rounded relaxations and concretisation, then rounded outward to
+            x's dtype. Sigmoid/tanh also assume torch's float64 transcendental functions are accurate
+            to 2**-40. Not with auto_LiRPA methods. See ``docs/certify/sound.md``.
         spec: optional linear specification ``C`` of shape (S, K) or (N, S, K); then the bounds are
             of ``C @ f(x')`` (shape (N, S)), with ``C`` folded into the last linear layer.
         compare_crown_with_ibp: with CROWN/CROWN-IBP, intersect every CROWN bound (intermediate and

@@ -20,7 +20,14 @@ from smoothing.cohen import (
     prediction_from_counts,
     smoothed_radius,
 )
-from smoothing.dataset import CertifiedRecord, certified_accuracy, certify_dataset, plot_certified_accuracy
+from smoothing.dataset import (
+    CertifiedRecord,
+    average_certified_radius,
+    certified_accuracy,
+    certified_accuracy_lower,
+    certify_dataset,
+    plot_certified_accuracy,
+)
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
 from smoothing.sequential import (
@@ -43,9 +50,11 @@ __all__ = [
     "SmoothedScores",
     "SmoothingCertifier",
     "UniformNoise",
+    "average_certified_radius",
     "binomial_p_value",
     "certificate_from_counts",
     "certified_accuracy",
+    "certified_accuracy_lower",
     "certify_dataset",
     "certify_sequential",
     "certify_sequential_batch",
