@@ -20,6 +20,7 @@ from certify.api import (
     verify,
 )
 from certify.certifier import BoundCertifier
+from certify.onnx_io import load_onnx
 from certify.prompts import (
     BagOfEmbeddingsFilter,
     BudgetExceededError,
@@ -40,8 +41,10 @@ from certify.prompts import (
     num_subsequences,
     random_erase_and_check,
 )
+from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.training import CertifiedTrainer, certified_train
+from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -55,13 +58,19 @@ __all__ = [
     "HFClassifierFilter",
     "HFTokenizer",
     "Normalize",
+    "OutputConstraint",
     "PromptCertificate",
+    "PropertyResult",
     "TfidfFilter",
     "Tightness",
     "UnsupportedLayerError",
+    "VnnlibCase",
+    "VnnlibError",
+    "VnnlibProperty",
     "WordTokenizer",
     "attacks",
     "bounds",
+    "box_bounds",
     "certified_radius",
     "certified_train",
     "default_filter",
@@ -70,6 +79,8 @@ __all__ = [
     "erase_and_check_batch",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "load_onnx",
+    "load_vnnlib",
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
@@ -80,4 +91,5 @@ __all__ = [
     "training",
     "verified_accuracy",
     "verify",
+    "verify_property",
 ]
