@@ -2,7 +2,8 @@
 
 * Bound propagation: ``bounds`` / ``margin_bounds`` / ``verify`` / ``certified_radius`` /
   ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
-  ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
+  ``"crown-ibp"`` (Zhang et al. 2020), ``"alpha-crown"`` (Xu et al. 2021) or ``"auto_lirpa:<METHOD>"``.
+* Complete verification ``verify_complete``: attack + alpha-CROWN + beta-CROWN branch-and-bound.
 * The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
 * Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC: the
   subpackage ``certify.prompts`` (its main names are re-exported here).
@@ -19,6 +20,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
 from certify.onnx_io import load_onnx
 from certify.prompts import (
@@ -53,6 +55,7 @@ __all__ = [
     "BudgetExceededError",
     "CallableFilter",
     "CertifiedTrainer",
+    "CompleteVerification",
     "EmbeddingFilter",
     "EmpiricalCheck",
     "HFClassifierFilter",
@@ -91,5 +94,6 @@ __all__ = [
     "training",
     "verified_accuracy",
     "verify",
+    "verify_complete",
     "verify_property",
 ]
