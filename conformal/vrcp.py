@@ -84,8 +84,8 @@ class VRCP:
         score_kwargs: ``lam`` and ``k_reg`` for RAPS.
 
     Example:
-        >>> vrcp = VRCP(score="thr", alpha=0.1, eps=0.02, mode="inference", domain=(0, 1))
-        >>> sets = vrcp.calibrate_model(model, x_cal, y_cal).predict_model(model, x_test)
+        >>> vrcp = VRCP(score="thr", alpha=0.1, eps=0.02, mode="inference", domain=(0, 1))  # doctest: +SKIP
+        >>> sets = vrcp.calibrate_model(model, x_cal, y_cal).predict_model(model, x_test)  # doctest: +SKIP
     """
 
     threshold_: float | None
