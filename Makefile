@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	PYTHONUNBUFFERED=1 $(BIN)/python -m certkit.demo
+	PYTHONUNBUFFERED=1 $(BIN)/python -m certkit_app.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check certkit certify smoothing conformal tests benchmarks
-	$(BIN)/mypy certkit certify smoothing conformal
+	$(BIN)/ruff check certkit certkit_app certify smoothing conformal tests benchmarks
+	$(BIN)/mypy certkit certkit_app certify smoothing conformal
 
 # One torch thread per pytest worker: 2 workers x 2 threads on 2 cores thrash (spin-waiting OpenMP).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -1,6 +1,6 @@
 """Bound propagation speed: certify's IBP / CROWN-IBP / CROWN against a forward pass and auto_LiRPA.
 
-Networks: the digits MLP 64-256-256-10 and the digits CNN (``certkit.zoo``), batch 256 of test
+Networks: the digits MLP 64-256-256-10 and the digits CNN (``certkit_app.digits``), batch 256 of test
 images, L-inf eps 0.1 clipped to [0, 1]. Each repetition times every run once in a rotating order
 and ratios are taken within a repetition (drift and other jobs on a shared machine cancel); the
 median over repetitions is reported. auto_LiRPA is optional: put a clone on PYTHONPATH, e.g.
@@ -23,8 +23,8 @@ import torch
 
 import certify
 from certify.auto_lirpa import auto_lirpa_available
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn, digits_mlp
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn, digits_mlp
 
 
 def _timer(fn: Callable[[], object]) -> tuple[float, float]:

@@ -22,11 +22,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from certkit.datasets import load_digits_split
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_base_model
 from conformal.ptt import PTT
 from conformal.rscp import smoothed_score_fn
 from smoothing.scores import smoothed_scores
-from smoothing.training import digits_base_model
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

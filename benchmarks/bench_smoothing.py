@@ -21,8 +21,9 @@ import time
 import numpy as np
 import torch
 
-from certkit.datasets import load_digits_split
-from smoothing import Smooth, certified_accuracy, certify_dataset, digits_base_model
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_base_model
+from smoothing import Smooth, certified_accuracy, certify_dataset
 
 SIGMA, ALPHA, N0, N, BATCH = 0.25, 0.001, 100, 100_000, 1000
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn
 from conformal.rscp import smoothed_score_fn
 from conformal.score_bounds import certified_score_bounds
 from smoothing.scores import smoothed_scores

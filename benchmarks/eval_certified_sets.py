@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn
-from conformal._demo_certified import pgd_attack
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn
+from conformal.attacks import pgd_attack
 from conformal.dual_threshold import DualThreshold
 from conformal.functional import conformal_quantile
 from conformal.score_bounds import certified_score_bounds
@@ -74,9 +74,9 @@ def bound_rows(model: nn.Module, model_name: str, x: torch.Tensor, y: torch.Tens
 
 
 def rscp_row(alpha: float, eps: float, n_splits: int, n_mc: int, seed: int, say: Callable[[str], None]) -> list[str]:
-    """RSCP+ (PTT) on the noise-trained CNN (sigma 0.25), by ``conformal._demo_rscp.evaluate_rscp``."""
-    from conformal._demo_rscp import evaluate_rscp
-    from smoothing.training import digits_base_model
+    """RSCP+ (PTT) on the noise-trained CNN (sigma 0.25), by ``certkit_app.demos.rscp.evaluate_rscp``."""
+    from certkit_app.demos.rscp import evaluate_rscp
+    from certkit_app.digits import digits_base_model
 
     rows = evaluate_rscp(digits_base_model(0.25), sigma=0.25, eps=eps, alpha=alpha, n_mc=n_mc, n_splits=n_splits,
                          seed=seed, log=say)
@@ -149,7 +149,7 @@ def main() -> None:
     x, y = _pool(n_pool, args.seed)
     models: list[tuple[str, nn.Module]] = [("standard CNN", digits_cnn())]
     if not args.quick:
-        from certify.training import digits_cnn_certified
+        from certkit_app.digits import digits_cnn_certified
 
         models.append(("CROWN-IBP-trained CNN", digits_cnn_certified()))
     header = ["| method | model | coverage under attack | average set size |", "|---|---|---|---|"]

@@ -15,9 +15,8 @@ import argparse
 import time
 import warnings
 
-from conformal._demo_rscp import evaluate_rscp, format_rows
-from conformal.rct import rct_digits_model
-from smoothing.training import digits_base_model
+from certkit_app.demos.rscp import evaluate_rscp, format_rows
+from certkit_app.digits import digits_base_model, rct_digits_model
 
 
 def main() -> None:

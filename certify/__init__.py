@@ -40,7 +40,7 @@ from certify.safety_filters import (
 )
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.tokenizers import HFTokenizer, WordTokenizer
-from certify.training import CertifiedTrainer, certified_train, digits_cnn_certified
+from certify.training import CertifiedTrainer, certified_train
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -63,7 +63,6 @@ __all__ = [
     "certified_radius",
     "certified_train",
     "default_filter",
-    "digits_cnn_certified",
     "embedded_prompts",
     "erase_and_check",
     "erase_and_check_batch",

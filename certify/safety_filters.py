@@ -617,10 +617,10 @@ def load_prompt_dir(
 
 
 def _cached(name: str, build: Callable[[], Any]) -> Any:
-    """Load a pickled filter from ``certkit.zoo.cache_dir()``, or build and save it atomically."""
+    """Load a pickled filter from ``certkit.cache.cache_dir()``, or build and save it atomically."""
     import sklearn
 
-    from certkit.zoo import cache_dir
+    from certkit.cache import cache_dir
 
     path = cache_dir() / f"{name}-sk{sklearn.__version__}.pkl"
     if path.exists():

@@ -28,15 +28,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from certkit._validation import check_nonnegative, check_positive, check_positive_int
-from certkit.datasets import load_digits_split
-from certkit.zoo import load_or_train, make_digits_cnn
 
 __all__ = [
     "CertifiedTrainer",
     "TrainingHistory",
     "certified_train",
     "crown_ibp_margin_lower",
-    "digits_cnn_certified",
     "ibp_init_",
     "ibp_margin_lower",
     "mixing_coefficient",
@@ -434,21 +431,3 @@ def certified_train(model: nn.Module, inputs: Tensor, labels: Tensor, **kwargs: 
     trainer = CertifiedTrainer(**kwargs).fit(model, inputs, labels)  # type: ignore[arg-type]
     assert trainer.history_ is not None
     return trainer.history_
-
-
-def _train_digits_cnn_certified(model: nn.Module) -> None:
-    data = load_digits_split("train")
-    ibp_init_(model, seed=0)
-    CertifiedTrainer(method="crown-ibp", eps=0.15, epochs=100, warmup_epochs=5, ramp_epochs=50, batch_size=32,
-                     lr=2e-3, final_kappa=0.5, final_beta=0.0, seed=0).fit(model, data.images, data.labels)
-
-
-def digits_cnn_certified() -> nn.Sequential:
-    """The CROWN-IBP-trained digits CNN (architecture of ``certkit.zoo.make_digits_cnn``), cached.
-
-    Recipe (cache key ``digits_cnn_crownibp-v2``): Shi et al. initialisation, CROWN-IBP at train eps 0.15
-    (L-inf, domain [0, 1]), 100 epochs (5 warm-up, 50 ramp), batch 32, Adam 2e-3, kappa 1 -> 0.5, beta
-    1 -> 0; about 90 s of one CPU core on first use. Measured on the test split (400 images): clean
-    97.0%, verified at eps 0.1: 83.5% (CROWN), 88.5% (IBP); at eps 0.05: 93.0% / 93.5%.
-    """
-    return load_or_train("digits_cnn_crownibp-v2", make_digits_cnn, _train_digits_cnn_certified)  # type: ignore[return-value]

@@ -1,17 +1,18 @@
-"""certkit: shared foundation of the ``certify``, ``smoothing`` and ``conformal`` packages.
+"""certkit: the ground floor shared by the ``certify``, ``smoothing`` and ``conformal`` packages.
 
-This package holds what all three need and none may own: input validation, the embedded
-digits dataset and the cached reference models. Layering is one-directional::
+This package holds what all three need and none may own: input validation, errors, the threat-model
+types (``certkit.threat``) and the on-disk model cache. Layering is one-directional
+(``tests/test_architecture.py`` enforces it)::
 
-    certkit (data, models, validation)  <-  certify, smoothing  <-  conformal
+    certkit_app (demo, CLI, digits data and reference models)
+        ->  conformal  ->  certify, smoothing  ->  certkit
 
-``certkit.demo`` and ``certkit.cli`` are applications on top of all three and are never
-imported by them.
+``certkit`` imports none of the packages above it; ``certify`` and ``smoothing`` never import each
+other; nothing in the library imports ``certkit_app``. See ``docs/architecture.md``.
 """
 
+from certkit._version import __version__
 from certkit.errors import NotCalibratedError
 from certkit.threat import LpBall, ThreatModel
-
-__version__ = "0.1.0"
 
 __all__ = ["LpBall", "NotCalibratedError", "ThreatModel", "__version__"]

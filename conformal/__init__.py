@@ -5,7 +5,7 @@ certificates of ``certify`` (bound propagation) and ``smoothing`` (randomized sm
 """
 
 from conformal import code, metrics, scores
-from conformal.attacks import smoothed_score_pgd
+from conformal.attacks import pgd_attack, smoothed_score_pgd
 from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
@@ -14,7 +14,7 @@ from conformal.functional import conformal_quantile, conformal_rank, pac_quantil
 from conformal.model import predict_proba
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
-from conformal.rct import rct_digits_model, train_rct
+from conformal.rct import train_rct
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
 from conformal.rscp import RSCP, RSCPPlus
 from conformal.safety_threshold import SafetyThreshold, calibrate_filter_threshold
@@ -59,10 +59,10 @@ __all__ = [
     "nested_removals",
     "pac_quantile",
     "pac_rank",
+    "pgd_attack",
     "predict_proba",
     "prediction_mask",
     "python_tree",
-    "rct_digits_model",
     "score_bounds_from_logits",
     "score_bounds_from_margins",
     "scores",

@@ -1,23 +1,30 @@
-"""PGD against a smoothed score in the L2 ball (the SmoothAdv attack of Salman et al. 2019, aimed at a score).
+"""Attacks used to measure coverage under attack: PGD on a smoothed score, and PGD on the true-label probability.
 
+``smoothed_score_pgd``: PGD against a smoothed score in the L2 ball (the SmoothAdv attack of Salman et
+al. 2019, aimed at a score).
 The attack is the empirical counterpart of RSCP's guarantee: it searches ||delta||_2 <= eps for a
 perturbation that raises the smoothed score S_bar(x + delta, y_true) = E_noise S(x + delta + noise, y_true),
 i.e. pushes the true label out of the prediction set. Each PGD step estimates the gradient of the
 smoothed score from ``n_noise`` fresh Gaussian samples, takes an L2-normalised ascent step and
 projects back onto the ball.
+
+``pgd_attack``: PGD in an L-p ball (intersected with the input domain) that minimises ``log p_y`` of
+the plain classifier, the empirical counterpart of the certified sets built on bound propagation.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from certify.attacks import pgd_minimize
 from certkit._validation import check_eval_mode, check_nonnegative, check_positive, check_positive_int
 
-__all__ = ["smoothed_score_pgd"]
+__all__ = ["pgd_attack", "smoothed_score_pgd"]
 
 
 def _project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -111,3 +118,28 @@ def smoothed_score_pgd(
             delta = delta.detach()
         out.append(xb + delta)
     return torch.cat(out)
+
+
+def pgd_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: float = math.inf,
+    steps: int = 20,
+    restarts: int = 1,
+    domain: tuple[float, float] | None = (0.0, 1.0),
+    seed: int = 0,
+) -> torch.Tensor:
+    """PGD inside the ball that minimises ``log p_y`` (maximises the THR score ``1 - p_y`` of the true label).
+
+    Thin wrapper over ``certify.attacks.pgd_minimize`` (deterministic given ``seed``; never leaves
+    the ball intersected with ``domain``). Returns (N, ...) perturbed inputs.
+    """
+    def log_p_true(z: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)
+
+    x_adv, _ = pgd_minimize(log_p_true, x, eps, norm=norm, domain=domain, steps=steps, restarts=restarts,
+                            seed=seed)
+    return x_adv.detach()

@@ -28,10 +28,8 @@ from certkit._validation import (
     check_positive_int,
     check_probability,
 )
-from certkit.datasets import load_digits_split
-from certkit.zoo import load_or_train, make_digits_cnn
 
-__all__ = ["RCTConfig", "rct_digits_model", "rct_loss", "soft_quantile", "soft_rank", "soft_set_size", "train_rct"]
+__all__ = ["RCTConfig", "rct_loss", "soft_quantile", "soft_rank", "soft_set_size", "train_rct"]
 
 
 def soft_rank(x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -155,22 +153,3 @@ def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, confi
             loss.backward()
             opt.step()
     return model.eval()
-
-
-def rct_digits_model(sigma: float = 0.25, eps: float = 0.125, alpha: float = 0.1) -> nn.Sequential:
-    """The digits CNN noise-trained at ``sigma`` (``smoothing``'s base model) with an RCT-trained head, cached.
-
-    Cache key ``digits_cnn_rct_s{sigma}_e{eps}_a{alpha}-v1_on_digits_cnn_noise{sigma}-v1``; a cold cache trains in about 10-30 s.
-    """
-    from smoothing.training import digits_base_model
-
-    cfg = RCTConfig(alpha=alpha, sigma=sigma, eps=eps)
-    base = digits_base_model(sigma)
-    data = load_digits_split("train")
-
-    def train(m: nn.Module) -> None:
-        trained = train_rct(base, data.images, data.labels, cfg)
-        m.load_state_dict(trained.state_dict())
-
-    # The key names the base model's key too: bump both when smoothing's noise recipe changes.
-    return load_or_train(f"digits_cnn_rct_s{sigma}_e{eps}_a{alpha}-v1_on_digits_cnn_noise{sigma}-v1", make_digits_cnn, train)  # type: ignore[return-value]

@@ -28,10 +28,9 @@ from smoothing.sequential import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.training import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+from smoothing.training import train_noise_augmented
 
 __all__ = [
-    "DIGITS_NOISE_SIGMAS",
     "Certificate",
     "CertifiedRecord",
     "GaussianNoise",
@@ -51,7 +50,6 @@ __all__ = [
     "clopper_pearson_lower",
     "confidence_sequence",
     "convert_radius",
-    "digits_base_model",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",

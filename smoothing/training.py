@@ -2,24 +2,24 @@
 
 A base classifier that has only seen clean images is almost constant under N(0, σ² I) noise, so
 its smoothed version abstains or certifies tiny radii. Training on x + δ, δ ~ N(0, σ² I), at the
-σ used for smoothing is the recipe of Cohen et al.; this module wraps ``certkit.zoo.train_classifier``
-and caches the digits CNN trained that way at σ ∈ {0.12, 0.25, 0.5}.
+σ used for smoothing is the recipe of Cohen et al. The digits CNNs trained this way live in the
+application layer (``certkit_app.digits.digits_base_model``).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from certkit._validation import check_positive, check_positive_int
-from certkit.zoo import load_or_train, make_digits_cnn, train_classifier
 
-__all__ = ["DIGITS_NOISE_SIGMAS", "digits_base_model", "train_noise_augmented"]
-
-DIGITS_NOISE_SIGMAS = (0.12, 0.25, 0.5)
+__all__ = ["train_noise_augmented"]
 
 
 def train_noise_augmented(
     model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
     sigma: float,
     *,
     epochs: int = 40,
@@ -27,31 +27,47 @@ def train_noise_augmented(
     batch_size: int = 64,
     seed: int = 0,
 ) -> nn.Module:
-    """Train ``model`` in place on the digits train split with inputs x + δ, δ ~ N(0, σ² I).
+    """Train ``model`` in place on ``(inputs, labels)`` with inputs x + δ, δ ~ N(0, σ² I) (Cohen et al. 2019).
 
-    Seeded by ``seed`` through a local generator (torch's global RNG is untouched). Returns the model
-    in eval mode. Use the same σ for training and for ``Smooth``.
+    Adam with cosine learning-rate decay and cross-entropy; each epoch visits a fresh permutation in
+    batches of ``batch_size``, each batch with fresh noise.
+
+    Args:
+        model: the base classifier, trained in place.
+        inputs: (N, ...) floating-point training inputs.
+        labels: (N,) integer class labels.
+        sigma: noise level σ > 0; use the same σ for training and for ``Smooth``.
+        epochs, lr, batch_size: optimisation hyperparameters.
+        seed: seeds a local generator for the permutations and the noise (torch's global RNG is untouched).
+
+    Returns:
+        The model, in eval mode.
     """
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
+        raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
+        raise TypeError(f"Expected argument `labels` to be an integer tensor (N,), but got {labels!r:.80}")
+    if len(inputs) != len(labels):
+        raise ValueError(
+            f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
+        )
     sigma = check_positive(sigma, "sigma")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
-    return train_classifier(model, epochs=epochs, lr=lr, batch_size=batch_size, noise_sigma=sigma, seed=seed)
-
-
-def digits_base_model(sigma: float) -> nn.Sequential:
-    """The digits CNN (``certkit.zoo.make_digits_cnn``) noise-trained at ``sigma``, cached on disk.
-
-    Args:
-        sigma: one of ``DIGITS_NOISE_SIGMAS`` = (0.12, 0.25, 0.5).
-
-    Returns:
-        The model in eval mode on the CPU, mapping (N, 1, 8, 8) images in [0, 1] to (N, 10) logits.
-        Cache key ``digits_cnn_noise{sigma}-v1``; a cold cache trains it in a few seconds.
-    """
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or float(sigma) not in DIGITS_NOISE_SIGMAS:
-        raise ValueError(f"Expected argument `sigma` to be one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
-    s = float(sigma)
-    model = load_or_train(f"digits_cnn_noise{s}-v1", make_digits_cnn, lambda m: train_noise_augmented(m, s))
-    assert isinstance(model, nn.Sequential)
-    return model
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    model.train()
+    n = len(labels)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            xb = inputs[idx] + sigma * torch.randn(inputs[idx].shape, generator=g)
+            loss = nn.functional.cross_entropy(model(xb), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model.eval()

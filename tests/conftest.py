@@ -13,8 +13,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(scope="session")
 def digits_pool() -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities (797, 10) of the digits CNN on the calibration + test splits, and their labels."""
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
     from conformal import predict_proba
 
     cal, test = load_digits_split("calibration"), load_digits_split("test")

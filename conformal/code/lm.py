@@ -7,7 +7,7 @@ Devanbu, "On the localness of software", FSE 2014). It is a :data:`TokenScorer`:
 program returns per-token log-probabilities with character spans.
 
 :func:`stdlib_ngram` trains it on a fixed list of standard-library modules of the running
-interpreter (:data:`TRAIN_MODULES`) and caches the counts in ``certkit.zoo.cache_dir()``.
+interpreter (:data:`TRAIN_MODULES`) and caches the counts in ``certkit.cache.cache_dir()``.
 
 The demo task (:func:`perturbation_tasks`): the *true* program is a held-out standard-library
 function (:data:`TASK_MODULES`, disjoint from the training modules). The *generated* program is the
@@ -267,7 +267,7 @@ class NGramCodeModel:
 
 def stdlib_ngram(cache: bool = True) -> NGramCodeModel:
     """The order-3 model trained on :data:`TRAIN_MODULES`, cached as ``code_ngram-v2-py3.X.json.gz``."""
-    from certkit.zoo import cache_dir
+    from certkit.cache import cache_dir
 
     path = cache_dir() / f"code_ngram-v2-py{sysconfig.get_python_version()}.json.gz"
     if cache and path.exists():

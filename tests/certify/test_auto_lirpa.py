@@ -15,8 +15,8 @@ from torch import nn
 
 import certify
 from certify.auto_lirpa import auto_lirpa_available
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn, digits_mlp
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn, digits_mlp
 
 needs_auto_lirpa = pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
 
@@ -139,7 +139,7 @@ def test_compare_crown_with_ibp_agrees_with_auto_lirpa(name: str, method: str, t
     for *other* inputs, so its bounds depend on the batch (and are then up to 0.04 tighter on some logits);
     certify's never do."""
     if name == "certified_cnn":
-        from certify.training import digits_cnn_certified
+        from certkit_app.digits import digits_cnn_certified
 
         model = digits_cnn_certified().double()
     else:

@@ -12,8 +12,8 @@ import certify
 import certify.crown as crown_mod
 from certify.attacks import pgd_margins
 from certify.crown import relu_relaxation, smooth_relaxation
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn, digits_mlp
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn, digits_mlp
 
 
 def test_relu_relaxation_matches_auto_lirpa_rule() -> None:

@@ -11,7 +11,7 @@ from torch import nn
 
 import certify
 from certify.tightness import Tightness, propagation_tightness, tightness
-from certkit.zoo import make_digits_cnn
+from certkit_app.digits import make_digits_cnn
 
 
 def _hadamard(n: int) -> torch.Tensor:

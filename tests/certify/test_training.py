@@ -16,7 +16,6 @@ from certify.training import (
     TrainingHistory,
     certified_train,
     crown_ibp_margin_lower,
-    digits_cnn_certified,
     ibp_init_,
     ibp_margin_lower,
     mixing_coefficient,
@@ -24,8 +23,8 @@ from certify.training import (
     smoothed_eps,
     stability_regularizer,
 )
-from certkit.datasets import load_digits_split
-from certkit.zoo import make_digits_cnn, make_digits_mlp
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn_certified, make_digits_cnn, make_digits_mlp
 
 
 def _seeded(build: type[nn.Module] | object, seed: int = 0) -> nn.Sequential:

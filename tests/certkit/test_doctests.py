@@ -12,7 +12,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("certkit", "certify", "smoothing", "conformal")
+PACKAGES = ("certkit", "certify", "smoothing", "conformal", "certkit_app")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

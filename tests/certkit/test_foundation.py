@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import certkit
-from certkit import zoo
 from certkit._validation import check_eval_mode
-from certkit.datasets import DIGITS_SPLIT_SIZES, load_digits_split
+from certkit_app import digits as zoo
+from certkit_app.datasets import DIGITS_SPLIT_SIZES, load_digits_split
 
 
 @pytest.mark.parametrize("pkg", ["certkit", "certify", "smoothing", "conformal"])

@@ -14,8 +14,8 @@ from conformal.vrcp import VRCP
 
 @pytest.fixture(scope="module")
 def small() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     d = load_digits_split("calibration")
     return digits_cnn(), d.images[:60], d.labels[:60], d.images[60:75]

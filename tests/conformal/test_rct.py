@@ -3,11 +3,11 @@ import warnings
 import pytest
 import torch
 
-from certkit.datasets import load_digits_split
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import rct_digits_model
 from conformal import conformal_quantile
 from conformal.rct import (
     RCTConfig,
-    rct_digits_model,
     rct_loss,
     soft_quantile,
     soft_rank,
@@ -52,7 +52,7 @@ def test_loss_is_finite_and_penalises_large_sets() -> None:
 
 
 def test_train_rct_changes_only_the_head_and_copies() -> None:
-    from smoothing.training import digits_base_model
+    from certkit_app.digits import digits_base_model
 
     base = digits_base_model(0.25)
     before = {k: v.clone() for k, v in base.state_dict().items()}
@@ -80,7 +80,7 @@ def test_bad_config() -> None:
 
 def test_rct_shrinks_rscp_plus_sets_on_digits() -> None:
     """RSCP+ (sigma 0.25, eps 0.125, n_mc 128) with the RCT head gives smaller sets than the base model, same coverage."""
-    from smoothing.training import digits_base_model
+    from certkit_app.digits import digits_base_model
 
     cal, test = load_digits_split("calibration"), load_digits_split("test")
     fn = smoothed_score_fn("thr")

@@ -10,7 +10,7 @@ import torch
 
 from certkit.errors import NotCalibratedError
 from conformal import scores
-from conformal._demo_certified import pgd_attack
+from conformal.attacks import pgd_attack
 from conformal.functional import pac_quantile
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
 from conformal.rscp import rscp_plus_mask
@@ -22,8 +22,8 @@ EPS = 0.03
 
 @pytest.fixture(scope="module")
 def small() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     d = load_digits_split("calibration")
     return digits_cnn(), d.images[:60], d.labels[:60], d.images[60:80]
@@ -84,8 +84,8 @@ def test_bad_input() -> None:
 
 @pytest.mark.slow
 def test_pac_failure_rate_under_attack_over_many_splits() -> None:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     model = digits_cnn()
     cal, test = load_digits_split("calibration"), load_digits_split("test")

@@ -218,8 +218,8 @@ def _tol(n_test: int) -> float:
 
 def test_digits_robust_coverage_under_pgd_and_vanilla_breaks() -> None:
     """PGD on the smoothed score at eps = 0.25: RSCP+ (with and without PTT) keeps 1 - alpha, vanilla does not."""
-    from conformal._demo_rscp import evaluate_rscp
-    from smoothing.training import digits_base_model
+    from certkit_app.demos.rscp import evaluate_rscp
+    from certkit_app.digits import digits_base_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -236,9 +236,8 @@ def test_digits_robust_coverage_under_pgd_and_vanilla_breaks() -> None:
 @pytest.mark.slow
 def test_digits_paper_setting_full_pool() -> None:
     """sigma 0.25, eps 0.125, n_mc 256, 600 pooled points, 50 splits, 20-step PGD: RSCP+, PTT, RCT all cover."""
-    from conformal._demo_rscp import evaluate_rscp
-    from conformal.rct import rct_digits_model
-    from smoothing.training import digits_base_model
+    from certkit_app.demos.rscp import evaluate_rscp
+    from certkit_app.digits import digits_base_model, rct_digits_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -255,10 +254,10 @@ def test_digits_paper_setting_full_pool() -> None:
 
 
 def test_pgd_stays_in_the_ball_and_raises_the_smoothed_score() -> None:
-    from certkit.datasets import load_digits_split
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_base_model
     from conformal.attacks import smoothed_score_pgd
     from smoothing.scores import smoothed_scores
-    from smoothing.training import digits_base_model
 
     model = digits_base_model(0.25)
     d = load_digits_split("test")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conformal import scores
-from conformal._demo_certified import pgd_attack
+from conformal.attacks import pgd_attack
 from conformal.score_bounds import (
     aps_score_bounds,
     certified_score_bounds,
@@ -140,8 +140,8 @@ def test_thr_formula_of_the_issue() -> None:
 
 @pytest.fixture(scope="module")
 def cnn_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     d = load_digits_split("test")
     return digits_cnn(), d.images[:40], d.labels[:40]

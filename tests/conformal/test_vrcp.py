@@ -11,7 +11,7 @@ import torch
 
 from certkit.errors import NotCalibratedError
 from conformal import scores
-from conformal._demo_certified import pgd_attack
+from conformal.attacks import pgd_attack
 from conformal.functional import conformal_quantile
 from conformal.score_bounds import certified_score_bounds
 from conformal.vrcp import VRCP
@@ -32,7 +32,7 @@ class Pool:
 
 
 def _pool(model: torch.nn.Module, n: int | None, method: str, score: str = "thr") -> Pool:
-    from certkit.datasets import load_digits_split
+    from certkit_app.datasets import load_digits_split
 
     cal, test = load_digits_split("calibration"), load_digits_split("test")
     x, y = torch.cat([cal.images, test.images]), torch.cat([cal.labels, test.labels])
@@ -51,7 +51,7 @@ def _pool(model: torch.nn.Module, n: int | None, method: str, score: str = "thr"
 
 @pytest.fixture(scope="module")
 def pool() -> Pool:
-    from certkit.zoo import digits_cnn
+    from certkit_app.digits import digits_cnn
 
     return _pool(digits_cnn(), 240, "crown")
 
@@ -106,8 +106,8 @@ def test_vrcp_c_threshold_dominates_vanilla(pool: Pool) -> None:
 
 
 def test_model_layer_matches_score_layer() -> None:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     model = digits_cnn()
     d = load_digits_split("calibration")
@@ -126,8 +126,8 @@ def test_model_layer_matches_score_layer() -> None:
 
 
 def test_eps_zero_is_vanilla() -> None:
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
 
     model = digits_cnn()
     d = load_digits_split("calibration")
@@ -169,7 +169,7 @@ def test_bad_input() -> None:
 
 @pytest.mark.slow
 def test_coverage_under_attack_full_pool_aps() -> None:
-    from certkit.zoo import digits_cnn
+    from certkit_app.digits import digits_cnn
 
     pool = _pool(digits_cnn(), None, "crown", "aps")
     cov = _coverages(pool, 300, seed=3)

@@ -182,8 +182,9 @@ def test_bad_arguments(kwargs: dict[str, float], name: str) -> None:
 @pytest.mark.slow
 def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
     # Small version of the benchmark claim (50 test images, budget 10^4 instead of 10^5).
-    from certkit.datasets import load_digits_split
-    from smoothing import certified_accuracy, certify_dataset, digits_base_model
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_base_model
+    from smoothing import certified_accuracy, certify_dataset
 
     smooth = Smooth(digits_base_model(SIGMA), 10, SIGMA, input_shape=(1, 8, 8))
     test = load_digits_split("test")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn, make_digits_cnn
-from smoothing import DIGITS_NOISE_SIGMAS, digits_base_model, train_noise_augmented
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import DIGITS_NOISE_SIGMAS, digits_base_model, digits_cnn, make_digits_cnn
+from smoothing import train_noise_augmented
 
 
 def noisy_accuracy(model: torch.nn.Module, sigma: float, seed: int = 0) -> float:
@@ -37,9 +37,10 @@ def test_other_sigmas(sigma: float) -> None:
 def test_train_noise_augmented_is_seeded_and_leaves_global_rng_alone() -> None:
     a, b = make_digits_cnn(), make_digits_cnn()
     b.load_state_dict(a.state_dict())
+    data = load_digits_split("train")
     state = torch.get_rng_state()
-    train_noise_augmented(a, 0.25, epochs=1, seed=3)
-    train_noise_augmented(b, 0.25, epochs=1, seed=3)
+    train_noise_augmented(a, data.images, data.labels, 0.25, epochs=1, seed=3)
+    train_noise_augmented(b, data.images, data.labels, 0.25, epochs=1, seed=3)
     assert torch.equal(state, torch.get_rng_state())
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not a.training
@@ -48,7 +49,12 @@ def test_train_noise_augmented_is_seeded_and_leaves_global_rng_alone() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="`sigma`"):
         digits_base_model(0.3)
+    x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="`sigma`"):
-        train_noise_augmented(make_digits_cnn(), 0.0)
+        train_noise_augmented(make_digits_cnn(), x, y, 0.0)
     with pytest.raises(ValueError, match="`epochs`"):
-        train_noise_augmented(make_digits_cnn(), 0.25, epochs=0)
+        train_noise_augmented(make_digits_cnn(), x, y, 0.25, epochs=0)
+    with pytest.raises(TypeError, match="`inputs`"):
+        train_noise_augmented(make_digits_cnn(), 0.25, y, 0.25)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="same length"):
+        train_noise_augmented(make_digits_cnn(), x, y[:3], 0.25)

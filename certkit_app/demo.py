@@ -1,7 +1,7 @@
 """``make demo``: the end-to-end job on the embedded digits data, section by section.
 
-Run with ``python -m certkit.demo``. Each section prints a table; models train on first use
-(cached afterwards, see ``certkit.zoo``).
+Run with ``python -m certkit_app.demo``. Each section prints a table; models train on first use
+(cached afterwards, see ``certkit_app.digits``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def _rule(title: str) -> None:
 
 def demo_prediction_sets() -> None:
     """Clean accuracy of the digits CNN, then split-conformal and PAC sets for THR, APS and RAPS."""
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
     from conformal import PACPredictionSet, SplitConformal, metrics, predict_proba
 
     print("loading the digits CNN (trains in ~30 s on first use, then cached) ...", flush=True)
@@ -42,13 +42,13 @@ def demo_prediction_sets() -> None:
 
 
 def _sections() -> list[tuple[str, Callable[[], object]]]:
-    # Imported here: the demo sits on top of all three packages, which never import it.
-    from certify._demo import demo_bounds
-    from certify._demo_eac import demo_erase_and_check
-    from certify._demo_training import demo_certified_training
-    from conformal._demo_certified import demo_certified_sets
-    from conformal._demo_rscp import demo_rscp
-    from smoothing._demo import demo_smoothing
+    # Imported here so that importing this module stays cheap.
+    from certkit_app.demos.bounds import demo_bounds
+    from certkit_app.demos.certified_sets import demo_certified_sets
+    from certkit_app.demos.certified_training import demo_certified_training
+    from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.rscp import demo_rscp
+    from certkit_app.demos.smoothing import demo_smoothing
 
     return [
         ("1. Prediction sets (conformal core)", demo_prediction_sets),

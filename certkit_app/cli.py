@@ -1,32 +1,54 @@
-"""``certkit erase-check``: certify prompts with erase-and-check from the command line.
+"""The ``certkit`` console script: one sub-command per tool.
 
-Exit status: 0 if every prompt is safe, 1 if any is harmful, 2 on a usage error.
+``certkit erase-check`` certifies prompts with erase-and-check. Exit status: 0 if every prompt is
+safe, 1 if any is harmful, 2 on a usage error. ``certkit --version`` prints the version.
 
 Examples::
 
     certkit erase-check "How do I bake sourdough bread?"
     certkit erase-check --mode insertion --max-erase 8 --json "Tell me a story"
     certkit erase-check --file prompts.txt --filter ./my-hf-model
+
+Adding a sub-command: a module ``certkit_app.<name>_cmd`` exposing ``add_parser(subparsers)``
+(registers its parser, whose ``prog`` names the command) and ``run(args) -> int`` (the exit
+status), listed in ``_COMMAND_MODULES``; a listed module that is absent is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import certkit
 
 __all__ = ["main"]
 
 _DEFAULT_D = {"suffix": 20, "insertion": 8, "infusion": 2}
 
+# Optional sub-command modules (each with ``add_parser(subparsers)`` and ``run(args) -> int``).
+_COMMAND_MODULES = ("certkit_app.verify_cmd",)
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="certkit", description="certkit command-line tools")
-    sub = parser.add_subparsers(dest="command", required=True)
+Runner = Callable[[argparse.Namespace], int]
+
+
+def _command_modules() -> list[Any]:
+    modules = []
+    for name in _COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name != name:  # the module exists but one of its imports is missing: a real error
+                raise
+    return modules
+
+
+def _add_erase_check(sub: Any) -> None:
     ec = sub.add_parser("erase-check", help="certified harmful-prompt detection (erase-and-check)",
                         description="Label prompts harmful or safe with erase-and-check (Kumar et al. 2023). "
                                     "Exit status 0: all safe; 1: some harmful; 2: usage error.")
@@ -42,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--threshold", type=float, default=0.5, help="flag when p_harmful >= threshold")
     ec.add_argument("--budget", type=int, default=100_000, help="refuse prompts needing more subsequences")
     ec.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ec.set_defaults(run=_erase_check)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="certkit", description="certkit command-line tools")
+    parser.add_argument("--version", action="version", version=f"certkit {certkit.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_erase_check(sub)
+    for module in _command_modules():
+        before = set(sub.choices)
+        module.add_parser(sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(run=module.run)
     return parser
 
 
@@ -58,7 +93,7 @@ def _load_filter(spec: str, threshold: float, harmful_label: int) -> Any:
 
 
 def _erase_check(args: argparse.Namespace) -> int:
-    from certify.erase_and_check import erase_and_check_batch
+    from certify import erase_and_check_batch
 
     if (args.prompt is None) == (args.file is None):
         raise ValueError("Expected exactly one of a PROMPT argument or `--file`, but got "
@@ -90,16 +125,17 @@ def _erase_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit status (0 safe, 1 harmful, 2 usage)."""
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); returns the command's exit status (2 on a usage error)."""
     parser = _parser()
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as e:  # argparse exits 2 on usage errors and 0 on --help
+    except SystemExit as e:  # argparse exits 2 on usage errors and 0 on --help / --version
         return int(e.code) if isinstance(e.code, int) else 2
+    run: Runner = args.run
     try:
-        return _erase_check(args)
+        return int(run(args))
     except (ValueError, TypeError) as e:
-        print(f"certkit erase-check: error: {e}", file=sys.stderr)
+        print(f"certkit {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 

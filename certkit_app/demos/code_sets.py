@@ -1,6 +1,6 @@
 """Demo: PAC partial programs for held-out standard-library functions under a small n-gram model.
 
-Run: ``python -m conformal._demo_code`` (about a minute on 2 cores with the model cached).
+Run: ``python -m certkit_app.demos.code_sets`` (about a minute on 2 cores with the model cached).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The certified-set table of ``make demo``, and the PGD attack the evaluations use.
+"""The certified-set table of ``make demo``.
 
 ``demo_certified_sets()`` compares vanilla split CP with VRCP-I and VRCP-C (CROWN) on the
 digits CNN under an L-inf PGD attack of radius ``eps``: coverage under attack and average size.
@@ -6,46 +6,19 @@ digits CNN under an L-inf PGD attack of radius ``eps``: coverage under attack an
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
-from torch import nn
 
-__all__ = ["demo_certified_sets", "pgd_attack"]
+from conformal.attacks import pgd_attack
 
-
-def pgd_attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    eps: float,
-    *,
-    norm: float = math.inf,
-    steps: int = 20,
-    restarts: int = 1,
-    domain: tuple[float, float] | None = (0.0, 1.0),
-    seed: int = 0,
-) -> torch.Tensor:
-    """PGD inside the ball that minimises ``log p_y`` (maximises the THR score ``1 - p_y`` of the true label).
-
-    Thin wrapper over ``certify.attacks.pgd_minimize`` (deterministic given ``seed``; never leaves
-    the ball intersected with ``domain``). Returns (N, ...) perturbed inputs.
-    """
-    from certify.attacks import pgd_minimize
-
-    def log_p_true(z: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)
-
-    x_adv, _ = pgd_minimize(log_p_true, x, eps, norm=norm, domain=domain, steps=steps, restarts=restarts,
-                            seed=seed)
-    return x_adv.detach()
+__all__ = ["demo_certified_sets"]
 
 
 def demo_certified_sets(*, eps: float = 0.03, alpha: float = 0.1, n_splits: int = 5, seed: int = 0) -> None:
     """Print vanilla split CP vs VRCP-I / VRCP-C (CROWN) on the digits CNN under an L-inf PGD attack."""
-    from certkit.datasets import load_digits_split
-    from certkit.zoo import digits_cnn
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
     from conformal.score_bounds import certified_score_bounds
     from conformal.scores import thr
 

@@ -8,9 +8,8 @@ import torch
 
 from certify.api import verified_accuracy
 from certify.tightness import tightness
-from certify.training import digits_cnn_certified
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn, digits_cnn_certified
 
 __all__ = ["demo_certified_training"]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from conformal._demo_code import demo_code_sets
+from certkit_app.demos.code_sets import demo_code_sets
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from certkit.datasets import load_digits_split
+from certkit_app.datasets import load_digits_split
 from conformal.attacks import smoothed_score_pgd
 from conformal.ptt import PTT, holdout_scores
 from conformal.rscp import RSCP, RSCPPlus, smoothed_score_fn
@@ -157,7 +157,7 @@ def format_rows(rows: list[RSCPRow], alpha: float) -> str:
 
 def demo_rscp() -> None:
     """Print coverage under attack and set size on digits (sigma 0.25, eps 0.125, alpha 0.1); <= 60 s on 2 cores."""
-    from smoothing.training import digits_base_model
+    from certkit_app.digits import digits_base_model
 
     t0 = time.perf_counter()
     print("RSCP / RSCP+ on digits: sigma=0.25, eps=0.125, alpha=0.1, beta=0.001, THR score, n_mc=256,")

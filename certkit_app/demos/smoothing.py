@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from certkit.datasets import load_digits_split
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_base_model
 from smoothing.cohen import Smooth, clopper_pearson_lower, smoothed_radius
 from smoothing.dataset import certified_accuracy, certify_dataset
-from smoothing.training import digits_base_model
 
 __all__ = ["demo_smoothing"]
 

@@ -7,8 +7,8 @@ import time
 import torch
 
 from certify.api import verified_accuracy
-from certkit.datasets import load_digits_split
-from certkit.zoo import digits_cnn
+from certkit_app.datasets import load_digits_split
+from certkit_app.digits import digits_cnn
 
 __all__ = ["demo_bounds"]
 
