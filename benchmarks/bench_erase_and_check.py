@@ -20,18 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from certify.erase_and_check import erase_and_check_batch
-from certify.gradec import grad_erase_and_check
-from certify.greedyec import greedy_erase_and_check
-from certify.randec import random_erase_and_check
-from certify.safety_filters import (
+from certify.prompts import (
     BagOfEmbeddingsFilter,
     PromptSet,
     TfidfFilter,
     embedded_prompts,
     load_prompt_dir,
 )
-from certify.tokenizers import WordTokenizer
+from certify.prompts.erase_and_check import erase_and_check_batch
+from certify.prompts.gradec import grad_erase_and_check
+from certify.prompts.greedyec import greedy_erase_and_check
+from certify.prompts.randec import random_erase_and_check
+from certify.prompts.tokenizers import WordTokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 

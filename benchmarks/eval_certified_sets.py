@@ -48,7 +48,8 @@ def bound_rows(model: nn.Module, model_name: str, x: torch.Tensor, y: torch.Tens
                alpha: float, n_splits: int, seed: int, say: Callable[[str], None]) -> list[str]:
     """Rows of vanilla, VRCP-I and VRCP-C (CROWN) for one model and threat model."""
     t0 = time.perf_counter()
-    x_adv = pgd_attack(model, x, y, eps, norm=norm, steps=50, restarts=2, seed=seed)
+    x_adv = pgd_attack(model, x, y, eps, norm=norm, steps=50, restarts=2,
+                       generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         s_clean = thr(torch.softmax(model(x).double(), -1), y)
         s_adv = thr(torch.softmax(model(x_adv).double(), -1))

@@ -4,10 +4,11 @@
   ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
   ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
 * The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
-* Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC.
+* Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC: the
+  subpackage ``certify.prompts`` (its main names are re-exported here).
 """
 
-from certify import attacks, training
+from certify import attacks, prompts, training
 from certify._graph import Normalize, UnsupportedLayerError
 from certify.api import (
     Bounds,
@@ -18,32 +19,33 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
-from certify.erase_and_check import (
-    BudgetExceededError,
-    EmpiricalCheck,
-    PromptCertificate,
-    erase_and_check,
-    erase_and_check_batch,
-    num_subsequences,
-)
-from certify.gradec import grad_erase_and_check
-from certify.greedyec import greedy_erase_and_check
-from certify.randec import random_erase_and_check
-from certify.safety_filters import (
+from certify.certifier import BoundCertifier
+from certify.prompts import (
     BagOfEmbeddingsFilter,
+    BudgetExceededError,
     CallableFilter,
     EmbeddingFilter,
+    EmpiricalCheck,
     HFClassifierFilter,
+    HFTokenizer,
+    PromptCertificate,
     TfidfFilter,
+    WordTokenizer,
     default_filter,
     embedded_prompts,
+    erase_and_check,
+    erase_and_check_batch,
+    grad_erase_and_check,
+    greedy_erase_and_check,
+    num_subsequences,
+    random_erase_and_check,
 )
 from certify.tightness import Tightness, propagation_tightness, tightness
-from certify.tokenizers import HFTokenizer, WordTokenizer
 from certify.training import CertifiedTrainer, certified_train
 
 __all__ = [
     "BagOfEmbeddingsFilter",
+    "BoundCertifier",
     "Bounds",
     "BudgetExceededError",
     "CallableFilter",
@@ -71,6 +73,7 @@ __all__ = [
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
+    "prompts",
     "propagation_tightness",
     "random_erase_and_check",
     "tightness",

@@ -4,13 +4,15 @@ These give *upper* bounds on the worst case (points that exist in the region), s
 lower bound must lie below them: the tests of the bound-propagation engine use them, and they
 give the empirical side of a certified-vs-empirical robustness comparison.
 
-All functions are deterministic given ``seed`` (a local ``torch.Generator``; torch's global RNG
-is untouched) and never leave the region: L-inf ball (or L2 ball) intersected with ``domain``.
+Random restarts draw from a ``generator: torch.Generator | None`` (None: a generator seeded with 0,
+so attacks are reproducible by default; torch's global RNG is untouched). ``seed: int`` is deprecated.
+The attacks never leave the region: L-inf ball (or L2 ball) intersected with ``domain``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -24,6 +26,24 @@ __all__ = ["pgd_attack", "pgd_margins", "pgd_minimize", "project"]
 
 def _norm(norm: float | str) -> float:
     return parse_norm(norm, supported=(2.0, math.inf), why="PGD here projects onto L-inf and L2 balls")
+
+
+def _generator(generator: torch.Generator | None, seed: int | None, device: torch.device) -> torch.Generator:
+    if seed is not None:
+        warnings.warn(
+            "Argument `seed` of certify.attacks is deprecated and will be removed in the next release; "
+            "pass `generator=torch.Generator(device).manual_seed(seed)` instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if generator is not None:
+            raise ValueError("Expected either argument `generator` or the deprecated `seed`, but got both")
+        return torch.Generator(device=device).manual_seed(int(seed))
+    if generator is None:
+        return torch.Generator(device=device).manual_seed(0)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"Expected argument `generator` to be a torch.Generator or None, but got {type(generator).__name__}")
+    return generator
 
 
 def _per_sample(eps: float | Tensor, x: Tensor) -> Tensor:
@@ -55,8 +75,11 @@ def project(x_adv: Tensor, x0: Tensor, eps: Tensor, norm: float, domain: tuple[f
 def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | Tensor, *,
                  norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
                  steps: int = 50, step_size: float | None = None, restarts: int = 1,
-                 seed: int = 0) -> tuple[Tensor, Tensor]:
+                 generator: torch.Generator | None = None, seed: int | None = None) -> tuple[Tensor, Tensor]:
     """Minimise ``objective`` (inputs (N, ...) -> values (N,)) over the region by signed/normalised PGD.
+
+    Random restarts (``restarts > 1``) start from uniform points drawn from ``generator`` (on ``x``'s
+    device; None: seeded with 0). ``seed`` is deprecated: pass a generator.
 
     Returns ``(x_best, value_best)``: the best point found per input (the clean point is always a
     candidate) and its objective value.
@@ -66,7 +89,7 @@ def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | 
     restarts = check_positive_int(restarts, "restarts")
     e = _per_sample(eps, x)
     alpha = e * (2.5 / max(steps, 1)) if step_size is None else torch.full_like(e, float(step_size))
-    g = torch.Generator(device=x.device).manual_seed(seed)
+    g = _generator(generator, seed, x.device)
     x0 = x.detach()
     with torch.no_grad():
         best_val = objective(x0).detach()
@@ -103,7 +126,8 @@ def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | 
 
 def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
                 norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
-                steps: int = 50, step_size: float | None = None, restarts: int = 1, seed: int = 0) -> Tensor:
+                steps: int = 50, step_size: float | None = None, restarts: int = 1,
+                generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
     """Smallest margin ``f_y(x') - f_j(x')`` found per class j by targeted PGD, shape (N, K); 0 at j = y.
 
     A sound margin lower bound (``certify.margin_bounds(...).lower``) is <= this, entrywise.
@@ -124,14 +148,14 @@ def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
         return out.gather(1, yr[:, None]).squeeze(1) - out.gather(1, jr[:, None]).squeeze(1)
 
     _, val = pgd_minimize(obj, xr, e.repeat_interleave(k, 0), norm=norm, domain=domain, steps=steps,
-                          step_size=step_size, restarts=restarts, seed=seed)
+                          step_size=step_size, restarts=restarts, generator=generator, seed=seed)
     return val.reshape(n, k)
 
 
 def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
                norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
                steps: int = 50, step_size: float | None = None, restarts: int = 1,
-               seed: int = 0) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, seed: int | None = None) -> tuple[Tensor, Tensor]:
     """Untargeted PGD on the worst margin ``min_{j != y} f_y - f_j``.
 
     Returns ``(x_adv, success)``: the best point found per input and whether it is misclassified
@@ -146,5 +170,5 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
         return (true - other).min(dim=1).values
 
     xa, val = pgd_minimize(obj, x, eps, norm=norm, domain=domain, steps=steps, step_size=step_size,
-                           restarts=restarts, seed=seed)
+                           restarts=restarts, generator=generator, seed=seed)
     return xa, val <= 0

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_filter(spec: str, threshold: float, harmful_label: int) -> Any:
-    from certify.safety_filters import HFClassifierFilter, default_filter, embedding_filter
+    from certify.prompts import HFClassifierFilter, default_filter, embedding_filter
 
     if spec == "tfidf":
         return default_filter(threshold=threshold)

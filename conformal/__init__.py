@@ -4,7 +4,7 @@ Split, class-conditional and PAC prediction sets over any score; robust sets bui
 certificates of ``certify`` (bound propagation) and ``smoothing`` (randomized smoothing).
 """
 
-from conformal import code, metrics, scores
+from conformal import code, metrics, regression, scores
 from conformal.attacks import pgd_attack, smoothed_score_pgd
 from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
@@ -14,6 +14,7 @@ from conformal.functional import conformal_quantile, conformal_rank, pac_quantil
 from conformal.model import predict_proba
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
+from conformal.pvalues import conformal_pvalues, pvalue_mask
 from conformal.rct import train_rct
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
 from conformal.rscp import RSCP, RSCPPlus
@@ -53,6 +54,7 @@ __all__ = [
     "certified_score_bounds",
     "certified_sets",
     "code",
+    "conformal_pvalues",
     "conformal_quantile",
     "conformal_rank",
     "metrics",
@@ -62,7 +64,9 @@ __all__ = [
     "pgd_attack",
     "predict_proba",
     "prediction_mask",
+    "pvalue_mask",
     "python_tree",
+    "regression",
     "score_bounds_from_logits",
     "score_bounds_from_margins",
     "scores",

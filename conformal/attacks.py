@@ -130,16 +130,18 @@ def pgd_attack(
     steps: int = 20,
     restarts: int = 1,
     domain: tuple[float, float] | None = (0.0, 1.0),
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> torch.Tensor:
     """PGD inside the ball that minimises ``log p_y`` (maximises the THR score ``1 - p_y`` of the true label).
 
-    Thin wrapper over ``certify.attacks.pgd_minimize`` (deterministic given ``seed``; never leaves
-    the ball intersected with ``domain``). Returns (N, ...) perturbed inputs.
+    Thin wrapper over ``certify.attacks.pgd_minimize`` (restarts drawn from ``generator``, None: seeded
+    with 0; ``seed`` is deprecated; never leaves the ball intersected with ``domain``). Returns (N, ...)
+    perturbed inputs.
     """
     def log_p_true(z: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)
 
     x_adv, _ = pgd_minimize(log_p_true, x, eps, norm=norm, domain=domain, steps=steps, restarts=restarts,
-                            seed=seed)
+                            generator=generator, seed=seed)
     return x_adv.detach()

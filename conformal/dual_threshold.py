@@ -41,6 +41,7 @@ from certkit._validation import (
     check_probability,
     check_probs,
 )
+from conformal._base import Calibrator
 from conformal.functional import conformal_quantile, prediction_mask
 from conformal.scores import ScoreFunction, get_score
 from conformal.sets import PredictionSets
@@ -188,7 +189,7 @@ def ltt_threshold(risk: np.ndarray, miss: np.ndarray, grid: np.ndarray, target: 
     return chosen
 
 
-class DualThreshold:
+class DualThreshold(Calibrator):
     """Conformal sets plus a label-free abstention threshold (dual-threshold conformal prediction).
 
     The set threshold is the split-conformal quantile on the calibration split: for exchangeable

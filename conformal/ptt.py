@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from certkit._params import Params
 from certkit._validation import check_eval_mode, check_positive, check_probability
 from certkit.errors import NotCalibratedError
 from conformal.scores import ScoreFunction, get_score
@@ -77,7 +78,7 @@ def holdout_scores(
     return torch.as_tensor(fn(probs, labels.long(), **score_kwargs))
 
 
-class PTT:
+class PTT(Params):
     """Post-Training Transformation: rank against a holdout, then a steep sigmoid.
 
     A fixed (data-independent once fitted) monotone map of scores into (0, 1); passed as the
@@ -101,6 +102,9 @@ class PTT:
         self.temperature = check_positive(temperature, "temperature")
         self.b = 1 - self.alpha if b is None else check_probability(b, "b")
         self.holdout_ = None
+
+    def _param_defaults(self) -> dict[str, object]:
+        return {**self._signature_defaults(), "b": 1 - self.alpha}  # b=None means 1 - alpha
 
     def fit(
         self,
@@ -141,6 +145,16 @@ class PTT:
                 )
         self.holdout_ = torch.sort(holdout_scores.detach()).values
         return self
+
+    def calibrate(
+        self,
+        holdout_scores: torch.Tensor,
+        *,
+        holdout_indices: torch.Tensor | None = None,
+        calibration_indices: torch.Tensor | None = None,
+    ) -> PTT:
+        """Same as :meth:`fit` (the calibration protocol's verb). Returns self."""
+        return self.fit(holdout_scores, holdout_indices=holdout_indices, calibration_indices=calibration_indices)
 
     def _holdout(self) -> torch.Tensor:
         if self.holdout_ is None:

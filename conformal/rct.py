@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -76,9 +77,16 @@ class RCTConfig:
     lr: float = 0.01
     temperature: float = 0.1
     size_weight: float = 1.0
-    seed: int = 0
+    seed: int | None = None  # deprecated: pass ``generator=`` to :func:`train_rct`
 
     def __post_init__(self) -> None:
+        if self.seed is not None:
+            warnings.warn(
+                "RCTConfig(seed=...) is deprecated and will be removed in the next release; pass "
+                "`generator=torch.Generator().manual_seed(seed)` to train_rct instead",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         check_probability(self.alpha, "alpha")
         check_positive(self.sigma, "sigma")
         check_nonnegative(self.eps, "eps")
@@ -112,18 +120,22 @@ def rct_loss(
     return torch.log(class_loss + size_weight * (size - 1).clamp_min(0).mean())
 
 
-def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, config: RCTConfig | None = None) -> nn.Sequential:
+def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, config: RCTConfig | None = None, *,
+              generator: torch.Generator | None = None) -> nn.Sequential:
     """Fine-tune the last layer of ``model`` with the RCT loss; returns a trained copy (``model`` is untouched).
 
     Noisy features of the frozen body are computed once for ``n_bank`` noise draws per input; each
     step samples ``n_noise`` of them per input (a cheap stand-in for fresh noise: the body never
-    changes). Seeded by ``config.seed`` through a local generator.
+    changes). All randomness (noise bank, minibatch order, noise picks) comes from ``generator`` (on
+    ``x``'s device; None: one seeded with 0, so training is reproducible by default, as the model cache
+    needs); torch's global RNG is untouched.
 
     Args:
         model: ``nn.Sequential`` base classifier whose last module is the trainable ``nn.Linear`` head.
         x: ``(N, *shape)`` training inputs (never the calibration set).
         labels: ``(N,)`` labels.
         config: hyperparameters (defaults: alpha 0.1, sigma 0.25, eps 0.125).
+        generator: source of all randomness; the deprecated ``config.seed`` is used when it is None.
 
     Returns:
         The fine-tuned copy, in eval mode.
@@ -134,7 +146,11 @@ def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, confi
                         f"{type(model).__name__}")
     model = copy.deepcopy(model).eval()
     body, head = model[:-1], model[-1]
-    g = torch.Generator(device=x.device).manual_seed(cfg.seed)
+    if generator is not None and cfg.seed is not None:
+        raise ValueError("Expected either argument `generator` or the deprecated `config.seed`, but got both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"Expected argument `generator` to be a torch.Generator or None, but got {type(generator).__name__}")
+    g = generator if generator is not None else torch.Generator(device=x.device).manual_seed(0 if cfg.seed is None else cfg.seed)
     with torch.no_grad():
         feats = torch.stack([body(x + cfg.sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype))
                              for _ in range(cfg.n_bank)], dim=1)  # (N, n_bank, F)

@@ -18,31 +18,39 @@ With ``eps = 0`` :class:`RSCP` is vanilla split conformal on smoothed scores.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from fractions import Fraction
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from certkit._validation import (
-    check_calibrated,
+    check_eval_mode,
     check_labels,
     check_nonnegative,
     check_positive,
     check_positive_int,
     check_probability,
 )
+from certkit.certifier import Certifier, SmoothedScores
+from certkit.threat import LpBall
+from conformal._base import Calibrator, resolve_certifier, resolve_threat
 from conformal.functional import conformal_quantile
 from conformal.scores import ScoreFunction, get_score
 from conformal.sets import PredictionSets
-from smoothing.scores import SmoothedScores, smoothed_scores
+from smoothing.certifier import SmoothingCertifier
+
+_DEFAULT_EPS = 0.125
 
 __all__ = [
     "RSCP",
     "RSCPPlus",
+    "SmoothedCalibrator",
     "bernstein_margin",
     "hoeffding_margin",
     "robust_mask",
@@ -196,9 +204,10 @@ def smoothed_score_fn(score: str | ScoreFunction = "thr", **score_kwargs: Any) -
 # ---------------------------------------------------------------------------------------------
 
 
-def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tensor | None, n_mc: int) -> torch.Tensor:
+def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tensor | None, n_mc: int | None,
+                      allow_tensor: bool = True) -> torch.Tensor:
     if isinstance(scores, SmoothedScores):
-        if scores.n_mc != n_mc:
+        if n_mc is not None and scores.n_mc != n_mc:
             raise ValueError(
                 f"Expected argument `scores` to be estimated with n_mc={n_mc} samples (as configured), "
                 f"but got n_mc={scores.n_mc}"
@@ -209,6 +218,10 @@ def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tenso
             raise TypeError(f"Expected argument `labels` to be a torch tensor, but got {type(labels).__name__}")
         check_labels(labels, scores.mean.shape[0], scores.mean.shape[1])
         return scores.mean.gather(1, labels.long().to(scores.mean.device)[:, None]).squeeze(1)
+    if not allow_tensor:
+        raise TypeError(f"Expected argument `scores` to be a SmoothedScores, but got {type(scores).__name__}")
+    if isinstance(scores, np.ndarray):
+        scores = torch.from_numpy(scores)
     if not isinstance(scores, torch.Tensor) or scores.ndim != 1 or scores.shape[0] == 0:
         raise ValueError(
             "Expected argument `scores` to be a SmoothedScores or a non-empty (N,) tensor of true-label "
@@ -219,7 +232,151 @@ def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tenso
     return scores
 
 
-class RSCP:
+class SmoothedCalibrator(Calibrator):
+    """Shared machinery of the calibrators over a smoothing certifier (RSCP, RSCP+, smoothed robust PAC).
+
+    The certifier is used only through the ``certkit.certifier.Certifier`` protocol (``kind="smoothing"``):
+    any certifier returning :class:`certkit.certifier.SmoothedScores` plugs in. The L2 radius comes from
+    the threat model, the noise level ``sigma`` from the smoothed scores themselves.
+    """
+
+    threshold_: float | None
+    _allow_tensor_scores: ClassVar[bool] = True
+
+    def _init_smoothed(self, *, score: Any, score_kwargs: Any, certifier: Any, threat: Any, sigma: Any,
+                       eps: Any, n_mc: Any) -> None:
+        self.score = score
+        self.score_kwargs = dict(score_kwargs or {})
+        self._score_fn = smoothed_score_fn(score, **self.score_kwargs)
+        self.threat = resolve_threat(threat, eps=eps, norm=None, domain=None, default_norm=2.0,
+                                     default_eps=_DEFAULT_EPS)
+        self.certifier = resolve_certifier(certifier, "smoothing", type(self).__name__, SmoothingCertifier,
+                                           sigma=sigma, n_mc=n_mc)
+        self.certifier.check_threat(self.threat)
+        self.threshold_ = None
+
+    def _param_defaults(self) -> dict[str, Any]:
+        return {**self._signature_defaults(), "certifier": SmoothingCertifier(),
+                "threat": LpBall(2, _DEFAULT_EPS)}
+
+    # convenience views (read-only)
+    @property
+    def eps(self) -> float:
+        """The L2 radius of the threat model."""
+        return self.threat.eps
+
+    @property
+    def sigma(self) -> float | None:
+        """The certifier's noise level, if it has one (the smoothed scores carry theirs)."""
+        return getattr(self.certifier, "sigma", None)
+
+    @property
+    def n_mc(self) -> int | None:
+        """The certifier's number of Monte Carlo samples, if it has one (the smoothed scores carry theirs)."""
+        return getattr(self.certifier, "n_mc", None)
+
+    def score_model(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batch_size: int | None = None,
+    ) -> SmoothedScores:
+        """Smoothed scores ``(N, K)`` of every label, from the certifier with this calibrator's score.
+
+        ``generator``, ``transform`` (e.g. a fitted :class:`conformal.ptt.PTT`, the same for calibration
+        and test) and ``batch_size`` override the certifier's for this call.
+        """
+        cert = self.certifier
+        overrides = {k: v for k, v in (("generator", generator), ("transform", transform),
+                                       ("batch_size", batch_size)) if v is not None}
+        if overrides:
+            if not dataclasses.is_dataclass(cert) or not set(overrides) <= {f.name for f in dataclasses.fields(cert)}:
+                raise ValueError(f"Expected no per-call {sorted(overrides)} with certifier {cert!r}; configure it instead")
+            cert = dataclasses.replace(cert, **overrides)  # type: ignore[type-var]
+        check_eval_mode(model)
+        out = cert.certify(model, x, self.threat, score_fn=self._score_fn)
+        if not isinstance(out, SmoothedScores):
+            raise TypeError(f"Expected the certifier {cert!r} to return SmoothedScores, but it returned "
+                            f"{type(out).__name__}")
+        return out
+
+    def _sigma_of(self, scores: SmoothedScores | None) -> float:
+        own, carried = self.sigma, None if scores is None else scores.sigma
+        if own is not None and carried is not None and own != carried:
+            raise ValueError(
+                f"Expected argument `scores` to be estimated at sigma={own} (as configured), but got sigma={carried}"
+            )
+        sigma = carried if carried is not None else own
+        if sigma is None:
+            raise ValueError("Expected argument `scores` to carry the noise level `sigma` (the certifier has none)")
+        return sigma
+
+    def _calibration_level(self) -> float | Fraction:
+        raise NotImplementedError
+
+    def _quantile(self, s: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def calibrate(self, scores: SmoothedScores | torch.Tensor, labels: torch.Tensor | None = None, *,
+                  model: nn.Module | None = None) -> Any:
+        """Fit the threshold on calibration smoothed scores. Returns self.
+
+        Args:
+            scores: ``SmoothedScores`` of every label ``(N, K)`` with ``labels`` (N,); or (RSCP) a ``(N,)``
+                tensor of true-label Monte Carlo means S_hat(x_i, y_i) estimated with ``n_mc`` samples;
+                or, with ``model=``, the (N, ...) calibration inputs, scored by the certifier.
+            labels: true labels (required with SmoothedScores and with ``model=``).
+            model: eval-mode base classifier; then ``scores`` are raw inputs (:meth:`score_model`).
+        """
+        if model is not None:
+            if labels is None:
+                raise ValueError("Expected argument `labels` with `model=`, but got None")
+            scores = self.score_model(model, scores)  # type: ignore[arg-type]
+        s = _true_label_means(scores, labels, self.n_mc, self._allow_tensor_scores)
+        self.sigma_ = self._sigma_of(scores if isinstance(scores, SmoothedScores) else None)
+        self.n_mc_ = scores.n_mc if isinstance(scores, SmoothedScores) else self.n_mc
+        self.n_calibration_ = int(s.shape[0])
+        self.threshold_ = self._quantile(s.detach().to(torch.float64).cpu())
+        return self
+
+    def _mask(self, scores: SmoothedScores, sigma: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, scores: SmoothedScores | torch.Tensor, *, model: nn.Module | None = None) -> PredictionSets:
+        """Robust prediction sets for test smoothed scores ``(N, K)`` (or inputs, with ``model=``); ``threshold`` is tau."""
+        self._check_calibrated()
+        if model is not None:
+            scores = self.score_model(model, scores)  # type: ignore[arg-type]
+        if not isinstance(scores, SmoothedScores) or scores.mean.ndim != 2:
+            raise TypeError(
+                f"Expected argument `scores` to be a SmoothedScores of shape (N, K), but got {type(scores).__name__}"
+            )
+        n_mc = self.n_mc if self.n_mc is not None else self.n_mc_
+        if n_mc is not None and scores.n_mc != n_mc:
+            raise ValueError(
+                f"Expected argument `scores` to be estimated with n_mc={n_mc} samples (as configured), "
+                f"but got n_mc={scores.n_mc}"
+            )
+        sigma = self._sigma_of(scores)
+        if self.sigma_ != sigma:
+            raise ValueError(f"Expected argument `scores` to be estimated at the calibration noise level "
+                             f"sigma={self.sigma_}, but got sigma={sigma}")
+        assert self.threshold_ is not None
+        return PredictionSets(self._mask(scores, sigma), self.threshold_)
+
+    def calibrate_model(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Any:
+        """Same as ``calibrate(x, labels, model=model)``. Returns self."""
+        return self.calibrate(x, labels, model=model)
+
+    def predict_model(self, model: nn.Module, x: torch.Tensor) -> PredictionSets:
+        """Same as ``predict(x, model=model)``."""
+        return self.predict(x, model=model)
+
+
+class RSCP(SmoothedCalibrator):
     """Randomly smoothed conformal prediction (Gendler et al., ICLR 2022).
 
     Calibrates tau = the k-th smallest calibration S_hat(x_i, y_i), k = ceil((n + 1)(1 - alpha)),
@@ -235,86 +392,43 @@ class RSCP:
 
     Args:
         score: ``"thr"``, ``"aps"`` (u = 0, inclusive form) or a callable; see :func:`smoothed_score_fn`.
-            Used only by :meth:`score_model`; ``calibrate``/``predict`` take smoothed scores.
+            Used only to score models (``model=``, :meth:`score_model`); ``calibrate``/``predict`` take
+            smoothed scores.
         alpha: miscoverage level in (0, 1).
-        sigma: smoothing noise level > 0.
-        eps: L2 radius >= 0 of the perturbations the sets withstand.
-        n_mc: Monte Carlo samples per input, >= 2.
+        threat: the L2 ball the sets withstand, a :class:`certkit.threat.LpBall` with norm 2 (or ``eps``,
+            a radius >= 0; default 0.125).
+        certifier: a smoothing certifier (default ``smoothing.SmoothingCertifier()``; or ``sigma``, the
+            noise level > 0, default 0.25, and ``n_mc``, Monte Carlo samples per input >= 2, default 256).
         score_kwargs: extra arguments of the score (e.g. ``{"u": 1.0}`` for the reference's APS form).
     """
 
-    threshold_: float | None
+    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "threat", "certifier", "score_kwargs")
 
     def __init__(
         self,
         *,
         score: str | ScoreFunction = "thr",
         alpha: float = 0.1,
-        sigma: float = 0.25,
-        eps: float = 0.125,
-        n_mc: int = 256,
+        sigma: float | None = None,
+        eps: float | None = None,
+        n_mc: int | None = None,
         score_kwargs: dict[str, Any] | None = None,
+        threat: LpBall | None = None,
+        certifier: Certifier | None = None,
     ) -> None:
-        self.score = score
         self.alpha = check_probability(alpha, "alpha")
-        self.sigma = check_positive(sigma, "sigma")
-        self.eps = check_nonnegative(eps, "eps")
-        self.n_mc = check_positive_int(n_mc, "n_mc", minimum=2)
-        self.score_kwargs = dict(score_kwargs or {})
-        self._score_fn = smoothed_score_fn(score, **self.score_kwargs)
-        self.threshold_ = None
-
-    def score_model(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        batch_size: int = 4096,
-    ) -> SmoothedScores:
-        """Smoothed scores ``(N, K)`` of every label with this predictor's score, sigma and n_mc.
-
-        ``transform`` (e.g. a fitted :class:`conformal.ptt.PTT`) is applied to each noisy score
-        before averaging; use the same one for calibration and test.
-        """
-        return smoothed_scores(model, x, self._score_fn, sigma=self.sigma, n_mc=self.n_mc,
-                               generator=generator, transform=transform, batch_size=batch_size)
+        self._init_smoothed(score=score, score_kwargs=score_kwargs, certifier=certifier, threat=threat,
+                            sigma=sigma, eps=eps, n_mc=n_mc)
 
     def _calibration_alpha(self) -> float | Fraction:
         return self.alpha
 
-    def calibrate(self, scores: SmoothedScores | torch.Tensor, labels: torch.Tensor | None = None) -> RSCP:
-        """Fit tau on calibration smoothed scores. Returns self.
+    def _quantile(self, s: torch.Tensor) -> float:
+        return conformal_quantile(s, self._calibration_alpha())
 
-        Args:
-            scores: ``SmoothedScores`` of every label ``(N, K)`` with ``labels`` (N,), or a ``(N,)``
-                tensor of true-label Monte Carlo means S_hat(x_i, y_i) (estimated with ``n_mc`` samples).
-            labels: true labels when ``scores`` is a SmoothedScores.
-        """
-        s = _true_label_means(scores, labels, self.n_mc)
-        self.n_calibration_ = int(s.shape[0])
-        self.threshold_ = conformal_quantile(s.detach().to(torch.float64).cpu(), self._calibration_alpha())
-        return self
-
-    def _mask(self, scores: SmoothedScores) -> torch.Tensor:
+    def _mask(self, scores: SmoothedScores, sigma: float) -> torch.Tensor:
         assert self.threshold_ is not None
-        return robust_mask(scores.mean, self.threshold_, sigma=self.sigma, eps=self.eps)
-
-    def predict(self, scores: SmoothedScores) -> PredictionSets:
-        """Robust prediction sets for test smoothed scores ``(N, K)``; ``threshold`` is tau."""
-        check_calibrated(self, "threshold_")
-        if not isinstance(scores, SmoothedScores) or scores.mean.ndim != 2:
-            raise TypeError(
-                f"Expected argument `scores` to be a SmoothedScores of shape (N, K), but got {type(scores).__name__}"
-            )
-        if scores.n_mc != self.n_mc:
-            raise ValueError(
-                f"Expected argument `scores` to be estimated with n_mc={self.n_mc} samples (as configured), "
-                f"but got n_mc={scores.n_mc}"
-            )
-        assert self.threshold_ is not None
-        return PredictionSets(self._mask(scores), self.threshold_)
+        return robust_mask(scores.mean, self.threshold_, sigma=sigma, eps=self.eps)
 
 
 class RSCPPlus(RSCP):
@@ -331,21 +445,26 @@ class RSCPPlus(RSCP):
 
     Args:
         beta: failure probability of each Monte Carlo margin, in (0, alpha / 2).
-        score, alpha, sigma, eps, n_mc, score_kwargs: as in :class:`RSCP`.
+        score, alpha, threat, certifier, score_kwargs (or sigma, eps, n_mc): as in :class:`RSCP`.
     """
+
+    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "beta", "threat", "certifier", "score_kwargs")
 
     def __init__(
         self,
         *,
         score: str | ScoreFunction = "thr",
         alpha: float = 0.1,
-        sigma: float = 0.25,
-        eps: float = 0.125,
-        n_mc: int = 256,
+        sigma: float | None = None,
+        eps: float | None = None,
+        n_mc: int | None = None,
         beta: float = 0.001,
         score_kwargs: dict[str, Any] | None = None,
+        threat: LpBall | None = None,
+        certifier: Certifier | None = None,
     ) -> None:
-        super().__init__(score=score, alpha=alpha, sigma=sigma, eps=eps, n_mc=n_mc, score_kwargs=score_kwargs)
+        super().__init__(score=score, alpha=alpha, sigma=sigma, eps=eps, n_mc=n_mc, score_kwargs=score_kwargs,
+                         threat=threat, certifier=certifier)
         beta_f = check_probability(beta, "beta")
         if not beta_f < self.alpha / 2:
             raise ValueError(f"Expected argument `beta` to be in (0, alpha/2) = (0, {self.alpha / 2}), but got {beta!r}")
@@ -356,7 +475,7 @@ class RSCPPlus(RSCP):
         # (0.1 - 2 * 0.001 = 0.098 exactly); any rounding up would lower the rank: anti-conservative.
         return Fraction(repr(self.alpha)) - 2 * Fraction(repr(self.beta))
 
-    def _mask(self, scores: SmoothedScores) -> torch.Tensor:
+    def _mask(self, scores: SmoothedScores, sigma: float) -> torch.Tensor:
         assert self.threshold_ is not None
-        return rscp_plus_mask(scores.mean, scores.variance, self.threshold_, sigma=self.sigma, eps=self.eps,
-                              n_mc=self.n_mc, beta=self.beta)
+        return rscp_plus_mask(scores.mean, scores.variance, self.threshold_, sigma=sigma, eps=self.eps,
+                              n_mc=scores.n_mc, beta=self.beta)

@@ -1,6 +1,6 @@
 """A safety filter's decision threshold with a PAC guarantee on harmful recall.
 
-Erase-and-check (``certify.erase_and_check``) certifies that a harmful prompt the filter
+Erase-and-check (``certify.prompts.erase_and_check``) certifies that a harmful prompt the filter
 flags stays flagged under adversarial tokens; how many clean harmful prompts the filter
 flags is the filter's recall, and its threshold sets it. Here the threshold is chosen on
 harmful calibration prompts with the PAC rule of Park, Bastani, Matni and Lee (ICLR 2020),
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from certkit._validation import check_calibrated, check_probability, check_scores_1d
+from conformal._base import Calibrator
 from conformal.functional import pac_quantile
 
 __all__ = ["SafetyThreshold", "calibrate_filter_threshold"]
@@ -57,7 +58,7 @@ def calibrate_filter_threshold(harmful_scores: Any, epsilon: float, delta: float
     return float(p[s <= q].min())
 
 
-class SafetyThreshold:
+class SafetyThreshold(Calibrator):
     """Calibrates a safety filter's threshold for PAC harmful recall (see the module docstring).
 
     Args:

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import torch
 
-from certkit._validation import check_finite, check_labels, check_nonnegative, check_positive_int
+from certkit._validation import check_finite, check_labels, check_nonnegative
+from certkit.certifier import MarginBounds
 
 __all__ = [
     "SCORES",
@@ -30,6 +31,7 @@ __all__ = [
     "certified_score_bounds",
     "margin_bounds_from_logits",
     "raps_score_bounds",
+    "score_bounds_from_certificate",
     "score_bounds_from_logits",
     "score_bounds_from_margins",
     "thr_score_bounds",
@@ -289,13 +291,6 @@ def score_bounds_from_logits(
     return score_bounds_from_margins(score, m_lo, m_hi, labels, lam=lam, k_reg=k_reg)  # type: ignore[arg-type]
 
 
-def _pair_spec(k: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows e_i - e_j for the K(K-1)/2 pairs i < j, and the pair indices."""
-    i, j = torch.triu_indices(k, k, offset=1, device=device)
-    eye = torch.eye(k, dtype=dtype, device=device)
-    return eye[i] - eye[j], i, j
-
-
 def certified_margin_bounds(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -311,41 +306,34 @@ def certified_margin_bounds(
     """Bounds on the margins ``z_y - z_k`` over the ball of radius ``eps`` around each input, by ``certify``.
 
     With ``labels``, the (N, K) margins of those labels (``certify.margin_bounds``); without, all
-    (N, K, K) pairwise margins from one ``certify.bounds`` call on the K(K-1)/2 pair differences
-    (the upper bound of ``z_i - z_j`` is minus the lower bound of ``z_j - z_i``).
+    (N, K, K) pairwise margins (:func:`certify.certifier.pairwise_margin_bounds`, which
+    ``certify.BoundCertifier`` uses too).
 
     Returns:
         ``(margin_lower, margin_upper)``, float64.
     """
-    import certify
+    from certify.certifier import pairwise_margin_bounds
 
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if not isinstance(x, torch.Tensor) or x.ndim < 2:
-        raise TypeError(f"Expected argument `x` to be a (N, ...) torch tensor, but got {type(x).__name__}")
-    n = x.shape[0]
-    e = eps if isinstance(eps, torch.Tensor) and eps.ndim == 1 else None
-    chunks = []
-    for start in range(0, n, batch_size):
-        sl = slice(start, start + batch_size)
-        eps_b = e[sl] if e is not None else eps
-        if labels is not None:
-            b = certify.margin_bounds(model, x[sl], labels[sl], eps_b, norm=norm, method=method, domain=domain,
-                                      sound=sound)
-            chunks.append((b.lower.detach().to(torch.float64), b.upper.detach().to(torch.float64)))
-            continue
-        with torch.no_grad():
-            k = int(model(x[:1]).shape[-1])
-        spec, i, j = _pair_spec(k, x.dtype, x.device)
-        b = certify.bounds(model, x[sl], eps_b, norm=norm, method=method, domain=domain, sound=sound, spec=spec)
-        lo, hi = b.lower.detach().to(torch.float64), b.upper.detach().to(torch.float64)
-        m_lo = torch.zeros((lo.shape[0], k, k), dtype=torch.float64, device=x.device)
-        m_hi = torch.zeros_like(m_lo)
-        m_lo[:, i, j], m_hi[:, i, j] = lo, hi
-        m_lo[:, j, i], m_hi[:, j, i] = -hi, -lo
-        chunks.append((m_lo, m_hi))
-    if not chunks:
-        raise ValueError(f"Expected argument `x` to hold at least one input, but got shape {tuple(x.shape)}")
-    return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+    return pairwise_margin_bounds(model, x, eps, labels=labels, norm=norm, method=method, domain=domain,
+                                  sound=sound, batch_size=batch_size)
+
+
+def score_bounds_from_certificate(score: ScoreName, bounds: MarginBounds, *, lam: float = 0.01,
+                                  k_reg: int = 5) -> ScoreBounds:
+    """Score bounds from a bound certifier's :class:`certkit.certifier.MarginBounds`.
+
+    Returns:
+        ScoreBounds, (N,) when the margins are of given labels ((N, K) margins), else (N, K).
+        As sound as the margin bounds (no failure probability).
+    """
+    score = _check_score(score)  # type: ignore[assignment]
+    if not isinstance(bounds, MarginBounds):
+        raise TypeError(f"Expected argument `bounds` to be a MarginBounds, but got {type(bounds).__name__}")
+    m_lo, m_hi = _as_tensor(bounds.lower, "lower"), _as_tensor(bounds.upper, "upper")
+    if bounds.labels is None:
+        return score_bounds_from_margins(score, m_lo, m_hi, lam=lam, k_reg=k_reg)
+    # (N, K) margins of the given labels: entry y of each row is 0 (certify.margin_bounds).
+    return _apply(score, m_lo, torch.maximum(m_hi, m_lo), lam, k_reg)
 
 
 def certified_score_bounds(
@@ -385,10 +373,7 @@ def certified_score_bounds(
         ScoreBounds, (N,) with ``labels``, else (N, K). Guarantee: for every ``x'`` in the region,
         ``lower <= s(x', y) <= upper`` (deterministic; as sound as the certifier's bounds).
     """
-    score = _check_score(score)  # type: ignore[assignment]
+    _check_score(score)
     m_lo, m_hi = certified_margin_bounds(model, x, eps, labels=labels, norm=norm, method=method, domain=domain,
                                          sound=sound, batch_size=batch_size)
-    if labels is None:
-        return score_bounds_from_margins(score, m_lo, m_hi, lam=lam, k_reg=k_reg)
-    # (N, K) margins of the given labels: entry y of each row is 0 (certify.margin_bounds).
-    return _apply(score, m_lo, torch.maximum(m_hi, m_lo), lam, k_reg)
+    return score_bounds_from_certificate(score, MarginBounds(m_lo, m_hi, labels), lam=lam, k_reg=k_reg)

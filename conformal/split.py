@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from certkit._validation import Array, check_probability
+import torch
+
+from certkit._validation import Array, check_calibrated, check_probability, check_probs
 from conformal._base import ScoreCalibrator
 from conformal.functional import conformal_quantile
+from conformal.pvalues import conformal_pvalues
 from conformal.scores import ScoreFunction
 
 __all__ = ["SplitConformal"]
@@ -35,4 +38,17 @@ class SplitConformal(ScoreCalibrator):
         self.alpha = check_probability(alpha, "alpha")
 
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> float:
+        self.calibration_scores_ = cal_scores
         return conformal_quantile(cal_scores, self.alpha)
+
+    def predict_p(self, probs: Array, *, smoothed: bool = False, generator: torch.Generator | None = None) -> Array:
+        """(N, K) conformal p-values of every label (:func:`conformal.pvalues.conformal_pvalues`).
+
+        ``pvalue_mask(p, alpha, n_calibration_)`` on the conservative p-values is exactly the set
+        ``predict`` returns.
+        """
+        check_calibrated(self, "threshold_")
+        if self.validate:
+            check_probs(probs)
+        return conformal_pvalues(self.calibration_scores_, self._checked_scores(probs), smoothed=smoothed,
+                                 generator=generator)

@@ -8,6 +8,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
+from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
     Prediction,
@@ -19,7 +20,14 @@ from smoothing.cohen import (
     prediction_from_counts,
     smoothed_radius,
 )
-from smoothing.dataset import CertifiedRecord, certified_accuracy, certify_dataset, plot_certified_accuracy
+from smoothing.dataset import (
+    CertifiedRecord,
+    average_certified_radius,
+    certified_accuracy,
+    certified_accuracy_lower,
+    certify_dataset,
+    plot_certified_accuracy,
+)
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
 from smoothing.sequential import (
@@ -40,10 +48,13 @@ __all__ = [
     "ScoreFn",
     "Smooth",
     "SmoothedScores",
+    "SmoothingCertifier",
     "UniformNoise",
+    "average_certified_radius",
     "binomial_p_value",
     "certificate_from_counts",
     "certified_accuracy",
+    "certified_accuracy_lower",
     "certify_dataset",
     "certify_sequential",
     "certify_sequential_batch",

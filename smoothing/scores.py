@@ -11,41 +11,19 @@ scores ``(M, K)``) and an optional per-sample ``transform`` are arguments.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from certkit._validation import check_eval_mode, check_positive, check_positive_int
+from certkit.certifier import SmoothedScores
 
 __all__ = ["ScoreFn", "SmoothedScores", "smoothed_scores"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
-
-@dataclass(frozen=True)
-class SmoothedScores:
-    """Monte Carlo estimate of a smoothed score.
-
-    Attributes:
-        mean: ``(N, K)`` float64, S_hat(x, y) = (1/n_mc) sum_i S(x + delta_i, y).
-        variance: ``(N, K)`` float64, the unbiased sample variance of S(x + delta_i, y) over i.
-        n_mc: number of noise samples behind each entry.
-    """
-
-    mean: torch.Tensor
-    variance: torch.Tensor
-    n_mc: int
-
-    def __len__(self) -> int:
-        return int(self.mean.shape[0])
-
-    def __getitem__(self, index: torch.Tensor | slice | int) -> SmoothedScores:
-        """Rows ``index`` of the estimate (any tensor index or slice over inputs)."""
-        mean, var = self.mean[index], self.variance[index]
-        if mean.ndim == 1:
-            mean, var = mean.unsqueeze(0), var.unsqueeze(0)
-        return SmoothedScores(mean, var, self.n_mc)
+# ``SmoothedScores`` lives in the base (``certkit.certifier``), shared with the certifier protocol;
+# importing it from here keeps working.
 
 
 @torch.no_grad()
@@ -83,7 +61,7 @@ def smoothed_scores(
         batch_size: forward-pass batch size in samples.
 
     Returns:
-        SmoothedScores with ``mean`` and ``variance`` of shape ``(N, K)`` (float64) and ``n_mc``.
+        SmoothedScores with ``mean`` and ``variance`` of shape ``(N, K)`` (float64), ``n_mc`` and ``sigma``.
 
     References:
         Gendler et al., "Adversarially Robust Conformal Prediction", ICLR 2022.
@@ -152,4 +130,4 @@ def smoothed_scores(
             mean_d = total / n_mc
             means.append((shift + mean_d).unsqueeze(0))
             variances.append(((total_sq - n_mc * mean_d * mean_d) / (n_mc - 1)).clamp_min(0).unsqueeze(0))
-    return SmoothedScores(torch.cat(means), torch.cat(variances), n_mc)
+    return SmoothedScores(torch.cat(means), torch.cat(variances), n_mc, sigma)

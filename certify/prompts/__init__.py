@@ -1,3 +1,76 @@
-"""certkit's embedded prompt set (package data: harmful.txt, benign.txt)."""
+"""certify.prompts: certified filtering of adversarial prompts with erase-and-check (Kumar et al. 2023).
 
-__all__: list[str] = []
+A subpackage of its own, independent of the bound-propagation engine in ``certify``. Modules, in the
+order they import each other (no cycle):
+
+* :mod:`~certify.prompts.tokenizers`: the token sequences the guarantee is stated over.
+* :mod:`~certify.prompts.protocol`: the safety-filter protocol (``predict_proba`` + ``threshold``).
+* :mod:`~certify.prompts.erase_and_check`: the certified procedure and its certificates.
+* :mod:`~certify.prompts.randec`, :mod:`~certify.prompts.greedyec`, :mod:`~certify.prompts.gradec`:
+  the empirical variants (no certificate; fewer filter calls).
+* :mod:`~certify.prompts.augmentation`: erasure augmentation of safe training prompts.
+* :mod:`~certify.prompts.data`: the embedded prompt set (package data ``harmful.txt``,
+  ``benign.txt``) and the paper's prompt files.
+* :mod:`~certify.prompts.filters`: the filters (TF-IDF, embedding, Hugging Face, bag of embeddings)
+  and the cached default filters (pickled by :mod:`certify.prompts._cache`).
+
+Every public name is re-exported here and the main ones from ``certify`` itself.
+"""
+
+from certify.prompts.augmentation import augment_safe
+from certify.prompts.data import PromptSet, embedded_prompts, load_prompt_dir
+from certify.prompts.erase_and_check import (
+    MODES,
+    BudgetExceededError,
+    EmpiricalCheck,
+    PromptCertificate,
+    erase_and_check,
+    erase_and_check_batch,
+    erased_subsequences,
+    erased_texts,
+    num_subsequences,
+)
+from certify.prompts.filters import (
+    BagOfEmbeddingsFilter,
+    EmbeddingFilter,
+    HFClassifierFilter,
+    TfidfFilter,
+    default_filter,
+    embedding_filter,
+)
+from certify.prompts.gradec import grad_erase_and_check
+from certify.prompts.greedyec import greedy_erase_and_check
+from certify.prompts.protocol import CallableFilter, SafetyFilter, as_filter
+from certify.prompts.randec import random_erase_and_check
+from certify.prompts.tokenizers import HFTokenizer, Tokenizer, WordTokenizer
+
+__all__ = [
+    "MODES",
+    "BagOfEmbeddingsFilter",
+    "BudgetExceededError",
+    "CallableFilter",
+    "EmbeddingFilter",
+    "EmpiricalCheck",
+    "HFClassifierFilter",
+    "HFTokenizer",
+    "PromptCertificate",
+    "PromptSet",
+    "SafetyFilter",
+    "TfidfFilter",
+    "Tokenizer",
+    "WordTokenizer",
+    "as_filter",
+    "augment_safe",
+    "default_filter",
+    "embedded_prompts",
+    "embedding_filter",
+    "erase_and_check",
+    "erase_and_check_batch",
+    "erased_subsequences",
+    "erased_texts",
+    "grad_erase_and_check",
+    "greedy_erase_and_check",
+    "load_prompt_dir",
+    "num_subsequences",
+    "random_erase_and_check",
+]

@@ -29,7 +29,7 @@ def demo_certified_sets(*, eps: float = 0.03, alpha: float = 0.1, n_splits: int 
     cal, test = load_digits_split("calibration"), load_digits_split("test")
     x, y = torch.cat([cal.images, test.images]), torch.cat([cal.labels, test.labels])
     g = torch.Generator().manual_seed(seed)
-    x_adv = pgd_attack(model, x, y, eps, seed=seed)
+    x_adv = pgd_attack(model, x, y, eps, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         s_clean = thr(torch.softmax(model(x).double(), -1), y)
         s_adv_all = thr(torch.softmax(model(x_adv).double(), -1))

@@ -20,8 +20,8 @@ _PROMPTS = (
 
 def demo_erase_and_check() -> dict[str, float]:
     """Print verdicts of the filter alone and of erase-and-check; return summary numbers."""
-    from certify.erase_and_check import erase_and_check, erase_and_check_batch
-    from certify.safety_filters import default_filter
+    from certify.prompts import default_filter
+    from certify.prompts.erase_and_check import erase_and_check, erase_and_check_batch
 
     t0 = time.perf_counter()
     filt = default_filter()  # TF-IDF + logistic regression on certkit's embedded prompts (cached)

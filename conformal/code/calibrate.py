@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from certkit._params import Params
 from certkit._validation import check_calibrated, check_positive, check_positive_int, check_probability
 from conformal.code.milp import check_taus, nested_removals
 from conformal.code.tree import CodeTree, covers
@@ -172,7 +173,7 @@ def select_tau(scores: np.ndarray, taus: Sequence[float] | np.ndarray, epsilon: 
     return float(ok.max()) if ok.size else -math.inf
 
 
-class PACCodeSets:
+class PACCodeSets(Params):
     """PAC prediction sets for generated code, as partial programs (Khakhar et al., ICML 2023).
 
     Guarantee: if calibration and test tasks are i.i.d., then with probability >= 1 - delta over

@@ -40,7 +40,9 @@ def test_docstring_examples_pass(package: str) -> None:
             continue
         seen.add((test.filename, test.lineno))
         runner.run(test, out=report.write)
-    assert runner.failures == 0, report.getvalue()
+    assert runner.failures == 0, (
+        "docstring examples failed (a fragment that needs a model or data it does not build: end each of its "
+        "`>>>` lines with `# doctest: +SKIP`):\n" + report.getvalue())
 
 
 def test_enough_docstring_examples_run() -> None:

@@ -90,7 +90,7 @@ def test_pac_failure_rate_under_attack_over_many_splits() -> None:
     model = digits_cnn()
     cal, test = load_digits_split("calibration"), load_digits_split("test")
     x, y = torch.cat([cal.images, test.images]), torch.cat([cal.labels, test.labels])
-    x_adv = pgd_attack(model, x, y, EPS, seed=1)
+    x_adv = pgd_attack(model, x, y, EPS, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         s_clean = scores.thr(torch.softmax(model(x).double(), -1), y)
         s_adv = scores.thr(torch.softmax(model(x_adv).double(), -1), y)

@@ -159,7 +159,7 @@ def test_certified_bounds_contain_random_and_pgd_points(
     torch.testing.assert_close(b_y.upper, b.upper[rows, y])
     torch.testing.assert_close(b_y.lower, b.lower[rows, y])
     g = torch.Generator().manual_seed(8)
-    points = [pgd_attack(model, x, y, eps, steps=10, seed=8)]
+    points = [pgd_attack(model, x, y, eps, steps=10, generator=torch.Generator().manual_seed(8))]
     points += [(x + eps * (2 * torch.rand(x.shape, generator=g) - 1)).clamp(0, 1) for _ in range(10)]
     fn = SCORE_FNS[score]
     tol = 1e-5  # the certifier computes in float32

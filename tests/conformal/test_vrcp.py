@@ -40,7 +40,7 @@ def _pool(model: torch.nn.Module, n: int | None, method: str, score: str = "thr"
         idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
         x, y = x[idx], y[idx]
     fn = getattr(scores, score)
-    x_adv = pgd_attack(model, x, y, EPS, seed=1)
+    x_adv = pgd_attack(model, x, y, EPS, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         s_clean = fn(torch.softmax(model(x).double(), -1), y)
         s_adv = fn(torch.softmax(model(x_adv).double(), -1))

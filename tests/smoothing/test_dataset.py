@@ -10,9 +10,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from scipy.stats import beta, binom, norm
 from torch import nn
 
-from smoothing import CertifiedRecord, Smooth, certified_accuracy, certify_dataset, plot_certified_accuracy
+from smoothing import (
+    CertifiedRecord,
+    Smooth,
+    UniformNoise,
+    average_certified_radius,
+    certified_accuracy,
+    certified_accuracy_lower,
+    certify_dataset,
+    plot_certified_accuracy,
+)
 
 SIGMA = 0.25
 
@@ -114,3 +124,68 @@ def test_plot_returns_axes_and_matplotlib_is_imported_lazily() -> None:
     assert len(ax.get_lines()) == 2 and ax.get_xlabel() == "L2 radius"
     code = "import sys, smoothing; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- metrics: ACR, high-probability certified accuracy, norm-labelled plots ---------------------------
+
+
+def test_average_certified_radius_on_handmade_records() -> None:
+    rec = [
+        CertifiedRecord(0, 1, 1, 0.5, True, 10, 0.0),
+        CertifiedRecord(1, 1, 2, 0.9, False, 10, 0.0),  # wrong class: contributes 0
+        CertifiedRecord(2, 0, None, 0.0, False, 10, 0.0),
+        CertifiedRecord(3, 0, 0, 0.2, True, 10, 0.0),
+    ]
+    assert average_certified_radius(rec) == pytest.approx(0.7 / 4)
+    # ACR is the area under the certified-accuracy curve.
+    grid = np.linspace(0, 1, 100_001)
+    assert np.trapezoid(certified_accuracy(rec, grid), grid) == pytest.approx(0.7 / 4, abs=1e-4)
+    with pytest.raises(ValueError, match="one norm"):
+        average_certified_radius([rec[0], dataclasses.replace(rec[3], norm=1.0)])
+
+
+def test_certified_accuracy_lower_holds_with_probability_1_minus_delta() -> None:
+    # N inputs of the threshold model, all with p_A = 0.9 (exact radius t = σ Φ⁻¹(0.9)), certified with
+    # Clopper-Pearson at alpha = 0.05 and n = 200, repeated 2,000 times from binomial draws. A wrong
+    # certificate (radius > t) makes the approximate accuracy at r in (t, radius] overstate the truth
+    # (which is 0 there); the high-probability version may overstate it in at most delta of the runs.
+    n_inputs, n, alpha, delta, reps = 200, 200, 0.05, 0.05, 2000
+    t = SIGMA * float(norm.ppf(0.9))
+    rng = np.random.default_rng(0)
+    hits = rng.binomial(n, 0.9, (reps, n_inputs))
+    p_lower = beta.ppf(alpha, hits, n - hits + 1)
+    radius = np.where(p_lower >= 0.5, SIGMA * norm.ppf(np.clip(p_lower, 0.5, 1.0)), 0.0)
+    overstated_approx = overstated_lower = 0
+    for row in radius:
+        rec = [CertifiedRecord(i, 0, 0, float(r), True, n, 0.0) for i, r in enumerate(row)]
+        r_probe = [float(np.nextafter(t, np.inf))]  # just past the exact radius: true accuracy 0
+        overstated_approx += certified_accuracy(rec, r_probe)[0] > 0
+        overstated_lower += certified_accuracy_lower(rec, r_probe, alpha, delta)[0] > 0
+        assert certified_accuracy_lower(rec, [0.0], alpha, delta)[0] <= 1.0
+    assert overstated_lower <= reps * delta + 3 * np.sqrt(reps * delta * (1 - delta))
+    assert overstated_approx > 0.9 * reps  # the correction is needed: the approximate accuracy overstates
+
+
+def test_certified_accuracy_lower_values_and_arguments() -> None:
+    rec = [CertifiedRecord(i, 0, 0, 1.0, True, 10, 0.0) for i in range(1000)]
+    f = binom.ppf(0.999, 1000, 0.001)  # 5 wrong certificates at most, w.p. >= 0.999
+    assert certified_accuracy_lower(rec, [0.5], 0.001, 0.001)[0] == pytest.approx((1000 - f) / 1000)
+    assert f == 5 and binom.sf(5, 1000, 0.001) <= 0.001 < binom.sf(4, 1000, 0.001)
+    with pytest.raises(ValueError, match="`delta`"):
+        certified_accuracy_lower(rec, [0.5], 0.001, 0.0)
+
+
+def test_plot_labels_the_norm() -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    rec = [CertifiedRecord(0, 1, 1, 0.5, True, 10, 0.0, norm=1.0)]
+    assert plot_certified_accuracy(rec).get_xlabel() == "L1 radius"
+    with pytest.raises(ValueError, match="one norm"):
+        plot_certified_accuracy({"a": rec, "b": [dataclasses.replace(rec[0], norm=2.0)]})
+
+
+def test_records_carry_the_norm_of_the_noise() -> None:
+    x, labels = data()
+    smooth = Smooth(linear_model(), 2, UniformNoise(0.5))
+    records = certify_dataset(smooth, x, labels, n0=20, n=500, alpha=1e-3, batch_size=2048, progress=False)
+    assert all(r.norm == 1.0 for r in records)

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from certify.erase_and_check import (
+from certify.prompts import (
+    CallableFilter,
+    TfidfFilter,
+    default_filter,
+    embedded_prompts,
+    load_prompt_dir,
+)
+from certify.prompts.erase_and_check import (
     BudgetExceededError,
     PromptCertificate,
     erase_and_check,
@@ -17,14 +24,7 @@ from certify.erase_and_check import (
     erased_subsequences,
     num_subsequences,
 )
-from certify.safety_filters import (
-    CallableFilter,
-    TfidfFilter,
-    default_filter,
-    embedded_prompts,
-    load_prompt_dir,
-)
-from certify.tokenizers import WordTokenizer
+from certify.prompts.tokenizers import WordTokenizer
 
 
 def _runs(erased: tuple[int, ...]) -> list[int]:

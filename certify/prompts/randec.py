@@ -21,9 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from certify.erase_and_check import EmpiricalCheck, _check_erase_args, _flags, _resolve, erased_subsequences
-from certify.safety_filters import as_filter
-from certify.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.erase_and_check import (
+    EmpiricalCheck,
+    _check_erase_args,
+    _flags,
+    _resolve,
+    erased_subsequences,
+)
+from certify.prompts.protocol import as_filter
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer
 from certkit._validation import check_positive_int
 
 __all__ = ["random_erase_and_check"]
@@ -49,7 +55,7 @@ def random_erase_and_check(
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         ratio: fraction in [0, 1] of the erased subsequences (clean prompt excluded) to check.
         mode, max_erase, num_blocks, tokenizer, batch_size, budget: as in
-            :func:`certify.erase_and_check.erase_and_check`.
+            :func:`certify.prompts.erase_and_check.erase_and_check`.
         seed: an int seed or a ``numpy.random.Generator`` for the sample.
 
     Returns:

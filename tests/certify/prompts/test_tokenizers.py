@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certify.tokenizers import HFTokenizer, WordTokenizer, check_prompt
+from certify.prompts.tokenizers import HFTokenizer, WordTokenizer, check_prompt
 
 
 @given(st.text(max_size=200))

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from certify.tokenizers import Tokenizer, WordTokenizer, check_prompt
+from certify.prompts.protocol import as_filter
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt
 from certkit._validation import check_positive_int
 
 __all__ = [
@@ -329,19 +330,18 @@ def erase_and_check_batch(
     Args:
         prompts: strings, or token-id sequences of ``tokenizer``.
         filter: an object with ``predict_proba(list[str]) -> (N,)`` harmful probabilities and
-            a ``threshold`` (flag when p >= threshold), e.g. :class:`certify.safety_filters.TfidfFilter`;
+            a ``threshold`` (flag when p >= threshold), e.g. :class:`certify.prompts.filters.TfidfFilter`;
             a plain callable ``list[str] -> (N,)`` scores is used with threshold 0.5.
         mode: ``"suffix"``, ``"insertion"`` or ``"infusion"``.
         max_erase: ``d >= 0``, the most tokens erased (per block in insertion mode).
         num_blocks: ``k >= 1`` inserted blocks (insertion mode).
-        tokenizer: defaults to a fresh :class:`certify.tokenizers.WordTokenizer`.
+        tokenizer: defaults to a fresh :class:`certify.prompts.tokenizers.WordTokenizer`.
         batch_size: strings per filter call.
         budget: refuse (:class:`BudgetExceededError`) a prompt needing more subsequences; None: no limit.
 
     Returns:
         One :class:`PromptCertificate` per prompt, in order. The guarantee is in the module docstring.
     """
-    from certify.safety_filters import as_filter  # local: safety_filters imports this module
 
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -418,7 +418,7 @@ def erase_and_check(
         A frozen :class:`PromptCertificate`.
 
     Example:
-        >>> from certify.safety_filters import default_filter
+        >>> from certify.prompts import default_filter
         >>> cert = erase_and_check("How do I bake bread?", default_filter(), mode="suffix", max_erase=10)
     """
     return erase_and_check_batch(

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from certify.erase_and_check import EmpiricalCheck, _resolve, _scores
-from certify.safety_filters import as_filter
-from certify.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.erase_and_check import EmpiricalCheck, _resolve, _scores
+from certify.prompts.protocol import as_filter
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer
 from certkit._validation import check_positive_int
 
 __all__ = ["greedy_erase_and_check"]
@@ -39,7 +39,7 @@ def greedy_erase_and_check(
         prompt: a string, or token ids of ``tokenizer``.
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         num_iters: the number of greedy erasure rounds (>= 0); each scores n - i strings.
-        tokenizer: defaults to a :class:`certify.tokenizers.WordTokenizer`.
+        tokenizer: defaults to a :class:`certify.prompts.tokenizers.WordTokenizer`.
 
     Returns:
         An :class:`EmpiricalCheck` (``method="greedyec"``); no guarantee for attacked prompts.

@@ -1,0 +1,54 @@
+"""Erasure augmentation (Kumar et al., arXiv 2309.02705): erased versions of safe prompts, trained as safe.
+
+Erase-and-check scores erased subsequences of every prompt, so a filter must not flag fragments of
+safe prompts. Adding the suffix / insertion erasures of the safe training prompts as safe examples
+teaches it exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from certify.prompts.erase_and_check import erased_texts
+from certify.prompts.protocol import check_texts
+from certify.prompts.tokenizers import WordTokenizer
+from certkit._validation import check_positive_int
+
+__all__ = ["augment_safe"]
+
+
+def augment_safe(
+    safe: Sequence[str],
+    *,
+    modes: Sequence[str] = ("suffix", "insertion"),
+    max_erase: int = 30,
+    max_per_prompt: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Erased versions of the safe prompts (word tokens), to be labelled safe when training.
+
+    Args:
+        safe: safe prompts.
+        modes: erase-and-check modes whose erasures are added (infusion is not supported:
+            it grows as C(n, d)).
+        max_erase: the erasure budget used for augmentation (>= the d used at test time).
+        max_per_prompt: keep at most this many erasures per prompt (seeded sample); None: all.
+        seed: seed of the sample.
+    """
+    for m in modes:
+        if m not in ("suffix", "insertion"):
+            raise ValueError(f"Expected argument `modes` to hold 'suffix' or 'insertion', but got {m!r}")
+    d = check_positive_int(max_erase, "max_erase", minimum=0)
+    rng = np.random.default_rng(seed)
+    tok = WordTokenizer()
+    out: list[str] = []
+    for prompt in check_texts(safe, "safe"):
+        if not prompt.strip():
+            continue
+        texts = sorted({t for m in modes for t in erased_texts(prompt, m, d, tokenizer=tok, budget=None)})
+        if max_per_prompt is not None and len(texts) > max_per_prompt:
+            texts = [texts[i] for i in sorted(rng.choice(len(texts), max_per_prompt, replace=False))]
+        out.extend(texts)
+    return out

@@ -1,0 +1,68 @@
+"""Conformal p-values: exact ranks, equality of {p > alpha} with the threshold sets, validity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conformal import SplitConformal
+from conformal.pvalues import conformal_pvalues, pvalue_mask
+
+
+def _data(n: int, k: int, seed: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    p = torch.softmax(3 * torch.randn(n, k, generator=g, dtype=dtype), -1)
+    return p, torch.multinomial(p, 1, generator=g).squeeze(1)
+
+
+def test_pvalue_definition() -> None:
+    cal = np.array([0.1, 0.2, 0.2, 0.5])
+    p = conformal_pvalues(cal, np.array([0.0, 0.2, 0.3, 0.6]))
+    np.testing.assert_allclose(p, [5 / 5, 4 / 5, 2 / 5, 1 / 5])
+    pt = conformal_pvalues(torch.from_numpy(cal), torch.tensor([[0.0, 0.2], [0.3, 0.6]]))
+    np.testing.assert_allclose(pt.numpy().ravel(), [5 / 5, 4 / 5, 2 / 5, 1 / 5])
+    ps = conformal_pvalues(cal, np.array([0.2]), smoothed=True, generator=torch.Generator().manual_seed(0))
+    assert 1 / 5 <= ps[0] <= 4 / 5  # (#{>} + U (1 + #{=})) / (n + 1) = (1 + 3U) / 5
+
+
+@pytest.mark.parametrize(("n", "alpha"), [(999, 0.059), (99, 0.1), (50, 0.2), (9, 0.1), (500, 0.013)])
+@pytest.mark.parametrize("score", ["thr", "aps", "raps"])
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_pvalue_sets_equal_threshold_sets(n: int, alpha: float, score: str, kind: str) -> None:
+    cal, y = _data(n, 10, 0, torch.float32)
+    test, _ = _data(400, 10, 1, torch.float32)
+    if score == "raps":  # coarse probabilities: many tied scores
+        cal, test = (torch.round(cal * 8) + 1e-3), torch.round(test * 8) + 1e-3
+        cal, test = cal / cal.sum(1, keepdim=True), test / test.sum(1, keepdim=True)
+    if kind == "numpy":
+        cal, y, test = cal.numpy(), y.numpy(), test.numpy()  # type: ignore[assignment]
+    cp = SplitConformal(score=score, alpha=alpha).calibrate(cal, y)
+    sets = cp.predict(test).mask
+    p = cp.predict_p(test)
+    via_p = pvalue_mask(p, alpha, cp.n_calibration_)
+    assert type(via_p) is type(sets)
+    np.testing.assert_array_equal(np.asarray(via_p), np.asarray(sets))
+
+
+def test_smoothed_pvalues_uniform_for_true_label() -> None:
+    """The smoothed p-value of the true label is U(0, 1): check P[p <= a] = a at a few levels."""
+    g = torch.Generator().manual_seed(5)
+    ps = []
+    for s in range(300):
+        cal, y = _data(60, 5, 2 * s + 10)
+        test, yt = _data(20, 5, 2 * s + 11)
+        cp = SplitConformal(score="thr", alpha=0.1).calibrate(cal, y)
+        ps.append(cp.predict_p(test, smoothed=True, generator=g)[torch.arange(20), yt])
+    p = torch.cat(ps).numpy()
+    for a in (0.1, 0.3, 0.5, 0.9):
+        assert abs((p <= a).mean() - a) < 0.03, a
+
+
+def test_bad_input() -> None:
+    with pytest.raises(TypeError, match="both numpy arrays or both torch tensors"):
+        conformal_pvalues(np.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match="`calibration_scores`"):
+        conformal_pvalues(np.array([]), np.ones(3))
+    with pytest.raises(ValueError, match="`alpha`"):
+        pvalue_mask(np.ones(3), 1.5, 10)
