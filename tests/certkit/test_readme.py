@@ -32,7 +32,7 @@ RUNNABLE = [pytest.param(code, id=f"{name}#{i}") for name, i, code, reason in BL
 
 def test_readme_has_examples() -> None:
     assert len([b for b in BLOCKS if b[0] == "README.md" and b[3] is None]) >= 3
-    assert len(RUNNABLE) >= 10
+    assert len(RUNNABLE) >= 20
 
 
 def test_blocks_not_run_give_a_reason() -> None:
