@@ -2,7 +2,8 @@
 
 * Bound propagation: ``bounds`` / ``margin_bounds`` / ``verify`` / ``certified_radius`` /
   ``verified_accuracy`` with ``method="ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018),
-  ``"crown-ibp"`` (Zhang et al. 2020) or ``"auto_lirpa:<METHOD>"`` (optional adapter).
+  ``"crown-ibp"`` (Zhang et al. 2020), ``"alpha-crown"`` (Xu et al. 2021) or ``"auto_lirpa:<METHOD>"``.
+* Complete verification ``verify_complete``: attack + alpha-CROWN + beta-CROWN branch-and-bound.
 * The IBP tightness metric of Mao et al. (ICLR 2024) and certified training (IBP, CROWN-IBP).
 * Erase-and-check certified prompt filtering (Kumar et al. 2023) with RandEC/GreedyEC/GradEC: the
   subpackage ``certify.prompts`` (its main names are re-exported here).
@@ -19,7 +20,9 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
+from certify.onnx_io import load_onnx
 from certify.prompts import (
     BagOfEmbeddingsFilter,
     BudgetExceededError,
@@ -40,8 +43,10 @@ from certify.prompts import (
     num_subsequences,
     random_erase_and_check,
 )
+from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
 from certify.training import CertifiedTrainer, certified_train
+from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -50,18 +55,25 @@ __all__ = [
     "BudgetExceededError",
     "CallableFilter",
     "CertifiedTrainer",
+    "CompleteVerification",
     "EmbeddingFilter",
     "EmpiricalCheck",
     "HFClassifierFilter",
     "HFTokenizer",
     "Normalize",
+    "OutputConstraint",
     "PromptCertificate",
+    "PropertyResult",
     "TfidfFilter",
     "Tightness",
     "UnsupportedLayerError",
+    "VnnlibCase",
+    "VnnlibError",
+    "VnnlibProperty",
     "WordTokenizer",
     "attacks",
     "bounds",
+    "box_bounds",
     "certified_radius",
     "certified_train",
     "default_filter",
@@ -70,6 +82,8 @@ __all__ = [
     "erase_and_check_batch",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "load_onnx",
+    "load_vnnlib",
     "margin_bounds",
     "margin_spec",
     "num_subsequences",
@@ -80,4 +94,6 @@ __all__ = [
     "training",
     "verified_accuracy",
     "verify",
+    "verify_complete",
+    "verify_property",
 ]

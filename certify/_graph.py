@@ -408,7 +408,9 @@ class _Builder:
         if isinstance(m, Normalize):
             nd = len(self.shape(inp)) + 1
             std, mean = m._shaped(m.std, nd).to(self.dtype), m._shaped(m.mean, nd).to(self.dtype)
-            return self.add(Node("affine", (inp,), (), name, 1.0 / std, -mean / std))
+            # attrs "exact": the operation in exact arithmetic, for sound=True (the weights above are rounded)
+            return self.add(Node("affine", (inp,), (), name, 1.0 / std, -mean / std,
+                                 {"exact": ("normalize", mean, std)}))
         if isinstance(m, nn.ReLU):
             return self.add(Node("relu", (inp,), (), name))
         if isinstance(m, nn.Sigmoid):
@@ -447,16 +449,22 @@ class _Builder:
         if m.running_mean is None or m.running_var is None:
             raise _unsupported(f"{type(m).__name__} without running statistics (track_running_stats=False)", name)
         var = m.running_var.to(self.dtype)
-        scale = torch.rsqrt(var + m.eps)
+        extra = len(self.shape(inp)) - 1
         weight, bias = self.attr(m, "weight"), self.attr(m, "bias")
+
+        def col(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(self.dtype).reshape(-1, *([1] * extra))
+
+        # the layer in exact arithmetic, for sound=True (scale and shift below are rounded)
+        exact = ("batchnorm", col(m.running_mean), col(m.running_var), float(m.eps), col(weight), col(bias))
+        scale = torch.rsqrt(var + m.eps)
         if weight is not None:
             scale = scale * weight.to(self.dtype)
         shift = -m.running_mean.to(self.dtype) * scale
         if bias is not None:
             shift = shift + bias.to(self.dtype)
-        extra = len(self.shape(inp)) - 1
         scale, shift = scale.reshape(-1, *([1] * extra)), shift.reshape(-1, *([1] * extra))
-        return self.add(Node("affine", (inp,), (), name, scale, shift))
+        return self.add(Node("affine", (inp,), (), name, scale, shift, {"exact": exact}))
 
     def avgpool(self, m: nn.AvgPool2d, inp: int, name: str) -> int:
         k = nn.modules.utils._pair(m.kernel_size)
@@ -470,7 +478,7 @@ class _Builder:
         c = shape[0]
         div = m.divisor_override or (k[0] * k[1])
         w = torch.full((c, 1, *k), 1.0 / div, dtype=self.dtype, device=self.sample(inp).device)
-        attrs = {"stride": s, "padding": p, "dilation": (1, 1), "groups": c}
+        attrs = {"stride": s, "padding": p, "dilation": (1, 1), "groups": c, "exact": ("avgpool", float(div))}
         idx = self.add(Node("conv", (inp,), (), name, w, None, attrs))
         with torch.no_grad():
             ref = m(self.sample(inp))
@@ -651,7 +659,8 @@ class _Builder:
                 return ("ir", self.add(Node("add", (env[a][1], env[b][1]), (), loc, attrs={"coef": (1.0, sign * alpha)})))
             if is_ir(a):
                 c = self.const(val(b), env[a][1], loc)
-                return ("ir", self.add(Node("affine", (env[a][1],), (), loc, None, sign * alpha * c)))
+                return ("ir", self.add(Node("affine", (env[a][1],), (), loc, None, sign * alpha * c,
+                                            {"exact": ("scaled_bias", sign * alpha, c)})))
             c = self.const(val(a), env[b][1], loc)
             w = torch.tensor(sign * alpha, dtype=self.dtype, device=c.device)
             return ("ir", self.add(Node("affine", (env[b][1],), (), loc, w, c)))
@@ -667,7 +676,8 @@ class _Builder:
             node_arg, const = (a, b) if is_ir(a) else (b, a)
             c = self.const(val(const), env[node_arg][1], loc)
             w = 1.0 / c if "div" in name else c
-            return ("ir", self.add(Node("affine", (env[node_arg][1],), (), loc, w, None)))
+            exact = {"exact": ("reciprocal", c)} if "div" in name else {}
+            return ("ir", self.add(Node("affine", (env[node_arg][1],), (), loc, w, None, exact)))
         if name == "linear":
             i = single()
             w = val(args[1] if len(args) > 1 else kwargs["weight"])

@@ -2,7 +2,8 @@
 ``certified_radius`` and ``verified_accuracy``.
 
 Methods: ``"ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018), ``"crown-ibp"``
-(Zhang et al. 2020) and ``"auto_lirpa:<METHOD>"`` (delegates to an installed auto_LiRPA).
+(Zhang et al. 2020), ``"alpha-crown"`` (optimised ReLU slopes, Xu et al. 2021; ``iterations`` and
+``lr`` keywords) and ``"auto_lirpa:<METHOD>"`` (delegates to an installed auto_LiRPA).
 Norms: ``float("inf")`` (an L-inf ball, intersected with ``domain`` if given) and ``2``.
 """
 
@@ -29,7 +30,7 @@ __all__ = [
     "verify",
 ]
 
-METHODS = ("ibp", "crown", "crown-ibp")
+METHODS = ("ibp", "crown", "crown-ibp", "alpha-crown")
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,20 @@ def _check_flag(value: Any, name: str) -> bool:
     return value
 
 
+def _check_alpha(method: str, iterations: Any, lr: Any) -> tuple[int, float]:
+    """alpha-CROWN's (iterations, lr); both only with method='alpha-crown'."""
+    from certify.alpha_crown import ALPHA_ITERATIONS, ALPHA_LR
+
+    if method != "alpha-crown" and (iterations is not None or lr is not None):
+        raise ValueError(
+            f"Expected `iterations` and `lr` to be None unless method='alpha-crown', but got iterations="
+            f"{iterations!r}, lr={lr!r} with method={method!r}"
+        )
+    it = ALPHA_ITERATIONS if iterations is None else check_positive_int(iterations, "iterations", minimum=0)
+    rate = ALPHA_LR if lr is None else check_positive(lr, "lr")
+    return it, rate
+
+
 def _check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}")
@@ -168,15 +183,18 @@ def _check_y(y: Any, n: int, k: int) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Cast to ``dtype`` and step one ulp outward so the result encloses the (float64) bounds."""
+    """Cast float64 bounds to ``dtype``, stepping one ulp outward where the cast rounded inward."""
     lo_c, hi_c = lo.to(dtype), hi.to(dtype)
     ninf = torch.full_like(lo_c, -math.inf)
-    return torch.nextafter(lo_c, ninf), torch.nextafter(hi_c, -ninf)
+    lo_c = torch.where(lo_c.to(lo.dtype) > lo, torch.nextafter(lo_c, ninf), lo_c)
+    hi_c = torch.where(hi_c.to(hi.dtype) < hi, torch.nextafter(hi_c, -ninf), hi_c)
+    return lo_c, hi_c
 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
              domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
-             need_upper: bool = True, compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float] = (20, 0.5),
+             skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
     if method.startswith("auto_lirpa:"):
         if sound:
@@ -215,6 +233,18 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         k = g.nodes[g.output].numel
         if spec.shape[-1] != k:
             raise ValueError(f"Expected the specification to have {k} columns (model outputs), got {spec.shape[-1]}")
+    if sound and method == "alpha-crown":
+        # the rigorous rounding model of certify._sound covers CROWN's fixed relaxations only
+        raise ValueError(
+            "Expected argument `sound` to be False with method='alpha-crown' (its optimised slopes have no rigorous "
+            "rounding model yet), but got sound=True; use method='crown' with sound=True for rigorous bounds"
+        )
+    if sound:
+        from certify._sound import sound_bounds
+
+        lo, hi = sound_bounds(g, xc, eps.to(dtype), spec, norm=norm, method=method, domain=domain,
+                              need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
+        return _round_outward(lo, hi, x.dtype)
     if method == "ibp":
         from certify.ibp import direct_input_flags
 
@@ -224,13 +254,17 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         ivs = interval_forward(g, region, stop_before_output=spec is not None and foldable, keep_all=False)
         direct = direct_input_flags(g) if norm == 2 else None
         lo, hi = spec_interval(g, ivs, spec, region, direct)
+    elif method == "alpha-crown":
+        from certify.alpha_crown import alpha_crown_bounds
+
+        lo, hi = alpha_crown_bounds(g, region, spec, iterations=alpha[0], lr=alpha[1], need_lower=need_lower,
+                                    need_upper=need_upper, compare_ibp=compare_ibp, skip=skip,
+                                    early_stop=early_stop)
     else:
         from certify.crown import crown_bounds
 
         lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(method == "crown-ibp"),
                               need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
-    if sound:
-        return _round_outward(lo, hi, x.dtype)
     return lo, hi
 
 
@@ -257,7 +291,8 @@ def _num_outputs(model: nn.Module, x: Tensor) -> int:
 
 def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
            method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
-           spec: Tensor | None = None, compare_crown_with_ibp: bool = False) -> Bounds:
+           spec: Tensor | None = None, compare_crown_with_ibp: bool = False, iterations: int | None = None,
+           lr: float | None = None) -> Bounds:
     """Lower and upper bounds of the model's outputs over a perturbation region around each input.
 
     Args:
@@ -268,13 +303,23 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
         method: ``"ibp"``, ``"crown"``, ``"crown-ibp"`` or ``"auto_lirpa:<METHOD>"``.
         domain: optional box ``(low, high)`` the inputs live in (e.g. ``(0, 1)`` for pixels); the
             region is the ball intersected with it. ``x`` must lie inside it.
-        sound: evaluate in float64 and round the final bounds outward (see the docs).
+        sound: rigorous bounds under floating-point rounding: they contain the exact real output of the
+            network whose parameters are the stored floats (each layer evaluated in exact real
+            arithmetic) for every real input in the region (the real ball of radius ``eps`` around the
+            float ``x``, intersected with ``domain``), for float32 and float64 inputs alike. Computed in
+            float64 with an a-priori bound on the rounding error of every product and sum (Higham,
+            2002, ch. 3), outward-rounded relaxations and concretisation, then rounded outward to
+            x's dtype. Sigmoid/tanh also assume torch's float64 transcendental functions are accurate
+            to 2**-40. Not with auto_LiRPA methods. See ``docs/certify/sound.md``.
         spec: optional linear specification ``C`` of shape (S, K) or (N, S, K); then the bounds are
             of ``C @ f(x')`` (shape (N, S)), with ``C`` folded into the last linear layer.
         compare_crown_with_ibp: with CROWN/CROWN-IBP, intersect every CROWN bound (intermediate and
             final) with the IBP bound from the bounds known so far, as auto_LiRPA's bound option of
             that name does: sound and never looser than either (IBP-trained networks can have tighter
             IBP than CROWN bounds). Off by default, as in auto_LiRPA.
+        iterations, lr: alpha-CROWN's Adam steps (default 20) and learning rate (default 0.5), as
+            auto_LiRPA's defaults; only with ``method="alpha-crown"``. Every iterate is a sound bound
+            and the best per output is returned (never looser than CROWN).
 
     Returns:
         :class:`Bounds` with ``lower`` and ``upper`` of shape (N, K) (or (N, S) with ``spec``).
@@ -290,60 +335,71 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
         elif spec.shape[0] != x.shape[0]:
             raise ValueError(f"Expected argument `spec` to have batch size {x.shape[0]}, got {spec.shape[0]}")
     lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
-                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
+                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
+                      alpha=_check_alpha(m, iterations, lr))
     return Bounds(lo.to(x.dtype), hi.to(x.dtype))
 
 
 def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
                   norm: float | str = float("inf"), method: str = "crown",
                   domain: tuple[float, float] | None = None, sound: bool = False,
-                  compare_crown_with_ibp: bool = False) -> Bounds:
+                  compare_crown_with_ibp: bool = False, iterations: int | None = None,
+                  lr: float | None = None) -> Bounds:
     """Bounds on the margins ``f_y(x') - f_j(x')`` for every class j, shape (N, K).
 
     The column ``j = y`` is exactly 0 (in both bounds). The specification matrix (rows
     ``e_y - e_j``) is folded into the model's last linear layer, which is much tighter than
     subtracting output bounds. The input is certified iff every other column's lower bound is > 0
-    (see :func:`verify`).
+    (see :func:`verify`). ``iterations``/``lr``: see :func:`bounds` (alpha-CROWN optimises every
+    margin with its own slopes, no early stop).
     """
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     spec = margin_spec(y, k, x.dtype)
-    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
-                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
-    lo, hi = lo.to(x.dtype), hi.to(x.dtype)
     at_y = torch.nn.functional.one_hot(y, k).bool()
+    lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
+                      compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
+                      alpha=_check_alpha(m, iterations, lr), skip=at_y)
+    lo, hi = lo.to(x.dtype), hi.to(x.dtype)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     return Bounds(torch.where(at_y, zero, lo), torch.where(at_y, zero, hi))
 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
-              domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False) -> Tensor:
+              domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False,
+              alpha: tuple[int, float] = (20, 0.5)) -> Tensor:
     spec = margin_spec(y, k, x.dtype)
-    lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
-                     need_upper=False, compare_ibp=compare_ibp)
     at_y = torch.nn.functional.one_hot(y, k).bool()
+    lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
+                     need_upper=False, compare_ibp=compare_ibp, alpha=alpha, skip=at_y, early_stop=True)
     return ((lo > 0) | at_y).all(dim=1)
 
 
 def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
            method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
-           compare_crown_with_ibp: bool = False) -> Tensor:
-    """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region."""
+           compare_crown_with_ibp: bool = False, iterations: int | None = None,
+           lr: float | None = None) -> Tensor:
+    """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region.
+
+    With ``method="alpha-crown"`` (``iterations``/``lr``: see :func:`bounds`) a margin's slopes stop
+    being optimised once its bound is > 0 (early stop)."""
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     k = _num_outputs(model, x)
     y = _check_y(y, x.shape[0], k).to(x.device)
     with torch.no_grad():
         return _verified(model, x, y, e, k, norm=p, method=m, domain=dom, sound=sound,
-                         compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"))
+                         compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
+                         alpha=_check_alpha(m, iterations, lr))
 
 
 def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str = float("inf"),
                      method: str = "crown", domain: tuple[float, float] | None = None,
                      max_eps: float = 1.0, tol: float = 1e-3, sound: bool = False,
-                     compare_crown_with_ibp: bool = False) -> Tensor:
+                     compare_crown_with_ibp: bool = False, iterations: int | None = None,
+                     lr: float | None = None) -> Tensor:
     """Largest radius (up to ``tol``) at which each input is verified, by bisection on eps.
 
     The bisection runs on the whole batch at once (one bound computation per step, with a
@@ -359,7 +415,8 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
     y = _check_y(y, x.shape[0], k).to(x.device)
     n = x.shape[0]
     kw: dict[str, Any] = {"norm": p, "method": m, "domain": dom, "sound": sound,
-                          "compare_ibp": _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")}
+                          "compare_ibp": _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
+                          "alpha": _check_alpha(m, iterations, lr)}
     with torch.no_grad():
         zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
         ok0 = _verified(model, x, y, zeros, k, **kw)
@@ -381,13 +438,16 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
 def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: float, *,
                       norm: float | str = float("inf"), method: str = "crown",
                       domain: tuple[float, float] | None = None, batch_size: int = 256,
-                      progress: bool = True, sound: bool = False, compare_crown_with_ibp: bool = False) -> float:
-    """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress)."""
+                      progress: bool = True, sound: bool = False, compare_crown_with_ibp: bool = False,
+                      iterations: int | None = None, lr: float | None = None) -> float:
+    """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress;
+    ``iterations``/``lr``: alpha-CROWN's, see :func:`bounds`)."""
     from tqdm.auto import tqdm
 
     model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
     batch_size = check_positive_int(batch_size, "batch_size")
     cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
+    alpha = _check_alpha(m, iterations, lr)
     n = x.shape[0]
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
@@ -404,5 +464,5 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
             if len(yb):
                 e = _check_eps(eps, xb)
                 total += int(_verified(model, xb, yb, e, k, norm=p, method=m, domain=dom, sound=sound,
-                                       compare_ibp=cmp).sum())
+                                       compare_ibp=cmp, alpha=alpha).sum())
     return total / n

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int
 from certkit.threat import parse_norm
 
-__all__ = ["pgd_attack", "pgd_margins", "pgd_minimize", "project"]
+__all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
 
 
 def _norm(norm: float | str) -> float:
@@ -172,3 +172,49 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
     xa, val = pgd_minimize(obj, x, eps, norm=norm, domain=domain, steps=steps, step_size=step_size,
                            restarts=restarts, generator=generator, seed=seed)
     return xa, val <= 0
+
+
+def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper: Tensor, *,
+                     steps: int = 100, restarts: int = 5, until: float | None = None,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Minimise ``objective`` (inputs (N, ...) -> values (N,)) over the box ``lower <= x <= upper``
+    (both (N, ...)) by signed-gradient PGD with random restarts (the first from the box centre);
+    with ``until``, stop as soon as some row's value is <= ``until`` (a counterexample search).
+
+    Returns ``(x_best, value_best)``, the best point found per row and its value; every point stays
+    in the box. Randomness only through ``generator`` (torch's global RNG is untouched).
+    """
+    steps = check_positive_int(steps, "steps", minimum=0)
+    restarts = check_positive_int(restarts, "restarts")
+    if lower.shape != upper.shape or bool((lower > upper).any()):
+        raise ValueError("Expected arguments `lower` and `upper` of one shape with lower <= upper")
+    width = upper - lower
+    alpha = width * (2.5 / max(steps, 1)) / 2
+    xa = (lower + upper) / 2
+    with torch.no_grad():
+        best_val = objective(xa).detach()
+    best_x = xa.clone()
+    for r in range(restarts):
+        if until is not None and bool((best_val <= until).any()):
+            break
+        if r:
+            u = torch.rand(lower.shape, generator=generator, dtype=lower.dtype, device="cpu").to(lower.device)
+            xa = lower + u * width
+        for _ in range(steps):
+            xa = xa.detach().requires_grad_(True)
+            with torch.enable_grad():
+                val = objective(xa)
+                grad, = torch.autograd.grad(val.sum(), xa)
+            with torch.no_grad():
+                better = val.detach() < best_val
+                best_val = torch.where(better, val.detach(), best_val)
+                best_x[better] = xa.detach()[better]
+                if until is not None and bool((best_val <= until).any()):
+                    break
+                xa = torch.minimum(torch.maximum(xa - alpha * grad.sign(), lower), upper)
+        with torch.no_grad():
+            val = objective(xa)
+            better = val < best_val
+            best_val = torch.where(better, val, best_val)
+            best_x[better] = xa[better]
+    return best_x, best_val

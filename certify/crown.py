@@ -28,6 +28,7 @@ ones are propagated with ``conv_transpose2d``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,16 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
 
 
 class _Relax:
-    """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper)."""
+    """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper).
+
+    Hook for optimised relaxations (``certify.alpha_crown``; the default path never sets it):
+    with ``per_spec`` the lower slope ``d_l`` is (N, S, *shape), one per specification row, and a
+    ``beta`` (N, S, *shape) is added to the lower bound's coefficients at the activation's input
+    (beta-CROWN's Lagrangian term for split constraints).
+    """
+
+    per_spec = False
+    beta: Tensor | None = None
 
     def __init__(self, op: str, l: Tensor, u: Tensor) -> None:  # noqa: E741
         if op == "relu":
@@ -177,6 +187,9 @@ def _relax_rows(r: _Relax, sl: slice) -> _Relax:
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
     out.b_l = None if r.b_l is None else r.b_l[sl]
+    if r.per_spec or r.beta is not None:
+        out.per_spec = r.per_spec
+        out.beta = None if r.beta is None else r.beta[sl]
     return out
 
 
@@ -244,12 +257,13 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
         if op in ACTIVATIONS:
             r = relax[i]
             new_l = new_u = None
-            fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" else None
+            hooked = r.per_spec or r.beta is not None
+            fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" and not hooked else None
             if fused is not None:
                 lbias = _add_bias(lbias, fused[0])
                 ubias = _add_bias(ubias, fused[1])
                 continue
-            dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+            dl, du = (r.d_l if r.per_spec else r.d_l.unsqueeze(1)), r.d_u.unsqueeze(1)
             # in-place updates (fewer fresh large buffers) only where autograd records nothing
             ip = not torch.is_grad_enabled() or not any(
                 t is not None and t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u))
@@ -285,6 +299,8 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                     else:
                         new_u = ua * du
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
+            if r.beta is not None and new_l is not None:
+                new_l = new_l + r.beta
             outs = [(n.inputs[0], new_l, new_u)]
         elif op == "add":
             ca, cb = n.attrs["coef"]
@@ -460,12 +476,16 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
 
 def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
                  need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, hook: Any = None) -> tuple[Tensor, Tensor]:
     """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S).
 
     ``compare_ibp`` (auto_LiRPA's ``compare_crown_with_ibp``): intersect every CROWN bound, intermediate
     and final, with the IBP bound computed from the bounds known so far (sound, and never looser than
-    either; it matters for IBP-trained networks, where IBP can be the tighter of the two)."""
+    either; it matters for IBP-trained networks, where IBP can be the tighter of the two).
+
+    ``hook`` (used by ``certify.alpha_crown``): ``hook.preactivation(i, interval)`` may tighten each
+    pre-activation's bounds (branch-and-bound split constraints) and ``hook.final(gd, ivs, relax, a, b0,
+    start_input)`` receives the state of the final backward pass."""
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
@@ -494,6 +514,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         iv = node_interval(g, i, ivs, region, direct)
         if i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1):
             iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i], batch=batch, compare_ibp=compare_ibp)
+        if hook is not None and i in pre:
+            iv = hook.preactivation(i, iv)
         ivs[i] = iv
     out = nodes[g.output]
     mode = "eye" if spec is None else "spec"
@@ -503,6 +525,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         src = ivs[out.inputs[0]]
         assert src is not None
         relax[g.output] = _Relax(out.op, src.l, src.u)
+    if hook is not None:
+        hook.final(gd, ivs, relax, a, b0, out.inputs[0] if done else None)
     lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
                       start_node_done=done, start_input=out.inputs[0] if done else None)
     if lo is None:

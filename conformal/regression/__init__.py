@@ -13,6 +13,13 @@ from conformal.regression.cqr import ConformalizedQuantileRegressor, cqr_scores
 from conformal.regression.intervals import PredictionIntervals
 from conformal.regression.jackknife import CVPlus, JackknifePlus, jackknife_plus_bounds
 from conformal.regression.normalized import NormalizedConformalRegressor, normalized_residuals
+from conformal.regression.robust import (
+    OutputBounds,
+    RobustConformalRegressor,
+    bound_propagation_output_bounds,
+    smoothed_output_bounds,
+    worst_case_residuals,
+)
 from conformal.regression.split import SplitConformalRegressor, absolute_residuals
 
 __all__ = [
@@ -21,10 +28,15 @@ __all__ = [
     "ConformalizedQuantileRegressor",
     "JackknifePlus",
     "NormalizedConformalRegressor",
+    "OutputBounds",
     "PredictionIntervals",
+    "RobustConformalRegressor",
     "SplitConformalRegressor",
     "absolute_residuals",
+    "bound_propagation_output_bounds",
     "cqr_scores",
     "jackknife_plus_bounds",
     "normalized_residuals",
+    "smoothed_output_bounds",
+    "worst_case_residuals",
 ]

@@ -1,0 +1,101 @@
+"""Verified fraction and time per input: CROWN, alpha-CROWN, complete verification, auto_LiRPA's alpha-CROWN.
+
+Networks: the standard digits CNN (``certkit_app.digits.digits_cnn``) on the first ``--n`` test images at
+L-inf 0.02 / 0.05 / 0.1 (clipped to [0, 1]), and a CIFAR-shaped ``cnn_4layer`` (conv 16@4x4 s2 p1, conv
+32@4x4 s2 p1, fc 100, fc 10; seeded random weights, random inputs labelled by the network) at L-inf 2/255.
+Complete verification (``certify.verify_complete``) runs on the first ``--n-complete`` inputs with
+``--timeout`` seconds each. auto_LiRPA is optional (put a clone on PYTHONPATH):
+
+    PYTHONPATH=/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_verify.py
+
+Times are wall-clock seconds per input on one thread (the machine is shared: compare within a row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+from torch import nn
+
+import certify
+from certify.auto_lirpa import auto_lirpa_available
+
+
+def cnn_4layer(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10),
+    ).eval()
+
+
+def _timed(fn):  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n_complete: int,
+        timeout: float, lirpa: bool) -> None:
+    n = x.shape[0]
+    kw = {"domain": (0.0, 1.0)}
+    row = [name, f"{eps:g}", str(n)]
+    v_crown, t_crown = _timed(lambda: certify.verify(model, x, y, eps, **kw))
+    v_alpha, t_alpha = _timed(lambda: certify.verify(model, x, y, eps, method="alpha-crown", **kw))
+    row += [f"{float(v_crown.float().mean()):.2%} / {1000 * t_crown / n:.1f} ms",
+            f"{float(v_alpha.float().mean()):.2%} / {1000 * t_alpha / n:.1f} ms"]
+    if lirpa:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            v_l, t_l = _timed(lambda: certify.verify(model, x, y, eps, method="auto_lirpa:alpha-CROWN", **kw))
+        row.append(f"{float(v_l.float().mean()):.2%} / {1000 * t_l / n:.1f} ms")
+    else:
+        row.append("n/a")
+    m = min(n_complete, n)
+    counts = {"verified": 0, "falsified": 0, "unknown": 0}
+    t0 = time.perf_counter()
+    overshoot = 0.0
+    for i in range(m):
+        r = certify.verify_complete(model, x[i : i + 1], int(y[i]), eps, domain=(0.0, 1.0), timeout=timeout)
+        counts[r.verdict] += 1
+        if r.verdict == "unknown":
+            overshoot = max(overshoot, r.time - timeout)
+    t_c = time.perf_counter() - t0
+    row.append(f"{counts['verified'] / m:.1%} / {counts['falsified'] / m:.1%} / {counts['unknown'] / m:.1%} "
+               f"({m} inputs, {t_c / m:.2f} s, max overshoot {overshoot:.2f} s)")
+    print("| " + " | ".join(row) + " |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--n-complete", type=int, default=400)
+    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05, 0.1])
+    ap.add_argument("--cifar-n", type=int, default=16)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    lirpa = auto_lirpa_available()
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn
+
+    d = load_digits_split("test")
+    x, y = d.images[: args.n], d.labels[: args.n]
+    print("| network | eps | inputs | CROWN verified / time per input | alpha-CROWN | auto_LiRPA alpha-CROWN "
+          "| complete: verified / falsified / unknown |")
+    print("|---|---|---|---|---|---|---|")
+    model = digits_cnn()
+    for eps in args.eps:
+        run("digits CNN", model, x, y, eps, args.n_complete, args.timeout, lirpa)
+    net = cnn_4layer()
+    xc = torch.rand(args.cifar_n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        yc = net(xc).argmax(1)
+    run("cnn_4layer (random)", net, xc, yc, 2 / 255, min(args.n_complete, args.cifar_n), args.timeout, lirpa)
+
+
+if __name__ == "__main__":
+    main()

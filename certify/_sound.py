@@ -1,0 +1,700 @@
+"""Sound bound propagation (``sound=True``): IBP, CROWN and CROWN-IBP with rigorous rounding-error bounds.
+
+Guarantee: for every real input ``x'`` in the region (the L-inf or L2 ball of real radius ``eps``
+around the float input, intersected with the domain box), the exact real output of the network
+whose parameters are the stored floats (each layer evaluated in exact real arithmetic: ``W x + b``,
+``(x - mean) / std``, ``gamma (x - mean) / sqrt(var + eps) + beta``, window means, ReLU) lies
+inside the returned float64 bounds. Sigmoid and tanh additionally assume torch's float64
+``sigmoid``/``tanh``/``log``/``atanh`` are accurate to ``2**-40`` (absolute; they are accurate to a
+few ulps), which is not proven here.
+
+How (see :mod:`certify._rounding` for the arithmetic model):
+
+* intervals are float pairs ``[lo, hi]`` read as real intervals; element-wise steps round each
+  end outward (one ``nextafter`` per operation);
+* an affine layer maps the enclosing centre/radius ``(c, r)`` to ``fl(W c + b)`` and a radius that
+  adds the a-priori error of that product, ``|W| (r + gamma |c|) + gamma |b|`` (one product with
+  ``|W|``, as IBP does anyway), itself bounded above;
+* a CROWN backward pass keeps its bias as a rigorous lower bound: each step ``Lambda' = fl(Lambda W)``
+  subtracts ``|Lambda| . h`` with ``h >= (gamma |W| + |W* - W|) |z|max`` (``|z|max`` from the sound
+  intervals of the step's input, ``W*`` the exact parameters), so the rounded coefficients are
+  as good as exact ones. ReLU upper lines are recomputed so that the rounded slope and intercept
+  are a valid relaxation; the lower slope is exactly 0 or 1.
+* concretisation bounds ``Lambda . c``, ``|Lambda| . r`` and ``||Lambda||_2`` outward.
+
+Upper bounds are ``-lower(-C)``. Conv layers use ``unfold``/``fold`` and matrix products (sums of
+products on every device; no Winograd/FFT algorithms whose error the bound does not cover).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from certify._graph import ACTIVATIONS, Graph, Node, UnsupportedLayerError
+from certify._rounding import ETA, U, check_arithmetic, down, gamma, sum_upper, up
+
+__all__ = ["sound_bounds"]
+
+INF = math.inf
+_G1 = gamma(1)
+_G2 = gamma(2)
+#: assumed absolute accuracy of torch's float64 sigmoid/tanh/log/atanh (they are accurate to a few ulps)
+SMOOTH_SLACK = 2.0**-40
+#: dense matrices for conv backward passes up to this many entries (faster than fold at this size)
+DENSE_MAX = 1 << 19
+
+
+# ----------------------------------------------------------------------------------------------
+# exact parameters: stored weights plus a bound on their distance to the exact layer parameters
+# ----------------------------------------------------------------------------------------------
+
+def _imul(alo: Tensor, ahi: Tensor, blo: Tensor, bhi: Tensor) -> tuple[Tensor, Tensor]:
+    """Outward-rounded interval product."""
+    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi))
+    return down(ps.min(0).values), up(ps.max(0).values)
+
+
+def _idiv_pos(alo: Tensor, ahi: Tensor, blo: Tensor, bhi: Tensor) -> tuple[Tensor, Tensor]:
+    """Outward-rounded ``[a] / [b]`` with ``blo > 0``."""
+    qs = torch.stack(torch.broadcast_tensors(alo / blo, alo / bhi, ahi / blo, ahi / bhi))
+    return down(qs.min(0).values), up(qs.max(0).values)
+
+
+def _dev(t: Tensor | None, lo: Tensor, hi: Tensor) -> Tensor:
+    """Upper bound of ``max |p - t|`` over ``p`` in [lo, hi] (t = the stored rounded value)."""
+    base = torch.zeros_like(lo) if t is None else t
+    return up(torch.maximum(hi - base, base - lo)).clamp(min=0)
+
+
+def _params(n: Node) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """(W, dW, b, db): the node's stored weight and bias and bounds on ``|W* - W|``, ``|b* - b|`` for the
+    exact parameters ``W*``, ``b*`` (None: exact). Cached on the node."""
+    ex = n.attrs.get("exact")
+    if ex is None:
+        return n.weight, None, n.bias, None
+    hit: Any = n.derived.get("sound params")
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    kind = ex[0]
+    w, b = n.weight, n.bias
+    dw = db = None
+    if kind == "normalize":  # (x - mean) / std = x * (1/std) - mean/std
+        mean, std = ex[1], ex[2]
+        one = torch.ones_like(std)
+        wl, wh = _idiv_pos(one, one, std, std)
+        bl, bh = _idiv_pos(-mean, -mean, std, std)
+        dw, db = _dev(w, wl, wh), _dev(b, bl, bh)
+    elif kind == "batchnorm":  # gamma (x - mean) / sqrt(var + eps) + beta
+        mean, var, eps, gw, gb = ex[1:]
+        vl, vh = down(var + eps), up(var + eps)
+        sl, sh = down(torch.sqrt(vl.clamp(min=0))), up(torch.sqrt(vh))
+        g = torch.ones_like(var) if gw is None else gw
+        if bool((sl <= 0).any()):
+            dw = db = torch.full_like(var, INF)
+        else:
+            wl, wh = _idiv_pos(g, g, sl, sh)  # min/max over the corners: any sign of gamma
+            ml, mh = _imul(-mean, -mean, wl, wh)
+            zero = torch.zeros_like(var)
+            bl, bh = (ml, mh) if gb is None else (down(ml + gb), up(mh + gb))
+            dw, db = _dev(w, wl, wh), _dev(b if b is not None else zero, bl, bh)
+    elif kind == "avgpool":
+        div = torch.tensor(ex[1], dtype=w.dtype, device=w.device)  # type: ignore[union-attr]
+        one = torch.ones_like(div)
+        wl, wh = _idiv_pos(one, one, div, div)
+        dw = _dev(w, wl, wh)
+    elif kind == "reciprocal":
+        c = ex[1]
+        one = torch.ones_like(c)
+        q = one / c
+        dw = _dev(w, down(q), up(q))
+    elif kind == "scaled_bias":
+        s, c = ex[1], ex[2]
+        p = c * s
+        db = _dev(b, down(p), up(p))
+    out = (w, dw, b, db)
+    if not torch.is_grad_enabled():
+        n.derived["sound params"] = out  # type: ignore[assignment]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# linear maps computed as sums of products (conv through unfold/fold)
+# ----------------------------------------------------------------------------------------------
+
+def _conv_geom(n: Node) -> dict[str, Any]:
+    a = n.attrs
+    return {"kernel_size": tuple(n.weight.shape[2:]), "dilation": a["dilation"],  # type: ignore[union-attr]
+            "padding": a["padding"], "stride": a["stride"]}
+
+
+def _fan(n: Node, in_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(forward dot length, backward dot length) of an affine node's weight product."""
+    w = n.weight
+    assert w is not None
+    if n.op in ("linear", "dense"):
+        return w.shape[1], w.shape[0]
+    if n.op == "conv":
+        k = math.prod(w.shape[2:])
+        return w.shape[1] * k, w.shape[0] // n.attrs["groups"] * k * n.attrs["groups"]
+    return 1, 1
+
+
+def _fwd(n: Node, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    """``w`` (the node's weight or its absolute value) applied to ``x`` (N, *in_shape), plus ``bias``."""
+    b = x.shape[0]
+    if n.op == "linear":
+        return F.linear(x, w, bias)
+    if n.op == "dense":
+        return F.linear(x.reshape(b, -1), w, bias).reshape(b, *n.shape)
+    if n.op == "conv":
+        groups = n.attrs["groups"]
+        cols = F.unfold(x, **_conv_geom(n))  # (N, C_in k, L): exact copies
+        co = w.shape[0]
+        out = torch.matmul(w.reshape(groups, co // groups, -1), cols.reshape(b, groups, -1, cols.shape[-1]))
+        out = out.reshape(b, co, *n.shape[1:])
+        return out if bias is None else out + bias.reshape(-1, 1, 1)
+    raise AssertionError(n.op)
+
+
+def _dense_of(n: Node, in_shape: tuple[int, ...]) -> Tensor:
+    """Exact dense matrix (out_numel, in_numel) of a conv node (each entry a single weight)."""
+    w = n.weight
+    assert w is not None
+
+    def make() -> Tensor:
+        d = math.prod(in_shape)
+        eye = torch.eye(d, dtype=w.dtype, device=w.device).reshape(d, *in_shape)
+        return _fwd(n, eye, w, None).reshape(d, -1).t().contiguous()
+
+    return n.derive("sound dense", make)
+
+
+def _bwd(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    """``a`` (B, S, *n.shape) times the node's weight: coefficients at its input (B, S, *in_shape)."""
+    b, s = a.shape[0], a.shape[1]
+    w = n.weight
+    assert w is not None
+    if n.op == "linear":
+        return torch.matmul(a, w)
+    if n.op == "dense":
+        return torch.matmul(a.reshape(b, s, -1), w).reshape(b, s, *in_shape)
+    if n.op == "conv":
+        if n.numel * math.prod(in_shape) <= DENSE_MAX:
+            return torch.matmul(a.reshape(b, s, -1), _dense_of(n, in_shape)).reshape(b, s, *in_shape)
+        groups = n.attrs["groups"]
+        co = w.shape[0]
+        a2 = a.reshape(b * s, groups, co // groups, -1)
+        cols = torch.matmul(w.reshape(groups, co // groups, -1).transpose(1, 2), a2)  # (BS, g, Cg k, L)
+        out = F.fold(cols.reshape(b * s, -1, a2.shape[-1]), output_size=in_shape[1:], **_conv_geom(n))
+        return out.reshape(b, s, *in_shape)
+    raise AssertionError(n.op)
+
+
+def _bias_full(n: Node, b: Tensor) -> Tensor:
+    """A bias (or bias error) of node ``n`` as a (1, *n.shape) tensor."""
+    if n.op == "dense":
+        return b.reshape(1, *n.shape)
+    if n.op == "conv":
+        b = b.reshape(-1, 1, 1)
+    return b.expand(n.shape).unsqueeze(0)
+
+
+def _fdot(a: Tensor, v: Tensor) -> Tensor:
+    """Sum over node dims of ``a`` (B, S, *shape) times ``v`` (M, *shape) -> (max(B, M), S)."""
+    b, s = a.shape[0], a.shape[1]
+    a2 = a.reshape(b, s, -1)
+    v2 = v.reshape(v.shape[0], -1)
+    if b == 1 and v2.shape[0] > 1:
+        return (a2[0] @ v2.t()).t()
+    if v2.shape[0] == 1:
+        return a2 @ v2[0]
+    return torch.linalg.vecdot(a2, v2.unsqueeze(1))
+
+
+# ----------------------------------------------------------------------------------------------
+# forward: sound intervals of every node
+# ----------------------------------------------------------------------------------------------
+
+class Region:
+    """The input region in float64: ball (x0, eps, norm) intersected with ``domain``; ``lo``/``hi`` an
+    enclosing box of it (rounded outward)."""
+
+    def __init__(self, x0: Tensor, eps: Tensor, norm: float, domain: tuple[float, float] | None) -> None:
+        self.x0, self.eps, self.norm, self.domain = x0, eps, norm, domain
+        e = eps.reshape(-1, *([1] * (x0.dim() - 1))).expand_as(x0)
+        self.lo, self.hi = _add_down(x0, -e), _add_up(x0, e)
+        if domain is not None:
+            self.lo, self.hi = self.lo.clamp(min=domain[0]), self.hi.clamp(max=domain[1])
+
+
+def _two_sum_err(a: Tensor, b: Tensor, s: Tensor) -> Tensor:
+    """Exact ``(a + b) - s`` for ``s = fl(a + b)`` (Knuth's TwoSum; sign tells the rounding direction)."""
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)
+
+
+def _add_down(a: Tensor, b: Tensor) -> Tensor:
+    """Largest float <= a + b (exact when the sum is a float)."""
+    s = a + b
+    return torch.where(_two_sum_err(a, b, s) < 0, down(s), s)
+
+
+def _add_up(a: Tensor, b: Tensor) -> Tensor:
+    s = a + b
+    return torch.where(_two_sum_err(a, b, s) > 0, up(s), s)
+
+
+def _centre_radius(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Floats (c, r) with [lo, hi] inside [c - r, c + r]."""
+    c = (lo + hi) * 0.5
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+    return c, up(torch.maximum(hi - c, c - lo))
+
+
+def _ibp_affine(n: Node, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    w, dw, b, db = _params(n)
+    if n.op == "affine":  # element-wise: interval arithmetic with the exact parameters' intervals
+        if w is not None:
+            dwt = dw if dw is not None else torch.zeros_like(w)
+            lo, hi = _imul(lo, hi, down(w - dwt), up(w + dwt))
+        if b is not None:
+            dbt = db if db is not None else torch.zeros_like(b)
+            lo, hi = down(lo + down(b - dbt)), up(hi + up(b + dbt))
+        return lo, hi
+    assert w is not None
+    nf, _ = _fan(n, ())
+    g = gamma(nf + 1)
+    c, r = _centre_radius(lo, hi)
+    yc = _fwd(n, c, w, b)
+    ac = c.abs()
+    v = up(r + up(g * ac))
+    rad = sum_upper(_fwd(n, v, n.derive("|w|", w.abs), None), nf)  # >= |W| r + gamma |W| |c|
+    extra = (nf + 1) * ETA
+    if b is not None:
+        rad = up(rad + up(g * _bias_full(n, b).abs()))
+    if dw is not None:  # |W* - W| (|c| + r)
+        rad = up(rad + sum_upper(_fwd(n, up(ac + r), dw.expand_as(w), None), nf))
+    if db is not None:
+        rad = up(rad + _bias_full(n, db))
+    rad = up(rad + extra)
+    return down(yc - rad), up(yc + rad)
+
+
+def _ibp_l2_direct(n: Node, region: Region, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor] | None:
+    """Bounds of an affine layer applied directly to the L2 ball: ``W x0 + b -/+ ||W_row||_2 eps``."""
+    w, dw, b, db = _params(n)
+    if n.op not in ("linear", "dense", "conv") or dw is not None or db is not None or w is None:
+        return None
+    if n.op == "linear" and len(in_shape) != 1:
+        return None
+    nf, _ = _fan(n, ())
+    g = gamma(nf + 1)
+    x0 = region.x0.reshape(region.x0.shape[0], *in_shape)
+    yc = _fwd(n, x0, w, b)
+    err = sum_upper(_fwd(n, x0.abs(), n.derive("|w|", w.abs), None), nf)
+    err = up(err * g)
+    if b is not None:
+        err = up(err + up(g * _bias_full(n, b).abs()))
+    ones = torch.ones((1, *in_shape), dtype=w.dtype, device=w.device)
+    sq = sum_upper(_fwd(n, ones, w * w, None), nf)  # w * w is rounded: bound it by (1 + u) w^2
+    norm = up(torch.sqrt(up(sq * (1 + 2 * U))))
+    e = region.eps.reshape(-1, *([1] * len(n.shape)))
+    rad = up(up(up(norm * e) + err) + (nf + 1) * ETA)
+    return down(yc - rad), up(yc + rad)
+
+
+def _smooth(op: str, t: Tensor) -> Tensor:
+    return torch.sigmoid(t) if op == "sigmoid" else torch.tanh(t)
+
+
+def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region: Region,
+              direct: list[bool]) -> tuple[Tensor, Tensor]:
+    n = g.nodes[i]
+    lo, hi = box[n.inputs[0]]  # type: ignore[misc]
+    op = n.op
+    if op == "cat":
+        ins = [box[j] for j in n.inputs]
+        d = n.attrs["dim"] + 1
+        los = [p[0] for p in ins if p is not None]
+        his = [p[1] for p in ins if p is not None]
+        return torch.cat(los, dim=d), torch.cat(his, dim=d)
+    if op == "reshape":
+        b = lo.shape[0]
+        return lo.reshape(b, *n.shape), hi.reshape(b, *n.shape)
+    if op in ("linear", "conv", "dense", "affine"):
+        out = _ibp_affine(n, lo, hi)
+        if region.norm == 2 and direct[n.inputs[0]]:
+            ex = _ibp_l2_direct(n, region, g.nodes[n.inputs[0]].shape)
+            if ex is not None:
+                out = (torch.maximum(out[0], ex[0]), torch.minimum(out[1], ex[1]))
+        return out
+    if op == "add":
+        lo2, hi2 = box[n.inputs[1]]  # type: ignore[misc]
+        ca, cb = n.attrs["coef"]
+        parts = []
+        for (pl, ph), c in (((lo, hi), ca), ((lo2, hi2), cb)):
+            if c == 1.0:
+                parts.append((pl, ph))
+            elif c == -1.0:
+                parts.append((-ph, -pl))
+            else:
+                ct = torch.tensor(c, dtype=pl.dtype, device=pl.device)
+                parts.append(_imul(pl, ph, ct, ct))
+        return down(parts[0][0] + parts[1][0]), up(parts[0][1] + parts[1][1])
+    if op == "relu":
+        return lo.clamp(min=0), hi.clamp(min=0)
+    if op in ("sigmoid", "tanh"):
+        floor = 0.0 if op == "sigmoid" else -1.0
+        return ((_smooth(op, lo) - SMOOTH_SLACK).clamp(min=floor), (_smooth(op, hi) + SMOOTH_SLACK).clamp(max=1.0))
+    raise AssertionError(op)
+
+
+# ----------------------------------------------------------------------------------------------
+# relaxations whose rounded parameters are valid
+# ----------------------------------------------------------------------------------------------
+
+class _Relax:
+    """Lower line ``d_l z + b_l`` and upper line ``d_u z + b_u`` valid on [l, u] for the float values."""
+
+    def __init__(self, op: str, l: Tensor, u: Tensor) -> None:  # noqa: E741
+        if op == "relu":
+            # the default relaxation (certify.crown): upper slope ub/(ub - lb), lower slope 1[d_u > 0.5]
+            lb = l.clamp(max=0)
+            ub = torch.maximum(u.clamp(min=0), lb + 1e-8)
+            d_u = ub / (ub - lb)  # in (0, 1]
+            # intercept recomputed outward: the line lies above relu at both ends (relu is convex)
+            b_u = torch.maximum(up(-l * d_u), up(u - down(d_u * u)))
+            b_u = torch.where((l >= 0) & (d_u == 1), torch.zeros_like(b_u), b_u)
+            d_u = torch.where(u <= 0, torch.zeros_like(d_u), d_u)
+            b_u = torch.where(u <= 0, torch.zeros_like(b_u), b_u)
+            self.d_l, self.d_u, self.b_u = (d_u > 0.5).to(d_u.dtype), d_u, b_u
+            self.b_l = torch.zeros_like(b_u)
+        else:
+            from certify.crown import smooth_relaxation
+
+            k, b_l, b_u = smooth_relaxation(op, l, u)
+            slack = SMOOTH_SLACK * (2 + k * torch.maximum(l.abs(), u.abs()))
+            self.d_l = self.d_u = k
+            self.b_l, self.b_u = down(b_l - slack), up(b_u + slack)
+
+
+# ----------------------------------------------------------------------------------------------
+# backward (CROWN): lower bound of A . node with a rigorous bias
+# ----------------------------------------------------------------------------------------------
+
+class _Ctx:
+    """Per-chunk state: sound intervals, relaxations, magnitude bounds and per-node error vectors."""
+
+    def __init__(self, g: Graph, region: Region) -> None:
+        self.g, self.region = g, region
+        self.box: list[tuple[Tensor, Tensor] | None] = [None] * len(g.nodes)
+        self.box[0] = (region.lo, region.hi)
+        self.relax: dict[int, _Relax] = {}
+        self._h: dict[int, tuple[Any, ...]] = {}
+
+    def zmax(self, j: int) -> Tensor:
+        lo, hi = self.box[j]  # type: ignore[misc]
+        m = torch.maximum(lo.abs(), hi.abs())
+        return torch.where(torch.isnan(m), torch.full_like(m, INF), m)
+
+    def zsum(self, j: int) -> Tensor:
+        """Upper bound (N,) of the sum of ``zmax(j)`` over the node."""
+        zj = self.zmax(j)
+        return sum_upper(zj.reshape(zj.shape[0], -1).sum(1), max(1, zj[0].numel()))
+
+    def step_error(self, i: int) -> tuple[Tensor, Tensor]:
+        """(h, c) for node i: pushing ``Lambda`` through it costs at most ``|Lambda| . h + c`` (per row)."""
+        hit = self._h.get(i)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        n = self.g.nodes[i]
+        j = n.inputs[0]
+        zj = self.zmax(j)
+        zsum = self.zsum(j)
+        d = n.numel
+        gd = gamma(d + 1)
+        op = n.op
+        if op in ("linear", "conv", "dense"):
+            w, dw, b, db = _params(n)
+            assert w is not None
+            nf, m = _fan(n, self.g.nodes[j].shape)
+            if n.op == "conv" and n.numel * zj[0].numel() <= DENSE_MAX:
+                m = n.numel  # the backward product runs on the dense matrix
+            h = up(gamma(m) * sum_upper(_fwd(n, zj, n.derive("|w|", w.abs), None), nf))
+            if dw is not None:
+                h = up(h + sum_upper(_fwd(n, zj, dw.expand_as(w), None), nf))
+            if b is not None:
+                h = up(h + up(gd * _bias_full(n, b).abs()))
+            if db is not None:
+                h = up(h + _bias_full(n, db))
+            c = up(up(zsum * (m * ETA)) + d * ETA)
+        elif op == "affine":
+            w, dw, b, db = _params(n)
+            h = torch.zeros_like(zj)
+            if w is not None:
+                h = up(up(_G1 * w.abs()) * zj)
+                if dw is not None:
+                    h = up(h + up(dw * zj))
+            if b is not None:
+                h = up(h + up(gd * b.abs()))
+            if db is not None:
+                h = up(h + db)
+            c = up(up(zsum * ETA) + d * ETA)
+        elif op in ACTIVATIONS:  # the bias is two dot products of length d, summed
+            r = self.relax[i]
+            dmax = torch.maximum(r.d_l.abs(), r.d_u.abs())
+            bmax = torch.maximum(r.b_l.abs(), r.b_u.abs())
+            h = up(up(up(_G2 * dmax) * zj) + up(gamma(2 * d + 1) * bmax))
+            c = up(up(zsum * ETA) + d * ETA)
+        else:
+            raise AssertionError(op)
+        h = h.expand(zj.shape[0], *n.shape) if h.shape[1:] != n.shape else h
+        self._h[i] = (h, c)
+        return h, c
+
+
+def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None) -> Tensor:
+    """Rigorous lower bound (N, S) of ``a0 . node[start]`` (a0 (B, S, *shape), B in {1, N}) over the region.
+
+    ``stop``: concretise at that node with its interval (IBP of a folded spec) instead of the input.
+    """
+    g = ctx.g
+    nodes = g.nodes
+    nb = ctx.region.x0.shape[0]
+    s = a0.shape[1]
+    dt, dev = a0.dtype, a0.device
+    beta = torch.zeros((nb, s), dtype=dt, device=dev)  # a lower bound of the accumulated bias terms
+
+    def sub(v: Tensor) -> None:
+        nonlocal beta
+        beta = down(beta - v)
+
+    def add_bias(t: Tensor) -> None:
+        nonlocal beta
+        beta = down(beta + t)
+
+    pending: dict[int, Tensor] = {start: a0}
+    for i in range(start, 0, -1):
+        if i not in pending:
+            continue
+        a = pending.pop(i)
+        if i == stop:
+            pending[i] = a
+            break
+        n = nodes[i]
+        op = n.op
+        if op == "reshape":
+            outs = [(n.inputs[0], a.reshape(a.shape[0], s, *nodes[n.inputs[0]].shape))]
+        elif op == "cat":  # each input gets its slice (exact)
+            sizes = [nodes[j].shape[n.attrs["dim"]] for j in n.inputs]
+            outs = list(zip(n.inputs, a.split(sizes, dim=n.attrs["dim"] + 2)))
+        elif op == "add":
+            outs = []
+            for j, c in zip(n.inputs, n.attrs["coef"]):
+                if c in (1.0, -1.0):
+                    outs.append((j, a if c == 1.0 else -a))
+                else:  # one rounding per entry: |fl(a c) - a c| <= gamma_1 |fl(a c)| + ETA
+                    t = a * c
+                    zj = ctx.zmax(j)
+                    sub(up(sum_upper(_fdot(t.abs(), up(_G1 * zj)), zj[0].numel()) + up(ctx.zsum(j) * ETA)))
+                    outs.append((j, t))
+        else:
+            h, cst = ctx.step_error(i)
+            aa = a.abs()
+            sub(up(sum_upper(_fdot(aa, h), n.numel) + cst.reshape(-1, 1)))
+            j = n.inputs[0]
+            in_shape = nodes[j].shape
+            if op in ACTIVATIONS:
+                r = ctx.relax[i]
+                pos = a.clamp(min=0)
+                neg = a - pos  # exact
+                dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+                new = pos * dl + neg * du  # one product per entry is non-zero: one rounding
+                add_bias(_fdot(pos, r.b_l) + _fdot(neg, r.b_u))
+            else:
+                w, _, b, _ = _params(n)
+                if op == "affine":
+                    new = a if w is None else a * w
+                else:
+                    new = _bwd(n, a, in_shape)
+                if b is not None:
+                    add_bias(_fdot(a, _bias_full(n, b)))
+            outs = [(j, new)]
+        for j, t in outs:
+            if j in pending:
+                tot = pending[j] + t
+                zj = ctx.zmax(j)
+                sub(sum_upper(_fdot(tot.abs(), up(_G1 * zj)), zj[0].numel()))
+                pending[j] = tot
+            else:
+                pending[j] = t
+    if stop and stop in pending:  # (stop 0 is the input: concretised over the region below)
+        box = ctx.box[stop]
+        assert box is not None
+        return down(_concretize_box(pending[stop], box[0], box[1], nb) + beta)
+    a_in = pending.get(0)
+    if a_in is None:
+        return beta
+    return down(_concretize(ctx.region, a_in, nb) + beta)
+
+
+def _concretize_box(a: Tensor, lo: Tensor, hi: Tensor, nb: int) -> Tensor:
+    """Lower bound of ``min a . x`` over the box [lo, hi]: ``a . c - |a| . r``, rounded outward."""
+    d = lo[0].numel()
+    c, r = _centre_radius(lo, hi)
+    g = gamma(d)
+    v = up(r + up(g * c.abs()))
+    dev = up(sum_upper(_fdot(a.abs(), v), d) + d * ETA)
+    val = down(_fdot(a, c) - dev)
+    return val.expand(nb, a.shape[1]) if val.shape[0] != nb else val
+
+
+def _concretize(region: Region, a: Tensor, nb: int) -> Tensor:
+    val = _concretize_box(a, region.lo, region.hi, nb)
+    if region.norm == 2:
+        d = region.x0[0].numel()
+        g = gamma(d)
+        b, s = a.shape[0], a.shape[1]
+        sq = sum_upper((a.reshape(b, s, -1) ** 2).sum(2), d)
+        norm = up(torch.sqrt(up(sq * (1 + 2 * U))))
+        err = up(sum_upper(_fdot(a.abs(), region.x0.abs()), d) * g)
+        dev = up(up(up(norm * region.eps.reshape(-1, 1)) + err) + d * ETA)
+        v2 = down(_fdot(a, region.x0) - dev)
+        val = torch.maximum(val, v2)  # both enclose the region (ball inside the box)
+    return val
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------
+
+def _both(ctx: _Ctx, start: int, a: Tensor, need_lower: bool = True, need_upper: bool = True,
+          stop: int | None = None) -> tuple[Tensor | None, Tensor | None]:
+    lo = _lower(ctx, start, a, stop) if need_lower else None
+    hi = -_lower(ctx, start, -a, stop) if need_upper else None
+    return lo, hi
+
+
+def _flags(g: Graph) -> tuple[list[bool], list[int]]:
+    direct: list[bool] = []
+    for n in g.nodes:
+        direct.append(n.op == "input" or (n.op == "reshape" and direct[n.inputs[0]]))
+    n_ops = [0] * len(g.nodes)
+    for i, n in enumerate(g.nodes):
+        if n.op != "input":
+            n_ops[i] = 99 if n.op == "add" else max(n_ops[j] for j in n.inputs) + (n.op != "reshape")
+    return direct, n_ops
+
+
+def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower: bool, need_upper: bool,
+         compare_ibp: bool) -> tuple[Tensor, Tensor]:
+    nodes = g.nodes
+    nb = region.x0.shape[0]
+    ctx = _Ctx(g, region)
+    direct, n_ops = _flags(g)
+    pre = set(g.preactivations())
+    affine_in = g.affine_in_input()
+    crown = method in ("crown", "crown-ibp")
+    out = g.output
+    for i in range(1, len(nodes)):
+        n = nodes[i]
+        if n.op in ACTIVATIONS and crown:
+            lo, hi = ctx.box[n.inputs[0]]  # type: ignore[misc]
+            ctx.relax[i] = _Relax(n.op, lo, hi)
+        lo, hi = _ibp_node(g, i, ctx.box, region, direct)
+        if i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1):
+            lo, hi = _intermediate(ctx, i, lo, hi, exact=affine_in[i], compare_ibp=compare_ibp)
+        ctx.box[i] = (lo, hi)
+    dt, dev = region.x0.dtype, region.x0.device
+    k = nodes[out].numel
+    if spec is None:
+        a = torch.eye(k, dtype=dt, device=dev).reshape(1, k, *nodes[out].shape)
+    else:
+        a = spec.reshape(nb, spec.shape[1], *nodes[out].shape)
+    on = nodes[out]
+    ibp_stop = on.inputs[0] if on.op in ("linear", "dense", "conv", "affine") else out
+    if crown:
+        lo_c, hi_c = _both(ctx, out, a, need_lower, need_upper)
+        if compare_ibp:
+            lo_i, hi_i = _both(ctx, out, a, need_lower, need_upper, stop=ibp_stop)
+            lo_c = None if lo_c is None else torch.maximum(lo_c, lo_i)  # type: ignore[arg-type]
+            hi_c = None if hi_c is None else torch.minimum(hi_c, hi_i)  # type: ignore[arg-type]
+    elif spec is None:
+        lo_o, hi_o = ctx.box[out]  # type: ignore[misc]
+        lo_c, hi_c = lo_o.reshape(nb, -1), hi_o.reshape(nb, -1)
+    else:
+        lo_c, hi_c = _both(ctx, out, a, need_lower, need_upper, stop=ibp_stop)
+    s = a.shape[1]
+    lo_c = torch.full((nb, s), -INF, dtype=dt, device=dev) if lo_c is None else lo_c
+    hi_c = torch.full((nb, s), INF, dtype=dt, device=dev) if hi_c is None else hi_c
+    return lo_c.expand(nb, s), hi_c.expand(nb, s)
+
+
+def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
+                  compare_ibp: bool) -> tuple[Tensor, Tensor]:
+    """CROWN bounds of pre-activation node i: all neurons if it is affine in the input, else the neurons
+    unstable under the (sound) IBP bounds, as the default engine does."""
+    n = ctx.g.nodes[i]
+    nb = lo.shape[0]
+    d = n.numel
+    dt, dev = lo.dtype, lo.device
+    if exact:
+        a = torch.eye(d, dtype=dt, device=dev).reshape(1, d, *n.shape)
+        cl, ch = _both(ctx, i, a)
+        return cl.reshape(lo.shape), ch.reshape(hi.shape)  # type: ignore[union-attr]
+    l2, h2 = lo.reshape(nb, -1), hi.reshape(nb, -1)
+    unstable = (l2 < 0) & (h2 > 0)
+    counts = unstable.sum(1)
+    s = int(counts.max()) if nb else 0
+    if s == 0:
+        return lo, hi
+    idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
+    valid = torch.arange(s, device=dev).unsqueeze(0) < counts.unsqueeze(1)
+    a = F.one_hot(idx, d).to(dt).reshape(nb, s, *n.shape)
+    cl, ch = _both(ctx, i, a)
+    assert cl is not None and ch is not None
+    ref_l, ref_h = l2.gather(1, idx), h2.gather(1, idx)
+    cl = torch.where(valid, cl, ref_l)
+    ch = torch.where(valid, ch, ref_h)
+    if compare_ibp:
+        cl, ch = torch.maximum(cl, ref_l), torch.minimum(ch, ref_h)
+    return l2.scatter(1, idx, cl).reshape(lo.shape), h2.scatter(1, idx, ch).reshape(hi.shape)
+
+
+SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "add", "cat", *ACTIVATIONS)
+
+
+def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
+                 domain: tuple[float, float] | None, need_lower: bool = True, need_upper: bool = True,
+                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+    """Rigorous float64 bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K) float64; None: the outputs)
+    for every real ``x'`` in the region; ``g`` must be built in float64. Processed in chunks of inputs."""
+    if x0.dtype != torch.float64:
+        raise TypeError(f"Expected float64 inputs for the sound path, got {x0.dtype}")
+    check_arithmetic(x0.device)
+    for n in g.nodes:
+        if n.op not in SUPPORTED:
+            raise UnsupportedLayerError(
+                f"Operation {n.op!r} (at {n.name!r}) has no rounding-error analysis for sound=True yet "
+                f"(supported: {', '.join(SUPPORTED[1:])}); use sound=False")
+    nb = x0.shape[0]
+    widest = max(n.numel for n in g.nodes)
+    chunk = max(1, (1 << 26) // max(1, widest * widest))
+    los, his = [], []
+    with torch.no_grad():
+        for i0 in range(0, nb, chunk):
+            sl = slice(i0, i0 + chunk)
+            region = Region(x0[sl], eps[sl], norm, domain)
+            lo, hi = _run(g, region, None if spec is None else spec[sl], method, need_lower, need_upper,
+                          compare_ibp)
+            los.append(lo)
+            his.append(hi)
+    lo, hi = torch.cat(los), torch.cat(his)
+    # NaN (from inf - inf after an overflow) carries no information: widen to the whole line
+    return (torch.where(torch.isnan(lo), torch.full_like(lo, -INF), lo),
+            torch.where(torch.isnan(hi), torch.full_like(hi, INF), hi))

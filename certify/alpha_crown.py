@@ -1,0 +1,263 @@
+"""alpha-CROWN (Xu et al., ICLR 2021) and beta-CROWN's split constraints (Wang et al., NeurIPS 2021).
+
+CROWN's bound ``min_x c^T f(x)`` is valid for *any* lower slope ``alpha`` in [0, 1] of an unstable
+ReLU (``alpha z <= relu(z)`` on ``[l, u]`` when ``l < 0 < u``). alpha-CROWN treats these slopes as
+free parameters, one per input, per specification row and per neuron, and maximises the lower bound
+itself by projected gradient ascent (Adam, then clipping to [0, 1]). Every iterate is a sound bound;
+the best one seen per row is returned, so stopping early (``iterations``, verified rows) only gives
+a looser bound, never an unsound one.
+
+Branch-and-bound adds split constraints ``s_k z_k >= 0`` (``s_k = +1``: ReLU k active, ``-1``:
+inactive). They tighten the pre-activation bounds (``l = max(l, 0)`` or ``u = min(u, 0)``, which
+makes the split ReLU's relaxation exact) and enter the final bound through the Lagrangian
+``min_x c^T f(x) - sum_k beta_k s_k z_k`` with ``beta >= 0`` (beta-CROWN), optimised jointly with
+alpha. A domain whose tightened bounds cross (``l > u``) is empty.
+
+What is optimised: the slopes of the *final* backward pass (the bound of the specification), per
+specification row; intermediate (pre-activation) bounds are CROWN's (recomputed with the split
+constraints). auto_LiRPA additionally optimises slopes for every intermediate bound, which costs
+one such optimisation per layer. Slopes of sigmoid/tanh stay CROWN's.
+
+This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
+then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from certify._graph import Graph
+from certify.crown import _Relax, backward, crown_bounds
+from certify.ibp import InputRegion, Interval
+
+__all__ = ["ALPHA_ITERATIONS", "ALPHA_LR", "LR_DECAY", "Optimized", "alpha_crown_bounds", "optimize_lower"]
+
+#: auto_LiRPA's defaults for alpha-CROWN (``optimize_bound_args``): 20 Adam steps, lr 0.5, decay 0.98.
+ALPHA_ITERATIONS = 20
+ALPHA_LR = 0.5
+LR_DECAY = 0.98
+
+
+class _Hook:
+    """Receives CROWN's state; tightens pre-activation bounds by split constraints."""
+
+    def __init__(self, splits: dict[int, Tensor] | None) -> None:
+        self.splits = splits or {}
+        self.infeasible: Tensor | None = None
+        self.state: tuple[Any, ...] | None = None
+
+    def preactivation(self, i: int, iv: Interval) -> Interval:
+        s = self.splits.get(i)
+        if s is None:
+            return iv
+        lo = torch.where(s > 0, iv.l.clamp(min=0), iv.l)
+        hi = torch.where(s < 0, iv.u.clamp(max=0), iv.u)
+        crossed = (lo > hi).reshape(lo.shape[0], -1).any(1)
+        self.infeasible = crossed if self.infeasible is None else self.infeasible | crossed
+        return Interval(l=lo, u=torch.maximum(hi, lo))
+
+    def final(self, gd: Graph, ivs: list[Interval], relax: dict[int, _Relax], a: Tensor, b0: Tensor | None,
+              start_input: int | None) -> None:
+        self.state = (gd, ivs, relax, a, b0, start_input)
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """Result of :func:`optimize_lower`.
+
+    ``lower`` (N, S): best lower bound per row over all iterates; ``infeasible`` (N,): the split
+    constraints are contradictory (the domain is empty); ``alpha`` / ``beta``: the last slopes and
+    multipliers per ReLU node (N, S, *shape), for warm starts; ``unstable`` / ``active``: per ReLU node
+    (N, *shape), unstable (and not split) / active under the (split-tightened) pre-activation bounds; ``primal``
+    (N, *input shape), with scores: the box corner minimising the worst open row's linear bound (a candidate
+    counterexample); ``score``: BaBSR-style branching scores per ReLU node (N, *shape) or None.
+    """
+
+    lower: Tensor
+    infeasible: Tensor
+    alpha: dict[int, Tensor]
+    beta: dict[int, Tensor]
+    unstable: dict[int, Tensor]
+    active: dict[int, Tensor]
+    score: dict[int, Tensor] | None
+    primal: Tensor | None
+    iterations: int
+
+
+def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: int = ALPHA_ITERATIONS,
+                   lr: float = ALPHA_LR, lr_beta: float = 0.05, lr_decay: float = LR_DECAY,
+                   compare_ibp: bool = False, skip: Tensor | None = None, stop_at: float | None = 0.0,
+                   splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
+                   init_beta: dict[int, Tensor] | None = None, want_score: bool = False,
+                   deadline: float | None = None) -> Optimized:
+    """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised ReLU lower slopes.
+
+    ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin specification); rows whose
+    bound exceeds ``stop_at`` stop improving (early stop once verified; None: never). ``splits`` maps a
+    pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound split constraints).
+    ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays sound).
+    """
+    hook = _Hook(splits)
+    with torch.no_grad():
+        lo0, _ = crown_bounds(g, region, spec, need_upper=False, compare_ibp=compare_ibp, hook=hook)
+    assert hook.state is not None
+    gd, ivs, relax, a, b0, start_input = hook.state
+    n, s = lo0.shape
+    best = lo0.clone()
+    infeasible = hook.infeasible if hook.infeasible is not None else torch.zeros(n, dtype=torch.bool, device=best.device)
+    skip = torch.zeros_like(best, dtype=torch.bool) if skip is None else skip
+    alphas: dict[int, Tensor] = {}
+    betas: dict[int, Tensor] = {}
+    masks: dict[int, Tensor] = {}
+    signs: dict[int, Tensor] = {}
+    unstable: dict[int, Tensor] = {}
+    active_: dict[int, Tensor] = {}
+    for k, r in relax.items():
+        node = gd.nodes[k]
+        if node.op != "relu":
+            continue
+        iv = ivs[node.inputs[0]]
+        unst = (iv.l < 0) & (iv.u > 0)
+        unstable[k] = unst
+        active_[k] = iv.l >= 0
+        if bool(unst.any()):
+            masks[k] = unst.unsqueeze(1)
+            init = init_alpha.get(k) if init_alpha is not None else None
+            if init is None:
+                init = r.d_l.unsqueeze(1).expand(n, s, *r.d_l.shape[1:])
+            alphas[k] = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+        sp = splits.get(node.inputs[0]) if splits is not None else None
+        if sp is not None and bool((sp != 0).any()):
+            signs[k] = sp.to(best.dtype).unsqueeze(1)
+            init = init_beta.get(k) if init_beta is not None else None
+            if init is None:
+                init = torch.zeros((n, s, *sp.shape[1:]), dtype=best.dtype, device=best.device)
+            betas[k] = init.detach().clone().clamp_(min=0).requires_grad_(True)
+
+    def relaxed(b_u_grad: bool = False) -> tuple[dict[int, _Relax], list[Tensor]]:
+        out = dict(relax)
+        leaves = []
+        for k in set(alphas) | set(betas):
+            r = relax[k]
+            new = _Relax.__new__(_Relax)
+            new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
+            if b_u_grad:
+                new.b_u = r.b_u.detach().clone().requires_grad_(True)
+                leaves.append(new.b_u)
+            if k in alphas:
+                new.d_l = torch.where(masks[k], alphas[k], r.d_l.unsqueeze(1))
+                new.per_spec = True
+            else:
+                new.d_l = r.d_l
+            if k in betas:
+                new.beta = -betas[k] * signs[k]
+            out[k] = new
+        return out, leaves
+
+    def evaluate(rel: dict[int, _Relax]) -> Tensor:
+        lo, _ = backward(gd, g.output, a, b0, region, rel, need_upper=False,
+                         start_node_done=start_input is not None, start_input=start_input)
+        assert lo is not None
+        return lo
+
+    def done_rows() -> Tensor:
+        d = skip | infeasible.unsqueeze(1)
+        return d if stop_at is None else d | (best > stop_at)
+
+    params = list(alphas.values()) + list(betas.values())
+    steps = 0
+    if params and iterations > 0:
+        groups = [{"params": list(alphas.values()), "lr": lr}]
+        if betas:
+            groups.append({"params": list(betas.values()), "lr": lr_beta})
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
+        for _ in range(iterations):
+            active = ~done_rows()
+            if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
+                break
+            with torch.enable_grad():
+                lo = evaluate(relaxed()[0])
+                _keep_best(best, lo.detach())
+                loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
+            # gradients for the slopes/multipliers only (never into the model's parameters)
+            for t, gr in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+                t.grad = gr
+            opt.step()
+            sched.step()
+            steps += 1
+            with torch.no_grad():
+                for t in alphas.values():
+                    t.clamp_(0, 1)
+                for t in betas.values():
+                    t.clamp_(min=0)
+    score = None
+    primal = None
+    with torch.no_grad():
+        if want_score:
+            with torch.enable_grad():
+                rel, _ = relaxed(b_u_grad=True)
+                keys = list(alphas)
+                box_l = region.box.l.detach().clone().requires_grad_(True)
+                box_u = region.box.u.detach().clone().requires_grad_(True)
+                boxed = InputRegion(region.x0, region.eps, region.norm, region.domain)
+                boxed.box = Interval(l=box_l, u=box_u)
+                lo_b, _ = backward(gd, g.output, a, b0, boxed, rel, need_lower=True, need_upper=False,
+                                   start_node_done=start_input is not None, start_input=start_input)
+                assert lo_b is not None
+                lo = lo_b
+                weight = (~done_rows()).to(lo.dtype)
+                # the worst open row's linear bound A x + c: its minimiser over the box is a candidate counterexample
+                worst = torch.where(weight > 0, lo, torch.full_like(lo, math.inf)).argmin(1, keepdim=True)
+                grads = torch.autograd.grad((lo * weight).sum(), [rel[k].b_u for k in keys],
+                                            allow_unused=True, retain_graph=True) if keys else ()
+                gl, gu = torch.autograd.grad(lo.gather(1, worst).sum(), [box_l, box_u], allow_unused=True)
+            coef = (gl if gl is not None else torch.zeros_like(box_l)) + (gu if gu is not None else torch.zeros_like(box_u))
+            primal = torch.where(coef > 0, region.box.l, region.box.u)
+            _keep_best(best, lo.detach())
+            score = {k: torch.zeros_like(relax[k].b_u) for k in unstable}
+            for k, gr in zip(keys, grads):
+                if gr is not None:
+                    sc = (-gr * relax[k].b_u).clamp(min=0)
+                    score[k] = torch.where(unstable[k], sc, torch.zeros_like(sc))
+        elif steps or (params and (init_alpha is not None or init_beta is not None)):
+            _keep_best(best, evaluate(relaxed()[0]))  # the last step's (or the given) slopes
+    return Optimized(lower=best, infeasible=infeasible, alpha={k: t.detach() for k, t in alphas.items()},
+                     beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, active=active_, score=score, primal=primal,
+                     iterations=steps)
+
+
+def _keep_best(best: Tensor, lo: Tensor) -> None:
+    """``best = max(best, lo)`` in place, ignoring NaN iterates."""
+    torch.where(lo > best, lo, best, out=best)
+
+
+def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, iterations: int = ALPHA_ITERATIONS,
+                       lr: float = ALPHA_LR, need_lower: bool = True, need_upper: bool = True,
+                       compare_ibp: bool = False, skip: Tensor | None = None,
+                       early_stop: bool = False) -> tuple[Tensor, Tensor]:
+    """alpha-CROWN bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S) each.
+
+    The upper bound is the negated lower bound of ``-spec``, optimised with its own slopes. With
+    ``early_stop`` the lower bound of a row stops improving once it is > 0 (verification)."""
+    n = region.x0.shape[0]
+    if spec is None:
+        k = g.nodes[g.output].numel
+        spec = torch.eye(k, dtype=region.x0.dtype, device=region.x0.device).unsqueeze(0).expand(n, k, k)
+    s = spec.shape[1]
+    parts = ([spec] if need_lower else []) + ([-spec] if need_upper else [])
+    full = torch.cat(parts, dim=1)
+    sk = None
+    if skip is not None:
+        sk = torch.cat([skip] * len(parts), dim=1)
+    res = optimize_lower(g, region, full, iterations=iterations, lr=lr, compare_ibp=compare_ibp, skip=sk,
+                         stop_at=0.0 if early_stop else None)
+    lo = res.lower[:, :s] if need_lower else torch.full((n, s), -math.inf, dtype=full.dtype, device=full.device)
+    hi = -res.lower[:, -s:] if need_upper else torch.full((n, s), math.inf, dtype=full.dtype, device=full.device)
+    return lo, hi

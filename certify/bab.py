@@ -1,0 +1,477 @@
+"""Complete verification by branch-and-bound (BaB) with alpha/beta-CROWN bounds and PGD attacks.
+
+``verify_complete`` decides whether ``f_y(x') > f_j(x')`` for every ``j != y`` and every ``x'`` in the
+region (an L-inf or L2 ball around ``x``, intersected with ``domain``):
+
+1. the clean input and a PGD attack (Madry et al. 2018) look for a counterexample;
+2. alpha-CROWN (Xu et al. 2021) bounds every margin over the whole region;
+3. branch-and-bound splits what is left into sub-domains and bounds a batch of them per step:
+   * ReLU splitting (beta-CROWN, Wang et al. NeurIPS 2021): an unstable ReLU is split into its active
+     (``z >= 0``) and inactive (``z <= 0``) halves; the split constraints tighten the pre-activation
+     bounds and enter the final bound through optimised Lagrange multipliers beta (with alpha). The
+     neuron is chosen by BaBSR's intercept score (Bunel et al. JMLR 2020): the bound improvement if the
+     ReLU's upper-relaxation intercept vanished, ``-dlb/db_u * b_u``, read off by autograd. A domain
+     with every ReLU fixed is linear: it is decided by a linear program (HiGHS) whose minimiser is
+     checked by a forward pass.
+   * input splitting (for inputs of at most ``input_split_max_dim`` dimensions, L-inf): the widest
+     input dimension of the box is bisected; each domain's centre is checked for a counterexample.
+   PGD is re-run with fresh random restarts during the search.
+
+Verdicts: ``"falsified"`` only with a counterexample that a forward pass of the model confirms (in
+the region, margin <= 0); ``"verified"`` only when every domain's bound is > 0 or the domain is
+empty. ``"unknown"`` on timeout (or when a fully split domain stays undecided).
+
+Floating-point soundness: bounds are computed in the model's dtype (float32 for most models) by the
+same arithmetic as CROWN, without directed rounding; ``sound=True`` computes them in float64 and
+requires each domain's bound to exceed ``1e-9`` (absorbing float64 rounding errors on networks of
+moderate size). Fully split leaf domains are decided by HiGHS in float64 with a tolerance of ``1e-7``
+(its feasibility tolerance): a counterexample whose margin is negative by less than that, or that
+lives in a sliver of the input space thinner than that, can be missed there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from certify.alpha_crown import Optimized, optimize_lower
+from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
+from certify.attacks import pgd_attack
+from certify.ibp import InputRegion, Interval
+from certkit._validation import check_positive, check_positive_int
+from certkit.threat import LpBall
+
+__all__ = ["VERDICTS", "CompleteVerification", "verify_complete"]
+
+VERDICTS = ("verified", "falsified", "unknown")
+
+
+@dataclass(frozen=True)
+class CompleteVerification:
+    """Outcome of :func:`verify_complete` for one input.
+
+    ``verdict``: ``"verified"`` (no counterexample exists, up to the floating-point caveats of the
+    module docstring), ``"falsified"`` (``counterexample`` (1, ...) is in the region and the model
+    gives it a margin ``margin = f_y - max_{j != y} f_j <= 0``) or ``"unknown"`` (timeout);
+    ``lower_bound``: a proven lower bound on the worst margin over the region (the minimum over the
+    open domains; > 0 when verified); ``branches``: the number of domains bounded; ``time``: seconds;
+    ``split``: ``"none"``, ``"relu"`` or ``"input"``.
+    """
+
+    verdict: str
+    counterexample: Tensor | None
+    margin: float | None
+    lower_bound: float
+    branches: int
+    time: float
+    split: str
+
+
+class _Problem:
+    """The property, the graph and the counterexample check shared by both kinds of splitting."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
+                 domain: tuple[float, float] | None, sound: bool) -> None:
+        from certify._graph import cached_graph
+
+        self.model, self.x, self.y, self.eps, self.norm, self.domain = model, x, y, eps, norm, domain
+        self.dtype = torch.float64 if sound else x.dtype
+        self.threshold = 1e-9 if sound else 0.0
+        xc = x.to(self.dtype)
+        self.g = cached_graph(model, xc, self.dtype)
+        k = self.g.nodes[self.g.output].numel
+        rows = [j for j in range(k) if j != y]
+        self.spec = margin_spec(torch.tensor([y], device=x.device), k, self.dtype)[:, rows]  # (1, K-1, K)
+        self.region = InputRegion(xc, torch.full((1,), eps, dtype=self.dtype, device=x.device), norm, domain)
+        self.found: tuple[Tensor, float] | None = None
+
+    def margins(self, pts: Tensor) -> Tensor:
+        """Worst margin ``f_y - max_{j != y} f_j`` of each point (forward pass in the model's dtype)."""
+        with torch.no_grad():
+            out = self.model(pts.to(self.x.dtype))
+        other = out.clone()
+        other[:, self.y] = -math.inf
+        return out[:, self.y] - other.max(1).values
+
+    def in_region(self, pts: Tensor) -> Tensor:
+        """Inside the region the bounds are computed for: for L-inf the box ``[x - eps, x + eps]`` (as
+        rounded in the model's dtype) clipped to the domain; for L2 the ball (and the domain)."""
+        if self.norm == math.inf:
+            lo, hi = self.x - self.eps, self.x + self.eps
+            ok = ((pts >= lo) & (pts <= hi)).flatten(1).all(1)
+        else:
+            ok = (pts - self.x).flatten(1).norm(dim=1) <= self.eps
+        if self.domain is not None:
+            ok &= ((pts >= self.domain[0]) & (pts <= self.domain[1])).flatten(1).all(1)
+        return ok
+
+    def check(self, pts: Tensor) -> bool:
+        """Record the first real counterexample among ``pts`` (N, ...); True if one was found."""
+        if self.found is not None:
+            return True
+        if not pts.shape[0]:
+            return False
+        pts = pts.to(self.x.dtype)
+        if self.norm == math.inf:  # snap rounding errors of LP solutions back into the box
+            pts = torch.minimum(torch.maximum(pts, self.x - self.eps), self.x + self.eps)
+            if self.domain is not None:
+                pts = pts.clamp(self.domain[0], self.domain[1])
+        m = self.margins(pts)
+        bad = (m <= 0) & self.in_region(pts)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            self.found = (pts[i : i + 1].detach().clone(), float(m[i]))
+            return True
+        return False
+
+    def attack(self, seed: int, restarts: int, steps: int) -> bool:
+        xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
+                           norm=self.norm, domain=self.domain, steps=steps, restarts=restarts, seed=seed)
+        return self.check(xa)
+
+
+def _cat(a: dict[int, Tensor], b: dict[int, Tensor], na: int, nb: int) -> dict[int, Tensor]:
+    """Stack two batches of per-node tensors (``na`` and ``nb`` rows); a node only one side has gets zeros
+    on the other (a zero beta is CROWN's bound; a zero alpha is a valid slope)."""
+    out = {}
+    for k in a.keys() | b.keys():
+        ref = a[k] if k in a else b[k]
+        ta = a[k] if k in a else ref.new_zeros((na, *ref.shape[1:]))
+        tb = b[k] if k in b else ref.new_zeros((nb, *ref.shape[1:]))
+        out[k] = torch.cat([ta, tb])
+    return out
+
+
+def _take(d: dict[int, Tensor], idx: Tensor) -> dict[int, Tensor]:
+    return {k: v[idx] for k, v in d.items()}
+
+
+def _repeat2(d: dict[int, Tensor]) -> dict[int, Tensor]:
+    return {k: torch.cat([v, v]) for k, v in d.items()}
+
+
+def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> InputRegion:
+    if box is None:
+        x0 = p.region.x0.expand(n, *p.region.x0.shape[1:])
+        return InputRegion(x0, p.region.eps.expand(n), p.norm, p.domain)
+    lo, hi = box
+    r = InputRegion((lo + hi) / 2, torch.zeros(n, dtype=lo.dtype, device=lo.device), math.inf, None)
+    r.box = Interval(l=lo, u=hi)
+    return r
+
+
+def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | LpBall, *, norm: float | str = float("inf"),
+                    domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
+                    batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
+                    lr_beta: float = 0.05, input_split_max_dim: int = 8, attack_restarts: int = 5,
+                    attack_steps: int = 50, sound: bool = False, progress: bool = False,
+                    generator: torch.Generator | None = None) -> CompleteVerification:
+    """Decide robustness of one input by attack, alpha-CROWN and branch-and-bound (beta-CROWN).
+
+    Args:
+        model: a torch classifier in eval mode (layers as for :func:`certify.bounds`).
+        x: one input, shape (1, ...). y: its label (int or 0-d/1-element tensor).
+        eps: radius of the ball (``norm`` ``float("inf")`` or ``2``), intersected with ``domain``; or a
+            :class:`certkit.threat.LpBall`, which then gives the norm, radius and domain.
+        timeout: seconds for the whole call (checked between batches and between optimisation steps;
+            the answer is ``"unknown"`` when it runs out).
+        split: ``"relu"``, ``"input"`` (L-inf only) or ``"auto"`` (input splitting when the input has
+            at most ``input_split_max_dim`` elements and the norm is L-inf, else ReLU splitting).
+        batch_size: domains bounded together in one batched bound computation (each makes two children).
+        iterations: alpha-CROWN steps at the root (lr 0.5); ``bab_iterations``, ``lr_alpha``, ``lr_beta``:
+            the joint alpha/beta steps per batch of sub-domains (warm-started from the parent), with
+            alpha-beta-CROWN's learning rates for branch-and-bound.
+        attack_restarts, attack_steps: PGD before the search (and again, with fresh seeds, during it).
+        sound: bounds in float64 with a safety margin (see the module docstring).
+        progress: show a tqdm bar of the open domains.
+        generator: seeds the attacks' random restarts (torch's global RNG is untouched).
+
+    Returns:
+        :class:`CompleteVerification`. ``"falsified"`` always carries a counterexample confirmed by a
+        forward pass; ``"verified"`` is returned only when every sub-domain is bounded above 0.
+    """
+    t0 = time.perf_counter()
+    if isinstance(eps, LpBall):
+        norm, domain, eps = eps.norm, eps.domain, eps.eps
+    model = _check_model(model)
+    extent = _check_x_extent(x)
+    p_norm = _check_norm(norm)
+    dom = _check_domain(domain, x, extent)
+    if x.shape[0] != 1:
+        raise ValueError(f"Expected argument `x` to hold one input, shape (1, ...), but got shape {tuple(x.shape)}")
+    timeout = check_positive(timeout, "timeout")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    iterations = check_positive_int(iterations, "iterations", minimum=0)
+    bab_iterations = check_positive_int(bab_iterations, "bab_iterations", minimum=0)
+    lr_alpha, lr_beta = check_positive(lr_alpha, "lr_alpha"), check_positive(lr_beta, "lr_beta")
+    input_split_max_dim = check_positive_int(input_split_max_dim, "input_split_max_dim", minimum=0)
+    attack_restarts = check_positive_int(attack_restarts, "attack_restarts")
+    attack_steps = check_positive_int(attack_steps, "attack_steps", minimum=0)
+    if split not in ("auto", "relu", "input"):
+        raise ValueError(f"Expected argument `split` to be 'auto', 'relu' or 'input', but got {split!r}")
+    if split == "input" and p_norm != math.inf:
+        raise ValueError("Expected norm=float('inf') with split='input' (input splitting needs a box region)")
+    e = float(_check_eps(eps, x)[0])
+    with torch.no_grad():
+        k = int(model(x).shape[1])
+    if isinstance(y, Tensor):
+        if y.numel() != 1 or y.is_floating_point():
+            raise ValueError(f"Expected argument `y` to be one integer label, but got {y!r}")
+        y = int(y.reshape(()))
+    if not isinstance(y, int) or isinstance(y, bool) or not 0 <= y < k:
+        raise ValueError(f"Expected argument `y` to be a class index in [0, {k - 1}], but got {y!r}")
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    deadline = t0 + timeout
+    p = _Problem(model, x, y, e, p_norm, dom, sound)
+
+    def result(verdict: str, lower: float, branches: int, how: str) -> CompleteVerification:
+        cex, margin = (p.found if p.found is not None else (None, None))
+        if cex is not None:
+            verdict = "falsified"
+        return CompleteVerification(verdict, cex, margin, lower, branches, time.perf_counter() - t0, how)
+
+    if p.check(x) or p.attack(seed, attack_restarts, attack_steps):
+        return result("falsified", -math.inf, 0, "none")
+    root = optimize_lower(p.g, p.region, p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold,
+                          want_score=True, deadline=deadline)
+    lb = float(root.lower.min())
+    if root.primal is not None and p.check(root.primal):
+        return result("falsified", -math.inf, 1, "none")
+    if lb > p.threshold:
+        return result("verified", lb, 1, "none")
+    use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
+    kw: dict[str, Any] = {"batch_size": batch_size, "iterations": bab_iterations, "lr_alpha": lr_alpha,
+                          "lr_beta": lr_beta, "deadline": deadline, "progress": progress, "seed": seed,
+                          "attack": (attack_restarts, attack_steps)}
+    if use_input:
+        verdict, lower, branches = _input_bab(p, **kw)
+        return result(verdict, lower, branches + 1, "input")
+    verdict, lower, branches = _relu_bab(p, root, **kw)
+    return result(verdict, lower, branches + 1, "relu")
+
+
+def _bar(progress: bool, what: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=None, disable=not progress, desc=f"BaB ({what} splits)", leave=False, unit=" batches")
+
+
+def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
+              deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+    """Branch-and-bound on ReLU splits; returns (verdict, lower bound, branches)."""
+    g = p.g
+    relus = {k: g.nodes[k].inputs[0] for k in root.unstable}  # ReLU node -> its pre-activation node
+    s = p.spec.shape[1]
+    # the open domains, as batched tensors
+    lower = root.lower
+    done = root.lower > p.threshold
+    splits = {pre: torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
+    alpha, beta, score = root.alpha, root.beta, root.score
+    unstable = root.unstable
+    assert score is not None
+    branches, step, undecided = 0, 0, 0
+    proven = float(torch.where(done, root.lower, torch.full_like(root.lower, math.inf)).min())
+    bar = _bar(progress, "ReLU")
+    last_attack = time.perf_counter()
+    try:
+        while lower.shape[0]:
+            key = torch.where(done, torch.full_like(lower, math.inf), lower).min(1).values
+            if time.perf_counter() > deadline:
+                return "unknown", float(key.min()), branches
+            step += 1
+            if time.perf_counter() - last_attack > 2.0:  # PGD again with fresh restarts every 2 s
+                last_attack = time.perf_counter()
+                if p.attack(seed + step, attack[0], attack[1]):
+                    return "falsified", -math.inf, branches
+            order = torch.argsort(key)
+            take, rest = order[:batch_size], order[batch_size:]
+            b = take.shape[0]
+            # BaBSR: the unsplit unstable neuron with the largest intercept score (any unstable one if all 0)
+            flat = torch.cat([(score[k][take] + 1e-12 * unstable[k][take]).reshape(b, -1) for k in relus], dim=1)
+            best_val, best_idx = flat.max(1)
+            leaf = best_val <= 0
+            if bool(leaf.any()):
+                lt = take[leaf]
+                for i in range(lt.shape[0]):
+                    verdict = _leaf(p, {pre: splits[pre][lt[i] : lt[i] + 1] for pre in splits},
+                                    {k: pre for k, pre in relus.items()}, done[lt[i]])
+                    if verdict == "falsified":
+                        return "falsified", -math.inf, branches
+                    undecided += verdict == "unknown"
+                    proven = min(proven, 1e-7) if verdict == "verified" else proven
+                take, best_idx = take[~leaf], best_idx[~leaf]
+                b = take.shape[0]
+                if b == 0:
+                    lower, done = lower[rest], done[rest]
+                    splits, alpha, beta = _take(splits, rest), _take(alpha, rest), _take(beta, rest)
+                    score, unstable = _take(score, rest), _take(unstable, rest)
+                    continue
+            child_splits = _repeat2(_take(splits, take))
+            offset = 0
+            rows = torch.arange(b, device=lower.device)
+            for k, pre in relus.items():
+                numel = unstable[k][0].numel()
+                sel = (best_idx >= offset) & (best_idx < offset + numel)
+                if bool(sel.any()):
+                    flat_split = child_splits[pre].reshape(2 * b, -1)
+                    local = best_idx[sel] - offset
+                    flat_split[rows[sel], local] = 1
+                    flat_split[rows[sel] + b, local] = -1
+                offset += numel
+            parent_done = done[take].repeat(2, 1)
+            res = optimize_lower(g, _region(p, 2 * b), p.spec.expand(2 * b, s, -1), iterations=iterations, lr=lr_alpha,
+                                 lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold,
+                                 splits=child_splits, init_alpha=_repeat2(_take(alpha, take)),
+                                 init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline)
+            branches += 2 * b
+            if res.primal is not None and p.check(res.primal[~res.infeasible]):
+                return "falsified", -math.inf, branches
+            newly = (res.lower > p.threshold) & ~parent_done & ~res.infeasible.unsqueeze(1)
+            if bool(newly.any()):
+                proven = min(proven, float(res.lower[newly].min()))
+            c_done = parent_done | (res.lower > p.threshold)
+            closed = res.infeasible | c_done.all(1)
+            keep = ~closed
+            assert res.score is not None
+            lower = torch.cat([lower[rest], res.lower[keep]])
+            done = torch.cat([done[rest], c_done[keep]])
+            nr, nk = rest.shape[0], int(keep.sum())
+            splits = _cat(_take(splits, rest), _take(child_splits, keep), nr, nk)
+            alpha = _cat(_take(alpha, rest), _take(res.alpha, keep), nr, nk)
+            beta = _cat(_take(beta, rest), _take(res.beta, keep), nr, nk)
+            score = _cat(_take(score, rest), _take(res.score, keep), nr, nk)
+            unstable = _cat(_take(unstable, rest), _take(res.unstable, keep), nr, nk)
+            bar.update(1)
+            bar.set_postfix(open=int(lower.shape[0]), branches=branches)
+    finally:
+        bar.close()
+    if undecided:
+        return "unknown", -math.inf, branches
+    return "verified", proven, branches
+
+
+def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: Tensor) -> str:
+    """Decide a domain in which every ReLU is fixed (the network is affine there) by one LP per open margin.
+
+    ``splits``: the domain's split constraints (pre-activation node -> (1, *shape)); ``relus``: ReLU node ->
+    its pre-activation. Returns ``"verified"``, ``"falsified"`` (counterexample recorded) or ``"unknown"``."""
+    from scipy.optimize import linprog
+
+    g = p.g
+    x0 = p.x.to(torch.float64)
+    if p.norm != math.inf:
+        return "unknown"
+    res0 = optimize_lower(g, _region(p, 1), p.spec, iterations=0, splits=splits)
+    if bool(res0.infeasible.all()):
+        return "verified"
+    if any(bool(u.any()) for u in res0.unstable.values()):
+        return "unknown"
+    masks = {relus[k]: a[0] for k, a in res0.active.items()}
+    lo, hi = p.region.box.l.to(torch.float64), p.region.box.u.to(torch.float64)
+
+    def f(z: Tensor) -> Tensor:
+        vals = _masked_forward(g, z.reshape(1, *x0.shape[1:]), masks)
+        cons = [vals[pre].reshape(-1)[splits[pre].reshape(-1) != 0] * splits[pre].reshape(-1)[splits[pre].reshape(-1) != 0]
+                for pre in splits]
+        out = vals[g.output].reshape(-1)
+        return torch.cat([out, *cons])
+
+    z0 = torch.zeros(x0[0].numel(), dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(f, z0)
+    val0 = f(z0).detach()
+    k = g.nodes[g.output].numel
+    j_out, d_out = jac[:k], val0[:k]
+    j_con, d_con = jac[k:], val0[k:]  # constraints s z(x) >= 0  ->  -J x <= d
+    bounds = list(zip(lo.reshape(-1).tolist(), hi.reshape(-1).tolist()))
+    for row in range(p.spec.shape[1]):
+        if bool(done[row]):
+            continue
+        c = p.spec[0, row].to(torch.float64)
+        obj = c @ j_out
+        res = linprog(obj.numpy(), A_ub=(-j_con).numpy() if j_con.shape[0] else None,
+                      b_ub=d_con.numpy() if j_con.shape[0] else None, bounds=bounds, method="highs")
+        if res.status == 2:  # infeasible: the domain is empty
+            return "verified"
+        if res.status != 0:
+            return "unknown"
+        value = float(res.fun + c @ d_out)
+        if value > 1e-7:
+            continue
+        cand = torch.as_tensor(res.x, dtype=p.x.dtype).reshape(p.x.shape)
+        if p.check(cand):
+            return "falsified"
+        return "unknown"
+    return "verified"
+
+
+def _masked_forward(g: Any, z: Tensor, masks: dict[int, Tensor]) -> list[Tensor]:
+    """Values of every node (float64) with each ReLU replaced by multiplication with a fixed 0/1 mask."""
+    from certify._graph import apply_node
+
+    vals: list[Tensor] = [z]
+    for n in g.nodes[1:]:
+        ins = [vals[j] for j in n.inputs]
+        if n.op == "relu":
+            vals.append(ins[0] * masks[n.inputs[0]].to(ins[0].dtype))
+        else:
+            vals.append(apply_node(_as64(n), ins))
+    return vals
+
+
+def _as64(n: Any) -> Any:
+    from dataclasses import replace
+
+    if n.weight is None and n.bias is None:
+        return n
+    return replace(n, weight=None if n.weight is None else n.weight.to(torch.float64),
+                   bias=None if n.bias is None else n.bias.to(torch.float64), derived={})
+
+
+def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
+               deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+    """Branch-and-bound on the input box (bisect the widest dimension); returns (verdict, lower, branches)."""
+    box = p.region.box
+    lo, hi = box.l, box.u
+    lower = torch.full((1,), -math.inf, dtype=lo.dtype, device=lo.device)
+    branches, step = 0, 0
+    proven = math.inf
+    bar = _bar(progress, "input")
+    s = p.spec.shape[1]
+    try:
+        while lo.shape[0]:
+            if time.perf_counter() > deadline:
+                return "unknown", float(lower.min()), branches
+            step += 1
+            order = torch.argsort(lower)
+            take, rest = order[: batch_size], order[batch_size:]
+            b = take.shape[0]
+            tl, th = lo[take], hi[take]
+            if p.check((tl + th) / 2):
+                return "falsified", -math.inf, branches
+            width = (th - tl).reshape(b, -1)
+            dim = width.argmax(1)
+            mid = ((tl + th) / 2).reshape(b, -1).gather(1, dim[:, None])
+            rows = torch.arange(b, device=lo.device)
+            c_lo, c_hi = torch.cat([tl, tl]).reshape(2 * b, -1).clone(), torch.cat([th, th]).reshape(2 * b, -1).clone()
+            c_hi[rows, dim] = mid[:, 0]
+            c_lo[rows + b, dim] = mid[:, 0]
+            c_lo, c_hi = c_lo.reshape(2 * b, *lo.shape[1:]), c_hi.reshape(2 * b, *lo.shape[1:])
+            res = optimize_lower(p.g, _region(p, 2 * b, (c_lo, c_hi)), p.spec.expand(2 * b, s, -1),
+                                 iterations=iterations, lr=0.5, stop_at=p.threshold, deadline=deadline)
+            branches += 2 * b
+            worst = res.lower.min(1).values
+            keep = worst <= p.threshold
+            if not bool(keep.all()):
+                proven = min(proven, float(worst[~keep].min()))
+            lo, hi = torch.cat([lo[rest], c_lo[keep]]), torch.cat([hi[rest], c_hi[keep]])
+            lower = torch.cat([lower[rest], worst[keep]])
+            bar.update(1)
+            bar.set_postfix(open=int(lo.shape[0]), branches=branches)
+    finally:
+        bar.close()
+    return "verified", proven, branches

@@ -1,0 +1,215 @@
+"""Loading ONNX models as torch modules that certify's bound propagation can read.
+
+``load_onnx(path)`` converts with ``onnx2torch`` (a maintained ONNX -> torch.fx converter; optional
+extra ``certkit[onnx]``) and returns a ``torch.fx.GraphModule`` in evaluation mode. The converted
+module is an ordinary torch module: ``certify.bounds`` traces it like any other model, so the
+bounds come from certify's own engine. ONNX operators outside certify's supported layers raise
+:class:`~certify.UnsupportedLayerError` naming the converted node when bounds are requested.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from typing import Any
+
+import torch
+from torch import nn
+
+from certify._graph import UnsupportedLayerError
+
+__all__ = ["OnnxModelInfo", "load_onnx", "onnx_model_info"]
+
+
+class OnnxModelInfo:
+    """Input and output names and per-sample shapes of an ONNX model (batch dimension first)."""
+
+    def __init__(self, input_name: str, input_shape: tuple[int | str, ...], output_name: str,
+                 output_shape: tuple[int | str, ...]) -> None:
+        self.input_name, self.input_shape = input_name, input_shape
+        self.output_name, self.output_shape = output_name, output_shape
+
+    def __repr__(self) -> str:
+        return (f"OnnxModelInfo(input_name={self.input_name!r}, input_shape={self.input_shape}, "
+                f"output_name={self.output_name!r}, output_shape={self.output_shape})")
+
+
+def _import_onnx2torch() -> Any:
+    """``onnx2torch``, importable even where ``torchvision`` is not.
+
+    onnx2torch imports torchvision at import time, only for its NMS and RoiAlign converters. The
+    torchvision wheels on PyPI for Linux are CUDA builds, which fail to import next to a CPU-only
+    torch; then a placeholder module stands in for torchvision during the import (those two
+    converters would raise when used; certify supports neither operator anyway) and is removed
+    from ``sys.modules`` afterwards, so a later ``import torchvision`` is unaffected."""
+    try:
+        return importlib.import_module("onnx2torch")
+    except ImportError as e:
+        if "onnx2torch" in str(e) or getattr(e, "name", None) == "onnx2torch":
+            raise ImportError(
+                "certify.load_onnx needs the optional dependencies of the 'onnx' extra: "
+                "pip install 'certkit[onnx]' (onnx, onnx2torch)") from e
+    except Exception:
+        pass
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    stub = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+
+    def _missing(*_a: Any, **_k: Any) -> Any:
+        raise UnsupportedLayerError("torchvision is not importable here (NMS/RoiAlign ONNX operators)")
+
+    ops.roi_align = ops.nms = ops.box_convert = _missing  # type: ignore[attr-defined]
+    stub.ops = ops  # type: ignore[attr-defined]
+    sys.modules["torchvision"], sys.modules["torchvision.ops"] = stub, ops
+    try:
+        for name in [m for m in sys.modules if m == "onnx2torch" or m.startswith("onnx2torch.")]:
+            del sys.modules[name]
+        return importlib.import_module("onnx2torch")
+    finally:
+        for name in ("torchvision", "torchvision.ops"):
+            if sys.modules.get(name) in (stub, ops):
+                del sys.modules[name]
+
+
+def _read(path: str | os.PathLike[str]) -> Any:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"Expected argument `path` to be a path to an .onnx file, but got {type(path).__name__}")
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("certify.load_onnx needs the optional 'onnx' extra: pip install 'certkit[onnx]'") from e
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"ONNX file {p!r} does not exist")
+    try:
+        model = onnx.load(p)
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise ValueError(f"{p}: not a valid ONNX model ({type(e).__name__}: {e})") from e
+    if len(model.graph.output) != 1:
+        raise ValueError(f"{p}: expected an ONNX model with one output, but it has {len(model.graph.output)}")
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ValueError(f"{p}: expected an ONNX model with one input, but it has {len(inputs)}: "
+                         f"{[i.name for i in inputs]}")
+    return model
+
+
+def _dims(value_info: Any) -> tuple[int | str, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
+def onnx_model_info(path: str | os.PathLike[str]) -> OnnxModelInfo:
+    """Input/output names and shapes declared by the ONNX file at ``path``."""
+    model = _read(path)
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    out = model.graph.output[0]
+    return OnnxModelInfo(inp.name, _dims(inp), out.name, _dims(out))
+
+
+def _batch_free(model: Any) -> Any:
+    """Make a model exported with a fixed batch of 1 accept any batch: the input's first dimension
+    becomes symbolic, and constant ``Reshape`` targets whose first entry is that batch of 1 copy the
+    input's first dimension instead (ONNX's 0 in a Reshape target). Returns a modified copy."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = inp.type.tensor_type.shape.dim
+    if not dims or not dims[0].HasField("dim_value") or dims[0].dim_value != 1:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inp = next(i for i in m.graph.input if i.name not in inits)
+    inp.type.tensor_type.shape.dim[0].dim_param = "N"
+    for out in m.graph.output:
+        od = out.type.tensor_type.shape.dim
+        if od and od[0].HasField("dim_value") and od[0].dim_value == 1:
+            od[0].dim_param = "N"
+    del m.graph.value_info[:]
+    consts = {i.name: i for i in m.graph.initializer}
+    const_nodes = {n.output[0]: n for n in m.graph.node if n.op_type == "Constant"}
+    for node in m.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        target = node.input[1]
+        if target in consts:
+            arr = numpy_helper.to_array(consts[target]).copy()
+            if arr.ndim == 1 and arr.size >= 2 and arr[0] == 1:
+                arr[0] = 0
+                consts[target].CopyFrom(numpy_helper.from_array(arr, target))
+        elif target in const_nodes:
+            attr = next((a for a in const_nodes[target].attribute if a.name == "value"), None)
+            if attr is not None:
+                arr = numpy_helper.to_array(attr.t).copy()
+                if arr.ndim == 1 and arr.size >= 2 and arr[0] == 1:
+                    arr[0] = 0
+                    attr.t.CopyFrom(numpy_helper.from_array(arr, attr.t.name))
+    return m
+
+
+def _downgraded(model: Any, opset: int = 17) -> Any:
+    """The model converted to ONNX opset ``opset`` (None if it is not newer, or cannot be converted)."""
+    import onnx
+
+    current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if current <= opset:
+        return None
+    try:
+        return onnx.version_converter.convert_version(model, opset)
+    except Exception:
+        return None
+
+
+def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
+    """Load the ONNX model at ``path`` as a torch module in evaluation mode.
+
+    The module computes what onnxruntime computes on the file (to ~1e-5; tested on MLPs, CNNs with
+    max-pooling and residual blocks exported by ``torch.onnx.export``). A model exported with a fixed
+    batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
+    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a valid ONNX model, or has several inputs or outputs.
+        UnsupportedLayerError: an operator onnx2torch cannot convert (the message names the node).
+        ImportError: the optional 'onnx' extra is not installed.
+    """
+    model = _read(path)
+    p = os.fspath(path)
+    o2t = _import_onnx2torch()
+    by_type: dict[str, str] = {}
+    for i, node in enumerate(model.graph.node):
+        by_type.setdefault(node.op_type, node.name or f"#{i}")
+    try:
+        try:
+            module = o2t.convert(_batch_free(model))
+        except NotImplementedError:
+            # onnx2torch registers most converters for the opsets up to 17; a newer export often
+            # converts after a version downgrade (identical semantics for the operators concerned)
+            older = _downgraded(model)
+            if older is None:
+                raise
+            module = o2t.convert(_batch_free(older))
+    except NotImplementedError as e:
+        msg = str(e)
+        op = next((t for t in by_type if f"operation_type='{t}'" in msg or f"'{t}'" in msg), None)
+        where = f" (node {by_type[op]!r}, operator {op})" if op else ""
+        raise UnsupportedLayerError(f"{p}: ONNX operator not supported by the converter{where}: {msg}") from e
+    except Exception as e:
+        raise ValueError(f"{p}: could not convert the ONNX model to torch ({type(e).__name__}: {e})") from e
+    module.eval()
+    for prm in module.parameters():
+        prm.requires_grad_(False)
+    return module
+
+
+def _onnx_dtype(model: nn.Module) -> torch.dtype:
+    return next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)

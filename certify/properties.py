@@ -1,0 +1,187 @@
+"""Verifying VNN-LIB properties: ``verified``, ``falsified`` (with a checked counterexample) or ``unknown``.
+
+A property (:class:`~certify.vnnlib.VnnlibProperty`) is violated iff for some case some input ``x``
+in the case's box has outputs ``y = f(x)`` satisfying one of its unsafe conjunctions ``A y <= b``.
+:func:`verify_property` first searches for a counterexample (a forward pass at each box centre,
+then PGD minimising ``max_i (A_i f(x) - b_i)`` over the box); a point is reported only after a
+forward pass confirms that it violates the property. Otherwise it bounds ``A f(x)`` over each box
+with certify's bound propagation (IBP, CROWN or CROWN-IBP): a conjunction is unreachable when some
+row's lower bound exceeds its ``b_i``; the property is ``verified`` when every conjunction of every
+case is unreachable, else ``unknown``. A verdict of ``verified`` is as sound as the bounds
+(``sound=True``: float64 with outward rounding).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from certify.vnnlib import VnnlibProperty
+
+__all__ = ["PropertyResult", "box_bounds", "verify_property"]
+
+VERDICTS = ("verified", "falsified", "unknown")
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """Outcome of :func:`verify_property`.
+
+    ``verdict`` is ``"verified"``, ``"falsified"`` or ``"unknown"``. When falsified,
+    ``counterexample`` is the input (shaped like the model's input, batch of 1), ``output`` the
+    model's output on it (1, K) and ``case`` the index of the violated case; otherwise all None.
+    ``reason`` says why the verdict is unknown (bounds too loose, timeout), ``seconds`` the time used.
+    """
+
+    verdict: str
+    counterexample: Tensor | None
+    output: Tensor | None
+    case: int | None
+    method: str
+    seconds: float
+    reason: str = ""
+
+
+def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | None = None, *,
+               method: str = "crown", sound: bool = False) -> tuple[Tensor, Tensor]:
+    """Bounds of ``spec @ f(x)`` (spec (N, S, K); None: of f(x)) over boxes ``lower <= x <= upper`` (N, ...).
+
+    Returns ``(lower, upper)`` of shape (N, S). The box may have a different width per coordinate
+    (VNN-LIB input regions); the engine is the one of :func:`certify.bounds`.
+    """
+    from certify._graph import cached_graph
+    from certify.api import _check_method, _round_outward
+    from certify.crown import crown_bounds
+    from certify.ibp import InputRegion, Interval, direct_input_flags, interval_forward, spec_interval
+
+    m = _check_method(method)
+    if m.startswith("auto_lirpa:"):
+        raise ValueError(f"Expected argument `method` to be one of ibp, crown, crown-ibp, but got {method!r}")
+    if lower.shape != upper.shape or bool((lower > upper).any()):
+        raise ValueError("Expected arguments `lower` and `upper` of one shape with lower <= upper")
+    dtype = torch.float64 if sound else lower.dtype
+    lo_x, hi_x = lower.to(dtype), upper.to(dtype)
+    centre = (lo_x + hi_x) / 2
+    radius = ((hi_x - lo_x) / 2).flatten(1).amax(dim=1)
+    g = cached_graph(model, centre, dtype)
+    region = InputRegion(centre, radius, math.inf, None)
+    region.box = Interval(l=lo_x, u=hi_x)
+    if spec is not None:
+        spec = spec.to(dtype=dtype, device=lower.device)
+    with torch.no_grad():
+        if m == "ibp":
+            ivs = interval_forward(g, region, keep_all=False)
+            lo, hi = spec_interval(g, ivs, spec, region, direct_input_flags(g))
+        else:
+            lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(m == "crown-ibp"))
+    if sound:
+        return _round_outward(lo, hi, lower.dtype)
+    return lo, hi
+
+
+def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``max_i (A[r, i] f(x_r) - b[r, i])`` per row r of x (a (R, M, K), b (R, M)): <= 0 iff f(x_r)
+    satisfies row r's conjunction."""
+    y = model(x).flatten(1)
+    return (torch.linalg.vecdot(a, y.unsqueeze(1)) - b).amax(dim=1)
+
+
+def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
+                    method: str = "crown", timeout: float | None = None, attack_steps: int = 100,
+                    attack_restarts: int = 5, sound: bool = False,
+                    generator: torch.Generator | None = None) -> PropertyResult:
+    """Decide a VNN-LIB property for ``model``: verified, falsified (checked counterexample) or unknown.
+
+    Args:
+        model: torch module in eval mode (e.g. from :func:`certify.load_onnx`).
+        prop: the property (:func:`certify.load_vnnlib`).
+        input_shape: per-sample input shape of the model (default ``(num_inputs,)``); the VNN-LIB
+            inputs ``X_i`` are its entries in row-major order.
+        method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"`` for the bounds.
+        timeout: seconds; past it the remaining work is skipped and the verdict is ``unknown``.
+        attack_steps, attack_restarts: PGD budget per unsafe conjunction.
+        sound: bounds in float64 with outward rounding.
+        generator: randomness of the PGD restarts.
+    """
+    from certify.api import _check_method, _check_model
+    from certify.attacks import pgd_box_minimize
+
+    start = time.perf_counter()
+    model = _check_model(model)
+    m = _check_method(method)
+    if not isinstance(prop, VnnlibProperty):
+        raise TypeError(f"Expected argument `prop` to be a VnnlibProperty, but got {type(prop).__name__}")
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"Expected argument `timeout` to be None or a number > 0, but got {timeout!r}")
+    shape = tuple(input_shape) if input_shape is not None else (prop.num_inputs,)
+    if math.prod(shape) != prop.num_inputs:
+        raise ValueError(f"{prop.path}: the property has {prop.num_inputs} inputs but the model's input shape "
+                         f"{shape} has {math.prod(shape)}")
+    dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        probe = model(prop.cases[0].lower.to(dtype=dtype, device=device).reshape(1, *shape)) if prop.cases else None
+    if probe is not None and probe[0].numel() != prop.num_outputs:
+        raise ValueError(f"{prop.path}: the property has {prop.num_outputs} outputs but the model returns "
+                         f"{probe[0].numel()}")
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    def out_of_time() -> bool:
+        return timeout is not None and elapsed() > timeout
+
+    def result(verdict: str, reason: str = "", x: Tensor | None = None, y: Tensor | None = None,
+               case: int | None = None) -> PropertyResult:
+        return PropertyResult(verdict, x, y, case, m, elapsed(), reason)
+
+    # 1. counterexample search, all unsafe conjunctions of all cases at once (one PGD batch row each);
+    #    a point counts only once a forward pass confirms that it violates the property
+    rows = [(ci, con) for ci, case in enumerate(prop.cases) for con in case.unsafe]
+    if rows:
+        if out_of_time():
+            return result("unknown", "timeout before the counterexample search")
+        lo = torch.stack([prop.cases[ci].lower for ci, _ in rows]).to(dtype=dtype, device=device)
+        hi = torch.stack([prop.cases[ci].upper for ci, _ in rows]).to(dtype=dtype, device=device)
+        lo, hi = lo.reshape(len(rows), *shape), hi.reshape(len(rows), *shape)
+        width = max(con.A.shape[0] for _, con in rows)
+        a = torch.zeros((len(rows), width, prop.num_outputs), dtype=torch.float64)
+        b = torch.full((len(rows), width), math.inf, dtype=torch.float64)  # padding rows never bind
+        for r, (_, con) in enumerate(rows):
+            a[r, : con.A.shape[0]], b[r, : con.A.shape[0]] = con.A, con.b
+        a, b = a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
+        xa, _ = pgd_box_minimize(functools.partial(_violation, model, a=a, b=b), lo, hi, steps=attack_steps,
+                                 restarts=attack_restarts, until=0.0, generator=generator)
+        xa = torch.minimum(torch.maximum(xa, lo), hi)
+        with torch.no_grad():
+            y = model(xa).flatten(1)
+        for r, (ci, con) in enumerate(rows):
+            if bool(con.satisfied(y[r:r + 1])[0]):
+                return result("falsified", x=xa[r:r + 1].detach(), y=y[r:r + 1].detach(), case=ci)
+    # 2. bounds: every unsafe conjunction must be unreachable from its box
+    for case in prop.cases:
+        if out_of_time():
+            return result("unknown", "timeout during bound propagation")
+        if not case.unsafe:
+            continue
+        lo = case.lower.to(dtype=dtype, device=device).reshape(1, *shape)
+        hi = case.upper.to(dtype=dtype, device=device).reshape(1, *shape)
+        mats = [con.A for con in case.unsafe if con.A.shape[0]]
+        if len(mats) != len(case.unsafe):  # an unconstrained conjunction: any output is unsafe
+            return result("unknown", "a case has no output constraint (every output is unsafe); no "
+                          "counterexample was found")
+        spec = torch.cat(mats).unsqueeze(0)
+        lower, _ = box_bounds(model, lo, hi, spec, method=m, sound=sound)
+        lower = lower[0].to(torch.float64).cpu()
+        i0 = 0
+        for con in case.unsafe:
+            k = con.A.shape[0]
+            if not bool((lower[i0:i0 + k] > con.b).any()):
+                return result("unknown", "the bounds do not exclude an unsafe output region")
+            i0 += k
+    return result("verified")

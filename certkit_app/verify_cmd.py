@@ -1,0 +1,86 @@
+"""``certkit verify MODEL.onnx PROPERTY.vnnlib``: decide a VNN-LIB property of an ONNX model.
+
+Prints ``verified``, ``falsified`` (with the counterexample, confirmed by a forward pass) or
+``unknown``, as VNN-COMP tools do. Exit status:
+
+* 0 -- verified (the property holds: no input in the region reaches the unsafe outputs);
+* 1 -- falsified (a counterexample was found and checked);
+* 2 -- usage error, or a malformed/mismatched ONNX or VNN-LIB file (the message names file, line or node);
+* 3 -- unknown (bounds too loose, or the timeout was reached);
+* 4 -- the model holds a layer or ONNX operator certify cannot bound (the message names it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+__all__ = ["EXIT_CODES", "add_parser", "run"]
+
+EXIT_CODES = {"verified": 0, "falsified": 1, "usage": 2, "unknown": 3, "unsupported": 4}
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "verify", help="verify a VNN-LIB property of an ONNX model",
+        description="Decide a VNN-LIB property of an ONNX model with certify's bound propagation and a PGD "
+                    "counterexample search. Exit status 0: verified; 1: falsified; 2: usage error or malformed "
+                    "file; 3: unknown (or timeout); 4: unsupported layer or operator.")
+    p.add_argument("model", help="the ONNX model (.onnx)")
+    p.add_argument("property", help="the VNN-LIB property (.vnnlib)")
+    p.add_argument("--method", choices=("ibp", "crown", "crown-ibp"), default="crown",
+                   help="bound propagation method (default: crown)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds before answering unknown")
+    p.add_argument("--sound", action="store_true", help="float64 bounds with outward rounding")
+    p.add_argument("--seed", type=int, default=0, help="seed of the PGD restarts")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _input_shape(info: Any, num_inputs: int) -> tuple[int, ...]:
+    dims = info.input_shape[1:] if len(info.input_shape) > 1 else info.input_shape
+    if dims and all(isinstance(d, int) and d > 0 for d in dims):
+        return tuple(dims)
+    return (num_inputs,)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import certify
+    from certify.onnx_io import onnx_model_info
+
+    try:
+        info = onnx_model_info(args.model)
+        model = certify.load_onnx(args.model)
+        shape = _input_shape(info, 0)
+        if not shape:
+            raise ValueError(f"{args.model}: cannot read the input shape of the ONNX model")
+        num_inputs = math.prod(shape)
+        with torch.no_grad():
+            num_outputs = int(model(torch.zeros((1, *shape))).numel())
+        prop = certify.load_vnnlib(args.property, num_inputs, num_outputs)
+        res = certify.verify_property(model, prop, input_shape=shape, method=args.method, timeout=args.timeout,
+                                      sound=args.sound, generator=torch.Generator().manual_seed(args.seed))
+    except FileNotFoundError as e:
+        print(f"certkit verify: error: {e}", file=sys.stderr)
+        return EXIT_CODES["usage"]
+    except certify.UnsupportedLayerError as e:
+        print(f"certkit verify: unsupported: {e}", file=sys.stderr)
+        return EXIT_CODES["unsupported"]
+    cex = None if res.counterexample is None else res.counterexample.flatten().tolist()
+    out = None if res.output is None else res.output.flatten().tolist()
+    if args.json:
+        print(json.dumps({"verdict": res.verdict, "method": res.method, "seconds": res.seconds,
+                          "reason": res.reason, "case": res.case, "counterexample": cex, "output": out}))
+    else:
+        print(res.verdict)
+        if cex is not None:
+            print("; counterexample (VNN-COMP format)")
+            print("(" + "\n".join([f"(X_{i} {v!r})" for i, v in enumerate(cex)]
+                                  + [f"(Y_{j} {v!r})" for j, v in enumerate(out or [])]) + ")")
+        elif res.reason:
+            print(f"; {res.reason}")
+    return EXIT_CODES[res.verdict]

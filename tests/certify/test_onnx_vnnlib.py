@@ -1,0 +1,261 @@
+"""ONNX loading (round trip through torch.onnx.export), VNN-LIB parsing, and verify_property verdicts."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import certify
+from certify.onnx_io import _import_onnx2torch
+from certify.vnnlib import VnnlibError
+
+onnx = pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime (tests of the 'onnx' extra) is not installed")
+try:
+    _import_onnx2torch()
+except ImportError:
+    pytest.skip("the optional 'onnx' extra (onnx2torch) is not installed", allow_module_level=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.short = nn.Conv2d(3, 4, 1)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.bn(self.c1(x)))
+        h = torch.relu(self.c2(h) + self.short(x))
+        return self.fc(torch.flatten(h, 1))
+
+
+def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    torch.manual_seed(0)
+    res = ResBlock()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        res.bn.running_mean.uniform_(-0.2, 0.2)
+        res.bn.running_var.uniform_(0.5, 1.5)
+    return {
+        "mlp": (nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
+                              nn.Linear(8, 3)), (3, 2, 2)),
+        "cnn": (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 2 * 2, 5)),
+                (3, 6, 6)),
+        "resnet_block": (res, (3, 6, 6)),
+    }
+
+
+def _export(model: nn.Module, shape: tuple[int, ...], path: Path, dynamic: bool) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.rand(1, *shape),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}} if dynamic else None)
+    return path
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet_block"])
+def test_onnx_round_trip_equal_outputs_and_bounds(name: str, dynamic: bool, tmp_path: Path) -> None:
+    model, shape = _models()[name]
+    model.eval()
+    path = _export(model, shape, tmp_path / f"{name}.onnx", dynamic)
+    loaded = certify.load_onnx(path)
+    assert not loaded.training
+    sess = ort.InferenceSession(str(path))
+    gen = torch.Generator().manual_seed(1)
+    x1 = torch.rand((1, *shape), generator=gen)
+    ref = torch.from_numpy(sess.run(None, {"x": x1.numpy()})[0])
+    torch.testing.assert_close(loaded(x1), ref, rtol=0, atol=1e-5)
+    x = torch.rand((4, *shape), generator=gen)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=1e-5)
+    for method in ("ibp", "crown", "crown-ibp"):
+        got = certify.bounds(loaded, x, 0.02, method=method)
+        want = certify.bounds(model, x, 0.02, method=method)
+        torch.testing.assert_close(got.lower, want.lower, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got.upper, want.upper, rtol=1e-5, atol=1e-5)
+
+
+def test_malformed_onnx_files_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf \x00\xff\x13")
+    with pytest.raises(ValueError, match=r"bad\.onnx"):
+        certify.load_onnx(bad)
+    with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
+        certify.load_onnx(tmp_path / "missing.onnx")
+    with pytest.raises(TypeError, match="path"):
+        certify.load_onnx(3)  # type: ignore[arg-type]
+
+
+def _onnx_with(op: str, tmp_path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node(op, ["x"], ["y"], name=f"my_{op.lower()}_node")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / f"{op}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unsupported_onnx_operators_name_the_node(tmp_path: Path) -> None:
+    # not convertible at all: the loader names the ONNX node and operator
+    with pytest.raises(certify.UnsupportedLayerError, match=r"my_hardmax_node.*Hardmax"):
+        certify.load_onnx(_onnx_with("Hardmax", tmp_path))
+    # convertible, but not boundable: the engine names the converted node
+    model = certify.load_onnx(_onnx_with("Sin", tmp_path))
+    with pytest.raises(certify.UnsupportedLayerError, match=r"(?i)sin"):
+        certify.bounds(model, torch.zeros(2, 4), 0.1)
+
+
+# -- VNN-LIB -----------------------------------------------------------------------------------
+
+MULTI_BOX = """; two input boxes, each with its own disjunction of output constraints
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(declare-const Y_2 Real)
+(assert (or
+  (and (>= X_0 -1.0) (<= X_0 -0.5) (>= X_1 0) (<= X_1 0.25))
+  (and (>= X_0 0.5) (<= X_0 1e0) (>= X_1 -0.25) (<= X_1 0.0))
+))
+(assert (or
+  (and (<= Y_0 Y_1))
+  (and (>= (+ Y_2 (* -2 Y_0)) 0.5) (<= Y_1 3))
+))
+"""
+
+
+def test_vnnlib_several_boxes_and_disjunctions(tmp_path: Path) -> None:
+    path = tmp_path / "multi.vnnlib"
+    path.write_text(MULTI_BOX)
+    prop = certify.load_vnnlib(path, 2, 3)
+    assert prop.num_inputs == 2 and prop.num_outputs == 3 and len(prop.cases) == 2
+    c0, c1 = prop.cases
+    torch.testing.assert_close(c0.lower, torch.tensor([-1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(c0.upper, torch.tensor([-0.5, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(c1.lower, torch.tensor([0.5, -0.25], dtype=torch.float64))
+    torch.testing.assert_close(c1.upper, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    for case in prop.cases:
+        assert len(case.unsafe) == 2
+        first, second = case.unsafe
+        # Y_0 - Y_1 <= 0
+        torch.testing.assert_close(first.A, torch.tensor([[1.0, -1.0, 0.0]], dtype=torch.float64))
+        torch.testing.assert_close(first.b, torch.tensor([0.0], dtype=torch.float64))
+        # 0.5 - Y_2 + 2 Y_0 <= 0  and  Y_1 <= 3
+        torch.testing.assert_close(second.A, torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64))
+        torch.testing.assert_close(second.b, torch.tensor([-0.5, 3.0], dtype=torch.float64))
+    y = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 2.6], [1.0, 0.0, 2.4]])
+    assert first.satisfied(y).tolist() == [True, False, False]
+    assert second.satisfied(y).tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(("text", "line", "match"), [
+    ("(declare-const X_0 Real)\n(assert (<= X_0 1)\n", 2, "never closed"),
+    ("(declare-const X_0 Real)\n(assert (<= X_0 1)))\n", 2, "unbalanced"),
+    ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= Z_0 1))\n", 3, "unknown symbol"),
+    ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n\n(assert (<= Y_1 1))\n", 4, "not declared"),
+    ("(declare-const X_0 Real)\n(declare-const X_5 Real)\n", 2, "does not exist"),
+    ("(declare-const X_0 Real)\n(assert (<= (* X_0 X_0) 1))\n", 2, "not linear"),
+    ("(declare-const X_0 Real)\n(assert (=> (<= X_0 1) (>= X_0 0)))\n", 2, "unsupported operator"),
+    ("(declare-const X_0 Real)\n(declare-fun f () Real)\n", 2, "unsupported command"),
+    ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= (+ X_0 Y_0) 1))\n", 3, "single input"),
+])
+def test_malformed_vnnlib_names_file_and_line(tmp_path: Path, text: str, line: int, match: str) -> None:
+    path = tmp_path / "bad.vnnlib"
+    path.write_text(text)
+    with pytest.raises(VnnlibError, match=rf"bad\.vnnlib:{line}: .*{match}"):
+        certify.load_vnnlib(path, 1, 1)
+
+
+def test_vnnlib_unbounded_input_and_bad_arguments(tmp_path: Path) -> None:
+    path = tmp_path / "free.vnnlib"
+    path.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0))\n(assert (<= Y_0 0))\n")
+    with pytest.raises(VnnlibError, match=r"free\.vnnlib: .*X_0.*no lower or upper bound"):
+        certify.load_vnnlib(path, 1, 1)
+    with pytest.raises(ValueError, match="num_inputs"):
+        certify.load_vnnlib(path, 0, 1)
+    with pytest.raises(FileNotFoundError):
+        certify.load_vnnlib(tmp_path / "nope.vnnlib", 1, 1)
+
+
+# -- verify_property -----------------------------------------------------------------------------
+
+def robustness_vnnlib(x0: Tensor, eps: float, label: int, k: int) -> str:
+    """VNN-COMP's local-robustness property: the unsafe set is 'some other class scores >= the label'."""
+    lines = [f"(declare-const X_{i} Real)" for i in range(x0.numel())]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(k)]
+    for i, v in enumerate(x0.flatten().tolist()):
+        lines += [f"(assert (>= X_{i} {v - eps!r}))", f"(assert (<= X_{i} {v + eps!r}))"]
+    ors = " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(k) if j != label)
+    lines.append(f"(assert (or {ors}))")
+    return "\n".join(lines) + "\n"
+
+
+def _small_net() -> nn.Module:
+    torch.manual_seed(5)
+    return nn.Sequential(nn.Linear(4, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)).eval()
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
+def test_verify_property_agrees_with_verify(method: str, tmp_path: Path) -> None:
+    model = _small_net()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 4, generator=gen)
+    y = model(x).argmax(1)
+    verdicts = []
+    for eps in (0.001, 0.03, 0.1, 1.0):
+        ok = certify.verify(model, x, y, eps, method=method)
+        for i in range(x.shape[0]):
+            path = tmp_path / f"p{i}.vnnlib"
+            path.write_text(robustness_vnnlib(x[i], eps, int(y[i]), 3))
+            prop = certify.load_vnnlib(path, 4, 3)
+            res = certify.verify_property(model, prop, method=method, generator=torch.Generator().manual_seed(0))
+            verdicts.append(res.verdict)
+            assert (res.verdict == "verified") == bool(ok[i])
+            if res.verdict == "falsified":
+                assert res.counterexample is not None and res.output is not None
+                cx = res.counterexample.reshape(-1)
+                assert bool(((cx >= x[i] - eps - 1e-7) & (cx <= x[i] + eps + 1e-7)).all())
+                out = model(res.counterexample.reshape(1, 4))[0]
+                others = torch.cat([out[: int(y[i])], out[int(y[i]) + 1:]])
+                assert bool((others >= out[int(y[i])]).any())  # some other class scores >= the label
+    assert {"verified", "falsified"} <= set(verdicts)
+
+
+def test_verify_property_checks_shapes_and_timeout(tmp_path: Path) -> None:
+    model = _small_net()
+    path = tmp_path / "p.vnnlib"
+    path.write_text(robustness_vnnlib(torch.full((4,), 0.5), 0.1, 0, 3))
+    prop = certify.load_vnnlib(path, 4, 3)
+    with pytest.raises(ValueError, match=r"p\.vnnlib.*4 inputs.*shape \(5,\)"):
+        certify.verify_property(model, prop, input_shape=(5,))
+    wide = nn.Sequential(model, nn.Linear(3, 4)).eval()
+    with pytest.raises(ValueError, match=r"p\.vnnlib.*3 outputs.*returns 4"):
+        certify.verify_property(wide, prop)
+    res = certify.verify_property(model, prop, timeout=1e-9)
+    assert res.verdict == "unknown" and "timeout" in res.reason
+    with pytest.raises(ValueError, match="timeout"):
+        certify.verify_property(model, prop, timeout=-1)
+
+
+def test_box_bounds_contain_sampled_outputs() -> None:
+    model = _small_net()
+    gen = torch.Generator().manual_seed(3)
+    lo = torch.rand(2, 4, generator=gen)
+    hi = lo + torch.rand(2, 4, generator=gen) * torch.tensor([0.01, 0.3, 0.05, 0.2])
+    for method in ("ibp", "crown", "crown-ibp"):
+        bl, bu = certify.box_bounds(model, lo, hi, method=method)
+        pts = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * torch.rand(2, 10_000, 4, generator=gen)
+        with torch.no_grad():
+            out = model(pts)
+        assert bool((out >= bl.unsqueeze(1) - 1e-6).all() and (out <= bu.unsqueeze(1) + 1e-6).all())
+    assert math.isfinite(float(bl.sum()))

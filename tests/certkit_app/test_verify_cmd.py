@@ -1,0 +1,108 @@
+"""``certkit verify MODEL.onnx PROPERTY.vnnlib``: verdicts agree with certify.verify, counterexamples
+violate the property (checked with onnxruntime), documented exit codes, errors naming file/line."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import certify
+from certkit_app.cli import main
+from certkit_app.verify_cmd import EXIT_CODES
+
+onnx = pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime (tests of the 'onnx' extra) is not installed")
+try:
+    from certify.onnx_io import _import_onnx2torch
+
+    _import_onnx2torch()
+except ImportError:
+    pytest.skip("the optional 'onnx' extra (onnx2torch) is not installed", allow_module_level=True)
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(7)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 16), nn.ReLU(),
+                         nn.Linear(16, 3)).eval()
+
+
+def _robustness(x0: torch.Tensor, eps: float, label: int, k: int) -> str:
+    lines = [f"(declare-const X_{i} Real)" for i in range(x0.numel())]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(k)]
+    for i, v in enumerate(x0.flatten().tolist()):
+        lines.append(f"(assert (<= X_{i} {v + eps!r}))\n(assert (>= X_{i} {v - eps!r}))")
+    lines.append("(assert (or " + " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(k) if j != label) + "))")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
+    model = _cnn()
+    path = tmp_path_factory.mktemp("m") / "cnn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 1, 6, 6),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"])  # fixed batch of 1, as in VNN-COMP
+    return model, path
+
+
+def test_cli_verdicts_agree_with_verify(onnx_model: tuple[nn.Module, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    model, path = onnx_model
+    sess = ort.InferenceSession(str(path))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 6, 6, generator=gen)
+    y = model(x).argmax(1)
+    seen = set()
+    for eps in (0.002, 0.3):
+        ok = certify.verify(model, x, y, eps, method="crown")
+        for i in range(3):
+            prop = tmp_path / f"p{i}.vnnlib"
+            prop.write_text(_robustness(x[i], eps, int(y[i]), 3))
+            code = main(["verify", str(path), str(prop), "--json", "--method", "crown"])
+            row = json.loads(capsys.readouterr().out)
+            assert code == EXIT_CODES[row["verdict"]]
+            seen.add(row["verdict"])
+            assert (row["verdict"] == "verified") == bool(ok[i])
+            if row["verdict"] == "falsified":
+                cx = torch.tensor(row["counterexample"], dtype=torch.float32)
+                assert bool((cx >= x[i].flatten() - eps - 1e-6).all() and (cx <= x[i].flatten() + eps + 1e-6).all())
+                out = sess.run(None, {"x": cx.reshape(1, 1, 6, 6).numpy()})[0][0]
+                label = int(y[i])
+                assert any(out[j] >= out[label] - 1e-6 for j in range(3) if j != label)
+    assert seen == {"verified", "falsified"}
+
+
+def test_cli_text_output_and_unknown(onnx_model: tuple[nn.Module, Path], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _, path = onnx_model
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(_robustness(torch.full((36,), 0.5), 0.05, 0, 3))
+    code = main(["verify", str(path), str(prop), "--timeout", "1e-9"])
+    out = capsys.readouterr().out
+    assert code == EXIT_CODES["unknown"] == 3 and out.startswith("unknown") and "timeout" in out
+
+
+def test_cli_errors_name_file_and_line(onnx_model: tuple[nn.Module, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    _, path = onnx_model
+    bad = tmp_path / "bad.vnnlib"
+    bad.write_text("(declare-const X_0 Real)\n(assert (<= X_0 1)\n")
+    assert main(["verify", str(path), str(bad)]) == 2
+    assert "bad.vnnlib:2" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.vnnlib"
+    wrong.write_text("(declare-const X_40 Real)\n")
+    assert main(["verify", str(path), str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert "wrong.vnnlib:1" in err and "X_40" in err
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01garbage")
+    assert main(["verify", str(junk), str(bad)]) == 2
+    assert "junk.onnx" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path / "none.onnx"), str(bad)]) == 2
+    assert "none.onnx" in capsys.readouterr().err
