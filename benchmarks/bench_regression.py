@@ -61,7 +61,7 @@ def main(n: int = 1_000_000) -> None:
             np.stack([mu_test - q, mu_test + q], 1)
 
         rows.append(("MAPIE AbsoluteConformityScore + quantile", best_of(mapie_run)))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"(MAPIE not timed: {type(e).__name__}: {e})")
     try:
         from torchcp.regression.score import ABS
@@ -74,7 +74,7 @@ def main(n: int = 1_000_000) -> None:
             abs_score.generate_intervals(tt[:, None], q.reshape(1))
 
         rows.append(("TorchCP ABS + torch.quantile", best_of(torchcp_run)))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"(TorchCP not timed: {type(e).__name__}: {e})")
     for name, sec in rows:
         print(f"{name:<40} {sec:>8.3f} {sec / t_floor:>8.2f}")
