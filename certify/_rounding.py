@@ -52,14 +52,18 @@ def _sum_factor(n: int) -> float:
     return up_float((1 - nu) / (1 - 2 * nu))
 
 
+def _inf(t: Tensor, sign: float) -> Tensor:
+    return torch.tensor(sign * math.inf, dtype=t.dtype, device=t.device)
+
+
 def up(t: Tensor) -> Tensor:
     """Next float towards +inf: an upper bound of the exact result of the one operation that gave ``t``."""
-    return torch.nextafter(t, torch.full_like(t, math.inf))
+    return torch.nextafter(t, _inf(t, 1.0))
 
 
 def down(t: Tensor) -> Tensor:
     """Next float towards -inf: a lower bound of the exact result of the one operation that gave ``t``."""
-    return torch.nextafter(t, torch.full_like(t, -math.inf))
+    return torch.nextafter(t, _inf(t, -1.0))
 
 
 def sum_upper(p: Tensor, n: int) -> Tensor:

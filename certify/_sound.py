@@ -458,7 +458,7 @@ class _Ctx:
         return h, c
 
 
-def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None) -> Tensor:
+def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Tensor | None = None) -> Tensor:
     """Rigorous lower bound (N, S) of ``a0 . node[start]`` (a0 (B, S, *shape), B in {1, N}) over the region.
 
     ``stop``: concretise at that node with its interval (IBP of a folded spec) instead of the input.
@@ -468,7 +468,8 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None) -> Tensor
     nb = ctx.region.x0.shape[0]
     s = a0.shape[1]
     dt, dev = a0.dtype, a0.device
-    beta = torch.zeros((nb, s), dtype=dt, device=dev)  # a lower bound of the accumulated bias terms
+    # a lower bound of the accumulated bias terms
+    beta = torch.zeros((nb, s), dtype=dt, device=dev) if beta0 is None else beta0.expand(nb, s)
 
     def sub(v: Tensor) -> None:
         nonlocal beta
@@ -511,11 +512,14 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None) -> Tensor
             in_shape = nodes[j].shape
             if op in ACTIVATIONS:
                 r = ctx.relax[i]
-                pos = a.clamp(min=0)
-                neg = a - pos  # exact
                 dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
-                new = pos * dl + neg * du  # one product per entry is non-zero: one rounding
-                add_bias(_fdot(pos, r.b_l) + _fdot(neg, r.b_u))
+                neg = a.clamp(max=0)
+                if op == "relu":  # b_l = 0: one product per entry, one rounding
+                    new = a * torch.where(a >= 0, dl, du)
+                    add_bias(_fdot(neg, r.b_u))
+                else:
+                    new = a * dl  # d_l = d_u
+                    add_bias(_fdot(a - neg, r.b_l) + _fdot(neg, r.b_u))
             else:
                 w, _, b, _ = _params(n)
                 if op == "affine":
@@ -574,10 +578,30 @@ def _concretize(region: Region, a: Tensor, nb: int) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 def _both(ctx: _Ctx, start: int, a: Tensor, need_lower: bool = True, need_upper: bool = True,
-          stop: int | None = None) -> tuple[Tensor | None, Tensor | None]:
-    lo = _lower(ctx, start, a, stop) if need_lower else None
-    hi = -_lower(ctx, start, -a, stop) if need_upper else None
+          stop: int | None = None, beta0: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    lo = _lower(ctx, start, a, stop, beta0) if need_lower else None
+    hi = -_lower(ctx, start, -a, stop, None if beta0 is None else -beta0) if need_upper else None
     return lo, hi
+
+
+def _rows(ctx: _Ctx, i: int, idx: Tensor) -> tuple[int, Tensor, Tensor | None] | None:
+    """Neurons ``idx`` (N, S) of affine node i as (its input j, coefficient rows at j, bias (N, S)), read
+    exactly from its weights (no product, no rounding); None where the node is not of that kind."""
+    n = ctx.g.nodes[i]
+    w, dw, b, db = _params(n)
+    if w is None or dw is not None or db is not None or n.op not in ("linear", "dense", "conv"):
+        return None
+    j = n.inputs[0]
+    in_shape = ctx.g.nodes[j].shape
+    if n.op == "linear" and len(n.shape) != 1:
+        return None
+    if n.op == "conv":
+        if n.numel * math.prod(in_shape) > DENSE_MAX:
+            return None
+        w = _dense_of(n, in_shape)
+    rows = w[idx].reshape(*idx.shape, *in_shape)
+    bias = None if b is None else _bias_full(n, b).reshape(-1)[idx]
+    return j, rows, bias
 
 
 def _flags(g: Graph) -> tuple[list[bool], list[int]]:
@@ -655,8 +679,13 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
         return lo, hi
     idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
     valid = torch.arange(s, device=dev).unsqueeze(0) < counts.unsqueeze(1)
-    a = F.one_hot(idx, d).to(dt).reshape(nb, s, *n.shape)
-    cl, ch = _both(ctx, i, a)
+    folded = _rows(ctx, i, idx)
+    if folded is not None:
+        j, a, b0 = folded
+        cl, ch = _both(ctx, j, a, beta0=b0)
+    else:
+        a = F.one_hot(idx, d).to(dt).reshape(nb, s, *n.shape)
+        cl, ch = _both(ctx, i, a)
     assert cl is not None and ch is not None
     ref_l, ref_h = l2.gather(1, idx), h2.gather(1, idx)
     cl = torch.where(valid, cl, ref_l)

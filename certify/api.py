@@ -310,7 +310,7 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
             float64 with an a-priori bound on the rounding error of every product and sum (Higham,
             2002, ch. 3), outward-rounded relaxations and concretisation, then rounded outward to
             x's dtype. Sigmoid/tanh also assume torch's float64 transcendental functions are accurate
-            to 2**-40. Not with auto_LiRPA methods. See ``docs/certify/sound.md``.
+            to 2**-40. Not with auto_LiRPA methods or alpha-CROWN. See ``docs/certify/sound.md``.
         spec: optional linear specification ``C`` of shape (S, K) or (N, S, K); then the bounds are
             of ``C @ f(x')`` (shape (N, S)), with ``C`` folded into the last linear layer.
         compare_crown_with_ibp: with CROWN/CROWN-IBP, intersect every CROWN bound (intermediate and

@@ -113,13 +113,24 @@ class CVPlus:
         folds[perm] = np.arange(n) % self.n_folds
         return folds
 
-    def calibrate(self, x: Any, y: Array) -> CVPlus:
-        """Fit the K out-of-fold models on (N, ...) inputs and (N,) targets; store their residuals. Returns self."""
+    def calibrate(self, x: Any, y: Array, *, folds: Any = None) -> CVPlus:
+        """Fit the K out-of-fold models on (N, ...) inputs and (N,) targets; store their residuals. Returns self.
+
+        ``folds``: optional (N,) fold index in 0..K-1 of each point (e.g. contiguous blocks, as
+        scikit-learn's ``KFold``); drawn with ``generator`` when omitted.
+        """
         yv = check_vector(y, "y")
         n = int(yv.shape[0])
         if len(x) != n:
             raise ValueError(f"Expected argument `x` to have {n} rows (as `y`), but got {len(x)}")
-        folds = self._folds(n)
+        if folds is None:
+            folds = self._folds(n)
+        else:
+            folds = np.asarray(folds.detach().cpu().numpy() if isinstance(folds, torch.Tensor) else folds)
+            if folds.shape != (n,) or set(np.unique(folds).tolist()) != set(range(self.n_folds)):
+                raise ValueError(f"Expected argument `folds` to have shape ({n},) and use every fold index "
+                                 f"0..{self.n_folds - 1}, but got shape {folds.shape}")
+            folds = folds.astype(np.int64)
         models = []
         residuals = torch.empty_like(yv) if isinstance(yv, torch.Tensor) else np.empty(n, dtype=yv.dtype)
         for f in range(self.n_folds):

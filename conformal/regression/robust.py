@@ -94,7 +94,7 @@ def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: L
     with torch.no_grad():
         pred = _squeeze_output(model(x), "model")
     b = certify_bounds(model, x, threat.eps, norm=threat.norm, method=method, domain=threat.domain)
-    return OutputBounds(pred, _squeeze_output(b.lower, "model"), _squeeze_output(b.upper, "model"))
+    return OutputBounds(pred, _squeeze_output(b.lower, "model").detach(), _squeeze_output(b.upper, "model").detach())
 
 
 def smoothed_output_bounds(model: nn.Module, x: torch.Tensor, *, sigma: float, eps: float,

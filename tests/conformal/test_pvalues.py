@@ -66,3 +66,17 @@ def test_bad_input() -> None:
         conformal_pvalues(np.array([]), np.ones(3))
     with pytest.raises(ValueError, match="`alpha`"):
         pvalue_mask(np.ones(3), 1.5, 10)
+
+
+# crepes 0.9.1 (pip install --target /tmp/peers crepes==0.9.1): ConformalClassifier().fit(CAL);
+# predict_p(TEST, smoothing=False) and predict_set(TEST, confidence=0.8, smoothing=False). Fixed numbers.
+CAL = np.array([0.09, 0.24, 0.8, 0.58, 0.09, 0.43, 0.48, 0.16, 0.73, 0.11, 0.39, 0.52, 0.43, 0.59, 0.74])
+TEST = np.array([[0.96, 0.09, 0.65, 0.7], [0.29, 0.0, 0.97, 0.3]])
+CREPES_P = [[0.0625, 1.0, 0.25, 0.25], [0.6875, 1.0, 0.0625, 0.6875]]
+CREPES_SET_08 = [[0, 1, 1, 1], [1, 1, 0, 1]]
+
+
+def test_pvalues_and_sets_equal_crepes() -> None:
+    p = conformal_pvalues(CAL, TEST)
+    np.testing.assert_allclose(p, CREPES_P, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(pvalue_mask(p, 0.2, len(CAL)), np.array(CREPES_SET_08, dtype=bool))
