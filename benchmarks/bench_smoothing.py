@@ -9,6 +9,12 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--imag
    machine drift cancels; the medians of the per-rep ratios are reported.
 2. Certified accuracy at r in {0.25, 0.5} (σ = 0.25, α = 0.001) of Cohen's fixed n = 10^5 against
    the sequential procedure aimed at r (budget 10^5), with the average number of samples per image.
+3. ``--fixed-n``: sequential against the smallest fixed n that reaches the same certified accuracy on
+   the same images. Every test image gets 100 selection draws and ``--recorded`` estimation draws,
+   recorded once; Cohen at any n <= recorded is the prefix of that stream (subsampling), and the
+   sequential procedure is replayed on the same stream, so both see identical draws. Both with the
+   selection step (Cohen's CERTIFY) and with the label given (the robust-at-radius question certified
+   accuracy asks: no selection draws on either side).
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import time
 
 import numpy as np
 import torch
+from scipy.stats import binom, norm
 
 from certkit_app.datasets import load_digits_split
 from certkit_app.digits import digits_base_model
 from smoothing import Smooth, certified_accuracy, certify_dataset
+from smoothing.sequential import confidence_sequence, one_sided_log_wealth, round_schedule
 
 SIGMA, ALPHA, N0, N, BATCH = 0.25, 0.001, 100, 100_000, 1000
 
@@ -110,12 +118,93 @@ def bench_samples(images: int) -> None:
               f"{cohen_samples / seq_samples:.1f}x | {cohen_s:.0f} | {seq_s:.0f} |")
 
 
+@torch.inference_mode()
+def record_draws(model: torch.nn.Module, xs: torch.Tensor, num: int, generator: torch.Generator) -> np.ndarray:
+    """Labels f(x + δ) of ``num`` fresh draws per input: (B, num) int8."""
+    out = np.empty((xs.shape[0], num), dtype=np.int8)
+    buf = torch.empty((num, *xs.shape[1:]))
+    for i, x in enumerate(xs):
+        out[i] = model(buf.normal_(0.0, SIGMA, generator=generator).add_(x)).argmax(1).numpy()
+    return out
+
+
+def replay_sequential(
+    hits: np.ndarray, target: float, first_round: int, growth: float, test: str, futility: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``certify_sequential``'s stopping rule on recorded cumulative hits (B, T): (certified, samples)."""
+    n_max = hits.shape[1]
+    certified, samples = np.zeros(len(hits), dtype=bool), np.full(len(hits), n_max)
+    active = np.arange(len(hits))
+    for t in round_schedule(first_round, growth, n_max):
+        lower, _ = confidence_sequence(hits[active, t - 1], t, ALPHA)
+        upper = confidence_sequence(hits[active, t - 1], t, futility)[1]
+        if test == "one-sided":
+            lower = np.where(one_sided_log_wealth(hits[active, t - 1], t, target) >= np.log(1 / ALPHA), target, 0.0)
+        done = (lower >= target) | (upper < target) | (t >= n_max)
+        certified[active[done]] = lower[done] >= target
+        samples[active[done]] = t
+        active = active[~done]
+        if len(active) == 0:
+            break
+    return certified, samples
+
+
+def bench_fixed_n(recorded: int) -> None:
+    model = digits_base_model(SIGMA)
+    test = load_digits_split("test")
+    xs, ys = test.images, test.labels.numpy()
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    selection = record_draws(model, xs, N0, gen)
+    stream = record_draws(model, xs, recorded, gen)
+    record_s = time.perf_counter() - start
+    c_hat = np.array([np.bincount(row, minlength=10).argmax() for row in selection])
+    hits_true = np.cumsum(stream == ys[:, None], axis=1)
+    hits_sel = np.cumsum(stream == c_hat[:, None], axis=1)
+    n_grid = np.arange(1, recorded + 1)
+    print(f"\n## sequential vs the smallest fixed n at equal certified accuracy ({len(ys)} test images, "
+          f"sigma={SIGMA}, alpha={ALPHA}; {N0} + {recorded:,} recorded draws per image, {record_s:.0f} s)")
+    print("| radius | question | test, schedule | sequential cert. acc. | sequential samples/image | smallest fixed n "
+          "(samples/image) reaching it | fixed-n / sequential | 100,100 / sequential |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in (0.25, 0.5):
+        target = float(norm.cdf(r / SIGMA))
+        k_min = binom.isf(ALPHA, n_grid, target) + 1  # CP lower bound >= target iff hits >= k_min(n)
+        for question, hits, extra, ok in (
+            ("label given", hits_true, 0, np.ones(len(ys), dtype=bool)),
+            ("Cohen (selection)", hits_sel, N0, c_hat == ys),
+        ):
+            fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
+            for schedule, (first, growth, test, futility) in (
+                ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA)),
+                ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA)),
+                ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA)),
+                ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5)),
+            ):
+                cert, samples = replay_sequential(hits, target, first, growth, test, futility)
+                acc = float((cert & ok).mean())
+                seq_samples = float(samples.mean()) + extra
+                reach = np.flatnonzero(fixed_acc >= acc)
+                if len(reach):
+                    fixed = int(n_grid[reach[0]]) + extra
+                    fixed_txt, ratio = f"{fixed:,}", f"**{fixed / seq_samples:.1f}x**"
+                else:
+                    fixed_txt, ratio = f"> {recorded + extra:,} (max acc {fixed_acc.max():.3f})", "n/a"
+                print(f"| {r} | {question} | {schedule} | {acc:.3f} | {seq_samples:,.0f} | {fixed_txt} | {ratio} | "
+                      f"{(N0 + N) / seq_samples:.0f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--skip-samples", action="store_true")
+    parser.add_argument("--fixed-n", action="store_true", help="only the sequential vs smallest fixed n comparison")
+    parser.add_argument("--recorded", type=int, default=10_000)
     args = parser.parse_args()
+    if args.fixed_n:
+        bench_fixed_n(args.recorded)
+        return
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
     bench_speed(args.reps)

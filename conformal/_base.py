@@ -34,6 +34,8 @@ from conformal.sets import PredictionSets
 
 __all__ = ["Calibrator", "ScoreCalibrator", "resolve_certifier", "resolve_threat"]
 
+_CUT_DTYPES = (torch.float16, torch.float32, torch.float64, np.float16, np.float32, np.float64)
+
 
 class Calibrator(Params):
     """Base of every calibrator: ``get_params``, a scikit-learn style ``repr``, the calibrated-state check.
@@ -170,7 +172,8 @@ class ScoreCalibrator(Calibrator):
         threshold = self.threshold_
         if isinstance(probs, torch.Tensor) and isinstance(threshold, np.ndarray):
             threshold = torch.from_numpy(threshold)
-        if self._score_fn is thr and not self.score_kwargs:  # one pass: 1 - p <= t  <=>  p >= p*(t), exactly
+        if self._score_fn is thr and not self.score_kwargs and probs.dtype in _CUT_DTYPES:
+            # one pass: 1 - p <= t  <=>  p >= p*(t), exactly (conformal.scores.thr_probability_cut)
             return PredictionSets(at_least(probs, thr_probability_cut(threshold, probs.dtype)), threshold)
         return PredictionSets(prediction_mask(self._checked_scores(probs), threshold), threshold)
 

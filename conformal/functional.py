@@ -66,7 +66,7 @@ def kth_smallest(scores: Array, k: int) -> float:
         0.2
     """
     if isinstance(scores, torch.Tensor):
-        if scores.device.type == "cpu":
+        if scores.device.type == "cpu" and scores.dtype != torch.bfloat16:  # numpy has no bfloat16
             return float(np.partition(scores.detach().numpy(), k - 1)[k - 1])
         return float(torch.kthvalue(scores.detach(), k).values)
     return float(np.partition(np.asarray(scores), k - 1)[k - 1])
@@ -190,7 +190,7 @@ def _compare(values: Array, cut: float | Array, down: bool) -> Array:
     dt = _float_dtype(values)
     c: Any = cut if dt is None else _directed_cast(cut, dt, down)
     if isinstance(values, torch.Tensor):
-        if values.device.type == "cpu":  # numpy's comparison is several times faster than torch's on CPU
+        if values.device.type == "cpu" and dt is not None:  # numpy's comparison is faster than torch's on CPU
             c_np = c.detach().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
             return torch.from_numpy(op(values.detach().numpy(), c_np))
         t = c if isinstance(c, torch.Tensor) else torch.from_numpy(np.atleast_1d(c)).reshape(np.shape(c))

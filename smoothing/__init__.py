@@ -18,6 +18,7 @@ from smoothing.cohen import (
     clopper_pearson_lower,
     min_predict_samples,
     prediction_from_counts,
+    randomized_clopper_pearson_lower,
     smoothed_radius,
 )
 from smoothing.dataset import (
@@ -65,6 +66,7 @@ __all__ = [
     "mixture_log_wealth",
     "plot_certified_accuracy",
     "prediction_from_counts",
+    "randomized_clopper_pearson_lower",
     "smoothed_radius",
     "smoothed_scores",
     "train_noise_augmented",

@@ -17,8 +17,10 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.optimize import brentq
+from scipy.stats import beta, binom, binomtest, norm
 from torch import nn
 
 from certkit._validation import (
@@ -39,6 +41,7 @@ __all__ = [
     "clopper_pearson_lower",
     "min_predict_samples",
     "prediction_from_counts",
+    "randomized_clopper_pearson_lower",
     "smoothed_radius",
 ]
 
@@ -116,6 +119,33 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
     return float(beta.ppf(alpha, successes, trials - successes + 1))
 
 
+def randomized_clopper_pearson_lower(successes: int, trials: int, alpha: float, u: float) -> float:
+    """Randomised one-sided Clopper-Pearson lower bound: the p solving P_p[X > k] + u P_p[X = k] = alpha.
+
+    With u ~ U(0, 1) drawn independently of X ~ Bin(n, p), P[bound > p] = alpha exactly (the randomised
+    p-value is uniform), against <= alpha, often much less, for the ordinary bound, which is the u = 1
+    case; u = 0 gives the bound for k + 1 successes. Voráček, NeurIPS 2024 (arXiv 2406.17830), Sec. on
+    randomised Clopper-Pearson. Valid only for a number of trials fixed in advance: it is NOT a
+    confidence sequence and must not be re-checked as draws arrive (``certify_sequential`` uses the
+    mixture bound instead). With k = n and u < alpha the bound is 1 (probability <= alpha).
+    """
+    if not 0 <= successes <= trials:
+        raise ValueError(f"Expected 0 <= successes <= trials, but got successes={successes}, trials={trials}")
+    if isinstance(u, bool) or not isinstance(u, int | float) or not 0.0 <= u <= 1.0:
+        raise ValueError(f"Expected argument `u` to be a number in [0, 1], but got {u!r}")
+    k, n = successes, trials
+
+    def excess(p: float) -> float:  # increasing in p
+        return float(binom.sf(k, n, p) + u * binom.pmf(k, n, p)) - alpha
+
+    if excess(0.0) >= 0:
+        return 0.0
+    if excess(1.0) <= 0:
+        return 1.0
+    low = clopper_pearson_lower(k, n, alpha)  # u = 1: excess(low) = 0 up to rounding, so the root is >= low
+    return float(brentq(excess, low * (1 - 1e-12), 1.0, xtol=1e-15, rtol=4 * np.finfo(float).eps))
+
+
 def smoothed_radius(p_lower: float, sigma: float) -> float:
     """Certified L2 radius σ Φ⁻¹(p̲_A) (Cohen et al. Theorem 1); meaningful for p̲_A >= 1/2.
 
@@ -172,14 +202,20 @@ def as_noise(sigma: float | Noise, name: str = "sigma") -> Noise:
 
 
 def certificate_from_counts(
-    selection: Sequence[int], counts: Sequence[int], alpha: float, sigma: float | Noise, samples: int | None = None
+    selection: Sequence[int],
+    counts: Sequence[int],
+    alpha: float,
+    sigma: float | Noise,
+    samples: int | None = None,
+    u: float | None = None,
 ) -> Certificate:
     """Cohen's CERTIFY from its two independent draws: ĉ_A = argmax(selection), n_A = counts[ĉ_A].
 
     With probability at least 1 - alpha over the estimation draws, the returned class (if any) is g(x)
     and g is constant on the returned radius. Ties in ``selection`` go to the lowest class index.
     ``sigma`` is the Gaussian σ (L2 radius σ Φ⁻¹(p̲_A)) or any ``smoothing.noise.Noise``, whose
-    ``radius`` and ``norm`` the certificate then carries.
+    ``radius`` and ``norm`` the certificate then carries. ``u`` in [0, 1] (drawn U(0, 1) independently
+    of the counts) uses the randomised Clopper-Pearson bound (exact level alpha, slightly larger radii).
 
     Examples:
         >>> cert = certificate_from_counts([0, 95, 5], [0, 990, 10], alpha=0.001, sigma=0.25)
@@ -190,7 +226,10 @@ def certificate_from_counts(
     selection, counts = [int(c) for c in selection], [int(c) for c in counts]
     c_a = max(range(len(selection)), key=lambda c: (selection[c], -c))
     n = sum(counts)
-    p_lower = clopper_pearson_lower(counts[c_a], n, alpha)
+    if u is None:
+        p_lower = clopper_pearson_lower(counts[c_a], n, alpha)
+    else:
+        p_lower = randomized_clopper_pearson_lower(counts[c_a], n, alpha, u)
     abstained = p_lower < 0.5
     return Certificate(
         label=None if abstained else c_a,
@@ -277,6 +316,8 @@ class Smooth:
         alpha: float,
         batch_size: int,
         generator: torch.Generator | None = None,
+        *,
+        randomized: bool = False,
     ) -> Certificate:
         """Cohen's CERTIFY: n0 draws select ĉ_A, n fresh draws bound p_A from below (Clopper-Pearson).
 
@@ -290,8 +331,11 @@ class Smooth:
             n0: selection draws (Cohen: 100). n: estimation draws (Cohen: 100,000).
             alpha: failure probability in (0, 1). batch_size: rows per forward pass.
             generator: ``torch.Generator`` on the model's device; ``None`` seeds a fresh one from the OS.
+            randomized: use the randomised Clopper-Pearson bound (see ``certify_batch``).
         """
-        return self.certify_batch(self._check_input(x, "x").unsqueeze(0), n0, n, alpha, batch_size, generator)[0]
+        return self.certify_batch(
+            self._check_input(x, "x").unsqueeze(0), n0, n, alpha, batch_size, generator, randomized=randomized
+        )[0]
 
     def certify_batch(
         self,
@@ -301,20 +345,33 @@ class Smooth:
         alpha: float,
         batch_size: int,
         generator: torch.Generator | None = None,
+        *,
+        randomized: bool = False,
     ) -> list[Certificate]:
         """``certify`` for each of the B inputs ``xs`` (B, *input_shape), packed into shared forward passes.
 
         Every input gets its own independent draws, so each certificate carries the guarantee of
         ``certify`` (failure probability alpha per input). Shapes: returns B certificates.
+
+        ``randomized=True`` bounds p_A with the randomised Clopper-Pearson bound
+        (``randomized_clopper_pearson_lower``, one U(0, 1) per input from ``generator`` after the
+        draws): failure probability exactly alpha instead of at most alpha, slightly larger radii.
+        Valid here because n is fixed in advance.
         """
         xs = self._check_inputs(xs)
         n0, n = check_positive_int(n0, "n0"), check_positive_int(n, "n")
         alpha = check_probability(alpha, "alpha")
         batch_size = check_positive_int(batch_size, "batch_size")
+        if not isinstance(randomized, bool):
+            raise TypeError(f"Expected argument `randomized` to be a bool, but got {randomized!r}")
+        generator = _generator_for(self.device(), generator)
         b = xs.shape[0]
         # Selection and estimation draws are independent rows of the same passes (no separate tiny launch).
         counts = sample_counts(self, xs, [n0] * b + [n] * b, list(range(b)) * 2, batch_size, generator).tolist()
-        return [certificate_from_counts(counts[i], counts[b + i], alpha, self.noise) for i in range(b)]
+        us: list[float | None] = [None] * b
+        if randomized:
+            us = torch.rand(b, generator=generator, device=generator.device, dtype=torch.float64).tolist()
+        return [certificate_from_counts(counts[i], counts[b + i], alpha, self.noise, u=us[i]) for i in range(b)]
 
     def predict(
         self,

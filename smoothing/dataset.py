@@ -46,7 +46,7 @@ __all__ = [
 Procedure = Literal["cohen", "sequential"]
 _OPTIONS = {
     "cohen": {"n0", "n", "alpha", "batch_size"},
-    "sequential": {"radius", "alpha", "n0", "n_max", "batch_size", "first_round", "growth"},
+    "sequential": {"radius", "alpha", "n0", "n_max", "batch_size", "first_round", "growth", "label_given", "test", "futility"},
 }
 
 
@@ -86,7 +86,8 @@ def _task_seed(seed: int, task: int) -> int:
 
 
 def _certify_task(
-    smooth: Smooth, procedure: Procedure, xs: torch.Tensor, seed: int, options: dict[str, Any]
+    smooth: Smooth, procedure: Procedure, xs: torch.Tensor, seed: int, options: dict[str, Any],
+    ys: torch.Tensor | None = None,
 ) -> tuple[list[Certificate], float]:
     start = time.perf_counter()
     generator = torch.Generator(device=smooth.device()).manual_seed(seed)
@@ -96,7 +97,9 @@ def _certify_task(
             options.get("batch_size", 1000), generator,
         )
     else:
-        certs = certify_sequential_batch(smooth, xs, generator=generator, **options)
+        options = dict(options)
+        labels = ys if options.pop("label_given", False) else None
+        certs = certify_sequential_batch(smooth, xs, generator=generator, labels=labels, **options)
     return certs, time.perf_counter() - start
 
 
@@ -118,7 +121,9 @@ def certify_dataset(
         smooth: the smoothed classifier.
         procedure: ``"cohen"`` (``Smooth.certify_batch``; options ``n0``, ``n``, ``alpha``,
             ``batch_size`` with Cohen's defaults 100, 100,000, 0.001, 1000) or ``"sequential"``
-            (``certify_sequential_batch``; its keyword options, e.g. ``radius``, ``n_max``).
+            (``certify_sequential_batch``; its keyword options, e.g. ``radius``, ``n_max``, and
+            ``label_given=True``: certify the true label at ``radius`` without selection draws, the
+            question certified accuracy asks).
         seed: seeds the per-task generators; the same seed gives the same records with or without
             an executor, for any executor.
         inputs_per_task: inputs packed into the forward passes of one task.
@@ -152,7 +157,10 @@ def certify_dataset(
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError(f"Expected argument `executor` to have a `submit` method, but got {type(executor).__name__}")
     starts = range(0, inputs.shape[0], inputs_per_task)
-    tasks = [(smooth, procedure, inputs[i : i + inputs_per_task], _task_seed(seed, j), options) for j, i in enumerate(starts)]
+    tasks = [
+        (smooth, procedure, inputs[i : i + inputs_per_task], _task_seed(seed, j), options, labels[i : i + inputs_per_task])
+        for j, i in enumerate(starts)
+    ]
 
     records: list[CertifiedRecord] = []
     with tqdm(total=inputs.shape[0], desc=f"certify ({procedure})", disable=not progress, leave=False) as bar:

@@ -24,10 +24,13 @@ guarantee.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from scipy.special import betaln, xlog1py, xlogy
+from scipy.stats import beta as beta_dist
 
 from certkit._validation import check_nonnegative, check_positive_int, check_probability
 from smoothing.cohen import Certificate, Smooth, _generator_for, sample_counts
@@ -37,11 +40,13 @@ __all__ = [
     "certify_sequential_batch",
     "confidence_sequence",
     "mixture_log_wealth",
+    "one_sided_log_wealth",
     "round_schedule",
     "stopping_rule",
 ]
 
 KT_PRIOR = (0.5, 0.5)
+Test = Literal["confidence-sequence", "one-sided"]
 
 
 def mixture_log_wealth(
@@ -56,6 +61,24 @@ def mixture_log_wealth(
     s, t = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     return np.asarray(betaln(a + s, b + t - s) - betaln(a, b) - xlogy(s, p) - xlog1py(t - s, -p))
+
+
+def one_sided_log_wealth(successes: np.ndarray | int, trials: np.ndarray | int, p0: float) -> np.ndarray:
+    """log W_t of the one-sided test of H0: p <= p0 against p > p0, elementwise.
+
+    W_t = 1/(1 - p0) ∫_{p0}^1 (q/p0)^S_t ((1 - q)/(1 - p0))^(t - S_t) dq, the likelihood ratio mixed over
+    a uniform prior on the alternatives. For every q >= p0 the factor (q/p0)^X ((1-q)/(1-p0))^(1-X) has
+    mean p q/p0 + (1 - p)(1 - q)/(1 - p0) <= 1 when p <= p0, so W_t is a nonnegative supermartingale
+    under H0 and P[∃t: W_t >= 1/α] <= α (Ville). It spends no prior mass below p0, so it decides
+    "p_A >= Φ(r/σ)" sooner than the two-sided confidence sequence (Voráček 2024 tests p_A against the
+    target in the same spirit, with a KT prior).
+    """
+    s, t = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
+    f = t - s
+    # ∫_{p0}^1 q^S (1-q)^F dq = B(S+1, F+1) P[Beta(S+1, F+1) > p0]
+    return np.asarray(
+        -np.log1p(-p0) - xlogy(s, p0) - xlog1py(f, -p0) + betaln(s + 1, f + 1) + beta_dist.logsf(p0, s + 1, f + 1)
+    )
 
 
 def _lower_end(s: np.ndarray, t: np.ndarray, threshold: float, prior: tuple[float, float]) -> np.ndarray:
@@ -119,6 +142,18 @@ def stopping_rule(
     return np.asarray(done)
 
 
+def _check_labels(labels: Sequence[int] | torch.Tensor, b: int, num_classes: int) -> torch.Tensor:
+    try:
+        top = torch.as_tensor(labels).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        top = None
+    if top is None or top.shape != (b,) or top.is_floating_point() or top.dtype == torch.bool:
+        raise ValueError(f"Expected argument `labels` to be {b} integer class labels, but got {labels!r:.80}")
+    if b and (int(top.min()) < 0 or int(top.max()) >= num_classes):
+        raise ValueError(f"Expected argument `labels` to lie in [0, {num_classes}), but got {labels!r:.80}")
+    return top.long()
+
+
 def certify_sequential(
     smooth: Smooth,
     x: torch.Tensor,
@@ -130,13 +165,18 @@ def certify_sequential(
     batch_size: int = 1000,
     first_round: int = 64,
     growth: float = 1.25,
+    label: int | None = None,
+    test: Test = "confidence-sequence",
+    futility: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Certificate:
-    """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``."""
+    """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``
+    (``label`` given: is g(x) = ``label`` on the ball of ``radius``? No selection draws are spent)."""
     xs = smooth._check_input(x, "x").unsqueeze(0)
     return certify_sequential_batch(
         smooth, xs, radius=radius, alpha=alpha, n0=n0, n_max=n_max, batch_size=batch_size,
-        first_round=first_round, growth=growth, generator=generator,
+        first_round=first_round, growth=growth, labels=None if label is None else [label], test=test,
+        futility=futility, generator=generator,
     )[0]
 
 
@@ -151,6 +191,9 @@ def certify_sequential_batch(
     batch_size: int = 1000,
     first_round: int = 64,
     growth: float = 1.25,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    test: Test = "confidence-sequence",
+    futility: float | None = None,
     generator: torch.Generator | None = None,
 ) -> list[Certificate]:
     """Sequential CERTIFY for each of the B inputs ``xs`` (B, *input_shape), sharing forward passes.
@@ -169,6 +212,21 @@ def certify_sequential_batch(
     not constant] <= alpha, for any stopping rule, because L_t <= p_A holds for all t at once with
     probability >= 1 - alpha (Ville) and the selection draws are independent of the estimation draws.
     ``samples`` counts the n0 selection draws plus the estimation draws used.
+
+    ``labels`` (B,) given: the robust-at-radius question "is g(x_i) = labels[i] on the ball of
+    ``radius``?" needs no selection, so the n0 draws are skipped (``samples`` = estimation draws) and
+    the confidence sequence bounds p_y = P[f(x + δ) = labels[i]]. The certificate names labels[i]
+    when L_t >= 1/2 and abstains otherwise; the guarantee is the same (the label is fixed before any
+    draw, which is all the selection step is for). This is what certified accuracy at a radius asks.
+
+    ``test="one-sided"`` (needs ``radius``) answers only that question, with the one-sided test
+    ``one_sided_log_wealth`` of p_A <= Φ(radius/σ): it certifies when log W_t >= log(1/α) and then
+    reports exactly ``radius`` with p̲_A = Φ(radius/σ); otherwise it abstains (p̲_A = 0, no claim).
+    Same guarantee (Ville), fewer draws than the confidence sequence for inputs that clear the target.
+
+    ``futility`` (default ``alpha``): also stop once the (1 - futility) confidence sequence's upper end
+    is below the target. Any futility level keeps the guarantee (it only decides when to give up);
+    a larger one gives up sooner on inputs that would be certified late, if ever.
     """
     xs = smooth._check_inputs(xs)
     alpha = check_probability(alpha, "alpha")
@@ -176,13 +234,23 @@ def certify_sequential_batch(
     batch_size = check_positive_int(batch_size, "batch_size")
     checkpoints = round_schedule(first_round, growth, n_max)
     target = None if radius is None else smooth.noise.p_for_radius(check_nonnegative(radius, "radius"))
+    if test not in ("confidence-sequence", "one-sided"):
+        raise ValueError(f"Expected argument `test` to be 'confidence-sequence' or 'one-sided', but got {test!r}")
+    if test == "one-sided" and (target is None or not target > 0.5):
+        raise ValueError(f"Expected argument `radius` to be > 0 with test='one-sided', but got {radius!r}")
+    futility = alpha if futility is None else check_probability(futility, "futility")
     generator = _generator_for(smooth.device(), generator)
 
     b = xs.shape[0]
-    # Round 1 shares its passes with the n0 selection draws (independent rows of the same batches).
-    first = sample_counts(smooth, xs, [n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size, generator)
-    top = first[:b].argmax(1)  # ties go to the lowest index
-    counts = first[b:].clone()
+    if labels is None:
+        # Round 1 shares its passes with the n0 selection draws (independent rows of the same batches).
+        first = sample_counts(smooth, xs, [n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size, generator)
+        top = first[:b].argmax(1)  # ties go to the lowest index
+        counts = first[b:].clone()
+    else:
+        top = _check_labels(labels, b, smooth.num_classes)
+        n0 = 0  # the label is given: no selection draws
+        counts = sample_counts(smooth, xs, [checkpoints[0]] * b, list(range(b)), batch_size, generator).clone()
     results: list[Certificate | None] = [None] * b
     active = np.arange(b)
     for r, t in enumerate(checkpoints):
@@ -192,12 +260,20 @@ def certify_sequential_batch(
             counts[torch.from_numpy(active)] += new
         successes = counts[torch.from_numpy(active), top[torch.from_numpy(active)]].numpy()
         lower, upper = confidence_sequence(successes, t, alpha)
+        if futility != alpha:
+            upper = confidence_sequence(successes, t, futility)[1]
+        if test == "one-sided":
+            assert target is not None
+            passed = one_sided_log_wealth(successes, t, target) >= math.log(1.0 / alpha)
+            lower = np.where(passed, target, 0.0)  # the only claim of the one-sided test
         done = stopping_rule(lower, upper, t, n_max, target)
         for i, p_lower in zip(active[done], lower[done]):
             abstained = bool(p_lower < 0.5)
             results[i] = Certificate(
                 label=None if abstained else int(top[i]),
-                radius=0.0 if abstained else smooth.noise.radius(float(p_lower)),
+                radius=0.0 if abstained else (
+                    float(radius) if test == "one-sided" and radius is not None else smooth.noise.radius(float(p_lower))
+                ),
                 p_lower=float(p_lower),
                 counts=tuple(int(c) for c in counts[i].tolist()),
                 abstained=abstained,

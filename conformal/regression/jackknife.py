@@ -133,7 +133,7 @@ class CVPlus:
             folds = folds.astype(np.int64)
         models = []
         residuals = torch.empty_like(yv) if isinstance(yv, torch.Tensor) else np.empty(n, dtype=yv.dtype)
-        for f in range(self.n_folds):
+        for f in range(int(folds.max()) + 1):
             held = np.flatnonzero(folds == f)
             kept = np.flatnonzero(folds != f)
             predict = self.fit(_take(x, kept), _take(yv, kept))
@@ -186,5 +186,4 @@ class JackknifePlus(CVPlus):
     def _folds(self, n: int) -> np.ndarray:
         if n < 2:
             raise ValueError(f"Expected at least 2 training points for the jackknife+, but got {n}")
-        self.n_folds = n
         return np.arange(n, dtype=np.int64)

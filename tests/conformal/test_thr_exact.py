@@ -132,3 +132,12 @@ def test_split_thr_sets_equal_direct_on_random_data(dtype: torch.dtype) -> None:
         fast = cp.predict(test).mask
         direct = prediction_mask(cp.scores(test), cp.threshold_)
         assert torch.equal(fast, direct)
+
+
+def test_bfloat16_falls_back_to_direct_evaluation() -> None:
+    cal, test = torch.softmax(torch.randn(200, 5, generator=torch.Generator().manual_seed(0)), -1), None
+    y = torch.zeros(200, dtype=torch.long)
+    test = torch.softmax(torch.randn(50, 5, generator=torch.Generator().manual_seed(1)), -1).to(torch.bfloat16)
+    cp = SplitConformal(score="thr", alpha=0.1, validate=False).calibrate(cal.to(torch.bfloat16), y)
+    mask = cp.predict(test).mask
+    assert torch.equal(mask, prediction_mask(1 - test, cp.threshold_))

@@ -18,7 +18,7 @@ from smoothing import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.sequential import round_schedule, stopping_rule
+from smoothing.sequential import one_sided_log_wealth, round_schedule, stopping_rule
 
 SIGMA = 0.25
 
@@ -196,3 +196,141 @@ def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
     )
     assert certified_accuracy(seq, [0.25])[0] >= certified_accuracy(cohen, [0.25])[0] - 0.04
     assert np.mean([r.samples for r in seq]) <= np.mean([r.samples for r in cohen]) / 5
+
+
+# -- a given label (no selection draws), finer schedules, randomised Clopper-Pearson -------------------
+
+
+def _stream_failures(
+    p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int, one_sided: bool = False
+) -> float:
+    """10^4 two-class streams, p(class 0) = p_top >= 1/2, checked on a fine schedule (growth 1.1).
+
+    Without a label, n0 selection draws choose the class whose stream is then tested; with a label,
+    class 0 is given. A certificate fails when its L_τ exceeds the true probability of its class
+    (the wrong class, or class 0 at a radius above the exact one when p_top = target)."""
+    rng = np.random.default_rng(seed)
+    streams = 10_000
+    if given:
+        chosen_p = np.full(streams, p_top)
+    else:
+        chosen_p = np.where(rng.binomial(n0, p_top, streams) * 2 >= n0, p_top, 1 - p_top)
+    s = np.zeros(streams)
+    lower_at_stop = np.full(streams, np.nan)
+    active = np.arange(streams)
+    previous = 0
+    for t in round_schedule(16, 1.1, n_max):
+        s[active] += rng.binomial(t - previous, chosen_p[active])
+        previous = t
+        lower, upper = confidence_sequence(s[active], t, alpha)
+        if one_sided:  # certifies "p >= target" only; the certificate's p_lower is then the target
+            lower = np.where(one_sided_log_wealth(s[active], t, target) >= math.log(1 / alpha), target, 0.0)
+        done = stopping_rule(lower, upper, t, n_max, target)
+        lower_at_stop[active[done]] = lower[done]
+        active = active[~done]
+    assert len(active) == 0
+    return float((lower_at_stop > chosen_p).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [True, False], ids=["label-given", "selected"])
+def test_failure_rate_at_most_alpha_at_the_stopping_time_with_and_without_a_label(given: bool) -> None:
+    alpha, tolerance = 0.05, 3 * math.sqrt(0.05 * 0.95 / 10_000)
+    target = float(norm.cdf(0.25 / SIGMA))
+    # p_A = target: certifying radius 0.25 is exactly wrong. With few selection draws and p_A near 1/2
+    # the selection sometimes picks the minority class, which must then not be certified.
+    assert _stream_failures(target, target, alpha, 2_000, 10, given, seed=11) <= alpha + tolerance
+    assert _stream_failures(0.55, None, alpha, 2_000, 3, given, seed=12) <= alpha + tolerance  # type: ignore[arg-type]
+
+
+def test_given_label_skips_selection_and_certifies_end_to_end_soundly() -> None:
+    alpha, exact, trials = 0.05, 0.25, 1000
+    x = torch.zeros(4)
+    x[0] = exact  # p_0 = Φ(1) = target: any certificate at radius > 0.25 is wrong
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    certs = certify_sequential_batch(
+        smooth, x.repeat(trials, 1), radius=exact, alpha=alpha, n_max=1_000, batch_size=100_000, growth=1.05,
+        first_round=16, labels=torch.zeros(trials, dtype=torch.long), generator=torch.Generator().manual_seed(5),
+    )
+    assert sum(c.label is not None and c.radius > exact for c in certs) <= int(binom.isf(1e-4, trials, alpha))
+    assert all(c.samples == sum(c.counts) for c in certs)  # no selection draws
+    # Far from the boundary: certified with no selection cost; the wrong label is never certified.
+    x[0] = 1.0
+    right = certify_sequential(smooth, x, radius=0.25, label=0, generator=torch.Generator().manual_seed(6))
+    wrong = certify_sequential(smooth, x, radius=0.25, label=1, generator=torch.Generator().manual_seed(6))
+    assert right.label == 0 and right.radius >= 0.25 and right.samples < 100
+    assert wrong.abstained and wrong.label is None and wrong.samples < 100
+    with pytest.raises(ValueError, match="`labels`"):
+        certify_sequential_batch(smooth, x[None], radius=0.25, labels=[2])
+    with pytest.raises(ValueError, match="`labels`"):
+        certify_sequential_batch(smooth, x[None], radius=0.25, labels=[0, 1])
+
+
+def test_randomized_clopper_pearson_has_exact_level_at_fixed_n_only() -> None:
+    from smoothing import randomized_clopper_pearson_lower
+
+    alpha, n, p, draws = 0.05, 40, 0.8, 100_000
+    rng = np.random.default_rng(7)
+    k, u = rng.binomial(n, p, draws), rng.random(draws)
+    # The bound exceeds p iff the randomised p-value P_p[X > k] + u P_p[X = k] is below alpha (it is
+    # increasing in p); checked on a few draws, then used vectorised.
+    exceeds = lambda k, n, u: binom.sf(k, n, p) + u * binom.pmf(k, n, p) < alpha  # noqa: E731
+    for a, b in zip(k[:200], u[:200]):
+        assert (randomized_clopper_pearson_lower(int(a), n, alpha, float(b)) > p) == exceeds(a, n, b)
+        assert randomized_clopper_pearson_lower(int(a), n, alpha, float(b)) >= beta.ppf(alpha, max(a, 1), n - a + 1) - 1e-12
+    ordinary = beta.ppf(alpha, np.maximum(k, 1), n - k + 1)
+    sd = math.sqrt(alpha * (1 - alpha) / draws)
+    assert abs(exceeds(k, n, u).mean() - alpha) <= 4 * sd  # exact level alpha
+    assert (ordinary > p).mean() < alpha - 4 * sd  # the ordinary bound is conservative here
+    # Re-checked as draws arrive (after every 10 draws up to 200) it is no longer valid.
+    streams = 10_000
+    hits = np.cumsum(rng.random((streams, 200)) < p, axis=1)
+    uu = rng.random(streams)
+    exceeded = np.zeros(streams, dtype=bool)
+    for t in range(10, 201, 10):
+        exceeded |= exceeds(hits[:, t - 1], t, uu)
+    assert exceeded.mean() > alpha + 4 * math.sqrt(alpha * (1 - alpha) / streams)
+
+
+def test_randomized_certify_is_sound_and_reproducible() -> None:
+    alpha, trials = 0.05, 2000
+    exact = SIGMA * float(norm.ppf(0.9))
+    x = torch.zeros(4)
+    x[0] = exact
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    certs = smooth.certify_batch(x.repeat(trials, 1), 10, 200, alpha, 100_000, torch.Generator().manual_seed(8),
+                                 randomized=True)
+    assert sum(c.label is not None and (c.label != 0 or c.radius > exact) for c in certs) <= int(
+        binom.isf(1e-4, trials, alpha))
+    a = smooth.certify(x, 10, 200, alpha, 1000, torch.Generator().manual_seed(9), randomized=True)
+    b = smooth.certify(x, 10, 200, alpha, 1000, torch.Generator().manual_seed(9), randomized=True)
+    plain = smooth.certify(x, 10, 200, alpha, 1000, torch.Generator().manual_seed(9))
+    assert a == b and a.counts == plain.counts and a.radius >= plain.radius
+
+
+def test_one_sided_wealth_matches_the_integral_and_its_procedure_certifies_the_radius_sooner() -> None:
+    from scipy.integrate import quad
+
+    p0 = 0.9
+    for k, t in [(10, 10), (95, 100), (80, 100), (0, 5)]:
+        integral = quad(lambda q, k=k, t=t: (q / p0) ** k * ((1 - q) / (1 - p0)) ** (t - k), p0, 1, epsrel=1e-12)[0]
+        assert float(one_sided_log_wealth(k, t, p0)) == pytest.approx(math.log(integral / (1 - p0)), rel=1e-9)
+    # Under H0 (p <= p0) the wealth is a supermartingale: its expectation after t draws is <= 1.
+    for p in (0.5, 0.9):
+        k = np.arange(51)
+        assert float((binom.pmf(k, 50, p) * np.exp(one_sided_log_wealth(k, 50, 0.9))).sum()) <= 1 + 1e-9
+    x = torch.zeros(4)
+    x[0] = 2.0  # p_0 ≈ 1
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    kwargs = {"radius": 0.5, "label": 0, "first_round": 16, "growth": 1.05}
+    cs = certify_sequential(smooth, x, generator=torch.Generator().manual_seed(0), **kwargs)  # type: ignore[arg-type]
+    one = certify_sequential(smooth, x, test="one-sided", generator=torch.Generator().manual_seed(0), **kwargs)  # type: ignore[arg-type]
+    assert one.label == cs.label == 0 and one.radius == 0.5 and cs.radius >= 0.5
+    assert one.samples < cs.samples
+    assert one.p_lower == pytest.approx(norm.cdf(2.0))
+    with pytest.raises(ValueError, match="`radius`"):
+        certify_sequential(smooth, x, test="one-sided")
+    with pytest.raises(ValueError, match="`test`"):
+        certify_sequential(smooth, x, radius=0.5, test="two-sided")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`futility`"):
+        certify_sequential(smooth, x, radius=0.5, futility=0.0)
