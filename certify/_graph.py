@@ -20,6 +20,7 @@ Node kinds (``Node.op``):
 ``cat``       concatenation of its inputs along per-sample dimension ``attrs["dim"]`` (``torch.cat``,
               ``torch.stack`` as unsqueeze + cat).
 ``relu``, ``sigmoid``, ``tanh``  elementwise activations.
+``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ AUTO_LIRPA_HINT = (
 )
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+#: every non-linear op: its input's bounds are needed (element-wise activations, max pooling)
+NONLINEAR = (*ACTIVATIONS, "maxpool")
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat")
 
 
@@ -157,7 +160,7 @@ class Graph:
 
     def preactivations(self) -> list[int]:
         """Indices of nodes that feed an activation (their bounds are needed), in topological order."""
-        return sorted({n.inputs[0] for n in self.nodes if n.op in ACTIVATIONS})
+        return sorted({n.inputs[0] for n in self.nodes if n.op in NONLINEAR})
 
     def affine_in_input(self) -> list[bool]:
         """For each node, whether it is an affine function of the input (no activation before it)."""
@@ -165,7 +168,7 @@ class Graph:
         for n in self.nodes:
             if n.op == "input":
                 flags.append(True)
-            elif n.op in ACTIVATIONS:
+            elif n.op in NONLINEAR:
                 flags.append(False)
             else:
                 flags.append(all(flags[j] for j in n.inputs))
@@ -203,6 +206,10 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         return torch.sigmoid(x)
     if op == "tanh":
         return torch.tanh(x)
+    if op == "maxpool":
+        from certify._layers import maxpool_forward
+
+        return maxpool_forward(x, n.attrs)
     raise AssertionError(op)
 
 
@@ -214,6 +221,7 @@ _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 _LEAVES: tuple[type, ...] = (
     nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh,
     nn.Flatten, nn.Unflatten, nn.Identity, nn.AvgPool2d, Normalize, *_DROPOUT,
+    nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
 )
 _FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
 _FX_LOCK = threading.RLock()
@@ -224,7 +232,8 @@ def _unsupported(what: str, where: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(
         f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
         f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, certify.Normalize, residual add, cat/stack, Identity, Dropout in eval mode); {AUTO_LIRPA_HINT}"
+        f"AvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, certify.Normalize, residual add, cat/stack, Identity, "
+        f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
     )
 
 
@@ -425,6 +434,8 @@ class _Builder:
             return self.add(Node("reshape", (inp,), tuple(out.shape[1:]), name))
         if isinstance(m, nn.AvgPool2d):
             return self.avgpool(m, inp, name)
+        if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AdaptiveMaxPool1d | nn.AdaptiveMaxPool2d):
+            return self.maxpool(m, inp, name)
         if type(m).__module__.startswith("torch.nn"):
             raise _unsupported(type(m).__name__, where)
         return self.fx(m, inp, where)
@@ -537,6 +548,40 @@ class _Builder:
                 raise _unsupported(f"'{name}' of tensors of per-sample shapes {s1} and {s0} along dim {d + 1}", loc)
         return self.add(Node("cat", tuple(ins), (), loc, attrs={"dim": d}))
 
+    def maxpool(self, m: nn.Module, inp: int, name: str, ref: Any = None) -> int:
+        """A ``maxpool`` node (1-D pooling as 2-D with a window of height 1); ``ref`` computes the
+        layer on the sample (default: the module) to check the conversion."""
+        shape = self.shape(inp)
+        dims = 1 if isinstance(m, nn.MaxPool1d | nn.AdaptiveMaxPool1d) else 2
+        if len(shape) != dims + 1:
+            raise _unsupported(f"{type(m).__name__} on input of per-sample shape {shape}", name)
+        if getattr(m, "return_indices", False):
+            raise _unsupported(f"{type(m).__name__} with return_indices=True", name)
+        size = (1, shape[1]) if dims == 1 else (shape[1], shape[2])
+        if isinstance(m, nn.AdaptiveMaxPool1d | nn.AdaptiveMaxPool2d):
+            out: Any = m.output_size
+            out_t: Any = (out,) if dims == 1 and not isinstance(out, tuple) else nn.modules.utils._pair(out)
+            out_hw: tuple[int, int] = (1, int(out_t[0])) if dims == 1 else (
+                int(size[0] if out_t[0] is None else out_t[0]), int(size[1] if out_t[1] is None else out_t[1]))
+            if any(size[d] % out_hw[d] for d in range(2)):
+                raise _unsupported(f"{type(m).__name__} with windows of unequal sizes (input {shape}, "
+                                   f"output size {m.output_size})", name)
+            k = tuple(size[d] // out_hw[d] for d in range(2))
+            attrs = {"dims": dims, "kernel": k, "stride": k, "padding": (0, 0), "dilation": (1, 1)}
+        else:
+            def two(v: Any, one: int) -> tuple[int, int]:
+                return (one, int(v if not isinstance(v, tuple) else v[0])) if dims == 1 else nn.modules.utils._pair(v)
+
+            stride = m.stride if m.stride is not None else m.kernel_size  # type: ignore[attr-defined]
+            attrs = {"dims": dims, "kernel": two(m.kernel_size, 1), "stride": two(stride, 1),  # type: ignore[attr-defined]
+                     "padding": two(m.padding, 0), "dilation": two(m.dilation, 1)}  # type: ignore[attr-defined]
+        idx = self.add(Node("maxpool", (inp,), (), name, attrs=attrs))
+        with torch.no_grad():
+            want = (ref or m)(self.sample(inp))
+        if tuple(want.shape[1:]) != self.shape(idx) or not torch.equal(want, self.sample(idx)):
+            raise _unsupported(f"{type(m).__name__} with ceil_mode=True producing partial windows", name)
+        return idx
+
     # -- torch.fx ------------------------------------------------------------------------------
     def fx(self, root: nn.Module, inp: int, where: str) -> int:
         g = _traced(root, where)
@@ -647,6 +692,18 @@ class _Builder:
             if tuple(out.shape[1:]) == self.shape(i):
                 return ("ir", i)
             return ("ir", self.add(Node("reshape", (i,), tuple(out.shape[1:]), loc)))
+        if name in ("max_pool2d", "_max_pool2d", "max_pool1d", "_max_pool1d"):
+            i = single()
+            a = [val(v) for v in args[1:]]
+            kw = val(dict(kwargs))
+            names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+            opts = dict(zip(names, a)) | kw
+            pool_cls = nn.MaxPool1d if "1d" in name or len(self.shape(i)) == 2 else nn.MaxPool2d
+            try:
+                pool = pool_cls(**opts)
+            except TypeError as e:
+                raise _unsupported(f"'{name}' with arguments {opts}", loc) from e
+            return ("ir", self.maxpool(pool, i, loc))
         if name == "dropout":
             if val(kwargs.get("training", args[2] if len(args) > 2 else True)):
                 raise _unsupported("dropout with training=True", loc)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from scipy.stats import binom
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from certkit._validation import (
     Array,
@@ -153,13 +153,10 @@ def youden_threshold(risk: np.ndarray, miss: np.ndarray) -> float:
     """
     if miss.all() or not miss.any():
         return math.inf
-    cands = np.append(np.unique(risk), np.inf)
-    pos, neg = risk[miss], risk[~miss]
-    tpr = (pos[None, :] >= cands[:, None]).mean(1)
-    fpr = (neg[None, :] >= cands[:, None]).mean(1)
-    j = tpr - fpr
-    best = np.flatnonzero(j == j.max())[-1]
-    return float(cands[best])
+    # Every distinct risk value and +inf are candidates, in decreasing order: argmax takes the first
+    # maximiser, i.e. the largest t.
+    fpr, tpr, thresholds = roc_curve(miss.astype(int), risk, drop_intermediate=False)
+    return float(thresholds[int(np.argmax(tpr - fpr))])
 
 
 def ltt_threshold(risk: np.ndarray, miss: np.ndarray, grid: np.ndarray, target: float, delta: float) -> float:

@@ -334,6 +334,21 @@ def test_random_networks_contain_exact_outputs(name: str, dtype: torch.dtype) ->
     check_contains(model, x, 0.05, norm=2, n_random=1)
 
 
+@pytest.mark.parametrize("name", ["cnn", "pool-res"])
+def test_conv_through_fold_contains_exact_outputs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large convolutions are pushed back with matmul + fold instead of a dense matrix: force that path."""
+    import certify._sound as sound_module
+
+    monkeypatch.setattr(sound_module, "DENSE_MAX", 0)
+    make, shape = _nets()[name]
+    gen = torch.Generator().manual_seed(7)
+    for dtype in (torch.float32, torch.float64):
+        model = _randomize(make(), gen).to(dtype)
+        x = torch.rand((2, *shape), generator=gen, dtype=torch.float64).to(dtype)
+        check_contains(model, x, 0.02, n_random=1, domain=(0.0, 1.0), methods=("crown",), compare=(False, True))
+        check_contains(model, x, 0.05, norm=2, n_random=1, methods=("crown",))
+
+
 # ----------------------------------------------------------------------------------------------
 # verify never certifies a property whose exact margin is <= 0
 # ----------------------------------------------------------------------------------------------

@@ -72,6 +72,19 @@ def test_youden_maximises_j_and_abstention_helps(data: dict) -> None:
     assert rep.coverage_accepted > rep.coverage + 0.02  # abstaining removes misses
 
 
+def test_youden_threshold_is_the_largest_maximiser_of_j_with_ties() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        risk = rng.integers(0, 5, n).astype(float)  # many ties
+        miss = rng.random(n) < 0.4
+        if miss.all() or not miss.any():
+            continue
+        cands = np.append(np.unique(risk), np.inf)
+        j = np.array([(risk[miss] >= c).mean() - (risk[~miss] >= c).mean() for c in cands])
+        assert youden_threshold(risk, miss) == cands[np.flatnonzero(j == j.max())[-1]]
+
+
 def test_youden_degenerate_fit_split_never_abstains() -> None:
     assert youden_threshold(np.array([0.1, 0.2]), np.array([False, False])) == math.inf
 
