@@ -20,6 +20,8 @@ Node kinds (``Node.op``):
 ``cat``       concatenation of its inputs along per-sample dimension ``attrs["dim"]`` (``torch.cat``,
               ``torch.stack`` as unsqueeze + cat).
 ``relu``, ``sigmoid``, ``tanh``  elementwise activations.
+``permute``   per-sample permutation of dimensions ``attrs["perm"]`` (``permute``, ``transpose``).
+``slice``     basic slicing ``x[:, *attrs["index"]]`` (slices with positive steps).
 ``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
 """
 
@@ -59,7 +61,7 @@ AUTO_LIRPA_HINT = (
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 #: every non-linear op: its input's bounds are needed (element-wise activations, max pooling)
 NONLINEAR = (*ACTIVATIONS, "maxpool")
-AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat")
+AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
 
 
 class UnsupportedLayerError(NotImplementedError):
@@ -200,6 +202,10 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         return ca * x + cb * xs[1]
     if op == "cat":
         return torch.cat(xs, dim=n.attrs["dim"] + 1)
+    if op == "permute":
+        return x.permute(0, *[p + 1 for p in n.attrs["perm"]])
+    if op == "slice":
+        return x[(slice(None), *n.attrs["index"])]
     if op == "relu":
         return torch.relu(x)
     if op == "sigmoid":
@@ -221,7 +227,8 @@ _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 _LEAVES: tuple[type, ...] = (
     nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh,
     nn.Flatten, nn.Unflatten, nn.Identity, nn.AvgPool2d, Normalize, *_DROPOUT,
-    nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d,
+    nn.ZeroPad2d, nn.ConstantPad2d,
 )
 _FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
 _FX_LOCK = threading.RLock()
@@ -232,7 +239,8 @@ def _unsupported(what: str, where: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(
         f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
         f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, certify.Normalize, residual add, cat/stack, Identity, "
+        f"AvgPool2d, AdaptiveAvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, ZeroPad2d/ConstantPad2d/F.pad, "
+        f"certify.Normalize, residual add, cat/stack, slicing, permute/transpose, Identity, "
         f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
     )
 
@@ -436,6 +444,10 @@ class _Builder:
             return self.avgpool(m, inp, name)
         if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AdaptiveMaxPool1d | nn.AdaptiveMaxPool2d):
             return self.maxpool(m, inp, name)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return self.adaptive_avgpool(m, inp, name)
+        if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
+            return self.pad2d(tuple(m.padding), float(m.value), inp, name)
         if type(m).__module__.startswith("torch.nn"):
             raise _unsupported(type(m).__name__, where)
         return self.fx(m, inp, where)
@@ -547,6 +559,43 @@ class _Builder:
             if s0[:d] != s1[:d] or s0[d + 1:] != s1[d + 1:]:
                 raise _unsupported(f"'{name}' of tensors of per-sample shapes {s1} and {s0} along dim {d + 1}", loc)
         return self.add(Node("cat", tuple(ins), (), loc, attrs={"dim": d}))
+
+    def adaptive_avgpool(self, m: nn.AdaptiveAvgPool2d, inp: int, name: str) -> int:
+        """Adaptive average pooling with equal windows (global average pooling included): a depthwise
+        convolution with weights 1/k (exact)."""
+        shape = self.shape(inp)
+        if len(shape) != 3:
+            raise _unsupported(f"AdaptiveAvgPool2d on input of per-sample shape {shape}", name)
+        out: Any = nn.modules.utils._pair(m.output_size)
+        hw = (int(shape[1] if out[0] is None else out[0]), int(shape[2] if out[1] is None else out[1]))
+        if shape[1] % hw[0] or shape[2] % hw[1]:
+            raise _unsupported(f"AdaptiveAvgPool2d with windows of unequal sizes (input {shape}, output size "
+                               f"{m.output_size})", name)
+        k = (shape[1] // hw[0], shape[2] // hw[1])
+        w = torch.full((shape[0], 1, *k), 1.0 / (k[0] * k[1]), dtype=self.dtype, device=self.nodes_device)
+        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0]}
+        return self.add(Node("conv", (inp,), (), name, w, None, attrs))
+
+    def pad2d(self, pad: tuple[int, ...], value: float, inp: int, name: str) -> int:
+        """Constant padding (left, right, top, bottom) of the last two dimensions: a depthwise identity
+        convolution with that padding (zeros), plus a constant border when ``value`` is not 0 (exact).
+        Only symmetric padding (left == right, top == bottom) and non-negative amounts."""
+        shape = self.shape(inp)
+        if len(pad) == 2:
+            pad = (*pad, 0, 0)
+        if len(shape) != 3 or len(pad) != 4 or pad[0] != pad[1] or pad[2] != pad[3] or min(pad) < 0:
+            raise _unsupported(f"padding {pad} of a tensor of per-sample shape {shape} (supported: symmetric, "
+                               "non-negative padding of the last two dimensions of (C, H, W))", name)
+        c = shape[0]
+        w = torch.ones((c, 1, 1, 1), dtype=self.dtype, device=self.nodes_device)
+        attrs = {"stride": (1, 1), "padding": (pad[2], pad[0]), "dilation": (1, 1), "groups": c}
+        idx = self.add(Node("conv", (inp,), (), name, w, None, attrs))
+        if value != 0.0:
+            border = torch.full((c, shape[1] + 2 * pad[2], shape[2] + 2 * pad[0]), value, dtype=self.dtype,
+                                device=self.nodes_device)
+            border[:, pad[2]: pad[2] + shape[1], pad[0]: pad[0] + shape[2]] = 0.0
+            idx = self.add(Node("affine", (idx,), (), name, None, border))
+        return idx
 
     def maxpool(self, m: nn.Module, inp: int, name: str, ref: Any = None) -> int:
         """A ``maxpool`` node (1-D pooling as 2-D with a window of height 1); ``ref`` computes the
@@ -704,6 +753,60 @@ class _Builder:
             except TypeError as e:
                 raise _unsupported(f"'{name}' with arguments {opts}", loc) from e
             return ("ir", self.maxpool(pool, i, loc))
+        if name == "pad":
+            i = single()
+            pad = val(args[1] if len(args) > 1 else kwargs["pad"])
+            mode = val(args[2] if len(args) > 2 else kwargs.get("mode", "constant"))
+            value = val(args[3] if len(args) > 3 else kwargs.get("value", None))
+            if mode != "constant":
+                raise _unsupported(f"F.pad with mode={mode!r}", loc)
+            return ("ir", self.pad2d(tuple(int(p) for p in pad), float(value or 0.0), i, loc))
+        if name in ("permute", "transpose", "swapaxes", "swapdims"):
+            i = single()
+            nd = len(self.shape(i)) + 1
+            rest = [val(v) for v in args[1:]]
+            if name == "permute":
+                dims = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], list | tuple) else list(rest)
+                dims = list(val(kwargs["dims"])) if not dims and "dims" in kwargs else dims
+            else:
+                a0, a1 = (rest + [val(kwargs.get(k)) for k in ("dim0", "dim1")])[:2]
+                dims = list(range(nd))
+                dims[int(a0) % nd], dims[int(a1) % nd] = dims[int(a1) % nd], dims[int(a0) % nd]
+            dims = [int(d) % nd for d in dims]
+            if sorted(dims) != list(range(nd)) or dims[0] != 0:
+                raise _unsupported(f"'{name}' moving the batch dimension ({dims})", loc)
+            perm = tuple(d - 1 for d in dims[1:])
+            if perm == tuple(range(nd - 1)):
+                return ("ir", i)
+            return ("ir", self.add(Node("permute", (i,), (), loc, attrs={"perm": perm})))
+        if name == "getitem":
+            i = single()
+            idx = val(args[1])
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            shape = self.shape(i)
+            if not idx or idx[0] != slice(None) or len(idx) - 1 > len(shape) or not all(
+                    isinstance(k, slice | int) and not isinstance(k, bool) for k in idx[1:]):
+                raise _unsupported(f"indexing with {idx!r} (supported: x[:, slices or integers], batch kept whole)",
+                                   loc)
+            index: list[slice] = []
+            drop: list[int] = []
+            for d, k in enumerate(idx[1:]):
+                if isinstance(k, int):
+                    if not -shape[d] <= k < shape[d]:
+                        raise _unsupported(f"index {k} out of range for dimension {d + 1} of size {shape[d]}", loc)
+                    k = k % shape[d]
+                    index.append(slice(k, k + 1, 1))
+                    drop.append(d)
+                else:
+                    start, stop, step = k.indices(shape[d])
+                    if step <= 0:
+                        raise _unsupported(f"slice with step {step}", loc)
+                    index.append(slice(start, stop, step))
+            j = self.add(Node("slice", (i,), (), loc, attrs={"index": tuple(index)}))
+            if drop:
+                kept = tuple(n for d, n in enumerate(self.shape(j)) if d not in drop)
+                j = self.add(Node("reshape", (j,), kept, loc))
+            return ("ir", j)
         if name == "dropout":
             if val(kwargs.get("training", args[2] if len(args) > 2 else True)):
                 raise _unsupported("dropout with training=True", loc)

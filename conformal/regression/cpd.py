@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_probability
 from conformal.functional import _exact
 from conformal.regression.intervals import (
@@ -31,7 +32,7 @@ from conformal.regression.intervals import (
 __all__ = ["ConformalPredictiveSystem"]
 
 
-class ConformalPredictiveSystem:
+class ConformalPredictiveSystem(Params):
     """Split conformal predictive distributions around a fixed regressor's predictions.
 
     Guarantee (Vovk et al. 2019, Theorem 1): for exchangeable calibration and test points, the
@@ -42,8 +43,8 @@ class ConformalPredictiveSystem:
         alpha: miscoverage of the central interval given by :meth:`predict` (alpha/2 each side).
 
     Example:
-        >>> cps = ConformalPredictiveSystem(alpha=0.1).calibrate(mu_cal, y_cal)
-        >>> median = cps.quantile(mu_test, 0.5); q = cps.cdf(mu_test, y_test, tau=0.5)
+        >>> cps = ConformalPredictiveSystem(alpha=0.1).calibrate(mu_cal, y_cal)  # doctest: +SKIP
+        >>> median = cps.quantile(mu_test, 0.5); q = cps.cdf(mu_test, y_test, tau=0.5)  # doctest: +SKIP
     """
 
     residuals_: Array

@@ -73,6 +73,32 @@ class FunctionalPool(nn.Module):
         return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 3, stride=2, padding=1).flatten(1))
 
 
+class FunctionalPad(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.relu(self.conv(F.pad(x, (1, 1, 1, 1), value=0.25))).flatten(1))
+
+
+class SliceTranspose(nn.Module):
+    """Slicing with steps and integers, transpose and permute of graph values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2 + 3 * 4 + 4 * 3, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.conv(x))  # (N, 3, 4, 4)
+        a = h[:, :, 1:3, ::2].transpose(2, 3)  # (N, 3, 2, 2)
+        b = h[:, :, 0]  # (N, 3, 4)
+        c = h.permute(0, 2, 3, 1)[:, -1, :, :]  # (N, 4, 3)
+        return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.reshape(c.shape[0], -1)], dim=1))
+
+
 def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(0)
     return {
@@ -89,11 +115,28 @@ def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
                                              nn.Flatten(), nn.Linear(3 * 2 * 3, 4)), (2, 6, 6)),
         "global_maxpool": (nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
                                          nn.Linear(5, 3)), (2, 6, 6)),
+        "adaptive_avgpool2d": (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((3, 2)),
+                                             nn.ReLU(), nn.Flatten(), nn.Linear(3 * 3 * 2, 4)), (2, 6, 6)),
+        "global_avgpool": (nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                         nn.Linear(5, 3)), (2, 6, 6)),
+        "zeropad2d": (nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(),
+                                    nn.Linear(3 * 6 * 6, 4)), (2, 6, 6)),
+        "constantpad2d": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.ConstantPad2d((2, 2, 1, 1), -0.5),
+                                        nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)), (2, 6, 6)),
+        "f_pad": (FunctionalPad(), (2, 6, 6)),
+        "slice_transpose_permute": (SliceTranspose(), (2, 6, 6)),
     }
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("norm", [math.inf, 2.0])
+# float64 / L-inf in the fast suite; the other three combinations are slow tests (CI runs them too)
+_SLOW = pytest.mark.slow
+DTYPE_NORM = [pytest.param(torch.float64, math.inf, id="float64-linf"),
+              pytest.param(torch.float32, math.inf, id="float32-linf", marks=_SLOW),
+              pytest.param(torch.float64, 2.0, id="float64-l2", marks=_SLOW),
+              pytest.param(torch.float32, 2.0, id="float32-l2", marks=_SLOW)]
+
+
+@pytest.mark.parametrize(("dtype", "norm"), DTYPE_NORM)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", list(_layer_models()))
 def test_layer_bounds_are_sound(name: str, method: str, norm: float, dtype: torch.dtype) -> None:
@@ -133,13 +176,24 @@ def test_unsupported_pooling_configurations_are_refused() -> None:
         certify.bounds(nn.Sequential(nn.AdaptiveMaxPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
     with pytest.raises(certify.UnsupportedLayerError, match="'0'"):
         certify.bounds(nn.Sequential(nn.GELU(), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
+        certify.bounds(nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    class BatchSlice(nn.Module):
+        def forward(self, z: Tensor) -> Tensor:
+            return z[1:]
+
+    with pytest.raises(certify.UnsupportedLayerError, match="indexing"):
+        certify.bounds(BatchSlice().eval(), torch.rand(3, 4), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="symmetric"):
+        certify.bounds(nn.Sequential(nn.ZeroPad2d((1, 0, 0, 0)), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
 
 
 @pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
-@pytest.mark.parametrize("name", ["maxpool2d", "adaptive_maxpool2d", "global_maxpool"])  # auto_LiRPA: no overlapping windows
+@pytest.mark.parametrize("name", ["maxpool2d", "adaptive_maxpool2d", "global_maxpool", "global_avgpool"])  # auto_LiRPA: no overlapping windows
 @pytest.mark.parametrize("method,theirs", [("ibp", "IBP"), ("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")])
-def test_maxpool_agrees_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
-    """In float32: auto_LiRPA's max pooling fails in float64 (it scatters float32 zeros into float64)."""
+def test_layers_agree_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
+    """In float32: auto_LiRPA's max pooling fails in float64 (it scatters float32 zeros into float64), so
+    the tolerance is float32's."""
     model, shape = _layer_models()[name]
     model.eval()
     x = torch.rand((4, *shape), generator=torch.Generator().manual_seed(3))
