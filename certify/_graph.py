@@ -20,6 +20,7 @@ Node kinds (``Node.op``):
 ``cat``       concatenation of its inputs along per-sample dimension ``attrs["dim"]`` (``torch.cat``,
               ``torch.stack`` as unsqueeze + cat).
 ``relu``, ``sigmoid``, ``tanh``  elementwise activations.
+``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ AUTO_LIRPA_HINT = (
 )
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+#: every non-linear op: its input's bounds are needed (element-wise activations, max pooling)
+NONLINEAR = (*ACTIVATIONS, "maxpool")
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat")
 
 
@@ -157,7 +160,7 @@ class Graph:
 
     def preactivations(self) -> list[int]:
         """Indices of nodes that feed an activation (their bounds are needed), in topological order."""
-        return sorted({n.inputs[0] for n in self.nodes if n.op in ACTIVATIONS})
+        return sorted({n.inputs[0] for n in self.nodes if n.op in NONLINEAR})
 
     def affine_in_input(self) -> list[bool]:
         """For each node, whether it is an affine function of the input (no activation before it)."""
@@ -165,7 +168,7 @@ class Graph:
         for n in self.nodes:
             if n.op == "input":
                 flags.append(True)
-            elif n.op in ACTIVATIONS:
+            elif n.op in NONLINEAR:
                 flags.append(False)
             else:
                 flags.append(all(flags[j] for j in n.inputs))
@@ -203,6 +206,10 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         return torch.sigmoid(x)
     if op == "tanh":
         return torch.tanh(x)
+    if op == "maxpool":
+        from certify._layers import maxpool_forward
+
+        return maxpool_forward(x, n.attrs)
     raise AssertionError(op)
 
 
@@ -214,6 +221,8 @@ _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 _LEAVES: tuple[type, ...] = (
     nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh,
     nn.Flatten, nn.Unflatten, nn.Identity, nn.AvgPool2d, Normalize, *_DROPOUT,
+    nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d,
+    nn.ZeroPad2d, nn.ConstantPad2d,
 )
 _FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
 _FX_LOCK = threading.RLock()
@@ -224,7 +233,9 @@ def _unsupported(what: str, where: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(
         f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
         f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, certify.Normalize, residual add, cat/stack, Identity, Dropout in eval mode); {AUTO_LIRPA_HINT}"
+        f"AvgPool2d, AdaptiveAvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, ZeroPad2d/ConstantPad2d/F.pad, "
+        f"certify.Normalize, residual add, cat/stack, Identity, "
+        f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
     )
 
 
@@ -425,6 +436,12 @@ class _Builder:
             return self.add(Node("reshape", (inp,), tuple(out.shape[1:]), name))
         if isinstance(m, nn.AvgPool2d):
             return self.avgpool(m, inp, name)
+        if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.AdaptiveMaxPool1d | nn.AdaptiveMaxPool2d):
+            return self.maxpool(m, inp, name)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return self.adaptive_avgpool(m, inp, name)
+        if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
+            return self.pad2d(tuple(m.padding), float(m.value), inp, name)
         if type(m).__module__.startswith("torch.nn"):
             raise _unsupported(type(m).__name__, where)
         return self.fx(m, inp, where)
@@ -537,6 +554,77 @@ class _Builder:
                 raise _unsupported(f"'{name}' of tensors of per-sample shapes {s1} and {s0} along dim {d + 1}", loc)
         return self.add(Node("cat", tuple(ins), (), loc, attrs={"dim": d}))
 
+    def adaptive_avgpool(self, m: nn.AdaptiveAvgPool2d, inp: int, name: str) -> int:
+        """Adaptive average pooling with equal windows (global average pooling included): a depthwise
+        convolution with weights 1/k (exact)."""
+        shape = self.shape(inp)
+        if len(shape) != 3:
+            raise _unsupported(f"AdaptiveAvgPool2d on input of per-sample shape {shape}", name)
+        out: Any = nn.modules.utils._pair(m.output_size)
+        hw = (int(shape[1] if out[0] is None else out[0]), int(shape[2] if out[1] is None else out[1]))
+        if shape[1] % hw[0] or shape[2] % hw[1]:
+            raise _unsupported(f"AdaptiveAvgPool2d with windows of unequal sizes (input {shape}, output size "
+                               f"{m.output_size})", name)
+        k = (shape[1] // hw[0], shape[2] // hw[1])
+        w = torch.full((shape[0], 1, *k), 1.0 / (k[0] * k[1]), dtype=self.dtype, device=self.nodes_device)
+        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0]}
+        return self.add(Node("conv", (inp,), (), name, w, None, attrs))
+
+    def pad2d(self, pad: tuple[int, ...], value: float, inp: int, name: str) -> int:
+        """Constant padding (left, right, top, bottom) of the last two dimensions: a depthwise identity
+        convolution with that padding (zeros), plus a constant border when ``value`` is not 0 (exact).
+        Only symmetric padding (left == right, top == bottom) and non-negative amounts."""
+        shape = self.shape(inp)
+        if len(pad) == 2:
+            pad = (*pad, 0, 0)
+        if len(shape) != 3 or len(pad) != 4 or pad[0] != pad[1] or pad[2] != pad[3] or min(pad) < 0:
+            raise _unsupported(f"padding {pad} of a tensor of per-sample shape {shape} (supported: symmetric, "
+                               "non-negative padding of the last two dimensions of (C, H, W))", name)
+        c = shape[0]
+        w = torch.ones((c, 1, 1, 1), dtype=self.dtype, device=self.nodes_device)
+        attrs = {"stride": (1, 1), "padding": (pad[2], pad[0]), "dilation": (1, 1), "groups": c}
+        idx = self.add(Node("conv", (inp,), (), name, w, None, attrs))
+        if value != 0.0:
+            border = torch.full((c, shape[1] + 2 * pad[2], shape[2] + 2 * pad[0]), value, dtype=self.dtype,
+                                device=self.nodes_device)
+            border[:, pad[2]: pad[2] + shape[1], pad[0]: pad[0] + shape[2]] = 0.0
+            idx = self.add(Node("affine", (idx,), (), name, None, border))
+        return idx
+
+    def maxpool(self, m: nn.Module, inp: int, name: str, ref: Any = None) -> int:
+        """A ``maxpool`` node (1-D pooling as 2-D with a window of height 1); ``ref`` computes the
+        layer on the sample (default: the module) to check the conversion."""
+        shape = self.shape(inp)
+        dims = 1 if isinstance(m, nn.MaxPool1d | nn.AdaptiveMaxPool1d) else 2
+        if len(shape) != dims + 1:
+            raise _unsupported(f"{type(m).__name__} on input of per-sample shape {shape}", name)
+        if getattr(m, "return_indices", False):
+            raise _unsupported(f"{type(m).__name__} with return_indices=True", name)
+        size = (1, shape[1]) if dims == 1 else (shape[1], shape[2])
+        if isinstance(m, nn.AdaptiveMaxPool1d | nn.AdaptiveMaxPool2d):
+            out: Any = m.output_size
+            out_t: Any = (out,) if dims == 1 and not isinstance(out, tuple) else nn.modules.utils._pair(out)
+            out_hw: tuple[int, int] = (1, int(out_t[0])) if dims == 1 else (
+                int(size[0] if out_t[0] is None else out_t[0]), int(size[1] if out_t[1] is None else out_t[1]))
+            if any(size[d] % out_hw[d] for d in range(2)):
+                raise _unsupported(f"{type(m).__name__} with windows of unequal sizes (input {shape}, "
+                                   f"output size {m.output_size})", name)
+            k = tuple(size[d] // out_hw[d] for d in range(2))
+            attrs = {"dims": dims, "kernel": k, "stride": k, "padding": (0, 0), "dilation": (1, 1)}
+        else:
+            def two(v: Any, one: int) -> tuple[int, int]:
+                return (one, int(v if not isinstance(v, tuple) else v[0])) if dims == 1 else nn.modules.utils._pair(v)
+
+            stride = m.stride if m.stride is not None else m.kernel_size  # type: ignore[attr-defined]
+            attrs = {"dims": dims, "kernel": two(m.kernel_size, 1), "stride": two(stride, 1),  # type: ignore[attr-defined]
+                     "padding": two(m.padding, 0), "dilation": two(m.dilation, 1)}  # type: ignore[attr-defined]
+        idx = self.add(Node("maxpool", (inp,), (), name, attrs=attrs))
+        with torch.no_grad():
+            want = (ref or m)(self.sample(inp))
+        if tuple(want.shape[1:]) != self.shape(idx) or not torch.equal(want, self.sample(idx)):
+            raise _unsupported(f"{type(m).__name__} with ceil_mode=True producing partial windows", name)
+        return idx
+
     # -- torch.fx ------------------------------------------------------------------------------
     def fx(self, root: nn.Module, inp: int, where: str) -> int:
         g = _traced(root, where)
@@ -647,6 +735,26 @@ class _Builder:
             if tuple(out.shape[1:]) == self.shape(i):
                 return ("ir", i)
             return ("ir", self.add(Node("reshape", (i,), tuple(out.shape[1:]), loc)))
+        if name in ("max_pool2d", "_max_pool2d", "max_pool1d", "_max_pool1d"):
+            i = single()
+            a = [val(v) for v in args[1:]]
+            kw = val(dict(kwargs))
+            names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+            opts = dict(zip(names, a)) | kw
+            pool_cls = nn.MaxPool1d if "1d" in name or len(self.shape(i)) == 2 else nn.MaxPool2d
+            try:
+                pool = pool_cls(**opts)
+            except TypeError as e:
+                raise _unsupported(f"'{name}' with arguments {opts}", loc) from e
+            return ("ir", self.maxpool(pool, i, loc))
+        if name == "pad":
+            i = single()
+            pad = val(args[1] if len(args) > 1 else kwargs["pad"])
+            mode = val(args[2] if len(args) > 2 else kwargs.get("mode", "constant"))
+            value = val(args[3] if len(args) > 3 else kwargs.get("value", None))
+            if mode != "constant":
+                raise _unsupported(f"F.pad with mode={mode!r}", loc)
+            return ("ir", self.pad2d(tuple(int(p) for p in pad), float(value or 0.0), i, loc))
         if name == "dropout":
             if val(kwargs.get("training", args[2] if len(args) > 2 else True)):
                 raise _unsupported("dropout with training=True", loc)

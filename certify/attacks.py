@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int
-from certkit.threat import parse_norm
+from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
 
@@ -72,18 +72,22 @@ def project(x_adv: Tensor, x0: Tensor, eps: Tensor, norm: float, domain: tuple[f
     return out
 
 
-def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | Tensor, *,
-                 norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
+def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | Tensor | None = None, *,
+                 norm: float | str | None = None, domain: tuple[float, float] | None = None,
                  steps: int = 50, step_size: float | None = None, restarts: int = 1,
-                 generator: torch.Generator | None = None, seed: int | None = None) -> tuple[Tensor, Tensor]:
+                 generator: torch.Generator | None = None, seed: int | None = None,
+                 threat: LpBall | None = None) -> tuple[Tensor, Tensor]:
     """Minimise ``objective`` (inputs (N, ...) -> values (N,)) over the region by signed/normalised PGD.
 
     Random restarts (``restarts > 1``) start from uniform points drawn from ``generator`` (on ``x``'s
-    device; None: seeded with 0). ``seed`` is deprecated: pass a generator.
+    device; None: seeded with 0). ``seed`` is deprecated: pass a generator. The region is the ``norm``
+    ball (default L-inf) of radius ``eps`` (a number or an (N,) tensor) intersected with ``domain``, or
+    ``threat=LpBall(norm, eps, domain)``.
 
     Returns ``(x_best, value_best)``: the best point found per input (the clean point is always a
     candidate) and its objective value.
     """
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain)
     p = _norm(norm)
     steps = check_positive_int(steps, "steps", minimum=0)
     restarts = check_positive_int(restarts, "restarts")
@@ -124,15 +128,17 @@ def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | 
     return best_x, best_val
 
 
-def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
-                norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
+def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | None = None, *,
+                norm: float | str | None = None, domain: tuple[float, float] | None = None,
                 steps: int = 50, step_size: float | None = None, restarts: int = 1,
-                generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
+                generator: torch.Generator | None = None, seed: int | None = None,
+                threat: LpBall | None = None) -> Tensor:
     """Smallest margin ``f_y(x') - f_j(x')`` found per class j by targeted PGD, shape (N, K); 0 at j = y.
 
     A sound margin lower bound (``certify.margin_bounds(...).lower``) is <= this, entrywise.
     """
     check_eval_mode(model)
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain)
     with torch.no_grad():
         k = int(model(x[:1]).shape[1]) if x.shape[0] else 0
     n = x.shape[0]
@@ -152,16 +158,18 @@ def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
     return val.reshape(n, k)
 
 
-def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
-               norm: float | str = float("inf"), domain: tuple[float, float] | None = None,
+def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | None = None, *,
+               norm: float | str | None = None, domain: tuple[float, float] | None = None,
                steps: int = 50, step_size: float | None = None, restarts: int = 1,
-               generator: torch.Generator | None = None, seed: int | None = None) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, seed: int | None = None,
+               threat: LpBall | None = None) -> tuple[Tensor, Tensor]:
     """Untargeted PGD on the worst margin ``min_{j != y} f_y - f_j``.
 
     Returns ``(x_adv, success)``: the best point found per input and whether it is misclassified
     (its worst margin is <= 0).
     """
     check_eval_mode(model)
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain)
 
     def obj(z: Tensor) -> Tensor:
         out = model(z)

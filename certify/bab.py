@@ -131,7 +131,8 @@ class _Problem:
 
     def attack(self, seed: int, restarts: int, steps: int) -> bool:
         xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
-                           norm=self.norm, domain=self.domain, steps=steps, restarts=restarts, seed=seed)
+                           norm=self.norm, domain=self.domain, steps=steps, restarts=restarts,
+                           generator=torch.Generator(device=self.x.device).manual_seed(seed))
         return self.check(xa)
 
 

@@ -28,13 +28,15 @@ ones are propagated with ``conv_transpose2d``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, Graph, Node, densify
+from certify._graph import ACTIVATIONS, NONLINEAR, Graph, Node, UnsupportedLayerError, densify
+from certify._layers import MaxPoolRelax, maxpool_backward, maxpool_relax
 from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
 __all__ = ["CHUNK_BYTES", "DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
@@ -183,7 +185,15 @@ def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     return t if acc is None else acc + t
 
 
-def _relax_rows(r: _Relax, sl: slice) -> _Relax:
+def _make_relax(n: Node, l: Tensor, u: Tensor) -> _Relax | MaxPoolRelax:  # noqa: E741
+    if n.op == "maxpool":
+        return maxpool_relax(l, u, n.attrs)
+    return _Relax(n.op, l, u)
+
+
+def _relax_rows(r: _Relax | MaxPoolRelax, sl: slice) -> _Relax | MaxPoolRelax:
+    if isinstance(r, MaxPoolRelax):
+        return r.rows(sl)
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
     out.b_l = None if r.b_l is None else r.b_l[sl]
@@ -199,7 +209,7 @@ def _rows(t: Tensor | None, sl: slice) -> Tensor | None:
 
 
 def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-             relax: dict[int, _Relax], *, need_lower: bool = True, need_upper: bool = True,
+             relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
              start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Bounds of ``A @ node[start] (+ b0)`` over the region, A = ``a0`` (B, S, *shape).
 
@@ -233,7 +243,7 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
 
 
 def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-              relax: dict[int, _Relax], *, need_lower: bool = True, need_upper: bool = True,
+              relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
               start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     nodes = g.nodes
     # pending[j] = [lA, uA]; identical objects while no relaxation separated them
@@ -254,8 +264,13 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
         la, ua = pending.pop(i)
         n = nodes[i]
         op = n.op
-        if op in ACTIVATIONS:
+        if op == "maxpool":
+            new_l, new_u, bl, bu = maxpool_backward(la, ua, relax[i], nodes[n.inputs[0]].shape)  # type: ignore[arg-type]
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], new_l, new_u)]
+        elif op in ACTIVATIONS:
             r = relax[i]
+            assert isinstance(r, _Relax)
             new_l = new_u = None
             hooked = r.per_spec or r.beta is not None
             fused = _fused_relu_affine(nodes, n, la, ua, r, pending) if op == "relu" and not hooked else None
@@ -500,20 +515,28 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             n_ops[i] = max((n_ops[j] for j in n.inputs), default=0) + (n.op not in ("reshape",))
             if n.op == "add":
                 n_ops[i] = 99
+    pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
+    if hook is not None and pooled:
+        raise UnsupportedLayerError(
+            "alpha-CROWN / branch and bound do not support max pooling yet (at "
+            f"{next(n.name for n in nodes if n.op == 'maxpool')!r}); use method='crown' or 'crown-ibp'")
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
-    relax: dict[int, _Relax] = {}
+    relax: dict[int, _Relax | MaxPoolRelax] = {}
     for i in range(1, len(nodes)):
         if i == g.output:
             break
         n = nodes[i]
-        if n.op in ACTIVATIONS:
+        if n.op in NONLINEAR:
             src = ivs[n.inputs[0]]
             assert src is not None
-            relax[i] = _Relax(n.op, src.l, src.u)
+            relax[i] = _make_relax(n, src.l, src.u)
         iv = node_interval(g, i, ivs, region, direct)
-        if i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1):
-            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i], batch=batch, compare_ibp=compare_ibp)
+        if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
+                and not (i in pooled and n.op in NONLINEAR)):  # pooling relu(x): relu of x's bounds
+            # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
+            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
+                               compare_ibp=compare_ibp)
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -521,10 +544,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     mode = "eye" if spec is None else "spec"
     a, b0, done = _start(gd.nodes[g.output], mode, spec, batch, nodes[out.inputs[0]].shape)
     a = a.to(dtype=dtype, device=device)
-    if out.op in ACTIVATIONS and not done:
+    if out.op in NONLINEAR and not done:
         src = ivs[out.inputs[0]]
         assert src is not None
-        relax[g.output] = _Relax(out.op, src.l, src.u)
+        relax[g.output] = _make_relax(out, src.l, src.u)
     if hook is not None:
         hook.final(gd, ivs, relax, a, b0, out.inputs[0] if done else None)
     lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
@@ -540,7 +563,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     return lo, hi
 
 
-def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: dict[int, _Relax], *,
+def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, _Relax | MaxPoolRelax], *,
                   exact: bool, batch: int, compare_ibp: bool = False) -> Interval:
     """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
     else only the neurons unstable under the reference bounds ``ref``."""

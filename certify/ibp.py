@@ -199,6 +199,10 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         parts = [ivs[j] for j in n.inputs]
         d = n.attrs["dim"] + 1
         return Interval(l=torch.cat([p.l for p in parts], dim=d), u=torch.cat([p.u for p in parts], dim=d))  # type: ignore[union-attr]
+    if op == "maxpool":  # monotone: exact on the end points
+        from certify._layers import maxpool_forward
+
+        return Interval(l=maxpool_forward(a.l, n.attrs), u=maxpool_forward(a.u, n.attrs))  # type: ignore[union-attr]
     if op == "relu":
         if consume and a._c is not None and a._r is not None:  # type: ignore[union-attr]
             return relu_consuming(a)  # type: ignore[arg-type]

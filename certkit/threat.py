@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["NORMS", "LpBall", "ThreatModel", "check_domain", "norm_name", "parse_norm"]
+__all__ = ["NORMS", "LpBall", "ThreatModel", "check_domain", "norm_name", "parse_norm", "threat_arguments"]
 
 #: The norms an :class:`LpBall` may use: L1, L2 and L-inf.
 NORMS: tuple[float, ...] = (1.0, 2.0, math.inf)
@@ -163,3 +163,28 @@ class LpBall:
 
 #: Every threat model certkit knows (a union, so that new ones can be added without breaking annotations).
 ThreatModel = LpBall
+
+
+def threat_arguments(threat: Any, eps: Any, norm: Any, domain: Any, *,
+                     default_norm: float = math.inf) -> tuple[Any, float | str, tuple[float, float] | None]:
+    """``(eps, norm, domain)`` from ``threat=LpBall(...)`` or from the plain arguments, for functions taking both.
+
+    ``eps`` may stay a per-input tensor when given plainly; ``norm`` None means ``default_norm``.
+
+    Raises:
+        TypeError: ``threat`` is not an :class:`LpBall`.
+        ValueError: both spellings given, or neither ``eps`` nor ``threat``.
+    """
+    if threat is not None:
+        if not isinstance(threat, LpBall):
+            raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {type(threat).__name__}")
+        given = [n for n, v in (("eps", eps), ("norm", norm), ("domain", domain)) if v is not None]
+        if given:
+            raise ValueError(
+                f"Expected either argument `threat` or {', '.join(f'`{g}`' for g in given)}, but got both; "
+                "put the radius, norm and domain in the LpBall"
+            )
+        return threat.eps, threat.norm, threat.domain
+    if eps is None:
+        raise ValueError("Expected argument `eps` (a radius >= 0) or `threat` (a certkit.threat.LpBall), but got neither")
+    return eps, default_norm if norm is None else norm, domain

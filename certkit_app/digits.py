@@ -14,6 +14,7 @@ model                       recipe                                  cache key
 :func:`digits_base_model`   Gaussian noise augmentation at sigma    ``digits_cnn_noise{sigma}-v1``
 :func:`digits_cnn_certified` CROWN-IBP at L-inf eps 0.15            ``digits_cnn_crownibp-v2``
 :func:`rct_digits_model`    RCT head on the noise-trained CNN       ``digits_cnn_rct_s..._e..._a...-v1_on_...``
+:func:`digits_denoised_cnn` denoiser (MSE, then stability) + CNN    ``digits_denoiser_{objective}{sigma}-v1_for_digits_cnn-v1``
 ==========================  ======================================  ==================================
 """
 
@@ -26,6 +27,7 @@ from certify.training import CertifiedTrainer, ibp_init_
 from certkit.cache import load_or_train
 from certkit_app.datasets import load_digits_split
 from conformal.rct import RCTConfig, train_rct
+from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
 from smoothing.training import train_noise_augmented
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "digits_base_model",
     "digits_cnn",
     "digits_cnn_certified",
+    "digits_denoised_cnn",
     "digits_mlp",
     "make_digits_cnn",
     "make_digits_mlp",
@@ -128,6 +131,36 @@ def digits_base_model(sigma: float) -> nn.Sequential:
     model = load_or_train(f"digits_cnn_noise{s}-v1", make_digits_cnn, train)
     assert isinstance(model, nn.Sequential)
     return model
+
+
+def digits_denoised_cnn(sigma: float, objective: str = "stability") -> DenoisedClassifier:
+    """The standard-trained :func:`digits_cnn` (never noise-trained) behind a denoiser trained at ``sigma``.
+
+    Denoised smoothing (Salman et al. 2020): ``Smooth(digits_denoised_cnn(0.5), 10, 0.5)`` certifies
+    the off-the-shelf CNN. Recipe: :func:`smoothing.denoised.make_conv_denoiser` (4 convs, width 32)
+    trained with :func:`smoothing.denoised.train_denoiser` on the digits train images, MSE for 15
+    epochs, then (``objective="stability"``) the stability objective through the frozen CNN for 10
+    more; generators seeded 0 and 1. A cold cache trains it in well under a minute on one CPU thread.
+
+    Args:
+        sigma: one of ``DIGITS_NOISE_SIGMAS``.
+        objective: ``"mse"`` or ``"stability"``.
+    """
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or float(sigma) not in DIGITS_NOISE_SIGMAS:
+        raise ValueError(f"Expected argument `sigma` to be one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+    if objective not in ("mse", "stability"):
+        raise ValueError(f"Expected argument `objective` to be 'mse' or 'stability', but got {objective!r}")
+    s, classifier = float(sigma), digits_cnn()
+
+    def train(m: nn.Module) -> None:
+        images = load_digits_split("train").images
+        train_denoiser(m, images, s, epochs=15, generator=torch.Generator().manual_seed(0))
+        if objective == "stability":
+            train_denoiser(m, images, s, objective="stability", classifier=classifier, epochs=10,
+                           generator=torch.Generator().manual_seed(1))
+
+    denoiser = load_or_train(f"digits_denoiser_{objective}{s}-v1_for_digits_cnn-v1", make_conv_denoiser, train)
+    return DenoisedClassifier(denoiser, classifier).eval()
 
 
 def _train_digits_cnn_certified(model: nn.Module) -> None:

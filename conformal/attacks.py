@@ -14,7 +14,6 @@ the plain classifier, the empirical counterpart of the certified sets built on b
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from torch import nn
 
 from certify.attacks import pgd_minimize
 from certkit._validation import check_eval_mode, check_nonnegative, check_positive, check_positive_int
+from certkit.threat import LpBall, threat_arguments
 
 __all__ = ["pgd_attack", "smoothed_score_pgd"]
 
@@ -124,21 +124,26 @@ def pgd_attack(
     model: nn.Module,
     x: torch.Tensor,
     labels: torch.Tensor,
-    eps: float,
+    eps: float | None = None,
     *,
-    norm: float = math.inf,
+    norm: float | str | None = None,
     steps: int = 20,
     restarts: int = 1,
     domain: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    threat: LpBall | None = None,
 ) -> torch.Tensor:
     """PGD inside the ball that minimises ``log p_y`` (maximises the THR score ``1 - p_y`` of the true label).
 
     Thin wrapper over ``certify.attacks.pgd_minimize`` (restarts drawn from ``generator``, None: seeded
     with 0; ``seed`` is deprecated; never leaves the ball intersected with ``domain``). Returns (N, ...)
-    perturbed inputs.
+    perturbed inputs. The region is ``threat=LpBall(norm, eps, domain)`` or, spelled out, the ``norm`` ball
+    (default L-inf) of radius ``eps`` intersected with ``domain`` (default ``(0, 1)``).
     """
+    if threat is not None:
+        eps, norm, domain = threat_arguments(threat, eps, norm, None if domain == (0.0, 1.0) else domain)
+
     def log_p_true(z: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)
 

@@ -211,8 +211,8 @@ class DualThreshold(Calibrator):
         score_kwargs: keyword arguments of the score.
 
     Example:
-        >>> dt = DualThreshold(alpha=0.1, statistic="entropy").calibrate(p_cal, y_cal, p_fit, y_fit)
-        >>> out = dt.predict(p_test)          # out.sets, out.abstain; no labels involved
+        >>> dt = DualThreshold(alpha=0.1, statistic="entropy").calibrate(p_cal, y_cal, p_fit, y_fit)  # doctest: +SKIP
+        >>> out = dt.predict(p_test)          # out.sets, out.abstain; no labels involved  # doctest: +SKIP
     """
 
     threshold_: float | None

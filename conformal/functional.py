@@ -45,13 +45,26 @@ def conformal_rank(n: int, alpha: float | Fraction) -> int:
 
     Returns:
         k, which may exceed n (then no finite threshold gives the guarantee).
+
+    Examples:
+        Floating point gets this wrong by one for many (n, alpha); the rank is exact:
+
+        >>> conformal_rank(999, 0.059)    # (1000 * 0.941) in floats is 941.0000000000001
+        941
+        >>> conformal_rank(8, 0.1)        # k = 9 > n = 8: too few scores for alpha = 0.1
+        9
     """
     check_probability(float(alpha), "alpha")
     return math.ceil((n + 1) * (1 - _exact(alpha)))
 
 
 def kth_smallest(scores: Array, k: int) -> float:
-    """The k-th smallest entry (1-based) of a 1-D array, in linear time."""
+    """The k-th smallest entry (1-based) of a 1-D array, in linear time.
+
+    Examples:
+        >>> kth_smallest(np.array([0.3, 0.1, 0.2]), 2)
+        0.2
+    """
     if isinstance(scores, torch.Tensor):
         if scores.device.type == "cpu" and scores.dtype != torch.bfloat16:  # numpy has no bfloat16
             return float(np.partition(scores.detach().numpy(), k - 1)[k - 1])
@@ -71,6 +84,11 @@ def conformal_quantile(scores: Array, alpha: float | Fraction) -> float:
 
     Returns:
         The threshold, ``+inf`` (with a warning) when k > n, i.e. n < (1 - alpha) / alpha.
+
+    Examples:
+        >>> scores = np.arange(1, 21) / 20          # 20 calibration scores 0.05, 0.10, ..., 1.00
+        >>> conformal_quantile(scores, 0.1)         # k = ceil(21 * 0.9) = 19
+        0.95
     """
     check_scores_1d(scores)
     n = int(scores.shape[0])
@@ -89,6 +107,12 @@ def pac_rank(n: int, epsilon: float, delta: float) -> int | None:
     """k* = max{k : BinomCDF(k; n, epsilon) <= delta}, the number of calibration errors a PAC set may make.
 
     Returns None when even k = 0 is infeasible ((1 - epsilon)^n > delta).
+
+    Examples:
+        >>> pac_rank(1000, 0.1, 0.05)   # up to 84 of 1000 calibration errors keep the PAC guarantee
+        84
+        >>> pac_rank(20, 0.1, 0.05) is None   # 0.9^20 = 0.12 > 0.05: 20 points are too few
+        True
     """
     epsilon = check_probability(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
@@ -116,6 +140,11 @@ def pac_quantile(scores: Array, epsilon: float, delta: float) -> float:
 
     Returns:
         The threshold; ``+inf`` (with a warning) when no k is feasible.
+
+    Examples:
+        >>> scores = np.arange(1, 21) / 20
+        >>> pac_quantile(scores, epsilon=0.2, delta=0.1)   # k* = 1: the 2nd largest score
+        0.95
     """
     check_scores_1d(scores)
     n = int(scores.shape[0])
@@ -176,6 +205,12 @@ def prediction_mask(scores: Array, threshold: float | Array) -> Array:
     ``threshold`` is a scalar or a (K,) vector (one threshold per class, Mondrian). The
     comparison is exact in every float dtype: a threshold of another precision is rounded
     *down* to the scores' dtype, which keeps ``s <= t`` as the real-number comparison.
+
+    Examples:
+        >>> prediction_mask(np.array([[0.1, 0.5, 0.9]]), 0.5)
+        array([[ True,  True, False]])
+        >>> prediction_mask(torch.tensor([[0.1, 0.5, 0.9]]), torch.tensor([0.2, 0.4, 0.9]))   # per class
+        tensor([[ True, False,  True]])
     """
     return _compare(scores, threshold, down=True)
 

@@ -34,22 +34,43 @@ def _covered(sets: PredictionSets | Array, labels: Array) -> np.ndarray:
 
 
 def coverage(sets: PredictionSets | Array, labels: Array) -> float:
-    """Fraction of inputs whose set contains the true label."""
+    """Fraction of inputs whose set contains the true label.
+
+    Examples:
+        >>> mask = np.array([[True, True, False], [False, False, True], [False, False, False]])
+        >>> coverage(mask, np.array([0, 2, 1]))   # the third set is empty: a miss
+        0.6666666666666666
+    """
     return float(_covered(sets, labels).mean())
 
 
 def average_size(sets: PredictionSets | Array) -> float:
-    """Mean number of labels per set."""
+    """Mean number of labels per set.
+
+    Examples:
+        >>> average_size(np.array([[True, True, False], [False, False, True], [False, False, False]]))
+        1.0
+    """
     return float(_mask(sets).sum(1).mean())
 
 
 def singleton_rate(sets: PredictionSets | Array) -> float:
-    """Fraction of sets with exactly one label."""
+    """Fraction of sets with exactly one label.
+
+    Examples:
+        >>> singleton_rate(np.array([[True, True], [False, True], [False, True], [False, False]]))
+        0.5
+    """
     return float((_mask(sets).sum(1) == 1).mean())
 
 
 def empty_rate(sets: PredictionSets | Array) -> float:
-    """Fraction of empty sets."""
+    """Fraction of empty sets.
+
+    Examples:
+        >>> empty_rate(np.array([[True, True], [False, True], [False, True], [False, False]]))
+        0.25
+    """
     return float((_mask(sets).sum(1) == 0).mean())
 
 

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import torch
 
 from certkit._validation import check_finite, check_labels, check_nonnegative
-from certkit.certifier import MarginBounds
+from certkit.certifier import Certifier, MarginBounds
+from certkit.threat import LpBall, threat_arguments
 
 __all__ = [
     "SCORES",
@@ -339,22 +340,26 @@ def score_bounds_from_certificate(score: ScoreName, bounds: MarginBounds, *, lam
 def certified_score_bounds(
     model: torch.nn.Module,
     x: torch.Tensor,
-    eps: float | torch.Tensor,
+    eps: float | torch.Tensor | None = None,
     *,
     score: ScoreName = "thr",
     labels: torch.Tensor | None = None,
-    norm: float | str = math.inf,
+    norm: float | str | None = None,
     method: str = "crown",
     domain: tuple[float, float] | None = None,
     sound: bool = False,
     lam: float = 0.01,
     k_reg: int = 5,
     batch_size: int = 128,
+    threat: LpBall | None = None,
+    certifier: Certifier | None = None,
 ) -> ScoreBounds:
     """Bounds on the score of a model's softmax over the ``norm``-ball of radius ``eps`` around each input.
 
     Thin layer over ``certify``: margin bounds by IBP, CROWN or CROWN-IBP (specification folded
-    into the last layer), then :func:`score_bounds_from_margins`.
+    into the last layer), then :func:`score_bounds_from_margins`. With ``certifier=`` (any
+    ``certkit.certifier.Certifier`` of kind ``"bounds"``) the margins come from it instead, over
+    ``threat``.
 
     Args:
         model: eval-mode classifier returning (N, K) logits.
@@ -362,18 +367,32 @@ def certified_score_bounds(
         eps: radius (number or (N,) tensor).
         score: ``"thr"``, ``"aps"`` or ``"raps"``.
         labels: (N,) labels to bound; ``None`` bounds every label (K(K-1)/2 margin specifications).
-        norm: ``float("inf")`` or ``2``.
+        norm: ``float("inf")`` (default) or ``2``.
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``.
         domain: optional input box ``(low, high)`` intersected with the ball (e.g. ``(0, 1)``).
         sound: float64 bounds rounded outward (slower; see ``certify.bounds``).
         lam, k_reg: RAPS parameters.
         batch_size: inputs per certifier call (memory: CROWN holds K(K-1)/2 specifications per input).
+        threat: the threat model as a :class:`certkit.threat.LpBall`, instead of ``eps``/``norm``/``domain``.
+        certifier: a bound certifier object, instead of ``method``/``sound``/``batch_size`` (needs ``threat``
+            or a scalar ``eps``).
 
     Returns:
         ScoreBounds, (N,) with ``labels``, else (N, K). Guarantee: for every ``x'`` in the region,
         ``lower <= s(x', y) <= upper`` (deterministic; as sound as the certifier's bounds).
     """
     _check_score(score)
+    if certifier is not None:
+        if getattr(certifier, "kind", None) != "bounds":
+            raise ValueError(f"Expected argument `certifier` to be of kind 'bounds', but got {certifier!r}")
+        ball = threat if threat is not None else LpBall(math.inf if norm is None else norm, eps, domain)  # type: ignore[arg-type]
+        if threat is not None and (eps is not None or norm is not None or domain is not None):
+            threat_arguments(threat, eps, norm, domain)  # raises: both spellings
+        out = certifier.certify(model, x, certifier.check_threat(ball), labels=labels)
+        if not isinstance(out, MarginBounds):
+            raise TypeError(f"Expected the certifier to return MarginBounds, but it returned {type(out).__name__}")
+        return score_bounds_from_certificate(score, out, lam=lam, k_reg=k_reg)
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain)
     m_lo, m_hi = certified_margin_bounds(model, x, eps, labels=labels, norm=norm, method=method, domain=domain,
                                          sound=sound, batch_size=batch_size)
     return score_bounds_from_certificate(score, MarginBounds(m_lo, m_hi, labels), lam=lam, k_reg=k_reg)

@@ -29,7 +29,7 @@ class SplitConformal(ScoreCalibrator):
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
 
     Example:
-        >>> sets = SplitConformal(score="aps", alpha=0.1).calibrate(cal_probs, cal_labels).predict(test_probs)
+        >>> sets = SplitConformal(score="aps", alpha=0.1).calibrate(cal_probs, cal_labels).predict(test_probs)  # doctest: +SKIP
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,

@@ -227,8 +227,8 @@ class VRCP(BoundCalibrator):
             (``"ibp"``, ``"crown"`` or ``"crown-ibp"``; default CROWN, not rounded outward).
 
     Example:
-        >>> vrcp = VRCP(score="thr", alpha=0.1, threat=LpBall("inf", 0.02, (0, 1)), mode="inference")
-        >>> sets = vrcp.calibrate(x_cal, y_cal, model=model).predict(x_test, model=model)
+        >>> vrcp = VRCP(score="thr", alpha=0.1, threat=LpBall("inf", 0.02, (0, 1)), mode="inference")  # doctest: +SKIP
+        >>> sets = vrcp.calibrate(x_cal, y_cal, model=model).predict(x_test, model=model)  # doctest: +SKIP
     """
 
     _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "threat", "certifier", "mode", "score_kwargs")

@@ -29,6 +29,7 @@ from smoothing.dataset import (
     certify_dataset,
     plot_certified_accuracy,
 )
+from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
 from smoothing.sequential import (
@@ -42,6 +43,7 @@ from smoothing.training import train_noise_augmented
 __all__ = [
     "Certificate",
     "CertifiedRecord",
+    "DenoisedClassifier",
     "GaussianNoise",
     "LaplaceNoise",
     "Noise",
@@ -62,6 +64,7 @@ __all__ = [
     "clopper_pearson_lower",
     "confidence_sequence",
     "convert_radius",
+    "make_conv_denoiser",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",
@@ -69,5 +72,6 @@ __all__ = [
     "randomized_clopper_pearson_lower",
     "smoothed_radius",
     "smoothed_scores",
+    "train_denoiser",
     "train_noise_augmented",
 ]

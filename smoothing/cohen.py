@@ -105,6 +105,12 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
     """One-sided (1 - alpha) Clopper-Pearson lower bound Beta⁻¹(alpha; k, n - k + 1); 0 when k = 0.
 
     This equals ``proportion_confint(k, n, alpha=2 * alpha, method="beta")[0]`` in Cohen's ``core.py``.
+
+    Examples:
+        >>> round(clopper_pearson_lower(990, 1000, alpha=0.001), 6)
+        0.976036
+        >>> clopper_pearson_lower(0, 1000, alpha=0.001)
+        0.0
     """
     if not 0 <= successes <= trials:
         raise ValueError(f"Expected 0 <= successes <= trials, but got successes={successes}, trials={trials}")
@@ -141,7 +147,14 @@ def randomized_clopper_pearson_lower(successes: int, trials: int, alpha: float, 
 
 
 def smoothed_radius(p_lower: float, sigma: float) -> float:
-    """Certified L2 radius σ Φ⁻¹(p̲_A) (Cohen et al. Theorem 1); meaningful for p̲_A >= 1/2."""
+    """Certified L2 radius σ Φ⁻¹(p̲_A) (Cohen et al. Theorem 1); meaningful for p̲_A >= 1/2.
+
+    Examples:
+        >>> round(smoothed_radius(0.99, sigma=0.25), 6)    # 0.25 * 2.326348
+        0.581587
+        >>> smoothed_radius(0.5, sigma=0.25)
+        0.0
+    """
     return float(sigma * norm.ppf(p_lower))
 
 
@@ -149,6 +162,10 @@ def binomial_p_value(top: int, runner_up: int) -> float:
     """Two-sided binomial-test p-value of ``top`` successes in ``top + runner_up`` trials against p = 1/2.
 
     Uses ``scipy.stats.binomtest``; Cohen's ``binom_test`` was removed in SciPy 1.12.
+
+    Examples:
+        >>> f"{binomial_p_value(560, 440):.4e}"
+        '1.6505e-04'
     """
     if top + runner_up == 0:
         return 1.0
@@ -160,6 +177,10 @@ def min_predict_samples(alpha: float) -> int:
 
     At alpha = 0.001 this is 11 (with n = 10 the smallest p-value is 2⁻⁹ ≈ 0.00195 > alpha, so every
     call abstains; locuslab/smoothing issue #8).
+
+    Examples:
+        >>> min_predict_samples(0.001)
+        11
     """
     alpha = check_probability(alpha, "alpha")
     n = 1
@@ -195,6 +216,11 @@ def certificate_from_counts(
     ``sigma`` is the Gaussian σ (L2 radius σ Φ⁻¹(p̲_A)) or any ``smoothing.noise.Noise``, whose
     ``radius`` and ``norm`` the certificate then carries. ``u`` in [0, 1] (drawn U(0, 1) independently
     of the counts) uses the randomised Clopper-Pearson bound (exact level alpha, slightly larger radii).
+
+    Examples:
+        >>> cert = certificate_from_counts([0, 95, 5], [0, 990, 10], alpha=0.001, sigma=0.25)
+        >>> cert.label, round(cert.p_lower, 6), round(cert.radius, 6), cert.samples
+        (1, 0.976036, 0.494502, 1100)
     """
     noise = as_noise(sigma)
     selection, counts = [int(c) for c in selection], [int(c) for c in counts]
@@ -218,7 +244,14 @@ def certificate_from_counts(
 
 def prediction_from_counts(counts: Sequence[int], alpha: float) -> Prediction:
     """Cohen's PREDICT from one draw: return the top class unless the binomial test of the top two
-    counts has p-value > alpha. P[returns a class other than g(x)] <= alpha (Hung & Fithian 2019)."""
+    counts has p-value > alpha. P[returns a class other than g(x)] <= alpha (Hung & Fithian 2019).
+
+    Examples:
+        >>> prediction_from_counts([900, 100, 0], alpha=0.001).label
+        0
+        >>> prediction_from_counts([550, 450, 0], alpha=0.001).abstained   # p-value 0.0017 > alpha
+        True
+    """
     counts = [int(c) for c in counts]
     # The reference takes the top two from `argsort()[::-1]`, whose order among tied counts is unspecified;
     # here ties go to the lowest index, so a given draw always gives the same answer.

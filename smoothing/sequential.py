@@ -101,6 +101,11 @@ def confidence_sequence(
 
     Guarantee: P[∃t: p <= L_t or p >= U_t] <= alpha, so the bound holds at any stopping time, however
     it depends on the data. Shapes broadcast; returns float64 arrays (lower, upper).
+
+    Examples:
+        >>> lower, upper = confidence_sequence(990, 1000, alpha=0.001)
+        >>> round(float(lower), 4), round(float(upper), 4)
+        (0.968, 0.9985)
     """
     alpha = check_probability(alpha, "alpha")
     s, t = np.broadcast_arrays(np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64))

@@ -187,7 +187,7 @@ class RobustConformalRegressor:
 
     Example:
         >>> reg = RobustConformalRegressor(alpha=0.1, threat=LpBall("linf", 0.1))
-        >>> intervals = reg.calibrate_model(model, x_cal, y_cal).predict_model(model, x_attacked)
+        >>> intervals = reg.calibrate_model(model, x_cal, y_cal).predict_model(model, x_attacked)  # doctest: +SKIP
     """
 
     quantile_: float

@@ -72,8 +72,8 @@ class SplitConformalRegressor:
         quantile_: the calibrated half-width q (``inf``, with a warning, when n < (1 - alpha) / alpha).
 
     Example:
-        >>> reg = SplitConformalRegressor(alpha=0.1).calibrate(mu_cal, y_cal)
-        >>> intervals = reg.predict(mu_test)  # intervals.lower, intervals.upper: (N,)
+        >>> reg = SplitConformalRegressor(alpha=0.1).calibrate(mu_cal, y_cal)  # doctest: +SKIP
+        >>> intervals = reg.predict(mu_test)  # intervals.lower, intervals.upper: (N,)  # doctest: +SKIP
     """
 
     quantile_: float

@@ -49,6 +49,8 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "cnn": (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 2 * 2, 5)),
                 (3, 6, 6)),
         "resnet_block": (res, (3, 6, 6)),
+        "cnn_maxpool": (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3),
+                                      nn.ReLU(), nn.Flatten(), nn.Linear(4 * 1 * 1, 5)), (3, 6, 6)),
     }
 
 
@@ -61,7 +63,7 @@ def _export(model: nn.Module, shape: tuple[int, ...], path: Path, dynamic: bool)
 
 
 @pytest.mark.parametrize("dynamic", [True, False])
-@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet_block"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "cnn_maxpool", "resnet_block"])
 def test_onnx_round_trip_equal_outputs_and_bounds(name: str, dynamic: bool, tmp_path: Path) -> None:
     model, shape = _models()[name]
     model.eval()

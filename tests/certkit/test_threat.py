@@ -95,3 +95,31 @@ def test_contains() -> None:
     assert LpBall(2, 0.15).contains(xp, x).tolist() == [True, False, True]
     assert LpBall(1, 0.15).contains(xp, x).tolist() == [False, False, False]
     assert LpBall("inf", 0.1, (0, 1)).contains(xp, x).tolist() == [True, False, False]
+
+
+def test_functions_take_a_threat_model_or_the_plain_arguments() -> None:
+    from conformal.attacks import pgd_attack as pgd_log_p
+    from conformal.score_bounds import certified_score_bounds
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(5, 4, generator=g), torch.tensor([0, 1, 2, 0, 1])
+    ball = LpBall("l2", 0.2, (0, 1))
+    a, _ = attacks.pgd_attack(model, x, y, threat=ball, steps=5)
+    b, _ = attacks.pgd_attack(model, x, y, 0.2, norm=2, domain=(0, 1), steps=5)
+    assert torch.equal(a, b) and bool(ball.contains(a, x).all())
+    assert torch.equal(attacks.pgd_margins(model, x, y, threat=ball, steps=3),
+                       attacks.pgd_margins(model, x, y, 0.2, norm="L2", domain=(0, 1), steps=3))
+    assert torch.equal(pgd_log_p(model, x, y, threat=ball, steps=3), pgd_log_p(model, x, y, 0.2, norm=2, steps=3))
+    s1 = certified_score_bounds(model, x, threat=ball, score="aps")
+    s2 = certified_score_bounds(model, x, 0.2, norm=2, domain=(0, 1), score="aps")
+    s3 = certified_score_bounds(model, x, threat=ball, score="aps", certifier=certify.BoundCertifier())
+    assert torch.equal(s1.lower, s2.lower) and torch.equal(s1.upper, s3.upper)
+    with pytest.raises(ValueError, match="`threat` or `eps`"):
+        attacks.pgd_attack(model, x, y, 0.2, threat=ball)
+    with pytest.raises(ValueError, match="`threat` or `norm`"):
+        certified_score_bounds(model, x, norm=2, threat=ball)
+    with pytest.raises(ValueError, match=r"`eps`.*or `threat`"):
+        attacks.pgd_attack(model, x, y)
+    with pytest.raises(TypeError, match="`threat`"):
+        attacks.pgd_attack(model, x, y, threat=(2, 0.1))  # type: ignore[arg-type]

@@ -1,0 +1,184 @@
+"""Soundness of each supported layer's relaxation as a property: sampled points and PGD (minimising and
+maximising every output) inside the region never leave the bounds, in float32 and float64, for L-inf
+and L2; compare_crown_with_ibp never looser than either; agreement with auto_LiRPA where it runs."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import certify
+from certify.attacks import pgd_minimize
+from certify.auto_lirpa import auto_lirpa_available
+
+METHODS = ["ibp", "crown", "crown-ibp"]
+
+
+def _ball_samples(x: Tensor, eps: float, norm: float, n: int, gen: torch.Generator) -> Tensor:
+    """n points per input (N, n, ...) in the L-inf or L2 ball of radius eps (corners/surface included)."""
+    shape = (x.shape[0], n, *x.shape[1:])
+    if norm == math.inf:
+        u = torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1
+        u[:, : n // 4] = u[:, : n // 4].sign()  # a quarter on the corners
+        return x.unsqueeze(1) + (eps * u).to(x.dtype)
+    g = torch.randn(shape, generator=gen, dtype=torch.float64)
+    g = g / g.flatten(2).norm(dim=2).reshape(*shape[:2], *([1] * (x.dim() - 1)))
+    d = math.prod(x.shape[1:])
+    r = torch.rand(shape[:2], generator=gen, dtype=torch.float64) ** (1 / d)
+    r[:, : n // 4] = 1.0  # a quarter on the sphere
+    return x.unsqueeze(1) + (eps * g * r.reshape(*shape[:2], *([1] * (x.dim() - 1)))).to(x.dtype)
+
+
+def assert_sound(model: nn.Module, x: Tensor, eps: float, *, norm: float, method: str, samples: int = 10_000,
+                 pgd_steps: int = 20) -> certify.Bounds:
+    """The shared soundness property: >= 10^4 sampled points per input plus PGD minimising and
+    maximising every output stay inside certify's bounds (up to the dtype's rounding)."""
+    b = certify.bounds(model, x, eps, norm=norm, method=method)
+    gen = torch.Generator().manual_seed(0)
+    pts = _ball_samples(x, eps, norm, samples, gen)
+    with torch.no_grad():
+        out = model(pts.reshape(-1, *x.shape[1:])).reshape(x.shape[0], samples, -1)
+    tol = (1e-4 if x.dtype == torch.float32 else 1e-9) * (1 + out.abs().max())
+    assert bool((out >= b.lower.unsqueeze(1) - tol).all()), "a sampled output is below the lower bound"
+    assert bool((out <= b.upper.unsqueeze(1) + tol).all()), "a sampled output is above the upper bound"
+    n, k = b.lower.shape
+    xr = x.repeat_interleave(2 * k, 0)
+    sign = torch.tensor([1.0, -1.0], dtype=x.dtype).repeat(k).repeat(n)
+    idx = torch.arange(k).repeat_interleave(2).repeat(n)
+
+    def obj(z: Tensor) -> Tensor:
+        return sign * model(z).gather(1, idx[:, None]).squeeze(1)
+
+    _, val = pgd_minimize(obj, xr, eps, norm=norm, steps=pgd_steps)
+    val = (val * sign).reshape(n, k, 2)
+    assert bool((val[..., 0] >= b.lower - tol).all()), "PGD went below the lower bound"
+    assert bool((val[..., 1] <= b.upper + tol).all()), "PGD went above the upper bound"
+    return b
+
+
+# -- models, each built around one layer -------------------------------------------------------------
+
+class FunctionalPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 3 * 3, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 3, stride=2, padding=1).flatten(1))
+
+
+class FunctionalPad(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.relu(self.conv(F.pad(x, (1, 1, 1, 1), value=0.25))).flatten(1))
+
+
+def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    torch.manual_seed(0)
+    return {
+        "maxpool2d": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                    nn.Linear(3 * 2 * 2, 4)), (2, 6, 6)),
+        "maxpool2d_overlap_pad": (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(3, stride=1, padding=1),
+                                                nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4)), (2, 6, 6)),
+        "maxpool2d_dilation": (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2, stride=2, dilation=2),
+                                             nn.Flatten(), nn.Linear(3 * 2 * 2, 4)), (2, 6, 6)),
+        "f_max_pool2d": (FunctionalPool(), (2, 6, 6)),
+        "maxpool1d": (nn.Sequential(nn.Flatten(), nn.Linear(12, 24), nn.Unflatten(1, (2, 12)), nn.MaxPool1d(3, stride=2),
+                                    nn.Flatten(), nn.Linear(2 * 5, 3)), (12,)),
+        "adaptive_maxpool2d": (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d((2, 3)),
+                                             nn.Flatten(), nn.Linear(3 * 2 * 3, 4)), (2, 6, 6)),
+        "global_maxpool": (nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                                         nn.Linear(5, 3)), (2, 6, 6)),
+        "adaptive_avgpool2d": (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((3, 2)),
+                                             nn.ReLU(), nn.Flatten(), nn.Linear(3 * 3 * 2, 4)), (2, 6, 6)),
+        "global_avgpool": (nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                         nn.Linear(5, 3)), (2, 6, 6)),
+        "zeropad2d": (nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(),
+                                    nn.Linear(3 * 6 * 6, 4)), (2, 6, 6)),
+        "constantpad2d": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.ConstantPad2d((2, 2, 1, 1), -0.5),
+                                        nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)), (2, 6, 6)),
+        "f_pad": (FunctionalPad(), (2, 6, 6)),
+    }
+
+
+# float64 / L-inf in the fast suite; the other three combinations are slow tests (CI runs them too)
+_SLOW = pytest.mark.slow
+DTYPE_NORM = [pytest.param(torch.float64, math.inf, id="float64-linf"),
+              pytest.param(torch.float32, math.inf, id="float32-linf", marks=_SLOW),
+              pytest.param(torch.float64, 2.0, id="float64-l2", marks=_SLOW),
+              pytest.param(torch.float32, 2.0, id="float32-l2", marks=_SLOW)]
+
+
+@pytest.mark.parametrize(("dtype", "norm"), DTYPE_NORM)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", list(_layer_models()))
+def test_layer_bounds_are_sound(name: str, method: str, norm: float, dtype: torch.dtype) -> None:
+    model, shape = _layer_models()[name]
+    model = model.to(dtype).eval()
+    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1)).to(dtype)
+    eps = 0.05 if norm == math.inf else 0.2
+    assert_sound(model, x, eps, norm=norm, method=method, samples=10_000)
+
+
+@pytest.mark.parametrize("name", list(_layer_models()))
+def test_compare_crown_with_ibp_is_never_looser_than_either(name: str) -> None:
+    model, shape = _layer_models()[name]
+    model.eval()
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(2))
+    for method in ("crown", "crown-ibp"):
+        plain = certify.bounds(model, x, 0.1, method=method)
+        ibp = certify.bounds(model, x, 0.1, method="ibp")
+        both = certify.bounds(model, x, 0.1, method=method, compare_crown_with_ibp=True)
+        assert bool((both.lower >= torch.maximum(plain.lower, ibp.lower) - 1e-6).all())
+        assert bool((both.upper <= torch.minimum(plain.upper, ibp.upper) + 1e-6).all())
+
+
+def test_maxpool_crown_is_exact_when_the_winner_is_certain() -> None:
+    """A window whose largest lower bound beats every other upper bound is passed through exactly."""
+    pool = nn.Sequential(nn.MaxPool2d(2), nn.Flatten()).eval()
+    x = torch.tensor([[[[5.0, 0.0], [0.1, 0.2]]]])
+    b = certify.bounds(pool, x, 0.5, method="crown")
+    torch.testing.assert_close(b.lower, torch.tensor([[4.5]]))
+    torch.testing.assert_close(b.upper, torch.tensor([[5.5]]))
+
+
+def test_unsupported_pooling_configurations_are_refused() -> None:
+    with pytest.raises(certify.UnsupportedLayerError, match="ceil_mode"):
+        certify.bounds(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
+        certify.bounds(nn.Sequential(nn.AdaptiveMaxPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="'0'"):
+        certify.bounds(nn.Sequential(nn.GELU(), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
+        certify.bounds(nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="symmetric"):
+        certify.bounds(nn.Sequential(nn.ZeroPad2d((1, 0, 0, 0)), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+
+
+@pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
+@pytest.mark.parametrize("name", ["maxpool2d", "adaptive_maxpool2d", "global_maxpool", "global_avgpool"])  # auto_LiRPA: no overlapping windows
+@pytest.mark.parametrize("method,theirs", [("ibp", "IBP"), ("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")])
+def test_layers_agree_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
+    """In float32: auto_LiRPA's max pooling fails in float64 (it scatters float32 zeros into float64), so
+    the tolerance is float32's."""
+    model, shape = _layer_models()[name]
+    model.eval()
+    x = torch.rand((4, *shape), generator=torch.Generator().manual_seed(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for eps in (0.01, 0.05):
+            ours = certify.bounds(model, x, eps, method=method)
+            ref = certify.bounds(model, x, eps, method=f"auto_lirpa:{theirs}")
+            scale = ref.upper.abs().max() + 1
+            assert float((ours.lower - ref.lower).abs().max() / scale) <= 5e-5
+            assert float((ours.upper - ref.upper).abs().max() / scale) <= 5e-5

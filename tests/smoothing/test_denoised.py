@@ -1,0 +1,103 @@
+"""Denoised smoothing (Salman et al. 2020): composition, the denoiser recipe, and the digits comparison."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from smoothing import DenoisedClassifier, Smooth, make_conv_denoiser, train_denoiser
+
+
+def _images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.zeros(n, 1, 8, 8)
+    base[:, :, 2:6, 2:6] = torch.rand(n, 1, 1, 1, generator=g)  # a bright square of random intensity
+    return base
+
+
+def _classifier() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+
+
+def test_composition_is_classifier_after_denoiser_and_smoothable() -> None:
+    torch.manual_seed(0)
+    denoiser, clf = make_conv_denoiser(width=8, depth=3).eval(), _classifier()
+    model = DenoisedClassifier(denoiser, clf).eval()
+    x = _images(5)
+    assert torch.equal(model(x), clf(denoiser(x)))
+    assert denoiser(x).shape == x.shape
+    cert = Smooth(model, 3, 0.25).certify(x[0], 10, 200, 1e-3, 100, torch.Generator().manual_seed(0))
+    assert sum(cert.counts) == 200
+    with pytest.raises(TypeError, match="`classifier`"):
+        DenoisedClassifier(denoiser, lambda t: t)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("objective", ["mse", "stability"])
+def test_training_reduces_its_loss_and_leaves_the_classifier_and_global_rng_alone(objective: str) -> None:
+    torch.manual_seed(0)
+    denoiser, clf = make_conv_denoiser(width=8, depth=3), _classifier()
+    x, sigma = _images(), 0.25
+    before_clf = {k: v.clone() for k, v in clf.state_dict().items()}
+    noisy = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
+
+    def loss() -> float:
+        with torch.no_grad():
+            out = denoiser.eval()(noisy)
+            if objective == "mse":
+                return float(nn.functional.mse_loss(out, x))
+            return float(nn.functional.cross_entropy(clf(out), clf(x).argmax(1)))
+
+    start = loss()
+    state = torch.get_rng_state()
+    trained = train_denoiser(denoiser, x, sigma, objective=objective, classifier=clf,  # type: ignore[arg-type]
+                             epochs=40, batch_size=16, lr=3e-3, generator=torch.Generator().manual_seed(1))
+    assert trained is denoiser and not denoiser.training
+    assert loss() < 0.7 * start
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(v, before_clf[k]) for k, v in clf.state_dict().items())
+    assert all(p.grad is None for p in clf.parameters())
+
+
+def test_same_generator_same_denoiser() -> None:
+    x = _images()
+
+    def run() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        d = make_conv_denoiser(width=8, depth=3)
+        return train_denoiser(d, x, 0.5, epochs=2, generator=torch.Generator().manual_seed(3)).state_dict()
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_arguments() -> None:
+    d, x = make_conv_denoiser(width=8, depth=2), _images(4)
+    with pytest.raises(ValueError, match="`objective`"):
+        train_denoiser(d, x, 0.25, objective="l1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`classifier`"):
+        train_denoiser(d, x, 0.25, objective="stability")
+    with pytest.raises(ValueError, match="`sigma`"):
+        train_denoiser(d, x, 0.0)
+    with pytest.raises(TypeError, match="`inputs`"):
+        train_denoiser(d, x.long(), 0.25)
+    with pytest.raises(ValueError, match="`depth`"):
+        make_conv_denoiser(depth=1)
+
+
+@pytest.mark.slow
+def test_digits_denoiser_lets_the_clean_cnn_certify_more_at_sigma_half() -> None:
+    # Measured ordering (docs/smoothing/denoised.md): at σ = 0.5 the standard-trained CNN behind the
+    # stability-trained denoiser certifies about 10 points more than the CNN alone at r = 0 and 0.25.
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_cnn, digits_denoised_cnn
+    from smoothing import certified_accuracy, certify_dataset
+
+    test = load_digits_split("test")
+    xs, ys = test.images[::4], test.labels[::4]
+    acc = {}
+    for name, model in (("clean", digits_cnn()), ("denoised", digits_denoised_cnn(0.5))):
+        rec = certify_dataset(Smooth(model, 10, 0.5), xs, ys, n0=100, n=1000, alpha=1e-3, batch_size=1100,
+                              inputs_per_task=10, seed=0, progress=False)
+        acc[name] = certified_accuracy(rec, [0.0, 0.25])
+    assert (acc["denoised"] >= acc["clean"] + 0.03).all()
