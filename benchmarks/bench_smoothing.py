@@ -194,9 +194,9 @@ def bench_fixed_n(recorded: int) -> None:
                       f"{(N0 + N) / seq_samples:.0f}x |")
 
 
-def bench_denoised(images: int, n: int) -> None:
+def bench_denoised(images: int, n: int, only_consistency: bool = False) -> None:
     """Denoised smoothing of the standard-trained CNN against the noise-trained base model."""
-    from certkit_app.digits import digits_cnn, digits_denoised_cnn
+    from certkit_app.digits import digits_cnn, digits_consistency_model, digits_denoised_cnn
     from smoothing import average_certified_radius
 
     test = load_digits_split("test")
@@ -212,7 +212,10 @@ def bench_denoised(images: int, n: int) -> None:
             "standard CNN + MSE denoiser": digits_denoised_cnn(sigma, "mse"),
             "standard CNN + stability denoiser": digits_denoised_cnn(sigma, "stability"),
             "noise-trained CNN (Gaussian augmentation)": digits_base_model(sigma),
+            "consistency-trained CNN (Jeong & Shin)": digits_consistency_model(sigma),
         }
+        if only_consistency:
+            models = {k: v for k, v in models.items() if k.startswith(("noise", "consistency"))}
         for name, model in models.items():
             start = time.perf_counter()
             rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
@@ -231,9 +234,10 @@ def main() -> None:
     parser.add_argument("--recorded", type=int, default=10_000)
     parser.add_argument("--denoised", action="store_true", help="only the denoised-smoothing table")
     parser.add_argument("--n", type=int, default=2_000, help="estimation draws for --denoised")
+    parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
     args = parser.parse_args()
     if args.denoised:
-        bench_denoised(args.images, args.n)
+        bench_denoised(args.images, args.n, args.only_consistency)
         return
     if args.fixed_n:
         bench_fixed_n(args.recorded)

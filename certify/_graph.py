@@ -20,6 +20,8 @@ Node kinds (``Node.op``):
 ``cat``       concatenation of its inputs along per-sample dimension ``attrs["dim"]`` (``torch.cat``,
               ``torch.stack`` as unsqueeze + cat).
 ``relu``, ``sigmoid``, ``tanh``  elementwise activations.
+``permute``   per-sample permutation of dimensions ``attrs["perm"]`` (``permute``, ``transpose``).
+``slice``     basic slicing ``x[:, *attrs["index"]]`` (slices with positive steps).
 ``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
 """
 
@@ -59,7 +61,7 @@ AUTO_LIRPA_HINT = (
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 #: every non-linear op: its input's bounds are needed (element-wise activations, max pooling)
 NONLINEAR = (*ACTIVATIONS, "maxpool")
-AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat")
+AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
 
 
 class UnsupportedLayerError(NotImplementedError):
@@ -200,6 +202,10 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         return ca * x + cb * xs[1]
     if op == "cat":
         return torch.cat(xs, dim=n.attrs["dim"] + 1)
+    if op == "permute":
+        return x.permute(0, *[p + 1 for p in n.attrs["perm"]])
+    if op == "slice":
+        return x[(slice(None), *n.attrs["index"])]
     if op == "relu":
         return torch.relu(x)
     if op == "sigmoid":
@@ -234,7 +240,7 @@ def _unsupported(what: str, where: str) -> UnsupportedLayerError:
         f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
         f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
         f"AvgPool2d, AdaptiveAvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, ZeroPad2d/ConstantPad2d/F.pad, "
-        f"certify.Normalize, residual add, cat/stack, Identity, "
+        f"certify.Normalize, residual add, cat/stack, slicing, permute/transpose, Identity, "
         f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
     )
 
@@ -755,6 +761,52 @@ class _Builder:
             if mode != "constant":
                 raise _unsupported(f"F.pad with mode={mode!r}", loc)
             return ("ir", self.pad2d(tuple(int(p) for p in pad), float(value or 0.0), i, loc))
+        if name in ("permute", "transpose", "swapaxes", "swapdims"):
+            i = single()
+            nd = len(self.shape(i)) + 1
+            rest = [val(v) for v in args[1:]]
+            if name == "permute":
+                dims = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], list | tuple) else list(rest)
+                dims = list(val(kwargs["dims"])) if not dims and "dims" in kwargs else dims
+            else:
+                a0, a1 = (rest + [val(kwargs.get(k)) for k in ("dim0", "dim1")])[:2]
+                dims = list(range(nd))
+                dims[int(a0) % nd], dims[int(a1) % nd] = dims[int(a1) % nd], dims[int(a0) % nd]
+            dims = [int(d) % nd for d in dims]
+            if sorted(dims) != list(range(nd)) or dims[0] != 0:
+                raise _unsupported(f"'{name}' moving the batch dimension ({dims})", loc)
+            perm = tuple(d - 1 for d in dims[1:])
+            if perm == tuple(range(nd - 1)):
+                return ("ir", i)
+            return ("ir", self.add(Node("permute", (i,), (), loc, attrs={"perm": perm})))
+        if name == "getitem":
+            i = single()
+            idx = val(args[1])
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            shape = self.shape(i)
+            if not idx or idx[0] != slice(None) or len(idx) - 1 > len(shape) or not all(
+                    isinstance(k, slice | int) and not isinstance(k, bool) for k in idx[1:]):
+                raise _unsupported(f"indexing with {idx!r} (supported: x[:, slices or integers], batch kept whole)",
+                                   loc)
+            index: list[slice] = []
+            drop: list[int] = []
+            for d, k in enumerate(idx[1:]):
+                if isinstance(k, int):
+                    if not -shape[d] <= k < shape[d]:
+                        raise _unsupported(f"index {k} out of range for dimension {d + 1} of size {shape[d]}", loc)
+                    k = k % shape[d]
+                    index.append(slice(k, k + 1, 1))
+                    drop.append(d)
+                else:
+                    start, stop, step = k.indices(shape[d])
+                    if step <= 0:
+                        raise _unsupported(f"slice with step {step}", loc)
+                    index.append(slice(start, stop, step))
+            j = self.add(Node("slice", (i,), (), loc, attrs={"index": tuple(index)}))
+            if drop:
+                kept = tuple(n for d, n in enumerate(self.shape(j)) if d not in drop)
+                j = self.add(Node("reshape", (j,), kept, loc))
+            return ("ir", j)
         if name == "dropout":
             if val(kwargs.get("training", args[2] if len(args) > 2 else True)):
                 raise _unsupported("dropout with training=True", loc)

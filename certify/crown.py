@@ -166,6 +166,15 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         return new, bias
     if op == "reshape":
         return a.reshape(b, s, *in_shape), None
+    if op == "permute":
+        inv = [0] * len(in_shape)
+        for pos, src in enumerate(n.attrs["perm"]):
+            inv[src] = pos
+        return a.permute(0, 1, *[2 + pos for pos in inv]), None
+    if op == "slice":
+        new = torch.zeros((b, s, *in_shape), dtype=a.dtype, device=a.device)
+        new[(slice(None), slice(None), *n.attrs["index"])] = a
+        return new, None
     raise AssertionError(op)
 
 

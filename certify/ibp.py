@@ -199,6 +199,10 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         parts = [ivs[j] for j in n.inputs]
         d = n.attrs["dim"] + 1
         return Interval(l=torch.cat([p.l for p in parts], dim=d), u=torch.cat([p.u for p in parts], dim=d))  # type: ignore[union-attr]
+    if op in ("permute", "slice"):  # moves entries: exact
+        from certify._graph import apply_node
+
+        return Interval(l=apply_node(n, [a.l]), u=apply_node(n, [a.u]))  # type: ignore[union-attr]
     if op == "maxpool":  # monotone: exact on the end points
         from certify._layers import maxpool_forward
 

@@ -7,8 +7,10 @@ then PGD minimising ``max_i (A_i f(x) - b_i)`` over the box); a point is reporte
 forward pass confirms that it violates the property. Otherwise it bounds ``A f(x)`` over each box
 with certify's bound propagation (IBP, CROWN or CROWN-IBP): a conjunction is unreachable when some
 row's lower bound exceeds its ``b_i``; the property is ``verified`` when every conjunction of every
-case is unreachable, else ``unknown``. A verdict of ``verified`` is as sound as the bounds
-(``sound=True``: float64 with outward rounding).
+case is unreachable, else ``unknown``. A verdict of ``verified`` is as sound as the bounds, which
+are computed in floating point (``float64=True``: in float64, the final bounds rounded one ulp
+outward); the rigorous rounding-error analysis of ``certify.bounds(sound=True)`` works on L-p balls
+and is not used for VNN-LIB boxes yet.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class PropertyResult:
 
 
 def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | None = None, *,
-               method: str = "crown", sound: bool = False) -> tuple[Tensor, Tensor]:
+               method: str = "crown", float64: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x)`` (spec (N, S, K); None: of f(x)) over boxes ``lower <= x <= upper`` (N, ...).
 
     Returns ``(lower, upper)`` of shape (N, S). The box may have a different width per coordinate
@@ -64,7 +66,7 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
         raise ValueError(f"Expected argument `method` to be one of ibp, crown, crown-ibp, but got {method!r}")
     if lower.shape != upper.shape or bool((lower > upper).any()):
         raise ValueError("Expected arguments `lower` and `upper` of one shape with lower <= upper")
-    dtype = torch.float64 if sound else lower.dtype
+    dtype = torch.float64 if float64 else lower.dtype
     lo_x, hi_x = lower.to(dtype), upper.to(dtype)
     centre = (lo_x + hi_x) / 2
     radius = ((hi_x - lo_x) / 2).flatten(1).amax(dim=1)
@@ -79,7 +81,7 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
             lo, hi = spec_interval(g, ivs, spec, region, direct_input_flags(g))
         else:
             lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(m == "crown-ibp"))
-    if sound:
+    if float64:
         return _round_outward(lo, hi, lower.dtype)
     return lo, hi
 
@@ -93,7 +95,7 @@ def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
                     method: str = "crown", timeout: float | None = None, attack_steps: int = 100,
-                    attack_restarts: int = 5, sound: bool = False,
+                    attack_restarts: int = 5, float64: bool = False,
                     generator: torch.Generator | None = None) -> PropertyResult:
     """Decide a VNN-LIB property for ``model``: verified, falsified (checked counterexample) or unknown.
 
@@ -105,7 +107,8 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"`` for the bounds.
         timeout: seconds; past it the remaining work is skipped and the verdict is ``unknown``.
         attack_steps, attack_restarts: PGD budget per unsafe conjunction.
-        sound: bounds in float64 with outward rounding.
+        float64: bounds computed in float64, rounded one ulp outward (not the rigorous ``sound=True``
+            analysis of :func:`certify.bounds`).
         generator: randomness of the PGD restarts.
     """
     from certify.api import _check_method, _check_model
@@ -176,7 +179,7 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
             return result("unknown", "a case has no output constraint (every output is unsafe); no "
                           "counterexample was found")
         spec = torch.cat(mats).unsqueeze(0)
-        lower, _ = box_bounds(model, lo, hi, spec, method=m, sound=sound)
+        lower, _ = box_bounds(model, lo, hi, spec, method=m, float64=float64)
         lower = lower[0].to(torch.float64).cpu()
         i0 = 0
         for con in case.unsafe:

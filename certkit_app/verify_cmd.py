@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--method", choices=("ibp", "crown", "crown-ibp"), default="crown",
                    help="bound propagation method (default: crown)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds before answering unknown")
-    p.add_argument("--sound", action="store_true", help="float64 bounds with outward rounding")
+    p.add_argument("--float64", action="store_true", help="bounds in float64, rounded one ulp outward")
     p.add_argument("--seed", type=int, default=0, help="seed of the PGD restarts")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             num_outputs = int(model(torch.zeros((1, *shape))).numel())
         prop = certify.load_vnnlib(args.property, num_inputs, num_outputs)
         res = certify.verify_property(model, prop, input_shape=shape, method=args.method, timeout=args.timeout,
-                                      sound=args.sound, generator=torch.Generator().manual_seed(args.seed))
+                                      float64=args.float64, generator=torch.Generator().manual_seed(args.seed))
     except FileNotFoundError as e:
         print(f"certkit verify: error: {e}", file=sys.stderr)
         return EXIT_CODES["usage"]

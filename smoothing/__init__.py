@@ -38,7 +38,7 @@ from smoothing.sequential import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.training import train_noise_augmented
+from smoothing.training import consistency_loss, train_consistency, train_noise_augmented
 
 __all__ = [
     "Certificate",
@@ -63,6 +63,7 @@ __all__ = [
     "certify_sequential_batch",
     "clopper_pearson_lower",
     "confidence_sequence",
+    "consistency_loss",
     "convert_radius",
     "make_conv_denoiser",
     "min_predict_samples",
@@ -72,6 +73,7 @@ __all__ = [
     "randomized_clopper_pearson_lower",
     "smoothed_radius",
     "smoothed_scores",
+    "train_consistency",
     "train_denoiser",
     "train_noise_augmented",
 ]

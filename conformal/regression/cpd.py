@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_probability
 from conformal.functional import _exact
 from conformal.regression.intervals import (
@@ -31,7 +32,7 @@ from conformal.regression.intervals import (
 __all__ = ["ConformalPredictiveSystem"]
 
 
-class ConformalPredictiveSystem:
+class ConformalPredictiveSystem(Params):
     """Split conformal predictive distributions around a fixed regressor's predictions.
 
     Guarantee (Vovk et al. 2019, Theorem 1): for exchangeable calibration and test points, the

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_probability
 from conformal.functional import conformal_quantile
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
@@ -31,7 +32,7 @@ def cqr_scores(lower: Array, upper: Array, targets: Array) -> Array:
     return torch.maximum(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
 
 
-class ConformalizedQuantileRegressor:
+class ConformalizedQuantileRegressor(Params):
     """CQR prediction intervals from a quantile regressor's lower and upper predictions.
 
     Guarantee (Romano et al. 2019, Theorem 1): for exchangeable data,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_positive_int, check_probability
 from conformal.functional import conformal_rank
 from conformal.regression.intervals import PredictionIntervals, check_vector
@@ -73,7 +74,7 @@ def _as_vector(p: Any, like: Any, n: int) -> Array:
     return p
 
 
-class CVPlus:
+class CVPlus(Params):
     """CV+ prediction intervals: K-fold cross-fitting, then the jackknife+ order statistics.
 
     Guarantee (Barber et al. 2021, Theorems 1 and 4): for exchangeable training and test points

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_probability
 from conformal.functional import conformal_quantile
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
@@ -24,7 +25,7 @@ def normalized_residuals(predictions: Array, targets: Array, difficulty: Array) 
     return abs(diff) / difficulty
 
 
-class NormalizedConformalRegressor:
+class NormalizedConformalRegressor(Params):
     """Split conformal intervals whose width follows a difficulty estimate sigma(x) > 0.
 
     Guarantee: P[y_test in C(x_test)] >= 1 - alpha marginally, for exchangeable data and any

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from certkit._params import Params
 from certkit._validation import Array, check_calibrated, check_probability
 from conformal.functional import conformal_quantile, conformal_rank
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
@@ -56,7 +57,7 @@ def plus_minus(center: Array, half_width: float) -> PredictionIntervals:
     return PredictionIntervals(center - half_width, center + half_width)
 
 
-class SplitConformalRegressor:
+class SplitConformalRegressor(Params):
     """Split conformal prediction intervals around a fixed regressor's predictions.
 
     Guarantee: for exchangeable calibration and test points, P[y_test in C(x_test)] >= 1 - alpha,

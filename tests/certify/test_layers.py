@@ -83,6 +83,22 @@ class FunctionalPad(nn.Module):
         return self.fc(torch.relu(self.conv(F.pad(x, (1, 1, 1, 1), value=0.25))).flatten(1))
 
 
+class SliceTranspose(nn.Module):
+    """Slicing with steps and integers, transpose and permute of graph values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2 + 3 * 4 + 4 * 3, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.conv(x))  # (N, 3, 4, 4)
+        a = h[:, :, 1:3, ::2].transpose(2, 3)  # (N, 3, 2, 2)
+        b = h[:, :, 0]  # (N, 3, 4)
+        c = h.permute(0, 2, 3, 1)[:, -1, :, :]  # (N, 4, 3)
+        return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.reshape(c.shape[0], -1)], dim=1))
+
+
 def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(0)
     return {
@@ -108,6 +124,7 @@ def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "constantpad2d": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.ConstantPad2d((2, 2, 1, 1), -0.5),
                                         nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)), (2, 6, 6)),
         "f_pad": (FunctionalPad(), (2, 6, 6)),
+        "slice_transpose_permute": (SliceTranspose(), (2, 6, 6)),
     }
 
 
@@ -161,6 +178,12 @@ def test_unsupported_pooling_configurations_are_refused() -> None:
         certify.bounds(nn.Sequential(nn.GELU(), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
     with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
         certify.bounds(nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    class BatchSlice(nn.Module):
+        def forward(self, z: Tensor) -> Tensor:
+            return z[1:]
+
+    with pytest.raises(certify.UnsupportedLayerError, match="indexing"):
+        certify.bounds(BatchSlice().eval(), torch.rand(3, 4), 0.1)
     with pytest.raises(certify.UnsupportedLayerError, match="symmetric"):
         certify.bounds(nn.Sequential(nn.ZeroPad2d((1, 0, 0, 0)), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
 

@@ -40,6 +40,14 @@ from conformal import (
     scores,
 )
 from conformal.rct import RCTConfig
+from conformal.regression import (
+    ConformalizedQuantileRegressor,
+    ConformalPredictiveSystem,
+    CVPlus,
+    JackknifePlus,
+    NormalizedConformalRegressor,
+    SplitConformalRegressor,
+)
 
 K, D = 4, 6
 
@@ -201,6 +209,10 @@ def test_wrong_kind_and_non_certifiers_are_clear_errors() -> None:
 
 # -- repr / get_params ---------------------------------------------------------------------------------
 
+
+def _fit(x: Any, y: Any) -> Any:  # a regression fit function, for CVPlus / JackknifePlus
+    return lambda z: z
+
 CALIBRATORS: list[tuple[Any, dict[str, Any], str]] = [
     (SplitConformal, {}, "SplitConformal()"),
     (SplitConformal, {"alpha": 0.05, "score": "thr"}, "SplitConformal(score='thr', alpha=0.05)"),
@@ -223,6 +235,12 @@ CALIBRATORS: list[tuple[Any, dict[str, Any], str]] = [
     (PTT, {"alpha": 0.2, "b": 0.5}, "PTT(alpha=0.2, b=0.5)"),
     (SafetyThreshold, {"epsilon": 0.1}, "SafetyThreshold(epsilon=0.1)"),
     (PACCodeSets, {"method": "milp"}, "PACCodeSets(method='milp')"),
+    (SplitConformalRegressor, {"alpha": 0.2}, "SplitConformalRegressor(alpha=0.2)"),
+    (ConformalizedQuantileRegressor, {}, "ConformalizedQuantileRegressor()"),
+    (NormalizedConformalRegressor, {"alpha": 0.05}, "NormalizedConformalRegressor(alpha=0.05)"),
+    (ConformalPredictiveSystem, {}, "ConformalPredictiveSystem()"),
+    (CVPlus, {"fit": _fit, "n_folds": 5}, "CVPlus(fit=_fit, n_folds=5)"),
+    (JackknifePlus, {"fit": _fit}, "JackknifePlus(fit=_fit)"),
 ]
 
 

@@ -58,3 +58,46 @@ def test_bad_arguments() -> None:
         train_noise_augmented(make_digits_cnn(), 0.25, y, 0.25)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="same length"):
         train_noise_augmented(make_digits_cnn(), x, y[:3], 0.25)
+
+
+# -- consistency regularisation (Jeong & Shin 2020) ---------------------------------------------------
+
+
+def test_consistency_loss_terms() -> None:
+    from smoothing import consistency_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(2, 5, 3, generator=g), torch.tensor([0, 1, 2, 0, 1])
+    ce = torch.nn.functional.cross_entropy(logits.reshape(10, 3), labels.repeat(2))
+    assert torch.allclose(consistency_loss(logits, labels, 0.0, 0.0), ce)
+    same = logits[:1].expand(2, 5, 3)
+    p = same[0].softmax(-1)
+    entropy = -(p * p.log()).sum(-1).mean()
+    # Identical copies: the KL term vanishes, whatever λ; the entropy term is that of their softmax.
+    assert torch.allclose(consistency_loss(same, labels, 10.0, 0.5),
+                          torch.nn.functional.cross_entropy(same[0], labels) + 0.5 * entropy, atol=1e-6)
+    assert consistency_loss(logits, labels, 10.0, 0.0) > ce  # disagreeing copies are penalised
+
+
+def test_train_consistency_is_seeded_leaves_global_rng_and_validates() -> None:
+    from smoothing import train_consistency
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(128, 1, 8, 8, generator=g)
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+    a, b = build(), build()
+    state = torch.get_rng_state()
+    for model in (a, b):
+        train_consistency(model, x, y, 0.5, epochs=10, batch_size=32, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not a.training
+    with pytest.raises(ValueError, match="`copies`"):
+        train_consistency(a, x, y, 0.5, copies=1)
+    with pytest.raises(ValueError, match="`lam`"):
+        train_consistency(a, x, y, 0.5, lam=-1.0)
