@@ -3,6 +3,8 @@
 ``BoundCertifier(method="crown", sound=True).certify(model, x, LpBall(inf, 0.03, (0, 1)))`` returns
 deterministic bounds on every logit margin ``z_y - z_k`` over the ball around each input; the robust
 conformal calibrators (``conformal.VRCP``, ``conformal.RobustPAC``) turn them into score bounds.
+``output_bounds(model, x, threat)`` bounds a scalar regressor's output instead (the
+``certkit.certifier.OutputCertifier`` protocol, used by ``conformal.regression.RobustConformalRegressor``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from torch import nn
 
 from certify.api import _check_method, bounds, margin_bounds
 from certkit._params import Params
-from certkit._validation import check_positive_int
-from certkit.certifier import CertifierKind, MarginBounds, ScoreFn
+from certkit._validation import check_eval_mode, check_positive_int
+from certkit.certifier import CertifierKind, MarginBounds, OutputBounds, ScoreFn, squeeze_output
 from certkit.threat import LpBall, parse_norm
 
 __all__ = ["BoundCertifier", "pairwise_margin_bounds"]
@@ -143,3 +145,24 @@ class BoundCertifier(Params):
         lo, hi = pairwise_margin_bounds(model, x, threat.eps, labels=labels, norm=threat.norm, method=self.method,
                                         domain=threat.domain, sound=self.sound, batch_size=self.batch_size)
         return MarginBounds(lo, hi, labels)
+
+    def output_bounds(self, model: nn.Module, x: torch.Tensor, threat: LpBall) -> OutputBounds:
+        """Sound bounds of a regressor's output (``(N,)`` or ``(N, 1)``) over ``threat`` by :func:`certify.bounds`.
+
+        Guarantee (deterministic): ``lower[n] <= f(x') <= upper[n]`` for every ``x'`` in the ball
+        around ``x[n]`` (intersected with ``threat.domain``); with ``sound=True`` also against rounding.
+
+        Args:
+            model: torch regressor in eval mode (layers ``certify`` supports).
+            x: ``(N, ...)`` inputs.
+            threat: the L-inf or L2 ball (with optional domain).
+
+        Returns:
+            :class:`certkit.certifier.OutputBounds` with ``(N,)`` fields in ``x``'s dtype.
+        """
+        self.check_threat(threat)
+        check_eval_mode(model)
+        with torch.no_grad():
+            pred = squeeze_output(model(x), "model")
+        b = bounds(model, x, threat.eps, norm=threat.norm, method=self.method, domain=threat.domain, sound=self.sound)
+        return OutputBounds(pred, squeeze_output(b.lower, "model").detach(), squeeze_output(b.upper, "model").detach())

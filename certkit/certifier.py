@@ -15,7 +15,12 @@ one plugs in without touching them. Two kinds exist:
   ``1/sigma``-Lipschitz (e.g. ``smoothing.SmoothingCertifier``); ``conformal`` accounts for the
   radius and the Monte Carlo error.
 
-The base imports none of ``certify``, ``smoothing``, ``conformal``: both result types live here.
+Regression has its own, smaller protocol, :class:`OutputCertifier`: ``output_bounds(model, x,
+threat)`` returns :class:`OutputBounds` on a scalar regressor's output over the threat model
+(``certify.BoundCertifier``: deterministic; ``smoothing.SmoothedRegressionCertifier``: with
+probability >= 1 - beta per input). ``conformal.regression.RobustConformalRegressor`` consumes it.
+
+The base imports none of ``certify``, ``smoothing``, ``conformal``: all result types live here.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from torch import nn
 
 from certkit.threat import LpBall
 
-__all__ = ["Certifier", "CertifierKind", "MarginBounds", "ScoreFn", "SmoothedScores"]
+__all__ = ["Certifier", "CertifierKind", "MarginBounds", "OutputBounds", "OutputCertifier", "ScoreFn", "SmoothedScores",
+           "squeeze_output"]
 
 CertifierKind = Literal["bounds", "smoothing"]
 
@@ -129,3 +135,55 @@ class Certifier(Protocol):
                 certifiers; bound certifiers ignore it).
         """
         ...
+
+
+@dataclass(frozen=True)
+class OutputBounds:
+    """Certified bounds of a scalar regressor over the threat model around each input.
+
+    Attributes:
+        predictions: ``(N,)`` the regressor's output at the inputs themselves (for smoothing: the
+            Monte Carlo estimate of the smoothed regressor there).
+        lower, upper: ``(N,)`` ``lower <= f(x') <= upper`` for every ``x'`` in the ball around each
+            input: deterministically (bound propagation), or with probability >= 1 - beta per input
+            (smoothing, where ``f(x')`` is a fresh Monte Carlo estimate at ``x'``).
+    """
+
+    predictions: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+
+@runtime_checkable
+class OutputCertifier(Protocol):
+    """What ``conformal.regression.RobustConformalRegressor`` needs from a certifier of regressor outputs.
+
+    Guarantee of :meth:`output_bounds`: for every ``x'`` in ``threat`` around ``x_n``,
+    ``lower[n] <= f(x') <= upper[n]``, deterministically (e.g. ``certify.BoundCertifier``) or with
+    probability >= 1 - beta per input (e.g. ``smoothing.SmoothedRegressionCertifier``, which says so
+    in its docstring); the conformal coverage is then >= 1 - alpha, resp. >= 1 - alpha - beta.
+
+    Attributes:
+        name: a short display name, e.g. ``"CROWN"``.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short display name used in guarantees."""
+        ...
+
+    def output_bounds(self, model: nn.Module, x: torch.Tensor, threat: LpBall) -> OutputBounds:
+        """Bounds of the regressor's ``(N,)`` or ``(N, 1)`` output over ``threat`` around each ``(N, ...)`` input.
+
+        Raises ValueError when ``threat`` cannot be certified (e.g. an L-inf ball for smoothing).
+        """
+        ...
+
+
+def squeeze_output(out: torch.Tensor, name: str = "model") -> torch.Tensor:
+    """``(N,)`` from a regressor output of shape ``(N,)`` or ``(N, 1)``; ValueError otherwise."""
+    if out.dim() == 2 and out.shape[1] == 1:
+        return out[:, 0]
+    if out.dim() == 1:
+        return out
+    raise ValueError(f"Expected `{name}` to output (N,) or (N, 1) predictions, but got shape {tuple(out.shape)}")

@@ -31,6 +31,7 @@ from smoothing.dataset import (
 )
 from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
+from smoothing.regression import SmoothedRegressionCertifier, smoothed_regression_bounds
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
 from smoothing.sequential import (
     certify_sequential,
@@ -50,6 +51,7 @@ __all__ = [
     "Prediction",
     "ScoreFn",
     "Smooth",
+    "SmoothedRegressionCertifier",
     "SmoothedScores",
     "SmoothingCertifier",
     "UniformNoise",
@@ -72,6 +74,7 @@ __all__ = [
     "prediction_from_counts",
     "randomized_clopper_pearson_lower",
     "smoothed_radius",
+    "smoothed_regression_bounds",
     "smoothed_scores",
     "train_consistency",
     "train_denoiser",

@@ -11,33 +11,30 @@ computed at x~. Two robust predictors follow (the regression forms of VRCP, Jear
 Q is the exact split-conformal order statistic. VRCP-C's score is the worst residual over the
 calibration point's ball, so its test cost is one forward pass.
 
-Certifiers: :func:`bound_propagation_output_bounds` (``certify.bounds``: IBP, CROWN, CROWN-IBP)
-and :func:`smoothed_output_bounds` (Gaussian smoothing of a bounded-output regressor, whose
-smoothed mean g satisfies: Phi^{-1}((g - a)/(b - a)) is 1/sigma-Lipschitz in L2, Salman et al.
-2019, Lemma 2; Monte Carlo error by Hoeffding).
+Certifiers are consumed through the ``certkit.certifier.OutputCertifier`` protocol
+(``output_bounds(model, x, threat) -> OutputBounds``): ``certify.BoundCertifier`` (``certify.bounds``:
+IBP, CROWN, CROWN-IBP; deterministic) and ``smoothing.SmoothedRegressionCertifier`` (Gaussian
+smoothing of a bounded-output regressor, whose smoothed mean g satisfies: Phi^{-1}((g - a)/(b - a))
+is 1/sigma-Lipschitz in L2, Salman et al. 2019, Lemma 2; Monte Carlo error by Hoeffding; with
+probability >= 1 - beta per input). :func:`bound_propagation_output_bounds` and
+:func:`smoothed_output_bounds` are the same as plain functions.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from certify.api import bounds as certify_bounds
-from certkit._validation import (
-    Array,
-    check_calibrated,
-    check_eval_mode,
-    check_positive,
-    check_positive_int,
-    check_probability,
-)
+from certify.certifier import BoundCertifier
+from certkit._params import Params
+from certkit._validation import Array, check_calibrated, check_eval_mode, check_probability
+from certkit.certifier import OutputBounds, OutputCertifier, squeeze_output
 from certkit.threat import LpBall
 from conformal.functional import conformal_quantile
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
+from smoothing.regression import smoothed_regression_bounds
 
 __all__ = [
     "OutputBounds",
@@ -50,29 +47,6 @@ __all__ = [
 Mode = Literal["inference", "calibration"]
 
 
-@dataclass(frozen=True)
-class OutputBounds:
-    """Certified bounds of a regressor over the threat model around each input.
-
-    Attributes:
-        predictions: (N,) the regressor's output at the inputs themselves.
-        lower, upper: (N,) ``lower <= f(x') <= upper`` for every x' in the ball around each input
-            (for :func:`smoothed_output_bounds`: with probability >= 1 - beta per input).
-    """
-
-    predictions: torch.Tensor
-    lower: torch.Tensor
-    upper: torch.Tensor
-
-
-def _squeeze_output(out: torch.Tensor, name: str) -> torch.Tensor:
-    if out.dim() == 2 and out.shape[1] == 1:
-        return out[:, 0]
-    if out.dim() == 1:
-        return out
-    raise ValueError(f"Expected `{name}` to output (N,) or (N, 1) predictions, but got shape {tuple(out.shape)}")
-
-
 def _check_threat(threat: Any) -> LpBall:
     if not isinstance(threat, LpBall):
         raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {threat!r}")
@@ -83,18 +57,15 @@ def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: L
                                     method: str = "crown") -> OutputBounds:
     """Sound output bounds of a regressor (output (N,) or (N, 1)) over ``threat`` by ``certify.bounds``.
 
+    Same as ``certify.BoundCertifier(method=method).output_bounds(model, x, threat)``.
+
     Args:
         model: torch regressor in eval mode (layers ``certify`` supports).
         x: (N, ...) inputs.
         threat: the L-inf or L2 ball (with optional domain).
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``.
     """
-    threat = _check_threat(threat)
-    check_eval_mode(model)
-    with torch.no_grad():
-        pred = _squeeze_output(model(x), "model")
-    b = certify_bounds(model, x, threat.eps, norm=threat.norm, method=method, domain=threat.domain)
-    return OutputBounds(pred, _squeeze_output(b.lower, "model").detach(), _squeeze_output(b.upper, "model").detach())
+    return BoundCertifier(method=method).output_bounds(model, x, _check_threat(threat))
 
 
 def smoothed_output_bounds(model: nn.Module, x: torch.Tensor, *, sigma: float, eps: float,
@@ -102,57 +73,13 @@ def smoothed_output_bounds(model: nn.Module, x: torch.Tensor, *, sigma: float, e
                            batch_size: int = 1000, generator: torch.Generator | None = None) -> OutputBounds:
     """Certified bounds of the Monte Carlo smoothed regressor over the L2 ball of radius ``eps``.
 
-    The smoothed regressor is g(x) = E[clip(f(x + sigma e), a, b)], e ~ N(0, I), estimated by
-    g_hat(x), the mean of ``n_samples`` fresh draws. Returned for each input x~:
-
-    * ``predictions``: g_hat(x~);
-    * ``lower``/``upper``: bounds that contain g_hat(x) (a fresh estimate at any x with
-      ||x - x~||_2 <= eps) with probability >= 1 - beta: g(x~) is within h = (b - a) sqrt(log(4/beta) / (2 n))
-      of g_hat(x~) (Hoeffding, probability beta/2), Phi^{-1}((g - a)/(b - a)) moves by at most eps/sigma
-      (Salman et al. 2019, Lemma 2), and g_hat(x) is within h of g(x) (probability beta/2).
-
+    Same as :func:`smoothing.smoothed_regression_bounds` (see there for the math and the guarantee:
+    the bounds hold with probability >= 1 - beta per input), or
+    ``smoothing.SmoothedRegressionCertifier(sigma, output_range, ...).output_bounds(model, x, LpBall(2, eps))``.
     Used with :class:`RobustConformalRegressor`, the coverage guarantee becomes >= 1 - alpha - beta.
-
-    Args:
-        model: torch regressor (output (N,) or (N, 1)); outputs are clipped to ``output_range``.
-        x: (N, ...) inputs.
-        sigma: noise level > 0.
-        eps: L2 radius >= 0.
-        output_range: (a, b), a < b.
-        n_samples: Monte Carlo draws per input.
-        beta: failure probability per input, in (0, 1).
-        batch_size: noisy copies per forward pass.
-        generator: torch generator of the noise (on ``x``'s device).
     """
-    sigma = check_positive(sigma, "sigma")
-    if not (isinstance(eps, int | float) and not isinstance(eps, bool) and eps >= 0 and math.isfinite(eps)):
-        raise ValueError(f"Expected argument `eps` to be a finite number >= 0, but got {eps!r}")
-    n_samples = check_positive_int(n_samples, "n_samples")
-    beta = check_probability(beta, "beta")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if not (isinstance(output_range, tuple | list) and len(output_range) == 2 and output_range[0] < output_range[1]):
-        raise ValueError(f"Expected argument `output_range` to be a pair (a, b) with a < b, but got {output_range!r}")
-    a, b = float(output_range[0]), float(output_range[1])
-    check_eval_mode(model)
-    sums = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    with torch.no_grad():
-        for i in range(x.shape[0]):
-            done = 0
-            while done < n_samples:
-                m = min(batch_size, n_samples - done)
-                xi = x[i : i + 1].expand(m, *x.shape[1:])
-                noise = torch.randn(xi.shape, generator=generator, device=x.device, dtype=x.dtype)
-                out = _squeeze_output(model(xi + sigma * noise), "model").clamp(a, b)
-                sums[i] += out.double().sum()
-                done += m
-    g_hat = sums / n_samples
-    h = (b - a) * math.sqrt(math.log(4 / beta) / (2 * n_samples))
-    u_lo = ((g_hat - h - a) / (b - a)).clamp(0, 1)
-    u_hi = ((g_hat + h - a) / (b - a)).clamp(0, 1)
-    shift = eps / sigma
-    lo = a + (b - a) * torch.special.ndtr(torch.special.ndtri(u_lo) - shift) - h
-    hi = a + (b - a) * torch.special.ndtr(torch.special.ndtri(u_hi) + shift) + h
-    return OutputBounds(g_hat.to(x.dtype), lo.to(x.dtype), hi.to(x.dtype))
+    return smoothed_regression_bounds(model, x, sigma=sigma, eps=eps, output_range=output_range,
+                                      n_samples=n_samples, beta=beta, batch_size=batch_size, generator=generator)
 
 
 def worst_case_residuals(targets: Array, lower: Array, upper: Array) -> Array:
@@ -162,7 +89,7 @@ def worst_case_residuals(targets: Array, lower: Array, upper: Array) -> Array:
     return torch.maximum(a, b) if isinstance(a, torch.Tensor) else (a > b) * a + (a <= b) * b
 
 
-class RobustConformalRegressor:
+class RobustConformalRegressor(Params):
     """Split conformal regression intervals with a coverage guarantee under input perturbations.
 
     Guarantee (VRCP, Jeary et al. 2024, for regression): for exchangeable calibration and test
@@ -176,14 +103,17 @@ class RobustConformalRegressor:
       point's ball; test intervals are the plain prediction +- q (no certifier at test time).
 
     ``calibrate``/``predict`` take predictions and bounds (any certifier: see
-    :class:`OutputBounds`); ``calibrate_model``/``predict_model`` compute them with bound
-    propagation over ``threat``.
+    :class:`OutputBounds`); ``calibrate_model``/``predict_model`` compute them with
+    ``certifier.output_bounds(model, x, threat)`` (any ``certkit.certifier.OutputCertifier``).
 
     Args:
         alpha: miscoverage level in (0, 1).
         mode: ``"inference"`` or ``"calibration"``.
         threat: the ball for ``calibrate_model``/``predict_model`` (``certkit.threat.LpBall``).
-        method: bound-propagation method for ``*_model``: ``"ibp"``, ``"crown"``, ``"crown-ibp"``.
+        method: bound-propagation method of the default certifier: ``"ibp"``, ``"crown"``, ``"crown-ibp"``.
+        certifier: an ``OutputCertifier`` for ``*_model`` (e.g. ``certify.BoundCertifier``,
+            ``smoothing.SmoothedRegressionCertifier``); None: ``certify.BoundCertifier(method=method)``.
+            Giving it together with a non-default ``method`` is a ValueError.
 
     Example:
         >>> reg = RobustConformalRegressor(alpha=0.1, threat=LpBall("linf", 0.1))
@@ -193,13 +123,25 @@ class RobustConformalRegressor:
     quantile_: float
 
     def __init__(self, *, alpha: float = 0.1, mode: Mode = "inference", threat: LpBall | None = None,
-                 method: str = "crown") -> None:
+                 method: str = "crown", certifier: OutputCertifier | None = None) -> None:
         self.alpha = check_probability(alpha, "alpha")
         if mode not in ("inference", "calibration"):
             raise ValueError(f"Expected argument `mode` to be 'inference' or 'calibration', but got {mode!r}")
         self.mode = mode
         self.threat = None if threat is None else _check_threat(threat)
+        if certifier is not None:
+            if not isinstance(certifier, OutputCertifier):
+                raise TypeError("Expected argument `certifier` to be a certkit.certifier.OutputCertifier (with `name` "
+                                f"and `output_bounds(model, x, threat)`) or None, but got {type(certifier).__name__}")
+            if method != "crown":
+                raise ValueError(f"Expected either argument `certifier` or `method`, not both, but got "
+                                 f"method={method!r} and certifier={certifier!r}")
         self.method = method
+        self.certifier = certifier
+
+    def _output_certifier(self) -> OutputCertifier:
+        """The certifier the ``*_model`` methods use (``certify.BoundCertifier(method=method)`` by default)."""
+        return self.certifier if self.certifier is not None else BoundCertifier(method=self.method)
 
     def calibrate(self, targets: Array, bounds: OutputBounds) -> RobustConformalRegressor:
         """Fit q from (N,) targets and the calibration inputs' :class:`OutputBounds`. Returns self."""
@@ -232,12 +174,12 @@ class RobustConformalRegressor:
         if not need_bounds:
             check_eval_mode(model)
             with torch.no_grad():
-                pred = _squeeze_output(model(x), "model")
+                pred = squeeze_output(model(x), "model")
             return OutputBounds(pred, pred, pred)
-        return bound_propagation_output_bounds(model, x, self.threat, method=self.method)
+        return self._output_certifier().output_bounds(model, x, self.threat)
 
     def calibrate_model(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> RobustConformalRegressor:
-        """Calibrate on (N, ...) inputs and (N,) targets, certifying with ``certify`` when the mode needs it."""
+        """Calibrate on (N, ...) inputs and (N,) targets, certifying with ``certifier`` when the mode needs it."""
         return self.calibrate(y, self._bounds(model, x, self.mode == "calibration"))
 
     def predict_model(self, model: nn.Module, x: torch.Tensor) -> PredictionIntervals:
