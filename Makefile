@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.certkit-installed
-EXTRAS ?= dev,notebooks,llm,dist,docs,onnx
+EXTRAS ?= dev,notebooks,llm,dist,docs
 PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow lint docs bench clean
@@ -11,6 +11,11 @@ PYTEST_WORKERS ?= 2
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	# The 'onnx' extra without torchvision: onnx2torch declares it, but torchvision's PyPI wheels are CUDA
+	# builds that fail to import beside the CPU torch wheel (and then break transformers' imports).
+	# certify.load_onnx needs no torchvision (see certify/onnx_io.py).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt onnx onnxruntime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps onnx2torch
 	@touch $(STAMP)
 
 install: $(STAMP)
