@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int
+from certkit._validation import check_eval_mode, check_generator, check_nonnegative, check_positive_int
 from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
@@ -41,8 +41,7 @@ def _generator(generator: torch.Generator | None, seed: int | None, device: torc
         return torch.Generator(device=device).manual_seed(int(seed))
     if generator is None:
         return torch.Generator(device=device).manual_seed(0)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"Expected argument `generator` to be a torch.Generator or None, but got {type(generator).__name__}")
+    check_generator(generator)
     return generator
 
 

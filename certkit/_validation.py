@@ -18,6 +18,7 @@ __all__ = [
     "check_calibrated",
     "check_eval_mode",
     "check_finite",
+    "check_generator",
     "check_in_range",
     "check_labels",
     "check_nonnegative",
@@ -76,6 +77,13 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value!r}")
     return int(value)
+
+
+def check_generator(value: Any, name: str = "generator") -> torch.Generator | None:
+    """``value`` if it is a ``torch.Generator`` or None (the one accepted type), else TypeError naming it."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"Expected argument `{name}` to be a torch.Generator or None, but got {type(value).__name__}")
+    return value
 
 
 def check_finite(x: Array, name: str) -> None:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from certkit._validation import (
+    check_generator,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -148,8 +149,7 @@ def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, confi
     body, head = model[:-1], model[-1]
     if generator is not None and cfg.seed is not None:
         raise ValueError("Expected either argument `generator` or the deprecated `config.seed`, but got both")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"Expected argument `generator` to be a torch.Generator or None, but got {type(generator).__name__}")
+    check_generator(generator)
     g = generator if generator is not None else torch.Generator(device=x.device).manual_seed(0 if cfg.seed is None else cfg.seed)
     with torch.no_grad():
         feats = torch.stack([body(x + cfg.sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from certkit._params import Params
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import check_generator, check_positive, check_positive_int
 from certkit.certifier import CertifierKind, ScoreFn, SmoothedScores
 from certkit.threat import LpBall, parse_norm
 from smoothing.scores import smoothed_scores
@@ -56,10 +56,7 @@ class SmoothingCertifier(Params):
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", check_positive(self.sigma, "sigma"))
         object.__setattr__(self, "n_mc", check_positive_int(self.n_mc, "n_mc", minimum=2))
-        if self.generator is not None and not isinstance(self.generator, torch.Generator):
-            raise TypeError(
-                f"Expected argument `generator` to be a torch.Generator or None, but got {type(self.generator).__name__}"
-            )
+        check_generator(self.generator)
         if self.transform is not None and not callable(self.transform):
             raise TypeError(f"Expected argument `transform` to be callable or None, but got {self.transform!r}")
         object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))

@@ -26,6 +26,7 @@ from torch import nn
 from certkit._validation import (
     check_eval_mode,
     check_finite,
+    check_generator,
     check_positive_int,
     check_probability,
 )
@@ -448,8 +449,7 @@ def _generator_for(device: torch.device, generator: torch.Generator | None) -> t
         fresh = torch.Generator(device=device)
         fresh.seed()  # OS entropy; torch's global RNG is left untouched
         return fresh
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"Expected argument `generator` to be a torch.Generator or None, but got {type(generator).__name__}")
+    check_generator(generator)
     if generator.device.type != device.type:
         raise ValueError(
             f"Expected argument `generator` to live on the model's device ({device}), but got one on {generator.device}"

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from certkit._params import Params
-from certkit._validation import check_eval_mode, check_positive, check_positive_int, check_probability
+from certkit._validation import (
+    check_eval_mode,
+    check_generator,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 from certkit.certifier import OutputBounds, squeeze_output
 from certkit.threat import LpBall
 
@@ -123,10 +129,7 @@ class SmoothedRegressionCertifier(Params):
         object.__setattr__(self, "n_samples", check_positive_int(self.n_samples, "n_samples"))
         object.__setattr__(self, "beta", check_probability(self.beta, "beta"))
         object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))
-        if self.generator is not None and not isinstance(self.generator, torch.Generator):
-            raise TypeError(
-                f"Expected argument `generator` to be a torch.Generator or None, but got {type(self.generator).__name__}"
-            )
+        check_generator(self.generator)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmoothedRegressionCertifier):
