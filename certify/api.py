@@ -326,9 +326,10 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = No
             final) with the IBP bound from the bounds known so far, as auto_LiRPA's bound option of
             that name does: sound and never looser than either (IBP-trained networks can have tighter
             IBP than CROWN bounds). Off by default, as in auto_LiRPA.
-        iterations, lr: alpha-CROWN's Adam steps (default 20) and learning rate (default 0.5), as
-            auto_LiRPA's defaults; only with ``method="alpha-crown"``. Every iterate is a sound bound
-            and the best per output is returned (never looser than CROWN).
+        iterations: alpha-CROWN's Adam steps (default 20, as auto_LiRPA's); only with
+            ``method="alpha-crown"``. Every iterate is a sound bound and the best per output is
+            returned (never looser than CROWN).
+        lr: alpha-CROWN's learning rate (default 0.5, as auto_LiRPA's); only with ``method="alpha-crown"``.
         threat: the region as one :class:`certkit.threat.LpBall` (norm, radius and domain), instead of
             ``eps``, ``norm`` and ``domain`` (exactly one of the two spellings; an LpBall passed as
             ``eps`` counts as ``threat``). The same holds for :func:`margin_bounds`, :func:`verify`,
@@ -380,6 +381,20 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | 
     lo, hi = lo.to(x.dtype), hi.to(x.dtype)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     return Bounds(torch.where(at_y, zero, lo), torch.where(at_y, zero, hi))
+
+
+def _margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, method: str,
+                         domain: tuple[float, float] | None) -> Tensor:
+    """``margin_bounds(model, x, y, eps, method=method, domain=domain).lower`` (L-inf) without the upper
+    bounds' backward pass: the loss of certified training (``certify.training``), differentiable."""
+    model, x, p, m, dom = _check_common(model, x, math.inf, method, domain)
+    e = _check_eps(eps, x)
+    k = _num_outputs(model, x)
+    y = _check_y(y, x.shape[0], k).to(x.device)
+    at_y = torch.nn.functional.one_hot(y, k).bool()
+    lo, _ = _compute(model, x, e, margin_spec(y, k, x.dtype), norm=p, method=m, domain=dom, sound=False,
+                     need_upper=False, skip=at_y)
+    return torch.where(at_y, torch.zeros((), dtype=x.dtype, device=x.device), lo.to(x.dtype))
 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
