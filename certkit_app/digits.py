@@ -201,8 +201,8 @@ def digits_cnn_certified() -> nn.Sequential:
 
     Recipe (cache key ``digits_cnn_crownibp-v3``): Shi et al. initialisation, CROWN-IBP at train eps 0.15
     (L-inf, domain [0, 1]), 100 epochs (5 warm-up, 50 ramp), batch 32, Adam 2e-3, kappa 1 -> 0.5, beta
-    1 -> 0; about 90 s of one CPU core on first use. Measured on the test split (400 images): clean
-    97.0%, verified at eps 0.1: 83.5% (CROWN), 88.5% (IBP); at eps 0.05: 93.0% / 93.5%.
+    1 -> 0; about 100 s of one CPU core on first use. Measured on the test split (400 images): clean
+    97.0%, verified at eps 0.1: 86.0% (CROWN), 89.2% (IBP); at eps 0.05: 93.2% / 93.8%.
     """
     model = load_or_train("digits_cnn_crownibp-v3", make_digits_cnn, _train_digits_cnn_certified)
     assert isinstance(model, nn.Sequential)
