@@ -32,5 +32,6 @@ def test_box_pgd_finds_the_corner_stays_inside_and_stops_early() -> None:
     _, val = pgd_box_minimize(objective, lower, upper, steps=40, restarts=5, until=1e9,
                               generator=torch.Generator().manual_seed(1))
     assert len(calls) == 1  # the centre already reaches `until`: no step is taken
+    torch.testing.assert_close(val, (w * (lower + upper) / 2).sum(1))
     assert torch.equal(state, torch.random.get_rng_state())
     assert full == 1 + 2 * (40 + 1)
