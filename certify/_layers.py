@@ -262,10 +262,12 @@ def _param64(p: Any) -> Any:
     return p.to(torch.float64) if isinstance(p, Tensor) else p
 
 
-def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "") -> tuple[Tensor, Tensor]:  # noqa: E741
+def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: float | None = None) -> tuple[Tensor, Tensor]:  # noqa: E741
     """Interval (IBP) bounds of ``f`` over ``[l, u]`` element-wise: the end points for a monotone
     function, else the exact range (end points, breaks and critical points) with rounding slack."""
     fn = SCALAR_FNS[op]
+    if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)
     _check_domain(fn, l, where)
     mono = fn.monotone(p)
     if mono:
@@ -297,11 +299,13 @@ class LinearRelax:
         return LinearRelax(self.d_l[sl], self.b_l[sl], self.d_u[sl], self.b_u[sl])
 
 
-def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "") -> LinearRelax:  # noqa: E741
+def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: float | None = None) -> LinearRelax:  # noqa: E741
     """Sound linear lower/upper bounds of ``f`` on ``[l, u]`` (see the section comment above): slopes
     rounded to the working dtype first, intercepts computed exactly for the rounded slopes (in
     float64) and rounded outward."""
     fn = SCALAR_FNS[op]
+    if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)
     _check_domain(fn, l, where)
     dtype = l.dtype
     pp = _param64(p)

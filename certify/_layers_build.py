@@ -62,8 +62,13 @@ def reshape(b: Any, i: int, shape: tuple[int, ...], loc: str) -> int:
     return b.add(Node("reshape", (i,), tuple(shape), loc))
 
 
-def scalar(b: Any, op: str, i: int, loc: str, param: Any = None) -> int:
-    return b.add(Node(op, (i,), (), loc, attrs={} if param is None else {"param": param}))
+def scalar(b: Any, op: str, i: int, loc: str, param: Any = None, floor: float | None = None) -> int:
+    """An element-wise function node; ``floor``: its input is >= floor by construction (exactly and in
+    floating point), which the bounds may use (rounding can otherwise push a bound below it)."""
+    attrs: dict[str, Any] = {} if param is None else {"param": param}
+    if floor is not None:
+        attrs["floor"] = floor
+    return b.add(Node(op, (i,), (), loc, attrs=attrs))
 
 
 def mul2(b: Any, i: int, j: int, loc: str) -> int:
@@ -109,10 +114,10 @@ def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
     j = scalar(b, "exp", j, loc)
     j = b.add(Node("linear", (j,), (), loc, summ, None))
     if log:
-        j = scalar(b, "log", j, loc)
+        j = scalar(b, "log", j, loc, floor=1.0)
         j = b.add(Node("affine", (j,), (), loc, torch.tensor(-1.0, dtype=b.dtype, device=b.nodes_device), None))
     else:
-        j = scalar(b, "reciprocal", j, loc)
+        j = scalar(b, "reciprocal", j, loc, floor=1.0)
     return permute_last(b, j, d, loc)
 
 
@@ -132,7 +137,7 @@ def layernorm(b: Any, i: int, normalized_shape: tuple[int, ...], weight: Tensor 
     sq = scalar(b, "square", c, loc)
     mean = torch.full((1, k), 1.0 / k, dtype=b.dtype, device=b.nodes_device)
     v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device)))
-    r = scalar(b, "rsqrt", v, loc)
+    r = scalar(b, "rsqrt", v, loc, floor=float(eps) if eps > 0 else None)
     y = b.add(Node("mul", (c, r), (), loc))
     y = reshape(b, y, shape, loc)
     if weight is not None or bias is not None:

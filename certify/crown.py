@@ -211,7 +211,7 @@ def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
     if n.op == "maxpool":
         return maxpool_relax(src.l, src.u, n.attrs)
     if n.op in SCALAR_OPS:
-        return scalar_relax(n.op, n.attrs.get("param"), src.l, src.u, n.name)
+        return scalar_relax(n.op, n.attrs.get("param"), src.l, src.u, n.name, n.attrs.get("floor"))
     if n.op == "mul":
         other = ivs[n.inputs[1]]
         assert other is not None

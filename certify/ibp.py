@@ -218,7 +218,8 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     if op in SCALAR_OPS:  # the exact range over the interval (end points, breaks, critical points)
         from certify._layers import scalar_range
 
-        lo, hi = scalar_range(op, n.attrs.get("param"), a.l, a.u, n.name)  # type: ignore[union-attr]
+        lo, hi = scalar_range(op, n.attrs.get("param"), a.l, a.u, n.name,  # type: ignore[union-attr]
+                              n.attrs.get("floor"))
         return Interval(l=lo, u=hi)
     if op == "mul":
         from certify._layers import mul_range

@@ -99,6 +99,84 @@ class SliceTranspose(nn.Module):
         return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.reshape(c.shape[0], -1)], dim=1))
 
 
+class HandAttention(nn.Module):
+    """Single-head self-attention written by hand (q k^T / sqrt(d), softmax, @ v), as in Shi et al. 2020."""
+
+    def __init__(self, e: int = 6) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(e, e), nn.Linear(e, e), nn.Linear(e, e)
+        self.fc = nn.Linear(e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+        return self.fc((a @ v).mean(dim=1))
+
+
+class TransformerBlock(nn.Module):
+    """A standard post-norm encoder block (nn.MultiheadAttention, LayerNorm, GELU MLP) and a classifier on
+    the mean token."""
+
+    def __init__(self, e: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(e, heads, batch_first=True)
+        self.ln1, self.ln2 = nn.LayerNorm(e), nn.LayerNorm(e)
+        self.mlp = nn.Sequential(nn.Linear(e, 2 * e), nn.GELU(), nn.Linear(2 * e, e))
+        self.head = nn.Linear(e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.ln1(x + self.attn(x, x, x, need_weights=False)[0])
+        x = self.ln2(x + self.mlp(x))
+        return self.head(x.mean(1))
+
+
+class Products(nn.Module):
+    """Element-wise product, division and matmul of two activations; exp, log, pow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 8), nn.Linear(6, 8)
+        self.fc = nn.Linear(8 + 4 + 8, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = torch.tanh(self.a(x)), torch.sigmoid(self.b(x))
+        m = (a.reshape(-1, 2, 4) @ b.reshape(-1, 4, 2)).flatten(1)
+        return self.fc(torch.cat([a * b, m, torch.log(torch.exp(a) + b ** 2) / (1 + b)], dim=1))
+
+
+def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """The layers of issue 14's second part (activations, softmax, LayerNorm, attention, Conv1d, ...)."""
+    torch.manual_seed(0)
+    mlp = [nn.Linear(6, 10)]
+    tail = [nn.Linear(10, 3)]
+    return {
+        "leaky_relu": (nn.Sequential(*mlp, nn.LeakyReLU(0.1), *tail), (6,)),
+        "prelu": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.PReLU(3), nn.Flatten(), nn.Linear(3 * 4 * 4, 3)), (2, 6, 6)),
+        "elu": (nn.Sequential(nn.Linear(6, 10), nn.ELU(), nn.Linear(10, 3)), (6,)),
+        "gelu": (nn.Sequential(nn.Linear(6, 10), nn.GELU(), nn.Linear(10, 10), nn.GELU(), nn.Linear(10, 3)), (6,)),
+        "silu": (nn.Sequential(nn.Linear(6, 10), nn.SiLU(), nn.Linear(10, 10), nn.SiLU(), nn.Linear(10, 3)), (6,)),
+        "softplus": (nn.Sequential(nn.Linear(6, 10), nn.Softplus(beta=2.0), nn.Linear(10, 3)), (6,)),
+        "softmax": (nn.Sequential(nn.Linear(6, 5), nn.Softmax(dim=-1), nn.Linear(5, 3)), (6,)),
+        "log_softmax": (nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.LogSoftmax(dim=1)), (6,)),
+        "layernorm": (nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3)), (6,)),
+        "conv1d": (nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, stride=2), nn.ReLU(),
+                                 nn.Conv1d(3, 2, 2, padding=1, padding_mode="circular"), nn.Flatten(),
+                                 nn.Linear(2 * 5, 3)), (2, 8)),
+        "conv_transpose2d": (nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
+                                           nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8 * 8, 3)), (2, 4, 4)),
+        "upsample_nearest": (nn.Sequential(nn.Conv2d(2, 2, 3), nn.Tanh(), nn.Upsample(scale_factor=2), nn.Flatten(),
+                                           nn.Linear(2 * 8 * 8, 3)), (2, 6, 6)),
+        "upsample_bilinear": (nn.Sequential(nn.Conv2d(2, 2, 3), nn.Tanh(), nn.Upsample(size=(6, 5), mode="bilinear"),
+                                            nn.Flatten(), nn.Linear(2 * 6 * 5, 3)), (2, 6, 6)),
+        "reflect_replicate_pad": (nn.Sequential(nn.ReflectionPad2d((1, 2, 0, 1)), nn.Conv2d(2, 2, 3), nn.Tanh(),
+                                                nn.ReplicationPad2d((0, 1, 1, 0)), nn.ZeroPad2d((1, 0, 0, 2)),
+                                                nn.Flatten(), nn.Linear(2 * 8 * 9, 3)), (2, 6, 6)),
+        "products": (Products(), (6,)),
+        "attention": (HandAttention(), (4, 6)),
+        "transformer_block": (TransformerBlock(), (4, 8)),
+    }
+
+
 def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(0)
     return {
@@ -125,7 +203,7 @@ def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
                                         nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)), (2, 6, 6)),
         "f_pad": (FunctionalPad(), (2, 6, 6)),
         "slice_transpose_permute": (SliceTranspose(), (2, 6, 6)),
-    }
+    } | _new_layer_models()
 
 
 # float64 / L-inf in the fast suite; the other three combinations are slow tests (CI runs them too)
@@ -175,7 +253,7 @@ def test_unsupported_pooling_configurations_are_refused() -> None:
     with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
         certify.bounds(nn.Sequential(nn.AdaptiveMaxPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
     with pytest.raises(certify.UnsupportedLayerError, match="'0'"):
-        certify.bounds(nn.Sequential(nn.GELU(), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+        certify.bounds(nn.Sequential(nn.Mish(), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
     with pytest.raises(certify.UnsupportedLayerError, match="unequal"):
         certify.bounds(nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
     class BatchSlice(nn.Module):
@@ -184,8 +262,8 @@ def test_unsupported_pooling_configurations_are_refused() -> None:
 
     with pytest.raises(certify.UnsupportedLayerError, match="indexing"):
         certify.bounds(BatchSlice().eval(), torch.rand(3, 4), 0.1)
-    with pytest.raises(certify.UnsupportedLayerError, match="symmetric"):
-        certify.bounds(nn.Sequential(nn.ZeroPad2d((1, 0, 0, 0)), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match="approximate"):
+        certify.bounds(nn.Sequential(nn.GELU(approximate="tanh"), nn.Flatten()).eval(), torch.rand(1, 1, 5, 5), 0.1)
 
 
 @pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
