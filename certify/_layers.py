@@ -16,6 +16,7 @@ general and overlapping windows are fine (each output keeps its own index ``i*``
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ def _extremes(fn: ScalarFn, p: Any, l: Tensor, u: Tensor, k: Tensor) -> tuple[Te
     ends = [l, *[torch.clamp(torch.full_like(l, b), l, u) for b in fn.breaks(p)], u]
     cands = [l, u, *ends[1:-1]]
     slack = torch.zeros_like(l)
-    for a, b in zip(ends[:-1], ends[1:]):  # f' monotone on [a, b]: one root of f'(x) = k at most
+    for a, b in itertools.pairwise(ends):  # f' monotone on [a, b]: one root of f'(x) = k at most
         sa = (fn.df(a, p) - k) > 0
         lo, hi = a, b
         for _ in range(_BISECT):
@@ -267,7 +268,7 @@ def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
     function, else the exact range (end points, breaks and critical points) with rounding slack."""
     fn = SCALAR_FNS[op]
     if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
-        l, u = l.clamp(min=floor), u.clamp(min=floor)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)  # noqa: E741
     _check_domain(fn, l, where)
     mono = fn.monotone(p)
     if mono:
@@ -305,7 +306,7 @@ def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
     float64) and rounded outward."""
     fn = SCALAR_FNS[op]
     if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
-        l, u = l.clamp(min=floor), u.clamp(min=floor)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)  # noqa: E741
     _check_domain(fn, l, where)
     dtype = l.dtype
     pp = _param64(p)

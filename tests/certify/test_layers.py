@@ -35,15 +35,16 @@ def _ball_samples(x: Tensor, eps: float, norm: float, n: int, gen: torch.Generat
 
 
 def assert_sound(model: nn.Module, x: Tensor, eps: float, *, norm: float, method: str, samples: int = 10_000,
-                 pgd_steps: int = 20) -> certify.Bounds:
+                 pgd_steps: int = 20, sound: bool = False) -> certify.Bounds:
     """The shared soundness property: >= 10^4 sampled points per input plus PGD minimising and
-    maximising every output stay inside certify's bounds (up to the dtype's rounding)."""
-    b = certify.bounds(model, x, eps, norm=norm, method=method)
+    maximising every output stay inside certify's bounds (up to the dtype's rounding; with ``sound``
+    no violation at all)."""
+    b = certify.bounds(model, x, eps, norm=norm, method=method, sound=sound)
     gen = torch.Generator().manual_seed(0)
     pts = _ball_samples(x, eps, norm, samples, gen)
     with torch.no_grad():
         out = model(pts.reshape(-1, *x.shape[1:])).reshape(x.shape[0], samples, -1)
-    tol = (1e-4 if x.dtype == torch.float32 else 1e-9) * (1 + out.abs().max())
+    tol = 0.0 if sound else (1e-4 if x.dtype == torch.float32 else 1e-9) * (1 + out.abs().max())
     assert bool((out >= b.lower.unsqueeze(1) - tol).all()), "a sampled output is below the lower bound"
     assert bool((out <= b.upper.unsqueeze(1) + tol).all()), "a sampled output is above the upper bound"
     n, k = b.lower.shape
@@ -337,3 +338,24 @@ def test_new_layers_are_about_as_tight_as_auto_lirpa(name: str, method: str, rat
         ours = certify.bounds(model, x, 0.02, method=method)
         ref = certify.bounds(model, x, 0.02, method=f"auto_lirpa:{_THEIRS[method]}")
     assert float((ours.upper - ours.lower).mean()) <= ratio * float((ref.upper - ref.lower).mean()) + 1e-9
+
+
+#: layers with a rounding-error analysis for sound=True (exact re-arrangements and linear decompositions)
+_SOUND = ["adaptive_avgpool2d", "zeropad2d", "constantpad2d", "slice_transpose_permute", "conv_transpose2d",
+          "upsample_nearest", "upsample_bilinear", "reflect_replicate_pad"]
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+@pytest.mark.parametrize("name", _SOUND)
+def test_sound_mode_layers_have_no_violation(name: str, method: str) -> None:
+    model, shape = _layer_models()[name]
+    model = model.double().eval()
+    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert_sound(model, x, 0.05, norm=math.inf, method=method, samples=2_000, pgd_steps=10, sound=True)
+
+
+@pytest.mark.parametrize("name", ["maxpool2d", "gelu", "layernorm", "softmax", "products"])
+def test_sound_mode_refuses_layers_without_a_rounding_analysis(name: str) -> None:
+    model, shape = _layer_models()[name]
+    with pytest.raises(certify.UnsupportedLayerError, match="rounding-error analysis"):
+        certify.bounds(model.double().eval(), torch.rand((1, *shape), dtype=torch.float64), 0.05, sound=True)
