@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from certify._ir import AUTO_LIRPA_HINT, Node, UnsupportedLayerError, _unsupported
+
 __all__ = [
     "AUTO_LIRPA_HINT",
     "Graph",
@@ -61,11 +63,6 @@ __all__ = [
     "densify",
 ]
 
-AUTO_LIRPA_HINT = (
-    "see docs/certify/layers.md for the supported layers; rewrite the model with supported layers, or "
-    "file an issue naming the layer (delegating to auto_LiRPA with method='auto_lirpa:<METHOD>' works only "
-    "where auto_LiRPA can be installed: it does not install with torch 2.x)"
-)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 #: element-wise functions relaxed by ``certify._layers.scalar_relax`` (parameter in ``attrs["param"]``)
@@ -75,8 +72,6 @@ NONLINEAR = (*ACTIVATIONS, *SCALAR_OPS, "maxpool", "mul")
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
 
 
-class UnsupportedLayerError(NotImplementedError):
-    """Raised when a model holds a layer or operation the built-in bound propagation cannot handle."""
 
 
 class Normalize(nn.Module):
@@ -114,34 +109,6 @@ class Normalize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
-
-
-@dataclass
-class Node:
-    """One operation of the IR; ``shape`` is the per-sample output shape (no batch dimension)."""
-
-    op: str
-    inputs: tuple[int, ...]
-    shape: tuple[int, ...]
-    name: str
-    weight: Tensor | None = None
-    bias: Tensor | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    #: tensors derived from the weights (|W|, a dense conv matrix), valid for this node's life
-    derived: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    def derive(self, key: str, make: Callable[[], Tensor]) -> Tensor:
-        """``make()``, cached on the node unless autograd must see it (weights that require grad)."""
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (self.weight, self.bias)):
-            return make()
-        t = self.derived.get(key)
-        if t is None:
-            t = self.derived[key] = make()
-        return t
 
 
 @dataclass
@@ -254,18 +221,6 @@ _LEAVES: tuple[type, ...] = (
 _FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
 _FX_LOCK = threading.RLock()
 
-
-def _unsupported(what: str, where: str) -> UnsupportedLayerError:
-    loc = f" (at '{where}')" if where else ""
-    return UnsupportedLayerError(
-        f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
-        f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, AdaptiveAvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, padding layers and F.pad, "
-        f"LeakyReLU, PReLU, ELU, GELU, SiLU, Softplus, Softmax, LogSoftmax, LayerNorm, Conv1d, ConvTranspose2d, "
-        f"Upsample, MultiheadAttention, TransformerEncoder(Layer), products and matmul of activations, "
-        f"certify.Normalize, residual add, cat/stack, slicing, permute/transpose, Identity, "
-        f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
-    )
 
 
 def _hook_name(h: Any) -> str:

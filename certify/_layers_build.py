@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from certify._graph import Node, _unsupported
+from certify._ir import Node, _unsupported
 
 __all__ = ["FUNCTIONS", "MODULES", "layernorm", "matmul", "mha_call", "mul2", "pad_general", "softmax"]
 

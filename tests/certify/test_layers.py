@@ -359,3 +359,37 @@ def test_sound_mode_refuses_layers_without_a_rounding_analysis(name: str) -> Non
     model, shape = _layer_models()[name]
     with pytest.raises(certify.UnsupportedLayerError, match="rounding-error analysis"):
         certify.bounds(model.double().eval(), torch.rand((1, *shape), dtype=torch.float64), 0.05, sound=True)
+
+
+class PerturbTokens(nn.Module):
+    """A classifier on token embeddings ``base`` (1, T, D) with the tokens at ``positions`` replaced by the
+    input (N, P, D): the region perturbs the chosen tokens' embeddings only."""
+
+    def __init__(self, model: nn.Module, base: Tensor, positions: list[int]) -> None:
+        super().__init__()
+        t = base.shape[1]
+        place = torch.zeros(t, len(positions), dtype=base.dtype)
+        place[positions, list(range(len(positions)))] = 1.0
+        keep = torch.ones(1, t, 1, dtype=base.dtype)
+        keep[0, positions] = 0.0
+        self.model = model
+        self.register_buffer("place", place)
+        self.register_buffer("rest", base * keep)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.model((tokens.transpose(1, 2) @ self.place.t()).transpose(1, 2) + self.rest)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+def test_token_embedding_region_on_transformer_encoder_layer_is_sound(method: str, norm_first: bool) -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True, activation="gelu",
+                                       norm_first=norm_first, dtype=torch.float64)
+    clf = nn.Sequential(layer, nn.Flatten(), nn.Linear(4 * 8, 3, dtype=torch.float64)).eval()
+    emb = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    model = PerturbTokens(clf, emb, [1, 3]).eval()
+    tokens = emb[:, [1, 3]].repeat(2, 1, 1) + 0.01 * torch.arange(2, dtype=torch.float64).reshape(2, 1, 1)
+    b = assert_sound(model, tokens, 0.02, norm=math.inf, method=method, samples=10_000)
+    if method == "crown":
+        assert float((b.upper - b.lower).max()) < 1.0  # and informative
