@@ -25,7 +25,13 @@ import torch
 from scipy.stats import binom
 from tqdm import tqdm
 
-from certkit._validation import check_array, check_generator, check_labels, check_positive_int, check_probability
+from certkit._validation import (
+    check_array,
+    check_generator,
+    check_labels,
+    check_positive_int,
+    check_probability,
+)
 from certkit.threat import norm_name
 from smoothing._rng import resolve_generator
 from smoothing.cohen import Certificate, Smooth
