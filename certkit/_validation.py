@@ -39,6 +39,7 @@ __all__ = [
     "check_text",
     "check_token_ids",
     "check_unit_interval",
+    "generator_or_seed",
     "has_visible",
     "probs_atol",
     "warn_low_precision",
@@ -107,6 +108,31 @@ def check_generator(value: Any, name: str = "generator") -> torch.Generator | No
             f"Expected argument `{name}` to be a torch.Generator or None, but got {type(value).__name__}{hint}"
         )
     return value
+
+
+def generator_or_seed(generator: Any, seed: Any, *, where: str, device: torch.device | str | None = None,
+                      default_seed: int = 0, stacklevel: int = 3) -> torch.Generator:
+    """The generator to draw from, for functions whose ``seed: int`` became ``generator``.
+
+    ``generator`` if given (checked); otherwise a generator (on ``device``, default CPU) seeded with the
+    deprecated ``seed`` (with a ``DeprecationWarning`` naming ``where``), or with ``default_seed`` when
+    both are None, so that the default stays reproducible. Both given: ``ValueError``.
+    """
+    if seed is not None:
+        warnings.warn(
+            f"Argument `seed` of {where} is deprecated and will be removed in the next release; "
+            "pass `generator=torch.Generator().manual_seed(seed)` instead",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        if generator is not None:
+            raise ValueError("Expected either argument `generator` or the deprecated `seed`, but got both")
+        return torch.Generator(device=device or "cpu").manual_seed(int(seed))
+    if generator is None:
+        return torch.Generator(device=device or "cpu").manual_seed(default_seed)
+    check_generator(generator)
+    assert isinstance(generator, torch.Generator)
+    return generator
 
 
 def check_finite(x: Array, name: str) -> None:
