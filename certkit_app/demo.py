@@ -49,6 +49,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
     from certkit_app.demos.colep import demo_colep
     from certkit_app.demos.complete import demo_complete_verification
     from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.layers import demo_layers
     from certkit_app.demos.regression import demo_regression
     from certkit_app.demos.rscp import demo_rscp
     from certkit_app.demos.smoothing import demo_smoothing
@@ -64,6 +65,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("8. Conformal regression: plain and certified robust intervals", demo_regression),
         ("9. Complete verification: CROWN, alpha-CROWN, branch-and-bound", demo_complete_verification),
         ("10. COLEP: learning-reasoning conformal prediction vs RSCP+", demo_colep),
+        ("11. Bounds on real layers: a max-pooling CNN and a transformer block", demo_layers),
     ]
 
 
