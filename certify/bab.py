@@ -241,8 +241,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
                     domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
                     lr_beta: float = 0.05, input_split_max_dim: int = 8, attack_restarts: int = 5,
-                    attack_steps: int = 50, sound: bool = False, progress: bool = False,
-                    generator: torch.Generator | None = None) -> CompleteVerification:
+                    attack_steps: int = 50, sound: bool = False, progress: bool = False, branching: str = "babsr",
+                    fsb_candidates: int = 3, generator: torch.Generator | None = None) -> CompleteVerification:
     """Decide robustness of one input by attack, alpha-CROWN and branch-and-bound (beta-CROWN).
 
     Args:
@@ -260,6 +260,9 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
             alpha-beta-CROWN's learning rates for branch-and-bound.
         attack_restarts, attack_steps: PGD before the search (and again, with fresh seeds, during it).
         sound: bounds in float64 with a safety margin (see the module docstring).
+        branching: the ReLU to split: ``"babsr"`` (largest BaBSR intercept score) or ``"fsb"`` (filtered
+            smart branching: of the ``fsb_candidates`` best by BaBSR score, the one whose children's worse
+            bound, by one cheap bound pass, is largest; De Palma et al. 2021).
         progress: show a tqdm bar of the open domains.
         generator: seeds the attacks' random restarts (torch's global RNG is untouched).
 
@@ -284,6 +287,9 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     input_split_max_dim = check_positive_int(input_split_max_dim, "input_split_max_dim", minimum=0)
     attack_restarts = check_positive_int(attack_restarts, "attack_restarts")
     attack_steps = check_positive_int(attack_steps, "attack_steps", minimum=0)
+    if branching not in ("babsr", "fsb"):
+        raise ValueError(f"Expected argument `branching` to be 'babsr' or 'fsb', but got {branching!r}")
+    fsb_candidates = check_positive_int(fsb_candidates, "fsb_candidates")
     if split not in ("auto", "relu", "input"):
         raise ValueError(f"Expected argument `split` to be 'auto', 'relu' or 'input', but got {split!r}")
     if split == "input" and p_norm != math.inf:
@@ -302,12 +308,14 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
     return _search(p, t0=t0, timeout=timeout, use_input=use_input, batch_size=batch_size, iterations=iterations,
                    bab_iterations=bab_iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, attack_restarts=attack_restarts,
-                   attack_steps=attack_steps, progress=progress, seed=seed, check_first=x)
+                   attack_steps=attack_steps, progress=progress, seed=seed, check_first=x, branching=branching,
+                   fsb_candidates=fsb_candidates)
 
 
 def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_size: int, iterations: int,
             bab_iterations: int, lr_alpha: float, lr_beta: float, attack_restarts: int, attack_steps: int,
-            progress: bool, seed: int, check_first: Tensor) -> CompleteVerification:
+            progress: bool, seed: int, check_first: Tensor, branching: str = "babsr",
+            fsb_candidates: int = 3) -> CompleteVerification:
     """Attack, alpha-CROWN at the root, then branch-and-bound (shared by margins and VNN-LIB properties)."""
     deadline = t0 + timeout
 
@@ -330,7 +338,8 @@ def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_si
         return result("verified", lb, 1, "none")
     kw: dict[str, Any] = {"batch_size": batch_size, "iterations": bab_iterations, "lr_alpha": lr_alpha,
                           "lr_beta": lr_beta, "deadline": deadline, "progress": progress, "seed": seed,
-                          "attack": (attack_restarts, attack_steps)}
+                          "attack": (attack_restarts, attack_steps), "branching": branching,
+                          "fsb_candidates": fsb_candidates}
     if use_input:
         verdict, lower, branches = _input_bab(p, **kw)
         return result(verdict, lower, branches + 1, "input")
@@ -345,7 +354,8 @@ def _bar(progress: bool, what: str) -> Any:
 
 
 def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
-              deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+              deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
+              fsb_candidates: int = 3) -> tuple[str, float, int]:
     """Branch-and-bound on ReLU splits; returns (verdict, lower bound, branches)."""
     g = p.g
     relus = {k: g.nodes[k].inputs[0] for k in root.unstable}  # ReLU node -> its pre-activation node
@@ -394,18 +404,12 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
                     splits, alpha, beta = _take(splits, rest), _take(alpha, rest), _take(beta, rest)
                     score, unstable = _take(score, rest), _take(unstable, rest)
                     continue
-            child_splits = _repeat2(_take(splits, take))
-            offset = 0
-            rows = torch.arange(b, device=lower.device)
-            for k, pre in relus.items():
-                numel = unstable[k][0].numel()
-                sel = (best_idx >= offset) & (best_idx < offset + numel)
-                if bool(sel.any()):
-                    flat_split = child_splits[pre].reshape(2 * b, -1)
-                    local = best_idx[sel] - offset
-                    flat_split[rows[sel], local] = 1
-                    flat_split[rows[sel] + b, local] = -1
-                offset += numel
+            if branching == "fsb":
+                if bool(leaf.any()):
+                    flat = flat[~leaf]
+                best_idx = _fsb_choice(p, flat, _take(splits, take), relus, unstable, _take(alpha, take),
+                                       _take(beta, take), done[take], fsb_candidates)
+            child_splits = _split_children(_take(splits, take), best_idx, relus, unstable)
             parent_done = done[take].repeat(2, 1)
             res = optimize_lower(g, _region(p, 2 * b), p.spec.expand(2 * b, s, -1), iterations=iterations, lr=lr_alpha,
                                  lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold - p.offset,
@@ -444,6 +448,52 @@ def _newly_proven(p: _Problem, lower: Tensor, parent_done: Tensor) -> float:
     was = p.group_max(parent_done.to(lower.dtype)) > 0
     newly = (gm > p.threshold) & ~was
     return float(gm[newly].min()) if bool(newly.any()) else math.inf
+
+
+def _split_children(splits: dict[int, Tensor], idx: Tensor, relus: dict[int, int],
+                    unstable: dict[int, Tensor]) -> dict[int, Tensor]:
+    """Two children per domain (B domains -> 2B: first all active halves, then all inactive halves), splitting
+    the neuron at flat index ``idx`` (B,) over the ReLU nodes in ``relus``' order."""
+    b = idx.shape[0]
+    child = _repeat2(splits)
+    offset = 0
+    rows = torch.arange(b, device=idx.device)
+    for k, pre in relus.items():
+        numel = unstable[k][0].numel()
+        sel = (idx >= offset) & (idx < offset + numel)
+        if bool(sel.any()):
+            flat_split = child[pre].reshape(2 * b, -1)
+            local = idx[sel] - offset
+            flat_split[rows[sel], local] = 1
+            flat_split[rows[sel] + b, local] = -1
+        offset += numel
+    return child
+
+
+def _fsb_choice(p: _Problem, flat: Tensor, splits: dict[int, Tensor], relus: dict[int, int],
+                unstable: dict[int, Tensor], alpha: dict[int, Tensor], beta: dict[int, Tensor], done: Tensor,
+                k: int) -> Tensor:
+    """Filtered smart branching (De Palma et al., ICLR 2021): among the ``k`` neurons with the largest
+    BaBSR scores ``flat`` (B, D), pick per domain the one whose two children have the largest worse bound,
+    each child bounded by one cheap pass (the parent's alphas and betas, no optimisation) in one batch."""
+    b = flat.shape[0]
+    k = min(k, flat.shape[1])
+    vals, cand = flat.topk(k, dim=1)  # (B, k)
+    reps = {key: v.repeat(k, *([1] * (v.dim() - 1))) for key, v in splits.items()}  # candidate-major: c * B + i
+    child = _split_children(reps, cand.t().reshape(-1), relus, {kk: v.repeat(k, *([1] * (v.dim() - 1)))
+                                                                   for kk, v in unstable.items()})
+    n = 2 * k * b
+    s = p.spec.shape[1]
+    rep = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in alpha.items()}
+    repb = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in beta.items()}
+    parent_done = done.repeat(2 * k, 1)
+    res = optimize_lower(p.g, _region(p, n), p.spec.expand(n, s, -1), iterations=0, splits=child, init_alpha=rep,
+                         init_beta=repb, skip=parent_done, stop_at=None)
+    key = p.key(res.lower, parent_done | p.rows_done(res.lower))
+    key = torch.where(res.infeasible, torch.full_like(key, math.inf), key)
+    worse = torch.minimum(key[: k * b], key[k * b :]).reshape(k, b).t()  # (B, k)
+    worse = torch.where(vals > 0, worse, torch.full_like(worse, -math.inf))
+    return cand.gather(1, worse.argmax(1, keepdim=True)).squeeze(1)
 
 
 def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: Tensor) -> str:
@@ -533,7 +583,8 @@ def _as64(n: Any) -> Any:
 
 
 def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
-               deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+               deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
+               fsb_candidates: int = 3) -> tuple[str, float, int]:
     """Branch-and-bound on the input box (bisect the widest dimension); returns (verdict, lower, branches)."""
     box = p.region.box
     lo, hi = box.l, box.u

@@ -94,6 +94,21 @@ def test_branch_and_bound_is_exercised(milp_margin_oracle: Oracle) -> None:
     assert searched["relu"] >= 2 and searched["input"] >= 2, searched
 
 
+def test_fsb_branching_agrees_with_milp(milp_margin_oracle: Oracle) -> None:
+    """Filtered smart branching decides the same properties as BaBSR (exact answers from the MILP)."""
+    branches = {"babsr": 0, "fsb": 0}
+    for net, x, y, eps, _ in _properties(2, 8, seed=3):
+        exact = milp_margin_oracle(net, x, y, eps)
+        for branching in ("babsr", "fsb"):
+            r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split="relu", iterations=0,
+                                attack_steps=0, attack_restarts=1, branching=branching, batch_size=4)
+            assert r.verdict == ("verified" if exact > 0 else "falsified"), (exact, r)
+            branches[branching] += r.branches
+    assert branches["fsb"] > 0 and branches["babsr"] > 0
+    with pytest.raises(ValueError, match="branching"):
+        verify_complete(net, x, y, eps, branching="random")
+
+
 def test_timeout_returns_unknown() -> None:
     net = _mlp(64, (256, 256, 256), 10, seed=5).float()
     x = torch.rand(1, 64, generator=torch.Generator().manual_seed(0))
