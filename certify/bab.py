@@ -19,7 +19,13 @@ region (an L-inf or L2 ball around ``x``, intersected with ``domain``):
 
 Verdicts: ``"falsified"`` only with a counterexample that a forward pass of the model confirms (in
 the region, margin <= 0); ``"verified"`` only when every domain's bound is > 0 or the domain is
-empty. ``"unknown"`` on timeout (or when a fully split domain stays undecided).
+empty. ``"unknown"`` on timeout (or when a fully split domain stays undecided: for L2 balls the affine
+leaf is a second-order cone problem, decided by a Lagrangian dual bound and a primal candidate, and a
+gap within the solvers' tolerance leaves it undecided).
+
+The branched ReLU is chosen by BaBSR (default) or FSB (``branching="fsb"``, De Palma et al. 2021).
+The same search decides VNN-LIB properties (general linear output specifications, disjunctions of
+conjunctions ``A y <= b`` over an input box) through ``certify.verify_property(..., complete=True)``.
 
 Floating-point soundness: bounds are computed in the model's dtype (float32 for most models) by the
 same arithmetic as CROWN, without directed rounding; ``sound=True`` computes them in float64 and
@@ -505,8 +511,6 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
 
     g = p.g
     x0 = p.x.to(torch.float64)
-    if p.norm != math.inf:
-        return "unknown"
     res0 = optimize_lower(g, _region(p, 1), p.spec, iterations=0, splits=splits)
     if bool(res0.infeasible.all()):
         return "verified"
@@ -528,6 +532,8 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
     k = g.nodes[g.output].numel
     j_out, d_out = jac[:k], val0[:k]
     j_con, d_con = jac[k:], val0[k:]  # constraints s z(x) >= 0  ->  -J x <= d
+    if p.norm != math.inf:
+        return _leaf_l2(p, j_out, d_out, j_con, d_con, lo, hi, done)
     # per open group (conjunction): min t subject to C_i f(x) + d_i <= t (rows of the group), the split
     # constraints and the box; the group is excluded iff t* > 0. Variables (x, t).
     n_x = x0[0].numel()
@@ -555,6 +561,79 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
         cand = torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)
         if p.check(cand):
             return "falsified"
+        return "unknown"
+    return "verified"
+
+
+def _leaf_l2(p: _Problem, j_out: Tensor, d_out: Tensor, j_con: Tensor, d_con: Tensor, lo: Tensor, hi: Tensor,
+             done: Tensor) -> str:
+    """An affine leaf domain of an L2 ball: per open group, ``min max_i v_i(x)`` over the ball, the split
+    constraints and the box, a convex (second-order cone) problem, decided by Lagrangian duality.
+
+    With the linear constraints ``G x <= h`` (splits, box) dualised (``mu >= 0``) and the rows mixed by
+    ``lam`` in the simplex, ``q(lam, mu) = min_{||x - x0|| <= eps} lam^T v(x) + mu^T (G x - h) =
+    w^T x0 - eps ||w|| + lam^T e - mu^T h`` (``w = A^T lam + G^T mu``) is a lower bound for *any* such
+    multipliers (weak duality), so the group is excluded when ``q > 1e-7`` at the multipliers found (SLSQP on
+    this concave function; the bound is evaluated at the projected multipliers, so it is sound whatever the
+    solver returns). By strong duality (Slater: the ball has an interior) the best ``q`` equals the minimum,
+    so otherwise the inner minimiser, then a primal SLSQP solution, is checked as a counterexample by a
+    forward pass; ``"unknown"`` only if neither settles it (a gap within the solvers' tolerance)."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x0 = p.x.to(torch.float64).reshape(-1).numpy()
+    eps = float(p.eps)
+    n = x0.shape[0]
+    spec, offset = p.spec[0].to(torch.float64), p.offset.to(torch.float64)
+    g_mat = torch.cat([-j_con, torch.eye(n, dtype=torch.float64), -torch.eye(n, dtype=torch.float64)]).numpy()
+    h = torch.cat([d_con, hi.reshape(-1), -lo.reshape(-1)]).numpy()
+    m = g_mat.shape[0]
+    for grp in range(p.n_groups):
+        rows = (p.groups == grp).nonzero().flatten()
+        if bool(done[rows].all()):
+            continue
+        a = (spec[rows] @ j_out).numpy()  # v(x) = a x + e
+        e = (spec[rows] @ d_out + offset[rows]).numpy()
+        r = a.shape[0]
+
+        def q(z: np.ndarray, a: np.ndarray = a, e: np.ndarray = e, r: int = r) -> tuple[float, np.ndarray]:
+            lam, mu = z[:r], z[r:]
+            w = a.T @ lam + g_mat.T @ mu
+            nw = float(np.linalg.norm(w))
+            xs = x0 - eps * w / nw if nw > 0 else x0
+            val = float(w @ x0 - eps * nw + lam @ e - mu @ h)
+            return -val, -np.concatenate([a @ xs + e, g_mat @ xs - h])
+
+        z0 = np.concatenate([np.full(r, 1.0 / r), np.zeros(m)])
+        sol = minimize(q, z0, jac=True, method="SLSQP", bounds=[(0, None)] * (r + m),
+                       constraints=[{"type": "eq", "fun": lambda z, r=r: z[:r].sum() - 1,
+                                     "jac": lambda z, r=r: np.concatenate([np.ones(r), np.zeros(m)])}],
+                       options={"maxiter": 500, "ftol": 1e-12})
+        z = np.clip(sol.x, 0, None)
+        z[:r] = z[:r] / z[:r].sum() if z[:r].sum() > 0 else np.full(r, 1.0 / r)
+        bound = -q(z)[0]
+        if bound > 1e-7:
+            continue
+        w = a.T @ z[:r] + g_mat.T @ z[r:]
+        nw = float(np.linalg.norm(w))
+        cands = [x0 - eps * w / nw if nw > 0 else x0]
+
+        def obj(v: np.ndarray) -> float:
+            return float(v[-1])
+
+        cons = [{"type": "ineq", "fun": lambda v, a=a, e=e: v[-1] - (a @ v[:-1] + e)},
+                {"type": "ineq", "fun": lambda v: h - g_mat @ v[:-1]},
+                {"type": "ineq", "fun": lambda v: eps**2 - float(((v[:-1] - x0) ** 2).sum())}]
+        start = np.concatenate([cands[0], [float((a @ cands[0] + e).max())]])
+        prim = minimize(obj, start, method="SLSQP", constraints=cons, options={"maxiter": 500, "ftol": 1e-12})
+        cands.append(prim.x[:-1])
+        for c in cands:
+            d = c - x0
+            nd = float(np.linalg.norm(d))
+            if nd > eps:
+                d = d * (eps / nd) * (1 - 1e-12)
+            if p.check(torch.as_tensor(x0 + d, dtype=p.x_dtype).reshape(p.x.shape)):
+                return "falsified"
         return "unknown"
     return "verified"
 
