@@ -101,6 +101,21 @@ class _Problem:
         self.domain: tuple[float, float] | None = None
         self.box_lo, self.box_hi = region.box.l.to(x_dtype), region.box.u.to(x_dtype)
         self.found: tuple[Tensor, float] | None = None
+        # activation-pattern constraints (pre-activation node -> (1, *shape) in {-1, 0, +1}): only points
+        # with s z >= 0 on every constrained neuron belong to the region (neural activation patterns)
+        self.pattern: dict[int, Tensor] = {}
+
+    def pattern_violation(self, pts: Tensor) -> Tensor:
+        """Per point (N,): ``max over constrained neurons of -s z`` (<= 0 iff the pattern holds), -inf if none."""
+        out = torch.full((pts.shape[0],), -math.inf, dtype=pts.dtype, device=pts.device)
+        if not self.pattern:
+            return out
+        vals = _node_values(self.g, pts.to(self.region.x0.dtype))
+        for pre, s in self.pattern.items():
+            v = -(vals[pre] * s.to(vals[pre].dtype)).flatten(1)
+            v = torch.where(s.flatten(1) != 0, v, torch.full_like(v, -math.inf))
+            out = torch.maximum(out, v.amax(1).to(out.dtype))
+        return out
 
     @classmethod
     def margin(cls, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
@@ -186,7 +201,9 @@ class _Problem:
             pts = torch.minimum(torch.maximum(pts, self.box_lo), self.box_hi)
         with torch.no_grad():
             m = self.worst(self.model(pts))
-        bad = (m <= 0) & self.in_region(pts)
+            bad = (m <= 0) & self.in_region(pts)
+            if self.pattern:
+                bad &= self.pattern_violation(pts) <= 0
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
             self.found = (pts[i : i + 1].detach().clone(), float(m[i]))
@@ -204,7 +221,9 @@ class _Problem:
         def objective(z: Tensor) -> Tensor:
             v = self.model(z).flatten(1) @ spec.t() + offset
             init = torch.full((v.shape[0], self.n_groups), -math.inf, dtype=v.dtype, device=v.device)
-            return init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax").min(1).values
+            worst = init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax").min(1).values
+            # <= 0 iff a counterexample that also has the activation pattern
+            return torch.maximum(worst, self.pattern_violation(z).to(worst.dtype)) if self.pattern else worst
 
         xa, _ = pgd_box_minimize(objective, self.box_lo, self.box_hi, steps=steps, restarts=restarts, until=0.0,
                                  generator=gen)
@@ -336,7 +355,7 @@ def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_si
     if time.perf_counter() > deadline:
         return result("unknown", -math.inf, 0, "none")
     root = optimize_lower(p.g, _region(p, 1), p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset,
-                          want_score=True, deadline=deadline)
+                          want_score=True, deadline=deadline, splits=p.pattern or None)
     lb = float(p.key(root.lower, torch.zeros_like(root.lower, dtype=torch.bool)).min())
     if root.primal is not None and p.check(root.primal):
         return result("falsified", -math.inf, 1, "none")
@@ -369,7 +388,8 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     # the open domains, as batched tensors
     lower = root.lower
     done = p.rows_done(root.lower)
-    splits = {pre: torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
+    splits = {pre: p.pattern[pre].to(torch.int8).clone() if pre in p.pattern
+              else torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
     alpha, beta, score = root.alpha, root.beta, root.score
     unstable = root.unstable
     assert score is not None
@@ -561,6 +581,14 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
         cand = torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)
         if p.check(cand):
             return "falsified"
+        if p.pattern and j_con.shape[0]:
+            # the LP's vertex may sit on a pattern boundary z = 0 and miss it by rounding: retry strictly inside
+            res = linprog(obj.numpy(), A_ub=torch.cat([a_obj, a_con]).numpy(),
+                          b_ub=torch.cat([b_obj, d_con - 1e-6 * (1 + d_con.abs())]).numpy(), bounds=bounds,
+                          method="highs")
+            if res.status == 0 and float(res.fun) <= 0 and p.check(
+                    torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)):
+                return "falsified"
         return "unknown"
     return "verified"
 
@@ -636,6 +664,16 @@ def _leaf_l2(p: _Problem, j_out: Tensor, d_out: Tensor, j_con: Tensor, d_con: Te
                 return "falsified"
         return "unknown"
     return "verified"
+
+
+def _node_values(g: Any, z: Tensor) -> list[Tensor]:
+    """Values of every node of the graph (differentiable)."""
+    from certify._graph import apply_node
+
+    vals: list[Tensor] = [z]
+    for n in g.nodes[1:]:
+        vals.append(apply_node(n, [vals[j] for j in n.inputs]))
+    return vals
 
 
 def _masked_forward(g: Any, z: Tensor, masks: dict[int, Tensor]) -> list[Tensor]:
