@@ -30,6 +30,7 @@ floating-point caveats of :mod:`certify.bab`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -82,10 +83,10 @@ class NAPSet:
 class NAPVerification:
     """Outcome of :func:`verify_nap` / :func:`naps_overlap`.
 
-    ``verdict``: ``"verified"`` (no input of the region follows the pattern and violates the property:
+    ``verdict``: ``"verified"`` (no input of the region follows the pattern and is classified otherwise:
     for :func:`naps_overlap`, no input follows both patterns), ``"falsified"`` (``counterexample``
     (1, ...) follows the pattern(s), lies in the region and, for :func:`verify_nap`, is not classified
-    ``label``: ``margin = f_label - max_{j != label} f_j <= 0``), or ``"unknown"`` (timeout).
+    ``label``: ``margin = min_j f_label - f_j <= 0`` over the classes checked), or ``"unknown"`` (timeout).
     ``reason``: how it was decided; ``branches``: sub-domains bounded; ``time``: seconds.
     """
 
@@ -217,7 +218,8 @@ def _pattern_dict(g: object, pats: list[NAP]) -> dict[int, Tensor]:
 
 
 def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | float | None = 0.0,
-               upper: Tensor | float | None = 1.0, timeout: float = 30.0, batch_size: int = 64,
+               upper: Tensor | float | None = 1.0, others: Sequence[int] | None = None,
+               timeout: float = 30.0, batch_size: int = 64,
                attack_restarts: int = 5, attack_steps: int = 50, sound: bool = False,
                generator: torch.Generator | None = None) -> NAPVerification:
     """Decide "every input of the box ``lower <= x <= upper`` that follows ``nap`` is classified ``nap.label``".
@@ -227,6 +229,8 @@ def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | flo
         x_ref: an input of the model's shape (1, ...) (gives the shape, dtype and device; e.g. a test image).
         lower, upper: the input box, scalars or tensors like ``x_ref`` (default the domain [0, 1]; an L-inf
             ball: ``x_ref - eps`` and ``x_ref + eps`` clipped to the domain).
+        others: the classes ``j`` that must never win (``f_label > f_j``); default all other classes (the
+            prediction is ``label``). One class: the paper's "this misclassification never happens".
         timeout: seconds. batch_size, attack_restarts, attack_steps, sound: as for
             :func:`certify.verify_complete`.
         generator: seeds the PGD restarts.
@@ -250,11 +254,14 @@ def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | flo
         k = int(model(x_ref).shape[1])
     c = nap.label
     lo, hi = _box(x_ref, lower, upper)
-    rows = [j for j in range(k) if j != c]
-    a = torch.zeros((k - 1, k), dtype=torch.float64)
+    rows = [j for j in range(k) if j != c] if others is None else sorted({int(j) for j in others})
+    if not rows or any(j == c or not 0 <= j < k for j in rows):
+        raise ValueError(f"Expected argument `others` to be classes in [0, {k - 1}] other than {c}, but got {others!r}")
+    a = torch.zeros((len(rows), k), dtype=torch.float64)
     for i, j in enumerate(rows):
         a[i, c], a[i, j] = 1.0, -1.0
-    p = _Problem.box(model, lo, hi, a, torch.zeros(k - 1, dtype=torch.float64), torch.arange(k - 1), k - 1, sound)
+    p = _Problem.box(model, lo, hi, a, torch.zeros(len(rows), dtype=torch.float64), torch.arange(len(rows)),
+                     len(rows), sound)
     p.pattern = _pattern_dict(p.g, [nap])
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
     res = _search(p, t0=t0, timeout=timeout, use_input=False, batch_size=check_positive_int(batch_size, "batch_size"),

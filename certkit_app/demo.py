@@ -48,6 +48,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
     from certkit_app.demos.certified_training import demo_certified_training
     from certkit_app.demos.complete import demo_complete_verification
     from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.nap import demo_nap
     from certkit_app.demos.regression import demo_regression
     from certkit_app.demos.rscp import demo_rscp
     from certkit_app.demos.smoothing import demo_smoothing
@@ -62,6 +63,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("7. Certified prediction sets from bounds: VRCP", demo_certified_sets),
         ("8. Conformal regression: plain and certified robust intervals", demo_regression),
         ("9. Complete verification: CROWN, alpha-CROWN, branch-and-bound", demo_complete_verification),
+        ("10. Neural activation patterns as specifications (NAPs)", demo_nap),
     ]
 
 
