@@ -20,6 +20,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.availability import verification_availability
 from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
 from certify.onnx_io import load_onnx
@@ -92,6 +93,7 @@ __all__ = [
     "random_erase_and_check",
     "tightness",
     "training",
+    "verification_availability",
     "verified_accuracy",
     "verify",
     "verify_complete",

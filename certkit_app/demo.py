@@ -43,6 +43,7 @@ def demo_prediction_sets() -> None:
 
 def _sections() -> list[tuple[str, Callable[[], object]]]:
     # Imported here so that importing this module stays cheap.
+    from certkit_app.demos.availability import demo_availability
     from certkit_app.demos.bounds import demo_bounds
     from certkit_app.demos.certified_sets import demo_certified_sets
     from certkit_app.demos.certified_training import demo_certified_training
@@ -64,6 +65,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("8. Conformal regression: plain and certified robust intervals", demo_regression),
         ("9. Complete verification: CROWN, alpha-CROWN, branch-and-bound", demo_complete_verification),
         ("10. COLEP: learning-reasoning conformal prediction vs RSCP+", demo_colep),
+        ("11. Availability attacks on certifiers and the fallback-rate monitor", demo_availability),
     ]
 
 
