@@ -21,6 +21,7 @@ from certify.api import (
     verified_accuracy,
     verify,
 )
+from certify.availability import verification_availability
 from certify.bab import CompleteVerification, verify_complete
 from certify.certifier import BoundCertifier
 from certify.nap import NAP, NAPSet, NAPVerification, follows_nap, mine_naps, naps_overlap, verify_nap
@@ -100,6 +101,7 @@ __all__ = [
     "random_erase_and_check",
     "tightness",
     "training",
+    "verification_availability",
     "verified_accuracy",
     "verify",
     "verify_complete",

@@ -35,8 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, NONLINEAR, Graph, Node, UnsupportedLayerError, densify
-from certify._layers import MaxPoolRelax, maxpool_backward, maxpool_relax
+from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError, densify
+from certify._layers import (
+    LinearRelax,
+    MaxPoolRelax,
+    MulRelax,
+    maxpool_backward,
+    maxpool_relax,
+    mul_backward,
+    scalar_relax,
+)
 from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
 __all__ = ["CHUNK_BYTES", "DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
@@ -194,14 +202,25 @@ def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     return t if acc is None else acc + t
 
 
-def _make_relax(n: Node, l: Tensor, u: Tensor) -> _Relax | MaxPoolRelax:  # noqa: E741
+AnyRelax = _Relax | MaxPoolRelax | LinearRelax | MulRelax
+
+
+def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
+    src = ivs[n.inputs[0]]
+    assert src is not None
     if n.op == "maxpool":
-        return maxpool_relax(l, u, n.attrs)
-    return _Relax(n.op, l, u)
+        return maxpool_relax(src.l, src.u, n.attrs)
+    if n.op in SCALAR_OPS:
+        return scalar_relax(n.op, n.attrs.get("param"), src.l, src.u, n.name, n.attrs.get("floor"))
+    if n.op == "mul":
+        other = ivs[n.inputs[1]]
+        assert other is not None
+        return MulRelax(src.l, src.u, other.l, other.u)
+    return _Relax(n.op, src.l, src.u)
 
 
-def _relax_rows(r: _Relax | MaxPoolRelax, sl: slice) -> _Relax | MaxPoolRelax:
-    if isinstance(r, MaxPoolRelax):
+def _relax_rows(r: AnyRelax, sl: slice) -> AnyRelax:
+    if isinstance(r, MaxPoolRelax | LinearRelax | MulRelax):
         return r.rows(sl)
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
@@ -218,7 +237,7 @@ def _rows(t: Tensor | None, sl: slice) -> Tensor | None:
 
 
 def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-             relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+             relax: Mapping[int, AnyRelax], *, need_lower: bool = True, need_upper: bool = True,
              start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Bounds of ``A @ node[start] (+ b0)`` over the region, A = ``a0`` (B, S, *shape).
 
@@ -252,7 +271,7 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
 
 
 def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-              relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+              relax: Mapping[int, AnyRelax], *, need_lower: bool = True, need_upper: bool = True,
               start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     nodes = g.nodes
     # pending[j] = [lA, uA]; identical objects while no relaxation separated them
@@ -277,6 +296,18 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
             new_l, new_u, bl, bu = maxpool_backward(la, ua, relax[i], nodes[n.inputs[0]].shape)  # type: ignore[arg-type]
             lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
             outs = [(n.inputs[0], new_l, new_u)]
+        elif op in SCALAR_OPS:
+            r = relax[i]
+            assert isinstance(r, LinearRelax)
+            new_l, new_u, bl, bu = _back_lines(la, ua, r)
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], new_l, new_u)]
+        elif op == "mul":
+            r = relax[i]
+            assert isinstance(r, MulRelax)
+            low, upp, bl, bu = mul_backward(la, ua, r, nodes[n.inputs[0]].shape, nodes[n.inputs[1]].shape)
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], low[0], upp[0]), (n.inputs[1], low[1], upp[1])]
         elif op in ACTIVATIONS:
             r = relax[i]
             assert isinstance(r, _Relax)
@@ -364,6 +395,24 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                 pending[j] = [tl, tu]
     la, ua = pending.get(0, [None, None])
     return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+
+
+def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Push coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u``: for the lower bound a positive
+    coefficient takes the lower line and a negative one the upper line; the other way round for the
+    upper bound. Returns (A lower, A upper, bias lower (N, S), bias upper (N, S))."""
+    dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+    new_l = new_u = bl = bu = None
+    if la is not None:
+        pos, neg = la.clamp(min=0), la.clamp(max=0)
+        new_l = pos * dl + neg * du
+        bl = _flat_dot(pos, r.b_l) + _flat_dot(neg, r.b_u)
+    if ua is not None:
+        pos, neg = ua.clamp(min=0), ua.clamp(max=0)
+        new_u = pos * du + neg * dl
+        bu = _flat_dot(pos, r.b_u) + _flat_dot(neg, r.b_l)
+    return new_l, new_u, bl, bu
 
 
 def _scaled_product(a: Tensor, scale: Tensor, wext: Tensor) -> Tensor:
@@ -525,27 +574,34 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             if n.op == "add":
                 n_ops[i] = 99
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
-    if hook is not None and pooled:
+    # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
+    # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
+    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
+    if hook is not None and (pooled or general):
+        bad = next(n for n in nodes if n.op in ("maxpool", *SCALAR_OPS, "mul"))
         raise UnsupportedLayerError(
-            "alpha-CROWN / branch and bound do not support max pooling yet (at "
-            f"{next(n.name for n in nodes if n.op == 'maxpool')!r}); use method='crown' or 'crown-ibp'")
+            f"alpha-CROWN / branch and bound do not support {bad.op!r} yet (at {bad.name!r}); use method='crown' "
+            "or 'crown-ibp'")
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
-    relax: dict[int, _Relax | MaxPoolRelax] = {}
+    relax: dict[int, AnyRelax] = {}
     for i in range(1, len(nodes)):
         if i == g.output:
             break
         n = nodes[i]
         if n.op in NONLINEAR:
-            src = ivs[n.inputs[0]]
-            assert src is not None
-            relax[i] = _make_relax(n, src.l, src.u)
+            relax[i] = _make_relax(n, ivs)
         iv = node_interval(g, i, ivs, region, direct)
+        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
         if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
-                and not (i in pooled and n.op in NONLINEAR)):  # pooling relu(x): relu of x's bounds
+                and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
+                and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
-            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
-                               compare_ibp=compare_ibp)
+            if i in general:
+                iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
+            else:
+                iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
+                                   compare_ibp=compare_ibp)
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -554,9 +610,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     a, b0, done = _start(gd.nodes[g.output], mode, spec, batch, nodes[out.inputs[0]].shape)
     a = a.to(dtype=dtype, device=device)
     if out.op in NONLINEAR and not done:
-        src = ivs[out.inputs[0]]
-        assert src is not None
-        relax[g.output] = _make_relax(out, src.l, src.u)
+        relax[g.output] = _make_relax(out, ivs)
     if hook is not None:
         hook.final(gd, ivs, relax, a, b0, out.inputs[0] if done else None)
     lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
@@ -572,7 +626,37 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     return lo, hi
 
 
-def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, _Relax | MaxPoolRelax], *,
+#: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)
+ALL_NEURONS_BYTES = 1 << 28
+
+
+def _intermediate_all(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
+                      batch: int) -> Interval:
+    """CROWN bounds of every neuron of node ``i``, in chunks of neurons sized so that the widest
+    coefficient tensor stays under ``ALL_NEURONS_BYTES``, intersected with the reference (IBP) bounds."""
+    n = g.nodes[i]
+    dtype, device = region.x0.dtype, region.x0.device
+    d = n.numel
+    widest = max(nd.numel for nd in g.nodes[: i + 1])
+    per_row = max(1, batch * widest * torch.finfo(dtype).bits // 8)
+    step = max(1, min(d, ALL_NEURONS_BYTES // per_row))
+    l_ref, u_ref = ref.l.reshape(batch, -1), ref.u.reshape(batch, -1)
+    los, his = [], []
+    in_shape = g.nodes[n.inputs[0]].shape if n.inputs else ()
+    for c0 in range(0, d, step):
+        cols = torch.arange(c0, min(d, c0 + step), device=device)
+        a, b0, done = _start(n, "index", cols.unsqueeze(0), 1, in_shape)
+        lo, hi = backward(g, i, a.to(dtype=dtype), b0, region, relax,
+                          start_node_done=done, start_input=n.inputs[0] if done else None)
+        assert lo is not None and hi is not None
+        los.append(lo)
+        his.append(hi)
+    lo = torch.maximum(torch.cat(los, dim=1), l_ref)
+    hi = torch.minimum(torch.cat(his, dim=1), u_ref)
+    return Interval(l=lo.reshape(batch, *n.shape), u=hi.reshape(batch, *n.shape))
+
+
+def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
                   exact: bool, batch: int, compare_ibp: bool = False) -> Interval:
     """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
     else only the neurons unstable under the reference bounds ``ref``."""
