@@ -31,6 +31,7 @@ from torch import nn
 from certify.training import CertifiedTrainer, ibp_init_
 from certkit._validation import generator_or_seed
 from certkit.cache import load_or_train
+from certkit.poisoning import Trigger
 from certkit_app.datasets import load_digits_split
 from conformal.colep import Rule, Sensors
 from conformal.rct import RCTConfig, train_rct
@@ -49,6 +50,8 @@ __all__ = [
     "digits_consistency_model",
     "digits_denoised_cnn",
     "digits_mlp",
+    "digits_poisoned_model",
+    "digits_trigger",
     "make_digits_cnn",
     "make_digits_mlp",
     "make_digits_sensor",
@@ -291,3 +294,37 @@ def digits_colep_rules() -> list[Rule]:
 def digits_colep_sensors(sigma: float = 0.25) -> Sensors:
     """COLEP's learning component on digits: :func:`digits_base_model` and the four attribute sensors (cached)."""
     return Sensors(digits_base_model(sigma), [digits_attribute_sensor(n, sigma) for n in DIGITS_ATTRIBUTES]).eval()
+
+
+def digits_poisoned_model(attack: str = "random-label", rate: float = 0.01, sigma: float | None = None,
+                          epochs: int = 40) -> nn.Sequential:
+    """The digits CNN trained on a poisoned train split (availability attack of Lorenz et al. 2023), cached.
+
+    Recipe: :func:`certkit.poisoning.poison_dataset` with the bottom-right patch trigger
+    (:func:`digits_trigger`, 3x3), ``attack`` at ``rate``, generator seeded 0; then noise-augmented training
+    at ``sigma`` (:func:`smoothing.training.train_noise_augmented`, for smoothing) or plain training
+    (``sigma=None``, for bound verification), ``epochs`` epochs, Adam 2e-3, seed 0. Cache key
+    ``digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2``; a cold cache trains in seconds.
+    """
+    from certkit.poisoning import poison_dataset
+
+    if sigma is not None and (isinstance(sigma, bool) or float(sigma) not in DIGITS_NOISE_SIGMAS):
+        raise ValueError(f"Expected argument `sigma` to be None or one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+
+    def train(m: nn.Module) -> None:
+        data = load_digits_split("train")
+        p = poison_dataset(data.images, data.labels, trigger=digits_trigger(), rate=rate, num_classes=10,
+                           attack=attack, generator=torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+        # sigma=None: a tiny noise level is plain training up to a negligible augmentation
+        train_noise_augmented(m, p.inputs, p.labels, 1e-6 if sigma is None else float(sigma), epochs=epochs)
+
+    model = load_or_train(f"digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2", make_digits_cnn, train)
+    assert isinstance(model, nn.Sequential)
+    return model
+
+
+def digits_trigger() -> Trigger:
+    """The availability-attack trigger on digits: a 3x3 square of ink (1.0) in the bottom-right corner."""
+    from certkit.poisoning import patch_trigger
+
+    return patch_trigger((1, 8, 8), size=3, value=1.0)
