@@ -50,6 +50,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
     from certkit_app.demos.colep import demo_colep
     from certkit_app.demos.complete import demo_complete_verification
     from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.nap import demo_nap
     from certkit_app.demos.regression import demo_regression
     from certkit_app.demos.rscp import demo_rscp
     from certkit_app.demos.smoothing import demo_smoothing
@@ -66,6 +67,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("9. Complete verification: CROWN, alpha-CROWN, branch-and-bound", demo_complete_verification),
         ("10. COLEP: learning-reasoning conformal prediction vs RSCP+", demo_colep),
         ("11. Availability attacks on certifiers and the fallback-rate monitor", demo_availability),
+        ("12. Neural activation patterns as specifications (NAPs)", demo_nap),
     ]
 
 
