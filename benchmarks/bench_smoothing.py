@@ -14,12 +14,16 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--imag
    recorded once; Cohen at any n <= recorded is the prefix of that stream (subsampling), and the
    sequential procedure is replayed on the same stream, so both see identical draws. Both with the
    selection step (Cohen's CERTIFY) and with the label given (the robust-at-radius question certified
-   accuracy asks: no selection draws on either side).
+   accuracy asks: no selection draws on either side). ``--draws F.npz`` saves the recorded draws (or
+   replays them when the file exists); the ``budget futility`` rows use ``budget_futility=True``.
+4. ``--denoised``: certified accuracy and ACR of denoised, consistency-trained and rRCM-style models.
+5. ``--seeds N``: the training-seed stability of Gaussian augmentation vs consistency vs rRCM-style.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -32,7 +36,12 @@ from scipy.stats import binom, norm
 from certkit_app.datasets import load_digits_split
 from certkit_app.digits import digits_base_model
 from smoothing import Smooth, certified_accuracy, certify_dataset
-from smoothing.sequential import confidence_sequence, one_sided_log_wealth, round_schedule
+from smoothing.sequential import (
+    cannot_pass_by_budget,
+    confidence_sequence,
+    one_sided_log_wealth,
+    round_schedule,
+)
 
 SIGMA, ALPHA, N0, N, BATCH = 0.25, 0.001, 100, 100_000, 1000
 
@@ -130,7 +139,8 @@ def record_draws(model: torch.nn.Module, xs: torch.Tensor, num: int, generator: 
 
 
 def replay_sequential(
-    hits: np.ndarray, target: float, first_round: int, growth: float, test: str, futility: float
+    hits: np.ndarray, target: float, first_round: int, growth: float, test: str, futility: float,
+    budget: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``certify_sequential``'s stopping rule on recorded cumulative hits (B, T): (certified, samples)."""
     n_max = hits.shape[1]
@@ -142,6 +152,8 @@ def replay_sequential(
         if test == "one-sided":
             lower = np.where(one_sided_log_wealth(hits[active, t - 1], t, target) >= np.log(1 / ALPHA), target, 0.0)
         done = (lower >= target) | (upper < target) | (t >= n_max)
+        if budget:
+            done |= cannot_pass_by_budget(hits[active, t - 1], t, upper, n_max, target, ALPHA, test)  # type: ignore[arg-type]
         certified[active[done]] = lower[done] >= target
         samples[active[done]] = t
         active = active[~done]
@@ -150,14 +162,20 @@ def replay_sequential(
     return certified, samples
 
 
-def bench_fixed_n(recorded: int) -> None:
+def bench_fixed_n(recorded: int, draws: str | None = None) -> None:
     model = digits_base_model(SIGMA)
     test = load_digits_split("test")
     xs, ys = test.images, test.labels.numpy()
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    selection = record_draws(model, xs, N0, gen)
-    stream = record_draws(model, xs, recorded, gen)
+    if draws is not None and os.path.exists(draws):  # the same draws, recorded by an earlier run
+        saved = np.load(draws)
+        selection, stream = saved["selection"], saved["stream"][:, :recorded]
+    else:
+        selection = record_draws(model, xs, N0, gen)
+        stream = record_draws(model, xs, recorded, gen)
+        if draws is not None:
+            np.savez(draws, selection=selection, stream=stream)
     record_s = time.perf_counter() - start
     c_hat = np.array([np.bincount(row, minlength=10).argmax() for row in selection])
     hits_true = np.cumsum(stream == ys[:, None], axis=1)
@@ -176,13 +194,15 @@ def bench_fixed_n(recorded: int) -> None:
             ("Cohen (selection)", hits_sel, N0, c_hat == ys),
         ):
             fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
-            for schedule, (first, growth, test, futility) in (
-                ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA)),
-                ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA)),
-                ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA)),
-                ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5)),
+            for schedule, (first, growth, test, futility, budget) in (
+                ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA, False)),
+                ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA, False)),
+                ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA, False)),
+                ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5, False)),
+                ("one-sided, 16 x1.05, budget futility", (16, 1.05, "one-sided", ALPHA, True)),
+                ("one-sided, 16 x1.05, budget futility 0.2", (16, 1.05, "one-sided", 0.2, True)),
             ):
-                cert, samples = replay_sequential(hits, target, first, growth, test, futility)
+                cert, samples = replay_sequential(hits, target, first, growth, test, futility, budget)
                 acc = float((cert & ok).mean())
                 seq_samples = float(samples.mean()) + extra
                 reach = np.flatnonzero(fixed_acc >= acc)
@@ -300,6 +320,7 @@ def main() -> None:
     parser.add_argument("--skip-samples", action="store_true")
     parser.add_argument("--fixed-n", action="store_true", help="only the sequential vs smallest fixed n comparison")
     parser.add_argument("--recorded", type=int, default=10_000)
+    parser.add_argument("--draws", help="--fixed-n: .npz file of recorded draws (loaded if present, else written)")
     parser.add_argument("--denoised", action="store_true", help="only the denoised-smoothing table")
     parser.add_argument("--n", type=int, default=2_000, help="estimation draws for --denoised")
     parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
@@ -313,7 +334,7 @@ def main() -> None:
         bench_denoised(args.images, args.n, args.only_consistency, args.only)
         return
     if args.fixed_n:
-        bench_fixed_n(args.recorded)
+        bench_fixed_n(args.recorded, args.draws)
         return
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")

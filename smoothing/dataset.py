@@ -53,7 +53,8 @@ __all__ = [
 Procedure = Literal["cohen", "sequential"]
 _OPTIONS = {
     "cohen": {"n0", "n", "alpha", "batch_size"},
-    "sequential": {"radius", "alpha", "n0", "n_max", "batch_size", "first_round", "growth", "label_given", "test", "futility"},
+    "sequential": {"radius", "alpha", "n0", "n_max", "batch_size", "first_round", "growth", "label_given", "test", "futility",
+                   "budget_futility"},
 }
 
 

@@ -36,6 +36,7 @@ from certkit._validation import check_nonnegative, check_positive_int, check_pro
 from smoothing.cohen import Certificate, Smooth, _generator_for, sample_counts
 
 __all__ = [
+    "cannot_pass_by_budget",
     "certify_sequential",
     "certify_sequential_batch",
     "confidence_sequence",
@@ -142,6 +143,25 @@ def stopping_rule(
     return np.asarray(done)
 
 
+def cannot_pass_by_budget(
+    successes: np.ndarray, trials: int, upper: np.ndarray, n_max: int, target: float, alpha: float, test: Test
+) -> np.ndarray:
+    """Budget futility: whether a stream could not pass its test by ``n_max`` draws even if the remaining
+    ``n_max - trials`` draws succeeded at the optimistic rate ``upper`` (an upper confidence end of p).
+
+    The projection is S_t + U_t (n_max - t) successes in n_max trials; the stream is hopeless when the
+    test (``one_sided_log_wealth >= log(1/α)``, or the confidence sequence's lower end >= ``target``)
+    fails there. Both are increasing in the successes, so a stream that could still pass is kept. It is
+    only a stopping rule: the guarantee holds for any stopping rule, so using it costs no validity;
+    it spends fewer draws on inputs with p just below (or too close above) the target to be certified
+    within the budget, the draws that dominate the average at larger radii.
+    """
+    projected = np.asarray(successes, dtype=np.float64) + np.asarray(upper, dtype=np.float64) * (n_max - trials)
+    if test == "one-sided":
+        return np.asarray(one_sided_log_wealth(projected, n_max, target) < math.log(1.0 / alpha))
+    return np.asarray(confidence_sequence(projected, n_max, alpha)[0] < target)
+
+
 def _check_labels(labels: Sequence[int] | torch.Tensor, b: int, num_classes: int) -> torch.Tensor:
     try:
         top = torch.as_tensor(labels).cpu()
@@ -168,6 +188,7 @@ def certify_sequential(
     label: int | None = None,
     test: Test = "confidence-sequence",
     futility: float | None = None,
+    budget_futility: bool = False,
     generator: torch.Generator | None = None,
 ) -> Certificate:
     """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``
@@ -176,7 +197,7 @@ def certify_sequential(
     return certify_sequential_batch(
         smooth, xs, radius=radius, alpha=alpha, n0=n0, n_max=n_max, batch_size=batch_size,
         first_round=first_round, growth=growth, labels=None if label is None else [label], test=test,
-        futility=futility, generator=generator,
+        futility=futility, budget_futility=budget_futility, generator=generator,
     )[0]
 
 
@@ -194,6 +215,7 @@ def certify_sequential_batch(
     labels: Sequence[int] | torch.Tensor | None = None,
     test: Test = "confidence-sequence",
     futility: float | None = None,
+    budget_futility: bool = False,
     generator: torch.Generator | None = None,
 ) -> list[Certificate]:
     """Sequential CERTIFY for each of the B inputs ``xs`` (B, *input_shape), sharing forward passes.
@@ -227,6 +249,11 @@ def certify_sequential_batch(
     ``futility`` (default ``alpha``): also stop once the (1 - futility) confidence sequence's upper end
     is below the target. Any futility level keeps the guarantee (it only decides when to give up);
     a larger one gives up sooner on inputs that would be certified late, if ever.
+
+    ``budget_futility=True`` (needs ``radius``): also stop once the test could not pass by ``n_max``
+    even if the remaining draws succeeded at the rate of that upper end (``cannot_pass_by_budget``).
+    Same guarantee; on digits at r = 0.5 it cuts the average draws by about a quarter at the cost of
+    one or two certified images in 400 (BENCHMARKS.md).
     """
     xs = smooth._check_inputs(xs)
     alpha = check_probability(alpha, "alpha")
@@ -239,6 +266,10 @@ def certify_sequential_batch(
     if test == "one-sided" and (target is None or not target > 0.5):
         raise ValueError(f"Expected argument `radius` to be > 0 with test='one-sided', but got {radius!r}")
     futility = alpha if futility is None else check_probability(futility, "futility")
+    if not isinstance(budget_futility, bool):
+        raise TypeError(f"Expected argument `budget_futility` to be a bool, but got {budget_futility!r}")
+    if budget_futility and target is None:
+        raise ValueError("Expected argument `radius` with budget_futility=True (the budget is spent toward a radius)")
     generator = _generator_for(smooth.device(), generator)
 
     b = xs.shape[0]
@@ -267,6 +298,9 @@ def certify_sequential_batch(
             passed = one_sided_log_wealth(successes, t, target) >= math.log(1.0 / alpha)
             lower = np.where(passed, target, 0.0)  # the only claim of the one-sided test
         done = stopping_rule(lower, upper, t, n_max, target)
+        if budget_futility:
+            assert target is not None
+            done |= cannot_pass_by_budget(successes, t, upper, n_max, target, alpha, test)
         for i, p_lower in zip(active[done], lower[done]):
             abstained = bool(p_lower < 0.5)
             results[i] = Certificate(

@@ -18,7 +18,7 @@ from smoothing import (
     confidence_sequence,
     mixture_log_wealth,
 )
-from smoothing.sequential import one_sided_log_wealth, round_schedule, stopping_rule
+from smoothing.sequential import cannot_pass_by_budget, one_sided_log_wealth, round_schedule, stopping_rule
 
 SIGMA = 0.25
 
@@ -202,7 +202,8 @@ def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
 
 
 def _stream_failures(
-    p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int, one_sided: bool = False
+    p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int, one_sided: bool = False,
+    budget: bool = False,
 ) -> float:
     """10^4 two-class streams, p(class 0) = p_top >= 1/2, checked on a fine schedule (growth 1.1).
 
@@ -226,6 +227,9 @@ def _stream_failures(
         if one_sided:  # certifies "p >= target" only; the certificate's p_lower is then the target
             lower = np.where(one_sided_log_wealth(s[active], t, target) >= math.log(1 / alpha), target, 0.0)
         done = stopping_rule(lower, upper, t, n_max, target)
+        if budget:
+            done |= cannot_pass_by_budget(s[active], t, upper, n_max, target, alpha,
+                                          "one-sided" if one_sided else "confidence-sequence")
         lower_at_stop[active[done]] = lower[done]
         active = active[~done]
     assert len(active) == 0
@@ -241,6 +245,41 @@ def test_failure_rate_at_most_alpha_at_the_stopping_time_with_and_without_a_labe
     # the selection sometimes picks the minority class, which must then not be certified.
     assert _stream_failures(target, target, alpha, 2_000, 10, given, seed=11) <= alpha + tolerance
     assert _stream_failures(0.55, None, alpha, 2_000, 3, given, seed=12) <= alpha + tolerance  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [True, False], ids=["label-given", "selected"])
+@pytest.mark.parametrize("one_sided", [True, False], ids=["one-sided", "confidence-sequence"])
+def test_budget_futility_keeps_the_failure_rate_at_most_alpha(given: bool, one_sided: bool) -> None:
+    # Budget futility is only a stopping rule: at p_A = target (certifying the radius is exactly wrong)
+    # the failure rate at the stopping time stays <= alpha over 10^4 streams.
+    alpha, tolerance = 0.05, 3 * math.sqrt(0.05 * 0.95 / 10_000)
+    target = float(norm.cdf(0.25 / SIGMA))
+    assert _stream_failures(target, target, alpha, 2_000, 10, given, seed=13, one_sided=one_sided,
+                            budget=True) <= alpha + tolerance
+
+
+def test_budget_futility_gives_up_on_hopeless_inputs_sooner() -> None:
+    # p_0 = Φ(0.2 / σ), just below the target Φ(0.25 / σ): never certifiable at 0.25, and within a
+    # budget of 5,000 draws not distinguishable from it quickly either; the budget rule stops early.
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    x = torch.zeros(4)
+    x[0] = 0.2
+    xs, labels = x.repeat(20, 1), torch.zeros(20, dtype=torch.long)
+    kwargs = {"radius": 0.25, "alpha": 1e-3, "n_max": 5_000, "batch_size": 100_000, "labels": labels,
+              "test": "one-sided", "first_round": 16, "growth": 1.05}
+    plain = certify_sequential_batch(smooth, xs, generator=torch.Generator().manual_seed(1), **kwargs)  # type: ignore[arg-type]
+    budget = certify_sequential_batch(smooth, xs, budget_futility=True, generator=torch.Generator().manual_seed(1),
+                                      **kwargs)  # type: ignore[arg-type]
+    assert all(c.abstained for c in plain + budget)
+    assert np.mean([c.samples for c in budget]) < 0.5 * np.mean([c.samples for c in plain])
+    # Far above the target: certified as before, at the same cost.
+    x[0] = 1.0
+    easy = certify_sequential(smooth, x, radius=0.25, label=0, test="one-sided", budget_futility=True,
+                              generator=torch.Generator().manual_seed(2))
+    assert easy.label == 0 and easy.radius == 0.25
+    with pytest.raises(ValueError, match="`radius`"):
+        certify_sequential(smooth, x, label=0, budget_futility=True)
 
 
 def test_given_label_skips_selection_and_certifies_end_to_end_soundly() -> None:

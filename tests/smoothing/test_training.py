@@ -102,3 +102,21 @@ def test_train_consistency_is_seeded_leaves_global_rng_and_validates() -> None:
         train_consistency(a, x, y, 0.5, copies=1)
     with pytest.raises(ValueError, match="`lam`"):
         train_consistency(a, x, y, 0.5, lam=-1.0)
+
+
+@pytest.mark.slow
+def test_consistency_training_beats_gaussian_augmentation_in_acr_at_sigma_half() -> None:
+    # Measured over 3 training seeds (BENCHMARKS.md, "Training-seed stability"): ACR 0.411 ± 0.004 against
+    # 0.384 ± 0.004 on these 100 images, every seed ordered the same way; the certified accuracy at
+    # r = 0.5 alone is not (one seed differs by one image), so only ACR is asserted.
+    from certkit_app.digits import digits_consistency_model
+    from smoothing import Smooth, average_certified_radius, certify_dataset
+
+    test = load_digits_split("test")
+    xs, ys = test.images[::4], test.labels[::4]
+    acr = {}
+    for name, model in (("gaussian", digits_base_model(0.5)), ("consistency", digits_consistency_model(0.5))):
+        rec = certify_dataset(Smooth(model, 10, 0.5), xs, ys, n0=100, n=2000, alpha=1e-3, batch_size=2100,
+                              inputs_per_task=10, progress=False)
+        acr[name] = average_certified_radius(rec)
+    assert acr["consistency"] >= acr["gaussian"] + 0.01
