@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_positive, check_positive_int
+from certkit._validation import (
+    check_bool,
+    check_eval_mode,
+    check_labels,
+    check_positive,
+    check_positive_int,
+    warn_low_precision,
+)
 from certkit.threat import parse_norm
 
 __all__ = [
@@ -137,9 +144,7 @@ def _check_common(model: Any, x: Any, norm: Any, method: Any,
 
 
 def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected argument `{name}` to be True or False, but got {value!r}")
-    return value
+    return check_bool(value, name)
 
 
 def _check_alpha(method: str, iterations: Any, lr: Any) -> tuple[int, float]:
@@ -166,15 +171,7 @@ def _check_model(model: Any) -> nn.Module:
 def _check_y(y: Any, n: int, k: int) -> Tensor:
     if not isinstance(y, Tensor):
         raise TypeError(f"Expected argument `y` to be a torch tensor of class indices, but got {type(y).__name__}")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise ValueError(f"Expected argument `y` to have shape ({n},), but got shape {tuple(y.shape)}")
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise TypeError(f"Expected argument `y` to hold integer class indices, but got dtype {y.dtype}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ValueError(
-            f"Expected argument `y` to hold class indices in [0, {k - 1}], but got values in "
-            f"[{int(y.min())}, {int(y.max())}]"
-        )
+    check_labels(y, n, k, "y")
     return y
 
 
@@ -196,6 +193,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
              need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float] = (20, 0.5),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
+    sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
+    if not sound:
+        warn_low_precision(x.dtype, "x", "bounds", stacklevel=4)
     if method.startswith("auto_lirpa:"):
         if sound:
             # auto_LiRPA computes in the model's precision and offers no outward rounding: refuse rather
