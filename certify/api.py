@@ -78,20 +78,20 @@ def _check_norm(norm: Any) -> float:
     return parse_norm(norm, supported=(2.0, math.inf), why="bound propagation certifies L-inf and L2 balls")
 
 
-def _check_x_extent(x: Any) -> tuple[float, float] | None:
+def _check_x_extent(x: Any, name: str = "x") -> tuple[float, float] | None:
     """Validate ``x``; return its (min, max) (None if empty), from one pass over it."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+        raise TypeError(f"Expected argument `{name}` to be a floating-point tensor, but got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"Expected argument `x` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
+        raise ValueError(f"Expected argument `{name}` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
     if not x.numel():
         return None
     lo, hi = torch.aminmax(x.detach())
     xmin, xmax = float(lo), float(hi)
     if not (math.isfinite(xmin) and math.isfinite(xmax)):
-        raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
+        raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
     return xmin, xmax
 
 
@@ -136,10 +136,10 @@ def _check_domain(domain: Any, x: Tensor, extent: tuple[float, float] | None = N
 
 
 def _check_common(model: Any, x: Any, norm: Any, method: Any,
-                  domain: Any) -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
+                  domain: Any, x_name: str = "x") -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
     """The checks every entry point shares (one pass over ``x`` for finiteness and the domain)."""
     model = _check_model(model)
-    extent = _check_x_extent(x)
+    extent = _check_x_extent(x, x_name)
     return model, x, _check_norm(norm), _check_method(method), _check_domain(domain, x, extent)
 
 
@@ -168,10 +168,10 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
-def _check_y(y: Any, n: int, k: int) -> Tensor:
+def _check_y(y: Any, n: int, k: int, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
-        raise TypeError(f"Expected argument `y` to be a torch tensor of class indices, but got {type(y).__name__}")
-    check_labels(y, n, k, "y")
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(y).__name__}")
+    check_labels(y, n, k, name)
     return y
 
 
@@ -444,7 +444,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     ``iterations``/``lr``: alpha-CROWN's, see :func:`bounds`)."""
     from tqdm.auto import tqdm
 
-    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
+    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain, "inputs")
     batch_size = check_positive_int(batch_size, "batch_size")
     cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
     alpha = _check_alpha(m, iterations, lr)
@@ -452,7 +452,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
     k = _num_outputs(model, x)
-    y = _check_y(labels, n, k).to(x.device)
+    y = _check_y(labels, n, k, "labels").to(x.device)
     _check_eps(eps, x[:1])
     total = 0
     with torch.no_grad():

@@ -215,6 +215,8 @@ def prediction_mask(scores: Array, threshold: float | Array) -> Array:
         tensor([[ True, False,  True]])
     """
     check_array(scores, "scores", kind="real", finite=False)
+    if bool(np.isnan(scores).any() if isinstance(scores, np.ndarray) else torch.isnan(scores).any()):
+        raise ValueError("Expected argument `scores` to hold no NaN (a NaN score is never in the set), but it has NaN")
     if isinstance(threshold, np.ndarray | torch.Tensor):
         check_array(threshold, "threshold", kind="real", ndim=(0, 1), finite=False)
         if threshold.ndim == 1 and (scores.ndim == 0 or threshold.shape[0] != scores.shape[-1]):
