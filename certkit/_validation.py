@@ -500,4 +500,9 @@ def check_training_data(model: Any, inputs: Any, labels: Any, inputs_name: str =
     check_array(inputs, inputs_name, tensor=True)
     if inputs.ndim < 1:
         raise ValueError(f"Expected argument `{inputs_name}` to have shape (N, ...), but got shape {tuple(inputs.shape)}")
+    if isinstance(labels, torch.Tensor) and labels.ndim == 1 and labels.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"Expected arguments `{inputs_name}` and `labels` to have the same length, but got "
+            f"{inputs.shape[0]} and {labels.shape[0]}"
+        )
     check_model_labels(model, inputs, labels, "labels")

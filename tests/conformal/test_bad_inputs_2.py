@@ -36,3 +36,13 @@ def test_huge_hole_budget_is_clamped_not_allocated() -> None:
     c = np.ones(tree.size)
     taus = np.array([1.0, 3.0])
     assert np.array_equal(bottom_up_dp(tree, c, taus, 10**9), bottom_up_dp(tree, c, taus, tree.size))
+
+
+def test_too_few_calibration_scores_warn_with_their_own_class() -> None:
+    from certkit.warnings import SmallCalibrationSetWarning
+    from conformal import conformal_quantile, pac_quantile
+
+    with pytest.warns(SmallCalibrationSetWarning):
+        assert conformal_quantile(np.arange(5.0), 0.1) == math.inf
+    with pytest.warns(SmallCalibrationSetWarning):
+        assert pac_quantile(np.arange(5.0), 0.1, 0.05) == math.inf
