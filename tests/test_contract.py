@@ -224,6 +224,14 @@ def _cases() -> dict[str, Case]:
                                                "epochs": "posint", "generator": "generator"},
                                               mutates=("model",), model=lambda: _mlp(), inputs=lambda: _x(8),
                                               labels=lambda: _y(8), sigma=0.25, epochs=1, generator=lambda: _g()),
+        "smoothing.karras_levels": _c(smoothing.karras_levels, {"sigma_min": "positive", "levels": "posint"},
+                                      sigma_min=0.02, sigma_max=1.0, levels=4),
+        "smoothing.info_nce": _c(smoothing.info_nce, {"z": t, "tau": "positive"}, skip={"z": ("int", "bool", "complex")},
+                                 z=lambda: torch.randn(4, 3, generator=_g()), z_target=lambda: torch.randn(4, 3, generator=_g(1)),
+                                 tau=0.2),
+        "smoothing.random_shift": _c(smoothing.random_shift, {"x": t, "generator": "generator", "max_shift": "count0"},
+                                     skip={"x": ("nan", "inf", "int", "bool", "complex")},
+                                     x=lambda: torch.rand(2, 1, 4, 4, generator=_g()), generator=lambda: _g()),
         # conformal: functional
         "conformal.conformal_rank": _c(conformal.conformal_rank, {"n": "posint", "alpha": "prob"}, n=99, alpha=0.1),
         "conformal.conformal_quantile": _c(conformal.conformal_quantile, {"scores": "scores1d", "alpha": "prob"},
@@ -324,6 +332,7 @@ for _name in (
     "conformal.regression.bound_propagation_output_bounds", "conformal.regression.cqr_scores",
     "conformal.regression.jackknife_plus_bounds", "conformal.regression.normalized_residuals",
     "conformal.regression.smoothed_output_bounds", "conformal.regression.worst_case_residuals",
+    "smoothing.pretrain_contrastive_denoising",
 ):
     EXEMPT.setdefault(_name, _LATER)
 
