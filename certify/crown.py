@@ -597,8 +597,19 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
+            patches = None
+            if i not in general and i not in pooled and not affine_in[i]:
+                patches = _patches_bounds(gd, i, region, relax)
             if i in general:
                 iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
+            elif patches is not None:  # as _intermediate: replaced where unstable under the IBP bounds
+                l_ref, u_ref = iv.l.reshape(batch, -1), iv.u.reshape(batch, -1)
+                unstable = (l_ref < 0) & (u_ref > 0)
+                lo_p, hi_p = patches
+                if compare_ibp:
+                    lo_p, hi_p = torch.maximum(lo_p, l_ref), torch.minimum(hi_p, u_ref)
+                iv = Interval(l=torch.where(unstable, lo_p, l_ref).reshape(iv.l.shape),
+                              u=torch.where(unstable, hi_p, u_ref).reshape(iv.u.shape))
             else:
                 iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
                                    compare_ibp=compare_ibp)
@@ -699,3 +710,122 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
     l_new = l_ref.scatter(1, idx, lo)
     u_new = u_ref.scatter(1, idx, hi)
     return Interval(l=l_new.reshape(batch, *n.shape), u=u_new.reshape(batch, *n.shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# Patches: CROWN bounds of a conv layer's neurons through input -> conv -> ReLU -> conv
+# ----------------------------------------------------------------------------------------------
+
+def _channel_affine(n: Node) -> tuple[Tensor | None, Tensor | None] | None:
+    """(scale, shift) of an ``affine`` node that acts per channel of (C, H, W) (weights (C, 1, 1) or
+    scalars), else None."""
+    for t in (n.weight, n.bias):
+        if t is not None and not (t.dim() == 0 or (t.dim() == 3 and t.shape[1:] == (1, 1))):
+            return None
+    return n.weight, n.bias
+
+
+def _conv_block(g: Graph, i: int) -> tuple[Node, Tensor, Tensor, int] | None:
+    """Node ``i`` as ``scale * conv(x) + shift`` (a conv, optionally followed by a per-channel affine such
+    as BatchNorm): (conv node, scale (C,), shift (C,), the conv's input), or None."""
+    n = g.nodes[i]
+    scale = shift = None
+    if n.op == "affine":
+        sa = _channel_affine(n)
+        if sa is None or g.nodes[n.inputs[0]].op != "conv":
+            return None
+        scale, shift = sa
+        n = g.nodes[n.inputs[0]]
+    if n.op != "conv" or n.weight is None:
+        return None
+    c = n.weight.shape[0]
+    a = n.attrs
+    if a["groups"] != 1 or a["dilation"] != (1, 1):
+        return None
+    dt = n.weight.dtype
+    s = torch.ones(c, dtype=dt, device=n.weight.device) if scale is None else scale.reshape(-1).expand(c)
+    b = torch.zeros(c, dtype=dt, device=n.weight.device) if n.bias is None else n.bias
+    t = b * s + (0 if shift is None else shift.reshape(-1).expand(c))
+    return n, s, t, n.inputs[0]
+
+
+def _patches_bounds(g: Graph, i: int, region: InputRegion, relax: Mapping[int, AnyRelax]
+                    ) -> tuple[Tensor, Tensor] | None:
+    """CROWN bounds (N, numel) of every neuron of node ``i`` when it is ``conv2(relu(conv1(input)))``
+    (each conv optionally followed by a per-channel affine, e.g. BatchNorm), for L-inf regions.
+
+    Identical to the backward pass, but each neuron's coefficients are kept as a patch over its receptive
+    field (auto_LiRPA's "patches" mode, Xu et al. 2020): the ReLU slopes are unfolded over conv2's windows,
+    the patch is mapped to the input by one fixed matrix (conv1's transposed convolution of the basis)
+    and concretised against the unfolded input box. None when the structure does not match."""
+    if region.norm != math.inf:
+        return None
+    top = _conv_block(g, i)
+    if top is None:
+        return None
+    conv2, s2, t2, r_idx = top
+    rn = g.nodes[r_idx]
+    if rn.op != "relu" or not isinstance(relax.get(r_idx), _Relax):
+        return None
+    low = _conv_block(g, rn.inputs[0])
+    if low is None or low[3] != 0:
+        return None
+    conv1, s1, t1, _ = low
+    r = relax[r_idx]
+    assert isinstance(r, _Relax)
+    if r.per_spec or r.beta is not None:
+        return None
+    w1, w2 = conv1.weight, conv2.weight
+    assert w1 is not None and w2 is not None
+    in_shape, z1_shape = g.nodes[0].shape, rn.shape
+    if len(in_shape) != 3:
+        return None
+    c1 = z1_shape[0]
+    cin = in_shape[0]
+    (k2h, k2w), (s2h, s2w), (p2h, p2w) = w2.shape[2:], conv2.attrs["stride"], conv2.attrs["padding"]
+    (k1h, k1w), (s1h, s1w), (p1h, p1w) = w1.shape[2:], conv1.attrs["stride"], conv1.attrs["padding"]
+    nb = region.x0.shape[0]
+    c2, ho, wo = g.nodes[i].shape
+    q = c1 * k2h * k2w
+    unf = {"kernel_size": (k2h, k2w), "stride": (s2h, s2w), "padding": (p2h, p2w)}
+    dl = F.unfold(r.d_l.reshape(nb, *z1_shape), **unf)  # (N, q, L), 0 in conv2's padding
+    du = F.unfold(r.d_u.reshape(nb, *z1_shape), **unf)
+    bu = F.unfold(r.b_u.reshape(nb, *z1_shape), **unf)
+    a2 = (w2.reshape(c2, q) * s2.reshape(c2, 1)).unsqueeze(0).unsqueeze(-1)  # (1, C2, q, 1)
+    pos, neg = a2.clamp(min=0), a2.clamp(max=0)
+    # the relu input y1 = s1 conv1(x) + t1, per patch entry: its constant t1 (0 where padded: d = 0 there)
+    t1q = t1.reshape(c1, 1, 1).expand(c1, k2h, k2w).reshape(1, 1, q, 1)
+    # patch coefficients on z1 -> on the input: a fixed linear map (conv1 transposed, on the basis)
+    keh, kew = (k2h - 1) * s1h + k1h, (k2w - 1) * s1w + k1w
+    w1s = w1 * s1.reshape(-1, 1, 1, 1)
+    basis = torch.eye(q, dtype=w1.dtype, device=w1.device).reshape(q, c1, k2h, k2w)
+    tmap = F.conv_transpose2d(basis, w1s, stride=(s1h, s1w)).reshape(q, cin * keh * kew)
+    # the input box, unfolded over the effective windows (stride s1 s2, padding p2 s1 + p1); conv1's zero
+    # padding contributes 0 (centre and radius 0 there)
+    seh, sew = s1h * s2h, s1w * s2w
+    peh, pew = p2h * s1h + p1h, p2w * s1w + p1w
+    box = region.box
+    xc, xr = box.c.reshape(nb, *in_shape), box.r.reshape(nb, *in_shape)
+    need_h = (ho - 1) * seh + keh - peh - in_shape[1]
+    need_w = (wo - 1) * sew + kew - pew - in_shape[2]
+    padding = (pew, max(0, need_w), peh, max(0, need_h))
+    if min(peh, pew) < 0:
+        return None
+    xc, xr = F.pad(xc, padding), F.pad(xr, padding)
+    uc = F.unfold(xc, (keh, kew), stride=(seh, sew))
+    ur = F.unfold(xr, (keh, kew), stride=(seh, sew))
+    lh = (xc.shape[2] - keh) // seh + 1
+    lw = (xc.shape[3] - kew) // sew + 1
+    uc = uc.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)  # (N, 1, K, L)
+    ur = ur.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)
+    out = []
+    for lower in (True, False):
+        # lower bound: positive coefficients take the lower line (d_l, 0), negative the upper (d_u, b_u)
+        coef = (pos * dl.unsqueeze(1) + neg * du.unsqueeze(1)) if lower else (pos * du.unsqueeze(1)
+                                                                               + neg * dl.unsqueeze(1))
+        const = (neg if lower else pos) * bu.unsqueeze(1)  # (N, C2, q, L)
+        bias = const.sum(2) + (coef * t1q).sum(2) + t2.reshape(1, c2, 1)  # (N, C2, L)
+        px = torch.matmul(coef.transpose(2, 3), tmap).transpose(2, 3)  # (N, C2, K, L)
+        val = (px * uc).sum(2) + (-1 if lower else 1) * (px.abs() * ur).sum(2) + bias
+        out.append(val.reshape(nb, -1))
+    return out[0], out[1]

@@ -50,6 +50,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
     from certkit_app.demos.colep import demo_colep
     from certkit_app.demos.complete import demo_complete_verification
     from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.layers import demo_layers
     from certkit_app.demos.nap import demo_nap
     from certkit_app.demos.regression import demo_regression
     from certkit_app.demos.rscp import demo_rscp
@@ -68,6 +69,7 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("10. COLEP: learning-reasoning conformal prediction vs RSCP+", demo_colep),
         ("11. Availability attacks on certifiers and the fallback-rate monitor", demo_availability),
         ("12. Neural activation patterns as specifications (NAPs)", demo_nap),
+        ("13. Bounds on real layers: a max-pooling CNN and a transformer block", demo_layers),
     ]
 
 

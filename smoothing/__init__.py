@@ -8,7 +8,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
-from smoothing.availability import FallbackMonitor, MonitorState, smoothing_availability
+from smoothing.availability import FallbackMonitor, MonitorState, detection_delay, smoothing_availability
 from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
@@ -70,6 +70,7 @@ __all__ = [
     "confidence_sequence",
     "consistency_loss",
     "convert_radius",
+    "detection_delay",
     "make_conv_denoiser",
     "min_predict_samples",
     "mixture_log_wealth",

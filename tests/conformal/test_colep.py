@@ -187,3 +187,48 @@ def test_certified_coverage_holds_under_attack_over_50_splits() -> None:
         assert r.coverage >= 0.9 - tol, r
         # the standard set's certificates survive the attack (each fails w.p. <= 2 beta)
         assert r.certified_violations <= 1, r
+
+
+def test_finite_sample_bound_holds_with_probability_one_minus_delta() -> None:
+    # the coverage of the k-th smallest of n uniform calibration scores is exactly U_(k) ~ Beta(k, n + 1 - k)
+    from conformal.functional import conformal_rank
+
+    n, alpha, delta, trials = 60, 0.1, 0.1, 4000
+    k = conformal_rank(n, alpha)
+    u = torch.rand(trials, n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    coverage = u.sort(dim=1).values[:, k - 1]
+    below = float((coverage < finite_sample_coverage(n, alpha, delta)).double().mean())
+    assert below <= delta + 3 * math.sqrt(delta * (1 - delta) / trials)
+    assert below >= delta - 3 * math.sqrt(delta * (1 - delta) / trials)  # and it is not vacuous
+
+
+class _Halfspace(torch.nn.Module):
+    """A binary sensor that fires iff w.x > 0 (two huge logits): its smoothed probability is Phi(w.x / sigma)."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = w / w.norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.w
+        return torch.stack([torch.zeros_like(z), 1e4 * z], dim=1)
+
+
+def test_sensor_bounds_contain_the_exact_smoothed_probability_in_the_ball() -> None:
+    from smoothing.scores import smoothed_scores
+
+    sigma, eps, beta, n_mc = 0.5, 0.3, 0.05, 200
+    w = torch.tensor([1.0, -2.0, 0.5])
+    sensor = _Halfspace(w).eval()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(300, 3, generator=g) * 0.5
+    s = smoothed_scores(sensor, x, lambda p: p[:, 1:], sigma=sigma, n_mc=n_mc, generator=g)
+    lo, hi = sensor_bounds(s, eps=eps, beta=beta)
+    margin = (x @ (w / w.norm())).double()
+    # the extreme points of the ball move w.x by -+ eps: exact smoothed probabilities there
+    p_min = torch.special.ndtr((margin - eps) / sigma)
+    p_max = torch.special.ndtr((margin + eps) / sigma)
+    fails = ((lo[:, 0] > p_min + 1e-12) | (hi[:, 0] < p_max - 1e-12)).double().mean()
+    assert float(fails) <= beta + 3 * math.sqrt(beta * (1 - beta) / 300)
+    # and the bounds are not vacuous: the box around an undecided input is much narrower than [0, 1]
+    assert float((hi - lo).median()) < 0.8
