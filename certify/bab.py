@@ -283,7 +283,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
         iterations: alpha-CROWN steps at the root (lr 0.5); ``bab_iterations``, ``lr_alpha``, ``lr_beta``:
             the joint alpha/beta steps per batch of sub-domains (warm-started from the parent), with
             alpha-beta-CROWN's learning rates for branch-and-bound.
-        attack_restarts, attack_steps: PGD before the search (and again, with fresh seeds, during it).
+        attack_restarts: PGD restarts before the search (and again, with fresh seeds, during it).
+        attack_steps: PGD steps per restart.
         sound: bounds in float64 with a safety margin (see the module docstring).
         branching: the ReLU to split: ``"babsr"`` (largest BaBSR intercept score) or ``"fsb"`` (filtered
             smart branching: of the ``fsb_candidates`` best by BaBSR score, the one whose children's worse
