@@ -342,7 +342,8 @@ class BagOfEmbeddingsFilter(FilterBase):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
         g = torch.Generator().manual_seed(self.seed)
-        model = _BagModel(len(vocab) + 2, self.dim)
+        with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
+            model = _BagModel(len(vocab) + 2, self.dim)
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
