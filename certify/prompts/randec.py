@@ -27,8 +27,8 @@ from certify.prompts.erase_and_check import (
     EmpiricalCheck,
     _check_erase_args,
     _resolve,
-    erased_subsequences,
     _scan,
+    erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import Tokenizer, WordTokenizer
