@@ -19,7 +19,13 @@ region (an L-inf or L2 ball around ``x``, intersected with ``domain``):
 
 Verdicts: ``"falsified"`` only with a counterexample that a forward pass of the model confirms (in
 the region, margin <= 0); ``"verified"`` only when every domain's bound is > 0 or the domain is
-empty. ``"unknown"`` on timeout (or when a fully split domain stays undecided).
+empty. ``"unknown"`` on timeout (or when a fully split domain stays undecided: for L2 balls the affine
+leaf is a second-order cone problem, decided by a Lagrangian dual bound and a primal candidate, and a
+gap within the solvers' tolerance leaves it undecided).
+
+The branched ReLU is chosen by BaBSR (default) or FSB (``branching="fsb"``, De Palma et al. 2021).
+The same search decides VNN-LIB properties (general linear output specifications, disjunctions of
+conjunctions ``A y <= b`` over an input box) through ``certify.verify_property(..., complete=True)``.
 
 Floating-point soundness: bounds are computed in the model's dtype (float32 for most models) by the
 same arithmetic as CROWN, without directed rounding; ``sound=True`` computes them in float64 and
@@ -41,7 +47,7 @@ from torch import Tensor, nn
 
 from certify.alpha_crown import Optimized, optimize_lower
 from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
-from certify.attacks import pgd_attack
+from certify.attacks import pgd_attack, pgd_box_minimize
 from certify.ibp import InputRegion, Interval
 from certkit._validation import check_positive, check_positive_int
 from certkit.threat import LpBall
@@ -73,39 +79,113 @@ class CompleteVerification:
 
 
 class _Problem:
-    """The property, the graph and the counterexample check shared by both kinds of splitting."""
+    """The property, the graph and the counterexample check shared by both kinds of splitting.
 
-    def __init__(self, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
-                 domain: tuple[float, float] | None, sound: bool) -> None:
+    A property is a disjunction of unsafe conjunctions over the outputs: rows ``v_i(x) = C_i f(x) + d_i``
+    (``spec`` (1, S, K), ``offset`` (S,)) grouped by ``groups`` (S,) into conjunctions; a point is a
+    counterexample iff for some group every row has ``v_i <= 0``. A domain is safe for a group when some
+    row's lower bound is > ``threshold``. The margin property of a labelled input is the special case of
+    one row ``f_y - f_j`` per group."""
+
+    def __init__(self, model: nn.Module, g: Any, region: InputRegion, spec: Tensor, offset: Tensor,
+                 groups: Tensor, n_groups: int, threshold: float, x_dtype: torch.dtype, explicit_box: bool) -> None:
+        self.model, self.g, self.region = model, g, region
+        self.spec, self.offset, self.groups, self.n_groups = spec, offset, groups, n_groups
+        self.threshold = threshold
+        self.x_dtype = x_dtype
+        self.explicit_box = explicit_box
+        self.norm = region.norm
+        self.y: int | None = None
+        self.x: Tensor = region.x0.to(x_dtype)
+        self.eps = 0.0
+        self.domain: tuple[float, float] | None = None
+        self.box_lo, self.box_hi = region.box.l.to(x_dtype), region.box.u.to(x_dtype)
+        self.found: tuple[Tensor, float] | None = None
+        # activation-pattern constraints (pre-activation node -> (1, *shape) in {-1, 0, +1}): only points
+        # with s z >= 0 on every constrained neuron belong to the region (neural activation patterns)
+        self.pattern: dict[int, Tensor] = {}
+
+    def pattern_violation(self, pts: Tensor) -> Tensor:
+        """Per point (N,): ``max over constrained neurons of -s z`` (<= 0 iff the pattern holds), -inf if none."""
+        out = torch.full((pts.shape[0],), -math.inf, dtype=pts.dtype, device=pts.device)
+        if not self.pattern:
+            return out
+        vals = _node_values(self.g, pts.to(self.region.x0.dtype))
+        for pre, s in self.pattern.items():
+            v = -(vals[pre] * s.to(vals[pre].dtype)).flatten(1)
+            v = torch.where(s.flatten(1) != 0, v, torch.full_like(v, -math.inf))
+            out = torch.maximum(out, v.amax(1).to(out.dtype))
+        return out
+
+    @classmethod
+    def margin(cls, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
+               domain: tuple[float, float] | None, sound: bool) -> _Problem:
         from certify._graph import cached_graph
 
-        self.model, self.x, self.y, self.eps, self.norm, self.domain = model, x, y, eps, norm, domain
-        self.dtype = torch.float64 if sound else x.dtype
-        self.threshold = 1e-9 if sound else 0.0
-        xc = x.to(self.dtype)
-        self.g = cached_graph(model, xc, self.dtype)
-        k = self.g.nodes[self.g.output].numel
+        dtype = torch.float64 if sound else x.dtype
+        xc = x.to(dtype)
+        g = cached_graph(model, xc, dtype)
+        k = g.nodes[g.output].numel
         rows = [j for j in range(k) if j != y]
-        self.spec = margin_spec(torch.tensor([y], device=x.device), k, self.dtype)[:, rows]  # (1, K-1, K)
-        self.region = InputRegion(xc, torch.full((1,), eps, dtype=self.dtype, device=x.device), norm, domain)
-        self.found: tuple[Tensor, float] | None = None
+        spec = margin_spec(torch.tensor([y], device=x.device), k, dtype)[:, rows]  # (1, K-1, K)
+        region = InputRegion(xc, torch.full((1,), eps, dtype=dtype, device=x.device), norm, domain)
+        p = cls(model, g, region, spec, torch.zeros(k - 1, dtype=dtype, device=x.device),
+                torch.arange(k - 1, device=x.device), k - 1, 1e-9 if sound else 0.0, x.dtype, False)
+        p.x, p.y, p.eps, p.domain = x, y, eps, domain
+        if norm == math.inf:  # the box as rounded in the model's dtype
+            p.box_lo, p.box_hi = x - eps, x + eps
+            if domain is not None:
+                p.box_lo, p.box_hi = p.box_lo.clamp(min=domain[0]), p.box_hi.clamp(max=domain[1])
+        return p
 
-    def margins(self, pts: Tensor) -> Tensor:
-        """Worst margin ``f_y - max_{j != y} f_j`` of each point (forward pass in the model's dtype)."""
-        with torch.no_grad():
-            out = self.model(pts.to(self.x.dtype))
-        other = out.clone()
-        other[:, self.y] = -math.inf
-        return out[:, self.y] - other.max(1).values
+    @classmethod
+    def box(cls, model: nn.Module, lower: Tensor, upper: Tensor, a: Tensor, b: Tensor, groups: Tensor,
+            n_groups: int, sound: bool) -> _Problem:
+        """Unsafe iff ``A_i f(x) <= b_i`` for every row i of some group, ``lower <= x <= upper`` ((1, ...))."""
+        from certify._graph import cached_graph
+
+        dtype = torch.float64 if sound else lower.dtype
+        lo, hi = lower.to(dtype), upper.to(dtype)
+        centre = (lo + hi) / 2
+        g = cached_graph(model, centre, dtype)
+        region = InputRegion(centre, ((hi - lo) / 2).flatten(1).amax(1), math.inf, None)
+        region.box = Interval(l=lo, u=hi)
+        p = cls(model, g, region, a.to(dtype=dtype, device=lower.device).unsqueeze(0),
+                -b.to(dtype=dtype, device=lower.device), groups.to(lower.device), n_groups, 1e-9 if sound else 0.0,
+                lower.dtype, True)
+        p.box_lo, p.box_hi = lower, upper
+        return p
+
+    def values(self, out: Tensor) -> Tensor:
+        """Rows ``C f(x) + d`` (N, S) of outputs ``out`` (N, K), in float64."""
+        return out.flatten(1).to(torch.float64) @ self.spec[0].to(torch.float64).t() + self.offset.to(torch.float64)
+
+    def group_max(self, v: Tensor) -> Tensor:
+        """Per group, the largest row (N, S) -> (N, G): > 0 iff the group (conjunction) is excluded."""
+        init = torch.full((v.shape[0], self.n_groups), -math.inf, dtype=v.dtype, device=v.device)
+        return init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax")
+
+    def rows_done(self, lower: Tensor) -> Tensor:
+        """(N, S): the row's group is excluded by some row's lower bound (``lower`` of ``C f``)."""
+        ok = self.group_max(lower + self.offset) > self.threshold
+        return ok.gather(1, self.groups.expand(lower.shape[0], -1))
+
+    def key(self, lower: Tensor, done: Tensor) -> Tensor:
+        """Per domain (N,), the smallest group bound among the open groups (+inf if none is open)."""
+        gm = self.group_max(torch.where(done, torch.full_like(lower, math.inf), lower + self.offset))
+        return gm.min(1).values
+
+    def worst(self, out: Tensor) -> Tensor:
+        """Per point (N,): ``min over groups of max over rows`` (<= 0 iff the point is a counterexample)."""
+        return self.group_max(self.values(out)).min(1).values
 
     def in_region(self, pts: Tensor) -> Tensor:
-        """Inside the region the bounds are computed for: for L-inf the box ``[x - eps, x + eps]`` (as
-        rounded in the model's dtype) clipped to the domain; for L2 the ball (and the domain)."""
+        """Inside the region the bounds are computed for: for L-inf the box (for a margin property
+        ``[x - eps, x + eps]`` as rounded in the model's dtype, clipped to the domain); for L2 the ball
+        (and the domain)."""
         if self.norm == math.inf:
-            lo, hi = self.x - self.eps, self.x + self.eps
-            ok = ((pts >= lo) & (pts <= hi)).flatten(1).all(1)
-        else:
-            ok = (pts - self.x).flatten(1).norm(dim=1) <= self.eps
+            return ((pts >= self.box_lo) & (pts <= self.box_hi)).flatten(1).all(1)
+        ok = (pts - self.x).flatten(1).norm(dim=1) <= self.eps
         if self.domain is not None:
             ok &= ((pts >= self.domain[0]) & (pts <= self.domain[1])).flatten(1).all(1)
         return ok
@@ -116,13 +196,14 @@ class _Problem:
             return True
         if not pts.shape[0]:
             return False
-        pts = pts.to(self.x.dtype)
+        pts = pts.to(self.x_dtype)
         if self.norm == math.inf:  # snap rounding errors of LP solutions back into the box
-            pts = torch.minimum(torch.maximum(pts, self.x - self.eps), self.x + self.eps)
-            if self.domain is not None:
-                pts = pts.clamp(self.domain[0], self.domain[1])
-        m = self.margins(pts)
-        bad = (m <= 0) & self.in_region(pts)
+            pts = torch.minimum(torch.maximum(pts, self.box_lo), self.box_hi)
+        with torch.no_grad():
+            m = self.worst(self.model(pts))
+            bad = (m <= 0) & self.in_region(pts)
+            if self.pattern:
+                bad &= self.pattern_violation(pts) <= 0
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
             self.found = (pts[i : i + 1].detach().clone(), float(m[i]))
@@ -130,9 +211,22 @@ class _Problem:
         return False
 
     def attack(self, seed: int, restarts: int, steps: int) -> bool:
-        xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
-                           norm=self.norm, domain=self.domain, steps=steps, restarts=restarts,
-                           generator=torch.Generator(device=self.x.device).manual_seed(seed))
+        gen = torch.Generator(device=self.x.device).manual_seed(seed)
+        if self.y is not None:
+            xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
+                               norm=self.norm, domain=self.domain, steps=steps, restarts=restarts, generator=gen)
+            return self.check(xa)
+        spec, offset = self.spec[0].to(self.x_dtype), self.offset.to(self.x_dtype)
+
+        def objective(z: Tensor) -> Tensor:
+            v = self.model(z).flatten(1) @ spec.t() + offset
+            init = torch.full((v.shape[0], self.n_groups), -math.inf, dtype=v.dtype, device=v.device)
+            worst = init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax").min(1).values
+            # <= 0 iff a counterexample that also has the activation pattern
+            return torch.maximum(worst, self.pattern_violation(z).to(worst.dtype)) if self.pattern else worst
+
+        xa, _ = pgd_box_minimize(objective, self.box_lo, self.box_hi, steps=steps, restarts=restarts, until=0.0,
+                                 generator=gen)
         return self.check(xa)
 
 
@@ -157,11 +251,13 @@ def _repeat2(d: dict[int, Tensor]) -> dict[int, Tensor]:
 
 
 def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> InputRegion:
+    if box is None and p.explicit_box:
+        box = (p.region.box.l.expand(n, *p.region.box.l.shape[1:]), p.region.box.u.expand(n, *p.region.box.u.shape[1:]))
     if box is None:
         x0 = p.region.x0.expand(n, *p.region.x0.shape[1:])
         return InputRegion(x0, p.region.eps.expand(n), p.norm, p.domain)
     lo, hi = box
-    r = InputRegion((lo + hi) / 2, torch.zeros(n, dtype=lo.dtype, device=lo.device), math.inf, None)
+    r = InputRegion((lo + hi) / 2, ((hi - lo) / 2).flatten(1).amax(1), math.inf, None)
     r.box = Interval(l=lo, u=hi)
     return r
 
@@ -170,8 +266,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
                     domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
                     lr_beta: float = 0.05, input_split_max_dim: int = 8, attack_restarts: int = 5,
-                    attack_steps: int = 50, sound: bool = False, progress: bool = False,
-                    generator: torch.Generator | None = None) -> CompleteVerification:
+                    attack_steps: int = 50, sound: bool = False, progress: bool = False, branching: str = "babsr",
+                    fsb_candidates: int = 3, generator: torch.Generator | None = None) -> CompleteVerification:
     """Decide robustness of one input by attack, alpha-CROWN and branch-and-bound (beta-CROWN).
 
     Args:
@@ -189,6 +285,9 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
             alpha-beta-CROWN's learning rates for branch-and-bound.
         attack_restarts, attack_steps: PGD before the search (and again, with fresh seeds, during it).
         sound: bounds in float64 with a safety margin (see the module docstring).
+        branching: the ReLU to split: ``"babsr"`` (largest BaBSR intercept score) or ``"fsb"`` (filtered
+            smart branching: of the ``fsb_candidates`` best by BaBSR score, the one whose children's worse
+            bound, by one cheap bound pass, is largest; De Palma et al. 2021).
         progress: show a tqdm bar of the open domains.
         generator: seeds the attacks' random restarts (torch's global RNG is untouched).
 
@@ -213,6 +312,9 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     input_split_max_dim = check_positive_int(input_split_max_dim, "input_split_max_dim", minimum=0)
     attack_restarts = check_positive_int(attack_restarts, "attack_restarts")
     attack_steps = check_positive_int(attack_steps, "attack_steps", minimum=0)
+    if branching not in ("babsr", "fsb"):
+        raise ValueError(f"Expected argument `branching` to be 'babsr' or 'fsb', but got {branching!r}")
+    fsb_candidates = check_positive_int(fsb_candidates, "fsb_candidates")
     if split not in ("auto", "relu", "input"):
         raise ValueError(f"Expected argument `split` to be 'auto', 'relu' or 'input', but got {split!r}")
     if split == "input" and p_norm != math.inf:
@@ -227,8 +329,20 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     if not isinstance(y, int) or isinstance(y, bool) or not 0 <= y < k:
         raise ValueError(f"Expected argument `y` to be a class index in [0, {k - 1}], but got {y!r}")
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    p = _Problem.margin(model, x, y, e, p_norm, dom, sound)
+    use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
+    return _search(p, t0=t0, timeout=timeout, use_input=use_input, batch_size=batch_size, iterations=iterations,
+                   bab_iterations=bab_iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, attack_restarts=attack_restarts,
+                   attack_steps=attack_steps, progress=progress, seed=seed, check_first=x, branching=branching,
+                   fsb_candidates=fsb_candidates)
+
+
+def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_size: int, iterations: int,
+            bab_iterations: int, lr_alpha: float, lr_beta: float, attack_restarts: int, attack_steps: int,
+            progress: bool, seed: int, check_first: Tensor, branching: str = "babsr",
+            fsb_candidates: int = 3) -> CompleteVerification:
+    """Attack, alpha-CROWN at the root, then branch-and-bound (shared by margins and VNN-LIB properties)."""
     deadline = t0 + timeout
-    p = _Problem(model, x, y, e, p_norm, dom, sound)
 
     def result(verdict: str, lower: float, branches: int, how: str) -> CompleteVerification:
         cex, margin = (p.found if p.found is not None else (None, None))
@@ -236,19 +350,21 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
             verdict = "falsified"
         return CompleteVerification(verdict, cex, margin, lower, branches, time.perf_counter() - t0, how)
 
-    if p.check(x) or p.attack(seed, attack_restarts, attack_steps):
+    if p.check(check_first) or p.attack(seed, attack_restarts, attack_steps):
         return result("falsified", -math.inf, 0, "none")
-    root = optimize_lower(p.g, p.region, p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold,
-                          want_score=True, deadline=deadline)
-    lb = float(root.lower.min())
+    if time.perf_counter() > deadline:
+        return result("unknown", -math.inf, 0, "none")
+    root = optimize_lower(p.g, _region(p, 1), p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset,
+                          want_score=True, deadline=deadline, splits=p.pattern or None)
+    lb = float(p.key(root.lower, torch.zeros_like(root.lower, dtype=torch.bool)).min())
     if root.primal is not None and p.check(root.primal):
         return result("falsified", -math.inf, 1, "none")
-    if lb > p.threshold:
+    if lb > p.threshold or bool(root.infeasible.all()):
         return result("verified", lb, 1, "none")
-    use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
     kw: dict[str, Any] = {"batch_size": batch_size, "iterations": bab_iterations, "lr_alpha": lr_alpha,
                           "lr_beta": lr_beta, "deadline": deadline, "progress": progress, "seed": seed,
-                          "attack": (attack_restarts, attack_steps)}
+                          "attack": (attack_restarts, attack_steps), "branching": branching,
+                          "fsb_candidates": fsb_candidates}
     if use_input:
         verdict, lower, branches = _input_bab(p, **kw)
         return result(verdict, lower, branches + 1, "input")
@@ -263,25 +379,27 @@ def _bar(progress: bool, what: str) -> Any:
 
 
 def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
-              deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+              deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
+              fsb_candidates: int = 3) -> tuple[str, float, int]:
     """Branch-and-bound on ReLU splits; returns (verdict, lower bound, branches)."""
     g = p.g
     relus = {k: g.nodes[k].inputs[0] for k in root.unstable}  # ReLU node -> its pre-activation node
     s = p.spec.shape[1]
     # the open domains, as batched tensors
     lower = root.lower
-    done = root.lower > p.threshold
-    splits = {pre: torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
+    done = p.rows_done(root.lower)
+    splits = {pre: p.pattern[pre].to(torch.int8).clone() if pre in p.pattern
+              else torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
     alpha, beta, score = root.alpha, root.beta, root.score
     unstable = root.unstable
     assert score is not None
     branches, step, undecided = 0, 0, 0
-    proven = float(torch.where(done, root.lower, torch.full_like(root.lower, math.inf)).min())
+    proven = _newly_proven(p, root.lower, torch.zeros_like(done))
     bar = _bar(progress, "ReLU")
     last_attack = time.perf_counter()
     try:
         while lower.shape[0]:
-            key = torch.where(done, torch.full_like(lower, math.inf), lower).min(1).values
+            key = p.key(lower, done)
             if time.perf_counter() > deadline:
                 return "unknown", float(key.min()), branches
             step += 1
@@ -312,30 +430,23 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
                     splits, alpha, beta = _take(splits, rest), _take(alpha, rest), _take(beta, rest)
                     score, unstable = _take(score, rest), _take(unstable, rest)
                     continue
-            child_splits = _repeat2(_take(splits, take))
-            offset = 0
-            rows = torch.arange(b, device=lower.device)
-            for k, pre in relus.items():
-                numel = unstable[k][0].numel()
-                sel = (best_idx >= offset) & (best_idx < offset + numel)
-                if bool(sel.any()):
-                    flat_split = child_splits[pre].reshape(2 * b, -1)
-                    local = best_idx[sel] - offset
-                    flat_split[rows[sel], local] = 1
-                    flat_split[rows[sel] + b, local] = -1
-                offset += numel
+            if branching == "fsb":
+                if bool(leaf.any()):
+                    flat = flat[~leaf]
+                best_idx = _fsb_choice(p, flat, _take(splits, take), relus, unstable, _take(alpha, take),
+                                       _take(beta, take), done[take], fsb_candidates)
+            child_splits = _split_children(_take(splits, take), best_idx, relus, unstable)
             parent_done = done[take].repeat(2, 1)
             res = optimize_lower(g, _region(p, 2 * b), p.spec.expand(2 * b, s, -1), iterations=iterations, lr=lr_alpha,
-                                 lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold,
+                                 lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold - p.offset,
                                  splits=child_splits, init_alpha=_repeat2(_take(alpha, take)),
                                  init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline)
             branches += 2 * b
             if res.primal is not None and p.check(res.primal[~res.infeasible]):
                 return "falsified", -math.inf, branches
-            newly = (res.lower > p.threshold) & ~parent_done & ~res.infeasible.unsqueeze(1)
-            if bool(newly.any()):
-                proven = min(proven, float(res.lower[newly].min()))
-            c_done = parent_done | (res.lower > p.threshold)
+            feasible = ~res.infeasible
+            proven = min(proven, _newly_proven(p, res.lower[feasible], parent_done[feasible]))
+            c_done = parent_done | p.rows_done(res.lower)
             closed = res.infeasible | c_done.all(1)
             keep = ~closed
             assert res.score is not None
@@ -356,6 +467,61 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     return "verified", proven, branches
 
 
+def _newly_proven(p: _Problem, lower: Tensor, parent_done: Tensor) -> float:
+    """The smallest bound ``max_{i in group} lower_i + d_i`` (> threshold) of the groups that ``lower``
+    (N, S) excludes and the parent did not: with the earlier ones, a lower bound of the worst case."""
+    gm = p.group_max(lower + p.offset)
+    was = p.group_max(parent_done.to(lower.dtype)) > 0
+    newly = (gm > p.threshold) & ~was
+    return float(gm[newly].min()) if bool(newly.any()) else math.inf
+
+
+def _split_children(splits: dict[int, Tensor], idx: Tensor, relus: dict[int, int],
+                    unstable: dict[int, Tensor]) -> dict[int, Tensor]:
+    """Two children per domain (B domains -> 2B: first all active halves, then all inactive halves), splitting
+    the neuron at flat index ``idx`` (B,) over the ReLU nodes in ``relus``' order."""
+    b = idx.shape[0]
+    child = _repeat2(splits)
+    offset = 0
+    rows = torch.arange(b, device=idx.device)
+    for k, pre in relus.items():
+        numel = unstable[k][0].numel()
+        sel = (idx >= offset) & (idx < offset + numel)
+        if bool(sel.any()):
+            flat_split = child[pre].reshape(2 * b, -1)
+            local = idx[sel] - offset
+            flat_split[rows[sel], local] = 1
+            flat_split[rows[sel] + b, local] = -1
+        offset += numel
+    return child
+
+
+def _fsb_choice(p: _Problem, flat: Tensor, splits: dict[int, Tensor], relus: dict[int, int],
+                unstable: dict[int, Tensor], alpha: dict[int, Tensor], beta: dict[int, Tensor], done: Tensor,
+                k: int) -> Tensor:
+    """Filtered smart branching (De Palma et al., ICLR 2021): among the ``k`` neurons with the largest
+    BaBSR scores ``flat`` (B, D), pick per domain the one whose two children have the largest worse bound,
+    each child bounded by one cheap pass (the parent's alphas and betas, no optimisation) in one batch."""
+    b = flat.shape[0]
+    k = min(k, flat.shape[1])
+    vals, cand = flat.topk(k, dim=1)  # (B, k)
+    reps = {key: v.repeat(k, *([1] * (v.dim() - 1))) for key, v in splits.items()}  # candidate-major: c * B + i
+    child = _split_children(reps, cand.t().reshape(-1), relus, {kk: v.repeat(k, *([1] * (v.dim() - 1)))
+                                                                   for kk, v in unstable.items()})
+    n = 2 * k * b
+    s = p.spec.shape[1]
+    rep = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in alpha.items()}
+    repb = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in beta.items()}
+    parent_done = done.repeat(2 * k, 1)
+    res = optimize_lower(p.g, _region(p, n), p.spec.expand(n, s, -1), iterations=0, splits=child, init_alpha=rep,
+                         init_beta=repb, skip=parent_done, stop_at=None)
+    key = p.key(res.lower, parent_done | p.rows_done(res.lower))
+    key = torch.where(res.infeasible, torch.full_like(key, math.inf), key)
+    worse = torch.minimum(key[: k * b], key[k * b :]).reshape(k, b).t()  # (B, k)
+    worse = torch.where(vals > 0, worse, torch.full_like(worse, -math.inf))
+    return cand.gather(1, worse.argmax(1, keepdim=True)).squeeze(1)
+
+
 def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: Tensor) -> str:
     """Decide a domain in which every ReLU is fixed (the network is affine there) by one LP per open margin.
 
@@ -365,8 +531,6 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
 
     g = p.g
     x0 = p.x.to(torch.float64)
-    if p.norm != math.inf:
-        return "unknown"
     res0 = optimize_lower(g, _region(p, 1), p.spec, iterations=0, splits=splits)
     if bool(res0.infeasible.all()):
         return "verified"
@@ -388,26 +552,128 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
     k = g.nodes[g.output].numel
     j_out, d_out = jac[:k], val0[:k]
     j_con, d_con = jac[k:], val0[k:]  # constraints s z(x) >= 0  ->  -J x <= d
-    bounds = list(zip(lo.reshape(-1).tolist(), hi.reshape(-1).tolist()))
-    for row in range(p.spec.shape[1]):
-        if bool(done[row]):
+    if p.norm != math.inf:
+        return _leaf_l2(p, j_out, d_out, j_con, d_con, lo, hi, done)
+    # per open group (conjunction): min t subject to C_i f(x) + d_i <= t (rows of the group), the split
+    # constraints and the box; the group is excluded iff t* > 0. Variables (x, t).
+    n_x = x0[0].numel()
+    bounds = [*zip(lo.reshape(-1).tolist(), hi.reshape(-1).tolist()), (None, None)]
+    obj = torch.zeros(n_x + 1, dtype=torch.float64)
+    obj[-1] = 1.0
+    spec = p.spec[0].to(torch.float64)
+    offset = p.offset.to(torch.float64)
+    a_con = torch.cat([-j_con, torch.zeros(j_con.shape[0], 1, dtype=torch.float64)], dim=1)
+    for grp in range(p.n_groups):
+        rows = (p.groups == grp).nonzero().flatten()
+        if bool(done[rows].all()):
             continue
-        c = p.spec[0, row].to(torch.float64)
-        obj = c @ j_out
-        res = linprog(obj.numpy(), A_ub=(-j_con).numpy() if j_con.shape[0] else None,
-                      b_ub=d_con.numpy() if j_con.shape[0] else None, bounds=bounds, method="highs")
+        c = spec[rows]  # (R, K): c f(x) + d = c J x + (c d_out + d) <= t
+        a_obj = torch.cat([c @ j_out, -torch.ones(rows.numel(), 1, dtype=torch.float64)], dim=1)
+        b_obj = -(c @ d_out + offset[rows])
+        res = linprog(obj.numpy(), A_ub=torch.cat([a_obj, a_con]).numpy(), b_ub=torch.cat([b_obj, d_con]).numpy(),
+                      bounds=bounds, method="highs")
         if res.status == 2:  # infeasible: the domain is empty
             return "verified"
         if res.status != 0:
             return "unknown"
-        value = float(res.fun + c @ d_out)
-        if value > 1e-7:
+        if float(res.fun) > 1e-7:
             continue
-        cand = torch.as_tensor(res.x, dtype=p.x.dtype).reshape(p.x.shape)
+        cand = torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)
         if p.check(cand):
             return "falsified"
+        if p.pattern and j_con.shape[0]:
+            # the LP's vertex may sit on a pattern boundary z = 0 and miss it by rounding: retry strictly inside
+            res = linprog(obj.numpy(), A_ub=torch.cat([a_obj, a_con]).numpy(),
+                          b_ub=torch.cat([b_obj, d_con - 1e-6 * (1 + d_con.abs())]).numpy(), bounds=bounds,
+                          method="highs")
+            if res.status == 0 and float(res.fun) <= 0 and p.check(
+                    torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)):
+                return "falsified"
         return "unknown"
     return "verified"
+
+
+def _leaf_l2(p: _Problem, j_out: Tensor, d_out: Tensor, j_con: Tensor, d_con: Tensor, lo: Tensor, hi: Tensor,
+             done: Tensor) -> str:
+    """An affine leaf domain of an L2 ball: per open group, ``min max_i v_i(x)`` over the ball, the split
+    constraints and the box, a convex (second-order cone) problem, decided by Lagrangian duality.
+
+    With the linear constraints ``G x <= h`` (splits, box) dualised (``mu >= 0``) and the rows mixed by
+    ``lam`` in the simplex, ``q(lam, mu) = min_{||x - x0|| <= eps} lam^T v(x) + mu^T (G x - h) =
+    w^T x0 - eps ||w|| + lam^T e - mu^T h`` (``w = A^T lam + G^T mu``) is a lower bound for *any* such
+    multipliers (weak duality), so the group is excluded when ``q > 1e-7`` at the multipliers found (SLSQP on
+    this concave function; the bound is evaluated at the projected multipliers, so it is sound whatever the
+    solver returns). By strong duality (Slater: the ball has an interior) the best ``q`` equals the minimum,
+    so otherwise the inner minimiser, then a primal SLSQP solution, is checked as a counterexample by a
+    forward pass; ``"unknown"`` only if neither settles it (a gap within the solvers' tolerance)."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x0 = p.x.to(torch.float64).reshape(-1).numpy()
+    eps = float(p.eps)
+    n = x0.shape[0]
+    spec, offset = p.spec[0].to(torch.float64), p.offset.to(torch.float64)
+    g_mat = torch.cat([-j_con, torch.eye(n, dtype=torch.float64), -torch.eye(n, dtype=torch.float64)]).numpy()
+    h = torch.cat([d_con, hi.reshape(-1), -lo.reshape(-1)]).numpy()
+    m = g_mat.shape[0]
+    for grp in range(p.n_groups):
+        rows = (p.groups == grp).nonzero().flatten()
+        if bool(done[rows].all()):
+            continue
+        a = (spec[rows] @ j_out).numpy()  # v(x) = a x + e
+        e = (spec[rows] @ d_out + offset[rows]).numpy()
+        r = a.shape[0]
+
+        def q(z: np.ndarray, a: np.ndarray = a, e: np.ndarray = e, r: int = r) -> tuple[float, np.ndarray]:
+            lam, mu = z[:r], z[r:]
+            w = a.T @ lam + g_mat.T @ mu
+            nw = float(np.linalg.norm(w))
+            xs = x0 - eps * w / nw if nw > 0 else x0
+            val = float(w @ x0 - eps * nw + lam @ e - mu @ h)
+            return -val, -np.concatenate([a @ xs + e, g_mat @ xs - h])
+
+        z0 = np.concatenate([np.full(r, 1.0 / r), np.zeros(m)])
+        sol = minimize(q, z0, jac=True, method="SLSQP", bounds=[(0, None)] * (r + m),
+                       constraints=[{"type": "eq", "fun": lambda z, r=r: z[:r].sum() - 1,
+                                     "jac": lambda z, r=r: np.concatenate([np.ones(r), np.zeros(m)])}],
+                       options={"maxiter": 500, "ftol": 1e-12})
+        z = np.clip(sol.x, 0, None)
+        z[:r] = z[:r] / z[:r].sum() if z[:r].sum() > 0 else np.full(r, 1.0 / r)
+        bound = -q(z)[0]
+        if bound > 1e-7:
+            continue
+        w = a.T @ z[:r] + g_mat.T @ z[r:]
+        nw = float(np.linalg.norm(w))
+        cands = [x0 - eps * w / nw if nw > 0 else x0]
+
+        def obj(v: np.ndarray) -> float:
+            return float(v[-1])
+
+        cons = [{"type": "ineq", "fun": lambda v, a=a, e=e: v[-1] - (a @ v[:-1] + e)},
+                {"type": "ineq", "fun": lambda v: h - g_mat @ v[:-1]},
+                {"type": "ineq", "fun": lambda v: eps**2 - float(((v[:-1] - x0) ** 2).sum())}]
+        start = np.concatenate([cands[0], [float((a @ cands[0] + e).max())]])
+        prim = minimize(obj, start, method="SLSQP", constraints=cons, options={"maxiter": 500, "ftol": 1e-12})
+        cands.append(prim.x[:-1])
+        for c in cands:
+            d = c - x0
+            nd = float(np.linalg.norm(d))
+            if nd > eps:
+                d = d * (eps / nd) * (1 - 1e-12)
+            if p.check(torch.as_tensor(x0 + d, dtype=p.x_dtype).reshape(p.x.shape)):
+                return "falsified"
+        return "unknown"
+    return "verified"
+
+
+def _node_values(g: Any, z: Tensor) -> list[Tensor]:
+    """Values of every node of the graph (differentiable)."""
+    from certify._graph import apply_node
+
+    vals: list[Tensor] = [z]
+    for n in g.nodes[1:]:
+        vals.append(apply_node(n, [vals[j] for j in n.inputs]))
+    return vals
 
 
 def _masked_forward(g: Any, z: Tensor, masks: dict[int, Tensor]) -> list[Tensor]:
@@ -434,7 +700,8 @@ def _as64(n: Any) -> Any:
 
 
 def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
-               deadline: float, progress: bool, seed: int, attack: tuple[int, int]) -> tuple[str, float, int]:
+               deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
+               fsb_candidates: int = 3) -> tuple[str, float, int]:
     """Branch-and-bound on the input box (bisect the widest dimension); returns (verdict, lower, branches)."""
     box = p.region.box
     lo, hi = box.l, box.u
@@ -463,9 +730,9 @@ def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float
             c_lo[rows + b, dim] = mid[:, 0]
             c_lo, c_hi = c_lo.reshape(2 * b, *lo.shape[1:]), c_hi.reshape(2 * b, *lo.shape[1:])
             res = optimize_lower(p.g, _region(p, 2 * b, (c_lo, c_hi)), p.spec.expand(2 * b, s, -1),
-                                 iterations=iterations, lr=0.5, stop_at=p.threshold, deadline=deadline)
+                                 iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset, deadline=deadline)
             branches += 2 * b
-            worst = res.lower.min(1).values
+            worst = p.key(res.lower, torch.zeros_like(res.lower, dtype=torch.bool))
             keep = worst <= p.threshold
             if not bool(keep.all()):
                 proven = min(proven, float(worst[~keep].min()))

@@ -17,6 +17,10 @@ model                       recipe                                  cache key
 :func:`digits_consistency_model` consistency regularisation at sigma ``digits_cnn_consistency{sigma}-v2``
 :func:`digits_denoised_cnn` denoiser (MSE, then stability) + CNN    ``digits_denoiser_{objective}{sigma}-v1_for_digits_cnn-v1``
 ==========================  ======================================  ==================================
+
+COLEP sensors (:func:`digits_attribute_sensor`): the digits CNN with two outputs, noise-trained at
+sigma on one binary attribute of :data:`DIGITS_ATTRIBUTES`, cache key
+``digits_attr_{name}_noise{sigma}-v1``.
 """
 
 from __future__ import annotations
@@ -25,22 +29,32 @@ import torch
 from torch import nn
 
 from certify.training import CertifiedTrainer, ibp_init_
+from certkit._validation import generator_or_seed
 from certkit.cache import load_or_train
+from certkit.poisoning import Trigger
 from certkit_app.datasets import load_digits_split
+from conformal.colep import Rule, Sensors
 from conformal.rct import RCTConfig, train_rct
 from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
 from smoothing.training import train_consistency, train_noise_augmented
 
 __all__ = [
+    "DIGITS_ATTRIBUTES",
     "DIGITS_NOISE_SIGMAS",
+    "digits_attribute_sensor",
     "digits_base_model",
     "digits_cnn",
     "digits_cnn_certified",
+    "digits_colep_rules",
+    "digits_colep_sensors",
     "digits_consistency_model",
     "digits_denoised_cnn",
     "digits_mlp",
+    "digits_poisoned_model",
+    "digits_trigger",
     "make_digits_cnn",
     "make_digits_mlp",
+    "make_digits_sensor",
     "rct_digits_model",
     "train_classifier",
 ]
@@ -70,16 +84,18 @@ def train_classifier(
     epochs: int = 40,
     lr: float = 2e-3,
     batch_size: int = 64,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on the digits train split with Adam, cosine decay and cross-entropy.
 
-    Seeded by ``seed`` through a local ``torch.Generator``; global RNG state is untouched. For the
+    Minibatches are drawn from ``generator`` (None: a generator seeded with 0, the reference models'
+    recipe); torch's global RNG is untouched. ``seed`` is deprecated: pass a generator. For the
     noise-augmented variant see :func:`smoothing.training.train_noise_augmented`.
     """
     data = load_digits_split("train")
     x, y = data.images, data.labels
-    g = torch.Generator().manual_seed(seed)
+    g = generator_or_seed(generator, seed, where="certkit_app.digits.train_classifier")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     model.train()
@@ -187,9 +203,10 @@ def digits_denoised_cnn(sigma: float, objective: str = "stability") -> DenoisedC
 
 def _train_digits_cnn_certified(model: nn.Module) -> None:
     data = load_digits_split("train")
-    ibp_init_(model, seed=0)
+    ibp_init_(model, generator=torch.Generator().manual_seed(0))
     CertifiedTrainer(method="crown-ibp", eps=0.15, epochs=100, warmup_epochs=5, ramp_epochs=50, batch_size=32,
-                     lr=2e-3, final_kappa=0.5, final_beta=0.0, seed=0).fit(model, data.images, data.labels)
+                     lr=2e-3, final_kappa=0.5, final_beta=0.0,
+                     generator=torch.Generator().manual_seed(0)).fit(model, data.images, data.labels)
 
 
 def digits_cnn_certified() -> nn.Sequential:
@@ -225,3 +242,89 @@ def rct_digits_model(sigma: float = 0.25, eps: float = 0.125, alpha: float = 0.1
                           make_digits_cnn, train)
     assert isinstance(model, nn.Sequential)
     return model
+
+
+#: Binary attributes of the digits for COLEP's sensors: name -> the digits that have it.
+DIGITS_ATTRIBUTES: dict[str, tuple[int, ...]] = {
+    "even": (0, 2, 4, 6, 8),
+    "at_least_5": (5, 6, 7, 8, 9),
+    "closed_loop": (0, 6, 8, 9),
+    "straight_stroke": (1, 4, 7),
+}
+
+
+def make_digits_sensor() -> nn.Sequential:
+    """The digits CNN architecture with two outputs (attribute absent / present)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 3 * 3, 64), nn.ReLU(), nn.Linear(64, 2),
+    )
+
+
+def digits_attribute_sensor(name: str, sigma: float = 0.25) -> nn.Sequential:
+    """A binary concept sensor for COLEP: does the digit have attribute ``name``? Cached.
+
+    Recipe: :func:`make_digits_sensor` trained by :func:`smoothing.training.train_noise_augmented` at
+    ``sigma`` on the digits train split with labels ``digit in DIGITS_ATTRIBUTES[name]``, 20 epochs,
+    seed 0. Cache key ``digits_attr_{name}_noise{sigma}-v1``; a cold cache trains it in a few seconds.
+    """
+    if name not in DIGITS_ATTRIBUTES:
+        raise ValueError(f"Expected argument `name` to be one of {sorted(DIGITS_ATTRIBUTES)}, but got {name!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or float(sigma) not in DIGITS_NOISE_SIGMAS:
+        raise ValueError(f"Expected argument `sigma` to be one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+    s, members = float(sigma), torch.tensor(DIGITS_ATTRIBUTES[name])
+
+    def train(m: nn.Module) -> None:
+        data = load_digits_split("train")
+        target = torch.isin(data.labels, members).long()
+        train_noise_augmented(m, data.images, target, s, epochs=20)
+
+    model = load_or_train(f"digits_attr_{name}_noise{s}-v1", make_digits_sensor, train)
+    assert isinstance(model, nn.Sequential)
+    return model
+
+
+def digits_colep_rules() -> list[Rule]:
+    """COLEP's knowledge on digits: for every attribute and digit, ``digit => attribute`` or ``digit => not attribute``."""
+    return [Rule(d, c, negated=d not in members)
+            for c, members in enumerate(DIGITS_ATTRIBUTES.values()) for d in range(10)]
+
+
+def digits_colep_sensors(sigma: float = 0.25) -> Sensors:
+    """COLEP's learning component on digits: :func:`digits_base_model` and the four attribute sensors (cached)."""
+    return Sensors(digits_base_model(sigma), [digits_attribute_sensor(n, sigma) for n in DIGITS_ATTRIBUTES]).eval()
+
+
+def digits_poisoned_model(attack: str = "random-label", rate: float = 0.01, sigma: float | None = None,
+                          epochs: int = 40) -> nn.Sequential:
+    """The digits CNN trained on a poisoned train split (availability attack of Lorenz et al. 2023), cached.
+
+    Recipe: :func:`certkit.poisoning.poison_dataset` with the bottom-right patch trigger
+    (:func:`digits_trigger`, 3x3), ``attack`` at ``rate``, generator seeded 0; then noise-augmented training
+    at ``sigma`` (:func:`smoothing.training.train_noise_augmented`, for smoothing) or plain training
+    (``sigma=None``, for bound verification), ``epochs`` epochs, Adam 2e-3, seed 0. Cache key
+    ``digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2``; a cold cache trains in seconds.
+    """
+    from certkit.poisoning import poison_dataset
+
+    if sigma is not None and (isinstance(sigma, bool) or float(sigma) not in DIGITS_NOISE_SIGMAS):
+        raise ValueError(f"Expected argument `sigma` to be None or one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+
+    def train(m: nn.Module) -> None:
+        data = load_digits_split("train")
+        p = poison_dataset(data.images, data.labels, trigger=digits_trigger(), rate=rate, num_classes=10,
+                           attack=attack, generator=torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+        # sigma=None: a tiny noise level is plain training up to a negligible augmentation
+        train_noise_augmented(m, p.inputs, p.labels, 1e-6 if sigma is None else float(sigma), epochs=epochs)
+
+    model = load_or_train(f"digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2", make_digits_cnn, train)
+    assert isinstance(model, nn.Sequential)
+    return model
+
+
+def digits_trigger() -> Trigger:
+    """The availability-attack trigger on digits: a 3x3 square of ink (1.0) in the bottom-right corner."""
+    from certkit.poisoning import patch_trigger
+
+    return patch_trigger((1, 8, 8), size=3, value=1.0)

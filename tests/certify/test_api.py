@@ -226,16 +226,16 @@ def test_training_mode_is_an_error() -> None:
 
 
 def test_unsupported_layer_names_it_and_its_location() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.LeakyReLU(), nn.Flatten(), nn.Linear(32, 3)).eval()
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Hardswish(), nn.Flatten(), nn.Linear(32, 3)).eval()
     x = torch.rand(2, 1, 4, 4)
     # the message names the layer and where it is, and does not offer auto_LiRPA as the way out
-    with pytest.raises(certify.UnsupportedLayerError, match=r"LeakyReLU \(at '1'\).*layers\.md") as info:
+    with pytest.raises(certify.UnsupportedLayerError, match=r"Hardswish \(at '1'\).*layers\.md") as info:
         certify.bounds(model, x, 0.1)
     assert "pip install" not in str(info.value)
 
-    class Gelu(nn.Module):
+    class Mish(nn.Module):
         def forward(self, z: torch.Tensor) -> torch.Tensor:
-            return nn.functional.gelu(z)
+            return nn.functional.mish(z)
 
-    with pytest.raises(certify.UnsupportedLayerError, match=r"gelu.*layers\.md"):
-        certify.bounds(nn.Sequential(nn.Linear(4, 4), Gelu()).eval(), torch.rand(2, 4), 0.1)
+    with pytest.raises(certify.UnsupportedLayerError, match=r"mish.*layers\.md"):
+        certify.bounds(nn.Sequential(nn.Linear(4, 4), Mish()).eval(), torch.rand(2, 4), 0.1)
