@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from certkit._params import Params
-from certkit._validation import Array, check_array_pair, check_calibrated, check_labels, check_probs
+from certkit._validation import (
+    Array,
+    check_array_pair,
+    check_bool,
+    check_calibrated,
+    check_labels,
+    check_probs,
+)
 from certkit.certifier import Certifier, CertifierKind
 from certkit.threat import LpBall
 from conformal.functional import at_least, prediction_mask
@@ -120,7 +127,7 @@ class ScoreCalibrator(Calibrator):
                  validate: bool = True) -> None:
         self.score = score
         self.score_kwargs = dict(score_kwargs or {})
-        self.validate = validate
+        self.validate = check_bool(validate, "validate")
         self._score_fn = get_score(score)
         self.threshold_ = None
 

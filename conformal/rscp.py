@@ -457,7 +457,11 @@ class RSCPPlus(RSCP):
 
     Args:
         beta: failure probability of each Monte Carlo margin, in (0, alpha / 2).
-        score, alpha, threat, certifier, score_kwargs (or sigma, eps, n_mc): as in :class:`RSCP`.
+        score: the base score, as in :class:`RSCP`.
+        alpha: miscoverage level in (0, 1).
+        threat: the L2 ball (or ``eps``), as in :class:`RSCP`.
+        certifier: the smoothing certifier (or ``sigma`` and ``n_mc``), as in :class:`RSCP`.
+        score_kwargs: extra arguments of the score, as in :class:`RSCP`.
     """
 
     _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "beta", "threat", "certifier", "score_kwargs")

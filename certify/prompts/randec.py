@@ -31,7 +31,7 @@ from certify.prompts.erase_and_check import (
     erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
 from certkit._validation import check_positive_int
 
 __all__ = ["random_erase_and_check"]
@@ -57,8 +57,13 @@ def random_erase_and_check(
         prompt: a string, or token ids of ``tokenizer``.
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         ratio: fraction in [0, 1] of the erased subsequences (clean prompt excluded) to check.
-        mode, max_erase, num_blocks, tokenizer, batch_size, budget: as in
+        mode: ``"suffix"``, ``"insertion"`` or ``"infusion"``, as in
             :func:`certify.prompts.erase_and_check.erase_and_check`.
+        max_erase: ``d``, the most tokens erased (per block in insertion mode).
+        num_blocks: ``k``, the number of inserted blocks (insertion mode).
+        tokenizer: defaults to a fresh word tokenizer, as in ``erase_and_check``.
+        batch_size: strings per filter call.
+        budget: refuse a prompt needing more subsequences, as in ``erase_and_check``; None: no limit.
         generator: draws the sample (None: a generator seeded with 0).
         seed: deprecated (an int or a ``numpy.random.Generator``); pass ``generator``.
 
@@ -73,7 +78,7 @@ def random_erase_and_check(
         seed = int(seed.integers(2**63 - 1))
     g = resolve_generator(generator, seed, "random_erase_and_check")
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     ids, text = _resolve(prompt, tok, tokenizer is not None)
     subs = list(erased_subsequences(ids, mode, d, num_blocks=k, budget=budget))
     m = math.floor(float(ratio) * (len(subs) - 1))
