@@ -97,7 +97,7 @@ def bench_samples(images: int) -> None:
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
     radii = (0.25, 0.5)
     start = time.perf_counter()
-    cohen = certify_dataset(smooth, xs, ys, n0=N0, n=N, alpha=ALPHA, batch_size=BATCH, seed=0, progress=False)
+    cohen = certify_dataset(smooth, xs, ys, n0=N0, n=N, alpha=ALPHA, batch_size=BATCH, progress=False)
     cohen_s = time.perf_counter() - start
     cohen_acc = certified_accuracy(cohen, radii)
     cohen_samples = np.mean([r.samples for r in cohen])
@@ -109,7 +109,7 @@ def bench_samples(images: int) -> None:
         start = time.perf_counter()
         seq = certify_dataset(
             smooth, xs, ys, procedure="sequential", radius=r, alpha=ALPHA, n0=N0, n_max=N, batch_size=4096,
-            inputs_per_task=25, seed=0, progress=False,
+            inputs_per_task=25, progress=False,
         )
         seq_s = time.perf_counter() - start
         seq_acc = float(certified_accuracy(seq, [r])[0])
@@ -219,7 +219,7 @@ def bench_denoised(images: int, n: int, only_consistency: bool = False) -> None:
         for name, model in models.items():
             start = time.perf_counter()
             rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
-                                  inputs_per_task=10, seed=0, progress=False)
+                                  inputs_per_task=10, progress=False)
             acc = certified_accuracy(rec, radii)
             print(f"| {sigma} | {name} | " + " | ".join(f"{a:.2f}" for a in acc)
                   + f" | {average_certified_radius(rec):.3f} | {time.perf_counter() - start:.0f} |", flush=True)

@@ -80,7 +80,7 @@ def rscp_row(alpha: float, eps: float, n_splits: int, n_mc: int, seed: int, say:
     from certkit_app.digits import digits_base_model
 
     rows = evaluate_rscp(digits_base_model(0.25), sigma=0.25, eps=eps, alpha=alpha, n_mc=n_mc, n_splits=n_splits,
-                         seed=seed, log=say)
+                         generator=None if seed == 0 else torch.Generator().manual_seed(seed), log=say)
     out = []
     for r in rows:
         if r.method in ("RSCP+", "RSCP+ PTT"):

@@ -92,7 +92,7 @@ class Optimized:
 
 def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: int = ALPHA_ITERATIONS,
                    lr: float = ALPHA_LR, lr_beta: float = 0.05, lr_decay: float = LR_DECAY,
-                   compare_ibp: bool = False, skip: Tensor | None = None, stop_at: float | None = 0.0,
+                   compare_ibp: bool = False, skip: Tensor | None = None, stop_at: float | Tensor | None = 0.0,
                    splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
                    init_beta: dict[int, Tensor] | None = None, want_score: bool = False,
                    deadline: float | None = None) -> Optimized:

@@ -12,13 +12,12 @@ The attacks never leave the region: L-inf ball (or L2 ball) intersected with ``d
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_generator, check_nonnegative, check_positive_int
+from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int, generator_or_seed
 from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
@@ -29,20 +28,7 @@ def _norm(norm: float | str) -> float:
 
 
 def _generator(generator: torch.Generator | None, seed: int | None, device: torch.device) -> torch.Generator:
-    if seed is not None:
-        warnings.warn(
-            "Argument `seed` of certify.attacks is deprecated and will be removed in the next release; "
-            "pass `generator=torch.Generator(device).manual_seed(seed)` instead",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if generator is not None:
-            raise ValueError("Expected either argument `generator` or the deprecated `seed`, but got both")
-        return torch.Generator(device=device).manual_seed(int(seed))
-    if generator is None:
-        return torch.Generator(device=device).manual_seed(0)
-    check_generator(generator)
-    return generator
+    return generator_or_seed(generator, seed, where="certify.attacks", device=device, stacklevel=4)
 
 
 def _per_sample(eps: float | Tensor, x: Tensor) -> Tensor:

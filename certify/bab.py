@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from certify.alpha_crown import Optimized, optimize_lower
 from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
-from certify.attacks import pgd_attack
+from certify.attacks import pgd_attack, pgd_box_minimize
 from certify.ibp import InputRegion, Interval
 from certkit._validation import check_positive, check_positive_int
 from certkit.threat import LpBall
@@ -73,39 +73,98 @@ class CompleteVerification:
 
 
 class _Problem:
-    """The property, the graph and the counterexample check shared by both kinds of splitting."""
+    """The property, the graph and the counterexample check shared by both kinds of splitting.
 
-    def __init__(self, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
-                 domain: tuple[float, float] | None, sound: bool) -> None:
-        from certify._graph import cached_graph
+    A property is a disjunction of unsafe conjunctions over the outputs: rows ``v_i(x) = C_i f(x) + d_i``
+    (``spec`` (1, S, K), ``offset`` (S,)) grouped by ``groups`` (S,) into conjunctions; a point is a
+    counterexample iff for some group every row has ``v_i <= 0``. A domain is safe for a group when some
+    row's lower bound is > ``threshold``. The margin property of a labelled input is the special case of
+    one row ``f_y - f_j`` per group."""
 
-        self.model, self.x, self.y, self.eps, self.norm, self.domain = model, x, y, eps, norm, domain
-        self.dtype = torch.float64 if sound else x.dtype
-        self.threshold = 1e-9 if sound else 0.0
-        xc = x.to(self.dtype)
-        self.g = cached_graph(model, xc, self.dtype)
-        k = self.g.nodes[self.g.output].numel
-        rows = [j for j in range(k) if j != y]
-        self.spec = margin_spec(torch.tensor([y], device=x.device), k, self.dtype)[:, rows]  # (1, K-1, K)
-        self.region = InputRegion(xc, torch.full((1,), eps, dtype=self.dtype, device=x.device), norm, domain)
+    def __init__(self, model: nn.Module, g: Any, region: InputRegion, spec: Tensor, offset: Tensor,
+                 groups: Tensor, n_groups: int, threshold: float, x_dtype: torch.dtype, explicit_box: bool) -> None:
+        self.model, self.g, self.region = model, g, region
+        self.spec, self.offset, self.groups, self.n_groups = spec, offset, groups, n_groups
+        self.threshold = threshold
+        self.x_dtype = x_dtype
+        self.explicit_box = explicit_box
+        self.norm = region.norm
+        self.y: int | None = None
+        self.x: Tensor = region.x0.to(x_dtype)
+        self.eps = 0.0
+        self.domain: tuple[float, float] | None = None
+        self.box_lo, self.box_hi = region.box.l.to(x_dtype), region.box.u.to(x_dtype)
         self.found: tuple[Tensor, float] | None = None
 
-    def margins(self, pts: Tensor) -> Tensor:
-        """Worst margin ``f_y - max_{j != y} f_j`` of each point (forward pass in the model's dtype)."""
-        with torch.no_grad():
-            out = self.model(pts.to(self.x.dtype))
-        other = out.clone()
-        other[:, self.y] = -math.inf
-        return out[:, self.y] - other.max(1).values
+    @classmethod
+    def margin(cls, model: nn.Module, x: Tensor, y: int, eps: float, norm: float,
+               domain: tuple[float, float] | None, sound: bool) -> _Problem:
+        from certify._graph import cached_graph
+
+        dtype = torch.float64 if sound else x.dtype
+        xc = x.to(dtype)
+        g = cached_graph(model, xc, dtype)
+        k = g.nodes[g.output].numel
+        rows = [j for j in range(k) if j != y]
+        spec = margin_spec(torch.tensor([y], device=x.device), k, dtype)[:, rows]  # (1, K-1, K)
+        region = InputRegion(xc, torch.full((1,), eps, dtype=dtype, device=x.device), norm, domain)
+        p = cls(model, g, region, spec, torch.zeros(k - 1, dtype=dtype, device=x.device),
+                torch.arange(k - 1, device=x.device), k - 1, 1e-9 if sound else 0.0, x.dtype, False)
+        p.x, p.y, p.eps, p.domain = x, y, eps, domain
+        if norm == math.inf:  # the box as rounded in the model's dtype
+            p.box_lo, p.box_hi = x - eps, x + eps
+            if domain is not None:
+                p.box_lo, p.box_hi = p.box_lo.clamp(min=domain[0]), p.box_hi.clamp(max=domain[1])
+        return p
+
+    @classmethod
+    def box(cls, model: nn.Module, lower: Tensor, upper: Tensor, a: Tensor, b: Tensor, groups: Tensor,
+            n_groups: int, sound: bool) -> _Problem:
+        """Unsafe iff ``A_i f(x) <= b_i`` for every row i of some group, ``lower <= x <= upper`` ((1, ...))."""
+        from certify._graph import cached_graph
+
+        dtype = torch.float64 if sound else lower.dtype
+        lo, hi = lower.to(dtype), upper.to(dtype)
+        centre = (lo + hi) / 2
+        g = cached_graph(model, centre, dtype)
+        region = InputRegion(centre, ((hi - lo) / 2).flatten(1).amax(1), math.inf, None)
+        region.box = Interval(l=lo, u=hi)
+        p = cls(model, g, region, a.to(dtype=dtype, device=lower.device).unsqueeze(0),
+                -b.to(dtype=dtype, device=lower.device), groups.to(lower.device), n_groups, 1e-9 if sound else 0.0,
+                lower.dtype, True)
+        p.box_lo, p.box_hi = lower, upper
+        return p
+
+    def values(self, out: Tensor) -> Tensor:
+        """Rows ``C f(x) + d`` (N, S) of outputs ``out`` (N, K), in float64."""
+        return out.flatten(1).to(torch.float64) @ self.spec[0].to(torch.float64).t() + self.offset.to(torch.float64)
+
+    def group_max(self, v: Tensor) -> Tensor:
+        """Per group, the largest row (N, S) -> (N, G): > 0 iff the group (conjunction) is excluded."""
+        init = torch.full((v.shape[0], self.n_groups), -math.inf, dtype=v.dtype, device=v.device)
+        return init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax")
+
+    def rows_done(self, lower: Tensor) -> Tensor:
+        """(N, S): the row's group is excluded by some row's lower bound (``lower`` of ``C f``)."""
+        ok = self.group_max(lower + self.offset) > self.threshold
+        return ok.gather(1, self.groups.expand(lower.shape[0], -1))
+
+    def key(self, lower: Tensor, done: Tensor) -> Tensor:
+        """Per domain (N,), the smallest group bound among the open groups (+inf if none is open)."""
+        gm = self.group_max(torch.where(done, torch.full_like(lower, math.inf), lower + self.offset))
+        return gm.min(1).values
+
+    def worst(self, out: Tensor) -> Tensor:
+        """Per point (N,): ``min over groups of max over rows`` (<= 0 iff the point is a counterexample)."""
+        return self.group_max(self.values(out)).min(1).values
 
     def in_region(self, pts: Tensor) -> Tensor:
-        """Inside the region the bounds are computed for: for L-inf the box ``[x - eps, x + eps]`` (as
-        rounded in the model's dtype) clipped to the domain; for L2 the ball (and the domain)."""
+        """Inside the region the bounds are computed for: for L-inf the box (for a margin property
+        ``[x - eps, x + eps]`` as rounded in the model's dtype, clipped to the domain); for L2 the ball
+        (and the domain)."""
         if self.norm == math.inf:
-            lo, hi = self.x - self.eps, self.x + self.eps
-            ok = ((pts >= lo) & (pts <= hi)).flatten(1).all(1)
-        else:
-            ok = (pts - self.x).flatten(1).norm(dim=1) <= self.eps
+            return ((pts >= self.box_lo) & (pts <= self.box_hi)).flatten(1).all(1)
+        ok = (pts - self.x).flatten(1).norm(dim=1) <= self.eps
         if self.domain is not None:
             ok &= ((pts >= self.domain[0]) & (pts <= self.domain[1])).flatten(1).all(1)
         return ok
@@ -116,12 +175,11 @@ class _Problem:
             return True
         if not pts.shape[0]:
             return False
-        pts = pts.to(self.x.dtype)
+        pts = pts.to(self.x_dtype)
         if self.norm == math.inf:  # snap rounding errors of LP solutions back into the box
-            pts = torch.minimum(torch.maximum(pts, self.x - self.eps), self.x + self.eps)
-            if self.domain is not None:
-                pts = pts.clamp(self.domain[0], self.domain[1])
-        m = self.margins(pts)
+            pts = torch.minimum(torch.maximum(pts, self.box_lo), self.box_hi)
+        with torch.no_grad():
+            m = self.worst(self.model(pts))
         bad = (m <= 0) & self.in_region(pts)
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
@@ -130,9 +188,20 @@ class _Problem:
         return False
 
     def attack(self, seed: int, restarts: int, steps: int) -> bool:
-        xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
-                           norm=self.norm, domain=self.domain, steps=steps, restarts=restarts,
-                           generator=torch.Generator(device=self.x.device).manual_seed(seed))
+        gen = torch.Generator(device=self.x.device).manual_seed(seed)
+        if self.y is not None:
+            xa, _ = pgd_attack(self.model, self.x, torch.tensor([self.y], device=self.x.device), self.eps,
+                               norm=self.norm, domain=self.domain, steps=steps, restarts=restarts, generator=gen)
+            return self.check(xa)
+        spec, offset = self.spec[0].to(self.x_dtype), self.offset.to(self.x_dtype)
+
+        def objective(z: Tensor) -> Tensor:
+            v = self.model(z).flatten(1) @ spec.t() + offset
+            init = torch.full((v.shape[0], self.n_groups), -math.inf, dtype=v.dtype, device=v.device)
+            return init.scatter_reduce(1, self.groups.expand(v.shape[0], -1), v, "amax").min(1).values
+
+        xa, _ = pgd_box_minimize(objective, self.box_lo, self.box_hi, steps=steps, restarts=restarts, until=0.0,
+                                 generator=gen)
         return self.check(xa)
 
 
@@ -157,11 +226,13 @@ def _repeat2(d: dict[int, Tensor]) -> dict[int, Tensor]:
 
 
 def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> InputRegion:
+    if box is None and p.explicit_box:
+        box = (p.region.box.l.expand(n, *p.region.box.l.shape[1:]), p.region.box.u.expand(n, *p.region.box.u.shape[1:]))
     if box is None:
         x0 = p.region.x0.expand(n, *p.region.x0.shape[1:])
         return InputRegion(x0, p.region.eps.expand(n), p.norm, p.domain)
     lo, hi = box
-    r = InputRegion((lo + hi) / 2, torch.zeros(n, dtype=lo.dtype, device=lo.device), math.inf, None)
+    r = InputRegion((lo + hi) / 2, ((hi - lo) / 2).flatten(1).amax(1), math.inf, None)
     r.box = Interval(l=lo, u=hi)
     return r
 
@@ -227,8 +298,18 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     if not isinstance(y, int) or isinstance(y, bool) or not 0 <= y < k:
         raise ValueError(f"Expected argument `y` to be a class index in [0, {k - 1}], but got {y!r}")
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    p = _Problem.margin(model, x, y, e, p_norm, dom, sound)
+    use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
+    return _search(p, t0=t0, timeout=timeout, use_input=use_input, batch_size=batch_size, iterations=iterations,
+                   bab_iterations=bab_iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, attack_restarts=attack_restarts,
+                   attack_steps=attack_steps, progress=progress, seed=seed, check_first=x)
+
+
+def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_size: int, iterations: int,
+            bab_iterations: int, lr_alpha: float, lr_beta: float, attack_restarts: int, attack_steps: int,
+            progress: bool, seed: int, check_first: Tensor) -> CompleteVerification:
+    """Attack, alpha-CROWN at the root, then branch-and-bound (shared by margins and VNN-LIB properties)."""
     deadline = t0 + timeout
-    p = _Problem(model, x, y, e, p_norm, dom, sound)
 
     def result(verdict: str, lower: float, branches: int, how: str) -> CompleteVerification:
         cex, margin = (p.found if p.found is not None else (None, None))
@@ -236,16 +317,17 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
             verdict = "falsified"
         return CompleteVerification(verdict, cex, margin, lower, branches, time.perf_counter() - t0, how)
 
-    if p.check(x) or p.attack(seed, attack_restarts, attack_steps):
+    if p.check(check_first) or p.attack(seed, attack_restarts, attack_steps):
         return result("falsified", -math.inf, 0, "none")
-    root = optimize_lower(p.g, p.region, p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold,
+    if time.perf_counter() > deadline:
+        return result("unknown", -math.inf, 0, "none")
+    root = optimize_lower(p.g, _region(p, 1), p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset,
                           want_score=True, deadline=deadline)
-    lb = float(root.lower.min())
+    lb = float(p.key(root.lower, torch.zeros_like(root.lower, dtype=torch.bool)).min())
     if root.primal is not None and p.check(root.primal):
         return result("falsified", -math.inf, 1, "none")
-    if lb > p.threshold:
+    if lb > p.threshold or bool(root.infeasible.all()):
         return result("verified", lb, 1, "none")
-    use_input = split == "input" or (split == "auto" and p_norm == math.inf and x[0].numel() <= input_split_max_dim)
     kw: dict[str, Any] = {"batch_size": batch_size, "iterations": bab_iterations, "lr_alpha": lr_alpha,
                           "lr_beta": lr_beta, "deadline": deadline, "progress": progress, "seed": seed,
                           "attack": (attack_restarts, attack_steps)}
@@ -270,18 +352,18 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     s = p.spec.shape[1]
     # the open domains, as batched tensors
     lower = root.lower
-    done = root.lower > p.threshold
+    done = p.rows_done(root.lower)
     splits = {pre: torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
     alpha, beta, score = root.alpha, root.beta, root.score
     unstable = root.unstable
     assert score is not None
     branches, step, undecided = 0, 0, 0
-    proven = float(torch.where(done, root.lower, torch.full_like(root.lower, math.inf)).min())
+    proven = _newly_proven(p, root.lower, torch.zeros_like(done))
     bar = _bar(progress, "ReLU")
     last_attack = time.perf_counter()
     try:
         while lower.shape[0]:
-            key = torch.where(done, torch.full_like(lower, math.inf), lower).min(1).values
+            key = p.key(lower, done)
             if time.perf_counter() > deadline:
                 return "unknown", float(key.min()), branches
             step += 1
@@ -326,16 +408,15 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
                 offset += numel
             parent_done = done[take].repeat(2, 1)
             res = optimize_lower(g, _region(p, 2 * b), p.spec.expand(2 * b, s, -1), iterations=iterations, lr=lr_alpha,
-                                 lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold,
+                                 lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold - p.offset,
                                  splits=child_splits, init_alpha=_repeat2(_take(alpha, take)),
                                  init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline)
             branches += 2 * b
             if res.primal is not None and p.check(res.primal[~res.infeasible]):
                 return "falsified", -math.inf, branches
-            newly = (res.lower > p.threshold) & ~parent_done & ~res.infeasible.unsqueeze(1)
-            if bool(newly.any()):
-                proven = min(proven, float(res.lower[newly].min()))
-            c_done = parent_done | (res.lower > p.threshold)
+            feasible = ~res.infeasible
+            proven = min(proven, _newly_proven(p, res.lower[feasible], parent_done[feasible]))
+            c_done = parent_done | p.rows_done(res.lower)
             closed = res.infeasible | c_done.all(1)
             keep = ~closed
             assert res.score is not None
@@ -354,6 +435,15 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     if undecided:
         return "unknown", -math.inf, branches
     return "verified", proven, branches
+
+
+def _newly_proven(p: _Problem, lower: Tensor, parent_done: Tensor) -> float:
+    """The smallest bound ``max_{i in group} lower_i + d_i`` (> threshold) of the groups that ``lower``
+    (N, S) excludes and the parent did not: with the earlier ones, a lower bound of the worst case."""
+    gm = p.group_max(lower + p.offset)
+    was = p.group_max(parent_done.to(lower.dtype)) > 0
+    newly = (gm > p.threshold) & ~was
+    return float(gm[newly].min()) if bool(newly.any()) else math.inf
 
 
 def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: Tensor) -> str:
@@ -388,22 +478,31 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
     k = g.nodes[g.output].numel
     j_out, d_out = jac[:k], val0[:k]
     j_con, d_con = jac[k:], val0[k:]  # constraints s z(x) >= 0  ->  -J x <= d
-    bounds = list(zip(lo.reshape(-1).tolist(), hi.reshape(-1).tolist()))
-    for row in range(p.spec.shape[1]):
-        if bool(done[row]):
+    # per open group (conjunction): min t subject to C_i f(x) + d_i <= t (rows of the group), the split
+    # constraints and the box; the group is excluded iff t* > 0. Variables (x, t).
+    n_x = x0[0].numel()
+    bounds = [*zip(lo.reshape(-1).tolist(), hi.reshape(-1).tolist()), (None, None)]
+    obj = torch.zeros(n_x + 1, dtype=torch.float64)
+    obj[-1] = 1.0
+    spec = p.spec[0].to(torch.float64)
+    offset = p.offset.to(torch.float64)
+    a_con = torch.cat([-j_con, torch.zeros(j_con.shape[0], 1, dtype=torch.float64)], dim=1)
+    for grp in range(p.n_groups):
+        rows = (p.groups == grp).nonzero().flatten()
+        if bool(done[rows].all()):
             continue
-        c = p.spec[0, row].to(torch.float64)
-        obj = c @ j_out
-        res = linprog(obj.numpy(), A_ub=(-j_con).numpy() if j_con.shape[0] else None,
-                      b_ub=d_con.numpy() if j_con.shape[0] else None, bounds=bounds, method="highs")
+        c = spec[rows]  # (R, K): c f(x) + d = c J x + (c d_out + d) <= t
+        a_obj = torch.cat([c @ j_out, -torch.ones(rows.numel(), 1, dtype=torch.float64)], dim=1)
+        b_obj = -(c @ d_out + offset[rows])
+        res = linprog(obj.numpy(), A_ub=torch.cat([a_obj, a_con]).numpy(), b_ub=torch.cat([b_obj, d_con]).numpy(),
+                      bounds=bounds, method="highs")
         if res.status == 2:  # infeasible: the domain is empty
             return "verified"
         if res.status != 0:
             return "unknown"
-        value = float(res.fun + c @ d_out)
-        if value > 1e-7:
+        if float(res.fun) > 1e-7:
             continue
-        cand = torch.as_tensor(res.x, dtype=p.x.dtype).reshape(p.x.shape)
+        cand = torch.as_tensor(res.x[:n_x], dtype=p.x_dtype).reshape(p.x.shape)
         if p.check(cand):
             return "falsified"
         return "unknown"
@@ -463,9 +562,9 @@ def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float
             c_lo[rows + b, dim] = mid[:, 0]
             c_lo, c_hi = c_lo.reshape(2 * b, *lo.shape[1:]), c_hi.reshape(2 * b, *lo.shape[1:])
             res = optimize_lower(p.g, _region(p, 2 * b, (c_lo, c_hi)), p.spec.expand(2 * b, s, -1),
-                                 iterations=iterations, lr=0.5, stop_at=p.threshold, deadline=deadline)
+                                 iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset, deadline=deadline)
             branches += 2 * b
-            worst = res.lower.min(1).values
+            worst = p.key(res.lower, torch.zeros_like(res.lower, dtype=torch.bool))
             keep = worst <= p.threshold
             if not bool(keep.all()):
                 proven = min(proven, float(worst[~keep].min()))

@@ -47,6 +47,7 @@ class PropertyResult:
     method: str
     seconds: float
     reason: str = ""
+    branches: int = 0
 
 
 def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | None = None, *,
@@ -95,8 +96,8 @@ def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
                     method: str = "crown", timeout: float | None = None, attack_steps: int = 100,
-                    attack_restarts: int = 5, float64: bool = False,
-                    generator: torch.Generator | None = None) -> PropertyResult:
+                    attack_restarts: int = 5, float64: bool = False, complete: bool = False,
+                    batch_size: int = 64, generator: torch.Generator | None = None) -> PropertyResult:
     """Decide a VNN-LIB property for ``model``: verified, falsified (checked counterexample) or unknown.
 
     Args:
@@ -108,15 +109,23 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
         timeout: seconds; past it the remaining work is skipped and the verdict is ``unknown``.
         attack_steps, attack_restarts: PGD budget per unsafe conjunction.
         float64: bounds computed in float64, rounded one ulp outward (not the rigorous ``sound=True``
-            analysis of :func:`certify.bounds`).
+            analysis of :func:`certify.bounds`); with ``complete``, the search's ``sound=True`` (float64
+            bounds, each required to exceed 1e-9).
+        complete: decide the property by branch-and-bound (:func:`certify.verify_complete`'s search:
+            alpha/beta-CROWN bounds, ReLU splits, or input splits for at most 8 inputs, and PGD) on every
+            case, with all unsafe conjunctions of the case as one disjunction; ``method`` is then unused
+            and ``timeout`` (None: no limit) covers all cases together.
+        batch_size: sub-domains bounded together per step of the complete search.
         generator: randomness of the PGD restarts.
     """
     from certify.api import _check_method, _check_model
     from certify.attacks import pgd_box_minimize
+    from certkit._validation import check_positive_int
 
     start = time.perf_counter()
     model = _check_model(model)
-    m = _check_method(method)
+    m = "bab" if complete else _check_method(method)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(prop, VnnlibProperty):
         raise TypeError(f"Expected argument `prop` to be a VnnlibProperty, but got {type(prop).__name__}")
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
@@ -166,6 +175,9 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
         for r, (ci, con) in enumerate(rows):
             if bool(con.satisfied(y[r:r + 1])[0]):
                 return result("falsified", x=xa[r:r + 1].detach(), y=y[r:r + 1].detach(), case=ci)
+    if complete:
+        return _complete(model, prop, shape, dtype, device, start, timeout, float64, batch_size,
+                         attack_steps, attack_restarts, generator)
     # 2. bounds: every unsafe conjunction must be unreachable from its box
     for case in prop.cases:
         if out_of_time():
@@ -188,3 +200,46 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
                 return result("unknown", "the bounds do not exclude an unsafe output region")
             i0 += k
     return result("verified")
+
+
+def _complete(model: nn.Module, prop: VnnlibProperty, shape: tuple[int, ...], dtype: torch.dtype,
+              device: torch.device, start: float, timeout: float | None, float64: bool, batch_size: int,
+              attack_steps: int, attack_restarts: int, generator: torch.Generator | None) -> PropertyResult:
+    """Branch-and-bound on every case: the unsafe conjunctions ``A y <= b`` of a case are the groups of one
+    search (a sub-domain is closed once every conjunction has a row whose lower bound exceeds its ``b``)."""
+    from certify.bab import _Problem, _search
+
+    branches = 0
+    unknown = ""
+    for ci, case in enumerate(prop.cases):
+        if not case.unsafe:
+            continue
+        left = math.inf if timeout is None else timeout - (time.perf_counter() - start)
+        if left <= 0:
+            return PropertyResult("unknown", None, None, None, "bab", time.perf_counter() - start,
+                                  "timeout during branch-and-bound", branches)
+        a = torch.cat([con.A for con in case.unsafe])
+        b = torch.cat([con.b for con in case.unsafe])
+        groups = torch.repeat_interleave(torch.arange(len(case.unsafe)),
+                                         torch.tensor([con.A.shape[0] for con in case.unsafe]))
+        lo = case.lower.to(dtype=dtype, device=device).reshape(1, *shape)
+        hi = case.upper.to(dtype=dtype, device=device).reshape(1, *shape)
+        p = _Problem.box(model, lo, hi, a, b, groups, len(case.unsafe), float64)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else ci
+        r = _search(p, t0=time.perf_counter(), timeout=left, use_input=lo[0].numel() <= 8, batch_size=batch_size,
+                    iterations=20, bab_iterations=10, lr_alpha=0.1, lr_beta=0.05, attack_restarts=attack_restarts,
+                    attack_steps=attack_steps, progress=False, seed=seed, check_first=(lo + hi) / 2)
+        branches += r.branches
+        if r.verdict == "falsified":
+            assert r.counterexample is not None
+            with torch.no_grad():
+                out = model(r.counterexample).flatten(1)
+            return PropertyResult("falsified", r.counterexample, out, ci, "bab", time.perf_counter() - start,
+                                  "", branches)
+        if r.verdict == "unknown":
+            past = timeout is not None and time.perf_counter() - start >= timeout
+            unknown = "timeout during branch-and-bound" if past else "a fully split domain stayed undecided"
+            if past:
+                break
+    verdict = "unknown" if unknown else "verified"
+    return PropertyResult(verdict, None, None, None, "bab", time.perf_counter() - start, unknown, branches)

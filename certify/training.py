@@ -27,7 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from certkit._validation import check_nonnegative, check_positive, check_positive_int
+from certkit._validation import (
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    generator_or_seed,
+)
 
 __all__ = [
     "CertifiedTrainer",
@@ -267,19 +273,20 @@ def robust_cross_entropy(margin_lower: Tensor, labels: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def ibp_init_(model: nn.Module, *, seed: int = 0) -> nn.Module:
+def ibp_init_(model: nn.Module, *, generator: torch.Generator | None = None, seed: int | None = None) -> nn.Module:
     """IBP initialisation of Shi et al. 2021: hidden weights ``N(0, (sqrt(2 pi) / fan_in)^2)``, in place.
 
-    The last layer keeps its initialisation (as in the reference). Seeded locally; the global RNG
-    is untouched.
+    The last layer keeps its initialisation (as in the reference). Weights are drawn (on the CPU)
+    from ``generator`` (None: a generator seeded with 0, so the default is reproducible); torch's
+    global RNG is untouched. ``seed`` is deprecated: pass a generator.
     """
+    g = generator_or_seed(generator, seed, where="certify.training.ibp_init_")
     layers = [m for m in _layers(model) if isinstance(m, nn.Linear | nn.Conv2d)]
-    g = torch.Generator(device="cpu").manual_seed(seed)
     with torch.no_grad():
         for layer in layers[:-1]:
             fan_in = layer.weight[0].numel()
             std = math.sqrt(2 * math.pi) / fan_in
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * std)
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, device=g.device) * std)
             if layer.bias is not None:
                 layer.bias.zero_()
     return model
@@ -322,14 +329,17 @@ class CertifiedTrainer:
         reg_lambda: weight of :func:`stability_regularizer` (Shi et al. use 0.5), decayed by
             ``1 - eps / eps_max`` during the ramp; 0 disables it.
         domain: data range inputs are clipped to.
-        seed: seeds the minibatch order.
+        generator: draws the minibatch order (on the CPU); None: a generator seeded with 0 at each
+            :meth:`fit`, so the default is reproducible. A generator passed here advances with each fit.
+        seed: deprecated; pass ``generator=torch.Generator().manual_seed(seed)``.
         progress: show a tqdm bar.
     """
 
     def __init__(self, *, method: Method = "crown-ibp", eps: float = 0.15, epochs: int = 100,
                  warmup_epochs: int = 5, ramp_epochs: int = 50, lr: float = 2e-3, batch_size: int = 32,
                  final_kappa: float = 0.5, final_beta: float = 0.0, grad_clip: float = 10.0,
-                 reg_lambda: float = 0.0, domain: Domain = (0.0, 1.0), seed: int = 0,
+                 reg_lambda: float = 0.0, domain: Domain = (0.0, 1.0),
+                 generator: torch.Generator | None = None, seed: int | None = None,
                  progress: bool = True) -> None:
         if method not in ("ibp", "crown-ibp"):
             raise ValueError(f"Expected argument `method` to be 'ibp' or 'crown-ibp', but got {method!r}")
@@ -353,7 +363,8 @@ class CertifiedTrainer:
         self.grad_clip = check_positive(grad_clip, "grad_clip")
         self.reg_lambda = check_nonnegative(reg_lambda, "reg_lambda")
         self.domain = domain
-        self.seed = seed
+        self.generator = (check_generator(generator) if seed is None
+                          else generator_or_seed(generator, seed, where="certify.training.CertifiedTrainer"))
         self.progress = progress
         self.history_: TrainingHistory | None = None
 
@@ -377,7 +388,7 @@ class CertifiedTrainer:
             raise ValueError(
                 f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
             )
-        g = torch.Generator().manual_seed(self.seed)
+        g = self.generator if self.generator is not None else torch.Generator().manual_seed(0)
         n = len(labels)
         steps_per_epoch = math.ceil(n / self.batch_size)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -427,7 +438,8 @@ class CertifiedTrainer:
 
 
 def certified_train(model: nn.Module, inputs: Tensor, labels: Tensor, **kwargs: object) -> TrainingHistory:
-    """Train ``model`` in place with :class:`CertifiedTrainer` (keyword hyperparameters); returns its history."""
+    """Train ``model`` in place with :class:`CertifiedTrainer` (keyword hyperparameters, including
+    ``generator``); returns its history."""
     trainer = CertifiedTrainer(**kwargs).fit(model, inputs, labels)  # type: ignore[arg-type]
     assert trainer.history_ is not None
     return trainer.history_

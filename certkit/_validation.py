@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "check_probability",
     "check_probs",
     "check_scores_1d",
+    "generator_or_seed",
 ]
 
 
@@ -84,6 +86,31 @@ def check_generator(value: Any, name: str = "generator") -> torch.Generator | No
     if value is not None and not isinstance(value, torch.Generator):
         raise TypeError(f"Expected argument `{name}` to be a torch.Generator or None, but got {type(value).__name__}")
     return value
+
+
+def generator_or_seed(generator: Any, seed: Any, *, where: str, device: torch.device | str | None = None,
+                      default_seed: int = 0, stacklevel: int = 3) -> torch.Generator:
+    """The generator to draw from, for functions whose ``seed: int`` became ``generator``.
+
+    ``generator`` if given (checked); otherwise a generator (on ``device``, default CPU) seeded with the
+    deprecated ``seed`` (with a ``DeprecationWarning`` naming ``where``), or with ``default_seed`` when
+    both are None, so that the default stays reproducible. Both given: ``ValueError``.
+    """
+    if seed is not None:
+        warnings.warn(
+            f"Argument `seed` of {where} is deprecated and will be removed in the next release; "
+            "pass `generator=torch.Generator().manual_seed(seed)` instead",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        if generator is not None:
+            raise ValueError("Expected either argument `generator` or the deprecated `seed`, but got both")
+        return torch.Generator(device=device or "cpu").manual_seed(int(seed))
+    if generator is None:
+        return torch.Generator(device=device or "cpu").manual_seed(default_seed)
+    check_generator(generator)
+    assert isinstance(generator, torch.Generator)
+    return generator
 
 
 def check_finite(x: Array, name: str) -> None:

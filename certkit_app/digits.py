@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from certify.training import CertifiedTrainer, ibp_init_
+from certkit._validation import generator_or_seed
 from certkit.cache import load_or_train
 from certkit_app.datasets import load_digits_split
 from conformal.rct import RCTConfig, train_rct
@@ -70,16 +71,18 @@ def train_classifier(
     epochs: int = 40,
     lr: float = 2e-3,
     batch_size: int = 64,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on the digits train split with Adam, cosine decay and cross-entropy.
 
-    Seeded by ``seed`` through a local ``torch.Generator``; global RNG state is untouched. For the
+    Minibatches are drawn from ``generator`` (None: a generator seeded with 0, the reference models'
+    recipe); torch's global RNG is untouched. ``seed`` is deprecated: pass a generator. For the
     noise-augmented variant see :func:`smoothing.training.train_noise_augmented`.
     """
     data = load_digits_split("train")
     x, y = data.images, data.labels
-    g = torch.Generator().manual_seed(seed)
+    g = generator_or_seed(generator, seed, where="certkit_app.digits.train_classifier")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     model.train()
@@ -187,9 +190,10 @@ def digits_denoised_cnn(sigma: float, objective: str = "stability") -> DenoisedC
 
 def _train_digits_cnn_certified(model: nn.Module) -> None:
     data = load_digits_split("train")
-    ibp_init_(model, seed=0)
+    ibp_init_(model, generator=torch.Generator().manual_seed(0))
     CertifiedTrainer(method="crown-ibp", eps=0.15, epochs=100, warmup_epochs=5, ramp_epochs=50, batch_size=32,
-                     lr=2e-3, final_kappa=0.5, final_beta=0.0, seed=0).fit(model, data.images, data.labels)
+                     lr=2e-3, final_kappa=0.5, final_beta=0.0,
+                     generator=torch.Generator().manual_seed(0)).fit(model, data.images, data.labels)
 
 
 def digits_cnn_certified() -> nn.Sequential:

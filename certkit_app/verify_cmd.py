@@ -1,7 +1,8 @@
 """``certkit verify MODEL.onnx PROPERTY.vnnlib``: decide a VNN-LIB property of an ONNX model.
 
 Prints ``verified``, ``falsified`` (with the counterexample, confirmed by a forward pass) or
-``unknown``, as VNN-COMP tools do. Exit status:
+``unknown``, as VNN-COMP tools do. ``--complete`` decides the property by branch-and-bound
+(``certify.verify_property(..., complete=True)``) within ``--timeout`` seconds. Exit status:
 
 * 0 -- verified (the property holds: no input in the region reaches the unsafe outputs);
 * 1 -- falsified (a counterexample was found and checked);
@@ -33,6 +34,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("property", help="the VNN-LIB property (.vnnlib)")
     p.add_argument("--method", choices=("ibp", "crown", "crown-ibp"), default="crown",
                    help="bound propagation method (default: crown)")
+    p.add_argument("--complete", action="store_true",
+                   help="complete verification: branch-and-bound (alpha/beta-CROWN, ReLU or input splits) "
+                        "until verified or falsified, or the timeout")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds before answering unknown")
     p.add_argument("--float64", action="store_true", help="bounds in float64, rounded one ulp outward")
     p.add_argument("--seed", type=int, default=0, help="seed of the PGD restarts")
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             num_outputs = int(model(torch.zeros((1, *shape))).numel())
         prop = certify.load_vnnlib(args.property, num_inputs, num_outputs)
         res = certify.verify_property(model, prop, input_shape=shape, method=args.method, timeout=args.timeout,
-                                      float64=args.float64, generator=torch.Generator().manual_seed(args.seed))
+                                      float64=args.float64, complete=args.complete,
+                                      generator=torch.Generator().manual_seed(args.seed))
     except FileNotFoundError as e:
         print(f"certkit verify: error: {e}", file=sys.stderr)
         return EXIT_CODES["usage"]
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out = None if res.output is None else res.output.flatten().tolist()
     if args.json:
         print(json.dumps({"verdict": res.verdict, "method": res.method, "seconds": res.seconds,
-                          "reason": res.reason, "case": res.case, "counterexample": cex, "output": out}))
+                          "reason": res.reason, "branches": res.branches, "case": res.case, "counterexample": cex, "output": out}))
     else:
         print(res.verdict)
         if cex is not None:

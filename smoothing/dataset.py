@@ -8,8 +8,8 @@ on the number of wrong certificates, so it holds with probability 1 - delta. The
 radius (ACR, Zhai et al. 2020 "MACER"; Jeong & Shin 2020) is the mean of radius * correct.
 
 Work is split into tasks of ``inputs_per_task`` consecutive inputs; task j draws its noise from a
-generator seeded by (``seed``, j), so a run is reproducible and identical whether the tasks run in
-this process or on any ``concurrent.futures.Executor``-like object with ``submit`` (a thread or
+generator seeded by (s, j), s one number drawn from the caller's ``generator``, so a run is
+reproducible and identical whether the tasks run in this process or on any ``concurrent.futures.Executor``-like object with ``submit`` (a thread or
 process pool, a ``dask.distributed.Client``, Ray's executor).
 """
 
@@ -25,8 +25,9 @@ import torch
 from scipy.stats import binom
 from tqdm import tqdm
 
-from certkit._validation import check_positive_int, check_probability
+from certkit._validation import check_generator, check_positive_int, check_probability
 from certkit.threat import norm_name
+from smoothing._rng import resolve_generator
 from smoothing.cohen import Certificate, Smooth
 from smoothing.sequential import certify_sequential_batch
 
@@ -109,7 +110,8 @@ def certify_dataset(
     labels: torch.Tensor,
     *,
     procedure: Procedure = "cohen",
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     inputs_per_task: int = 1,
     executor: Submitter | None = None,
     progress: bool = True,
@@ -124,8 +126,11 @@ def certify_dataset(
             (``certify_sequential_batch``; its keyword options, e.g. ``radius``, ``n_max``, and
             ``label_given=True``: certify the true label at ``radius`` without selection draws, the
             question certified accuracy asks).
-        seed: seeds the per-task generators; the same seed gives the same records with or without
-            an executor, for any executor.
+        generator: draws the one number that seeds the per-task generators (advancing it by one
+            draw); generators in the same state give the same records with or without an executor,
+            for any executor. ``None``: a generator seeded with 0 (reproducible by default).
+        seed: deprecated (DeprecationWarning; removed in the next release): the per-task seed root
+            itself, giving the records earlier releases gave for that seed. Pass ``generator``.
         inputs_per_task: inputs packed into the forward passes of one task.
         executor: runs the tasks (``submit`` + ``result()``); ``None`` runs them here, one by one.
         progress: show a tqdm bar over inputs.
@@ -153,12 +158,18 @@ def certify_dataset(
             f"Expected options of procedure {procedure!r} among {sorted(_OPTIONS[procedure])}, but got {unknown}"
         )
     inputs_per_task = check_positive_int(inputs_per_task, "inputs_per_task")
-    seed = check_positive_int(seed, "seed", minimum=0)
+    generator = check_generator(generator)
+    if seed is not None:  # deprecated: the seed is the root itself, as in earlier releases
+        root = resolve_generator(generator, seed, "cpu", "smoothing.certify_dataset").initial_seed()
+    elif generator is None:
+        root = 0  # what the old default seed=0 gave
+    else:
+        root = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError(f"Expected argument `executor` to have a `submit` method, but got {type(executor).__name__}")
     starts = range(0, inputs.shape[0], inputs_per_task)
     tasks = [
-        (smooth, procedure, inputs[i : i + inputs_per_task], _task_seed(seed, j), options, labels[i : i + inputs_per_task])
+        (smooth, procedure, inputs[i : i + inputs_per_task], _task_seed(root, j), options, labels[i : i + inputs_per_task])
         for j, i in enumerate(starts)
     ]
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from certkit._validation import check_nonnegative, check_positive, check_positive_int
+from smoothing._rng import resolve_generator
 
 __all__ = ["consistency_loss", "train_consistency", "train_noise_augmented"]
 
@@ -25,7 +26,8 @@ def train_noise_augmented(
     epochs: int = 40,
     lr: float = 2e-3,
     batch_size: int = 64,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``(inputs, labels)`` with inputs x + δ, δ ~ N(0, σ² I) (Cohen et al. 2019).
 
@@ -38,7 +40,10 @@ def train_noise_augmented(
         labels: (N,) integer class labels.
         sigma: noise level σ > 0; use the same σ for training and for ``Smooth``.
         epochs, lr, batch_size: optimisation hyperparameters.
-        seed: seeds a local generator for the permutations and the noise (torch's global RNG is untouched).
+        generator: source of the permutations and the noise, on ``inputs``' device (torch's global RNG
+            is untouched); ``None``: a generator seeded with 0, so training is reproducible by default.
+        seed: deprecated (DeprecationWarning; removed in the next release): pass
+            ``generator=torch.Generator().manual_seed(seed)``.
 
     Returns:
         The model, in eval mode.
@@ -55,16 +60,17 @@ def train_noise_augmented(
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
-    g = torch.Generator().manual_seed(seed)
+    g = resolve_generator(generator, seed, inputs.device, "smoothing.train_noise_augmented")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     model.train()
     n = len(labels)
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g, device=inputs.device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
-            xb = inputs[idx] + sigma * torch.randn(inputs[idx].shape, generator=g)
+            xb = inputs[idx] + sigma * torch.randn(inputs[idx].shape, generator=g, device=inputs.device,
+                                                   dtype=inputs.dtype)
             loss = nn.functional.cross_entropy(model(xb), labels[idx])
             opt.zero_grad()
             loss.backward()

@@ -10,13 +10,19 @@ import time
 
 import torch
 
+from certkit_app._seeding import base_seed
 from conformal.attacks import pgd_attack
 
 __all__ = ["demo_certified_sets"]
 
 
-def demo_certified_sets(*, eps: float = 0.03, alpha: float = 0.1, n_splits: int = 5, seed: int = 0) -> None:
-    """Print vanilla split CP vs VRCP-I / VRCP-C (CROWN) on the digits CNN under an L-inf PGD attack."""
+def demo_certified_sets(*, eps: float = 0.03, alpha: float = 0.1, n_splits: int = 5,
+                        generator: torch.Generator | None = None, seed: int | None = None) -> None:
+    """Print vanilla split CP vs VRCP-I / VRCP-C (CROWN) on the digits CNN under an L-inf PGD attack.
+
+    The attack's restarts and the splits are seeded from one draw of ``generator`` (None: 0, the
+    documented table); ``seed`` is deprecated."""
+    seed = base_seed(generator, seed, where="certkit_app.demos.certified_sets.demo_certified_sets")
     from certkit_app.datasets import load_digits_split
     from certkit_app.digits import digits_cnn
     from conformal.score_bounds import certified_score_bounds

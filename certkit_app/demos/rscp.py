@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from certkit_app._seeding import base_seed
 from certkit_app.datasets import load_digits_split
 from conformal.attacks import smoothed_score_pgd
 from conformal.ptt import PTT, holdout_scores
@@ -87,7 +88,8 @@ def evaluate_rscp(
     rct_model: nn.Module | None = None,
     score: str = "thr",
     score_kwargs: dict[str, Any] | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[RSCPRow]:
     """Coverage under attack and set size of vanilla smoothed CP, RSCP, RSCP+, RSCP+ PTT (and RSCP+ RCT).
@@ -98,8 +100,12 @@ def evaluate_rscp(
         n_holdout: points of the calibration split reserved for the PTT holdout (disjoint from the pool).
         rct_model: an RCT-trained model to add the "RSCP+ RCT" row.
         score, score_kwargs: the base score (see ``conformal.rscp.smoothed_score_fn``); PTT uses the same one.
+        generator: the pool, attack, noise and splits are seeded from one draw of it (None: 0, the
+            documented numbers).
+        seed: deprecated; pass a generator.
         log: progress callback (e.g. ``print``).
     """
+    seed = base_seed(generator, seed, where="certkit_app.demos.rscp.evaluate_rscp")
     say = log or (lambda _: None)
     cal, test = load_digits_split("calibration"), load_digits_split("test")
     x_hold, y_hold = cal.images[:n_holdout], cal.labels[:n_holdout]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from torch import nn
 
 import certify
 from certify.bab import verify_complete
+
+Oracle = Callable[..., Any]
 
 
 def _mlp(d_in: int, hidden: tuple[int, ...], k: int, seed: int) -> nn.Sequential:
@@ -25,72 +29,6 @@ def _mlp(d_in: int, hidden: tuple[int, ...], k: int, seed: int) -> nn.Sequential
         layers += [lin, nn.ReLU()]
         d = h
     return nn.Sequential(*layers[:-1]).eval()
-
-
-def milp_min_margin(model: nn.Sequential, x: torch.Tensor, y: int, eps: float) -> float:
-    """Exact ``min_{x' in box} min_{j != y} f_y(x') - f_j(x')`` by a MILP per j (big-M from IBP bounds)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
-    lins = [m for m in model if isinstance(m, nn.Linear)]
-    lo = (x[0] - eps).clamp(0, 1).numpy()
-    hi = (x[0] + eps).clamp(0, 1).numpy()
-    d_in = lo.shape[0]
-    hidden = [lin.out_features for lin in lins[:-1]]
-    # variables: x, then per hidden layer a (post-activation) and d (indicator)
-    n_var = d_in + 2 * sum(hidden)
-    offs_a, offs_d, o = [], [], d_in
-    for h in hidden:
-        offs_a.append(o)
-        offs_d.append(o + h)
-        o += 2 * h
-    lb = np.full(n_var, -np.inf)
-    ub = np.full(n_var, np.inf)
-    lb[:d_in], ub[:d_in] = lo, hi
-    integrality = np.zeros(n_var)
-    rows, rlo, rhi = [], [], []
-    prev_off, prev_n, l_prev, u_prev = 0, d_in, lo, hi
-    for li, lin in enumerate(lins[:-1]):
-        w, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
-        wp, wn = np.clip(w, 0, None), np.clip(w, None, 0)
-        l_z, u_z = wp @ l_prev + wn @ u_prev + b, wp @ u_prev + wn @ l_prev + b
-        oa, od = offs_a[li], offs_d[li]
-        for i in range(w.shape[0]):
-            def row(coef_z: float, coef_a: float, coef_d: float, i: int = i, w: np.ndarray = w, oa: int = oa,
-                    od: int = od, prev_off: int = prev_off, prev_n: int = prev_n) -> np.ndarray:
-                r = np.zeros(n_var)
-                r[prev_off : prev_off + prev_n] = coef_z * w[i]
-                r[oa + i] = coef_a
-                r[od + i] = coef_d
-                return r
-            lb[od + i], ub[od + i] = 0, 1
-            integrality[od + i] = 1
-            lb[oa + i], ub[oa + i] = 0, max(u_z[i], 0)
-            if u_z[i] <= 0:
-                ub[oa + i] = 0
-                ub[od + i] = 0
-                continue
-            if l_z[i] >= 0:  # a = z
-                rows.append(row(-1, 1, 0)); rlo.append(b[i]); rhi.append(b[i])  # noqa: E702
-                lb[od + i] = 1
-                continue
-            rows.append(row(-1, 1, 0)); rlo.append(b[i]); rhi.append(np.inf)  # a >= z  # noqa: E702
-            rows.append(row(-1, 1, -l_z[i])); rlo.append(-np.inf); rhi.append(b[i] - l_z[i])  # a <= z - l(1-d)  # noqa: E702
-            r = np.zeros(n_var); r[oa + i] = 1; r[od + i] = -u_z[i]  # noqa: E702
-            rows.append(r); rlo.append(-np.inf); rhi.append(0.0)  # a <= u d  # noqa: E702
-        prev_off, prev_n = offs_a[li], w.shape[0]
-        l_prev, u_prev = np.maximum(l_z, 0), np.maximum(u_z, 0)
-    w, b = lins[-1].weight.detach().numpy(), lins[-1].bias.detach().numpy()
-    best = math.inf
-    cons = LinearConstraint(np.array(rows), np.array(rlo), np.array(rhi)) if rows else None
-    for j in range(w.shape[0]):
-        if j == y:
-            continue
-        c = np.zeros(n_var)
-        c[prev_off : prev_off + prev_n] = w[y] - w[j]
-        res = milp(c, constraints=cons, integrality=integrality, bounds=Bounds(lb, ub))
-        assert res.status == 0, res.message
-        best = min(best, float(res.fun + b[y] - b[j]))
-    return best
 
 
 def _properties(n_nets: int, per_net: int, seed: int) -> list[tuple[nn.Sequential, torch.Tensor, int, float, str]]:
@@ -109,7 +47,8 @@ def _properties(n_nets: int, per_net: int, seed: int) -> list[tuple[nn.Sequentia
     return out
 
 
-def _check_against_milp(props: list[tuple[nn.Sequential, torch.Tensor, int, float, str]]) -> dict[str, int]:
+def _check_against_milp(props: list[tuple[nn.Sequential, torch.Tensor, int, float, str]],
+                        milp_min_margin: Oracle) -> dict[str, int]:
     counts = {"verified": 0, "falsified": 0, "unknown": 0}
     for net, x, y, eps, split in props:
         r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split=split)
@@ -130,23 +69,23 @@ def _check_against_milp(props: list[tuple[nn.Sequential, torch.Tensor, int, floa
     return counts
 
 
-def test_complete_verification_matches_milp_small() -> None:
-    counts = _check_against_milp(_properties(4, 4, seed=1))
+def test_complete_verification_matches_milp_small(milp_margin_oracle: Oracle) -> None:
+    counts = _check_against_milp(_properties(4, 4, seed=1), milp_margin_oracle)
     assert counts["verified"] and counts["falsified"], counts
 
 
 @pytest.mark.slow
-def test_complete_verification_matches_milp_200_properties() -> None:
-    counts = _check_against_milp(_properties(16, 13, seed=2))
+def test_complete_verification_matches_milp_200_properties(milp_margin_oracle: Oracle) -> None:
+    counts = _check_against_milp(_properties(16, 13, seed=2), milp_margin_oracle)
     assert sum(counts.values()) >= 200
     assert counts["verified"] >= 20 and counts["falsified"] >= 20, counts
 
 
-def test_branch_and_bound_is_exercised() -> None:
+def test_branch_and_bound_is_exercised(milp_margin_oracle: Oracle) -> None:
     """With CROWN at the root and no attack, the search itself must decide, with both kinds of splits."""
     searched = {"relu": 0, "input": 0}
     for net, x, y, eps, _ in _properties(2, 8, seed=3):
-        exact = milp_min_margin(net, x, y, eps)
+        exact = milp_margin_oracle(net, x, y, eps)
         for split in ("relu", "input"):
             r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split=split, iterations=0,
                                 attack_steps=0, attack_restarts=1)
@@ -188,3 +127,120 @@ def test_result_is_frozen_and_arguments_checked() -> None:
     # a misclassified input is its own counterexample
     r = verify_complete(net, x, 1 - y, 0.01)
     assert r.verdict == "falsified" and torch.equal(r.counterexample, x)  # type: ignore[arg-type]
+
+
+# -- ONNX models with VNN-LIB properties: general linear output specifications -----------------------------
+
+
+def _vnnlib_text(lo: torch.Tensor, hi: torch.Tensor, conjunctions: list[tuple[np.ndarray, np.ndarray]], k: int) -> str:
+    lines = [f"(declare-const X_{i} Real)" for i in range(lo.numel())]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(k)]
+    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist())):
+        lines.append(f"(assert (>= X_{i} {a!r}))\n(assert (<= X_{i} {b!r}))")
+    conj = []
+    for a_mat, b_vec in conjunctions:
+        atoms = []
+        for row, rhs in zip(a_mat, b_vec):
+            terms = " ".join(f"(* {float(c)!r} Y_{j})" for j, c in enumerate(row))
+            atoms.append(f"(<= (+ {terms}) {float(rhs)!r})")
+        conj.append("(and " + " ".join(atoms) + ")")
+    lines.append("(assert (or " + " ".join(conj) + "))")
+    return "\n".join(lines) + "\n"
+
+
+def _random_properties(n: int, seed: int) -> list[tuple[nn.Sequential, torch.Tensor, torch.Tensor, list[Any]]]:
+    """Random MLPs (float32), random input boxes and random disjunctions of 1-3 conjunctions of 1-3 rows
+    ``A y <= b``, with ``b`` near ``A f(centre)`` so that both answers occur."""
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    shapes = [(3, (12, 12)), (6, (16, 8)), (10, (16,))]
+    out = []
+    for t in range(n):
+        d_in, hidden = shapes[t % len(shapes)]
+        net = _mlp(d_in, hidden, 3, seed * 1000 + t).float()
+        c = torch.rand(d_in, generator=g)
+        w = torch.rand(d_in, generator=g) * 0.3 + 0.01
+        lo, hi = c - w, c + w
+        with torch.no_grad():
+            fc = net(c.unsqueeze(0))[0].double().numpy()
+        conj = []
+        for _ in range(int(rng.integers(1, 4))):
+            m = int(rng.integers(1, 4))
+            a = rng.normal(size=(m, 3))
+            b = a @ fc + rng.normal(size=m) * 0.5 - 0.3
+            conj.append((a, b))
+        out.append((net, lo, hi, conj))
+    return out
+
+
+def _export(net: nn.Module, d_in: int, path: Any) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, d_in),), str(path), dynamo=False, input_names=["x"], output_names=["y"])
+
+
+def _check_properties_against_milp(props: list[Any], tmp_path: Any, milp: Oracle) -> dict[str, int]:
+    pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (tests of the 'onnx' extra) is not installed")
+    counts = {"verified": 0, "falsified": 0, "unknown": 0}
+    for t, (net, lo, hi, conj) in enumerate(props):
+        d_in = lo.numel()
+        path = tmp_path / f"m{t}.onnx"
+        _export(net, d_in, path)
+        vpath = tmp_path / f"p{t}.vnnlib"
+        vpath.write_text(_vnnlib_text(lo, hi, conj, 3))
+        prop = certify.load_vnnlib(vpath, d_in, 3)
+        model = certify.load_onnx(path)
+        r = certify.verify_property(model, prop, complete=True, timeout=60,
+                                    generator=torch.Generator().manual_seed(t))
+        counts[r.verdict] += 1
+        # the exact answer for the float64 copy of the float32 network; skip a property within rounding of 0
+        exact = milp(net.double(), prop.cases[0].lower.numpy(), prop.cases[0].upper.numpy(), conj)
+        net.float()
+        if abs(exact) < 1e-4:
+            continue
+        if r.verdict == "verified":
+            assert exact > 0, (t, exact, r)
+        elif r.verdict == "falsified":
+            assert exact < 0, (t, exact, r)
+            cex = r.counterexample
+            assert cex is not None and r.case == 0
+            assert bool(((cex[0] >= lo) & (cex[0] <= hi)).all())
+            out = ort.InferenceSession(str(path)).run(None, {"x": cex.numpy().astype(np.float32)})[0][0]
+            assert any(bool((a @ out.astype(np.float64) <= b + 1e-5).all()) for a, b in conj), (out, conj)
+    assert counts["unknown"] == 0, counts
+    return counts
+
+
+def test_vnnlib_property_complete_matches_milp(tmp_path: Any, milp_oracle: Oracle) -> None:
+    counts = _check_properties_against_milp(_random_properties(12, seed=7), tmp_path, milp_oracle)
+    assert counts["verified"] >= 2 and counts["falsified"] >= 2, counts
+
+
+@pytest.mark.slow
+def test_vnnlib_property_complete_matches_milp_200(tmp_path: Any, milp_oracle: Oracle) -> None:
+    counts = _check_properties_against_milp(_random_properties(200, seed=8), tmp_path, milp_oracle)
+    assert counts["verified"] >= 20 and counts["falsified"] >= 20, counts
+
+
+def test_vnnlib_complete_decides_what_crown_leaves_unknown(tmp_path: Any, milp_oracle: Oracle) -> None:
+    """Properties CROWN alone leaves unknown (no counterexample by PGD) are decided by the search,
+    both by ReLU splitting (10 inputs) and by input splitting (3 inputs)."""
+    decided = {3: 0, 10: 0}
+    for net, lo, hi, conj in _random_properties(60, seed=9):
+        d_in = lo.numel()
+        if d_in not in decided:
+            continue
+        vpath = tmp_path / "p.vnnlib"
+        vpath.write_text(_vnnlib_text(lo, hi, conj, 3))
+        prop = certify.load_vnnlib(vpath, d_in, 3)
+        if certify.verify_property(net, prop, method="crown").verdict != "unknown":
+            continue
+        r = certify.verify_property(net, prop, complete=True, timeout=60, attack_steps=0, attack_restarts=1)
+        exact = milp_oracle(net.double(), prop.cases[0].lower.numpy(), prop.cases[0].upper.numpy(), conj)
+        net.float()
+        assert r.verdict == ("verified" if exact > 0 else "falsified"), (exact, r)
+        decided[d_in] += 1
+    assert decided[3] >= 1 and decided[10] >= 1, decided

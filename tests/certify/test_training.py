@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -128,11 +129,11 @@ def test_regularised_training_runs() -> None:
     x, y = data.images[:100], data.labels[:100]
     kw = {"method": "ibp", "eps": 0.05, "epochs": 3, "warmup_epochs": 0, "ramp_epochs": 2, "batch_size": 50,
           "progress": False}
-    plain = ibp_init_(_seeded(make_digits_cnn), seed=0)
+    plain = ibp_init_(_seeded(make_digits_cnn), generator=torch.Generator().manual_seed(0))
     certified_train(plain, x, y, reg_lambda=0.0, **kw)
-    again = ibp_init_(_seeded(make_digits_cnn), seed=0)
+    again = ibp_init_(_seeded(make_digits_cnn), generator=torch.Generator().manual_seed(0))
     certified_train(again, x, y, reg_lambda=0.0, **kw)
-    model = ibp_init_(_seeded(make_digits_cnn), seed=0)
+    model = ibp_init_(_seeded(make_digits_cnn), generator=torch.Generator().manual_seed(0))
     history = certified_train(model, x, y, reg_lambda=0.5, **kw)
     assert all(math.isfinite(v) for v in history.loss)
     assert torch.equal(plain[0].weight, again[0].weight)  # training is deterministic ...
@@ -145,21 +146,49 @@ def test_ibp_init_scale_seed_and_last_layer() -> None:
     model = _seeded(make_digits_mlp)
     last = model[-1].weight.detach().clone()
     state = torch.random.get_rng_state()
-    ibp_init_(model, seed=3)
+    ibp_init_(model, generator=torch.Generator().manual_seed(3))
     assert torch.equal(state, torch.random.get_rng_state())
     assert torch.equal(model[-1].weight, last)
     w = model[1].weight.detach()  # fan_in 64
     assert float(w.std()) == pytest.approx(math.sqrt(2 * math.pi) / 64, rel=0.03)
     assert float(model[3].weight.detach().std()) == pytest.approx(math.sqrt(2 * math.pi) / 256, rel=0.03)
     assert float(model[1].bias.detach().abs().max()) == 0.0
-    other = ibp_init_(_seeded(make_digits_mlp), seed=3)
+    other = ibp_init_(_seeded(make_digits_mlp), generator=torch.Generator().manual_seed(3))
     assert torch.equal(other[1].weight, model[1].weight)
+
+
+def test_seed_is_deprecated_in_favour_of_generator() -> None:
+    data = load_digits_split("train")
+    x, y = data.images[:40], data.labels[:40]
+    kw = {"method": "ibp", "eps": 0.05, "epochs": 2, "warmup_epochs": 0, "ramp_epochs": 1, "batch_size": 10,
+          "progress": False}
+    with pytest.warns(DeprecationWarning, match="`seed`"):
+        a = ibp_init_(_seeded(make_digits_mlp), seed=5)
+    b = ibp_init_(_seeded(make_digits_mlp), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a[1].weight, b[1].weight)
+    with pytest.warns(DeprecationWarning, match="`seed`"):
+        certified_train(a, x, y, seed=5, **kw)
+    certified_train(b, x, y, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(a[1].weight, b[1].weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default draws no warning and is the generator seeded with 0
+        c = certified_train(ibp_init_(_seeded(make_digits_mlp)), x, y, **kw)
+        d = certified_train(ibp_init_(_seeded(make_digits_mlp), generator=torch.Generator().manual_seed(0)), x, y,
+                            generator=torch.Generator().manual_seed(0), **kw)
+    assert c == d
+    with pytest.raises(ValueError, match="`generator` or the deprecated `seed`"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        CertifiedTrainer(seed=1, generator=torch.Generator())
+    with pytest.raises(TypeError, match="`generator`"):
+        CertifiedTrainer(generator=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`generator`"):
+        ibp_init_(_seeded(make_digits_mlp), generator=3)  # type: ignore[arg-type]
 
 
 def test_short_ibp_run_reduces_the_robust_loss() -> None:
     data = load_digits_split("train")
     x, y = data.images[:200], data.labels[:200]
-    model = ibp_init_(_seeded(make_digits_mlp), seed=0).eval()
+    model = ibp_init_(_seeded(make_digits_mlp), generator=torch.Generator().manual_seed(0)).eval()
     eps = 0.05
     with torch.no_grad():
         before = float(robust_cross_entropy(ibp_margin_lower(model, x, y, eps), y))
@@ -178,7 +207,7 @@ def test_short_ibp_run_reduces_the_robust_loss() -> None:
 def test_crown_ibp_trainer_runs_and_mixes_bounds() -> None:
     data = load_digits_split("train")
     x, y = data.images[:100], data.labels[:100]
-    model = ibp_init_(_seeded(make_digits_cnn), seed=0)
+    model = ibp_init_(_seeded(make_digits_cnn), generator=torch.Generator().manual_seed(0))
     trainer = CertifiedTrainer(method="crown-ibp", eps=0.05, epochs=3, warmup_epochs=0, ramp_epochs=2,
                                batch_size=50, progress=False, final_beta=0.5)
     # beta = 1 at eps -> 0 and 0.5 at eps_max: the mixed bound interpolates CROWN-IBP and IBP

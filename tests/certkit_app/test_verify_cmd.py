@@ -106,3 +106,33 @@ def test_cli_errors_name_file_and_line(onnx_model: tuple[nn.Module, Path], tmp_p
     assert "junk.onnx" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "none.onnx"), str(bad)]) == 2
     assert "none.onnx" in capsys.readouterr().err
+
+
+def test_cli_complete_decides_and_agrees_with_verify_complete(onnx_model: tuple[nn.Module, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    model, path = onnx_model
+    sess = ort.InferenceSession(str(path))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 6, 6, generator=gen)
+    y = model(x).argmax(1)
+    seen = set()
+    for eps in (0.03, 0.1):
+        for i in range(3):
+            prop = tmp_path / f"c{i}.vnnlib"
+            prop.write_text(_robustness(x[i], eps, int(y[i]), 3))
+            code = main(["verify", str(path), str(prop), "--json", "--complete", "--timeout", "60"])
+            row = json.loads(capsys.readouterr().out)
+            assert code == EXIT_CODES[row["verdict"]] and row["verdict"] in ("verified", "falsified"), row
+            seen.add(row["verdict"])
+            ref = certify.verify_complete(model, x[i : i + 1], int(y[i]), eps, timeout=60)
+            assert ref.verdict == row["verdict"]
+            if row["verdict"] == "falsified":
+                cx = torch.tensor(row["counterexample"], dtype=torch.float32)
+                assert bool((cx >= x[i].flatten() - eps - 1e-6).all() and (cx <= x[i].flatten() + eps + 1e-6).all())
+                out = sess.run(None, {"x": cx.reshape(1, 1, 6, 6).numpy()})[0][0]
+                assert any(out[j] >= out[int(y[i])] for j in range(3) if j != int(y[i]))
+    assert seen == {"verified", "falsified"}
+    prop = tmp_path / "t.vnnlib"
+    prop.write_text(_robustness(x[0], 0.1, int(y[0]), 3))
+    assert main(["verify", str(path), str(prop), "--complete", "--timeout", "1e-9"]) == EXIT_CODES["unknown"]
+    assert "timeout" in capsys.readouterr().out

@@ -76,29 +76,49 @@ def test_certified_accuracy_on_handmade_records() -> None:
 def test_thread_pool_and_packing_match_serial_run() -> None:
     x, labels = data()
     smooth = Smooth(linear_model(), 2, SIGMA)
-    kwargs = {"n0": 20, "n": 2_000, "alpha": 1e-3, "batch_size": 1000, "seed": 5, "progress": False}
-    serial = certify_dataset(smooth, x, labels, inputs_per_task=2, **kwargs)  # type: ignore[arg-type]
+    kwargs = {"n0": 20, "n": 2_000, "alpha": 1e-3, "batch_size": 1000, "progress": False}
+    serial = certify_dataset(smooth, x, labels, inputs_per_task=2, generator=_gen(5), **kwargs)  # type: ignore[arg-type]
     with ThreadPoolExecutor(2) as pool:
-        pooled = certify_dataset(smooth, x, labels, inputs_per_task=2, executor=pool, **kwargs)  # type: ignore[arg-type]
-    strip = lambda rs: [dataclasses.replace(r, seconds=0.0) for r in rs]  # noqa: E731
-    assert strip(serial) == strip(pooled)
-    other_seed = certify_dataset(smooth, x, labels, inputs_per_task=2, **{**kwargs, "seed": 6})  # type: ignore[arg-type]
-    assert strip(other_seed) != strip(serial)
+        pooled = certify_dataset(smooth, x, labels, inputs_per_task=2, executor=pool, generator=_gen(5), **kwargs)  # type: ignore[arg-type]
+    assert _strip(serial) == _strip(pooled)
+    other_seed = certify_dataset(smooth, x, labels, inputs_per_task=2, generator=_gen(6), **kwargs)  # type: ignore[arg-type]
+    assert _strip(other_seed) != _strip(serial)
+
+
+def test_seed_is_deprecated_but_gives_the_old_records() -> None:
+    x, labels = data()
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    kwargs = {"n0": 20, "n": 500, "alpha": 1e-3, "batch_size": 1000, "progress": False}
+    default = certify_dataset(smooth, x, labels, **kwargs)  # type: ignore[arg-type]
+    with pytest.warns(DeprecationWarning, match="`seed`"):
+        old = certify_dataset(smooth, x, labels, seed=0, **kwargs)  # type: ignore[arg-type]
+    assert _strip(default) == _strip(old)  # None is a generator seeded 0: the old default seed=0
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="both"):
+        certify_dataset(smooth, x, labels, seed=0, generator=_gen(0), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`generator`"):
+        certify_dataset(smooth, x, labels, generator=0, **kwargs)  # type: ignore[arg-type]
 
 
 def test_dask_local_cluster_matches_serial_run() -> None:
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     x, labels = data()
     smooth = Smooth(linear_model(), 2, SIGMA)
-    kwargs = {"procedure": "sequential", "radius": 0.25, "n_max": 5_000, "batch_size": 1000, "seed": 1, "progress": False}
-    serial = certify_dataset(smooth, x, labels, **kwargs)  # type: ignore[arg-type]
+    kwargs = {"procedure": "sequential", "radius": 0.25, "n_max": 5_000, "batch_size": 1000, "progress": False}
+    serial = certify_dataset(smooth, x, labels, generator=_gen(1), **kwargs)  # type: ignore[arg-type]
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:
-        remote = certify_dataset(smooth, x, labels, executor=client, **kwargs)  # type: ignore[arg-type]
-    strip = lambda rs: [dataclasses.replace(r, seconds=0.0) for r in rs]  # noqa: E731
-    assert strip(serial) == strip(remote)
+        remote = certify_dataset(smooth, x, labels, executor=client, generator=_gen(1), **kwargs)  # type: ignore[arg-type]
+    assert _strip(serial) == _strip(remote)
     assert all(r.samples < 5_100 for r in serial if r.correct)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _strip(records: list[CertifiedRecord]) -> list[CertifiedRecord]:
+    return [dataclasses.replace(r, seconds=0.0) for r in records]
 
 
 def test_bad_arguments() -> None:
