@@ -23,6 +23,15 @@ Node kinds (``Node.op``):
 ``permute``   per-sample permutation of dimensions ``attrs["perm"]`` (``permute``, ``transpose``).
 ``slice``     basic slicing ``x[:, *attrs["index"]]`` (slices with positive steps).
 ``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
+``exp``, ``log``, ``reciprocal``, ``rsqrt``, ``square``, ``gelu``, ``silu``, ``elu``, ``softplus``,
+``leaky_relu``  element-wise functions (``SCALAR_OPS``; parameter in ``attrs["param"]``).
+``mul``       ``a * b`` of two nodes of the same number of dimensions (broadcasting dimensions of size 1).
+
+Composite layers are decomposed into these when the graph is built: softmax into differences, ``exp``,
+a sum and ``reciprocal``; LayerNorm into mean subtraction, ``square``, a mean, ``rsqrt`` and ``mul``;
+``matmul`` of two activations into ``mul`` and a sum; Conv1d into a conv of height 1; ConvTranspose2d
+into zero insertion (a per-axis ``linear``) and a conv; Upsample and non-constant padding into
+per-axis ``linear`` maps; attention into these.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from certify._ir import AUTO_LIRPA_HINT, Node, UnsupportedLayerError, _unsupported
+
 __all__ = [
     "AUTO_LIRPA_HINT",
     "Graph",
@@ -52,20 +63,15 @@ __all__ = [
     "densify",
 ]
 
-AUTO_LIRPA_HINT = (
-    "see docs/certify/layers.md for the supported layers; rewrite the model with supported layers, or "
-    "file an issue naming the layer (delegating to auto_LiRPA with method='auto_lirpa:<METHOD>' works only "
-    "where auto_LiRPA can be installed: it does not install with torch 2.x)"
-)
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-#: every non-linear op: its input's bounds are needed (element-wise activations, max pooling)
-NONLINEAR = (*ACTIVATIONS, "maxpool")
+#: element-wise functions relaxed by ``certify._layers.scalar_relax`` (parameter in ``attrs["param"]``)
+SCALAR_OPS = ("exp", "log", "reciprocal", "rsqrt", "square", "gelu", "silu", "elu", "softplus", "leaky_relu")
+#: every non-linear op: its inputs' bounds are needed (element-wise activations, max pooling, products)
+NONLINEAR = (*ACTIVATIONS, *SCALAR_OPS, "maxpool", "mul")
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
 
 
-class UnsupportedLayerError(NotImplementedError):
-    """Raised when a model holds a layer or operation the built-in bound propagation cannot handle."""
 
 
 class Normalize(nn.Module):
@@ -106,34 +112,6 @@ class Normalize(nn.Module):
 
 
 @dataclass
-class Node:
-    """One operation of the IR; ``shape`` is the per-sample output shape (no batch dimension)."""
-
-    op: str
-    inputs: tuple[int, ...]
-    shape: tuple[int, ...]
-    name: str
-    weight: Tensor | None = None
-    bias: Tensor | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    #: tensors derived from the weights (|W|, a dense conv matrix), valid for this node's life
-    derived: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    def derive(self, key: str, make: Callable[[], Tensor]) -> Tensor:
-        """``make()``, cached on the node unless autograd must see it (weights that require grad)."""
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (self.weight, self.bias)):
-            return make()
-        t = self.derived.get(key)
-        if t is None:
-            t = self.derived[key] = make()
-        return t
-
-
-@dataclass
 class Graph:
     """Nodes in topological order; node 0 is the input, ``output`` the index of the output node."""
 
@@ -162,7 +140,7 @@ class Graph:
 
     def preactivations(self) -> list[int]:
         """Indices of nodes that feed an activation (their bounds are needed), in topological order."""
-        return sorted({n.inputs[0] for n in self.nodes if n.op in NONLINEAR})
+        return sorted({j for n in self.nodes if n.op in NONLINEAR for j in n.inputs})
 
     def affine_in_input(self) -> list[bool]:
         """For each node, whether it is an affine function of the input (no activation before it)."""
@@ -216,6 +194,12 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         from certify._layers import maxpool_forward
 
         return maxpool_forward(x, n.attrs)
+    if op in SCALAR_OPS:
+        from certify._layers import SCALAR_FNS
+
+        return SCALAR_FNS[op].f(x, n.attrs.get("param"))
+    if op == "mul":
+        return x * xs[1]
     raise AssertionError(op)
 
 
@@ -228,21 +212,15 @@ _LEAVES: tuple[type, ...] = (
     nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh,
     nn.Flatten, nn.Unflatten, nn.Identity, nn.AvgPool2d, Normalize, *_DROPOUT,
     nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d,
-    nn.ZeroPad2d, nn.ConstantPad2d,
+    nn.ZeroPad2d, nn.ConstantPad2d, nn.ConstantPad1d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d,
+    nn.ReplicationPad2d, nn.CircularPad1d, nn.CircularPad2d,
+    nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Softmax, nn.LogSoftmax, nn.LayerNorm,
+    nn.Conv1d, nn.ConvTranspose2d, nn.Upsample, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+    nn.TransformerEncoder,
 )
 _FX_CACHE: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
 _FX_LOCK = threading.RLock()
 
-
-def _unsupported(what: str, where: str) -> UnsupportedLayerError:
-    loc = f" (at '{where}')" if where else ""
-    return UnsupportedLayerError(
-        f"Layer or operation {what}{loc} is not supported by certify's built-in bound propagation "
-        f"(supported: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten/reshape, BatchNorm1d/2d in eval mode, "
-        f"AvgPool2d, AdaptiveAvgPool2d, MaxPool1d/2d, AdaptiveMaxPool1d/2d, ZeroPad2d/ConstantPad2d/F.pad, "
-        f"certify.Normalize, residual add, cat/stack, slicing, permute/transpose, Identity, "
-        f"Dropout in eval mode); {AUTO_LIRPA_HINT}"
-    )
 
 
 def _hook_name(h: Any) -> str:
@@ -355,7 +333,7 @@ class _Builder:
         """Output shape without evaluating, for the common ops (None: evaluate to find out)."""
         ins = [self.nodes[j].shape for j in node.inputs]
         op = node.op
-        if op in ("relu", "sigmoid", "tanh"):
+        if op in ("relu", "sigmoid", "tanh", *SCALAR_OPS):
             return ins[0]
         if op == "reshape":
             return node.shape if math.prod(node.shape) == math.prod(ins[0]) else None
@@ -446,8 +424,18 @@ class _Builder:
             return self.maxpool(m, inp, name)
         if isinstance(m, nn.AdaptiveAvgPool2d):
             return self.adaptive_avgpool(m, inp, name)
-        if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d):
-            return self.pad2d(tuple(m.padding), float(m.value), inp, name)
+        if isinstance(m, nn.ZeroPad2d | nn.ConstantPad2d | nn.ConstantPad1d):
+            return self.pad(tuple(m.padding), "constant", float(m.value), inp, name)
+        if isinstance(m, nn.ReflectionPad1d | nn.ReflectionPad2d | nn.ReplicationPad1d | nn.ReplicationPad2d
+                      | nn.CircularPad1d | nn.CircularPad2d):
+            mode = "reflect" if "Reflection" in type(m).__name__ else (
+                "replicate" if "Replication" in type(m).__name__ else "circular")
+            return self.pad(tuple(m.padding), mode, 0.0, inp, name)
+        from certify import _layers_build as lb
+
+        handler = lb.MODULES.get(type(m))
+        if handler is not None:
+            return handler(self, m, inp, name)
         if type(m).__module__.startswith("torch.nn"):
             raise _unsupported(type(m).__name__, where)
         return self.fx(m, inp, where)
@@ -576,6 +564,18 @@ class _Builder:
         attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0]}
         return self.add(Node("conv", (inp,), (), name, w, None, attrs))
 
+    def pad(self, pad: tuple[int, ...], mode: str, value: float, inp: int, name: str) -> int:
+        """``F.pad(x, pad, mode, value)``: symmetric constant padding of (C, H, W) as below (exact, and
+        supported by ``sound=True``); anything else (asymmetric or negative amounts, reflect, replicate,
+        circular, 1-D) as per-axis linear maps plus a constant border."""
+        shape = self.shape(inp)
+        if (mode == "constant" and len(shape) == 3 and len(pad) in (2, 4) and min(pad) >= 0
+                and pad[0] == pad[1] and (len(pad) == 2 or pad[2] == pad[3])):
+            return self.pad2d(pad, value, inp, name)
+        from certify import _layers_build as lb
+
+        return lb.pad_general(self, inp, pad, mode, value, name)
+
     def pad2d(self, pad: tuple[int, ...], value: float, inp: int, name: str) -> int:
         """Constant padding (left, right, top, bottom) of the last two dimensions: a depthwise identity
         convolution with that padding (zeros), plus a constant border when ``value`` is not 0 (exact).
@@ -682,6 +682,11 @@ class _Builder:
                 env[fn] = ("val", obj)
             elif fn.op == "call_module":
                 sub = root.get_submodule(str(fn.target))
+                if isinstance(sub, nn.MultiheadAttention):
+                    from certify import _layers_build as lb
+
+                    env[fn] = ("tuple_ir", lb.mha_call(self, sub, fn, env, val, is_ir, str(loc)))
+                    continue
                 if len(fn.args) != 1 or fn.kwargs or not is_ir(fn.args[0]):
                     raise _unsupported(f"call of {type(sub).__name__} with several arguments", str(loc))
                 env[fn] = ("ir", self.module(sub, env[fn.args[0]][1], str(loc)))  # type: ignore[index]
@@ -704,6 +709,13 @@ class _Builder:
         name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
         loc = f"{where}:{fn.name}" if where else fn.name
         args, kwargs = fn.args, fn.kwargs
+        if name == "getitem" and isinstance(args[0], torch.fx.Node) and env[args[0]][0] == "tuple_ir":
+            if val(args[1]) != 0:
+                raise _unsupported("the attention weights of nn.MultiheadAttention (only its output is supported)",
+                                   loc)
+            return ("ir", env[args[0]][1])
+        if any(isinstance(a, torch.fx.Node) and env[a][0] == "tuple_ir" for a in (*args, *kwargs.values())):
+            raise _unsupported(f"'{name}' of the output tuple of nn.MultiheadAttention", loc)
         if not has_ir(args) and not has_ir(kwargs):  # pure python / constant computation (e.g. shapes)
             f = getattr(val(args[0]), t) if fn.op == "call_method" else t
             a = val(args[1:]) if fn.op == "call_method" else val(args)
@@ -730,7 +742,11 @@ class _Builder:
         act = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
         if name in act:
             return ("ir", self.add(Node(act[name], (single(),), (), loc)))
-        if name in ("flatten", "view", "reshape", "unflatten", "contiguous"):
+        from certify import _layers_build as lb
+
+        if name in lb.FUNCTIONS:
+            return ("ir", lb.FUNCTIONS[name](self, fn, args, kwargs, env, val, is_ir, loc))
+        if name in ("flatten", "view", "reshape", "unflatten", "contiguous", "unsqueeze", "squeeze"):
             i = single()
             with torch.no_grad():
                 s = self.sample(i)
@@ -758,9 +774,7 @@ class _Builder:
             pad = val(args[1] if len(args) > 1 else kwargs["pad"])
             mode = val(args[2] if len(args) > 2 else kwargs.get("mode", "constant"))
             value = val(args[3] if len(args) > 3 else kwargs.get("value", None))
-            if mode != "constant":
-                raise _unsupported(f"F.pad with mode={mode!r}", loc)
-            return ("ir", self.pad2d(tuple(int(p) for p in pad), float(value or 0.0), i, loc))
+            return ("ir", self.pad(tuple(int(p) for p in pad), str(mode), float(value or 0.0), i, loc))
         if name in ("permute", "transpose", "swapaxes", "swapdims"):
             i = single()
             nd = len(self.shape(i)) + 1
@@ -830,7 +844,12 @@ class _Builder:
                 return ("ir", self.add(Node("affine", (single(),), (), loc, w, None)))
             a, b = args[0], args[1]
             if is_ir(a) and is_ir(b):
-                raise _unsupported(f"'{name}' of two tensors that depend on the input", loc)
+                from certify import _layers_build as lb
+
+                j = env[b][1]
+                if "div" in name:
+                    j = self.add(Node("reciprocal", (j,), (), loc))
+                return ("ir", lb.mul2(self, env[a][1], j, loc))
             if "div" in name and not is_ir(a):
                 raise _unsupported(f"'{name}' by a tensor that depends on the input", loc)
             node_arg, const = (a, b) if is_ir(a) else (b, a)

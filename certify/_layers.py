@@ -1,4 +1,5 @@
-"""Relaxations of the non-linear layers beyond element-wise activations: max pooling.
+"""Relaxations of the non-linear layers beyond ReLU/sigmoid/tanh: max pooling, element-wise functions
+(GELU, SiLU, ELU, softplus, LeakyReLU, exp, log, reciprocal, rsqrt, square) and products of two activations.
 
 Max pooling (``nn.MaxPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` with uniform windows): each output is
 ``y = max_{j in W} x_j`` over its window ``W``. IBP is exact on the end points (max is monotone).
@@ -15,13 +16,18 @@ general and overlapping windows are fine (each output keeps its own index ``i*``
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MaxPoolRelax", "maxpool_backward", "maxpool_forward", "maxpool_relax"]
+__all__ = ["SCALAR_FNS", "LinearRelax", "MaxPoolRelax", "MulRelax", "ScalarFn", "maxpool_backward", "maxpool_forward",
+           "maxpool_relax", "mul_backward", "mul_range", "scalar_range", "scalar_relax"]
 
 
 def _as2d(x: Tensor, dims: int) -> Tensor:
@@ -111,3 +117,277 @@ def maxpool_backward(la: Tensor | None, ua: Tensor | None, r: MaxPoolRelax, in_s
     if ua is not None:
         new_u, bias_u = push(ua, False)
     return new_l, new_u, bias_l, bias_u
+
+
+# ----------------------------------------------------------------------------------------------
+# Element-wise scalar functions: exact ranges (IBP) and linear relaxations (CROWN)
+# ----------------------------------------------------------------------------------------------
+#
+# Each function f is described by f, f' and the "breaks": the points where f' changes monotonicity or
+# jumps (kinks, inflection points). On each piece between breaks f' is monotone, so for any slope k
+# the function g(x) = f(x) - k x is convex or concave there: its extremes over a piece are at the
+# piece's ends or at the one point where f'(x) = k, found by bisection. This gives, for any k, the
+# exact min and max of f(x) - k x over [l, u], hence the tightest intercepts of lines with slope k
+# (sound for any slope). CROWN's lines: for each of the lower and the upper line the slope is chosen
+# among the chord, f'(l), f'(u) and f'((l + u) / 2) as the one whose line is closest to f at the
+# middle (for a convex f this is the chord above and the tangent at the middle below, as in CROWN,
+# Zhang et al. 2018, Section 3.3; for the non-convex GELU and SiLU it splits at the inflection
+# points, Shi et al. 2020 / auto_LiRPA's "general activation" bounds).
+
+_BISECT = 60
+
+
+def _silu_inflection() -> float:
+    """The positive root of 2 - x tanh(x / 2) (where SiLU's second derivative vanishes)."""
+    lo, hi = 1.0, 4.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 2 - mid * math.tanh(mid / 2) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+_SILU_X = _silu_inflection()
+_SQRT2 = math.sqrt(2.0)
+
+
+def _gelu(x: Tensor, p: Any) -> Tensor:
+    return F.gelu(x)
+
+
+def _dgelu(x: Tensor, p: Any) -> Tensor:
+    return 0.5 * (1 + torch.erf(x / _SQRT2)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _silu(x: Tensor, p: Any) -> Tensor:
+    return F.silu(x)
+
+
+def _dsilu(x: Tensor, p: Any) -> Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+def _elu(x: Tensor, p: Any) -> Tensor:
+    return F.elu(x, float(p))
+
+
+def _delu(x: Tensor, p: Any) -> Tensor:
+    return torch.where(x > 0, torch.ones_like(x), float(p) * torch.exp(x.clamp(max=0)))
+
+
+def _softplus(x: Tensor, p: Any) -> Tensor:
+    return F.softplus(x, p[0], p[1])
+
+
+def _dsoftplus(x: Tensor, p: Any) -> Tensor:
+    return torch.where(x * p[0] > p[1], torch.ones_like(x), torch.sigmoid(x * p[0]))
+
+
+def _leaky(x: Tensor, p: Any) -> Tensor:
+    return torch.where(x > 0, x, x * p)
+
+
+def _dleaky(x: Tensor, p: Any) -> Tensor:
+    return torch.where(x > 0, torch.ones_like(x), torch.zeros_like(x) + p)
+
+
+@dataclass(frozen=True)
+class ScalarFn:
+    """An element-wise function for bound propagation: ``f(x, param)``, its derivative, the points
+    where the derivative changes monotonicity or jumps (``breaks(param)``), the open domain's lower end
+    (``positive``: defined for x > 0 only) and monotonicity (+1 increasing, -1 decreasing, 0 neither)."""
+
+    name: str
+    f: Callable[[Tensor, Any], Tensor]
+    df: Callable[[Tensor, Any], Tensor]
+    breaks: Callable[[Any], tuple[float, ...]] = lambda p: ()
+    monotone: Callable[[Any], int] = lambda p: 1
+    positive: bool = False
+    #: an upper bound on |f(x+) - f(x-)| at the breaks (softplus's threshold makes it jump by ~2e-9)
+    jump: Callable[[Any], float] = lambda p: 0.0
+
+
+SCALAR_FNS: dict[str, ScalarFn] = {
+    "exp": ScalarFn("exp", lambda x, p: torch.exp(x), lambda x, p: torch.exp(x)),
+    "log": ScalarFn("log", lambda x, p: torch.log(x), lambda x, p: 1 / x, positive=True),
+    "reciprocal": ScalarFn("reciprocal", lambda x, p: 1 / x, lambda x, p: -1 / (x * x), monotone=lambda p: -1,
+                           positive=True),
+    "rsqrt": ScalarFn("rsqrt", lambda x, p: torch.rsqrt(x), lambda x, p: -0.5 * torch.rsqrt(x) / x,
+                      monotone=lambda p: -1, positive=True),
+    "square": ScalarFn("square", lambda x, p: x * x, lambda x, p: 2 * x, monotone=lambda p: 0),
+    "gelu": ScalarFn("gelu", _gelu, _dgelu, breaks=lambda p: (-_SQRT2, _SQRT2), monotone=lambda p: 0),
+    "silu": ScalarFn("silu", _silu, _dsilu, breaks=lambda p: (-_SILU_X, _SILU_X), monotone=lambda p: 0),
+    "elu": ScalarFn("elu", _elu, _delu, breaks=lambda p: (0.0,), monotone=lambda p: 1 if float(p) >= 0 else 0),
+    "softplus": ScalarFn("softplus", _softplus, _dsoftplus, breaks=lambda p: (p[1] / p[0],),
+                         jump=lambda p: math.log1p(math.exp(-p[1])) / p[0] + 1e-15),
+    "leaky_relu": ScalarFn("leaky_relu", _leaky, _dleaky, breaks=lambda p: (0.0,),
+                           monotone=lambda p: 1 if bool((torch.as_tensor(p) >= 0).all()) else 0),
+}
+
+
+def _extremes(fn: ScalarFn, p: Any, l: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:  # noqa: E741
+    """(min, max) of ``f(x) - k x`` over ``[l, u]`` (float64 tensors broadcast together), with a slack
+    that covers the bisection's residual and the evaluation's rounding."""
+    ends = [l, *[torch.clamp(torch.full_like(l, b), l, u) for b in fn.breaks(p)], u]
+    cands = [l, u, *ends[1:-1]]
+    slack = torch.zeros_like(l)
+    for a, b in itertools.pairwise(ends):  # f' monotone on [a, b]: one root of f'(x) = k at most
+        sa = (fn.df(a, p) - k) > 0
+        lo, hi = a, b
+        for _ in range(_BISECT):
+            mid = (lo + hi) / 2
+            same = ((fn.df(mid, p) - k) > 0) == sa
+            lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
+        mid = (lo + hi) / 2
+        cands.append(mid)
+        # g is monotone between the root and mid: g moves at most |g'| * width there (g' = f' - k)
+        gp = torch.maximum((fn.df(lo, p) - k).abs(), (fn.df(hi, p) - k).abs())
+        slack = torch.maximum(slack, torch.nan_to_num(gp * (hi - lo), nan=0.0, posinf=0.0))
+    vals = torch.stack([fn.f(c, p) - k * c for c in cands])
+    scale = torch.stack([fn.f(c, p).abs() + (k * c).abs() for c in cands]).amax(0)
+    slack = slack + 64 * torch.finfo(torch.float64).eps * (1 + scale) + fn.jump(p)
+    return vals.amin(0) - slack, vals.amax(0) + slack
+
+
+def _check_domain(fn: ScalarFn, l: Tensor, where: str) -> None:  # noqa: E741
+    if fn.positive and bool((l <= 0).any()):
+        raise ValueError(
+            f"The input bounds of {fn.name} (at {where!r}) reach {float(l.min()):.3g} <= 0, outside its domain "
+            "(x > 0): the function is unbounded over the region; use a smaller eps or another method")
+
+
+def _param64(p: Any) -> Any:
+    return p.to(torch.float64) if isinstance(p, Tensor) else p
+
+
+def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: float | None = None) -> tuple[Tensor, Tensor]:  # noqa: E741
+    """Interval (IBP) bounds of ``f`` over ``[l, u]`` element-wise: the end points for a monotone
+    function, else the exact range (end points, breaks and critical points) with rounding slack."""
+    fn = SCALAR_FNS[op]
+    if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)  # noqa: E741
+    _check_domain(fn, l, where)
+    mono = fn.monotone(p)
+    if mono:
+        fl, fu = fn.f(l, p), fn.f(u, p)
+        lo, hi = (fl, fu) if mono > 0 else (fu, fl)
+        eps = 2 * torch.finfo(l.dtype).eps  # the library function's rounding, outward
+        return lo - eps * lo.abs(), hi + eps * hi.abs()
+    pp = _param64(p)
+    lo, hi = _extremes(fn, pp, l.detach().double(), u.detach().double(), torch.zeros((), dtype=torch.float64))
+    lo, hi = lo.to(l.dtype), hi.to(l.dtype)
+    # differentiable where the extreme is at an end point (the common case for training)
+    fl, fu = fn.f(l, p), fn.f(u, p)
+    lo = torch.where(torch.minimum(fl, fu) <= lo, torch.minimum(fl, fu), lo)
+    hi = torch.where(torch.maximum(fl, fu) >= hi, torch.maximum(fl, fu), hi)
+    eps = torch.finfo(l.dtype).eps
+    return lo - eps * lo.abs(), hi + eps * hi.abs()
+
+
+@dataclass
+class LinearRelax:
+    """Lines ``d_l x + b_l <= f(x) <= d_u x + b_u`` per element (N, *shape)."""
+
+    d_l: Tensor
+    b_l: Tensor
+    d_u: Tensor
+    b_u: Tensor
+
+    def rows(self, sl: slice) -> LinearRelax:
+        return LinearRelax(self.d_l[sl], self.b_l[sl], self.d_u[sl], self.b_u[sl])
+
+
+def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: float | None = None) -> LinearRelax:  # noqa: E741
+    """Sound linear lower/upper bounds of ``f`` on ``[l, u]`` (see the section comment above): slopes
+    rounded to the working dtype first, intercepts computed exactly for the rounded slopes (in
+    float64) and rounded outward."""
+    fn = SCALAR_FNS[op]
+    if floor is not None:  # the input is >= floor by construction (a variance + eps, a sum of exps >= 1)
+        l, u = l.clamp(min=floor), u.clamp(min=floor)  # noqa: E741
+    _check_domain(fn, l, where)
+    dtype = l.dtype
+    pp = _param64(p)
+    l64, u64 = l.detach().double(), u.detach().double()
+    width = u64 - l64
+    tiny = width <= 1e-9 * (1 + l64.abs())
+    mid = (l64 + u64) / 2
+    fl, fu = fn.f(l64, pp), fn.f(u64, pp)
+    chord = torch.where(tiny, fn.df(mid, pp), (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
+    slopes = torch.stack(torch.broadcast_tensors(chord, fn.df(mid, pp), fn.df(l64, pp), fn.df(u64, pp)))
+    slopes = torch.where(torch.isfinite(slopes), slopes, chord.expand_as(slopes))
+    slopes = slopes.to(dtype).double()  # the slopes used are exactly these
+    lo, hi = _extremes(fn, pp, l64.unsqueeze(0), u64.unsqueeze(0), slopes)
+    best_l = (slopes * mid + lo).argmax(0, keepdim=True)
+    best_u = (slopes * mid + hi).argmin(0, keepdim=True)
+    d_l, b_l = slopes.gather(0, best_l)[0], lo.gather(0, best_l)[0]
+    d_u, b_u = slopes.gather(0, best_u)[0], hi.gather(0, best_u)[0]
+    eps = torch.finfo(dtype).eps
+    b_l = (b_l - eps * (b_l.abs() + 1e-30)).to(dtype)
+    b_u = (b_u + eps * (b_u.abs() + 1e-30)).to(dtype)
+    # outward rounding of the conversion (to nearest: at most half an ulp, covered by the eps above)
+    return LinearRelax(d_l.to(dtype), b_l, d_u.to(dtype), b_u)
+
+
+# ----------------------------------------------------------------------------------------------
+# Product of two activations (McCormick planes; Shi et al. 2020, auto_LiRPA's BoundMul)
+# ----------------------------------------------------------------------------------------------
+
+def mul_range(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact interval of ``x * y`` for x in [lx, ux], y in [ly, uy] (broadcast)."""
+    ps = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
+    return ps.amin(0), ps.amax(0)
+
+
+@dataclass
+class MulRelax:
+    """Input bounds of ``z = x * y`` (N, *z_shape after broadcasting). Lower plane
+    ``z >= ly x + lx y - lx ly`` (from (x - lx)(y - ly) >= 0), upper plane
+    ``z <= uy x + lx y - lx uy`` (from (x - lx)(y - uy) <= 0)."""
+
+    lx: Tensor
+    ux: Tensor
+    ly: Tensor
+    uy: Tensor
+
+    def rows(self, sl: slice) -> MulRelax:
+        return MulRelax(self.lx[sl], self.ux[sl], self.ly[sl], self.uy[sl])
+
+
+def _sum_to(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``t`` (B, S, *z_shape) over the dimensions where ``shape`` (same length as z_shape) is 1."""
+    dims = [2 + d for d, (a, b) in enumerate(zip(shape, t.shape[2:])) if a == 1 and b != 1]
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def mul_backward(la: Tensor | None, ua: Tensor | None, r: MulRelax, x_shape: tuple[int, ...],
+                 y_shape: tuple[int, ...]) -> tuple[list[Tensor | None], list[Tensor | None], Tensor | None,
+                                                      Tensor | None]:
+    """Push ``la``/``ua`` (B, S, *z_shape) through ``z = x * y``: returns ([A_x, A_y] lower, [A_x, A_y] upper,
+    lower bias (N, S), upper bias (N, S)). A positive coefficient of the lower bound takes the lower
+    plane, a negative one the upper; the other way round for the upper bound."""
+    lx, ly, uy = r.lx.unsqueeze(1), r.ly.unsqueeze(1), r.uy.unsqueeze(1)
+    c_low, c_up = -(lx * ly), -(lx * uy)
+
+    def push(a: Tensor, lower: bool) -> tuple[list[Tensor | None], Tensor]:
+        pos, neg = a.clamp(min=0), a.clamp(max=0)
+        if lower:
+            ax = pos * ly + neg * uy
+            bias = pos * c_low + neg * c_up
+        else:
+            ax = pos * uy + neg * ly
+            bias = pos * c_up + neg * c_low
+        ay = a * lx
+        b = bias.reshape(bias.shape[0], bias.shape[1], -1).sum(-1)
+        return [_sum_to(ax, x_shape), _sum_to(ay, y_shape)], b
+
+    low: list[Tensor | None] = [None, None]
+    up: list[Tensor | None] = [None, None]
+    bl = bu = None
+    if la is not None:
+        low, bl = push(la, True)
+    if ua is not None:
+        up, bu = push(ua, False)
+    return low, up, bl, bu

@@ -326,6 +326,10 @@ def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region:
     if op == "reshape":
         b = lo.shape[0]
         return lo.reshape(b, *n.shape), hi.reshape(b, *n.shape)
+    if op in ("permute", "slice"):  # entries moved: exact
+        from certify._graph import apply_node
+
+        return apply_node(n, [lo]), apply_node(n, [hi])
     if op in ("linear", "conv", "dense", "affine"):
         out = _ibp_affine(n, lo, hi)
         if region.norm == 2 and direct[n.inputs[0]]:
@@ -491,6 +495,10 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Te
         op = n.op
         if op == "reshape":
             outs = [(n.inputs[0], a.reshape(a.shape[0], s, *nodes[n.inputs[0]].shape))]
+        elif op in ("permute", "slice"):  # entries moved back (exact)
+            from certify.crown import _back_affine
+
+            outs = [(n.inputs[0], _back_affine(n, a, nodes[n.inputs[0]].shape)[0])]
         elif op == "cat":  # each input gets its slice (exact)
             sizes = [nodes[j].shape[n.attrs["dim"]] for j in n.inputs]
             outs = list(zip(n.inputs, a.split(sizes, dim=n.attrs["dim"] + 2)))
@@ -695,7 +703,7 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
     return l2.scatter(1, idx, cl).reshape(lo.shape), h2.scatter(1, idx, ch).reshape(hi.shape)
 
 
-SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "add", "cat", *ACTIVATIONS)
+SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "permute", "slice", "add", "cat", *ACTIVATIONS)
 
 
 def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,

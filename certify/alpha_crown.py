@@ -95,13 +95,16 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                    compare_ibp: bool = False, skip: Tensor | None = None, stop_at: float | Tensor | None = 0.0,
                    splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
                    init_beta: dict[int, Tensor] | None = None, want_score: bool = False,
-                   deadline: float | None = None) -> Optimized:
+                   deadline: float | None = None, intermediate: bool = False) -> Optimized:
     """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised ReLU lower slopes.
 
     ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin specification); rows whose
     bound exceeds ``stop_at`` stop improving (early stop once verified; None: never). ``splits`` maps a
     pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound split constraints).
     ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays sound).
+    ``intermediate``: after the final-layer optimisation, optimise jointly the slopes used for every
+    intermediate (pre-activation) bound too (:class:`_Intermediate`), warm-started from its result, so the
+    bound is never looser than without.
     """
     hook = _Hook(splits)
     with torch.no_grad():
@@ -140,18 +143,20 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                 init = torch.zeros((n, s, *sp.shape[1:]), dtype=best.dtype, device=best.device)
             betas[k] = init.detach().clone().clamp_(min=0).requires_grad_(True)
 
-    def relaxed(b_u_grad: bool = False) -> tuple[dict[int, _Relax], list[Tensor]]:
-        out = dict(relax)
+    def relaxed(b_u_grad: bool = False, base: dict[int, Any] | None = None) -> tuple[dict[int, _Relax], list[Tensor]]:
+        src = relax if base is None else base
+        out = dict(src)
         leaves = []
         for k in set(alphas) | set(betas):
-            r = relax[k]
+            r = src[k]
             new = _Relax.__new__(_Relax)
             new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
             if b_u_grad:
                 new.b_u = r.b_u.detach().clone().requires_grad_(True)
                 leaves.append(new.b_u)
             if k in alphas:
-                new.d_l = torch.where(masks[k], alphas[k], r.d_l.unsqueeze(1))
+                mask = masks[k] if base is None else masks[k] & ((r.d_u > 0) & (r.d_u < 1)).unsqueeze(1)
+                new.d_l = torch.where(mask, alphas[k], r.d_l.unsqueeze(1))
                 new.per_spec = True
             else:
                 new.d_l = r.d_l
@@ -197,6 +202,34 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                     t.clamp_(0, 1)
                 for t in betas.values():
                     t.clamp_(min=0)
+    if intermediate and params and iterations > 0 and not bool(done_rows().all()):
+        inter = _Intermediate(gd, ivs, relax, region, hook.splits)
+        if inter.params:
+            opt = torch.optim.Adam([{"params": list(alphas.values()), "lr": lr},
+                                    {"params": inter.params, "lr": lr}]
+                                   + ([{"params": list(betas.values()), "lr": lr_beta}] if betas else []))
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
+            all_params = params + inter.params
+            for _ in range(iterations):
+                active = ~done_rows()
+                if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
+                    break
+                with torch.enable_grad():
+                    lo = evaluate(relaxed(base=inter.relaxations())[0])
+                    _keep_best(best, lo.detach())
+                    loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
+                for t, gr in zip(all_params, torch.autograd.grad(loss, all_params, allow_unused=True)):
+                    t.grad = gr
+                opt.step()
+                sched.step()
+                steps += 1
+                with torch.no_grad():
+                    for t in [*alphas.values(), *inter.params]:
+                        t.clamp_(0, 1)
+                    for t in betas.values():
+                        t.clamp_(min=0)
+            with torch.no_grad():
+                _keep_best(best, evaluate(relaxed(base=inter.relaxations())[0]))
     score = None
     primal = None
     with torch.no_grad():
@@ -233,6 +266,87 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                      iterations=steps)
 
 
+class _Intermediate:
+    """Optimisable lower slopes for the intermediate bounds (auto_LiRPA's full alpha-CROWN).
+
+    For each pre-activation node ``i`` whose bound depends on earlier ReLUs, the neurons of ``i`` that
+    CROWN left unstable (per input, padded to the largest count ``s_i``) are re-bounded by a backward
+    pass that uses its own slopes ``alpha[i][j]`` (N, s_i, *shape_j) for every earlier ReLU ``j``. The
+    new bounds are intersected with CROWN's (both are sound, so the intersection is; the bounds never
+    loosen) and with the split constraints, and the ReLU after ``i`` gets its upper line and stability
+    from them; later nodes then use the tightened relaxations. Every slope in [0, 1] gives sound bounds,
+    so every iterate is sound."""
+
+    def __init__(self, g: Graph, ivs: list[Interval], relax: dict[int, Any], region: InputRegion,
+                 splits: dict[int, Tensor]) -> None:
+        from certify.crown import _start
+
+        self.g, self.ivs, self.relax, self.region, self.splits = g, ivs, relax, region, splits
+        n = region.x0.shape[0]
+        relus = sorted(k for k, r in relax.items() if g.nodes[k].op == "relu")
+        self.nodes: list[tuple[int, int, Tensor, Tensor, Tensor, Tensor | None, bool]] = []
+        self.alpha: dict[tuple[int, int], Tensor] = {}
+        for k in relus:
+            pre = g.nodes[k].inputs[0]
+            before = [j for j in relus if j < pre]
+            if not before:
+                continue
+            iv = ivs[pre]
+            unst = ((iv.l < 0) & (iv.u > 0)).reshape(n, -1)
+            counts = unst.sum(1)
+            s = int(counts.max()) if n else 0
+            if s == 0:
+                continue
+            idx = torch.argsort(unst.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
+            valid = torch.arange(s, device=idx.device).unsqueeze(0) < counts.unsqueeze(1)
+            node = g.nodes[pre]
+            a, b0, done = _start(node, "index", idx, n, g.nodes[node.inputs[0]].shape if node.inputs else ())
+            self.nodes.append((k, pre, idx, valid, a.to(dtype=region.x0.dtype), b0, done))
+            for j in before:
+                r = relax[j]
+                self.alpha[(pre, j)] = r.d_l.unsqueeze(1).expand(n, s, *r.d_l.shape[1:]).clone().requires_grad_(True)
+        self.params = list(self.alpha.values())
+
+    def relaxations(self) -> dict[int, Any]:
+        """The relaxation of every activation, rebuilt from intermediate bounds under the current slopes."""
+        from certify.crown import backward, relu_relaxation
+
+        rel: dict[int, Any] = dict(self.relax)
+        n = self.region.x0.shape[0]
+        for k, pre, idx, valid, a, b0, done in self.nodes:
+            per: dict[int, Any] = dict(rel)
+            for (p, j), al in self.alpha.items():
+                if p != pre:
+                    continue
+                r = rel[j]
+                new = _Relax.__new__(_Relax)
+                new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
+                unst = ((r.d_u > 0) & (r.d_u < 1)).unsqueeze(1)
+                new.d_l = torch.where(unst, al, r.d_l.unsqueeze(1))
+                new.per_spec = True
+                per[j] = new
+            node = self.g.nodes[pre]
+            lo, hi = backward(self.g, pre, a, b0, self.region, per, start_node_done=done,
+                              start_input=node.inputs[0] if done else None)
+            assert lo is not None and hi is not None
+            iv = self.ivs[pre]
+            l_ref, u_ref = iv.l.reshape(n, -1), iv.u.reshape(n, -1)
+            lo = torch.where(valid, torch.maximum(lo, l_ref.gather(1, idx)), l_ref.gather(1, idx))
+            hi = torch.where(valid, torch.minimum(hi, u_ref.gather(1, idx)), u_ref.gather(1, idx))
+            l_new = l_ref.scatter(1, idx, lo).reshape(iv.l.shape)
+            u_new = u_ref.scatter(1, idx, hi).reshape(iv.u.shape)
+            sp = self.splits.get(pre)
+            if sp is not None:
+                l_new = torch.where(sp > 0, l_new.clamp(min=0), l_new)
+                u_new = torch.where(sp < 0, u_new.clamp(max=0), u_new)
+            u_new = torch.maximum(u_new, l_new)
+            r = _Relax.__new__(_Relax)
+            r.d_l, r.d_u, r.b_u = relu_relaxation(l_new, u_new)
+            r.b_l = None
+            rel[k] = r
+        return rel
+
+
 def _keep_best(best: Tensor, lo: Tensor) -> None:
     """``best = max(best, lo)`` in place, ignoring NaN iterates."""
     torch.where(lo > best, lo, best, out=best)
@@ -241,7 +355,7 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
 def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, iterations: int = ALPHA_ITERATIONS,
                        lr: float = ALPHA_LR, need_lower: bool = True, need_upper: bool = True,
                        compare_ibp: bool = False, skip: Tensor | None = None,
-                       early_stop: bool = False) -> tuple[Tensor, Tensor]:
+                       early_stop: bool = False, intermediate: bool = False) -> tuple[Tensor, Tensor]:
     """alpha-CROWN bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S) each.
 
     The upper bound is the negated lower bound of ``-spec``, optimised with its own slopes. With
@@ -257,7 +371,7 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
     if skip is not None:
         sk = torch.cat([skip] * len(parts), dim=1)
     res = optimize_lower(g, region, full, iterations=iterations, lr=lr, compare_ibp=compare_ibp, skip=sk,
-                         stop_at=0.0 if early_stop else None)
+                         stop_at=0.0 if early_stop else None, intermediate=intermediate)
     lo = res.lower[:, :s] if need_lower else torch.full((n, s), -math.inf, dtype=full.dtype, device=full.device)
     hi = -res.lower[:, -s:] if need_upper else torch.full((n, s), math.inf, dtype=full.dtype, device=full.device)
     return lo, hi

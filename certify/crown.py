@@ -35,8 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, NONLINEAR, Graph, Node, UnsupportedLayerError, densify
-from certify._layers import MaxPoolRelax, maxpool_backward, maxpool_relax
+from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError, densify
+from certify._layers import (
+    LinearRelax,
+    MaxPoolRelax,
+    MulRelax,
+    maxpool_backward,
+    maxpool_relax,
+    mul_backward,
+    scalar_relax,
+)
 from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
 __all__ = ["CHUNK_BYTES", "DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
@@ -194,14 +202,25 @@ def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     return t if acc is None else acc + t
 
 
-def _make_relax(n: Node, l: Tensor, u: Tensor) -> _Relax | MaxPoolRelax:  # noqa: E741
+AnyRelax = _Relax | MaxPoolRelax | LinearRelax | MulRelax
+
+
+def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
+    src = ivs[n.inputs[0]]
+    assert src is not None
     if n.op == "maxpool":
-        return maxpool_relax(l, u, n.attrs)
-    return _Relax(n.op, l, u)
+        return maxpool_relax(src.l, src.u, n.attrs)
+    if n.op in SCALAR_OPS:
+        return scalar_relax(n.op, n.attrs.get("param"), src.l, src.u, n.name, n.attrs.get("floor"))
+    if n.op == "mul":
+        other = ivs[n.inputs[1]]
+        assert other is not None
+        return MulRelax(src.l, src.u, other.l, other.u)
+    return _Relax(n.op, src.l, src.u)
 
 
-def _relax_rows(r: _Relax | MaxPoolRelax, sl: slice) -> _Relax | MaxPoolRelax:
-    if isinstance(r, MaxPoolRelax):
+def _relax_rows(r: AnyRelax, sl: slice) -> AnyRelax:
+    if isinstance(r, MaxPoolRelax | LinearRelax | MulRelax):
         return r.rows(sl)
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
@@ -218,7 +237,7 @@ def _rows(t: Tensor | None, sl: slice) -> Tensor | None:
 
 
 def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-             relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+             relax: Mapping[int, AnyRelax], *, need_lower: bool = True, need_upper: bool = True,
              start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Bounds of ``A @ node[start] (+ b0)`` over the region, A = ``a0`` (B, S, *shape).
 
@@ -252,7 +271,7 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
 
 
 def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-              relax: Mapping[int, _Relax | MaxPoolRelax], *, need_lower: bool = True, need_upper: bool = True,
+              relax: Mapping[int, AnyRelax], *, need_lower: bool = True, need_upper: bool = True,
               start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
     nodes = g.nodes
     # pending[j] = [lA, uA]; identical objects while no relaxation separated them
@@ -277,6 +296,18 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
             new_l, new_u, bl, bu = maxpool_backward(la, ua, relax[i], nodes[n.inputs[0]].shape)  # type: ignore[arg-type]
             lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
             outs = [(n.inputs[0], new_l, new_u)]
+        elif op in SCALAR_OPS:
+            r = relax[i]
+            assert isinstance(r, LinearRelax)
+            new_l, new_u, bl, bu = _back_lines(la, ua, r)
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], new_l, new_u)]
+        elif op == "mul":
+            r = relax[i]
+            assert isinstance(r, MulRelax)
+            low, upp, bl, bu = mul_backward(la, ua, r, nodes[n.inputs[0]].shape, nodes[n.inputs[1]].shape)
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], low[0], upp[0]), (n.inputs[1], low[1], upp[1])]
         elif op in ACTIVATIONS:
             r = relax[i]
             assert isinstance(r, _Relax)
@@ -364,6 +395,24 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                 pending[j] = [tl, tu]
     la, ua = pending.get(0, [None, None])
     return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+
+
+def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Push coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u``: for the lower bound a positive
+    coefficient takes the lower line and a negative one the upper line; the other way round for the
+    upper bound. Returns (A lower, A upper, bias lower (N, S), bias upper (N, S))."""
+    dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+    new_l = new_u = bl = bu = None
+    if la is not None:
+        pos, neg = la.clamp(min=0), la.clamp(max=0)
+        new_l = pos * dl + neg * du
+        bl = _flat_dot(pos, r.b_l) + _flat_dot(neg, r.b_u)
+    if ua is not None:
+        pos, neg = ua.clamp(min=0), ua.clamp(max=0)
+        new_u = pos * du + neg * dl
+        bu = _flat_dot(pos, r.b_u) + _flat_dot(neg, r.b_l)
+    return new_l, new_u, bl, bu
 
 
 def _scaled_product(a: Tensor, scale: Tensor, wext: Tensor) -> Tensor:
@@ -513,7 +562,11 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
-    gd = densify(g, DENSE_CONV_MAX_ELEMENTS)
+    # dense conv matrices speed up bounding a fixed network; when autograd tracks the weights (a training
+    # loss) the gradient through the dense matrix is far dearer than through the conv itself
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for n in g.nodes
+                                              for t in (n.weight, n.bias))
+    gd = g if tracked else densify(g, DENSE_CONV_MAX_ELEMENTS)
     pre = set(g.preactivations())
     direct = direct_input_flags(g) if region.norm == 2 else None
     affine_in = g.affine_in_input()
@@ -525,27 +578,45 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             if n.op == "add":
                 n_ops[i] = 99
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
-    if hook is not None and pooled:
+    # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
+    # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
+    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
+    if hook is not None and (pooled or general):
+        bad = next(n for n in nodes if n.op in ("maxpool", *SCALAR_OPS, "mul"))
         raise UnsupportedLayerError(
-            "alpha-CROWN / branch and bound do not support max pooling yet (at "
-            f"{next(n.name for n in nodes if n.op == 'maxpool')!r}); use method='crown' or 'crown-ibp'")
+            f"alpha-CROWN / branch and bound do not support {bad.op!r} yet (at {bad.name!r}); use method='crown' "
+            "or 'crown-ibp'")
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
-    relax: dict[int, _Relax | MaxPoolRelax] = {}
+    relax: dict[int, AnyRelax] = {}
     for i in range(1, len(nodes)):
         if i == g.output:
             break
         n = nodes[i]
         if n.op in NONLINEAR:
-            src = ivs[n.inputs[0]]
-            assert src is not None
-            relax[i] = _make_relax(n, src.l, src.u)
+            relax[i] = _make_relax(n, ivs)
         iv = node_interval(g, i, ivs, region, direct)
+        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
         if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
-                and not (i in pooled and n.op in NONLINEAR)):  # pooling relu(x): relu of x's bounds
+                and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
+                and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
-            iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
-                               compare_ibp=compare_ibp)
+            patches = None
+            if i not in general and i not in pooled and not affine_in[i]:
+                patches = _patches_bounds(gd, i, region, relax)
+            if i in general:
+                iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
+            elif patches is not None:  # as _intermediate: replaced where unstable under the IBP bounds
+                l_ref, u_ref = iv.l.reshape(batch, -1), iv.u.reshape(batch, -1)
+                unstable = (l_ref < 0) & (u_ref > 0)
+                lo_p, hi_p = patches
+                if compare_ibp:
+                    lo_p, hi_p = torch.maximum(lo_p, l_ref), torch.minimum(hi_p, u_ref)
+                iv = Interval(l=torch.where(unstable, lo_p, l_ref).reshape(iv.l.shape),
+                              u=torch.where(unstable, hi_p, u_ref).reshape(iv.u.shape))
+            else:
+                iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
+                                   compare_ibp=compare_ibp)
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -554,9 +625,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     a, b0, done = _start(gd.nodes[g.output], mode, spec, batch, nodes[out.inputs[0]].shape)
     a = a.to(dtype=dtype, device=device)
     if out.op in NONLINEAR and not done:
-        src = ivs[out.inputs[0]]
-        assert src is not None
-        relax[g.output] = _make_relax(out, src.l, src.u)
+        relax[g.output] = _make_relax(out, ivs)
     if hook is not None:
         hook.final(gd, ivs, relax, a, b0, out.inputs[0] if done else None)
     lo, hi = backward(gd, g.output, a, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
@@ -572,7 +641,37 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     return lo, hi
 
 
-def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, _Relax | MaxPoolRelax], *,
+#: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)
+ALL_NEURONS_BYTES = 1 << 28
+
+
+def _intermediate_all(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
+                      batch: int) -> Interval:
+    """CROWN bounds of every neuron of node ``i``, in chunks of neurons sized so that the widest
+    coefficient tensor stays under ``ALL_NEURONS_BYTES``, intersected with the reference (IBP) bounds."""
+    n = g.nodes[i]
+    dtype, device = region.x0.dtype, region.x0.device
+    d = n.numel
+    widest = max(nd.numel for nd in g.nodes[: i + 1])
+    per_row = max(1, batch * widest * torch.finfo(dtype).bits // 8)
+    step = max(1, min(d, ALL_NEURONS_BYTES // per_row))
+    l_ref, u_ref = ref.l.reshape(batch, -1), ref.u.reshape(batch, -1)
+    los, his = [], []
+    in_shape = g.nodes[n.inputs[0]].shape if n.inputs else ()
+    for c0 in range(0, d, step):
+        cols = torch.arange(c0, min(d, c0 + step), device=device)
+        a, b0, done = _start(n, "index", cols.unsqueeze(0), 1, in_shape)
+        lo, hi = backward(g, i, a.to(dtype=dtype), b0, region, relax,
+                          start_node_done=done, start_input=n.inputs[0] if done else None)
+        assert lo is not None and hi is not None
+        los.append(lo)
+        his.append(hi)
+    lo = torch.maximum(torch.cat(los, dim=1), l_ref)
+    hi = torch.minimum(torch.cat(his, dim=1), u_ref)
+    return Interval(l=lo.reshape(batch, *n.shape), u=hi.reshape(batch, *n.shape))
+
+
+def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
                   exact: bool, batch: int, compare_ibp: bool = False) -> Interval:
     """CROWN bounds of pre-activation node ``i``: all neurons if ``exact`` (affine in the input),
     else only the neurons unstable under the reference bounds ``ref``."""
@@ -615,3 +714,122 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
     l_new = l_ref.scatter(1, idx, lo)
     u_new = u_ref.scatter(1, idx, hi)
     return Interval(l=l_new.reshape(batch, *n.shape), u=u_new.reshape(batch, *n.shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# Patches: CROWN bounds of a conv layer's neurons through input -> conv -> ReLU -> conv
+# ----------------------------------------------------------------------------------------------
+
+def _channel_affine(n: Node) -> tuple[Tensor | None, Tensor | None] | None:
+    """(scale, shift) of an ``affine`` node that acts per channel of (C, H, W) (weights (C, 1, 1) or
+    scalars), else None."""
+    for t in (n.weight, n.bias):
+        if t is not None and not (t.dim() == 0 or (t.dim() == 3 and t.shape[1:] == (1, 1))):
+            return None
+    return n.weight, n.bias
+
+
+def _conv_block(g: Graph, i: int) -> tuple[Node, Tensor, Tensor, int] | None:
+    """Node ``i`` as ``scale * conv(x) + shift`` (a conv, optionally followed by a per-channel affine such
+    as BatchNorm): (conv node, scale (C,), shift (C,), the conv's input), or None."""
+    n = g.nodes[i]
+    scale = shift = None
+    if n.op == "affine":
+        sa = _channel_affine(n)
+        if sa is None or g.nodes[n.inputs[0]].op != "conv":
+            return None
+        scale, shift = sa
+        n = g.nodes[n.inputs[0]]
+    if n.op != "conv" or n.weight is None:
+        return None
+    c = n.weight.shape[0]
+    a = n.attrs
+    if a["groups"] != 1 or a["dilation"] != (1, 1):
+        return None
+    dt = n.weight.dtype
+    s = torch.ones(c, dtype=dt, device=n.weight.device) if scale is None else scale.reshape(-1).expand(c)
+    b = torch.zeros(c, dtype=dt, device=n.weight.device) if n.bias is None else n.bias
+    t = b * s + (0 if shift is None else shift.reshape(-1).expand(c))
+    return n, s, t, n.inputs[0]
+
+
+def _patches_bounds(g: Graph, i: int, region: InputRegion, relax: Mapping[int, AnyRelax]
+                    ) -> tuple[Tensor, Tensor] | None:
+    """CROWN bounds (N, numel) of every neuron of node ``i`` when it is ``conv2(relu(conv1(input)))``
+    (each conv optionally followed by a per-channel affine, e.g. BatchNorm), for L-inf regions.
+
+    Identical to the backward pass, but each neuron's coefficients are kept as a patch over its receptive
+    field (auto_LiRPA's "patches" mode, Xu et al. 2020): the ReLU slopes are unfolded over conv2's windows,
+    the patch is mapped to the input by one fixed matrix (conv1's transposed convolution of the basis)
+    and concretised against the unfolded input box. None when the structure does not match."""
+    if region.norm != math.inf:
+        return None
+    top = _conv_block(g, i)
+    if top is None:
+        return None
+    conv2, s2, t2, r_idx = top
+    rn = g.nodes[r_idx]
+    if rn.op != "relu" or not isinstance(relax.get(r_idx), _Relax):
+        return None
+    low = _conv_block(g, rn.inputs[0])
+    if low is None or low[3] != 0:
+        return None
+    conv1, s1, t1, _ = low
+    r = relax[r_idx]
+    assert isinstance(r, _Relax)
+    if r.per_spec or r.beta is not None:
+        return None
+    w1, w2 = conv1.weight, conv2.weight
+    assert w1 is not None and w2 is not None
+    in_shape, z1_shape = g.nodes[0].shape, rn.shape
+    if len(in_shape) != 3:
+        return None
+    c1 = z1_shape[0]
+    cin = in_shape[0]
+    (k2h, k2w), (s2h, s2w), (p2h, p2w) = w2.shape[2:], conv2.attrs["stride"], conv2.attrs["padding"]
+    (k1h, k1w), (s1h, s1w), (p1h, p1w) = w1.shape[2:], conv1.attrs["stride"], conv1.attrs["padding"]
+    nb = region.x0.shape[0]
+    c2, ho, wo = g.nodes[i].shape
+    q = c1 * k2h * k2w
+    unf = {"kernel_size": (k2h, k2w), "stride": (s2h, s2w), "padding": (p2h, p2w)}
+    dl = F.unfold(r.d_l.reshape(nb, *z1_shape), **unf)  # (N, q, L), 0 in conv2's padding
+    du = F.unfold(r.d_u.reshape(nb, *z1_shape), **unf)
+    bu = F.unfold(r.b_u.reshape(nb, *z1_shape), **unf)
+    a2 = (w2.reshape(c2, q) * s2.reshape(c2, 1)).unsqueeze(0).unsqueeze(-1)  # (1, C2, q, 1)
+    pos, neg = a2.clamp(min=0), a2.clamp(max=0)
+    # the relu input y1 = s1 conv1(x) + t1, per patch entry: its constant t1 (0 where padded: d = 0 there)
+    t1q = t1.reshape(c1, 1, 1).expand(c1, k2h, k2w).reshape(1, 1, q, 1)
+    # patch coefficients on z1 -> on the input: a fixed linear map (conv1 transposed, on the basis)
+    keh, kew = (k2h - 1) * s1h + k1h, (k2w - 1) * s1w + k1w
+    w1s = w1 * s1.reshape(-1, 1, 1, 1)
+    basis = torch.eye(q, dtype=w1.dtype, device=w1.device).reshape(q, c1, k2h, k2w)
+    tmap = F.conv_transpose2d(basis, w1s, stride=(s1h, s1w)).reshape(q, cin * keh * kew)
+    # the input box, unfolded over the effective windows (stride s1 s2, padding p2 s1 + p1); conv1's zero
+    # padding contributes 0 (centre and radius 0 there)
+    seh, sew = s1h * s2h, s1w * s2w
+    peh, pew = p2h * s1h + p1h, p2w * s1w + p1w
+    box = region.box
+    xc, xr = box.c.reshape(nb, *in_shape), box.r.reshape(nb, *in_shape)
+    need_h = (ho - 1) * seh + keh - peh - in_shape[1]
+    need_w = (wo - 1) * sew + kew - pew - in_shape[2]
+    padding = (pew, max(0, need_w), peh, max(0, need_h))
+    if min(peh, pew) < 0:
+        return None
+    xc, xr = F.pad(xc, padding), F.pad(xr, padding)
+    uc = F.unfold(xc, (keh, kew), stride=(seh, sew))
+    ur = F.unfold(xr, (keh, kew), stride=(seh, sew))
+    lh = (xc.shape[2] - keh) // seh + 1
+    lw = (xc.shape[3] - kew) // sew + 1
+    uc = uc.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)  # (N, 1, K, L)
+    ur = ur.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)
+    out = []
+    for lower in (True, False):
+        # lower bound: positive coefficients take the lower line (d_l, 0), negative the upper (d_u, b_u)
+        coef = (pos * dl.unsqueeze(1) + neg * du.unsqueeze(1)) if lower else (pos * du.unsqueeze(1)
+                                                                               + neg * dl.unsqueeze(1))
+        const = (neg if lower else pos) * bu.unsqueeze(1)  # (N, C2, q, L)
+        bias = const.sum(2) + (coef * t1q).sum(2) + t2.reshape(1, c2, 1)  # (N, C2, L)
+        px = torch.matmul(coef.transpose(2, 3), tmap).transpose(2, 3)  # (N, C2, K, L)
+        val = (px * uc).sum(2) + (-1 if lower else 1) * (px.abs() * ur).sum(2) + bias
+        out.append(val.reshape(nb, -1))
+    return out[0], out[1]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import Graph, Node, conv_args
+from certify._graph import SCALAR_OPS, Graph, Node, conv_args
 
 __all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec_interval"]
 
@@ -215,6 +215,19 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         return Interval(l=torch.sigmoid(a.l), u=torch.sigmoid(a.u))  # type: ignore[union-attr]
     if op == "tanh":
         return Interval(l=torch.tanh(a.l), u=torch.tanh(a.u))  # type: ignore[union-attr]
+    if op in SCALAR_OPS:  # the exact range over the interval (end points, breaks, critical points)
+        from certify._layers import scalar_range
+
+        lo, hi = scalar_range(op, n.attrs.get("param"), a.l, a.u, n.name,  # type: ignore[union-attr]
+                              n.attrs.get("floor"))
+        return Interval(l=lo, u=hi)
+    if op == "mul":
+        from certify._layers import mul_range
+
+        b_iv = ivs[n.inputs[1]]
+        assert b_iv is not None
+        lo, hi = mul_range(a.l, a.u, b_iv.l, b_iv.u)  # type: ignore[union-attr]
+        return Interval(l=lo, u=hi)
     raise AssertionError(op)
 
 

@@ -107,7 +107,8 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
             inputs ``X_i`` are its entries in row-major order.
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"`` for the bounds.
         timeout: seconds; past it the remaining work is skipped and the verdict is ``unknown``.
-        attack_steps, attack_restarts: PGD budget per unsafe conjunction.
+        attack_steps: PGD steps per restart, for each unsafe conjunction.
+        attack_restarts: PGD restarts for each unsafe conjunction.
         float64: bounds computed in float64, rounded one ulp outward (not the rigorous ``sound=True``
             analysis of :func:`certify.bounds`); with ``complete``, the search's ``sound=True`` (float64
             bounds, each required to exceed 1e-9).

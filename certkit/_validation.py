@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from certkit.errors import NotCalibratedError
+from certkit.errors import BudgetExceededError, NotCalibratedError
+from certkit.warnings import LowPrecisionWarning, SmallCalibrationSetWarning
 
 Array = np.ndarray | torch.Tensor
 
 __all__ = [
     "Array",
+    "check_array",
     "check_array_pair",
+    "check_bool",
+    "check_budget",
     "check_calibrated",
     "check_eval_mode",
     "check_finite",
     "check_generator",
     "check_in_range",
     "check_labels",
+    "check_model_input",
     "check_nonnegative",
     "check_positive",
     "check_positive_int",
     "check_probability",
     "check_probs",
+    "check_real",
     "check_scores_1d",
+    "check_text",
+    "check_token_ids",
+    "check_unit_interval",
     "generator_or_seed",
+    "has_visible",
+    "probs_atol",
+    "warn_low_precision",
+    "warn_small_calibration",
 ]
 
 
@@ -84,7 +99,14 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 def check_generator(value: Any, name: str = "generator") -> torch.Generator | None:
     """``value`` if it is a ``torch.Generator`` or None (the one accepted type), else TypeError naming it."""
     if value is not None and not isinstance(value, torch.Generator):
-        raise TypeError(f"Expected argument `{name}` to be a torch.Generator or None, but got {type(value).__name__}")
+        hint = ""
+        if isinstance(value, np.random.Generator | np.random.RandomState):
+            hint = " (numpy generators are not accepted: pass torch.Generator().manual_seed(seed))"
+        elif isinstance(value, int | np.integer):
+            hint = " (pass torch.Generator().manual_seed(seed), not a seed)"
+        raise TypeError(
+            f"Expected argument `{name}` to be a torch.Generator or None, but got {type(value).__name__}{hint}"
+        )
     return value
 
 
@@ -125,15 +147,83 @@ def _check_array(x: Any, name: str) -> None:
         raise TypeError(f"Expected argument `{name}` to be a numpy array or a torch tensor, but got {type(x).__name__}")
 
 
-def check_probs(probs: Any, name: str = "probs", atol: float = 1e-4) -> None:
-    """Check ``probs`` is a finite (N, K) array of probabilities whose rows sum to 1 within ``atol``."""
+def _is_int_dtype(dtype: Any) -> bool:
+    if isinstance(dtype, torch.dtype):
+        return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+    return bool(np.issubdtype(dtype, np.integer))
+
+
+def _is_float_dtype(dtype: Any) -> bool:
+    if isinstance(dtype, torch.dtype):
+        return dtype.is_floating_point
+    return bool(np.issubdtype(dtype, np.floating))
+
+
+def _check_dtype(x: Any, name: str, kind: str) -> None:
+    """``kind`` "float": a real floating dtype; "int": an integer dtype; "real": either. Bool/complex/str refused."""
+    ok = {"float": _is_float_dtype, "int": _is_int_dtype,
+          "real": lambda d: _is_float_dtype(d) or _is_int_dtype(d)}[kind](x.dtype)
+    if not ok:
+        want = {"float": "a floating-point", "int": "an integer", "real": "a real (integer or floating-point)"}[kind]
+        raise TypeError(f"Expected argument `{name}` to have {want} dtype, but got dtype {x.dtype}")
+
+
+def check_array(
+    x: Any,
+    name: str,
+    *,
+    kind: str = "float",
+    ndim: int | Sequence[int] | None = None,
+    finite: bool = True,
+    tensor: bool | None = None,
+) -> None:
+    """The one check for an input array: type (``tensor`` True: torch only, False: numpy only, None: either),
+    dtype family (``kind`` "float", "int" or "real"; bool, complex and strings are refused), number of
+    dimensions and (``finite``) no NaN/inf. Raises TypeError/ValueError naming ``name``.
+    """
+    if tensor is True and not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected argument `{name}` to be a torch.Tensor, but got {type(x).__name__}")
+    if tensor is False and not isinstance(x, np.ndarray):
+        raise TypeError(f"Expected argument `{name}` to be a numpy array, but got {type(x).__name__}")
+    _check_array(x, name)
+    _check_dtype(x, name, kind)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"Expected argument `{name}` to have {want} dimensions, but got shape {tuple(x.shape)}")
+    if finite and kind != "int":
+        check_finite(x, name)
+
+
+def probs_atol(dtype: Any, num_classes: int) -> float:
+    """Row-sum tolerance that fits ``dtype``: 1e-4, or K times the dtype's epsilon when that is larger.
+
+    A softmax computed in float16 (eps ~ 1e-3) or bfloat16 (eps ~ 8e-3) rounds each of K entries by
+    up to eps/2, so its rows sum to 1 only within about K eps / 2.
+    """
+    if isinstance(dtype, torch.dtype):
+        eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    else:
+        eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 0.0
+    return max(1e-4, float(num_classes) * eps)
+
+
+def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> None:
+    """Check ``probs`` is a finite (N, K) array of probabilities whose rows sum to 1.
+
+    The tolerance is ``atol``, or :func:`probs_atol` of the dtype when None (float16 probabilities
+    are accepted). Integer, bool and complex arrays are refused.
+    """
     _check_array(probs, name)
+    _check_dtype(probs, name, "float")
     if probs.ndim != 2:
         raise ValueError(f"Expected argument `{name}` to have shape (N, K), but got shape {tuple(probs.shape)}")
     if probs.shape[1] < 2:
         raise ValueError(f"Expected argument `{name}` to have K >= 2 classes, but got shape {tuple(probs.shape)}")
     if probs.shape[0] == 0:
         return
+    tol = probs_atol(probs.dtype, probs.shape[1]) if atol is None else atol
     # Two passes over the (N, K) matrix: row sums (NaN/inf propagate into them) and the minimum.
     # Entries >= 0 with rows summing to 1 are also <= 1 (+ atol).
     if isinstance(probs, torch.Tensor):
@@ -141,35 +231,45 @@ def check_probs(probs: Any, name: str = "probs", atol: float = 1e-4) -> None:
     if isinstance(probs, torch.Tensor) and probs.device.type == "cpu" and probs.dtype in (torch.float32, torch.float64):
         probs = probs.numpy()  # numpy reductions are several times faster on CPU
     if isinstance(probs, torch.Tensor):
-        row_sums = probs.sum(1)
+        row_sums = probs.double().sum(1)
         finite = bool(torch.isfinite(row_sums).all())
         row_err = float((row_sums - 1).abs().max()) if finite else math.nan
-        lo = float(probs.min())
+        lo, hi = float(probs.min()), float(probs.max())
     else:
-        row_sums = probs.sum(1)
+        row_sums = probs.sum(1, dtype=np.float64)
         finite = bool(np.isfinite(row_sums).all())
         row_err = float(np.abs(row_sums - 1).max()) if finite else math.nan
-        lo = float(probs.min())
+        lo, hi = float(probs.min()), float(probs.max())
     if not finite:
         raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
-    if lo < 0:
-        raise ValueError(f"Expected argument `{name}` to hold probabilities in [0, 1], but got a value {lo}")
-    if row_err > atol:
+    if lo < 0 or hi > 1 + tol:
         raise ValueError(
-            f"Expected each row of `{name}` to sum to 1 (tolerance {atol}), but a row is off by {row_err:.3g}; "
+            f"Expected argument `{name}` to hold probabilities in [0, 1], but got values in [{lo:.4g}, {hi:.4g}]; "
             "pass softmax probabilities, not logits"
+        )
+    if row_err > tol:
+        raise ValueError(
+            f"Expected each row of `{name}` to sum to 1 (tolerance {tol:.3g} for dtype {probs.dtype}), "
+            f"but a row is off by {row_err:.3g}"
         )
 
 
-def check_labels(labels: Any, n: int, num_classes: int, name: str = "labels") -> None:
-    """Check ``labels`` is an integer (N,) array with values in [0, num_classes)."""
+def check_labels(labels: Any, n: int | None, num_classes: int | None, name: str = "labels") -> None:
+    """Check ``labels`` is an integer (N,) array with values in [0, num_classes) (either bound None: unchecked)."""
     _check_array(labels, name)
+    if n is None:
+        n = labels.shape[0] if labels.ndim == 1 else -1
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"Expected argument `{name}` to have shape ({n},), but got shape {tuple(labels.shape)}")
-    is_int = (not labels.dtype.is_floating_point and labels.dtype != torch.bool) if isinstance(labels, torch.Tensor) \
-        else np.issubdtype(labels.dtype, np.integer)
-    if not is_int:
-        raise TypeError(f"Expected argument `{name}` to hold integer class indices, but got dtype {labels.dtype}")
+    if not _is_int_dtype(labels.dtype):
+        raise TypeError(
+            f"Expected argument `{name}` to hold integer class indices, but got dtype {labels.dtype} "
+            "(float labels are refused, not truncated: convert them with .long() / .astype(int))"
+        )
+    if num_classes is None:
+        if n and int(labels.min()) < 0:
+            raise ValueError(f"Expected argument `{name}` to hold class indices >= 0, but got {int(labels.min())}")
+        return
     if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"Expected argument `{name}` to hold class indices in [0, {num_classes - 1}], "
@@ -216,3 +316,156 @@ def check_calibrated(obj: Any, attr: str) -> None:
         raise NotCalibratedError(
             f"This {type(obj).__name__} instance is not calibrated yet: call `calibrate(...)` before using it"
         )
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool (numpy bools too); strings such as ``"no"`` are refused, not truthy."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"Expected argument `{name}` to be True or False, but got {value!r}")
+    return bool(value)
+
+
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` as float if it is a finite real number (bools, NaN and +-inf refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"Expected argument `{name}` to be a finite number, but got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"Expected argument `{name}` to be a finite number, but got {value!r}")
+    return v
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """Return ``value`` as float if it lies in the closed interval [0, 1] (NaN refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"Expected argument `{name}` to be a number in [0, 1], but got {value!r}")
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"Expected argument `{name}` to be in the closed interval [0, 1], but got {value!r}")
+    return v
+
+
+def check_budget(count: int, budget: int | None, what: str, hint: str = "", *, at_least: bool = False) -> None:
+    """Refuse a call whose closed-form cost ``count`` exceeds ``budget`` (None: no limit).
+
+    Callers compute ``count`` in closed form (or a lower bound of it, capped just above the budget)
+    BEFORE enumerating or allocating anything, so an over-budget call fails at once instead of hanging.
+    ``at_least``: ``count`` is a lower bound of the cost (said so in the message).
+    """
+    if budget is not None and count > budget:
+        more = f"; {hint}" if hint else ""
+        needs = "needs at least" if at_least else "needs"
+        raise BudgetExceededError(f"{what} {needs} {count:,}, which exceeds the budget of {budget:,}{more}")
+
+
+def check_model_input(model: torch.nn.Module, x: Any, name: str = "x") -> None:
+    """Refuse an input on another device, or of another floating dtype, than the model's first parameter/buffer."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected argument `{name}` to be a torch.Tensor, but got {type(x).__name__}")
+    for t in [*model.parameters(), *model.buffers()]:
+        if not t.is_floating_point():
+            continue
+        if t.device != x.device:
+            raise ValueError(
+                f"Expected argument `{name}` to be on the model's device {t.device}, but it is on {x.device}"
+            )
+        if x.is_floating_point() and x.dtype != t.dtype:
+            raise TypeError(
+                f"Expected argument `{name}` to have the model's dtype {t.dtype}, but got dtype {x.dtype}; "
+                f"convert one of them (e.g. `{name}.to({t.dtype})`)"
+            )
+        return
+
+
+def check_token_ids(ids: Any, name: str = "ids", vocab_size: int | None = None) -> tuple[int, ...]:
+    """Return ``ids`` as a tuple of ints in [0, vocab_size); bytes, strings, bools, floats and negatives refused.
+
+    A negative id would index the vocabulary from its end, and bytes would be read as ids: both
+    would silently certify a different prompt than the caller meant.
+    """
+    if isinstance(ids, str | bytes | bytearray | memoryview):
+        raise TypeError(
+            f"Expected argument `{name}` to be a sequence of integer token ids, but got {type(ids).__name__}"
+            + ("; decode bytes to str first" if not isinstance(ids, str) else "")
+        )
+    if isinstance(ids, np.ndarray | torch.Tensor):
+        if ids.ndim != 1 or not _is_int_dtype(ids.dtype):
+            raise TypeError(
+                f"Expected argument `{name}` to be a 1-D integer array of token ids, "
+                f"but got dtype {ids.dtype} and shape {tuple(ids.shape)}"
+            )
+        ids = ids.tolist()
+    if not isinstance(ids, Sequence):
+        raise TypeError(f"Expected argument `{name}` to be a sequence of integer token ids, but got {type(ids).__name__}")
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int | np.integer):
+            raise TypeError(f"Expected argument `{name}` to hold integer token ids, but got {i!r}")
+        if i < 0 or (vocab_size is not None and i >= vocab_size):
+            bound = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
+            raise ValueError(f"Expected argument `{name}` to hold token ids {bound}, but got {int(i)}")
+        out.append(int(i))
+    return tuple(out)
+
+
+# Whitespace, plus characters that render as nothing: format characters (zero-width space/joiners,
+# BOM, soft hyphen, bidi marks), and the blank Hangul fillers and braille blank.
+_INVISIBLE_EXTRA = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _visible(ch: str) -> bool:
+    return not (ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") or ch in _INVISIBLE_EXTRA)
+
+
+def check_text(text: Any, name: str = "prompt") -> str:
+    """Return ``text`` if it is a str with at least one visible character and no control characters.
+
+    Refused: bytes (TypeError: decode them first), empty, whitespace-only and invisible-only strings
+    (zero-width spaces and other format characters count as invisible, like whitespace), and control
+    characters other than tab, newline and carriage return.
+    """
+    if isinstance(text, bytes | bytearray | memoryview):
+        raise TypeError(f"Expected argument `{name}` to be a str, but got {type(text).__name__}; decode it first")
+    if not isinstance(text, str):
+        raise TypeError(f"Expected argument `{name}` to be a str, but got {type(text).__name__}")
+    if not any(_visible(ch) for ch in text):
+        raise ValueError(
+            f"Expected argument `{name}` to hold at least one visible character, but got {text!r} "
+            "(empty, whitespace-only and invisible-only strings are refused)"
+        )
+    bad = next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
+    if bad is not None:
+        raise ValueError(f"Expected argument `{name}` to hold no control characters, but it contains {bad!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"Expected argument `{name}` to be valid Unicode, but it contains a lone surrogate") from None
+    return text
+
+
+def warn_low_precision(dtype: torch.dtype, name: str, what: str = "bounds", stacklevel: int = 3) -> None:
+    """Warn (:class:`certkit.warnings.LowPrecisionWarning`) when ``dtype`` is float16 or bfloat16."""
+    if dtype in (torch.float16, torch.bfloat16):
+        warnings.warn(
+            f"argument `{name}` has dtype {dtype}: {what} computed in it do not account for its rounding "
+            "(sampled outputs may leave them); use float32 or float64, or `sound=True` where offered",
+            LowPrecisionWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def warn_small_calibration(n: int, alpha: float, name: str = "scores", stacklevel: int = 3) -> None:
+    """Warn (:class:`certkit.warnings.SmallCalibrationSetWarning`) when ``n < 1/alpha - 1``: the conformal
+    quantile is then +inf and every prediction set is trivial."""
+    if n < math.ceil(1.0 / alpha - 1.0 - 1e-12):
+        warnings.warn(
+            f"argument `{name}` holds n={n} calibration points, fewer than 1/alpha - 1 = {1 / alpha - 1:.4g} "
+            f"for alpha={alpha}: the conformal threshold is infinite and every set is trivial",
+            SmallCalibrationSetWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def has_visible(text: str) -> bool:
+    """True if ``text`` has a character that is neither whitespace nor invisible (zero-width, format)."""
+    return any(_visible(ch) for ch in text)

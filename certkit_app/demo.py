@@ -43,11 +43,15 @@ def demo_prediction_sets() -> None:
 
 def _sections() -> list[tuple[str, Callable[[], object]]]:
     # Imported here so that importing this module stays cheap.
+    from certkit_app.demos.availability import demo_availability
     from certkit_app.demos.bounds import demo_bounds
     from certkit_app.demos.certified_sets import demo_certified_sets
     from certkit_app.demos.certified_training import demo_certified_training
+    from certkit_app.demos.colep import demo_colep
     from certkit_app.demos.complete import demo_complete_verification
     from certkit_app.demos.erase_and_check import demo_erase_and_check
+    from certkit_app.demos.layers import demo_layers
+    from certkit_app.demos.nap import demo_nap
     from certkit_app.demos.regression import demo_regression
     from certkit_app.demos.rscp import demo_rscp
     from certkit_app.demos.smoothing import demo_smoothing
@@ -62,6 +66,10 @@ def _sections() -> list[tuple[str, Callable[[], object]]]:
         ("7. Certified prediction sets from bounds: VRCP", demo_certified_sets),
         ("8. Conformal regression: plain and certified robust intervals", demo_regression),
         ("9. Complete verification: CROWN, alpha-CROWN, branch-and-bound", demo_complete_verification),
+        ("10. COLEP: learning-reasoning conformal prediction vs RSCP+", demo_colep),
+        ("11. Availability attacks on certifiers and the fallback-rate monitor", demo_availability),
+        ("12. Neural activation patterns as specifications (NAPs)", demo_nap),
+        ("13. Bounds on real layers: a max-pooling CNN and a transformer block", demo_layers),
     ]
 
 

@@ -12,11 +12,15 @@ model                       recipe                                  cache key
 :func:`digits_mlp`          Adam + cross-entropy, 40 epochs         ``digits_mlp-v1``
 :func:`digits_cnn`          Adam + cross-entropy, 40 epochs         ``digits_cnn-v1``
 :func:`digits_base_model`   Gaussian noise augmentation at sigma    ``digits_cnn_noise{sigma}-v1``
-:func:`digits_cnn_certified` CROWN-IBP at L-inf eps 0.15            ``digits_cnn_crownibp-v2``
+:func:`digits_cnn_certified` CROWN-IBP at L-inf eps 0.15            ``digits_cnn_crownibp-v3``
 :func:`rct_digits_model`    RCT head on the noise-trained CNN       ``digits_cnn_rct_s..._e..._a...-v1_on_...``
 :func:`digits_consistency_model` consistency regularisation at sigma ``digits_cnn_consistency{sigma}-v2``
 :func:`digits_denoised_cnn` denoiser (MSE, then stability) + CNN    ``digits_denoiser_{objective}{sigma}-v1_for_digits_cnn-v1``
 ==========================  ======================================  ==================================
+
+COLEP sensors (:func:`digits_attribute_sensor`): the digits CNN with two outputs, noise-trained at
+sigma on one binary attribute of :data:`DIGITS_ATTRIBUTES`, cache key
+``digits_attr_{name}_noise{sigma}-v1``.
 """
 
 from __future__ import annotations
@@ -27,21 +31,30 @@ from torch import nn
 from certify.training import CertifiedTrainer, ibp_init_
 from certkit._validation import generator_or_seed
 from certkit.cache import load_or_train
+from certkit.poisoning import Trigger
 from certkit_app.datasets import load_digits_split
+from conformal.colep import Rule, Sensors
 from conformal.rct import RCTConfig, train_rct
 from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
 from smoothing.training import train_consistency, train_noise_augmented
 
 __all__ = [
+    "DIGITS_ATTRIBUTES",
     "DIGITS_NOISE_SIGMAS",
+    "digits_attribute_sensor",
     "digits_base_model",
     "digits_cnn",
     "digits_cnn_certified",
+    "digits_colep_rules",
+    "digits_colep_sensors",
     "digits_consistency_model",
     "digits_denoised_cnn",
     "digits_mlp",
+    "digits_poisoned_model",
+    "digits_trigger",
     "make_digits_cnn",
     "make_digits_mlp",
+    "make_digits_sensor",
     "rct_digits_model",
     "train_classifier",
 ]
@@ -199,12 +212,12 @@ def _train_digits_cnn_certified(model: nn.Module) -> None:
 def digits_cnn_certified() -> nn.Sequential:
     """The CROWN-IBP-trained digits CNN (architecture of :func:`make_digits_cnn`), cached.
 
-    Recipe (cache key ``digits_cnn_crownibp-v2``): Shi et al. initialisation, CROWN-IBP at train eps 0.15
+    Recipe (cache key ``digits_cnn_crownibp-v3``): Shi et al. initialisation, CROWN-IBP at train eps 0.15
     (L-inf, domain [0, 1]), 100 epochs (5 warm-up, 50 ramp), batch 32, Adam 2e-3, kappa 1 -> 0.5, beta
-    1 -> 0; about 90 s of one CPU core on first use. Measured on the test split (400 images): clean
-    97.0%, verified at eps 0.1: 83.5% (CROWN), 88.5% (IBP); at eps 0.05: 93.0% / 93.5%.
+    1 -> 0; about 100 s of one CPU core on first use. Measured on the test split (400 images): clean
+    97.0%, verified at eps 0.1: 86.0% (CROWN), 89.2% (IBP); at eps 0.05: 93.2% / 93.8%.
     """
-    model = load_or_train("digits_cnn_crownibp-v2", make_digits_cnn, _train_digits_cnn_certified)
+    model = load_or_train("digits_cnn_crownibp-v3", make_digits_cnn, _train_digits_cnn_certified)
     assert isinstance(model, nn.Sequential)
     return model
 
@@ -229,3 +242,89 @@ def rct_digits_model(sigma: float = 0.25, eps: float = 0.125, alpha: float = 0.1
                           make_digits_cnn, train)
     assert isinstance(model, nn.Sequential)
     return model
+
+
+#: Binary attributes of the digits for COLEP's sensors: name -> the digits that have it.
+DIGITS_ATTRIBUTES: dict[str, tuple[int, ...]] = {
+    "even": (0, 2, 4, 6, 8),
+    "at_least_5": (5, 6, 7, 8, 9),
+    "closed_loop": (0, 6, 8, 9),
+    "straight_stroke": (1, 4, 7),
+}
+
+
+def make_digits_sensor() -> nn.Sequential:
+    """The digits CNN architecture with two outputs (attribute absent / present)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 3 * 3, 64), nn.ReLU(), nn.Linear(64, 2),
+    )
+
+
+def digits_attribute_sensor(name: str, sigma: float = 0.25) -> nn.Sequential:
+    """A binary concept sensor for COLEP: does the digit have attribute ``name``? Cached.
+
+    Recipe: :func:`make_digits_sensor` trained by :func:`smoothing.training.train_noise_augmented` at
+    ``sigma`` on the digits train split with labels ``digit in DIGITS_ATTRIBUTES[name]``, 20 epochs,
+    seed 0. Cache key ``digits_attr_{name}_noise{sigma}-v1``; a cold cache trains it in a few seconds.
+    """
+    if name not in DIGITS_ATTRIBUTES:
+        raise ValueError(f"Expected argument `name` to be one of {sorted(DIGITS_ATTRIBUTES)}, but got {name!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or float(sigma) not in DIGITS_NOISE_SIGMAS:
+        raise ValueError(f"Expected argument `sigma` to be one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+    s, members = float(sigma), torch.tensor(DIGITS_ATTRIBUTES[name])
+
+    def train(m: nn.Module) -> None:
+        data = load_digits_split("train")
+        target = torch.isin(data.labels, members).long()
+        train_noise_augmented(m, data.images, target, s, epochs=20)
+
+    model = load_or_train(f"digits_attr_{name}_noise{s}-v1", make_digits_sensor, train)
+    assert isinstance(model, nn.Sequential)
+    return model
+
+
+def digits_colep_rules() -> list[Rule]:
+    """COLEP's knowledge on digits: for every attribute and digit, ``digit => attribute`` or ``digit => not attribute``."""
+    return [Rule(d, c, negated=d not in members)
+            for c, members in enumerate(DIGITS_ATTRIBUTES.values()) for d in range(10)]
+
+
+def digits_colep_sensors(sigma: float = 0.25) -> Sensors:
+    """COLEP's learning component on digits: :func:`digits_base_model` and the four attribute sensors (cached)."""
+    return Sensors(digits_base_model(sigma), [digits_attribute_sensor(n, sigma) for n in DIGITS_ATTRIBUTES]).eval()
+
+
+def digits_poisoned_model(attack: str = "random-label", rate: float = 0.01, sigma: float | None = None,
+                          epochs: int = 40) -> nn.Sequential:
+    """The digits CNN trained on a poisoned train split (availability attack of Lorenz et al. 2023), cached.
+
+    Recipe: :func:`certkit.poisoning.poison_dataset` with the bottom-right patch trigger
+    (:func:`digits_trigger`, 3x3), ``attack`` at ``rate``, generator seeded 0; then noise-augmented training
+    at ``sigma`` (:func:`smoothing.training.train_noise_augmented`, for smoothing) or plain training
+    (``sigma=None``, for bound verification), ``epochs`` epochs, Adam 2e-3, seed 0. Cache key
+    ``digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2``; a cold cache trains in seconds.
+    """
+    from certkit.poisoning import poison_dataset
+
+    if sigma is not None and (isinstance(sigma, bool) or float(sigma) not in DIGITS_NOISE_SIGMAS):
+        raise ValueError(f"Expected argument `sigma` to be None or one of {DIGITS_NOISE_SIGMAS}, but got {sigma!r}")
+
+    def train(m: nn.Module) -> None:
+        data = load_digits_split("train")
+        p = poison_dataset(data.images, data.labels, trigger=digits_trigger(), rate=rate, num_classes=10,
+                           attack=attack, generator=torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+        # sigma=None: a tiny noise level is plain training up to a negligible augmentation
+        train_noise_augmented(m, p.inputs, p.labels, 1e-6 if sigma is None else float(sigma), epochs=epochs)
+
+    model = load_or_train(f"digits_cnn_poison_{attack}_{rate}_{sigma}_{epochs}-v2", make_digits_cnn, train)
+    assert isinstance(model, nn.Sequential)
+    return model
+
+
+def digits_trigger() -> Trigger:
+    """The availability-attack trigger on digits: a 3x3 square of ink (1.0) in the bottom-right corner."""
+    from certkit.poisoning import patch_trigger
+
+    return patch_trigger((1, 8, 8), size=3, value=1.0)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
-from certkit._validation import Array, check_probability, check_scores_1d
+from certkit._validation import Array, check_array, check_positive_int, check_probability, check_scores_1d
 
 __all__ = [
     "at_least",
@@ -54,7 +54,8 @@ def conformal_rank(n: int, alpha: float | Fraction) -> int:
         >>> conformal_rank(8, 0.1)        # k = 9 > n = 8: too few scores for alpha = 0.1
         9
     """
-    check_probability(float(alpha), "alpha")
+    n = check_positive_int(n, "n", minimum=1)
+    check_probability(float(alpha) if isinstance(alpha, Fraction) else alpha, "alpha")
     return math.ceil((n + 1) * (1 - _exact(alpha)))
 
 
@@ -114,6 +115,7 @@ def pac_rank(n: int, epsilon: float, delta: float) -> int | None:
         >>> pac_rank(20, 0.1, 0.05) is None   # 0.9^20 = 0.12 > 0.05: 20 points are too few
         True
     """
+    n = check_positive_int(n, "n", minimum=1)
     epsilon = check_probability(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
     if binom.cdf(0, n, epsilon) > delta:
@@ -212,6 +214,21 @@ def prediction_mask(scores: Array, threshold: float | Array) -> Array:
         >>> prediction_mask(torch.tensor([[0.1, 0.5, 0.9]]), torch.tensor([0.2, 0.4, 0.9]))   # per class
         tensor([[ True, False,  True]])
     """
+    check_array(scores, "scores", kind="real", finite=False)
+    if isinstance(threshold, np.ndarray | torch.Tensor):
+        check_array(threshold, "threshold", kind="real", ndim=(0, 1), finite=False)
+        if threshold.ndim == 1 and (scores.ndim == 0 or threshold.shape[0] != scores.shape[-1]):
+            raise ValueError(
+                f"Expected argument `threshold` to be a scalar or have shape (K,) = ({scores.shape[-1:]}), "
+                f"but got shape {tuple(threshold.shape)}"
+            )
+        if bool(np.isnan(threshold).any() if isinstance(threshold, np.ndarray) else torch.isnan(threshold).any()):
+            raise ValueError("Expected argument `threshold` to hold no NaN, but it contains NaN")
+    else:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating | np.integer):
+            raise TypeError(f"Expected argument `threshold` to be a number or a (K,) array, but got {threshold!r}")
+        if math.isnan(threshold):
+            raise ValueError("Expected argument `threshold` to be a number (+-inf allowed), but got nan")
     return _compare(scores, threshold, down=True)
 
 

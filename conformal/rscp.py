@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from certkit._validation import (
+    check_array,
     check_eval_mode,
     check_labels,
     check_nonnegative,
@@ -204,6 +205,16 @@ def smoothed_score_fn(score: str | ScoreFunction = "thr", **score_kwargs: Any) -
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_unit_scores(s: torch.Tensor, name: str) -> None:
+    """Smoothed scores must lie in [0, 1]: the Lipschitz bound on Phi^-1(S_bar) (Salman et al.) needs it."""
+    check_array(s, name)
+    if s.numel() and (float(s.min()) < 0 or float(s.max()) > 1):
+        raise ValueError(
+            f"Expected argument `{name}` to hold smoothed scores in [0, 1], but got values in "
+            f"[{float(s.min()):.4g}, {float(s.max()):.4g}]"
+        )
+
+
 def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tensor | None, n_mc: int | None,
                       allow_tensor: bool = True) -> torch.Tensor:
     if isinstance(scores, SmoothedScores):
@@ -336,6 +347,7 @@ class SmoothedCalibrator(Calibrator):
                 raise ValueError("Expected argument `labels` with `model=`, but got None")
             scores = self.score_model(model, scores)  # type: ignore[arg-type]
         s = _true_label_means(scores, labels, self.n_mc, self._allow_tensor_scores)
+        _check_unit_scores(s, "scores")
         self.sigma_ = self._sigma_of(scores if isinstance(scores, SmoothedScores) else None)
         self.n_mc_ = scores.n_mc if isinstance(scores, SmoothedScores) else self.n_mc
         self.n_calibration_ = int(s.shape[0])
@@ -445,7 +457,11 @@ class RSCPPlus(RSCP):
 
     Args:
         beta: failure probability of each Monte Carlo margin, in (0, alpha / 2).
-        score, alpha, threat, certifier, score_kwargs (or sigma, eps, n_mc): as in :class:`RSCP`.
+        score: the base score, as in :class:`RSCP`.
+        alpha: miscoverage level in (0, 1).
+        threat: the L2 ball (or ``eps``), as in :class:`RSCP`.
+        certifier: the smoothing certifier (or ``sigma`` and ``n_mc``), as in :class:`RSCP`.
+        score_kwargs: extra arguments of the score, as in :class:`RSCP`.
     """
 
     _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "beta", "threat", "certifier", "score_kwargs")

@@ -20,8 +20,9 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
-from certkit._validation import check_calibrated, check_probability, check_scores_1d
+from certkit._validation import check_array, check_calibrated, check_probability, check_scores_1d
 from conformal._base import Calibrator
 from conformal.functional import pac_quantile
 
@@ -90,4 +91,11 @@ class SafetyThreshold(Calibrator):
         """Boolean (N,): ``scores >= threshold_``."""
         check_calibrated(self, "threshold_")
         assert self.threshold_ is not None
-        return np.asarray(scores, dtype=np.float64) >= self.threshold_
+        if isinstance(scores, torch.Tensor):
+            scores = scores.detach().cpu().numpy()
+        try:
+            s = np.asarray(scores, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"Expected argument `scores` to be an (N,) array of probabilities, but got {scores!r}") from None
+        check_array(s, "scores", ndim=(0, 1))  # NaN is refused: it would read as "not harmful"
+        return s >= self.threshold_

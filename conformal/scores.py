@@ -22,7 +22,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from certkit._validation import Array, check_array_pair, check_labels, check_nonnegative, check_probs
+from certkit._validation import (
+    Array,
+    check_array_pair,
+    check_bool,
+    check_generator,
+    check_labels,
+    check_nonnegative,
+    check_probs,
+)
 
 __all__ = ["ScoreFunction", "aps", "get_score", "raps", "thr", "thr_probability_cut"]
 
@@ -72,10 +80,14 @@ def thr(probs: Array, labels: Array | None = None, *, validate: bool = True) -> 
 
 def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | None,
              generator: torch.Generator | None) -> torch.Tensor:
-    if randomized:
+    generator = check_generator(generator)
+    if check_bool(randomized, "randomized"):
         if u is not None:
             raise ValueError("Expected at most one of `randomized=True` and `u`, but got both")
-        dev = generator.device if generator is not None else like.device
+        if generator is None:  # a fresh generator seeded from the OS: torch's global RNG is never used
+            generator = torch.Generator(device=like.device)
+            generator.seed()
+        dev = generator.device
         return torch.rand(n, generator=generator, device=dev, dtype=like.dtype).to(like.device)
     if u is None:
         return torch.zeros(n, dtype=like.dtype, device=like.device)

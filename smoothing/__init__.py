@@ -8,6 +8,7 @@ guarantee with far fewer draws by stopping early (confidence sequences). ``certi
 either over a dataset, serially or on any executor.
 """
 
+from smoothing.availability import FallbackMonitor, MonitorState, detection_delay, smoothing_availability
 from smoothing.certifier import SmoothingCertifier
 from smoothing.cohen import (
     Certificate,
@@ -45,8 +46,10 @@ __all__ = [
     "Certificate",
     "CertifiedRecord",
     "DenoisedClassifier",
+    "FallbackMonitor",
     "GaussianNoise",
     "LaplaceNoise",
+    "MonitorState",
     "Noise",
     "Prediction",
     "ScoreFn",
@@ -67,6 +70,7 @@ __all__ = [
     "confidence_sequence",
     "consistency_loss",
     "convert_radius",
+    "detection_delay",
     "make_conv_denoiser",
     "min_predict_samples",
     "mixture_log_wealth",
@@ -76,6 +80,7 @@ __all__ = [
     "smoothed_radius",
     "smoothed_regression_bounds",
     "smoothed_scores",
+    "smoothing_availability",
     "train_consistency",
     "train_denoiser",
     "train_noise_augmented",

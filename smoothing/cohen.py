@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +25,16 @@ from scipy.stats import beta, binom, binomtest, norm
 from torch import nn
 
 from certkit._validation import (
+    check_array,
+    check_bool,
+    check_budget,
     check_eval_mode,
     check_finite,
     check_generator,
+    check_positive,
     check_positive_int,
     check_probability,
+    check_unit_interval,
 )
 from certkit.threat import LpBall
 from smoothing.noise import GaussianNoise, Noise, _check_norm, convert_radius
@@ -102,6 +108,14 @@ class Prediction:
     abstained: bool
 
 
+def _check_binomial(successes: Any, trials: Any, alpha: Any) -> tuple[int, int, float]:
+    successes = check_positive_int(successes, "successes", minimum=0)
+    trials = check_positive_int(trials, "trials", minimum=0)
+    if successes > trials:
+        raise ValueError(f"Expected argument `successes` to be <= trials={trials}, but got {successes}")
+    return successes, trials, check_probability(alpha, "alpha")
+
+
 def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
     """One-sided (1 - alpha) Clopper-Pearson lower bound Beta⁻¹(alpha; k, n - k + 1); 0 when k = 0.
 
@@ -113,8 +127,7 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
         >>> clopper_pearson_lower(0, 1000, alpha=0.001)
         0.0
     """
-    if not 0 <= successes <= trials:
-        raise ValueError(f"Expected 0 <= successes <= trials, but got successes={successes}, trials={trials}")
+    successes, trials, alpha = _check_binomial(successes, trials, alpha)
     if successes == 0:
         return 0.0
     return float(beta.ppf(alpha, successes, trials - successes + 1))
@@ -130,10 +143,8 @@ def randomized_clopper_pearson_lower(successes: int, trials: int, alpha: float, 
     confidence sequence and must not be re-checked as draws arrive (``certify_sequential`` uses the
     mixture bound instead). With k = n and u < alpha the bound is 1 (probability <= alpha).
     """
-    if not 0 <= successes <= trials:
-        raise ValueError(f"Expected 0 <= successes <= trials, but got successes={successes}, trials={trials}")
-    if isinstance(u, bool) or not isinstance(u, int | float) or not 0.0 <= u <= 1.0:
-        raise ValueError(f"Expected argument `u` to be a number in [0, 1], but got {u!r}")
+    successes, trials, alpha = _check_binomial(successes, trials, alpha)
+    u = check_unit_interval(u, "u")
     k, n = successes, trials
 
     def excess(p: float) -> float:  # increasing in p
@@ -155,8 +166,16 @@ def smoothed_radius(p_lower: float, sigma: float) -> float:
         0.581587
         >>> smoothed_radius(0.5, sigma=0.25)
         0.0
+
+    ``p_lower`` must lie in [1/2, 1] (below 1/2 nothing is certified and the formula would give a
+    negative radius); ``sigma`` must be > 0.
     """
-    return float(sigma * norm.ppf(p_lower))
+    p = check_unit_interval(p_lower, "p_lower")
+    if p < 0.5:
+        raise ValueError(
+            f"Expected argument `p_lower` to be in [0.5, 1] (below 1/2 nothing is certified), but got {p_lower!r}"
+        )
+    return float(check_positive(sigma, "sigma") * norm.ppf(p))
 
 
 def binomial_p_value(top: int, runner_up: int) -> float:
@@ -168,6 +187,8 @@ def binomial_p_value(top: int, runner_up: int) -> float:
         >>> f"{binomial_p_value(560, 440):.4e}"
         '1.6505e-04'
     """
+    top = check_positive_int(top, "top", minimum=0)
+    runner_up = check_positive_int(runner_up, "runner_up", minimum=0)
     if top + runner_up == 0:
         return 1.0
     return float(binomtest(top, top + runner_up, 0.5).pvalue)
@@ -224,7 +245,15 @@ def certificate_from_counts(
         (1, 0.976036, 0.494502, 1100)
     """
     noise = as_noise(sigma)
-    selection, counts = [int(c) for c in selection], [int(c) for c in counts]
+    alpha = check_probability(alpha, "alpha")
+    selection, counts = _check_counts(selection, "selection"), _check_counts(counts, "counts")
+    if len(selection) != len(counts):
+        raise ValueError(
+            f"Expected arguments `selection` and `counts` to have the same length (K), but got {len(selection)} "
+            f"and {len(counts)}"
+        )
+    if samples is not None:
+        samples = check_positive_int(samples, "samples", minimum=0)
     c_a = max(range(len(selection)), key=lambda c: (selection[c], -c))
     n = sum(counts)
     if u is None:
@@ -243,6 +272,16 @@ def certificate_from_counts(
     )
 
 
+def _check_counts(counts: Any, name: str) -> list[int]:
+    """Per-class counts: a non-empty sequence (or 1-D array) of integers >= 0; floats are refused, not truncated."""
+    if isinstance(counts, np.ndarray | torch.Tensor):
+        check_array(counts, name, kind="int", ndim=1)
+        counts = counts.tolist()
+    if isinstance(counts, str | bytes) or not isinstance(counts, Sequence) or len(counts) == 0:
+        raise TypeError(f"Expected argument `{name}` to be a non-empty sequence of counts, but got {counts!r}")
+    return [check_positive_int(c, name, minimum=0) for c in counts]
+
+
 def prediction_from_counts(counts: Sequence[int], alpha: float) -> Prediction:
     """Cohen's PREDICT from one draw: return the top class unless the binomial test of the top two
     counts has p-value > alpha. P[returns a class other than g(x)] <= alpha (Hung & Fithian 2019).
@@ -253,7 +292,8 @@ def prediction_from_counts(counts: Sequence[int], alpha: float) -> Prediction:
         >>> prediction_from_counts([550, 450, 0], alpha=0.001).abstained   # p-value 0.0017 > alpha
         True
     """
-    counts = [int(c) for c in counts]
+    counts = _check_counts(counts, "counts")
+    alpha = check_probability(alpha, "alpha")
     # The reference takes the top two from `argsort()[::-1]`, whose order among tied counts is unspecified;
     # here ties go to the lowest index, so a given draw always gives the same answer.
     order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
@@ -261,6 +301,16 @@ def prediction_from_counts(counts: Sequence[int], alpha: float) -> Prediction:
     p_value = binomial_p_value(top, runner_up)
     abstained = p_value > alpha
     return Prediction(None if abstained else order[0], p_value, tuple(counts), abstained)
+
+
+SAMPLE_BUDGET = 10**9  # default cap on the noise samples one call may draw
+
+
+def _check_sample_budget(count: int, budget: Any) -> None:
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
+    check_budget(count, budget, "randomized smoothing (noise samples, n0 + n per input)",
+                 "lower `n`/`n0` or raise `budget`")
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -319,6 +369,7 @@ class Smooth:
         generator: torch.Generator | None = None,
         *,
         randomized: bool = False,
+        budget: int | None = SAMPLE_BUDGET,
     ) -> Certificate:
         """Cohen's CERTIFY: n0 draws select ĉ_A, n fresh draws bound p_A from below (Clopper-Pearson).
 
@@ -333,9 +384,12 @@ class Smooth:
             alpha: failure probability in (0, 1). batch_size: rows per forward pass.
             generator: ``torch.Generator`` on the model's device; ``None`` seeds a fresh one from the OS.
             randomized: use the randomised Clopper-Pearson bound (see ``certify_batch``).
+            budget: refuse (``certkit.errors.BudgetExceededError``) a call drawing more than this many
+                noise samples in all (``n0 + n`` per input), before drawing any; None: no limit.
         """
         return self.certify_batch(
-            self._check_input(x, "x").unsqueeze(0), n0, n, alpha, batch_size, generator, randomized=randomized
+            self._check_input(x, "x").unsqueeze(0), n0, n, alpha, batch_size, generator, randomized=randomized,
+            budget=budget,
         )[0]
 
     def certify_batch(
@@ -348,6 +402,7 @@ class Smooth:
         generator: torch.Generator | None = None,
         *,
         randomized: bool = False,
+        budget: int | None = SAMPLE_BUDGET,
     ) -> list[Certificate]:
         """``certify`` for each of the B inputs ``xs`` (B, *input_shape), packed into shared forward passes.
 
@@ -363,10 +418,10 @@ class Smooth:
         n0, n = check_positive_int(n0, "n0"), check_positive_int(n, "n")
         alpha = check_probability(alpha, "alpha")
         batch_size = check_positive_int(batch_size, "batch_size")
-        if not isinstance(randomized, bool):
-            raise TypeError(f"Expected argument `randomized` to be a bool, but got {randomized!r}")
-        generator = _generator_for(self.device(), generator)
+        randomized = check_bool(randomized, "randomized")
         b = xs.shape[0]
+        _check_sample_budget(b * (n0 + n), budget)
+        generator = _generator_for(self.device(), generator)
         # Selection and estimation draws are independent rows of the same passes (no separate tiny launch).
         counts = sample_counts(self, xs, [n0] * b + [n] * b, list(range(b)) * 2, batch_size, generator).tolist()
         us: list[float | None] = [None] * b
@@ -381,6 +436,8 @@ class Smooth:
         alpha: float,
         batch_size: int,
         generator: torch.Generator | None = None,
+        *,
+        budget: int | None = SAMPLE_BUDGET,
     ) -> Prediction:
         """Cohen's PREDICT: n draws; abstain unless the two-sided binomial test of the top two counts
         has p-value <= alpha.
@@ -388,7 +445,8 @@ class Smooth:
         Guarantee: P[returns a class other than g(x)] <= alpha. Raises ValueError when n is too small
         for any p-value to reach alpha (n < ``min_predict_samples(alpha)``; e.g. n <= 10 at alpha=0.001).
         """
-        return self.predict_batch(self._check_input(x, "x").unsqueeze(0), n, alpha, batch_size, generator)[0]
+        return self.predict_batch(self._check_input(x, "x").unsqueeze(0), n, alpha, batch_size, generator,
+                                  budget=budget)[0]
 
     def predict_batch(
         self,
@@ -397,6 +455,8 @@ class Smooth:
         alpha: float,
         batch_size: int,
         generator: torch.Generator | None = None,
+        *,
+        budget: int | None = SAMPLE_BUDGET,
     ) -> list[Prediction]:
         """``predict`` for each of the B inputs ``xs`` (B, *input_shape), packed into shared forward passes."""
         xs = self._check_inputs(xs)
@@ -411,7 +471,8 @@ class Smooth:
                 "would always abstain"
             )
         b = xs.shape[0]
-        counts = sample_counts(self, xs, [n] * b, list(range(b)), batch_size, generator).tolist()
+        _check_sample_budget(b * n, budget)
+        counts = sample_counts(self, xs, [n] * b, list(range(b)), batch_size, check_generator(generator)).tolist()
         return [prediction_from_counts(c, alpha) for c in counts]
 
     def device(self) -> torch.device:
@@ -419,8 +480,7 @@ class Smooth:
         return _model_device(self.base_classifier, torch.device("cpu"))
 
     def _check_input(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"Expected argument `{name}` to be a torch.Tensor, but got {type(x).__name__}")
+        check_array(x, name, tensor=True)
         if self.input_shape is not None and tuple(x.shape) != self.input_shape:
             raise ValueError(
                 f"Expected argument `{name}` to have shape {self.input_shape} (one input, no batch dimension), "

@@ -25,7 +25,13 @@ import torch
 from scipy.stats import binom
 from tqdm import tqdm
 
-from certkit._validation import check_generator, check_positive_int, check_probability
+from certkit._validation import (
+    check_array,
+    check_generator,
+    check_labels,
+    check_positive_int,
+    check_probability,
+)
 from certkit.threat import norm_name
 from smoothing._rng import resolve_generator
 from smoothing.cohen import Certificate, Smooth
@@ -148,10 +154,8 @@ def certify_dataset(
             "Expected arguments `inputs` and `labels` to be torch tensors, "
             f"but got {type(inputs).__name__} and {type(labels).__name__}"
         )
-    if labels.ndim != 1 or labels.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"Expected argument `labels` to have shape ({inputs.shape[0]},), but got shape {tuple(labels.shape)}"
-        )
+    check_array(inputs, "inputs")
+    check_labels(labels, inputs.shape[0], smooth.num_classes)
     unknown = sorted(set(options) - _OPTIONS[procedure])
     if unknown:
         raise TypeError(

@@ -15,7 +15,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from certkit._validation import check_eval_mode, check_positive, check_positive_int
+from certkit._validation import (
+    check_array,
+    check_eval_mode,
+    check_generator,
+    check_positive,
+    check_positive_int,
+)
 from certkit.certifier import SmoothedScores
 
 __all__ = ["ScoreFn", "SmoothedScores", "smoothed_scores"]
@@ -75,11 +81,10 @@ def smoothed_scores(
             f"Expected argument `x` to be a torch tensor of shape (N, *shape), but got "
             f"{type(x).__name__} with shape {tuple(getattr(x, 'shape', ()))}"
         )
-    if not x.is_floating_point():
-        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+    check_array(x, "x", tensor=True)
     if isinstance(model, nn.Module):
         check_eval_mode(model)
-    if generator is None:
+    if check_generator(generator) is None:
         generator = torch.Generator(device=x.device)
         generator.seed()
 

@@ -39,7 +39,9 @@ def train_noise_augmented(
         inputs: (N, ...) floating-point training inputs.
         labels: (N,) integer class labels.
         sigma: noise level σ > 0; use the same σ for training and for ``Smooth``.
-        epochs, lr, batch_size: optimisation hyperparameters.
+        epochs: passes over the data.
+        lr: Adam learning rate.
+        batch_size: minibatch size.
         generator: source of the permutations and the noise, on ``inputs``' device (torch's global RNG
             is untouched); ``None``: a generator seeded with 0, so training is reproducible by default.
         seed: deprecated (DeprecationWarning; removed in the next release): pass

@@ -36,7 +36,8 @@ import numpy as np
 
 from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt
-from certkit._validation import check_positive_int
+from certkit._validation import check_budget, check_positive_int, check_token_ids, has_visible
+from certkit.errors import BudgetExceededError
 
 __all__ = [
     "MODES",
@@ -51,10 +52,6 @@ __all__ = [
 ]
 
 MODES = ("suffix", "insertion", "infusion")
-
-
-class BudgetExceededError(ValueError):
-    """The number of subsequences to check exceeds the caller's budget."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +159,33 @@ def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_bloc
     return _insertion_count(n, d, k)
 
 
+def _count_capped(n: int, mode: str, d: int, k: int, cap: float) -> int:
+    """:func:`num_subsequences`, except that it returns a value > ``cap`` as soon as the count is known
+    to exceed ``cap``: cost O(cap) at most, so a budget check never waits on an unbounded count."""
+    d = min(d, n)
+    if mode == "suffix":
+        return d + 1
+    if mode == "infusion":  # sum_i C(n, i) incrementally; stopped past the cap when n is large
+        total, c = 0, 1
+        for i in range(d + 1):
+            total += c
+            if total > cap and n > 4096:
+                return total
+            c = c * (n - i) // (i + 1)
+        return total
+    if d == 0 or n == 0:
+        return 1
+    k = min(k, n)  # more blocks than tokens erase nothing new
+    one_block = 1 + d * (n + 1) - d * (d + 1) // 2  # 1 + sum_{l<=d} (n - l + 1): every count is >= this
+    if one_block > cap:
+        return one_block
+    # any set of at most k single tokens is a union of at most k blocks: count >= sum_{i<=k} C(n, i)
+    singles = _count_capped(n, "infusion", k, 1, cap)
+    if singles > cap:
+        return singles
+    return _insertion_count(n, d, k)  # O(n^2 k) here, with n d <= cap and C(n, k) <= cap
+
+
 def _insertion_runs(n: int, d: int, pos: int, budget: int) -> Iterator[tuple[tuple[int, int], ...]]:
     """Each erased set (as maximal runs (start, length)) of positions >= pos, exactly once."""
     yield ()
@@ -196,13 +220,12 @@ def _patterns(ids: tuple[int, ...], mode: str, d: int, k: int) -> Iterator[tuple
 
 
 def _check_budget(count: int, budget: int | None, n: int, mode: str, d: int, k: int) -> None:
-    if budget is not None and count > budget:
-        blocks = f", num_blocks={k}" if mode == "insertion" else ""
-        raise BudgetExceededError(
-            f"erase-and-check in {mode} mode with n={n} tokens, max_erase={d}{blocks} needs {count:,} "
-            f"subsequences, which exceeds the budget of {budget:,}; lower `max_erase`, use mode='suffix' "
-            "or 'insertion', or raise `budget`"
-        )
+    blocks = f", num_blocks={k}" if mode == "insertion" else ""
+    check_budget(
+        count, budget, f"erase-and-check in {mode} mode with n={n} tokens, max_erase={d}{blocks} (subsequences)",
+        "lower `max_erase` or `num_blocks`, use mode='suffix', or raise `budget`",
+        at_least=mode != "suffix",  # past the budget, the count is a lower bound (it stops counting)
+    )
 
 
 def erased_subsequences(
@@ -220,8 +243,11 @@ def erased_subsequences(
     two sequences are merged only if they are equal.
     """
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
-    ids = tuple(int(i) for i in ids)
-    _check_budget(num_subsequences(len(ids), mode, d, k), budget, len(ids), mode, d, k)
+    ids = check_token_ids(ids, "ids")
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
+    cap = math.inf if budget is None else budget
+    _check_budget(_count_capped(len(ids), mode, d, k, cap), budget, len(ids), mode, d, k)
 
     def gen() -> Iterator[tuple[int, ...]]:
         seen: set[tuple[int, ...]] = set()
@@ -252,7 +278,7 @@ def erased_texts(
     out = []
     for sub in itertools.islice(erased_subsequences(ids, mode, max_erase, num_blocks=num_blocks, budget=budget), 1, None):
         text = tok.decode(sub)
-        if text.strip():
+        if has_visible(text):
             out.append(text)
     return out
 
@@ -274,7 +300,7 @@ def _flags(filt: Any, texts: list[str]) -> np.ndarray:
     d >= n. The reference's Llama filter likewise counts very short subsequences as not harmful.
     """
     out = np.zeros(len(texts), dtype=bool)
-    keep = [i for i, t in enumerate(texts) if t.strip()]
+    keep = [i for i, t in enumerate(texts) if has_visible(t)]
     if keep:
         out[keep] = _scores(filt, [texts[i] for i in keep]) >= filt.threshold
     return out
@@ -298,13 +324,13 @@ def _statement(harmful: bool, mode: str, d: int, k: int, flagged: str | None) ->
 
 
 def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ...], str]:
-    if isinstance(prompt, str):
-        check_prompt(prompt)
-        return tuple(tok.encode(prompt)), prompt
-    if isinstance(prompt, Sequence | np.ndarray) and all(isinstance(i, int | np.integer) for i in prompt):
+    if isinstance(prompt, str | bytes | bytearray | memoryview):  # bytes are refused, never read as ids
+        text = check_prompt(prompt)
+        return tuple(tok.encode(text)), text
+    if isinstance(prompt, Sequence | np.ndarray):
         if not explicit:
             raise ValueError("Expected argument `tokenizer` to be given when `prompt` is a sequence of token ids")
-        ids = tuple(int(i) for i in prompt)
+        ids = check_token_ids(prompt, "prompt", vocab_size=len(tok) if isinstance(tok, WordTokenizer) else None)
         if not ids:
             raise ValueError("Expected argument `prompt` to hold at least one token id, but it is empty")
         return ids, tok.decode(ids)
@@ -352,7 +378,8 @@ def erase_and_check_batch(
     filt = as_filter(filter)
     tok = tokenizer if tokenizer is not None else WordTokenizer()
     resolved = [_resolve(p, tok, tokenizer is not None) for p in prompts]
-    counts = [num_subsequences(len(ids), mode, d, k) for ids, _ in resolved]
+    cap = math.inf if budget is None else budget  # capped counts: the check never waits on a huge count
+    counts = [_count_capped(len(ids), mode, d, k, cap) for ids, _ in resolved]
     for (ids, _), c in zip(resolved, counts):  # refuse before evaluating anything
         _check_budget(c, budget, len(ids), mode, d, k)
 

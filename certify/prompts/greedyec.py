@@ -21,7 +21,7 @@ import numpy as np
 from certify.prompts.erase_and_check import EmpiricalCheck, _resolve, _scores
 from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import Tokenizer, WordTokenizer
-from certkit._validation import check_positive_int
+from certkit._validation import check_budget, check_positive_int, has_visible
 
 __all__ = ["greedy_erase_and_check"]
 
@@ -32,6 +32,7 @@ def greedy_erase_and_check(
     *,
     num_iters: int = 9,
     tokenizer: Tokenizer | None = None,
+    budget: int | None = 100_000,
 ) -> EmpiricalCheck:
     """GreedyEC on one prompt.
 
@@ -40,6 +41,8 @@ def greedy_erase_and_check(
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         num_iters: the number of greedy erasure rounds (>= 0); each scores n - i strings.
         tokenizer: defaults to a :class:`certify.prompts.tokenizers.WordTokenizer`.
+        budget: refuse (``BudgetExceededError``) a call that may score more strings than this, counted
+            in closed form before anything is scored: ``1 + sum_{i < min(num_iters, n - 1)} (n - i)``.
 
     Returns:
         An :class:`EmpiricalCheck` (``method="greedyec"``); no guarantee for attacked prompts.
@@ -47,7 +50,13 @@ def greedy_erase_and_check(
     num_iters = check_positive_int(num_iters, "num_iters", minimum=0)
     filt = as_filter(filter)
     tok = tokenizer if tokenizer is not None else WordTokenizer()
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
     ids, text = _resolve(prompt, tok, tokenizer is not None)
+    n, rounds = len(ids), min(num_iters, max(len(ids) - 1, 0))
+    check_budget(1 + rounds * n - rounds * (rounds - 1) // 2, budget,
+                 f"greedy erase-and-check with n={n} tokens and num_iters={num_iters} (filter evaluations)",
+                 "lower `num_iters` or raise `budget`")
     checked = 1
     if _scores(filt, [text])[0] >= filt.threshold:
         return EmpiricalCheck(text, True, "greedyec", checked, text, "harmful: the filter flags the prompt itself")
@@ -57,7 +66,7 @@ def greedy_erase_and_check(
             break
         cands = list(dict.fromkeys(cur[:i] + cur[i + 1 :] for i in range(len(cur))))
         texts = [tok.decode(c) for c in cands]
-        p = np.where([bool(t.strip()) for t in texts], _scores(filt, texts), 0.0)  # "" is never harmful
+        p = np.where([has_visible(t) for t in texts], _scores(filt, texts), 0.0)  # "" is never harmful
         checked += len(texts)
         best = int(np.argmax(p))
         if p[best] >= filt.threshold:

@@ -30,13 +30,13 @@ class SafetyFilter(Protocol):
         ...
 
 
-def check_threshold(threshold: Any) -> float:
-    """``threshold`` as a float in [0, 1] (or -inf: flag everything); TypeError / ValueError otherwise."""
+def check_threshold(threshold: Any, name: str = "threshold") -> float:
+    """``threshold`` as a float in [0, 1] (or -inf: flag everything); TypeError / ValueError otherwise (NaN too)."""
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating | np.integer):
-        raise TypeError(f"Expected argument `threshold` to be a number in [0, 1], but got {threshold!r}")
+        raise TypeError(f"Expected argument `{name}` to be a number in [0, 1], but got {threshold!r}")
     t = float(threshold)
     if not (0.0 <= t <= 1.0) and t != float("-inf"):
-        raise ValueError(f"Expected argument `threshold` to be in [0, 1] (or -inf: flag all), but got {threshold!r}")
+        raise ValueError(f"Expected argument `{name}` to be in [0, 1] (or -inf: flag all), but got {threshold!r}")
     return t
 
 
@@ -73,6 +73,7 @@ class FilterBase:
 def as_filter(obj: Any) -> SafetyFilter:
     """Return ``obj`` if it has ``predict_proba`` and ``threshold``, wrap a callable, else raise TypeError."""
     if hasattr(obj, "predict_proba") and hasattr(obj, "threshold"):
+        check_threshold(obj.threshold, "filter.threshold")  # a NaN threshold would flag nothing: "certified safe"
         return obj  # type: ignore[no-any-return]
     if callable(obj):
         return CallableFilter(obj)

@@ -54,8 +54,13 @@ def random_erase_and_check(
         prompt: a string, or token ids of ``tokenizer``.
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         ratio: fraction in [0, 1] of the erased subsequences (clean prompt excluded) to check.
-        mode, max_erase, num_blocks, tokenizer, batch_size, budget: as in
+        mode: ``"suffix"``, ``"insertion"`` or ``"infusion"``, as in
             :func:`certify.prompts.erase_and_check.erase_and_check`.
+        max_erase: ``d``, the most tokens erased (per block in insertion mode).
+        num_blocks: ``k``, the number of inserted blocks (insertion mode).
+        tokenizer: defaults to a fresh word tokenizer, as in ``erase_and_check``.
+        batch_size: strings per filter call.
+        budget: refuse a prompt needing more subsequences, as in ``erase_and_check``; None: no limit.
         seed: an int seed or a ``numpy.random.Generator`` for the sample.
 
     Returns:

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from certkit._validation import check_text
+
 __all__ = ["HFTokenizer", "Tokenizer", "WordTokenizer", "check_prompt"]
 
 # A token: optional leading whitespace, then a run of word characters or one other
@@ -43,12 +45,8 @@ class Tokenizer(Protocol):
 
 
 def check_prompt(prompt: Any, name: str = "prompt") -> str:
-    """Return ``prompt`` if it is a string with at least one non-whitespace character."""
-    if not isinstance(prompt, str):
-        raise TypeError(f"Expected argument `{name}` to be a string, but got {type(prompt).__name__}")
-    if not prompt.strip():
-        raise ValueError(f"Expected argument `{name}` to be a non-empty, non-whitespace string, but got {prompt!r}")
-    return prompt
+    """Return ``prompt`` if it is a string with a visible character (``certkit._validation.check_text``)."""
+    return check_text(prompt, name)
 
 
 class WordTokenizer:

@@ -94,6 +94,56 @@ def test_branch_and_bound_is_exercised(milp_margin_oracle: Oracle) -> None:
     assert searched["relu"] >= 2 and searched["input"] >= 2, searched
 
 
+def test_fsb_branching_agrees_with_milp(milp_margin_oracle: Oracle) -> None:
+    """Filtered smart branching decides the same properties as BaBSR (exact answers from the MILP)."""
+    branches = {"babsr": 0, "fsb": 0}
+    for net, x, y, eps, _ in _properties(2, 8, seed=3):
+        exact = milp_margin_oracle(net, x, y, eps)
+        for branching in ("babsr", "fsb"):
+            r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split="relu", iterations=0,
+                                attack_steps=0, attack_restarts=1, branching=branching, batch_size=4)
+            assert r.verdict == ("verified" if exact > 0 else "falsified"), (exact, r)
+            branches[branching] += r.branches
+    assert branches["fsb"] > 0 and branches["babsr"] > 0
+    with pytest.raises(ValueError, match="branching"):
+        verify_complete(net, x, y, eps, branching="random")
+
+
+def test_l2_leaves_are_decided() -> None:
+    """L2 balls: fully split (affine) domains are decided by the dual bound / primal check, so small networks
+    get no "unknown"; a verified property resists PGD and sampling, a falsified one has a real counterexample."""
+    from certify.attacks import pgd_margins
+
+    g = torch.Generator().manual_seed(11)
+    counts = {"verified": 0, "falsified": 0, "unknown": 0}
+    for t in range(12):
+        net = _mlp(4, (6, 6), 3, seed=300 + t)
+        x = torch.rand(1, 4, generator=g, dtype=torch.float64)
+        y = int(net(x).argmax())
+        eps = float(torch.rand((), generator=g, dtype=torch.float64)) * 0.4 + 0.05
+        r = verify_complete(net, x, y, eps, norm=2, domain=(0, 1), timeout=60, iterations=0, attack_steps=0,
+                            attack_restarts=1, batch_size=2)
+        counts[r.verdict] += 1
+        if r.verdict == "verified":
+            found = pgd_margins(net, x, torch.tensor([y]), eps, norm=2, domain=(0, 1), steps=200, restarts=5,
+                                generator=torch.Generator().manual_seed(t))
+            assert float(found[0].masked_fill(torch.arange(3) == y, math.inf).min()) > 0
+            d = torch.randn(20000, 4, generator=g, dtype=torch.float64)
+            pts = (x + eps * d / d.norm(dim=1, keepdim=True) * torch.rand(20000, 1, generator=g,
+                                                                          dtype=torch.float64) ** 0.25)
+            pts = pts[((pts >= 0) & (pts <= 1)).all(1)]
+            with torch.no_grad():
+                out = net(pts)
+            assert bool((out.argmax(1) == y).all())
+        elif r.verdict == "falsified":
+            cex = r.counterexample
+            assert cex is not None and float((cex - x).norm()) <= eps and float(cex.min()) >= 0
+            with torch.no_grad():
+                out = net(cex)[0]
+            assert float(out[y] - torch.cat([out[:y], out[y + 1 :]]).max()) <= 0
+    assert counts["unknown"] == 0 and counts["verified"] and counts["falsified"], counts
+
+
 def test_timeout_returns_unknown() -> None:
     net = _mlp(64, (256, 256, 256), 10, seed=5).float()
     x = torch.rand(1, 64, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,154 @@
+"""CIFAR-scale bound propagation: time and peak memory of certify against auto_LiRPA in the same run.
+
+Networks (random weights, 3x32x32 inputs in [0, 1], L-inf eps 2/255 clipped to [0, 1]):
+
+* ``cnn_4layer``: conv(3,16,4,s2,p1)-ReLU-conv(16,32,4,s2,p1)-ReLU-fc(2048,100)-ReLU-fc(100,10);
+* ``cnn_7layer_bn``: CROWN-IBP's cnn_7layer with BatchNorm after every conv (64-64-128-128-128 channels,
+  one stride-2 conv) and fc 512, BatchNorm running statistics randomised;
+* ``resnet_small``: conv(3,16)-ReLU, two residual blocks ``x + conv(relu(conv(x)))`` (16 channels, the
+  second at stride 2 with a 1x1 shortcut), ReLU, fc(16*16*16, 10).
+
+Each (network, method, library, batch) runs in a fresh subprocess: peak memory is the growth of the
+process's peak resident set size (``ru_maxrss``) over its size before the first bound computation; time
+is the median wall and CPU time of ``--reps`` calls after one warm-up call. Bounds of both libraries are
+compared (max relative difference). auto_LiRPA is optional: put a clone on PYTHONPATH::
+
+    PYTHONPATH=/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cifar.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+from torch import nn
+
+CONFIGS = [("cnn_4layer", "crown"), ("cnn_4layer", "crown-ibp"), ("cnn_4layer", "ibp"),
+           ("cnn_7layer_bn", "crown-ibp"), ("cnn_7layer_bn", "ibp"),
+           ("resnet_small", "crown"), ("resnet_small", "crown-ibp")]
+
+
+def cnn_4layer() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10)).eval()
+
+
+def cnn_7layer_bn() -> nn.Module:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    chans = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 1)]
+    for cin, cout, s in chans:
+        layers += [nn.Conv2d(cin, cout, 3, stride=s, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+    layers += [nn.Flatten(), nn.Linear(128 * 16 * 16, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 10)]
+    net = nn.Sequential(*layers)
+    for m in net:
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.short(x) + self.c2(torch.relu(self.c1(x)))
+
+
+def resnet_small() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), _Block(16, 16, 1), nn.ReLU(),
+                         _Block(16, 16, 2), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 16 * 16, 10)).eval()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child(net_name: str, method: str, lib: str, batch: int, reps: int) -> None:
+    import certify
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    net = {"cnn_4layer": cnn_4layer, "cnn_7layer_bn": cnn_7layer_bn, "resnet_small": resnet_small}[net_name]()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    theirs = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}[method]
+    m = method if lib == "certify" else f"auto_lirpa:{theirs}"
+    with torch.no_grad():
+        net(x)
+        base = _rss_mb()
+        b = certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        walls, cpus = [], []
+        for _ in range(reps):
+            t, c = time.perf_counter(), time.process_time()
+            certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+    torch.save({"lower": b.lower, "upper": b.upper}, f"/tmp/bench_cifar_{net_name}_{method}_{lib}_{batch}.pt")
+    print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpus), "peak_mb": peak}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="network names to run")
+    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        net_name, method, lib, batch = args.child
+        _child(net_name, method, lib, int(batch), args.reps)
+        return
+    from certify.auto_lirpa import auto_lirpa_available
+
+    libs = ["certify", "auto_LiRPA"] if auto_lirpa_available() else ["certify"]
+    print(f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, reps {args.reps}, "
+          f"auto_LiRPA {'available' if len(libs) == 2 else 'NOT available'}")
+    print("| network | method | batch | certify s (CPU s) | auto_LiRPA s (CPU s) | speed-up (wall / CPU) | "
+          "certify peak MB | auto_LiRPA peak MB | max rel. diff of bounds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for net_name, method in CONFIGS:
+        if args.only and net_name not in args.only:
+            continue
+        for batch in args.batches:
+            res = {}
+            for lib in libs:
+                out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--child", net_name, method,
+                                      lib, str(batch)], capture_output=True, text=True, env=os.environ.copy())
+                lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+                res[lib] = json.loads(lines[-1]) if lines else {"error": out.stderr.strip().splitlines()[-1:]}
+            c, a = res["certify"], res.get("auto_LiRPA")
+            cell = lambda r: (f"{r['wall']:.2f} ({r['cpu']:.2f})" if r and "wall" in r  # noqa: E731
+                              else ("failed" if r else "-"))
+            diff, speed = "-", "-"
+            if a and "wall" in a and "wall" in c:
+                speed = f"{a['wall'] / c['wall']:.2f}x / {a['cpu'] / c['cpu']:.2f}x"
+                p, q = (torch.load(f"/tmp/bench_cifar_{net_name}_{method}_{lib}_{batch}.pt")
+                        for lib in ("certify", "auto_LiRPA"))
+                scale = float(q["upper"].abs().max()) + 1
+                diff = f"{max(float((p['lower'] - q['lower']).abs().max()), float((p['upper'] - q['upper']).abs().max())) / scale:.1e}"
+            print(f"| {net_name} | {method} | {batch} | {cell(c)} | {cell(a)} | {speed} | "
+                  f"{c.get('peak_mb', float('nan')):.0f} | {a.get('peak_mb', float('nan')) if a else float('nan'):.0f} | "
+                  f"{diff} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

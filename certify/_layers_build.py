@@ -1,0 +1,576 @@
+"""Building graph nodes for the layers beyond the basic ones: element-wise functions, products and
+matmul of activations, softmax, LayerNorm, attention, Conv1d, ConvTranspose2d, Upsample and general
+padding. Composite layers are decomposed into the graph's operations (see ``certify._graph``), each
+exact except the element-wise functions and products, which ``certify._layers`` relaxes.
+
+Called by ``certify._graph._Builder`` (``b``): ``MODULES`` maps module types, ``FUNCTIONS`` the names of
+traced torch functions and tensor methods, to builders returning the index of the result node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from certify._ir import Node, _unsupported
+
+__all__ = ["FUNCTIONS", "MODULES", "layernorm", "matmul", "mha_call", "mul2", "pad_general", "softmax"]
+
+
+def _check(b: Any, idx: int, want: Tensor, what: str, loc: str) -> int:
+    """Refuse the conversion of a layer whose graph does not reproduce it on the sample."""
+    got = b.sample(idx)
+    if tuple(want.shape[1:]) != b.shape(idx) or not torch.allclose(want.to(got.dtype), got, rtol=1e-4, atol=1e-5):
+        raise _unsupported(f"{what} (its conversion does not reproduce it)", loc)
+    return idx
+
+
+def _dim(b: Any, i: int, dim: Any, loc: str) -> int:
+    """Per-sample dimension index of a torch ``dim`` argument (batch included) of node ``i``."""
+    nd = len(b.shape(i)) + 1
+    d = int(dim)
+    if not -nd <= d < nd or d % nd == 0:
+        raise _unsupported(f"an operation along dimension {dim} (the batch dimension, or out of range)", loc)
+    return d % nd - 1
+
+
+def permute_last(b: Any, i: int, d: int, loc: str) -> int:
+    """Swap per-sample dimension ``d`` with the last one (a no-op if it is the last)."""
+    nd = len(b.shape(i))
+    if d == nd - 1:
+        return i
+    perm = list(range(nd))
+    perm[d], perm[-1] = perm[-1], perm[d]
+    return b.add(Node("permute", (i,), (), loc, attrs={"perm": tuple(perm)}))
+
+
+def axis_linear(b: Any, i: int, d: int, mat: Tensor, loc: str, bias: Tensor | None = None) -> int:
+    """``mat`` (out, in) applied along per-sample dimension ``d`` (exact: a ``linear`` node)."""
+    j = permute_last(b, i, d, loc)
+    j = b.add(Node("linear", (j,), (), loc, mat.to(b.dtype), None if bias is None else bias.to(b.dtype)))
+    return permute_last(b, j, d, loc)
+
+
+def reshape(b: Any, i: int, shape: tuple[int, ...], loc: str) -> int:
+    if tuple(shape) == b.shape(i):
+        return i
+    return b.add(Node("reshape", (i,), tuple(shape), loc))
+
+
+def scalar(b: Any, op: str, i: int, loc: str, param: Any = None, floor: float | None = None) -> int:
+    """An element-wise function node; ``floor``: its input is >= floor by construction (exactly and in
+    floating point), which the bounds may use (rounding can otherwise push a bound below it)."""
+    attrs: dict[str, Any] = {} if param is None else {"param": param}
+    if floor is not None:
+        attrs["floor"] = floor
+    return b.add(Node(op, (i,), (), loc, attrs=attrs))
+
+
+def mul2(b: Any, i: int, j: int, loc: str) -> int:
+    """``a * b`` of two graph values (``square`` when they are the same value), broadcasting."""
+    if i == j:
+        return scalar(b, "square", i, loc)
+    si, sj = b.shape(i), b.shape(j)
+    try:
+        out = tuple(torch.broadcast_shapes(si, sj))
+    except RuntimeError as e:
+        raise _unsupported(f"product of tensors of per-sample shapes {si} and {sj}", loc) from e
+    i = reshape(b, i, (1,) * (len(out) - len(si)) + tuple(si), loc)
+    j = reshape(b, j, (1,) * (len(out) - len(sj)) + tuple(sj), loc)
+    return b.add(Node("mul", (i, j), (), loc))
+
+
+def matmul(b: Any, i: int, j: int, loc: str) -> int:
+    """``a @ b`` of two graph values (per-sample shapes (..., M, J) and (..., J, N)): the product
+    ``a[..., M, J, 1] * b[..., 1, J, N]`` (McCormick planes) summed over J (exact)."""
+    sa, sb = b.shape(i), b.shape(j)
+    if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
+        raise _unsupported(f"matmul of tensors of per-sample shapes {sa} and {sb} (both need >= 2 dims)", loc)
+    ai = reshape(b, i, (*sa, 1), loc)
+    bj = reshape(b, j, (*sb[:-2], 1, *sb[-2:]), loc)
+    z = mul2(b, ai, bj, loc)  # (..., M, J, N)
+    nd = len(b.shape(z))
+    ones = torch.ones((1, sa[-1]), dtype=b.dtype, device=b.nodes_device)
+    s = axis_linear(b, z, nd - 2, ones, loc)  # (..., M, 1, N)
+    shp = b.shape(s)
+    return reshape(b, s, (*shp[:-2], shp[-1]), loc)
+
+
+def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
+    """Softmax along ``dim``: ``1 / sum_j exp(x_j - x_i)`` (differences by a linear map, ``exp``, a sum,
+    ``reciprocal``; the term j = i is exactly 1). Log-softmax: ``-log(sum_j exp(x_j - x_i))``."""
+    d = _dim(b, i, dim, loc)
+    k = b.shape(i)[d]
+    eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
+    diff = (eye.unsqueeze(0) - eye.unsqueeze(1)).reshape(k * k, k)  # row (i, j): e_j - e_i
+    summ = torch.kron(eye, torch.ones((1, k), dtype=b.dtype, device=b.nodes_device))  # (k, k*k)
+    j = permute_last(b, i, d, loc)
+    j = b.add(Node("linear", (j,), (), loc, diff, None))
+    j = scalar(b, "exp", j, loc)
+    j = b.add(Node("linear", (j,), (), loc, summ, None))
+    if log:
+        j = scalar(b, "log", j, loc, floor=1.0)
+        j = b.add(Node("affine", (j,), (), loc, torch.tensor(-1.0, dtype=b.dtype, device=b.nodes_device), None))
+    else:
+        j = scalar(b, "reciprocal", j, loc, floor=1.0)
+    return permute_last(b, j, d, loc)
+
+
+def layernorm(b: Any, i: int, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None,
+              eps: float, loc: str) -> int:
+    """LayerNorm ``(x - mean) * rsqrt(var + eps) * weight + bias`` over the last dims: mean subtraction
+    (linear, exact), ``square``, the mean (linear), ``+ eps``, ``rsqrt`` and a product (Shi et al. 2020)."""
+    shape = b.shape(i)
+    m = len(normalized_shape)
+    if tuple(shape[len(shape) - m:]) != tuple(normalized_shape):
+        raise _unsupported(f"LayerNorm over {tuple(normalized_shape)} of a tensor of per-sample shape {shape}", loc)
+    k = math.prod(normalized_shape)
+    lead = shape[: len(shape) - m]
+    j = reshape(b, i, (*lead, k), loc)
+    eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
+    c = b.add(Node("linear", (j,), (), loc, eye - 1.0 / k, None))
+    sq = scalar(b, "square", c, loc)
+    mean = torch.full((1, k), 1.0 / k, dtype=b.dtype, device=b.nodes_device)
+    v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device)))
+    r = scalar(b, "rsqrt", v, loc, floor=float(eps) if eps > 0 else None)
+    y = b.add(Node("mul", (c, r), (), loc))
+    y = reshape(b, y, shape, loc)
+    if weight is not None or bias is not None:
+        w = None if weight is None else b.p(weight).reshape(normalized_shape)
+        bb = None if bias is None else b.p(bias).reshape(normalized_shape)
+        y = b.add(Node("affine", (y,), (), loc, w, bb))
+    return y
+
+
+# -- modules ---------------------------------------------------------------------------------------
+
+def _layernorm_module(b: Any, m: nn.LayerNorm, i: int, loc: str) -> int:
+    w = b.attr(m, "weight") if m.elementwise_affine else None
+    bias = getattr(m, "bias", None) if m.elementwise_affine else None
+    return layernorm(b, i, tuple(m.normalized_shape), w, bias, m.eps, loc)
+
+
+def _prelu(b: Any, m: nn.PReLU, i: int, loc: str) -> int:
+    a = b.p(b.attr(m, "weight"))
+    shape = b.shape(i)
+    if a.numel() == 1:
+        p: Any = a.reshape(())
+    else:
+        if not shape or shape[0] != a.numel():
+            raise _unsupported(f"PReLU with {a.numel()} parameters on per-sample shape {shape}", loc)
+        p = a.reshape(-1, *([1] * (len(shape) - 1)))
+    return scalar(b, "leaky_relu", i, loc, p)
+
+
+def _gelu_module(b: Any, m: nn.GELU, i: int, loc: str) -> int:
+    if m.approximate != "none":
+        raise _unsupported(f"GELU(approximate={m.approximate!r}) (supported: the exact GELU)", loc)
+    return scalar(b, "gelu", i, loc)
+
+
+def _softplus_params(beta: Any, threshold: Any, loc: str) -> tuple[float, float]:
+    beta, threshold = float(beta), float(threshold)
+    if beta <= 0:
+        raise _unsupported(f"Softplus with beta={beta} <= 0", loc)
+    return beta, threshold
+
+
+def _conv1d(b: Any, m: nn.Conv1d, i: int, loc: str) -> int:
+    shape = b.shape(i)
+    if len(shape) != 2:
+        raise _unsupported(f"Conv1d on input of per-sample shape {shape}", loc)
+    pad: Any = m.padding
+    k, d = m.kernel_size[0], m.dilation[0]
+    if isinstance(pad, str):
+        pad = (0,) if pad == "valid" else (d * (k - 1) // 2,)
+        if m.padding == "same" and (d * (k - 1)) % 2:
+            i = pad_general(b, i, (0, 1), "constant", 0.0, loc)
+    if m.padding_mode != "zeros" and pad[0]:
+        mode = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}[m.padding_mode]
+        i = pad_general(b, i, (pad[0], pad[0]), mode, 0.0, loc)
+        pad = (0,)
+    c = b.shape(i)
+    j = reshape(b, i, (c[0], 1, c[1]), loc)
+    w = b.p(b.attr(m, "weight")).unsqueeze(2)
+    attrs = {"stride": (1, m.stride[0]), "padding": (0, pad[0]), "dilation": (1, d), "groups": m.groups}
+    j = b.add(Node("conv", (j,), (), loc, w, b.p(b.attr(m, "bias")), attrs))
+    o = b.shape(j)
+    return reshape(b, j, (o[0], o[2]), loc)
+
+
+def _zero_insert(n_in: int, stride: int, lead: int, n_out: int, dtype: torch.dtype, device: Any) -> Tensor:
+    """(n_out, n_in) 0/1 matrix: input i goes to position ``i * stride + lead`` (dropped outside)."""
+    mat = torch.zeros((n_out, n_in), dtype=dtype, device=device)
+    for k in range(n_in):
+        pos = k * stride + lead
+        if 0 <= pos < n_out:
+            mat[pos, k] = 1.0
+    return mat
+
+
+def _convt2d(b: Any, m: nn.ConvTranspose2d, i: int, loc: str) -> int:
+    """``conv_transpose2d`` = zero insertion with padding (per-axis 0/1 maps) and a stride-1 convolution
+    with the flipped, transposed kernel (exact)."""
+    shape = b.shape(i)
+    if len(shape) != 3 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise _unsupported(f"ConvTranspose2d on per-sample shape {shape} with padding {m.padding!r}", loc)
+    w = b.p(b.attr(m, "weight"))  # (Cin, Cout / g, kh, kw)
+    g = m.groups
+    cin, cout_g, kh, kw = w.shape
+    j = i
+    for axis, (n_in, s, p, d, k, op) in ((2, (shape[2], m.stride[1], m.padding[1], m.dilation[1], kw,
+                                             m.output_padding[1])),
+                                         (1, (shape[1], m.stride[0], m.padding[0], m.dilation[0], kh,
+                                             m.output_padding[0]))):
+        lead = d * (k - 1) - p
+        n_out = (n_in - 1) * s + 1 + 2 * lead + op
+        j = axis_linear(b, j, axis, _zero_insert(n_in, s, lead, n_out, b.dtype, b.nodes_device), loc)
+    wt = w.reshape(g, cin // g, cout_g, kh, kw).transpose(1, 2).reshape(g * cout_g, cin // g, kh, kw).flip(2, 3)
+    attrs = {"stride": (1, 1), "padding": (0, 0), "dilation": tuple(m.dilation), "groups": g}
+    j = b.add(Node("conv", (j,), (), loc, wt.contiguous(), b.p(b.attr(m, "bias")), attrs))
+    with torch.no_grad():
+        want = m(b.sample(i).to(w.dtype))
+    return _check(b, j, want, "ConvTranspose2d", loc)
+
+
+def _axis_matrix(n_in: int, fn: Callable[[Tensor], Tensor], dtype: torch.dtype, device: Any) -> Tensor:
+    """The matrix (n_out, n_in) of a linear map ``fn`` of (N, 1, n_in) tensors along the last axis."""
+    eye = torch.eye(n_in, dtype=torch.float64, device=device).reshape(n_in, 1, n_in)
+    with torch.no_grad():
+        out = fn(eye)
+    return out[:, 0, :].t().to(dtype)
+
+
+def upsample(b: Any, i: int, size: Any, scale: Any, mode: str, align_corners: Any, loc: str,
+             ref: Callable[[Tensor], Tensor]) -> int:
+    """Nearest / (bi)linear interpolation as per-axis linear maps (the interpolation is separable)."""
+    shape = b.shape(i)
+    dims = len(shape) - 1
+    modes = {"nearest": "nearest", "nearest-exact": "nearest-exact", "linear": "linear", "bilinear": "linear"}
+    if dims not in (1, 2) or mode not in modes or (mode == "bilinear" and dims != 2) or (
+            mode == "linear" and dims != 1):
+        raise _unsupported(f"interpolation with mode={mode!r} on per-sample shape {shape} (supported: nearest, "
+                           "linear (1-D), bilinear (2-D))", loc)
+
+    def per_axis(v: Any, a: int) -> Any:
+        if v is None:
+            return None
+        return v[a] if isinstance(v, list | tuple) else v
+
+    j = i
+    for a in reversed(range(dims)):
+        kw: dict[str, Any] = {"mode": modes[mode]}
+        if modes[mode] == "linear":
+            kw["align_corners"] = align_corners
+        sz, sc = per_axis(size, a), per_axis(scale, a)
+        if sz is not None:
+            kw["size"] = int(sz)
+        else:
+            kw["scale_factor"] = float(sc)
+
+        def fn(t: Tensor, kw: dict[str, Any] = kw) -> Tensor:
+            return F.interpolate(t, **kw)
+
+        j = axis_linear(b, j, 1 + a, _axis_matrix(shape[1 + a], fn, b.dtype, b.nodes_device), loc)
+    with torch.no_grad():
+        want = ref(b.sample(i))
+    return _check(b, j, want, f"interpolation with mode={mode!r}", loc)
+
+
+def _upsample_module(b: Any, m: nn.Upsample, i: int, loc: str) -> int:
+    if getattr(m, "recompute_scale_factor", None):
+        raise _unsupported("Upsample with recompute_scale_factor=True", loc)
+    return upsample(b, i, m.size, m.scale_factor, m.mode, m.align_corners, loc, m)
+
+
+def pad_general(b: Any, i: int, pad: tuple[int, ...], mode: str, value: float, loc: str) -> int:
+    """``F.pad`` of the last ``len(pad) // 2`` dimensions as per-axis linear maps (0/1 matrices; constant
+    mode adds the constant border as a bias). Negative amounts crop."""
+    shape = b.shape(i)
+    if len(pad) % 2 or len(pad) // 2 > len(shape) or mode not in ("constant", "reflect", "replicate", "circular"):
+        raise _unsupported(f"padding {pad} with mode={mode!r} of per-sample shape {shape}", loc)
+    if mode != "constant" and len(pad) // 2 > 2:
+        raise _unsupported(f"padding with mode={mode!r} of more than 2 dimensions", loc)
+    j = i
+    for a in range(len(pad) // 2):
+        d = len(shape) - 1 - a
+        p = (int(pad[2 * a]), int(pad[2 * a + 1]))
+        if p == (0, 0):
+            continue
+        m = "constant" if mode == "constant" else mode
+
+        def fn(t: Tensor, p: tuple[int, int] = p, m: str = m) -> Tensor:
+            return F.pad(t, p, mode=m) if m != "constant" else F.pad(t, p)
+
+        j = axis_linear(b, j, d, _axis_matrix(shape[d], fn, b.dtype, b.nodes_device), loc)
+    if mode == "constant" and value != 0.0:
+        ones = torch.ones(shape, dtype=b.dtype, device=b.nodes_device)
+        border = F.pad(torch.zeros_like(ones).unsqueeze(0), tuple(pad), value=value)[0]
+        inside = F.pad(ones.unsqueeze(0), tuple(pad))[0]
+        border = torch.where(inside > 0, torch.zeros_like(border), border)
+        j = b.add(Node("affine", (j,), (), loc, None, border))
+    with torch.no_grad():
+        s = b.sample(i)
+        want = F.pad(s, tuple(pad), mode=mode, value=value) if mode == "constant" else F.pad(s, tuple(pad), mode=mode)
+    return _check(b, j, want, f"padding {pad} with mode={mode!r}", loc)
+
+
+def attention(b: Any, i: int, m: nn.MultiheadAttention, loc: str) -> int:
+    """Self-attention of ``nn.MultiheadAttention`` (batch_first, no masks) on node ``i`` (T, E):
+    projections (linear), per-head scores ``q k^T / sqrt(d)`` (matmul of two activations), softmax,
+    ``attn @ v`` and the output projection."""
+    shape = b.shape(i)
+    if not m.batch_first:
+        raise _unsupported("nn.MultiheadAttention with batch_first=False (the batch must be dimension 0)", loc)
+    if m.bias_k is not None or m.add_zero_attn:
+        raise _unsupported("nn.MultiheadAttention with add_bias_kv or add_zero_attn", loc)
+    e, h = m.embed_dim, m.num_heads
+    if len(shape) != 2 or shape[1] != e:
+        raise _unsupported(f"nn.MultiheadAttention on per-sample shape {shape} (expected (T, {e}))", loc)
+    t, dh = shape[0], e // h
+    if m._qkv_same_embed_dim:
+        wq, wk, wv = b.p(b.attr(m, "in_proj_weight")).chunk(3)
+    else:
+        wq, wk, wv = (b.p(b.attr(m, n)) for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight"))
+    bias = b.p(b.attr(m, "in_proj_bias"))
+    bq, bk, bv = (None, None, None) if bias is None else bias.chunk(3)
+    scale = 1.0 / math.sqrt(dh)
+
+    def heads(w: Tensor, bb: Tensor | None, s: float = 1.0) -> int:
+        j = b.add(Node("linear", (i,), (), loc, w * s, None if bb is None else bb * s))
+        j = reshape(b, j, (t, h, dh), loc)
+        return b.add(Node("permute", (j,), (), loc, attrs={"perm": (1, 0, 2)}))  # (H, T, dh)
+
+    q, k, v = heads(wq, bq, scale), heads(wk, bk), heads(wv, bv)
+    kt = b.add(Node("permute", (k,), (), loc, attrs={"perm": (0, 2, 1)}))  # (H, dh, T)
+    scores = matmul(b, q, kt, loc)  # (H, T, T)
+    attn = softmax(b, scores, -1, loc)
+    o = matmul(b, attn, v, loc)  # (H, T, dh)
+    o = b.add(Node("permute", (o,), (), loc, attrs={"perm": (1, 0, 2)}))
+    o = reshape(b, o, (t, e), loc)
+    return b.add(Node("linear", (o,), (), loc, b.p(b.attr(m.out_proj, "weight")), b.p(b.attr(m.out_proj, "bias"))))
+
+
+def mha_call(b: Any, m: nn.MultiheadAttention, fn: Any, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    """A traced call ``mha(x, x, x, ...)``: self-attention only, no masks."""
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+             "is_causal")
+    given = dict(zip(names, fn.args)) | dict(fn.kwargs)
+    q, k, v = (given.get(n) for n in ("query", "key", "value"))
+    if not (is_ir(q) and q is k and k is v):
+        raise _unsupported("nn.MultiheadAttention other than self-attention mha(x, x, x)", loc)
+    for n in ("key_padding_mask", "attn_mask"):
+        if given.get(n) is not None:
+            raise _unsupported(f"nn.MultiheadAttention with {n}", loc)
+    if given.get("is_causal"):
+        raise _unsupported("nn.MultiheadAttention with is_causal=True", loc)
+    return attention(b, env[q][1], m, loc)
+
+
+def _activation(b: Any, act: Any, i: int, loc: str) -> int:
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return b.add(Node("relu", (i,), (), loc))
+    if act is F.gelu:
+        return scalar(b, "gelu", i, loc)
+    if isinstance(act, nn.GELU):
+        return _gelu_module(b, act, i, loc)
+    raise _unsupported(f"TransformerEncoderLayer with activation {act!r} (supported: relu, gelu)", loc)
+
+
+def encoder_layer(b: Any, m: nn.TransformerEncoderLayer, i: int, loc: str) -> int:
+    """``nn.TransformerEncoderLayer`` (batch_first, eval, no masks): self-attention and the MLP, each in a
+    residual branch, with LayerNorm before (``norm_first``) or after."""
+
+    def sa(x: int) -> int:
+        return attention(b, x, m.self_attn, f"{loc}.self_attn")
+
+    def ff(x: int) -> int:
+        y = b.add(Node("linear", (x,), (), f"{loc}.linear1", b.p(b.attr(m.linear1, "weight")),
+                       b.p(b.attr(m.linear1, "bias"))))
+        y = _activation(b, m.activation, y, f"{loc}.activation")
+        return b.add(Node("linear", (y,), (), f"{loc}.linear2", b.p(b.attr(m.linear2, "weight")),
+                          b.p(b.attr(m.linear2, "bias"))))
+
+    def norm(nm: nn.LayerNorm, x: int, name: str) -> int:
+        return _layernorm_module(b, nm, x, f"{loc}.{name}")
+
+    def res(x: int, y: int) -> int:
+        return b.add(Node("add", (x, y), (), loc, attrs={"coef": (1.0, 1.0)}))
+
+    if m.norm_first:
+        x = res(i, sa(norm(m.norm1, i, "norm1")))
+        return res(x, ff(norm(m.norm2, x, "norm2")))
+    x = norm(m.norm1, res(i, sa(i)), "norm1")
+    return norm(m.norm2, res(x, ff(x)), "norm2")
+
+
+def _encoder(b: Any, m: nn.TransformerEncoder, i: int, loc: str) -> int:
+    for k, layer in enumerate(m.layers):
+        i = encoder_layer(b, layer, i, f"{loc}.layers.{k}")
+    if m.norm is not None:
+        i = b.module(m.norm, i, f"{loc}.norm")
+    return i
+
+
+def _mha_module(b: Any, m: nn.MultiheadAttention, i: int, loc: str) -> int:
+    raise _unsupported("nn.MultiheadAttention called with one argument (call it as mha(x, x, x)[0] in a forward)",
+                       loc)
+
+
+def _softmax_module(b: Any, m: nn.Softmax | nn.LogSoftmax, i: int, loc: str) -> int:
+    if m.dim is None:
+        raise _unsupported(f"{type(m).__name__} without dim", loc)
+    return softmax(b, i, m.dim, loc, log=isinstance(m, nn.LogSoftmax))
+
+
+MODULES: dict[type, Callable[[Any, Any, int, str], int]] = {
+    nn.LeakyReLU: lambda b, m, i, loc: scalar(b, "leaky_relu", i, loc, float(m.negative_slope)),
+    nn.PReLU: _prelu,
+    nn.ELU: lambda b, m, i, loc: scalar(b, "elu", i, loc, float(m.alpha)),
+    nn.GELU: _gelu_module,
+    nn.SiLU: lambda b, m, i, loc: scalar(b, "silu", i, loc),
+    nn.Softplus: lambda b, m, i, loc: scalar(b, "softplus", i, loc, _softplus_params(m.beta, m.threshold, loc)),
+    nn.Softmax: _softmax_module,
+    nn.LogSoftmax: _softmax_module,
+    nn.LayerNorm: _layernorm_module,
+    nn.Conv1d: _conv1d,
+    nn.ConvTranspose2d: _convt2d,
+    nn.Upsample: _upsample_module,
+    nn.MultiheadAttention: _mha_module,
+    nn.TransformerEncoderLayer: lambda b, m, i, loc: encoder_layer(b, m, i, loc),
+    nn.TransformerEncoder: _encoder,
+}
+
+
+# -- traced functions and methods ------------------------------------------------------------------
+
+def _arg(args: tuple, kwargs: dict, pos: int, name: str, default: Any, val: Any) -> Any:
+    if len(args) > pos:
+        return val(args[pos])
+    return val(kwargs.get(name, default))
+
+
+def _one(b: Any, fn: Any, args: tuple, env: dict, is_ir: Any, loc: str) -> int:
+    if not is_ir(args[0]) or any(is_ir(a) for a in args[1:]):
+        raise _unsupported(f"'{fn.target}' with these arguments", loc)
+    return int(env[args[0]][1])
+
+
+def _f_scalar(op: str, param: Callable[[tuple, dict, Any, str], Any] | None = None) -> Callable[..., int]:
+    def build(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+        i = _one(b, fn, args, env, is_ir, loc)
+        return scalar(b, op, i, loc, None if param is None else param(args, kwargs, val, loc))
+
+    return build
+
+
+def _f_gelu(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    i = _one(b, fn, args, env, is_ir, loc)
+    if _arg(args, kwargs, 1, "approximate", "none", val) != "none":
+        raise _unsupported("gelu(approximate='tanh') (supported: the exact GELU)", loc)
+    return scalar(b, "gelu", i, loc)
+
+
+def _f_softmax(log: bool) -> Callable[..., int]:
+    def build(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+        i = _one(b, fn, args, env, is_ir, loc)
+        dim = _arg(args, kwargs, 1, "dim", None, val)
+        if dim is None or val(kwargs.get("dtype")) is not None:
+            raise _unsupported(f"'{fn.target}' without dim or with dtype", loc)
+        return softmax(b, i, dim, loc, log=log)
+
+    return build
+
+
+def _f_layer_norm(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    i = _one(b, fn, args, env, is_ir, loc)
+    ns = _arg(args, kwargs, 1, "normalized_shape", None, val)
+    ns = (ns,) if isinstance(ns, int) else tuple(ns)
+    return layernorm(b, i, ns, _arg(args, kwargs, 2, "weight", None, val), _arg(args, kwargs, 3, "bias", None, val),
+                     float(_arg(args, kwargs, 4, "eps", 1e-5, val)), loc)
+
+
+def _f_matmul(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    a, c = args[0], args[1]
+    if is_ir(a) and is_ir(c):
+        return matmul(b, env[a][1], env[c][1], loc)
+    if is_ir(a):  # x @ W (constant): a linear map on the last dimension
+        w = val(c)
+        if not isinstance(w, Tensor) or w.dim() != 2:
+            raise _unsupported("matmul of an activation with a constant that is not a matrix", loc)
+        return b.add(Node("linear", (env[a][1],), (), loc, b.p(w.t().contiguous()), None))
+    raise _unsupported("matmul of a constant with an activation (write it as x @ W)", loc)
+
+
+def _f_pow(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    i = _one(b, fn, args, env, is_ir, loc)
+    e = _arg(args, kwargs, 1, "exponent", None, val)
+    if e == 2:
+        return scalar(b, "square", i, loc)
+    if e == -1:
+        return scalar(b, "reciprocal", i, loc)
+    if e == -0.5:
+        return scalar(b, "rsqrt", i, loc)
+    raise _unsupported(f"pow with exponent {e!r} (supported: 2, -1, -0.5)", loc)
+
+
+def _f_mean_sum(mean: bool) -> Callable[..., int]:
+    def build(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+        i = _one(b, fn, args, env, is_ir, loc)
+        dim = _arg(args, kwargs, 1, "dim", None, val)
+        keep = bool(_arg(args, kwargs, 2, "keepdim", False, val))
+        if dim is None or val(kwargs.get("dtype")) is not None:
+            raise _unsupported(f"'{fn.target}' over all dimensions (the batch included) or with dtype", loc)
+        dims = sorted({_dim(b, i, d, loc) for d in (dim if isinstance(dim, list | tuple) else (dim,))}, reverse=True)
+        j = i
+        for d in dims:
+            n = b.shape(j)[d]
+            w = torch.full((1, n), 1.0 / n if mean else 1.0, dtype=b.dtype, device=b.nodes_device)
+            j = axis_linear(b, j, d, w, loc)
+        if not keep:
+            j = reshape(b, j, tuple(s for k, s in enumerate(b.shape(j)) if k not in dims), loc)
+        return j
+
+    return build
+
+
+def _f_interpolate(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    i = _one(b, fn, args, env, is_ir, loc)
+    size = _arg(args, kwargs, 1, "size", None, val)
+    scale = _arg(args, kwargs, 2, "scale_factor", None, val)
+    mode = _arg(args, kwargs, 3, "mode", "nearest", val)
+    ac = _arg(args, kwargs, 4, "align_corners", None, val)
+    if _arg(args, kwargs, 5, "recompute_scale_factor", None, val) or val(kwargs.get("antialias", False)):
+        raise _unsupported("interpolate with recompute_scale_factor or antialias", loc)
+    return upsample(b, i, size, scale, str(mode), ac, loc,
+                    lambda t: F.interpolate(t, size=size, scale_factor=scale, mode=mode, align_corners=ac))
+
+
+FUNCTIONS: dict[str, Callable[..., int]] = {
+    "gelu": _f_gelu,
+    "silu": _f_scalar("silu"),
+    "elu": _f_scalar("elu", lambda a, k, v, loc: float(_arg(a, k, 1, "alpha", 1.0, v))),
+    "softplus": _f_scalar("softplus", lambda a, k, v, loc: _softplus_params(
+        _arg(a, k, 1, "beta", 1.0, v), _arg(a, k, 2, "threshold", 20.0, v), loc)),
+    "leaky_relu": _f_scalar("leaky_relu", lambda a, k, v, loc: float(_arg(a, k, 1, "negative_slope", 0.01, v))),
+    "exp": _f_scalar("exp"),
+    "log": _f_scalar("log"),
+    "reciprocal": _f_scalar("reciprocal"),
+    "rsqrt": _f_scalar("rsqrt"),
+    "square": _f_scalar("square"),
+    "pow": _f_pow,
+    "softmax": _f_softmax(False),
+    "log_softmax": _f_softmax(True),
+    "layer_norm": _f_layer_norm,
+    "matmul": _f_matmul,
+    "bmm": _f_matmul,
+    "mean": _f_mean_sum(True),
+    "sum": _f_mean_sum(False),
+    "interpolate": _f_interpolate,
+    "upsample": _f_interpolate,
+}
