@@ -291,14 +291,14 @@ def _check_probs_hint(probs: Any) -> None:
     try:
         check_probs(probs)
     except ValueError as err:
-        if "logits" in str(err):
+        if "from_logits" in str(err):
             raise
         try:
             looks_like_logits = probs.ndim == 2 and (float(probs.min()) < 0 or float(probs.max()) > 1)
         except Exception:  # pragma: no cover - not an array at all; the original error says so
             looks_like_logits = False
         if looks_like_logits:
-            raise ValueError(f"{err}; these look like logits: pass from_logits=True (or softmax them)") from None
+            raise ValueError(f"{err} (these look like logits: pass from_logits=True)") from None
         raise
 
 
