@@ -28,10 +28,10 @@ from certkit._validation import (
     check_array,
     check_eval_mode,
     check_generator,
-    check_positive,
     check_positive_int,
 )
 from certkit.certifier import SmoothedScores
+from smoothing.noise import gaussian_sigma
 
 __all__ = ["PerInputScore", "ScoreFn", "SmoothedScores", "smoothed_scores"]
 
@@ -96,7 +96,7 @@ def smoothed_scores(
         x: ``(N, *shape)`` inputs; noise and outputs live on ``x.device``.
         score_fn: maps ``(M, K)`` softmax probabilities to ``(M, K)`` scores (one per label); or a
             :class:`PerInputScore` whose ``u`` ``(N,)`` holds one value per input, shared by its noise draws.
-        sigma: noise level > 0.
+        sigma: noise level > 0 (or a ``smoothing.GaussianNoise``; uniform and Laplace noise are refused).
         n_mc: noise samples per input, >= 2 (the variance needs two).
         generator: source of the noise (on ``x.device``); a fresh nondeterministically seeded one if None.
             Torch's global RNG is never used.
@@ -110,7 +110,7 @@ def smoothed_scores(
         Gendler et al., "Adversarially Robust Conformal Prediction", ICLR 2022.
         Yan et al., "Provably Robust Conformal Prediction with Improved Efficiency", ICLR 2024.
     """
-    sigma = check_positive(sigma, "sigma")
+    sigma = gaussian_sigma(sigma, "sigma")
     n_mc = check_positive_int(n_mc, "n_mc", minimum=2)
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(x, torch.Tensor) or x.ndim < 2:

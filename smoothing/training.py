@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from certkit._validation import check_nonnegative, check_positive, check_positive_int
-from smoothing._rng import resolve_generator
+from certkit._validation import check_nonnegative, check_positive, check_positive_int, generator_or_seed
 
 __all__ = ["consistency_loss", "train_consistency", "train_noise_augmented"]
 
@@ -62,7 +61,7 @@ def train_noise_augmented(
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
-    g = resolve_generator(generator, seed, inputs.device, "smoothing.train_noise_augmented")
+    g = generator_or_seed(generator, seed, where="smoothing.train_noise_augmented", device=inputs.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     model.train()
