@@ -38,7 +38,7 @@ from certkit.certifier import Certifier, CertifierKind
 from certkit.threat import LpBall
 from certkit.warnings import TrivialSetWarning
 from conformal.functional import at_least, prediction_mask
-from conformal.scores import ScoreFunction, aps, get_score, raps, thr, thr_probability_cut
+from conformal.scores import ScoreFunction, aps, aps_set_mask, get_score, raps, thr, thr_probability_cut
 from conformal.sets import PredictionSets
 
 __all__ = ["Calibrator", "ScoreCalibrator", "resolve_certifier", "resolve_threat", "softmax_rows"]
@@ -219,6 +219,15 @@ class ScoreCalibrator(Calibrator):
             return 1.0 + lam * max(0, self.num_classes_ - k_reg)
         return None
 
+    def _sorted_values_path(self, probs: Array, threshold: Any) -> bool:
+        if self._score_fn not in (aps, raps) or not set(self.score_kwargs) <= {"k_reg", "lam"}:
+            return False
+        if isinstance(threshold, np.ndarray | torch.Tensor) and np.ndim(threshold) > 0:
+            return False
+        if isinstance(probs, torch.Tensor):
+            return probs.device.type == "cpu" and probs.dtype in (torch.float32, torch.float64)
+        return isinstance(probs, np.ndarray) and probs.dtype in (np.float32, np.float64)
+
     def _trivial_hint(self) -> str:
         if self._score_fn in (aps, raps) and not self._randomize:
             return ("On a confident model the non-randomised APS/RAPS score of the true label is 1.0 for most "
@@ -258,6 +267,12 @@ class ScoreCalibrator(Calibrator):
         if self._score_fn is thr and not self.score_kwargs and probs.dtype in _CUT_DTYPES:
             # one pass: 1 - p <= t  <=>  p >= p*(t), exactly (conformal.scores.thr_probability_cut)
             mask = at_least(probs, thr_probability_cut(threshold, probs.dtype))
+        elif self._sorted_values_path(probs, threshold):
+            # APS/RAPS sets are top-m prefixes: sorted values + one comparison, no argsort (identical sets)
+            kw = dict(self.score_kwargs)
+            if self._score_fn is raps:
+                kw = {"k_reg": kw.get("k_reg", 5), "lam": kw.get("lam", 0.01)}
+            mask = aps_set_mask(probs, float(threshold), u=self._draw_u(probs.shape[0], generator).get("u"), **kw)
         else:
             mask = prediction_mask(self._checked_scores(probs, generator=generator), threshold)
         if mask.shape[0] >= _FULL_SETS_MIN_N and bool(mask.all()):

@@ -113,11 +113,11 @@ def test_rscp_plus_randomised_aps_covers_under_pgd_and_ptt_shrinks_sets() -> Non
     x, y = x_all[pick], y_all[pick]
     u = torch.rand(400, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     rows = {}
-    for form, fn, hold_kw in (("randomised", per_input_score("aps", u), {"randomized": True}),
-                              ("u=0", smoothed_score_fn("aps"), {})):
+    u_hold = torch.rand(197, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for form, fn, hk in (("randomised", per_input_score("aps", u), {"u": u_hold}),
+                         ("u=0", smoothed_score_fn("aps"), {})):
         x_adv = smoothed_score_pgd(model, x, y, fn, sigma=sigma, eps=eps, steps=10, n_noise=8,
                                    generator=torch.Generator().manual_seed(2))
-        hk = dict(hold_kw, generator=torch.Generator().manual_seed(3)) if hold_kw else {}
         ptt = PTT(alpha=alpha).fit(holdout_scores(model, x_hold, y_hold, score="aps", sigma=sigma,
                                                   generator=torch.Generator().manual_seed(4), **hk))
         for name, transform in (("RSCP+", None), ("RSCP+ PTT", ptt)):
