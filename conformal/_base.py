@@ -29,6 +29,7 @@ from certkit._params import Params
 from certkit._validation import (
     Array,
     check_array_pair,
+    check_bool,
     check_calibrated,
     check_generator,
     check_labels,
@@ -140,7 +141,7 @@ class ScoreCalibrator(Calibrator):
                  validate: bool = True, randomized: bool | None = None) -> None:
         self.score = score
         self.score_kwargs = dict(score_kwargs or {})
-        self.validate = validate
+        self.validate = check_bool(validate, "validate")
         self._score_fn = get_score(score)
         self.randomized = randomized
         self._randomize = _resolve_randomized(self._score_fn, randomized, self.score_kwargs)

@@ -21,7 +21,14 @@ import torch
 from torch import nn
 
 from certify.attacks import pgd_minimize
-from certkit._validation import check_eval_mode, check_nonnegative, check_positive, check_positive_int
+from certkit._validation import (
+    check_array,
+    check_eval_mode,
+    check_model_labels,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 from certkit.threat import LpBall, threat_arguments
 from smoothing.scores import PerInputScore
 
@@ -154,6 +161,9 @@ def pgd_attack(
     """
     if threat is not None:
         eps, norm, domain = threat_arguments(threat, eps, norm, None if domain == (0.0, 1.0) else domain)
+    check_eval_mode(model)
+    check_array(x, "x", tensor=True)
+    check_model_labels(model, x, labels, "labels")
 
     def log_p_true(z: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt, resolve_tokenizer
 from certkit._validation import check_budget, check_positive_int, check_token_ids, has_visible
 from certkit.errors import BudgetExceededError
 
@@ -273,7 +273,7 @@ def erased_texts(
     Used for the paper's erasure augmentation: erased safe prompts are labelled safe when
     training a filter, so that fragments of safe prompts are not flagged.
     """
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     ids = tok.encode(check_prompt(prompt))
     out = []
     for sub in itertools.islice(erased_subsequences(ids, mode, max_erase, num_blocks=num_blocks, budget=budget), 1, None):
@@ -376,7 +376,7 @@ def erase_and_check_batch(
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError(f"Expected argument `prompts` to be a list of prompts, but got {type(prompts).__name__}")
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     resolved = [_resolve(p, tok, tokenizer is not None) for p in prompts]
     cap = math.inf if budget is None else budget  # capped counts: the check never waits on a huge count
     counts = [_count_capped(len(ids), mode, d, k, cap) for ids, _ in resolved]

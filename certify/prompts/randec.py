@@ -29,7 +29,7 @@ from certify.prompts.erase_and_check import (
     erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
 from certkit._validation import check_positive_int
 
 __all__ = ["random_erase_and_check"]
@@ -72,7 +72,7 @@ def random_erase_and_check(
     batch_size = check_positive_int(batch_size, "batch_size")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_positive_int(seed, "seed", 0))
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     ids, text = _resolve(prompt, tok, tokenizer is not None)
     subs = list(erased_subsequences(ids, mode, d, num_blocks=k, budget=budget))
     m = math.floor(float(ratio) * (len(subs) - 1))
