@@ -116,3 +116,25 @@ def test_randomised_aps_coverage_over_splits() -> None:
     mean = float(np.mean(cov))
     # E coverage in [1 - alpha, 1 - alpha + 1/(n+1)]; the mean of 500 splits has sd <= ~0.0015
     assert 0.9 - 0.006 <= mean <= 0.9 + 1 / 1001 + 0.006
+
+
+def test_dual_threshold_aps_outside_mass_ranks_misses() -> None:
+    """APS sets: top_prob and set_size rank the misses backwards (AUROC < 0.2 with u = 0: the misses are the
+    confident inputs whose small set left the label out); the label-free outside mass 1 - sum_{y in C} p_y
+    ranks them (AUROC > 0.7, randomised or not)."""
+    from conformal import DualThreshold
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(6000, 10, generator=g) * (1 + 6 * torch.rand(6000, 1, generator=g))
+    probs = torch.softmax(logits, 1)
+    labels = torch.multinomial(probs, 1, generator=g).squeeze(1)
+    a, b, c = slice(0, 2000), slice(2000, 4000), slice(4000, 6000)
+
+    def report(stat: str, randomized: bool | None):  # type: ignore[no-untyped-def]
+        dt = DualThreshold(score="aps", statistic=stat, randomized=randomized)  # type: ignore[arg-type]
+        return dt.calibrate(probs[a], labels[a], probs[b], labels[b]).evaluate(probs[c], labels[c])
+
+    assert report("top_prob", False).auroc < 0.2
+    assert report("set_size", False).auroc < 0.2
+    assert report("outside_mass", False).auroc > 0.9
+    assert report("outside_mass", None).auroc > 0.7
