@@ -17,7 +17,7 @@ from conformal.ptt import PTT
 from conformal.pvalues import conformal_pvalues, pvalue_mask
 from conformal.rct import train_rct
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
-from conformal.rscp import RSCP, RSCPPlus, per_input_score
+from conformal.rscp import RSCP, RSCPPlus
 from conformal.safety_threshold import SafetyThreshold, calibrate_filter_threshold
 from conformal.score_bounds import (
     ScoreBounds,
@@ -61,7 +61,6 @@ __all__ = [
     "nested_removals",
     "pac_quantile",
     "pac_rank",
-    "per_input_score",
     "pgd_attack",
     "predict_proba",
     "prediction_mask",
