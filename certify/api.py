@@ -279,6 +279,8 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
 def margin_spec(y: Tensor, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The (N, K, K) margin specification: row j is e_y - e_j (row y is zero)."""
+    k = check_positive_int(k, "k")
+    y = _check_y(y, y.shape[0] if isinstance(y, Tensor) and y.dim() == 1 else -1, k)
     n = y.shape[0]
     eye = torch.eye(k, dtype=dtype, device=y.device)
     spec = eye[y].unsqueeze(1) - eye.unsqueeze(0).expand(n, k, k)

@@ -291,6 +291,7 @@ def check_array_pair(a: Any, b: Any, name_a: str, name_b: str) -> None:
 def check_scores_1d(scores: Any, name: str = "scores") -> None:
     """Check ``scores`` is a non-empty finite (N,) array (+inf is allowed: a certifier may return it)."""
     _check_array(scores, name)
+    _check_dtype(scores, name, "real")
     if scores.ndim != 1:
         raise ValueError(f"Expected argument `{name}` to have shape (N,), but got shape {tuple(scores.shape)}")
     if scores.shape[0] == 0:

@@ -89,6 +89,7 @@ def consistency_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float, eta
     large smoothed margin); the entropy term keeps p̄ from spreading out.
     """
     m, b, k = logits.shape
+    lam, eta = check_nonnegative(lam, "lam"), check_nonnegative(eta, "eta")
     log_probs = logits.log_softmax(-1)
     ce = nn.functional.cross_entropy(logits.reshape(m * b, k), labels.repeat(m))
     mean_probs = log_probs.exp().mean(0)
