@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from certify.prompts import (
     BagOfEmbeddingsFilter,
@@ -38,7 +39,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 
 def data() -> tuple[str, PromptSet, PromptSet]:
     if SHARED.is_dir():
-        train, test = load_prompt_dir(SHARED, test_fraction=0.2, seed=0)
+        train, test = load_prompt_dir(SHARED, test_fraction=0.2)
         return "shared (paper's prompts, held-out 20%)", train, test
     d = embedded_prompts()
     rng = np.random.default_rng(0)
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"| erase-and-check suffix d=20 (certified) | {np.mean([c.harmful for c in res]):.1%} | "
           f"{1e3 * t / len(attacked):.2f} |")
     for r in (0.1, 0.2, 0.3):
-        res2, t = timed(lambda r=r: [random_erase_and_check(a, filt, ratio=r, max_erase=20, seed=i)
+        res2, t = timed(lambda r=r: [random_erase_and_check(a, filt, ratio=r, max_erase=20, generator=torch.Generator().manual_seed(i))
                                      for i, a in enumerate(attacked)])
         print(f"| RandEC ratio={r} | {np.mean([c.harmful for c in res2]):.1%} | {1e3 * t / len(attacked):.2f} |")
     for it in (3, 6, 9, 12):

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from certify.prompts._cache import cached_pickle
+from certify.prompts._rng import resolve_generator
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
@@ -282,8 +283,9 @@ class BagOfEmbeddingsFilter(FilterBase):
 
     Tokens are those of :class:`certify.prompts.tokenizers.WordTokenizer` (lower-cased, whitespace
     stripped for the vocabulary). :meth:`soft_logit` scores a token sequence with a soft
-    keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch,
-    seeded by ``seed`` (a local generator; global RNG untouched).
+    keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch; the
+    initial weights and the augmentation sample come from ``fit(..., generator=)`` (None: seeded
+    with 0; torch's global RNG is untouched). ``seed`` is deprecated.
     """
 
     def __init__(
@@ -297,7 +299,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         augment: Sequence[str] = ("suffix", "insertion"),
         augment_max_erase: int = 30,
         augment_per_prompt: int = 25,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.dim = check_positive_int(dim, "dim")
@@ -307,7 +309,9 @@ class BagOfEmbeddingsFilter(FilterBase):
         self.augment = tuple(augment)
         self.augment_max_erase = check_positive_int(augment_max_erase, "augment_max_erase", minimum=0)
         self.augment_per_prompt = check_positive_int(augment_per_prompt, "augment_per_prompt", minimum=0)
-        self.seed = int(seed)
+        if seed is not None:
+            resolve_generator(None, seed, "BagOfEmbeddingsFilter")  # validates and warns
+        self.seed = seed
         self.tokenizer = WordTokenizer()
         self.vocab_: dict[str, int] | None = None
         self.model_: _BagModel | None = None
@@ -331,21 +335,33 @@ class BagOfEmbeddingsFilter(FilterBase):
             w[i, : len(s)] = 1.0
         return rows, w
 
-    def fit(self, harmful: Sequence[str], safe: Sequence[str], *, extra_safe: Sequence[str] = ()) -> BagOfEmbeddingsFilter:
-        """Fit on harmful/safe prompts plus sampled erasures of the safe ones (balanced BCE). Returns self."""
+    def fit(
+        self,
+        harmful: Sequence[str],
+        safe: Sequence[str],
+        *,
+        extra_safe: Sequence[str] = (),
+        generator: torch.Generator | None = None,
+    ) -> BagOfEmbeddingsFilter:
+        """Fit on harmful/safe prompts plus sampled erasures of the safe ones (balanced BCE). Returns self.
+
+        ``generator`` draws the augmentation sample and the initial weights (None: seeded with 0).
+        """
+        if generator is None and self.seed is not None:
+            generator = torch.Generator().manual_seed(self.seed)  # the deprecated constructor seed
+        g = resolve_generator(generator, None, "BagOfEmbeddingsFilter.fit")
         aug = augment_safe(safe, modes=self.augment, max_erase=self.augment_max_erase,
-                           max_per_prompt=self.augment_per_prompt, seed=self.seed) if self.augment else []
+                           max_per_prompt=self.augment_per_prompt, generator=g) if self.augment else []
         texts, y = _xy(harmful, safe, [*aug, *extra_safe])
         vocab: dict[str, int] = {}
         for t in texts:
             for tok in self.tokenizer.tokenize(t):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
-        g = torch.Generator().manual_seed(self.seed)
         model = _BagModel(len(vocab) + 2, self.dim)
         with torch.no_grad():
             for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+                p.copy_(torch.randn(p.shape, generator=g, device=g.device).cpu() * 0.1)
             model.emb.weight[0].zero_()
         self.model_ = model
         rows, w = self._batch(texts)
