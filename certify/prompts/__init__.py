@@ -12,6 +12,7 @@ order they import each other (no cycle):
 * :mod:`~certify.prompts.corpus`: certkit's generated prompt set (templates x acts, >= 1,000 per class).
 * :mod:`~certify.prompts.data`: the embedded prompt set (package data ``harmful.txt``,
   ``benign.txt``) and the paper's prompt files.
+* :mod:`~certify.prompts.llm_judge`: an LLM (any ``generate`` function) as the filter, the paper's rule.
 * :mod:`~certify.prompts.filters`: the filters (TF-IDF, embedding, Hugging Face, bag of embeddings)
   and the cached default filters (pickled by :mod:`certify.prompts._cache`).
 
@@ -45,6 +46,7 @@ from certify.prompts.filters import (
 )
 from certify.prompts.gradec import grad_erase_and_check
 from certify.prompts.greedyec import greedy_erase_and_check
+from certify.prompts.llm_judge import LLMJudgeFilter
 from certify.prompts.protocol import CallableFilter, SafetyFilter, as_filter
 from certify.prompts.randec import random_erase_and_check
 from certify.prompts.tokenizers import HFTokenizer, Tokenizer, WordTokenizer
@@ -59,6 +61,7 @@ __all__ = [
     "GeneratedPrompts",
     "HFClassifierFilter",
     "HFTokenizer",
+    "LLMJudgeFilter",
     "PromptCertificate",
     "PromptSet",
     "SafetyFilter",
