@@ -8,6 +8,7 @@ order they import each other (no cycle):
 * :mod:`~certify.prompts.erase_and_check`: the certified procedure and its certificates.
 * :mod:`~certify.prompts.randec`, :mod:`~certify.prompts.greedyec`, :mod:`~certify.prompts.gradec`:
   the empirical variants (no certificate; fewer filter calls).
+* :mod:`~certify.prompts.attacks`: a black-box greedy token attack (suffix / insertion / infusion) for evaluation.
 * :mod:`~certify.prompts.augmentation`: erasure augmentation of safe training prompts.
 * :mod:`~certify.prompts.corpus`: certkit's generated prompt set (templates x acts, >= 1,000 per class).
 * :mod:`~certify.prompts.data`: the embedded prompt set (package data ``harmful.txt``,
@@ -19,6 +20,7 @@ order they import each other (no cycle):
 Every public name is re-exported here and the main ones from ``certify`` itself.
 """
 
+from certify.prompts.attacks import TokenAttack, greedy_token_attack
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.corpus import GeneratedPrompts, generated_prompts, split_by_act
 from certify.prompts.data import PromptSet, embedded_prompts, load_prompt_dir
@@ -66,6 +68,7 @@ __all__ = [
     "PromptSet",
     "SafetyFilter",
     "TfidfFilter",
+    "TokenAttack",
     "Tokenizer",
     "WordTokenizer",
     "as_filter",
@@ -81,6 +84,7 @@ __all__ = [
     "generated_prompts",
     "grad_erase_and_check",
     "greedy_erase_and_check",
+    "greedy_token_attack",
     "has_minilm",
     "load_prompt_dir",
     "num_subsequences",
