@@ -430,7 +430,8 @@ for _name in (
 ):
     EXEMPT.setdefault(_name, _LATER)
 for _name in ("certify.prompts.generated_filter", "certify.prompts.generated_prompts", "certify.prompts.has_minilm",
-              "certify.prompts.pac_threshold", "certify.prompts.split_by_act"):
+              "certify.prompts.pac_threshold", "certify.prompts.split_by_act", "certify.prompts.LLMJudgeFilter",
+              "certify.prompts.greedy_token_attack"):
     EXEMPT.setdefault(_name, "added by prompts this session; contract to be added")
 _SCORES = ("pure elementwise score function on the calibrators' hot path; the calibrators check their inputs "
            "(conformal.regression.intervals.check_vector) but this function does not yet refuse NaN/bool/complex")
