@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_positive, check_positive_int
+from certkit._validation import (
+    check_bool,
+    check_eval_mode,
+    check_labels,
+    check_positive,
+    check_positive_int,
+    warn_low_precision,
+)
 from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = [
@@ -80,20 +87,20 @@ def _threat(threat: Any, eps: Any, norm: Any, domain: Any) -> tuple[Any, Any, An
     return threat_arguments(threat, eps, norm, domain)
 
 
-def _check_x_extent(x: Any) -> tuple[float, float] | None:
+def _check_x_extent(x: Any, name: str = "x") -> tuple[float, float] | None:
     """Validate ``x``; return its (min, max) (None if empty), from one pass over it."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+        raise TypeError(f"Expected argument `{name}` to be a floating-point tensor, but got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"Expected argument `x` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
+        raise ValueError(f"Expected argument `{name}` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
     if not x.numel():
         return None
     lo, hi = torch.aminmax(x.detach())
     xmin, xmax = float(lo), float(hi)
     if not (math.isfinite(xmin) and math.isfinite(xmax)):
-        raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
+        raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
     return xmin, xmax
 
 
@@ -138,17 +145,15 @@ def _check_domain(domain: Any, x: Tensor, extent: tuple[float, float] | None = N
 
 
 def _check_common(model: Any, x: Any, norm: Any, method: Any,
-                  domain: Any) -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
+                  domain: Any, x_name: str = "x") -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
     """The checks every entry point shares (one pass over ``x`` for finiteness and the domain)."""
     model = _check_model(model)
-    extent = _check_x_extent(x)
+    extent = _check_x_extent(x, x_name)
     return model, x, _check_norm(norm), _check_method(method), _check_domain(domain, x, extent)
 
 
 def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected argument `{name}` to be True or False, but got {value!r}")
-    return value
+    return check_bool(value, name)
 
 
 def _check_alpha(method: str, iterations: Any, lr: Any) -> tuple[int, float]:
@@ -172,18 +177,10 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
-def _check_y(y: Any, n: int, k: int) -> Tensor:
+def _check_y(y: Any, n: int, k: int, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
-        raise TypeError(f"Expected argument `y` to be a torch tensor of class indices, but got {type(y).__name__}")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise ValueError(f"Expected argument `y` to have shape ({n},), but got shape {tuple(y.shape)}")
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise TypeError(f"Expected argument `y` to hold integer class indices, but got dtype {y.dtype}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ValueError(
-            f"Expected argument `y` to hold class indices in [0, {k - 1}], but got values in "
-            f"[{int(y.min())}, {int(y.max())}]"
-        )
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(y).__name__}")
+    check_labels(y, n, k, name)
     return y
 
 
@@ -205,6 +202,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
              need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float] = (20, 0.5),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
+    sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
+    if not sound:
+        warn_low_precision(x.dtype, "x", "bounds", stacklevel=4)
     if method.startswith("auto_lirpa:"):
         if sound:
             # auto_LiRPA computes in the model's precision and offers no outward rounding: refuse rather
@@ -279,6 +279,8 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
 def margin_spec(y: Tensor, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The (N, K, K) margin specification: row j is e_y - e_j (row y is zero)."""
+    k = check_positive_int(k, "k")
+    y = _check_y(y, y.shape[0] if isinstance(y, Tensor) and y.dim() == 1 else -1, k)
     n = y.shape[0]
     eye = torch.eye(k, dtype=dtype, device=y.device)
     spec = eye[y].unsqueeze(1) - eye.unsqueeze(0).expand(n, k, k)
@@ -488,7 +490,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     from tqdm.auto import tqdm
 
     eps, norm, domain = _threat(threat, eps, norm, domain)
-    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
+    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain, "inputs")
     batch_size = check_positive_int(batch_size, "batch_size")
     cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
     alpha = _check_alpha(m, iterations, lr)
@@ -496,7 +498,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
     k = _num_outputs(model, x)
-    y = _check_y(labels, n, k).to(x.device)
+    y = _check_y(labels, n, k, "labels").to(x.device)
     _check_eps(eps, x[:1])
     total = 0
     with torch.no_grad():

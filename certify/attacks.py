@@ -17,7 +17,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int, generator_or_seed
+from certkit._validation import (
+    check_array,
+    check_eval_mode,
+    check_model_labels,
+    check_nonnegative,
+    check_positive_int,
+    generator_or_seed,
+)
 from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
@@ -175,6 +182,8 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | Non
     """
     check_eval_mode(model)
     eps, norm, domain = threat_arguments(threat, eps, norm, domain)
+    check_array(x, "x", tensor=True)
+    check_model_labels(model, x, y, "y")
 
     def obj(z: Tensor) -> Tensor:
         out = model(z)

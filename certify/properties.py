@@ -58,10 +58,11 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
     (VNN-LIB input regions); the engine is the one of :func:`certify.bounds`.
     """
     from certify._graph import cached_graph
-    from certify.api import _check_method, _round_outward
+    from certify.api import _check_method, _check_model, _round_outward
     from certify.crown import crown_bounds
     from certify.ibp import InputRegion, Interval, direct_input_flags, interval_forward, spec_interval
 
+    model = _check_model(model)
     m = _check_method(method)
     if m.startswith("auto_lirpa:"):
         raise ValueError(f"Expected argument `method` to be one of ibp, crown, crown-ibp, but got {method!r}")

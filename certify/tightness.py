@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from certify._graph import Graph, Node, apply_node, cached_graph
 from certify.api import margin_spec
-from certkit._validation import check_eval_mode, check_finite, check_positive
+from certkit._validation import check_array, check_eval_mode, check_positive
 
 __all__ = ["Tightness", "propagation_tightness", "tightness"]
 
@@ -151,7 +151,7 @@ def propagation_tightness(
         raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
     if x.dim() < 2 or len(x) == 0:
         raise ValueError(f"Expected argument `x` to have shape (N, ...) with N >= 1, but got {tuple(x.shape)}")
-    check_finite(x, "x")
+    check_array(x, "x", tensor=True)
     if relu_adjust not in ("local", None):
         raise ValueError(f"Expected argument `relu_adjust` to be 'local' or None, but got {relu_adjust!r}")
     if domain is not None and not (len(domain) == 2 and domain[0] < domain[1]):

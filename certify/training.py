@@ -37,9 +37,11 @@ from certify.api import _margin_lower_bounds
 from certify.ibp import InputRegion, interval_forward
 from certkit._validation import (
     check_generator,
+    check_model_input,
     check_nonnegative,
     check_positive,
     check_positive_int,
+    check_training_data,
     generator_or_seed,
 )
 
@@ -315,14 +317,13 @@ class CertifiedTrainer:
 
     def fit(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> CertifiedTrainer:
         """Train ``model`` in place on ``inputs`` (N, ...) and ``labels`` (N,); returns self."""
-        if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
-            raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point():
-            raise TypeError(f"Expected argument `labels` to be an integer tensor (N,), but got {labels!r:.80}")
-        if len(inputs) != len(labels):
-            raise ValueError(
-                f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
-            )
+        # every check that can fail runs before the first step: an unsupported layer or a bad label
+        # must not be reported after the weights have already changed
+        check_training_data(model, inputs, labels)
+        check_model_input(model, inputs, "inputs")
+        if len(inputs):
+            with _in_eval_mode(model), torch.no_grad():
+                cached_graph(model, inputs[:1])  # raises UnsupportedLayerError for a layer the bounds lack
         g = self.generator if self.generator is not None else torch.Generator().manual_seed(0)
         n = len(labels)
         steps_per_epoch = math.ceil(n / self.batch_size)

@@ -30,7 +30,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from certkit._validation import check_generator, check_positive, check_positive_int, check_probability
+from certkit._validation import (
+    check_array,
+    check_generator,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = ["info_nce", "karras_levels", "pretrain_contrastive_denoising", "random_shift"]
 
@@ -40,6 +46,9 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def info_nce(z: torch.Tensor, z_target: torch.Tensor, tau: float) -> torch.Tensor:
     """InfoNCE (van den Oord et al. 2018) for B positive pairs (z_b, z_target_b), (B, D) each:
     mean_b CE(softmax_j cos(z_b, z_target_j) / τ, b). The other B - 1 targets are the negatives."""
+    check_array(z, "z", tensor=True, ndim=2)
+    check_array(z_target, "z_target", tensor=True, ndim=2)
+    tau = check_positive(tau, "tau")
     z, z_target = nn.functional.normalize(z, dim=1), nn.functional.normalize(z_target, dim=1)
     logits = z @ z_target.T / tau
     return nn.functional.cross_entropy(logits, torch.arange(len(z), device=z.device))
@@ -59,6 +68,10 @@ def karras_levels(sigma_min: float, sigma_max: float, levels: int, rho: float = 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
     """Images (B, C, H, W) each translated by an independent random offset in [-max_shift, max_shift]²,
     zero-filled: the view augmentation used for the digits."""
+    check_array(x, "x", tensor=True, ndim=4, finite=False)
+    if check_generator(generator) is None:
+        raise TypeError("Expected argument `generator` to be a torch.Generator, but got None")
+    max_shift = check_positive_int(max_shift, "max_shift", minimum=0)
     b, _, h, w = x.shape
     padded = nn.functional.pad(x, (max_shift,) * 4)
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator, device=generator.device).to(x.device)
