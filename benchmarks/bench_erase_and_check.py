@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from certify.prompts import (
     BagOfEmbeddingsFilter,
@@ -38,7 +39,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 
 def data() -> tuple[str, PromptSet, PromptSet]:
     if SHARED.is_dir():
-        train, test = load_prompt_dir(SHARED, test_fraction=0.2, seed=0)
+        train, test = load_prompt_dir(SHARED, test_fraction=0.2)
         return "shared (paper's prompts, held-out 20%)", train, test
     d = embedded_prompts()
     rng = np.random.default_rng(0)
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"| erase-and-check suffix d=20 (certified) | {np.mean([c.harmful for c in res]):.1%} | "
           f"{1e3 * t / len(attacked):.2f} |")
     for r in (0.1, 0.2, 0.3):
-        res2, t = timed(lambda r=r: [random_erase_and_check(a, filt, ratio=r, max_erase=20, seed=i)
+        res2, t = timed(lambda r=r: [random_erase_and_check(a, filt, ratio=r, max_erase=20, generator=torch.Generator().manual_seed(i))
                                      for i, a in enumerate(attacked)])
         print(f"| RandEC ratio={r} | {np.mean([c.harmful for c in res2]):.1%} | {1e3 * t / len(attacked):.2f} |")
     for it in (3, 6, 9, 12):
@@ -165,5 +166,36 @@ def main() -> None:
     fp2 = [grad_erase_and_check(s, bag, num_iters=25).harmful for s in safe]
     print(f"GradEC 25 iterations flags {np.mean(fp2):.1%} of the held-out safe prompts")
 
+def vs_reference_one_call() -> None:
+    """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures)."""
+    from certify.prompts import default_filter, erase_and_check
+
+    filt = default_filter()
+    safe = list(data()[2].safe)[:100]
+    tok = WordTokenizer()
+
+    def ref(p: str, mode: str, d: int) -> bool:
+        ids = tok.encode(p)
+        n = len(ids)
+        if mode == "suffix":
+            subs = [ids] + [ids[: n - i] for i in range(1, min(d, n) + 1)]
+        else:
+            subs = [ids] + [list(x) for x in {tuple(ids[:s] + ids[s + ell:]) for s in range(n)
+                                                for ell in range(1, d + 1) if s + ell <= n}]
+        return bool(np.any(filt.predict_proba([tok.decode(x) for x in subs]) >= filt.threshold))
+
+    print("| mode | d | reference, 1 call / prompt (ms) | erase_and_check (ms) | erase_and_check_batch (ms) |")
+    print("|---|---|---|---|---|")
+    for mode, d in (("suffix", 20), ("insertion", 8)):
+        r, tr = timed(lambda mode=mode, d=d: [ref(p, mode, d) for p in safe])
+        s1, ts = timed(lambda mode=mode, d=d: [erase_and_check(p, filt, mode=mode, max_erase=d).harmful for p in safe])
+        b, tb = timed(lambda mode=mode, d=d: [c.harmful for c in erase_and_check_batch(safe, filt, mode=mode, max_erase=d)])
+        assert r == s1 == b
+        k = 1e3 / len(safe)
+        print(f"| {mode} | {d} | {tr * k:.2f} | {ts * k:.2f} ({tr / ts:.2f}x) | {tb * k:.2f} ({tr / tb:.2f}x) |")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    vs_reference_one_call() if "--vs-reference" in sys.argv else main()

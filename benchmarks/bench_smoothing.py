@@ -23,6 +23,7 @@ import argparse
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -194,9 +195,9 @@ def bench_fixed_n(recorded: int) -> None:
                       f"{(N0 + N) / seq_samples:.0f}x |")
 
 
-def bench_denoised(images: int, n: int, only_consistency: bool = False) -> None:
+def bench_denoised(images: int, n: int, only_consistency: bool = False, only: str | None = None) -> None:
     """Denoised smoothing of the standard-trained CNN against the noise-trained base model."""
-    from certkit_app.digits import digits_cnn, digits_consistency_model, digits_denoised_cnn
+    from certkit_app.digits import digits_cnn, digits_consistency_model, digits_denoised_cnn, digits_rcm_model
     from smoothing import average_certified_radius
 
     test = load_digits_split("test")
@@ -207,22 +208,89 @@ def bench_denoised(images: int, n: int, only_consistency: bool = False) -> None:
     print("| sigma | base classifier | " + " | ".join(f"r={r}" for r in radii) + " | ACR | s |")
     print("|---|---|" + "---|" * len(radii) + "---|---|")
     for sigma in (0.25, 0.5):
-        models = {
-            "standard CNN alone": digits_cnn(),
-            "standard CNN + MSE denoiser": digits_denoised_cnn(sigma, "mse"),
-            "standard CNN + stability denoiser": digits_denoised_cnn(sigma, "stability"),
-            "noise-trained CNN (Gaussian augmentation)": digits_base_model(sigma),
-            "consistency-trained CNN (Jeong & Shin)": digits_consistency_model(sigma),
+        models: dict[str, Callable[[float], torch.nn.Module]] = {  # built lazily: only the rows asked for train
+            "standard CNN alone": lambda s: digits_cnn(),
+            "standard CNN + MSE denoiser": lambda s: digits_denoised_cnn(s, "mse"),
+            "standard CNN + stability denoiser": lambda s: digits_denoised_cnn(s, "stability"),
+            "noise-trained CNN (Gaussian augmentation)": digits_base_model,
+            "consistency-trained CNN (Jeong & Shin)": digits_consistency_model,
+            "rRCM-style CNN (contrastive denoising pretraining + consistency)": digits_rcm_model,
         }
         if only_consistency:
             models = {k: v for k, v in models.items() if k.startswith(("noise", "consistency"))}
-        for name, model in models.items():
+        if only is not None:
+            models = {k: v for k, v in models.items() if any(word in k for word in only.split(","))}
+        for name, build in models.items():
+            model = build(sigma)
             start = time.perf_counter()
             rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                   inputs_per_task=10, progress=False)
             acc = certified_accuracy(rec, radii)
             print(f"| {sigma} | {name} | " + " | ".join(f"{a:.2f}" for a in acc)
                   + f" | {average_certified_radius(rec):.3f} | {time.perf_counter() - start:.0f} |", flush=True)
+
+
+def bench_seeds(images: int, n: int, seeds: int) -> None:
+    """Gaussian augmentation vs consistency training vs the rRCM-style model over ``seeds`` training seeds.
+
+    Each seed changes the initialisation, the permutations and the training noise (nothing is cached:
+    every model is trained here); certification uses the same draws for every model (generator seeded 0).
+    """
+    from certkit_app.digits import make_digits_cnn
+    from smoothing import (
+        average_certified_radius,
+        pretrain_contrastive_denoising,
+        train_consistency,
+        train_noise_augmented,
+    )
+
+    train, test = load_digits_split("train"), load_digits_split("test")
+    step = max(1, len(test) // images)
+    xs, ys = test.images[::step][:images], test.labels[::step][:images]
+    radii = (0.25, 0.5, 0.75, 1.0)
+
+    def fresh(seed: int) -> torch.nn.Sequential:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return make_digits_cnn()
+
+    def gen(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    encoders = {}
+    for seed in range(seeds):
+        model = fresh(seed)
+        pretrain_contrastive_denoising(model[:-1], train.images, epochs=60, generator=gen(seed))
+        encoders[seed] = model[:-1].state_dict()
+    rows: dict[tuple[float, str], list[np.ndarray]] = {}
+    for sigma in (0.25, 0.5):
+        for seed in range(seeds):
+            recipes: dict[str, Callable[[torch.nn.Sequential], object]] = {
+                "Gaussian augmentation": lambda m, s=seed, sg=sigma: train_noise_augmented(
+                    m, train.images, train.labels, sg, generator=gen(s)),
+                "consistency (λ = 5)": lambda m, s=seed, sg=sigma: train_consistency(
+                    m, train.images, train.labels, sg, lam=5.0, generator=gen(s)),
+                "rRCM-style (contrastive pretraining + consistency)": lambda m, s=seed, sg=sigma: (
+                    m[:-1].load_state_dict(encoders[s]),
+                    train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))),
+            }
+            for name, recipe in recipes.items():
+                model = fresh(seed)
+                recipe(model)
+                model.eval()
+                rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
+                                      inputs_per_task=10, progress=False)
+                row = np.append(certified_accuracy(rec, radii), average_certified_radius(rec))
+                rows.setdefault((sigma, name), []).append(row)
+                print(f"sigma {sigma} seed {seed} {name}: {np.round(row, 3).tolist()}", flush=True)
+    print(f"\n## training-seed stability ({len(ys)} test images, every {step}th; n0={N0}, n={n:,}, alpha={ALPHA}; "
+          f"{seeds} seeds: mean ± half-range)")
+    print("| sigma | training | " + " | ".join(f"r={r}" for r in radii) + " | ACR |")
+    print("|---|---|" + "---|" * (len(radii) + 1))
+    for (sigma, name), values in rows.items():
+        v = np.array(values)
+        cells = [f"{m:.3f} ± {(hi - lo) / 2:.3f}" for m, lo, hi in zip(v.mean(0), v.min(0), v.max(0))]
+        print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -235,9 +303,14 @@ def main() -> None:
     parser.add_argument("--denoised", action="store_true", help="only the denoised-smoothing table")
     parser.add_argument("--n", type=int, default=2_000, help="estimation draws for --denoised")
     parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
+    parser.add_argument("--seeds", type=int, default=0, help="only the training-seed stability table, over this many seeds")
+    parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
     args = parser.parse_args()
+    if args.seeds:
+        bench_seeds(args.images, args.n, args.seeds)
+        return
     if args.denoised:
-        bench_denoised(args.images, args.n, args.only_consistency)
+        bench_denoised(args.images, args.n, args.only_consistency, args.only)
         return
     if args.fixed_n:
         bench_fixed_n(args.recorded)

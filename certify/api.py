@@ -16,8 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_positive, check_positive_int
-from certkit.threat import parse_norm
+from certkit._validation import (
+    check_bool,
+    check_eval_mode,
+    check_labels,
+    check_positive,
+    check_positive_int,
+    warn_low_precision,
+)
+from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = [
     "METHODS",
@@ -71,20 +78,29 @@ def _check_norm(norm: Any) -> float:
     return parse_norm(norm, supported=(2.0, math.inf), why="bound propagation certifies L-inf and L2 balls")
 
 
-def _check_x_extent(x: Any) -> tuple[float, float] | None:
+def _threat(threat: Any, eps: Any, norm: Any, domain: Any) -> tuple[Any, Any, Any]:
+    """``(eps, norm, domain)`` from ``threat=LpBall(...)`` (also accepted in place of ``eps``) or the plain arguments."""
+    if isinstance(eps, LpBall):
+        if threat is not None:
+            raise ValueError("Expected either argument `threat` or an LpBall as `eps`, but got both")
+        eps, threat = None, eps
+    return threat_arguments(threat, eps, norm, domain)
+
+
+def _check_x_extent(x: Any, name: str = "x") -> tuple[float, float] | None:
     """Validate ``x``; return its (min, max) (None if empty), from one pass over it."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"Expected argument `x` to be a floating-point tensor, but got dtype {x.dtype}")
+        raise TypeError(f"Expected argument `{name}` to be a floating-point tensor, but got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"Expected argument `x` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
+        raise ValueError(f"Expected argument `{name}` to be a batch of shape (N, ...), but got shape {tuple(x.shape)}")
     if not x.numel():
         return None
     lo, hi = torch.aminmax(x.detach())
     xmin, xmax = float(lo), float(hi)
     if not (math.isfinite(xmin) and math.isfinite(xmax)):
-        raise ValueError("Expected argument `x` to hold only finite values, but it contains NaN or inf")
+        raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
     return xmin, xmax
 
 
@@ -129,17 +145,15 @@ def _check_domain(domain: Any, x: Tensor, extent: tuple[float, float] | None = N
 
 
 def _check_common(model: Any, x: Any, norm: Any, method: Any,
-                  domain: Any) -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
+                  domain: Any, x_name: str = "x") -> tuple[nn.Module, Tensor, float, str, tuple[float, float] | None]:
     """The checks every entry point shares (one pass over ``x`` for finiteness and the domain)."""
     model = _check_model(model)
-    extent = _check_x_extent(x)
+    extent = _check_x_extent(x, x_name)
     return model, x, _check_norm(norm), _check_method(method), _check_domain(domain, x, extent)
 
 
 def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected argument `{name}` to be True or False, but got {value!r}")
-    return value
+    return check_bool(value, name)
 
 
 def _check_alpha(method: str, iterations: Any, lr: Any) -> tuple[int, float]:
@@ -163,18 +177,10 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
-def _check_y(y: Any, n: int, k: int) -> Tensor:
+def _check_y(y: Any, n: int, k: int, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
-        raise TypeError(f"Expected argument `y` to be a torch tensor of class indices, but got {type(y).__name__}")
-    if y.dim() != 1 or y.shape[0] != n:
-        raise ValueError(f"Expected argument `y` to have shape ({n},), but got shape {tuple(y.shape)}")
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise TypeError(f"Expected argument `y` to hold integer class indices, but got dtype {y.dtype}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ValueError(
-            f"Expected argument `y` to hold class indices in [0, {k - 1}], but got values in "
-            f"[{int(y.min())}, {int(y.max())}]"
-        )
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(y).__name__}")
+    check_labels(y, n, k, name)
     return y
 
 
@@ -196,6 +202,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
              need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float] = (20, 0.5),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
+    sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
+    if not sound:
+        warn_low_precision(x.dtype, "x", "bounds", stacklevel=4)
     if method.startswith("auto_lirpa:"):
         if sound:
             # auto_LiRPA computes in the model's precision and offers no outward rounding: refuse rather
@@ -270,6 +279,8 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
 def margin_spec(y: Tensor, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The (N, K, K) margin specification: row j is e_y - e_j (row y is zero)."""
+    k = check_positive_int(k, "k")
+    y = _check_y(y, y.shape[0] if isinstance(y, Tensor) and y.dim() == 1 else -1, k)
     n = y.shape[0]
     eye = torch.eye(k, dtype=dtype, device=y.device)
     spec = eye[y].unsqueeze(1) - eye.unsqueeze(0).expand(n, k, k)
@@ -289,17 +300,17 @@ def _num_outputs(model: nn.Module, x: Tensor) -> int:
     return int(out[0].numel())
 
 
-def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
-           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
-           spec: Tensor | None = None, compare_crown_with_ibp: bool = False, iterations: int | None = None,
-           lr: float | None = None) -> Bounds:
+def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = None, *,
+           norm: float | str | None = None, method: str = "crown", domain: tuple[float, float] | None = None,
+           sound: bool = False, spec: Tensor | None = None, compare_crown_with_ibp: bool = False,
+           iterations: int | None = None, lr: float | None = None, threat: LpBall | None = None) -> Bounds:
     """Lower and upper bounds of the model's outputs over a perturbation region around each input.
 
     Args:
         model: a torch module in eval mode (see the docs for the supported layers).
         x: inputs (N, ...); the bounds are returned on its device and in its dtype.
         eps: radius (a number, or a tensor (N,) with one radius per input); >= 0.
-        norm: ``float("inf")`` or ``2``.
+        norm: ``float("inf")`` (the default) or ``2``.
         method: ``"ibp"``, ``"crown"``, ``"crown-ibp"`` or ``"auto_lirpa:<METHOD>"``.
         domain: optional box ``(low, high)`` the inputs live in (e.g. ``(0, 1)`` for pixels); the
             region is the ball intersected with it. ``x`` must lie inside it.
@@ -317,13 +328,19 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
             final) with the IBP bound from the bounds known so far, as auto_LiRPA's bound option of
             that name does: sound and never looser than either (IBP-trained networks can have tighter
             IBP than CROWN bounds). Off by default, as in auto_LiRPA.
-        iterations, lr: alpha-CROWN's Adam steps (default 20) and learning rate (default 0.5), as
-            auto_LiRPA's defaults; only with ``method="alpha-crown"``. Every iterate is a sound bound
-            and the best per output is returned (never looser than CROWN).
+        iterations: alpha-CROWN's Adam steps (default 20, as auto_LiRPA's); only with
+            ``method="alpha-crown"``. Every iterate is a sound bound and the best per output is
+            returned (never looser than CROWN).
+        lr: alpha-CROWN's learning rate (default 0.5, as auto_LiRPA's); only with ``method="alpha-crown"``.
+        threat: the region as one :class:`certkit.threat.LpBall` (norm, radius and domain), instead of
+            ``eps``, ``norm`` and ``domain`` (exactly one of the two spellings; an LpBall passed as
+            ``eps`` counts as ``threat``). The same holds for :func:`margin_bounds`, :func:`verify`,
+            :func:`certified_radius` and :func:`verified_accuracy`.
 
     Returns:
         :class:`Bounds` with ``lower`` and ``upper`` of shape (N, K) (or (N, S) with ``spec``).
     """
+    eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     if spec is not None:
@@ -340,19 +357,20 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor, *, norm: float | st
     return Bounds(lo.to(x.dtype), hi.to(x.dtype))
 
 
-def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *,
-                  norm: float | str = float("inf"), method: str = "crown",
+def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | LpBall | None = None, *,
+                  norm: float | str | None = None, method: str = "crown",
                   domain: tuple[float, float] | None = None, sound: bool = False,
                   compare_crown_with_ibp: bool = False, iterations: int | None = None,
-                  lr: float | None = None) -> Bounds:
+                  lr: float | None = None, threat: LpBall | None = None) -> Bounds:
     """Bounds on the margins ``f_y(x') - f_j(x')`` for every class j, shape (N, K).
 
     The column ``j = y`` is exactly 0 (in both bounds). The specification matrix (rows
     ``e_y - e_j``) is folded into the model's last linear layer, which is much tighter than
     subtracting output bounds. The input is certified iff every other column's lower bound is > 0
     (see :func:`verify`). ``iterations``/``lr``: see :func:`bounds` (alpha-CROWN optimises every
-    margin with its own slopes, no early stop).
+    margin with its own slopes, no early stop); ``threat``: see :func:`bounds`.
     """
+    eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     k = _num_outputs(model, x)
@@ -367,6 +385,20 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *
     return Bounds(torch.where(at_y, zero, lo), torch.where(at_y, zero, hi))
 
 
+def _margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, method: str,
+                         domain: tuple[float, float] | None) -> Tensor:
+    """``margin_bounds(model, x, y, eps, method=method, domain=domain).lower`` (L-inf) without the upper
+    bounds' backward pass: the loss of certified training (``certify.training``), differentiable."""
+    model, x, p, m, dom = _check_common(model, x, math.inf, method, domain)
+    e = _check_eps(eps, x)
+    k = _num_outputs(model, x)
+    y = _check_y(y, x.shape[0], k).to(x.device)
+    at_y = torch.nn.functional.one_hot(y, k).bool()
+    lo, _ = _compute(model, x, e, margin_spec(y, k, x.dtype), norm=p, method=m, domain=dom, sound=False,
+                     need_upper=False, skip=at_y)
+    return torch.where(at_y, torch.zeros((), dtype=x.dtype, device=x.device), lo.to(x.dtype))
+
+
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
               domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False,
               alpha: tuple[int, float] = (20, 0.5)) -> Tensor:
@@ -377,14 +409,15 @@ def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm
     return ((lo > 0) | at_y).all(dim=1)
 
 
-def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm: float | str = float("inf"),
-           method: str = "crown", domain: tuple[float, float] | None = None, sound: bool = False,
-           compare_crown_with_ibp: bool = False, iterations: int | None = None,
-           lr: float | None = None) -> Tensor:
+def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | LpBall | None = None, *,
+           norm: float | str | None = None, method: str = "crown", domain: tuple[float, float] | None = None,
+           sound: bool = False, compare_crown_with_ibp: bool = False, iterations: int | None = None,
+           lr: float | None = None, threat: LpBall | None = None) -> Tensor:
     """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region.
 
     With ``method="alpha-crown"`` (``iterations``/``lr``: see :func:`bounds`) a margin's slopes stop
-    being optimised once its bound is > 0 (early stop)."""
+    being optimised once its bound is > 0 (early stop). ``threat``: see :func:`bounds`."""
+    eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
     e = _check_eps(eps, x)
     k = _num_outputs(model, x)
@@ -395,11 +428,11 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, *, norm:
                          alpha=_check_alpha(m, iterations, lr))
 
 
-def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str = float("inf"),
+def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str | None = None,
                      method: str = "crown", domain: tuple[float, float] | None = None,
-                     max_eps: float = 1.0, tol: float = 1e-3, sound: bool = False,
+                     max_eps: float | None = None, tol: float = 1e-3, sound: bool = False,
                      compare_crown_with_ibp: bool = False, iterations: int | None = None,
-                     lr: float | None = None) -> Tensor:
+                     lr: float | None = None, threat: LpBall | None = None) -> Tensor:
     """Largest radius (up to ``tol``) at which each input is verified, by bisection on eps.
 
     The bisection runs on the whole batch at once (one bound computation per step, with a
@@ -407,8 +440,19 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
     0 if the input is misclassified (not verified even at eps = 0), otherwise a radius ``r``
     with ``verify(..., eps=r)`` true and ``verify(..., eps=r + tol)`` false (up to the
     non-monotonicity of the relaxation in eps, which bisection assumes).
+
+    ``max_eps`` defaults to 1.0. With ``threat=LpBall(norm, eps, domain)`` (instead of ``norm``,
+    ``domain`` and ``max_eps``) the search runs in that norm and domain up to the ball's radius.
     """
+    if threat is not None:
+        if max_eps is not None:
+            raise ValueError("Expected either argument `threat` or `max_eps` (the threat's eps is the largest "
+                             "radius searched), but got both")
+        _, norm, domain = threat_arguments(threat, None, norm, domain)
+        max_eps = threat.eps
+    norm = math.inf if norm is None else norm
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
+    max_eps = 1.0 if max_eps is None else max_eps
     max_eps = check_positive(max_eps, "max_eps")
     tol = check_positive(tol, "tol")
     k = _num_outputs(model, x)
@@ -435,16 +479,18 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
         return lo.to(x.dtype)
 
 
-def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: float, *,
-                      norm: float | str = float("inf"), method: str = "crown",
+def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: float | LpBall | None = None, *,
+                      norm: float | str | None = None, method: str = "crown",
                       domain: tuple[float, float] | None = None, batch_size: int = 256,
                       progress: bool = True, sound: bool = False, compare_crown_with_ibp: bool = False,
-                      iterations: int | None = None, lr: float | None = None) -> float:
+                      iterations: int | None = None, lr: float | None = None,
+                      threat: LpBall | None = None) -> float:
     """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress;
-    ``iterations``/``lr``: alpha-CROWN's, see :func:`bounds`)."""
+    ``iterations``/``lr``: alpha-CROWN's, ``threat``: see :func:`bounds`)."""
     from tqdm.auto import tqdm
 
-    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain)
+    eps, norm, domain = _threat(threat, eps, norm, domain)
+    model, x, p, m, dom = _check_common(model, inputs, norm, method, domain, "inputs")
     batch_size = check_positive_int(batch_size, "batch_size")
     cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
     alpha = _check_alpha(m, iterations, lr)
@@ -452,7 +498,7 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")
     k = _num_outputs(model, x)
-    y = _check_y(labels, n, k).to(x.device)
+    y = _check_y(labels, n, k, "labels").to(x.device)
     _check_eps(eps, x[:1])
     total = 0
     with torch.no_grad():

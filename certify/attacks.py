@@ -17,7 +17,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_eval_mode, check_nonnegative, check_positive_int, generator_or_seed
+from certkit._validation import (
+    check_array,
+    check_eval_mode,
+    check_model_labels,
+    check_nonnegative,
+    check_positive_int,
+    generator_or_seed,
+)
 from certkit.threat import LpBall, parse_norm, threat_arguments
 
 __all__ = ["pgd_attack", "pgd_box_minimize", "pgd_margins", "pgd_minimize", "project"]
@@ -57,6 +64,40 @@ def project(x_adv: Tensor, x0: Tensor, eps: Tensor, norm: float, domain: tuple[f
     return out
 
 
+def _pgd(objective: Callable[[Tensor], Tensor], x_init: Tensor, start: Callable[[int], Tensor],
+         step: Callable[[Tensor, Tensor], Tensor], *, steps: int, restarts: int,
+         until: float | None = None) -> tuple[Tensor, Tensor]:
+    """The PGD loop both attacks share: ``restarts`` runs of ``steps`` gradient steps from ``start(r)``,
+    each step ``step(x, grad)`` (a descent step followed by the projection onto the region), keeping the
+    best point per row (``x_init`` is the first candidate). With ``until``, stop once some row's value is
+    <= ``until``."""
+    with torch.no_grad():
+        best_val = objective(x_init).detach()
+    best_x = x_init.clone()
+    for r in range(restarts):
+        if until is not None and bool((best_val <= until).any()):
+            break
+        xa = start(r)
+        for _ in range(steps):
+            xa = xa.detach().requires_grad_(True)
+            with torch.enable_grad():
+                val = objective(xa)
+                grad, = torch.autograd.grad(val.sum(), xa)
+            with torch.no_grad():
+                better = val.detach() < best_val
+                best_val = torch.where(better, val.detach(), best_val)
+                best_x[better] = xa.detach()[better]
+                if until is not None and bool((best_val <= until).any()):
+                    break
+                xa = step(xa, grad)
+        with torch.no_grad():
+            val = objective(xa)
+            better = val < best_val
+            best_val = torch.where(better, val, best_val)
+            best_x[better] = xa[better]
+    return best_x, best_val
+
+
 def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | Tensor | None = None, *,
                  norm: float | str | None = None, domain: tuple[float, float] | None = None,
                  steps: int = 50, step_size: float | None = None, restarts: int = 1,
@@ -80,37 +121,23 @@ def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | 
     alpha = e * (2.5 / max(steps, 1)) if step_size is None else torch.full_like(e, float(step_size))
     g = _generator(generator, seed, x.device)
     x0 = x.detach()
-    with torch.no_grad():
-        best_val = objective(x0).detach()
-    best_x = x0.clone()
-    for r in range(restarts):
+
+    def start(r: int) -> Tensor:
         if r == 0:
-            xa = x0.clone()
+            return x0.clone()
+        noise = torch.rand(x0.shape, generator=g, device=x.device, dtype=x.dtype) * 2 - 1
+        if p == 2:
+            noise = noise / noise.flatten(1).norm(dim=1).reshape(e.shape).clamp(min=1e-12)
+        return project(x0 + noise * e, x0, e, p, domain)
+
+    def step(xa: Tensor, grad: Tensor) -> Tensor:
+        if p == math.inf:
+            direction = grad.sign()
         else:
-            noise = torch.rand(x0.shape, generator=g, device=x.device, dtype=x.dtype) * 2 - 1
-            if p == 2:
-                noise = noise / noise.flatten(1).norm(dim=1).reshape(e.shape).clamp(min=1e-12)
-            xa = project(x0 + noise * e, x0, e, p, domain)
-        for _ in range(steps):
-            xa = xa.detach().requires_grad_(True)
-            with torch.enable_grad():
-                val = objective(xa)
-                grad, = torch.autograd.grad(val.sum(), xa)
-            with torch.no_grad():
-                better = val.detach() < best_val
-                best_val = torch.where(better, val.detach(), best_val)
-                best_x[better] = xa.detach()[better]
-                if p == math.inf:
-                    step = grad.sign()
-                else:
-                    step = grad / grad.flatten(1).norm(dim=1).reshape(e.shape).clamp(min=1e-12)
-                xa = project(xa - alpha * step, x0, e, p, domain)
-        with torch.no_grad():
-            val = objective(xa)
-            better = val < best_val
-            best_val = torch.where(better, val, best_val)
-            best_x[better] = xa[better]
-    return best_x, best_val
+            direction = grad / grad.flatten(1).norm(dim=1).reshape(e.shape).clamp(min=1e-12)
+        return project(xa - alpha * direction, x0, e, p, domain)
+
+    return _pgd(objective, x0, start, step, steps=steps, restarts=restarts)
 
 
 def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | None = None, *,
@@ -155,6 +182,8 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | Non
     """
     check_eval_mode(model)
     eps, norm, domain = threat_arguments(threat, eps, norm, domain)
+    check_array(x, "x", tensor=True)
+    check_model_labels(model, x, y, "y")
 
     def obj(z: Tensor) -> Tensor:
         out = model(z)
@@ -183,31 +212,15 @@ def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper
         raise ValueError("Expected arguments `lower` and `upper` of one shape with lower <= upper")
     width = upper - lower
     alpha = width * (2.5 / max(steps, 1)) / 2
-    xa = (lower + upper) / 2
-    with torch.no_grad():
-        best_val = objective(xa).detach()
-    best_x = xa.clone()
-    for r in range(restarts):
-        if until is not None and bool((best_val <= until).any()):
-            break
-        if r:
-            u = torch.rand(lower.shape, generator=generator, dtype=lower.dtype, device="cpu").to(lower.device)
-            xa = lower + u * width
-        for _ in range(steps):
-            xa = xa.detach().requires_grad_(True)
-            with torch.enable_grad():
-                val = objective(xa)
-                grad, = torch.autograd.grad(val.sum(), xa)
-            with torch.no_grad():
-                better = val.detach() < best_val
-                best_val = torch.where(better, val.detach(), best_val)
-                best_x[better] = xa.detach()[better]
-                if until is not None and bool((best_val <= until).any()):
-                    break
-                xa = torch.minimum(torch.maximum(xa - alpha * grad.sign(), lower), upper)
-        with torch.no_grad():
-            val = objective(xa)
-            better = val < best_val
-            best_val = torch.where(better, val, best_val)
-            best_x[better] = xa[better]
-    return best_x, best_val
+    centre = (lower + upper) / 2
+
+    def start(r: int) -> Tensor:
+        if r == 0:
+            return centre
+        u = torch.rand(lower.shape, generator=generator, dtype=lower.dtype, device="cpu").to(lower.device)
+        return lower + u * width
+
+    def step(xa: Tensor, grad: Tensor) -> Tensor:
+        return torch.minimum(torch.maximum(xa - alpha * grad.sign(), lower), upper)
+
+    return _pgd(objective, centre, start, step, steps=steps, restarts=restarts, until=until)

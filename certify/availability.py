@@ -29,9 +29,13 @@ def verification_availability(model: nn.Module, x: torch.Tensor, labels: torch.T
 
     Args:
         model: eval-mode classifier ``(N, ...) -> (N, K)``.
-        x: ``(N, ...)`` clean inputs; labels: ``(N,)`` their labels (for the clean accuracy).
+        x: ``(N, ...)`` clean inputs.
+        labels: ``(N,)`` their labels (for the clean accuracy).
         trigger: the trigger stamped on the inputs.
-        eps, norm, method, domain: the verification region and bound method, as in ``certify.verify``.
+        eps: radius of the verification ball, as in ``certify.verify``.
+        norm: its norm, as in ``certify.verify``.
+        method: the bound method, as in ``certify.verify``.
+        domain: the input box intersected with the ball, as in ``certify.verify``.
     """
     check_eval_mode(model)
 

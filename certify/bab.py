@@ -283,7 +283,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
         iterations: alpha-CROWN steps at the root (lr 0.5); ``bab_iterations``, ``lr_alpha``, ``lr_beta``:
             the joint alpha/beta steps per batch of sub-domains (warm-started from the parent), with
             alpha-beta-CROWN's learning rates for branch-and-bound.
-        attack_restarts, attack_steps: PGD before the search (and again, with fresh seeds, during it).
+        attack_restarts: PGD restarts before the search (and again, with fresh seeds, during it).
+        attack_steps: PGD steps per restart.
         sound: bounds in float64 with a safety margin (see the module docstring).
         branching: the ReLU to split: ``"babsr"`` (largest BaBSR intercept score) or ``"fsb"`` (filtered
             smart branching: of the ``fsb_candidates`` best by BaBSR score, the one whose children's worse
@@ -397,18 +398,27 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     proven = _newly_proven(p, root.lower, torch.zeros_like(done))
     bar = _bar(progress, "ReLU")
     last_attack = time.perf_counter()
+    attack_cost, per_domain = 0.0, 0.0
     try:
         while lower.shape[0]:
             key = p.key(lower, done)
             if time.perf_counter() > deadline:
                 return "unknown", float(key.min()), branches
             step += 1
-            if time.perf_counter() - last_attack > 2.0:  # PGD again with fresh restarts every 2 s
-                last_attack = time.perf_counter()
+            if time.perf_counter() - last_attack > 2.0 and deadline - time.perf_counter() > attack_cost:
+                # PGD again with fresh restarts every 2 s (when it fits before the deadline)
+                t_a = last_attack = time.perf_counter()
                 if p.attack(seed + step, attack[0], attack[1]):
                     return "falsified", -math.inf, branches
+                attack_cost = time.perf_counter() - t_a
+            # a batch no larger than fits before the deadline at the last batch's cost per domain, so that the
+            # timeout is kept (one bound computation cannot be interrupted)
+            fits = batch_size if per_domain == 0 else int((deadline - time.perf_counter()) / per_domain)
+            if fits < 1:
+                return "unknown", float(key.min()), branches
             order = torch.argsort(key)
-            take, rest = order[:batch_size], order[batch_size:]
+            take, rest = order[: min(batch_size, fits)], order[min(batch_size, fits) :]
+            t_batch = time.perf_counter()
             b = take.shape[0]
             # BaBSR: the unsplit unstable neuron with the largest intercept score (any unstable one if all 0)
             flat = torch.cat([(score[k][take] + 1e-12 * unstable[k][take]).reshape(b, -1) for k in relus], dim=1)
@@ -442,6 +452,7 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
                                  splits=child_splits, init_alpha=_repeat2(_take(alpha, take)),
                                  init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline)
             branches += 2 * b
+            per_domain = (time.perf_counter() - t_batch) / b
             if res.primal is not None and p.check(res.primal[~res.infeasible]):
                 return "falsified", -math.inf, branches
             feasible = ~res.infeasible

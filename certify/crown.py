@@ -564,7 +564,11 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
-    gd = densify(g, DENSE_CONV_MAX_ELEMENTS)
+    # dense conv matrices speed up bounding a fixed network; when autograd tracks the weights (a training
+    # loss) the gradient through the dense matrix is far dearer than through the conv itself
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for n in g.nodes
+                                              for t in (n.weight, n.bias))
+    gd = g if tracked else densify(g, DENSE_CONV_MAX_ELEMENTS)
     pre = set(g.preactivations())
     direct = direct_input_flags(g) if region.norm == 2 else None
     affine_in = g.affine_in_input()

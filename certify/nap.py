@@ -132,7 +132,8 @@ def mine_naps(model: nn.Module, x: Tensor, y: Tensor, *, delta: float = 0.99, nu
 
     Args:
         model: a ReLU network (layers as for :func:`certify.bounds`).
-        x, y: the examples (the training data) and their labels (or the model's predictions).
+        x: the examples (the training data).
+        y: their labels (or the model's predictions).
         delta: the fraction, in (0.5, 1].
         num_classes: the number of classes (default: the model's output size).
         batch_size: examples per forward pass.
@@ -225,14 +226,19 @@ def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | flo
     """Decide "every input of the box ``lower <= x <= upper`` that follows ``nap`` is classified ``nap.label``".
 
     Args:
-        model: a ReLU network. nap: the pattern (:func:`mine_naps`).
+        model: a ReLU network.
+        nap: the pattern (:func:`mine_naps`).
         x_ref: an input of the model's shape (1, ...) (gives the shape, dtype and device; e.g. a test image).
-        lower, upper: the input box, scalars or tensors like ``x_ref`` (default the domain [0, 1]; an L-inf
-            ball: ``x_ref - eps`` and ``x_ref + eps`` clipped to the domain).
+        lower: the input box's lower corner, a scalar or a tensor like ``x_ref`` (default 0, the domain
+            [0, 1]; an L-inf ball: ``x_ref - eps`` clipped to the domain).
+        upper: its upper corner (default 1; an L-inf ball: ``x_ref + eps`` clipped to the domain).
         others: the classes ``j`` that must never win (``f_label > f_j``); default all other classes (the
             prediction is ``label``). One class: the paper's "this misclassification never happens".
-        timeout: seconds. batch_size, attack_restarts, attack_steps, sound: as for
-            :func:`certify.verify_complete`.
+        timeout: seconds.
+        batch_size: as for :func:`certify.verify_complete`.
+        attack_restarts: as for :func:`certify.verify_complete`.
+        attack_steps: as for :func:`certify.verify_complete`.
+        sound: as for :func:`certify.verify_complete`.
         generator: seeds the PGD restarts.
 
     Returns:

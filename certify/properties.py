@@ -58,10 +58,11 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
     (VNN-LIB input regions); the engine is the one of :func:`certify.bounds`.
     """
     from certify._graph import cached_graph
-    from certify.api import _check_method, _round_outward
+    from certify.api import _check_method, _check_model, _round_outward
     from certify.crown import crown_bounds
     from certify.ibp import InputRegion, Interval, direct_input_flags, interval_forward, spec_interval
 
+    model = _check_model(model)
     m = _check_method(method)
     if m.startswith("auto_lirpa:"):
         raise ValueError(f"Expected argument `method` to be one of ibp, crown, crown-ibp, but got {method!r}")
@@ -107,7 +108,8 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
             inputs ``X_i`` are its entries in row-major order.
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"`` for the bounds.
         timeout: seconds; past it the remaining work is skipped and the verdict is ``unknown``.
-        attack_steps, attack_restarts: PGD budget per unsafe conjunction.
+        attack_steps: PGD steps per restart, for each unsafe conjunction.
+        attack_restarts: PGD restarts for each unsafe conjunction.
         float64: bounds computed in float64, rounded one ulp outward (not the rigorous ``sound=True``
             analysis of :func:`certify.bounds`); with ``complete``, the search's ``sound=True`` (float64
             bounds, each required to exceed 1e-9).

@@ -14,26 +14,30 @@ ReLU activation pattern at the clean input (``relu_adjust="local"``: the network
 linearisation; the same mask enters numerator and denominator). Batch normalisation (eval mode)
 contributes ``gamma / sqrt(var + eps)``, input normalisation ``1 / std``; ``r`` is the input radius after clipping the box to the
 data domain.
+
+The network is read through the bound engine's graph (``certify._graph``, the conversion
+:func:`certify.bounds` uses) and ``C`` is the engine's margin specification
+(:func:`certify.api.margin_spec`), so there is one layer walk and one margin specification in certify.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from certify._graph import Normalize
-from certkit._validation import check_eval_mode, check_finite, check_positive
+from certify._graph import Graph, Node, apply_node, cached_graph
+from certify.api import margin_spec
+from certkit._validation import check_array, check_eval_mode, check_positive
 
 __all__ = ["Tightness", "propagation_tightness", "tightness"]
 
 ReluAdjust = Literal["local"] | None
-_PASS_THROUGH = (nn.Identity, nn.Dropout)
-_SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, Normalize, *_PASS_THROUGH)
+#: graph operations of a chain whose linear part tightness is defined on (``affine``: batch norm, input
+#: normalisation; ``reshape``/``permute``/``slice``: flatten and friends)
+_LINEAR_OPS = ("linear", "conv", "affine", "reshape", "permute", "slice")
 
 
 @dataclass(frozen=True)
@@ -54,92 +58,57 @@ class Tightness:
     value: float
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, nn.Sequential):
-        return [leaf for child in model for leaf in _layers(child)]
-    return [model]
-
-
-def _check_supported(layers: Sequence[nn.Module]) -> None:
-    for layer in layers:
-        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
-            raise ValueError(
-                f"Expected argument `model` to use zero-padded convolutions, but got padding_mode="
-                f"{layer.padding_mode!r}"
-            )
-        if not isinstance(layer, _SUPPORTED):
+def _chain(g: Graph) -> list[Node]:
+    """The graph's nodes after the input, checked to be a chain of linear operations and ReLUs."""
+    nodes = g.nodes[1 : g.output + 1]
+    for i, n in enumerate(nodes, start=1):
+        if n.op not in (*_LINEAR_OPS, "relu") or n.inputs != (i - 1,):
             raise TypeError(
-                "Expected argument `model` to be an nn.Sequential of Linear, Conv2d, ReLU, Flatten, "
-                f"BatchNorm1d/2d, Normalize, Identity or Dropout layers, but got a {type(layer).__name__}"
+                "Expected argument `model` to be a chain of Linear, Conv2d, ReLU, Flatten, BatchNorm1d/2d, "
+                f"Normalize, Identity or Dropout layers, but got a {n.op.capitalize()} at {n.name!r}"
+                + ("" if n.inputs == (i - 1,) else " (not a chain: a branch or a skip connection)")
             )
+    return nodes
 
 
-def _margin_spec(labels: Tensor, num_classes: int) -> Tensor:
-    """``(N, K-1, K)`` margin specification with rows ``e_y - e_j`` for ``j != y``."""
-    eye = torch.eye(num_classes, dtype=torch.float64, device=labels.device)
-    others = torch.arange(num_classes, device=labels.device).expand(len(labels), num_classes)
-    others = others[others != labels[:, None]].view(len(labels), num_classes - 1)
-    return eye[labels][:, None, :] - eye[others]
-
-
-def _relu_masks(layers: Sequence[nn.Module], x: Tensor) -> list[Tensor]:
+def _relu_masks(nodes: list[Node], x: Tensor) -> list[Tensor]:
     """Activation pattern at the clean input: 1 where the pre-activation is >= 0, as in Mao et al."""
     masks = []
     h = x
     with torch.no_grad():
-        for layer in layers:
-            if isinstance(layer, nn.ReLU):
+        for n in nodes:
+            if n.op == "relu":
                 masks.append((h >= 0).to(torch.float64))
-            h = layer(h)
+            h = apply_node(n, [h])
     return masks
 
 
-def _elided_index(layers: Sequence[nn.Module]) -> int | None:
-    """Index of the last Linear layer if only pass-through layers follow it (it absorbs ``C``)."""
-    for i in range(len(layers) - 1, -1, -1):
-        if isinstance(layers[i], nn.Linear):
-            return i
-        if not isinstance(layers[i], _PASS_THROUGH):
-            return None
-    return None
+def _linear_part(nodes: list[Node], v: Tensor, masks: list[Tensor] | None, spec: Tensor | None, *,
+                 absolute: bool) -> Tensor:
+    """Apply the bias-free linear map ``C W_L D ... W_1`` (or ``|C W_L| D ... |W_1|``) to ``v`` in float64.
 
-
-def _linear_part(
-    layers: Sequence[nn.Module], v: Tensor, masks: list[Tensor] | None, spec: Tensor | None, *, absolute: bool
-) -> Tensor:
-    """Apply the bias-free linear map ``C W_L D ... W_1`` (or ``|C W_L| D ... |W_1|``) to ``v`` in float64."""
+    ``C`` is merged into a last linear layer (elision), else applied after it."""
 
     def w(t: Tensor) -> Tensor:
         t = t.detach().to(torch.float64)
         return t.abs() if absolute else t
 
-    elide = _elided_index(layers) if spec is not None else None
+    elide = spec is not None and nodes[-1].op == "linear"
     relu = 0
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.Linear):
-            if i == elide:
-                assert spec is not None
-                v = torch.einsum("nmh,nh->nm", w(spec @ layer.weight.detach().to(torch.float64)), v)
-            else:
-                v = F.linear(v, w(layer.weight))
-        elif isinstance(layer, nn.Conv2d):
-            v = F.conv2d(v, w(layer.weight), None, layer.stride, layer.padding, layer.dilation, layer.groups)
-        elif isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
-            assert layer.running_var is not None
-            scale = 1.0 / torch.sqrt(layer.running_var.to(torch.float64) + layer.eps)
-            if layer.weight is not None:
-                scale = scale * layer.weight.detach().to(torch.float64)
-            v = v * w(scale).view(1, -1, *([1] * (v.dim() - 2)))
-        elif isinstance(layer, Normalize):
-            scale = 1.0 / layer.std.to(torch.float64)  # positive: the same in both products
-            v = v * (scale.reshape(()) if scale.numel() == 1 else scale.view(1, -1, *([1] * (v.dim() - 2))))
-        elif isinstance(layer, nn.ReLU):
+    for i, n in enumerate(nodes):
+        if n.op == "linear" and elide and i == len(nodes) - 1:
+            assert spec is not None and n.weight is not None
+            v = torch.einsum("nmh,nh->nm", w(spec @ n.weight.detach().to(torch.float64)), v)
+        elif n.op == "relu":
             if masks is not None:
                 v = v * masks[relu]
             relu += 1
-        elif isinstance(layer, nn.Flatten):
-            v = layer(v)
-    if spec is not None and elide is None:
+        elif n.op in ("linear", "conv", "affine"):
+            bias_free = replace(n, weight=None if n.weight is None else w(n.weight), bias=None)
+            v = apply_node(bias_free, [v])
+        else:  # reshape, permute, slice
+            v = apply_node(n, [v])
+    if spec is not None and not elide:
         v = torch.einsum("nmk,nk->nm", w(spec), v)
     return v
 
@@ -162,8 +131,9 @@ def propagation_tightness(
     in (0, 1] (triangle inequality); a ratio of 1 means IBP loses nothing.
 
     Args:
-        model: ``nn.Sequential`` (nested allowed) of Linear, Conv2d, ReLU, Flatten, BatchNorm1d/2d
-            (eval mode), :class:`certify.Normalize` (contributes ``1 / std``), Identity or Dropout.
+        model: a module in eval mode that the engine converts (as for :func:`certify.bounds`) to a
+            chain of Linear, Conv2d, ReLU, Flatten, BatchNorm1d/2d, :class:`certify.Normalize`
+            (contributes ``1 / std``), Identity or Dropout layers (``nn.Sequential`` or not).
         x: ``(N, ...)`` clean inputs.
         eps: L-inf radius > 0.
         labels: ``(N,)`` true classes; when given, outputs are the ``K - 1`` margins
@@ -181,21 +151,20 @@ def propagation_tightness(
         raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")
     if x.dim() < 2 or len(x) == 0:
         raise ValueError(f"Expected argument `x` to have shape (N, ...) with N >= 1, but got {tuple(x.shape)}")
-    check_finite(x, "x")
+    check_array(x, "x", tensor=True)
     if relu_adjust not in ("local", None):
         raise ValueError(f"Expected argument `relu_adjust` to be 'local' or None, but got {relu_adjust!r}")
     if domain is not None and not (len(domain) == 2 and domain[0] < domain[1]):
         raise ValueError(f"Expected argument `domain` to be a pair (low, high) with low < high, but got {domain!r}")
     check_eval_mode(model)
-    layers = _layers(model)
-    _check_supported(layers)
-
     x64 = x.detach().to(torch.float64)
+    nodes = _chain(cached_graph(model, x64, torch.float64))
+
     if domain is None:
         r = torch.full_like(x64, eps)
     else:
         r = ((x64 + eps).clamp(max=domain[1]) - (x64 - eps).clamp(min=domain[0])).clamp(min=0) / 2
-    masks = _relu_masks(layers, x) if relu_adjust == "local" else None
+    masks = _relu_masks(nodes, x64) if relu_adjust == "local" else None
     spec = None
     if labels is not None:
         with torch.no_grad():
@@ -206,18 +175,21 @@ def propagation_tightness(
             )
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(f"Expected argument `labels` to hold classes in [0, {num_classes - 1}], but got {labels}")
-        spec = _margin_spec(labels.to(x.device), num_classes)
+        labels = labels.to(x.device)
+        others = torch.arange(num_classes, device=x.device)[None] != labels[:, None]
+        # rows e_y - e_j of the engine's margin specification, without the zero row j = y
+        spec = margin_spec(labels, num_classes, torch.float64)[others].view(len(x), num_classes - 1, num_classes)
 
     with torch.enable_grad():
         v = torch.zeros_like(x64, requires_grad=True)
-        out = _linear_part(layers, v, masks, spec, absolute=False)
+        out = _linear_part(nodes, v, masks, spec, absolute=False)
         rows = []
         for j in range(out.shape[1]):
             (jac_row,) = torch.autograd.grad(out[:, j].sum(), v, retain_graph=j < out.shape[1] - 1)
             rows.append((jac_row.abs() * r).flatten(1).sum(1))
     numerator = torch.stack(rows, dim=1)
     with torch.no_grad():
-        denominator = _linear_part(layers, r, masks, spec, absolute=True)
+        denominator = _linear_part(nodes, r, masks, spec, absolute=True)
     # The reference clamps numerator and denominator at 1e-8 before dividing; for deep networks
     # or tiny eps both fall below 1e-8 and the clamp distorts the ratio. The ratio is invariant to
     # the scale of r, so we divide exactly (in float64) and define 0 / 0 = 1 (an output that does

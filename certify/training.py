@@ -11,6 +11,10 @@ above zero, i.e. makes the input verifiable. Schedules:
 * ``beta`` (Zhang et al.): the margin bound is ``beta * CROWN-IBP + (1 - beta) * IBP``, beta from
   1 to ``final_beta`` as eps ramps up.
 
+The bounds are the engine's (:func:`certify.margin_bounds` with ``method="ibp"`` or ``"crown-ibp"``,
+computed with autograd on, of the model in eval mode): one relaxation in the code base, and any
+model the engine supports can be trained.
+
 The IBP-friendly initialisation of Shi et al. draws weights ``N(0, (sqrt(2 pi) / fan_in)^2)`` so that
 interval widths neither explode nor vanish with depth at initialisation.
 """
@@ -18,7 +22,8 @@ interval widths neither explode nor vanish with depth at initialisation.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,11 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from certify._graph import cached_graph
+from certify.api import _margin_lower_bounds
+from certify.ibp import InputRegion, interval_forward
 from certkit._validation import (
     check_generator,
+    check_model_input,
     check_nonnegative,
     check_positive,
     check_positive_int,
+    check_training_data,
     generator_or_seed,
 )
 
@@ -93,60 +103,25 @@ def mixing_coefficient(eps: float, eps_max: float, final: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Differentiable bounds on the margins (nn.Sequential of Linear / Conv2d / ReLU / Flatten)
+# Differentiable bounds on the margins: the engine's (certify.margin_bounds), with autograd on
 # ---------------------------------------------------------------------------------------------
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, nn.Sequential):
-        return [leaf for child in model for leaf in _layers(child)]
-    return [model]
+@contextmanager
+def _in_eval_mode(model: nn.Module) -> Iterator[None]:
+    """Bound the model as the fixed function it is in eval mode; restore every module's mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
-def _check_layers(layers: Sequence[nn.Module]) -> None:
-    if not layers or not isinstance(layers[-1], nn.Linear):
-        raise TypeError("Expected argument `model` to be an nn.Sequential ending in an nn.Linear layer")
-    for layer in layers:
-        if not isinstance(layer, nn.Linear | nn.Conv2d | nn.ReLU | nn.Flatten):
-            raise TypeError(
-                "Expected argument `model` to be an nn.Sequential of Linear, Conv2d, ReLU and Flatten layers, "
-                f"but got a {type(layer).__name__}"
-            )
-
-
-def _margin_spec(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """``(N, K, K)`` with rows ``e_y - e_j`` (row ``y`` is zero)."""
-    eye = torch.eye(num_classes, dtype=dtype, device=labels.device)
-    return eye[labels][:, None, :] - eye[None]
-
-
-def _input_box(x: Tensor, eps: float, domain: Domain) -> tuple[Tensor, Tensor]:
-    lo, hi = x - eps, x + eps
-    if domain is not None:
-        lo, hi = lo.clamp(min=domain[0]), hi.clamp(max=domain[1])
-    return (hi + lo) / 2, (hi - lo) / 2
-
-
-def _ibp(layers: Sequence[nn.Module], c: Tensor, r: Tensor) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]], list[torch.Size]]:
-    """IBP through all but the last layer: centre/radius, ReLU pre-activation bounds, layer input shapes."""
-    pre: list[tuple[Tensor, Tensor]] = []
-    shapes: list[torch.Size] = []
-    for layer in layers[:-1]:
-        shapes.append(c.shape)
-        if isinstance(layer, nn.Linear):
-            c, r = F.linear(c, layer.weight, layer.bias), F.linear(r, layer.weight.abs())
-        elif isinstance(layer, nn.Conv2d):
-            c = layer(c)
-            r = F.conv2d(r, layer.weight.abs(), None, layer.stride, layer.padding, layer.dilation, layer.groups)
-        elif isinstance(layer, nn.ReLU):
-            lo, hi = c - r, c + r
-            pre.append((lo, hi))
-            lo, hi = lo.clamp(min=0), hi.clamp(min=0)
-            c, r = (hi + lo) / 2, (hi - lo) / 2
-        else:
-            c, r = layer(c), layer(r)
-    shapes.append(c.shape)
-    return c, r, pre, shapes
+def _margin_lower(model: nn.Module, x: Tensor, labels: Tensor, eps: float, domain: Domain, method: str) -> Tensor:
+    with _in_eval_mode(model):
+        return _margin_lower_bounds(model, x, labels, eps, method=method, domain=domain)
 
 
 def ibp_margin_lower(model: nn.Module, x: Tensor, labels: Tensor, eps: float, *,
@@ -154,83 +129,41 @@ def ibp_margin_lower(model: nn.Module, x: Tensor, labels: Tensor, eps: float, *,
     """Differentiable IBP lower bounds ``(N, K)`` on the margins ``z_y - z_j`` over the L-inf ball.
 
     Interval bound propagation (Gowal et al. 2018) with the margin matrix merged into the last
-    linear layer (elision). Guarantee: for every ``x'`` with ``|x' - x|_inf <= eps`` inside
-    ``domain``, ``z_y(x') - z_j(x') >= bound[:, j]``; column ``y`` is 0.
+    linear layer (elision): exactly ``certify.margin_bounds(model, x, labels, eps, method="ibp",
+    domain=domain).lower``, computed with autograd on (gradients reach the parameters), of the
+    model in eval mode (modes are restored afterwards). Guarantee: for every ``x'`` with
+    ``|x' - x|_inf <= eps`` inside ``domain``, ``z_y(x') - z_j(x') >= bound[:, j]``; column ``y`` is 0.
+    Any model :func:`certify.bounds` supports.
     """
-    layers = _layers(model)
-    _check_layers(layers)
-    c, r = _input_box(x, eps, domain)
-    c, r, _, _ = _ibp(layers, c, r)
-    last = layers[-1]
-    assert isinstance(last, nn.Linear)
-    spec = _margin_spec(labels, last.out_features, c.dtype)
-    w = spec @ last.weight  # (N, K, H)
-    b = spec @ last.bias if last.bias is not None else 0.0
-    return torch.einsum("nkh,nh->nk", w, c) + b - torch.einsum("nkh,nh->nk", w.abs(), r)
-
-
-def _relu_relaxation(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """CROWN relaxation: lower slope, upper slope, upper intercept (auto_LiRPA / CROWN-IBP rules)."""
-    lo_r = lo.clamp(max=0)
-    hi_r = torch.maximum(hi.clamp(min=0), lo_r + 1e-8)
-    up_slope = hi_r / (hi_r - lo_r)
-    up_bias = -lo_r * up_slope
-    low_slope = (up_slope > 0.5).to(lo.dtype)  # adaptive: 1 when u > -l
-    return low_slope, up_slope, up_bias
+    return _margin_lower(model, x, labels, eps, domain, "ibp")
 
 
 def crown_ibp_margin_lower(model: nn.Module, x: Tensor, labels: Tensor, eps: float, *,
                            domain: Domain = (0.0, 1.0)) -> tuple[Tensor, Tensor]:
     """Differentiable CROWN-IBP and IBP lower bounds ``(N, K)`` on the margins (Zhang et al., ICLR 2020).
 
-    Intermediate (pre-ReLU) bounds come from IBP; the margins are bounded by a CROWN backward
-    pass (linear relaxation of every ReLU, adaptive lower slope). Both results are sound lower
-    bounds on ``z_y - z_j`` over the L-inf ball in ``domain``; returns ``(crown_ibp, ibp)``.
+    Intermediate (pre-activation) bounds come from IBP; the margins are bounded by a CROWN backward
+    pass (linear relaxation of every ReLU, adaptive lower slope). Both are the engine's bounds,
+    ``certify.margin_bounds(..., method="crown-ibp")`` and ``(..., method="ibp")``, with autograd on;
+    both are sound lower bounds on ``z_y - z_j`` over the L-inf ball in ``domain``; returns
+    ``(crown_ibp, ibp)``.
     """
-    layers = _layers(model)
-    _check_layers(layers)
-    c0, r0 = _input_box(x, eps, domain)
-    c, r, pre, shapes = _ibp(layers, c0, r0)
-    last = layers[-1]
-    assert isinstance(last, nn.Linear)
-    spec = _margin_spec(labels, last.out_features, c.dtype)
-    a = spec @ last.weight  # (N, K, H)
-    bias = spec @ last.bias if last.bias is not None else torch.zeros(a.shape[:2], dtype=a.dtype, device=a.device)
-    ibp = torch.einsum("nkh,nh->nk", a, c) + bias - torch.einsum("nkh,nh->nk", a.abs(), r)
-    n, k = a.shape[:2]
-    relu = len(pre)
-    for i in range(len(layers) - 2, -1, -1):
-        layer = layers[i]
-        if isinstance(layer, nn.ReLU):
-            relu -= 1
-            low_slope, up_slope, up_bias = _relu_relaxation(*pre[relu])
-            # a >= 0 takes the lower relaxation, a < 0 the upper one (the sign pattern is piecewise
-            # constant, so selecting slopes by it keeps the gradient of a_pos l + a_neg u)
-            neg = a < 0
-            bias = bias + (a * torch.where(neg, up_bias[:, None], 0.0)).flatten(2).sum(2)
-            a = a * torch.where(neg, up_slope[:, None], low_slope[:, None])
-        elif isinstance(layer, nn.Linear):
-            if layer.bias is not None:
-                bias = bias + a @ layer.bias
-            a = a @ layer.weight
-        elif isinstance(layer, nn.Conv2d):
-            if layer.bias is not None:
-                bias = bias + (a.sum((3, 4)) @ layer.bias)
-            in_shape = shapes[i]
-            out = a.reshape(n * k, *a.shape[2:])
-            extra = tuple(
-                in_shape[2 + d]
-                - ((out.shape[2 + d] - 1) * layer.stride[d] - 2 * layer.padding[d]  # type: ignore[index,operator]
-                   + layer.dilation[d] * (layer.kernel_size[d] - 1) + 1)
-                for d in range(2)
-            )
-            out = F.conv_transpose2d(out, layer.weight, None, layer.stride, layer.padding,  # type: ignore[arg-type]
-                                     extra, layer.groups, layer.dilation)
-            a = out.reshape(n, k, *in_shape[1:])
-        elif isinstance(layer, nn.Flatten):
-            a = a.reshape(n, k, *shapes[i][1:])
-    crown = torch.einsum("nk...,n...->nk", a, c0) + bias - torch.einsum("nk...,n...->nk", a.abs(), r0)
-    return crown, ibp
+    return (_margin_lower(model, x, labels, eps, domain, "crown-ibp"),
+            _margin_lower(model, x, labels, eps, domain, "ibp"))
+
+
+def _ibp_preactivations(model: nn.Module, x: Tensor, eps: float, domain: Domain) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """The engine's IBP bounds ``(l, u)`` of every activation's input, in order, and the input radius ``(N, ...)``."""
+    with _in_eval_mode(model):
+        g = cached_graph(model, x)
+        region = InputRegion(x, torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device), math.inf, domain)
+        ivs = interval_forward(g, region, keep_all=True)
+    pre = []
+    for i in g.preactivations():
+        iv = ivs[i]
+        assert iv is not None
+        pre.append((iv.l, iv.u))
+    return pre, (region.box.u - region.box.l) / 2
 
 
 def stability_regularizer(pre_bounds: Sequence[tuple[Tensor, Tensor]], input_radius: Tensor, *,
@@ -281,7 +214,7 @@ def ibp_init_(model: nn.Module, *, generator: torch.Generator | None = None, see
     global RNG is untouched. ``seed`` is deprecated: pass a generator.
     """
     g = generator_or_seed(generator, seed, where="certify.training.ibp_init_")
-    layers = [m for m in _layers(model) if isinstance(m, nn.Linear | nn.Conv2d)]
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     with torch.no_grad():
         for layer in layers[:-1]:
             fan_in = layer.weight[0].numel()
@@ -320,7 +253,9 @@ class CertifiedTrainer:
     Args:
         method: ``"ibp"`` or ``"crown-ibp"``.
         eps: final training L-inf radius.
-        epochs, warmup_epochs, ramp_epochs: schedule lengths (``warmup + ramp <= epochs``).
+        epochs: number of epochs (``>= warmup_epochs + ramp_epochs``).
+        warmup_epochs: epochs of clean training (eps 0) first.
+        ramp_epochs: epochs over which eps ramps from 0 to ``eps`` (:func:`smoothed_eps`).
         lr: Adam learning rate (divided by 5 at 75% and again at 90% of the epochs).
         batch_size: minibatch size.
         final_kappa: natural-loss weight at the end of the ramp.
@@ -375,19 +310,20 @@ class CertifiedTrainer:
         beta = mixing_coefficient(eps, self.eps, self.final_beta)
         if beta == 0:
             return ibp_margin_lower(model, x, labels, eps, domain=self.domain)
+        if beta == 1:
+            return _margin_lower(model, x, labels, eps, self.domain, "crown-ibp")
         crown, ibp = crown_ibp_margin_lower(model, x, labels, eps, domain=self.domain)
         return beta * crown + (1 - beta) * ibp
 
     def fit(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> CertifiedTrainer:
         """Train ``model`` in place on ``inputs`` (N, ...) and ``labels`` (N,); returns self."""
-        if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
-            raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point():
-            raise TypeError(f"Expected argument `labels` to be an integer tensor (N,), but got {labels!r:.80}")
-        if len(inputs) != len(labels):
-            raise ValueError(
-                f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
-            )
+        # every check that can fail runs before the first step: an unsupported layer or a bad label
+        # must not be reported after the weights have already changed
+        check_training_data(model, inputs, labels)
+        check_model_input(model, inputs, "inputs")
+        if len(inputs):
+            with _in_eval_mode(model), torch.no_grad():
+                cached_graph(model, inputs[:1])  # raises UnsupportedLayerError for a layer the bounds lack
         g = self.generator if self.generator is not None else torch.Generator().manual_seed(0)
         n = len(labels)
         steps_per_epoch = math.ceil(n / self.batch_size)
@@ -414,8 +350,7 @@ class CertifiedTrainer:
                     kappa = mixing_coefficient(eps, self.eps, self.final_kappa)
                     loss = kappa * natural + (1 - kappa) * robust
                     if self.reg_lambda > 0 and eps < self.eps:
-                        c, r = _input_box(xb, eps, self.domain)
-                        pre = _ibp(_layers(model), c, r)[2]
+                        pre, r = _ibp_preactivations(model, xb, eps, self.domain)
                         loss = loss + self.reg_lambda * (1 - eps / self.eps) * stability_regularizer(pre, r)
                 else:
                     robust = torch.zeros(())

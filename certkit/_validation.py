@@ -29,6 +29,7 @@ __all__ = [
     "check_in_range",
     "check_labels",
     "check_model_input",
+    "check_model_labels",
     "check_nonnegative",
     "check_positive",
     "check_positive_int",
@@ -38,6 +39,7 @@ __all__ = [
     "check_scores_1d",
     "check_text",
     "check_token_ids",
+    "check_training_data",
     "check_unit_interval",
     "generator_or_seed",
     "has_visible",
@@ -289,6 +291,7 @@ def check_array_pair(a: Any, b: Any, name_a: str, name_b: str) -> None:
 def check_scores_1d(scores: Any, name: str = "scores") -> None:
     """Check ``scores`` is a non-empty finite (N,) array (+inf is allowed: a certifier may return it)."""
     _check_array(scores, name)
+    _check_dtype(scores, name, "real")
     if scores.ndim != 1:
         raise ValueError(f"Expected argument `{name}` to have shape (N,), but got shape {tuple(scores.shape)}")
     if scores.shape[0] == 0:
@@ -469,3 +472,38 @@ def warn_small_calibration(n: int, alpha: float, name: str = "scores", stackleve
 def has_visible(text: str) -> bool:
     """True if ``text`` has a character that is neither whitespace nor invisible (zero-width, format)."""
     return any(_visible(ch) for ch in text)
+
+
+def check_model_labels(model: Any, x: Any, labels: Any, name: str = "labels") -> None:
+    """Check integer ``labels`` (N,) index the model's outputs: K from one forward pass of ``x[:1]``
+    (no gradient, the model's mode untouched); out-of-range labels would otherwise fail deep in torch."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(labels).__name__}")
+    num_classes = None
+    if isinstance(x, torch.Tensor) and x.shape[0] and labels.ndim == 1 and labels.shape[0] == x.shape[0]:
+        modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
+        try:
+            for m, _ in modes:
+                m.eval()  # no batch-norm statistics are updated by this probe
+            with torch.no_grad():
+                num_classes = int(model(x[:1]).shape[-1])
+        finally:
+            for m, training in modes:
+                m.train(training)
+    check_labels(labels, int(x.shape[0]), num_classes, name)
+
+
+def check_training_data(model: Any, inputs: Any, labels: Any, inputs_name: str = "inputs") -> None:
+    """The trainers' inputs: finite floating-point ``inputs`` (N, ...) and integer ``labels`` (N,) in the
+    model's class range, checked before the first step (so a bad label never leaves a half-trained model)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}")
+    check_array(inputs, inputs_name, tensor=True)
+    if inputs.ndim < 1:
+        raise ValueError(f"Expected argument `{inputs_name}` to have shape (N, ...), but got shape {tuple(inputs.shape)}")
+    if isinstance(labels, torch.Tensor) and labels.ndim == 1 and labels.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"Expected arguments `{inputs_name}` and `labels` to have the same length, but got "
+            f"{inputs.shape[0]} and {labels.shape[0]}"
+        )
+    check_model_labels(model, inputs, labels, "labels")

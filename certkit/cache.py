@@ -28,7 +28,13 @@ def cache_dir() -> Path:
     """The model cache directory (created on first use)."""
     root = os.environ.get("CERTKIT_CACHE")
     path = Path(root) if root else Path(user_cache_dir("certkit", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    where = "$CERTKIT_CACHE" if root else "the user cache directory"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Expected {where} ({path}) to be a directory, but it is a file; set CERTKIT_CACHE to a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Expected {where} ({path}) to be a creatable directory, but: {e.strerror}") from e
     return path
 
 

@@ -1,7 +1,10 @@
 """The ``certkit`` console script: one sub-command per tool.
 
 ``certkit erase-check`` certifies prompts with erase-and-check. Exit status: 0 if every prompt is
-safe, 1 if any is harmful, 2 on a usage error. ``certkit --version`` prints the version.
+safe, 1 if any is harmful, 2 on any error (a usage error, a bad argument, an unreadable file or one
+that is not UTF-8, a missing optional extra), with a one-line message on stderr and no traceback.
+``--json`` output is always valid JSON in the terminal's encoding (non-ASCII is escaped when the
+terminal cannot print it). ``certkit --version`` prints the version.
 
 Examples::
 
@@ -101,7 +104,12 @@ def _erase_check(args: argparse.Namespace) -> int:
     if args.file is not None:
         if not args.file.is_file():
             raise ValueError(f"Expected argument `--file` to be a readable file, but got {str(args.file)!r}")
-        prompts = [line for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = args.file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"Expected argument `--file` to be UTF-8 text, but {str(args.file)!r} is not ({e.reason} "
+                             f"at byte {e.start})") from None
+        prompts = [line for line in text.splitlines() if line.strip()]
         if not prompts:
             raise ValueError(f"Expected argument `--file` to hold at least one prompt, but {str(args.file)!r} has none")
     else:
@@ -112,7 +120,7 @@ def _erase_check(args: argparse.Namespace) -> int:
                                   budget=args.budget)
     if args.json:
         rows = [asdict(c) for c in certs]
-        print(json.dumps(rows[0] if args.prompt is not None else rows, indent=2, ensure_ascii=False))
+        print_json(rows[0] if args.prompt is not None else rows)
     else:
         for c in certs:
             verdict = "HARMFUL" if c.harmful else "SAFE"
@@ -122,6 +130,24 @@ def _erase_check(args: argparse.Namespace) -> int:
                 print(f"  flagged subsequence: {c.flagged!r}")
             print(f"  {c.statement.split(': ', 1)[1] if not c.harmful else c.statement.split('. ', 1)[-1]}")
     return 1 if any(c.harmful for c in certs) else 0
+
+
+_EXTRAS = {"transformers": "llm", "sentence_transformers": "llm", "onnx": "onnx", "onnx2torch": "onnx",
+           "onnxruntime": "onnx", "dask": "dist", "distributed": "dist", "matplotlib": "notebooks"}
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON that the terminal can encode (always valid JSON, never a lone surrogate)."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(obj, indent=2, ensure_ascii=True)  # \u escapes: ASCII, valid JSON
+    print(text)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,8 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Runner = args.run
     try:
         return int(run(args))
-    except (ValueError, TypeError) as e:
-        print(f"certkit {args.command}: error: {e}", file=sys.stderr)
+    except ImportError as e:  # a missing optional extra: exit 2, never 1 ("harmful") with a traceback
+        name = (e.name or "").split(".")[0]
+        extra = _EXTRAS.get(name)
+        hint = f"; install it with: pip install 'certkit[{extra}]'" if extra else ""
+        print(f"certkit {args.command}: error: missing optional dependency {name or e}{hint}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as e:  # bad arguments, unreadable files, bad encodings
+        print(f"certkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

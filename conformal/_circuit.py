@@ -192,8 +192,13 @@ def circuit_bounds(p_lower: torch.Tensor, p_upper: torch.Tensor, q_lower: torch.
     the mixture of the circuits' bounds is sound (the circuits may pick different vertices).
 
     Args:
-        p_lower, p_upper: ``(N, K)`` class probability bounds; q_lower, q_upper: ``(N, C)``.
-        circuits, weights, mixture: as in :func:`circuit_marginals` (weights must be >= 0).
+        p_lower: ``(N, K)`` lower bounds of the class probabilities.
+        p_upper: ``(N, K)`` upper bounds of the class probabilities.
+        q_lower: ``(N, C)`` lower bounds of the concept probabilities.
+        q_upper: ``(N, C)`` upper bounds of the concept probabilities.
+        circuits: as in :func:`circuit_marginals`.
+        weights: as in :func:`circuit_marginals` (must be >= 0).
+        mixture: as in :func:`circuit_marginals`.
 
     Returns:
         ``(lower, upper)``, each ``(N, K)``.

@@ -21,8 +21,16 @@ import torch
 from torch import nn
 
 from certify.attacks import pgd_minimize
-from certkit._validation import check_eval_mode, check_nonnegative, check_positive, check_positive_int
+from certkit._validation import (
+    check_array,
+    check_eval_mode,
+    check_model_labels,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 from certkit.threat import LpBall, threat_arguments
+from smoothing.scores import PerInputScore
 
 __all__ = ["pgd_attack", "smoothed_score_pgd"]
 
@@ -37,7 +45,7 @@ def smoothed_score_pgd(
     model: nn.Module,
     x: torch.Tensor,
     labels: torch.Tensor,
-    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    score_fn: Callable[[torch.Tensor], torch.Tensor] | PerInputScore,
     *,
     sigma: float,
     eps: float,
@@ -57,7 +65,9 @@ def smoothed_score_pgd(
         model: base classifier ``(M, *shape)`` -> ``(M, K)`` logits, in eval mode.
         x: ``(N, *shape)`` clean inputs.
         labels: ``(N,)`` true labels (the attacked label of each input).
-        score_fn: differentiable score of every label, probs ``(M, K)`` -> ``(M, K)`` (e.g. THR, APS).
+        score_fn: differentiable score of every label, probs ``(M, K)`` -> ``(M, K)`` (e.g. THR, APS), or a
+            :class:`smoothing.scores.PerInputScore` (randomised APS/RAPS: input j's noisy samples are
+            scored with its own u, as in :func:`smoothing.smoothed_scores`).
         sigma: smoothing noise level > 0.
         eps: L2 radius >= 0 (0 returns ``x`` unchanged).
         steps: PGD steps >= 1.
@@ -88,6 +98,9 @@ def smoothed_score_pgd(
         )
     if eps == 0:
         return x.detach().clone()
+    if isinstance(score_fn, PerInputScore) and score_fn.u.shape != (x.shape[0],):
+        raise ValueError(f"Expected the PerInputScore's `u` to have shape ({x.shape[0]},), but got "
+                         f"{tuple(score_fn.u.shape)}")
     if generator is None:
         generator = torch.Generator(device=x.device)
         generator.seed()
@@ -107,7 +120,12 @@ def smoothed_score_pgd(
             with warnings.catch_warnings():
                 # certkit's score functions validate probs with float(...), harmless on a graph tensor
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
-                s = score_fn(torch.softmax(model(batch), dim=-1))
+                probs = torch.softmax(model(batch), dim=-1)
+                if isinstance(score_fn, PerInputScore):
+                    u_rows = score_fn.u[i : i + b].to(x.device, probs.dtype).repeat_interleave(n_noise)
+                    s = score_fn.fn(probs, u=u_rows)
+                else:
+                    s = score_fn(probs)
             s_true = s.view(b, n_noise, -1).mean(1).gather(1, yb[:, None]).sum()
             (grad,) = torch.autograd.grad(s_true, delta)
             with torch.no_grad():
@@ -143,6 +161,9 @@ def pgd_attack(
     """
     if threat is not None:
         eps, norm, domain = threat_arguments(threat, eps, norm, None if domain == (0.0, 1.0) else domain)
+    check_eval_mode(model)
+    check_array(x, "x", tensor=True)
+    check_model_labels(model, x, labels, "labels")
 
     def log_p_true(z: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(model(z), dim=-1).gather(1, labels[:, None]).squeeze(1)

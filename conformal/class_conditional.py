@@ -29,11 +29,15 @@ class ClassConditional(ScoreCalibrator):
         alpha: miscoverage level in (0, 1), per class.
         score_kwargs: keyword arguments of the score.
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them, False otherwise),
+            from the ``generator`` of ``calibrate``/``predict`` or a generator seeded with 0
+            (:class:`conformal._base.ScoreCalibrator`).
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,
-                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True,
+                 randomized: bool | None = None) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate, randomized=randomized)
         self.alpha = check_probability(alpha, "alpha")
 
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> Array:

@@ -214,7 +214,8 @@ def fit_rule_weights(probs: torch.Tensor, labels: torch.Tensor, circuits: RuleCi
         probs: ``(N, K + C)`` sensor probabilities (e.g. Monte Carlo smoothed, on held-out training data).
         labels: ``(N,)`` true classes.
         circuits: the rule groups.
-        epochs, lr: full-batch Adam steps and learning rate.
+        epochs: full-batch Adam steps.
+        lr: Adam learning rate.
         init: initial weight of every rule (> 0).
 
     Returns:

@@ -36,12 +36,13 @@ from certkit._validation import (
     Array,
     check_array_pair,
     check_calibrated,
+    check_generator,
     check_labels,
     check_positive_int,
     check_probability,
     check_probs,
 )
-from conformal._base import Calibrator
+from conformal._base import Calibrator, _resolve_randomized
 from conformal.functional import conformal_quantile, prediction_mask
 from conformal.scores import ScoreFunction, get_score
 from conformal.sets import PredictionSets
@@ -57,8 +58,8 @@ __all__ = [
     "youden_threshold",
 ]
 
-Statistic = Literal["set_size", "top_prob", "entropy", "margin", "certified_radius"]
-STATISTICS: tuple[str, ...] = ("set_size", "top_prob", "entropy", "margin", "certified_radius")
+Statistic = Literal["set_size", "top_prob", "entropy", "margin", "certified_radius", "outside_mass"]
+STATISTICS: tuple[str, ...] = ("set_size", "top_prob", "entropy", "margin", "certified_radius", "outside_mass")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | N
         mask: (N, K) bool prediction-set mask.
         statistic: ``"set_size"`` (u = |C(x)|), ``"top_prob"`` (u = -max_k p_k), ``"entropy"``
             (u = -sum_k p_k log p_k), ``"margin"`` (u = -(p_(1) - p_(2))) or ``"certified_radius"``
-            (u = -radius, with ``radius`` given).
+            (u = -radius, with ``radius`` given) or ``"outside_mass"`` (u = 1 - sum_{y in C(x)} p_y, the
+            model's own probability that the label is outside the set: an empty set, always a miss, gets
+            the highest risk 1; suits randomised APS/RAPS, whose u-driven misses the others cannot see).
         radius: (N,) certified radii, for ``statistic="certified_radius"`` only.
 
     Returns:
@@ -129,6 +132,8 @@ def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | N
         raise ValueError(f"Expected argument `radius` to be None for statistic={statistic!r}, but got an array")
     if statistic == "set_size":
         return _np(mask).sum(1).astype(np.float64)
+    if statistic == "outside_mass":
+        return 1.0 - (p * _np(mask).astype(bool)).sum(1)
     if statistic == "top_prob":
         return -p.max(1)
     if statistic == "entropy":
@@ -209,6 +214,10 @@ class DualThreshold(Calibrator):
         n_grid: number of LTT grid points (>= 2).
         min_accept: fraction of the calibration split accepted at the strictest LTT threshold.
         score_kwargs: keyword arguments of the score.
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them), from the
+            ``generator`` of ``calibrate``/``predict`` or ``generator_`` (seeded with 0). With u = 0 on a
+            confident model the APS threshold sits at 1.0 and the misses are the *most* confident inputs
+            (float rounding of the cumulative mass), so no label-free statistic ranks them (AUROC ~0).
 
     Example:
         >>> dt = DualThreshold(alpha=0.1, statistic="entropy").calibrate(p_cal, y_cal, p_fit, y_fit)  # doctest: +SKIP
@@ -230,10 +239,13 @@ class DualThreshold(Calibrator):
         n_grid: int = 50,
         min_accept: float = 0.3,
         score_kwargs: dict[str, Any] | None = None,
+        randomized: bool | None = None,
     ) -> None:
         self.score = score
         self._score_fn = get_score(score)
         self.score_kwargs = dict(score_kwargs or {})
+        self.randomized = randomized
+        self._randomize = _resolve_randomized(self._score_fn, randomized, self.score_kwargs)
         self.alpha = check_probability(alpha, "alpha")
         if statistic not in STATISTICS:
             raise ValueError(f"Expected argument `statistic` to be one of {list(STATISTICS)}, but got {statistic!r}")
@@ -255,10 +267,20 @@ class DualThreshold(Calibrator):
         self.threshold_ = None
         self.abstain_threshold_ = None
 
-    def _sets(self, probs: Array) -> PredictionSets:
+    def _u(self, n: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+        if not self._randomize:
+            return {}
+        g = check_generator(generator)
+        if g is None:
+            g = getattr(self, "generator_", None)
+            if g is None:
+                g = self.generator_ = torch.Generator().manual_seed(0)
+        return {"u": torch.rand(n, generator=g, dtype=torch.float64, device=g.device)}
+
+    def _sets(self, probs: Array, generator: torch.Generator | None = None) -> PredictionSets:
         assert self.threshold_ is not None
-        return PredictionSets(prediction_mask(self._score_fn(probs, **self.score_kwargs), self.threshold_),
-                              self.threshold_)
+        scores = self._score_fn(probs, **self.score_kwargs, **self._u(probs.shape[0], generator))
+        return PredictionSets(prediction_mask(scores, self.threshold_), self.threshold_)
 
     def _check_pair(self, probs: Array, labels: Array, name: str) -> None:
         check_probs(probs, name)
@@ -276,6 +298,7 @@ class DualThreshold(Calibrator):
         *,
         radius: Array | None = None,
         fit_radius: Array | None = None,
+        generator: torch.Generator | None = None,
     ) -> DualThreshold:
         """Fit the conformal threshold on (``probs``, ``labels``) and the abstention threshold on the fit split.
 
@@ -286,6 +309,7 @@ class DualThreshold(Calibrator):
             fit_labels: (M,) fit labels.
             radius: (N,) certified radii of the calibration inputs (``statistic="certified_radius"``).
             fit_radius: (M,) certified radii of the fit inputs.
+            generator: source of the u of randomised scores (default: seeded with 0, kept as ``generator_``).
 
         Returns:
             self.
@@ -298,7 +322,11 @@ class DualThreshold(Calibrator):
                 f"but got shape {tuple(fit_probs.shape)}"
             )
         self.num_classes_ = int(probs.shape[1])
-        self.threshold_ = conformal_quantile(self._score_fn(probs, labels, **self.score_kwargs), self.alpha)
+        if self._randomize:
+            g = check_generator(generator)
+            self.generator_ = g if g is not None else torch.Generator().manual_seed(0)
+        self.threshold_ = conformal_quantile(
+            self._score_fn(probs, labels, **self.score_kwargs, **self._u(probs.shape[0])), self.alpha)
         fit_sets = self._sets(fit_probs)
         u_fit = abstention_risk(fit_probs, fit_sets.mask, self.statistic, fit_radius)
         miss = ~_np(fit_sets.contains(fit_labels)).astype(bool)
@@ -315,12 +343,14 @@ class DualThreshold(Calibrator):
             self.abstain_threshold_ = ltt_threshold(u_fit, miss, self.grid_, self.target, self.delta)
         return self
 
-    def predict(self, probs: Array, *, radius: Array | None = None) -> AbstainingSets:
+    def predict(self, probs: Array, *, radius: Array | None = None,
+                generator: torch.Generator | None = None) -> AbstainingSets:
         """Sets and abstention flags for (N, K) probabilities. Takes no labels: nothing here can see them.
 
         Args:
             probs: (N, K) class probabilities.
             radius: (N,) certified radii (``statistic="certified_radius"`` only).
+            generator: source of the u of randomised scores (default ``generator_``).
 
         Returns:
             AbstainingSets (sets, abstain (N,), risk (N,)).
@@ -333,16 +363,17 @@ class DualThreshold(Calibrator):
                 f"but got shape {tuple(probs.shape)}"
             )
         assert self.abstain_threshold_ is not None
-        sets = self._sets(probs)
+        sets = self._sets(probs, generator)
         u = abstention_risk(probs, sets.mask, self.statistic, radius)
         return AbstainingSets(sets=sets, abstain=u >= self.abstain_threshold_, risk=u)
 
-    def evaluate(self, probs: Array, labels: Array, *, radius: Array | None = None) -> DualThresholdReport:
+    def evaluate(self, probs: Array, labels: Array, *, radius: Array | None = None,
+                 generator: torch.Generator | None = None) -> DualThresholdReport:
         """Coverage on accepted inputs, abstention rate and AUROC on labelled (N, K) data.
 
         The labels are used only after :meth:`predict` has produced the sets and abstentions.
         """
-        out = self.predict(probs, radius=radius)
+        out = self.predict(probs, radius=radius, generator=generator)
         check_array_pair(probs, labels, "probs", "labels")
         check_labels(labels, probs.shape[0], probs.shape[1])
         covered = _np(out.sets.contains(labels)).astype(bool)

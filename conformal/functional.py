@@ -19,6 +19,7 @@ import torch
 from scipy.stats import binom
 
 from certkit._validation import Array, check_array, check_positive_int, check_probability, check_scores_1d
+from certkit.warnings import SmallCalibrationSetWarning
 
 __all__ = [
     "at_least",
@@ -98,6 +99,7 @@ def conformal_quantile(scores: Array, alpha: float | Fraction) -> float:
         warnings.warn(
             f"conformal_quantile: {n} calibration scores are too few for alpha={alpha} "
             f"(rank {k} > n); the threshold is +inf and every set is the full label set",
+            SmallCalibrationSetWarning,
             stacklevel=2,
         )
         return math.inf
@@ -155,6 +157,7 @@ def pac_quantile(scores: Array, epsilon: float, delta: float) -> float:
         warnings.warn(
             f"pac_quantile: {n} calibration scores are too few for epsilon={epsilon}, delta={delta} "
             "((1 - epsilon)^n > delta); the threshold is +inf and every set is the full label set",
+            SmallCalibrationSetWarning,
             stacklevel=2,
         )
         return math.inf
@@ -215,6 +218,8 @@ def prediction_mask(scores: Array, threshold: float | Array) -> Array:
         tensor([[ True, False,  True]])
     """
     check_array(scores, "scores", kind="real", finite=False)
+    if bool(np.isnan(scores).any() if isinstance(scores, np.ndarray) else torch.isnan(scores).any()):
+        raise ValueError("Expected argument `scores` to hold no NaN (a NaN score is never in the set), but it has NaN")
     if isinstance(threshold, np.ndarray | torch.Tensor):
         check_array(threshold, "threshold", kind="real", ndim=(0, 1), finite=False)
         if threshold.ndim == 1 and (scores.ndim == 0 or threshold.shape[0] != scores.shape[-1]):

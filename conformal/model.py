@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from certkit._validation import check_eval_mode, check_positive_int
+from certkit._validation import check_array, check_eval_mode, check_positive, check_positive_int
 
 __all__ = ["predict_proba"]
 
@@ -16,10 +16,12 @@ def predict_proba(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 1
 
     Inputs are moved to the model's device; the result is returned on that device.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Expected argument `model` to be a torch.nn.Module, but got {type(model).__name__}")
     check_eval_mode(model)
+    check_array(inputs, "inputs", tensor=True)
     check_positive_int(batch_size, "batch_size")
-    if temperature <= 0:
-        raise ValueError(f"Expected argument `temperature` to be > 0, but got {temperature!r}")
+    check_positive(temperature, "temperature")
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else inputs.device
     out = []
@@ -27,4 +29,7 @@ def predict_proba(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 1
         for i in range(0, len(inputs), batch_size):
             logits = model(inputs[i : i + batch_size].to(device))
             out.append(torch.softmax(logits / temperature, dim=-1))
-    return torch.cat(out)
+    probs = torch.cat(out)
+    if not bool(torch.isfinite(probs).all()):
+        raise ValueError("Expected argument `model` to output finite logits on `inputs`, but it produced NaN or inf")
+    return probs

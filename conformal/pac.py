@@ -25,11 +25,15 @@ class PACPredictionSet(ScoreCalibrator):
         delta: allowed failure probability of the calibration draw in (0, 1).
         score_kwargs: keyword arguments of the score.
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them, False otherwise),
+            from the ``generator`` of ``calibrate``/``predict`` or a generator seeded with 0
+            (:class:`conformal._base.ScoreCalibrator`).
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", epsilon: float = 0.1, delta: float = 0.05,
-                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True,
+                 randomized: bool | None = None) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate, randomized=randomized)
         self.epsilon = check_probability(epsilon, "epsilon")
         self.delta = check_probability(delta, "delta")
 

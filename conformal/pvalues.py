@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from certkit._validation import Array, check_probability, check_scores_1d
+from certkit._validation import (
+    Array,
+    check_bool,
+    check_generator,
+    check_positive_int,
+    check_probability,
+    check_scores_1d,
+)
 from conformal.functional import conformal_rank
 
 __all__ = ["conformal_pvalues", "pvalue_mask"]
@@ -41,6 +48,8 @@ def conformal_pvalues(calibration_scores: Array, test_scores: Array, *, smoothed
         p-values of ``test_scores``' shape and array type, in (0, 1].
     """
     check_scores_1d(calibration_scores, "calibration_scores")
+    smoothed = check_bool(smoothed, "smoothed")
+    generator = check_generator(generator)
     if isinstance(calibration_scores, torch.Tensor) != isinstance(test_scores, torch.Tensor):
         raise TypeError("Expected arguments `calibration_scores` and `test_scores` to be both numpy arrays "
                         "or both torch tensors, but got a mix")
@@ -78,7 +87,7 @@ def pvalue_mask(pvalues: Array, alpha: float, n_calibration: int) -> Array:
         n_calibration: n, the number of calibration scores behind the p-values.
     """
     check_probability(alpha, "alpha")
-    n = int(n_calibration)
+    n = check_positive_int(n_calibration, "n_calibration")
     need = n + 2 - conformal_rank(n, alpha)  # smallest count 1 + m with 1 + m > alpha (n + 1)
     if isinstance(pvalues, torch.Tensor):
         return torch.round(pvalues.double() * (n + 1)) >= need

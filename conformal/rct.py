@@ -29,6 +29,7 @@ from certkit._validation import (
     check_positive,
     check_positive_int,
     check_probability,
+    check_training_data,
 )
 
 __all__ = ["RCTConfig", "rct_loss", "soft_quantile", "soft_rank", "soft_set_size", "train_rct"]
@@ -145,6 +146,7 @@ def train_rct(model: nn.Sequential, x: torch.Tensor, labels: torch.Tensor, confi
     if not isinstance(model, nn.Sequential) or not isinstance(model[-1], nn.Linear):
         raise TypeError("Expected argument `model` to be an nn.Sequential ending in nn.Linear, but got "
                         f"{type(model).__name__}")
+    check_training_data(model, x, labels, "x")
     model = copy.deepcopy(model).eval()
     body, head = model[:-1], model[-1]
     if generator is not None and cfg.seed is not None:

@@ -101,7 +101,9 @@ class SmoothedRobustPAC(SmoothedCalibrator):
         epsilon: allowed miscoverage in (0, 1), > 2 beta.
         delta: failure probability of the calibration draw in (0, 1).
         beta: failure probability of each Monte Carlo margin, in (0, epsilon / 2).
-        threat, certifier (or sigma, eps, n_mc), score_kwargs: as in :class:`conformal.RSCP`.
+        threat: the L2 ball (or ``eps``), as in :class:`conformal.RSCP`.
+        certifier: the smoothing certifier (or ``sigma`` and ``n_mc``), as in :class:`conformal.RSCP`.
+        score_kwargs: extra arguments of the score, as in :class:`conformal.RSCP`.
     """
 
     _param_names: ClassVar[tuple[str, ...] | None] = ("score", "epsilon", "delta", "beta", "threat", "certifier", "score_kwargs")

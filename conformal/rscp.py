@@ -42,9 +42,10 @@ from certkit.certifier import Certifier, SmoothedScores
 from certkit.threat import LpBall
 from conformal._base import Calibrator, resolve_certifier, resolve_threat
 from conformal.functional import conformal_quantile
-from conformal.scores import ScoreFunction, get_score
+from conformal.scores import ScoreFunction, aps, get_score, raps
 from conformal.sets import PredictionSets
 from smoothing.certifier import SmoothingCertifier
+from smoothing.scores import PerInputScore
 
 _DEFAULT_EPS = 0.125
 
@@ -54,9 +55,11 @@ __all__ = [
     "SmoothedCalibrator",
     "bernstein_margin",
     "hoeffding_margin",
+    "per_input_score",
     "robust_mask",
     "rscp_plus_mask",
     "smoothed_score_fn",
+    "unit_raps",
 ]
 
 
@@ -177,27 +180,50 @@ def rscp_plus_mask(
     return robust_mask(lower, upper, sigma=sigma, eps=eps)
 
 
-def smoothed_score_fn(score: str | ScoreFunction = "thr", **score_kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+def unit_raps(probs: torch.Tensor, labels: Any = None, *, k_reg: int = 5, lam: float = 0.01, **kwargs: Any) -> Any:
+    """RAPS divided by its maximum 1 + lam * max(0, K - k_reg): a score in [0, 1] with RAPS's sets.
+
+    A fixed increasing map of RAPS, so conformal sets on it are RAPS sets; the RSCP bounds need [0, 1].
+    """
+    k = probs.shape[1]
+    return raps(probs, labels, k_reg=k_reg, lam=lam, **kwargs) / (1.0 + lam * max(0, k - k_reg))
+
+
+def smoothed_score_fn(score: str | ScoreFunction = "thr", **score_kwargs: Any) -> Callable[..., torch.Tensor]:
     """A score of every label, probs ``(M, K)`` -> scores ``(M, K)``, for :func:`smoothing.smoothed_scores`.
 
     ``"thr"`` is 1 - p_y. ``"aps"`` is certkit's APS (:func:`conformal.scores.aps`) with ``u = 0``,
     the inclusive form of Romano et al., unless ``u`` is given. ``smoothed_score_fn("aps", u=1.0)``
     is the exclusive form (all of p_y subtracted) that the RSCP/RSCP+ reference computes when it
-    is given no u. The reference's randomised u would have to be shared by all noise draws of one
-    input, which a per-sample score cannot see, so only a fixed u is accepted here.
+    is given no u. ``"raps"`` is RAPS scaled into [0, 1] (:func:`unit_raps`). The randomised forms
+    need one u per input shared by all its noise draws, which a per-sample score cannot see: pass
+    ``randomized=True`` to the calibrator (it wraps the score as a :class:`smoothing.scores.PerInputScore`),
+    or build one with :func:`per_input_score`.
     """
-    if score in ("raps",):
-        raise ValueError(
-            "Expected argument `score` to be 'thr', 'aps' or a callable with values in [0, 1] for smoothed scores "
-            "(the RSCP bounds need scores in [0, 1]; RAPS exceeds 1), but got 'raps'"
-        )
-    fn = get_score(score)
     if score_kwargs.get("randomized"):
         raise ValueError(
-            "Expected argument `randomized` to be False for smoothed scores (one u must be shared by all noise "
-            "draws of an input), but got True"
+            "Expected argument `randomized` to be False for smoothed_score_fn (one u must be shared by all noise "
+            "draws of an input): pass randomized=True to RSCP/RSCPPlus, or use per_input_score, but got True"
         )
+    fn: Callable[..., Any] = unit_raps if score == "raps" else get_score(score)
     return partial(fn, **score_kwargs) if score_kwargs else fn  # type: ignore[return-value]
+
+
+def per_input_score(score: str | ScoreFunction, u: torch.Tensor, **score_kwargs: Any) -> PerInputScore:
+    """The randomised ``score`` (``"aps"`` or ``"raps"``) with one u per input, for :func:`smoothing.smoothed_scores`.
+
+    Args:
+        score: ``"aps"`` or ``"raps"`` (scaled into [0, 1]) or a callable accepting ``u=``.
+        u: ``(N,)`` values in [0, 1], one per input (e.g. ``torch.rand(N, generator=g)``), shared by
+            every noise draw of that input; valid because u is drawn independently of the noise.
+        score_kwargs: further arguments of the score (``k_reg``, ``lam``).
+    """
+    if score == "thr":
+        raise ValueError("Expected argument `score` to be 'aps', 'raps' or a callable taking u, but got 'thr' "
+                         "(THR has no randomised form)")
+    if "u" in score_kwargs or "randomized" in score_kwargs:
+        raise ValueError("Expected no `u`/`randomized` in score_kwargs of per_input_score (u is given), but got them")
+    return PerInputScore(smoothed_score_fn(score, **score_kwargs), u)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +259,12 @@ def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tenso
         raise TypeError(f"Expected argument `scores` to be a SmoothedScores, but got {type(scores).__name__}")
     if isinstance(scores, np.ndarray):
         scores = torch.from_numpy(scores)
+    if isinstance(scores, torch.Tensor) and scores.ndim == 2:
+        raise TypeError(
+            "Expected argument `scores` to be SmoothedScores (smoothed over Gaussian noise), but got a (N, K) "
+            "array: probabilities of clean inputs carry no smoothing. Pass the raw inputs with the model, "
+            "`calibrate(x, labels, model=model)`, or score them first, `calibrate(self.score_model(model, x), labels)`"
+        )
     if not isinstance(scores, torch.Tensor) or scores.ndim != 1 or scores.shape[0] == 0:
         raise ValueError(
             "Expected argument `scores` to be a SmoothedScores or a non-empty (N,) tensor of true-label "
@@ -241,6 +273,20 @@ def _true_label_means(scores: SmoothedScores | torch.Tensor, labels: torch.Tenso
     if labels is not None:
         raise ValueError("Expected argument `labels` to be None when `scores` are true-label scores, but got labels")
     return scores
+
+
+def _smoothed_randomized(score: Any, randomized: bool | None, score_kwargs: dict[str, Any]) -> bool:
+    if randomized is not None and not isinstance(randomized, bool):
+        raise TypeError(f"Expected argument `randomized` to be True, False or None, but got {randomized!r}")
+    randomizable = score in ("aps", "raps", aps, raps)
+    if "u" in score_kwargs:
+        if randomized:
+            raise ValueError("Expected either argument `randomized=True` or score_kwargs `u`, but got both")
+        return False
+    if randomized and not randomizable:
+        raise ValueError(f"Expected argument `randomized` to be False or None for score {score!r} "
+                         "(only 'aps' and 'raps' have a randomised form), but got True")
+    return randomizable if randomized is None else randomized
 
 
 class SmoothedCalibrator(Calibrator):
@@ -255,10 +301,12 @@ class SmoothedCalibrator(Calibrator):
     _allow_tensor_scores: ClassVar[bool] = True
 
     def _init_smoothed(self, *, score: Any, score_kwargs: Any, certifier: Any, threat: Any, sigma: Any,
-                       eps: Any, n_mc: Any) -> None:
+                       eps: Any, n_mc: Any, randomized: bool | None = None) -> None:
         self.score = score
         self.score_kwargs = dict(score_kwargs or {})
         self._score_fn = smoothed_score_fn(score, **self.score_kwargs)
+        self.randomized = randomized
+        self._randomize = _smoothed_randomized(score, randomized, self.score_kwargs)
         self.threat = resolve_threat(threat, eps=eps, norm=None, domain=None, default_norm=2.0,
                                      default_eps=_DEFAULT_EPS)
         self.certifier = resolve_certifier(certifier, "smoothing", type(self).__name__, SmoothingCertifier,
@@ -297,6 +345,8 @@ class SmoothedCalibrator(Calibrator):
     ) -> SmoothedScores:
         """Smoothed scores ``(N, K)`` of every label, from the certifier with this calibrator's score.
 
+        A randomised score (``randomized``) draws one u ~ U(0, 1) per input from ``generator`` (default:
+        ``generator_``, a generator seeded with 0 on first use), shared by all noise draws of that input.
         ``generator``, ``transform`` (e.g. a fitted :class:`conformal.ptt.PTT`, the same for calibration
         and test) and ``batch_size`` override the certifier's for this call.
         """
@@ -308,7 +358,14 @@ class SmoothedCalibrator(Calibrator):
                 raise ValueError(f"Expected no per-call {sorted(overrides)} with certifier {cert!r}; configure it instead")
             cert = dataclasses.replace(cert, **overrides)  # type: ignore[type-var]
         check_eval_mode(model)
-        out = cert.certify(model, x, self.threat, score_fn=self._score_fn)
+        score_fn: Any = self._score_fn
+        if self._randomize:  # one u per input, shared by its noise draws (smoothing.scores.PerInputScore)
+            g = generator if generator is not None else getattr(self, "generator_", None)
+            if g is None:
+                g = self.generator_ = torch.Generator().manual_seed(0)
+            score_fn = PerInputScore(self._score_fn, torch.rand(x.shape[0], generator=g, dtype=torch.float64,
+                                                                device=g.device))
+        out = cert.certify(model, x, self.threat, score_fn=score_fn)
         if not isinstance(out, SmoothedScores):
             raise TypeError(f"Expected the certifier {cert!r} to return SmoothedScores, but it returned "
                             f"{type(out).__name__}")
@@ -412,9 +469,13 @@ class RSCP(SmoothedCalibrator):
         certifier: a smoothing certifier (default ``smoothing.SmoothingCertifier()``; or ``sigma``, the
             noise level > 0, default 0.25, and ``n_mc``, Monte Carlo samples per input >= 2, default 256).
         score_kwargs: extra arguments of the score (e.g. ``{"u": 1.0}`` for the reference's APS form).
+        randomized: draw one u ~ U(0, 1) per input, shared by its noise draws, for ``"aps"``/``"raps"``
+            (default None: True for them; the u = 0 form gives much larger sets on confident models). The
+            u's come from the ``generator`` of :meth:`score_model` or ``generator_`` (seeded with 0).
     """
 
-    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "threat", "certifier", "score_kwargs")
+    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "threat", "certifier", "score_kwargs",
+                                                      "randomized")
 
     def __init__(
         self,
@@ -427,10 +488,11 @@ class RSCP(SmoothedCalibrator):
         score_kwargs: dict[str, Any] | None = None,
         threat: LpBall | None = None,
         certifier: Certifier | None = None,
+        randomized: bool | None = None,
     ) -> None:
         self.alpha = check_probability(alpha, "alpha")
         self._init_smoothed(score=score, score_kwargs=score_kwargs, certifier=certifier, threat=threat,
-                            sigma=sigma, eps=eps, n_mc=n_mc)
+                            sigma=sigma, eps=eps, n_mc=n_mc, randomized=randomized)
 
     def _calibration_alpha(self) -> float | Fraction:
         return self.alpha
@@ -457,10 +519,16 @@ class RSCPPlus(RSCP):
 
     Args:
         beta: failure probability of each Monte Carlo margin, in (0, alpha / 2).
-        score, alpha, threat, certifier, score_kwargs (or sigma, eps, n_mc): as in :class:`RSCP`.
+        score: the base score, as in :class:`RSCP`.
+        alpha: miscoverage level in (0, 1).
+        threat: the L2 ball (or ``eps``), as in :class:`RSCP`.
+        certifier: the smoothing certifier (or ``sigma`` and ``n_mc``), as in :class:`RSCP`.
+        score_kwargs: extra arguments of the score, as in :class:`RSCP`.
+        randomized: as in :class:`RSCP`.
     """
 
-    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "beta", "threat", "certifier", "score_kwargs")
+    _param_names: ClassVar[tuple[str, ...] | None] = ("score", "alpha", "beta", "threat", "certifier", "score_kwargs",
+                                                      "randomized")
 
     def __init__(
         self,
@@ -474,9 +542,10 @@ class RSCPPlus(RSCP):
         score_kwargs: dict[str, Any] | None = None,
         threat: LpBall | None = None,
         certifier: Certifier | None = None,
+        randomized: bool | None = None,
     ) -> None:
         super().__init__(score=score, alpha=alpha, sigma=sigma, eps=eps, n_mc=n_mc, score_kwargs=score_kwargs,
-                         threat=threat, certifier=certifier)
+                         threat=threat, certifier=certifier, randomized=randomized)
         beta_f = check_probability(beta, "beta")
         if not beta_f < self.alpha / 2:
             raise ValueError(f"Expected argument `beta` to be in (0, alpha/2) = (0, {self.alpha / 2}), but got {beta!r}")

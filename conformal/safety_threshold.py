@@ -93,6 +93,8 @@ class SafetyThreshold(Calibrator):
         assert self.threshold_ is not None
         if isinstance(scores, torch.Tensor):
             scores = scores.detach().cpu().numpy()
+        if isinstance(scores, np.ndarray):
+            check_array(scores, "scores", kind="real", finite=False)
         try:
             s = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError):

@@ -371,7 +371,8 @@ def certified_score_bounds(
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``.
         domain: optional input box ``(low, high)`` intersected with the ball (e.g. ``(0, 1)``).
         sound: float64 bounds rounded outward (slower; see ``certify.bounds``).
-        lam, k_reg: RAPS parameters.
+        lam: RAPS penalty weight.
+        k_reg: RAPS rank from which the penalty applies.
         batch_size: inputs per certifier call (memory: CROWN holds K(K-1)/2 specifications per input).
         threat: the threat model as a :class:`certkit.threat.LpBall`, instead of ``eps``/``norm``/``domain``.
         certifier: a bound certifier object, instead of ``method``/``sound``/``batch_size`` (needs ``threat``

@@ -32,7 +32,7 @@ from certkit._validation import (
     check_probs,
 )
 
-__all__ = ["ScoreFunction", "aps", "get_score", "raps", "thr", "thr_probability_cut"]
+__all__ = ["ScoreFunction", "aps", "aps_set_mask", "get_score", "raps", "thr", "thr_probability_cut"]
 
 ScoreFunction = Callable[..., Array]
 
@@ -243,3 +243,54 @@ def get_score(score: str | ScoreFunction) -> ScoreFunction:
     if score not in _SCORES:
         raise ValueError(f"Expected argument `score` to be one of {sorted(_SCORES)} or a callable, but got {score!r}")
     return _SCORES[score]
+
+
+def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_reg: int = 0,
+                 lam: float = 0.0) -> Array:
+    """The APS/RAPS prediction set {y : s(x, y) <= threshold} without argsorting every row.
+
+    The score of the label at rank r (descending probability, ties by index) is
+    C_r - u p_(r) + lam max(0, r - k_reg), with C_r the cumulative mass of the top r labels: it is
+    non-decreasing in r, so each set is the top m labels, m = #{r : score_r <= threshold}. Only the
+    sorted *values* are needed (numpy's vectorised sort, ~15x faster than an argsort), then one
+    comparison ``p >= p_(m)`` per entry; rows where that cut meets a tie (or rounding breaks the
+    monotonicity) are recomputed by the full sort. Identical membership to
+    ``prediction_mask(aps(probs, u=u), threshold)`` (``raps`` with ``lam > 0``), tested bit for bit;
+    the cumulative sums accumulate in float64 as torch's ``cumsum`` does.
+
+    Args:
+        probs: (N, K) float32/float64 probabilities (numpy, or a CPU tensor).
+        threshold: scalar threshold.
+        u: optional (N,) u in [0, 1] (0 when omitted).
+        k_reg, lam: the RAPS penalty (``lam = 0``: APS).
+
+    Returns:
+        (N, K) bool mask of the same array type.
+    """
+    from conformal.functional import _directed_cast
+
+    is_torch = isinstance(probs, torch.Tensor)
+    p = probs.detach().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+    n, k = p.shape
+    desc = np.sort(p, axis=1)[:, ::-1]
+    s = np.cumsum(desc, axis=1, dtype=np.float64).astype(p.dtype)
+    if u is not None:
+        uu = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)).astype(p.dtype)
+        s -= uu.reshape(-1, 1) * desc
+    if lam:
+        s += np.asarray(lam * np.maximum(0, np.arange(1, k + 1) - k_reg).astype(p.dtype), dtype=p.dtype)
+    inside = s <= _directed_cast(threshold, p.dtype, down=True)
+    m = inside.sum(1)
+    rows = np.arange(n)
+    cut = np.where(m > 0, desc[rows, np.maximum(m - 1, 0)], np.inf).astype(p.dtype)
+    mask = p >= cut[:, None]
+    bad = (mask.sum(1) != m) | (inside[:, 1:] & ~inside[:, :-1]).any(1)
+    if bad.any():  # ties at the cut, or non-monotone rounding: the full sort decides
+        idx = np.flatnonzero(bad)
+        sub = torch.from_numpy(np.ascontiguousarray(p[idx]))
+        u_sub = torch.zeros(len(idx), dtype=sub.dtype) if u is None else torch.from_numpy(uu[idx])
+        full, ranks = _aps_all(sub, u_sub)
+        if lam:
+            full = full + lam * (ranks - k_reg).clamp(min=0).to(sub.dtype)
+        mask[idx] = (full.numpy() <= _directed_cast(threshold, p.dtype, down=True))
+    return torch.from_numpy(mask) if is_torch else mask

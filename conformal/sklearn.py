@@ -32,7 +32,29 @@ def _check_fitted(obj: Any, attr: str) -> None:
         raise NotFittedError(f"This {type(obj).__name__} is not calibrated yet: call `fit(X, y)` first")
 
 
-class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
+class _ConformalEstimator(BaseEstimator):  # type: ignore[misc]
+    """The fit plumbing both wrappers share: check the estimator, take it as trained or train a clone."""
+
+    estimator: Any
+    prefit: bool
+    calibration_size: float
+    random_state: int
+
+    def _check_estimator(self, kind: str, method: str) -> None:
+        if self.estimator is None or not hasattr(self.estimator, method):
+            raise TypeError(f"Expected argument `estimator` to be {kind} with {method}, but got {self.estimator!r}")
+
+    def _fit_or_prefit(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
+        """``(estimator_, X_cal, y_cal)``: the trained estimator and all of (X, y) when ``prefit``, else a clone
+        trained on a random ``1 - calibration_size`` of (X, y) and the rest (seeded by ``random_state``)."""
+        if self.prefit:
+            return self.estimator, X, y
+        X_tr, X_cal, y_tr, y_cal = train_test_split(X, y, test_size=self.calibration_size,
+                                                    random_state=self.random_state)
+        return clone(self.estimator).fit(X_tr, y_tr), X_cal, y_cal
+
+
+class ConformalClassifier(_ConformalEstimator):
     """Split conformal prediction sets around a scikit-learn classifier with ``predict_proba``.
 
     Guarantee: for exchangeable calibration and test points, P[y_test in predict_set(x_test)] >= 1 - alpha.
@@ -64,14 +86,8 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any) -> ConformalClassifier:
         """Calibrate on (X, y) (and train a clone of the estimator first when ``prefit=False``). Returns self."""
-        if self.estimator is None or not hasattr(self.estimator, "predict_proba"):
-            raise TypeError(f"Expected argument `estimator` to be a classifier with predict_proba, but got {self.estimator!r}")
-        if self.prefit:
-            est, X_cal, y_cal = self.estimator, X, y
-        else:
-            X_tr, X_cal, y_tr, y_cal = train_test_split(X, y, test_size=self.calibration_size,
-                                                        random_state=self.random_state)
-            est = clone(self.estimator).fit(X_tr, y_tr)
+        self._check_estimator("a classifier", "predict_proba")
+        est, X_cal, y_cal = self._fit_or_prefit(X, y)
         self.estimator_ = est
         self.classes_ = np.asarray(est.classes_)
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
@@ -116,7 +132,7 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
 _METHODS = ("split", "jackknife+", "cv+")
 
 
-class ConformalRegressor(BaseEstimator):  # type: ignore[misc]
+class ConformalRegressor(_ConformalEstimator):
     """Conformal prediction intervals around a scikit-learn regressor.
 
     Guarantee: for exchangeable data, P[y_test in predict_interval(x_test)] >= 1 - alpha
@@ -150,19 +166,12 @@ class ConformalRegressor(BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any) -> ConformalRegressor:
         """Calibrate (and train, unless ``prefit`` with ``"split"``) on (X, y). Returns self."""
-        if self.estimator is None or not hasattr(self.estimator, "predict"):
-            raise TypeError(f"Expected argument `estimator` to be a regressor with predict, but got {self.estimator!r}")
+        self._check_estimator("a regressor", "predict")
         if self.method not in _METHODS:
             raise ValueError(f"Expected argument `method` to be one of {list(_METHODS)}, but got {self.method!r}")
         y = np.asarray(y, dtype=np.float64)
         if self.method == "split":
-            if self.prefit:
-                est, X_cal, y_cal = self.estimator, X, y
-            else:
-                X_tr, X_cal, y_tr, y_cal = train_test_split(X, y, test_size=self.calibration_size,
-                                                            random_state=self.random_state)
-                est = clone(self.estimator).fit(X_tr, y_tr)
-            self.estimator_ = est
+            self.estimator_, X_cal, y_cal = self._fit_or_prefit(X, y)
             self.calibrator_: Any = SplitConformalRegressor(alpha=self.alpha).calibrate(self._predict(X_cal), y_cal)
             return self
 

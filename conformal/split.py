@@ -27,14 +27,18 @@ class SplitConformal(ScoreCalibrator):
         alpha: miscoverage level in (0, 1).
         score_kwargs: keyword arguments of the score (e.g. ``{"k_reg": 5, "lam": 0.01}`` for RAPS).
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them, False otherwise),
+            from the ``generator`` of ``calibrate``/``predict`` or a generator seeded with 0
+            (:class:`conformal._base.ScoreCalibrator`).
 
     Example:
         >>> sets = SplitConformal(score="aps", alpha=0.1).calibrate(cal_probs, cal_labels).predict(test_probs)  # doctest: +SKIP
     """
 
     def __init__(self, *, score: str | ScoreFunction = "aps", alpha: float = 0.1,
-                 score_kwargs: dict[str, Any] | None = None, validate: bool = True) -> None:
-        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate)
+                 score_kwargs: dict[str, Any] | None = None, validate: bool = True,
+                 randomized: bool | None = None) -> None:
+        super().__init__(score=score, score_kwargs=score_kwargs, validate=validate, randomized=randomized)
         self.alpha = check_probability(alpha, "alpha")
 
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> float:
@@ -45,10 +49,12 @@ class SplitConformal(ScoreCalibrator):
         """(N, K) conformal p-values of every label (:func:`conformal.pvalues.conformal_pvalues`).
 
         ``pvalue_mask(p, alpha, n_calibration_)`` on the conservative p-values is exactly the set
-        ``predict`` returns.
+        ``predict`` returns (for a randomised score: with a generator in the same state; the u of
+        the score is drawn from ``generator`` (default ``generator_``) before the smoothing draws).
         """
         check_calibrated(self, "threshold_")
         if self.validate:
             check_probs(probs)
-        return conformal_pvalues(self.calibration_scores_, self._checked_scores(probs), smoothed=smoothed,
-                                 generator=generator)
+        # a randomised score's u comes from generator_, so that the p-values match ``predict``'s sets
+        test_scores = self._checked_scores(probs, generator=generator)
+        return conformal_pvalues(self.calibration_scores_, test_scores, smoothed=smoothed, generator=generator)

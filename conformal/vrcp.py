@@ -221,10 +221,13 @@ class VRCP(BoundCalibrator):
         certifier: a bound certifier (or give ``method``/``sound``).
         mode: ``"inference"`` (VRCP-I) or ``"calibration"`` (VRCP-C).
         score_kwargs: ``lam`` and ``k_reg`` for RAPS.
-        eps, norm, domain: convenience spelling of ``threat=LpBall(norm, eps, domain)`` (norm defaults to
-            L-inf); ``norm`` is ``float("inf")`` or ``2`` (any spelling of :func:`certkit.threat.parse_norm`).
-        method, sound: convenience spelling of ``certifier=certify.BoundCertifier(method, sound)``
-            (``"ibp"``, ``"crown"`` or ``"crown-ibp"``; default CROWN, not rounded outward).
+        eps: radius; with ``norm`` and ``domain`` a convenience spelling of
+            ``threat=LpBall(norm, eps, domain)``.
+        norm: ``float("inf")`` (default) or ``2`` (any spelling of :func:`certkit.threat.parse_norm`).
+        domain: optional input box ``(low, high)`` intersected with the ball.
+        method: ``"ibp"``, ``"crown"`` (default) or ``"crown-ibp"``; with ``sound`` a convenience spelling
+            of ``certifier=certify.BoundCertifier(method, sound)``.
+        sound: bounds rounded outward (default False).
 
     Example:
         >>> vrcp = VRCP(score="thr", alpha=0.1, threat=LpBall("inf", 0.02, (0, 1)), mode="inference")  # doctest: +SKIP

@@ -22,6 +22,7 @@ from smoothing.cohen import (
     randomized_clopper_pearson_lower,
     smoothed_radius,
 )
+from smoothing.contrastive import info_nce, karras_levels, pretrain_contrastive_denoising, random_shift
 from smoothing.dataset import (
     CertifiedRecord,
     average_certified_radius,
@@ -71,11 +72,15 @@ __all__ = [
     "consistency_loss",
     "convert_radius",
     "detection_delay",
+    "info_nce",
+    "karras_levels",
     "make_conv_denoiser",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",
     "prediction_from_counts",
+    "pretrain_contrastive_denoising",
+    "random_shift",
     "randomized_clopper_pearson_lower",
     "smoothed_radius",
     "smoothed_regression_bounds",

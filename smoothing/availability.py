@@ -40,10 +40,15 @@ def smoothing_availability(smooth: Smooth, x: torch.Tensor, labels: torch.Tensor
 
     Args:
         smooth: the smoothed classifier.
-        x: ``(N, *shape)`` clean inputs; labels: ``(N,)`` their labels (for the clean accuracy).
+        x: ``(N, *shape)`` clean inputs.
+        labels: ``(N,)`` their labels (for the clean accuracy).
         trigger: the trigger stamped on the inputs.
         radius: the radius the deployment needs (>= 0).
-        n0, n, alpha, batch_size, generator: as in :meth:`smoothing.Smooth.certify_batch`.
+        n0: selection samples, as in :meth:`smoothing.Smooth.certify_batch`.
+        n: estimation samples, as there.
+        alpha: failure probability of each certificate, as there.
+        batch_size: noise samples per forward pass, as there.
+        generator: source of the noise, as there.
     """
     radius = check_nonnegative(radius, "radius")
 

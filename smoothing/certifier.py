@@ -16,14 +16,17 @@ import torch
 from torch import nn
 
 from certkit._params import Params
-from certkit._validation import check_generator, check_positive, check_positive_int
+from certkit._validation import check_generator, check_positive_int
 from certkit.certifier import CertifierKind, ScoreFn, SmoothedScores
 from certkit.threat import LpBall, parse_norm
+from smoothing._identity import eq_by_value_except
+from smoothing.noise import gaussian_sigma
 from smoothing.scores import smoothed_scores
 
 __all__ = ["SmoothingCertifier"]
 
 
+@eq_by_value_except("generator", "transform")
 @dataclass(frozen=True, repr=False, eq=False)
 class SmoothingCertifier(Params):
     """Monte Carlo smoothed scores under Gaussian noise N(0, sigma^2 I) (Gendler et al. 2022; Yan et al. 2024).
@@ -32,7 +35,11 @@ class SmoothingCertifier(Params):
     Hoeffding/Bernstein margins (RSCP+) and say with which failure probability.
 
     Args:
-        sigma: noise level > 0.
+        sigma: noise level > 0, or a ``smoothing.GaussianNoise`` (stored as its σ). Uniform and Laplace
+            noise are refused with a ValueError: the calibrators' radius argument (Φ⁻¹ of a smoothed
+            score is 1/σ-Lipschitz in L2) holds for Gaussian noise only; in particular the ``sigma``
+            of a ``Smooth`` over uniform or Laplace noise is a per-coordinate standard deviation, not
+            a Gaussian σ.
         n_mc: noise samples per input, >= 2.
         generator: source of the noise (on the inputs' device); None: a fresh, nondeterministically
             seeded one per call. Torch's global RNG is never used.
@@ -54,21 +61,12 @@ class SmoothingCertifier(Params):
     kind: ClassVar[CertifierKind] = "smoothing"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive(self.sigma, "sigma"))
+        object.__setattr__(self, "sigma", gaussian_sigma(self.sigma, "sigma"))
         object.__setattr__(self, "n_mc", check_positive_int(self.n_mc, "n_mc", minimum=2))
         check_generator(self.generator)
         if self.transform is not None and not callable(self.transform):
             raise TypeError(f"Expected argument `transform` to be callable or None, but got {self.transform!r}")
         object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SmoothingCertifier):
-            return NotImplemented
-        return (self.sigma, self.n_mc, self.transform, self.batch_size) == (
-            other.sigma, other.n_mc, other.transform, other.batch_size) and self.generator is other.generator
-
-    def __hash__(self) -> int:
-        return hash((self.sigma, self.n_mc, id(self.generator), id(self.transform), self.batch_size))
 
     @property
     def name(self) -> str:

@@ -31,9 +31,9 @@ from certkit._validation import (
     check_labels,
     check_positive_int,
     check_probability,
+    generator_or_seed,
 )
 from certkit.threat import norm_name
-from smoothing._rng import resolve_generator
 from smoothing.cohen import Certificate, Smooth
 from smoothing.sequential import certify_sequential_batch
 
@@ -164,7 +164,7 @@ def certify_dataset(
     inputs_per_task = check_positive_int(inputs_per_task, "inputs_per_task")
     generator = check_generator(generator)
     if seed is not None:  # deprecated: the seed is the root itself, as in earlier releases
-        root = resolve_generator(generator, seed, "cpu", "smoothing.certify_dataset").initial_seed()
+        root = generator_or_seed(generator, seed, where="smoothing.certify_dataset").initial_seed()
     elif generator is None:
         root = 0  # what the old default seed=0 gave
     else:

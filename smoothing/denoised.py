@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import check_array, check_positive, check_positive_int
 
 __all__ = ["DenoisedClassifier", "make_conv_denoiser", "train_denoiser"]
 
@@ -94,8 +94,9 @@ def train_denoiser(
     """
     if not isinstance(denoiser, nn.Module):
         raise TypeError(f"Expected argument `denoiser` to be a torch.nn.Module, but got {type(denoiser).__name__}")
-    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.ndim < 2:
-        raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
+    check_array(inputs, "inputs", tensor=True)
+    if inputs.ndim < 2:
+        raise ValueError(f"Expected argument `inputs` to have shape (N, ...), but got shape {tuple(inputs.shape)}")
     sigma = check_positive(sigma, "sigma")
     epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")

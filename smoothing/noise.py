@@ -39,7 +39,7 @@ from scipy.stats import norm as normal
 from certkit._validation import check_positive, check_positive_int
 from certkit.threat import norm_name, parse_norm
 
-__all__ = ["GaussianNoise", "LaplaceNoise", "Noise", "UniformNoise", "convert_radius", "norm_label"]
+__all__ = ["GaussianNoise", "LaplaceNoise", "Noise", "UniformNoise", "convert_radius", "gaussian_sigma", "norm_label"]
 
 
 def _check_norm(value: object, name: str) -> float:
@@ -119,6 +119,25 @@ class GaussianNoise(Noise):
         return float(normal.cdf(radius / self.sigma))
 
 
+def gaussian_sigma(value: object, name: str = "sigma") -> float:
+    """σ of Gaussian noise given as a number > 0 or a ``GaussianNoise``; other noise is refused.
+
+    For the procedures whose guarantee is specific to N(0, σ² I): Monte Carlo smoothed scores and the
+    robust conformal sets built on them (Φ⁻¹ of a smoothed score in [0, 1] is 1/σ-Lipschitz in L2,
+    Salman et al. 2019), and the smoothed regressor's bounds.
+    """
+    if isinstance(value, GaussianNoise):
+        return value.sigma
+    if isinstance(value, Noise):
+        raise ValueError(
+            f"Expected argument `{name}` to be a Gaussian noise level (a number > 0 or a GaussianNoise), but got "
+            f"{value!r}: smoothed scores and the robust conformal sets on them rely on Phi^-1 of a smoothed score "
+            "being 1/sigma-Lipschitz in L2, which holds for Gaussian noise only (for uniform or Laplace noise, "
+            "certify L1 radii with smoothing.Smooth instead)"
+        )
+    return check_positive(value, name)
+
+
 @dataclass(frozen=True)
 class UniformNoise(Noise):
     """δ ~ U[-λ, λ]^d: certifies L1 radius 2λ (p̲_A - 1/2) (Yang et al. 2020)."""
@@ -162,10 +181,22 @@ class LaplaceNoise(Noise):
         return self.scale * math.sqrt(2.0)
 
     def sample_(self, out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        # |δ| ~ Exp(1/λ) with an independent fair sign: the Laplace(0, λ) law.
-        out.exponential_(1.0 / self.scale, generator=generator)
-        sign = torch.empty_like(out).bernoulli_(0.5, generator=generator).mul_(2.0).sub_(1.0)
-        return out.mul_(sign)
+        # E1 - E2 for i.i.d. E1, E2 ~ Exp(1/λ) is Laplace(0, λ). In place, without a second tensor: fill
+        # the unfinished tail with exponentials and subtract its second half from its first half, which
+        # finishes half of it; repeat (log2 of the size rounds). The last odd entry pairs with a scalar.
+        if not out.is_contiguous():
+            return out.copy_(self.sample_(torch.empty(out.shape, dtype=out.dtype, device=out.device), generator))
+        flat = out.view(-1)
+        done = 0
+        while flat.numel() - done > 1:
+            rest = flat[done:].exponential_(1.0 / self.scale, generator=generator)
+            half = rest.numel() // 2
+            rest[:half].sub_(rest[half : 2 * half])
+            done += half
+        if done < flat.numel():
+            pair = torch.empty(2, dtype=out.dtype, device=out.device).exponential_(1.0 / self.scale, generator=generator)
+            flat[done:] = pair[0] - pair[1]
+        return out
 
     def radius(self, p_lower: float) -> float:
         if p_lower >= 1.0:

@@ -19,12 +19,13 @@ from certkit._params import Params
 from certkit._validation import (
     check_eval_mode,
     check_generator,
-    check_positive,
     check_positive_int,
     check_probability,
 )
 from certkit.certifier import OutputBounds, squeeze_output
 from certkit.threat import LpBall
+from smoothing._identity import eq_by_value_except
+from smoothing.noise import gaussian_sigma
 
 __all__ = ["SmoothedRegressionCertifier", "smoothed_regression_bounds"]
 
@@ -58,13 +59,13 @@ def smoothed_regression_bounds(model: nn.Module, x: torch.Tensor, *, sigma: floa
         n_samples: Monte Carlo draws per input.
         beta: failure probability per input, in (0, 1).
         batch_size: noisy copies per forward pass.
-        generator: torch generator of the noise (on ``x``'s device); torch's global RNG is never used
-            when it is given.
+        generator: torch generator of the noise (on ``x``'s device); ``None``: a fresh one seeded from
+            the OS. Torch's global RNG is never used.
 
     Returns:
         :class:`certkit.certifier.OutputBounds` with (N,) fields in ``x``'s dtype.
     """
-    sigma = check_positive(sigma, "sigma")
+    sigma = gaussian_sigma(sigma, "sigma")
     if not (isinstance(eps, int | float) and not isinstance(eps, bool) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"Expected argument `eps` to be a finite number >= 0, but got {eps!r}")
     n_samples = check_positive_int(n_samples, "n_samples")
@@ -72,6 +73,9 @@ def smoothed_regression_bounds(model: nn.Module, x: torch.Tensor, *, sigma: floa
     batch_size = check_positive_int(batch_size, "batch_size")
     a, b = _check_output_range(output_range)
     check_eval_mode(model)
+    if check_generator(generator) is None:
+        generator = torch.Generator(device=x.device)
+        generator.seed()  # OS entropy; torch's global RNG is left untouched
     sums = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     with torch.no_grad():
         for i in range(x.shape[0]):
@@ -93,6 +97,7 @@ def smoothed_regression_bounds(model: nn.Module, x: torch.Tensor, *, sigma: floa
     return OutputBounds(g_hat.to(x.dtype), lo.to(x.dtype), hi.to(x.dtype))
 
 
+@eq_by_value_except("generator")
 @dataclass(frozen=True, repr=False, eq=False)
 class SmoothedRegressionCertifier(Params):
     """Output bounds of the Gaussian-smoothed, clipped regressor (:func:`smoothed_regression_bounds`).
@@ -109,7 +114,8 @@ class SmoothedRegressionCertifier(Params):
         n_samples: Monte Carlo draws per input.
         beta: failure probability per input, in (0, 1).
         batch_size: noisy copies per forward pass.
-        generator: source of the noise (on the inputs' device); None: torch's default generator.
+        generator: source of the noise (on the inputs' device); None: a fresh one seeded from the OS per
+            call. Torch's global RNG is never used.
 
     Example:
         >>> SmoothedRegressionCertifier(sigma=0.5, output_range=(0.0, 1.0))
@@ -124,22 +130,12 @@ class SmoothedRegressionCertifier(Params):
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive(self.sigma, "sigma"))
+        object.__setattr__(self, "sigma", gaussian_sigma(self.sigma, "sigma"))
         object.__setattr__(self, "output_range", _check_output_range(self.output_range))
         object.__setattr__(self, "n_samples", check_positive_int(self.n_samples, "n_samples"))
         object.__setattr__(self, "beta", check_probability(self.beta, "beta"))
         object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))
         check_generator(self.generator)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SmoothedRegressionCertifier):
-            return NotImplemented
-        return (self.sigma, self.output_range, self.n_samples, self.beta, self.batch_size) == (
-            other.sigma, other.output_range, other.n_samples, other.beta, other.batch_size
-        ) and self.generator is other.generator
-
-    def __hash__(self) -> int:
-        return hash((self.sigma, self.output_range, self.n_samples, self.beta, self.batch_size, id(self.generator)))
 
     @property
     def name(self) -> str:

@@ -11,8 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from certkit._validation import check_nonnegative, check_positive, check_positive_int
-from smoothing._rng import resolve_generator
+from certkit._validation import (
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_training_data,
+    generator_or_seed,
+)
 
 __all__ = ["consistency_loss", "train_consistency", "train_noise_augmented"]
 
@@ -39,7 +44,9 @@ def train_noise_augmented(
         inputs: (N, ...) floating-point training inputs.
         labels: (N,) integer class labels.
         sigma: noise level σ > 0; use the same σ for training and for ``Smooth``.
-        epochs, lr, batch_size: optimisation hyperparameters.
+        epochs: passes over the data.
+        lr: Adam learning rate.
+        batch_size: minibatch size.
         generator: source of the permutations and the noise, on ``inputs``' device (torch's global RNG
             is untouched); ``None``: a generator seeded with 0, so training is reproducible by default.
         seed: deprecated (DeprecationWarning; removed in the next release): pass
@@ -48,19 +55,12 @@ def train_noise_augmented(
     Returns:
         The model, in eval mode.
     """
-    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
-        raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
-        raise TypeError(f"Expected argument `labels` to be an integer tensor (N,), but got {labels!r:.80}")
-    if len(inputs) != len(labels):
-        raise ValueError(
-            f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
-        )
+    check_training_data(model, inputs, labels)
     sigma = check_positive(sigma, "sigma")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
-    g = resolve_generator(generator, seed, inputs.device, "smoothing.train_noise_augmented")
+    g = generator_or_seed(generator, seed, where="smoothing.train_noise_augmented", device=inputs.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     model.train()
@@ -89,6 +89,7 @@ def consistency_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float, eta
     large smoothed margin); the entropy term keeps p̄ from spreading out.
     """
     m, b, k = logits.shape
+    lam, eta = check_nonnegative(lam, "lam"), check_nonnegative(eta, "eta")
     log_probs = logits.log_softmax(-1)
     ce = nn.functional.cross_entropy(logits.reshape(m * b, k), labels.repeat(m))
     mean_probs = log_probs.exp().mean(0)
@@ -118,14 +119,7 @@ def train_consistency(
     Shapes: ``inputs`` (N, ...) float, ``labels`` (N,) int. Adam with cosine decay; permutations and
     noise come from ``generator`` (torch's global RNG is untouched). Returns the model in eval mode.
     """
-    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
-        raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N, ...), but got {inputs!r:.80}")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
-        raise TypeError(f"Expected argument `labels` to be an integer tensor (N,), but got {labels!r:.80}")
-    if len(inputs) != len(labels):
-        raise ValueError(
-            f"Expected arguments `inputs` and `labels` to have the same length, but got {len(inputs)} and {len(labels)}"
-        )
+    check_training_data(model, inputs, labels)
     sigma, lr = check_positive(sigma, "sigma"), check_positive(lr, "lr")
     copies = check_positive_int(copies, "copies", minimum=2)
     epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import torch
 
+from certify.prompts._rng import resolve_generator, sample_indices
 from certify.prompts.erase_and_check import erased_texts
 from certify.prompts.protocol import check_texts
 from certify.prompts.tokenizers import WordTokenizer
@@ -25,7 +26,8 @@ def augment_safe(
     modes: Sequence[str] = ("suffix", "insertion"),
     max_erase: int = 30,
     max_per_prompt: int | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> list[str]:
     """Erased versions of the safe prompts (word tokens), to be labelled safe when training.
 
@@ -34,14 +36,15 @@ def augment_safe(
         modes: erase-and-check modes whose erasures are added (infusion is not supported:
             it grows as C(n, d)).
         max_erase: the erasure budget used for augmentation (>= the d used at test time).
-        max_per_prompt: keep at most this many erasures per prompt (seeded sample); None: all.
-        seed: seed of the sample.
+        max_per_prompt: keep at most this many erasures per prompt (a uniform sample); None: all.
+        generator: draws the sample (None: a generator seeded with 0, so the result is reproducible).
+        seed: deprecated; pass ``generator``.
     """
     for m in modes:
         if m not in ("suffix", "insertion"):
             raise ValueError(f"Expected argument `modes` to hold 'suffix' or 'insertion', but got {m!r}")
     d = check_positive_int(max_erase, "max_erase", minimum=0)
-    rng = np.random.default_rng(seed)
+    g = resolve_generator(generator, seed, "augment_safe")
     tok = WordTokenizer()
     out: list[str] = []
     for prompt in check_texts(safe, "safe"):
@@ -49,6 +52,6 @@ def augment_safe(
             continue
         texts = sorted({t for m in modes for t in erased_texts(prompt, m, d, tokenizer=tok, budget=None)})
         if max_per_prompt is not None and len(texts) > max_per_prompt:
-            texts = [texts[i] for i in sorted(rng.choice(len(texts), max_per_prompt, replace=False))]
+            texts = [texts[i] for i in sample_indices(len(texts), max_per_prompt, g)]
         out.extend(texts)
     return out

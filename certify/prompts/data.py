@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
+import torch
+
+from certify.prompts._rng import resolve_generator
 
 __all__ = ["PromptSet", "embedded_prompts", "load_prompt_dir"]
 
@@ -85,16 +87,21 @@ def _erased_lines_of(erased: list[str], originals: Sequence[str]) -> list[str]:
 
 
 def load_prompt_dir(
-    path: str | Path, *, test_fraction: float = 0.2, seed: int = 0
+    path: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> tuple[PromptSet, PromptSet]:
     """Load the paper's prompt files from ``path`` and split off a held-out part.
 
     Reads ``harmful_prompts_train.txt``, ``safe_prompts_train.txt`` and the erased files
     ``safe_prompts_train_{suffix,insertion}_erased.txt`` (each lists the original prompts,
-    then their erasures in blank-line separated blocks). A seeded ``test_fraction`` of the
+    then their erasures in blank-line separated blocks). A random ``test_fraction`` of the
     *original* prompts (deduplicated) is held out; every erased line that is an erasure of
     a held-out safe prompt is removed from the training erasures, so nothing derived from
-    a test prompt is trained on.
+    a test prompt is trained on. ``generator`` draws the split (None: seeded with 0);
+    ``seed`` is deprecated.
 
     Returns:
         ``(train, test)``; ``train.erased_safe`` holds the remaining erased lines.
@@ -110,9 +117,11 @@ def load_prompt_dir(
     harmful = list(dict.fromkeys(x.strip() for x in read("harmful_prompts_train.txt") if x.strip()))
     safe_raw = [x.strip() for x in read("safe_prompts_train.txt") if x.strip()]
     safe = list(dict.fromkeys(safe_raw))
-    rng = np.random.default_rng(seed)
-    h_test = set(rng.permutation(len(harmful))[: round(test_fraction * len(harmful))].tolist())
-    s_test = set(rng.permutation(len(safe))[: round(test_fraction * len(safe))].tolist())
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 <= test_fraction <= 1:
+        raise ValueError(f"Expected argument `test_fraction` to be a number in [0, 1], but got {test_fraction!r}")
+    g = resolve_generator(generator, seed, "load_prompt_dir")
+    h_test = set(torch.randperm(len(harmful), generator=g, device=g.device)[: round(test_fraction * len(harmful))].tolist())
+    s_test = set(torch.randperm(len(safe), generator=g, device=g.device)[: round(test_fraction * len(safe))].tolist())
     safe_test = [s for i, s in enumerate(safe) if i in s_test]
     test_set = set(safe_test) | {h for i, h in enumerate(harmful) if i in h_test}
     erased: list[str] = []

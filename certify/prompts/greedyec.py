@@ -20,7 +20,7 @@ import numpy as np
 
 from certify.prompts.erase_and_check import EmpiricalCheck, _resolve, _scores
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
 from certkit._validation import check_budget, check_positive_int, has_visible
 
 __all__ = ["greedy_erase_and_check"]
@@ -49,7 +49,7 @@ def greedy_erase_and_check(
     """
     num_iters = check_positive_int(num_iters, "num_iters", minimum=0)
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     if budget is not None:
         budget = check_positive_int(budget, "budget")
     ids, text = _resolve(prompt, tok, tokenizer is not None)

@@ -9,27 +9,29 @@ subsequences. The paper runs it in suffix mode with d = 20 and ratio in {0.1, 0.
 unattacked prompt is checked only with probability about ``ratio``. A harmful prompt
 that the filter flags unattacked is still always flagged (the clean prompt is checked).
 The reference samples with Python's global ``random`` and no seed; here the sample comes
-from a ``numpy.random.Generator`` or seed passed in, so runs are reproducible.
+from a ``generator: torch.Generator | None`` (None: seeded with 0), so runs are reproducible
+and no global RNG is touched.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from certify.prompts._rng import resolve_generator, sample_indices
 from certify.prompts.erase_and_check import (
     EmpiricalCheck,
     _check_erase_args,
-    _flags,
     _resolve,
+    _scan,
     erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, WordTokenizer
+from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
 from certkit._validation import check_positive_int
 
 __all__ = ["random_erase_and_check"]
@@ -43,7 +45,8 @@ def random_erase_and_check(
     mode: str = "suffix",
     max_erase: int = 20,
     num_blocks: int = 1,
-    seed: int | np.random.Generator = 0,
+    generator: torch.Generator | None = None,
+    seed: int | np.random.Generator | None = None,
     tokenizer: Tokenizer | None = None,
     batch_size: int = 256,
     budget: int | None = 100_000,
@@ -54,9 +57,15 @@ def random_erase_and_check(
         prompt: a string, or token ids of ``tokenizer``.
         filter: a safety filter (``predict_proba`` + ``threshold``) or a callable.
         ratio: fraction in [0, 1] of the erased subsequences (clean prompt excluded) to check.
-        mode, max_erase, num_blocks, tokenizer, batch_size, budget: as in
+        mode: ``"suffix"``, ``"insertion"`` or ``"infusion"``, as in
             :func:`certify.prompts.erase_and_check.erase_and_check`.
-        seed: an int seed or a ``numpy.random.Generator`` for the sample.
+        max_erase: ``d``, the most tokens erased (per block in insertion mode).
+        num_blocks: ``k``, the number of inserted blocks (insertion mode).
+        tokenizer: defaults to a fresh word tokenizer, as in ``erase_and_check``.
+        batch_size: strings per filter call.
+        budget: refuse a prompt needing more subsequences, as in ``erase_and_check``; None: no limit.
+        generator: draws the sample (None: a generator seeded with 0).
+        seed: deprecated (an int or a ``numpy.random.Generator``); pass ``generator``.
 
     Returns:
         An :class:`EmpiricalCheck` (``method="randec"``); no guarantee holds for attacked prompts.
@@ -65,24 +74,19 @@ def random_erase_and_check(
         raise ValueError(f"Expected argument `ratio` to be a number in [0, 1], but got {ratio!r}")
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
     batch_size = check_positive_int(batch_size, "batch_size")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_positive_int(seed, "seed", 0))
+    if isinstance(seed, np.random.Generator):  # deprecated form: derive a torch seed from it
+        seed = int(seed.integers(2**63 - 1))
+    g = resolve_generator(generator, seed, "random_erase_and_check")
     filt = as_filter(filter)
-    tok = tokenizer if tokenizer is not None else WordTokenizer()
+    tok = resolve_tokenizer(tokenizer)
     ids, text = _resolve(prompt, tok, tokenizer is not None)
     subs = list(erased_subsequences(ids, mode, d, num_blocks=k, budget=budget))
     m = math.floor(float(ratio) * (len(subs) - 1))
-    picked = sorted(rng.choice(len(subs) - 1, size=m, replace=False).tolist()) if m else []
+    picked = sample_indices(len(subs) - 1, m, g) if m else []
     chosen = [subs[0], *(subs[1 + i] for i in picked)]
-    checked = 0
-    for start in itertools.count(0, batch_size):
-        batch = [tok.decode(s) for s in chosen[start : start + batch_size]]
-        if not batch:
-            break
-        hits = _flags(filt, batch)
-        checked += len(batch)
-        if hits.any():
-            flagged = batch[int(np.argmax(hits))]
-            return EmpiricalCheck(text, True, "randec", checked, flagged,
-                                  f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")
+    (checked,), (flagged,) = _scan([iter([text, *(tok.decode(s) for s in chosen[1:])])], filt, batch_size)
+    if flagged is not None:
+        return EmpiricalCheck(text, True, "randec", checked, flagged,
+                              f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")
     return EmpiricalCheck(text, False, "randec", checked, None,
                           f"safe under RandEC (ratio={ratio}, {mode}, d={d}): empirical only, no certificate")

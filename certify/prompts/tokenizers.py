@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from certkit._validation import check_text
 
-__all__ = ["HFTokenizer", "Tokenizer", "WordTokenizer", "check_prompt"]
+__all__ = ["HFTokenizer", "Tokenizer", "WordTokenizer", "check_prompt", "resolve_tokenizer"]
 
 # A token: optional leading whitespace, then a run of word characters or one other
 # non-space character. The final alternative catches trailing whitespace, so the matches
@@ -47,6 +47,19 @@ class Tokenizer(Protocol):
 def check_prompt(prompt: Any, name: str = "prompt") -> str:
     """Return ``prompt`` if it is a string with a visible character (``certkit._validation.check_text``)."""
     return check_text(prompt, name)
+
+
+def resolve_tokenizer(tokenizer: Any, name: str = "tokenizer") -> Tokenizer:
+    """``tokenizer`` if it has ``encode`` and ``decode``; a fresh :class:`WordTokenizer` when None."""
+    if tokenizer is None:
+        return WordTokenizer()
+    if not isinstance(tokenizer, Tokenizer):
+        hint = " (pass WordTokenizer() or HFTokenizer(path), not a name)" if isinstance(tokenizer, str) else ""
+        raise TypeError(
+            f"Expected argument `{name}` to be a tokenizer with encode/decode or None, "
+            f"but got {type(tokenizer).__name__} {tokenizer!r:.40}{hint}"
+        )
+    return tokenizer
 
 
 class WordTokenizer:

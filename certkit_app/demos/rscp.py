@@ -99,7 +99,8 @@ def evaluate_rscp(
         n_pool: number of pooled points used (all 600 = 200 calibration + 400 test if None).
         n_holdout: points of the calibration split reserved for the PTT holdout (disjoint from the pool).
         rct_model: an RCT-trained model to add the "RSCP+ RCT" row.
-        score, score_kwargs: the base score (see ``conformal.rscp.smoothed_score_fn``); PTT uses the same one.
+        score: the base score (see ``conformal.rscp.smoothed_score_fn``); PTT uses the same one.
+        score_kwargs: its extra arguments.
         generator: the pool, attack, noise and splits are seeded from one draw of it (None: 0, the
             documented numbers).
         seed: deprecated; pass a generator.

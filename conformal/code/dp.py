@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from certkit._validation import check_positive_int
 from conformal.code.tree import CodeTree
 
 __all__ = ["best_kept", "bottom_up_dp", "sequential_dp", "top_down_dp"]
@@ -31,6 +32,9 @@ _Tables = tuple[list[np.ndarray], list[list[np.ndarray]], list[list[tuple[int, i
 
 def _tables(tree: CodeTree, c: np.ndarray, allow: np.ndarray, m: int, require: np.ndarray | None = None) -> _Tables:
     n = tree.size
+    # a program has at most n holes: a larger budget changes nothing, and would only size the (m + 1)-row
+    # tables (max_holes=10**7 ran out of memory)
+    m = min(check_positive_int(m, "max_holes", minimum=0), n)
     hole_ok = np.ones(n, dtype=bool) if require is None else ~np.asarray(require, dtype=bool)
     final: list[np.ndarray] = [np.empty((0, 0))] * n
     entries: list[list[tuple[int, int, float]]] = [[] for _ in range(n)]  # finite (h, c, value) of final[v]

@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_positive_int, check_probability
+from certkit._validation import (
+    Array,
+    check_array,
+    check_calibrated,
+    check_generator,
+    check_positive_int,
+    check_probability,
+    check_scores_1d,
+)
 from conformal.functional import conformal_rank
 from conformal.regression.intervals import PredictionIntervals, check_vector
 
@@ -43,6 +51,8 @@ def jackknife_plus_bounds(loo_predictions: Array, residuals: Array, alpha: float
     Ranks are exact: k = ceil((n + 1)(1 - alpha)) (as :func:`conformal.conformal_rank`) and
     n + 1 - k = floor(alpha (n + 1)). An end is infinite when its rank falls outside 1..n.
     """
+    check_scores_1d(residuals, "residuals")
+    check_array(loo_predictions, "loo_predictions", kind="real", ndim=2)
     n = int(residuals.shape[0])
     k = conformal_rank(n, alpha)
     j = n + 1 - k
@@ -102,7 +112,7 @@ class CVPlus(Params):
         self.alpha = check_probability(alpha, "alpha")
         self.n_folds = check_positive_int(n_folds, "n_folds", minimum=2)
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
-        self.generator = generator
+        self.generator = check_generator(generator)
 
     def _folds(self, n: int) -> np.ndarray:
         if self.n_folds > n:

@@ -239,3 +239,39 @@ def test_unsupported_layer_names_it_and_its_location() -> None:
 
     with pytest.raises(certify.UnsupportedLayerError, match=r"mish.*layers\.md"):
         certify.bounds(nn.Sequential(nn.Linear(4, 4), Mish()).eval(), torch.rand(2, 4), 0.1)
+
+
+def test_threat_argument_is_the_same_region_as_eps_norm_domain() -> None:
+    from certkit.threat import LpBall
+
+    model = _mlp()
+    x, y = _data()
+    for norm, eps, domain in ((math.inf, 0.05, (0.0, 1.0)), (2, 0.2, None)):
+        ball = LpBall(norm, eps, domain)
+        plain = {"norm": norm, "domain": domain}
+        for fn, args in ((certify.bounds, (model, x)), (certify.margin_bounds, (model, x, y))):
+            want = fn(*args, eps, **plain)  # type: ignore[operator]
+            for got in (fn(*args, threat=ball), fn(*args, ball)):  # type: ignore[operator]
+                assert torch.equal(got.lower, want.lower) and torch.equal(got.upper, want.upper)
+        assert torch.equal(certify.verify(model, x, y, threat=ball), certify.verify(model, x, y, eps, **plain))
+        assert certify.verified_accuracy(model, x, y, threat=ball, progress=False) == certify.verified_accuracy(
+            model, x, y, eps, progress=False, **plain)
+        assert torch.equal(certify.certified_radius(model, x, y, threat=ball),
+                           certify.certified_radius(model, x, y, max_eps=eps, **plain))
+    ball = LpBall("linf", 0.05, (0, 1))
+    with pytest.raises(ValueError, match="either argument `threat` or `eps`"):
+        certify.bounds(model, x, 0.05, threat=ball)
+    with pytest.raises(ValueError, match="either argument `threat` or `norm`"):
+        certify.verify(model, x, y, threat=ball, norm=2)
+    with pytest.raises(ValueError, match="`threat` or an LpBall as `eps`"):
+        certify.margin_bounds(model, x, y, ball, threat=ball)
+    with pytest.raises(ValueError, match="neither"):
+        certify.bounds(model, x)
+    with pytest.raises(ValueError, match="neither"):
+        certify.verified_accuracy(model, x, y)
+    with pytest.raises(ValueError, match="either argument `threat` or `max_eps`"):
+        certify.certified_radius(model, x, y, threat=ball, max_eps=0.1)
+    with pytest.raises(TypeError, match="`threat`"):
+        certify.bounds(model, x, threat=(math.inf, 0.05))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`norm`"):
+        certify.bounds(model, x, threat=LpBall(1, 0.05))  # L1 balls are not bounded by propagation

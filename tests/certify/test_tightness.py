@@ -228,6 +228,32 @@ def test_tightness_in_unit_interval_and_decreasing_with_depth() -> None:
     assert means[0] > means[1] > means[2] > means[3]
 
 
+def test_any_chain_the_engine_converts_not_only_sequential() -> None:
+    class Chain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _dln([_hadamard(4)] * 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.flatten(1))
+
+    chain = Chain().eval()
+    x = torch.rand(3, 1, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(propagation_tightness(chain, x, 0.1).ratio,
+                               propagation_tightness(chain.inner, x.flatten(1), 0.1).ratio)
+    with pytest.raises(TypeError, match="skip connection"):
+
+        class Residual(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lin = nn.Linear(4, 4)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.relu(self.lin(x)) + x
+
+        tightness(Residual().eval(), torch.rand(2, 4), 0.1)
+
+
 def test_result_is_frozen_dataclass_with_batch_mean() -> None:
     model = _dln([_hadamard(4)] * 2)
     t = propagation_tightness(model, torch.rand(3, 4), 0.1)

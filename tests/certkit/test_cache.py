@@ -48,3 +48,15 @@ def test_bad_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("", "a/b", 3):
         with pytest.raises(ValueError, match="`name`"):
             cache.load_or_train(name, lambda: torch.nn.Linear(1, 1), lambda m: None)  # type: ignore[arg-type]
+
+
+def test_cache_dir_pointing_to_a_file_is_named(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest as _pytest
+
+    from certkit.cache import cache_dir
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    monkeypatch.setenv("CERTKIT_CACHE", str(f))
+    with _pytest.raises(ValueError, match=r"CERTKIT_CACHE.*is a file"):
+        cache_dir()

@@ -39,7 +39,7 @@ def data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def test_predict_takes_no_labels_and_ignores_test_labels(data: dict) -> None:
-    assert list(inspect.signature(DualThreshold.predict).parameters) == ["self", "probs", "radius"]
+    assert list(inspect.signature(DualThreshold.predict).parameters) == ["self", "probs", "radius", "generator"]
     dt = DualThreshold(alpha=0.1, statistic="entropy").calibrate(*data["cal"], *data["fit"])
     p, y = data["test"]
     perm = np.random.default_rng(1).permutation(len(y))
@@ -89,12 +89,13 @@ def test_youden_degenerate_fit_split_never_abstains() -> None:
     assert youden_threshold(np.array([0.1, 0.2]), np.array([False, False])) == math.inf
 
 
-@pytest.mark.parametrize("statistic", ["set_size", "top_prob", "entropy", "margin"])
+@pytest.mark.parametrize("statistic", ["set_size", "top_prob", "entropy", "margin", "outside_mass"])
 @pytest.mark.parametrize("score", ["thr", "aps", "raps"])
 def test_every_statistic_and_score_runs(data: dict, statistic: str, score: str) -> None:
     dt = DualThreshold(score=score, alpha=0.1, statistic=statistic).calibrate(*data["cal"], *data["fit"])  # type: ignore[arg-type]
-    rep = dt.evaluate(*data["test"])
-    out = dt.predict(data["test"][0])
+    # randomised APS/RAPS (the default): the same generator state gives evaluate and predict the same u
+    rep = dt.evaluate(*data["test"], generator=torch.Generator().manual_seed(5))
+    out = dt.predict(data["test"][0], generator=torch.Generator().manual_seed(5))
     assert rep.abstention_rate == pytest.approx(float(np.mean(out.abstain)))
     assert bool((out.abstain == (out.risk >= dt.abstain_threshold_)).all())
 

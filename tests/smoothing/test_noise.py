@@ -107,6 +107,21 @@ def test_sampler_draws_the_stated_law(noise: Noise) -> None:
     assert out.std() == pytest.approx(noise.std, rel=0.05)
 
 
+@pytest.mark.parametrize("shape", [(3, 6667), (6667, 3)])
+def test_laplace_sampler_in_place_on_odd_and_strided_buffers(shape: tuple[int, int]) -> None:
+    # The sampler pairs halves of the buffer in place (E1 - E2); the law, and independence of the entries
+    # it paired, must hold for an odd size and for a non-contiguous view too.
+    buf = torch.empty(shape)
+    target = buf if shape[0] == 3 else buf.T  # (3, 6667) both times; the second is a strided view
+    out = LaplaceNoise(0.25).sample_(target, torch.Generator().manual_seed(1))
+    assert out.data_ptr() == target.data_ptr()
+    flat = out.reshape(-1).double().numpy()
+    assert kstest(flat, lambda v: laplace.cdf(v, scale=0.25)).pvalue > 1e-4
+    for half in (len(flat) // 2, len(flat) // 4):
+        r = np.corrcoef(flat[:half], flat[half : 2 * half])[0, 1]
+        assert abs(r) < 4 / math.sqrt(half)
+
+
 # -- guarantees, simulated from the exact p_A (binomial draws = the counts certify would see) ----------
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from certify.prompts import BagOfEmbeddingsFilter, CallableFilter, default_filter, embedded_prompts
-from certify.prompts.erase_and_check import EmpiricalCheck, erase_and_check, num_subsequences
+from certify.prompts.erase_and_check import erase_and_check, num_subsequences
 from certify.prompts.gradec import grad_erase_and_check
 from certify.prompts.greedyec import greedy_erase_and_check
 from certify.prompts.randec import random_erase_and_check
@@ -39,14 +40,26 @@ def test_randec_ratio_extremes_and_seeding() -> None:
     # ratio r checks floor(r (N - 1)) erased versions; the same seed gives the same sample.
     filt, calls = _counting("nothing")
     n = num_subsequences(len(WordTokenizer().encode(attacked)), "suffix", 10)
-    random_erase_and_check(attacked, filt, ratio=0.5, max_erase=10, seed=3)
+    random_erase_and_check(attacked, filt, ratio=0.5, max_erase=10, generator=torch.Generator().manual_seed(3))
     assert sum(calls) == 1 + (n - 1) // 2
-    runs = [random_erase_and_check(attacked, _exact(P), ratio=0.3, max_erase=10, seed=s).harmful for s in range(40)]
-    again = [random_erase_and_check(attacked, _exact(P), ratio=0.3, max_erase=10, seed=s).harmful for s in range(40)]
-    assert runs == again
+    def run(s: int) -> bool:
+        g = torch.Generator().manual_seed(s)
+        return random_erase_and_check(attacked, _exact(P), ratio=0.3, max_erase=10, generator=g).harmful
+
+    runs = [run(s) for s in range(40)]
+    assert runs == [run(s) for s in range(40)]
     assert 0.1 <= np.mean(runs) <= 0.6  # the one erasure that recovers P is sampled with probability ~0.3
-    gen = np.random.default_rng(0)
-    assert isinstance(random_erase_and_check(attacked, _exact(P), seed=gen), EmpiricalCheck)
+    state = torch.random.get_rng_state()
+    assert random_erase_and_check(attacked, _exact(P), ratio=0.3) == random_erase_and_check(attacked, _exact(P), ratio=0.3)
+    assert torch.equal(state, torch.random.get_rng_state())  # no global RNG
+    with pytest.warns(DeprecationWarning, match="seed"):
+        old = random_erase_and_check(attacked, _exact(P), ratio=0.3, max_erase=10, seed=3)
+    assert old == random_erase_and_check(attacked, _exact(P), ratio=0.3, max_erase=10,
+                                         generator=torch.Generator().manual_seed(3))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="generator"):
+        random_erase_and_check(P, _exact(P), seed=1, generator=torch.Generator())
+    with pytest.raises(TypeError, match="generator"):
+        random_erase_and_check(P, _exact(P), generator=np.random.default_rng(0))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ratio"):
         random_erase_and_check(P, _exact(P), ratio=1.5)
 

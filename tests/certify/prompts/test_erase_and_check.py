@@ -188,13 +188,13 @@ def test_batch_matches_single_and_early_exit() -> None:
     calls: list[int] = []
     always = CallableFilter(lambda t: (calls.append(len(t)), [1.0] * len(t))[1])
     cert = erase_and_check("one two three four five six", always, mode="infusion", max_erase=3, batch_size=4)
-    assert cert.harmful and cert.checked == 1 and calls == [1]  # the clean prompt is checked first, alone
-    assert cert.flagged == "one two three four five six"
+    assert cert.harmful and cert.checked == 4 and calls == [4]  # the clean prompt leads the first batch
+    assert cert.flagged == "one two three four five six"  # the first flagged subsequence, in order
     calls.clear()
     no_six = CallableFilter(lambda t: (calls.append(len(t)), [float("six" not in x) for x in t])[1])
     cert = erase_and_check("one two three four five six", no_six, mode="infusion", max_erase=3, batch_size=4)
-    # Erasing token 5 is the 6th single-token erasure: 2nd batch of 4; the other 34 are never scored.
-    assert cert.harmful and cert.flagged == "one two three four five" and calls == [1, 4, 4] and cert.checked == 9
+    # Erasing token 5 is the 7th subsequence (clean prompt first): 2nd batch of 4; the other 34 are never scored.
+    assert cert.harmful and cert.flagged == "one two three four five" and calls == [4, 4] and cert.checked == 8
     assert cert.num_subsequences == 42
 
 
@@ -235,7 +235,7 @@ def test_unicode_prompt_round_trips() -> None:
 def test_accuracy_on_held_out_shared_prompts(shared_dir: Path) -> None:
     """Trained on 80% of the paper's training prompts (+ erased safe prompts not derived from
     the held-out ones), evaluated on the held-out 20% (README, "Erase-and-check")."""
-    train, test = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=0.2, seed=0)
+    train, test = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=0.2)
     assert not set(train.safe) & set(test.safe) and not set(train.harmful) & set(test.harmful)
     filt = TfidfFilter().fit(train.harmful, train.safe, extra_safe=train.erased_safe)
     harmful = erase_and_check_batch(list(test.harmful), filt, mode="suffix", max_erase=20)
@@ -252,3 +252,64 @@ def test_empty_subsequence_is_never_sent_to_the_filter() -> None:
     cert = erase_and_check("three short words", flags_empty, mode="suffix", max_erase=10)
     assert not cert.harmful and cert.checked == cert.num_subsequences == 4  # counted, decided without the filter
     assert "" not in seen
+
+
+def _recording(fn):  # type: ignore[no-untyped-def]
+    """A filter that records the size of every call."""
+    calls: list[int] = []
+
+    def score(texts: list[str]) -> list[float]:
+        calls.append(len(texts))
+        return fn(texts)
+
+    return CallableFilter(score), calls
+
+
+@pytest.mark.parametrize("mode,d", [("suffix", 20), ("insertion", 8), ("infusion", 2)])
+def test_one_filter_call_for_a_safe_prompt_that_fits_a_batch(mode: str, d: int) -> None:
+    filt, calls = _recording(lambda t: [0.0] * len(t))
+    prompt = "How do I bake a loaf of sourdough bread at home?"
+    n = len(WordTokenizer().encode(prompt))
+    cert = erase_and_check(prompt, filt, mode=mode, max_erase=d, batch_size=num_subsequences(n, mode, d))
+    assert not cert.harmful and cert.checked == num_subsequences(n, mode, d) and len(calls) == 1
+    assert calls[0] == cert.checked - (mode == "suffix")  # the empty suffix erasure is never sent
+    # Too many for one batch: full batches, the clean prompt in the first.
+    calls.clear()
+    cert = erase_and_check(prompt, filt, mode=mode, max_erase=d, batch_size=5)
+    assert len(calls) > 1 and calls[:-1] == [5] * (len(calls) - 1)
+
+
+def test_batch_api_pools_prompts_into_full_batches() -> None:
+    filt, calls = _recording(lambda t: [0.0] * len(t))
+    prompts = ["How do I bake bread?", "Name three rivers in Europe", "Write a haiku about the sea", "Say hi to the team"]
+    certs = erase_and_check_batch(prompts, filt, mode="insertion", max_erase=3, batch_size=16)
+    total = sum(c.checked for c in certs)
+    assert total == sum(c.num_subsequences for c in certs)  # distinct tokens: nothing deduplicated
+    assert calls == [16] * (total // 16) + ([total % 16] if total % 16 else [])
+
+
+def _verdict_by_definition(filt: CallableFilter, prompt: str, mode: str, d: int, k: int) -> tuple[bool, str | None]:
+    """The verdict before batching and early exit: score every distinct subsequence, take the first flag."""
+    tok = WordTokenizer()
+    texts = [tok.decode(s) for s in erased_subsequences(tok.encode(prompt), mode, d, num_blocks=k)]
+    texts[0] = prompt
+    flags = [bool(t.strip()) and filt.predict_proba([t])[0] >= filt.threshold for t in texts]
+    return any(flags), (texts[flags.index(True)] if any(flags) else None)
+
+
+def test_verdicts_identical_to_scoring_every_subsequence() -> None:
+    """Batching, pooling and early exit change the number of filter calls, never a verdict or the flagged text."""
+    filt = default_filter()
+    data = embedded_prompts()
+    prompts = list(data.harmful[::23]) + list(data.safe[::23])
+    attacked = [p + " please garden tea party recipe flowers" for p in data.harmful[5::40]]
+    prompts += attacked
+    rng = np.random.default_rng(0)
+    for mode, d, k in [("suffix", 20, 1), ("insertion", 4, 1), ("insertion", 2, 2), ("infusion", 2, 1)]:
+        for batch_size in (1, 7, 256):
+            order = [prompts[i] for i in rng.permutation(len(prompts))]
+            certs = erase_and_check_batch(order, filt, mode=mode, max_erase=d, num_blocks=k, batch_size=batch_size)
+            for p, c in zip(order, certs):
+                assert (c.harmful, c.flagged) == _verdict_by_definition(filt, p, mode, d, k), (mode, p)
+                single = erase_and_check(p, filt, mode=mode, max_erase=d, num_blocks=k, batch_size=batch_size)
+                assert (single.harmful, single.flagged) == (c.harmful, c.flagged)

@@ -1,0 +1,50 @@
+"""certkit's generated prompt set and the PAC threshold rule of the generated filters."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from certify.prompts import generated_prompts, pac_threshold, split_by_act
+from certify.prompts.corpus import FRAMES
+from conformal import calibrate_filter_threshold
+
+
+def test_generated_set_size_balance_and_dedup() -> None:
+    data = generated_prompts()
+    assert len(data.harmful) >= 1000 and len(data.safe) >= 1000
+    assert len(set(data.prompts)) == len(data.prompts)
+    assert len({c for c, y in zip(data.categories, data.labels) if y == 1}) >= 12  # many harm categories
+    lengths = [np.mean([len(p.split()) for p in ps]) for ps in (data.harmful, data.safe)]
+    assert abs(lengths[0] - lengths[1]) < 3  # similar length: length is no give-away
+    # Every frame is used by both classes: only the act carries the label.
+    for frame in FRAMES:
+        pattern = re.compile("^" + re.escape(frame).replace(r"\{a\}", ".+").replace(r"\{A\}", ".+") + "$")
+        assert any(pattern.match(p) for p in data.harmful) and any(pattern.match(p) for p in data.safe), frame
+    assert generated_prompts() == data  # deterministic
+
+
+def test_split_by_act_is_disjoint_and_covers_everything() -> None:
+    data = generated_prompts()
+    parts = split_by_act(data)
+    assert sum(len(p.prompts) for p in parts) == len(data.prompts)
+    groups = [set(p.groups) for p in parts]
+    assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
+    assert all(len(p.harmful) >= 150 and len(p.safe) >= 150 for p in parts)
+
+
+def test_generated_set_is_not_copied_from_shared(shared_dir: Path) -> None:
+    theirs = {line.strip().lower() for f in (shared_dir / "data" / "prompts").glob("*.txt")
+              for line in f.read_text(encoding="utf-8").splitlines()}
+    assert not {p.lower() for p in generated_prompts().prompts} & theirs
+
+
+def test_pac_threshold_matches_conformal_safety_threshold() -> None:
+    rng = np.random.default_rng(0)
+    for n in (30, 100, 437):
+        scores = rng.beta(5, 1, size=n)
+        for eps, delta in [(0.05, 0.05), (0.1, 0.01), (0.2, 0.1)]:
+            assert pac_threshold(scores, eps, delta) == calibrate_filter_threshold(scores, eps, delta)
+    assert pac_threshold(np.full(10, 0.9), 0.05, 0.05) == -np.inf  # too few calibration prompts: flag all

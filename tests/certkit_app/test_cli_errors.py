@@ -1,0 +1,54 @@
+"""The CLI's documented exit codes hold for every failure (issue 13): 2 with a one-line message, no traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from certkit_app import cli
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+def test_missing_optional_extra_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    def missing(*_: object, **__: object) -> None:
+        raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+
+    monkeypatch.setattr(cli, "_load_filter", missing)
+    assert cli.main(["erase-check", "hello there"]) == 2
+    assert "certkit[llm]" in _err(capsys)
+
+
+def test_unreadable_and_non_utf8_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.main(["erase-check", "--file", str(tmp_path / "absent.txt")]) == 2
+    assert "--file" in _err(capsys)
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    assert cli.main(["erase-check", "--file", str(bad)]) == 2
+    assert "UTF-8" in _err(capsys)
+    assert cli.main(["erase-check", "--file", str(tmp_path)]) == 2  # a directory
+    _err(capsys)
+
+
+def test_bad_prompt_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for prompt in ["\u200b\u200b", "bad \udcff surrogate"]:
+        assert cli.main(["erase-check", prompt]) == 2
+        assert "prompt" in _err(capsys)
+
+
+def test_json_is_valid_in_an_ascii_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    cli.print_json({"prompt": "café 日本 \udcff"})
+    out.flush()
+    raw = out.buffer.getvalue()  # type: ignore[attr-defined]
+    assert json.loads(raw.decode("ascii"))["prompt"] == "café 日本 \udcff"

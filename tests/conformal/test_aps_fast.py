@@ -1,0 +1,37 @@
+"""APS/RAPS sets from sorted values (no argsort): identical membership to the full-sort scores."""
+
+import numpy as np
+import pytest
+import torch
+
+from conformal import SplitConformal
+from conformal.functional import prediction_mask
+from conformal.scores import aps, aps_set_mask, raps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("coarse", [False, True])
+def test_sorted_values_mask_equals_full_sort(dtype: torch.dtype, coarse: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(3 * torch.randn(3000, 20, generator=g, dtype=dtype), -1)
+    if coarse:  # many ties, some at the cut
+        p = torch.round(p * 8) + 1e-3
+        p = p / p.sum(1, keepdim=True)
+    u = torch.rand(3000, generator=g, dtype=torch.float64)
+    for t in (0.0, 0.3, 0.9, 0.99, 1.0, 1.5):
+        for lam, k_reg in ((0.0, 0), (0.1, 2)):
+            ref = prediction_mask(raps(p, u=u, lam=lam, k_reg=k_reg) if lam else aps(p, u=u), t)
+            assert torch.equal(aps_set_mask(p, t, u=u, lam=lam, k_reg=k_reg), ref)
+        assert np.array_equal(aps_set_mask(p.numpy(), t), prediction_mask(aps(p), t).numpy())
+
+
+def test_split_conformal_uses_it_with_the_same_u() -> None:
+    g = torch.Generator().manual_seed(1)
+    p = torch.softmax(2 * torch.randn(600, 8, generator=g), -1)
+    y = torch.randint(0, 8, (600,), generator=g)
+    for score in ("aps", "raps"):
+        cp = SplitConformal(score=score).calibrate(p[:300], y[:300])
+        fast = cp.predict(p[300:], generator=torch.Generator().manual_seed(2)).mask
+        u = torch.rand(300, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        s = aps(p[300:], u=u) if score == "aps" else raps(p[300:], u=u)
+        assert torch.equal(fast, prediction_mask(s, cp.threshold_))
