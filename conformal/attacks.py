@@ -87,6 +87,8 @@ def smoothed_score_pgd(
     sigma = check_positive(sigma, "sigma")
     eps = check_nonnegative(eps, "eps")
     steps = check_positive_int(steps, "steps")
+    check_array(x, "x", tensor=True)
+    check_model_labels(model, x, labels, "labels")
     n_noise = check_positive_int(n_noise, "n_noise")
     batch_size = check_positive_int(batch_size, "batch_size")
     step = 2.5 * eps / steps if step_size is None else check_positive(step_size, "step_size")

