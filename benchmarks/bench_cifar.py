@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=None, help="network names to run")
+    ap.add_argument("--methods", nargs="*", default=None, help="methods to run")
     ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -126,7 +127,7 @@ def main() -> None:
           "certify peak MB | auto_LiRPA peak MB | max rel. diff of bounds |")
     print("|---|---|---|---|---|---|---|---|---|")
     for net_name, method in CONFIGS:
-        if args.only and net_name not in args.only:
+        if (args.only and net_name not in args.only) or (args.methods and method not in args.methods):
             continue
         for batch in args.batches:
             res = {}

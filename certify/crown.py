@@ -540,7 +540,9 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
         a = torch.eye(d, dtype=w.dtype if w is not None else torch.get_default_dtype()).reshape(1, d, *n.shape)
     elif mode == "index":
         assert data is not None
-        a = F.one_hot(data, d).reshape(batch, data.shape[1], *n.shape)
+        rows = torch.zeros((batch, data.shape[1], d), dtype=w.dtype if w is not None else torch.get_default_dtype(),
+                           device=data.device)
+        a = rows.scatter_(2, data.reshape(batch, data.shape[1], 1), 1.0).reshape(batch, data.shape[1], *n.shape)
     else:
         assert data is not None
         a = data.reshape(batch, data.shape[1], *n.shape)
@@ -691,21 +693,31 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
         return ref
     union = unstable.any(0)
     n_union = int(union.sum())
+    # chunks of neurons so that the coefficient tensors (batch x rows x widest node) stay under the budget
+    widest = max(nd.numel for nd in g.nodes[: i + 1])
+    step = max(1, ALL_NEURONS_BYTES // max(1, batch * widest * torch.finfo(dtype).bits // 8))
     if n_union <= 1.25 * s:
         # (nearly) the same neurons are unstable across the batch: one coefficient matrix shared by
         # all inputs until the first activation (no per-input gather); results are used only where
         # the neuron is unstable for that input, so bounds do not depend on the rest of the batch
         cols = union.nonzero().squeeze(1)
-        a, b0, done = _start(n, "index", cols.unsqueeze(0), 1, g.nodes[n.inputs[0]].shape)
         idx = cols.unsqueeze(0).expand(batch, n_union)
         valid = unstable[:, cols]
+        shared = True
     else:
         idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
-        a, b0, done = _start(n, "index", idx, batch, g.nodes[n.inputs[0]].shape)
         valid = torch.arange(s, device=device).unsqueeze(0) < counts.unsqueeze(1)
-    lo, hi = backward(g, i, a.to(dtype=dtype), b0, region, relax,
-                      start_node_done=done, start_input=n.inputs[0] if done else None)
-    assert lo is not None and hi is not None
+        shared = False
+    los, his = [], []
+    for c0 in range(0, idx.shape[1], step):
+        sub = idx[:1, c0:c0 + step] if shared else idx[:, c0:c0 + step]
+        a, b0, done = _start(n, "index", sub, sub.shape[0], g.nodes[n.inputs[0]].shape)
+        lo_c, hi_c = backward(g, i, a.to(dtype=dtype), b0, region, relax,
+                              start_node_done=done, start_input=n.inputs[0] if done else None)
+        assert lo_c is not None and hi_c is not None
+        los.append(lo_c)
+        his.append(hi_c)
+    lo, hi = torch.cat(los, dim=1), torch.cat(his, dim=1)
     lo = torch.where(valid, lo, l_ref.gather(1, idx))
     hi = torch.where(valid, hi, u_ref.gather(1, idx))
     if compare_ibp:  # only where computed for this input, so that bounds never depend on the batch
@@ -791,10 +803,6 @@ def _patches_bounds(g: Graph, i: int, region: InputRegion, relax: Mapping[int, A
     nb = region.x0.shape[0]
     c2, ho, wo = g.nodes[i].shape
     q = c1 * k2h * k2w
-    unf = {"kernel_size": (k2h, k2w), "stride": (s2h, s2w), "padding": (p2h, p2w)}
-    dl = F.unfold(r.d_l.reshape(nb, *z1_shape), **unf)  # (N, q, L), 0 in conv2's padding
-    du = F.unfold(r.d_u.reshape(nb, *z1_shape), **unf)
-    bu = F.unfold(r.b_u.reshape(nb, *z1_shape), **unf)
     a2 = (w2.reshape(c2, q) * s2.reshape(c2, 1)).unsqueeze(0).unsqueeze(-1)  # (1, C2, q, 1)
     pos, neg = a2.clamp(min=0), a2.clamp(max=0)
     # the relu input y1 = s1 conv1(x) + t1, per patch entry: its constant t1 (0 where padded: d = 0 there)
@@ -808,13 +816,39 @@ def _patches_bounds(g: Graph, i: int, region: InputRegion, relax: Mapping[int, A
     # padding contributes 0 (centre and radius 0 there)
     seh, sew = s1h * s2h, s1w * s2w
     peh, pew = p2h * s1h + p1h, p2w * s1w + p1w
-    box = region.box
-    xc, xr = box.c.reshape(nb, *in_shape), box.r.reshape(nb, *in_shape)
     need_h = (ho - 1) * seh + keh - peh - in_shape[1]
     need_w = (wo - 1) * sew + kew - pew - in_shape[2]
     padding = (pew, max(0, need_w), peh, max(0, need_h))
     if min(peh, pew) < 0:
         return None
+    # inputs in chunks: the widest tensors are (chunk, C2, max(q, K), L)
+    per_input = c2 * max(q, cin * keh * kew) * ho * wo * w1.element_size()
+    chunk = max(1, (1 << 26) // per_input)
+    box = region.box
+    los, his = [], []
+    for i0 in range(0, nb, chunk):
+        sl = slice(i0, i0 + chunk)
+        lo, hi = _patches_chunk(r.d_l[sl], r.d_u[sl], r.b_u[sl], box.c[sl].reshape(-1, *in_shape),
+                                box.r[sl].reshape(-1, *in_shape), z1_shape, (k2h, k2w, s2h, s2w, p2h, p2w),
+                                (keh, kew, seh, sew), padding, (ho, wo), pos, neg, t1q, t2, tmap)
+        los.append(lo)
+        his.append(hi)
+    return torch.cat(los), torch.cat(his)
+
+
+def _patches_chunk(d_l: Tensor, d_u: Tensor, b_u: Tensor, xc: Tensor, xr: Tensor, z1_shape: tuple[int, ...],
+                   conv2: tuple[int, ...], eff: tuple[int, ...], padding: tuple[int, ...], out_hw: tuple[int, int],
+                   pos: Tensor, neg: Tensor, t1q: Tensor, t2: Tensor, tmap: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_patches_bounds` for one chunk of inputs."""
+    nb = xc.shape[0]
+    k2h, k2w, s2h, s2w, p2h, p2w = conv2
+    keh, kew, seh, sew = eff
+    ho, wo = out_hw
+    c2 = pos.shape[1]
+    unf = {"kernel_size": (k2h, k2w), "stride": (s2h, s2w), "padding": (p2h, p2w)}
+    dl = F.unfold(d_l.reshape(nb, *z1_shape), **unf)  # (N, q, L), 0 in conv2's padding
+    du = F.unfold(d_u.reshape(nb, *z1_shape), **unf)
+    bu = F.unfold(b_u.reshape(nb, *z1_shape), **unf)
     xc, xr = F.pad(xc, padding), F.pad(xr, padding)
     uc = F.unfold(xc, (keh, kew), stride=(seh, sew))
     ur = F.unfold(xr, (keh, kew), stride=(seh, sew))
