@@ -103,14 +103,18 @@ def pretrain_contrastive_denoising(
     Args:
         encoder: maps inputs (B, ...) to representations (B, D).
         inputs: (N, ...) unlabeled floating-point training inputs (no labels are used).
-        sigma_min, sigma_max, levels: the noise levels (:func:`karras_levels`); σ_max should exceed the
-            largest σ you will smooth with (the digits recipe: 1.0 for σ up to 0.5).
+        sigma_min: the smallest noise level (:func:`karras_levels`).
+        sigma_max: the largest noise level; it should exceed the largest σ you will smooth with (the
+            digits recipe: 1.0 for σ up to 0.5).
+        levels: the number of noise levels.
         tau: InfoNCE temperature of both losses.
         projection_dim: output width of the projection head (an MLP D -> D -> projection_dim, trained
             with the encoder and discarded: the representation is the encoder's output).
         momentum: EMA rate of the target network of the contrastive-views loss.
         augment: ``(x, generator) -> view``; ``None``: views differ only in their noise.
-        epochs, lr, batch_size: Adam with cosine decay.
+        epochs: passes over ``inputs`` (Adam with cosine decay).
+        lr: Adam's initial learning rate.
+        batch_size: inputs per step.
         generator: source of the permutations, noise and augmentations, on ``inputs``' device (torch's
             global RNG is untouched); ``None`` seeds a fresh one from the OS.
 
