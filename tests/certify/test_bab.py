@@ -96,6 +96,21 @@ def test_fsb_branching_agrees_with_milp(milp_margin_oracle: Oracle) -> None:
         verify_complete(net, x, y, eps, branching="random")
 
 
+def test_intermediate_slopes_in_the_search_agree_with_milp(milp_margin_oracle: Oracle) -> None:
+    """``alpha_intermediate=True`` (intermediate bounds' slopes optimised at the root and in every batch of
+    sub-domains) decides the same properties as the exact MILP, by ReLU splitting."""
+    searched = 0
+    for net, x, y, eps, _ in _properties(1, 4, seed=4):
+        exact = milp_margin_oracle(net, x, y, eps)
+        r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split="relu", iterations=2, bab_iterations=2,
+                            attack_steps=0, attack_restarts=1, alpha_intermediate=True, batch_size=8)
+        assert r.verdict == ("verified" if exact > 0 else "falsified"), (exact, r)
+        searched += r.branches > 1
+    assert searched >= 1
+    with pytest.raises((ValueError, TypeError), match="alpha_intermediate"):
+        verify_complete(net, x, y, eps, alpha_intermediate="no")
+
+
 def test_l2_leaves_are_decided() -> None:
     """L2 balls: fully split (affine) domains are decided by the dual bound / primal check, so small networks
     get no "unknown"; a verified property resists PGD and sampling, a falsified one has a real counterexample."""
