@@ -35,7 +35,6 @@ from certkit._validation import (
     check_calibrated,
     check_nonnegative,
     check_positive,
-    check_probability,
 )
 from certkit.warnings import SmallCalibrationSetWarning
 from conformal._base import Calibrator
