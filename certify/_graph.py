@@ -561,7 +561,8 @@ class _Builder:
                                f"{m.output_size})", name)
         k = (shape[1] // hw[0], shape[2] // hw[1])
         w = torch.full((shape[0], 1, *k), 1.0 / (k[0] * k[1]), dtype=self.dtype, device=self.nodes_device)
-        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0]}
+        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0],
+                 "exact": ("avgpool", float(k[0] * k[1]))}  # weights 1 / k rounded: the exact mean for sound=True
         return self.add(Node("conv", (inp,), (), name, w, None, attrs))
 
     def pad(self, pad: tuple[int, ...], mode: str, value: float, inp: int, name: str) -> int:

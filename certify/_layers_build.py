@@ -49,11 +49,42 @@ def permute_last(b: Any, i: int, d: int, loc: str) -> int:
     return b.add(Node("permute", (i,), (), loc, attrs={"perm": tuple(perm)}))
 
 
-def axis_linear(b: Any, i: int, d: int, mat: Tensor, loc: str, bias: Tensor | None = None) -> int:
-    """``mat`` (out, in) applied along per-sample dimension ``d`` (exact: a ``linear`` node)."""
+def axis_linear(b: Any, i: int, d: int, mat: Tensor, loc: str, bias: Tensor | None = None,
+                exact: tuple[Tensor, Tensor] | None = None) -> int:
+    """``mat`` (out, in) applied along per-sample dimension ``d`` (a ``linear`` node); ``exact``: an
+    enclosure of the exact matrix where ``mat`` is rounded (for ``sound=True``)."""
     j = permute_last(b, i, d, loc)
-    j = b.add(Node("linear", (j,), (), loc, mat.to(b.dtype), None if bias is None else bias.to(b.dtype)))
+    attrs = {} if exact is None else exact_bounds(b, *exact)
+    j = b.add(Node("linear", (j,), (), loc, mat.to(b.dtype), None if bias is None else bias.to(b.dtype), attrs))
     return permute_last(b, j, d, loc)
+
+
+def _ratio(num: Tensor, den: int) -> tuple[Tensor, Tensor]:
+    """Float64 enclosure of ``num / den`` (``num`` exact floats, ``den`` an integer): one correctly
+    rounded division is within one step of the exact quotient."""
+    q = num.to(torch.float64) / den
+    return torch.nextafter(q, torch.tensor(-math.inf, dtype=q.dtype)), torch.nextafter(q, torch.tensor(math.inf,
+                                                                                                     dtype=q.dtype))
+
+
+def _scaled(t: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
+    """Float64 enclosure of ``t * s`` for every real s in [lo, hi] (rounded outward)."""
+    t = t.detach().to(torch.float64)
+    a, c = t * lo, t * hi
+    return (torch.nextafter(torch.minimum(a, c), torch.tensor(-math.inf, dtype=t.dtype)),
+            torch.nextafter(torch.maximum(a, c), torch.tensor(math.inf, dtype=t.dtype)))
+
+
+def exact_bounds(b: Any, wl: Tensor | None, wh: Tensor | None, bl: Tensor | None = None,
+                 bh: Tensor | None = None) -> dict[str, Any]:
+    """Node attrs recording enclosures of a node's exact parameters (for ``sound=True``, which only runs on
+    float64 graphs; none on other graphs)."""
+    if b.dtype != torch.float64:
+        return {}
+    dev = b.nodes_device
+    def mv(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(device=dev)
+    return {"exact": ("bounds", mv(wl), mv(wh), mv(bl), mv(bh))}
 
 
 def reshape(b: Any, i: int, shape: tuple[int, ...], loc: str) -> int:
@@ -133,10 +164,12 @@ def layernorm(b: Any, i: int, normalized_shape: tuple[int, ...], weight: Tensor 
     lead = shape[: len(shape) - m]
     j = reshape(b, i, (*lead, k), loc)
     eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
-    c = b.add(Node("linear", (j,), (), loc, eye - 1.0 / k, None))
+    # x - mean(x) and the mean of the squares: exact weights (k I - 1) / k and 1 / k, recorded for sound=True
+    c = b.add(Node("linear", (j,), (), loc, eye - 1.0 / k, None, exact_bounds(b, *_ratio(k * eye - 1, k))))
     sq = scalar(b, "square", c, loc)
     mean = torch.full((1, k), 1.0 / k, dtype=b.dtype, device=b.nodes_device)
-    v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device)))
+    v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device),
+                   exact_bounds(b, *_ratio(torch.ones_like(mean), k))))
     r = scalar(b, "rsqrt", v, loc, floor=float(eps) if eps > 0 else None)
     y = b.add(Node("mul", (c, r), (), loc))
     y = reshape(b, y, shape, loc)
@@ -340,9 +373,18 @@ def attention(b: Any, i: int, m: nn.MultiheadAttention, loc: str) -> int:
     bias = b.p(b.attr(m, "in_proj_bias"))
     bq, bk, bv = (None, None, None) if bias is None else bias.chunk(3)
     scale = 1.0 / math.sqrt(dh)
+    # enclosure of the exact 1 / sqrt(dh) (sqrt and the division each correctly rounded), for sound=True
+    r = math.sqrt(dh)
+    s_lo = math.nextafter(1.0 / math.nextafter(r, math.inf), -math.inf)
+    s_hi = math.nextafter(1.0 / math.nextafter(r, 0.0), math.inf)
 
     def heads(w: Tensor, bb: Tensor | None, s: float = 1.0) -> int:
-        j = b.add(Node("linear", (i,), (), loc, w * s, None if bb is None else bb * s))
+        attrs = {}
+        if s != 1.0:
+            wl, wh = _scaled(w, s_lo, s_hi)
+            bl, bh = (None, None) if bb is None else _scaled(bb, s_lo, s_hi)
+            attrs = exact_bounds(b, wl, wh, bl, bh)
+        j = b.add(Node("linear", (i,), (), loc, w * s, None if bb is None else bb * s, attrs))
         j = reshape(b, j, (t, h, dh), loc)
         return b.add(Node("permute", (j,), (), loc, attrs={"perm": (1, 0, 2)}))  # (H, T, dh)
 
@@ -531,7 +573,7 @@ def _f_mean_sum(mean: bool) -> Callable[..., int]:
         for d in dims:
             n = b.shape(j)[d]
             w = torch.full((1, n), 1.0 / n if mean else 1.0, dtype=b.dtype, device=b.nodes_device)
-            j = axis_linear(b, j, d, w, loc)
+            j = axis_linear(b, j, d, w, loc, exact=_ratio(torch.ones_like(w), n) if mean else None)
         if not keep:
             j = reshape(b, j, tuple(s for k, s in enumerate(b.shape(j)) if k not in dims), loc)
         return j
