@@ -56,8 +56,9 @@ DENSE_MAX = 1 << 19
 # ----------------------------------------------------------------------------------------------
 
 def _imul(alo: Tensor, ahi: Tensor, blo: Tensor, bhi: Tensor) -> tuple[Tensor, Tensor]:
-    """Outward-rounded interval product."""
-    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi))
+    """Outward-rounded interval product (an infinite end times 0 is 0: the values are finite reals)."""
+    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi)).nan_to_num(
+        nan=0.0, posinf=INF, neginf=-INF)
     return down(ps.min(0).values), up(ps.max(0).values)
 
 
