@@ -557,7 +557,7 @@ def encoder_call(b: Any, m: nn.TransformerEncoderLayer | nn.TransformerEncoder, 
         # torch's nested-tensor fast path zeroes the outputs at padded positions: not this computation
         raise _unsupported("nn.TransformerEncoder with src_key_padding_mask and enable_nested_tensor=True "
                            "(build it with enable_nested_tensor=False)", loc)
-    return _encoder(b, m, i, loc, masks)
+    return _encoder(b, m, i, loc, masks)  # type: ignore[arg-type]
 
 
 def _activation(b: Any, act: Any, i: int, loc: str) -> int:

@@ -603,16 +603,14 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Te
             j = n.inputs[0]
             in_shape = nodes[j].shape
             if op == "maxpool":  # coefficients moved to each window's i* (summed where windows overlap)
-                new, _, bias, _ = maxpool_backward(a, None, ctx.relax[i], in_shape)
-                assert new is not None and bias is not None
+                moved, _, bias, _ = maxpool_backward(a, None, ctx.relax[i], in_shape)
+                assert moved is not None and bias is not None
+                new = moved
                 add_bias(bias)
             elif op == "mul":
-                outs = _mul_back(ctx.relax[i], a, n, nodes)
-                for k, t in outs:
-                    if k == -1:
-                        add_bias(t)
-                outs = [(k, t) for k, t in outs if k != -1]
-                new = None
+                pushed = _mul_back(ctx.relax[i], a, n, nodes)
+                add_bias(pushed[2][1])
+                outs = pushed[:2]
             elif op in ACTIVATIONS or op in SCALAR_OPS:
                 r = ctx.relax[i]
                 dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
@@ -741,8 +739,8 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
         if (i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1)
                 and not (i in pooled and n.op in NONLINEAR) and not (i in general and elementwise)):
             every = i in pooled or i in general
-            lo_c, hi_c = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every, compare_ibp=compare_ibp)
-            lo, hi = (torch.maximum(lo, lo_c), torch.minimum(hi, hi_c)) if every else (lo_c, hi_c)
+            lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every, compare_ibp=compare_ibp)
+            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device
     k = nodes[out].numel
