@@ -46,7 +46,6 @@ _MODULES: list[tuple[Callable[[], nn.Module], tuple[int, ...], str]] = [
     (lambda: nn.ChannelShuffle(2), (2, 4, 4), "ChannelShuffle"),
     (lambda: nn.Fold((3, 3), 2), (8, 4), "Fold"),
     (lambda: nn.Unfold(2), (2, 4, 4), "Unfold"),
-    (lambda: nn.GELU(approximate="sigmoid"), (4,), "GELU"),
     (lambda: nn.Upsample(scale_factor=2, mode="bicubic"), (2, 4, 4), "bicubic"),
     (lambda: nn.Threshold(0.1, 0.0), (4,), "Threshold"),
 ]
