@@ -193,7 +193,7 @@ def _maxpool(m: nn.MaxPool2d, x: np.ndarray) -> np.ndarray:
 
 def _conv(m: nn.Conv2d, x: np.ndarray) -> np.ndarray:
     w, b = _mp(m.weight), _mp(m.bias)
-    co, ci, kh, kw = w.shape
+    co, _, kh, kw = w.shape
     p = m.padding[0]
     c, hh, ww = x.shape
     xp = np.full((c, hh + 2 * p, ww + 2 * p), mp.mpf(0), dtype=object)
