@@ -98,12 +98,14 @@ def test_function_bounds_contain_the_exact_function(op: str) -> None:
             assert mp.mpf(float(g_lo[i])) <= gx <= mp.mpf(float(g_hi[i])), (op, i, x)
             assert mp.mpf(float(d_l[i])) * xm + mp.mpf(float(b_l[i])) <= fx, (op, i, x)
             assert fx <= mp.mpf(float(d_u[i])) * xm + mp.mpf(float(b_u[i])), (op, i, x)
-    # and tight: the range is within 1e-9 of the sampled extremes on intervals of width <= 4
+    # and tight: the range is within 1e-5 of the sampled extremes on intervals of width <= 4 (plus, for
+    # softplus, the size of its jump at the threshold, log1p(e^-5) / 2 here: torch's softplus is discontinuous)
     xs = l.unsqueeze(1) + (u - l).unsqueeze(1) * torch.linspace(0, 1, 2001, dtype=torch.float64)
     from certify._layers import SCALAR_FNS
 
     ys = SCALAR_FNS[op].f(xs, p)
-    assert float((ys.amin(1) - r_lo).max()) < 1e-5 and float((r_hi - ys.amax(1)).max()) < 1e-5
+    tol = 1e-5 + SOUND_FNS[op].jump(p)
+    assert float((ys.amin(1) - r_lo).max()) < tol and float((r_hi - ys.amax(1)).max()) < tol
 
 
 def test_gelu_tanh_has_exactly_two_inflection_points() -> None:
