@@ -445,3 +445,49 @@ def test_token_embedding_region_on_transformer_encoder_layer_is_sound(method: st
     b = assert_sound(model, tokens, 0.02, norm=math.inf, method=method, samples=10_000)
     if method == "crown":
         assert float((b.upper - b.lower).max()) < 1.0  # and informative
+
+
+class BadMask(nn.Module):
+    """Masks certify refuses: a key padding mask that differs between the samples, a mask that masks every key
+    of a query, a mask computed from the input."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mha = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.register_buffer("kpm", torch.tensor([[False, True, False], [False, False, False]]))
+        full = torch.zeros(3, 3, dtype=torch.bool)
+        full[1] = True
+        self.register_buffer("full", full)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "per_sample":
+            return self.mha(x, x, x, key_padding_mask=self.kpm.repeat(x.shape[0] // 2, 1))[0].flatten(1)
+        if self.kind == "all_masked":
+            return self.mha(x, x, x, attn_mask=self.full)[0].flatten(1)
+        return self.mha(x, x, x, key_padding_mask=x[:, :, 0] > 0.5)[0].flatten(1)
+
+
+@pytest.mark.parametrize(("kind", "match"), [("per_sample", "differs between batch elements"),
+                                             ("all_masked", "masks every key"), ("from_input", "'gt'|input-dependent")])
+def test_attention_masks_certify_cannot_represent_are_refused(kind: str, match: str) -> None:
+    torch.manual_seed(0)
+    model = BadMask(kind).eval()
+    x = torch.rand(2, 3, 4)
+    with pytest.raises(certify.UnsupportedLayerError, match=match):
+        certify.bounds(model, x, 0.01, method="crown")
+
+
+def test_encoder_with_padding_mask_and_nested_tensors_is_refused() -> None:
+    class Enc(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2, 8, batch_first=True), 1,
+                                             enable_nested_tensor=True)
+            self.register_buffer("kpm", torch.tensor([[False, True, False]]))
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.enc(x, src_key_padding_mask=self.kpm.repeat(x.shape[0], 1)).flatten(1)
+
+    with pytest.raises(certify.UnsupportedLayerError):
+        certify.bounds(Enc().eval(), torch.rand(2, 3, 4), 0.01, method="crown")
