@@ -184,6 +184,30 @@ class CausalEncoder(nn.Module):
         return self.fc(self.enc(x, src_mask=self.mask, is_causal=True).flatten(1))
 
 
+class CausalSelfAttention(nn.Module):
+    """Hand-written (nanoGPT-style) causal attention: one qkv projection split in three, heads by view and
+    transpose, the causal mask by ``masked_fill(-inf)`` ("fill") or an additive -inf mask ("add")."""
+
+    def __init__(self, kind: str, t: int = 4, e: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.kind, self.h = kind, heads
+        self.qkv, self.proj = nn.Linear(e, 3 * e), nn.Linear(e, e)
+        self.register_buffer("tril", torch.tril(torch.ones(t, t)).view(1, 1, t, t))
+        add = torch.zeros(t, t)
+        add[torch.ones(t, t, dtype=torch.bool).triu(1)] = -math.inf
+        self.register_buffer("add", add)
+        self.fc = nn.Linear(t * e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.tril == 0, float("-inf")) if self.kind == "fill" else att + self.add
+        y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
+        return self.fc(self.proj(y).flatten(1))
+
+
 def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     """The layers of issue 14's second part (activations, softmax, LayerNorm, attention, Conv1d, ...)."""
     torch.manual_seed(0)
@@ -220,6 +244,8 @@ def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "attention_float_and_padding_masks": (MaskedAttention("float"), (4, 6)),
         "attention_is_causal": (MaskedAttention("is_causal"), (4, 6)),
         "encoder_layer_causal": (CausalEncoder(), (4, 8)),
+        "hand_attention_masked_fill": (CausalSelfAttention("fill"), (4, 8)),
+        "hand_attention_additive_mask": (CausalSelfAttention("add"), (4, 8)),
     }
 
 
