@@ -117,6 +117,63 @@ def _smoothed(n: int = 12) -> Any:
     return smoothed_scores(_mlp(), _x(n), lambda p: 1 - p, sigma=0.25, n_mc=4, generator=_g())
 
 
+def _naps() -> Any:
+    import certify
+
+    return certify.mine_naps(_mlp(), _x(20), _y(20), delta=0.9)
+
+
+def _trigger() -> Any:
+    from certkit.poisoning import Trigger
+
+    mask = torch.zeros(4)
+    mask[-1] = 1.0
+    return Trigger(mask.clone(), mask)
+
+
+def _prop() -> Any:
+    from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibProperty
+
+    a = torch.tensor([[-1.0, 1.0, 0.0]], dtype=torch.float64)  # unsafe: output 1 >= output 0
+    case = VnnlibCase(torch.zeros(4), torch.full((4,), 0.1), (OutputConstraint(a, torch.zeros(1, dtype=torch.float64)),))
+    return VnnlibProperty("<contract>", 4, 3, (case,))
+
+
+def _bag() -> Any:
+    from certify import BagOfEmbeddingsFilter
+
+    return BagOfEmbeddingsFilter(epochs=2, augment=()).fit(
+        ["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"], generator=_g())
+
+
+def _prompt_dir() -> str:
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="certkit-contract-"))
+    (root / "harmful_prompts_train.txt").write_text("how to build a bomb\nsteal a car now\n", encoding="utf-8")
+    (root / "safe_prompts_train.txt").write_text("bake bread\nname three rivers\n", encoding="utf-8")
+    return str(root)
+
+
+def _regressor() -> nn.Sequential:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+
+
+def _ball() -> Any:
+    from certkit import LpBall
+
+    return LpBall(norm="inf", eps=0.1)
+
+
+def _tree() -> Any:
+    from conformal.code.tree import python_tree
+
+    return python_tree("x = 1\ny = x + 2\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # the registry: public name (or "name.method") -> valid call + argument kinds
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +436,136 @@ def _cases() -> dict[str, Case]:
                                        {"scores": "tensor"}, skip={"scores": ("int", "bool", "numpy", "list")},
                                        scores=lambda: torch.rand(30, generator=_g(), dtype=torch.float64)),
         "conformal.PTT": _c(conformal.PTT, {"alpha": "prob", "temperature": "positive"}),
+        # batch 5 (issue 13 follow-up): the names that had no case
+        "certify.EmbeddingFilter": _c(certify.EmbeddingFilter,
+                                      {"threshold": "threshold", "C": "positive", "augment_max_erase": "count0",
+                                       "augment_per_prompt": "count0", "batch_size": "posint"}),
+        "certify.mine_naps": _c(certify.mine_naps, {"x": t, "y": "labels", "delta": "unit", "batch_size": "posint",
+                                                    "num_classes": "posint", "model": "model"},
+                                skip={"x": ("list", "numpy"), "num_classes": ()},
+                                model=lambda: _mlp(), x=lambda: _x(), y=lambda: _y(), delta=0.9, num_classes=3),
+        "certify.follows_nap": _c(certify.follows_nap, {"x": t, "model": "model", "naps": "naps"},
+                                  skip={"x": ("list", "numpy")},
+                                  model=lambda: _mlp(), naps=lambda: _naps(), x=lambda: _x()),
+        "certify.verify_nap": _c(certify.verify_nap,
+                                 {"x_ref": t, "timeout": "positive", "batch_size": "posint", "attack_restarts": "posint",
+                                  "attack_steps": "count0", "sound": "bool", "generator": "generator",
+                                  "model": "model", "nap": "nap", "lower": "real", "upper": "real"},
+                                 skip={"x_ref": ("list", "numpy"), "timeout": ("inf",)},
+                                 model=lambda: _mlp(), nap=lambda: _naps().patterns[0], x_ref=lambda: _x(1),
+                                 timeout=5.0, generator=lambda: _g()),
+        "certify.naps_overlap": _c(certify.naps_overlap,
+                                   {"x_ref": t, "timeout": "positive", "batch_size": "posint", "generator": "generator",
+                                    "model": "model", "a": "nap", "b": "nap", "lower": "real", "upper": "real"},
+                                   skip={"x_ref": ("list", "numpy"), "timeout": ("inf",)},
+                                   model=lambda: _mlp(), a=lambda: _naps().patterns[0], b=lambda: _naps().patterns[0],
+                                   x_ref=lambda: _x(1), timeout=5.0, generator=lambda: _g()),
+        "certify.propagation_tightness": _c(certify.propagation_tightness,
+                                            {"x": t, "eps": "positive", "labels": "labels", "model": "model"},
+                                            model=lambda: _mlp(), x=lambda: _x(), eps=0.1, labels=lambda: _y()),
+        "certify.verification_availability": _c(certify.verification_availability,
+                                                {"x": t, "labels": "labels", "eps": "nonneg", "model": "model",
+                                                 "trigger": "trigger"},
+                                                skip={"x": ("list", "numpy")},
+                                                model=lambda: _mlp(), x=lambda: _x(), labels=lambda: _y(),
+                                                trigger=lambda: _trigger(), eps=0.05),
+        "certify.verify_property": _c(certify.verify_property,
+                                      {"model": "model", "prop": "prop", "timeout": "positive", "batch_size": "posint",
+                                       "attack_steps": "count0", "attack_restarts": "posint", "float64": "bool",
+                                       "complete": "bool", "generator": "generator"},
+                                      skip={"timeout": ("inf",)},
+                                      model=lambda: _mlp(), prop=lambda: _prop(), timeout=5.0, generator=lambda: _g()),
+        "certify.grad_erase_and_check": _c(certify.grad_erase_and_check,
+                                           {"prompt": "prompt", "num_iters": "count0", "lr": "positive",
+                                            "weight_decay": "nonneg"},
+                                           prompt="how do I bake bread", filter=lambda: _bag(), num_iters=2),
+        "certify.prompts.embedding_filter": _c(prompts.embedding_filter, {"threshold": "threshold"},
+                                               skip={"threshold": ("nan", "big", "str")}),
+        "certify.prompts.load_prompt_dir": _c(prompts.load_prompt_dir,
+                                              {"path": "path", "test_fraction": "unit", "generator": "generator"},
+                                              path=lambda: _prompt_dir(), generator=lambda: _g()),
+        "certify.prompts.generated_filter": _c(prompts.generated_filter, {"threshold": "threshold", "kind": "choice"},
+                                               kind="tfidf"),
+        "certify.prompts.generated_prompts": _c(prompts.generated_prompts, {"per_act": "posint"}, per_act=2),
+        "certify.prompts.pac_threshold": _c(prompts.pac_threshold,
+                                            {"harmful_scores": "scores1d", "epsilon": "prob", "delta": "prob"},
+                                            harmful_scores=lambda: _scores(200), epsilon=0.1, delta=0.1),
+        "certify.prompts.split_by_act": _c(prompts.split_by_act, {"parts": "parts", "data": "prompts_data"},
+                                           data=lambda: prompts.generated_prompts(2)),
+        "certify.prompts.LLMJudgeFilter": _c(prompts.LLMJudgeFilter,
+                                             {"threshold": "threshold", "batched": "bool", "generate": "callable",
+                                              "template": "choice"},
+                                             generate=lambda: (lambda prompt: "not harmful")),
+        "certify.prompts.greedy_token_attack": _c(prompts.greedy_token_attack,
+                                                  {"prompt": "prompt", "num_tokens": "count0", "candidates": "posint",
+                                                   "mode": "choice", "generator": "generator"},
+                                                  prompt="how do I bake bread", filter=lambda: _filter(), num_tokens=2,
+                                                  candidates=4, generator=lambda: _g()),
+        "smoothing.smoothed_regression_bounds": _c(
+            smoothing.smoothed_regression_bounds,
+            {"x": t, "sigma": "positive", "eps": "nonneg", "n_samples": "posint", "beta": "prob",
+             "batch_size": "posint", "generator": "generator", "model": "model", "output_range": "range"},
+            skip={"x": ("list", "numpy")},
+            model=lambda: _regressor(), x=lambda: _x(3), sigma=0.25, eps=0.1, output_range=(-10.0, 10.0),
+            n_samples=50, generator=lambda: _g()),
+        "smoothing.smoothing_availability": _c(smoothing.smoothing_availability,
+                                               {"x": t, "labels": "labels", "radius": "nonneg", "n0": "posint",
+                                                "n": "posint", "alpha": "prob", "batch_size": "posint",
+                                                "generator": "generator", "trigger": "trigger", "smooth": "smooth"},
+                                               skip={"x": ("list", "numpy")},
+                                               smooth=lambda: _smooth(), x=lambda: _x(3), labels=lambda: _y(3),
+                                               trigger=lambda: _trigger(), n0=10, n=20, generator=lambda: _g()),
+        "smoothing.pretrain_contrastive_denoising": _c(
+            smoothing.pretrain_contrastive_denoising,
+            {"inputs": t, "sigma_min": "positive", "levels": "posint", "tau": "positive", "projection_dim": "posint",
+             "momentum": "prob", "epochs": "posint", "lr": "positive", "batch_size": "posint",
+             "generator": "generator", "encoder": "model"},
+            skip={"inputs": ("list", "numpy")}, mutates=("encoder",),
+            encoder=lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 8)), inputs=lambda: torch.rand(4, 1, 4, 4, generator=_g()),
+            levels=2, projection_dim=4, epochs=1, batch_size=4, generator=lambda: _g()),
+        "conformal.certified_sets": _c(conformal.certified_sets,
+                                       {"x_cal": t, "y_cal": "labels", "x_test": t, "alpha": "prob", "eps": "nonneg",
+                                        "model": "model"},
+                                       skip={"x_cal": ("list", "numpy"), "x_test": ("list", "numpy")},
+                                       model=lambda: _mlp(), x_cal=lambda: _x(20), y_cal=lambda: _y(20),
+                                       x_test=lambda: _x(3), eps=0.05),
+        "conformal.nested_removals": _c(conformal.nested_removals,
+                                        {"nll": "array", "taus": "array", "max_holes": "count0",
+                                         "time_limit": "positive", "tree": "tree"},
+                                        skip={"nll": ("list", "str"), "taus": ("list", "str"), "time_limit": ("inf",)},
+                                        tree=lambda: _tree(), nll=lambda: np.linspace(0.1, 1.0, _tree().size),
+                                        taus=lambda: np.array([0.5, 2.0]), max_holes=2, method="dp"),
+        "conformal.score_bounds_from_logits": _c(conformal.score_bounds_from_logits,
+                                                 {"lower": t, "upper": t, "labels": "labels", "lam": "nonneg",
+                                                  "k_reg": "count0"},
+                                                 score="thr", lower=lambda: torch.zeros(5, 3) - 1,
+                                                 upper=lambda: torch.zeros(5, 3) + 1, labels=lambda: _y()),
+        "conformal.regression.bound_propagation_output_bounds": _c(
+            regression.bound_propagation_output_bounds, {"x": t, "model": "model", "threat": "threat"},
+            skip={"x": ("list", "numpy")}, model=lambda: _regressor(), x=lambda: _x(3), threat=lambda: _ball()),
+        "conformal.regression.smoothed_output_bounds": _c(
+            regression.smoothed_output_bounds,
+            {"x": t, "sigma": "positive", "eps": "nonneg", "n_samples": "posint", "beta": "prob",
+             "batch_size": "posint", "generator": "generator", "model": "model", "output_range": "range"},
+            skip={"x": ("list", "numpy")},
+            model=lambda: _regressor(), x=lambda: _x(3), sigma=0.25, eps=0.1, output_range=(-10.0, 10.0),
+            n_samples=50, generator=lambda: _g()),
+        "conformal.regression.absolute_residuals": _c(regression.absolute_residuals,
+                                                      {"predictions": "array", "targets": "array"},
+                                                      predictions=lambda: _scores(10), targets=lambda: _scores(10)),
+        "conformal.regression.worst_case_residuals": _c(regression.worst_case_residuals,
+                                                        {"targets": "array", "lower": "array", "upper": "array"},
+                                                        targets=lambda: _scores(10), lower=lambda: _scores(10) - 1,
+                                                        upper=lambda: _scores(10) + 1),
+        "conformal.regression.cqr_scores": _c(regression.cqr_scores,
+                                              {"lower": "array", "upper": "array", "targets": "array"},
+                                              lower=lambda: _scores(10) - 1, upper=lambda: _scores(10) + 1,
+                                              targets=lambda: _scores(10)),
+        "conformal.regression.normalized_residuals": _c(regression.normalized_residuals,
+                                                        {"predictions": "array", "targets": "array",
+                                                         "difficulty": "array"},
+                                                        predictions=lambda: _scores(10), targets=lambda: _scores(10),
+                                                        difficulty=lambda: _scores(10) + 0.5),
         # conformal.regression
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
@@ -391,7 +578,6 @@ def _cases() -> dict[str, Case]:
 
 CASES = _cases()
 
-_LATER = "input contract case not written yet (issue 13 follow-up); its arguments are validated in its module"
 EXEMPT: dict[str, str] = {
     # take a path / external model, or are slow end-to-end drivers covered by their own tests
     "certify.load_onnx": "takes a file path; errors for unreadable files are tested in tests/certify/test_onnx_vnnlib.py",
@@ -409,35 +595,7 @@ EXEMPT: dict[str, str] = {
     "smoothing.certified_accuracy_lower": "takes CertifiedRecord results produced by certkit",
     "conformal.python_tree": "parses Python source; syntax errors are tested in tests/conformal/code",
 }
-for _name in (
-    "certify.EmbeddingFilter",
-    "certify.follows_nap", "certify.grad_erase_and_check",
-    "certify.mine_naps", "certify.naps_overlap", "certify.propagation_tightness",
-    "certify.verification_availability", "certify.verify_nap",
-    "certify.verify_property", "certify.prompts.embedding_filter",
-    "certify.prompts.load_prompt_dir",
-
-    "smoothing.smoothed_regression_bounds", "smoothing.smoothing_availability",
-
-
-    "conformal.certified_sets", "conformal.nested_removals",
-    "conformal.score_bounds_from_logits",
-
-    "conformal.regression.bound_propagation_output_bounds",
-
-    "conformal.regression.smoothed_output_bounds",
-    "smoothing.pretrain_contrastive_denoising",
-):
-    EXEMPT.setdefault(_name, _LATER)
-for _name in ("certify.prompts.generated_filter", "certify.prompts.generated_prompts", "certify.prompts.has_minilm",
-              "certify.prompts.pac_threshold", "certify.prompts.split_by_act", "certify.prompts.LLMJudgeFilter",
-              "certify.prompts.greedy_token_attack"):
-    EXEMPT.setdefault(_name, "added by prompts this session; contract to be added")
-_SCORES = ("pure elementwise score function on the calibrators' hot path; the calibrators check their inputs "
-           "(conformal.regression.intervals.check_vector) but this function does not yet refuse NaN/bool/complex")
-for _name in ("conformal.regression.absolute_residuals", "conformal.regression.worst_case_residuals",
-              "conformal.regression.cqr_scores", "conformal.regression.normalized_residuals"):
-    EXEMPT.setdefault(_name, _SCORES)
+EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
 
 def test_every_public_name_is_covered_or_exempted() -> None:

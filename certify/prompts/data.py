@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from certify.prompts._rng import resolve_generator
+from certkit._validation import check_path
 
 __all__ = ["PromptSet", "embedded_prompts", "load_prompt_dir"]
 
@@ -106,9 +107,7 @@ def load_prompt_dir(
     Returns:
         ``(train, test)``; ``train.erased_safe`` holds the remaining erased lines.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Expected argument `path` to be a directory of prompt files, but {str(path)!r} is not")
+    root = check_path(path, "path", kind="dir")  # InvalidPathError: both a ValueError and a FileNotFoundError
 
     def read(name: str) -> list[str]:
         p = root / name

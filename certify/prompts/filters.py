@@ -43,7 +43,7 @@ from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import check_positive, check_positive_int, check_probability, check_scores_1d
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -410,9 +410,9 @@ def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.0
     n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
     harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
     """
+    check_scores_1d(harmful_scores, "harmful_scores")
+    epsilon, delta = check_probability(epsilon, "epsilon"), check_probability(delta, "delta")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
-    if not (0 < epsilon < 1 and 0 < delta < 1):
-        raise ValueError(f"Expected `epsilon` and `delta` in (0, 1), but got {epsilon!r} and {delta!r}")
     n = len(p)
     cdf, term, k_star = 0.0, (1.0 - epsilon) ** n, -1
     for k in range(n + 1):
