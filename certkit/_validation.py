@@ -56,6 +56,7 @@ __all__ = [
     "has_visible",
     "probs_atol",
     "warn_low_precision",
+    "warn_low_precision_training",
     "warn_small_calibration",
 ]
 
@@ -522,6 +523,28 @@ def warn_low_precision(dtype: torch.dtype, name: str, what: str = "bounds", stac
         )
 
 
+def warn_low_precision_training(model: Any, inputs: Any, name: str = "inputs", stacklevel: int = 3) -> None:
+    """Warn (:class:`certkit.warnings.LowPrecisionWarning`) when a trainer gets a float16/bfloat16 model or inputs:
+    its certified losses (bounds, noise averages) are then computed in a dtype whose rounding they ignore,
+    and the certificates of the trained model must be computed in float32/float64 anyway."""
+    dtypes = []
+    if isinstance(inputs, torch.Tensor):
+        dtypes.append((inputs.dtype, f"argument `{name}`"))
+    if isinstance(model, torch.nn.Module):
+        p = next((t for t in model.parameters() if t.is_floating_point()), None)
+        if p is not None:
+            dtypes.append((p.dtype, "the model's parameters"))
+    for dtype, what in dtypes:
+        if dtype in (torch.float16, torch.bfloat16):
+            warnings.warn(
+                f"{what} have dtype {dtype}: training losses computed in it (bounds, noise averages) do not "
+                "account for its rounding; train in float32 (or use torch.autocast) and certify in float32/float64",
+                LowPrecisionWarning,
+                stacklevel=stacklevel,
+            )
+            return
+
+
 def warn_small_calibration(n: int, alpha: float, name: str = "scores", stacklevel: int = 3) -> None:
     """Warn (:class:`certkit.warnings.SmallCalibrationSetWarning`) when ``n < 1/alpha - 1``: the conformal
     quantile is then +inf and every prediction set is trivial."""
@@ -572,6 +595,7 @@ def check_training_data(model: Any, inputs: Any, labels: Any, inputs_name: str =
             f"{inputs.shape[0]} and {labels.shape[0]}"
         )
     check_model_labels(model, inputs, labels, "labels")
+    warn_low_precision_training(model, inputs, inputs_name, stacklevel=4)
 
 
 def check_module(value: Any, name: str = "model") -> torch.nn.Module:

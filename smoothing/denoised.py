@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from certkit._validation import check_array, check_positive, check_positive_int
+from certkit._validation import check_array, check_positive, check_positive_int, warn_low_precision_training
 
 __all__ = ["DenoisedClassifier", "make_conv_denoiser", "train_denoiser"]
 
@@ -95,6 +95,7 @@ def train_denoiser(
     if not isinstance(denoiser, nn.Module):
         raise TypeError(f"Expected argument `denoiser` to be a torch.nn.Module, but got {type(denoiser).__name__}")
     check_array(inputs, "inputs", tensor=True)
+    warn_low_precision_training(denoiser, inputs)
     if inputs.ndim < 2:
         raise ValueError(f"Expected argument `inputs` to have shape (N, ...), but got shape {tuple(inputs.shape)}")
     sigma = check_positive(sigma, "sigma")

@@ -648,3 +648,48 @@ def test_a_planted_mutation_fails_the_battery() -> None:
 
     failures = battery_failures(_c(mutate, {}, x=lambda: _x()))
     assert failures == ["the valid call mutated argument `x`"]
+
+
+# ---------------------------------------------------------------------------------------------
+# trainers warn on low-precision models and inputs, as bounds do
+# ---------------------------------------------------------------------------------------------
+
+def _trainer_calls() -> dict[str, Any]:
+    import certify
+    import conformal
+    import smoothing
+
+    def model() -> nn.Module:
+        return _mlp().to(torch.bfloat16)
+
+    def x(n: int = 8) -> torch.Tensor:
+        return _x(n).to(torch.bfloat16)
+
+    return {
+        "certify.certified_train": lambda: certify.certified_train(
+            model(), x(), _y(8), epochs=1, warmup_epochs=0, ramp_epochs=1, eps=0.1, batch_size=4, progress=False,
+            generator=_g()),
+        "smoothing.train_noise_augmented": lambda: smoothing.train_noise_augmented(
+            model(), x(), _y(8), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.train_consistency": lambda: smoothing.train_consistency(
+            model(), x(), _y(8), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.train_denoiser": lambda: smoothing.train_denoiser(
+            nn.Sequential(nn.Linear(4, 4)).to(torch.bfloat16), x(), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.pretrain_contrastive_denoising": lambda: smoothing.pretrain_contrastive_denoising(
+            nn.Sequential(nn.Flatten(), nn.Linear(16, 8)).to(torch.bfloat16),
+            torch.rand(4, 1, 4, 4, generator=_g()).to(torch.bfloat16), levels=2, projection_dim=4, epochs=1,
+            batch_size=4, generator=_g()),
+        "conformal.train_rct": lambda: conformal.train_rct(model(), x(), _y(8), generator=_g()),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_trainer_calls()))
+def test_trainers_warn_on_low_precision(name: str) -> None:
+    import warnings
+
+    from certkit.warnings import LowPrecisionWarning
+
+    with warnings.catch_warnings():  # raised as an error: it must come before the first step
+        warnings.simplefilter("error", LowPrecisionWarning)
+        with pytest.raises(LowPrecisionWarning, match="bfloat16"):
+            _trainer_calls()[name]()

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from certify.prompts._rng import resolve_generator
-from certkit._validation import check_path
+from certkit._validation import check_path, generator_or_seed
 
 __all__ = ["PromptSet", "embedded_prompts", "load_prompt_dir"]
 
@@ -118,7 +117,7 @@ def load_prompt_dir(
     safe = list(dict.fromkeys(safe_raw))
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 <= test_fraction <= 1:
         raise ValueError(f"Expected argument `test_fraction` to be a number in [0, 1], but got {test_fraction!r}")
-    g = resolve_generator(generator, seed, "load_prompt_dir")
+    g = generator_or_seed(generator, seed, where="load_prompt_dir")
     h_test = set(torch.randperm(len(harmful), generator=g, device=g.device)[: round(test_fraction * len(harmful))].tolist())
     s_test = set(torch.randperm(len(safe), generator=g, device=g.device)[: round(test_fraction * len(safe))].tolist())
     safe_test = [s for i, s in enumerate(safe) if i in s_test]
