@@ -174,6 +174,24 @@ def _tree() -> Any:
     return python_tree("x = 1\ny = x + 2\n")
 
 
+def _records() -> list[Any]:
+    from smoothing.dataset import CertifiedRecord
+
+    return [CertifiedRecord(i, i % 2, (i % 2) if i % 3 else None, 0.1 * i if i % 3 else 0.0, bool(i % 3), 100, 0.01, 2.0)
+            for i in range(6)]
+
+
+def _vnnlib_file() -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".vnnlib", prefix="certkit-contract-")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= X_1 0.0))\n(assert (<= X_1 1.0))\n"
+                "(assert (>= Y_1 Y_0))\n")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # the registry: public name (or "name.method") -> valid call + argument kinds
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +600,22 @@ def _cases() -> dict[str, Case]:
                                                          "difficulty": "array"},
                                                         predictions=lambda: _scores(10), targets=lambda: _scores(10),
                                                         difficulty=lambda: _scores(10) + 0.5),
+        # batch 6: names that were exempted although they take user input
+        "smoothing.make_conv_denoiser": _c(smoothing.make_conv_denoiser,
+                                           {"channels": "posint", "width": "posint", "depth": "posint"},
+                                           channels=1, width=4, depth=2),
+        "smoothing.average_certified_radius": _c(smoothing.average_certified_radius, {"results": "records"},
+                                                 results=lambda: _records()),
+        "smoothing.certified_accuracy": _c(smoothing.certified_accuracy, {"results": "records", "radii": "radii"},
+                                           results=lambda: _records(), radii=lambda: [0.0, 0.25, 0.5]),
+        "smoothing.certified_accuracy_lower": _c(smoothing.certified_accuracy_lower,
+                                                 {"results": "records", "radii": "radii", "alpha": "prob",
+                                                  "delta": "prob"},
+                                                 results=lambda: _records(), radii=lambda: [0.0, 0.25], alpha=0.05),
+        "conformal.python_tree": _c(conformal.python_tree, {"source": "source"}, source="x = 1\ny = x + 2\n"),
+        "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
+                                  skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
+                                  path=lambda: _vnnlib_file(), num_inputs=2, num_outputs=2),
         # conformal.regression
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
@@ -595,21 +629,16 @@ def _cases() -> dict[str, Case]:
 CASES = _cases()
 
 EXEMPT: dict[str, str] = {
-    # take a path / external model, or are slow end-to-end drivers covered by their own tests
-    "certify.load_onnx": "takes a file path; errors for unreadable files are tested in tests/certify/test_onnx_vnnlib.py",
-    "certify.load_vnnlib": "takes a file path; parse errors are tested in tests/certify/test_onnx_vnnlib.py",
+    # need an optional extra's model file, or take no user input the battery could vary
+    "certify.load_onnx": ("needs the optional `onnx` extra and an ONNX file; errors for missing/unreadable files are "
+                          "tested in tests/certify/test_onnx_vnnlib.py"),
     "certify.HFClassifierFilter": "needs a local Hugging Face model directory (optional extra `llm`)",
     "certify.HFTokenizer": "needs a local Hugging Face tokenizer (optional extra `llm`)",
     "certify.embedded_prompts": "takes no arguments",
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
-    "smoothing.make_conv_denoiser": "builds an untrained module from three layer sizes",
     "smoothing.plot_certified_accuracy": "plotting helper (matplotlib); takes records produced by certkit",
-    "smoothing.average_certified_radius": "takes CertifiedRecord results produced by certkit",
-    "smoothing.certified_accuracy": "takes CertifiedRecord results produced by certkit",
-    "smoothing.certified_accuracy_lower": "takes CertifiedRecord results produced by certkit",
-    "conformal.python_tree": "parses Python source; syntax errors are tested in tests/conformal/code",
 }
 EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
