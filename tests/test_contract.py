@@ -10,6 +10,7 @@ exempted by rule. A planted unchecked function shows that the battery can fail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 from typing import Any
@@ -146,6 +147,7 @@ def _bag() -> Any:
         ["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"], generator=_g())
 
 
+@functools.lru_cache(maxsize=1)  # one temporary directory per session (nothing writes to it)
 def _prompt_dir() -> str:
     import tempfile
     from pathlib import Path
@@ -181,6 +183,7 @@ def _records() -> list[Any]:
             for i in range(6)]
 
 
+@functools.lru_cache(maxsize=1)
 def _vnnlib_file() -> str:
     import tempfile
 

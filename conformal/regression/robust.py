@@ -58,9 +58,7 @@ Mode = Literal["inference", "calibration"]
 
 
 def _check_threat(threat: Any) -> LpBall:
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {threat!r}")
-    return threat
+    return check_instance(threat, LpBall, "threat", "a certkit.threat.LpBall")  # type: ignore[no-any-return]
 
 
 def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: LpBall, *,
@@ -76,7 +74,6 @@ def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: L
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``.
     """
     check_inputs(model, x, "x")
-    check_instance(threat, LpBall, "threat", "a certkit.LpBall")
     return BoundCertifier(method=method).output_bounds(model, x, _check_threat(threat))
 
 
