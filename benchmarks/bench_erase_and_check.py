@@ -14,6 +14,7 @@ embedded prompt set (seeded 80/20 split). Run:
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,7 @@ from certify.prompts.greedyec import greedy_erase_and_check
 from certify.prompts.randec import random_erase_and_check
 from certify.prompts.tokenizers import WordTokenizer
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
+SHARED = Path(os.environ.get("CERTKIT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "prompts"
 
 
 def data() -> tuple[str, PromptSet, PromptSet]:
@@ -166,15 +167,24 @@ def main() -> None:
     fp2 = [grad_erase_and_check(s, bag, num_iters=25).harmful for s in safe]
     print(f"GradEC 25 iterations flags {np.mean(fp2):.1%} of the held-out safe prompts")
 
-def vs_reference_one_call() -> None:
-    """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures)."""
-    from certify.prompts import default_filter, erase_and_check
+def vs_reference_one_call(repeats: int = 5) -> None:
+    """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures).
 
-    filt = default_filter()
-    safe = list(data()[2].safe)[:100]
+    Both sides use the same fitted filter; each timing is the best of ``repeats`` runs (the 2-core machine is
+    shared). Verdicts are asserted identical, and certkit's fast path (the filter's ``score_subsequences``)
+    is also checked against the generic path (the same filter wrapped as a plain callable).
+    """
+    from certify.prompts import BagOfEmbeddingsFilter, CallableFilter, erase_and_check
+
+    name, train, test = data()
+    tfidf = TfidfFilter().fit(train.harmful, train.safe)
+    bag = BagOfEmbeddingsFilter().fit(train.harmful, train.safe, generator=torch.Generator().manual_seed(0))
+    safe = list(test.safe)[:100]
     tok = WordTokenizer()
+    print(f"data: {name}; {len(safe)} held-out safe prompts, mean {np.mean([len(tok.encode(p)) for p in safe]):.1f} "
+          f"word tokens; CPU time per prompt, best of {repeats} runs")
 
-    def ref(p: str, mode: str, d: int) -> bool:
+    def ref(filt, p: str, mode: str, d: int) -> bool:  # type: ignore[no-untyped-def]
         ids = tok.encode(p)
         n = len(ids)
         if mode == "suffix":
@@ -182,17 +192,32 @@ def vs_reference_one_call() -> None:
         else:
             subs = [ids] + [list(x) for x in {tuple(ids[:s] + ids[s + ell:]) for s in range(n)
                                                 for ell in range(1, d + 1) if s + ell <= n}]
-        return bool(np.any(filt.predict_proba([tok.decode(x) for x in subs]) >= filt.threshold))
+        texts = [t for t in (tok.decode(x) for x in subs) if t.strip()]  # "" is never harmful (as certkit)
+        return bool(np.any(filt.predict_proba(texts) >= filt.threshold))
 
-    print("| mode | d | reference, 1 call / prompt (ms) | erase_and_check (ms) | erase_and_check_batch (ms) |")
-    print("|---|---|---|---|---|")
-    for mode, d in (("suffix", 20), ("insertion", 8)):
-        r, tr = timed(lambda mode=mode, d=d: [ref(p, mode, d) for p in safe])
-        s1, ts = timed(lambda mode=mode, d=d: [erase_and_check(p, filt, mode=mode, max_erase=d).harmful for p in safe])
-        b, tb = timed(lambda mode=mode, d=d: [c.harmful for c in erase_and_check_batch(safe, filt, mode=mode, max_erase=d)])
-        assert r == s1 == b
-        k = 1e3 / len(safe)
-        print(f"| {mode} | {d} | {tr * k:.2f} | {ts * k:.2f} ({tr / ts:.2f}x) | {tb * k:.2f} ({tr / tb:.2f}x) |")
+    def best(fn):  # type: ignore[no-untyped-def]
+        times = []  # process CPU time (one thread): waiting for a core on the loaded machine is not counted
+        for _ in range(repeats):
+            t0 = time.process_time()
+            r = fn()
+            times.append(time.process_time() - t0)
+        return r, min(times)
+
+    print("| filter | mode | d | reference, 1 call / prompt (ms) | erase_and_check (ms) | erase_and_check_batch (ms) |")
+    print("|---|---|---|---|---|---|")
+    for fname, filt in (("TF-IDF", tfidf), ("bag of embeddings", bag)):
+        generic = CallableFilter(filt.predict_proba, threshold=filt.threshold)
+        for mode, d in (("suffix", 20), ("insertion", 8)):
+            r, tr = best(lambda f=filt, mode=mode, d=d: [ref(f, p, mode, d) for p in safe])
+            s1, ts = best(lambda f=filt, mode=mode, d=d: [erase_and_check(p, f, mode=mode, max_erase=d).harmful
+                                                         for p in safe])
+            b, tb = best(lambda f=filt, mode=mode, d=d: [c.harmful for c in erase_and_check_batch(safe, f, mode=mode,
+                                                                                                  max_erase=d)])
+            g = [c.harmful for c in erase_and_check_batch(safe, generic, mode=mode, max_erase=d)]
+            assert r == s1 == b == g
+            k = 1e3 / len(safe)
+            print(f"| {fname} | {mode} | {d} | {tr * k:.2f} | {ts * k:.2f} ({tr / ts:.1f}x) | "
+                  f"{tb * k:.2f} ({tr / tb:.1f}x) |", flush=True)
 
 
 if __name__ == "__main__":

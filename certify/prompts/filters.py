@@ -27,8 +27,10 @@ prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompt
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,140 @@ class TfidfFilter(FilterBase):
         if not texts:
             return np.zeros(0)
         return np.asarray(self.model_.predict_proba(texts)[:, 1], dtype=np.float64)
+
+    def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
+
+        Equal (to float rounding) to ``predict_proba`` on those texts, computed without re-analysing every
+        string: the char n-grams of a text are the sum of those of its whitespace-separated words, so
+        each distinct word is analysed once per call and a text's counts are a sparse product
+        ``(texts x words) @ (words x n-grams)``; word unigrams and bigrams are looked up once per distinct
+        word and word pair. Identical texts are scored once. The TF-IDF weighting, L2 norm and logistic
+        head then run vectorised over all texts.
+        """
+        self._check_fitted()
+        texts = ["".join([tokens[i] for i in s]) for s in seqs]
+        if not texts:
+            return np.zeros(0)
+        if not _is_certkit_tfidf(self.model_):  # a pipeline changed by hand: score the texts
+            return self.predict_proba(texts)
+        unique = dict.fromkeys(texts)
+        order = list(unique)
+        where = {t: i for i, t in enumerate(order)}
+        logits = _tfidf_logits(self.model_, order)
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)[[where[t] for t in texts]]
+
+
+def _is_certkit_tfidf(model: Any) -> bool:
+    """Whether ``model`` is the pipeline :meth:`TfidfFilter.fit` builds (the one ``_tfidf_logits`` mirrors)."""
+    try:
+        union, clf = model.steps[0][1], model.steps[-1][1]
+        (_, char), (_, word) = union.transformer_list
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return False
+    plain = all(v.lowercase and v.norm == "l2" and v.use_idf and not v.binary and v.preprocessor is None
+                and v.tokenizer is None and v.strip_accents is None and v.stop_words is None for v in (char, word))
+    return (plain and len(model.steps) == 2 and union.transformer_weights is None and char.analyzer == "char_wb"
+            and word.analyzer == "word" and tuple(word.ngram_range) == (1, 2) and re.compile(word.token_pattern).groups == 0
+            and np.asarray(clf.coef_).shape[0] == 1)
+
+
+def _tfidf_part(counts: Any, vec: Any, coef: np.ndarray) -> np.ndarray:
+    """``l2_normalise(sublinear_tf(counts) * idf) @ coef`` per row of ``counts`` (CSR without duplicate
+    entries; column order within a row is irrelevant), as TfidfTransformer and the logistic head."""
+    m, idx = counts.shape[0], counts.indices
+    if len(idx) == 0:
+        return np.zeros(m)
+    c = counts.data
+    if vec.sublinear_tf and c.max() > 1:  # 1 + log(count); counts are small integers, mostly 1
+        c = (np.log(np.arange(1, int(c.max()) + 1, dtype=np.float64)) + 1.0)[c.astype(np.int64) - 1]
+    data = c * vec.idf_[idx]
+    counts.data = data * coef[idx]
+    dot = counts.sum(axis=1).A1  # row sums in C (the column order within a row is irrelevant)
+    counts.data = data * data
+    norm = np.sqrt(counts.sum(axis=1).A1)
+    return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+def _not_none(x: Any) -> bool:
+    return x is not None
+
+
+def _char_wb(word: str, lo: int, hi: int) -> list[str]:
+    """sklearn's char_wb n-grams of one (lower-cased, whitespace-free) word: padded with a space on each side,
+    n = lo..hi, a padded word of length <= n counted once (and no longer n-grams after it)."""
+    w = " " + word + " "
+    k = len(w)
+    if k <= lo:
+        return [w]
+    return [w[i : i + n] for n in range(lo, min(hi, k) + 1) for i in range(k - n + 1)]
+
+
+def _tfidf_logits(model: Any, texts: list[str]) -> np.ndarray:
+    """Decision values (N,) of certkit's TF-IDF pipeline (char_wb n-grams + word 1-2-grams + logistic head).
+
+    Neither char_wb n-grams nor word tokens cross whitespace, so a text is its whitespace-separated words:
+    its counts are ``(texts x distinct words) @ (distinct words x features)``, plus one word bigram per
+    pair of consecutive token-bearing words (last token of the one, first of the next). Each distinct word
+    and pair is analysed once per call; the rest is sparse / vectorised.
+    """
+    import scipy.sparse as sp
+
+    union, clf = model.steps[0][1], model.steps[-1][1]
+    (_, char), (_, word) = union.transformer_list
+    n_char, n_word = len(char.vocabulary_), len(word.vocabulary_)
+    coef = np.asarray(clf.coef_, dtype=np.float64).reshape(-1)
+    split = [t.lower().split() for t in texts]
+    lens = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+    every = list(itertools.chain.from_iterable(split))
+    index = {w: i for i, w in enumerate(dict.fromkeys(every))}
+    occ = np.fromiter(map(index.__getitem__, every), dtype=np.int64, count=len(every))
+    m, n_words = len(texts), len(index)
+    occ_row = np.repeat(np.arange(m), lens)
+    # per distinct word: char n-gram columns, word-token ids, unigram + in-word bigram columns
+    cvocab, wvocab, find = char.vocabulary_, word.vocabulary_, re.compile(word.token_pattern).findall
+    lo, hi = char.ngram_range
+    tok_id: dict[str, int] = {}
+    c_cols: list[int] = []
+    c_ptr = [0]
+    w_cols: list[int] = []
+    w_ptr = [0]
+    first = np.full(n_words, -1, dtype=np.int64)
+    last = np.full(n_words, -1, dtype=np.int64)
+    for w, i in index.items():
+        c_cols.extend(filter(_not_none, map(cvocab.get, _char_wb(w, lo, hi))))
+        c_ptr.append(len(c_cols))
+        toks = find(w)
+        if toks:
+            first[i], last[i] = tok_id.setdefault(toks[0], len(tok_id)), tok_id.setdefault(toks[-1], len(tok_id))
+        grams = toks + [f"{x} {y}" for x, y in itertools.pairwise(toks)]
+        w_cols.extend(filter(_not_none, map(wvocab.get, grams)))
+        w_ptr.append(len(w_cols))
+    # bigrams across words: consecutive token-bearing words of the same text
+    has = first[occ] >= 0
+    t_occ, t_row = occ[has], occ_row[has]
+    same = np.flatnonzero(t_row[1:] == t_row[:-1])
+    names = list(tok_id)
+    keys = last[t_occ[same]] * max(len(names), 1) + first[t_occ[same + 1]]
+    pairs, pair_of = np.unique(keys, return_inverse=True)
+    for k in pairs.tolist():
+        c = wvocab.get(f"{names[k // len(names)]} {names[k % len(names)]}")
+        w_cols.extend(() if c is None else (c,))
+        w_ptr.append(len(w_cols))
+
+    def csr(indices: Any, indptr: Any, shape: tuple[int, int]) -> Any:
+        indices = np.asarray(indices, dtype=np.int64)
+        return sp.csr_matrix((np.ones(len(indices)), indices, np.asarray(indptr, dtype=np.int64)), shape=shape)
+
+    a = csr(occ, np.r_[0, np.cumsum(lens)], (m, n_words))
+    unit_row = np.r_[occ_row, t_row[same]]  # a text's words, then its cross-word pairs
+    order = np.argsort(unit_row, kind="stable")
+    units = np.r_[occ, n_words + pair_of.reshape(-1)][order]
+    a_ext = csr(units, np.r_[0, np.cumsum(np.bincount(unit_row, minlength=m))], (m, n_words + len(pairs)))
+    bc = csr(c_cols, c_ptr, (n_words, n_char))
+    bw = csr(w_cols, w_ptr, (n_words + len(pairs), n_word))
+    out = _tfidf_part(a @ bc, char, coef[:n_char]) + _tfidf_part(a_ext @ bw, word, coef[n_char:])
+    return out + float(np.asarray(clf.intercept_).reshape(-1)[0])
 
 
 def _minilm_path() -> Path:
@@ -264,6 +400,10 @@ class HFClassifierFilter(FilterBase):
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
+_WORD_END = re.compile(r"\w$")
+_WORD_START = re.compile(r"\w")  # a token that starts with a word character (no whitespace before it)
+
+
 class _BagModel(nn.Module):
     def __init__(self, vocab: int, dim: int) -> None:
         super().__init__()
@@ -399,6 +539,45 @@ class BagOfEmbeddingsFilter(FilterBase):
         with torch.inference_mode():
             rows, w = self._batch(texts)
             return torch.sigmoid(self.model_(rows, w)).double().numpy()
+
+    def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
+
+        The logit is linear in the mean of the kept embeddings, so it is ``sum_i s_i / sum_i c_i + b`` over
+        the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a known word (0 for an unknown
+        one) computed once per distinct token. A sequence whose text re-tokenizes differently (erasing the
+        token between two word pieces glues them into one word) is scored by ``predict_proba``.
+        """
+        self._check_fitted()
+        assert self.model_ is not None and self.vocab_ is not None
+        if not seqs:
+            return np.zeros(0)
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
+        used, flat = np.unique(flat_ids, return_inverse=True)
+        rows = np.asarray([self.vocab_.get(tokens[t].strip().lower(), 1) for t in used.tolist()], dtype=np.int64)
+        with torch.no_grad():
+            emb = self.model_.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
+            head = self.model_.head.weight.detach().double().numpy().reshape(-1)
+            bias = float(self.model_.head.bias.detach().double().item())
+        known = (rows > 1).astype(np.float64)
+        contrib = (emb @ head) * known
+        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
+        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
+        flat = flat.reshape(-1)
+        row = np.repeat(np.arange(len(seqs)), lens)
+        num = np.bincount(row, weights=contrib[flat], minlength=len(seqs))
+        den = np.bincount(row, weights=known[flat], minlength=len(seqs))
+        logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        p = 1.0 / (1.0 + np.exp(-logit))
+        glued = np.zeros(len(seqs), dtype=bool)
+        if len(flat) > 1:
+            pair = (row[1:] == row[:-1]) & ends[flat[:-1]] & starts[flat[1:]]
+            glued[row[1:][pair]] = True
+        if glued.any():
+            idx = np.flatnonzero(glued)
+            p[idx] = self.predict_proba(["".join([tokens[i] for i in seqs[j]]) for j in idx.tolist()])
+        return np.asarray(p, dtype=np.float64)
 
 
 def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:

@@ -117,6 +117,11 @@ class WordTokenizer:
         """The token string of id ``i``."""
         return self._tokens[i]
 
+    def pieces(self) -> list[str]:
+        """The token strings indexed by id (the live list: read it, never modify it); ``decode(ids)`` is
+        ``"".join(pieces()[i] for i in ids)``."""
+        return self._tokens
+
 
 class HFTokenizer:
     """Adapter for a Hugging Face tokenizer (an object, or a local path; never downloads).
