@@ -257,6 +257,7 @@ def _cases() -> dict[str, Case]:
         "certify.margin_spec": _c(certify.margin_spec, {"y": "labels", "k": "posint"},
                                   skip={"y": ("short",)}, y=lambda: _y(), k=3),
         "certify.default_filter": _c(certify.default_filter, {"threshold": "threshold"}),
+        "certify.prompts.embedded_tfidf_filter": _c(prompts.embedded_tfidf_filter, {"threshold": "threshold"}),
         "certify.TfidfFilter": _c(certify.TfidfFilter, {"threshold": "threshold", "C": "positive"}),
         "certify.BagOfEmbeddingsFilter": _c(certify.BagOfEmbeddingsFilter,
                                             {"threshold": "threshold", "dim": "posint", "epochs": "posint",

