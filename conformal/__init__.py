@@ -8,6 +8,7 @@ from conformal import code, metrics, regression, scores
 from conformal.attacks import pgd_attack, smoothed_score_pgd
 from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
+from conformal.cluster import ClusteredConformal
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
 from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThresholdReport
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
@@ -28,6 +29,7 @@ from conformal.score_bounds import (
 from conformal.sets import PredictionSets
 from conformal.split import SplitConformal
 from conformal.vrcp import VRCP
+from conformal.weighted import WeightedConformal, weighted_conformal_quantile
 
 __all__ = [
     "PTT",
@@ -36,6 +38,7 @@ __all__ = [
     "AbstainingSets",
     "CertifiedSets",
     "ClassConditional",
+    "ClusteredConformal",
     "CodeTask",
     "CodeTree",
     "DualThreshold",
@@ -50,6 +53,7 @@ __all__ = [
     "ScoreBounds",
     "SmoothedRobustPAC",
     "SplitConformal",
+    "WeightedConformal",
     "calibrate_filter_threshold",
     "certified_score_bounds",
     "certified_sets",
@@ -72,4 +76,5 @@ __all__ = [
     "scores",
     "smoothed_score_pgd",
     "train_rct",
+    "weighted_conformal_quantile",
 ]
