@@ -179,7 +179,10 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
         labels: optional (N,) labels.
         k_reg: number of labels exempt from the penalty (>= 0).
         lam: penalty per rank beyond k_reg (>= 0).
-        randomized, u, generator, validate: as in :func:`aps`.
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
 
     Returns:
         (N,) or (N, K) scores.
@@ -226,7 +229,10 @@ def saps(probs: Array, labels: Array | None = None, *, lam: float = 0.2, randomi
         probs: (N, K) class probabilities.
         labels: optional (N,) labels.
         lam: the weight of a rank below the top (> 0; TorchCP's default 0.2).
-        randomized, u, generator, validate: as in :func:`aps`.
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
 
     Returns:
         (N,) or (N, K) scores.
@@ -252,7 +258,10 @@ def topk(probs: Array, labels: Array | None = None, *, randomized: bool = False,
     Args:
         probs: (N, K) class probabilities.
         labels: optional (N,) labels.
-        randomized, u, generator, validate: as in :func:`aps`.
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
 
     Returns:
         (N,) or (N, K) scores in [0, K].
@@ -409,7 +418,8 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
         probs: (N, K) float32/float64 probabilities (numpy, or a CPU tensor).
         threshold: scalar threshold.
         u: optional (N,) u in [0, 1] (0 when omitted).
-        k_reg, lam: the RAPS penalty (``lam = 0``: APS).
+        k_reg: the RAPS ``k_reg`` (labels exempt from the penalty).
+        lam: the RAPS penalty per rank (``lam = 0``: APS).
 
     Returns:
         (N, K) bool mask of the same array type.

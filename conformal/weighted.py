@@ -114,7 +114,8 @@ def weighted_conformal_quantile(scores: Array, weights: Array, test_weights: Arr
         num, den = (1 - a).numerator, (1 - a).denominator
         for i, wt_int in zip(np.flatnonzero(near), _exact_ints(wt[near], e), strict=True):
             need = num * (cum_int[-1] + wt_int)
-            j[i] = bisect.bisect_left(cum_int, True, key=lambda c, need=need: c * den >= need)
+            # first j with W_j * den >= need: cum_int is non-decreasing
+            j[i] = bisect.bisect_left([c * den for c in cum_int], need)
     out = np.full(wt.shape[0], math.inf)
     finite = j < len(s)
     out[finite] = s_sorted[j[finite]]
