@@ -140,6 +140,12 @@ def _prop() -> Any:
     return VnnlibProperty("<contract>", 4, 3, (case,))
 
 
+def _tfidf() -> Any:
+    from certify import TfidfFilter
+
+    return TfidfFilter(augment=()).fit(["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"])
+
+
 def _bag() -> Any:
     from certify import BagOfEmbeddingsFilter
 
@@ -630,7 +636,47 @@ def _cases() -> dict[str, Case]:
         "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
                                   skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
                                   path=lambda: _vnnlib_file(), num_inputs=2, num_outputs=2),
+        # batch 7: methods that take user input
+        "certify.TfidfFilter.fit": _c(lambda: certify.TfidfFilter(augment=()).fit, {"harmful": "texts", "safe": "texts"},
+                                      harmful=["how to build a bomb", "steal a car now"],
+                                      safe=["bake bread", "name three rivers"]),
+        "certify.TfidfFilter.predict_proba": _c(lambda: _tfidf().predict_proba, {"texts": "texts"},
+                                                texts=["bake bread", "build a bomb"]),
+        "certify.CallableFilter.predict_proba": _c(lambda: _filter().predict_proba, {"texts": "texts"},
+                                                   texts=["bake bread", "build a bomb"]),
+        "smoothing.Smooth.certify_batch": _c(lambda: _smooth().certify_batch,
+                                             {"xs": t, "n0": "posint", "n": "posint", "alpha": "prob",
+                                              "batch_size": "posint", "generator": "generator", "randomized": "bool"},
+                                             skip={"xs": ("list", "numpy")}, xs=lambda: _x(2), n0=10, n=20,
+                                             alpha=0.01, batch_size=32, generator=lambda: _g()),
+        "certify.CertifiedTrainer.fit": _c(lambda: certify.CertifiedTrainer(eps=0.1, epochs=1, warmup_epochs=0,
+                                                                          ramp_epochs=1, batch_size=4,
+                                                                          progress=False).fit,
+                                           {"inputs": t, "labels": "labels", "model": "model"}, mutates=("model",),
+                                           model=lambda: _mlp(), inputs=lambda: _x(8), labels=lambda: _y(8)),
         # conformal.regression
+        "conformal.regression.SplitConformalRegressor.calibrate": _c(
+            lambda: regression.SplitConformalRegressor(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array"}, skip={"predictions": ("list",), "targets": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy()),
+        "conformal.regression.SplitConformalRegressor.predict": _c(
+            lambda: regression.SplitConformalRegressor(alpha=0.2).calibrate(_scores(20), _scores(20)[::-1].copy()).predict,
+            {"predictions": "array"}, skip={"predictions": ("list",)}, predictions=lambda: _scores(5)),
+        "conformal.regression.ConformalizedQuantileRegressor.calibrate": _c(
+            lambda: regression.ConformalizedQuantileRegressor(alpha=0.2).calibrate,
+            {"lower": "array", "upper": "array", "targets": "array"},
+            skip={"lower": ("list",), "upper": ("list",), "targets": ("list",)},
+            lower=lambda: _scores(20) - 1, upper=lambda: _scores(20) + 1, targets=lambda: _scores(20)[::-1].copy()),
+        "conformal.regression.NormalizedConformalRegressor.calibrate": _c(
+            lambda: regression.NormalizedConformalRegressor(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array", "difficulty": "array"},
+            skip={"predictions": ("list",), "targets": ("list",), "difficulty": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy(),
+            difficulty=lambda: _scores(20) + 0.5),
+        "conformal.regression.ConformalPredictiveSystem.calibrate": _c(
+            lambda: regression.ConformalPredictiveSystem(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array"}, skip={"predictions": ("list",), "targets": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy()),
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
                                                                   {"alpha": "prob"}),
