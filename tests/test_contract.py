@@ -654,6 +654,19 @@ def _cases() -> dict[str, Case]:
                                                                           progress=False).fit,
                                            {"inputs": t, "labels": "labels", "model": "model"}, mutates=("model",),
                                            model=lambda: _mlp(), inputs=lambda: _x(8), labels=lambda: _y(8)),
+        "conformal.PTT.calibrate": _c(lambda: conformal.PTT(alpha=0.1).calibrate, {"holdout_scores": "tensor"},
+                                      skip={"holdout_scores": ("int", "numpy", "list")},
+                                      holdout_scores=lambda: torch.rand(50, generator=_g(), dtype=torch.float64)),
+        "conformal.DualThreshold.calibrate": _c(lambda: conformal.DualThreshold(alpha=0.2, delta=0.2).calibrate,
+                                                {"probs": "probs", "labels": "labels", "fit_probs": "probs",
+                                                 "fit_labels": "labels", "generator": "generator"},
+                                                probs=lambda: _probs(), labels=lambda: _y(40, 4),
+                                                fit_probs=lambda: _probs(), fit_labels=lambda: _y(40, 4),
+                                                generator=lambda: _g()),
+        "conformal.regression.CVPlus.calibrate": _c(
+            lambda: regression.CVPlus(fit=lambda x, y: (lambda z: z[:, 0]), alpha=0.2, n_folds=4).calibrate,
+            {"y": "array"}, skip={"y": ("list",)},
+            x=lambda: np.random.default_rng(0).random((20, 2)), y=lambda: _scores(20)),
         # conformal.regression
         "conformal.regression.SplitConformalRegressor.calibrate": _c(
             lambda: regression.SplitConformalRegressor(alpha=0.2).calibrate,
