@@ -189,6 +189,20 @@ def _records() -> list[Any]:
             for i in range(6)]
 
 
+def _plot(**kw: Any) -> Any:
+    """``smoothing.plot_certified_accuracy`` on a figure closed afterwards."""
+    pytest.importorskip("matplotlib", reason="plotting needs matplotlib (extra `notebooks`)")
+    import matplotlib.pyplot as plt
+
+    from smoothing import plot_certified_accuracy
+
+    fig, ax = plt.subplots()
+    try:
+        return plot_certified_accuracy(ax=ax, **kw)
+    finally:
+        plt.close(fig)
+
+
 @functools.lru_cache(maxsize=1)
 def _vnnlib_file() -> str:
     import tempfile
@@ -632,6 +646,8 @@ def _cases() -> dict[str, Case]:
                                                  {"results": "records", "radii": "radii", "alpha": "prob",
                                                   "delta": "prob"},
                                                  results=lambda: _records(), radii=lambda: [0.0, 0.25], alpha=0.05),
+        "smoothing.plot_certified_accuracy": _c(_plot, {"results": "records", "radii": "radii"},
+                                                results=lambda: _records(), radii=lambda: [0.0, 0.25]),
         "conformal.python_tree": _c(conformal.python_tree, {"source": "source"}, source="x = 1\ny = x + 2\n"),
         "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
                                   skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
@@ -711,7 +727,6 @@ EXEMPT: dict[str, str] = {
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
-    "smoothing.plot_certified_accuracy": "plotting helper (matplotlib); takes records produced by certkit",
 }
 EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
