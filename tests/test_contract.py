@@ -154,13 +154,6 @@ def _tfidf() -> Any:
     return TfidfFilter(augment=()).fit(["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"])
 
 
-def _bag() -> Any:
-    from certify import BagOfEmbeddingsFilter
-
-    return BagOfEmbeddingsFilter(epochs=2, augment=()).fit(
-        ["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"], generator=_g())
-
-
 @functools.lru_cache(maxsize=1)  # one temporary directory per session (nothing writes to it)
 def _prompt_dir() -> str:
     import tempfile
