@@ -162,7 +162,7 @@ def replay_sequential(
     return certified, samples
 
 
-def bench_fixed_n(recorded: int, draws: str | None = None) -> None:
+def bench_fixed_n(recorded: int, draws: str | None = None, n0_min: tuple[int, ...] = (4, 8, 16)) -> None:
     model = digits_base_model(SIGMA)
     test = load_digits_split("test")
     xs, ys = test.images, test.labels.numpy()
@@ -181,37 +181,57 @@ def bench_fixed_n(recorded: int, draws: str | None = None) -> None:
     hits_true = np.cumsum(stream == ys[:, None], axis=1)
     hits_sel = np.cumsum(stream == c_hat[:, None], axis=1)
     n_grid = np.arange(1, recorded + 1)
+    all_images = np.ones(len(ys), dtype=bool)
+    # (question, cumulative hits of the tested class, selection draws per image, tested class is the true one)
+    questions: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = [
+        ("label given", hits_true, np.zeros(len(ys)), all_images),
+        ("Cohen (selection)", hits_sel, np.full(len(ys), N0), c_hat == ys),
+    ]
+    for m in n0_min:  # adaptive selection: the first m selection draws, all n0 unless they are unanimous
+        unanimous = (selection[:, :m] == selection[:, :1]).all(1)
+        c_ad = np.where(unanimous, selection[:, 0], c_hat)
+        questions.append((f"adaptive selection (n0_min {m})", np.cumsum(stream == c_ad[:, None], axis=1),
+                          np.where(unanimous, m, N0), c_ad == ys))
     print(f"\n## sequential vs the smallest fixed n at equal certified accuracy ({len(ys)} test images, "
           f"sigma={SIGMA}, alpha={ALPHA}; {N0} + {recorded:,} recorded draws per image, {record_s:.0f} s)")
+    print("Fixed n: Cohen's CERTIFY (n0 = 100 selection draws, none when the label is given) at every n <= "
+          "recorded; for adaptive selection also the fixed n with the same adaptive selection.")
     print("| radius | question | test, schedule | sequential cert. acc. | sequential samples/image | smallest fixed n "
           "(samples/image) reaching it | fixed-n / sequential | 100,100 / sequential |")
     print("|---|---|---|---|---|---|---|---|")
+    schedules = (
+        ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA, False)),
+        ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA, False)),
+        ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA, False)),
+        ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5, False)),
+        ("one-sided, 16 x1.05, budget futility", (16, 1.05, "one-sided", ALPHA, True)),
+        ("one-sided, 16 x1.05, budget futility 0.2", (16, 1.05, "one-sided", 0.2, True)),
+    )
+
+    def smallest_fixed(hits: np.ndarray, ok: np.ndarray, extra: float, acc: float, k_min: np.ndarray) -> float | None:
+        fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
+        reach = np.flatnonzero(fixed_acc >= acc)
+        return float(n_grid[reach[0]] + extra) if len(reach) else None
+
     for r in (0.25, 0.5):
         target = float(norm.cdf(r / SIGMA))
         k_min = binom.isf(ALPHA, n_grid, target) + 1  # CP lower bound >= target iff hits >= k_min(n)
-        for question, hits, extra, ok in (
-            ("label given", hits_true, 0, np.ones(len(ys), dtype=bool)),
-            ("Cohen (selection)", hits_sel, N0, c_hat == ys),
-        ):
-            fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
-            for schedule, (first, growth, test, futility, budget) in (
-                ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA, False)),
-                ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA, False)),
-                ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA, False)),
-                ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5, False)),
-                ("one-sided, 16 x1.05, budget futility", (16, 1.05, "one-sided", ALPHA, True)),
-                ("one-sided, 16 x1.05, budget futility 0.2", (16, 1.05, "one-sided", 0.2, True)),
-            ):
+        for question, hits, extra, ok in questions:
+            adaptive = question.startswith("adaptive")
+            for schedule, (first, growth, test, futility, budget) in schedules[3:] if adaptive else schedules:
                 cert, samples = replay_sequential(hits, target, first, growth, test, futility, budget)
                 acc = float((cert & ok).mean())
-                seq_samples = float(samples.mean()) + extra
-                reach = np.flatnonzero(fixed_acc >= acc)
-                if len(reach):
-                    fixed = int(n_grid[reach[0]]) + extra
-                    fixed_txt, ratio = f"{fixed:,}", f"**{fixed / seq_samples:.1f}x**"
-                else:
-                    fixed_txt, ratio = f"> {recorded + extra:,} (max acc {fixed_acc.max():.3f})", "n/a"
-                print(f"| {r} | {question} | {schedule} | {acc:.3f} | {seq_samples:,.0f} | {fixed_txt} | {ratio} | "
+                seq_samples = float((samples + extra).mean())
+                # Cohen's fixed n: with the label given, none; otherwise its n0 = 100 selection draws
+                cohen = smallest_fixed(*((hits_true, all_images, 0.0) if question == "label given"
+                                         else (hits_sel, c_hat == ys, float(N0))), acc, k_min)
+                cells = [f"> {recorded:,} (not reached)", "n/a"] if cohen is None else \
+                    [f"{cohen:,.0f}", f"**{cohen / seq_samples:.1f}x**"]
+                if adaptive:
+                    same = smallest_fixed(hits, ok, float(extra.mean()), acc, k_min)
+                    if same is not None:
+                        cells = [cells[0] + f"; same selection: {same:,.0f}", cells[1] + f"; {same / seq_samples:.1f}x"]
+                print(f"| {r} | {question} | {schedule} | {acc:.3f} | {seq_samples:,.0f} | {cells[0]} | {cells[1]} | "
                       f"{(N0 + N) / seq_samples:.0f}x |")
 
 
