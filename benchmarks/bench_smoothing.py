@@ -18,6 +18,7 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--imag
    replays them when the file exists); the ``budget futility`` rows use ``budget_futility=True``.
 4. ``--denoised``: certified accuracy and ACR of denoised, consistency-trained and rRCM-style models.
 5. ``--seeds N``: the training-seed stability of Gaussian augmentation vs consistency vs rRCM-style.
+6. ``--denoiser-seed K --sigma S``: one denoised row, the U-Net denoiser recipe trained with seed K.
 """
 
 from __future__ import annotations
@@ -333,6 +334,34 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
         print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
+def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
+    """One row: the standard CNN behind the stability denoiser (``digits_denoised_cnn`` recipe) trained with
+    ``seed`` (0: the cached model; others: initialisation, permutations and noise from ``seed``)."""
+    from certkit_app.digits import _train_digits_denoiser, digits_cnn, digits_denoised_cnn
+    from smoothing import DenoisedClassifier, average_certified_radius, make_unet_denoiser
+
+    test = load_digits_split("test")
+    step = max(1, len(test) // images)
+    xs, ys = test.images[::step][:images], test.labels[::step][:images]
+    start = time.perf_counter()
+    if seed == 0:
+        model: torch.nn.Module = digits_denoised_cnn(sigma)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            denoiser = make_unet_denoiser()
+        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
+        model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
+    trained = time.perf_counter() - start
+    radii = (0.0, 0.25, 0.5, 0.75, 1.0)
+    rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
+                          inputs_per_task=10, progress=False)
+    acc = certified_accuracy(rec, radii)
+    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser, seed {seed} | "
+          + " | ".join(f"{a:.2f}" for a in acc) + f" | {average_certified_radius(rec):.3f} | train {trained:.0f} s |",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
@@ -346,7 +375,12 @@ def main() -> None:
     parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
     parser.add_argument("--seeds", type=int, default=0, help="only the training-seed stability table, over this many seeds")
     parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
+    parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
+    parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
     args = parser.parse_args()
+    if args.denoiser_seed is not None:
+        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed)
+        return
     if args.seeds:
         bench_seeds(args.images, args.n, args.seeds)
         return

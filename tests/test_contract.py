@@ -419,6 +419,7 @@ EXEMPT: dict[str, str] = {
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
     "smoothing.make_conv_denoiser": "builds an untrained module from three layer sizes",
+    "smoothing.make_unet_denoiser": "builds an untrained module from layer sizes; image_size is checked in tests/smoothing",
     "smoothing.plot_certified_accuracy": "plotting helper (matplotlib); takes records produced by certkit",
     "smoothing.average_certified_radius": "takes CertifiedRecord results produced by certkit",
     "smoothing.certified_accuracy": "takes CertifiedRecord results produced by certkit",
