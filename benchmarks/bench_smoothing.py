@@ -1,6 +1,11 @@
 """Randomized smoothing benchmark: certify speed against the forward-pass floor, sequential sample savings.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--images 100]
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--images 100] [--device cuda]
+
+Runs on CUDA when it is available (``--device`` overrides): the models are moved there and every
+sampler and generator takes its device from the model. GPU timing has not been measured yet (no device
+was lent to the sessions so far); on a GPU, section 1 is the issue's "certify against the forward-pass
+floor there".
 
 1. Time of ``Smooth.certify`` (n0 = 100, n = 10^5) on the digits CNN against (a) the floor: 10^5
    plain forward passes of the same model at the same batch size on a preallocated batch, and (b) the
@@ -45,6 +50,18 @@ from smoothing.sequential import (
 )
 
 SIGMA, ALPHA, N0, N, BATCH = 0.25, 0.001, 100, 100_000, 1000
+#: Where the models run: ``--device`` (default: CUDA when available, else the CPU). Everything else takes
+#: its device from the model (``Smooth`` samples on the model's device; generators are made there).
+DEVICE = torch.device("cpu")
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time the work, not its launch
 
 
 @torch.inference_mode()
@@ -71,12 +88,13 @@ def reference(model: torch.nn.Module, x: torch.Tensor, num: int, batch_size: int
 
 
 def bench_speed(reps: int) -> None:
-    model = digits_base_model(SIGMA)
+    model = digits_base_model(SIGMA).to(DEVICE)
+    device = _model_device(model)
     smooth = Smooth(model, 10, SIGMA, input_shape=(1, 8, 8))
-    x = load_digits_split("test").images[0]
+    x = load_digits_split("test").images[0].to(device)
     runs = {
         "floor": lambda: floor(model, x, N0 + N, BATCH),
-        "certkit": lambda: smooth.certify(x, N0, N, ALPHA, BATCH, torch.Generator().manual_seed(0)),
+        "certkit": lambda: smooth.certify(x, N0, N, ALPHA, BATCH, torch.Generator(device=device).manual_seed(0)),
         "reference": lambda: (reference(model, x, N0, BATCH, 10), reference(model, x, N, BATCH, 10)),
     }
     names = list(runs)
@@ -85,11 +103,14 @@ def bench_speed(reps: int) -> None:
     for rep in range(reps):
         order = names[rep % 3 :] + names[: rep % 3]  # rotate so drift hits every method alike
         for name in order:
+            _sync(device)
             start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
+            _sync(device)
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
-    print(f"## certify speed (n0={N0}, n={N:,}, batch {BATCH}, {reps} rotating reps, {torch.get_num_threads()} thread(s))")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
+    print(f"## certify speed (n0={N0}, n={N:,}, batch {BATCH}, {reps} rotating reps, {where})")
     print("| run | median wall s | median CPU s |")
     print("|---|---|---|")
     for name in names:
@@ -102,7 +123,7 @@ def bench_speed(reps: int) -> None:
 
 
 def bench_samples(images: int) -> None:
-    smooth = Smooth(digits_base_model(SIGMA), 10, SIGMA, input_shape=(1, 8, 8))
+    smooth = Smooth(digits_base_model(SIGMA).to(DEVICE), 10, SIGMA, input_shape=(1, 8, 8))
     test = load_digits_split("test")
     step = max(1, len(test) // images)
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
@@ -133,9 +154,10 @@ def bench_samples(images: int) -> None:
 def record_draws(model: torch.nn.Module, xs: torch.Tensor, num: int, generator: torch.Generator) -> np.ndarray:
     """Labels f(x + δ) of ``num`` fresh draws per input: (B, num) int8."""
     out = np.empty((xs.shape[0], num), dtype=np.int8)
-    buf = torch.empty((num, *xs.shape[1:]))
-    for i, x in enumerate(xs):
-        out[i] = model(buf.normal_(0.0, SIGMA, generator=generator).add_(x)).argmax(1).numpy()
+    device = _model_device(model)
+    buf = torch.empty((num, *xs.shape[1:]), device=device)
+    for i, x in enumerate(xs.to(device)):
+        out[i] = model(buf.normal_(0.0, SIGMA, generator=generator).add_(x)).argmax(1).cpu().numpy()
     return out
 
 
@@ -164,10 +186,10 @@ def replay_sequential(
 
 
 def bench_fixed_n(recorded: int, draws: str | None = None, n0_min: tuple[int, ...] = (4, 8, 16)) -> None:
-    model = digits_base_model(SIGMA)
+    model = digits_base_model(SIGMA).to(DEVICE)
     test = load_digits_split("test")
     xs, ys = test.images, test.labels.numpy()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=_model_device(model)).manual_seed(0)  # on the CPU: the draws of earlier runs
     start = time.perf_counter()
     if draws is not None and os.path.exists(draws):  # the same draws, recorded by an earlier run
         saved = np.load(draws)
@@ -262,7 +284,7 @@ def bench_denoised(images: int, n: int, only_consistency: bool = False, only: st
         if only is not None:
             models = {k: v for k, v in models.items() if any(word in k for word in only.split(","))}
         for name, build in models.items():
-            model = build(sigma)
+            model = build(sigma).to(DEVICE)
             start = time.perf_counter()
             rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                   inputs_per_task=10, progress=False)
@@ -318,7 +340,7 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
             for name, recipe in recipes.items():
                 model = fresh(seed)
                 recipe(model)
-                model.eval()
+                model.eval().to(DEVICE)
                 rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                       inputs_per_task=10, progress=False)
                 row = np.append(certified_accuracy(rec, radii), average_certified_radius(rec))
@@ -352,6 +374,7 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
             denoiser = make_unet_denoiser()
         _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
         model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
+    model = model.to(DEVICE)
     trained = time.perf_counter() - start
     radii = (0.0, 0.25, 0.5, 0.75, 1.0)
     rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
@@ -377,7 +400,10 @@ def main() -> None:
     parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
     parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
     parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
+    parser.add_argument("--device", help="where the models run (default: cuda when available, else cpu)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.denoiser_seed is not None:
         bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed)
         return
