@@ -889,6 +889,7 @@ def _patches_bounds(g: Graph, i: int, ref: Interval, region: InputRegion, relax:
     if rows == "all_ref":
         return Interval(l=torch.maximum(lo, l_ref).reshape(batch, *n.shape),
                         u=torch.minimum(hi, u_ref).reshape(batch, *n.shape))
+    assert valid is not None
     gidx = idx.expand(batch, -1) if shared else idx
     lr, ur = l_ref.gather(1, gidx), u_ref.gather(1, gidx)
     lo, hi = torch.where(valid, lo, lr), torch.where(valid, hi, ur)
@@ -909,7 +910,6 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
     nodes = g.nodes
     _, ho, wo = nodes[i].shape
     lidx, cidx = idx % (ho * wo), idx // (ho * wo)
-    nb = region.x0.shape[0]
     dtype = region.x0.dtype
     one = torch.ones(idx.shape, dtype=dtype, device=idx.device)
     pending: dict[int, list[Tensor]] = {i: [one, one]}
@@ -997,30 +997,9 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
         else:  # element-wise activation
             r = relax[j]
             assert isinstance(r, _Relax)
-            if diag:
-                sel = idx.expand(nb, -1)
-
-                def pick(t: Tensor) -> Tensor:
-                    return t.reshape(nb, -1).gather(1, sel)
-            else:
-                def pick(t: Tensor) -> Tensor:
-                    return _window_rows(t, geom, (ho, wo), lidx)
-            dl, du, bu = pick(r.d_l), pick(r.d_u), pick(r.b_u)
-            bl = None if r.b_l is None else pick(r.b_l)
-            dims = tuple(range(2, dl.dim()))
-
-            def dot(x: Tensor, y: Tensor | None) -> Tensor | int:
-                return 0 if y is None else ((x * y).sum(dims) if dims else x * y)
-
-            pos = la.clamp(min=0)
-            neg = la - pos
-            new_l = pos * dl + neg * du
-            lbias = lbias + dot(pos, bl) + dot(neg, bu)
-            if ua is not la:
-                pos = ua.clamp(min=0)
-                neg = ua - pos
-            new_u = pos * du + neg * dl
-            ubias = ubias + dot(pos, bu) + dot(neg, bl)
+            new_l, new_u, bl, bu = _patch_activation(la, ua, r, idx if diag else None, geom, (ho, wo), lidx)
+            lbias = lbias + bl
+            ubias = ubias + bu
             push(n.inputs[0], new_l, new_u, None if diag else geom)
     la, ua = pending[0]
     diag, geom = plan[0]
@@ -1030,6 +1009,38 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
         diag, geom = False, ((1, 1), (1, 1), (0, 0))
     return (_patch_concretize(region, la, geom, (ho, wo), lidx, -1) + lbias,
             _patch_concretize(region, ua, geom, (ho, wo), lidx, +1) + ubias)
+
+
+def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None, geom: _Geom,
+                      out_hw: tuple[int, int], lidx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Window coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u`` (b_l = 0 for ReLU): a positive
+    coefficient takes the lower line for the lower bound and the upper line for the upper bound; the other way
+    round for a negative one. Returns (A lower, A upper, bias lower, bias upper)."""
+    nb = r.d_l.shape[0]
+    if diag_idx is not None:
+        sel = diag_idx.expand(nb, -1)
+        dl, du, bu = (t.reshape(nb, -1).gather(1, sel) for t in (r.d_l, r.d_u, r.b_u))
+        bl = None if r.b_l is None else r.b_l.reshape(nb, -1).gather(1, sel)
+    else:
+        dl, du, bu = (_window_rows(t, geom, out_hw, lidx) for t in (r.d_l, r.d_u, r.b_u))
+        bl = None if r.b_l is None else _window_rows(r.b_l, geom, out_hw, lidx)
+    dims = tuple(range(2, dl.dim()))
+
+    def dot(x: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            return torch.zeros((), dtype=x.dtype, device=x.device)
+        return torch.linalg.vecdot(x.flatten(2), y.flatten(2)) if dims else x * y
+
+    pos = la.clamp(min=0)
+    neg = la - pos
+    new_l = pos * dl + neg * du
+    bias_l = dot(pos, bl) + dot(neg, bu)
+    if ua is not la:
+        pos = ua.clamp(min=0)
+        neg = ua - pos
+    new_u = pos * du + neg * dl
+    bias_u = dot(pos, bu) + dot(neg, bl)
+    return new_l, new_u, bias_l, bias_u
 
 
 def _patch_concretize(region: InputRegion, a: Tensor, geom: _Geom, out_hw: tuple[int, int], lidx: Tensor,
