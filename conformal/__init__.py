@@ -11,11 +11,18 @@ from conformal.class_conditional import ClassConditional
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
 from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThresholdReport
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
+from conformal.ltt import LTTResult, binomial_pvalue, hoeffding_bentkus_pvalue, learn_then_test
 from conformal.model import predict_proba
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
 from conformal.pvalues import conformal_pvalues, pvalue_mask
 from conformal.rct import train_rct
+from conformal.risk_control import (
+    ConformalRiskControl,
+    RiskControlResult,
+    conformal_risk_control,
+    false_negative_rate,
+)
 from conformal.robust_pac import RobustPAC, SmoothedRobustPAC
 from conformal.rscp import RSCP, RSCPPlus
 from conformal.safety_threshold import SafetyThreshold, calibrate_filter_threshold
@@ -38,18 +45,22 @@ __all__ = [
     "ClassConditional",
     "CodeTask",
     "CodeTree",
+    "ConformalRiskControl",
     "DualThreshold",
     "DualThresholdReport",
+    "LTTResult",
     "PACCodeSets",
     "PACPredictionSet",
     "PartialProgram",
     "PredictionSets",
     "RSCPPlus",
+    "RiskControlResult",
     "RobustPAC",
     "SafetyThreshold",
     "ScoreBounds",
     "SmoothedRobustPAC",
     "SplitConformal",
+    "binomial_pvalue",
     "calibrate_filter_threshold",
     "certified_score_bounds",
     "certified_sets",
@@ -57,6 +68,10 @@ __all__ = [
     "conformal_pvalues",
     "conformal_quantile",
     "conformal_rank",
+    "conformal_risk_control",
+    "false_negative_rate",
+    "hoeffding_bentkus_pvalue",
+    "learn_then_test",
     "metrics",
     "nested_removals",
     "pac_quantile",

@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.stats import binom
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from certkit._validation import (
@@ -44,6 +43,7 @@ from certkit._validation import (
 )
 from conformal._base import Calibrator, _resolve_randomized
 from conformal.functional import conformal_quantile, prediction_mask
+from conformal.ltt import binomial_pvalue, learn_then_test
 from conformal.scores import ScoreFunction, get_score
 from conformal.sets import PredictionSets
 
@@ -178,17 +178,14 @@ def ltt_threshold(risk: np.ndarray, miss: np.ndarray, grid: np.ndarray, target: 
     Returns:
         The threshold, ``-inf`` (abstain on everything) when the first hypothesis is not rejected.
     """
-    chosen = -math.inf
-    for t in grid:
-        acc = risk < t
-        n_acc = int(acc.sum())
-        if n_acc == 0:
-            break
-        p = float(binom.cdf(int(miss[acc].sum()), n_acc, target))
-        if p > delta:
-            break
-        chosen = float(t)
-    return chosen
+    grid = np.asarray(grid, dtype=np.float64)
+    accepted = risk[None, :] < grid[:, None]  # (T, M): who is accepted at each threshold
+    n_acc = accepted.sum(1)
+    misses = (accepted & miss[None, :]).sum(1)
+    # one LTT implementation (conformal.ltt); p = 1 where nothing is accepted
+    pvalues = binomial_pvalue(misses, n_acc, target)
+    result = learn_then_test(pvalues=pvalues, delta=delta, lambdas=grid, method="fixed_sequence")
+    return float(result.valid_lambdas[-1]) if result.valid_lambdas.size else -math.inf
 
 
 class DualThreshold(Calibrator):
