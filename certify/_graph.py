@@ -23,8 +23,8 @@ Node kinds (``Node.op``):
 ``permute``   per-sample permutation of dimensions ``attrs["perm"]`` (``permute``, ``transpose``).
 ``slice``     basic slicing ``x[:, *attrs["index"]]`` (slices with positive steps).
 ``maxpool``   max pooling (``nn.MaxPool1d/2d``, uniform ``nn.AdaptiveMaxPool1d/2d``), see ``certify._layers``.
-``exp``, ``log``, ``reciprocal``, ``rsqrt``, ``square``, ``gelu``, ``silu``, ``elu``, ``softplus``,
-``leaky_relu``  element-wise functions (``SCALAR_OPS``; parameter in ``attrs["param"]``).
+``exp``, ``log``, ``reciprocal``, ``rsqrt``, ``square``, ``gelu``, ``gelu_tanh``, ``silu``, ``elu``,
+``softplus``, ``leaky_relu``  element-wise functions (``SCALAR_OPS``; parameter in ``attrs["param"]``).
 ``mul``       ``a * b`` of two nodes of the same number of dimensions (broadcasting dimensions of size 1).
 
 Composite layers are decomposed into these when the graph is built: softmax into differences, ``exp``,
@@ -66,7 +66,8 @@ __all__ = [
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 #: element-wise functions relaxed by ``certify._layers.scalar_relax`` (parameter in ``attrs["param"]``)
-SCALAR_OPS = ("exp", "log", "reciprocal", "rsqrt", "square", "gelu", "silu", "elu", "softplus", "leaky_relu")
+SCALAR_OPS = ("exp", "log", "reciprocal", "rsqrt", "square", "gelu", "gelu_tanh", "silu", "elu", "softplus",
+              "leaky_relu")
 #: every non-linear op: its inputs' bounds are needed (element-wise activations, max pooling, products)
 NONLINEAR = (*ACTIVATIONS, *SCALAR_OPS, "maxpool", "mul")
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
@@ -561,7 +562,8 @@ class _Builder:
                                f"{m.output_size})", name)
         k = (shape[1] // hw[0], shape[2] // hw[1])
         w = torch.full((shape[0], 1, *k), 1.0 / (k[0] * k[1]), dtype=self.dtype, device=self.nodes_device)
-        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0]}
+        attrs = {"stride": k, "padding": (0, 0), "dilation": (1, 1), "groups": shape[0],
+                 "exact": ("avgpool", float(k[0] * k[1]))}  # weights 1 / k rounded: the exact mean for sound=True
         return self.add(Node("conv", (inp,), (), name, w, None, attrs))
 
     def pad(self, pad: tuple[int, ...], mode: str, value: float, inp: int, name: str) -> int:
@@ -686,6 +688,12 @@ class _Builder:
                     from certify import _layers_build as lb
 
                     env[fn] = ("tuple_ir", lb.mha_call(self, sub, fn, env, val, is_ir, str(loc)))
+                    continue
+                if isinstance(sub, nn.TransformerEncoderLayer | nn.TransformerEncoder) and (
+                        len(fn.args) != 1 or fn.kwargs):
+                    from certify import _layers_build as lb
+
+                    env[fn] = ("ir", lb.encoder_call(self, sub, fn, env, val, is_ir, str(loc)))
                     continue
                 if len(fn.args) != 1 or fn.kwargs or not is_ir(fn.args[0]):
                     raise _unsupported(f"call of {type(sub).__name__} with several arguments", str(loc))

@@ -1,5 +1,5 @@
 """Relaxations of the non-linear layers beyond ReLU/sigmoid/tanh: max pooling, element-wise functions
-(GELU, SiLU, ELU, softplus, LeakyReLU, exp, log, reciprocal, rsqrt, square) and products of two activations.
+(GELU in its exact and tanh forms, SiLU, ELU, softplus, LeakyReLU, exp, log, reciprocal, rsqrt, square) and products of two activations.
 
 Max pooling (``nn.MaxPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` with uniform windows): each output is
 ``y = max_{j in W} x_j`` over its window ``W``. IBP is exact on the end points (max is monotone).
@@ -150,6 +150,7 @@ def _silu_inflection() -> float:
 
 
 _SILU_X = _silu_inflection()
+_GT_X = 1.4185040087908283  # the positive root of tanh-GELU'' (certify._sound_fns encloses it rigorously)
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -159,6 +160,16 @@ def _gelu(x: Tensor, p: Any) -> Tensor:
 
 def _dgelu(x: Tensor, p: Any) -> Tensor:
     return 0.5 * (1 + torch.erf(x / _SQRT2)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _gelu_tanh(x: Tensor, p: Any) -> Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _dgelu_tanh(x: Tensor, p: Any) -> Tensor:
+    from certify._sound_fns import _dgelu_tanh as d
+
+    return d(x)
 
 
 def _silu(x: Tensor, p: Any) -> Tensor:
@@ -219,6 +230,9 @@ SCALAR_FNS: dict[str, ScalarFn] = {
                       monotone=lambda p: -1, positive=True),
     "square": ScalarFn("square", lambda x, p: x * x, lambda x, p: 2 * x, monotone=lambda p: 0),
     "gelu": ScalarFn("gelu", _gelu, _dgelu, breaks=lambda p: (-_SQRT2, _SQRT2), monotone=lambda p: 0),
+    # GELU's tanh form 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))): inflection points at +/- 1.4185
+    "gelu_tanh": ScalarFn("gelu_tanh", _gelu_tanh, _dgelu_tanh, breaks=lambda p: (-_GT_X, _GT_X),
+                          monotone=lambda p: 0),
     "silu": ScalarFn("silu", _silu, _dsilu, breaks=lambda p: (-_SILU_X, _SILU_X), monotone=lambda p: 0),
     "elu": ScalarFn("elu", _elu, _delu, breaks=lambda p: (0.0,), monotone=lambda p: 1 if float(p) >= 0 else 0),
     "softplus": ScalarFn("softplus", _softplus, _dsoftplus, breaks=lambda p: (p[1] / p[0],),
@@ -275,7 +289,8 @@ def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
         fl, fu = fn.f(l, p), fn.f(u, p)
         lo, hi = (fl, fu) if mono > 0 else (fu, fl)
         eps = 2 * torch.finfo(l.dtype).eps  # the library function's rounding, outward
-        return lo - eps * lo.abs(), hi + eps * hi.abs()
+        lo, hi = lo - eps * lo.abs(), hi + eps * hi.abs()
+        return lo.nan_to_num(nan=-math.inf), hi.nan_to_num(nan=math.inf)
     pp = _param64(p)
     lo, hi = _extremes(fn, pp, l.detach().double(), u.detach().double(), torch.zeros((), dtype=torch.float64))
     lo, hi = lo.to(l.dtype), hi.to(l.dtype)
@@ -336,8 +351,10 @@ def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
 # ----------------------------------------------------------------------------------------------
 
 def mul_range(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, Tensor]:
-    """Exact interval of ``x * y`` for x in [lx, ux], y in [ly, uy] (broadcast)."""
-    ps = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
+    """Exact interval of ``x * y`` for x in [lx, ux], y in [ly, uy] (broadcast). An infinite end times 0 is
+    0 there (the values are finite reals), not NaN."""
+    ps = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy)).nan_to_num(nan=0.0, posinf=math.inf,
+                                                                                             neginf=-math.inf)
     return ps.amin(0), ps.amax(0)
 
 

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from certify._ir import Node, _unsupported
 
-__all__ = ["FUNCTIONS", "MODULES", "layernorm", "matmul", "mha_call", "mul2", "pad_general", "softmax"]
+__all__ = ["FUNCTIONS", "MODULES", "attention_masks", "encoder_call", "layernorm", "masked_softmax", "matmul",
+           "mha_call", "mul2", "pad_general", "softmax"]
 
 
 def _check(b: Any, idx: int, want: Tensor, what: str, loc: str) -> int:
@@ -49,11 +50,42 @@ def permute_last(b: Any, i: int, d: int, loc: str) -> int:
     return b.add(Node("permute", (i,), (), loc, attrs={"perm": tuple(perm)}))
 
 
-def axis_linear(b: Any, i: int, d: int, mat: Tensor, loc: str, bias: Tensor | None = None) -> int:
-    """``mat`` (out, in) applied along per-sample dimension ``d`` (exact: a ``linear`` node)."""
+def axis_linear(b: Any, i: int, d: int, mat: Tensor, loc: str, bias: Tensor | None = None,
+                exact: tuple[Tensor, Tensor] | None = None) -> int:
+    """``mat`` (out, in) applied along per-sample dimension ``d`` (a ``linear`` node); ``exact``: an
+    enclosure of the exact matrix where ``mat`` is rounded (for ``sound=True``)."""
     j = permute_last(b, i, d, loc)
-    j = b.add(Node("linear", (j,), (), loc, mat.to(b.dtype), None if bias is None else bias.to(b.dtype)))
+    attrs = {} if exact is None else exact_bounds(b, *exact)
+    j = b.add(Node("linear", (j,), (), loc, mat.to(b.dtype), None if bias is None else bias.to(b.dtype), attrs))
     return permute_last(b, j, d, loc)
+
+
+def _ratio(num: Tensor, den: int) -> tuple[Tensor, Tensor]:
+    """Float64 enclosure of ``num / den`` (``num`` exact floats, ``den`` an integer): one correctly
+    rounded division is within one step of the exact quotient."""
+    q = num.to(torch.float64) / den
+    return torch.nextafter(q, torch.tensor(-math.inf, dtype=q.dtype)), torch.nextafter(q, torch.tensor(math.inf,
+                                                                                                     dtype=q.dtype))
+
+
+def _scaled(t: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
+    """Float64 enclosure of ``t * s`` for every real s in [lo, hi] (rounded outward)."""
+    t = t.detach().to(torch.float64)
+    a, c = t * lo, t * hi
+    return (torch.nextafter(torch.minimum(a, c), torch.tensor(-math.inf, dtype=t.dtype)),
+            torch.nextafter(torch.maximum(a, c), torch.tensor(math.inf, dtype=t.dtype)))
+
+
+def exact_bounds(b: Any, wl: Tensor | None, wh: Tensor | None, bl: Tensor | None = None,
+                 bh: Tensor | None = None) -> dict[str, Any]:
+    """Node attrs recording enclosures of a node's exact parameters (for ``sound=True``, which only runs on
+    float64 graphs; none on other graphs)."""
+    if b.dtype != torch.float64:
+        return {}
+    dev = b.nodes_device
+    def mv(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(device=dev)
+    return {"exact": ("bounds", mv(wl), mv(wh), mv(bl), mv(bh))}
 
 
 def reshape(b: Any, i: int, shape: tuple[int, ...], loc: str) -> int:
@@ -133,10 +165,12 @@ def layernorm(b: Any, i: int, normalized_shape: tuple[int, ...], weight: Tensor 
     lead = shape[: len(shape) - m]
     j = reshape(b, i, (*lead, k), loc)
     eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
-    c = b.add(Node("linear", (j,), (), loc, eye - 1.0 / k, None))
+    # x - mean(x) and the mean of the squares: exact weights (k I - 1) / k and 1 / k, recorded for sound=True
+    c = b.add(Node("linear", (j,), (), loc, eye - 1.0 / k, None, exact_bounds(b, *_ratio(k * eye - 1, k))))
     sq = scalar(b, "square", c, loc)
     mean = torch.full((1, k), 1.0 / k, dtype=b.dtype, device=b.nodes_device)
-    v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device)))
+    v = b.add(Node("linear", (sq,), (), loc, mean, torch.tensor([float(eps)], dtype=b.dtype, device=b.nodes_device),
+                   exact_bounds(b, *_ratio(torch.ones_like(mean), k))))
     r = scalar(b, "rsqrt", v, loc, floor=float(eps) if eps > 0 else None)
     y = b.add(Node("mul", (c, r), (), loc))
     y = reshape(b, y, shape, loc)
@@ -167,10 +201,14 @@ def _prelu(b: Any, m: nn.PReLU, i: int, loc: str) -> int:
     return scalar(b, "leaky_relu", i, loc, p)
 
 
+def _gelu(b: Any, approximate: Any, i: int, loc: str) -> int:
+    if approximate not in ("none", "tanh"):
+        raise _unsupported(f"GELU(approximate={approximate!r}) (supported: 'none', 'tanh')", loc)
+    return scalar(b, "gelu" if approximate == "none" else "gelu_tanh", i, loc)
+
+
 def _gelu_module(b: Any, m: nn.GELU, i: int, loc: str) -> int:
-    if m.approximate != "none":
-        raise _unsupported(f"GELU(approximate={m.approximate!r}) (supported: the exact GELU)", loc)
-    return scalar(b, "gelu", i, loc)
+    return _gelu(b, m.approximate, i, loc)
 
 
 def _softplus_params(beta: Any, threshold: Any, loc: str) -> tuple[float, float]:
@@ -320,10 +358,103 @@ def pad_general(b: Any, i: int, pad: tuple[int, ...], mode: str, value: float, l
     return _check(b, j, want, f"padding {pad} with mode={mode!r}", loc)
 
 
-def attention(b: Any, i: int, m: nn.MultiheadAttention, loc: str) -> int:
-    """Self-attention of ``nn.MultiheadAttention`` (batch_first, no masks) on node ``i`` (T, E):
-    projections (linear), per-head scores ``q k^T / sqrt(d)`` (matmul of two activations), softmax,
-    ``attn @ v`` and the output projection."""
+def _one_per_sample(mask: Tensor, lead: int, what: str, loc: str) -> Tensor:
+    """A mask whose first dimension stacks ``lead``-sized blocks per batch element (torch's (N * H, T, S)
+    attention masks, (N, S) key padding masks): the block shared by every batch element (all must be
+    equal: certify's graph holds one per-sample computation)."""
+    if mask.shape[0] % lead:
+        raise _unsupported(f"{what} of shape {tuple(mask.shape)}", loc)
+    blocks = mask.reshape(-1, lead, *mask.shape[1:])
+    if not bool((blocks == blocks[:1]).all()):
+        raise _unsupported(f"{what} that differs between batch elements (a per-sample mask)", loc)
+    return blocks[0]
+
+
+def attention_masks(b: Any, m: nn.MultiheadAttention, t: int, attn_mask: Any, key_padding_mask: Any,
+                    is_causal: bool, need_weights: bool, loc: str) -> tuple[Tensor, Tensor | None]:
+    """(allowed (H or 1, T, T) bool, additive bias (H or 1, T, T) or None) of torch's masking rules:
+    a boolean mask marks the keys a query may NOT attend to, a float mask is added to the scores
+    (``-inf`` entries masked), key padding masks are (N, S) per batch element; ``is_causal`` (with no
+    key padding mask and ``need_weights=False``, as in ``F.multi_head_attention_forward``) applies the
+    causal mask in place of ``attn_mask``."""
+    h = m.num_heads
+    if is_causal and attn_mask is None and key_padding_mask is None:
+        raise _unsupported("nn.MultiheadAttention with is_causal=True and no attn_mask (torch needs the mask)", loc)
+    if is_causal and key_padding_mask is None and not need_weights:
+        attn_mask = torch.ones((t, t), dtype=torch.bool).triu(1)
+    allowed = torch.ones((1, t, t), dtype=torch.bool)
+    bias = torch.zeros((1, t, t), dtype=torch.float64)
+    for mask, what in ((attn_mask, "attn_mask"), (key_padding_mask, "key_padding_mask")):
+        if mask is None:
+            continue
+        if not isinstance(mask, Tensor):
+            raise _unsupported(f"nn.MultiheadAttention with a {what} that is not a tensor", loc)
+        mk = mask.detach().cpu()
+        if what == "attn_mask":
+            if mk.dim() == 3:
+                mk = _one_per_sample(mk, h, what, loc)
+            elif mk.dim() != 2:
+                raise _unsupported(f"attn_mask of shape {tuple(mask.shape)}", loc)
+            if tuple(mk.shape[-2:]) != (t, t):
+                raise _unsupported(f"attn_mask of shape {tuple(mask.shape)} for {t} tokens", loc)
+        else:
+            if mk.dim() != 2 or mk.shape[1] != t:
+                raise _unsupported(f"key_padding_mask of shape {tuple(mask.shape)} for {t} tokens", loc)
+            mk = _one_per_sample(mk, 1, what, loc).reshape(1, 1, t)
+        if mk.dtype == torch.bool:
+            masked = mk
+        elif mk.is_floating_point():
+            mk = mk.to(torch.float64)
+            masked = torch.isneginf(mk)
+            if not bool(torch.isfinite(mk[~masked]).all()):
+                raise _unsupported(f"{what} with NaN or +inf entries", loc)
+            bias = bias + torch.where(masked, torch.zeros_like(mk), mk)
+        else:
+            raise _unsupported(f"{what} of dtype {mk.dtype}", loc)
+        allowed = allowed & ~masked
+    if not bool(allowed.any(-1).all()):
+        raise _unsupported("an attention mask that masks every key of a query (torch returns NaN there)", loc)
+    has_bias = bool((bias != 0).any())
+    return allowed, (bias if has_bias else None)
+
+
+def masked_softmax(b: Any, i: int, allowed: Tensor, loc: str) -> int:
+    """Softmax over the last dimension of node ``i`` (H, T, S) restricted to the ``allowed`` (H or 1, T, S)
+    keys (masked entries are exactly 0): for each query row (and head, if the mask differs between heads)
+    the allowed scores are selected (a 0/1 linear map), go through :func:`softmax` and are put back
+    (exact), and the rows are concatenated."""
+    hh, t, s = b.shape(i)
+    if bool(allowed.all()):
+        return softmax(b, i, -1, loc)
+    per_head = allowed.shape[0] > 1 and not bool((allowed == allowed[:1]).all())
+    heads = range(hh) if per_head else [None]
+    rows = []
+    for q in range(t):
+        parts = []
+        for hd in heads:
+            keep = allowed[0 if hd is None else hd, q]
+            idx = keep.nonzero().reshape(-1)
+            hs = slice(0, hh, 1) if hd is None else slice(hd, hd + 1, 1)
+            r = b.add(Node("slice", (i,), (), loc, attrs={"index": (hs, slice(q, q + 1, 1), slice(0, s, 1))}))
+            if len(idx) < s:
+                sel = torch.zeros((len(idx), s), dtype=b.dtype, device=b.nodes_device)
+                sel[torch.arange(len(idx)), idx] = 1.0
+                r = axis_linear(b, r, 2, sel, loc)
+                r = softmax(b, r, -1, loc)
+                r = axis_linear(b, r, 2, sel.t().contiguous(), loc)
+            else:
+                r = softmax(b, r, -1, loc)
+            parts.append(r)
+        rows.append(parts[0] if len(parts) == 1 else b.add(Node("cat", tuple(parts), (), loc, attrs={"dim": 0})))
+    return b.add(Node("cat", tuple(rows), (), loc, attrs={"dim": 1}))
+
+
+def attention(b: Any, i: int, m: nn.MultiheadAttention, loc: str, masks: tuple[Tensor, Tensor | None] | None = None
+              ) -> int:
+    """Self-attention of ``nn.MultiheadAttention`` (batch_first) on node ``i`` (T, E): projections
+    (linear), per-head scores ``q k^T / sqrt(d)`` (matmul of two activations), plus a float mask,
+    softmax over the allowed keys (``masks``: :func:`attention_masks`), ``attn @ v`` and the output
+    projection."""
     shape = b.shape(i)
     if not m.batch_first:
         raise _unsupported("nn.MultiheadAttention with batch_first=False (the batch must be dimension 0)", loc)
@@ -340,36 +471,93 @@ def attention(b: Any, i: int, m: nn.MultiheadAttention, loc: str) -> int:
     bias = b.p(b.attr(m, "in_proj_bias"))
     bq, bk, bv = (None, None, None) if bias is None else bias.chunk(3)
     scale = 1.0 / math.sqrt(dh)
+    # enclosure of the exact 1 / sqrt(dh) (sqrt and the division each correctly rounded), for sound=True
+    r = math.sqrt(dh)
+    s_lo = math.nextafter(1.0 / math.nextafter(r, math.inf), -math.inf)
+    s_hi = math.nextafter(1.0 / math.nextafter(r, 0.0), math.inf)
 
     def heads(w: Tensor, bb: Tensor | None, s: float = 1.0) -> int:
-        j = b.add(Node("linear", (i,), (), loc, w * s, None if bb is None else bb * s))
+        attrs = {}
+        if s != 1.0:
+            wl, wh = _scaled(w, s_lo, s_hi)
+            bl, bh = (None, None) if bb is None else _scaled(bb, s_lo, s_hi)
+            attrs = exact_bounds(b, wl, wh, bl, bh)
+        j = b.add(Node("linear", (i,), (), loc, w * s, None if bb is None else bb * s, attrs))
         j = reshape(b, j, (t, h, dh), loc)
         return b.add(Node("permute", (j,), (), loc, attrs={"perm": (1, 0, 2)}))  # (H, T, dh)
 
     q, k, v = heads(wq, bq, scale), heads(wk, bk), heads(wv, bv)
     kt = b.add(Node("permute", (k,), (), loc, attrs={"perm": (0, 2, 1)}))  # (H, dh, T)
     scores = matmul(b, q, kt, loc)  # (H, T, T)
-    attn = softmax(b, scores, -1, loc)
+    if masks is None:
+        attn = softmax(b, scores, -1, loc)
+    else:
+        allowed, add = masks
+        if add is not None:  # the float mask's values, added exactly as stored
+            scores = b.add(Node("affine", (scores,), (), loc, None, add.to(dtype=b.dtype, device=b.nodes_device)))
+        attn = masked_softmax(b, scores, allowed.to(b.nodes_device), loc)
     o = matmul(b, attn, v, loc)  # (H, T, dh)
     o = b.add(Node("permute", (o,), (), loc, attrs={"perm": (1, 0, 2)}))
     o = reshape(b, o, (t, e), loc)
     return b.add(Node("linear", (o,), (), loc, b.p(b.attr(m.out_proj, "weight")), b.p(b.attr(m.out_proj, "bias"))))
 
 
+def _constant_arg(given: dict, name: str, default: Any, val: Any, is_ir: Any, what: str, loc: str) -> Any:
+    a = given.get(name, default)
+    if is_ir(a):
+        raise _unsupported(f"{what} with an input-dependent {name}", loc)
+    return val(a)
+
+
 def mha_call(b: Any, m: nn.MultiheadAttention, fn: Any, env: dict, val: Any, is_ir: Any, loc: str) -> int:
-    """A traced call ``mha(x, x, x, ...)``: self-attention only, no masks."""
+    """A traced call ``mha(x, x, x, ...)``: self-attention, with constant masks (``attn_mask``,
+    ``key_padding_mask``, ``is_causal``)."""
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
              "is_causal")
     given = dict(zip(names, fn.args)) | dict(fn.kwargs)
     q, k, v = (given.get(n) for n in ("query", "key", "value"))
     if not (is_ir(q) and q is k and k is v):
         raise _unsupported("nn.MultiheadAttention other than self-attention mha(x, x, x)", loc)
-    for n in ("key_padding_mask", "attn_mask"):
-        if given.get(n) is not None:
-            raise _unsupported(f"nn.MultiheadAttention with {n}", loc)
-    if given.get("is_causal"):
-        raise _unsupported("nn.MultiheadAttention with is_causal=True", loc)
-    return attention(b, env[q][1], m, loc)
+    what = "nn.MultiheadAttention"
+    am, kpm = (_constant_arg(given, n, None, val, is_ir, what, loc) for n in ("attn_mask", "key_padding_mask"))
+    causal = bool(_constant_arg(given, "is_causal", False, val, is_ir, what, loc))
+    need = bool(_constant_arg(given, "need_weights", True, val, is_ir, what, loc))
+    i = env[q][1]
+    masks = None
+    if am is not None or kpm is not None or causal:
+        masks = attention_masks(b, m, b.shape(i)[0], am, kpm, causal, need, loc)
+    return attention(b, i, m, loc, masks)
+
+
+def encoder_call(b: Any, m: nn.TransformerEncoderLayer | nn.TransformerEncoder, fn: Any, env: dict, val: Any,
+                 is_ir: Any, loc: str) -> int:
+    """A traced call of a transformer encoder (layer) with constant masks: ``src_mask`` / ``mask``,
+    ``src_key_padding_mask``, ``is_causal`` (``nn.TransformerEncoder`` detects a causal ``mask`` as torch does)."""
+    layer = isinstance(m, nn.TransformerEncoderLayer)
+    names = ("src", "src_mask" if layer else "mask", "src_key_padding_mask", "is_causal")
+    given = dict(zip(names, fn.args)) | dict(fn.kwargs)
+    src = given.get("src")
+    what = type(m).__name__
+    if not is_ir(src):
+        raise _unsupported(f"{what} called on a constant", loc)
+    am = _constant_arg(given, names[1], None, val, is_ir, what, loc)
+    kpm = _constant_arg(given, "src_key_padding_mask", None, val, is_ir, what, loc)
+    causal = _constant_arg(given, "is_causal", False if layer else None, val, is_ir, what, loc)
+    i = env[src][1]
+    t = b.shape(i)[0] if b.shape(i) else 0
+    if not layer:
+        causal = nn.modules.transformer._detect_is_causal_mask(am, causal, t)
+    masks = None
+    if am is not None or kpm is not None or causal:
+        attn = m.self_attn if layer else m.layers[0].self_attn  # type: ignore[union-attr, index]
+        masks = attention_masks(b, attn, t, am, kpm, bool(causal), False, loc)  # type: ignore[arg-type]
+    if layer:
+        return encoder_layer(b, m, i, loc, masks)  # type: ignore[arg-type]
+    if kpm is not None and getattr(m, "use_nested_tensor", False):
+        # torch's nested-tensor fast path zeroes the outputs at padded positions: not this computation
+        raise _unsupported("nn.TransformerEncoder with src_key_padding_mask and enable_nested_tensor=True "
+                           "(build it with enable_nested_tensor=False)", loc)
+    return _encoder(b, m, i, loc, masks)  # type: ignore[arg-type]
 
 
 def _activation(b: Any, act: Any, i: int, loc: str) -> int:
@@ -382,12 +570,13 @@ def _activation(b: Any, act: Any, i: int, loc: str) -> int:
     raise _unsupported(f"TransformerEncoderLayer with activation {act!r} (supported: relu, gelu)", loc)
 
 
-def encoder_layer(b: Any, m: nn.TransformerEncoderLayer, i: int, loc: str) -> int:
-    """``nn.TransformerEncoderLayer`` (batch_first, eval, no masks): self-attention and the MLP, each in a
-    residual branch, with LayerNorm before (``norm_first``) or after."""
+def encoder_layer(b: Any, m: nn.TransformerEncoderLayer, i: int, loc: str,
+                  masks: tuple[Tensor, Tensor | None] | None = None) -> int:
+    """``nn.TransformerEncoderLayer`` (batch_first, eval; ``masks`` from :func:`attention_masks`):
+    self-attention and the MLP, each in a residual branch, with LayerNorm before (``norm_first``) or after."""
 
     def sa(x: int) -> int:
-        return attention(b, x, m.self_attn, f"{loc}.self_attn")
+        return attention(b, x, m.self_attn, f"{loc}.self_attn", masks)
 
     def ff(x: int) -> int:
         y = b.add(Node("linear", (x,), (), f"{loc}.linear1", b.p(b.attr(m.linear1, "weight")),
@@ -409,9 +598,10 @@ def encoder_layer(b: Any, m: nn.TransformerEncoderLayer, i: int, loc: str) -> in
     return norm(m.norm2, res(x, ff(x)), "norm2")
 
 
-def _encoder(b: Any, m: nn.TransformerEncoder, i: int, loc: str) -> int:
+def _encoder(b: Any, m: nn.TransformerEncoder, i: int, loc: str,
+             masks: tuple[Tensor, Tensor | None] | None = None) -> int:
     for k, layer in enumerate(m.layers):
-        i = encoder_layer(b, layer, i, f"{loc}.layers.{k}")
+        i = encoder_layer(b, layer, i, f"{loc}.layers.{k}", masks)
     if m.norm is not None:
         i = b.module(m.norm, i, f"{loc}.norm")
     return i
@@ -471,9 +661,7 @@ def _f_scalar(op: str, param: Callable[[tuple, dict, Any, str], Any] | None = No
 
 def _f_gelu(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
     i = _one(b, fn, args, env, is_ir, loc)
-    if _arg(args, kwargs, 1, "approximate", "none", val) != "none":
-        raise _unsupported("gelu(approximate='tanh') (supported: the exact GELU)", loc)
-    return scalar(b, "gelu", i, loc)
+    return _gelu(b, _arg(args, kwargs, 1, "approximate", "none", val), i, loc)
 
 
 def _f_softmax(log: bool) -> Callable[..., int]:
@@ -531,7 +719,7 @@ def _f_mean_sum(mean: bool) -> Callable[..., int]:
         for d in dims:
             n = b.shape(j)[d]
             w = torch.full((1, n), 1.0 / n if mean else 1.0, dtype=b.dtype, device=b.nodes_device)
-            j = axis_linear(b, j, d, w, loc)
+            j = axis_linear(b, j, d, w, loc, exact=_ratio(torch.ones_like(w), n) if mean else None)
         if not keep:
             j = reshape(b, j, tuple(s for k, s in enumerate(b.shape(j)) if k not in dims), loc)
         return j

@@ -35,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, Graph, Node, UnsupportedLayerError
-from certify._rounding import ETA, U, check_arithmetic, down, gamma, sum_upper, up
+from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError
+from certify._layers import SCALAR_FNS, _check_domain, maxpool_backward, maxpool_forward, maxpool_relax
+from certify._rounding import ETA, U, check_arithmetic, down, gamma, sum_upper, up, up_float
+from certify._sound_fns import sound_lines, sound_range
 
 __all__ = ["sound_bounds"]
 
@@ -54,8 +56,9 @@ DENSE_MAX = 1 << 19
 # ----------------------------------------------------------------------------------------------
 
 def _imul(alo: Tensor, ahi: Tensor, blo: Tensor, bhi: Tensor) -> tuple[Tensor, Tensor]:
-    """Outward-rounded interval product."""
-    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi))
+    """Outward-rounded interval product (an infinite end times 0 is 0: the values are finite reals)."""
+    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi)).nan_to_num(
+        nan=0.0, posinf=INF, neginf=-INF)
     return down(ps.min(0).values), up(ps.max(0).values)
 
 
@@ -112,6 +115,10 @@ def _params(n: Node) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tenso
         one = torch.ones_like(c)
         q = one / c
         dw = _dev(w, down(q), up(q))
+    elif kind == "bounds":  # enclosures of the exact parameters computed when the graph was built
+        wl, wh, bl, bh = ex[1:]
+        dw = None if wl is None else _dev(w, wl, wh)
+        db = None if bl is None else _dev(b, bl, bh)
     elif kind == "scaled_bias":
         s, c = ex[1], ex[2]
         p = c * s
@@ -355,7 +362,25 @@ def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region:
     if op in ("sigmoid", "tanh"):
         floor = 0.0 if op == "sigmoid" else -1.0
         return ((_smooth(op, lo) - SMOOTH_SLACK).clamp(min=floor), (_smooth(op, hi) + SMOOTH_SLACK).clamp(max=1.0))
+    if op == "maxpool":  # max is monotone and exact on floats
+        return maxpool_forward(lo, n.attrs), maxpool_forward(hi, n.attrs)
+    if op in SCALAR_OPS:
+        lo, hi = _scalar_input(n, lo, hi)
+        return sound_range(op, n.attrs.get("param"), lo, hi)
+    if op == "mul":
+        lo2, hi2 = box[n.inputs[1]]  # type: ignore[misc]
+        return _imul(lo, hi, lo2, hi2)
     raise AssertionError(op)
+
+
+def _scalar_input(n: Node, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """The input interval of an element-wise function node: clamped to its floor (a variance + eps, a sum
+    of exponentials one of which is exp(0): true in exact arithmetic) and checked against its domain."""
+    floor = n.attrs.get("floor")
+    if floor is not None:
+        lo, hi = lo.clamp(min=floor), hi.clamp(min=floor)
+    _check_domain(SCALAR_FNS[n.op], lo, n.name)
+    return lo, hi
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,8 +390,12 @@ def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region:
 class _Relax:
     """Lower line ``d_l z + b_l`` and upper line ``d_u z + b_u`` valid on [l, u] for the float values."""
 
-    def __init__(self, op: str, l: Tensor, u: Tensor) -> None:  # noqa: E741
-        if op == "relu":
+    def __init__(self, op: str, l: Tensor, u: Tensor, node: Node | None = None) -> None:  # noqa: E741
+        if op in SCALAR_OPS:
+            assert node is not None
+            l, u = _scalar_input(node, l, u)  # noqa: E741
+            self.d_l, self.b_l, self.d_u, self.b_u = sound_lines(op, node.attrs.get("param"), l, u)
+        elif op == "relu":
             # the default relaxation (certify.crown): upper slope ub/(ub - lb), lower slope 1[d_u > 0.5]
             lb = l.clamp(max=0)
             ub = torch.maximum(u.clamp(min=0), lb + 1e-8)
@@ -398,7 +427,7 @@ class _Ctx:
         self.g, self.region = g, region
         self.box: list[tuple[Tensor, Tensor] | None] = [None] * len(g.nodes)
         self.box[0] = (region.lo, region.hi)
-        self.relax: dict[int, _Relax] = {}
+        self.relax: dict[int, Any] = {}
         self._h: dict[int, tuple[Any, ...]] = {}
 
     def zmax(self, j: int) -> Tensor:
@@ -449,7 +478,14 @@ class _Ctx:
             if db is not None:
                 h = up(h + db)
             c = up(up(zsum * ETA) + d * ETA)
-        elif op in ACTIVATIONS:  # the bias is two dot products of length d, summed
+        elif op == "maxpool":  # scatter sums of the coefficients and the bias: sums of <= d products
+            r = self.relax[i]
+            zin = zj.reshape(zj.shape[0], -1).gather(1, r.idx)
+            h = up(gamma(d + 1) * up(zin + r.ub.abs())).reshape(zj.shape[0], *n.shape)
+            c = torch.full_like(zsum, up_float(d * ETA))
+        elif op == "mul":
+            h, c = _mul_error(self, i)
+        elif op in ACTIVATIONS or op in SCALAR_OPS:  # the bias is two dot products of length d, summed
             r = self.relax[i]
             dmax = torch.maximum(r.d_l.abs(), r.d_u.abs())
             bmax = torch.maximum(r.b_l.abs(), r.b_u.abs())
@@ -460,6 +496,54 @@ class _Ctx:
         h = h.expand(zj.shape[0], *n.shape) if h.shape[1:] != n.shape else h
         self._h[i] = (h, c)
         return h, c
+
+
+class _MulRelax:
+    """McCormick planes of ``z = x * y`` on the boxes [lx, ux] x [ly, uy] (Shi et al. 2020):
+    ``z >= ly x + lx y + cl`` and ``z <= uy x + lx y + cu`` with ``cl <= -lx ly`` and ``cu >= -lx uy``
+    (the constants rounded outward, so the rounded planes are valid)."""
+
+    def __init__(self, x: tuple[Tensor, Tensor], y: tuple[Tensor, Tensor]) -> None:
+        self.lx, self.ux = x
+        self.ly, self.uy = y
+        self.cl = down(-(self.lx * self.ly))
+        self.cu = up(-(self.lx * self.uy))
+
+
+def _sum_to(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``t`` (B, S, *z_shape) over the dimensions where ``shape`` is 1 (broadcast)."""
+    dims = [2 + d for d, (p, q) in enumerate(zip(shape, t.shape[2:])) if p == 1 and q != 1]
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def _mul_back(r: _MulRelax, a: Tensor, n: Node, nodes: list[Node]) -> list[tuple[int, Tensor]]:
+    """Lower pass through ``z = x * y``: positive coefficients take the lower plane, negative ones the upper;
+    returns [(x, A_x), (y, A_y), (-1, bias (N, S))]."""
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    ax = pos * r.ly.unsqueeze(1) + neg * r.uy.unsqueeze(1)  # one of the two products is 0: one rounding
+    ay = a * r.lx.unsqueeze(1)
+    bias = pos * r.cl.unsqueeze(1) + neg * r.cu.unsqueeze(1)
+    jx, jy = n.inputs
+    return [(jx, _sum_to(ax, nodes[jx].shape)), (jy, _sum_to(ay, nodes[jy].shape)),
+            (-1, bias.reshape(bias.shape[0], bias.shape[1], -1).sum(-1))]
+
+
+def _mul_error(ctx: _Ctx, i: int) -> tuple[Tensor, Tensor]:
+    """(h, c) of a product node: each coefficient entry is one rounded product, summed over the
+    broadcast dimensions (r terms), and the bias a dot product of length d."""
+    n = ctx.g.nodes[i]
+    r = ctx.relax[i]
+    jx, jy = n.inputs
+    d = n.numel
+    rx = d // max(1, ctx.g.nodes[jx].numel)
+    ry = d // max(1, ctx.g.nodes[jy].numel)
+    zx, zy = ctx.zmax(jx), ctx.zmax(jy)
+    my = torch.maximum(r.ly.abs(), r.uy.abs())
+    cmax = torch.maximum(r.cl.abs(), r.cu.abs())
+    h = up(up(up(gamma(rx + 2) * my) * zx) + up(up(gamma(ry + 2) * r.lx.abs()) * zy))
+    h = up(h + up(gamma(d + 1) * cmax))
+    c = up(up(up(ctx.zsum(jx) * (rx * ETA)) + up(ctx.zsum(jy) * (ry * ETA))) + 2 * d * ETA)
+    return h, c
 
 
 def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Tensor | None = None) -> Tensor:
@@ -518,15 +602,23 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Te
             sub(up(sum_upper(_fdot(aa, h), n.numel) + cst.reshape(-1, 1)))
             j = n.inputs[0]
             in_shape = nodes[j].shape
-            if op in ACTIVATIONS:
+            if op == "maxpool":  # coefficients moved to each window's i* (summed where windows overlap)
+                moved, _, bias, _ = maxpool_backward(a, None, ctx.relax[i], in_shape)
+                assert moved is not None and bias is not None
+                new = moved
+                add_bias(bias)
+            elif op == "mul":
+                pushed = _mul_back(ctx.relax[i], a, n, nodes)
+                add_bias(pushed[2][1])
+                outs = pushed[:2]
+            elif op in ACTIVATIONS or op in SCALAR_OPS:
                 r = ctx.relax[i]
                 dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
                 neg = a.clamp(max=0)
-                if op == "relu":  # b_l = 0: one product per entry, one rounding
-                    new = a * torch.where(a >= 0, dl, du)
+                new = a * torch.where(a >= 0, dl, du)  # one product per entry, one rounding
+                if op == "relu":  # b_l = 0
                     add_bias(_fdot(neg, r.b_u))
                 else:
-                    new = a * dl  # d_l = d_u
                     add_bias(_fdot(a - neg, r.b_l) + _fdot(neg, r.b_u))
             else:
                 w, _, b, _ = _params(n)
@@ -536,7 +628,8 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Te
                     new = _bwd(n, a, in_shape)
                 if b is not None:
                     add_bias(_fdot(a, _bias_full(n, b)))
-            outs = [(j, new)]
+            if op != "mul":
+                outs = [(j, new)]
         for j, t in outs:
             if j in pending:
                 tot = pending[j] + t
@@ -633,14 +726,21 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
     affine_in = g.affine_in_input()
     crown = method in ("crown", "crown-ibp")
     out = g.output
+    # as the default engine: every neuron's bound matters to max pooling, element-wise functions and
+    # products (not only those unstable for a ReLU), and their CROWN bounds are intersected with IBP's
+    pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
+    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
     for i in range(1, len(nodes)):
         n = nodes[i]
-        if n.op in ACTIVATIONS and crown:
-            lo, hi = ctx.box[n.inputs[0]]  # type: ignore[misc]
-            ctx.relax[i] = _Relax(n.op, lo, hi)
+        if n.op in NONLINEAR and crown:
+            ctx.relax[i] = _make_relax(ctx, n)
         lo, hi = _ibp_node(g, i, ctx.box, region, direct)
-        if i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1):
-            lo, hi = _intermediate(ctx, i, lo, hi, exact=affine_in[i], compare_ibp=compare_ibp)
+        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
+        if (i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1)
+                and not (i in pooled and n.op in NONLINEAR) and not (i in general and elementwise)):
+            every = i in pooled or i in general
+            lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every, compare_ibp=compare_ibp)
+            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device
     k = nodes[out].numel
@@ -665,6 +765,15 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
     lo_c = torch.full((nb, s), -INF, dtype=dt, device=dev) if lo_c is None else lo_c
     hi_c = torch.full((nb, s), INF, dtype=dt, device=dev) if hi_c is None else hi_c
     return lo_c.expand(nb, s), hi_c.expand(nb, s)
+
+
+def _make_relax(ctx: _Ctx, n: Node) -> Any:
+    lo, hi = ctx.box[n.inputs[0]]  # type: ignore[misc]
+    if n.op == "maxpool":  # exact operations on the floats (max, comparisons, indices)
+        return maxpool_relax(lo, hi, n.attrs)
+    if n.op == "mul":
+        return _MulRelax((lo, hi), ctx.box[n.inputs[1]])  # type: ignore[arg-type]
+    return _Relax(n.op, lo, hi, n)
 
 
 def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
@@ -703,7 +812,7 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
     return l2.scatter(1, idx, cl).reshape(lo.shape), h2.scatter(1, idx, ch).reshape(hi.shape)
 
 
-SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "permute", "slice", "add", "cat", *ACTIVATIONS)
+SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "permute", "slice", "add", "cat", *NONLINEAR)
 
 
 def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,

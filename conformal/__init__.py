@@ -13,6 +13,7 @@ from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThreshol
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
 from conformal.ltt import LTTResult, binomial_pvalue, hoeffding_bentkus_pvalue, learn_then_test
 from conformal.model import predict_proba
+from conformal.multilabel import LabelPowersetICP, LabelSetRegions, label_powerset_regions, label_set_scores
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
 from conformal.pvalues import conformal_pvalues, pvalue_mask
@@ -49,6 +50,8 @@ __all__ = [
     "DualThreshold",
     "DualThresholdReport",
     "LTTResult",
+    "LabelPowersetICP",
+    "LabelSetRegions",
     "PACCodeSets",
     "PACPredictionSet",
     "PartialProgram",
@@ -71,6 +74,8 @@ __all__ = [
     "conformal_risk_control",
     "false_negative_rate",
     "hoeffding_bentkus_pvalue",
+    "label_powerset_regions",
+    "label_set_scores",
     "learn_then_test",
     "metrics",
     "nested_removals",
