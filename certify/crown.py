@@ -961,16 +961,16 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
                         new.append((pt, bt))
                         continue
                     t = full(t, j)
-                r_, s_ = t.shape[0], t.shape[1]
-                pt = F.conv_transpose2d(t.reshape(r_ * s_, *t.shape[2:]), w, None, stride=a["stride"],
-                                        dilation=a["dilation"], groups=a["groups"])
-                new.append((pt.reshape(r_, s_, *pt.shape[1:]), t.sum((-1, -2)) @ b))
+                new.append((_conv_back(n, t), t.sum((-1, -2)) @ b))
             q = n.inputs[0]
             c_geom = ((new[0][0].shape[-2], new[0][0].shape[-1]), tuple(geom[1][d] * a["stride"][d] for d in range(2)),
                       tuple(geom[2][d] * a["stride"][d] + a["padding"][d] for d in range(2)))
-            mask = _window_rows(torch.ones((1, 1, *nodes[q].shape[1:]), dtype=dtype, device=idx.device),
-                                c_geom, (ho, wo), lidx)  # type: ignore[arg-type]
-            outs = [pt * mask for pt, _ in new]
+            skip_mask = nodes[q].op in ACTIVATIONS or (q == 0 and region.norm == math.inf)
+            mask = None if skip_mask else _window_rows(
+                torch.ones((1, 1, *nodes[q].shape[1:]), dtype=dtype, device=idx.device), c_geom, (ho, wo), lidx)  # type: ignore[arg-type]
+            # entries outside the map must stay zero for the next op, unless it zeroes them itself (an
+            # activation multiplies by windows of its slopes, zero outside; the L-inf box is zero outside)
+            outs = [pt if mask is None else pt * mask for pt, _ in new]
             lbias = lbias + new[0][1]
             ubias = ubias + new[-1][1]
             push(q, outs[0], outs[-1], c_geom)  # type: ignore[arg-type]
@@ -1009,6 +1009,35 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
         diag, geom = False, ((1, 1), (1, 1), (0, 0))
     return (_patch_concretize(region, la, geom, (ho, wo), lidx, -1) + lbias,
             _patch_concretize(region, ua, geom, (ho, wo), lidx, +1) + ubias)
+
+
+#: a conv's backward map on windows (rows: window entries at its output, columns: at its input) is used as a
+#: matrix (one BLAS product) when it has at most this many entries, else a transposed convolution
+PATCH_MAP_MAX_ELEMENTS = 1 << 22
+
+
+def _conv_back(n: Node, t: Tensor) -> Tensor:
+    """Window coefficients ``t`` (R, S, C_out, kh, kw) at conv node ``n``'s output -> at its input
+    (R, S, C_in, kh', kw'), kh' = (kh - 1) stride + dilation (k - 1) + 1 (the transposed convolution of each
+    window; entries outside the input map are not zeroed here)."""
+    w = n.weight
+    assert w is not None
+    a = n.attrs
+    r_, s_, cout, kh, kw = t.shape
+    st, dil = a["stride"], a["dilation"]
+    kh2, kw2 = (kh - 1) * st[0] + dil[0] * (w.shape[2] - 1) + 1, (kw - 1) * st[1] + dil[1] * (w.shape[3] - 1) + 1
+    cin = w.shape[1] * a["groups"]
+    # measured (CPU, one thread): the product wins for small windows (about 2-3x for 3x3) and in float64,
+    # the transposed convolution for larger float32 windows
+    if cout * kh * kw * cin * kh2 * kw2 <= PATCH_MAP_MAX_ELEMENTS and (kh * kw <= 9 or t.dtype == torch.float64):
+        def make() -> Tensor:
+            basis = torch.eye(cout * kh * kw, dtype=w.dtype, device=w.device).reshape(-1, cout, kh, kw)
+            return F.conv_transpose2d(basis, w, None, stride=st, dilation=dil, groups=a["groups"]).reshape(
+                cout * kh * kw, -1)
+        m = n.derive(f"patch_map_{kh}x{kw}", make)
+        return (t.reshape(r_ * s_, -1) @ m).reshape(r_, s_, cin, kh2, kw2)
+    pt = F.conv_transpose2d(t.reshape(r_ * s_, cout, kh, kw), w, None, stride=st, dilation=dil, groups=a["groups"])
+    return pt.reshape(r_, s_, cin, kh2, kw2)
 
 
 def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None, geom: _Geom,
