@@ -133,10 +133,134 @@ def matmul(b: Any, i: int, j: int, loc: str) -> int:
     return reshape(b, s, (*shp[:-2], shp[-1]), loc)
 
 
+def _masked_input(b: Any, i: int, d: int, log: bool, loc: str) -> int | None:
+    """A softmax whose input is ``x * w + c`` with ``-inf`` entries in the constant ``c`` (a hand-written
+    attention mask: ``scores + mask`` or ``scores.masked_fill(mask, -inf)``): the softmax over the finite
+    entries (:func:`masked_softmax`; the masked weights are exactly 0). None for any other input."""
+    n = b.nodes[i]
+    if n.op != "affine" or n.bias is None or not bool(torch.isneginf(n.bias).any()):
+        return None
+    if log:
+        raise _unsupported("log_softmax of a masked input (its masked entries are -inf)", loc)
+    shape = b.shape(i)
+    c = n.bias.detach().expand(shape)
+    allowed = ~torch.isneginf(c)
+    w = None if n.weight is None else n.weight.detach().expand(shape)
+    if bool(torch.isinf(c[allowed]).any()) or (w is not None and not bool(torch.isfinite(w[allowed]).all())):
+        raise _unsupported("a masked softmax input with +inf entries", loc)
+    finite = torch.where(allowed, c, torch.zeros_like(c))
+    wf = None if w is None else torch.where(allowed, w, torch.zeros_like(w))
+    j = n.inputs[0]
+    if bool((finite != 0).any()) or (wf is not None and not bool((wf[allowed] == 1).all())):
+        j = b.add(Node("affine", (j,), (), loc, wf, finite))
+    j = permute_last(b, j, d, loc)
+    perm = list(range(len(shape)))
+    perm[d], perm[-1] = perm[-1], perm[d]
+    allowed = allowed.permute(*perm)
+    moved = b.shape(j)
+    rows = math.prod(moved[:-1])
+    j = reshape(b, j, (1, rows, moved[-1]), loc)
+    j = masked_softmax(b, j, allowed.reshape(1, rows, moved[-1]).cpu(), loc)
+    j = reshape(b, j, moved, loc)
+    return permute_last(b, j, d, loc)
+
+
+def _f_masked_fill(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    """``x.masked_fill(mask, value)`` with a constant mask and value: ``x * (1 - mask) + value * mask``
+    (exact for finite x; ``-inf`` makes a masked softmax input, see :func:`_masked_input`)."""
+    x, mask, value = args[0], _arg(args, kwargs, 1, "mask", None, lambda v: v), _arg(args, kwargs, 2, "value",
+                                                                                     None, lambda v: v)
+    if not is_ir(x) or is_ir(mask) or is_ir(value):
+        raise _unsupported("masked_fill with an input-dependent mask or value", loc)
+    i = env[x][1]
+    m = b.const(val(mask), i, loc).to(torch.bool)
+    v = float(val(value))
+    w = torch.where(m, torch.zeros_like(m, dtype=b.dtype), torch.ones_like(m, dtype=b.dtype))
+    c = torch.where(m, torch.full_like(w, v), torch.zeros_like(w))
+    return b.add(Node("affine", (i,), (), loc, w, c))
+
+
+def _f_sdpa(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p=0, is_causal, scale)`` of graph values
+    (per-sample shapes (..., L, E), (..., S, E), (..., S, Ev)): ``softmax(q k^T scale + mask) v`` over the
+    allowed keys (a boolean mask marks the keys that MAY be attended to, as torch's; ``is_causal``: the
+    lower-triangular one); ``scale`` defaults to the exact ``1 / sqrt(E)``."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    given = dict(zip(names, args)) | dict(kwargs)
+    q, k, v = (given.get(n) for n in names[:3])
+    if not (is_ir(q) and is_ir(k) and is_ir(v)):
+        raise _unsupported("scaled_dot_product_attention of constant tensors", loc)
+    what = "scaled_dot_product_attention"
+    mask = _constant_arg(given, "attn_mask", None, val, is_ir, what, loc)
+    if float(_constant_arg(given, "dropout_p", 0.0, val, is_ir, what, loc)) != 0.0:
+        raise _unsupported("scaled_dot_product_attention with dropout_p > 0 (dropout is applied even in eval mode)",
+                           loc)
+    causal = bool(_constant_arg(given, "is_causal", False, val, is_ir, what, loc))
+    scale = _constant_arg(given, "scale", None, val, is_ir, what, loc)
+    if _constant_arg(given, "enable_gqa", False, val, is_ir, what, loc):
+        raise _unsupported("scaled_dot_product_attention with enable_gqa=True", loc)
+    qi, ki, vi = env[q][1], env[k][1], env[v][1]
+    sq, sk = b.shape(qi), b.shape(ki)
+    if len(sq) < 2 or len(sk) != len(sq) or sq[-1] != sk[-1]:
+        raise _unsupported(f"scaled_dot_product_attention of per-sample shapes {sq} and {sk}", loc)
+    nd = len(sk)
+    perm = (*range(nd - 2), nd - 1, nd - 2)
+    kt = b.add(Node("permute", (ki,), (), loc, attrs={"perm": perm}))
+    scores = matmul(b, qi, kt, loc)  # (..., L, S)
+    shape = b.shape(scores)
+    if scale is None:  # the exact 1 / sqrt(E), enclosed for sound=True
+        r = math.sqrt(sq[-1])
+        s_lo = math.nextafter(1.0 / math.nextafter(r, math.inf), -math.inf)
+        s_hi = math.nextafter(1.0 / math.nextafter(r, 0.0), math.inf)
+        w = torch.tensor(1.0 / r, dtype=b.dtype, device=b.nodes_device)
+        attrs = exact_bounds(b, torch.tensor(s_lo, dtype=torch.float64), torch.tensor(s_hi, dtype=torch.float64))
+    else:
+        w, attrs = torch.tensor(float(scale), dtype=b.dtype, device=b.nodes_device), {}
+    scores = b.add(Node("affine", (scores,), (), loc, w, None, attrs))
+    allowed = torch.ones(shape, dtype=torch.bool)
+    bias = torch.zeros(shape, dtype=torch.float64)
+    if causal:
+        allowed = allowed & torch.ones(shape[-2:], dtype=torch.bool).tril()
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise _unsupported("scaled_dot_product_attention with an attn_mask that is not a tensor", loc)
+        mk = mask.detach().cpu()
+        if mk.dim() > len(shape):  # a batch dimension: one mask for every sample
+            mk = _one_per_sample(mk.reshape(-1, *mk.shape[mk.dim() - len(shape):]), 1, "attn_mask", loc)[0]
+        try:
+            mk = mk.expand(shape)
+        except RuntimeError as e:
+            raise _unsupported(f"attn_mask of shape {tuple(mask.shape)} for scores of shape {shape}", loc) from e
+        if mk.dtype == torch.bool:
+            allowed = allowed & mk
+        else:
+            mk = mk.to(torch.float64)
+            masked = torch.isneginf(mk)
+            if not bool(torch.isfinite(mk[~masked]).all()):
+                raise _unsupported("attn_mask with NaN or +inf entries", loc)
+            allowed = allowed & ~masked
+            bias = torch.where(masked, torch.zeros_like(mk), mk)
+    if not bool(allowed.any(-1).all()):
+        raise _unsupported("an attention mask that masks every key of a query (torch returns NaN there)", loc)
+    if bool((bias != 0).any()):
+        scores = b.add(Node("affine", (scores,), (), loc, None, bias.to(dtype=b.dtype, device=b.nodes_device)))
+    if bool(allowed.all()):
+        attn = softmax(b, scores, -1, loc)
+    else:
+        rows = math.prod(shape[:-2]) if len(shape) > 2 else 1
+        j = reshape(b, scores, (rows, *shape[-2:]), loc)
+        j = masked_softmax(b, j, allowed.reshape(rows, *shape[-2:]), loc)
+        attn = reshape(b, j, shape, loc)
+    return matmul(b, attn, vi, loc)
+
+
 def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
     """Softmax along ``dim``: ``1 / sum_j exp(x_j - x_i)`` (differences by a linear map, ``exp``, a sum,
     ``reciprocal``; the term j = i is exactly 1). Log-softmax: ``-log(sum_j exp(x_j - x_i))``."""
     d = _dim(b, i, dim, loc)
+    masked = _masked_input(b, i, d, log, loc)
+    if masked is not None:
+        return masked
     k = b.shape(i)[d]
     eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
     diff = (eye.unsqueeze(0) - eye.unsqueeze(1)).reshape(k * k, k)  # row (i, j): e_j - e_i
@@ -760,5 +884,7 @@ FUNCTIONS: dict[str, Callable[..., int]] = {
     "mean": _f_mean_sum(True),
     "sum": _f_mean_sum(False),
     "interpolate": _f_interpolate,
+    "masked_fill": _f_masked_fill,
+    "scaled_dot_product_attention": _f_sdpa,
     "upsample": _f_interpolate,
 }

@@ -36,10 +36,23 @@ from certkit._validation import (
     check_probs,
 )
 from certkit.certifier import Certifier, CertifierKind
-from certkit.threat import LpBall
+from certkit.threat import LpBall, threat_arguments
 from certkit.warnings import TrivialSetWarning
 from conformal.functional import at_least, prediction_mask
-from conformal.scores import ScoreFunction, aps, aps_set_mask, get_score, raps, thr, thr_probability_cut
+from conformal.scores import (
+    _BUILTIN_SCORES,
+    RANDOMIZABLE_SCORES,
+    ScoreFunction,
+    aps,
+    aps_set_mask,
+    get_score,
+    margin,
+    raps,
+    saps,
+    thr,
+    thr_probability_cut,
+    topk,
+)
 from conformal.sets import PredictionSets
 
 __all__ = ["Calibrator", "ScoreCalibrator", "resolve_certifier", "resolve_threat", "softmax_rows"]
@@ -74,22 +87,10 @@ def resolve_threat(threat: Any, *, eps: Any, norm: Any, domain: Any, default_nor
     Raises:
         ValueError: both spellings given, or neither (and no ``default_eps``).
     """
-    if threat is not None:
-        if not isinstance(threat, LpBall):
-            raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {type(threat).__name__}")
-        given = [n for n, v in (("eps", eps), ("norm", norm), ("domain", domain)) if v is not None]
-        if given:
-            raise ValueError(
-                f"Expected either argument `threat` or {', '.join(f'`{g}`' for g in given)}, but got both; "
-                "put the radius, norm and domain in the LpBall"
-            )
-        return threat
-    if eps is None:
-        if default_eps is None:
-            raise ValueError("Expected argument `eps` (a radius >= 0) or `threat` (a certkit.threat.LpBall), "
-                             "but got neither")
+    if threat is None and eps is None and default_eps is not None:
         eps = default_eps
-    return LpBall(default_norm if norm is None else norm, eps, domain)
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain, default_norm=default_norm)  # the one check
+    return threat if threat is not None else LpBall(norm, eps, domain)  # type: ignore[no-any-return]
 
 
 def resolve_certifier(certifier: Any, kind: CertifierKind, owner: str, default: Callable[..., Any],
@@ -125,8 +126,8 @@ class ScoreCalibrator(Calibrator):
 
     Subclasses implement ``_fit_threshold(cal_scores, labels, num_classes)``.
 
-    Randomised scores. APS and RAPS are randomised by default (``randomized=None`` resolves to True for
-    them): each input gets its own u ~ U(0, 1), drawn from the ``generator`` passed to ``calibrate``/
+    Randomised scores. APS, RAPS, SAPS and TopK are randomised by default (``randomized=None`` resolves to
+    True for them): each input gets its own u ~ U(0, 1), drawn from the ``generator`` passed to ``calibrate``/
     ``predict`` or, when none is given, from a generator seeded with 0 at ``calibrate`` (kept in
     ``generator_``, so the test draws continue the calibration draws and are independent of them).
     On a confident model the non-randomised APS score (u = 0) of the true label is 1.0 up to
@@ -167,7 +168,7 @@ class ScoreCalibrator(Calibrator):
                         generator: torch.Generator | None = None) -> Array:
         extra = self._draw_u(probs.shape[0], generator)
         # inputs were validated by the caller (or validation is off): skip the built-in scores' own checks
-        if self._score_fn in (thr, aps, raps):
+        if self._score_fn in _BUILTIN_SCORES:
             return self._score_fn(probs, labels, validate=False, **self.score_kwargs, **extra)
         return self._score_fn(probs, labels, **self.score_kwargs, **extra)
 
@@ -212,12 +213,18 @@ class ScoreCalibrator(Calibrator):
 
     def score_maximum(self) -> float | None:
         """The largest value the score can take on this calibrator's K labels (None for an unknown callable)."""
-        if self._score_fn in (thr, aps):
+        if self._score_fn in (thr, aps, margin):
             return 1.0
         if self._score_fn is raps:
             lam = float(self.score_kwargs.get("lam", 0.01))
             k_reg = int(self.score_kwargs.get("k_reg", 5))
             return 1.0 + lam * max(0, self.num_classes_ - k_reg)
+        if self._score_fn is saps:  # p_max + (K - 1) lam <= 1 + (K - 1) lam
+            return 1.0 + float(self.score_kwargs.get("lam", 0.2)) * (self.num_classes_ - 1)
+        if self._score_fn is topk:
+            return float(self.num_classes_)
+        if self._score_fn in _BUILTIN_SCORES:  # cross-entropy: only +inf is trivial
+            return math.inf
         return None
 
     def _sorted_values_path(self, probs: Array, threshold: Any) -> bool:
@@ -230,8 +237,8 @@ class ScoreCalibrator(Calibrator):
         return isinstance(probs, np.ndarray) and probs.dtype in (np.float32, np.float64)
 
     def _trivial_hint(self) -> str:
-        if self._score_fn in (aps, raps) and not self._randomize:
-            return ("On a confident model the non-randomised APS/RAPS score of the true label is 1.0 for most "
+        if self._score_fn in RANDOMIZABLE_SCORES and not self._randomize:
+            return ("On a confident model the non-randomised APS/RAPS/SAPS score of the true label is 1.0 for most "
                     "inputs: use the randomised score (randomized=True, the default for APS/RAPS) or score='thr'.")
         return "Use more calibration data, a larger alpha, or a score that separates the labels (e.g. score='thr')."
 
@@ -327,10 +334,10 @@ def _resolve_randomized(score_fn: ScoreFunction, randomized: bool | None, score_
         if randomized:
             raise ValueError(f"Expected either argument `randomized=True` or score_kwargs {sorted(own)}, but got both")
         return False
-    randomizable = score_fn in (aps, raps)
+    randomizable = score_fn in RANDOMIZABLE_SCORES
     if randomized and not randomizable:
-        raise ValueError("Expected argument `randomized` to be False or None for a score other than 'aps'/'raps' "
-                         "(only they have a randomised form), but got True")
+        raise ValueError("Expected argument `randomized` to be False or None for a score other than "
+                         "'aps'/'raps'/'saps'/'topk' (only they have a randomised form), but got True")
     return randomizable if randomized is None else randomized
 
 

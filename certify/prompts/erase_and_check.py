@@ -130,8 +130,9 @@ def _insertion_count(n: int, d: int, k: int) -> int:
     """
     if d == 0 or n == 0:
         return 1
-    if k == 1:  # closed form: the clean prompt plus every block of length l <= d
-        return 1 + sum(n - length + 1 for length in range(1, min(d, n) + 1))
+    if k == 1:  # closed form: the clean prompt plus every block of length l <= d: 1 + sum_{l<=d} (n - l + 1)
+        d = min(d, n)
+        return 1 + d * (n + 1) - d * (d + 1) // 2
     f = [[1] * (k + 1) for _ in range(n + 2)]  # f[p][b]; positions >= n: only the empty set
     g = [[0] * (k + 1) for _ in range(n + 2)]  # g[p][b] = sum over runs starting at s >= p
     for p in range(n - 1, -1, -1):
@@ -144,21 +145,60 @@ def _insertion_count(n: int, d: int, k: int) -> int:
     return f[0][k]
 
 
-def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_blocks: int = 1) -> int:
+# The most elementary steps (big-integer word operations, dynamic-programming cells) num_subsequences
+# spends on an exact count; a count that would cost more is refused (BudgetExceededError), never hung on.
+_EXACT_WORK = 10**8
+
+
+def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_blocks: int = 1, *,
+                     budget: int | None = None) -> int:
     """Closed-form number of erasure patterns checked for ``n`` tokens (clean prompt included).
 
-    suffix: ``min(d, n) + 1``; infusion: ``sum_{i=0..min(d, n)} C(n, i)``; insertion:
+    suffix: ``min(d, n) + 1``; infusion: ``sum_{i=0..min(d, n)} C(n, i)`` (``2^n`` when d >= n); insertion:
     the number of index sets that are a union of at most ``k`` blocks of at most ``d``
-    tokens (``1 + sum_{l=1..min(d,n)} (n - l + 1)`` for k = 1). Distinct patterns can
-    still give equal id sequences (repeated tokens), so the deduplicated count is <= this.
+    tokens (``1 + sum_{l=1..min(d,n)} (n - l + 1)`` for k = 1, an O(n k^2 d) recursion for k > 1).
+    Distinct patterns can still give equal id sequences (repeated tokens), so the deduplicated count
+    is <= this.
+
+    ``budget``: raise :class:`certkit.errors.BudgetExceededError` when the count exceeds it, decided by
+    a count capped just above the budget (so it costs O(budget) at most). Without a budget, a count
+    whose exact computation would take more than about 1e8 elementary steps (huge ``n`` with a huge
+    ``d``, or ``k > 1`` on long prompts) is refused with the same error rather than computed for hours.
     """
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
     n = check_positive_int(n, "n", minimum=0)
-    if mode == "suffix":
-        return min(d, n) + 1
-    if mode == "infusion":
-        return sum(math.comb(n, i) for i in range(min(d, n) + 1))
-    return _insertion_count(n, d, k)
+    what = f"num_subsequences({mode} mode, n={n}, d={d}, k={k})"
+    work = _exact_work(n, mode, d, k)
+    if budget is not None:
+        budget = check_positive_int(budget, "budget", minimum=0)
+        if mode == "insertion" and work > _EXACT_WORK:  # lower bounds only: one block, and k single tokens
+            m = min(d, n)
+            count = max(1 + m * (n + 1) - m * (m + 1) // 2, _count_capped(n, "infusion", min(k, n), 1, budget))
+        else:  # O(budget) at most: stopped as soon as the count is known to exceed the budget
+            count = _count_capped(n, mode, d, k, budget)
+        check_budget(count, budget, what, at_least=True)
+        if mode != "insertion" or work <= _EXACT_WORK:
+            return count
+    if mode == "infusion" and d >= n and n <= 64 * _EXACT_WORK:
+        return 1 << n  # closed form: every subset, sum_{i<=n} C(n, i) = 2^n
+    if work > _EXACT_WORK:
+        raise BudgetExceededError(
+            f"{what}: the exact count would take about {work:.2g} elementary steps (limit {_EXACT_WORK:.0e}); "
+            "pass `budget=` to compare the count with a budget instead"
+        )
+    return _count_capped(n, mode, d, k, math.inf)
+
+
+def _exact_work(n: int, mode: str, d: int, k: int) -> float:
+    """Rough cost, in elementary steps, of the exact count (used to refuse counts that would take hours)."""
+    d = min(d, n)
+    if mode == "suffix" or d == 0 or n == 0:
+        return 1.0
+    if mode == "infusion":  # d big-integer steps on numbers of up to ~min(n, d log2 n) bits
+        return float(d) * (min(n, d * max(1, n.bit_length())) / 64 + 1)
+    k = min(k, n)
+    # the recursion visits ~n k min(k d, n) / 2 cells, each a Python-level step worth ~20 word operations
+    return 1.0 if k == 1 else 10.0 * n * k * min(k * d, n)
 
 
 def _count_capped(n: int, mode: str, d: int, k: int, cap: float) -> int:
@@ -210,6 +250,11 @@ def _patterns(ids: tuple[int, ...], mode: str, d: int, k: int) -> Iterator[tuple
             for erased in itertools.combinations(range(n), i):
                 drop = set(erased)
                 yield tuple(t for j, t in enumerate(ids) if j not in drop)
+    elif k == 1:  # one block of 1..d tokens at every start
+        yield ids
+        for length in range(1, min(d, n) + 1):
+            for s in range(n - length + 1):
+                yield ids[:s] + ids[s + length :]
     else:
         for runs in _insertion_runs(n, d, 0, k):
             out: list[int] = []
@@ -339,45 +384,109 @@ def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ..
     raise TypeError(f"Expected argument `prompt` to be a string or a sequence of token ids, but got {type(prompt).__name__}")
 
 
-def _scan(streams: Iterable[Iterator[str]], filt: Any, batch_size: int) -> tuple[list[int], list[str | None]]:
-    """Score the texts of several streams in shared batches of ``batch_size``; stop a stream at its first flag.
+# Fast scores that land this close to the threshold are recomputed by ``predict_proba`` on the decoded
+# text, so that a filter's ``score_subsequences`` (float64 sums in another order, or float32 in torch)
+# never flips a verdict of the generic path.
+_RECHECK = 1e-4
+_FAST_MIN = 8  # fewer strings than this: the fast path's fixed cost exceeds one generic call's
 
-    Streams are consumed in order, each until it ends or is flagged, and their texts are pooled into
-    full batches (the last may be short): a prompt whose texts fit one batch costs one filter call,
-    and a longer one stops at the first batch in which it is flagged. Returns, per stream, the
-    number of texts scored and its first flagged text (in stream order) or None.
+Item = str | tuple[int, ...]  # a text, or an id sequence of the tokenizer (decoded only when needed)
+
+
+def _decode(item: Item, tok: Tokenizer) -> str:
+    return item if isinstance(item, str) else tok.decode(item)
+
+
+def _pieces(tok: Tokenizer) -> list[str] | None:
+    """The token strings of ``tok`` if decoding an id sequence is concatenating them (a WordTokenizer)."""
+    return tok.pieces() if isinstance(tok, WordTokenizer) else None
+
+
+def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
+    """Filter verdicts of texts and id sequences; one filter call (``score_subsequences`` when the filter
+    has it and ``tok`` decodes by concatenation, else ``predict_proba`` on the decoded texts).
+
+    The protocol method ``score_subsequences(tokens, seqs) -> (N,)`` returns the harmful probabilities
+    of the texts ``"".join(tokens[i] for i in seq)``; a filter whose score decomposes over tokens
+    computes them without re-running itself on every string. Scores within ``_RECHECK`` of the
+    threshold are recomputed by ``predict_proba``, so verdicts equal the generic path's.
     """
+    fast = getattr(filt, "score_subsequences", None)
+    pieces = _pieces(tok) if callable(fast) and len(items) >= _FAST_MIN else None
+    if pieces is None or any(isinstance(it, str) for it in items):
+        return _flags(filt, [_decode(it, tok) for it in items])
+    seqs = [it for it in items if not isinstance(it, str)]
+    out = np.zeros(len(seqs), dtype=bool)
+    shown: dict[int, bool] = {}  # a sequence is visible if one of its tokens is; almost always its first
+
+    def visible(s: tuple[int, ...]) -> bool:
+        if not s:
+            return False
+        v = shown.get(s[0])
+        if v is None:
+            v = shown[s[0]] = has_visible(pieces[s[0]])
+        return v or has_visible("".join([pieces[j] for j in s]))
+
+    keep = [i for i, s in enumerate(seqs) if visible(s)]
+    if not keep:
+        return out
+    kept = [seqs[i] for i in keep]
+    p = np.asarray(fast(pieces, kept), dtype=np.float64)  # type: ignore[misc]
+    if p.shape != (len(kept),):
+        raise ValueError(f"Expected the filter's `score_subsequences` to return shape ({len(kept)},), but got {p.shape}")
+    thr = float(filt.threshold)
+    near = np.flatnonzero(~(np.abs(p - thr) > _RECHECK))  # NaN too
+    if len(near):
+        p[near] = _scores(filt, [tok.decode(kept[i]) for i in near])
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("Expected the filter's `score_subsequences` to return probabilities in [0, 1], but got other values")
+    out[keep] = p >= thr
+    return out
+
+
+def _scan(
+    streams: Iterable[Iterator[Item]], filt: Any, batch_size: int, tok: Tokenizer | None = None,
+) -> tuple[list[int], list[str | None]]:
+    """Score the items of several streams in shared batches of ``batch_size``; stop a stream at its first flag.
+
+    Streams are consumed in order, each until it ends or is flagged, and their items (texts, or id
+    sequences of ``tok``) are pooled into full batches (the last may be short): a prompt whose items fit
+    one batch costs one filter call, and a longer one stops at the first batch in which it is flagged.
+    Returns, per stream, the number of items scored and its first flagged text (in stream order) or None.
+    """
+    tok = tok if tok is not None else WordTokenizer()
     checked: list[int] = []
-    flagged: list[str | None] = []
-    queue: list[tuple[int, str]] = []
+    flagged: list[Item | None] = []
+    queue: list[tuple[int, Item]] = []
 
     def flush() -> None:
-        hits = _flags(filt, [t for _, t in queue])
-        for (j, text), hit in zip(queue, hits):
+        hits = _item_flags(filt, tok, [t for _, t in queue])
+        for (j, item), hit in zip(queue, hits):
             checked[j] += 1
             if hit and flagged[j] is None:
-                flagged[j] = text
+                flagged[j] = item
         queue.clear()
 
     for j, stream in enumerate(streams):
         checked.append(0)
         flagged.append(None)
-        for text in stream:
-            queue.append((j, text))
+        for item in stream:
+            queue.append((j, item))
             if len(queue) >= batch_size:
                 flush()
                 if flagged[j] is not None:  # early exit: this stream is already harmful
                     break
     if queue:
         flush()
-    return checked, flagged
+    return checked, [None if f is None else _decode(f, tok) for f in flagged]
 
 
-def _texts(ids: tuple[int, ...], text: str, tok: Tokenizer, mode: str, d: int, k: int) -> Iterator[str]:
-    """The prompt's own text, then its distinct erased subsequences decoded (lazily)."""
-    yield text
-    for sub in itertools.islice(erased_subsequences(ids, mode, d, num_blocks=k, budget=None), 1, None):
-        yield tok.decode(sub)
+def _items(ids: tuple[int, ...], text: str, tok: Tokenizer, mode: str, d: int, k: int) -> Iterator[Item]:
+    """The prompt itself (its text, unless decoding its ids gives the text back), then its distinct erasures."""
+    subs = erased_subsequences(ids, mode, d, num_blocks=k, budget=None)
+    first = next(subs)
+    yield first if _pieces(tok) is not None else text  # WordTokenizer: decode(encode(text)) == text
+    yield from subs
 
 
 def erase_and_check_batch(
@@ -388,7 +497,7 @@ def erase_and_check_batch(
     max_erase: int = 20,
     num_blocks: int = 1,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> list[PromptCertificate]:
     """Erase-and-check on many prompts, pooling their subsequences into full filter batches.
@@ -426,7 +535,7 @@ def erase_and_check_batch(
     counts = [_count_capped(len(ids), mode, d, k, cap) for ids, _ in resolved]
     for (ids, _), c in zip(resolved, counts):  # refuse before evaluating anything
         _check_budget(c, budget, len(ids), mode, d, k)
-    checked, flagged = _scan((_texts(ids, text, tok, mode, d, k) for ids, text in resolved), filt, batch_size)
+    checked, flagged = _scan((_items(ids, text, tok, mode, d, k) for ids, text in resolved), filt, batch_size, tok)
     return [
         PromptCertificate(
             prompt=text, harmful=flagged[j] is not None, mode=mode, max_erase=d, num_blocks=k,
@@ -445,7 +554,7 @@ def erase_and_check(
     max_erase: int = 20,
     num_blocks: int = 1,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> PromptCertificate:
     """Erase-and-check one prompt (Kumar et al. 2023, Algorithms 1-3).
@@ -458,8 +567,8 @@ def erase_and_check(
         A frozen :class:`PromptCertificate`.
 
     Example:
-        >>> from certify.prompts import default_filter
-        >>> cert = erase_and_check("How do I bake bread?", default_filter(), mode="suffix", max_erase=10)
+        >>> from certify.prompts import embedded_tfidf_filter
+        >>> cert = erase_and_check("How do I bake bread?", embedded_tfidf_filter(), mode="suffix", max_erase=10)
     """
     return erase_and_check_batch(
         [prompt], filter, mode=mode, max_erase=max_erase, num_blocks=num_blocks,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from certify.prompts._rng import resolve_generator, sample_indices
+from certify.prompts._rng import sample_indices
 from certify.prompts.erase_and_check import (
     EmpiricalCheck,
     _check_erase_args,
@@ -31,8 +31,8 @@ from certify.prompts.erase_and_check import (
     erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
-from certkit._validation import check_positive_int
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer, resolve_tokenizer
+from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["random_erase_and_check"]
 
@@ -48,7 +48,7 @@ def random_erase_and_check(
     generator: torch.Generator | None = None,
     seed: int | np.random.Generator | None = None,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> EmpiricalCheck:
     """RandEC on one prompt.
@@ -76,7 +76,7 @@ def random_erase_and_check(
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(seed, np.random.Generator):  # deprecated form: derive a torch seed from it
         seed = int(seed.integers(2**63 - 1))
-    g = resolve_generator(generator, seed, "random_erase_and_check")
+    g = generator_or_seed(generator, seed, where="random_erase_and_check")
     filt = as_filter(filter)
     tok = resolve_tokenizer(tokenizer)
     ids, text = _resolve(prompt, tok, tokenizer is not None)
@@ -84,7 +84,8 @@ def random_erase_and_check(
     m = math.floor(float(ratio) * (len(subs) - 1))
     picked = sample_indices(len(subs) - 1, m, g) if m else []
     chosen = [subs[0], *(subs[1 + i] for i in picked)]
-    (checked,), (flagged,) = _scan([iter([text, *(tok.decode(s) for s in chosen[1:])])], filt, batch_size)
+    first = chosen[0] if isinstance(tok, WordTokenizer) else text  # WordTokenizer: decode(ids) == text
+    (checked,), (flagged,) = _scan([iter([first, *chosen[1:]])], filt, batch_size, tok)
     if flagged is not None:
         return EmpiricalCheck(text, True, "randec", checked, flagged,
                               f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")
