@@ -510,6 +510,11 @@ def _cases() -> dict[str, Case]:
         "conformal.ClusteredConformal.calibrate": _c(lambda: conformal.ClusteredConformal(alpha=0.2).calibrate,
                                                      {"probs": "probs", "labels": "labels", "generator": "generator"},
                                                      probs=lambda: _probs(), labels=lambda: _y(40, 4)),
+        "conformal.collect_probs": _c(conformal.collect_probs, {"data": t, "batch_size": "posint",
+                                                                "temperature": "positive", "from_logits": "bool",
+                                                                "model": "model"},
+                                      skip={"data": ("numpy", "list", "nan", "inf")}, model=lambda: _mlp(),
+                                      data=lambda: _x()),
         "conformal.WeightedConformal": _c(conformal.WeightedConformal, {"alpha": "prob", "validate": "bool"}),
         "conformal.WeightedConformal.calibrate": _c(lambda: conformal.WeightedConformal(alpha=0.1).calibrate,
                                                     {"probs": "probs", "labels": "labels", "weights": "array"},
@@ -759,6 +764,7 @@ EXEMPT: dict[str, str] = {
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
+    "smoothing.make_unet_denoiser": "builds an untrained module from layer sizes; image_size is checked in tests/smoothing",
 }
 EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
