@@ -685,6 +685,10 @@ def _cases() -> dict[str, Case]:
                                                  results=lambda: _records(), radii=lambda: [0.0, 0.25], alpha=0.05),
         "smoothing.plot_certified_accuracy": _c(_plot, {"results": "records", "radii": "radii"},
                                                 results=lambda: _records(), radii=lambda: [0.0, 0.25]),
+        "smoothing.make_unet_denoiser": _c(smoothing.make_unet_denoiser,
+                                           {"channels": "posint", "width": "posint", "image_size": "size2",
+                                            "generator": "generator"},
+                                           channels=1, width=2, image_size=(4, 4), generator=lambda: _g()),
         "conformal.python_tree": _c(conformal.python_tree, {"source": "source"}, source="x = 1\ny = x + 2\n"),
         "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
                                   skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
@@ -764,7 +768,6 @@ EXEMPT: dict[str, str] = {
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
-    "smoothing.make_unet_denoiser": "builds an untrained module from layer sizes; image_size is checked in tests/smoothing",
 }
 EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
