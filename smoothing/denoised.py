@@ -119,20 +119,26 @@ class _UNet(nn.Module):
         return x - noise  # predicts the noise, like the DnCNN
 
 
-def make_unet_denoiser(channels: int = 1, width: int = 32, image_size: tuple[int, int] = (8, 8)) -> nn.Module:
+def make_unet_denoiser(channels: int = 1, width: int = 32, image_size: tuple[int, int] = (8, 8), *,
+                       generator: torch.Generator | None = None) -> nn.Module:
     """A small U-Net denoiser (Ronneberger et al. 2015) that predicts the noise: output x - noise.
 
     Encoder: two 3x3 convs of ``width`` channels, a stride-2 stage of 2·width, a stride-2 conv to 4·width;
     a dense layer over the whole bottleneck (every output pixel sees the whole image); decoder: transposed
     convs back up with skip connections. Shapes: (m, channels, H, W) -> (m, channels, H, W) with
     (H, W) = ``image_size`` (the bottleneck layer's size depends on it). For 8x8 digits at width 32:
-    535,105 parameters.
+    535,105 parameters. The initial weights come from ``generator`` (None: seeded with 0); torch's global
+    RNG is untouched (the layers are built inside a forked RNG).
     """
     channels, width = check_positive_int(channels, "channels"), check_positive_int(width, "width")
     if (not isinstance(image_size, tuple) or len(image_size) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 4 for v in image_size)):
         raise ValueError(f"Expected argument `image_size` to be a tuple (H, W) of ints >= 4, but got {image_size!r}")
-    return _UNet(channels, width, *image_size)
+    g = check_generator(generator)
+    seed = 0 if g is None else int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _UNet(channels, width, *image_size)
 
 
 def train_denoiser(
