@@ -922,8 +922,11 @@ def build_graph(model: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -
     sample = torch.zeros((2, *shape), dtype=dtype, device=x.device)
     if x.shape[0] > 0:
         sample[0] = x[0].detach().to(dtype)
-    b = _Builder(sample, dtype, _reparametrisations(model))
-    out = b.module(model, 0, "")
+    # The whole conversion holds the tracing lock: torch.fx patches nn.Module.__call__ process-wide while a
+    # thread traces, and a module run meanwhile by another thread's conversion would go through that tracer.
+    with _FX_LOCK:
+        b = _Builder(sample, dtype, _reparametrisations(model))
+        out = b.module(model, 0, "")
     nodes = b.nodes
     if out == 0:
         nodes.append(Node("reshape", (0,), nodes[0].shape, "identity"))
@@ -949,7 +952,9 @@ def _check_against_model(g: Graph, model: nn.Module, x: Tensor, dtype: torch.dty
     # the model's own precision (the graph may compute in another one, e.g. float64 for sound=True)
     mdtype = next((t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()),
                   x.dtype)
-    with torch.no_grad():
+    # Under the tracing lock: torch.fx patches nn.Module.__call__ process-wide while another thread traces,
+    # and a model called meanwhile would run through that thread's tracer (NameError inside torch.fx).
+    with _FX_LOCK, torch.no_grad():
         want = model(probe.to(mdtype))
         got = g.forward(probe.to(dtype))
     if not isinstance(want, Tensor) or tuple(want.shape) != tuple(got.shape):
