@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from certify.api import verify
-from certkit._validation import check_eval_mode
+from certkit._validation import (
+    check_eval_mode,
+    check_inputs,
+    check_instance,
+    check_model_labels,
+    check_nonnegative,
+)
 from certkit.poisoning import AvailabilityReport, Trigger
 
 __all__ = ["verification_availability"]
@@ -37,7 +43,11 @@ def verification_availability(model: nn.Module, x: torch.Tensor, labels: torch.T
         method: the bound method, as in ``certify.verify``.
         domain: the input box intersected with the ball, as in ``certify.verify``.
     """
+    check_inputs(model, x, "x")
     check_eval_mode(model)
+    check_model_labels(model, x, labels, "labels")
+    check_instance(trigger, Trigger, "trigger", "a certkit.poisoning.Trigger")
+    check_nonnegative(eps, "eps")
 
     def unverified(xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

@@ -36,7 +36,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import (
+    check_array,
+    check_bool,
+    check_generator,
+    check_inputs,
+    check_instance,
+    check_positive,
+    check_positive_int,
+    check_real,
+)
 
 __all__ = ["NAP", "NAPSet", "NAPVerification", "follows_nap", "mine_naps", "naps_overlap", "relu_preactivations",
            "verify_nap"]
@@ -141,6 +150,7 @@ def mine_naps(model: nn.Module, x: Tensor, y: Tensor, *, delta: float = 0.99, nu
     from certify.api import _check_model
 
     model = _check_model(model)
+    check_inputs(model, x, "x", min_ndim=2)
     if not isinstance(delta, int | float) or isinstance(delta, bool) or not 0.5 < float(delta) <= 1.0:
         raise ValueError(f"Expected argument `delta` to be a fraction in (0.5, 1], but got {delta!r}")
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
@@ -181,6 +191,10 @@ def mine_naps(model: nn.Module, x: Tensor, y: Tensor, *, delta: float = 0.99, nu
 def follows_nap(model: nn.Module, naps: NAPSet | NAP, x: Tensor) -> Tensor:
     """Whether each input follows each pattern: (N, C) booleans for a :class:`NAPSet` (False for a class
     without a pattern), (N,) for one :class:`NAP`. Strict: active means ``z > 0``, inactive ``z <= 0``."""
+    from certify.api import _check_model
+
+    check_inputs(_check_model(model), x, "x", min_ndim=2)
+    check_instance(naps, (NAPSet, NAP), "naps", "a NAPSet or a NAP (certify.mine_naps)")
     pres = relu_preactivations(model, x)
     single = isinstance(naps, NAP)
     pats = (naps,) if single else naps.patterns  # type: ignore[union-attr]
@@ -199,6 +213,11 @@ def follows_nap(model: nn.Module, naps: NAPSet | NAP, x: Tensor) -> Tensor:
 
 
 def _box(x_ref: Tensor, lower: Tensor | float | None, upper: Tensor | float | None) -> tuple[Tensor, Tensor]:
+    for name, v in (("lower", lower), ("upper", upper)):
+        if isinstance(v, Tensor):
+            check_array(v, name, tensor=True)
+        elif v is not None:
+            check_real(v, name)
     lo = torch.as_tensor(lower if lower is not None else 0.0, dtype=x_ref.dtype).expand_as(x_ref).clone()
     hi = torch.as_tensor(upper if upper is not None else 1.0, dtype=x_ref.dtype).expand_as(x_ref).clone()
     if bool((lo > hi).any()):
@@ -253,9 +272,14 @@ def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | flo
     model = _check_model(model)
     if not isinstance(nap, NAP):
         raise TypeError(f"Expected argument `nap` to be a NAP, but got {type(nap).__name__}")
-    if not isinstance(x_ref, Tensor) or x_ref.dim() < 2 or x_ref.shape[0] != 1:
+    check_inputs(model, x_ref, "x_ref", min_ndim=2)
+    if x_ref.shape[0] != 1:
         raise ValueError("Expected argument `x_ref` to be one input of shape (1, ...)")
     timeout = check_positive(timeout, "timeout")
+    check_positive_int(attack_restarts, "attack_restarts")
+    check_positive_int(attack_steps, "attack_steps", minimum=0)
+    check_bool(sound, "sound")
+    check_generator(generator)
     with torch.no_grad():
         k = int(model(x_ref).shape[1])
     c = nap.label
@@ -295,7 +319,11 @@ def naps_overlap(model: nn.Module, a: NAP, b: NAP, x_ref: Tensor, *, lower: Tens
     model = _check_model(model)
     if not isinstance(a, NAP) or not isinstance(b, NAP):
         raise TypeError("Expected arguments `a` and `b` to be NAPs")
+    check_inputs(model, x_ref, "x_ref", min_ndim=2)
     timeout = check_positive(timeout, "timeout")
+    check_positive_int(batch_size, "batch_size")
+    check_generator(generator)
+    _box(x_ref, lower, upper)
     for pa, pb in zip(a.phases, b.phases):
         if bool(((pa.to(torch.int16) * pb.to(torch.int16)) < 0).any()):
             return NAPVerification("verified", None, None, None, 0, time.perf_counter() - t0, "conflicting neuron")

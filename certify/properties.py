@@ -122,10 +122,17 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
     """
     from certify.api import _check_method, _check_model
     from certify.attacks import pgd_box_minimize
-    from certkit._validation import check_positive_int
+    from certkit._validation import check_bool, check_generator, check_positive_int
 
     start = time.perf_counter()
     model = _check_model(model)
+    check_bool(complete, "complete")
+    check_bool(float64, "float64")
+    check_generator(generator)
+    check_positive_int(attack_steps, "attack_steps", minimum=0)
+    check_positive_int(attack_restarts, "attack_restarts")
+    if timeout is not None and isinstance(timeout, bool):
+        raise TypeError(f"Expected argument `timeout` to be None or a number > 0, but got {timeout!r}")
     m = "bab" if complete else _check_method(method)
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(prop, VnnlibProperty):

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from certify._graph import Graph, Node, apply_node, cached_graph
 from certify.api import margin_spec
-from certkit._validation import check_array, check_eval_mode, check_positive
+from certkit._validation import check_array, check_eval_mode, check_module, check_positive
 
 __all__ = ["Tightness", "propagation_tightness", "tightness"]
 
@@ -146,6 +146,7 @@ def propagation_tightness(
     Returns:
         A :class:`Tightness` with ``(N, M)`` ratios, numerators, denominators and the batch mean.
     """
+    check_module(model)
     eps = check_positive(eps, "eps")
     if not isinstance(x, Tensor):
         raise TypeError(f"Expected argument `x` to be a torch tensor, but got {type(x).__name__}")

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from certkit._validation import check_path
+
 __all__ = ["OutputConstraint", "VnnlibCase", "VnnlibError", "VnnlibProperty", "load_vnnlib"]
 
 _MAX_DISJUNCTS = 100_000
@@ -204,9 +206,7 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
     for name, v in (("num_inputs", num_inputs), ("num_outputs", num_outputs)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"Expected argument `{name}` to be an integer >= 1, but got {v!r}")
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"VNN-LIB file {p!r} does not exist")
+    p = os.fspath(check_path(path, "path", kind="file"))  # InvalidPathError: a ValueError and a FileNotFoundError
     with open(p, encoding="utf-8") as fh:
         text = fh.read()
     declared: dict[str, int] = {}

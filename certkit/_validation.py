@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from certkit.errors import BudgetExceededError, NotCalibratedError
+from certkit.errors import BudgetExceededError, InvalidPathError, NotCalibratedError
 from certkit.warnings import LowPrecisionWarning, SmallCalibrationSetWarning
 
 Array = np.ndarray | torch.Tensor
 
 __all__ = [
     "Array",
+    "as_real_array",
     "check_array",
     "check_array_pair",
     "check_bool",
@@ -25,18 +26,28 @@ __all__ = [
     "check_calibrated",
     "check_eval_mode",
     "check_finite",
+    "check_finite_result",
     "check_generator",
     "check_in_range",
+    "check_inputs",
+    "check_instance",
     "check_labels",
     "check_model_input",
     "check_model_labels",
+    "check_module",
+    "check_no_nan",
     "check_nonnegative",
+    "check_partition",
+    "check_path",
     "check_positive",
     "check_positive_int",
     "check_probability",
     "check_probs",
+    "check_range",
     "check_real",
+    "check_real_arrays",
     "check_scores_1d",
+    "check_seed",
     "check_text",
     "check_token_ids",
     "check_training_data",
@@ -45,6 +56,7 @@ __all__ = [
     "has_visible",
     "probs_atol",
     "warn_low_precision",
+    "warn_low_precision_training",
     "warn_small_calibration",
 ]
 
@@ -129,12 +141,27 @@ def generator_or_seed(generator: Any, seed: Any, *, where: str, device: torch.de
         )
         if generator is not None:
             raise ValueError("Expected either argument `generator` or the deprecated `seed`, but got both")
-        return torch.Generator(device=device or "cpu").manual_seed(int(seed))
+        return torch.Generator(device=device or "cpu").manual_seed(check_seed(seed))
     if generator is None:
         return torch.Generator(device=device or "cpu").manual_seed(default_seed)
     check_generator(generator)
     assert isinstance(generator, torch.Generator)
     return generator
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """Return ``seed`` as an int >= 0: an integer, or a float with an integral value (``3.0``).
+
+    A non-integral float (``int(2.7)`` would silently truncate it to 2, a different stream), a bool,
+    a string and a negative number are refused.
+    """
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer | float | np.floating):
+        raise TypeError(f"Expected argument `{name}` to be an integer >= 0, but got {seed!r}")
+    if isinstance(seed, float | np.floating) and not (math.isfinite(seed) and float(seed).is_integer()):
+        raise ValueError(f"Expected argument `{name}` to be an integer >= 0, but got the non-integral {seed!r}")
+    if seed < 0:
+        raise ValueError(f"Expected argument `{name}` to be an integer >= 0, but got {seed!r}")
+    return int(seed)
 
 
 def check_finite(x: Array, name: str) -> None:
@@ -178,10 +205,12 @@ def check_array(
     ndim: int | Sequence[int] | None = None,
     finite: bool = True,
     tensor: bool | None = None,
+    allow_inf: bool = False,
 ) -> None:
     """The one check for an input array: type (``tensor`` True: torch only, False: numpy only, None: either),
     dtype family (``kind`` "float", "int" or "real"; bool, complex and strings are refused), number of
-    dimensions and (``finite``) no NaN/inf. Raises TypeError/ValueError naming ``name``.
+    dimensions and (``finite``) no NaN/inf (``allow_inf``: no NaN, +-inf allowed, e.g. for bounds).
+    Raises TypeError/ValueError naming ``name``.
     """
     if tensor is True and not isinstance(x, torch.Tensor):
         raise TypeError(f"Expected argument `{name}` to be a torch.Tensor, but got {type(x).__name__}")
@@ -195,7 +224,44 @@ def check_array(
             want = " or ".join(str(a) for a in allowed)
             raise ValueError(f"Expected argument `{name}` to have {want} dimensions, but got shape {tuple(x.shape)}")
     if finite and kind != "int":
-        check_finite(x, name)
+        if allow_inf:
+            check_no_nan(x, name)
+        else:
+            check_finite(x, name)
+
+
+def check_no_nan(x: Array, name: str) -> None:
+    """Raise ValueError if ``x`` holds NaN (+-inf allowed: e.g. a trivial bound)."""
+    nan = bool(torch.isnan(x.detach()).any()) if isinstance(x, torch.Tensor) else bool(np.isnan(x).any())
+    if nan:
+        raise ValueError(f"Expected argument `{name}` to hold no NaN, but it contains NaN")
+
+
+def as_real_array(x: Any, name: str, *, ndim: int | None = None, allow_inf: bool = False) -> np.ndarray:
+    """``x`` (a sequence of numbers, a numpy array or a CPU tensor) as a float64 numpy array.
+
+    Bool, complex and string values are refused (``np.asarray(..., float64)`` would silently turn
+    them into 0/1, drop the imaginary part, or fail deep inside numpy), as are NaN and (unless
+    ``allow_inf``) +-inf and a wrong number of dimensions.
+    """
+    if isinstance(x, str | bytes):
+        raise TypeError(f"Expected argument `{name}` to be an array of real numbers, but got {type(x).__name__}")
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        a = np.asarray(x)
+    except ValueError:  # ragged nesting
+        raise ValueError(f"Expected argument `{name}` to be a rectangular array of real numbers") from None
+    if a.dtype == object or not (_is_float_dtype(a.dtype) or _is_int_dtype(a.dtype)):
+        raise TypeError(f"Expected argument `{name}` to hold real numbers, but got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"Expected argument `{name}` to have {ndim} dimensions, but got shape {a.shape}")
+    if allow_inf:
+        check_no_nan(a, name)
+    else:
+        check_finite(a, name)
+    return a
 
 
 def probs_atol(dtype: Any, num_classes: int) -> float:
@@ -457,6 +523,28 @@ def warn_low_precision(dtype: torch.dtype, name: str, what: str = "bounds", stac
         )
 
 
+def warn_low_precision_training(model: Any, inputs: Any, name: str = "inputs", stacklevel: int = 3) -> None:
+    """Warn (:class:`certkit.warnings.LowPrecisionWarning`) when a trainer gets a float16/bfloat16 model or inputs:
+    its certified losses (bounds, noise averages) are then computed in a dtype whose rounding they ignore,
+    and the certificates of the trained model must be computed in float32/float64 anyway."""
+    dtypes = []
+    if isinstance(inputs, torch.Tensor):
+        dtypes.append((inputs.dtype, f"argument `{name}`"))
+    if isinstance(model, torch.nn.Module):
+        p = next((t for t in model.parameters() if t.is_floating_point()), None)
+        if p is not None:
+            dtypes.append((p.dtype, "the model's parameters"))
+    for dtype, what in dtypes:
+        if dtype in (torch.float16, torch.bfloat16):
+            warnings.warn(
+                f"{what} have dtype {dtype}: training losses computed in it (bounds, noise averages) do not "
+                "account for its rounding; train in float32 (or use torch.autocast) and certify in float32/float64",
+                LowPrecisionWarning,
+                stacklevel=stacklevel,
+            )
+            return
+
+
 def warn_small_calibration(n: int, alpha: float, name: str = "scores", stacklevel: int = 3) -> None:
     """Warn (:class:`certkit.warnings.SmallCalibrationSetWarning`) when ``n < 1/alpha - 1``: the conformal
     quantile is then +inf and every prediction set is trivial."""
@@ -507,3 +595,112 @@ def check_training_data(model: Any, inputs: Any, labels: Any, inputs_name: str =
             f"{inputs.shape[0]} and {labels.shape[0]}"
         )
     check_model_labels(model, inputs, labels, "labels")
+    warn_low_precision_training(model, inputs, inputs_name, stacklevel=4)
+
+
+def check_module(value: Any, name: str = "model") -> torch.nn.Module:
+    """``value`` if it is a ``torch.nn.Module``, else TypeError naming ``name`` (a plain function is refused too:
+    certificates need the module's layers)."""
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"Expected argument `{name}` to be a torch.nn.Module, but got {type(value).__name__}")
+    return value
+
+
+def check_instance(value: Any, types: type | tuple[type, ...], name: str, what: str | None = None) -> Any:
+    """``value`` if it is an instance of ``types``, else TypeError naming ``name`` and the expected type
+    (``what``, default the types' names): for objects certkit builds (a pattern, a trigger, a property)."""
+    if not isinstance(value, types):
+        if what is None:
+            what = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"Expected argument `{name}` to be {what}, but got {type(value).__name__}")
+    return value
+
+
+def check_inputs(model: Any, x: Any, name: str = "x", *, min_ndim: int = 1) -> torch.Tensor:
+    """The inputs of a model: a finite floating-point tensor with at least ``min_ndim`` dimensions, on the
+    model's device and in its dtype (:func:`check_model_input`). ``model`` must be a module."""
+    check_module(model)
+    check_array(x, name, tensor=True)
+    if x.ndim < min_ndim:
+        raise ValueError(f"Expected argument `{name}` to have at least {min_ndim} dimensions, but got shape "
+                         f"{tuple(x.shape)}")
+    check_model_input(model, x, name)
+    return x  # type: ignore[no-any-return]
+
+
+def check_path(path: Any, name: str = "path", *, kind: str = "any") -> Any:
+    """``path`` (a str or ``os.PathLike``) as a ``pathlib.Path`` that exists (``kind`` "file": a file, "dir": a
+    directory, "any": either). A missing path raises :class:`certkit.errors.InvalidPathError` (both a
+    ValueError and a FileNotFoundError) naming ``name``."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise TypeError(f"Expected argument `{name}` to be a path (str or os.PathLike), but got {type(path).__name__}")
+    p = Path(path)
+    ok = {"file": p.is_file, "dir": p.is_dir, "any": p.exists}[kind]()
+    if not ok:
+        want = {"file": "an existing file", "dir": "an existing directory", "any": "an existing path"}[kind]
+        raise InvalidPathError(f"Expected argument `{name}` to be {want}, but {str(path)!r} is not")
+    return p
+
+
+def check_range(pair: Any, name: str, *, finite: bool = True) -> tuple[float, float]:
+    """A pair ``(low, high)`` of real numbers with ``low < high`` (finite unless ``finite`` is False; never NaN)."""
+    if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise TypeError(f"Expected argument `{name}` to be a pair (low, high), but got {pair!r}")
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.floating | np.integer):
+            raise TypeError(f"Expected argument `{name}` to be a pair of numbers (low, high), but got {pair!r}")
+    lo, hi = float(pair[0]), float(pair[1])
+    if math.isnan(lo) or math.isnan(hi) or (finite and not (math.isfinite(lo) and math.isfinite(hi))) or not lo < hi:
+        fin = "finite " if finite else ""
+        raise ValueError(f"Expected argument `{name}` to be a pair of {fin}numbers (low, high) with low < high, "
+                         f"but got {pair!r}")
+    return lo, hi
+
+
+def check_partition(parts: Any, name: str = "parts", *, atol: float = 1e-9) -> tuple[float, ...]:
+    """A non-empty sequence of fractions >= 0 that sum to 1 (within ``atol``), e.g. train/calibration/test sizes."""
+    if isinstance(parts, str | bytes) or not isinstance(parts, Sequence) or not parts:
+        raise TypeError(f"Expected argument `{name}` to be a non-empty sequence of fractions, but got {parts!r}")
+    out = []
+    for v in parts:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.floating | np.integer):
+            raise TypeError(f"Expected argument `{name}` to hold numbers, but got {v!r}")
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"Expected argument `{name}` to hold fractions >= 0, but got {v!r}")
+        out.append(float(v))
+    if abs(sum(out) - 1.0) > atol:
+        raise ValueError(f"Expected the fractions of argument `{name}` to sum to 1, but they sum to {sum(out)!r}")
+    return tuple(out)
+
+
+def check_real_arrays(**arrays: Any) -> None:
+    """Constant-time checks of the inputs of an elementwise function: each a numpy array or a torch tensor of
+    a real dtype (bool, complex and strings refused), all from the same library. Pair it with
+    :func:`check_finite_result`, which finds a NaN/inf input from the result in one pass."""
+    first: tuple[str, Any] | None = None
+    for name, a in arrays.items():
+        _check_array(a, name)
+        _check_dtype(a, name, "real")
+        if first is None:
+            first = (name, a)
+        else:
+            check_array_pair(first[1], a, first[0], name)
+
+
+def check_finite_result(result: Array, arrays: dict[str, Any], allow_inf: Sequence[str] = ()) -> None:
+    """One pass over ``result``; only when it holds NaN/inf, each input is checked (NaN refused, +-inf refused
+    unless its name is in ``allow_inf``) so that the error names the argument."""
+    if isinstance(result, torch.Tensor):
+        ok = bool(torch.isfinite(result.detach()).all())
+    else:
+        ok = bool(np.isfinite(result).all())
+    if ok:
+        return
+    for name, a in arrays.items():
+        if name in allow_inf:
+            check_no_nan(a, name)
+        else:
+            check_finite(a, name)

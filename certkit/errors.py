@@ -1,6 +1,6 @@
 """Exception types shared by certkit's packages."""
 
-__all__ = ["BudgetExceededError", "NotCalibratedError"]
+__all__ = ["BudgetExceededError", "InvalidPathError", "NotCalibratedError"]
 
 
 class NotCalibratedError(ValueError, AttributeError):
@@ -11,4 +11,12 @@ class BudgetExceededError(ValueError):
     """The closed-form cost of a call (subsequences, samples, holes) exceeds the caller's budget.
 
     Raised before anything is enumerated or allocated; the message names the count and the budget.
+    """
+
+
+class InvalidPathError(ValueError, FileNotFoundError):
+    """A path argument names no file or directory of the expected kind.
+
+    Both a ``ValueError`` (the input contract) and a ``FileNotFoundError`` (what ``open`` would raise);
+    the message names the argument.
     """

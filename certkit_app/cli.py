@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import certkit
 
@@ -38,6 +38,37 @@ _DEFAULT_D = {"suffix": 20, "insertion": 8, "infusion": 2}
 _COMMAND_MODULES = ("certkit_app.verify_cmd",)
 
 Runner = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``certkit CMD: error: argument --x: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _option_type(kind: str, minimum: float = 0, maximum: float | None = None, *,
+                 strict: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` that refuses out-of-range values (and NaN) with a message argparse names the option in."""
+    def parse(text: str) -> Any:
+        try:
+            value: Any = int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind == 'int' else 'a number'}, "
+                                             f"but got {text!r}") from None
+        low = value <= minimum if strict else value < minimum
+        if value != value or low or (maximum is not None and value > maximum):  # NaN fails value == value
+            want = f"{'>' if strict else '>='} {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"expected a value {want}, but got {text!r}")
+        return value
+    parse.__name__ = kind
+    return parse
+
+
+NONNEG_INT = _option_type("int", 0)
+POS_INT = _option_type("int", 1)
+POS_FLOAT = _option_type("float", 0, strict=True)
+UNIT_FLOAT = _option_type("float", 0.0, 1.0)
 
 
 def _command_modules() -> list[Any]:
@@ -58,22 +89,22 @@ def _add_erase_check(sub: Any) -> None:
     ec.add_argument("prompt", nargs="?", help="the prompt to check (or use --file)")
     ec.add_argument("--file", type=Path, help="a UTF-8 file with one prompt per line")
     ec.add_argument("--mode", choices=("suffix", "insertion", "infusion"), default="suffix")
-    ec.add_argument("--max-erase", type=int, default=None, metavar="D",
+    ec.add_argument("--max-erase", type=NONNEG_INT, default=None, metavar="D",
                     help="most tokens erased (per block in insertion mode); default 20 / 8 / 2 by mode")
-    ec.add_argument("--num-blocks", type=int, default=1, metavar="K", help="inserted blocks (insertion mode)")
+    ec.add_argument("--num-blocks", type=POS_INT, default=1, metavar="K", help="inserted blocks (insertion mode)")
     ec.add_argument("--filter", default="tfidf", metavar="tfidf|embedding|PATH",
                     help="built-in filter, or a local Hugging Face sequence-classification model directory")
-    ec.add_argument("--harmful-label", type=int, default=1, help="harmful class index of a PATH model")
-    ec.add_argument("--threshold", type=float, default=0.5, help="flag when p_harmful >= threshold")
-    ec.add_argument("--budget", type=int, default=100_000, help="refuse prompts needing more subsequences")
+    ec.add_argument("--harmful-label", type=NONNEG_INT, default=1, help="harmful class index of a PATH model")
+    ec.add_argument("--threshold", type=UNIT_FLOAT, default=0.5, help="flag when p_harmful >= threshold")
+    ec.add_argument("--budget", type=POS_INT, default=100_000, help="refuse prompts needing more subsequences")
     ec.add_argument("--json", action="store_true", help="print JSON instead of text")
     ec.set_defaults(run=_erase_check)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="certkit", description="certkit command-line tools")
+    parser = _Parser(prog="certkit", description="certkit command-line tools")
     parser.add_argument("--version", action="version", version=f"certkit {certkit.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_erase_check(sub)
     for module in _command_modules():
         before = set(sub.choices)
@@ -136,13 +167,28 @@ _EXTRAS = {"transformers": "llm", "sentence_transformers": "llm", "onnx": "onnx"
            "onnxruntime": "onnx", "dask": "dist", "distributed": "dist", "matplotlib": "notebooks"}
 
 
-def print_json(obj: Any) -> None:
-    """Print ``obj`` as JSON that the terminal can encode (always valid JSON, never a lone surrogate)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as the strings "inf", "-inf", "nan" (bare NaN/Infinity are not JSON)."""
+    if isinstance(obj, float) and obj != obj:
+        return "nan"
+    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+        return "inf" if obj > 0 else "-inf"
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any, *, indent: int | None = 2) -> None:
+    """Print ``obj`` as JSON that the terminal can encode: always valid JSON (non-finite floats become the
+    strings "inf"/"-inf"/"nan"), UTF-8 where the terminal is, ``\\u`` escapes (ASCII) where it is not."""
+    obj = _json_safe(obj)
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
     try:
         text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
     except (UnicodeEncodeError, LookupError):
-        text = json.dumps(obj, indent=2, ensure_ascii=True)  # \u escapes: ASCII, valid JSON
+        text = json.dumps(obj, indent=indent, ensure_ascii=True, allow_nan=False)  # \u escapes: ASCII, valid JSON
     print(text)
 
 
@@ -168,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ValueError, TypeError, OSError) as e:  # bad arguments, unreadable files, bad encodings
         print(f"certkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # anything else: still 2 and one line, never 1 ("harmful"/"falsified") with a traceback
+        print(f"certkit {args.command}: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

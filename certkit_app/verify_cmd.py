@@ -14,7 +14,6 @@ Prints ``verified``, ``falsified`` (with the counterexample, confirmed by a forw
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
@@ -25,6 +24,8 @@ EXIT_CODES = {"verified": 0, "falsified": 1, "usage": 2, "unknown": 3, "unsuppor
 
 
 def add_parser(subparsers: Any) -> None:
+    from certkit_app.cli import NONNEG_INT, POS_FLOAT
+
     p = subparsers.add_parser(
         "verify", help="verify a VNN-LIB property of an ONNX model",
         description="Decide a VNN-LIB property of an ONNX model with certify's bound propagation and a PGD "
@@ -37,9 +38,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--complete", action="store_true",
                    help="complete verification: branch-and-bound (alpha/beta-CROWN, ReLU or input splits) "
                         "until verified or falsified, or the timeout")
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds before answering unknown")
+    p.add_argument("--timeout", type=POS_FLOAT, default=None, metavar="S", help="seconds before answering unknown")
     p.add_argument("--float64", action="store_true", help="bounds in float64, rounded one ulp outward")
-    p.add_argument("--seed", type=int, default=0, help="seed of the PGD restarts")
+    p.add_argument("--seed", type=NONNEG_INT, default=0, help="seed of the PGD restarts")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -55,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     import certify
     from certify.onnx_io import onnx_model_info
+    from certkit._validation import check_path
+    from certkit_app.cli import print_json
 
     try:
+        check_path(args.model, "MODEL", kind="file")  # a missing file: exit 2 naming the argument
+        check_path(args.property, "PROPERTY", kind="file")
         info = onnx_model_info(args.model)
         model = certify.load_onnx(args.model)
         shape = _input_shape(info, 0)
@@ -78,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     cex = None if res.counterexample is None else res.counterexample.flatten().tolist()
     out = None if res.output is None else res.output.flatten().tolist()
     if args.json:
-        print(json.dumps({"verdict": res.verdict, "method": res.method, "seconds": res.seconds,
-                          "reason": res.reason, "branches": res.branches, "case": res.case, "counterexample": cex, "output": out}))
+        print_json({"verdict": res.verdict, "method": res.method, "seconds": res.seconds, "reason": res.reason,
+                    "branches": res.branches, "case": res.case, "counterexample": cex, "output": out}, indent=None)
     else:
         print(res.verdict)
         if cex is not None:

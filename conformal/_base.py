@@ -36,7 +36,7 @@ from certkit._validation import (
     check_probs,
 )
 from certkit.certifier import Certifier, CertifierKind
-from certkit.threat import LpBall
+from certkit.threat import LpBall, threat_arguments
 from certkit.warnings import TrivialSetWarning
 from conformal.functional import at_least, prediction_mask
 from conformal.scores import ScoreFunction, aps, aps_set_mask, get_score, raps, thr, thr_probability_cut
@@ -74,22 +74,10 @@ def resolve_threat(threat: Any, *, eps: Any, norm: Any, domain: Any, default_nor
     Raises:
         ValueError: both spellings given, or neither (and no ``default_eps``).
     """
-    if threat is not None:
-        if not isinstance(threat, LpBall):
-            raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {type(threat).__name__}")
-        given = [n for n, v in (("eps", eps), ("norm", norm), ("domain", domain)) if v is not None]
-        if given:
-            raise ValueError(
-                f"Expected either argument `threat` or {', '.join(f'`{g}`' for g in given)}, but got both; "
-                "put the radius, norm and domain in the LpBall"
-            )
-        return threat
-    if eps is None:
-        if default_eps is None:
-            raise ValueError("Expected argument `eps` (a radius >= 0) or `threat` (a certkit.threat.LpBall), "
-                             "but got neither")
+    if threat is None and eps is None and default_eps is not None:
         eps = default_eps
-    return LpBall(default_norm if norm is None else norm, eps, domain)
+    eps, norm, domain = threat_arguments(threat, eps, norm, domain, default_norm=default_norm)  # the one check
+    return threat if threat is not None else LpBall(norm, eps, domain)  # type: ignore[no-any-return]
 
 
 def resolve_certifier(certifier: Any, kind: CertifierKind, owner: str, default: Callable[..., Any],

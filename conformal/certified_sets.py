@@ -26,7 +26,7 @@ from torch import nn
 
 from certify.api import METHODS as BOUND_METHODS
 from certify.certifier import BoundCertifier
-from certkit._validation import check_probability
+from certkit._validation import check_inputs, check_model_labels, check_probability
 from certkit.certifier import Certifier
 from certkit.threat import LpBall, parse_norm
 from conformal._base import resolve_certifier, resolve_threat
@@ -187,6 +187,9 @@ def certified_sets(
     for name, t in (("x_cal", x_cal), ("y_cal", y_cal), ("x_test", x_test)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(t).__name__}")
+    check_inputs(model, x_cal, "x_cal")
+    check_inputs(model, x_test, "x_test")
+    check_model_labels(model, x_cal, y_cal, "y_cal")
     if y_cal.shape != (x_cal.shape[0],):
         raise ValueError(f"Expected argument `y_cal` to have shape ({x_cal.shape[0]},), but got {tuple(y_cal.shape)}")
     if method == "pac":

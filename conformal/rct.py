@@ -29,6 +29,7 @@ from certkit._validation import (
     check_positive,
     check_positive_int,
     check_probability,
+    check_seed,
     check_training_data,
 )
 
@@ -89,6 +90,8 @@ class RCTConfig:
                 DeprecationWarning,
                 stacklevel=3,
             )
+        if self.seed is not None:
+            check_seed(self.seed, "seed")
         check_probability(self.alpha, "alpha")
         check_positive(self.sigma, "sigma")
         check_nonnegative(self.eps, "eps")

@@ -56,6 +56,7 @@ class ScoreBounds:
 def _as_tensor(x: Any, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(x).__name__}")
+    check_array(x, name, kind="float", finite=False)  # bool/int/complex bounds are refused, never cast
     return x.to(torch.float64)
 
 

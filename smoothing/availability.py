@@ -23,7 +23,10 @@ import torch
 from scipy.stats import beta as beta_dist
 
 from certkit._validation import (
+    check_array,
     check_generator,
+    check_instance,
+    check_labels,
     check_nonnegative,
     check_positive_int,
     check_probability,
@@ -56,6 +59,12 @@ def smoothing_availability(smooth: Smooth, x: torch.Tensor, labels: torch.Tensor
         batch_size: noise samples per forward pass, as there.
         generator: source of the noise, as there.
     """
+    check_instance(smooth, Smooth, "smooth", "a smoothing.Smooth")
+    check_array(x, "x", tensor=True)
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"Expected argument `labels` to be a torch tensor of class indices, but got {type(labels).__name__}")
+    check_labels(labels, int(x.shape[0]) if x.ndim else None, smooth.num_classes, "labels")
+    check_instance(trigger, Trigger, "trigger", "a certkit.poisoning.Trigger")
     radius = check_nonnegative(radius, "radius")
 
     def fallback(xs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ from certkit._validation import (
     check_positive,
     check_positive_int,
     check_probability,
+    warn_low_precision_training,
 )
 
 __all__ = ["info_nce", "karras_levels", "pretrain_contrastive_denoising", "random_shift"]
@@ -126,6 +127,8 @@ def pretrain_contrastive_denoising(
         raise TypeError(f"Expected argument `encoder` to be a torch.nn.Module, but got {type(encoder).__name__}")
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.ndim < 2 or len(inputs) < 2:
         raise TypeError(f"Expected argument `inputs` to be a floating-point tensor (N >= 2, ...), but got {inputs!r:.80}")
+    check_array(inputs, "inputs", tensor=True)
+    warn_low_precision_training(encoder, inputs)
     ts = karras_levels(sigma_min, sigma_max, levels).to(device=inputs.device, dtype=inputs.dtype)
     tau, lr = check_positive(tau, "tau"), check_positive(lr, "lr")
     projection_dim = check_positive_int(projection_dim, "projection_dim")

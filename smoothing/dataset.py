@@ -26,8 +26,10 @@ from scipy.stats import binom
 from tqdm import tqdm
 
 from certkit._validation import (
+    as_real_array,
     check_array,
     check_generator,
+    check_instance,
     check_labels,
     check_positive_int,
     check_probability,
@@ -196,12 +198,22 @@ def certify_dataset(
     return records
 
 
-def _certified_counts(results: Sequence[CertifiedRecord], radii: Sequence[float] | np.ndarray) -> np.ndarray:
+def _check_records(results: Any) -> None:
+    if isinstance(results, str | bytes) or not isinstance(results, Sequence):
+        raise TypeError(f"Expected argument `results` to be a sequence of CertifiedRecord, but got {type(results).__name__}")
+    for r in results:
+        check_instance(r, CertifiedRecord, "results", "a sequence of CertifiedRecord (smoothing.certify_dataset)")
     if len(results) == 0:
         raise ValueError("Expected argument `results` to hold at least one record, but it is empty")
-    radii = np.asarray(radii, dtype=np.float64)
+
+
+def _certified_counts(results: Sequence[CertifiedRecord], radii: Sequence[float] | np.ndarray) -> np.ndarray:
+    _check_records(results)
+    radii = as_real_array(radii, "radii", allow_inf=True)
     if radii.ndim != 1:
         raise ValueError(f"Expected argument `radii` to have shape (R,), but got shape {radii.shape}")
+    if radii.size and float(radii.min()) < 0:
+        raise ValueError(f"Expected argument `radii` to hold radii >= 0, but got {float(radii.min())}")
     correct = np.array([r.correct for r in results], dtype=bool)
     radius = np.array([r.radius for r in results], dtype=np.float64)
     return np.asarray((correct[:, None] & (radius[:, None] >= radii[None, :])).sum(0))
@@ -251,8 +263,7 @@ def average_certified_radius(results: Sequence[CertifiedRecord]) -> float:
 
 
 def _common_norm(results: Sequence[CertifiedRecord]) -> float:
-    if len(results) == 0:
-        raise ValueError("Expected argument `results` to hold at least one record, but it is empty")
+    _check_records(results)
     norms = {r.norm for r in results}
     if len(norms) != 1:
         raise ValueError(f"Expected records certified in one norm, but got norms {sorted(norms)}")

@@ -22,7 +22,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from certkit._validation import check_array, check_positive, check_positive_int
+from certkit._validation import (
+    check_array,
+    check_generator,
+    check_positive,
+    check_positive_int,
+    warn_low_precision_training,
+)
 
 __all__ = ["DenoisedClassifier", "make_conv_denoiser", "train_denoiser"]
 
@@ -58,17 +64,23 @@ class _Residual(nn.Module):
         return x - self.body(x)  # the body predicts the noise (DnCNN-style residual learning)
 
 
-def make_conv_denoiser(channels: int = 1, width: int = 32, depth: int = 4) -> nn.Module:
+def make_conv_denoiser(channels: int = 1, width: int = 32, depth: int = 4, *,
+                       generator: torch.Generator | None = None) -> nn.Module:
     """A small DnCNN-style residual denoiser (Zhang et al. 2017): ``depth`` 3x3 convs, output x - noise.
 
-    Shapes: (m, channels, H, W) -> (m, channels, H, W).
+    Shapes: (m, channels, H, W) -> (m, channels, H, W). The initial weights come from ``generator``
+    (None: seeded with 0); torch's global RNG is untouched (the layers are built inside a forked RNG).
     """
     channels = check_positive_int(channels, "channels")
     width, depth = check_positive_int(width, "width"), check_positive_int(depth, "depth", minimum=2)
-    layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
-    for _ in range(depth - 2):
-        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
-    layers.append(nn.Conv2d(width, channels, 3, padding=1))
+    g = check_generator(generator)
+    seed = 0 if g is None else int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(width, channels, 3, padding=1))
     return _Residual(nn.Sequential(*layers))
 
 
@@ -95,6 +107,7 @@ def train_denoiser(
     if not isinstance(denoiser, nn.Module):
         raise TypeError(f"Expected argument `denoiser` to be a torch.nn.Module, but got {type(denoiser).__name__}")
     check_array(inputs, "inputs", tensor=True)
+    warn_low_precision_training(denoiser, inputs)
     if inputs.ndim < 2:
         raise ValueError(f"Expected argument `inputs` to have shape (N, ...), but got shape {tuple(inputs.shape)}")
     sigma = check_positive(sigma, "sigma")

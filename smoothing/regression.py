@@ -19,8 +19,10 @@ from certkit._params import Params
 from certkit._validation import (
     check_eval_mode,
     check_generator,
+    check_inputs,
     check_positive_int,
     check_probability,
+    check_range,
 )
 from certkit.certifier import OutputBounds, squeeze_output
 from certkit.threat import LpBall
@@ -31,9 +33,7 @@ __all__ = ["SmoothedRegressionCertifier", "smoothed_regression_bounds"]
 
 
 def _check_output_range(output_range: object) -> tuple[float, float]:
-    if not (isinstance(output_range, tuple | list) and len(output_range) == 2 and output_range[0] < output_range[1]):
-        raise ValueError(f"Expected argument `output_range` to be a pair (a, b) with a < b, but got {output_range!r}")
-    return float(output_range[0]), float(output_range[1])
+    return check_range(output_range, "output_range")  # finite: the clipped mean's bounds need a < b finite
 
 
 def smoothed_regression_bounds(model: nn.Module, x: torch.Tensor, *, sigma: float, eps: float,
@@ -65,6 +65,7 @@ def smoothed_regression_bounds(model: nn.Module, x: torch.Tensor, *, sigma: floa
     Returns:
         :class:`certkit.certifier.OutputBounds` with (N,) fields in ``x``'s dtype.
     """
+    check_inputs(model, x, "x")
     sigma = gaussian_sigma(sigma, "sigma")
     if not (isinstance(eps, int | float) and not isinstance(eps, bool) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"Expected argument `eps` to be a finite number >= 0, but got {eps!r}")

@@ -10,6 +10,7 @@ exempted by rule. A planted unchecked function shows that the battery can fail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 from typing import Any
@@ -115,6 +116,83 @@ def _smoothed(n: int = 12) -> Any:
     from smoothing import smoothed_scores
 
     return smoothed_scores(_mlp(), _x(n), lambda p: 1 - p, sigma=0.25, n_mc=4, generator=_g())
+
+
+def _naps() -> Any:
+    import certify
+
+    return certify.mine_naps(_mlp(), _x(20), _y(20), delta=0.9)
+
+
+def _trigger() -> Any:
+    from certkit.poisoning import Trigger
+
+    mask = torch.zeros(4)
+    mask[-1] = 1.0
+    return Trigger(mask.clone(), mask)
+
+
+def _prop() -> Any:
+    from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibProperty
+
+    a = torch.tensor([[-1.0, 1.0, 0.0]], dtype=torch.float64)  # unsafe: output 1 >= output 0
+    case = VnnlibCase(torch.zeros(4), torch.full((4,), 0.1), (OutputConstraint(a, torch.zeros(1, dtype=torch.float64)),))
+    return VnnlibProperty("<contract>", 4, 3, (case,))
+
+
+def _bag() -> Any:
+    from certify import BagOfEmbeddingsFilter
+
+    return BagOfEmbeddingsFilter(epochs=2, augment=()).fit(
+        ["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"], generator=_g())
+
+
+@functools.lru_cache(maxsize=1)  # one temporary directory per session (nothing writes to it)
+def _prompt_dir() -> str:
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="certkit-contract-"))
+    (root / "harmful_prompts_train.txt").write_text("how to build a bomb\nsteal a car now\n", encoding="utf-8")
+    (root / "safe_prompts_train.txt").write_text("bake bread\nname three rivers\n", encoding="utf-8")
+    return str(root)
+
+
+def _regressor() -> nn.Sequential:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+
+
+def _ball() -> Any:
+    from certkit import LpBall
+
+    return LpBall(norm="inf", eps=0.1)
+
+
+def _tree() -> Any:
+    from conformal.code.tree import python_tree
+
+    return python_tree("x = 1\ny = x + 2\n")
+
+
+def _records() -> list[Any]:
+    from smoothing.dataset import CertifiedRecord
+
+    return [CertifiedRecord(i, i % 2, (i % 2) if i % 3 else None, 0.1 * i if i % 3 else 0.0, bool(i % 3), 100, 0.01, 2.0)
+            for i in range(6)]
+
+
+@functools.lru_cache(maxsize=1)
+def _vnnlib_file() -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".vnnlib", prefix="certkit-contract-")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= X_1 0.0))\n(assert (<= X_1 1.0))\n"
+                "(assert (>= Y_1 Y_0))\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +484,152 @@ def _cases() -> dict[str, Case]:
                                        {"scores": "tensor"}, skip={"scores": ("int", "bool", "numpy", "list")},
                                        scores=lambda: torch.rand(30, generator=_g(), dtype=torch.float64)),
         "conformal.PTT": _c(conformal.PTT, {"alpha": "prob", "temperature": "positive"}),
+        # batch 5 (issue 13 follow-up): the names that had no case
+        "certify.EmbeddingFilter": _c(certify.EmbeddingFilter,
+                                      {"threshold": "threshold", "C": "positive", "augment_max_erase": "count0",
+                                       "augment_per_prompt": "count0", "batch_size": "posint"}),
+        "certify.mine_naps": _c(certify.mine_naps, {"x": t, "y": "labels", "delta": "unit", "batch_size": "posint",
+                                                    "num_classes": "posint", "model": "model"},
+                                skip={"x": ("list", "numpy"), "num_classes": ()},
+                                model=lambda: _mlp(), x=lambda: _x(), y=lambda: _y(), delta=0.9, num_classes=3),
+        "certify.follows_nap": _c(certify.follows_nap, {"x": t, "model": "model", "naps": "naps"},
+                                  skip={"x": ("list", "numpy")},
+                                  model=lambda: _mlp(), naps=lambda: _naps(), x=lambda: _x()),
+        "certify.verify_nap": _c(certify.verify_nap,
+                                 {"x_ref": t, "timeout": "positive", "batch_size": "posint", "attack_restarts": "posint",
+                                  "attack_steps": "count0", "sound": "bool", "generator": "generator",
+                                  "model": "model", "nap": "nap", "lower": "real", "upper": "real"},
+                                 skip={"x_ref": ("list", "numpy"), "timeout": ("inf",)},
+                                 model=lambda: _mlp(), nap=lambda: _naps().patterns[0], x_ref=lambda: _x(1),
+                                 timeout=5.0, generator=lambda: _g()),
+        "certify.naps_overlap": _c(certify.naps_overlap,
+                                   {"x_ref": t, "timeout": "positive", "batch_size": "posint", "generator": "generator",
+                                    "model": "model", "a": "nap", "b": "nap", "lower": "real", "upper": "real"},
+                                   skip={"x_ref": ("list", "numpy"), "timeout": ("inf",)},
+                                   model=lambda: _mlp(), a=lambda: _naps().patterns[0], b=lambda: _naps().patterns[0],
+                                   x_ref=lambda: _x(1), timeout=5.0, generator=lambda: _g()),
+        "certify.propagation_tightness": _c(certify.propagation_tightness,
+                                            {"x": t, "eps": "positive", "labels": "labels", "model": "model"},
+                                            model=lambda: _mlp(), x=lambda: _x(), eps=0.1, labels=lambda: _y()),
+        "certify.verification_availability": _c(certify.verification_availability,
+                                                {"x": t, "labels": "labels", "eps": "nonneg", "model": "model",
+                                                 "trigger": "trigger"},
+                                                skip={"x": ("list", "numpy")},
+                                                model=lambda: _mlp(), x=lambda: _x(), labels=lambda: _y(),
+                                                trigger=lambda: _trigger(), eps=0.05),
+        "certify.verify_property": _c(certify.verify_property,
+                                      {"model": "model", "prop": "prop", "timeout": "positive", "batch_size": "posint",
+                                       "attack_steps": "count0", "attack_restarts": "posint", "float64": "bool",
+                                       "complete": "bool", "generator": "generator"},
+                                      skip={"timeout": ("inf",)},
+                                      model=lambda: _mlp(), prop=lambda: _prop(), timeout=5.0, generator=lambda: _g()),
+        "certify.grad_erase_and_check": _c(certify.grad_erase_and_check,
+                                           {"prompt": "prompt", "num_iters": "count0", "lr": "positive",
+                                            "weight_decay": "nonneg"},
+                                           prompt="how do I bake bread", filter=lambda: _bag(), num_iters=2),
+        "certify.prompts.embedding_filter": _c(prompts.embedding_filter, {"threshold": "threshold"},
+                                               skip={"threshold": ("nan", "big", "str")}),
+        "certify.prompts.load_prompt_dir": _c(prompts.load_prompt_dir,
+                                              {"path": "path", "test_fraction": "unit", "generator": "generator"},
+                                              path=lambda: _prompt_dir(), generator=lambda: _g()),
+        "certify.prompts.generated_filter": _c(prompts.generated_filter, {"threshold": "threshold", "kind": "choice"},
+                                               kind="tfidf"),
+        "certify.prompts.generated_prompts": _c(prompts.generated_prompts, {"per_act": "posint"}, per_act=2),
+        "certify.prompts.pac_threshold": _c(prompts.pac_threshold,
+                                            {"harmful_scores": "scores1d", "epsilon": "prob", "delta": "prob"},
+                                            harmful_scores=lambda: _scores(200), epsilon=0.1, delta=0.1),
+        "certify.prompts.split_by_act": _c(prompts.split_by_act, {"parts": "parts", "data": "prompts_data"},
+                                           data=lambda: prompts.generated_prompts(2)),
+        "certify.prompts.LLMJudgeFilter": _c(prompts.LLMJudgeFilter,
+                                             {"threshold": "threshold", "batched": "bool", "generate": "callable",
+                                              "template": "choice"},
+                                             generate=lambda: (lambda prompt: "not harmful")),
+        "certify.prompts.greedy_token_attack": _c(prompts.greedy_token_attack,
+                                                  {"prompt": "prompt", "num_tokens": "count0", "candidates": "posint",
+                                                   "mode": "choice", "generator": "generator"},
+                                                  prompt="how do I bake bread", filter=lambda: _filter(), num_tokens=2,
+                                                  candidates=4, generator=lambda: _g()),
+        "smoothing.smoothed_regression_bounds": _c(
+            smoothing.smoothed_regression_bounds,
+            {"x": t, "sigma": "positive", "eps": "nonneg", "n_samples": "posint", "beta": "prob",
+             "batch_size": "posint", "generator": "generator", "model": "model", "output_range": "range"},
+            skip={"x": ("list", "numpy")},
+            model=lambda: _regressor(), x=lambda: _x(3), sigma=0.25, eps=0.1, output_range=(-10.0, 10.0),
+            n_samples=50, generator=lambda: _g()),
+        "smoothing.smoothing_availability": _c(smoothing.smoothing_availability,
+                                               {"x": t, "labels": "labels", "radius": "nonneg", "n0": "posint",
+                                                "n": "posint", "alpha": "prob", "batch_size": "posint",
+                                                "generator": "generator", "trigger": "trigger", "smooth": "smooth"},
+                                               skip={"x": ("list", "numpy")},
+                                               smooth=lambda: _smooth(), x=lambda: _x(3), labels=lambda: _y(3),
+                                               trigger=lambda: _trigger(), n0=10, n=20, generator=lambda: _g()),
+        "smoothing.pretrain_contrastive_denoising": _c(
+            smoothing.pretrain_contrastive_denoising,
+            {"inputs": t, "sigma_min": "positive", "levels": "posint", "tau": "positive", "projection_dim": "posint",
+             "momentum": "prob", "epochs": "posint", "lr": "positive", "batch_size": "posint",
+             "generator": "generator", "encoder": "model"},
+            skip={"inputs": ("list", "numpy")}, mutates=("encoder",),
+            encoder=lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 8)), inputs=lambda: torch.rand(4, 1, 4, 4, generator=_g()),
+            levels=2, projection_dim=4, epochs=1, batch_size=4, generator=lambda: _g()),
+        "conformal.certified_sets": _c(conformal.certified_sets,
+                                       {"x_cal": t, "y_cal": "labels", "x_test": t, "alpha": "prob", "eps": "nonneg",
+                                        "model": "model"},
+                                       skip={"x_cal": ("list", "numpy"), "x_test": ("list", "numpy")},
+                                       model=lambda: _mlp(), x_cal=lambda: _x(20), y_cal=lambda: _y(20),
+                                       x_test=lambda: _x(3), eps=0.05),
+        "conformal.nested_removals": _c(conformal.nested_removals,
+                                        {"nll": "array", "taus": "array", "max_holes": "count0",
+                                         "time_limit": "positive", "tree": "tree"},
+                                        skip={"nll": ("list", "str"), "taus": ("list", "str"), "time_limit": ("inf",)},
+                                        tree=lambda: _tree(), nll=lambda: np.linspace(0.1, 1.0, _tree().size),
+                                        taus=lambda: np.array([0.5, 2.0]), max_holes=2, method="dp"),
+        "conformal.score_bounds_from_logits": _c(conformal.score_bounds_from_logits,
+                                                 {"lower": t, "upper": t, "labels": "labels", "lam": "nonneg",
+                                                  "k_reg": "count0"},
+                                                 score="thr", lower=lambda: torch.zeros(5, 3) - 1,
+                                                 upper=lambda: torch.zeros(5, 3) + 1, labels=lambda: _y()),
+        "conformal.regression.bound_propagation_output_bounds": _c(
+            regression.bound_propagation_output_bounds, {"x": t, "model": "model", "threat": "threat"},
+            skip={"x": ("list", "numpy")}, model=lambda: _regressor(), x=lambda: _x(3), threat=lambda: _ball()),
+        "conformal.regression.smoothed_output_bounds": _c(
+            regression.smoothed_output_bounds,
+            {"x": t, "sigma": "positive", "eps": "nonneg", "n_samples": "posint", "beta": "prob",
+             "batch_size": "posint", "generator": "generator", "model": "model", "output_range": "range"},
+            skip={"x": ("list", "numpy")},
+            model=lambda: _regressor(), x=lambda: _x(3), sigma=0.25, eps=0.1, output_range=(-10.0, 10.0),
+            n_samples=50, generator=lambda: _g()),
+        "conformal.regression.absolute_residuals": _c(regression.absolute_residuals,
+                                                      {"predictions": "array", "targets": "array"},
+                                                      predictions=lambda: _scores(10), targets=lambda: _scores(10)),
+        "conformal.regression.worst_case_residuals": _c(regression.worst_case_residuals,
+                                                        {"targets": "array", "lower": "array", "upper": "array"},
+                                                        targets=lambda: _scores(10), lower=lambda: _scores(10) - 1,
+                                                        upper=lambda: _scores(10) + 1),
+        "conformal.regression.cqr_scores": _c(regression.cqr_scores,
+                                              {"lower": "array", "upper": "array", "targets": "array"},
+                                              lower=lambda: _scores(10) - 1, upper=lambda: _scores(10) + 1,
+                                              targets=lambda: _scores(10)),
+        "conformal.regression.normalized_residuals": _c(regression.normalized_residuals,
+                                                        {"predictions": "array", "targets": "array",
+                                                         "difficulty": "array"},
+                                                        predictions=lambda: _scores(10), targets=lambda: _scores(10),
+                                                        difficulty=lambda: _scores(10) + 0.5),
+        # batch 6: names that were exempted although they take user input
+        "smoothing.make_conv_denoiser": _c(smoothing.make_conv_denoiser,
+                                           {"channels": "posint", "width": "posint", "depth": "posint"},
+                                           channels=1, width=4, depth=2),
+        "smoothing.average_certified_radius": _c(smoothing.average_certified_radius, {"results": "records"},
+                                                 results=lambda: _records()),
+        "smoothing.certified_accuracy": _c(smoothing.certified_accuracy, {"results": "records", "radii": "radii"},
+                                           results=lambda: _records(), radii=lambda: [0.0, 0.25, 0.5]),
+        "smoothing.certified_accuracy_lower": _c(smoothing.certified_accuracy_lower,
+                                                 {"results": "records", "radii": "radii", "alpha": "prob",
+                                                  "delta": "prob"},
+                                                 results=lambda: _records(), radii=lambda: [0.0, 0.25], alpha=0.05),
+        "conformal.python_tree": _c(conformal.python_tree, {"source": "source"}, source="x = 1\ny = x + 2\n"),
+        "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
+                                  skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
+                                  path=lambda: _vnnlib_file(), num_inputs=2, num_outputs=2),
         # conformal.regression
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
@@ -418,53 +642,19 @@ def _cases() -> dict[str, Case]:
 
 CASES = _cases()
 
-_LATER = "input contract case not written yet (issue 13 follow-up); its arguments are validated in its module"
 EXEMPT: dict[str, str] = {
-    # take a path / external model, or are slow end-to-end drivers covered by their own tests
-    "certify.load_onnx": "takes a file path; errors for unreadable files are tested in tests/certify/test_onnx_vnnlib.py",
-    "certify.load_vnnlib": "takes a file path; parse errors are tested in tests/certify/test_onnx_vnnlib.py",
+    # need an optional extra's model file, or take no user input the battery could vary
+    "certify.load_onnx": ("needs the optional `onnx` extra and an ONNX file; errors for missing/unreadable files are "
+                          "tested in tests/certify/test_onnx_vnnlib.py"),
     "certify.HFClassifierFilter": "needs a local Hugging Face model directory (optional extra `llm`)",
     "certify.HFTokenizer": "needs a local Hugging Face tokenizer (optional extra `llm`)",
     "certify.embedded_prompts": "takes no arguments",
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
-    "smoothing.make_conv_denoiser": "builds an untrained module from three layer sizes",
     "smoothing.plot_certified_accuracy": "plotting helper (matplotlib); takes records produced by certkit",
-    "smoothing.average_certified_radius": "takes CertifiedRecord results produced by certkit",
-    "smoothing.certified_accuracy": "takes CertifiedRecord results produced by certkit",
-    "smoothing.certified_accuracy_lower": "takes CertifiedRecord results produced by certkit",
-    "conformal.python_tree": "parses Python source; syntax errors are tested in tests/conformal/code",
 }
-for _name in (
-    "certify.EmbeddingFilter",
-    "certify.follows_nap", "certify.grad_erase_and_check",
-    "certify.mine_naps", "certify.naps_overlap", "certify.propagation_tightness",
-    "certify.verification_availability", "certify.verify_nap",
-    "certify.verify_property", "certify.prompts.embedding_filter",
-    "certify.prompts.load_prompt_dir",
-
-    "smoothing.smoothed_regression_bounds", "smoothing.smoothing_availability",
-
-
-    "conformal.certified_sets", "conformal.nested_removals",
-    "conformal.score_bounds_from_logits",
-
-    "conformal.regression.bound_propagation_output_bounds",
-
-    "conformal.regression.smoothed_output_bounds",
-    "smoothing.pretrain_contrastive_denoising",
-):
-    EXEMPT.setdefault(_name, _LATER)
-for _name in ("certify.prompts.generated_filter", "certify.prompts.generated_prompts", "certify.prompts.has_minilm",
-              "certify.prompts.pac_threshold", "certify.prompts.split_by_act", "certify.prompts.LLMJudgeFilter",
-              "certify.prompts.greedy_token_attack"):
-    EXEMPT.setdefault(_name, "added by prompts this session; contract to be added")
-_SCORES = ("pure elementwise score function on the calibrators' hot path; the calibrators check their inputs "
-           "(conformal.regression.intervals.check_vector) but this function does not yet refuse NaN/bool/complex")
-for _name in ("conformal.regression.absolute_residuals", "conformal.regression.worst_case_residuals",
-              "conformal.regression.cqr_scores", "conformal.regression.normalized_residuals"):
-    EXEMPT.setdefault(_name, _SCORES)
+EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 
 
 def test_every_public_name_is_covered_or_exempted() -> None:
@@ -517,3 +707,48 @@ def test_a_planted_mutation_fails_the_battery() -> None:
 
     failures = battery_failures(_c(mutate, {}, x=lambda: _x()))
     assert failures == ["the valid call mutated argument `x`"]
+
+
+# ---------------------------------------------------------------------------------------------
+# trainers warn on low-precision models and inputs, as bounds do
+# ---------------------------------------------------------------------------------------------
+
+def _trainer_calls() -> dict[str, Any]:
+    import certify
+    import conformal
+    import smoothing
+
+    def model() -> nn.Module:
+        return _mlp().to(torch.bfloat16)
+
+    def x(n: int = 8) -> torch.Tensor:
+        return _x(n).to(torch.bfloat16)
+
+    return {
+        "certify.certified_train": lambda: certify.certified_train(
+            model(), x(), _y(8), epochs=1, warmup_epochs=0, ramp_epochs=1, eps=0.1, batch_size=4, progress=False,
+            generator=_g()),
+        "smoothing.train_noise_augmented": lambda: smoothing.train_noise_augmented(
+            model(), x(), _y(8), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.train_consistency": lambda: smoothing.train_consistency(
+            model(), x(), _y(8), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.train_denoiser": lambda: smoothing.train_denoiser(
+            nn.Sequential(nn.Linear(4, 4)).to(torch.bfloat16), x(), sigma=0.25, epochs=1, generator=_g()),
+        "smoothing.pretrain_contrastive_denoising": lambda: smoothing.pretrain_contrastive_denoising(
+            nn.Sequential(nn.Flatten(), nn.Linear(16, 8)).to(torch.bfloat16),
+            torch.rand(4, 1, 4, 4, generator=_g()).to(torch.bfloat16), levels=2, projection_dim=4, epochs=1,
+            batch_size=4, generator=_g()),
+        "conformal.train_rct": lambda: conformal.train_rct(model(), x(), _y(8), generator=_g()),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_trainer_calls()))
+def test_trainers_warn_on_low_precision(name: str) -> None:
+    import warnings
+
+    from certkit.warnings import LowPrecisionWarning
+
+    with warnings.catch_warnings():  # raised as an error: it must come before the first step
+        warnings.simplefilter("error", LowPrecisionWarning)
+        with pytest.raises(LowPrecisionWarning, match="bfloat16"):
+            _trainer_calls()[name]()

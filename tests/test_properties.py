@@ -7,12 +7,14 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta, binom
 
 from certify.prompts import num_subsequences
 from certify.prompts.erase_and_check import _count_capped, _patterns
+from certkit.errors import BudgetExceededError
 from conformal import conformal_rank, pac_rank
 from smoothing import clopper_pearson_lower, smoothed_radius
 
@@ -77,3 +79,39 @@ def test_kth_order_statistic_gives_coverage_on_a_grid() -> None:
             k = conformal_rank(n, alpha)
             assert k / (n + 1) >= 1 - alpha - 1e-12 and (k - 1) / (n + 1) < 1 - alpha
     assert np.isfinite(smoothed_radius(0.999, 0.25))
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 12), d=st.integers(0, 6), k=st.integers(1, 4),
+       mode=st.sampled_from(["suffix", "insertion", "infusion"]), budget=st.integers(0, 400))
+def test_budgeted_count_is_exact_or_refused_exactly_when_over_budget(n: int, d: int, k: int, mode: str,
+                                                                     budget: int) -> None:
+    exact = num_subsequences(n, mode, d, k)
+    if exact <= budget:
+        assert num_subsequences(n, mode, d, k, budget=budget) == exact
+    else:
+        with pytest.raises(BudgetExceededError, match=f"{budget:,}"):
+            num_subsequences(n, mode, d, k, budget=budget)
+
+
+@pytest.mark.parametrize("n, mode, d, k", [
+    (10**12, "suffix", 10**12, 1), (10**12, "insertion", 10**12, 1), (10**12, "insertion", 10**12, 7),
+    (10**12, "infusion", 10**12, 1), (10**6, "infusion", 10**5, 1), (10**4, "insertion", 100, 10),
+    (10**5, "infusion", 10**5, 1),
+])
+def test_num_subsequences_on_huge_arguments_returns_or_refuses_never_hangs(n: int, mode: str, d: int, k: int) -> None:
+    # closed forms (suffix, one insertion block, 2^n) are returned; a count whose exact computation would take
+    # hours is refused; with a budget, the refusal names the budget (decided from a count capped at it)
+    try:
+        count = num_subsequences(n, mode, d, k)
+    except BudgetExceededError as e:
+        assert "elementary steps" in str(e)
+    else:
+        if mode == "suffix":
+            assert count == d + 1
+        if mode == "insertion" and k == 1:
+            assert count == 1 + d * (n + 1) - d * (d + 1) // 2
+        if mode == "infusion" and d >= n:
+            assert count == 2**n
+    with pytest.raises(BudgetExceededError, match="exceeds the budget of 100,000"):
+        num_subsequences(n, mode, d, k, budget=100_000)

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from certify.prompts._rng import resolve_generator
 from certify.prompts.erase_and_check import _check_mode, _scores
 from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import WordTokenizer, check_prompt
-from certkit._validation import check_positive_int
+from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["TokenAttack", "greedy_token_attack"]
 
@@ -72,7 +71,7 @@ def greedy_token_attack(
     mode = _check_mode(mode)
     t = check_positive_int(num_tokens, "num_tokens", minimum=0)
     candidates = check_positive_int(candidates, "candidates")
-    g = resolve_generator(generator, None, "greedy_token_attack")
+    g = generator_or_seed(generator, None, where="greedy_token_attack")
     filt = as_filter(filter)
     words = list(vocab) or (
         "please thanks kindly garden party recipe tea flowers cake sunny walk poem birthday friendly happy "

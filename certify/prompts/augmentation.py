@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import torch
 
-from certify.prompts._rng import resolve_generator, sample_indices
+from certify.prompts._rng import sample_indices
 from certify.prompts.erase_and_check import erased_texts
 from certify.prompts.protocol import check_texts
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._validation import check_positive_int
+from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["augment_safe"]
 
@@ -44,7 +44,7 @@ def augment_safe(
         if m not in ("suffix", "insertion"):
             raise ValueError(f"Expected argument `modes` to hold 'suffix' or 'insertion', but got {m!r}")
     d = check_positive_int(max_erase, "max_erase", minimum=0)
-    g = resolve_generator(generator, seed, "augment_safe")
+    g = generator_or_seed(generator, seed, where="augment_safe")
     tok = WordTokenizer()
     out: list[str] = []
     for prompt in check_texts(safe, "safe"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from certkit._validation import check_instance, check_partition, check_positive_int
+
 __all__ = ["GeneratedPrompts", "generated_prompts", "split_by_act"]
 
 # Harmful acts, by harm category (an infinitive phrase: "to ..." fits every frame).
@@ -230,6 +232,7 @@ def generated_prompts(per_act: int = 11) -> GeneratedPrompts:
     With the default, about 1,200 harmful and 1,200 benign prompts over 16 harm categories and 11
     benign topics. Deterministic.
     """
+    check_positive_int(per_act, "per_act")
     prompts: list[str] = []
     labels: list[int] = []
     groups: list[int] = []
@@ -256,6 +259,8 @@ def split_by_act(data: GeneratedPrompts, parts: tuple[float, ...] = (0.6, 0.2, 0
 
     Deterministic; with the default, train / calibration / held-out test of about 60 / 20 / 20%.
     """
+    check_instance(data, GeneratedPrompts, "data", "GeneratedPrompts (certify.prompts.generated_prompts)")
+    parts = check_partition(parts, "parts", atol=1e-6)
     bounds = [round(100 * sum(parts[: i + 1])) for i in range(len(parts))]
     out = []
     lo = 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from certify.prompts._rng import resolve_generator
+from certkit._validation import check_path, generator_or_seed
 
 __all__ = ["PromptSet", "embedded_prompts", "load_prompt_dir"]
 
@@ -106,9 +106,7 @@ def load_prompt_dir(
     Returns:
         ``(train, test)``; ``train.erased_safe`` holds the remaining erased lines.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Expected argument `path` to be a directory of prompt files, but {str(path)!r} is not")
+    root = check_path(path, "path", kind="dir")  # InvalidPathError: both a ValueError and a FileNotFoundError
 
     def read(name: str) -> list[str]:
         p = root / name
@@ -119,7 +117,7 @@ def load_prompt_dir(
     safe = list(dict.fromkeys(safe_raw))
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 <= test_fraction <= 1:
         raise ValueError(f"Expected argument `test_fraction` to be a number in [0, 1], but got {test_fraction!r}")
-    g = resolve_generator(generator, seed, "load_prompt_dir")
+    g = generator_or_seed(generator, seed, where="load_prompt_dir")
     h_test = set(torch.randperm(len(harmful), generator=g, device=g.device)[: round(test_fraction * len(harmful))].tolist())
     s_test = set(torch.randperm(len(safe), generator=g, device=g.device)[: round(test_fraction * len(safe))].tolist())
     safe_test = [s for i, s in enumerate(safe) if i in s_test]

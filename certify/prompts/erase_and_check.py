@@ -130,8 +130,9 @@ def _insertion_count(n: int, d: int, k: int) -> int:
     """
     if d == 0 or n == 0:
         return 1
-    if k == 1:  # closed form: the clean prompt plus every block of length l <= d
-        return 1 + sum(n - length + 1 for length in range(1, min(d, n) + 1))
+    if k == 1:  # closed form: the clean prompt plus every block of length l <= d: 1 + sum_{l<=d} (n - l + 1)
+        d = min(d, n)
+        return 1 + d * (n + 1) - d * (d + 1) // 2
     f = [[1] * (k + 1) for _ in range(n + 2)]  # f[p][b]; positions >= n: only the empty set
     g = [[0] * (k + 1) for _ in range(n + 2)]  # g[p][b] = sum over runs starting at s >= p
     for p in range(n - 1, -1, -1):
@@ -144,21 +145,60 @@ def _insertion_count(n: int, d: int, k: int) -> int:
     return f[0][k]
 
 
-def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_blocks: int = 1) -> int:
+# The most elementary steps (big-integer word operations, dynamic-programming cells) num_subsequences
+# spends on an exact count; a count that would cost more is refused (BudgetExceededError), never hung on.
+_EXACT_WORK = 10**8
+
+
+def num_subsequences(n: int, mode: str = "suffix", max_erase: int = 20, num_blocks: int = 1, *,
+                     budget: int | None = None) -> int:
     """Closed-form number of erasure patterns checked for ``n`` tokens (clean prompt included).
 
-    suffix: ``min(d, n) + 1``; infusion: ``sum_{i=0..min(d, n)} C(n, i)``; insertion:
+    suffix: ``min(d, n) + 1``; infusion: ``sum_{i=0..min(d, n)} C(n, i)`` (``2^n`` when d >= n); insertion:
     the number of index sets that are a union of at most ``k`` blocks of at most ``d``
-    tokens (``1 + sum_{l=1..min(d,n)} (n - l + 1)`` for k = 1). Distinct patterns can
-    still give equal id sequences (repeated tokens), so the deduplicated count is <= this.
+    tokens (``1 + sum_{l=1..min(d,n)} (n - l + 1)`` for k = 1, an O(n k^2 d) recursion for k > 1).
+    Distinct patterns can still give equal id sequences (repeated tokens), so the deduplicated count
+    is <= this.
+
+    ``budget``: raise :class:`certkit.errors.BudgetExceededError` when the count exceeds it, decided by
+    a count capped just above the budget (so it costs O(budget) at most). Without a budget, a count
+    whose exact computation would take more than about 1e8 elementary steps (huge ``n`` with a huge
+    ``d``, or ``k > 1`` on long prompts) is refused with the same error rather than computed for hours.
     """
     mode, d, k = _check_erase_args(mode, max_erase, num_blocks)
     n = check_positive_int(n, "n", minimum=0)
-    if mode == "suffix":
-        return min(d, n) + 1
-    if mode == "infusion":
-        return sum(math.comb(n, i) for i in range(min(d, n) + 1))
-    return _insertion_count(n, d, k)
+    what = f"num_subsequences({mode} mode, n={n}, d={d}, k={k})"
+    work = _exact_work(n, mode, d, k)
+    if budget is not None:
+        budget = check_positive_int(budget, "budget", minimum=0)
+        if mode == "insertion" and work > _EXACT_WORK:  # lower bounds only: one block, and k single tokens
+            m = min(d, n)
+            count = max(1 + m * (n + 1) - m * (m + 1) // 2, _count_capped(n, "infusion", min(k, n), 1, budget))
+        else:  # O(budget) at most: stopped as soon as the count is known to exceed the budget
+            count = _count_capped(n, mode, d, k, budget)
+        check_budget(count, budget, what, at_least=True)
+        if mode != "insertion" or work <= _EXACT_WORK:
+            return count
+    if mode == "infusion" and d >= n and n <= 64 * _EXACT_WORK:
+        return 1 << n  # closed form: every subset, sum_{i<=n} C(n, i) = 2^n
+    if work > _EXACT_WORK:
+        raise BudgetExceededError(
+            f"{what}: the exact count would take about {work:.2g} elementary steps (limit {_EXACT_WORK:.0e}); "
+            "pass `budget=` to compare the count with a budget instead"
+        )
+    return _count_capped(n, mode, d, k, math.inf)
+
+
+def _exact_work(n: int, mode: str, d: int, k: int) -> float:
+    """Rough cost, in elementary steps, of the exact count (used to refuse counts that would take hours)."""
+    d = min(d, n)
+    if mode == "suffix" or d == 0 or n == 0:
+        return 1.0
+    if mode == "infusion":  # d big-integer steps on numbers of up to ~min(n, d log2 n) bits
+        return float(d) * (min(n, d * max(1, n.bit_length())) / 64 + 1)
+    k = min(k, n)
+    # the recursion visits ~n k min(k d, n) / 2 cells, each a Python-level step worth ~20 word operations
+    return 1.0 if k == 1 else 10.0 * n * k * min(k * d, n)
 
 
 def _count_capped(n: int, mode: str, d: int, k: int, cap: float) -> int:

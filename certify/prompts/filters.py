@@ -38,12 +38,17 @@ import torch
 from torch import nn
 
 from certify.prompts._cache import cached_pickle
-from certify.prompts._rng import resolve_generator
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import (
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_scores_1d,
+    generator_or_seed,
+)
 
 __all__ = [
     "BagOfEmbeddingsFilter",
@@ -314,7 +319,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         self.augment_max_erase = check_positive_int(augment_max_erase, "augment_max_erase", minimum=0)
         self.augment_per_prompt = check_positive_int(augment_per_prompt, "augment_per_prompt", minimum=0)
         if seed is not None:
-            resolve_generator(None, seed, "BagOfEmbeddingsFilter")  # validates and warns
+            generator_or_seed(None, seed, where="BagOfEmbeddingsFilter")  # validates and warns
         self.seed = seed
         self.tokenizer = WordTokenizer()
         self.vocab_: dict[str, int] | None = None
@@ -353,7 +358,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         """
         if generator is None and self.seed is not None:
             generator = torch.Generator().manual_seed(self.seed)  # the deprecated constructor seed
-        g = resolve_generator(generator, None, "BagOfEmbeddingsFilter.fit")
+        g = generator_or_seed(generator, None, where="BagOfEmbeddingsFilter.fit")
         aug = augment_safe(safe, modes=self.augment, max_erase=self.augment_max_erase,
                            max_per_prompt=self.augment_per_prompt, generator=g) if self.augment else []
         texts, y = _xy(harmful, safe, [*aug, *extra_safe])
@@ -410,9 +415,9 @@ def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.0
     n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
     harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
     """
+    check_scores_1d(harmful_scores, "harmful_scores")
+    epsilon, delta = check_probability(epsilon, "epsilon"), check_probability(delta, "delta")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
-    if not (0 < epsilon < 1 and 0 < delta < 1):
-        raise ValueError(f"Expected `epsilon` and `delta` in (0, 1), but got {epsilon!r} and {delta!r}")
     n = len(p)
     cdf, term, k_star = 0.0, (1.0 - epsilon) ** n, -1
     for k in range(n + 1):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
+from certkit._validation import check_bool
 
 __all__ = ["CHAT_TEMPLATES", "JUDGE_SYSTEM_PROMPT", "NOT_HARMFUL_PREFIXES", "LLMJudgeFilter"]
 
@@ -85,7 +86,7 @@ class LLMJudgeFilter(FilterBase):
         self.not_harmful = tuple(check_texts(list(not_harmful), "not_harmful"))
         if not self.not_harmful:
             raise ValueError("Expected argument `not_harmful` to hold at least one marker string")
-        self.batched = bool(batched)
+        self.batched = check_bool(batched, "batched")
         self.threshold = check_threshold(threshold)
 
     def format(self, prompt: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from certify.prompts._rng import resolve_generator, sample_indices
+from certify.prompts._rng import sample_indices
 from certify.prompts.erase_and_check import (
     EmpiricalCheck,
     _check_erase_args,
@@ -32,7 +32,7 @@ from certify.prompts.erase_and_check import (
 )
 from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
-from certkit._validation import check_positive_int
+from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["random_erase_and_check"]
 
@@ -76,7 +76,7 @@ def random_erase_and_check(
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(seed, np.random.Generator):  # deprecated form: derive a torch seed from it
         seed = int(seed.integers(2**63 - 1))
-    g = resolve_generator(generator, seed, "random_erase_and_check")
+    g = generator_or_seed(generator, seed, where="random_erase_and_check")
     filt = as_filter(filter)
     tok = resolve_tokenizer(tokenizer)
     ids, text = _resolve(prompt, tok, tokenizer is not None)

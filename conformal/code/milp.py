@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import as_real_array, check_instance, check_positive, check_positive_int
 from conformal.code.dp import sequential_dp
 from conformal.code.tree import CodeTree
 
@@ -56,7 +56,7 @@ class NestedRemovals:
 
 def check_taus(taus: Sequence[float] | np.ndarray, name: str = "taus") -> np.ndarray:
     """Validate a tau grid: (L,) finite, >= 0, strictly increasing, L >= 1."""
-    t = np.asarray(taus, dtype=np.float64)
+    t = as_real_array(taus, name)
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"Expected argument `{name}` to be a non-empty (L,) array, but got shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) <= 0):
@@ -67,7 +67,7 @@ def check_taus(taus: Sequence[float] | np.ndarray, name: str = "taus") -> np.nda
 
 
 def _check_nll(nll: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
-    c = np.asarray(nll, dtype=np.float64)
+    c = as_real_array(nll, "nll")
     if c.shape != (n,):
         raise ValueError(f"Expected argument `nll` to have shape ({n},) (one value per tree node), but got shape {c.shape}")
     if not np.all(np.isfinite(c)) or np.any(c < 0):
@@ -98,6 +98,7 @@ def nested_removals(
     Returns:
         :class:`NestedRemovals` with (L, N) kept indicators.
     """
+    check_instance(tree, CodeTree, "tree", "a CodeTree (conformal.python_tree)")
     n = tree.size
     c = _check_nll(nll, n)
     t = check_taus(taus)

@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_probability
+from certkit._validation import (
+    Array,
+    check_calibrated,
+    check_finite_result,
+    check_probability,
+    check_real_arrays,
+)
 from conformal.functional import conformal_quantile
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
 
@@ -26,10 +32,15 @@ __all__ = ["ConformalizedQuantileRegressor", "cqr_scores"]
 
 
 def cqr_scores(lower: Array, upper: Array, targets: Array) -> Array:
-    """(N,) CQR scores ``max(q_lo(x) - y, y - q_hi(x))`` (Romano et al. 2019, eq. 6)."""
+    """(N,) CQR scores ``max(q_lo(x) - y, y - q_hi(x))`` (Romano et al. 2019, eq. 6).
+
+    ``targets`` must be finite; an infinite quantile prediction gives an infinite score (NaN is refused)."""
+    check_real_arrays(lower=lower, upper=upper, targets=targets)
     a: Any = lower - targets
     b: Any = targets - upper
-    return torch.maximum(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
+    out = torch.maximum(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
+    check_finite_result(out, {"lower": lower, "upper": upper, "targets": targets}, allow_inf=("lower", "upper"))
+    return out  # type: ignore[no-any-return]
 
 
 class ConformalizedQuantileRegressor(Params):

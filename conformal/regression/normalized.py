@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_probability
+from certkit._validation import (
+    Array,
+    check_calibrated,
+    check_finite_result,
+    check_probability,
+    check_real_arrays,
+)
 from conformal.functional import conformal_quantile
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
 
@@ -20,9 +26,14 @@ __all__ = ["NormalizedConformalRegressor", "normalized_residuals"]
 
 
 def normalized_residuals(predictions: Array, targets: Array, difficulty: Array) -> Array:
-    """(N,) scores ``|y - mu(x)| / sigma(x)``."""
+    """(N,) scores ``|y - mu(x)| / sigma(x)`` (finite inputs, ``difficulty`` > 0)."""
+    check_real_arrays(predictions=predictions, targets=targets, difficulty=difficulty)
+    if not bool((difficulty > 0).all()):
+        raise ValueError("Expected argument `difficulty` to hold values > 0 (sigma(x)), but it does not")
     diff: Any = targets - predictions
-    return abs(diff) / difficulty
+    out = abs(diff) / difficulty
+    check_finite_result(out, {"predictions": predictions, "targets": targets, "difficulty": difficulty})
+    return out  # type: ignore[no-any-return]
 
 
 class NormalizedConformalRegressor(Params):

@@ -24,12 +24,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from certify.certifier import BoundCertifier
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_eval_mode, check_probability
+from certkit._validation import (
+    Array,
+    check_calibrated,
+    check_eval_mode,
+    check_finite_result,
+    check_inputs,
+    check_instance,
+    check_probability,
+    check_real_arrays,
+)
 from certkit.certifier import OutputBounds, OutputCertifier, squeeze_output
 from certkit.threat import LpBall
 from conformal.functional import conformal_quantile
@@ -48,9 +58,7 @@ Mode = Literal["inference", "calibration"]
 
 
 def _check_threat(threat: Any) -> LpBall:
-    if not isinstance(threat, LpBall):
-        raise TypeError(f"Expected argument `threat` to be a certkit.threat.LpBall, but got {threat!r}")
-    return threat
+    return check_instance(threat, LpBall, "threat", "a certkit.threat.LpBall")  # type: ignore[no-any-return]
 
 
 def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: LpBall, *,
@@ -65,6 +73,7 @@ def bound_propagation_output_bounds(model: nn.Module, x: torch.Tensor, threat: L
         threat: the L-inf or L2 ball (with optional domain).
         method: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``.
     """
+    check_inputs(model, x, "x")
     return BoundCertifier(method=method).output_bounds(model, x, _check_threat(threat))
 
 
@@ -83,10 +92,15 @@ def smoothed_output_bounds(model: nn.Module, x: torch.Tensor, *, sigma: float, e
 
 
 def worst_case_residuals(targets: Array, lower: Array, upper: Array) -> Array:
-    """(N,) ``max(y - lower, upper - y)`` = sup over the ball of |y - f(x')| (the VRCP-C score)."""
+    """(N,) ``max(y - lower, upper - y)`` = sup over the ball of |y - f(x')| (the VRCP-C score).
+
+    ``targets`` must be finite; an infinite bound gives an infinite score (NaN is refused)."""
+    check_real_arrays(targets=targets, lower=lower, upper=upper)
     a: Any = targets - lower
     b: Any = upper - targets
-    return torch.maximum(a, b) if isinstance(a, torch.Tensor) else (a > b) * a + (a <= b) * b
+    out = torch.maximum(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
+    check_finite_result(out, {"targets": targets, "lower": lower, "upper": upper}, allow_inf=("lower", "upper"))
+    return out  # type: ignore[no-any-return]
 
 
 class RobustConformalRegressor(Params):

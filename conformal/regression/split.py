@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_probability
+from certkit._validation import (
+    Array,
+    check_calibrated,
+    check_finite_result,
+    check_probability,
+    check_real_arrays,
+)
 from conformal.functional import conformal_quantile, conformal_rank
 from conformal.regression.intervals import PredictionIntervals, check_same_kind, check_vector
 
@@ -23,13 +29,17 @@ __all__ = ["SplitConformalRegressor", "absolute_residuals"]
 
 
 def absolute_residuals(predictions: Array, targets: Array) -> Array:
-    """(N,) nonconformity scores ``|y - mu(x)|`` of (N,) predictions and targets."""
+    """(N,) nonconformity scores ``|y - mu(x)|`` of (N,) predictions and targets (finite, real)."""
+    check_real_arrays(predictions=predictions, targets=targets)
     if isinstance(predictions, torch.Tensor) and isinstance(targets, torch.Tensor) and _cpu(predictions, targets):
         # numpy's elementwise kernels are several times faster than torch's on CPU at this size
         d = np.subtract(targets.detach().numpy(), predictions.detach().numpy())
-        return torch.from_numpy(np.abs(d, out=d))
-    diff: Any = targets - predictions
-    return abs(diff)
+        out: Any = torch.from_numpy(np.abs(d, out=d))
+    else:
+        diff: Any = targets - predictions
+        out = abs(diff)
+    check_finite_result(out, {"predictions": predictions, "targets": targets})
+    return out  # type: ignore[no-any-return]
 
 
 def _cpu(*xs: torch.Tensor) -> bool:

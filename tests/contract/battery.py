@@ -14,6 +14,7 @@ import copy
 import inspect
 import math
 import re
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,25 @@ BAD: dict[str, list[tuple[str, Any]]] = {
     "tokenizer": [("name", "word"), ("int", 3)],
     "threshold": [("nan", math.nan), ("big", 1.5), ("str", "0.5")],
     "model": [("str", "model"), ("fn", len)],
+    # objects certkit builds (a pattern, a property, a threat model...): a wrong type must be named
+    "nap": [("str", "nap"), ("none", None), ("int", 0)],
+    "naps": [("str", "naps"), ("none", None), ("list", [0, 1])],
+    "trigger": [("str", "trigger"), ("none", None), ("tensor", torch.zeros(4))],
+    "prop": [("str", "prop.vnnlib"), ("none", None)],
+    "threat": [("str", "linf"), ("none", None), ("float", 0.1)],
+    "smooth": [("str", "smooth"), ("none", None), ("model", torch.nn.Linear(4, 3))],
+    "tree": [("str", "x = 1"), ("none", None)],
+    "prompts_data": [("str", "prompts"), ("none", None), ("list", ["a", "b"])],
+    "callable": [("str", "generate"), ("none", None), ("int", 3)],
+    "choice": [("unknown", "no-such-choice"), ("none", None), ("int", 3)],
+    "path": [("missing", "/nonexistent/certkit-contract"), ("int", 3), ("none", None), ("bytes", b"/tmp")],
+    "parts": [("neg", (0.5, -0.1, 0.6)), ("sum", (0.5, 0.2)), ("nan", (math.nan, 0.5, 0.5)), ("str", "0.6"),
+              ("empty", ())],
+    "records": [("str", "records"), ("none", None), ("floats", [0.5, 0.25])],
+    "radii": [("nan", [0.0, math.nan]), ("neg", [-0.5]), ("str", "0.5"), ("bool", [True])],
+    "source": [("bytes", b"x = 1"), ("int", 3), ("none", None)],
+    "range": [("reversed", (1.0, -1.0)), ("nan", (math.nan, 1.0)), ("inf", (-math.inf, 1.0)), ("str", "0,1"),
+              ("one", (0.0,))],
 }
 
 
@@ -112,7 +132,7 @@ def _bad_values(kind: str, valid: Any, skip: tuple[str, ...]) -> list[tuple[str,
     for label, bad in BAD[kind]:
         if label in skip:
             continue
-        if callable(bad) and not isinstance(bad, np.random.Generator | np.random.RandomState) and bad is not len:
+        if isinstance(bad, types.FunctionType):  # a transform of the valid value
             if valid is None:
                 continue
             bad = bad(valid)
