@@ -549,6 +549,34 @@ class _Builder:
                 raise _unsupported(f"'{name}' of tensors of per-sample shapes {s1} and {s0} along dim {d + 1}", loc)
         return self.add(Node("cat", tuple(ins), (), loc, attrs={"dim": d}))
 
+    def split(self, name: str, fn: torch.fx.Node, i: int, val: Any, loc: str) -> list[int]:
+        """``split`` / ``chunk`` / ``unbind`` of a graph value along a per-sample dimension: one ``slice`` node
+        per part (exact), with the parts' sizes read from the sample (they depend only on the shape)."""
+        s0 = self.sample(i)
+        t: Any = fn.target
+        f = getattr(s0, t) if fn.op == "call_method" else (lambda *a, **k: t(s0, *a, **k))
+        with torch.no_grad():
+            parts = f(*val(fn.args[1:]), **val(dict(fn.kwargs)))
+        dim = val(fn.kwargs.get("dim", fn.args[2] if len(fn.args) > 2 else 0)) if name != "unbind" else val(
+            fn.kwargs.get("dim", fn.args[1] if len(fn.args) > 1 else 0))
+        nd = s0.dim()
+        d = int(dim) % nd - 1
+        if d < 0:
+            raise _unsupported(f"'{name}' along the batch dimension", loc)
+        shape = self.shape(i)
+        out, start = [], 0
+        for p in parts:
+            size = 1 if name == "unbind" else p.shape[d + 1]
+            index = tuple(slice(start, start + size, 1) if k == d else slice(0, n, 1) for k, n in enumerate(shape))
+            j = self.add(Node("slice", (i,), (), loc, attrs={"index": index}))
+            if name == "unbind":
+                j = self.add(Node("reshape", (j,), tuple(n for k, n in enumerate(shape) if k != d), loc))
+            if tuple(p.shape[1:]) != self.shape(j):
+                raise _unsupported(f"'{name}' with these arguments", loc)
+            out.append(j)
+            start += size
+        return out
+
     def adaptive_avgpool(self, m: nn.AdaptiveAvgPool2d, inp: int, name: str) -> int:
         """Adaptive average pooling with equal windows (global average pooling included): a depthwise
         convolution with weights 1/k (exact)."""
@@ -722,8 +750,16 @@ class _Builder:
                 raise _unsupported("the attention weights of nn.MultiheadAttention (only its output is supported)",
                                    loc)
             return ("ir", env[args[0]][1])
+        if name == "getitem" and isinstance(args[0], torch.fx.Node) and env[args[0]][0] == "parts_ir":
+            k = val(args[1])
+            parts = env[args[0]][1]
+            if not isinstance(k, int) or not -len(parts) <= k < len(parts):
+                raise _unsupported(f"indexing the parts of a split with {k!r}", loc)
+            return ("ir", parts[k])
         if any(isinstance(a, torch.fx.Node) and env[a][0] == "tuple_ir" for a in (*args, *kwargs.values())):
             raise _unsupported(f"'{name}' of the output tuple of nn.MultiheadAttention", loc)
+        if any(isinstance(a, torch.fx.Node) and env[a][0] == "parts_ir" for a in (*args, *kwargs.values())):
+            raise _unsupported(f"'{name}' of the tuple of parts of a split (index it: a, b = x.split(...))", loc)
         if not has_ir(args) and not has_ir(kwargs):  # pure python / constant computation (e.g. shapes)
             f = getattr(val(args[0]), t) if fn.op == "call_method" else t
             a = val(args[1:]) if fn.op == "call_method" else val(args)
@@ -731,6 +767,8 @@ class _Builder:
         ir_args = [a for a in args if is_ir(a)]
         if name in ("cat", "concat", "concatenate", "stack"):
             return ("ir", self.cat(name, args, kwargs, env, val, is_ir, has_ir, loc))
+        if name in ("split", "chunk", "unbind") and is_ir(args[0]) and not has_ir(args[1:]) and not has_ir(kwargs):
+            return ("parts_ir", self.split(name, fn, env[args[0]][1], val, loc))
         if not ir_args or has_ir(kwargs) or any(has_ir(a) and not is_ir(a) for a in args):
             raise _unsupported(f"'{name}' with input-dependent tensors nested in its arguments", loc)
         x = env[ir_args[0]][1]
@@ -757,7 +795,9 @@ class _Builder:
         if name in ("flatten", "view", "reshape", "unflatten", "contiguous", "unsqueeze", "squeeze"):
             i = single()
             with torch.no_grad():
-                s = self.sample(i)
+                # (contiguous: the graph's sample of a slice may have other strides than the model's tensor;
+                # a view of it is the same reshape)
+                s = self.sample(i).contiguous()
                 f = getattr(s, t) if fn.op == "call_method" else (lambda *a, **k: t(s, *a, **k))  # type: ignore[operator]
                 out = f(*val(args[1:]), **val(dict(kwargs)))
             if out.dim() == 0 or out.shape[0] != s.shape[0]:

@@ -353,8 +353,9 @@ def scalar_relax(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
 def mul_range(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, Tensor]:
     """Exact interval of ``x * y`` for x in [lx, ux], y in [ly, uy] (broadcast). An infinite end times 0 is
     0 there (the values are finite reals), not NaN."""
-    ps = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy)).nan_to_num(nan=0.0, posinf=math.inf,
-                                                                                             neginf=-math.inf)
+    ps = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
+    bad = (torch.isnan(lx) | torch.isnan(ux)) | (torch.isnan(ly) | torch.isnan(uy))  # NaN bounds stay NaN
+    ps = torch.where(torch.isnan(ps) & ~bad, torch.zeros_like(ps), ps)
     return ps.amin(0), ps.amax(0)
 
 

@@ -133,10 +133,60 @@ def matmul(b: Any, i: int, j: int, loc: str) -> int:
     return reshape(b, s, (*shp[:-2], shp[-1]), loc)
 
 
+def _masked_input(b: Any, i: int, d: int, log: bool, loc: str) -> int | None:
+    """A softmax whose input is ``x * w + c`` with ``-inf`` entries in the constant ``c`` (a hand-written
+    attention mask: ``scores + mask`` or ``scores.masked_fill(mask, -inf)``): the softmax over the finite
+    entries (:func:`masked_softmax`; the masked weights are exactly 0). None for any other input."""
+    n = b.nodes[i]
+    if n.op != "affine" or n.bias is None or not bool(torch.isneginf(n.bias).any()):
+        return None
+    if log:
+        raise _unsupported("log_softmax of a masked input (its masked entries are -inf)", loc)
+    shape = b.shape(i)
+    c = n.bias.detach().expand(shape)
+    allowed = ~torch.isneginf(c)
+    w = None if n.weight is None else n.weight.detach().expand(shape)
+    if bool(torch.isinf(c[allowed]).any()) or (w is not None and not bool(torch.isfinite(w[allowed]).all())):
+        raise _unsupported("a masked softmax input with +inf entries", loc)
+    finite = torch.where(allowed, c, torch.zeros_like(c))
+    wf = None if w is None else torch.where(allowed, w, torch.zeros_like(w))
+    j = n.inputs[0]
+    if bool((finite != 0).any()) or (wf is not None and not bool((wf[allowed] == 1).all())):
+        j = b.add(Node("affine", (j,), (), loc, wf, finite))
+    j = permute_last(b, j, d, loc)
+    perm = list(range(len(shape)))
+    perm[d], perm[-1] = perm[-1], perm[d]
+    allowed = allowed.permute(*perm)
+    moved = b.shape(j)
+    rows = math.prod(moved[:-1])
+    j = reshape(b, j, (1, rows, moved[-1]), loc)
+    j = masked_softmax(b, j, allowed.reshape(1, rows, moved[-1]).cpu(), loc)
+    j = reshape(b, j, moved, loc)
+    return permute_last(b, j, d, loc)
+
+
+def _f_masked_fill(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    """``x.masked_fill(mask, value)`` with a constant mask and value: ``x * (1 - mask) + value * mask``
+    (exact for finite x; ``-inf`` makes a masked softmax input, see :func:`_masked_input`)."""
+    x, mask, value = args[0], _arg(args, kwargs, 1, "mask", None, lambda v: v), _arg(args, kwargs, 2, "value",
+                                                                                     None, lambda v: v)
+    if not is_ir(x) or is_ir(mask) or is_ir(value):
+        raise _unsupported("masked_fill with an input-dependent mask or value", loc)
+    i = env[x][1]
+    m = b.const(val(mask), i, loc).to(torch.bool)
+    v = float(val(value))
+    w = torch.where(m, torch.zeros_like(m, dtype=b.dtype), torch.ones_like(m, dtype=b.dtype))
+    c = torch.where(m, torch.full_like(w, v), torch.zeros_like(w))
+    return b.add(Node("affine", (i,), (), loc, w, c))
+
+
 def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
     """Softmax along ``dim``: ``1 / sum_j exp(x_j - x_i)`` (differences by a linear map, ``exp``, a sum,
     ``reciprocal``; the term j = i is exactly 1). Log-softmax: ``-log(sum_j exp(x_j - x_i))``."""
     d = _dim(b, i, dim, loc)
+    masked = _masked_input(b, i, d, log, loc)
+    if masked is not None:
+        return masked
     k = b.shape(i)[d]
     eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
     diff = (eye.unsqueeze(0) - eye.unsqueeze(1)).reshape(k * k, k)  # row (i, j): e_j - e_i
@@ -760,5 +810,6 @@ FUNCTIONS: dict[str, Callable[..., int]] = {
     "mean": _f_mean_sum(True),
     "sum": _f_mean_sum(False),
     "interpolate": _f_interpolate,
+    "masked_fill": _f_masked_fill,
     "upsample": _f_interpolate,
 }

@@ -57,8 +57,9 @@ DENSE_MAX = 1 << 19
 
 def _imul(alo: Tensor, ahi: Tensor, blo: Tensor, bhi: Tensor) -> tuple[Tensor, Tensor]:
     """Outward-rounded interval product (an infinite end times 0 is 0: the values are finite reals)."""
-    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi)).nan_to_num(
-        nan=0.0, posinf=INF, neginf=-INF)
+    ps = torch.stack(torch.broadcast_tensors(alo * blo, alo * bhi, ahi * blo, ahi * bhi))
+    bad = (torch.isnan(alo) | torch.isnan(ahi)) | (torch.isnan(blo) | torch.isnan(bhi))  # NaN bounds stay NaN
+    ps = torch.where(torch.isnan(ps) & ~bad, torch.zeros_like(ps), ps)
     return down(ps.min(0).values), up(ps.max(0).values)
 
 

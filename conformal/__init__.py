@@ -8,6 +8,7 @@ from conformal import code, metrics, regression, scores
 from conformal.attacks import pgd_attack, smoothed_score_pgd
 from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
+from conformal.cluster import ClusteredConformal
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
 from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThresholdReport
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
@@ -36,6 +37,7 @@ from conformal.score_bounds import (
 from conformal.sets import PredictionSets
 from conformal.split import SplitConformal
 from conformal.vrcp import VRCP
+from conformal.weighted import WeightedConformal, weighted_conformal_quantile
 
 __all__ = [
     "PTT",
@@ -44,6 +46,7 @@ __all__ = [
     "AbstainingSets",
     "CertifiedSets",
     "ClassConditional",
+    "ClusteredConformal",
     "CodeTask",
     "CodeTree",
     "ConformalRiskControl",
@@ -63,6 +66,7 @@ __all__ = [
     "ScoreBounds",
     "SmoothedRobustPAC",
     "SplitConformal",
+    "WeightedConformal",
     "binomial_pvalue",
     "calibrate_filter_threshold",
     "certified_score_bounds",
@@ -92,4 +96,5 @@ __all__ = [
     "scores",
     "smoothed_score_pgd",
     "train_rct",
+    "weighted_conformal_quantile",
 ]

@@ -39,7 +39,20 @@ from certkit.certifier import Certifier, CertifierKind
 from certkit.threat import LpBall, threat_arguments
 from certkit.warnings import TrivialSetWarning
 from conformal.functional import at_least, prediction_mask
-from conformal.scores import ScoreFunction, aps, aps_set_mask, get_score, raps, thr, thr_probability_cut
+from conformal.scores import (
+    _BUILTIN_SCORES,
+    RANDOMIZABLE_SCORES,
+    ScoreFunction,
+    aps,
+    aps_set_mask,
+    get_score,
+    margin,
+    raps,
+    saps,
+    thr,
+    thr_probability_cut,
+    topk,
+)
 from conformal.sets import PredictionSets
 
 __all__ = ["Calibrator", "ScoreCalibrator", "resolve_certifier", "resolve_threat", "softmax_rows"]
@@ -113,8 +126,8 @@ class ScoreCalibrator(Calibrator):
 
     Subclasses implement ``_fit_threshold(cal_scores, labels, num_classes)``.
 
-    Randomised scores. APS and RAPS are randomised by default (``randomized=None`` resolves to True for
-    them): each input gets its own u ~ U(0, 1), drawn from the ``generator`` passed to ``calibrate``/
+    Randomised scores. APS, RAPS, SAPS and TopK are randomised by default (``randomized=None`` resolves to
+    True for them): each input gets its own u ~ U(0, 1), drawn from the ``generator`` passed to ``calibrate``/
     ``predict`` or, when none is given, from a generator seeded with 0 at ``calibrate`` (kept in
     ``generator_``, so the test draws continue the calibration draws and are independent of them).
     On a confident model the non-randomised APS score (u = 0) of the true label is 1.0 up to
@@ -155,7 +168,7 @@ class ScoreCalibrator(Calibrator):
                         generator: torch.Generator | None = None) -> Array:
         extra = self._draw_u(probs.shape[0], generator)
         # inputs were validated by the caller (or validation is off): skip the built-in scores' own checks
-        if self._score_fn in (thr, aps, raps):
+        if self._score_fn in _BUILTIN_SCORES:
             return self._score_fn(probs, labels, validate=False, **self.score_kwargs, **extra)
         return self._score_fn(probs, labels, **self.score_kwargs, **extra)
 
@@ -200,12 +213,18 @@ class ScoreCalibrator(Calibrator):
 
     def score_maximum(self) -> float | None:
         """The largest value the score can take on this calibrator's K labels (None for an unknown callable)."""
-        if self._score_fn in (thr, aps):
+        if self._score_fn in (thr, aps, margin):
             return 1.0
         if self._score_fn is raps:
             lam = float(self.score_kwargs.get("lam", 0.01))
             k_reg = int(self.score_kwargs.get("k_reg", 5))
             return 1.0 + lam * max(0, self.num_classes_ - k_reg)
+        if self._score_fn is saps:  # p_max + (K - 1) lam <= 1 + (K - 1) lam
+            return 1.0 + float(self.score_kwargs.get("lam", 0.2)) * (self.num_classes_ - 1)
+        if self._score_fn is topk:
+            return float(self.num_classes_)
+        if self._score_fn in _BUILTIN_SCORES:  # cross-entropy: only +inf is trivial
+            return math.inf
         return None
 
     def _sorted_values_path(self, probs: Array, threshold: Any) -> bool:
@@ -218,8 +237,8 @@ class ScoreCalibrator(Calibrator):
         return isinstance(probs, np.ndarray) and probs.dtype in (np.float32, np.float64)
 
     def _trivial_hint(self) -> str:
-        if self._score_fn in (aps, raps) and not self._randomize:
-            return ("On a confident model the non-randomised APS/RAPS score of the true label is 1.0 for most "
+        if self._score_fn in RANDOMIZABLE_SCORES and not self._randomize:
+            return ("On a confident model the non-randomised APS/RAPS/SAPS score of the true label is 1.0 for most "
                     "inputs: use the randomised score (randomized=True, the default for APS/RAPS) or score='thr'.")
         return "Use more calibration data, a larger alpha, or a score that separates the labels (e.g. score='thr')."
 
@@ -315,10 +334,10 @@ def _resolve_randomized(score_fn: ScoreFunction, randomized: bool | None, score_
         if randomized:
             raise ValueError(f"Expected either argument `randomized=True` or score_kwargs {sorted(own)}, but got both")
         return False
-    randomizable = score_fn in (aps, raps)
+    randomizable = score_fn in RANDOMIZABLE_SCORES
     if randomized and not randomizable:
-        raise ValueError("Expected argument `randomized` to be False or None for a score other than 'aps'/'raps' "
-                         "(only they have a randomised form), but got True")
+        raise ValueError("Expected argument `randomized` to be False or None for a score other than "
+                         "'aps'/'raps'/'saps'/'topk' (only they have a randomised form), but got True")
     return randomizable if randomized is None else randomized
 
 

@@ -25,7 +25,8 @@ class PACPredictionSet(ScoreCalibrator):
         delta: allowed failure probability of the calibration draw in (0, 1).
         score_kwargs: keyword arguments of the score.
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
-        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them, False otherwise),
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS/SAPS/TopK (default None: True for them, False
+            otherwise),
             from the ``generator`` of ``calibrate``/``predict`` or a generator seeded with 0
             (:class:`conformal._base.ScoreCalibrator`).
     """

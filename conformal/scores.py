@@ -13,6 +13,15 @@ ranked at or above y (ties ranked by label index), minus ``u * p_y``:
   reference code computes when it is given no u;
 - ``randomized=True``: u ~ U(0, 1) per input from the caller's ``generator`` (the randomised
   APS whose sets have exact 1 - alpha coverage).
+
+The other randomisable scores follow the same convention (``u = 0`` is the inclusive,
+non-randomised form, and the score drops by ``u`` times the label's own increment): ``saps``
+(Huang et al. 2024) and ``topk``. ``margin`` and ``cross_entropy`` are deterministic.
+
+Every score here is a function ``(probs, labels=None, **kwargs) -> scores`` (the one score
+protocol of the calibrators: ``SplitConformal``, ``ClassConditional``, ``PACPredictionSet``,
+``ClusteredConformal``, ``WeightedConformal`` and the scikit-learn wrapper all take a name of
+:func:`get_score` or any such callable).
 """
 
 from __future__ import annotations
@@ -29,10 +38,24 @@ from certkit._validation import (
     check_generator,
     check_labels,
     check_nonnegative,
+    check_positive,
     check_probs,
 )
 
-__all__ = ["ScoreFunction", "aps", "aps_set_mask", "get_score", "raps", "thr", "thr_probability_cut"]
+__all__ = [
+    "RANDOMIZABLE_SCORES",
+    "ScoreFunction",
+    "aps",
+    "aps_set_mask",
+    "cross_entropy",
+    "get_score",
+    "margin",
+    "raps",
+    "saps",
+    "thr",
+    "thr_probability_cut",
+    "topk",
+]
 
 ScoreFunction = Callable[..., Array]
 
@@ -156,7 +179,10 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
         labels: optional (N,) labels.
         k_reg: number of labels exempt from the penalty (>= 0).
         lam: penalty per rank beyond k_reg (>= 0).
-        randomized, u, generator, validate: as in :func:`aps`.
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
 
     Returns:
         (N,) or (N, K) scores.
@@ -169,6 +195,126 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
     uu = _uniform(p.shape[0], p, randomized, u, generator)
     scores, ranks = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
     return _back(scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype), was_numpy)
+
+
+def _ranks_all(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) 1-based ranks of every label (descending probability, ties by label index) and the (N,) top probability."""
+    order = torch.sort(p, dim=1, descending=True, stable=True).indices
+    ranks_sorted = torch.arange(1, p.shape[1] + 1, device=p.device).expand_as(order)
+    ranks = torch.empty_like(order).scatter_(1, order, ranks_sorted)
+    return ranks, p.gather(1, order[:, :1]).squeeze(1)
+
+
+def _ranks_label(p: torch.Tensor, labels: Array) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) 1-based ranks of the given labels (same order as :func:`_ranks_all`, without sorting) and (N,) top p."""
+    _, ranks = _aps_label(p, labels, torch.zeros(p.shape[0], dtype=p.dtype, device=p.device))
+    return ranks, p.max(1).values
+
+
+def saps(probs: Array, labels: Array | None = None, *, lam: float = 0.2, randomized: bool = False,
+         u: float | Array | None = None, generator: torch.Generator | None = None, validate: bool = True) -> Array:
+    """Sorted adaptive prediction sets score (Huang, Xi, Zhang, Wang, Li, Zhou, ICML 2024, "Conformal
+    prediction for deep classifier via label ranking").
+
+    SAPS keeps only the top probability and replaces the rest by a constant ``lam`` per rank:
+    with r = rank(y) (1-based, ties by label index) and p_max the top probability,
+
+        s(x, y) = p_max + (r - 1) lam - u w_r,     w_1 = p_max, w_r = lam (r >= 2),
+
+    i.e. ``(1 - u) p_max`` for the top label and ``p_max + (r - 1 - u) lam`` below it. The paper
+    writes ``u' p_max`` and ``p_max + (r - 2 + u') lam`` with u' = 1 - u (the same distribution
+    for u ~ U(0, 1)); here ``u = 0`` is the inclusive, non-randomised form, as for :func:`aps`.
+
+    Args:
+        probs: (N, K) class probabilities.
+        labels: optional (N,) labels.
+        lam: the weight of a rank below the top (> 0; TorchCP's default 0.2).
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
+
+    Returns:
+        (N,) or (N, K) scores.
+    """
+    check_positive(lam, "lam")
+    _validate(probs, labels, validate)
+    p, was_numpy = _to_torch(probs)
+    uu = _uniform(p.shape[0], p, randomized, u, generator)
+    ranks, top = _ranks_label(p, labels) if labels is not None else _ranks_all(p)
+    if ranks.ndim == 2:
+        uu, top = uu[:, None], top[:, None]
+    r = ranks.to(p.dtype)
+    return _back(torch.where(ranks == 1, (1 - uu) * top, top + (r - 1 - uu) * lam), was_numpy)
+
+
+def topk(probs: Array, labels: Array | None = None, *, randomized: bool = False, u: float | Array | None = None,
+         generator: torch.Generator | None = None, validate: bool = True) -> Array:
+    """Top-k score: the 1-based rank of y (descending probability, ties by label index), minus u.
+
+    The set {y : rank(y) - u <= t} is the top-k labels for a k fixed by calibration (randomised:
+    k or k + 1), as in MAPIE's ``top_k`` (non-randomised) and TorchCP's ``TOPK``.
+
+    Args:
+        probs: (N, K) class probabilities.
+        labels: optional (N,) labels.
+        randomized: draw u ~ U(0, 1) per input with ``generator`` (as in :func:`aps`).
+        u: fixed u in [0, 1] (scalar or (N,)); 0 (inclusive form) when omitted.
+        generator: torch generator for the randomised form.
+        validate: check the inputs; skip only for trusted inputs.
+
+    Returns:
+        (N,) or (N, K) scores in [0, K].
+    """
+    _validate(probs, labels, validate)
+    p, was_numpy = _to_torch(probs)
+    uu = _uniform(p.shape[0], p, randomized, u, generator)
+    ranks, _ = _ranks_label(p, labels) if labels is not None else _ranks_all(p)
+    return _back(ranks.to(p.dtype) - (uu if ranks.ndim == 1 else uu[:, None]), was_numpy)
+
+
+def margin(probs: Array, labels: Array | None = None, *, validate: bool = True) -> Array:
+    """Margin score max_{j != y} p_j - p_y (Johansson et al. 2017; TorchCP's ``Margin``), in [-1, 1].
+
+    Args:
+        probs: (N, K) class probabilities.
+        labels: optional (N,) labels.
+        validate: check the inputs; skip only for trusted inputs.
+
+    Returns:
+        (N,) or (N, K) scores.
+    """
+    _validate(probs, labels, validate)
+    p, was_numpy = _to_torch(probs)
+    top2 = torch.topk(p, 2, dim=1)  # the first maximum by index is not guaranteed; equal values make it moot
+    first, second = top2.values[:, 0], top2.values[:, 1]
+    if labels is not None:
+        py = _label_probs(p, labels)
+        # p_y == top: the best other label is the runner-up (equal to the top when the top is tied)
+        return _back(torch.where(py >= first, second, first) - py, was_numpy)
+    other = torch.where(p >= first[:, None], second[:, None], first[:, None])
+    return _back(other - p, was_numpy)
+
+
+def cross_entropy(probs: Array, labels: Array | None = None, *, validate: bool = True) -> Array:
+    """Cross-entropy (negative log-likelihood) score -log p_y, +inf where p_y = 0.
+
+    The score of Park et al.'s PAC prediction sets (ICLR 2020) and TorchCP's THR with
+    ``score_type="log_softmax"``; registered as ``"cross_entropy"``, ``"entropy"`` and ``"nll"``.
+    A strictly decreasing function of p_y, so its sets are those of :func:`thr` (up to rounding).
+
+    Args:
+        probs: (N, K) class probabilities.
+        labels: optional (N,) labels.
+        validate: check the inputs; skip only for trusted inputs.
+
+    Returns:
+        (N,) or (N, K) scores in [0, +inf].
+    """
+    _validate(probs, labels, validate)
+    p, was_numpy = _to_torch(probs)
+    q = _label_probs(p, labels) if labels is not None else p
+    return _back(-torch.log(q.clamp(min=0)), was_numpy)
 
 
 def _numpy_dtype(dtype: torch.dtype | np.dtype) -> np.dtype:
@@ -233,11 +379,21 @@ def thr_probability_cut(threshold: float | Array, dtype: torch.dtype | np.dtype)
     return cut
 
 
-_SCORES: dict[str, ScoreFunction] = {"thr": thr, "lac": thr, "aps": aps, "raps": raps}
+_SCORES: dict[str, ScoreFunction] = {
+    "thr": thr, "lac": thr, "aps": aps, "raps": raps, "saps": saps, "topk": topk, "top_k": topk, "margin": margin,
+    "cross_entropy": cross_entropy, "entropy": cross_entropy, "nll": cross_entropy,
+}
+_BUILTIN_SCORES = frozenset(_SCORES.values())
+RANDOMIZABLE_SCORES = frozenset({aps, raps, saps, topk})
+"""The scores with a randomised form (argument ``u``/``randomized``): the calibrators draw u for them by default."""
 
 
 def get_score(score: str | ScoreFunction) -> ScoreFunction:
-    """Resolve a score name (``"thr"``/``"lac"``, ``"aps"``, ``"raps"``) or pass a callable through."""
+    """Resolve a score name or pass a callable ``(probs, labels=None, **kw) -> scores`` through.
+
+    Names: ``"thr"``/``"lac"``, ``"aps"``, ``"raps"``, ``"saps"``, ``"topk"``/``"top_k"``, ``"margin"``,
+    ``"cross_entropy"``/``"entropy"``/``"nll"``.
+    """
     if callable(score):
         return score
     if score not in _SCORES:
@@ -262,7 +418,8 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
         probs: (N, K) float32/float64 probabilities (numpy, or a CPU tensor).
         threshold: scalar threshold.
         u: optional (N,) u in [0, 1] (0 when omitted).
-        k_reg, lam: the RAPS penalty (``lam = 0``: APS).
+        k_reg: the RAPS ``k_reg`` (labels exempt from the penalty).
+        lam: the RAPS penalty per rank (``lam = 0``: APS).
 
     Returns:
         (N, K) bool mask of the same array type.

@@ -18,7 +18,8 @@ class PredictionSets:
 
     Attributes:
         mask: (N, K) bool, ``mask[i, y]`` is True when label y is in the set of input i.
-        threshold: the score threshold used: a float, or (K,) per-class thresholds.
+        threshold: the score threshold used: a float, (K,) per-class thresholds, or (N,) per-input
+            thresholds (:class:`conformal.WeightedConformal`).
     """
 
     mask: Array

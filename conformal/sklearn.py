@@ -61,12 +61,19 @@ class ConformalClassifier(_ConformalEstimator):
 
     Args:
         estimator: a classifier with ``predict_proba`` and ``classes_`` (fitted when ``prefit``).
-        score: ``"thr"``, ``"aps"`` or ``"raps"``.
+        score: a score name of :func:`conformal.scores.get_score` (``"thr"``, ``"aps"``, ``"raps"``,
+            ``"saps"``, ``"topk"``, ``"margin"``, ``"cross_entropy"``).
         alpha: miscoverage level in (0, 1).
         score_kwargs: keyword arguments of the score (e.g. RAPS ``k_reg``/``lam``).
         prefit: the estimator is already trained; ``fit`` only calibrates.
         calibration_size: fraction of ``fit``'s data held out for calibration when not ``prefit``.
-        random_state: seed of that split.
+        random_state: seed of that split and of the u of randomised scores (APS, RAPS, SAPS, TopK).
+
+    Randomised scores. The calibration u's are drawn from a generator seeded with ``random_state``;
+    every ``predict_set``/``predict_p`` call without a ``generator`` draws the test u's from a fresh
+    generator seeded with a second seed derived from ``random_state`` (independent of the first), so
+    the same X gets the same u's: ``predict_set(X)`` is ``sets_from_p(predict_p(X))`` and repeated
+    calls agree. Pass generators in the same state to both for your own stream.
 
     Example:
         >>> clf = ConformalClassifier(LogisticRegression().fit(X_train, y_train), alpha=0.1).fit(X_cal, y_cal)  # doctest: +SKIP
@@ -97,8 +104,16 @@ class ConformalClassifier(_ConformalEstimator):
             raise ValueError(f"Expected argument `y` to hold only the estimator's classes {self.classes_.tolist()}, "
                              f"but got {e.args[0]!r}") from None
         self.calibrator_ = SplitConformal(score=self.score, alpha=self.alpha, score_kwargs=self.score_kwargs)
-        self.calibrator_.calibrate(self._probs(X_cal), labels)
+        self.calibrator_.calibrate(self._probs(X_cal), labels,
+                                   generator=torch.Generator().manual_seed(int(self.random_state)))
         return self
+
+    def _test_generator(self, generator: torch.Generator | None) -> torch.Generator:
+        """``generator``, or a fresh one seeded from ``random_state`` (its own stream, independent of calibration's)."""
+        if generator is not None:
+            return generator
+        seed = int(np.random.SeedSequence([int(self.random_state), 1]).generate_state(1, np.uint64)[0])
+        return torch.Generator().manual_seed(seed)
 
     def _probs(self, X: Any) -> np.ndarray:
         return np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
@@ -113,15 +128,19 @@ class ConformalClassifier(_ConformalEstimator):
         _check_fitted(self, "calibrator_")
         return self._probs(X)
 
-    def predict_set(self, X: Any) -> np.ndarray:
-        """(N, K) bool prediction sets, columns in ``classes_`` order."""
+    def predict_set(self, X: Any, *, generator: torch.Generator | None = None) -> np.ndarray:
+        """(N, K) bool prediction sets, columns in ``classes_`` order (u's of a randomised score: see the class)."""
         _check_fitted(self, "calibrator_")
-        return np.asarray(self.calibrator_.predict(self._probs(X)).mask)
+        return np.asarray(self.calibrator_.predict(self._probs(X), generator=self._test_generator(generator)).mask)
 
     def predict_p(self, X: Any, *, smoothed: bool = False, generator: torch.Generator | None = None) -> np.ndarray:
-        """(N, K) conformal p-values; ``p > alpha`` (see :func:`conformal.pvalue_mask`) is ``predict_set``."""
+        """(N, K) conformal p-values; ``p > alpha`` (see :func:`conformal.pvalue_mask`) is ``predict_set``.
+
+        A randomised score's u's are drawn first, as in ``predict_set`` (the same u's for the same X), then
+        the smoothing draws of ``smoothed=True``, from ``generator`` (default: see the class)."""
         _check_fitted(self, "calibrator_")
-        return np.asarray(self.calibrator_.predict_p(self._probs(X), smoothed=smoothed, generator=generator))
+        g = self._test_generator(generator)
+        return np.asarray(self.calibrator_.predict_p(self._probs(X), smoothed=smoothed, generator=g))
 
     def sets_from_p(self, pvalues: np.ndarray) -> np.ndarray:
         """(N, K) sets {y : p > alpha} from conservative p-values, compared exactly."""

@@ -23,11 +23,13 @@ class SplitConformal(ScoreCalibrator):
     coverage of a fixed calibration set fluctuates around it, see :class:`PACPredictionSet`).
 
     Args:
-        score: ``"thr"``, ``"aps"``, ``"raps"`` or a callable ``(probs, labels=None) -> scores``.
+        score: a name of :func:`conformal.scores.get_score` (``"thr"``, ``"aps"``, ``"raps"``, ``"saps"``,
+            ``"topk"``, ``"margin"``, ``"cross_entropy"``) or a callable ``(probs, labels=None) -> scores``.
         alpha: miscoverage level in (0, 1).
         score_kwargs: keyword arguments of the score (e.g. ``{"k_reg": 5, "lam": 0.01}`` for RAPS).
         validate: check inputs (two passes over each probability matrix); skip only for trusted inputs.
-        randomized: draw u ~ U(0, 1) per input for APS/RAPS (default None: True for them, False otherwise),
+        randomized: draw u ~ U(0, 1) per input for APS/RAPS/SAPS/TopK (default None: True for them, False
+            otherwise),
             from the ``generator`` of ``calibrate``/``predict`` or a generator seeded with 0
             (:class:`conformal._base.ScoreCalibrator`).
 

@@ -184,6 +184,30 @@ class CausalEncoder(nn.Module):
         return self.fc(self.enc(x, src_mask=self.mask, is_causal=True).flatten(1))
 
 
+class CausalSelfAttention(nn.Module):
+    """Hand-written (nanoGPT-style) causal attention: one qkv projection split in three, heads by view and
+    transpose, the causal mask by ``masked_fill(-inf)`` ("fill") or an additive -inf mask ("add")."""
+
+    def __init__(self, kind: str, t: int = 4, e: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.kind, self.h = kind, heads
+        self.qkv, self.proj = nn.Linear(e, 3 * e), nn.Linear(e, e)
+        self.register_buffer("tril", torch.tril(torch.ones(t, t)).view(1, 1, t, t))
+        add = torch.zeros(t, t)
+        add[torch.ones(t, t, dtype=torch.bool).triu(1)] = -math.inf
+        self.register_buffer("add", add)
+        self.fc = nn.Linear(t * e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.tril == 0, float("-inf")) if self.kind == "fill" else att + self.add
+        y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
+        return self.fc(self.proj(y).flatten(1))
+
+
 def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     """The layers of issue 14's second part (activations, softmax, LayerNorm, attention, Conv1d, ...)."""
     torch.manual_seed(0)
@@ -220,6 +244,8 @@ def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "attention_float_and_padding_masks": (MaskedAttention("float"), (4, 6)),
         "attention_is_causal": (MaskedAttention("is_causal"), (4, 6)),
         "encoder_layer_causal": (CausalEncoder(), (4, 8)),
+        "hand_attention_masked_fill": (CausalSelfAttention("fill"), (4, 8)),
+        "hand_attention_additive_mask": (CausalSelfAttention("add"), (4, 8)),
     }
 
 
@@ -340,7 +366,8 @@ _SAME_AS_AUTO_LIRPA = [("leaky_relu", "ibp", torch.float64), ("leaky_relu", "cro
                        ("leaky_relu", "crown-ibp", torch.float64), ("conv1d", "ibp", torch.float64),
                        ("conv1d", "crown", torch.float32), ("conv1d", "crown-ibp", torch.float32),
                        ("softplus", "ibp", torch.float64), ("softmax", "ibp", torch.float64),
-                       ("products", "ibp", torch.float64), ("attention", "ibp", torch.float64)]
+                       ("products", "ibp", torch.float64), ("attention", "ibp", torch.float64),
+                       ("attention_causal_mask", "ibp", torch.float64)]
 _THEIRS = {"ibp": "IBP", "crown": "CROWN", "crown-ibp": "CROWN-IBP"}
 
 
@@ -366,11 +393,13 @@ def test_new_layers_agree_with_auto_lirpa(name: str, method: str, dtype: torch.d
 # where the relaxations differ: certify's mean width over auto_LiRPA's, in float32 (auto_LiRPA fails on
 # most of these in float64). Measured: SiLU 0.77 / 0.996 / 0.96 (IBP: certify's is the exact range;
 # CROWN; CROWN-IBP), LayerNorm 0.79 / 0.96 / 0.71, softmax 0.99 (CROWN) / 1.06 (CROWN-IBP), products
-# 1.002 / 1.001, attention 0.999 / 1.018)
+# 1.002 / 1.001, attention 0.999 / 1.018; GELU's tanh form, which auto_LiRPA decomposes into pow, tanh and
+# products: 0.69 / 0.988 / 0.914)
 _NOT_LOOSER = [("silu", "ibp", 1.0), ("silu", "crown", 1.0), ("silu", "crown-ibp", 1.0),
                ("layernorm", "ibp", 1.0), ("layernorm", "crown", 1.0), ("layernorm", "crown-ibp", 1.0),
                ("softmax", "crown", 1.0), ("softmax", "crown-ibp", 1.1), ("products", "crown", 1.01),
-               ("products", "crown-ibp", 1.01), ("attention", "crown", 1.01), ("attention", "crown-ibp", 1.05)]
+               ("products", "crown-ibp", 1.01), ("attention", "crown", 1.01), ("attention", "crown-ibp", 1.05),
+               ("gelu_tanh", "ibp", 1.0), ("gelu_tanh", "crown", 1.0), ("gelu_tanh", "crown-ibp", 1.0)]
 
 
 @pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
@@ -442,3 +471,49 @@ def test_token_embedding_region_on_transformer_encoder_layer_is_sound(method: st
     b = assert_sound(model, tokens, 0.02, norm=math.inf, method=method, samples=10_000)
     if method == "crown":
         assert float((b.upper - b.lower).max()) < 1.0  # and informative
+
+
+class BadMask(nn.Module):
+    """Masks certify refuses: a key padding mask that differs between the samples, a mask that masks every key
+    of a query, a mask computed from the input."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mha = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.register_buffer("kpm", torch.tensor([[False, True, False], [False, False, False]]))
+        full = torch.zeros(3, 3, dtype=torch.bool)
+        full[1] = True
+        self.register_buffer("full", full)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "per_sample":
+            return self.mha(x, x, x, key_padding_mask=self.kpm.repeat(x.shape[0] // 2, 1))[0].flatten(1)
+        if self.kind == "all_masked":
+            return self.mha(x, x, x, attn_mask=self.full)[0].flatten(1)
+        return self.mha(x, x, x, key_padding_mask=x[:, :, 0] > 0.5)[0].flatten(1)
+
+
+@pytest.mark.parametrize(("kind", "match"), [("per_sample", "differs between batch elements"),
+                                             ("all_masked", "masks every key"), ("from_input", "'gt'|input-dependent")])
+def test_attention_masks_certify_cannot_represent_are_refused(kind: str, match: str) -> None:
+    torch.manual_seed(0)
+    model = BadMask(kind).eval()
+    x = torch.rand(2, 3, 4)
+    with pytest.raises(certify.UnsupportedLayerError, match=match):
+        certify.bounds(model, x, 0.01, method="crown")
+
+
+def test_encoder_with_padding_mask_and_nested_tensors_is_refused() -> None:
+    class Enc(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2, 8, batch_first=True), 1,
+                                             enable_nested_tensor=True)
+            self.register_buffer("kpm", torch.tensor([[False, True, False]]))
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.enc(x, src_key_padding_mask=self.kpm.repeat(x.shape[0], 1)).flatten(1)
+
+    with pytest.raises(certify.UnsupportedLayerError):
+        certify.bounds(Enc().eval(), torch.rand(2, 3, 4), 0.01, method="crown")

@@ -22,8 +22,8 @@ XR, YR = make_regression(n_samples=600, n_features=5, noise=10.0, random_state=0
 
 def test_classifier_matches_split_conformal_and_pvalues() -> None:
     est = LogisticRegression(max_iter=500).fit(XC[:300], YC_NAMES[:300])
-    # u = 0 (deterministic APS): the randomised default draws new u's per call, so predict_set and
-    # predict_p of the wrapper would see different u's
+    # u = 0 (deterministic APS) to compare with a plain SplitConformal; the randomised default is tested in
+    # tests/conformal/test_new_scores.py::test_sklearn_predict_set_and_predict_p_share_u
     clf = ConformalClassifier(est, score="aps", alpha=0.1, score_kwargs={"u": 0.0}).fit(XC[300:600], YC_NAMES[300:600])
     ref = SplitConformal(score="aps", alpha=0.1, randomized=False).calibrate(est.predict_proba(XC[300:600]),
                                                                             YC[300:600])
