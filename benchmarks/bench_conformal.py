@@ -1,12 +1,25 @@
-"""Split conformal calibrate + predict on 10^6 x 100 probabilities, against the physical floor.
+"""Split conformal calibrate + predict on 10^6 x 100 probabilities, against the physical floor and the peers.
 
-Floor: one ``np.partition`` over the 10^6 calibration scores plus one pass over the (N, K)
-test matrix (a comparison). Run: ``.venv/bin/python benchmarks/bench_conformal.py``.
+Floor: one ``np.partition`` over the 10^6 calibration scores plus one pass over the (N, K) test matrix
+(a comparison). certkit, TorchCP and MAPIE are timed in the same run on the same data (THR/LAC, APS, RAPS,
+SAPS where they have them); the peers run when importable (``PYTHONPATH=/tmp/peers``; TorchCP is imported
+without its top-level package, whose graph/LLM modules need torch_geometric and transformers, and needs a stub
+``torchsort`` on the path, which only its training losses use).
+
+Run: ``PYTHONPATH=/tmp/peers:/tmp/peers_stubs .venv/bin/python benchmarks/bench_conformal.py [--n 1000000]``;
+``--peer-expected`` prints the fixed expected numbers of tests/conformal/test_peer_agreement.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import sys
 import time
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,13 +27,60 @@ import torch
 from conformal import SplitConformal, conformal_rank
 
 
-def best_of(fn, reps: int = 3) -> float:  # type: ignore[no-untyped-def]
+def best_of(fn: Callable[[], Any], reps: int = 3) -> float:
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def torchcp() -> Any:
+    """``torchcp.classification`` without ``torchcp/__init__`` (which imports its graph and LLM modules), or None."""
+    spec = importlib.util.find_spec("torchcp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    if "torchcp" not in sys.modules:
+        pkg = types.ModuleType("torchcp")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["torchcp"] = pkg
+    try:
+        import torchcp.classification.predictor as predictor
+        import torchcp.classification.score as score
+    except ImportError as e:
+        print(f"TorchCP not importable: {e}")
+        return None
+    return types.SimpleNamespace(score=score, predictor=predictor)
+
+
+def mapie() -> Any:
+    try:
+        from mapie.classification import SplitConformalClassifier
+    except ImportError:
+        return None
+    return SplitConformalClassifier
+
+
+def identity_classifier(k: int) -> Any:
+    """A fitted sklearn classifier whose ``predict_proba(X)`` is X: MAPIE then works on given probabilities."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Identity(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+        def __init__(self, k: int = 2) -> None:
+            self.k = k
+
+        def fit(self, X: Any, y: Any) -> Any:
+            self.classes_ = np.arange(self.k)
+            return self
+
+        def predict_proba(self, X: Any) -> np.ndarray:
+            return np.asarray(X)
+
+        def predict(self, X: Any) -> np.ndarray:
+            return np.asarray(X).argmax(1)
+
+    return Identity(k).fit(None, None)
 
 
 def main(n: int = 1_000_000, k: int = 100) -> None:
@@ -36,20 +96,100 @@ def main(n: int = 1_000_000, k: int = 100) -> None:
         np.partition(s_np, kk - 1)
         np.greater_equal(test_np, 0.5)
 
-    print(f"split conformal, {n:,} x {k} float32 probabilities, calibrate on N and predict N (2 cores)")
-    print(f"{'case':<34} {'seconds':>8} {'x floor':>8}")
+    print(f"split conformal, {n:,} x {k} float32 probabilities, calibrate on N and predict N "
+          f"(torch threads {torch.get_num_threads()})")
+    print(f"{'case':<40} {'seconds':>8} {'x floor':>8} {'x certkit':>9}")
     t_floor = best_of(floor)
-    print(f"{'floor (partition + 1 pass)':<34} {t_floor:>8.3f} {1.0:>8.2f}")
-    for score in ("thr", "aps", "raps"):
+    print(f"{'floor (partition + 1 pass)':<40} {t_floor:>8.3f} {1.0:>8.2f}")
+    ours: dict[str, float] = {}
+    kwargs = {"raps": {"k_reg": 5, "lam": 0.01}, "saps": {"lam": 0.2}}
+    for score in ("thr", "aps", "raps", "saps"):
         for validate in (True, False):
             for kind, (c, t, y) in (("numpy", (cal_np, test_np, labels_np)), ("torch", (cal, test, labels))):
-                # APS/RAPS: randomised (the default), sets from sorted values (conformal.scores.aps_set_mask)
-                cp = SplitConformal(score=score, alpha=0.1, validate=validate)
+                # APS/RAPS/SAPS: randomised (the default); APS/RAPS sets from sorted values (scores.aps_set_mask)
+                cp = SplitConformal(score=score, alpha=0.1, validate=validate, score_kwargs=kwargs.get(score))
                 sec = best_of(lambda cp=cp, c=c, t=t, y=y: cp.calibrate(c, y).predict(t), reps=2)
-                name = f"{score} {kind} validate={validate}"
-                print(f"{name:<34} {sec:>8.3f} {sec / t_floor:>8.2f}")
+                ours.setdefault(score, sec)
+                ours[score] = min(ours[score], sec)
+                name = f"certkit {score} {kind} validate={validate}"
+                print(f"{name:<40} {sec:>8.3f} {sec / t_floor:>8.2f}")
+    tcp = torchcp()
+    if tcp is not None:
+        import torchcp as tcp_pkg
+
+        version = open(tcp_pkg.__path__[0] + "/VERSION").read().strip()
+        scores = {"thr": tcp.score.LAC(score_type="identity"), "aps": tcp.score.APS(score_type="identity"),
+                  "raps": tcp.score.RAPS(score_type="identity", penalty=0.01, kreg=5),
+                  "saps": tcp.score.SAPS(score_type="identity", weight=0.2)}
+        for score, fn in scores.items():
+            def run(fn: Any = fn) -> None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pr = tcp.predictor.SplitPredictor(fn, alpha=0.1, device="cpu")
+                    pr.calculate_threshold(cal, labels, alpha=0.1)
+                    pr.predict_with_logits(test)
+            sec = best_of(run, reps=1)
+            print(f"{f'TorchCP {version} {score} torch':<40} {sec:>8.3f} {sec / t_floor:>8.2f} "
+                  f"{sec / ours[score]:>9.2f}")
+    mp = mapie()
+    if mp is not None:
+        import mapie as mapie_pkg
+
+        est = identity_classifier(k)
+        for score, name in (("thr", "lac"), ("aps", "aps"), ("raps", "raps")):
+            def run_m(name: str = name) -> None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    m = mp(est, confidence_level=0.9, conformity_score=name, prefit=True, random_state=0)
+                    m.conformalize(cal_np, labels_np)
+                    m.predict_set(test_np)
+            try:
+                sec = best_of(run_m, reps=1)
+            except Exception as e:
+                print(f"MAPIE {mapie_pkg.__version__} {name}: failed ({type(e).__name__}: {str(e)[:80]})")
+                continue
+            print(f"{f'MAPIE {mapie_pkg.__version__} {name} numpy':<40} {sec:>8.3f} {sec / t_floor:>8.2f} "
+                  f"{sec / ours[score]:>9.2f}")
+
+
+def peer_expected() -> None:
+    """Print the peers' thresholds and sets on the fixed data of tests/conformal/test_peer_agreement.py."""
+    sys.path.insert(0, ".")
+    from tests.conformal.test_peer_agreement import _bits, _data
+
+    tcp, mp = torchcp(), mapie()
+    p_cal, y_cal, p_test = _data()
+    out: dict[str, Any] = {}
+    warnings.simplefilter("ignore")
+    if tcp is not None:
+        for name, sf in (("lac", tcp.score.LAC(score_type="identity")),
+                         ("aps", tcp.score.APS(score_type="identity", randomized=False)),
+                         ("raps", tcp.score.RAPS(score_type="identity", randomized=False, penalty=0.05, kreg=2)),
+                         ("topk", tcp.score.TOPK(score_type="identity", randomized=False)),
+                         ("saps", tcp.score.SAPS(score_type="identity", randomized=False, weight=0.2)),
+                         ("margin", tcp.score.Margin(score_type="identity"))):
+            pr = tcp.predictor.SplitPredictor(sf, alpha=0.1, device="cpu")
+            pr.calculate_threshold(p_cal.clone(), y_cal.clone(), alpha=0.1)  # clone: TorchCP's Margin writes into it
+            out["torchcp_" + name] = (float(pr.q_hat), _bits(pr.predict_with_logits(p_test.clone())))
+    if mp is not None:
+        est = identity_classifier(6)
+        for score, params in (("lac", None), ("aps", {"include_last_label": False}), ("top_k", None)):
+            m = mp(est, confidence_level=0.9, conformity_score=score, prefit=True, random_state=0)
+            m.conformalize(p_cal.numpy(), y_cal.numpy())
+            _, sets = m.predict_set(p_test.numpy(), conformity_score_params=params)
+            q = m._mapie_classifier.conformity_score_function_.quantiles_
+            out["mapie_" + score] = (float(np.ravel(q)[0]), _bits(torch.from_numpy(sets[:, :, 0])))
+    for key, value in out.items():
+        print(f"{key!r}: {value!r},")
 
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--peer-expected", action="store_true")
+    args = ap.parse_args()
+    if args.peer_expected:
+        peer_expected()
+    else:
+        main(n=args.n)

@@ -13,7 +13,9 @@ embedded prompt set (seeded 80/20 split). Run:
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +36,7 @@ from certify.prompts.greedyec import greedy_erase_and_check
 from certify.prompts.randec import random_erase_and_check
 from certify.prompts.tokenizers import WordTokenizer
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
+SHARED = Path(os.environ.get("CERTKIT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "prompts"
 
 
 def data() -> tuple[str, PromptSet, PromptSet]:
@@ -166,15 +168,24 @@ def main() -> None:
     fp2 = [grad_erase_and_check(s, bag, num_iters=25).harmful for s in safe]
     print(f"GradEC 25 iterations flags {np.mean(fp2):.1%} of the held-out safe prompts")
 
-def vs_reference_one_call() -> None:
-    """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures)."""
-    from certify.prompts import default_filter, erase_and_check
+def vs_reference_one_call(repeats: int = 5) -> None:
+    """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures).
 
-    filt = default_filter()
-    safe = list(data()[2].safe)[:100]
+    Both sides use the same fitted filter; each timing is the best of ``repeats`` runs (the 2-core machine is
+    shared). Verdicts are asserted identical, and certkit's fast path (the filter's ``score_subsequences``)
+    is also checked against the generic path (the same filter wrapped as a plain callable).
+    """
+    from certify.prompts import BagOfEmbeddingsFilter, CallableFilter, erase_and_check
+
+    name, train, test = data()
+    tfidf = TfidfFilter().fit(train.harmful, train.safe)
+    bag = BagOfEmbeddingsFilter().fit(train.harmful, train.safe, generator=torch.Generator().manual_seed(0))
+    safe = list(test.safe)[:100]
     tok = WordTokenizer()
+    print(f"data: {name}; {len(safe)} held-out safe prompts, mean {np.mean([len(tok.encode(p)) for p in safe]):.1f} "
+          f"word tokens; CPU time per prompt, best of {repeats} runs")
 
-    def ref(p: str, mode: str, d: int) -> bool:
+    def ref(filt, p: str, mode: str, d: int) -> bool:  # type: ignore[no-untyped-def]
         ids = tok.encode(p)
         n = len(ids)
         if mode == "suffix":
@@ -182,20 +193,121 @@ def vs_reference_one_call() -> None:
         else:
             subs = [ids] + [list(x) for x in {tuple(ids[:s] + ids[s + ell:]) for s in range(n)
                                                 for ell in range(1, d + 1) if s + ell <= n}]
-        return bool(np.any(filt.predict_proba([tok.decode(x) for x in subs]) >= filt.threshold))
+        texts = [t for t in (tok.decode(x) for x in subs) if t.strip()]  # "" is never harmful (as certkit)
+        return bool(np.any(filt.predict_proba(texts) >= filt.threshold))
 
-    print("| mode | d | reference, 1 call / prompt (ms) | erase_and_check (ms) | erase_and_check_batch (ms) |")
+    def best(fn):  # type: ignore[no-untyped-def]
+        times = []  # process CPU time (one thread): waiting for a core on the loaded machine is not counted
+        for _ in range(repeats):
+            t0 = time.process_time()
+            r = fn()
+            times.append(time.process_time() - t0)
+        return r, min(times)
+
+    print("| filter | mode | d | reference, 1 call / prompt (ms) | erase_and_check (ms) | erase_and_check_batch (ms) |")
+    print("|---|---|---|---|---|---|")
+    for fname, filt in (("TF-IDF", tfidf), ("bag of embeddings", bag)):
+        generic = CallableFilter(filt.predict_proba, threshold=filt.threshold)
+        for mode, d in (("suffix", 20), ("insertion", 8)):
+            r, tr = best(lambda f=filt, mode=mode, d=d: [ref(f, p, mode, d) for p in safe])
+            s1, ts = best(lambda f=filt, mode=mode, d=d: [erase_and_check(p, f, mode=mode, max_erase=d).harmful
+                                                         for p in safe])
+            b, tb = best(lambda f=filt, mode=mode, d=d: [c.harmful for c in erase_and_check_batch(safe, f, mode=mode,
+                                                                                                  max_erase=d)])
+            g = [c.harmful for c in erase_and_check_batch(safe, generic, mode=mode, max_erase=d)]
+            assert r == s1 == b == g
+            k = 1e3 / len(safe)
+            print(f"| {fname} | {mode} | {d} | {tr * k:.2f} | {ts * k:.2f} ({tr / ts:.1f}x) | "
+                  f"{tb * k:.2f} ({tr / tb:.1f}x) |", flush=True)
+
+
+def empirical_vs_gcg(n_attacked: int = 25, iters: int = 40) -> None:
+    """Issue 18: detection of GCG adversarial prompts (t = 10, 20) by each defence, false positives on safe
+    prompts (default and safe-calibrated thresholds), and adversarial training. Filter: the differentiable
+    bag of embeddings trained on the shared 80% (GCG needs gradients)."""
+    from certify.prompts import (
+        adversarial_training,
+        empirical_threshold,
+        gcg_attack,
+        generated_prompts,
+        split_by_act,
+    )
+
+    name, train, test = data()
+    g0 = torch.Generator().manual_seed(0)
+    erased = list(train.erased_safe)
+    extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=10).fit(train.harmful, train.safe, extra_safe=extra, generator=g0)
+    safe, harmful = list(test.safe), list(test.harmful)
+    flagged = [h for h in harmful if bag.predict_proba([h])[0] >= bag.threshold][:n_attacked]
+    cal_safe = list(split_by_act(generated_prompts())[1].safe)[:150]  # certkit's own prompts, unseen by the filter
+    print(f"data: {name}; bag-of-embeddings filter: clean harmful detected "
+          f"{np.mean(bag.predict_proba(harmful) >= 0.5):.1%}, clean safe kept {np.mean(bag.predict_proba(safe) < 0.5):.1%}")
+    t0 = time.process_time()
+    thr_greedy = empirical_threshold(cal_safe, bag, method="greedyec", num_iters=12)
+    thr_grad = empirical_threshold(cal_safe, bag, method="gradec", num_iters=25)
+    print(f"safe-calibrated thresholds (alpha = 5%, 150 generated safe prompts): GreedyEC-12 {thr_greedy:.3f}, "
+          f"GradEC-25 {thr_grad:.3f} ({time.process_time() - t0:.0f} s CPU)")
+
+    def at(thr: float) -> BagOfEmbeddingsFilter:
+        f = copy.copy(bag)
+        f.threshold = thr
+        return f
+
+    attacked = {}
+    for t in (10, 20):
+        t0 = time.process_time()
+        att = [gcg_attack(h, bag, num_tokens=t, mode="suffix", num_iters=iters, generator=torch.Generator().manual_seed(i))
+               for i, h in enumerate(flagged)]
+        attacked[t] = [a.attacked for a in att]
+        print(f"GCG t={t}: {len(att)} flagged held-out harmful prompts, filter fooled on "
+              f"{np.mean([a.score_after < bag.threshold for a in att]):.0%} "
+              f"({(time.process_time() - t0) / len(att):.2f} s CPU / prompt)", flush=True)
+    rows = [
+        ("filter alone", lambda ps, t: [bool(p >= bag.threshold) for p in bag.predict_proba(ps)]),
+        ("erase-and-check suffix, d = t (certified)", lambda ps, t: [c.harmful for c in erase_and_check_batch(ps, bag, mode="suffix", max_erase=t)]),
+        ("erase-and-check insertion, d = t (certified)", lambda ps, t: [c.harmful for c in erase_and_check_batch(ps, bag, mode="insertion", max_erase=t)]),
+        ("RandEC suffix d = t, ratio 0.3", lambda ps, t: [random_erase_and_check(p, bag, ratio=0.3, max_erase=t, generator=torch.Generator().manual_seed(i)).harmful for i, p in enumerate(ps)]),
+        ("GreedyEC 12 rounds", lambda ps, t: [greedy_erase_and_check(p, bag, num_iters=12).harmful for p in ps]),
+        (f"GreedyEC 12 rounds, safe-calibrated threshold {thr_greedy:.3f}", lambda ps, t: [greedy_erase_and_check(p, at(thr_greedy), num_iters=12).harmful for p in ps]),
+        ("GradEC 25 iterations", lambda ps, t: [grad_erase_and_check(p, bag, num_iters=25).harmful for p in ps]),
+        (f"GradEC 25 iterations, safe-calibrated threshold {thr_grad:.3f}", lambda ps, t: [grad_erase_and_check(p, at(thr_grad), num_iters=25).harmful for p in ps]),
+    ]
+    print()
+    print("| defence | GCG t = 10 detected | GCG t = 20 detected | safe prompts flagged (t = 10 / 20 settings) | ms CPU / prompt (t = 20) |")
     print("|---|---|---|---|---|")
-    for mode, d in (("suffix", 20), ("insertion", 8)):
-        r, tr = timed(lambda mode=mode, d=d: [ref(p, mode, d) for p in safe])
-        s1, ts = timed(lambda mode=mode, d=d: [erase_and_check(p, filt, mode=mode, max_erase=d).harmful for p in safe])
-        b, tb = timed(lambda mode=mode, d=d: [c.harmful for c in erase_and_check_batch(safe, filt, mode=mode, max_erase=d)])
-        assert r == s1 == b
-        k = 1e3 / len(safe)
-        print(f"| {mode} | {d} | {tr * k:.2f} | {ts * k:.2f} ({tr / ts:.2f}x) | {tb * k:.2f} ({tr / tb:.2f}x) |")
+    for label, fn in rows:
+        d10, d20 = np.mean(fn(attacked[10], 10)), None
+        t0 = time.process_time()
+        d20 = np.mean(fn(attacked[20], 20))
+        ms = 1e3 * (time.process_time() - t0) / len(attacked[20])
+        fp10, fp20 = np.mean(fn(safe, 10)), np.mean(fn(safe, 20))
+        print(f"| {label} | {d10:.1%} | {d20:.1%} | {fp10:.1%} / {fp20:.1%} | {ms:.1f} |", flush=True)
+
+    print()
+    t0 = time.process_time()
+    adv = adversarial_training(bag, list(train.harmful), list(train.safe), num_tokens=10, modes=("suffix",), extra_safe=extra,
+                               num_iters=20, generator=torch.Generator().manual_seed(1))
+    print(f"adversarial training (GCG t = 10 suffixes on the {len(train.harmful)} training harmful prompts, one round; "
+          f"{time.process_time() - t0:.0f} s CPU): clean harmful detected {np.mean(adv.predict_proba(harmful) >= 0.5):.1%}, "
+          f"clean safe kept {np.mean(adv.predict_proba(safe) < 0.5):.1%}")
+    print("| filter | attack | attack success rate on held-out flagged harmful prompts |")
+    print("|---|---|---|")
+    for fname, f in (("standard", bag), ("adversarially trained", adv)):
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
+        for t in (10, 20):
+            res = [gcg_attack(h, f, num_tokens=t, mode="suffix", num_iters=iters, generator=torch.Generator().manual_seed(i))
+                   for i, h in enumerate(targets)]
+            print(f"| {fname} | GCG suffix t = {t} | {np.mean([r.score_after < f.threshold for r in res]):.1%} "
+                  f"({len(res)} prompts) |", flush=True)
 
 
 if __name__ == "__main__":
     import sys
 
-    vs_reference_one_call() if "--vs-reference" in sys.argv else main()
+    if "--vs-reference" in sys.argv:
+        vs_reference_one_call()
+    elif "--empirical" in sys.argv:
+        empirical_vs_gcg()
+    else:
+        main()

@@ -180,6 +180,80 @@ def _f_masked_fill(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: A
     return b.add(Node("affine", (i,), (), loc, w, c))
 
 
+def _f_sdpa(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_ir: Any, loc: str) -> int:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p=0, is_causal, scale)`` of graph values
+    (per-sample shapes (..., L, E), (..., S, E), (..., S, Ev)): ``softmax(q k^T scale + mask) v`` over the
+    allowed keys (a boolean mask marks the keys that MAY be attended to, as torch's; ``is_causal``: the
+    lower-triangular one); ``scale`` defaults to the exact ``1 / sqrt(E)``."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    given = dict(zip(names, args)) | dict(kwargs)
+    q, k, v = (given.get(n) for n in names[:3])
+    if not (is_ir(q) and is_ir(k) and is_ir(v)):
+        raise _unsupported("scaled_dot_product_attention of constant tensors", loc)
+    what = "scaled_dot_product_attention"
+    mask = _constant_arg(given, "attn_mask", None, val, is_ir, what, loc)
+    if float(_constant_arg(given, "dropout_p", 0.0, val, is_ir, what, loc)) != 0.0:
+        raise _unsupported("scaled_dot_product_attention with dropout_p > 0 (dropout is applied even in eval mode)",
+                           loc)
+    causal = bool(_constant_arg(given, "is_causal", False, val, is_ir, what, loc))
+    scale = _constant_arg(given, "scale", None, val, is_ir, what, loc)
+    if _constant_arg(given, "enable_gqa", False, val, is_ir, what, loc):
+        raise _unsupported("scaled_dot_product_attention with enable_gqa=True", loc)
+    qi, ki, vi = env[q][1], env[k][1], env[v][1]
+    sq, sk = b.shape(qi), b.shape(ki)
+    if len(sq) < 2 or len(sk) != len(sq) or sq[-1] != sk[-1]:
+        raise _unsupported(f"scaled_dot_product_attention of per-sample shapes {sq} and {sk}", loc)
+    nd = len(sk)
+    perm = (*range(nd - 2), nd - 1, nd - 2)
+    kt = b.add(Node("permute", (ki,), (), loc, attrs={"perm": perm}))
+    scores = matmul(b, qi, kt, loc)  # (..., L, S)
+    shape = b.shape(scores)
+    if scale is None:  # the exact 1 / sqrt(E), enclosed for sound=True
+        r = math.sqrt(sq[-1])
+        s_lo = math.nextafter(1.0 / math.nextafter(r, math.inf), -math.inf)
+        s_hi = math.nextafter(1.0 / math.nextafter(r, 0.0), math.inf)
+        w = torch.tensor(1.0 / r, dtype=b.dtype, device=b.nodes_device)
+        attrs = exact_bounds(b, torch.tensor(s_lo, dtype=torch.float64), torch.tensor(s_hi, dtype=torch.float64))
+    else:
+        w, attrs = torch.tensor(float(scale), dtype=b.dtype, device=b.nodes_device), {}
+    scores = b.add(Node("affine", (scores,), (), loc, w, None, attrs))
+    allowed = torch.ones(shape, dtype=torch.bool)
+    bias = torch.zeros(shape, dtype=torch.float64)
+    if causal:
+        allowed = allowed & torch.ones(shape[-2:], dtype=torch.bool).tril()
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise _unsupported("scaled_dot_product_attention with an attn_mask that is not a tensor", loc)
+        mk = mask.detach().cpu()
+        if mk.dim() > len(shape):  # a batch dimension: one mask for every sample
+            mk = _one_per_sample(mk.reshape(-1, *mk.shape[mk.dim() - len(shape):]), 1, "attn_mask", loc)[0]
+        try:
+            mk = mk.expand(shape)
+        except RuntimeError as e:
+            raise _unsupported(f"attn_mask of shape {tuple(mask.shape)} for scores of shape {shape}", loc) from e
+        if mk.dtype == torch.bool:
+            allowed = allowed & mk
+        else:
+            mk = mk.to(torch.float64)
+            masked = torch.isneginf(mk)
+            if not bool(torch.isfinite(mk[~masked]).all()):
+                raise _unsupported("attn_mask with NaN or +inf entries", loc)
+            allowed = allowed & ~masked
+            bias = torch.where(masked, torch.zeros_like(mk), mk)
+    if not bool(allowed.any(-1).all()):
+        raise _unsupported("an attention mask that masks every key of a query (torch returns NaN there)", loc)
+    if bool((bias != 0).any()):
+        scores = b.add(Node("affine", (scores,), (), loc, None, bias.to(dtype=b.dtype, device=b.nodes_device)))
+    if bool(allowed.all()):
+        attn = softmax(b, scores, -1, loc)
+    else:
+        rows = math.prod(shape[:-2]) if len(shape) > 2 else 1
+        j = reshape(b, scores, (rows, *shape[-2:]), loc)
+        j = masked_softmax(b, j, allowed.reshape(rows, *shape[-2:]), loc)
+        attn = reshape(b, j, shape, loc)
+    return matmul(b, attn, vi, loc)
+
+
 def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
     """Softmax along ``dim``: ``1 / sum_j exp(x_j - x_i)`` (differences by a linear map, ``exp``, a sum,
     ``reciprocal``; the term j = i is exactly 1). Log-softmax: ``-log(sum_j exp(x_j - x_i))``."""
@@ -811,5 +885,6 @@ FUNCTIONS: dict[str, Callable[..., int]] = {
     "sum": _f_mean_sum(False),
     "interpolate": _f_interpolate,
     "masked_fill": _f_masked_fill,
+    "scaled_dot_product_attention": _f_sdpa,
     "upsample": _f_interpolate,
 }

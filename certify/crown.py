@@ -603,19 +603,12 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
-            patches = None
-            if i not in general and i not in pooled and not affine_in[i]:
-                patches = _patches_bounds(gd, i, region, relax)
-            if i in general:
+            rows = "all_ref" if i in general else ("all" if affine_in[i] or i in pooled else "unstable")
+            p_iv = _patches_bounds(g, i, iv, region, relax, batch=batch, rows=rows, compare_ibp=compare_ibp)
+            if p_iv is not None:
+                iv = p_iv
+            elif i in general:
                 iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
-            elif patches is not None:  # as _intermediate: replaced where unstable under the IBP bounds
-                l_ref, u_ref = iv.l.reshape(batch, -1), iv.u.reshape(batch, -1)
-                unstable = (l_ref < 0) & (u_ref > 0)
-                lo_p, hi_p = patches
-                if compare_ibp:
-                    lo_p, hi_p = torch.maximum(lo_p, l_ref), torch.minimum(hi_p, u_ref)
-                iv = Interval(l=torch.where(unstable, lo_p, l_ref).reshape(iv.l.shape),
-                              u=torch.where(unstable, hi_p, u_ref).reshape(iv.u.shape))
             else:
                 iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
                                    compare_ibp=compare_ibp)
@@ -729,8 +722,14 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
 
 
 # ----------------------------------------------------------------------------------------------
-# Patches: CROWN bounds of a conv layer's neurons through input -> conv -> ReLU -> conv
+# Patches: CROWN bounds of a conv feature map's neurons, each row kept as a window of its receptive field
 # ----------------------------------------------------------------------------------------------
+
+#: bytes one patch coefficient tensor (inputs x rows x channels x window) may take; rows are chunked beyond
+PATCH_BYTES = 1 << 25
+
+_Geom = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # window (kh, kw), stride, padding
+
 
 def _channel_affine(n: Node) -> tuple[Tensor | None, Tensor | None] | None:
     """(scale, shift) of an ``affine`` node that acts per channel of (C, H, W) (weights (C, 1, 1) or
@@ -741,129 +740,354 @@ def _channel_affine(n: Node) -> tuple[Tensor | None, Tensor | None] | None:
     return n.weight, n.bias
 
 
-def _conv_block(g: Graph, i: int) -> tuple[Node, Tensor, Tensor, int] | None:
-    """Node ``i`` as ``scale * conv(x) + shift`` (a conv, optionally followed by a per-channel affine such
-    as BatchNorm): (conv node, scale (C,), shift (C,), the conv's input), or None."""
-    n = g.nodes[i]
-    scale = shift = None
-    if n.op == "affine":
-        sa = _channel_affine(n)
-        if sa is None or g.nodes[n.inputs[0]].op != "conv":
+def _per_channel(t: Tensor | None, c: int, like: Tensor, default: float) -> Tensor:
+    if t is None:
+        return torch.full((c,), default, dtype=like.dtype, device=like.device)
+    return t.reshape(-1).expand(c)
+
+
+def _patch_plan(g: Graph, i: int, relax: Mapping[int, AnyRelax]) -> dict[int, tuple[bool, _Geom]] | None:
+    """Window geometry of every node the backward pass from node ``i`` (C, H, W) reaches: the row of output
+    position ``o`` covers positions ``o * stride - padding + [0, window)`` of that node. ``diag``: the node is
+    reached only through element-wise ops (one coefficient per row, on the row's own neuron). None if the pass
+    meets an op without a window form (then the dense backward pass is used)."""
+    nodes = g.nodes
+    if len(nodes[i].shape) != 3 or len(nodes[0].shape) != 3:
+        return None
+    plan: dict[int, tuple[bool, _Geom]] = {i: (True, ((1, 1), (1, 1), (0, 0)))}
+    for j in range(i, 0, -1):
+        if j not in plan:
+            continue
+        n = nodes[j]
+        diag, (k, s, p) = plan[j]
+        if n.op == "conv":
+            w = n.weight
+            if w is None or w.dim() != 4:
+                return None
+            a = n.attrs
+            sc, pc, dil = a["stride"], a["padding"], a["dilation"]
+            if not all(isinstance(v, tuple) and len(v) == 2 for v in (sc, pc, dil)):
+                return None
+            kc = w.shape[2:]
+            geom = (tuple((k[d] - 1) * sc[d] + dil[d] * (kc[d] - 1) + 1 for d in range(2)),
+                    tuple(s[d] * sc[d] for d in range(2)), tuple(p[d] * sc[d] + pc[d] for d in range(2)))
+            ins = [(n.inputs[0], False, geom)]
+        elif n.op == "affine" and _channel_affine(n) is not None:
+            ins = [(n.inputs[0], diag, (k, s, p))]
+        elif n.op in ACTIVATIONS and isinstance(relax.get(j), _Relax):
+            r = relax[j]
+            assert isinstance(r, _Relax)
+            if r.per_spec or r.beta is not None:
+                return None
+            ins = [(n.inputs[0], diag, (k, s, p))]
+        elif n.op == "add" and all(nodes[q].shape == n.shape for q in n.inputs):
+            ins = [(q, diag, (k, s, p)) for q in n.inputs]
+        else:
             return None
-        scale, shift = sa
-        n = g.nodes[n.inputs[0]]
-    if n.op != "conv" or n.weight is None:
-        return None
-    c = n.weight.shape[0]
-    a = n.attrs
-    if a["groups"] != 1 or a["dilation"] != (1, 1):
-        return None
-    dt = n.weight.dtype
-    s = torch.ones(c, dtype=dt, device=n.weight.device) if scale is None else scale.reshape(-1).expand(c)
-    b = torch.zeros(c, dtype=dt, device=n.weight.device) if n.bias is None else n.bias
-    t = b * s + (0 if shift is None else shift.reshape(-1).expand(c))
-    return n, s, t, n.inputs[0]
+        for q, d2, g2 in ins:
+            if len(nodes[q].shape) != 3:
+                return None
+            if q not in plan:
+                plan[q] = (d2, g2)  # type: ignore[assignment]
+                continue
+            d1, (k1, s1, p1) = plan[q]
+            if s1 != g2[1]:
+                return None
+            pp = tuple(max(p1[d], g2[2][d]) for d in range(2))
+            right = tuple(max(k1[d] - p1[d], g2[0][d] - g2[2][d]) for d in range(2))
+            plan[q] = (d1 and d2, (tuple(pp[d] + right[d] for d in range(2)), s1, pp))  # type: ignore[assignment]
+    return plan if 0 in plan else None
 
 
-def _patches_bounds(g: Graph, i: int, region: InputRegion, relax: Mapping[int, AnyRelax]
-                    ) -> tuple[Tensor, Tensor] | None:
-    """CROWN bounds (N, numel) of every neuron of node ``i`` when it is ``conv2(relu(conv1(input)))``
-    (each conv optionally followed by a per-channel affine, e.g. BatchNorm), for L-inf regions.
-
-    Identical to the backward pass, but each neuron's coefficients are kept as a patch over its receptive
-    field (auto_LiRPA's "patches" mode, Xu et al. 2020): the ReLU slopes are unfolded over conv2's windows,
-    the patch is mapped to the input by one fixed matrix (conv1's transposed convolution of the basis)
-    and concretised against the unfolded input box. None when the structure does not match."""
-    if region.norm != math.inf:
-        return None
-    top = _conv_block(g, i)
-    if top is None:
-        return None
-    conv2, s2, t2, r_idx = top
-    rn = g.nodes[r_idx]
-    if rn.op != "relu" or not isinstance(relax.get(r_idx), _Relax):
-        return None
-    low = _conv_block(g, rn.inputs[0])
-    if low is None or low[3] != 0:
-        return None
-    conv1, s1, t1, _ = low
-    r = relax[r_idx]
-    assert isinstance(r, _Relax)
-    if r.per_spec or r.beta is not None:
-        return None
-    w1, w2 = conv1.weight, conv2.weight
-    assert w1 is not None and w2 is not None
-    in_shape, z1_shape = g.nodes[0].shape, rn.shape
-    if len(in_shape) != 3:
-        return None
-    c1 = z1_shape[0]
-    cin = in_shape[0]
-    (k2h, k2w), (s2h, s2w), (p2h, p2w) = w2.shape[2:], conv2.attrs["stride"], conv2.attrs["padding"]
-    (k1h, k1w), (s1h, s1w), (p1h, p1w) = w1.shape[2:], conv1.attrs["stride"], conv1.attrs["padding"]
-    nb = region.x0.shape[0]
-    c2, ho, wo = g.nodes[i].shape
-    q = c1 * k2h * k2w
-    a2 = (w2.reshape(c2, q) * s2.reshape(c2, 1)).unsqueeze(0).unsqueeze(-1)  # (1, C2, q, 1)
-    pos, neg = a2.clamp(min=0), a2.clamp(max=0)
-    # the relu input y1 = s1 conv1(x) + t1, per patch entry: its constant t1 (0 where padded: d = 0 there)
-    t1q = t1.reshape(c1, 1, 1).expand(c1, k2h, k2w).reshape(1, 1, q, 1)
-    # patch coefficients on z1 -> on the input: a fixed linear map (conv1 transposed, on the basis)
-    keh, kew = (k2h - 1) * s1h + k1h, (k2w - 1) * s1w + k1w
-    w1s = w1 * s1.reshape(-1, 1, 1, 1)
-    basis = torch.eye(q, dtype=w1.dtype, device=w1.device).reshape(q, c1, k2h, k2w)
-    tmap = F.conv_transpose2d(basis, w1s, stride=(s1h, s1w)).reshape(q, cin * keh * kew)
-    # the input box, unfolded over the effective windows (stride s1 s2, padding p2 s1 + p1); conv1's zero
-    # padding contributes 0 (centre and radius 0 there)
-    seh, sew = s1h * s2h, s1w * s2w
-    peh, pew = p2h * s1h + p1h, p2w * s1w + p1w
-    need_h = (ho - 1) * seh + keh - peh - in_shape[1]
-    need_w = (wo - 1) * sew + kew - pew - in_shape[2]
-    padding = (pew, max(0, need_w), peh, max(0, need_h))
-    if min(peh, pew) < 0:
-        return None
-    # inputs in chunks: the widest tensors are (chunk, C2, max(q, K), L)
-    per_input = c2 * max(q, cin * keh * kew) * ho * wo * w1.element_size()
-    chunk = max(1, (1 << 26) // per_input)
-    box = region.box
-    los, his = [], []
-    for i0 in range(0, nb, chunk):
-        sl = slice(i0, i0 + chunk)
-        lo, hi = _patches_chunk(r.d_l[sl], r.d_u[sl], r.b_u[sl], box.c[sl].reshape(-1, *in_shape),
-                                box.r[sl].reshape(-1, *in_shape), z1_shape, (k2h, k2w, s2h, s2w, p2h, p2w),
-                                (keh, kew, seh, sew), padding, (ho, wo), pos, neg, t1q, t2, tmap)
-        los.append(lo)
-        his.append(hi)
-    return torch.cat(los), torch.cat(his)
-
-
-def _patches_chunk(d_l: Tensor, d_u: Tensor, b_u: Tensor, xc: Tensor, xr: Tensor, z1_shape: tuple[int, ...],
-                   conv2: tuple[int, ...], eff: tuple[int, ...], padding: tuple[int, ...], out_hw: tuple[int, int],
-                   pos: Tensor, neg: Tensor, t1q: Tensor, t2: Tensor, tmap: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`_patches_bounds` for one chunk of inputs."""
-    nb = xc.shape[0]
-    k2h, k2w, s2h, s2w, p2h, p2w = conv2
-    keh, kew, seh, sew = eff
+def _window_rows(t: Tensor, geom: _Geom, out_hw: tuple[int, int], lidx: Tensor) -> Tensor:
+    """The windows of ``t`` (M, C, H, W) (zero outside the map) seen by rows at output positions ``lidx``
+    (R, S) (R = 1: the same rows for every input) -> (max(M, R), S, C, kh, kw)."""
+    (kh, kw), (sh, sw), (ph, pw) = geom
+    m, c, h, w = t.shape
     ho, wo = out_hw
-    c2 = pos.shape[1]
-    unf = {"kernel_size": (k2h, k2w), "stride": (s2h, s2w), "padding": (p2h, p2w)}
-    dl = F.unfold(d_l.reshape(nb, *z1_shape), **unf)  # (N, q, L), 0 in conv2's padding
-    du = F.unfold(d_u.reshape(nb, *z1_shape), **unf)
-    bu = F.unfold(b_u.reshape(nb, *z1_shape), **unf)
-    xc, xr = F.pad(xc, padding), F.pad(xr, padding)
-    uc = F.unfold(xc, (keh, kew), stride=(seh, sew))
-    ur = F.unfold(xr, (keh, kew), stride=(seh, sew))
-    lh = (xc.shape[2] - keh) // seh + 1
-    lw = (xc.shape[3] - kew) // sew + 1
-    uc = uc.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)  # (N, 1, K, L)
-    ur = ur.reshape(nb, -1, lh, lw)[:, :, :ho, :wo].reshape(nb, 1, -1, ho * wo)
-    out = []
-    for lower in (True, False):
-        # lower bound: positive coefficients take the lower line (d_l, 0), negative the upper (d_u, b_u)
-        coef = (pos * dl.unsqueeze(1) + neg * du.unsqueeze(1)) if lower else (pos * du.unsqueeze(1)
-                                                                               + neg * dl.unsqueeze(1))
-        const = (neg if lower else pos) * bu.unsqueeze(1)  # (N, C2, q, L)
-        bias = const.sum(2) + (coef * t1q).sum(2) + t2.reshape(1, c2, 1)  # (N, C2, L)
-        px = torch.matmul(coef.transpose(2, 3), tmap).transpose(2, 3)  # (N, C2, K, L)
-        val = (px * uc).sum(2) + (-1 if lower else 1) * (px.abs() * ur).sum(2) + bias
-        out.append(val.reshape(nb, -1))
-    return out[0], out[1]
+    rh, rw = max(0, (ho - 1) * sh + kh - ph - h), max(0, (wo - 1) * sw + kw - pw - w)
+    tp = F.pad(t, (pw, rw, ph, rh)) if (pw or rw or ph or rh) else t
+    wp = tp.shape[3]
+    oh, ow = lidx // wo, lidx % wo
+    base = oh * (sh * wp) + ow * sw
+    offs = (torch.arange(kh, device=t.device).unsqueeze(1) * wp + torch.arange(kw, device=t.device)).reshape(-1)
+    idx = base.unsqueeze(-1) + offs  # (R, S, kh kw)
+    r, s = lidx.shape
+    flat = tp.reshape(m, c, -1)
+    if r == 1:
+        out = flat[:, :, idx[0]]  # (M, C, S, kk)
+    elif m == 1:
+        out = flat[0][:, idx].transpose(0, 1)  # (R, C, S, kk)
+    else:
+        out = torch.gather(flat, 2, idx.reshape(r, 1, -1).expand(r, c, -1)).reshape(r, c, s, kh * kw)
+    return out.transpose(1, 2).reshape(out.shape[0], s, c, kh, kw)
+
+
+def _fit(pt: Tensor, have: _Geom, want: _Geom) -> Tensor:
+    """Embed a window tensor (..., kh, kw) of geometry ``have`` into the larger window ``want`` (same stride)."""
+    (k1, _, p1), (k2, _, p2) = have, want
+    if k1 == k2 and p1 == p2:
+        return pt
+    lh, lw = p2[0] - p1[0], p2[1] - p1[1]
+    return F.pad(pt, (lw, k2[1] - k1[1] - lw, lh, k2[0] - k1[0] - lh))
+
+
+def _select_rows(unstable: Tensor) -> tuple[Tensor, Tensor, bool]:
+    """Rows to bound for a batch with per-input masks ``unstable`` (N, D): (flat indices (R, S), valid
+    (N, S), shared). If (nearly) the same neurons are unstable across the batch, one row set serves every
+    input (R = 1); results are used only where valid, so bounds never depend on the rest of the batch."""
+    counts = unstable.sum(1)
+    s = int(counts.max())
+    union = unstable.any(0)
+    n_union = int(union.sum())
+    if n_union <= 1.25 * s:
+        cols = union.nonzero().squeeze(1)
+        return cols.unsqueeze(0), unstable[:, cols], True
+    idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
+    valid = torch.arange(s, device=unstable.device).unsqueeze(0) < counts.unsqueeze(1)
+    return idx, valid, False
+
+
+def _patches_bounds(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
+                    batch: int, rows: str, compare_ibp: bool = False) -> Interval | None:
+    """CROWN bounds of the neurons of conv-shaped node ``i`` (C, H, W) with each row of coefficients kept as a
+    window over its receptive field (auto_LiRPA's "patches" mode, Xu et al. 2020, "Automatic perturbation
+    analysis for scalable certified robustness and beyond"), through any graph of convolutions, per-channel
+    affine maps (BatchNorm), element-wise activations and residual additions. Identical to the dense backward
+    pass (the entries of a window outside its map are kept at zero); the cost of a row is the size of its
+    receptive field, not of the feature map.
+
+    ``rows``: ``"all"`` (every neuron, plain CROWN), ``"all_ref"`` (every neuron, intersected with ``ref``) or
+    ``"unstable"`` (as :func:`_intermediate`: neurons unstable under ``ref``; the others keep ``ref``).
+    None when the backward pass meets an op without a window form."""
+    plan = _patch_plan(g, i, relax)
+    if plan is None:
+        return None
+    nodes = g.nodes
+    n = nodes[i]
+    d = n.numel
+    dtype, device = region.x0.dtype, region.x0.device
+    l_ref, u_ref = ref.l.reshape(batch, -1), ref.u.reshape(batch, -1)
+    if rows == "unstable":
+        unstable = (l_ref < 0) & (u_ref > 0)
+        if batch == 0 or not bool(unstable.any()):
+            return ref
+        idx, valid, shared = _select_rows(unstable)
+    else:
+        idx, valid, shared = torch.arange(d, device=device).unsqueeze(0), None, True  # type: ignore[assignment]
+    widest = max(nodes[j].shape[0] * (1 if dg else math.prod(gm[0])) for j, (dg, gm) in plan.items())
+    per_row = max(1, batch * widest * torch.finfo(dtype).bits // 8)
+    step = max(1, PATCH_BYTES // per_row)
+    los, his = [], []
+    for c0 in range(0, idx.shape[1], step):
+        lo_c, hi_c = _patch_pass(g, i, plan, idx[:, c0:c0 + step], region, relax)
+        los.append(lo_c)
+        his.append(hi_c)
+    lo, hi = torch.cat(los, dim=1), torch.cat(his, dim=1)
+    if rows == "all":
+        return Interval(l=lo.reshape(batch, *n.shape), u=hi.reshape(batch, *n.shape))
+    if rows == "all_ref":
+        return Interval(l=torch.maximum(lo, l_ref).reshape(batch, *n.shape),
+                        u=torch.minimum(hi, u_ref).reshape(batch, *n.shape))
+    assert valid is not None
+    gidx = idx.expand(batch, -1) if shared else idx
+    lr, ur = l_ref.gather(1, gidx), u_ref.gather(1, gidx)
+    lo, hi = torch.where(valid, lo, lr), torch.where(valid, hi, ur)
+    if compare_ibp:  # only where computed for this input, so that bounds never depend on the batch
+        lo, hi = torch.maximum(lo, lr), torch.minimum(hi, ur)
+    return Interval(l=l_ref.scatter(1, gidx, lo).reshape(batch, *n.shape),
+                    u=u_ref.scatter(1, gidx, hi).reshape(batch, *n.shape))
+
+
+def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: Tensor, region: InputRegion,
+                relax: Mapping[int, AnyRelax]) -> tuple[Tensor, Tensor]:
+    """One backward pass in window form for rows ``idx`` (R, S) (flat neuron indices of node ``i``; R = 1:
+    the same rows for every input) -> lower and upper bounds (N, S).
+
+    A coefficient is either "diag" (R', S): a multiple of the row's own neuron, or a window
+    (R', S, C, kh, kw) in the geometry ``plan`` gives the node; lower and upper are the same object until
+    an activation separates them."""
+    nodes = g.nodes
+    _, ho, wo = nodes[i].shape
+    lidx, cidx = idx % (ho * wo), idx // (ho * wo)
+    dtype = region.x0.dtype
+    one = torch.ones(idx.shape, dtype=dtype, device=idx.device)
+    pending: dict[int, list[Tensor]] = {i: [one, one]}
+    lbias: Tensor | int = 0
+    ubias: Tensor | int = 0
+
+    def full(t: Tensor, j: int) -> Tensor:
+        """A diag coefficient as a window of node j's plan geometry."""
+        c = nodes[j].shape[0]
+        z = torch.zeros((*t.shape, c), dtype=t.dtype, device=t.device)
+        z = z.scatter(-1, cidx.expand(t.shape).unsqueeze(-1), t.unsqueeze(-1)).reshape(*t.shape, c, 1, 1)
+        return _fit(z, ((1, 1), (1, 1), (0, 0)), plan[j][1])
+
+    def push(j: int, tl: Tensor, tu: Tensor, geom: _Geom | None) -> None:
+        """Add contributions (diag if ``geom`` is None) to node j's pending coefficients."""
+        same = tl is tu
+        if geom is None and not plan[j][0]:
+            tl = full(tl, j)
+            tu = tl if same else full(tu, j)
+        elif geom is not None:
+            tl = _fit(tl, geom, plan[j][1])
+            tu = tl if same else _fit(tu, geom, plan[j][1])
+        if j in pending:
+            pl, pu = pending[j]
+            nl = tl + pl
+            nu = nl if (same and pl is pu) else tu + pu
+            pending[j] = [nl, nu]
+        else:
+            pending[j] = [tl, tu]
+
+    for j in range(i, 0, -1):
+        if j not in pending:
+            continue
+        la, ua = pending.pop(j)
+        n = nodes[j]
+        diag, geom = plan[j]
+        if n.op == "conv":
+            w = n.weight
+            assert w is not None
+            a = n.attrs
+            cout = w.shape[0]
+            b = _per_channel(n.bias, cout, w, 0.0)
+            new = []
+            for t in ([la] if la is ua else [la, ua]):
+                if diag:
+                    if a["groups"] == 1 and a["dilation"] == (1, 1):
+                        pt = t[..., None, None, None] * w[cidx]
+                        bt = t * b[cidx]
+                        new.append((pt, bt))
+                        continue
+                    t = full(t, j)
+                new.append((_conv_back(n, t), t.sum((-1, -2)) @ b))
+            q = n.inputs[0]
+            c_geom = ((new[0][0].shape[-2], new[0][0].shape[-1]), tuple(geom[1][d] * a["stride"][d] for d in range(2)),
+                      tuple(geom[2][d] * a["stride"][d] + a["padding"][d] for d in range(2)))
+            skip_mask = nodes[q].op in ACTIVATIONS or (q == 0 and region.norm == math.inf)
+            mask = None if skip_mask else _window_rows(
+                torch.ones((1, 1, *nodes[q].shape[1:]), dtype=dtype, device=idx.device), c_geom, (ho, wo), lidx)  # type: ignore[arg-type]
+            # entries outside the map must stay zero for the next op, unless it zeroes them itself (an
+            # activation multiplies by windows of its slopes, zero outside; the L-inf box is zero outside)
+            outs = [pt if mask is None else pt * mask for pt, _ in new]
+            lbias = lbias + new[0][1]
+            ubias = ubias + new[-1][1]
+            push(q, outs[0], outs[-1], c_geom)  # type: ignore[arg-type]
+        elif n.op == "affine":
+            sa = _channel_affine(n)
+            assert sa is not None
+            c = n.shape[0]
+            like = region.x0
+            sc, sh = _per_channel(sa[0], c, like, 1.0), _per_channel(sa[1], c, like, 0.0)
+            new = []
+            for t in ([la] if la is ua else [la, ua]):
+                if diag:
+                    new.append((t * sc[cidx], t * sh[cidx]))
+                else:
+                    new.append((t * sc.reshape(c, 1, 1), t.sum((-1, -2)) @ sh))
+            lbias = lbias + new[0][1]
+            ubias = ubias + new[-1][1]
+            push(n.inputs[0], new[0][0], new[-1][0], None if diag else geom)
+        elif n.op == "add":
+            for q, cf in zip(n.inputs, n.attrs["coef"]):
+                tl = la if cf == 1.0 else la * cf
+                tu = tl if ua is la else (ua if cf == 1.0 else ua * cf)
+                push(q, tl, tu, None if diag else geom)
+        else:  # element-wise activation
+            r = relax[j]
+            assert isinstance(r, _Relax)
+            new_l, new_u, bl, bu = _patch_activation(la, ua, r, idx if diag else None, geom, (ho, wo), lidx)
+            lbias = lbias + bl
+            ubias = ubias + bu
+            push(n.inputs[0], new_l, new_u, None if diag else geom)
+    la, ua = pending[0]
+    diag, geom = plan[0]
+    if diag:
+        la, ua = full(la, 0), (full(ua, 0) if ua is not la else None)  # type: ignore[assignment]
+        ua = la if ua is None else ua
+        diag, geom = False, ((1, 1), (1, 1), (0, 0))
+    return (_patch_concretize(region, la, geom, (ho, wo), lidx, -1) + lbias,
+            _patch_concretize(region, ua, geom, (ho, wo), lidx, +1) + ubias)
+
+
+#: a conv's backward map on windows (rows: window entries at its output, columns: at its input) is used as a
+#: matrix (one BLAS product) when it has at most this many entries, else a transposed convolution
+PATCH_MAP_MAX_ELEMENTS = 1 << 22
+
+
+def _conv_back(n: Node, t: Tensor) -> Tensor:
+    """Window coefficients ``t`` (R, S, C_out, kh, kw) at conv node ``n``'s output -> at its input
+    (R, S, C_in, kh', kw'), kh' = (kh - 1) stride + dilation (k - 1) + 1 (the transposed convolution of each
+    window; entries outside the input map are not zeroed here)."""
+    w = n.weight
+    assert w is not None
+    a = n.attrs
+    r_, s_, cout, kh, kw = t.shape
+    st, dil = a["stride"], a["dilation"]
+    kh2, kw2 = (kh - 1) * st[0] + dil[0] * (w.shape[2] - 1) + 1, (kw - 1) * st[1] + dil[1] * (w.shape[3] - 1) + 1
+    cin = w.shape[1] * a["groups"]
+    # measured (CPU, one thread): the product wins for small windows (about 2-3x for 3x3) and in float64,
+    # the transposed convolution for larger float32 windows
+    if cout * kh * kw * cin * kh2 * kw2 <= PATCH_MAP_MAX_ELEMENTS and (kh * kw <= 9 or t.dtype == torch.float64):
+        def make() -> Tensor:
+            basis = torch.eye(cout * kh * kw, dtype=w.dtype, device=w.device).reshape(-1, cout, kh, kw)
+            return F.conv_transpose2d(basis, w, None, stride=st, dilation=dil, groups=a["groups"]).reshape(
+                cout * kh * kw, -1)
+        m = n.derive(f"patch_map_{kh}x{kw}", make)
+        return (t.reshape(r_ * s_, -1) @ m).reshape(r_, s_, cin, kh2, kw2)
+    pt = F.conv_transpose2d(t.reshape(r_ * s_, cout, kh, kw), w, None, stride=st, dilation=dil, groups=a["groups"])
+    return pt.reshape(r_, s_, cin, kh2, kw2)
+
+
+def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None, geom: _Geom,
+                      out_hw: tuple[int, int], lidx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Window coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u`` (b_l = 0 for ReLU): a positive
+    coefficient takes the lower line for the lower bound and the upper line for the upper bound; the other way
+    round for a negative one. Returns (A lower, A upper, bias lower, bias upper)."""
+    nb = r.d_l.shape[0]
+    if diag_idx is not None:
+        sel = diag_idx.expand(nb, -1)
+        dl, du, bu = (t.reshape(nb, -1).gather(1, sel) for t in (r.d_l, r.d_u, r.b_u))
+        bl = None if r.b_l is None else r.b_l.reshape(nb, -1).gather(1, sel)
+    else:
+        dl, du, bu = (_window_rows(t, geom, out_hw, lidx) for t in (r.d_l, r.d_u, r.b_u))
+        bl = None if r.b_l is None else _window_rows(r.b_l, geom, out_hw, lidx)
+    dims = tuple(range(2, dl.dim()))
+
+    def dot(x: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            return torch.zeros((), dtype=x.dtype, device=x.device)
+        return torch.linalg.vecdot(x.flatten(2), y.flatten(2)) if dims else x * y
+
+    pos = la.clamp(min=0)
+    neg = la - pos
+    new_l = pos * dl + neg * du
+    bias_l = dot(pos, bl) + dot(neg, bu)
+    if ua is not la:
+        pos = ua.clamp(min=0)
+        neg = ua - pos
+    new_u = pos * du + neg * dl
+    bias_u = dot(pos, bu) + dot(neg, bl)
+    return new_l, new_u, bias_l, bias_u
+
+
+def _patch_concretize(region: InputRegion, a: Tensor, geom: _Geom, out_hw: tuple[int, int], lidx: Tensor,
+                      sign: int) -> Tensor:
+    """min (sign=-1) or max (sign=+1) over the region of the rows' window coefficients ``a`` at the input."""
+    nb = region.x0.shape[0]
+
+    def dot(x: Tensor, y: Tensor) -> Tensor:
+        return torch.linalg.vecdot(x.flatten(2), y.flatten(2))
+
+    box = region.box
+    c = _window_rows(box.c, geom, out_hw, lidx)
+    if region.norm == math.inf:
+        val = dot(a, c) + sign * dot(a.abs(), _window_rows(box.r, geom, out_hw, lidx))
+    else:
+        x0 = _window_rows(region.x0, geom, out_hw, lidx)
+        val = dot(a, x0) + sign * a.flatten(2).norm(dim=2) * region.eps.reshape(-1, 1)
+        if region.domain is not None:
+            vb = dot(a, c) + sign * dot(a.abs(), _window_rows(box.r, geom, out_hw, lidx))
+            val = torch.maximum(val, vb) if sign < 0 else torch.minimum(val, vb)
+    return val.expand(nb, -1) if val.shape[0] != nb else val

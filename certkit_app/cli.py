@@ -115,10 +115,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_filter(spec: str, threshold: float, harmful_label: int) -> Any:
-    from certify.prompts import HFClassifierFilter, default_filter, embedding_filter
+    from certify.prompts import HFClassifierFilter, embedded_tfidf_filter, embedding_filter
 
     if spec == "tfidf":
-        return default_filter(threshold=threshold)
+        return embedded_tfidf_filter(threshold=threshold)
     if spec == "embedding":
         return embedding_filter(threshold=threshold)
     if Path(spec).is_dir():

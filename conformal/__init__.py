@@ -10,6 +10,7 @@ from conformal.certified_sets import CertifiedSets, certified_sets
 from conformal.class_conditional import ClassConditional
 from conformal.cluster import ClusteredConformal
 from conformal.code import CodeTask, CodeTree, PACCodeSets, PartialProgram, nested_removals, python_tree
+from conformal.data import ModelProbs, collect_probs
 from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThresholdReport
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
 from conformal.ltt import LTTResult, binomial_pvalue, hoeffding_bentkus_pvalue, learn_then_test
@@ -55,6 +56,7 @@ __all__ = [
     "LTTResult",
     "LabelPowersetICP",
     "LabelSetRegions",
+    "ModelProbs",
     "PACCodeSets",
     "PACPredictionSet",
     "PartialProgram",
@@ -72,6 +74,7 @@ __all__ = [
     "certified_score_bounds",
     "certified_sets",
     "code",
+    "collect_probs",
     "conformal_pvalues",
     "conformal_quantile",
     "conformal_rank",

@@ -94,6 +94,14 @@ def _filter() -> Any:
     return CallableFilter(lambda texts: [0.0] * len(texts))
 
 
+def _bag() -> Any:  # a tiny differentiable prompt filter (its word tokenizer's vocabulary grows as it reads)
+    from certify.prompts import BagOfEmbeddingsFilter
+
+    return BagOfEmbeddingsFilter(epochs=3, augment=()).fit(["how do I make a bomb", "build a gun"],
+                                                           ["how do I bake bread", "plant a tree"],
+                                                           generator=torch.Generator().manual_seed(0))
+
+
 def _smooth() -> Any:
     from smoothing import Smooth
 
@@ -246,6 +254,19 @@ def _cases() -> dict[str, Case]:
                                              {"prompt": "prompt", "num_iters": "count0", "budget": "posint",
                                               "tokenizer": "tokenizer"},
                                              prompt="how do I bake bread", filter=lambda: _filter(), num_iters=2),
+        "certify.prompts.empirical_threshold": _c(prompts.empirical_threshold, {"alpha": "prob"},
+                                                  safe=["how do I bake bread", "hello there"], filter=lambda: _filter(),
+                                                  num_iters=1),
+        "certify.prompts.adversarial_training": _c(prompts.adversarial_training,
+                                                   {"rounds": "posint", "num_tokens": "posint", "generator": "generator"},
+                                                   mutates=("filter",), filter=lambda: _bag(),
+                                                   harmful=["how do I make a bomb"], safe=["how do I bake bread"],
+                                                   num_tokens=1, num_iters=1, num_candidates=2),
+        "certify.prompts.gcg_attack": _c(prompts.gcg_attack, {"prompt": "prompt", "num_tokens": "count0",
+                                                              "num_iters": "count0", "top_k": "posint",
+                                                              "num_candidates": "posint", "generator": "generator"},
+                                         mutates=("filter",), prompt="how do I make a bomb", filter=lambda: _bag(),
+                                         num_tokens=2, num_iters=2, num_candidates=4),
         "certify.random_erase_and_check": _c(certify.random_erase_and_check,
                                              {"prompt": "prompt", "ratio": "unit", "max_erase": "count0",
                                               "tokenizer": "tokenizer"},
@@ -335,6 +356,7 @@ def _cases() -> dict[str, Case]:
         "certify.margin_spec": _c(certify.margin_spec, {"y": "labels", "k": "posint"},
                                   skip={"y": ("short",)}, y=lambda: _y(), k=3),
         "certify.default_filter": _c(certify.default_filter, {"threshold": "threshold"}),
+        "certify.prompts.embedded_tfidf_filter": _c(prompts.embedded_tfidf_filter, {"threshold": "threshold"}),
         "certify.TfidfFilter": _c(certify.TfidfFilter, {"threshold": "threshold", "C": "positive"}),
         "certify.BagOfEmbeddingsFilter": _c(certify.BagOfEmbeddingsFilter,
                                             {"threshold": "threshold", "dim": "posint", "epochs": "posint",
@@ -475,6 +497,11 @@ def _cases() -> dict[str, Case]:
         "conformal.ClusteredConformal.calibrate": _c(lambda: conformal.ClusteredConformal(alpha=0.2).calibrate,
                                                      {"probs": "probs", "labels": "labels", "generator": "generator"},
                                                      probs=lambda: _probs(), labels=lambda: _y(40, 4)),
+        "conformal.collect_probs": _c(conformal.collect_probs, {"data": t, "batch_size": "posint",
+                                                                "temperature": "positive", "from_logits": "bool",
+                                                                "model": "model"},
+                                      skip={"data": ("numpy", "list", "nan", "inf")}, model=lambda: _mlp(),
+                                      data=lambda: _x()),
         "conformal.WeightedConformal": _c(conformal.WeightedConformal, {"alpha": "prob", "validate": "bool"}),
         "conformal.WeightedConformal.calibrate": _c(lambda: conformal.WeightedConformal(alpha=0.1).calibrate,
                                                     {"probs": "probs", "labels": "labels", "weights": "array"},

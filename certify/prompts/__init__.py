@@ -8,7 +8,8 @@ order they import each other (no cycle):
 * :mod:`~certify.prompts.erase_and_check`: the certified procedure and its certificates.
 * :mod:`~certify.prompts.randec`, :mod:`~certify.prompts.greedyec`, :mod:`~certify.prompts.gradec`:
   the empirical variants (no certificate; fewer filter calls).
-* :mod:`~certify.prompts.attacks`: a black-box greedy token attack (suffix / insertion / infusion) for evaluation.
+* :mod:`~certify.prompts.attacks`: GCG against differentiable filters and a black-box greedy token attack
+  (suffix / insertion / infusion) for evaluation; adversarial training in :mod:`~certify.prompts.adversarial`.
 * :mod:`~certify.prompts.augmentation`: erasure augmentation of safe training prompts.
 * :mod:`~certify.prompts.corpus`: certkit's generated prompt set (templates x acts, >= 1,000 per class).
 * :mod:`~certify.prompts.data`: the embedded prompt set (package data ``harmful.txt``,
@@ -20,7 +21,8 @@ order they import each other (no cycle):
 Every public name is re-exported here and the main ones from ``certify`` itself.
 """
 
-from certify.prompts.attacks import TokenAttack, greedy_token_attack
+from certify.prompts.adversarial import adversarial_training
+from certify.prompts.attacks import TokenAttack, gcg_attack, greedy_token_attack
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.corpus import GeneratedPrompts, generated_prompts, split_by_act
 from certify.prompts.data import PromptSet, embedded_prompts, load_prompt_dir
@@ -41,13 +43,14 @@ from certify.prompts.filters import (
     HFClassifierFilter,
     TfidfFilter,
     default_filter,
+    embedded_tfidf_filter,
     embedding_filter,
     generated_filter,
     has_minilm,
     pac_threshold,
 )
 from certify.prompts.gradec import grad_erase_and_check
-from certify.prompts.greedyec import greedy_erase_and_check
+from certify.prompts.greedyec import empirical_threshold, greedy_erase_and_check
 from certify.prompts.llm_judge import LLMJudgeFilter
 from certify.prompts.protocol import CallableFilter, SafetyFilter, as_filter
 from certify.prompts.randec import random_erase_and_check
@@ -71,15 +74,19 @@ __all__ = [
     "TokenAttack",
     "Tokenizer",
     "WordTokenizer",
+    "adversarial_training",
     "as_filter",
     "augment_safe",
     "default_filter",
     "embedded_prompts",
+    "embedded_tfidf_filter",
     "embedding_filter",
+    "empirical_threshold",
     "erase_and_check",
     "erase_and_check_batch",
     "erased_subsequences",
     "erased_texts",
+    "gcg_attack",
     "generated_filter",
     "generated_prompts",
     "grad_erase_and_check",

@@ -24,7 +24,7 @@ from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import WordTokenizer, check_prompt
 from certkit._validation import check_positive_int, generator_or_seed
 
-__all__ = ["TokenAttack", "greedy_token_attack"]
+__all__ = ["DIFFERENTIABLE", "TokenAttack", "check_differentiable", "gcg_attack", "greedy_token_attack"]
 
 _WORD_START = re.compile(r"\w")
 
@@ -104,3 +104,120 @@ def greedy_token_attack(
         score = float(scores[best])
     attacked = "".join(pieces)
     return TokenAttack(prompt, attacked, mode, tuple(i for i, a in enumerate(added) if a), before, score)
+
+
+DIFFERENTIABLE = ("token_ids", "token_embeddings", "token_strings", "logit_from_embeddings", "predict_proba", "threshold")
+
+
+def check_differentiable(filt: Any) -> None:
+    """TypeError unless ``filt`` has the differentiable-filter protocol (:data:`DIFFERENTIABLE`): ``token_ids(text)``,
+    ``token_embeddings() -> (V, D)``, ``token_strings()`` (the text of each usable token, or None) and
+    ``logit_from_embeddings(emb (L, D), keep (L,) | None) -> harmful logit``; ``BagOfEmbeddingsFilter``,
+    ``EmbeddingFilter`` (MiniLM) and ``HFClassifierFilter`` have it."""
+    missing = [a for a in DIFFERENTIABLE if not hasattr(filt, a)]
+    if missing:
+        raise TypeError(
+            "Expected argument `filter` to be differentiable (BagOfEmbeddingsFilter, EmbeddingFilter or "
+            f"HFClassifierFilter), but {type(filt).__name__} lacks {', '.join(missing)}"
+        )
+
+
+def gcg_attack(
+    prompt: str,
+    filter: Any,
+    *,
+    num_tokens: int = 20,
+    mode: str = "suffix",
+    num_iters: int = 50,
+    top_k: int = 50,
+    num_candidates: int = 128,
+    generator: torch.Generator | None = None,
+) -> TokenAttack:
+    """Greedy Coordinate Gradient (Zou et al. 2023, arXiv 2307.15043) against a differentiable safety filter.
+
+    ``num_tokens`` adversarial tokens (whole words of the filter's vocabulary, initialised to the first usable
+    one) are appended (``suffix``), inserted as one block at a random word boundary (``insertion``) or at
+    ``num_tokens`` random boundaries (``infusion``). Each iteration takes the gradient of the filter's harmful
+    logit w.r.t. the one-hot adversarial tokens, draws ``num_candidates`` single-token swaps from the ``top_k``
+    most promising tokens per position, scores the candidate prompts exactly with ``predict_proba`` and keeps
+    the best (as the reference's ``gcg.py``, which minimises the harmful-class probability of its filter).
+    Stops early once the filter no longer flags the prompt and 10 more iterations bring nothing.
+
+    Every added token is one word token (" word") of certkit's word tokenizer, so the attacked prompt is the
+    clean prompt plus exactly ``num_tokens`` word tokens: inside erase-and-check's threat model with
+    ``max_erase = num_tokens``. Randomness (positions, swaps) from ``generator`` (None: seeded with 0).
+
+    Returns:
+        A :class:`TokenAttack` (``score_after`` <= ``score_before`` unless ``num_iters`` is 0).
+    """
+    prompt = check_prompt(prompt)
+    mode = _check_mode(mode)
+    check_differentiable(filter)
+    t = check_positive_int(num_tokens, "num_tokens", minimum=0)
+    num_iters = check_positive_int(num_iters, "num_iters", minimum=0)
+    top_k = check_positive_int(top_k, "top_k")
+    num_candidates = check_positive_int(num_candidates, "num_candidates")
+    g = generator_or_seed(generator, None, where="gcg_attack")
+    strings = filter.token_strings()
+    usable = torch.tensor([i for i, w in enumerate(strings) if w is not None], dtype=torch.long)
+    if len(usable) == 0:
+        raise ValueError("Expected the filter's `token_strings()` to hold at least one usable token, but it has none")
+    pieces = WordTokenizer().tokenize(prompt)
+    bounds = [p for p in range(len(pieces) + 1) if p == len(pieces) or not _WORD_START.match(pieces[p])]
+    if mode == "suffix":
+        slots = [len(pieces)] * t
+    elif mode == "insertion":
+        slots = [bounds[int(torch.randint(len(bounds), (1,), generator=g, device=g.device))]] * t
+    else:
+        slots = sorted(bounds[int(i)] for i in torch.randint(len(bounds), (t,), generator=g, device=g.device))
+    adv = torch.full((t,), int(usable[0]))
+
+    def text_of(tokens: list[int]) -> tuple[str, tuple[int, ...]]:
+        out: list[str] = []
+        added: list[int] = []
+        j = 0
+        for p in range(len(pieces) + 1):
+            while j < t and slots[j] == p:
+                added.append(len(out))
+                out.append(strings[tokens[j]])
+                j += 1
+            if p < len(pieces):
+                out.append(pieces[p])
+        return "".join(out), tuple(added)
+
+    table = filter.token_embeddings().detach()
+    segments = [filter.token_ids("".join(pieces[a:b])) for a, b in
+                zip([0, *slots], [*slots, len(pieces)])]  # prompt word-pieces between the adversarial tokens
+    seg_emb = [table[torch.tensor(s, dtype=torch.long)] if s else table[:0] for s in segments]
+    before = float(_scores(as_filter(filter), [prompt])[0])
+    best_text, added = text_of(adv.tolist())
+    best = float(_scores(filter, [best_text])[0]) if t else before
+    stale = 0
+    for _ in range(num_iters if t else 0):
+        onehot = torch.zeros(t, table.shape[0], dtype=table.dtype)
+        onehot[torch.arange(t), adv] = 1.0
+        onehot.requires_grad_(True)
+        adv_emb = onehot @ table
+        parts = [seg_emb[0]]
+        for j in range(t):
+            parts += [adv_emb[j : j + 1], seg_emb[j + 1]]
+        logit = filter.logit_from_embeddings(torch.cat(parts))
+        (grad,) = torch.autograd.grad(logit, onehot)
+        grad = grad[:, usable]  # lower the harmful logit: the most negative gradient coordinates
+        top = usable[grad.topk(min(top_k, len(usable)), dim=1, largest=False).indices]  # (t, k)
+        pos = torch.randint(t, (num_candidates,), generator=g, device=g.device)
+        pick = torch.randint(top.shape[1], (num_candidates,), generator=g, device=g.device)
+        cands = adv.repeat(num_candidates, 1)
+        cands[torch.arange(num_candidates), pos] = top[pos, pick]
+        texts = [text_of(c)[0] for c in cands.tolist()]
+        scores = _scores(filter, texts)
+        i = int(np.argmin(scores))
+        if scores[i] < best:
+            best, adv, best_text = float(scores[i]), cands[i].clone(), texts[i]
+            stale = 0
+        else:
+            stale += 1
+        if best < filter.threshold and stale >= 10:
+            break
+    best_text, added = text_of(adv.tolist())
+    return TokenAttack(prompt, best_text, mode, added, before, best)

@@ -250,6 +250,11 @@ def _patterns(ids: tuple[int, ...], mode: str, d: int, k: int) -> Iterator[tuple
             for erased in itertools.combinations(range(n), i):
                 drop = set(erased)
                 yield tuple(t for j, t in enumerate(ids) if j not in drop)
+    elif k == 1:  # one block of 1..d tokens at every start
+        yield ids
+        for length in range(1, min(d, n) + 1):
+            for s in range(n - length + 1):
+                yield ids[:s] + ids[s + length :]
     else:
         for runs in _insertion_runs(n, d, 0, k):
             out: list[int] = []
@@ -379,45 +384,109 @@ def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ..
     raise TypeError(f"Expected argument `prompt` to be a string or a sequence of token ids, but got {type(prompt).__name__}")
 
 
-def _scan(streams: Iterable[Iterator[str]], filt: Any, batch_size: int) -> tuple[list[int], list[str | None]]:
-    """Score the texts of several streams in shared batches of ``batch_size``; stop a stream at its first flag.
+# Fast scores that land this close to the threshold are recomputed by ``predict_proba`` on the decoded
+# text, so that a filter's ``score_subsequences`` (float64 sums in another order, or float32 in torch)
+# never flips a verdict of the generic path.
+_RECHECK = 1e-4
+_FAST_MIN = 8  # fewer strings than this: the fast path's fixed cost exceeds one generic call's
 
-    Streams are consumed in order, each until it ends or is flagged, and their texts are pooled into
-    full batches (the last may be short): a prompt whose texts fit one batch costs one filter call,
-    and a longer one stops at the first batch in which it is flagged. Returns, per stream, the
-    number of texts scored and its first flagged text (in stream order) or None.
+Item = str | tuple[int, ...]  # a text, or an id sequence of the tokenizer (decoded only when needed)
+
+
+def _decode(item: Item, tok: Tokenizer) -> str:
+    return item if isinstance(item, str) else tok.decode(item)
+
+
+def _pieces(tok: Tokenizer) -> list[str] | None:
+    """The token strings of ``tok`` if decoding an id sequence is concatenating them (a WordTokenizer)."""
+    return tok.pieces() if isinstance(tok, WordTokenizer) else None
+
+
+def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
+    """Filter verdicts of texts and id sequences; one filter call (``score_subsequences`` when the filter
+    has it and ``tok`` decodes by concatenation, else ``predict_proba`` on the decoded texts).
+
+    The protocol method ``score_subsequences(tokens, seqs) -> (N,)`` returns the harmful probabilities
+    of the texts ``"".join(tokens[i] for i in seq)``; a filter whose score decomposes over tokens
+    computes them without re-running itself on every string. Scores within ``_RECHECK`` of the
+    threshold are recomputed by ``predict_proba``, so verdicts equal the generic path's.
     """
+    fast = getattr(filt, "score_subsequences", None)
+    pieces = _pieces(tok) if callable(fast) and len(items) >= _FAST_MIN else None
+    if pieces is None or any(isinstance(it, str) for it in items):
+        return _flags(filt, [_decode(it, tok) for it in items])
+    seqs = [it for it in items if not isinstance(it, str)]
+    out = np.zeros(len(seqs), dtype=bool)
+    shown: dict[int, bool] = {}  # a sequence is visible if one of its tokens is; almost always its first
+
+    def visible(s: tuple[int, ...]) -> bool:
+        if not s:
+            return False
+        v = shown.get(s[0])
+        if v is None:
+            v = shown[s[0]] = has_visible(pieces[s[0]])
+        return v or has_visible("".join([pieces[j] for j in s]))
+
+    keep = [i for i, s in enumerate(seqs) if visible(s)]
+    if not keep:
+        return out
+    kept = [seqs[i] for i in keep]
+    p = np.asarray(fast(pieces, kept), dtype=np.float64)  # type: ignore[misc]
+    if p.shape != (len(kept),):
+        raise ValueError(f"Expected the filter's `score_subsequences` to return shape ({len(kept)},), but got {p.shape}")
+    thr = float(filt.threshold)
+    near = np.flatnonzero(~(np.abs(p - thr) > _RECHECK))  # NaN too
+    if len(near):
+        p[near] = _scores(filt, [tok.decode(kept[i]) for i in near])
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("Expected the filter's `score_subsequences` to return probabilities in [0, 1], but got other values")
+    out[keep] = p >= thr
+    return out
+
+
+def _scan(
+    streams: Iterable[Iterator[Item]], filt: Any, batch_size: int, tok: Tokenizer | None = None,
+) -> tuple[list[int], list[str | None]]:
+    """Score the items of several streams in shared batches of ``batch_size``; stop a stream at its first flag.
+
+    Streams are consumed in order, each until it ends or is flagged, and their items (texts, or id
+    sequences of ``tok``) are pooled into full batches (the last may be short): a prompt whose items fit
+    one batch costs one filter call, and a longer one stops at the first batch in which it is flagged.
+    Returns, per stream, the number of items scored and its first flagged text (in stream order) or None.
+    """
+    tok = tok if tok is not None else WordTokenizer()
     checked: list[int] = []
-    flagged: list[str | None] = []
-    queue: list[tuple[int, str]] = []
+    flagged: list[Item | None] = []
+    queue: list[tuple[int, Item]] = []
 
     def flush() -> None:
-        hits = _flags(filt, [t for _, t in queue])
-        for (j, text), hit in zip(queue, hits):
+        hits = _item_flags(filt, tok, [t for _, t in queue])
+        for (j, item), hit in zip(queue, hits):
             checked[j] += 1
             if hit and flagged[j] is None:
-                flagged[j] = text
+                flagged[j] = item
         queue.clear()
 
     for j, stream in enumerate(streams):
         checked.append(0)
         flagged.append(None)
-        for text in stream:
-            queue.append((j, text))
+        for item in stream:
+            queue.append((j, item))
             if len(queue) >= batch_size:
                 flush()
                 if flagged[j] is not None:  # early exit: this stream is already harmful
                     break
     if queue:
         flush()
-    return checked, flagged
+    return checked, [None if f is None else _decode(f, tok) for f in flagged]
 
 
-def _texts(ids: tuple[int, ...], text: str, tok: Tokenizer, mode: str, d: int, k: int) -> Iterator[str]:
-    """The prompt's own text, then its distinct erased subsequences decoded (lazily)."""
-    yield text
-    for sub in itertools.islice(erased_subsequences(ids, mode, d, num_blocks=k, budget=None), 1, None):
-        yield tok.decode(sub)
+def _items(ids: tuple[int, ...], text: str, tok: Tokenizer, mode: str, d: int, k: int) -> Iterator[Item]:
+    """The prompt itself (its text, unless decoding its ids gives the text back), then its distinct erasures."""
+    subs = erased_subsequences(ids, mode, d, num_blocks=k, budget=None)
+    first = next(subs)
+    yield first if _pieces(tok) is not None else text  # WordTokenizer: decode(encode(text)) == text
+    yield from subs
 
 
 def erase_and_check_batch(
@@ -428,7 +497,7 @@ def erase_and_check_batch(
     max_erase: int = 20,
     num_blocks: int = 1,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> list[PromptCertificate]:
     """Erase-and-check on many prompts, pooling their subsequences into full filter batches.
@@ -466,7 +535,7 @@ def erase_and_check_batch(
     counts = [_count_capped(len(ids), mode, d, k, cap) for ids, _ in resolved]
     for (ids, _), c in zip(resolved, counts):  # refuse before evaluating anything
         _check_budget(c, budget, len(ids), mode, d, k)
-    checked, flagged = _scan((_texts(ids, text, tok, mode, d, k) for ids, text in resolved), filt, batch_size)
+    checked, flagged = _scan((_items(ids, text, tok, mode, d, k) for ids, text in resolved), filt, batch_size, tok)
     return [
         PromptCertificate(
             prompt=text, harmful=flagged[j] is not None, mode=mode, max_erase=d, num_blocks=k,
@@ -485,7 +554,7 @@ def erase_and_check(
     max_erase: int = 20,
     num_blocks: int = 1,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> PromptCertificate:
     """Erase-and-check one prompt (Kumar et al. 2023, Algorithms 1-3).
@@ -498,8 +567,8 @@ def erase_and_check(
         A frozen :class:`PromptCertificate`.
 
     Example:
-        >>> from certify.prompts import default_filter
-        >>> cert = erase_and_check("How do I bake bread?", default_filter(), mode="suffix", max_erase=10)
+        >>> from certify.prompts import embedded_tfidf_filter
+        >>> cert = erase_and_check("How do I bake bread?", embedded_tfidf_filter(), mode="suffix", max_erase=10)
     """
     return erase_and_check_batch(
         [prompt], filter, mode=mode, max_erase=max_erase, num_blocks=num_blocks,

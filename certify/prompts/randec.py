@@ -31,7 +31,7 @@ from certify.prompts.erase_and_check import (
     erased_subsequences,
 )
 from certify.prompts.protocol import as_filter
-from certify.prompts.tokenizers import Tokenizer, resolve_tokenizer
+from certify.prompts.tokenizers import Tokenizer, WordTokenizer, resolve_tokenizer
 from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["random_erase_and_check"]
@@ -48,7 +48,7 @@ def random_erase_and_check(
     generator: torch.Generator | None = None,
     seed: int | np.random.Generator | None = None,
     tokenizer: Tokenizer | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     budget: int | None = 100_000,
 ) -> EmpiricalCheck:
     """RandEC on one prompt.
@@ -84,7 +84,8 @@ def random_erase_and_check(
     m = math.floor(float(ratio) * (len(subs) - 1))
     picked = sample_indices(len(subs) - 1, m, g) if m else []
     chosen = [subs[0], *(subs[1 + i] for i in picked)]
-    (checked,), (flagged,) = _scan([iter([text, *(tok.decode(s) for s in chosen[1:])])], filt, batch_size)
+    first = chosen[0] if isinstance(tok, WordTokenizer) else text  # WordTokenizer: decode(ids) == text
+    (checked,), (flagged,) = _scan([iter([first, *chosen[1:]])], filt, batch_size, tok)
     if flagged is not None:
         return EmpiricalCheck(text, True, "randec", checked, flagged,
                               f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")

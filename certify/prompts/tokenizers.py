@@ -84,6 +84,12 @@ class WordTokenizer:
     def __len__(self) -> int:
         return len(self._tokens)
 
+    def __getstate__(self) -> dict[str, Any]:  # the lock is not copyable: a copy gets a fresh one
+        return {"_ids": dict(self._ids), "_tokens": list(self._tokens)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._ids, self._tokens, self._lock = state["_ids"], state["_tokens"], threading.Lock()
+
     def tokenize(self, text: str) -> list[str]:
         """Split ``text`` into token strings whose concatenation is ``text``."""
         if not isinstance(text, str):
@@ -116,6 +122,11 @@ class WordTokenizer:
     def token(self, i: int) -> str:
         """The token string of id ``i``."""
         return self._tokens[i]
+
+    def pieces(self) -> list[str]:
+        """The token strings indexed by id (the live list: read it, never modify it); ``decode(ids)`` is
+        ``"".join(pieces()[i] for i in ids)``."""
+        return self._tokens
 
 
 class HFTokenizer:

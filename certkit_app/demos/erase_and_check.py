@@ -20,11 +20,11 @@ _PROMPTS = (
 
 def demo_erase_and_check() -> dict[str, float]:
     """Print verdicts of the filter alone and of erase-and-check; return summary numbers."""
-    from certify.prompts import default_filter
+    from certify.prompts import embedded_tfidf_filter
     from certify.prompts.erase_and_check import erase_and_check, erase_and_check_batch
 
     t0 = time.perf_counter()
-    filt = default_filter()  # TF-IDF + logistic regression on certkit's embedded prompts (cached)
+    filt = embedded_tfidf_filter()  # TF-IDF + logistic regression on certkit's embedded prompts (cached)
     t_filter = time.perf_counter() - t0
     print(f"default filter ready in {t_filter:.1f} s (TF-IDF + logistic regression, embedded prompt set)")
     t0 = time.perf_counter()

@@ -64,3 +64,57 @@ def test_patches_path_is_sound() -> None:
     net = _net(True, 2, 1, 4)
     x = torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     assert_sound(net, x, 0.02, norm=math.inf, method="crown", samples=2_000, pgd_steps=10)
+
+
+class _Res(nn.Module):
+    """conv-BN-act, then a residual block (stride-2 conv shortcut) and an identity residual block."""
+
+    def __init__(self, act: type[nn.Module]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), act())
+        self.a1, self.a2 = nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.short = nn.Conv2d(4, 6, 1, stride=2)
+        self.b1 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)
+        self.b2 = nn.Conv2d(6, 6, 3, padding=1, groups=2)
+        self.act = act()
+        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = self.act(self.short(h) + self.a2(self.act(self.a1(h))))
+        h = self.act(h - self.b2(self.act(self.b1(h))))
+        return self.head(h)
+
+
+@pytest.mark.parametrize(("act", "norm"), [(nn.ReLU, math.inf), (nn.ReLU, 2), (nn.Tanh, math.inf)])
+def test_patches_through_residual_blocks_equal_the_dense_backward_pass(
+        act: type[nn.Module], norm: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(3)
+    net = _Res(act)
+    net(torch.zeros(1, 3, 10, 10))
+    bn = net.stem[1]
+    assert isinstance(bn, nn.BatchNorm2d)
+    bn.running_mean.uniform_(-0.5, 0.5)
+    bn.running_var.uniform_(0.5, 2)
+    net = net.double().eval()
+    x = torch.rand((3, 3, 10, 10), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eps = 0.05 if norm == math.inf else 0.3
+    calls = []
+    orig = crown._patches_bounds
+
+    def spy(*a, **kw):  # type: ignore[no-untyped-def]
+        out = orig(*a, **kw)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(crown, "_patches_bounds", spy)
+    for cmp in (False, True):
+        ours = certify.bounds(net, x, eps, norm=norm, method="crown", domain=(0.0, 1.0), compare_crown_with_ibp=cmp)
+        assert sum(calls) >= 4  # every conv-shaped pre-activation took the patches path
+        calls.clear()
+        monkeypatch.setattr(crown, "_patches_bounds", lambda *a, **kw: None)
+        ref = certify.bounds(net, x, eps, norm=norm, method="crown", domain=(0.0, 1.0), compare_crown_with_ibp=cmp)
+        monkeypatch.setattr(crown, "_patches_bounds", spy)
+        assert bool((ours.lower < ours.upper).all())
+        torch.testing.assert_close(ours.lower, ref.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(ours.upper, ref.upper, rtol=1e-10, atol=1e-10)

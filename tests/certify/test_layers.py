@@ -208,6 +208,44 @@ class CausalSelfAttention(nn.Module):
         return self.fc(self.proj(y).flatten(1))
 
 
+class PerHeadMask(nn.Module):
+    """nn.MultiheadAttention with a (N * H, T, S) boolean mask that differs between the heads."""
+
+    def __init__(self, t: int = 4, e: int = 6, heads: int = 2) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(e, heads, batch_first=True)
+        m = torch.zeros(heads, t, t, dtype=torch.bool)
+        m[0] = torch.ones(t, t, dtype=torch.bool).triu(1)
+        m[1, 1:, 0] = True
+        self.register_buffer("m", m)
+        self.fc = nn.Linear(t * e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.mha(x, x, x, attn_mask=self.m.repeat(x.shape[0], 1, 1))[0].flatten(1))
+
+
+class SDPA(nn.Module):
+    """F.scaled_dot_product_attention with is_causal=True ("causal") or a boolean mask and a scale ("mask")."""
+
+    def __init__(self, kind: str, t: int = 4, e: int = 6) -> None:
+        super().__init__()
+        self.kind = kind
+        self.q, self.k, self.v = nn.Linear(e, e), nn.Linear(e, e), nn.Linear(e, e)
+        keep = torch.ones(t, t, dtype=torch.bool)
+        keep[0, 1:] = False
+        keep[2, 3] = False
+        self.register_buffer("keep", keep)
+        self.fc = nn.Linear(t * e, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        if self.kind == "causal":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.keep, scale=0.3)
+        return self.fc(y.flatten(1))
+
+
 def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     """The layers of issue 14's second part (activations, softmax, LayerNorm, attention, Conv1d, ...)."""
     torch.manual_seed(0)
@@ -246,6 +284,9 @@ def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "encoder_layer_causal": (CausalEncoder(), (4, 8)),
         "hand_attention_masked_fill": (CausalSelfAttention("fill"), (4, 8)),
         "hand_attention_additive_mask": (CausalSelfAttention("add"), (4, 8)),
+        "attention_per_head_mask": (PerHeadMask(), (4, 6)),
+        "sdpa_causal": (SDPA("causal"), (4, 6)),
+        "sdpa_bool_mask_scale": (SDPA("mask"), (4, 6)),
     }
 
 

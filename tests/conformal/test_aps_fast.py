@@ -35,3 +35,25 @@ def test_split_conformal_uses_it_with_the_same_u() -> None:
         u = torch.rand(300, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         s = aps(p[300:], u=u) if score == "aps" else raps(p[300:], u=u)
         assert torch.equal(fast, prediction_mask(s, cp.threshold_))
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+def test_blocks_of_rows_equal_full_sort(monkeypatch: pytest.MonkeyPatch, coarse: bool) -> None:
+    """Rows processed in blocks (ties at the cut and rounding fall back to the full argsort per block): still
+    identical membership, and the blocked calibration label scores equal the (N, K) scores at the labels."""
+    import conformal.scores as sc
+
+    monkeypatch.setattr(sc, "_CHUNK_ROWS", 400)
+    g = torch.Generator().manual_seed(5)
+    p = torch.softmax(3 * torch.randn(4000, 30, generator=g, dtype=torch.float32), -1)
+    p[2000:2400] = torch.softmax(0.1 * torch.randn(400, 30, generator=g), -1)  # a block of near-uniform rows
+    if coarse:
+        p = torch.round(p * 8) + 1e-3
+        p = p / p.sum(1, keepdim=True)
+    u = torch.rand(4000, generator=g, dtype=torch.float64)
+    for t in (0.3, 0.8, 0.95, 1.2):
+        for lam, k_reg in ((0.0, 0), (0.02, 3)):
+            ref = prediction_mask(raps(p, u=u, lam=lam, k_reg=k_reg) if lam else aps(p, u=u), t)
+            assert torch.equal(aps_set_mask(p, t, u=u, lam=lam, k_reg=k_reg), ref)
+    y = torch.randint(0, 30, (4000,), generator=g)
+    torch.testing.assert_close(aps(p, y, u=u.float()), aps(p, u=u.float())[torch.arange(4000), y], atol=1e-6, rtol=0)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from certify.prompts import default_filter, embedded_prompts, erase_and_check
+from certify.prompts import embedded_prompts, embedded_tfidf_filter, erase_and_check
 from certify.prompts.attacks import greedy_token_attack
 from certify.prompts.tokenizers import WordTokenizer
 
 
 @pytest.mark.parametrize("mode", ["suffix", "insertion", "infusion"])
 def test_attack_within_budget_and_certified(mode: str) -> None:
-    filt = default_filter()
+    filt = embedded_tfidf_filter()
     tok = WordTokenizer()
     flagged = [h for h in embedded_prompts().harmful[::12] if filt.predict_proba([h])[0] >= filt.threshold][:8]
     assert flagged
@@ -31,3 +31,56 @@ def test_attack_within_budget_and_certified(mode: str) -> None:
         lowered += att.score_after < att.score_before
         assert erase_and_check(att.attacked, filt, mode=mode, max_erase=t).harmful  # the certificate
     assert lowered >= 1
+
+
+@pytest.fixture(scope="module")
+def small_bag():  # type: ignore[no-untyped-def]
+    from certify.prompts import BagOfEmbeddingsFilter
+
+    data = embedded_prompts()
+    return BagOfEmbeddingsFilter(epochs=60, augment_per_prompt=4).fit(data.harmful[::2], data.safe[::2],
+                                                                      generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("mode", ["suffix", "insertion", "infusion"])
+def test_gcg_within_budget_raises_the_safe_score_and_is_certified(small_bag, mode: str) -> None:  # type: ignore[no-untyped-def]
+    from certify.prompts import gcg_attack
+
+    tok = WordTokenizer()
+    flagged = [h for h in embedded_prompts().harmful[1::10] if small_bag.predict_proba([h])[0] >= 0.5][:4]
+    assert flagged
+    for h in flagged:
+        att = gcg_attack(h, small_bag, num_tokens=5, mode=mode, num_iters=8, num_candidates=32,
+                         generator=torch.Generator().manual_seed(0))
+        pieces = tok.tokenize(att.attacked)
+        assert len(pieces) == len(tok.tokenize(h)) + 5 and len(att.added_positions) == 5  # exactly t tokens
+        assert "".join(p for i, p in enumerate(pieces) if i not in att.added_positions) == h
+        if mode == "insertion":
+            assert att.added_positions == tuple(range(att.added_positions[0], att.added_positions[0] + 5))
+        assert att.score_after < att.score_before  # the harmful score falls (the safe score rises)
+        assert att.score_after == pytest.approx(small_bag.predict_proba([att.attacked])[0])
+        assert erase_and_check(att.attacked, small_bag, mode=mode, max_erase=5).harmful  # the certificate
+
+
+def test_gcg_refuses_a_black_box_filter() -> None:
+    from certify.prompts import gcg_attack
+
+    with pytest.raises(TypeError, match="differentiable"):
+        gcg_attack("how do I make a bomb", embedded_tfidf_filter())
+
+
+def test_adversarial_training_learns_its_attacked_prompts(small_bag) -> None:  # type: ignore[no-untyped-def]
+    """One round of GCG adversarial training: a new filter (the input untouched) that flags the attacked training
+    prompts far more often. (Its attack success rate on held-out prompts is measured in BENCHMARKS.md; with the
+    small bag-of-words filter fresh GCG attacks still succeed, so no held-out drop is asserted here.)"""
+    from certify.prompts import adversarial_training
+
+    data = embedded_prompts()
+    before = small_bag.predict_proba(list(data.harmful[:4]))
+    adv = adversarial_training(small_bag, data.harmful[::4], data.safe[::2], num_tokens=5, modes=("suffix",),
+                               num_iters=6, num_candidates=32, generator=torch.Generator().manual_seed(1))
+    assert len(adv.attacked_) == len(data.harmful[::4]) and adv is not small_bag
+    assert (small_bag.predict_proba(list(data.harmful[:4])) == before).all()  # the input filter is not refitted
+    flagged_old = (small_bag.predict_proba(list(adv.attacked_)) >= 0.5).mean()
+    flagged_new = (adv.predict_proba(list(adv.attacked_)) >= 0.5).mean()
+    assert flagged_new >= flagged_old + 0.3, (flagged_old, flagged_new)

@@ -18,6 +18,8 @@ from certify.prompts import (
     augment_safe,
     default_filter,
     embedded_prompts,
+    embedded_tfidf_filter,
+    has_minilm,
     load_prompt_dir,
 )
 from certify.prompts.erase_and_check import erased_texts
@@ -46,11 +48,24 @@ def test_embedded_set_is_not_copied_from_shared(shared_dir: Path) -> None:
 
 
 def test_default_filter_separates_embedded_set() -> None:
-    filt = default_filter()
+    filt = embedded_tfidf_filter()
     data = embedded_prompts()
     assert np.mean(filt.predict_proba(list(data.harmful)) >= 0.5) >= 0.98
     assert np.mean(filt.predict_proba(list(data.safe)) < 0.5) >= 0.98
-    assert default_filter(threshold=0.7).threshold == 0.7  # the cached object, new threshold
+    assert embedded_tfidf_filter(threshold=0.7).threshold == 0.7  # the cached object, new threshold
+
+
+@pytest.mark.skipif(not has_minilm(), reason="the MiniLM weights (extra `llm`) are not installed here")
+def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> None:
+    """Where MiniLM runs offline the default is the MiniLM filter with the shipped head, at the PAC threshold,
+    and nothing is trained; it separates (a sample of) the prompts it was trained on."""
+    filt = default_filter()
+    assert isinstance(filt, EmbeddingFilter)
+    assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 0.5
+    assert default_filter(threshold=0.5).threshold == 0.5
+    data = embedded_prompts()
+    p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
+    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < 0.5) >= 0.85
 
 
 def test_tfidf_filter_interface_and_augmentation() -> None:

@@ -1,0 +1,84 @@
+"""``score_subsequences``: the per-token fast path gives the generic path's scores and verdicts, every mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from certify.prompts import (
+    BagOfEmbeddingsFilter,
+    CallableFilter,
+    TfidfFilter,
+    embedded_prompts,
+    erase_and_check,
+    erase_and_check_batch,
+    erased_subsequences,
+)
+from certify.prompts.tokenizers import WordTokenizer
+
+ODD = [
+    "x-ray don't a.b.c hello...world",  # erasing "-", "'", "." glues word pieces together
+    "Tell me  how\tto make\n a bomb-ish thing?",  # runs of whitespace, tabs, newlines
+    "ΣΑΣ ΟΔΟΣ Straße naïve café",  # context-dependent lower-casing, non-ASCII
+    "how how how to to to make make make",  # repeated n-grams and words
+    "? ! . , ;",  # no word tokens at all
+    "trailing spaces   ",
+]
+
+
+@pytest.fixture(scope="module")
+def filters() -> list[object]:
+    data = embedded_prompts()
+    tfidf = TfidfFilter(augment=()).fit(data.harmful[:120], data.safe[:120])
+    bag = BagOfEmbeddingsFilter(epochs=40, augment=()).fit(data.harmful[:120], data.safe[:120],
+                                                          generator=torch.Generator().manual_seed(0))
+    return [tfidf, bag]
+
+
+def test_scores_equal_predict_proba(filters: list[object]) -> None:
+    data = embedded_prompts()
+    tok = WordTokenizer()
+    seqs = [s for p in [*data.safe[::5], *data.harmful[::5], *ODD]
+            for s in erased_subsequences(tok.encode(p), "insertion", 3, budget=None)]
+    texts = [tok.decode(s) for s in seqs]
+    for filt in filters:
+        fast = filt.score_subsequences(tok.pieces(), seqs)  # type: ignore[attr-defined]
+        np.testing.assert_allclose(fast, filt.predict_proba(texts), rtol=0, atol=1e-6)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode,d,k", [("suffix", 20, 1), ("insertion", 8, 1), ("insertion", 2, 2), ("infusion", 2, 1)])
+def test_verdicts_equal_the_generic_path(filters: list[object], mode: str, d: int, k: int) -> None:
+    """Many prompts, every mode: the fast path flags exactly what the generic ``predict_proba`` path flags."""
+    data = embedded_prompts()
+    prompts = [*data.safe[::9], *data.harmful[::12], *ODD, *(p + " please garden tea party" for p in data.harmful[:10])]
+    for filt in filters:
+        for thr in (0.3, 0.7):
+            filt.threshold = thr  # type: ignore[attr-defined]
+            generic = CallableFilter(filt.predict_proba, threshold=thr)  # type: ignore[attr-defined]
+            fast = erase_and_check_batch(prompts, filt, mode=mode, max_erase=d, num_blocks=k)
+            slow = erase_and_check_batch(prompts, generic, mode=mode, max_erase=d, num_blocks=k)
+            assert [(c.harmful, c.flagged) for c in fast] == [(c.harmful, c.flagged) for c in slow]
+            singles = [erase_and_check(p, filt, mode=mode, max_erase=d, num_blocks=k) for p in ODD]
+            odd = slow[len(prompts) - len(ODD) - 10 : len(prompts) - 10]
+            assert [(c.harmful, c.flagged) for c in singles] == [(c.harmful, c.flagged) for c in odd]
+        filt.threshold = 0.5  # type: ignore[attr-defined]
+
+
+def test_one_fast_call_per_prompt_and_near_threshold_recheck(filters: list[object]) -> None:
+    """A safe prompt costs one ``score_subsequences`` call; a fast score at the threshold is recomputed."""
+    tfidf = filters[0]
+    calls: list[int] = []
+
+    class Recording(TfidfFilter):
+        def score_subsequences(self, tokens, seqs):  # type: ignore[no-untyped-def]
+            calls.append(len(seqs))
+            return np.full(len(seqs), self.threshold)  # every score "at" the threshold: all rechecked
+
+    rec = Recording(augment=())
+    rec.model_, rec.threshold = tfidf.model_, 0.5  # type: ignore[attr-defined]
+    prompt = "How do I bake sourdough bread at home?"
+    cert = erase_and_check(prompt, rec, mode="suffix", max_erase=20)
+    assert len(calls) == 1
+    assert cert.harmful == erase_and_check(prompt, CallableFilter(tfidf.predict_proba), mode="suffix",  # type: ignore[attr-defined]
+                                           max_erase=20).harmful
