@@ -31,9 +31,7 @@ import warnings
 import torch
 from torch import nn
 
-CONFIGS = [("cnn_4layer", "crown"), ("cnn_4layer", "crown-ibp"), ("cnn_4layer", "ibp"),
-           ("cnn_7layer_bn", "crown-ibp"), ("cnn_7layer_bn", "ibp"),
-           ("resnet_small", "crown"), ("resnet_small", "crown-ibp")]
+CONFIGS = [(net, m) for net in ("cnn_4layer", "cnn_7layer_bn", "resnet_small") for m in ("ibp", "crown-ibp", "crown")]
 
 
 def cnn_4layer() -> nn.Module:
@@ -80,7 +78,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _child(net_name: str, method: str, lib: str, batch: int, reps: int) -> None:
+def _child(net_name: str, method: str, lib: str, batch: int, reps: int, warmup: int) -> None:
     import certify
 
     warnings.simplefilter("ignore")
@@ -94,10 +92,14 @@ def _child(net_name: str, method: str, lib: str, batch: int, reps: int) -> None:
     with torch.no_grad():
         net(x)
         base = _rss_mb()
-        b = certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
         walls, cpus = [], []
-        for _ in range(reps):
+        t, c = time.perf_counter(), time.process_time()
+        b = certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
+        if not warmup:  # the first call is timed too (heavy configurations under load)
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        for _ in range(reps if warmup else reps - 1):
             t, c = time.perf_counter(), time.process_time()
             certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
             walls.append(time.perf_counter() - t)
@@ -110,13 +112,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1, help="0: time the first call too (no warm-up call)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per library and configuration")
     ap.add_argument("--only", nargs="*", default=None, help="network names to run")
     ap.add_argument("--methods", nargs="*", default=None, help="methods to run")
     ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         net_name, method, lib, batch = args.child
-        _child(net_name, method, lib, int(batch), args.reps)
+        _child(net_name, method, lib, int(batch), max(1, args.reps), args.warmup)
         return
     from certify.auto_lirpa import auto_lirpa_available
 
@@ -132,13 +136,18 @@ def main() -> None:
         for batch in args.batches:
             res = {}
             for lib in libs:
-                out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--child", net_name, method,
-                                      lib, str(batch)], capture_output=True, text=True, env=os.environ.copy())
+                try:
+                    out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--warmup",
+                                          str(args.warmup), "--child", net_name, method, lib, str(batch)],
+                                         capture_output=True, text=True, env=os.environ.copy(), timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    res[lib] = {"error": "timeout"}
+                    continue
                 lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
                 res[lib] = json.loads(lines[-1]) if lines else {"error": out.stderr.strip().splitlines()[-1:]}
             c, a = res["certify"], res.get("auto_LiRPA")
             cell = lambda r: (f"{r['wall']:.2f} ({r['cpu']:.2f})" if r and "wall" in r  # noqa: E731
-                              else ("failed" if r else "-"))
+                              else (("timeout" if r.get("error") == "timeout" else "failed") if r else "-"))
             diff, speed = "-", "-"
             if a and "wall" in a and "wall" in c:
                 speed = f"{a['wall'] / c['wall']:.2f}x / {a['cpu'] / c['cpu']:.2f}x"

@@ -302,11 +302,27 @@ def empirical_vs_gcg(n_attacked: int = 25, iters: int = 40) -> None:
                   f"({len(res)} prompts) |", flush=True)
 
 
+def minilm_false_positives(n: int = 40) -> None:
+    """GreedyEC (12 rounds) and GradEC (25 iterations) false positives of the default MiniLM filter on the first
+    ``n`` held-out safe prompts, at its PAC threshold and at 0.5 (slow on CPU: about 10 min on 2 loaded cores)."""
+    from certify.prompts import default_filter
+
+    f = default_filter()
+    safe = list(data()[2].safe)[:n]
+    for thr in (f.threshold, 0.5):
+        f.threshold = thr
+        g = np.mean([greedy_erase_and_check(s, f, num_iters=12).harmful for s in safe])
+        r = np.mean([grad_erase_and_check(s, f, num_iters=25).harmful for s in safe])
+        print(f"| MiniLM default, threshold {thr:.3f} | {g:.1%} | {r:.1%} |", flush=True)
+
+
 if __name__ == "__main__":
     import sys
 
     if "--vs-reference" in sys.argv:
         vs_reference_one_call()
+    elif "--minilm-fp" in sys.argv:
+        minilm_false_positives()
     elif "--empirical" in sys.argv:
         empirical_vs_gcg()
     else:

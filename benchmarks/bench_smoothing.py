@@ -1,6 +1,11 @@
 """Randomized smoothing benchmark: certify speed against the forward-pass floor, sequential sample savings.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--images 100]
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--images 100] [--device cuda]
+
+Runs on CUDA when it is available (``--device`` overrides): the models are moved there and every
+sampler and generator takes its device from the model. GPU timing has not been measured yet (no device
+was lent to the sessions so far); on a GPU, section 1 is the issue's "certify against the forward-pass
+floor there".
 
 1. Time of ``Smooth.certify`` (n0 = 100, n = 10^5) on the digits CNN against (a) the floor: 10^5
    plain forward passes of the same model at the same batch size on a preallocated batch, and (b) the
@@ -18,6 +23,7 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_smoothing.py [--reps 5] [--imag
    replays them when the file exists); the ``budget futility`` rows use ``budget_futility=True``.
 4. ``--denoised``: certified accuracy and ACR of denoised, consistency-trained and rRCM-style models.
 5. ``--seeds N``: the training-seed stability of Gaussian augmentation vs consistency vs rRCM-style.
+6. ``--denoiser-seed K --sigma S``: one denoised row, the U-Net denoiser recipe trained with seed K.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ from smoothing.sequential import (
 )
 
 SIGMA, ALPHA, N0, N, BATCH = 0.25, 0.001, 100, 100_000, 1000
+#: Where the models run: ``--device`` (default: CUDA when available, else the CPU). Everything else takes
+#: its device from the model (``Smooth`` samples on the model's device; generators are made there).
+DEVICE = torch.device("cpu")
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time the work, not its launch
 
 
 @torch.inference_mode()
@@ -70,12 +88,13 @@ def reference(model: torch.nn.Module, x: torch.Tensor, num: int, batch_size: int
 
 
 def bench_speed(reps: int) -> None:
-    model = digits_base_model(SIGMA)
+    model = digits_base_model(SIGMA).to(DEVICE)
+    device = _model_device(model)
     smooth = Smooth(model, 10, SIGMA, input_shape=(1, 8, 8))
-    x = load_digits_split("test").images[0]
+    x = load_digits_split("test").images[0].to(device)
     runs = {
         "floor": lambda: floor(model, x, N0 + N, BATCH),
-        "certkit": lambda: smooth.certify(x, N0, N, ALPHA, BATCH, torch.Generator().manual_seed(0)),
+        "certkit": lambda: smooth.certify(x, N0, N, ALPHA, BATCH, torch.Generator(device=device).manual_seed(0)),
         "reference": lambda: (reference(model, x, N0, BATCH, 10), reference(model, x, N, BATCH, 10)),
     }
     names = list(runs)
@@ -84,11 +103,14 @@ def bench_speed(reps: int) -> None:
     for rep in range(reps):
         order = names[rep % 3 :] + names[: rep % 3]  # rotate so drift hits every method alike
         for name in order:
+            _sync(device)
             start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
+            _sync(device)
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
-    print(f"## certify speed (n0={N0}, n={N:,}, batch {BATCH}, {reps} rotating reps, {torch.get_num_threads()} thread(s))")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
+    print(f"## certify speed (n0={N0}, n={N:,}, batch {BATCH}, {reps} rotating reps, {where})")
     print("| run | median wall s | median CPU s |")
     print("|---|---|---|")
     for name in names:
@@ -101,7 +123,7 @@ def bench_speed(reps: int) -> None:
 
 
 def bench_samples(images: int) -> None:
-    smooth = Smooth(digits_base_model(SIGMA), 10, SIGMA, input_shape=(1, 8, 8))
+    smooth = Smooth(digits_base_model(SIGMA).to(DEVICE), 10, SIGMA, input_shape=(1, 8, 8))
     test = load_digits_split("test")
     step = max(1, len(test) // images)
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
@@ -132,9 +154,10 @@ def bench_samples(images: int) -> None:
 def record_draws(model: torch.nn.Module, xs: torch.Tensor, num: int, generator: torch.Generator) -> np.ndarray:
     """Labels f(x + δ) of ``num`` fresh draws per input: (B, num) int8."""
     out = np.empty((xs.shape[0], num), dtype=np.int8)
-    buf = torch.empty((num, *xs.shape[1:]))
-    for i, x in enumerate(xs):
-        out[i] = model(buf.normal_(0.0, SIGMA, generator=generator).add_(x)).argmax(1).numpy()
+    device = _model_device(model)
+    buf = torch.empty((num, *xs.shape[1:]), device=device)
+    for i, x in enumerate(xs.to(device)):
+        out[i] = model(buf.normal_(0.0, SIGMA, generator=generator).add_(x)).argmax(1).cpu().numpy()
     return out
 
 
@@ -162,11 +185,11 @@ def replay_sequential(
     return certified, samples
 
 
-def bench_fixed_n(recorded: int, draws: str | None = None) -> None:
-    model = digits_base_model(SIGMA)
+def bench_fixed_n(recorded: int, draws: str | None = None, n0_min: tuple[int, ...] = (4, 8, 16)) -> None:
+    model = digits_base_model(SIGMA).to(DEVICE)
     test = load_digits_split("test")
     xs, ys = test.images, test.labels.numpy()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=_model_device(model)).manual_seed(0)  # on the CPU: the draws of earlier runs
     start = time.perf_counter()
     if draws is not None and os.path.exists(draws):  # the same draws, recorded by an earlier run
         saved = np.load(draws)
@@ -181,37 +204,57 @@ def bench_fixed_n(recorded: int, draws: str | None = None) -> None:
     hits_true = np.cumsum(stream == ys[:, None], axis=1)
     hits_sel = np.cumsum(stream == c_hat[:, None], axis=1)
     n_grid = np.arange(1, recorded + 1)
+    all_images = np.ones(len(ys), dtype=bool)
+    # (question, cumulative hits of the tested class, selection draws per image, tested class is the true one)
+    questions: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = [
+        ("label given", hits_true, np.zeros(len(ys)), all_images),
+        ("Cohen (selection)", hits_sel, np.full(len(ys), N0), c_hat == ys),
+    ]
+    for m in n0_min:  # adaptive selection: the first m selection draws, all n0 unless they are unanimous
+        unanimous = (selection[:, :m] == selection[:, :1]).all(1)
+        c_ad = np.where(unanimous, selection[:, 0], c_hat)
+        questions.append((f"adaptive selection (n0_min {m})", np.cumsum(stream == c_ad[:, None], axis=1),
+                          np.where(unanimous, m, N0), c_ad == ys))
     print(f"\n## sequential vs the smallest fixed n at equal certified accuracy ({len(ys)} test images, "
           f"sigma={SIGMA}, alpha={ALPHA}; {N0} + {recorded:,} recorded draws per image, {record_s:.0f} s)")
+    print("Fixed n: Cohen's CERTIFY (n0 = 100 selection draws, none when the label is given) at every n <= "
+          "recorded; for adaptive selection also the fixed n with the same adaptive selection.")
     print("| radius | question | test, schedule | sequential cert. acc. | sequential samples/image | smallest fixed n "
           "(samples/image) reaching it | fixed-n / sequential | 100,100 / sequential |")
     print("|---|---|---|---|---|---|---|---|")
+    schedules = (
+        ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA, False)),
+        ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA, False)),
+        ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA, False)),
+        ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5, False)),
+        ("one-sided, 16 x1.05, budget futility", (16, 1.05, "one-sided", ALPHA, True)),
+        ("one-sided, 16 x1.05, budget futility 0.2", (16, 1.05, "one-sided", 0.2, True)),
+    )
+
+    def smallest_fixed(hits: np.ndarray, ok: np.ndarray, extra: float, acc: float, k_min: np.ndarray) -> float | None:
+        fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
+        reach = np.flatnonzero(fixed_acc >= acc)
+        return float(n_grid[reach[0]] + extra) if len(reach) else None
+
     for r in (0.25, 0.5):
         target = float(norm.cdf(r / SIGMA))
         k_min = binom.isf(ALPHA, n_grid, target) + 1  # CP lower bound >= target iff hits >= k_min(n)
-        for question, hits, extra, ok in (
-            ("label given", hits_true, 0, np.ones(len(ys), dtype=bool)),
-            ("Cohen (selection)", hits_sel, N0, c_hat == ys),
-        ):
-            fixed_acc = ((hits >= k_min[None, :]) & ok[:, None]).mean(0)  # accuracy at every n <= recorded
-            for schedule, (first, growth, test, futility, budget) in (
-                ("CS, 64 x1.25 (session-2 defaults)", (64, 1.25, "confidence-sequence", ALPHA, False)),
-                ("CS, 16 x1.05", (16, 1.05, "confidence-sequence", ALPHA, False)),
-                ("one-sided, 16 x1.05", (16, 1.05, "one-sided", ALPHA, False)),
-                ("one-sided, 16 x1.05, futility 0.5", (16, 1.05, "one-sided", 0.5, False)),
-                ("one-sided, 16 x1.05, budget futility", (16, 1.05, "one-sided", ALPHA, True)),
-                ("one-sided, 16 x1.05, budget futility 0.2", (16, 1.05, "one-sided", 0.2, True)),
-            ):
+        for question, hits, extra, ok in questions:
+            adaptive = question.startswith("adaptive")
+            for schedule, (first, growth, test, futility, budget) in schedules[3:] if adaptive else schedules:
                 cert, samples = replay_sequential(hits, target, first, growth, test, futility, budget)
                 acc = float((cert & ok).mean())
-                seq_samples = float(samples.mean()) + extra
-                reach = np.flatnonzero(fixed_acc >= acc)
-                if len(reach):
-                    fixed = int(n_grid[reach[0]]) + extra
-                    fixed_txt, ratio = f"{fixed:,}", f"**{fixed / seq_samples:.1f}x**"
-                else:
-                    fixed_txt, ratio = f"> {recorded + extra:,} (max acc {fixed_acc.max():.3f})", "n/a"
-                print(f"| {r} | {question} | {schedule} | {acc:.3f} | {seq_samples:,.0f} | {fixed_txt} | {ratio} | "
+                seq_samples = float((samples + extra).mean())
+                # Cohen's fixed n: with the label given, none; otherwise its n0 = 100 selection draws
+                cohen = smallest_fixed(*((hits_true, all_images, 0.0) if question == "label given"
+                                         else (hits_sel, c_hat == ys, float(N0))), acc, k_min)
+                cells = [f"> {recorded:,} (not reached)", "n/a"] if cohen is None else \
+                    [f"{cohen:,.0f}", f"**{cohen / seq_samples:.1f}x**"]
+                if adaptive:
+                    same = smallest_fixed(hits, ok, float(extra.mean()), acc, k_min)
+                    if same is not None:
+                        cells = [cells[0] + f"; same selection: {same:,.0f}", cells[1] + f"; {same / seq_samples:.1f}x"]
+                print(f"| {r} | {question} | {schedule} | {acc:.3f} | {seq_samples:,.0f} | {cells[0]} | {cells[1]} | "
                       f"{(N0 + N) / seq_samples:.0f}x |")
 
 
@@ -241,7 +284,7 @@ def bench_denoised(images: int, n: int, only_consistency: bool = False, only: st
         if only is not None:
             models = {k: v for k, v in models.items() if any(word in k for word in only.split(","))}
         for name, build in models.items():
-            model = build(sigma)
+            model = build(sigma).to(DEVICE)
             start = time.perf_counter()
             rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                   inputs_per_task=10, progress=False)
@@ -297,7 +340,7 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
             for name, recipe in recipes.items():
                 model = fresh(seed)
                 recipe(model)
-                model.eval()
+                model.eval().to(DEVICE)
                 rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                       inputs_per_task=10, progress=False)
                 row = np.append(certified_accuracy(rec, radii), average_certified_radius(rec))
@@ -313,6 +356,35 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
         print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
+def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
+    """One row: the standard CNN behind the stability denoiser (``digits_denoised_cnn`` recipe) trained with
+    ``seed`` (0: the cached model; others: initialisation, permutations and noise from ``seed``)."""
+    from certkit_app.digits import _train_digits_denoiser, digits_cnn, digits_denoised_cnn
+    from smoothing import DenoisedClassifier, average_certified_radius, make_unet_denoiser
+
+    test = load_digits_split("test")
+    step = max(1, len(test) // images)
+    xs, ys = test.images[::step][:images], test.labels[::step][:images]
+    start = time.perf_counter()
+    if seed == 0:
+        model: torch.nn.Module = digits_denoised_cnn(sigma)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            denoiser = make_unet_denoiser()
+        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
+        model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
+    model = model.to(DEVICE)
+    trained = time.perf_counter() - start
+    radii = (0.0, 0.25, 0.5, 0.75, 1.0)
+    rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
+                          inputs_per_task=10, progress=False)
+    acc = certified_accuracy(rec, radii)
+    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser, seed {seed} | "
+          + " | ".join(f"{a:.2f}" for a in acc) + f" | {average_certified_radius(rec):.3f} | train {trained:.0f} s |",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
@@ -326,7 +398,15 @@ def main() -> None:
     parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
     parser.add_argument("--seeds", type=int, default=0, help="only the training-seed stability table, over this many seeds")
     parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
+    parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
+    parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
+    parser.add_argument("--device", help="where the models run (default: cuda when available, else cpu)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.denoiser_seed is not None:
+        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed)
+        return
     if args.seeds:
         bench_seeds(args.images, args.n, args.seeds)
         return

@@ -56,35 +56,57 @@ def alpha_intermediate_verify(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     return ((lo > 0) | skip).all(1)
 
 
+def lirpa_alpha_verify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                       batch: int = 50) -> torch.Tensor:
+    """auto_LiRPA's alpha-CROWN (its defaults: 20 iterations, lr 0.5, intermediate slopes optimised) on the
+    margins ``f_y - f_j`` (j != y), *lower bounds only*, autograd on (under ``torch.no_grad`` auto_LiRPA
+    silently skips the optimisation); like-for-like with ``certify.verify(method="alpha-crown")``."""
+    from certify.auto_lirpa import _bounded_module, import_auto_lirpa
+
+    al = import_auto_lirpa()
+    k = int(model(x[:1]).shape[1])
+    out = []
+    for i in range(0, x.shape[0], batch):
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        n = xb.shape[0]
+        eye = torch.eye(k, dtype=xb.dtype)
+        spec = eye[yb].unsqueeze(1) - eye.unsqueeze(0).expand(n, k, k)
+        keep = ~torch.nn.functional.one_hot(yb, k).bool()
+        c = spec[keep].reshape(n, k - 1, k)
+        bm = _bounded_module(model, xb)
+        ptb = al.PerturbationLpNorm(norm=float("inf"), eps=eps, x_L=(xb - eps).clamp(min=0), x_U=(xb + eps).clamp(max=1))
+        with torch.enable_grad():
+            lo, _ = bm.compute_bounds(x=(al.BoundedTensor(xb, ptb),), method="alpha-CROWN", C=c, bound_upper=False)
+        out.append((lo.detach() > 0).all(1))
+    return torch.cat(out)
+
+
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, n_complete: int,
-        timeout: float, lirpa: bool, branching: str = "babsr", intermediate: bool = True) -> None:
+        timeout: float, lirpa: bool, branching: str = "babsr", intermediate: bool = True,
+        incomplete: bool = True, log: str | None = None) -> None:
     n = x.shape[0]
     kw = {"domain": (0.0, 1.0)}
     row = [name, f"{eps:g}", str(n)]
-    v_crown, t_crown = _timed(lambda: certify.verify(model, x, y, eps, **kw))
-    v_alpha, t_alpha = _timed(lambda: certify.verify(model, x, y, eps, method="alpha-crown", **kw))
-    row += [f"{float(v_crown.float().mean()):.2%} / {1000 * t_crown / n:.1f} ms",
-            f"{float(v_alpha.float().mean()):.2%} / {1000 * t_alpha / n:.1f} ms"]
-    if intermediate:
-        with torch.no_grad():
-            v_full, t_full = _timed(lambda: alpha_intermediate_verify(model, x, y, eps))
-        row.append(f"{float(v_full.float().mean()):.2%} / {1000 * t_full / n:.1f} ms")
+    if incomplete:
+        v_crown, t_crown = _timed(lambda: certify.verify(model, x, y, eps, **kw))
+        v_alpha, t_alpha = _timed(lambda: certify.verify(model, x, y, eps, method="alpha-crown", **kw))
+        row += [f"{float(v_crown.float().mean()):.2%} / {1000 * t_crown / n:.1f} ms",
+                f"{float(v_alpha.float().mean()):.2%} / {1000 * t_alpha / n:.1f} ms"]
+        if intermediate:
+            with torch.no_grad():
+                v_full, t_full = _timed(lambda: alpha_intermediate_verify(model, x, y, eps))
+            row.append(f"{float(v_full.float().mean()):.2%} / {1000 * t_full / n:.1f} ms")
+        else:
+            row.append("n/a")
+        if lirpa:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                v_l, t_l = _timed(lambda: lirpa_alpha_verify(model, x, y, eps))
+            row.append(f"{float(v_l.float().mean()):.2%} / {1000 * t_l / n:.1f} ms")
+        else:
+            row.append("n/a")
     else:
-        row.append("n/a")
-    if lirpa:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # not certify.verify: it runs under torch.no_grad, where auto_LiRPA finds no optimisable
-            # parameters and silently falls back to CROWN; margin_bounds keeps autograd on (and auto_LiRPA
-            # then optimises the upper bounds too, with no early stop)
-            def lirpa_verify() -> torch.Tensor:
-                mb = certify.margin_bounds(model, x, y, eps, method="auto_lirpa:alpha-CROWN", **kw)
-                return ((mb.lower > 0) | torch.nn.functional.one_hot(y, mb.lower.shape[1]).bool()).all(1)
-
-            v_l, t_l = _timed(lirpa_verify)
-        row.append(f"{float(v_l.float().mean()):.2%} / {1000 * t_l / n:.1f} ms")
-    else:
-        row.append("n/a")
+        row += ["-", "-", "-", "-"]
     m = min(n_complete, n)
     if m == 0:
         row.append("n/a")
@@ -96,11 +118,15 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     branches = 0
     for i in range(m):
         r = certify.verify_complete(model, x[i : i + 1], int(y[i]), eps, domain=(0.0, 1.0), timeout=timeout,
-                                    branching=branching)
+                                    branching=branching, generator=torch.Generator().manual_seed(i))
         counts[r.verdict] += 1
         branches += r.branches
         if r.verdict == "unknown":
             overshoot = max(overshoot, r.time - timeout)
+        if log is not None:  # one line per input, so that a run stopped early still reports what it decided
+            with open(log, "a") as f:
+                f.write(f"{name}\t{eps:g}\t{i}\t{r.verdict}\t{r.time:.3f}\t{r.branches}\t"
+                        f"{counts['verified']}/{counts['falsified']}/{counts['unknown']}\n")
     t_c = time.perf_counter() - t0
     row.append(f"{counts['verified'] / m:.1%} / {counts['falsified'] / m:.1%} / {counts['unknown'] / m:.1%} "
                f"({m} inputs, {branching}, {t_c / m:.2f} s and {branches / m:.0f} branches per input, "
@@ -108,20 +134,28 @@ def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     print("| " + " | ".join(row) + " |", flush=True)
 
 
-def compare_branching(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, timeout: float) -> None:
-    """BaBSR against FSB on the inputs alpha-CROWN leaves unverified (those that need the search)."""
-    v = certify.verify(model, x, y, eps, method="alpha-crown", domain=(0.0, 1.0))
-    todo = (~v).nonzero().squeeze(1).tolist()
-    for branching in ("babsr", "fsb"):
+CONFIGS = {"babsr": {"branching": "babsr"}, "fsb": {"branching": "fsb"},
+           "babsr+intermediate": {"branching": "babsr", "alpha_intermediate": True},
+           "fsb+intermediate": {"branching": "fsb", "alpha_intermediate": True}}
+
+
+def compare_branching(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, timeout: float,
+                      configs: list[str], indices: list[int] | None = None) -> None:
+    """Search configurations (BaBSR / FSB, with or without intermediate slopes) on the inputs alpha-CROWN
+    leaves unverified (those that need the search), or on the given ``indices``."""
+    if indices is None:
+        v = certify.verify(model, x, y, eps, method="alpha-crown", domain=(0.0, 1.0))
+        indices = (~v).nonzero().squeeze(1).tolist()
+    for name in configs:
         counts = {"verified": 0, "falsified": 0, "unknown": 0}
         branches, t0 = 0, time.perf_counter()
-        for i in todo:
+        for i in indices:
             r = certify.verify_complete(model, x[i : i + 1], int(y[i]), eps, domain=(0.0, 1.0), timeout=timeout,
-                                        branching=branching, generator=torch.Generator().manual_seed(i))
+                                        generator=torch.Generator().manual_seed(i), **CONFIGS[name])
             counts[r.verdict] += 1
             branches += r.branches
-        n = max(len(todo), 1)
-        print(f"| {eps:g} | {branching} | {len(todo)} | {counts['verified']} / {counts['falsified']} / "
+        n = max(len(indices), 1)
+        print(f"| {eps:g} | {name} | {len(indices)} | {counts['verified']} / {counts['falsified']} / "
               f"{counts['unknown']} | {branches / n:.0f} | {(time.perf_counter() - t0) / n:.2f} s |", flush=True)
 
 
@@ -136,8 +170,14 @@ def main() -> None:
     ap.add_argument("--no-intermediate", action="store_true", help="skip the intermediate-slopes column")
     ap.add_argument("--no-lirpa", action="store_true", help="skip auto_LiRPA even where it is importable")
     ap.add_argument("--no-digits", action="store_true", help="only the cnn_4layer row")
+    ap.add_argument("--no-incomplete", action="store_true", help="only the complete-verification column")
+    ap.add_argument("--log", default=None, help="append one line per complete-verification input to this file")
     ap.add_argument("--compare-branching", action="store_true",
                     help="only BaBSR vs FSB on the digits inputs alpha-CROWN leaves unverified")
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["babsr", "fsb"],
+                    help="the search configurations compared by --compare-branching")
+    ap.add_argument("--indices", type=int, nargs="+", default=None,
+                    help="test-image indices for --compare-branching (default: those alpha-CROWN leaves unverified)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     lirpa = auto_lirpa_available() and not args.no_lirpa
@@ -148,10 +188,10 @@ def main() -> None:
     d = load_digits_split("test")
     x, y = d.images[: args.n], d.labels[: args.n]
     if args.compare_branching:
-        print("| eps | branching | inputs searched | verified / falsified / unknown | branches per input | time per input |")
+        print("| eps | search | inputs searched | verified / falsified / unknown | branches per input | time per input |")
         print("|---|---|---|---|---|---|")
         for eps in args.eps:
-            compare_branching(digits_cnn(), x, y, eps, args.timeout)
+            compare_branching(digits_cnn(), x, y, eps, args.timeout, args.configs, args.indices)
         return
     print("| network | eps | inputs | CROWN verified / time per input | alpha-CROWN | alpha-CROWN + intermediate "
           "slopes | auto_LiRPA alpha-CROWN | complete: verified / falsified / unknown |")
@@ -159,14 +199,15 @@ def main() -> None:
     model = digits_cnn()
     if not args.no_digits:
         for eps in args.eps:
-            run("digits CNN", model, x, y, eps, args.n_complete, args.timeout, lirpa, args.branching, inter)
+            run("digits CNN", model, x, y, eps, args.n_complete, args.timeout, lirpa, args.branching, inter,
+                not args.no_incomplete, args.log)
     if args.cifar_n > 0:
         net = cnn_4layer()
         xc = torch.rand(args.cifar_n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             yc = net(xc).argmax(1)
         run("cnn_4layer (random)", net, xc, yc, 2 / 255, min(args.n_complete, args.cifar_n), args.timeout, lirpa,
-            args.branching, inter)
+            args.branching, inter, not args.no_incomplete, args.log)
 
 
 if __name__ == "__main__":

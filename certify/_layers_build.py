@@ -395,8 +395,8 @@ def _convt2d(b: Any, m: nn.ConvTranspose2d, i: int, loc: str) -> int:
     wt = w.reshape(g, cin // g, cout_g, kh, kw).transpose(1, 2).reshape(g * cout_g, cin // g, kh, kw).flip(2, 3)
     attrs = {"stride": (1, 1), "padding": (0, 0), "dilation": tuple(m.dilation), "groups": g}
     j = b.add(Node("conv", (j,), (), loc, wt.contiguous(), b.p(b.attr(m, "bias")), attrs))
-    with torch.no_grad():
-        want = m(b.sample(i).to(w.dtype))
+    with torch.no_grad():  # (in the module's own dtype: the graph may compute in another, e.g. sound=True's float64)
+        want = m(b.sample(i).to(m.weight.dtype))
     return _check(b, j, want, "ConvTranspose2d", loc)
 
 

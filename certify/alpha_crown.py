@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from certify._graph import Graph
+from certify._layers import LinearRelax
 from certify.crown import _Relax, backward, crown_bounds
 from certify.ibp import InputRegion, Interval
 
@@ -76,7 +77,8 @@ class Optimized:
     multipliers per ReLU node (N, S, *shape), for warm starts; ``unstable`` / ``active``: per ReLU node
     (N, *shape), unstable (and not split) / active under the (split-tightened) pre-activation bounds; ``primal``
     (N, *input shape), with scores: the box corner minimising the worst open row's linear bound (a candidate
-    counterexample); ``score``: BaBSR-style branching scores per ReLU node (N, *shape) or None.
+    counterexample); ``score``: BaBSR's intercept scores per ReLU node (N, *shape) or None; ``score_bias``:
+    BaBSR's bias-aware scores (the backup candidates of filtered smart branching) or None.
     """
 
     lower: Tensor
@@ -88,6 +90,64 @@ class Optimized:
     score: dict[int, Tensor] | None
     primal: Tensor | None
     iterations: int
+    score_bias: dict[int, Tensor] | None = None
+
+
+def _slope_range(node: Any, ref: Tensor) -> tuple[Tensor | float, Tensor | float] | None:
+    """The interval of valid lower slopes through the origin of an unstable activation, or None when the
+    relaxation has no such free parameter: ReLU ``[0, 1]``; LeakyReLU/PReLU with negative slope ``a <= 1``
+    (a convex function ``max(z, a z)``): ``[a, 1]`` (``s z <= max(z, a z)`` iff ``a <= s <= 1``)."""
+    if node.op == "relu":
+        return 0.0, 1.0
+    if node.op == "leaky_relu":
+        a = torch.as_tensor(node.attrs["param"]).detach().to(dtype=ref.dtype, device=ref.device)
+        if bool((a <= 1).all()):
+            return a, 1.0
+    return None
+
+
+def _node_bias(node: Any, ref: Tensor) -> Tensor:
+    """The constant term of a pre-activation node's own layer (its bias), broadcast to ``ref`` (N, *shape);
+    zeros where the node has none (BaBSR's bias term, Bunel et al. 2020)."""
+    b = getattr(node, "bias", None)
+    if b is None or node.op not in ("linear", "conv", "dense", "affine"):
+        return torch.zeros_like(ref)
+    b = b.detach().to(ref.dtype)
+    try:
+        if node.op == "conv":
+            b = b.reshape(-1, *([1] * (ref.dim() - 2)))
+        elif node.op == "dense":
+            b = b.reshape(ref.shape[1:])
+        return torch.broadcast_to(b, ref.shape).clone()
+    except RuntimeError:
+        return torch.zeros_like(ref)
+
+
+def _ascend(groups: list[dict[str, Any]], bound: Any, best: Tensor, active_rows: Any, iterations: int,
+            lr_decay: float, deadline: float | None, project: Any) -> int:
+    """Projected gradient ascent (Adam, exponential learning-rate decay) of ``bound()`` (N, S) on the rows
+    ``active_rows()`` still open; every iterate is a valid bound, the best per row is kept in ``best``."""
+    params = [t for grp in groups for t in grp["params"]]
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
+    steps = 0
+    for _ in range(iterations):
+        active = active_rows()
+        if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
+            break
+        with torch.enable_grad():
+            lo = bound()
+            _keep_best(best, lo.detach())
+            loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
+        # gradients for the slopes/multipliers only (never into the model's parameters)
+        for t, gr in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            t.grad = gr
+        opt.step()
+        sched.step()
+        steps += 1
+        with torch.no_grad():
+            project()
+    return steps
 
 
 def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: int = ALPHA_ITERATIONS,
@@ -96,13 +156,16 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                    splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
                    init_beta: dict[int, Tensor] | None = None, want_score: bool = False,
                    deadline: float | None = None, intermediate: bool = False) -> Optimized:
-    """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised ReLU lower slopes.
+    """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised lower slopes.
 
-    ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin specification); rows whose
-    bound exceeds ``stop_at`` stop improving (early stop once verified; None: never). ``splits`` maps a
-    pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound split constraints).
-    ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays sound).
-    ``intermediate``: after the final-layer optimisation, optimise jointly the slopes used for every
+    The slopes optimised are those of unstable ReLUs (``[0, 1]``) and LeakyReLU/PReLU with a negative slope
+    ``a <= 1`` (``[a, 1]``); every other non-linear layer (sigmoid, tanh, GELU, SiLU, ELU, softplus, max
+    pooling, products, softmax and LayerNorm as decomposed by the graph) keeps CROWN's relaxation, so the
+    bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
+    specification); rows whose bound exceeds ``stop_at`` stop improving (early stop once verified; None:
+    never). ``splits`` maps a pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound
+    split constraints). ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays
+    sound). ``intermediate``: after the final-layer optimisation, optimise jointly the slopes used for every
     intermediate (pre-activation) bound too (:class:`_Intermediate`), warm-started from its result, so the
     bound is never looser than without.
     """
@@ -116,6 +179,7 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     infeasible = hook.infeasible if hook.infeasible is not None else torch.zeros(n, dtype=torch.bool, device=best.device)
     skip = torch.zeros_like(best, dtype=torch.bool) if skip is None else skip
     alphas: dict[int, Tensor] = {}
+    ranges: dict[int, tuple[Tensor | float, Tensor | float]] = {}
     betas: dict[int, Tensor] = {}
     masks: dict[int, Tensor] = {}
     signs: dict[int, Tensor] = {}
@@ -123,19 +187,22 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     active_: dict[int, Tensor] = {}
     for k, r in relax.items():
         node = gd.nodes[k]
-        if node.op != "relu":
+        if node.op not in ("relu", "leaky_relu"):
             continue
         iv = ivs[node.inputs[0]]
         unst = (iv.l < 0) & (iv.u > 0)
-        unstable[k] = unst
-        active_[k] = iv.l >= 0
-        if bool(unst.any()):
+        rng = _slope_range(node, iv.l)
+        if node.op == "relu":
+            unstable[k] = unst
+            active_[k] = iv.l >= 0
+        if rng is not None and bool(unst.any()):
             masks[k] = unst.unsqueeze(1)
+            ranges[k] = rng
             init = init_alpha.get(k) if init_alpha is not None else None
             if init is None:
                 init = r.d_l.unsqueeze(1).expand(n, s, *r.d_l.shape[1:])
-            alphas[k] = init.detach().clone().clamp_(0, 1).requires_grad_(True)
-        sp = splits.get(node.inputs[0]) if splits is not None else None
+            alphas[k] = _clamp(init.detach().clone(), *rng).requires_grad_(True)
+        sp = splits.get(node.inputs[0]) if splits is not None and node.op == "relu" else None
         if sp is not None and bool((sp != 0).any()):
             signs[k] = sp.to(best.dtype).unsqueeze(1)
             init = init_beta.get(k) if init_beta is not None else None
@@ -143,12 +210,17 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                 init = torch.zeros((n, s, *sp.shape[1:]), dtype=best.dtype, device=best.device)
             betas[k] = init.detach().clone().clamp_(min=0).requires_grad_(True)
 
-    def relaxed(b_u_grad: bool = False, base: dict[int, Any] | None = None) -> tuple[dict[int, _Relax], list[Tensor]]:
+    def relaxed(b_u_grad: bool = False, base: dict[int, Any] | None = None) -> tuple[dict[int, Any], list[Tensor]]:
         src = relax if base is None else base
         out = dict(src)
         leaves = []
         for k in set(alphas) | set(betas):
             r = src[k]
+            if isinstance(r, LinearRelax):  # LeakyReLU/PReLU: lower line s z (b_l = 0) on the unstable neurons
+                out[k] = _SpecLines(d_l=torch.where(masks[k], alphas[k], r.d_l.unsqueeze(1)),
+                                    b_l=torch.where(masks[k][:, 0], torch.zeros_like(r.b_l), r.b_l), d_u=r.d_u,
+                                    b_u=r.b_u)
+                continue
             new = _Relax.__new__(_Relax)
             new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
             if b_u_grad:
@@ -165,8 +237,8 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
             out[k] = new
         return out, leaves
 
-    def evaluate(rel: dict[int, _Relax]) -> Tensor:
-        lo, _ = backward(gd, g.output, a, b0, region, rel, need_upper=False,
+    def evaluate(rel: dict[int, Any]) -> Tensor:
+        lo, _ = backward(gd, g.output, a, b0, region, rel, need_lower=True, need_upper=False,
                          start_node_done=start_input is not None, start_input=start_input)
         assert lo is not None
         return lo
@@ -175,68 +247,43 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
         d = skip | infeasible.unsqueeze(1)
         return d if stop_at is None else d | (best > stop_at)
 
-    params = list(alphas.values()) + list(betas.values())
+    def project(extra: list[Tensor] = []) -> None:  # noqa: B006 (read only)
+        for k, t in alphas.items():
+            _clamp(t, *ranges[k])
+        for t in extra:
+            t.clamp_(0, 1)
+        for t in betas.values():
+            t.clamp_(min=0)
+
+    def open_rows() -> Tensor:
+        return ~done_rows()
+
+    groups = [{"params": list(alphas.values()), "lr": lr}]
+    if betas:
+        groups.append({"params": list(betas.values()), "lr": lr_beta})
+    has_params = bool(alphas or betas)
     steps = 0
-    if params and iterations > 0:
-        groups = [{"params": list(alphas.values()), "lr": lr}]
-        if betas:
-            groups.append({"params": list(betas.values()), "lr": lr_beta})
-        opt = torch.optim.Adam(groups)
-        sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
-        for _ in range(iterations):
-            active = ~done_rows()
-            if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
-                break
-            with torch.enable_grad():
-                lo = evaluate(relaxed()[0])
-                _keep_best(best, lo.detach())
-                loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
-            # gradients for the slopes/multipliers only (never into the model's parameters)
-            for t, gr in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
-                t.grad = gr
-            opt.step()
-            sched.step()
-            steps += 1
-            with torch.no_grad():
-                for t in alphas.values():
-                    t.clamp_(0, 1)
-                for t in betas.values():
-                    t.clamp_(min=0)
-    if intermediate and params and iterations > 0 and not bool(done_rows().all()):
+    if has_params and iterations > 0:
+        steps += _ascend(groups, lambda: evaluate(relaxed()[0]), best, open_rows, iterations, lr_decay, deadline,
+                         project)
+    inter_rel = None
+    if intermediate and has_params and iterations > 0 and not bool(done_rows().all()):
         inter = _Intermediate(gd, ivs, relax, region, hook.splits)
         if inter.params:
-            opt = torch.optim.Adam([{"params": list(alphas.values()), "lr": lr},
-                                    {"params": inter.params, "lr": lr}]
-                                   + ([{"params": list(betas.values()), "lr": lr_beta}] if betas else []))
-            sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
-            all_params = params + inter.params
-            for _ in range(iterations):
-                active = ~done_rows()
-                if not bool(active.any()) or (deadline is not None and time.perf_counter() > deadline):
-                    break
-                with torch.enable_grad():
-                    lo = evaluate(relaxed(base=inter.relaxations())[0])
-                    _keep_best(best, lo.detach())
-                    loss = -torch.where(active, lo, torch.zeros_like(lo)).sum()
-                for t, gr in zip(all_params, torch.autograd.grad(loss, all_params, allow_unused=True)):
-                    t.grad = gr
-                opt.step()
-                sched.step()
-                steps += 1
-                with torch.no_grad():
-                    for t in [*alphas.values(), *inter.params]:
-                        t.clamp_(0, 1)
-                    for t in betas.values():
-                        t.clamp_(min=0)
+            steps += _ascend([*groups, {"params": inter.params, "lr": lr}],
+                             lambda: evaluate(relaxed(base=inter.relaxations())[0]), best, open_rows, iterations,
+                             lr_decay, deadline, lambda: project(inter.params))
             with torch.no_grad():
-                _keep_best(best, evaluate(relaxed(base=inter.relaxations())[0]))
+                inter_rel = inter.relaxations()
+                _keep_best(best, evaluate(relaxed(base=inter_rel)[0]))
     score = None
+    score_bias = None
     primal = None
     with torch.no_grad():
         if want_score:
             with torch.enable_grad():
-                rel, _ = relaxed(b_u_grad=True)
-                keys = list(alphas)
+                rel, _ = relaxed(b_u_grad=True, base=inter_rel)
+                keys = [k for k in set(alphas) | set(betas) if k in unstable]
                 box_l = region.box.l.detach().clone().requires_grad_(True)
                 box_u = region.box.u.detach().clone().requires_grad_(True)
                 boxed = InputRegion(region.x0, region.eps, region.norm, region.domain)
@@ -255,15 +302,43 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
             primal = torch.where(coef > 0, region.box.l, region.box.u)
             _keep_best(best, lo.detach())
             score = {k: torch.zeros_like(relax[k].b_u) for k in unstable}
+            score_bias = {k: torch.zeros_like(relax[k].b_u) for k in unstable}
             for k, gr in zip(keys, grads):
-                if gr is not None:
-                    sc = (-gr * relax[k].b_u).clamp(min=0)
-                    score[k] = torch.where(unstable[k], sc, torch.zeros_like(sc))
-        elif steps or (params and (init_alpha is not None or init_beta is not None)):
+                if gr is None:
+                    continue
+                r = rel[k]
+                mu = (-gr).clamp(min=0)  # weight of the ReLU's upper line in the bound (the negative coefficients)
+                # BaBSR's intercept score: the bound's rise if the upper line's intercept b_u vanished
+                sc = mu * r.b_u.detach()
+                score[k] = torch.where(unstable[k], sc, torch.zeros_like(sc))
+                # BaBSR's estimate with the layer's bias b (Bunel et al. 2020): the upper line contributes
+                # -mu (d_u b + b_u) to the bound's constant, the active child -mu b, the inactive one 0;
+                # the score is the worse child's gain
+                bias = _node_bias(gd.nodes[gd.nodes[k].inputs[0]], r.b_u)
+                sb = (mu * (r.d_u * bias + r.b_u.detach()) + torch.minimum(-mu * bias, torch.zeros_like(mu))).clamp(min=0)
+                score_bias[k] = torch.where(unstable[k], sb, torch.zeros_like(sb))
+        elif steps or (has_params and (init_alpha is not None or init_beta is not None)):
             _keep_best(best, evaluate(relaxed()[0]))  # the last step's (or the given) slopes
     return Optimized(lower=best, infeasible=infeasible, alpha={k: t.detach() for k, t in alphas.items()},
-                     beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, active=active_, score=score, primal=primal,
-                     iterations=steps)
+                     beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, active=active_, score=score,
+                     primal=primal, iterations=steps, score_bias=score_bias)
+
+
+class _SpecLines(LinearRelax):
+    """CROWN's lines of an element-wise function with the lower slope ``d_l`` (N, S, *shape) one per
+    specification row (``per_spec``, read by ``certify.crown``'s backward pass)."""
+
+    per_spec = True
+
+    def rows(self, sl: slice) -> _SpecLines:
+        return _SpecLines(self.d_l[sl], self.b_l[sl], self.d_u[sl], self.b_u[sl])
+
+
+def _clamp(t: Tensor, lo: Tensor | float, hi: Tensor | float) -> Tensor:
+    """Project ``t`` onto ``[lo, hi]`` in place (``lo`` a number or a tensor broadcasting over the trailing dims)."""
+    if isinstance(lo, Tensor):
+        return t.copy_(torch.minimum(torch.maximum(t, lo), torch.as_tensor(hi, dtype=t.dtype)))
+    return t.clamp_(lo, hi)  # type: ignore[arg-type]
 
 
 class _Intermediate:

@@ -156,18 +156,19 @@ def _check_flag(value: Any, name: str) -> bool:
     return check_bool(value, name)
 
 
-def _check_alpha(method: str, iterations: Any, lr: Any) -> tuple[int, float]:
-    """alpha-CROWN's (iterations, lr); both only with method='alpha-crown'."""
+def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None) -> tuple[int, float, bool]:
+    """alpha-CROWN's (iterations, lr, alpha_intermediate); each only with method='alpha-crown'."""
     from certify.alpha_crown import ALPHA_ITERATIONS, ALPHA_LR
 
-    if method != "alpha-crown" and (iterations is not None or lr is not None):
+    if method != "alpha-crown" and (iterations is not None or lr is not None or intermediate is not None):
         raise ValueError(
-            f"Expected `iterations` and `lr` to be None unless method='alpha-crown', but got iterations="
-            f"{iterations!r}, lr={lr!r} with method={method!r}"
+            f"Expected `iterations`, `lr` and `alpha_intermediate` to be None unless method='alpha-crown', but got "
+            f"iterations={iterations!r}, lr={lr!r}, alpha_intermediate={intermediate!r} with method={method!r}"
         )
     it = ALPHA_ITERATIONS if iterations is None else check_positive_int(iterations, "iterations", minimum=0)
     rate = ALPHA_LR if lr is None else check_positive(lr, "lr")
-    return it, rate
+    inter = False if intermediate is None else check_bool(intermediate, "alpha_intermediate")
+    return it, rate, inter
 
 
 def _check_model(model: Any) -> nn.Module:
@@ -199,7 +200,7 @@ def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
              domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
-             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float] = (20, 0.5),
+             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float, bool] = (20, 0.5, False),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
     sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
@@ -268,7 +269,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
         lo, hi = alpha_crown_bounds(g, region, spec, iterations=alpha[0], lr=alpha[1], need_lower=need_lower,
                                     need_upper=need_upper, compare_ibp=compare_ibp, skip=skip,
-                                    early_stop=early_stop)
+                                    early_stop=early_stop, intermediate=alpha[2])
     else:
         from certify.crown import crown_bounds
 
@@ -303,7 +304,8 @@ def _num_outputs(model: nn.Module, x: Tensor) -> int:
 def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = None, *,
            norm: float | str | None = None, method: str = "crown", domain: tuple[float, float] | None = None,
            sound: bool = False, spec: Tensor | None = None, compare_crown_with_ibp: bool = False,
-           iterations: int | None = None, lr: float | None = None, threat: LpBall | None = None) -> Bounds:
+           iterations: int | None = None, lr: float | None = None, threat: LpBall | None = None,
+           alpha_intermediate: bool | None = None) -> Bounds:
     """Lower and upper bounds of the model's outputs over a perturbation region around each input.
 
     Args:
@@ -332,6 +334,11 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = No
             ``method="alpha-crown"``. Every iterate is a sound bound and the best per output is
             returned (never looser than CROWN).
         lr: alpha-CROWN's learning rate (default 0.5, as auto_LiRPA's); only with ``method="alpha-crown"``.
+        alpha_intermediate: alpha-CROWN also optimises the slopes used for every intermediate
+            (pre-activation) bound, as auto_LiRPA's alpha-CROWN does (default False: the final
+            bound's slopes only). It runs after the final-slopes optimisation, warm-started from it, for
+            another ``iterations`` steps and keeps the best bound, so it is never looser; it costs about
+            one CROWN pass per step. Only with ``method="alpha-crown"``.
         threat: the region as one :class:`certkit.threat.LpBall` (norm, radius and domain), instead of
             ``eps``, ``norm`` and ``domain`` (exactly one of the two spellings; an LpBall passed as
             ``eps`` counts as ``threat``). The same holds for :func:`margin_bounds`, :func:`verify`,
@@ -353,7 +360,7 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = No
             raise ValueError(f"Expected argument `spec` to have batch size {x.shape[0]}, got {spec.shape[0]}")
     lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
                       compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
-                      alpha=_check_alpha(m, iterations, lr))
+                      alpha=_check_alpha(m, iterations, lr, alpha_intermediate))
     return Bounds(lo.to(x.dtype), hi.to(x.dtype))
 
 
@@ -361,14 +368,15 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | 
                   norm: float | str | None = None, method: str = "crown",
                   domain: tuple[float, float] | None = None, sound: bool = False,
                   compare_crown_with_ibp: bool = False, iterations: int | None = None,
-                  lr: float | None = None, threat: LpBall | None = None) -> Bounds:
+                  lr: float | None = None, threat: LpBall | None = None,
+                  alpha_intermediate: bool | None = None) -> Bounds:
     """Bounds on the margins ``f_y(x') - f_j(x')`` for every class j, shape (N, K).
 
     The column ``j = y`` is exactly 0 (in both bounds). The specification matrix (rows
     ``e_y - e_j``) is folded into the model's last linear layer, which is much tighter than
     subtracting output bounds. The input is certified iff every other column's lower bound is > 0
-    (see :func:`verify`). ``iterations``/``lr``: see :func:`bounds` (alpha-CROWN optimises every
-    margin with its own slopes, no early stop); ``threat``: see :func:`bounds`.
+    (see :func:`verify`). ``iterations``/``lr``/``alpha_intermediate``: see :func:`bounds` (alpha-CROWN
+    optimises every margin with its own slopes, no early stop); ``threat``: see :func:`bounds`.
     """
     eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
@@ -379,7 +387,7 @@ def margin_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | 
     at_y = torch.nn.functional.one_hot(y, k).bool()
     lo, hi = _compute(model, x, e, spec, norm=p, method=m, domain=dom, sound=sound,
                       compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
-                      alpha=_check_alpha(m, iterations, lr), skip=at_y)
+                      alpha=_check_alpha(m, iterations, lr, alpha_intermediate), skip=at_y)
     lo, hi = lo.to(x.dtype), hi.to(x.dtype)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     return Bounds(torch.where(at_y, zero, lo), torch.where(at_y, zero, hi))
@@ -401,7 +409,7 @@ def _margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
               domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False,
-              alpha: tuple[int, float] = (20, 0.5)) -> Tensor:
+              alpha: tuple[int, float, bool] = (20, 0.5, False)) -> Tensor:
     spec = margin_spec(y, k, x.dtype)
     at_y = torch.nn.functional.one_hot(y, k).bool()
     lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
@@ -412,10 +420,10 @@ def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm
 def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | LpBall | None = None, *,
            norm: float | str | None = None, method: str = "crown", domain: tuple[float, float] | None = None,
            sound: bool = False, compare_crown_with_ibp: bool = False, iterations: int | None = None,
-           lr: float | None = None, threat: LpBall | None = None) -> Tensor:
+           lr: float | None = None, threat: LpBall | None = None, alpha_intermediate: bool | None = None) -> Tensor:
     """Boolean (N,): True where every margin lower bound ``f_y - f_j`` (j != y) is > 0 over the region.
 
-    With ``method="alpha-crown"`` (``iterations``/``lr``: see :func:`bounds`) a margin's slopes stop
+    With ``method="alpha-crown"`` (``iterations``/``lr``/``alpha_intermediate``: see :func:`bounds`) a margin's slopes stop
     being optimised once its bound is > 0 (early stop). ``threat``: see :func:`bounds`."""
     eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, x, norm, method, domain)
@@ -425,14 +433,15 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | LpBall 
     with torch.no_grad():
         return _verified(model, x, y, e, k, norm=p, method=m, domain=dom, sound=sound,
                          compare_ibp=_check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
-                         alpha=_check_alpha(m, iterations, lr))
+                         alpha=_check_alpha(m, iterations, lr, alpha_intermediate))
 
 
 def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | str | None = None,
                      method: str = "crown", domain: tuple[float, float] | None = None,
                      max_eps: float | None = None, tol: float = 1e-3, sound: bool = False,
                      compare_crown_with_ibp: bool = False, iterations: int | None = None,
-                     lr: float | None = None, threat: LpBall | None = None) -> Tensor:
+                     lr: float | None = None, threat: LpBall | None = None,
+                     alpha_intermediate: bool | None = None) -> Tensor:
     """Largest radius (up to ``tol``) at which each input is verified, by bisection on eps.
 
     The bisection runs on the whole batch at once (one bound computation per step, with a
@@ -443,6 +452,7 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
 
     ``max_eps`` defaults to 1.0. With ``threat=LpBall(norm, eps, domain)`` (instead of ``norm``,
     ``domain`` and ``max_eps``) the search runs in that norm and domain up to the ball's radius.
+    ``iterations``/``lr``/``alpha_intermediate``: see :func:`bounds`.
     """
     if threat is not None:
         if max_eps is not None:
@@ -460,7 +470,7 @@ def certified_radius(model: nn.Module, x: Tensor, y: Tensor, *, norm: float | st
     n = x.shape[0]
     kw: dict[str, Any] = {"norm": p, "method": m, "domain": dom, "sound": sound,
                           "compare_ibp": _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp"),
-                          "alpha": _check_alpha(m, iterations, lr)}
+                          "alpha": _check_alpha(m, iterations, lr, alpha_intermediate)}
     with torch.no_grad():
         zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
         ok0 = _verified(model, x, y, zeros, k, **kw)
@@ -484,16 +494,16 @@ def verified_accuracy(model: nn.Module, inputs: Tensor, labels: Tensor, eps: flo
                       domain: tuple[float, float] | None = None, batch_size: int = 256,
                       progress: bool = True, sound: bool = False, compare_crown_with_ibp: bool = False,
                       iterations: int | None = None, lr: float | None = None,
-                      threat: LpBall | None = None) -> float:
+                      threat: LpBall | None = None, alpha_intermediate: bool | None = None) -> float:
     """Fraction of ``(inputs, labels)`` verified at radius ``eps`` (a tqdm bar shows progress;
-    ``iterations``/``lr``: alpha-CROWN's, ``threat``: see :func:`bounds`)."""
+    ``iterations``/``lr``/``alpha_intermediate``: alpha-CROWN's, ``threat``: see :func:`bounds`)."""
     from tqdm.auto import tqdm
 
     eps, norm, domain = _threat(threat, eps, norm, domain)
     model, x, p, m, dom = _check_common(model, inputs, norm, method, domain, "inputs")
     batch_size = check_positive_int(batch_size, "batch_size")
     cmp = _check_flag(compare_crown_with_ibp, "compare_crown_with_ibp")
-    alpha = _check_alpha(m, iterations, lr)
+    alpha = _check_alpha(m, iterations, lr, alpha_intermediate)
     n = x.shape[0]
     if n == 0:
         raise ValueError("Expected argument `inputs` to hold at least one input, but it is empty")

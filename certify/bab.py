@@ -49,7 +49,7 @@ from certify.alpha_crown import Optimized, optimize_lower
 from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
 from certify.attacks import pgd_attack, pgd_box_minimize
 from certify.ibp import InputRegion, Interval
-from certkit._validation import check_positive, check_positive_int
+from certkit._validation import check_bool, check_positive, check_positive_int
 from certkit.threat import LpBall
 
 __all__ = ["VERDICTS", "CompleteVerification", "verify_complete"]
@@ -267,7 +267,8 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
                     lr_beta: float = 0.05, input_split_max_dim: int = 8, attack_restarts: int = 5,
                     attack_steps: int = 50, sound: bool = False, progress: bool = False, branching: str = "babsr",
-                    fsb_candidates: int = 3, generator: torch.Generator | None = None) -> CompleteVerification:
+                    fsb_candidates: int = 3, alpha_intermediate: bool = False,
+                    generator: torch.Generator | None = None) -> CompleteVerification:
     """Decide robustness of one input by attack, alpha-CROWN and branch-and-bound (beta-CROWN).
 
     Args:
@@ -287,8 +288,14 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
         attack_steps: PGD steps per restart.
         sound: bounds in float64 with a safety margin (see the module docstring).
         branching: the ReLU to split: ``"babsr"`` (largest BaBSR intercept score) or ``"fsb"`` (filtered
-            smart branching: of the ``fsb_candidates`` best by BaBSR score, the one whose children's worse
-            bound, by one cheap bound pass, is largest; De Palma et al. 2021).
+            smart branching, De Palma et al. 2021: the ``fsb_candidates`` best by the intercept score and the
+            ``fsb_candidates`` best by BaBSR's bias-aware score are each tried by one cheap bound pass of
+            both children, and the one whose worse child bound is largest is split).
+        fsb_candidates: candidates per score for ``branching="fsb"``.
+        alpha_intermediate: optimise the slopes of the intermediate (pre-activation) bounds too, at the
+            root and in every batch of sub-domains (see :func:`certify.bounds`). Off by default: on the
+            digits CNN it decides no more inputs within the timeout and costs several times more per
+            sub-domain (BENCHMARKS.md, "alpha-CROWN and complete verification, session 5").
         progress: show a tqdm bar of the open domains.
         generator: seeds the attacks' random restarts (torch's global RNG is untouched).
 
@@ -316,6 +323,7 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     if branching not in ("babsr", "fsb"):
         raise ValueError(f"Expected argument `branching` to be 'babsr' or 'fsb', but got {branching!r}")
     fsb_candidates = check_positive_int(fsb_candidates, "fsb_candidates")
+    alpha_intermediate = check_bool(alpha_intermediate, "alpha_intermediate")
     if split not in ("auto", "relu", "input"):
         raise ValueError(f"Expected argument `split` to be 'auto', 'relu' or 'input', but got {split!r}")
     if split == "input" and p_norm != math.inf:
@@ -335,13 +343,13 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
     return _search(p, t0=t0, timeout=timeout, use_input=use_input, batch_size=batch_size, iterations=iterations,
                    bab_iterations=bab_iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, attack_restarts=attack_restarts,
                    attack_steps=attack_steps, progress=progress, seed=seed, check_first=x, branching=branching,
-                   fsb_candidates=fsb_candidates)
+                   fsb_candidates=fsb_candidates, alpha_intermediate=alpha_intermediate)
 
 
 def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_size: int, iterations: int,
             bab_iterations: int, lr_alpha: float, lr_beta: float, attack_restarts: int, attack_steps: int,
             progress: bool, seed: int, check_first: Tensor, branching: str = "babsr",
-            fsb_candidates: int = 3) -> CompleteVerification:
+            fsb_candidates: int = 3, alpha_intermediate: bool = False) -> CompleteVerification:
     """Attack, alpha-CROWN at the root, then branch-and-bound (shared by margins and VNN-LIB properties)."""
     deadline = t0 + timeout
 
@@ -356,7 +364,8 @@ def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_si
     if time.perf_counter() > deadline:
         return result("unknown", -math.inf, 0, "none")
     root = optimize_lower(p.g, _region(p, 1), p.spec, iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset,
-                          want_score=True, deadline=deadline, splits=p.pattern or None)
+                          want_score=True, deadline=deadline, splits=p.pattern or None,
+                          intermediate=alpha_intermediate)
     lb = float(p.key(root.lower, torch.zeros_like(root.lower, dtype=torch.bool)).min())
     if root.primal is not None and p.check(root.primal):
         return result("falsified", -math.inf, 1, "none")
@@ -365,7 +374,7 @@ def _search(p: _Problem, *, t0: float, timeout: float, use_input: bool, batch_si
     kw: dict[str, Any] = {"batch_size": batch_size, "iterations": bab_iterations, "lr_alpha": lr_alpha,
                           "lr_beta": lr_beta, "deadline": deadline, "progress": progress, "seed": seed,
                           "attack": (attack_restarts, attack_steps), "branching": branching,
-                          "fsb_candidates": fsb_candidates}
+                          "fsb_candidates": fsb_candidates, "intermediate": alpha_intermediate}
     if use_input:
         verdict, lower, branches = _input_bab(p, **kw)
         return result(verdict, lower, branches + 1, "input")
@@ -381,7 +390,7 @@ def _bar(progress: bool, what: str) -> Any:
 
 def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
               deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
-              fsb_candidates: int = 3) -> tuple[str, float, int]:
+              fsb_candidates: int = 3, intermediate: bool = False) -> tuple[str, float, int]:
     """Branch-and-bound on ReLU splits; returns (verdict, lower bound, branches)."""
     g = p.g
     relus = {k: g.nodes[k].inputs[0] for k in root.unstable}  # ReLU node -> its pre-activation node
@@ -391,9 +400,9 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
     done = p.rows_done(root.lower)
     splits = {pre: p.pattern[pre].to(torch.int8).clone() if pre in p.pattern
               else torch.zeros_like(root.unstable[k], dtype=torch.int8) for k, pre in relus.items()}
-    alpha, beta, score = root.alpha, root.beta, root.score
+    alpha, beta, score, score_bias = root.alpha, root.beta, root.score, root.score_bias
     unstable = root.unstable
-    assert score is not None
+    assert score is not None and score_bias is not None
     branches, step, undecided = 0, 0, 0
     proven = _newly_proven(p, root.lower, torch.zeros_like(done))
     bar = _bar(progress, "ReLU")
@@ -439,18 +448,22 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
                     lower, done = lower[rest], done[rest]
                     splits, alpha, beta = _take(splits, rest), _take(alpha, rest), _take(beta, rest)
                     score, unstable = _take(score, rest), _take(unstable, rest)
+                    score_bias = _take(score_bias, rest)
                     continue
             if branching == "fsb":
                 if bool(leaf.any()):
                     flat = flat[~leaf]
-                best_idx = _fsb_choice(p, flat, _take(splits, take), relus, unstable, _take(alpha, take),
+                backup = torch.cat([(score_bias[k][take] + 1e-12 * unstable[k][take]).reshape(b, -1) for k in relus],
+                                   dim=1)
+                best_idx = _fsb_choice(p, flat, backup, _take(splits, take), relus, unstable, _take(alpha, take),
                                        _take(beta, take), done[take], fsb_candidates)
             child_splits = _split_children(_take(splits, take), best_idx, relus, unstable)
             parent_done = done[take].repeat(2, 1)
             res = optimize_lower(g, _region(p, 2 * b), p.spec.expand(2 * b, s, -1), iterations=iterations, lr=lr_alpha,
                                  lr_beta=lr_beta, lr_decay=0.98, skip=parent_done, stop_at=p.threshold - p.offset,
                                  splits=child_splits, init_alpha=_repeat2(_take(alpha, take)),
-                                 init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline)
+                                 init_beta=_repeat2(_take(beta, take)), want_score=True, deadline=deadline,
+                                 intermediate=intermediate)
             branches += 2 * b
             per_domain = (time.perf_counter() - t_batch) / b
             if res.primal is not None and p.check(res.primal[~res.infeasible]):
@@ -460,7 +473,7 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
             c_done = parent_done | p.rows_done(res.lower)
             closed = res.infeasible | c_done.all(1)
             keep = ~closed
-            assert res.score is not None
+            assert res.score is not None and res.score_bias is not None
             lower = torch.cat([lower[rest], res.lower[keep]])
             done = torch.cat([done[rest], c_done[keep]])
             nr, nk = rest.shape[0], int(keep.sum())
@@ -468,6 +481,7 @@ def _relu_bab(p: _Problem, root: Optimized, *, batch_size: int, iterations: int,
             alpha = _cat(_take(alpha, rest), _take(res.alpha, keep), nr, nk)
             beta = _cat(_take(beta, rest), _take(res.beta, keep), nr, nk)
             score = _cat(_take(score, rest), _take(res.score, keep), nr, nk)
+            score_bias = _cat(_take(score_bias, rest), _take(res.score_bias, keep), nr, nk)
             unstable = _cat(_take(unstable, rest), _take(res.unstable, keep), nr, nk)
             bar.update(1)
             bar.set_postfix(open=int(lower.shape[0]), branches=branches)
@@ -507,28 +521,32 @@ def _split_children(splits: dict[int, Tensor], idx: Tensor, relus: dict[int, int
     return child
 
 
-def _fsb_choice(p: _Problem, flat: Tensor, splits: dict[int, Tensor], relus: dict[int, int],
+def _fsb_choice(p: _Problem, flat: Tensor, backup: Tensor, splits: dict[int, Tensor], relus: dict[int, int],
                 unstable: dict[int, Tensor], alpha: dict[int, Tensor], beta: dict[int, Tensor], done: Tensor,
                 k: int) -> Tensor:
-    """Filtered smart branching (De Palma et al., ICLR 2021): among the ``k`` neurons with the largest
-    BaBSR scores ``flat`` (B, D), pick per domain the one whose two children have the largest worse bound,
-    each child bounded by one cheap pass (the parent's alphas and betas, no optimisation) in one batch."""
+    """Filtered smart branching (De Palma et al., ICLR 2021): the ``k`` neurons with the largest intercept
+    scores ``flat`` (B, D) and the ``k`` with the largest backup (bias-aware BaBSR) scores ``backup`` (B, D)
+    are the candidates; per domain, the one whose two children have the largest worse bound is split, each
+    child bounded by one cheap pass (the parent's alphas and betas, no optimisation), all in one batch."""
     b = flat.shape[0]
     k = min(k, flat.shape[1])
-    vals, cand = flat.topk(k, dim=1)  # (B, k)
-    reps = {key: v.repeat(k, *([1] * (v.dim() - 1))) for key, v in splits.items()}  # candidate-major: c * B + i
-    child = _split_children(reps, cand.t().reshape(-1), relus, {kk: v.repeat(k, *([1] * (v.dim() - 1)))
-                                                                   for kk, v in unstable.items()})
-    n = 2 * k * b
+    v1, c1 = flat.topk(k, dim=1)
+    v2, c2 = backup.topk(k, dim=1)
+    vals, cand = torch.cat([v1, v2], dim=1), torch.cat([c1, c2], dim=1)  # (B, 2k)
+    m = cand.shape[1]
+
+    def rep(d: dict[int, Tensor], times: int) -> dict[int, Tensor]:  # candidate-major: c * B + i
+        return {key: v.repeat(times, *([1] * (v.dim() - 1))) for key, v in d.items()}
+
+    child = _split_children(rep(splits, m), cand.t().reshape(-1), relus, rep(unstable, m))
+    n = 2 * m * b
     s = p.spec.shape[1]
-    rep = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in alpha.items()}
-    repb = {key: v.repeat(2 * k, *([1] * (v.dim() - 1))) for key, v in beta.items()}
-    parent_done = done.repeat(2 * k, 1)
-    res = optimize_lower(p.g, _region(p, n), p.spec.expand(n, s, -1), iterations=0, splits=child, init_alpha=rep,
-                         init_beta=repb, skip=parent_done, stop_at=None)
+    parent_done = done.repeat(2 * m, 1)
+    res = optimize_lower(p.g, _region(p, n), p.spec.expand(n, s, -1), iterations=0, splits=child,
+                         init_alpha=rep(alpha, 2 * m), init_beta=rep(beta, 2 * m), skip=parent_done, stop_at=None)
     key = p.key(res.lower, parent_done | p.rows_done(res.lower))
     key = torch.where(res.infeasible, torch.full_like(key, math.inf), key)
-    worse = torch.minimum(key[: k * b], key[k * b :]).reshape(k, b).t()  # (B, k)
+    worse = torch.minimum(key[: m * b], key[m * b :]).reshape(m, b).t()  # (B, 2k)
     worse = torch.where(vals > 0, worse, torch.full_like(worse, -math.inf))
     return cand.gather(1, worse.argmax(1, keepdim=True)).squeeze(1)
 
@@ -540,7 +558,13 @@ def _leaf(p: _Problem, splits: dict[int, Tensor], relus: dict[int, int], done: T
     its pre-activation. Returns ``"verified"``, ``"falsified"`` (counterexample recorded) or ``"unknown"``."""
     from scipy.optimize import linprog
 
+    from certify._graph import NONLINEAR
+
     g = p.g
+    if any(n.op in NONLINEAR and n.op != "relu" for n in g.nodes):
+        # other non-linear layers (LeakyReLU, max pooling, smooth activations, ...) stay relaxed: the network
+        # is not affine on the domain, so the LP would not decide it; the domain stays undecided (sound)
+        return "unknown"
     x0 = p.x.to(torch.float64)
     res0 = optimize_lower(g, _region(p, 1), p.spec, iterations=0, splits=splits)
     if bool(res0.infeasible.all()):
@@ -712,7 +736,7 @@ def _as64(n: Any) -> Any:
 
 def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float, lr_beta: float,
                deadline: float, progress: bool, seed: int, attack: tuple[int, int], branching: str = "babsr",
-               fsb_candidates: int = 3) -> tuple[str, float, int]:
+               fsb_candidates: int = 3, intermediate: bool = False) -> tuple[str, float, int]:
     """Branch-and-bound on the input box (bisect the widest dimension); returns (verdict, lower, branches)."""
     box = p.region.box
     lo, hi = box.l, box.u
@@ -741,7 +765,8 @@ def _input_bab(p: _Problem, *, batch_size: int, iterations: int, lr_alpha: float
             c_lo[rows + b, dim] = mid[:, 0]
             c_lo, c_hi = c_lo.reshape(2 * b, *lo.shape[1:]), c_hi.reshape(2 * b, *lo.shape[1:])
             res = optimize_lower(p.g, _region(p, 2 * b, (c_lo, c_hi)), p.spec.expand(2 * b, s, -1),
-                                 iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset, deadline=deadline)
+                                 iterations=iterations, lr=0.5, stop_at=p.threshold - p.offset, deadline=deadline,
+                                 intermediate=intermediate)
             branches += 2 * b
             worst = p.key(res.lower, torch.zeros_like(res.lower, dtype=torch.bool))
             keep = worst <= p.threshold

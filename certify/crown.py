@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError, densify
+from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, densify
 from certify._layers import (
     LinearRelax,
     MaxPoolRelax,
@@ -402,7 +402,8 @@ def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax
     """Push coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u``: for the lower bound a positive
     coefficient takes the lower line and a negative one the upper line; the other way round for the
     upper bound. Returns (A lower, A upper, bias lower (N, S), bias upper (N, S))."""
-    dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
+    # per_spec (certify.alpha_crown): an optimised lower slope per specification row, (N, S, *shape)
+    dl, du = (r.d_l if getattr(r, "per_spec", False) else r.d_l.unsqueeze(1)), r.d_u.unsqueeze(1)
     new_l = new_u = bl = bu = None
     if la is not None:
         pos, neg = la.clamp(min=0), la.clamp(max=0)
@@ -583,11 +584,6 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
     # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
     general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
-    if hook is not None and (pooled or general):
-        bad = next(n for n in nodes if n.op in ("maxpool", *SCALAR_OPS, "mul"))
-        raise UnsupportedLayerError(
-            f"alpha-CROWN / branch and bound do not support {bad.op!r} yet (at {bad.name!r}); use method='crown' "
-            "or 'crown-ibp'")
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
     relax: dict[int, AnyRelax] = {}

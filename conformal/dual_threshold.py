@@ -320,8 +320,8 @@ class DualThreshold(Calibrator):
                 f"but got shape {tuple(fit_probs.shape)}"
             )
         self.num_classes_ = int(probs.shape[1])
+        g = check_generator(generator)  # checked even when the score is not randomised
         if self._randomize:
-            g = check_generator(generator)
             self.generator_ = g if g is not None else torch.Generator().manual_seed(0)
         self.threshold_ = conformal_quantile(
             self._score_fn(probs, labels, **self.score_kwargs, **self._u(probs.shape[0])), self.alpha)

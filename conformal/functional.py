@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import binom
 
+from certkit._ranks import pac_rank as _pac_rank
 from certkit._validation import Array, check_array, check_positive_int, check_probability, check_scores_1d
 from certkit.warnings import SmallCalibrationSetWarning
 
@@ -117,17 +117,7 @@ def pac_rank(n: int, epsilon: float, delta: float) -> int | None:
         >>> pac_rank(20, 0.1, 0.05) is None   # 0.9^20 = 0.12 > 0.05: 20 points are too few
         True
     """
-    n = check_positive_int(n, "n", minimum=1)
-    epsilon = check_probability(epsilon, "epsilon")
-    delta = check_probability(delta, "delta")
-    if binom.cdf(0, n, epsilon) > delta:
-        return None
-    k = int(binom.ppf(delta, n, epsilon))  # smallest k with cdf(k) >= delta
-    while k > 0 and binom.cdf(k, n, epsilon) > delta:
-        k -= 1
-    while k < n and binom.cdf(k + 1, n, epsilon) <= delta:
-        k += 1
-    return k
+    return _pac_rank(n, epsilon, delta)  # one implementation in the base, shared with certify.prompts
 
 
 def pac_quantile(scores: Array, epsilon: float, delta: float) -> float:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from certkit._params import Params
-from certkit._validation import check_eval_mode, check_positive, check_probability
+from certkit._validation import check_array, check_eval_mode, check_positive, check_probability
 from certkit.errors import NotCalibratedError
 from conformal.scores import ScoreFunction, get_score
 
@@ -126,8 +126,7 @@ class PTT(Params):
                 "Expected argument `holdout_scores` to be a non-empty (n,) tensor, but got "
                 f"{type(holdout_scores).__name__} {tuple(getattr(holdout_scores, 'shape', ()))}"
             )
-        if bool(torch.isnan(holdout_scores).any()):
-            raise ValueError("Expected argument `holdout_scores` to hold no NaN, but it contains NaN")
+        check_array(holdout_scores, "holdout_scores", kind="real")  # NaN/inf, bool and complex refused
         if (holdout_indices is None) != (calibration_indices is None):
             raise ValueError(
                 "Expected arguments `holdout_indices` and `calibration_indices` to be given together, "

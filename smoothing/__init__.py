@@ -31,7 +31,7 @@ from smoothing.dataset import (
     certify_dataset,
     plot_certified_accuracy,
 )
-from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, train_denoiser
+from smoothing.denoised import DenoisedClassifier, make_conv_denoiser, make_unet_denoiser, train_denoiser
 from smoothing.noise import GaussianNoise, LaplaceNoise, Noise, UniformNoise, convert_radius
 from smoothing.regression import SmoothedRegressionCertifier, smoothed_regression_bounds
 from smoothing.scores import ScoreFn, SmoothedScores, smoothed_scores
@@ -75,6 +75,7 @@ __all__ = [
     "info_nce",
     "karras_levels",
     "make_conv_denoiser",
+    "make_unet_denoiser",
     "min_predict_samples",
     "mixture_log_wealth",
     "plot_certified_accuracy",

@@ -284,6 +284,8 @@ def plot_certified_accuracy(
     import matplotlib.pyplot as plt
 
     curves = dict(results) if isinstance(results, Mapping) else {"": results}
+    for recs in curves.values():
+        _check_records(recs)
     norm = _common_norm([r for recs in curves.values() for r in recs])
     if radii is None:
         top = max((r.radius for recs in curves.values() for r in recs), default=1.0)

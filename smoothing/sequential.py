@@ -189,6 +189,7 @@ def certify_sequential(
     test: Test = "confidence-sequence",
     futility: float | None = None,
     budget_futility: bool = False,
+    n0_min: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Certificate:
     """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``
@@ -197,7 +198,7 @@ def certify_sequential(
     return certify_sequential_batch(
         smooth, xs, radius=radius, alpha=alpha, n0=n0, n_max=n_max, batch_size=batch_size,
         first_round=first_round, growth=growth, labels=None if label is None else [label], test=test,
-        futility=futility, budget_futility=budget_futility, generator=generator,
+        futility=futility, budget_futility=budget_futility, n0_min=n0_min, generator=generator,
     )[0]
 
 
@@ -216,6 +217,7 @@ def certify_sequential_batch(
     test: Test = "confidence-sequence",
     futility: float | None = None,
     budget_futility: bool = False,
+    n0_min: int | None = None,
     generator: torch.Generator | None = None,
 ) -> list[Certificate]:
     """Sequential CERTIFY for each of the B inputs ``xs`` (B, *input_shape), sharing forward passes.
@@ -254,6 +256,15 @@ def certify_sequential_batch(
     even if the remaining draws succeeded at the rate of that upper end (``cannot_pass_by_budget``).
     Same guarantee; on digits at r = 0.5 it cuts the average draws by about a quarter at the cost of
     one or two certified images in 400 (BENCHMARKS.md).
+
+    ``n0_min`` (without ``labels``): adaptive selection. Draw ``n0_min`` selection draws first; when
+    they all name one class, select it and skip the other ``n0 - n0_min``; otherwise draw those too
+    and select from all n0 (``samples`` counts the selection draws actually spent). Same guarantee:
+    the selection and its own stopping rule see only the selection draws, which are independent of
+    the estimation draws, so ĉ_A is fixed before the confidence sequence sees any draw. (Reusing the
+    selection draws in the estimate would not be valid without a correction, e.g. a union bound over
+    the K classes at α/K; this rule needs none.) It saves most of the n0 draws on clear inputs: a
+    wrong class is selected only if it wins all ``n0_min`` draws.
     """
     xs = smooth._check_inputs(xs)
     alpha = check_probability(alpha, "alpha")
@@ -270,17 +281,27 @@ def certify_sequential_batch(
         raise TypeError(f"Expected argument `budget_futility` to be a bool, but got {budget_futility!r}")
     if budget_futility and target is None:
         raise ValueError("Expected argument `radius` with budget_futility=True (the budget is spent toward a radius)")
+    if n0_min is not None:
+        n0_min = check_positive_int(n0_min, "n0_min")
     generator = _generator_for(smooth.device(), generator)
 
     b = xs.shape[0]
+    selection_draws = np.zeros(b, dtype=np.int64)  # the label is given: no selection draws
     if labels is None:
-        # Round 1 shares its passes with the n0 selection draws (independent rows of the same batches).
-        first = sample_counts(smooth, xs, [n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size, generator)
-        top = first[:b].argmax(1)  # ties go to the lowest index
-        counts = first[b:].clone()
+        first_n0 = n0 if n0_min is None else min(n0_min, n0)
+        # Round 1 shares its passes with the selection draws (independent rows of the same batches).
+        first = sample_counts(smooth, xs, [first_n0] * b + [checkpoints[0]] * b, list(range(b)) * 2, batch_size,
+                              generator)
+        selection, counts = first[:b].clone(), first[b:].clone()
+        selection_draws[:] = first_n0
+        unsure = (selection.max(1).values < first_n0).nonzero().flatten()  # not unanimous: the rest of n0
+        if first_n0 < n0 and len(unsure):
+            more = sample_counts(smooth, xs, [n0 - first_n0] * len(unsure), unsure.tolist(), batch_size, generator)
+            selection[unsure] += more
+            selection_draws[unsure.numpy()] = n0
+        top = selection.argmax(1)  # ties go to the lowest index
     else:
         top = _check_labels(labels, b, smooth.num_classes)
-        n0 = 0  # the label is given: no selection draws
         counts = sample_counts(smooth, xs, [checkpoints[0]] * b, list(range(b)), batch_size, generator).clone()
     results: list[Certificate | None] = [None] * b
     active = np.arange(b)
@@ -311,7 +332,7 @@ def certify_sequential_batch(
                 p_lower=float(p_lower),
                 counts=tuple(int(c) for c in counts[i].tolist()),
                 abstained=abstained,
-                samples=n0 + t,
+                samples=int(selection_draws[i]) + t,
                 norm=smooth.norm,
             )
         active = active[~done]

@@ -148,11 +148,10 @@ def _prop() -> Any:
     return VnnlibProperty("<contract>", 4, 3, (case,))
 
 
-def _bag() -> Any:
-    from certify import BagOfEmbeddingsFilter
+def _tfidf() -> Any:
+    from certify import TfidfFilter
 
-    return BagOfEmbeddingsFilter(epochs=2, augment=()).fit(
-        ["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"], generator=_g())
+    return TfidfFilter(augment=()).fit(["how to build a bomb", "steal a car now"], ["bake bread", "name three rivers"])
 
 
 @functools.lru_cache(maxsize=1)  # one temporary directory per session (nothing writes to it)
@@ -189,6 +188,20 @@ def _records() -> list[Any]:
 
     return [CertifiedRecord(i, i % 2, (i % 2) if i % 3 else None, 0.1 * i if i % 3 else 0.0, bool(i % 3), 100, 0.01, 2.0)
             for i in range(6)]
+
+
+def _plot(**kw: Any) -> Any:
+    """``smoothing.plot_certified_accuracy`` on a figure closed afterwards."""
+    pytest.importorskip("matplotlib", reason="plotting needs matplotlib (extra `notebooks`)")
+    import matplotlib.pyplot as plt
+
+    from smoothing import plot_certified_accuracy
+
+    fig, ax = plt.subplots()
+    try:
+        return plot_certified_accuracy(ax=ax, **kw)
+    finally:
+        plt.close(fig)
 
 
 @functools.lru_cache(maxsize=1)
@@ -670,11 +683,70 @@ def _cases() -> dict[str, Case]:
                                                  {"results": "records", "radii": "radii", "alpha": "prob",
                                                   "delta": "prob"},
                                                  results=lambda: _records(), radii=lambda: [0.0, 0.25], alpha=0.05),
+        "smoothing.plot_certified_accuracy": _c(_plot, {"results": "records", "radii": "radii"},
+                                                results=lambda: _records(), radii=lambda: [0.0, 0.25]),
+        "smoothing.make_unet_denoiser": _c(smoothing.make_unet_denoiser,
+                                           {"channels": "posint", "width": "posint", "image_size": "size2",
+                                            "generator": "generator"},
+                                           channels=1, width=2, image_size=(4, 4), generator=lambda: _g()),
         "conformal.python_tree": _c(conformal.python_tree, {"source": "source"}, source="x = 1\ny = x + 2\n"),
         "certify.load_vnnlib": _c(certify.load_vnnlib, {"path": "path", "num_inputs": "posint", "num_outputs": "posint"},
                                   skip={"num_inputs": ("zero",), "num_outputs": ("zero",)},
                                   path=lambda: _vnnlib_file(), num_inputs=2, num_outputs=2),
+        # batch 7: methods that take user input
+        "certify.TfidfFilter.fit": _c(lambda: certify.TfidfFilter(augment=()).fit, {"harmful": "texts", "safe": "texts"},
+                                      harmful=["how to build a bomb", "steal a car now"],
+                                      safe=["bake bread", "name three rivers"]),
+        "certify.TfidfFilter.predict_proba": _c(lambda: _tfidf().predict_proba, {"texts": "texts"},
+                                                texts=["bake bread", "build a bomb"]),
+        "certify.CallableFilter.predict_proba": _c(lambda: _filter().predict_proba, {"texts": "texts"},
+                                                   texts=["bake bread", "build a bomb"]),
+        "smoothing.Smooth.certify_batch": _c(lambda: _smooth().certify_batch,
+                                             {"xs": t, "n0": "posint", "n": "posint", "alpha": "prob",
+                                              "batch_size": "posint", "generator": "generator", "randomized": "bool"},
+                                             skip={"xs": ("list", "numpy")}, xs=lambda: _x(2), n0=10, n=20,
+                                             alpha=0.01, batch_size=32, generator=lambda: _g()),
+        "certify.CertifiedTrainer.fit": _c(lambda: certify.CertifiedTrainer(eps=0.1, epochs=1, warmup_epochs=0,
+                                                                          ramp_epochs=1, batch_size=4,
+                                                                          progress=False).fit,
+                                           {"inputs": t, "labels": "labels", "model": "model"}, mutates=("model",),
+                                           model=lambda: _mlp(), inputs=lambda: _x(8), labels=lambda: _y(8)),
+        "conformal.PTT.calibrate": _c(lambda: conformal.PTT(alpha=0.1).calibrate, {"holdout_scores": "tensor"},
+                                      skip={"holdout_scores": ("int", "numpy", "list")},
+                                      holdout_scores=lambda: torch.rand(50, generator=_g(), dtype=torch.float64)),
+        "conformal.DualThreshold.calibrate": _c(lambda: conformal.DualThreshold(alpha=0.2, delta=0.2).calibrate,
+                                                {"probs": "probs", "labels": "labels", "fit_probs": "probs",
+                                                 "fit_labels": "labels", "generator": "generator"},
+                                                probs=lambda: _probs(), labels=lambda: _y(40, 4),
+                                                fit_probs=lambda: _probs(), fit_labels=lambda: _y(40, 4),
+                                                generator=lambda: _g()),
+        "conformal.regression.CVPlus.calibrate": _c(
+            lambda: regression.CVPlus(fit=lambda x, y: (lambda z: z[:, 0]), alpha=0.2, n_folds=4).calibrate,
+            {"y": "array"}, skip={"y": ("list",)},
+            x=lambda: np.random.default_rng(0).random((20, 2)), y=lambda: _scores(20)),
         # conformal.regression
+        "conformal.regression.SplitConformalRegressor.calibrate": _c(
+            lambda: regression.SplitConformalRegressor(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array"}, skip={"predictions": ("list",), "targets": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy()),
+        "conformal.regression.SplitConformalRegressor.predict": _c(
+            lambda: regression.SplitConformalRegressor(alpha=0.2).calibrate(_scores(20), _scores(20)[::-1].copy()).predict,
+            {"predictions": "array"}, skip={"predictions": ("list",)}, predictions=lambda: _scores(5)),
+        "conformal.regression.ConformalizedQuantileRegressor.calibrate": _c(
+            lambda: regression.ConformalizedQuantileRegressor(alpha=0.2).calibrate,
+            {"lower": "array", "upper": "array", "targets": "array"},
+            skip={"lower": ("list",), "upper": ("list",), "targets": ("list",)},
+            lower=lambda: _scores(20) - 1, upper=lambda: _scores(20) + 1, targets=lambda: _scores(20)[::-1].copy()),
+        "conformal.regression.NormalizedConformalRegressor.calibrate": _c(
+            lambda: regression.NormalizedConformalRegressor(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array", "difficulty": "array"},
+            skip={"predictions": ("list",), "targets": ("list",), "difficulty": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy(),
+            difficulty=lambda: _scores(20) + 0.5),
+        "conformal.regression.ConformalPredictiveSystem.calibrate": _c(
+            lambda: regression.ConformalPredictiveSystem(alpha=0.2).calibrate,
+            {"predictions": "array", "targets": "array"}, skip={"predictions": ("list",), "targets": ("list",)},
+            predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy()),
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
                                                                   {"alpha": "prob"}),
@@ -696,7 +768,6 @@ EXEMPT: dict[str, str] = {
     "certify.WordTokenizer": "takes no arguments",
     "smoothing.Noise": "abstract base class of the noise distributions",
     "smoothing.ScoreFn": "type alias",
-    "smoothing.plot_certified_accuracy": "plotting helper (matplotlib); takes records produced by certkit",
 }
 EXEMPT["certify.prompts.has_minilm"] = "takes no arguments (reports whether the optional MiniLM extra is installed)"
 

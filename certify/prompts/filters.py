@@ -44,10 +44,10 @@ from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
+from certkit._ranks import pac_rank
 from certkit._validation import (
     check_positive,
     check_positive_int,
-    check_probability,
     check_scores_1d,
     generator_or_seed,
 )
@@ -685,24 +685,17 @@ class BagOfEmbeddingsFilter(FilterBase):
 def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
     """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
 
-    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), restated here because
-    ``certify`` never imports ``conformal``: with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
+    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), with the rank computed by the
+    base (``certkit._ranks.pac_rank``, the same function as ``conformal.pac_rank``; ``certify`` never
+    imports ``conformal``): with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
     calibration misses allowed, the threshold is the (k* + 1)-th smallest harmful score. If the
     n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
     harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
     """
     check_scores_1d(harmful_scores, "harmful_scores")
-    epsilon, delta = check_probability(epsilon, "epsilon"), check_probability(delta, "delta")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
-    n = len(p)
-    cdf, term, k_star = 0.0, (1.0 - epsilon) ** n, -1
-    for k in range(n + 1):
-        cdf += term
-        if cdf > delta:
-            break
-        k_star = k
-        term *= (n - k) / (k + 1) * epsilon / (1.0 - epsilon)
-    return -math.inf if k_star < 0 else float(p[k_star])
+    k_star = pac_rank(len(p), epsilon, delta)  # certkit's one implementation (conformal.pac_rank is the same)
+    return -math.inf if k_star is None else float(p[k_star])
 
 
 def has_minilm() -> bool:

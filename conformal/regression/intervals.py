@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from certkit._validation import Array
+from certkit._validation import Array, as_real_array, check_array
 from conformal.functional import _exact
 
 __all__ = ["PredictionIntervals"]
@@ -58,11 +58,12 @@ def _as_like(x: Any, like: Array, name: str) -> Array:
 def check_vector(x: Any, name: str, n: int | None = None, *, positive: bool = False) -> Array:
     """``x`` as a finite (N,) float numpy array or torch tensor (lists become numpy)."""
     if not isinstance(x, torch.Tensor):
-        if isinstance(x, np.ndarray | list | tuple):
-            x = np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
-        else:
+        if isinstance(x, list | tuple):
+            x = as_real_array(x, name)  # bools, complex numbers and strings refused, never cast
+        elif not isinstance(x, np.ndarray):
             raise TypeError(f"Expected argument `{name}` to be a numpy array or torch tensor of shape (N,), "
                             f"but got {type(x).__name__}")
+    check_array(x, name, kind="real", finite=False)  # O(1): bool, complex and string dtypes refused
     if x.ndim != 1:
         raise ValueError(f"Expected argument `{name}` to have shape (N,), but got {tuple(x.shape)}")
     if n is not None and x.shape[0] != n:

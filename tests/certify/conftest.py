@@ -5,6 +5,9 @@ min_{lo <= x <= hi} max_i (A_i f(x) - b_i)``: the property "no x in the box has 
 conjunction" holds iff the value is > 0. ``fixed`` maps (hidden layer index, neuron) to 1 (the
 pre-activation is >= 0) or 0 (<= 0): activation-pattern constraints. Returns +inf when the constraints are
 infeasible (no input has the pattern). Written independently of certify's code (it is the reference).
+
+``random_mlp(d_in, hidden, k, seed)`` builds the small float64 ReLU networks those tests decide (shared by
+``test_bab.py`` and ``test_nap.py``; import it as ``from tests.certify.conftest import random_mlp``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,22 @@ import torch
 from torch import nn
 
 Oracle = Callable[..., float]
+
+
+def random_mlp(d_in: int, hidden: tuple[int, ...], k: int, seed: int) -> nn.Sequential:
+    """A float64 ReLU MLP ``d_in -> hidden... -> k`` in eval mode: weights N(0, 1/fan_in), biases N(0, 0.01),
+    drawn from a generator seeded with ``seed`` (torch's global RNG is untouched)."""
+    g = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    d = d_in
+    for h in (*hidden, k):
+        lin = nn.Linear(d, h).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(h, d, generator=g, dtype=torch.float64) / math.sqrt(d))
+            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.1)
+        layers += [lin, nn.ReLU()]
+        d = h
+    return nn.Sequential(*layers[:-1]).eval()
 
 
 def milp_min(model: nn.Sequential, lo: np.ndarray, hi: np.ndarray,

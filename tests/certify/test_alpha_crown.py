@@ -80,15 +80,9 @@ def test_arguments() -> None:
 
 
 def test_intermediate_slopes_sound_and_never_looser_than_final_only() -> None:
-    """Optimising the slopes of every intermediate bound too (auto_LiRPA's full alpha-CROWN): sound by
-    sampling and PGD, never looser than optimising the final layer's slopes only, and tighter somewhere."""
-    import math
-
-    from certify._graph import cached_graph
-    from certify.alpha_crown import alpha_crown_bounds
-    from certify.api import margin_spec
-    from certify.ibp import InputRegion
-
+    """``alpha_intermediate=True`` (the slopes of every intermediate bound optimised too, as auto_LiRPA's
+    alpha-CROWN): sound by sampling and PGD, never looser than final-only alpha-CROWN nor than CROWN, and
+    tighter somewhere; the same option through verify, certified_radius and verified_accuracy."""
     torch.manual_seed(1)
     mlp = nn.Sequential(nn.Linear(10, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(),
                         nn.Linear(32, 4)).eval()
@@ -99,12 +93,11 @@ def test_intermediate_slopes_sound_and_never_looser_than_final_only() -> None:
         with torch.no_grad():
             y = model(x).argmax(1)
         k = int(model(x).shape[1])
-        graph = cached_graph(model, x, x.dtype)
-        region = InputRegion(x, torch.full((4,), eps), math.inf, (0.0, 1.0))
-        spec = margin_spec(y, k, x.dtype)
-        final, _ = alpha_crown_bounds(graph, region, spec, need_upper=False)
-        full, _ = alpha_crown_bounds(graph, region, spec, need_upper=False, intermediate=True)
-        assert (full >= final - 1e-6).all()
+        kw = {"domain": (0, 1), "iterations": 10}
+        crown = certify.margin_bounds(model, x, y, eps, domain=(0, 1)).lower.detach()
+        final = certify.margin_bounds(model, x, y, eps, method="alpha-crown", **kw).lower
+        full = certify.margin_bounds(model, x, y, eps, method="alpha-crown", alpha_intermediate=True, **kw).lower
+        assert (full >= final - 1e-6).all() and (full >= crown - 1e-6).all()
         gained += float((full - final).max())
         found = pgd_margins(model, x, y, eps, domain=(0, 1), steps=30, restarts=3,
                             generator=torch.Generator().manual_seed(0))
@@ -114,4 +107,28 @@ def test_intermediate_slopes_sound_and_never_looser_than_final_only() -> None:
             out = model(pts.reshape(-1, *shape)).reshape(4, 3000, k)
         margins = out.gather(2, y.view(4, 1, 1).expand(4, 3000, 1)) - out
         assert (margins >= full.unsqueeze(1) - 1e-5).all()
+        if model is mlp:
+            b = certify.bounds(model, x, eps, method="alpha-crown", alpha_intermediate=True, **kw)
+            b_final = certify.bounds(model, x, eps, method="alpha-crown", **kw)
+            assert (b.lower >= b_final.lower - 1e-6).all() and (b.upper <= b_final.upper + 1e-6).all()
+        v = certify.verify(model, x, y, eps, method="alpha-crown", alpha_intermediate=True, **kw)
+        v_final = certify.verify(model, x, y, eps, method="alpha-crown", **kw)
+        assert bool((v | ~v_final).all())
+        assert bool((v == ((full > 0) | torch.nn.functional.one_hot(y, k).bool()).all(1)).all())
     assert gained > 1e-3
+    model = _net(3)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    y = model(x).argmax(1)
+    r = certify.certified_radius(model, x, y, domain=(0, 1), method="alpha-crown", alpha_intermediate=True,
+                                 iterations=3, tol=0.05, max_eps=0.4)
+    r_final = certify.certified_radius(model, x, y, domain=(0, 1), method="alpha-crown", iterations=3, tol=0.05,
+                                       max_eps=0.4)
+    assert (r >= r_final - 0.051).all()
+    acc = certify.verified_accuracy(model, x, y, 0.05, domain=(0, 1), method="alpha-crown", alpha_intermediate=True,
+                                    iterations=3, progress=False)
+    assert acc >= float(certify.verify(model, x, y, 0.05, domain=(0, 1), method="alpha-crown", iterations=3)
+                        .float().mean())
+    with pytest.raises(ValueError, match="alpha_intermediate"):
+        certify.bounds(model, x, 0.1, alpha_intermediate=True)
+    with pytest.raises((ValueError, TypeError), match="alpha_intermediate"):
+        certify.verify(model, x, y, 0.1, method="alpha-crown", alpha_intermediate="yes")

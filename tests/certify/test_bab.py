@@ -13,22 +13,9 @@ from torch import nn
 
 import certify
 from certify.bab import verify_complete
+from tests.certify.conftest import random_mlp
 
 Oracle = Callable[..., Any]
-
-
-def _mlp(d_in: int, hidden: tuple[int, ...], k: int, seed: int) -> nn.Sequential:
-    g = torch.Generator().manual_seed(seed)
-    layers: list[nn.Module] = []
-    d = d_in
-    for h in (*hidden, k):
-        lin = nn.Linear(d, h).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(h, d, generator=g, dtype=torch.float64) / math.sqrt(d))
-            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.1)
-        layers += [lin, nn.ReLU()]
-        d = h
-    return nn.Sequential(*layers[:-1]).eval()
 
 
 def _properties(n_nets: int, per_net: int, seed: int) -> list[tuple[nn.Sequential, torch.Tensor, int, float, str]]:
@@ -37,7 +24,7 @@ def _properties(n_nets: int, per_net: int, seed: int) -> list[tuple[nn.Sequentia
     shapes = [(3, (12, 12)), (5, (16, 12)), (10, (16, 16)), (8, (24,))]
     for t in range(n_nets):
         d_in, hidden = shapes[t % len(shapes)]
-        net = _mlp(d_in, hidden, 3, seed * 100 + t)
+        net = random_mlp(d_in, hidden, 3, seed * 100 + t)
         split = "auto" if t % 2 == 0 else "relu"
         for _ in range(per_net):
             x = torch.rand(1, d_in, generator=g, dtype=torch.float64)
@@ -109,6 +96,21 @@ def test_fsb_branching_agrees_with_milp(milp_margin_oracle: Oracle) -> None:
         verify_complete(net, x, y, eps, branching="random")
 
 
+def test_intermediate_slopes_in_the_search_agree_with_milp(milp_margin_oracle: Oracle) -> None:
+    """``alpha_intermediate=True`` (intermediate bounds' slopes optimised at the root and in every batch of
+    sub-domains) decides the same properties as the exact MILP, by ReLU splitting."""
+    searched = 0
+    for net, x, y, eps, _ in _properties(1, 4, seed=4):
+        exact = milp_margin_oracle(net, x, y, eps)
+        r = verify_complete(net, x, y, eps, domain=(0, 1), timeout=60, split="relu", iterations=2, bab_iterations=2,
+                            attack_steps=0, attack_restarts=1, alpha_intermediate=True, batch_size=8)
+        assert r.verdict == ("verified" if exact > 0 else "falsified"), (exact, r)
+        searched += r.branches > 1
+    assert searched >= 1
+    with pytest.raises((ValueError, TypeError), match="alpha_intermediate"):
+        verify_complete(net, x, y, eps, alpha_intermediate="no")
+
+
 def test_l2_leaves_are_decided() -> None:
     """L2 balls: fully split (affine) domains are decided by the dual bound / primal check, so small networks
     get no "unknown"; a verified property resists PGD and sampling, a falsified one has a real counterexample."""
@@ -117,7 +119,7 @@ def test_l2_leaves_are_decided() -> None:
     g = torch.Generator().manual_seed(11)
     counts = {"verified": 0, "falsified": 0, "unknown": 0}
     for t in range(12):
-        net = _mlp(4, (6, 6), 3, seed=300 + t)
+        net = random_mlp(4, (6, 6), 3, seed=300 + t)
         x = torch.rand(1, 4, generator=g, dtype=torch.float64)
         y = int(net(x).argmax())
         eps = float(torch.rand((), generator=g, dtype=torch.float64)) * 0.4 + 0.05
@@ -145,7 +147,7 @@ def test_l2_leaves_are_decided() -> None:
 
 
 def test_timeout_returns_unknown() -> None:
-    net = _mlp(64, (256, 256, 256), 10, seed=5).float()
+    net = random_mlp(64, (256, 256, 256), 10, seed=5).float()
     x = torch.rand(1, 64, generator=torch.Generator().manual_seed(0))
     y = int(net(x).argmax())
     margins = [verify_complete(net, x, y, eps, domain=(0, 1), timeout=0.5) for eps in (0.03, 0.05)]
@@ -157,7 +159,7 @@ def test_timeout_returns_unknown() -> None:
 
 
 def test_result_is_frozen_and_arguments_checked() -> None:
-    net = _mlp(3, (8,), 2, seed=0)
+    net = random_mlp(3, (8,), 2, seed=0)
     x = torch.full((1, 3), 0.5, dtype=torch.float64)
     y = int(net(x).argmax())
     r = verify_complete(net, x, y, 0.01, domain=(0, 1), progress=False)
@@ -207,7 +209,7 @@ def _random_properties(n: int, seed: int) -> list[tuple[nn.Sequential, torch.Ten
     out = []
     for t in range(n):
         d_in, hidden = shapes[t % len(shapes)]
-        net = _mlp(d_in, hidden, 3, seed * 1000 + t).float()
+        net = random_mlp(d_in, hidden, 3, seed * 1000 + t).float()
         c = torch.rand(d_in, generator=g)
         w = torch.rand(d_in, generator=g) * 0.3 + 0.01
         lo, hi = c - w, c + w

@@ -15,22 +15,9 @@ from torch import nn
 import certify
 from certify.attacks import pgd_box_minimize
 from certify.nap import NAP, follows_nap, mine_naps, naps_overlap, relu_preactivations, verify_nap
+from tests.certify.conftest import random_mlp
 
 Oracle = Callable[..., Any]
-
-
-def _mlp(d_in: int, hidden: tuple[int, ...], k: int, seed: int) -> nn.Sequential:
-    g = torch.Generator().manual_seed(seed)
-    layers: list[nn.Module] = []
-    d = d_in
-    for h in (*hidden, k):
-        lin = nn.Linear(d, h).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(h, d, generator=g, dtype=torch.float64) / math.sqrt(d))
-            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.1)
-        layers += [lin, nn.ReLU()]
-        d = h
-    return nn.Sequential(*layers[:-1]).eval()
 
 
 def _data(net: nn.Module, n: int, d_in: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +27,7 @@ def _data(net: nn.Module, n: int, d_in: int, seed: int) -> tuple[torch.Tensor, t
 
 
 def test_mining_follows_the_delta_rule_and_is_deterministic() -> None:
-    net = _mlp(6, (16, 12), 3, seed=0)
+    net = random_mlp(6, (16, 12), 3, seed=0)
     x, _ = _data(net, 300, 6, seed=1)
     y = torch.randint(0, 3, (300,), generator=torch.Generator().manual_seed(3))  # any labels: the rule is per label
     naps = mine_naps(net, x, y, delta=0.9)
@@ -123,7 +110,7 @@ def _cases(n: int, seed: int) -> list[tuple[nn.Sequential, NAP, torch.Tensor, to
     out = []
     for t in range(n):
         d_in = (3, 5, 8)[t % 3]
-        net = _mlp(d_in, (10, 8), 3, seed=seed * 100 + t)
+        net = random_mlp(d_in, (10, 8), 3, seed=seed * 100 + t)
         x, y = _data(net, 200, d_in, seed=seed * 100 + t)
         naps = mine_naps(net, x, y, delta=0.9)
         c = int(y[int(torch.randint(0, 200, (1,), generator=g))])
@@ -176,7 +163,7 @@ def test_nap_verdicts_agree_with_milp_many(milp_oracle: Oracle) -> None:
 def test_nap_overlap_agrees_with_milp(milp_oracle: Oracle) -> None:
     seen = set()
     for t in range(8):
-        net = _mlp(4, (8, 6), 3, seed=50 + t)
+        net = random_mlp(4, (8, 6), 3, seed=50 + t)
         x, _ = _data(net, 300, 4, seed=t)
         y = (x[:, 0] * 3).long().clamp(max=2)  # classes by region of the input: patterns that differ
         naps = mine_naps(net, x, y, delta=0.75 if t % 2 else 0.95)
@@ -202,7 +189,7 @@ def test_nap_overlap_agrees_with_milp(milp_oracle: Oracle) -> None:
 
 
 def test_results_frozen_and_exported() -> None:
-    net = _mlp(3, (6,), 2, seed=0)
+    net = random_mlp(3, (6,), 2, seed=0)
     x, y = _data(net, 50, 3, seed=0)
     naps = certify.mine_naps(net, x, y, delta=0.8)
     pat = next(p for p in naps.patterns if p is not None)

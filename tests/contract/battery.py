@@ -119,6 +119,8 @@ BAD: dict[str, list[tuple[str, Any]]] = {
     "path": [("missing", "/nonexistent/certkit-contract"), ("int", 3), ("none", None), ("bytes", b"/tmp")],
     "parts": [("neg", (0.5, -0.1, 0.6)), ("sum", (0.5, 0.2)), ("nan", (math.nan, 0.5, 0.5)), ("str", "0.6"),
               ("empty", ())],
+    "texts": [("str", "one prompt"), ("bytes", [b"bake bread"]), ("none", None), ("int", [3])],
+    "size2": [("one", (4,)), ("small", (2, 4)), ("float", (4.0, 4)), ("str", "4x4"), ("bool", (True, 4))],
     "records": [("str", "records"), ("none", None), ("floats", [0.5, 0.25])],
     "radii": [("nan", [0.0, math.nan]), ("neg", [-0.5]), ("str", "0.5"), ("bool", [True])],
     "source": [("bytes", b"x = 1"), ("int", 3), ("none", None)],

@@ -154,18 +154,20 @@ def test_tie_abstains_early_and_batches_are_reproducible() -> None:
 
 
 def test_guarantee_on_a_model_over_many_inputs() -> None:
-    # 400 independent runs at p_A = target: wrong certificates (radius > exact) at most alpha often.
-    alpha = 0.05
+    # 2,000 independent runs through the real sampler on the half-space f(x) = [x_0 > 0] at p_A = target
+    # (exact radius 0.25): wrong certificates (wrong class or radius > exact) at most alpha often.
+    alpha, trials = 0.05, 2_000
     exact = 0.25
     x = torch.zeros(4)
     x[0] = exact
     smooth = Smooth(linear_model(), 2, SIGMA)
     certs = certify_sequential_batch(
-        smooth, x.repeat(400, 1), radius=exact, alpha=alpha, n0=10, n_max=3_000, batch_size=100_000,
+        smooth, x.repeat(trials, 1), radius=exact, alpha=alpha, n0=10, n_max=3_000, batch_size=100_000,
         generator=torch.Generator().manual_seed(4),
     )
-    wrong = sum(c.radius > exact for c in certs)
-    assert wrong <= int(binom.isf(1e-4, 400, alpha))
+    wrong = sum(c.label is not None and (c.label != 0 or c.radius > exact) for c in certs)
+    assert wrong <= int(binom.isf(1e-4, trials, alpha))
+    assert sum(c.label == 0 for c in certs) > 0.5 * trials  # power: most runs certify some radius
 
 
 @pytest.mark.parametrize(
@@ -203,19 +205,25 @@ def test_digits_sequential_matches_cohen_with_fewer_samples() -> None:
 
 def _stream_failures(
     p_top: float, target: float, alpha: float, n_max: int, n0: int, given: bool, seed: int, one_sided: bool = False,
-    budget: bool = False,
+    budget: bool = False, n0_min: int | None = None,
 ) -> float:
     """10^4 two-class streams, p(class 0) = p_top >= 1/2, checked on a fine schedule (growth 1.1).
 
     Without a label, n0 selection draws choose the class whose stream is then tested; with a label,
-    class 0 is given. A certificate fails when its L_τ exceeds the true probability of its class
-    (the wrong class, or class 0 at a radius above the exact one when p_top = target)."""
+    class 0 is given; with ``n0_min``, the adaptive selection of ``certify_sequential_batch`` (the first
+    n0_min draws decide when unanimous, else all n0). A certificate fails when its L_τ exceeds the true
+    probability of its class (the wrong class, or class 0 at a radius above the exact one when p_top = target)."""
     rng = np.random.default_rng(seed)
     streams = 10_000
     if given:
         chosen_p = np.full(streams, p_top)
-    else:
+    elif n0_min is None:
         chosen_p = np.where(rng.binomial(n0, p_top, streams) * 2 >= n0, p_top, 1 - p_top)
+    else:
+        first = rng.binomial(n0_min, p_top, streams)
+        total = first + rng.binomial(n0 - n0_min, p_top, streams)  # used only when the first draws disagree
+        class0 = np.where(first == n0_min, True, np.where(first == 0, False, total * 2 >= n0))
+        chosen_p = np.where(class0, p_top, 1 - p_top)
     s = np.zeros(streams)
     lower_at_stop = np.full(streams, np.nan)
     active = np.arange(streams)
@@ -257,6 +265,37 @@ def test_budget_futility_keeps_the_failure_rate_at_most_alpha(given: bool, one_s
     target = float(norm.cdf(0.25 / SIGMA))
     assert _stream_failures(target, target, alpha, 2_000, 10, given, seed=13, one_sided=one_sided,
                             budget=True) <= alpha + tolerance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("one_sided", [True, False], ids=["one-sided", "confidence-sequence"])
+def test_adaptive_selection_keeps_the_failure_rate_at_most_alpha(one_sided: bool) -> None:
+    # n0_min = 2 of n0 = 10: at p = 0.55 the two first draws often name the minority class, which must
+    # then not be certified; at p = target certifying the radius is exactly wrong. 10^4 streams each.
+    alpha, tolerance = 0.05, 3 * math.sqrt(0.05 * 0.95 / 10_000)
+    target = float(norm.cdf(0.25 / SIGMA))
+    assert _stream_failures(target, target, alpha, 2_000, 10, False, seed=14, one_sided=one_sided, budget=True,
+                            n0_min=2) <= alpha + tolerance
+    if not one_sided:
+        assert _stream_failures(0.55, None, alpha, 2_000, 10, False, seed=15, n0_min=2) <= alpha + tolerance  # type: ignore[arg-type]
+
+
+def test_adaptive_selection_skips_most_selection_draws_on_clear_inputs() -> None:
+    smooth = Smooth(linear_model(), 2, SIGMA)
+    xs = torch.zeros(3, 4)
+    xs[:, 0] = torch.tensor([1.0, -1.0, 0.0])  # clear class 0, clear class 1, a tie
+    kwargs = {"radius": 0.25, "n_max": 2_000, "batch_size": 100_000, "first_round": 16, "growth": 1.05}
+    full = certify_sequential_batch(smooth, xs, generator=torch.Generator().manual_seed(8), **kwargs)  # type: ignore[arg-type]
+    fast = certify_sequential_batch(smooth, xs, n0_min=8, generator=torch.Generator().manual_seed(8), **kwargs)  # type: ignore[arg-type]
+    assert [c.label for c in fast[:2]] == [0, 1] == [c.label for c in full[:2]]
+    for c, f in zip(full[:2], fast[:2]):  # 8 selection draws instead of 100, the same estimation draws
+        assert c.samples == 100 + sum(c.counts) and f.samples == 8 + sum(f.counts)
+    # The tie: the 8 first draws disagree (all but surely), so all 100 selection draws are spent.
+    assert fast[2].abstained and fast[2].samples == 100 + sum(fast[2].counts)
+    # Without n0_min the result is unchanged (the same draws as before the option existed).
+    assert full == certify_sequential_batch(smooth, xs, n0_min=None, generator=torch.Generator().manual_seed(8), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`n0_min`"):
+        certify_sequential(smooth, xs[0], n0_min=0)
 
 
 def test_budget_futility_gives_up_on_hopeless_inputs_sooner() -> None:
