@@ -13,9 +13,10 @@ conformal calibration split. Two rules:
 * ``rule="ltt"``: Learn then Test (Angelopoulos, Bates, Candès, Jordan, Lei 2021) with fixed-sequence
   testing of binomial p-values. The risk ``R(t) = P[y not in C(x) | accepted at t]`` is tested
   against ``H_t: R(t) > target`` on a grid fixed by the calibration split, from the strictest
-  threshold to the laxest, stopping at the first non-rejection. Guarantee: with probability
-  >= 1 - delta over the fit split, ``R(t_hat) <= target`` (if nothing is certified, every input
-  is abstained on and the statement is vacuous).
+  threshold to the laxest, stopping at the first non-rejection (:func:`conformal.ltt.learn_then_test`,
+  the one LTT implementation, on :func:`conformal.ltt.binomial_pvalue` of the misses among the accepted
+  inputs). Guarantee: with probability >= 1 - delta over the fit split, ``R(t_hat) <= target`` (if
+  nothing is certified, every input is abstained on and the statement is vacuous).
 
 Risk convention: each statistic is turned into a *risk* ``u`` (higher = less trustworthy, e.g.
 ``-top_prob``) and an input is abstained on when ``u >= t``.

@@ -170,3 +170,23 @@ def test_coverage_of_the_true_label_set_on_digits_over_500_splits() -> None:
         icp = LabelPowersetICP(alpha=alpha).calibrate(probs[perm[:n]], labels[perm[:n]])
         t = perm[n:]
         assert np.array_equal(icp.predict(probs[t]).contains(labels[t]), icp.contains(probs[t], labels[t]))
+
+
+def test_size_bound_then_exact_count_decide_the_budget() -> None:
+    from conformal.multilabel import _count_subsets, _size_bound
+
+    d = np.array([0.5, 0.5, 0.9, 0.9, 0.9, 0.9])
+    assert _size_bound(d, 1.0) == 1 + 6 + 15  # at most two costs fit together
+    assert _count_subsets(d, 1.0, cap=100) == 8  # {}, six singletons, {0.5, 0.5}
+    assert _count_subsets(d, 1.0, cap=3) > 3  # stops early once over the cap
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        p, y = _draw(rng, 60, 8)
+        icp = LabelPowersetICP(alpha=0.05).calibrate(p[:50], y[:50])
+        largest = int(icp.predict(p[50:]).sizes.max())
+        if largest < 2:
+            continue
+        same = LabelPowersetICP(alpha=0.05, max_size=largest).calibrate(p[:50], y[:50]).predict(p[50:])
+        assert np.array_equal(same.label_sets, icp.predict(p[50:]).label_sets)
+        with pytest.raises(ValueError, match="max_size"):
+            LabelPowersetICP(alpha=0.05, max_size=largest - 1).calibrate(p[:50], y[:50]).predict(p[50:])
