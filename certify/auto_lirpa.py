@@ -68,7 +68,14 @@ def _bounded_module(model: nn.Module, x: Tensor, bound_opts: dict[str, Any] | No
         return hit[1]
     dummy = torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
     kw = {"bound_opts": opts} if opts else {}
-    bm = al.BoundedModule(model, dummy, device=x.device, verbose=0, **kw)
+    # auto_LiRPA's conversion switches modules to training mode and does not switch them back when it
+    # fails: restore every module's mode, so that no call changes the user's model.
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        bm = al.BoundedModule(model, dummy, device=x.device, verbose=0, **kw)
+    finally:
+        for m, mode in modes:
+            m.training = mode
     _CACHE[model] = (key, bm)
     return bm
 

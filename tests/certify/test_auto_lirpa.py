@@ -165,3 +165,17 @@ def test_compare_crown_with_ibp_agrees_with_auto_lirpa(name: str, method: str, t
                 ours_m = certify.margin_bounds(model, x[sl], y[sl], eps, method=method, **kw)
                 ref_m = certify.margin_bounds(model, x[sl], y[sl], eps, method=f"auto_lirpa:{theirs}", **kw)
                 assert _rel(ours_m.lower, ref_m.lower) <= 1e-5 and _rel(ours_m.upper, ref_m.upper) <= 1e-5
+
+
+
+@needs_auto_lirpa
+def test_conversion_keeps_every_modules_mode() -> None:
+    # auto_LiRPA's conversion calls model.eval()/train() on the whole model (and may leave it switched when
+    # it fails): the adapter restores each module's own mode, so no call changes the user's model.
+    from certify.auto_lirpa import _bounded_module
+
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    model[2].train()  # a mixed-mode model (mode is irrelevant to a Linear's output)
+    modes = [m.training for m in model.modules()]
+    _bounded_module(model, torch.rand(2, 4))
+    assert [m.training for m in model.modules()] == modes
