@@ -26,6 +26,7 @@ protocol of the calibrators: ``SplitConformal``, ``ClassConditional``, ``PACPred
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 ScoreFunction = Callable[..., Array]
-_CHUNK_ROWS = 4096  # rows per block of the CPU fast paths: the block's temporaries stay in cache
+_CHUNK_ROWS = 16384  # rows per block of the CPU fast paths (numpy's per-call cost: fewer, larger blocks)
 
 
 def _to_torch(probs: Array) -> tuple[torch.Tensor, bool]:
@@ -122,21 +123,24 @@ def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | No
 
 
 def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_aps_label` on CPU float32/float64, in blocks of rows that stay in cache (~4x faster than the
-    whole-matrix torch expressions); the masses are summed in float64 like the cumulative sums of :func:`_aps_all`."""
+    """:func:`_aps_label` on CPU float32/float64, in blocks of rows: label j ranks at or above y iff
+    p_j >= q_j, with q_j = p_y for j <= y and the next float above p_y for j > y (so ties count only up to y),
+    one comparison per entry; the masses are summed in float64 like the cumulative sums of :func:`_aps_all`."""
     n, k = p.shape
     scores, ranks = np.empty(n, dtype=p.dtype), np.empty(n, dtype=np.int64)
     idx = np.arange(k)
-    for a in range(0, n, _CHUNK_ROWS):
-        pc, yc = p[a : a + _CHUNK_ROWS], y[a : a + _CHUNK_ROWS, None]
+    rows = min(n, _CHUNK_ROWS)
+    ahead, kept = np.empty((rows, k), dtype=bool), np.empty((rows, k), dtype=p.dtype)
+    for a in range(0, n, rows):
+        pc, yc = p[a : a + rows], y[a : a + rows, None]
+        b = pc.shape[0]
         py = np.take_along_axis(pc, yc, 1)
-        ahead = pc > py
-        tie = pc == py
-        tie &= idx <= yc
-        ahead |= tie
-        mass = np.where(ahead, pc, 0).sum(1, dtype=np.float64).astype(p.dtype)
-        scores[a : a + _CHUNK_ROWS] = mass - u[a : a + _CHUNK_ROWS] * py[:, 0]
-        ranks[a : a + _CHUNK_ROWS] = np.count_nonzero(ahead, axis=1)
+        q = np.where(idx > yc, np.nextafter(py, p.dtype.type(np.inf)), py)
+        np.greater_equal(pc, q, out=ahead[:b])
+        np.multiply(pc, ahead[:b], out=kept[:b])
+        mass = torch.from_numpy(kept[:b]).sum(1, dtype=torch.float64).numpy().astype(p.dtype)
+        scores[a : a + b] = mass - u[a : a + b] * py[:, 0]
+        ranks[a : a + b] = torch.from_numpy(ahead[:b].view(np.uint8)).sum(1).numpy()
     return scores, ranks
 
 
@@ -425,22 +429,64 @@ def get_score(score: str | ScoreFunction) -> ScoreFunction:
     return _SCORES[score]
 
 
-def _prefix_mask(pc: np.ndarray, desc: np.ndarray, t: np.ndarray, uc: np.ndarray | None,
-                 pen: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sets of one block of rows from their (rows, K) descending sorted values: (mask, m, rows to redo)."""
-    mm = desc.shape[1]
-    s = np.cumsum(desc, axis=1, dtype=np.float64).astype(pc.dtype)
-    if uc is not None:
-        s -= uc[:, None] * desc
+def _rank_penalty(k: int, k_reg: int, lam: float, dtype: torch.dtype) -> torch.Tensor:
+    """(K,) RAPS penalties of ranks 1..K, rounded exactly as :func:`raps` computes them (torch's scalar product)."""
+    return lam * (torch.arange(1, k + 1) - k_reg).clamp(min=0).to(dtype)
+
+
+def _set_sizes(buf: np.ndarray, k: int, t: np.ndarray, u: np.ndarray, pen: np.ndarray | None,
+               width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Set sizes m (B,) of a block of rows, and the rows to redo, from their sorted values.
+
+    ``buf`` is (B, P + 2) with P a multiple of ``width``: rank r (1 = largest) of a row sits in column
+    P + 1 - r, ranks beyond K and the two end columns (ranks 0 and P + 1) hold 0.
+
+    The score of rank r is s_r = fl(fl(S_r) - fl(u p_(r))) [+ pen_r], with S_r the float64 running sum of
+    the r largest values (torch's cumsum); s_r is non-decreasing in r also after rounding (each step is a
+    monotone rounded operation of non-decreasing arguments), so the set is the top m, m = #{r : s_r <= t}.
+    S_r is computed here in another order: sums of blocks of ``width`` ranks, their running sum, then the
+    running sum inside the window of ranks where the scores cross t. Each is within gamma_K S_K of the
+    exact sum, so the reference S_r lies in [S - d, S + d], d = 2 gamma_K S_K; every rounded operation being
+    monotone, the reference score lies between the scores of S - d and S + d. m is accepted when rank m
+    is in for S + d and rank m + 1 is out for S - d; otherwise (a score within ~1e-14 of t) the row is redone.
+    """
+    b, kp = buf.shape[0], buf.shape[1] - 2
+    nb = kp // width
+    dtype = buf.dtype.type
+    sums = torch.from_numpy(buf).narrow(1, 1, kp).unflatten(1, (nb, width)).sum(2, dtype=torch.float64).numpy()
+    cum = np.zeros((b, nb + 1))
+    np.cumsum(sums[:, ::-1], axis=1, out=cum[:, 1:])  # cum[:, j]: mass of the top j * width ranks
+    pen_r = np.zeros(kp + 2, dtype=buf.dtype)  # penalty by rank 0 .. P + 1 (ranks beyond K never count)
     if pen is not None:
-        s += pen[:mm]
-    inside = s <= t
-    m = inside.sum(1)
-    rows = np.arange(len(pc))
-    cut = np.where(m > 0, desc[rows, np.maximum(m - 1, 0)], np.inf).astype(pc.dtype)
-    mask = pc >= cut[:, None]
-    redo = (mask.sum(1) != m) | (inside[:, 1:] & ~inside[:, :-1]).any(1)
-    return mask, m, redo
+        pen_r[1 : k + 1] = pen
+        pen_r[k + 1 :] = pen[-1] if k else 0
+    end_scores = cum[:, 1:] - u[:, None] * buf[:, 1 : kp + 1 : width][:, ::-1]  # at ranks width, 2 width, ...
+    if pen is not None:
+        end_scores += pen_r[width : kp + 1 : width]
+    j = np.minimum((end_scores <= t).sum(1), nb - 1)  # the first block whose last score exceeds t (approx.)
+    rows = np.arange(b)
+    # the window of ranks j * width .. (j + 1) * width + 1: the block, the rank before it and the rank after it
+    win = np.lib.stride_tricks.sliding_window_view(buf, width + 2, axis=1)[rows, kp - (j + 1) * width][:, ::-1]
+    win_s = np.empty((b, width + 2))
+    win_s[:, 0] = cum[rows, j]
+    np.cumsum(win[:, 1:], axis=1, dtype=np.float64, out=win_s[:, 1:])
+    win_s[:, 1:] += win_s[:, :1]
+    up = (u[:, None] * win).astype(dtype, copy=False)
+    win_r = j[:, None] * width + np.arange(width + 2)
+    mid = win_s.astype(dtype) - up
+    if pen is not None:
+        mid += pen_r[win_r]
+    m = np.minimum(j * width + (mid[:, 1 : width + 1] <= t).sum(1), k)
+    # decide ranks m and m + 1 exactly
+    d = (2.0 * k + 8.0) * 2.0**-53 * cum[:, nb]  # 2 gamma_K S_K, and the rounding of S +- d itself
+    pos = m - j * width  # window position of rank m (0 .. width)
+    s_in = (win_s[rows, pos] + d).astype(dtype) - up[rows, pos]
+    s_out = (win_s[rows, pos + 1] - d).astype(dtype) - up[rows, pos + 1]
+    if pen is not None:
+        s_in += pen_r[m]
+        s_out += pen_r[m + 1]
+    redo = ~(((m == 0) | (s_in <= t)) & ((m == k) | (s_out > t)))
+    return m, redo
 
 
 def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_reg: int = 0,
@@ -449,12 +495,14 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
 
     The score of the label at rank r (descending probability, ties by index) is
     C_r - u p_(r) + lam max(0, r - k_reg), with C_r the cumulative mass of the top r labels: it is
-    non-decreasing in r, so each set is the top m labels, m = #{r : score_r <= threshold}. Rows are
-    processed in blocks of 4,096 (the temporaries stay in cache): numpy's vectorised sort of the
-    values (no argsort), cumulative sums, then one comparison ``p >= p_(m)`` per entry. Rows where
-    the cut meets a tie or rounding breaks the monotonicity are recomputed by the full argsort. Identical membership to
-    ``prediction_mask(aps(probs, u=u), threshold)`` (``raps`` with ``lam > 0``), tested bit for bit;
-    the cumulative sums accumulate in float64 as torch's ``cumsum`` does.
+    non-decreasing in r (also after rounding), so each set is the top m labels, m = #{r : score_r <= threshold}.
+    Rows are processed in blocks: numpy's vectorised sort of the values (no argsort), sums of blocks of
+    ~sqrt(K) ranks, the running sum only inside the block where the scores cross the threshold, an
+    error bound that decides the two ranks at the cut exactly, then one comparison ``p >= p_(m)`` per
+    entry (:func:`_set_sizes`). Rows whose cut meets a tie, whose scores lie within the error bound of
+    the threshold, or that hold values outside [0, inf) are recomputed by the full argsort. Identical
+    membership to ``prediction_mask(aps(probs, u=u), threshold)`` (``raps`` with ``lam > 0``), tested
+    bit for bit on random, tied and adversarial (threshold equal to a score) inputs.
 
     Args:
         probs: (N, K) float32/float64 probabilities (numpy, or a CPU tensor).
@@ -472,26 +520,36 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
     p = probs.detach().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
     n, k = p.shape
     t = _directed_cast(threshold, p.dtype, down=True)
-    uu = None
+    uu = np.zeros(n, dtype=p.dtype)
     if u is not None:
         uu = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)).astype(p.dtype).reshape(-1)
-    pen = np.asarray(lam * np.maximum(0, np.arange(1, k + 1) - k_reg), dtype=p.dtype) if lam else None
+    pen_t = _rank_penalty(k, k_reg, lam, torch.from_numpy(p[:0]).dtype) if lam else None
+    pen = None if pen_t is None else pen_t.numpy()
+    width = max(1, math.isqrt(k))
+    kp = -(-k // width) * width
     mask = np.empty((n, k), dtype=bool)
+    if k == 0 or n == 0:
+        return torch.from_numpy(mask) if is_torch else mask
+    buf = np.zeros((min(n, _CHUNK_ROWS), kp + 2), dtype=p.dtype)
+    lo_col = kp + 1 - k  # the column of rank K (the smallest value)
     for a in range(0, n, _CHUNK_ROWS):
         b = min(n, a + _CHUNK_ROWS)
-        pc = p[a:b]
-        uc = None if uu is None else uu[a:b]
-        # numpy's vectorised sort of the values; a partial selection of the top m labels (torch.topk, or
-        # np.partition + a sort of the m) measured slower than this full sort for K = 100 (see BENCHMARKS.md)
-        desc = np.sort(pc, axis=1)[:, ::-1]
-        mask_c, _, redo = _prefix_mask(pc, desc, t, uc, pen, k)
-        if redo.any():  # ties at the cut or non-monotone rounding: the full argsort decides
+        pc, uc, bb = p[a:b], uu[a:b], buf[: b - a]
+        vals = bb[:, lo_col : kp + 1]
+        vals[...] = pc
+        vals.sort(axis=1)  # numpy's vectorised sort of the values (no argsort), ascending
+        rows = np.arange(b - a)
+        m, redo = _set_sizes(bb, k, t, uc, pen, width)
+        cut = np.where(m > 0, bb[rows, kp + 1 - m], np.inf).astype(p.dtype)  # p_(m), the m-th largest
+        below = bb[rows, kp - m]  # p_(m + 1) (a zero column when m = K)
+        redo |= (m > 0) & (m < k) & (cut == below)  # a tie straddles the cut: ranks by index decide
+        redo |= ~np.isfinite(bb[:, kp]) | (bb[:, lo_col] < 0)  # values outside [0, inf) (NaN sorts last)
+        np.greater_equal(pc, cut[:, None], out=mask[a:b])
+        if redo.any():  # the full argsort decides
             idx = np.flatnonzero(redo)
             sub = torch.from_numpy(np.ascontiguousarray(pc[idx]))
-            u_sub = torch.zeros(len(idx), dtype=sub.dtype) if uc is None else torch.from_numpy(uc[idx])
-            full, ranks = _aps_all(sub, u_sub)
-            if lam:
-                full = full + lam * (ranks - k_reg).clamp(min=0).to(sub.dtype)
-            mask_c[idx] = full.numpy() <= t
-        mask[a:b] = mask_c
+            full, ranks = _aps_all(sub, torch.from_numpy(uc[idx]))
+            if pen_t is not None:
+                full = full + pen_t[ranks - 1]
+            mask[a + idx] = full.numpy() <= t
     return torch.from_numpy(mask) if is_torch else mask

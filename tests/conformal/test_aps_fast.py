@@ -57,3 +57,66 @@ def test_blocks_of_rows_equal_full_sort(monkeypatch: pytest.MonkeyPatch, coarse:
             assert torch.equal(aps_set_mask(p, t, u=u, lam=lam, k_reg=k_reg), ref)
     y = torch.randint(0, 30, (4000,), generator=g)
     torch.testing.assert_close(aps(p, y, u=u.float()), aps(p, u=u.float())[torch.arange(4000), y], atol=1e-6, rtol=0)
+
+
+def _reference(p: torch.Tensor, t: float, u: torch.Tensor, lam: float, k_reg: int) -> torch.Tensor:
+    return prediction_mask(raps(p, u=u, lam=lam, k_reg=k_reg) if lam else aps(p, u=u), t)
+
+
+def _cases(dtype: torch.dtype, k: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    n = 300
+    flat = torch.softmax(0.05 * torch.randn(n, k, generator=g, dtype=dtype), -1)
+    confident = torch.softmax(40 * torch.randn(n, k, generator=g, dtype=dtype), -1)  # many tiny, some zero
+    medium = torch.softmax(3 * torch.randn(n, k, generator=g, dtype=dtype), -1)
+    tied = torch.round(medium * 6) + 1e-3
+    tied = tied / tied.sum(1, keepdim=True)
+    uniform = torch.full((n, k), 1.0 / k, dtype=dtype)
+    onehot = torch.zeros(n, k, dtype=dtype)
+    onehot[:, 0] = 1
+    return {"flat": flat, "confident": confident, "medium": medium, "tied": tied, "uniform": uniform,
+            "onehot": onehot}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [2, 3, 7, 10, 37, 100])
+def test_equal_to_full_sort_on_adversarial_thresholds(dtype: torch.dtype, k: int) -> None:
+    """Thresholds equal to scores the full sort computes (the cut falls exactly on a score), the scores' float
+    neighbours, and the threshold of a very confident model: membership identical, float32 and float64."""
+    g = torch.Generator().manual_seed(k)
+    for name, p in _cases(dtype, k, g).items():
+        u = torch.rand(p.shape[0], generator=g, dtype=torch.float64)
+        for lam, k_reg in ((0.0, 0), (0.01, 5), (0.3, 1)):
+            ref_scores = raps(p, u=u, lam=lam, k_reg=k_reg) if lam else aps(p, u=u)
+            picks = ref_scores.flatten()[torch.randint(0, ref_scores.numel(), (4,), generator=g)]
+            ts = [0.0, 0.5, 0.9, 0.99998, 1.0, 2.0]
+            for s in picks.tolist():
+                ts += [s, float(np.nextafter(s, np.inf)), float(np.nextafter(s, -np.inf)),
+                       float(np.nextafter(np.float32(s), np.float32(np.inf)))]
+            for t in ts:
+                got = aps_set_mask(p, t, u=u, lam=lam, k_reg=k_reg)
+                assert torch.equal(got, _reference(p, t, u, lam, k_reg)), (name, lam, t)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fast_path_decides_confident_and_flat_rows(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """Without ties at the cut, almost no row falls back to the full argsort, for a confident model (threshold
+    near 1: nearly every label needed) and for flat probabilities (threshold in the middle)."""
+    import conformal.scores as sc
+
+    redone = []
+    full_sort = sc._aps_all
+
+    def counting(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        redone.append(p.shape[0])
+        return full_sort(p, u)
+
+    monkeypatch.setattr(sc, "_aps_all", counting)
+    g = torch.Generator().manual_seed(3)
+    for temp, t in ((3.0, 0.99998), (40.0, 0.9), (40.0, 0.99998), (0.05, 0.5), (0.05, 0.95)):
+        p = torch.softmax(temp * torch.randn(5000, 100, generator=g, dtype=dtype), -1)
+        u = torch.rand(5000, generator=g, dtype=torch.float64)
+        for lam in (0.0, 0.01):
+            ref = _reference(p, t, u, lam, 5)
+            redone.clear()
+            assert torch.equal(aps_set_mask(p, t, u=u, lam=lam, k_reg=5), ref)
+            assert sum(redone) <= 5, (temp, t, lam, redone)
