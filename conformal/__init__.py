@@ -15,7 +15,13 @@ from conformal.dual_threshold import AbstainingSets, DualThreshold, DualThreshol
 from conformal.functional import conformal_quantile, conformal_rank, pac_quantile, pac_rank, prediction_mask
 from conformal.ltt import LTTResult, binomial_pvalue, hoeffding_bentkus_pvalue, learn_then_test
 from conformal.model import predict_proba
-from conformal.multilabel import LabelPowersetICP, LabelSetRegions, label_powerset_regions, label_set_scores
+from conformal.multilabel import (
+    ForcedPrediction,
+    LabelPowersetICP,
+    LabelSetRegions,
+    label_powerset_regions,
+    label_set_scores,
+)
 from conformal.pac import PACPredictionSet
 from conformal.ptt import PTT
 from conformal.pvalues import conformal_pvalues, pvalue_mask
@@ -53,6 +59,7 @@ __all__ = [
     "ConformalRiskControl",
     "DualThreshold",
     "DualThresholdReport",
+    "ForcedPrediction",
     "LTTResult",
     "LabelPowersetICP",
     "LabelSetRegions",

@@ -138,9 +138,10 @@ def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray) -> tuple[np.nd
         q = np.where(idx > yc, np.nextafter(py, p.dtype.type(np.inf)), py)
         np.greater_equal(pc, q, out=ahead[:b])
         np.multiply(pc, ahead[:b], out=kept[:b])
-        mass = torch.from_numpy(kept[:b]).sum(1, dtype=torch.float64).numpy().astype(p.dtype)
+        # numpy's einsum, not torch's sum: torch's parallel reductions spin on a loaded machine
+        mass = np.einsum("ij->i", kept[:b], dtype=np.float64).astype(p.dtype)
         scores[a : a + b] = mass - u[a : a + b] * py[:, 0]
-        ranks[a : a + b] = torch.from_numpy(ahead[:b].view(np.uint8)).sum(1).numpy()
+        ranks[a : a + b] = np.einsum("ij->i", ahead[:b].view(np.uint8), dtype=np.int64)
     return scores, ranks
 
 
@@ -453,9 +454,9 @@ def _set_sizes(buf: np.ndarray, k: int, t: np.ndarray, u: np.ndarray, pen: np.nd
     b, kp = buf.shape[0], buf.shape[1] - 2
     nb = kp // width
     dtype = buf.dtype.type
-    sums = torch.from_numpy(buf).narrow(1, 1, kp).unflatten(1, (nb, width)).sum(2, dtype=torch.float64).numpy()
-    cum = np.zeros((b, nb + 1))
-    np.cumsum(sums[:, ::-1], axis=1, out=cum[:, 1:])  # cum[:, j]: mass of the top j * width ranks
+    sums = np.einsum("ijk->ij", buf[:, 1 : kp + 1].reshape(b, nb, width), dtype=np.float64)
+    groups = np.arange(nb)[:, None]  # sums[:, g]: the block of ranks (nb - 1 - g) * width + 1 .. (nb - g) * width
+    cum = sums @ (groups >= nb - np.arange(nb + 1)).astype(np.float64)  # cum[:, j]: mass of the top j * width ranks
     pen_r = np.zeros(kp + 2, dtype=buf.dtype)  # penalty by rank 0 .. P + 1 (ranks beyond K never count)
     if pen is not None:
         pen_r[1 : k + 1] = pen
@@ -467,10 +468,9 @@ def _set_sizes(buf: np.ndarray, k: int, t: np.ndarray, u: np.ndarray, pen: np.nd
     rows = np.arange(b)
     # the window of ranks j * width .. (j + 1) * width + 1: the block, the rank before it and the rank after it
     win = np.lib.stride_tricks.sliding_window_view(buf, width + 2, axis=1)[rows, kp - (j + 1) * width][:, ::-1]
-    win_s = np.empty((b, width + 2))
-    win_s[:, 0] = cum[rows, j]
-    np.cumsum(win[:, 1:], axis=1, dtype=np.float64, out=win_s[:, 1:])
-    win_s[:, 1:] += win_s[:, :1]
+    at = np.arange(width + 2)
+    running = ((at[:, None] <= at) & (at[:, None] >= 1)).astype(np.float64)  # window positions 1 .. i
+    win_s = win.astype(np.float64) @ running + cum[rows, j][:, None]  # S of each rank of the window
     up = (u[:, None] * win).astype(dtype, copy=False)
     win_r = j[:, None] * width + np.arange(width + 2)
     mid = win_s.astype(dtype) - up

@@ -190,3 +190,32 @@ def test_size_bound_then_exact_count_decide_the_budget() -> None:
         assert np.array_equal(same.label_sets, icp.predict(p[50:]).label_sets)
         with pytest.raises(ValueError, match="max_size"):
             LabelPowersetICP(alpha=0.05, max_size=largest - 1).calibrate(p[:50], y[:50]).predict(p[50:])
+
+
+@pytest.mark.parametrize("score", ["manhattan", "euclidean"])
+def test_forced_prediction_equals_brute_force(score: str) -> None:
+    """Forced prediction (largest p-value), credibility and confidence (1 - the second largest) equal those of
+    enumerating every label set, on random and tied/saturated probabilities."""
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        k = int(rng.integers(1, 7))
+        p_cal, y_cal = _draw(rng, int(rng.integers(5, 60)), k)
+        p_test = _draw(rng, 10, k)[0] if trial % 2 else rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(10, k))
+        icp = LabelPowersetICP(alpha=0.1, score=score).calibrate(p_cal, y_cal)  # type: ignore[arg-type]
+        forced = icp.forced_prediction(p_test)
+        pv = icp.pvalues(p_test, _all_sets(k))
+        top2 = -np.sort(-pv, axis=1)[:, :2]
+        np.testing.assert_array_equal(forced.credibility, top2[:, 0])
+        np.testing.assert_array_equal(forced.confidence, 1.0 - top2[:, 1])
+        mine = icp.pvalues(p_test, forced.label_sets[:, None, :])[:, 0]
+        np.testing.assert_array_equal(mine, top2[:, 0])  # the forced set has the largest p-value
+
+
+def test_forced_prediction_without_enumerating_many_labels() -> None:
+    rng = np.random.default_rng(8)
+    p_cal, y_cal = _draw(rng, 200, 200)
+    icp = LabelPowersetICP(alpha=0.1).calibrate(p_cal, y_cal)
+    forced = icp.forced_prediction(_draw(rng, 5, 200)[0])
+    assert forced.label_sets.shape == (5, 200)
+    assert ((forced.credibility > 0) & (forced.credibility <= 1) & (forced.confidence >= 0)).all()
+    assert (forced.confidence >= 1 - forced.credibility).all()  # the runner-up's p-value is at most the forced one's
