@@ -6,7 +6,8 @@ SAPS where they have them); the peers run when importable (``PYTHONPATH=/tmp/pee
 without its top-level package, whose graph/LLM modules need torch_geometric and transformers, and needs a stub
 ``torchsort`` on the path, which only its training losses use).
 
-Run: ``PYTHONPATH=/tmp/peers:/tmp/peers_stubs .venv/bin/python benchmarks/bench_conformal.py [--n 1000000]``;
+Run: ``PYTHONPATH=.:/tmp/peers:/tmp/peers_stubs .venv/bin/python benchmarks/bench_conformal.py [--n 1000000]
+[--skip mapie-raps]`` (MAPIE's RAPS needs several GB at 10^6 rows);
 ``--peer-expected`` prints the fixed expected numbers of tests/conformal/test_peer_agreement.py.
 """
 
@@ -91,7 +92,7 @@ def identity_classifier(k: int) -> Any:
     return Identity(k).fit(None, None)
 
 
-def main(n: int = 1_000_000, k: int = 100) -> None:
+def main(n: int = 1_000_000, k: int = 100, skip: tuple[str, ...] = ()) -> None:
     g = torch.Generator().manual_seed(0)
     cal = torch.softmax(3 * torch.randn(n, k, generator=g), -1)
     test = torch.softmax(3 * torch.randn(n, k, generator=g), -1)
@@ -146,6 +147,10 @@ def main(n: int = 1_000_000, k: int = 100) -> None:
 
         est = identity_classifier(k)
         for score, name in (("thr", "lac"), ("aps", "aps"), ("raps", "raps")):
+            if f"mapie-{name}" in skip:
+                print(f"MAPIE {mapie_pkg.__version__} {name}: skipped (--skip)")
+                continue
+
             def run_m(name: str = name) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -198,8 +203,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--peer-expected", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], help="peer cases to leave out, e.g. mapie-raps (its memory)")
     args = ap.parse_args()
     if args.peer_expected:
         peer_expected()
     else:
-        main(n=args.n)
+        main(n=args.n, skip=tuple(args.skip))

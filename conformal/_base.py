@@ -47,6 +47,7 @@ from conformal.scores import (
     aps_set_mask,
     get_score,
     margin,
+    rank_set_mask,
     raps,
     saps,
     thr,
@@ -228,7 +229,8 @@ class ScoreCalibrator(Calibrator):
         return None
 
     def _sorted_values_path(self, probs: Array, threshold: Any) -> bool:
-        if self._score_fn not in (aps, raps) or not set(self.score_kwargs) <= {"k_reg", "lam"}:
+        own = {aps: {"k_reg", "lam"}, raps: {"k_reg", "lam"}, saps: {"lam"}, topk: set()}.get(self._score_fn)
+        if own is None or not set(self.score_kwargs) <= own:
             return False
         if isinstance(threshold, np.ndarray | torch.Tensor) and np.ndim(threshold) > 0:
             return False
@@ -276,11 +278,15 @@ class ScoreCalibrator(Calibrator):
             # one pass: 1 - p <= t  <=>  p >= p*(t), exactly (conformal.scores.thr_probability_cut)
             mask = at_least(probs, thr_probability_cut(threshold, probs.dtype))
         elif self._sorted_values_path(probs, threshold):
-            # APS/RAPS sets are top-m prefixes: sorted values + one comparison, no argsort (identical sets)
+            # APS/RAPS/SAPS/TopK sets are top-m prefixes: sorted values + one comparison, no argsort (identical sets)
             kw = dict(self.score_kwargs)
-            if self._score_fn is raps:
-                kw = {"k_reg": kw.get("k_reg", 5), "lam": kw.get("lam", 0.01)}
-            mask = aps_set_mask(probs, float(threshold), u=self._draw_u(probs.shape[0], generator).get("u"), **kw)
+            u = self._draw_u(probs.shape[0], generator).get("u")
+            if self._score_fn in (saps, topk):
+                mask = rank_set_mask(probs, float(threshold), score=self._score_fn, u=u, lam=kw.get("lam", 0.2))
+            else:
+                if self._score_fn is raps:
+                    kw = {"k_reg": kw.get("k_reg", 5), "lam": kw.get("lam", 0.01)}
+                mask = aps_set_mask(probs, float(threshold), u=u, **kw)
         else:
             mask = prediction_mask(self._checked_scores(probs, generator=generator), threshold)
         if mask.shape[0] >= _FULL_SETS_MIN_N and bool(mask.all()):

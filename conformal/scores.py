@@ -51,6 +51,7 @@ __all__ = [
     "cross_entropy",
     "get_score",
     "margin",
+    "rank_set_mask",
     "raps",
     "saps",
     "thr",
@@ -237,6 +238,8 @@ def _ranks_all(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _ranks_label(p: torch.Tensor, labels: Array) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) 1-based ranks of the given labels (same order as :func:`_ranks_all`, without sorting) and (N,) top p."""
     _, ranks = _aps_label(p, labels, torch.zeros(p.shape[0], dtype=p.dtype, device=p.device))
+    if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.shape[0] and p.shape[1]:
+        return ranks, torch.from_numpy(p.detach().numpy().max(1))  # numpy: torch's parallel max spins under load
     return ranks, p.max(1).values
 
 
@@ -551,5 +554,84 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
             full, ranks = _aps_all(sub, torch.from_numpy(uc[idx]))
             if pen_t is not None:
                 full = full + pen_t[ranks - 1]
-            mask[a + idx] = full.numpy() <= t
+            mask[a + idx] = np.asarray(full) <= t
     return torch.from_numpy(mask) if is_torch else mask
+
+
+def _rank_scores(ranks: torch.Tensor, u: torch.Tensor, top: torch.Tensor, score: ScoreFunction,
+                 lam: float) -> torch.Tensor:
+    """SAPS/TopK scores of the given (B, W) 1-based ranks, by the very expressions of :func:`saps`/:func:`topk`."""
+    r = ranks.to(u.dtype)
+    if score is saps:
+        return torch.where(ranks == 1, (1 - u) * top, top + (r - 1 - u) * lam)
+    return r - u
+
+
+def rank_set_mask(probs: Array, threshold: float, *, score: ScoreFunction, u: Array | None = None,
+                  lam: float = 0.2) -> Array:
+    """The SAPS or TopK prediction set {y : s(x, y) <= threshold} without ranking every label.
+
+    Both scores depend on a label only through its rank r (and the row's top probability and u), and are
+    non-decreasing in r also after rounding, so each set is the top m labels, m = #{r : s_r <= threshold}.
+    m is estimated in closed form, then the scores of ranks m and m + 1 are computed by the same float
+    expressions as :func:`saps`/:func:`topk` (rows where the estimate is off are recounted over every rank);
+    the set is then ``p >= p_(m)`` from numpy's sort of the values. Rows with a tie at the cut or values
+    outside [0, inf) are recomputed by the full argsort. Identical membership to
+    ``prediction_mask(saps(probs, u=u, lam=lam), threshold)`` (``topk``), tested bit for bit.
+
+    Args:
+        probs: (N, K) float32/float64 probabilities (numpy, or a CPU tensor).
+        threshold: scalar threshold.
+        score: :func:`saps` or :func:`topk`.
+        u: optional (N,) u in [0, 1] (0 when omitted).
+        lam: the SAPS rank weight.
+
+    Returns:
+        (N, K) bool mask of the same array type.
+    """
+    from conformal.functional import _directed_cast
+
+    if score not in (saps, topk):
+        raise ValueError(f"Expected argument `score` to be conformal.scores.saps or topk, but got {score!r}")
+    is_torch = isinstance(probs, torch.Tensor)
+    p = probs.detach().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+    n, k = p.shape
+    t = _directed_cast(threshold, p.dtype, down=True)
+    t_tensor = torch.from_numpy(np.asarray(t))
+    uu = np.zeros(n, dtype=p.dtype)
+    if u is not None:
+        uu = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)).astype(p.dtype).reshape(-1)
+    mask = np.empty((n, k), dtype=bool)
+    if k == 0 or n == 0:
+        return torch.from_numpy(mask) if is_torch else mask
+    for a in range(0, n, _CHUNK_ROWS):
+        b = min(n, a + _CHUNK_ROWS)
+        pc, uc = p[a:b], uu[a:b]
+        asc = np.sort(pc, axis=1)
+        top = asc[:, -1].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            est = (float(t) - top) / lam + 1 + uc if score is saps else float(t) + uc.astype(np.float64)
+            est = np.where(np.isfinite(est), est, 0.0)
+        m = np.clip(np.floor(est), 0, k).astype(np.int64)
+        ut, topt = torch.from_numpy(uc)[:, None], torch.from_numpy(asc[:, -1:])
+        both = torch.from_numpy(np.stack([np.maximum(m, 1), np.minimum(m + 1, k)], axis=1))
+        s = _rank_scores(both, ut, topt, score, lam) <= t_tensor
+        ok = ((m == 0) | s[:, 0].numpy()) & ((m == k) | ~s[:, 1].numpy())
+        if not ok.all():  # recount over every rank (monotone scores: a count is the set size)
+            idx = np.flatnonzero(~ok)
+            ranks = torch.arange(1, k + 1).expand(len(idx), k)
+            m[idx] = (_rank_scores(ranks, ut[idx], topt[idx], score, lam) <= t_tensor).sum(1).numpy()
+        rows = np.arange(b - a)
+        cut = np.where(m > 0, asc[rows, k - np.maximum(m, 1)], np.inf).astype(p.dtype)  # p_(m)
+        below = asc[rows, np.maximum(k - 1 - m, 0)]  # p_(m + 1) when m < K
+        redo = (m > 0) & (m < k) & (cut == below)  # a tie straddles the cut: ranks by index decide
+        redo |= ~np.isfinite(asc[:, -1]) | (asc[:, 0] < 0)  # values outside [0, inf) (NaN sorts last)
+        np.greater_equal(pc, cut[:, None], out=mask[a:b])
+        if redo.any():
+            idx = np.flatnonzero(redo)
+            sub = torch.from_numpy(np.ascontiguousarray(pc[idx]))
+            kw = {"lam": lam} if score is saps else {}
+            full = score(sub, u=torch.from_numpy(uc[idx]), validate=False, **kw)
+            mask[a + idx] = np.asarray(full) <= t
+    return torch.from_numpy(mask) if is_torch else mask
+

@@ -120,3 +120,37 @@ def test_the_fast_path_decides_confident_and_flat_rows(monkeypatch: pytest.Monke
             redone.clear()
             assert torch.equal(aps_set_mask(p, t, u=u, lam=lam, k_reg=5), ref)
             assert sum(redone) <= 5, (temp, t, lam, redone)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [2, 7, 100])
+def test_saps_and_topk_sets_equal_full_ranking(dtype: torch.dtype, k: int) -> None:
+    """SAPS/TopK sets from the closed-form set size and sorted values equal the full-ranking scores' sets, also at
+    thresholds equal to computed scores and their float neighbours, on flat, confident, tied and uniform rows."""
+    from conformal.scores import rank_set_mask, saps, topk
+
+    g = torch.Generator().manual_seed(10 + k)
+    for name, p in _cases(dtype, k, g).items():
+        u = torch.rand(p.shape[0], generator=g, dtype=torch.float64)
+        for score, kw in ((saps, {"lam": 0.2}), (saps, {"lam": 0.013}), (topk, {})):
+            ref_scores = score(p, u=u, **kw)
+            picks = ref_scores.flatten()[torch.randint(0, ref_scores.numel(), (4,), generator=g)].tolist()
+            ts = [0.0, 0.3, 1.0, 2.5, float(k)] + [x for s in picks for x in
+                                                 (s, float(np.nextafter(s, np.inf)), float(np.nextafter(s, -np.inf)))]
+            for t in ts:
+                got = rank_set_mask(p, t, score=score, u=u, **kw)
+                assert torch.equal(got, prediction_mask(ref_scores, t)), (name, score.__name__, kw, t)
+        assert np.array_equal(rank_set_mask(p.numpy(), 0.7, score=saps), prediction_mask(saps(p), 0.7).numpy())
+
+
+def test_split_conformal_saps_and_topk_use_it_with_the_same_u() -> None:
+    from conformal.scores import saps, topk
+
+    g = torch.Generator().manual_seed(4)
+    p = torch.softmax(2 * torch.randn(600, 8, generator=g), -1)
+    y = torch.randint(0, 8, (600,), generator=g)
+    for name, fn in (("saps", saps), ("topk", topk)):
+        cp = SplitConformal(score=name).calibrate(p[:300], y[:300])
+        fast = cp.predict(p[300:], generator=torch.Generator().manual_seed(2)).mask
+        u = torch.rand(300, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        assert torch.equal(fast, prediction_mask(fn(p[300:], u=u), cp.threshold_))
