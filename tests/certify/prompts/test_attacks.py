@@ -90,7 +90,13 @@ def test_adversarial_training_lowers_the_attack_success_rate_on_held_out_prompts
     against the adversarially trained filter. Plain GCG adversarial training (``random_attacks=0``) fails this
     test (100% -> 100%: GCG repeats the one most safe-scored word, the refit only learns that word); the random
     attacked copies make it pass (100% -> 67% here; BENCHMARKS.md: 100% -> 20% on the shared prompts)."""
-    from certify.prompts import BagOfEmbeddingsFilter, adversarial_training, gcg_attack, generated_prompts, split_by_act
+    from certify.prompts import (
+        BagOfEmbeddingsFilter,
+        adversarial_training,
+        gcg_attack,
+        generated_prompts,
+        split_by_act,
+    )
 
     train, _, test = split_by_act(generated_prompts())
     harmful, safe = list(train.harmful[::2]), list(train.safe[::2])
