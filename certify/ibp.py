@@ -52,6 +52,13 @@ class Interval:
             self._r = self._d / 2 if self._d is not None else (self._u - self._l) / 2  # type: ignore[operator]
         return self._r
 
+    def reshape(self, shape: tuple[int, ...]) -> Interval:
+        """The same box with every sample reshaped to ``shape`` (views where possible, no arithmetic)."""
+        def rs(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.reshape(t.shape[0], *shape)
+
+        return Interval(l=rs(self._l), u=rs(self._u), c=rs(self._c), r=rs(self._r), s=rs(self._s), d=rs(self._d))
+
     def sum_diff(self) -> tuple[Tensor, Tensor]:
         """``(u + l, u - l)`` (twice the centre and radius)."""
         if self._s is None:
@@ -111,8 +118,8 @@ class InputRegion:
         self.x0, self.eps, self.norm, self.domain = x0, eps, norm, domain
         e = eps.reshape(-1, *([1] * (x0.dim() - 1)))
         lo, hi = x0 - e, x0 + e
-        if domain is not None:
-            lo, hi = lo.clamp(min=domain[0]), hi.clamp(max=domain[1])
+        if domain is not None:  # in place: both are fresh tensors (one allocation fewer each)
+            lo, hi = lo.clamp_(min=domain[0]), hi.clamp_(max=domain[1])
         self.box = Interval(l=lo, u=hi)
 
 
@@ -146,6 +153,80 @@ def _affine(n: Node, c: Tensor, r: Tensor, half: bool = False) -> tuple[Tensor, 
     raise AssertionError(op)
 
 
+def _add(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
+    """``ca * a + cb * b`` in centre/radius form, always in fresh tensors (a consumer may reuse them):
+    one ``torch.add`` each for centre and radius when a coefficient is 1 (``alpha`` scales the other
+    term), reading an input held as sum/difference directly (its centre is half its sum)."""
+    def parts(iv: Interval) -> tuple[Tensor, Tensor, float]:
+        if iv._c is None and iv._s is not None:
+            return iv._s, iv._d, 0.5  # type: ignore[return-value]
+        return iv.c, iv.r, 1.0
+
+    (xa, ra, ka), (xb, rb, kb) = parts(a), parts(b)
+
+    def comb(p: Tensor, q: Tensor, fp: float, fq: float) -> Tensor:
+        if fp == 1.0:
+            return torch.add(p, q, alpha=fq)
+        if fq == 1.0:
+            return torch.add(q, p, alpha=fp)
+        return torch.add(p * fp, q, alpha=fq)
+
+    return Interval(c=comb(xa, xb, ca * ka, cb * kb), r=comb(ra, rb, abs(ca) * ka, abs(cb) * kb))
+
+
+def _channel_vector(t: Tensor | None, channels: int) -> Tensor | bool | None:
+    """An elementwise factor as one value per channel of a (C, H, W) map: None if absent, False if it
+    varies within a channel (then a following conv cannot absorb it)."""
+    if t is None:
+        return None
+    if t.dim() == 0:
+        return t.expand(channels)
+    if t.dim() == 3 and t.shape == (channels, 1, 1):
+        return t.reshape(channels)
+    return False
+
+
+def conv_affine(conv: Node, aff: Node) -> tuple[Tensor, Tensor | None] | None:
+    """Weights and bias of ``aff(conv(x))`` as one convolution (BatchNorm folded into the conv before
+    it: ``W' = W * s``, ``b' = b * s + t`` per output channel), or None if ``aff`` is not per channel."""
+    assert conv.weight is not None
+    cout = conv.weight.shape[0]
+    s, t = _channel_vector(aff.weight, cout), _channel_vector(aff.bias, cout)
+    if s is False or t is False:
+        return None
+    w, b = conv.weight, conv.bias
+    if s is not None:
+        w = w * s.reshape(-1, 1, 1, 1)  # type: ignore[union-attr]
+        b = None if b is None else b * s
+    if isinstance(t, Tensor):
+        b = t if b is None else b + t
+    return w, b
+
+
+def _conv_affine_interval(conv: Node, aff: Node, a: Interval) -> Interval | None:
+    """IBP through a conv and the per-channel affine node (eval-mode BatchNorm) after it, as one conv:
+    two convolutions instead of two plus three element-wise passes. None if ``aff`` is not per channel."""
+    cout = conv.weight.shape[0]  # type: ignore[union-attr]
+    if _channel_vector(aff.weight, cout) is False or _channel_vector(aff.bias, cout) is False:
+        return None
+    key = f"+{aff.name}"
+    w = conv.derive("w" + key, lambda: conv_affine(conv, aff)[0])  # type: ignore[index]
+    bias: Tensor | None = conv.derive("b" + key, lambda: _or_empty(conv_affine(conv, aff)[1]))  # type: ignore[index]
+    if bias is not None and bias.numel() == 0:
+        bias = None
+    args = conv_args(conv)
+    if a._c is None:
+        total, diff = a.sum_diff()
+        half, half_abs = conv.derive("w/2" + key, lambda: w * 0.5), conv.derive("|w|/2" + key, lambda: w.abs() * 0.5)
+        return Interval(c=F.conv2d(total, half, bias, **args), r=F.conv2d(diff, half_abs, None, **args))
+    w_abs = conv.derive("|w|" + key, w.abs)
+    return Interval(c=F.conv2d(a.c, w, bias, **args), r=F.conv2d(a.r, w_abs, None, **args))
+
+
+def _or_empty(t: Tensor | None) -> Tensor:
+    return torch.empty(0) if t is None else t
+
+
 def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> Interval | None:
     """Exact bounds of an affine layer applied directly to an L2 ball: W x0 + b -/+ ||W_row||_2 eps."""
     x0 = region.x0.reshape(region.x0.shape[0], *shape_in)
@@ -174,9 +255,8 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     op = n.op
     a = ivs[n.inputs[0]] if n.inputs else None
     assert a is not None or op == "input"
-    if op == "reshape":
-        b = a.l.shape[0]  # type: ignore[union-attr]
-        return Interval(l=a.l.reshape(b, *n.shape), u=a.u.reshape(b, *n.shape))  # type: ignore[union-attr]
+    if op == "reshape":  # keeps whichever form the input holds (a conversion costs element-wise passes)
+        return a.reshape(n.shape)  # type: ignore[union-attr]
     if op in ("linear", "conv", "dense", "affine"):
         if op != "affine" and a._c is None:  # type: ignore[union-attr]
             total, diff = a.sum_diff()  # type: ignore[union-attr]
@@ -192,9 +272,8 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         return out
     if op == "add":
         b_iv = ivs[n.inputs[1]]
-        assert b_iv is not None
-        ca, cb = n.attrs["coef"]
-        return Interval(c=ca * a.c + cb * b_iv.c, r=abs(ca) * a.r + abs(cb) * b_iv.r)  # type: ignore[union-attr]
+        assert a is not None and b_iv is not None
+        return _add(a, b_iv, *n.attrs["coef"])
     if op == "cat":
         parts = [ivs[j] for j in n.inputs]
         d = n.attrs["dim"] + 1
@@ -299,6 +378,7 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
     in_place = not keep_all and not (torch.is_grad_enabled() and (
         region.box.l.requires_grad or region.box.u.requires_grad
         or any(t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias))))
+    fused: set[int] = set()  # affine nodes computed together with the conv before them (fresh buffers)
     for i in range(1, len(nodes)):
         if (stop_before_output and i == g.output) or ivs[i] is not None:
             continue
@@ -308,12 +388,17 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
                 and (n.op == "dense" or (n.op == "linear" and len(n.shape) == 1))
                 and not (direct is not None and direct[n.inputs[0]])):
             ivs[nxt] = linear_relu(n, ivs[n.inputs[0]])  # type: ignore[arg-type]
+        elif (not keep_all and nxt is not None and n.op == "conv" and nodes[nxt].op == "affine" and i not in keep
+              and not (direct is not None and direct[n.inputs[0]])
+              and (iv := _conv_affine_interval(n, nodes[nxt], ivs[n.inputs[0]])) is not None):  # type: ignore[arg-type]
+            ivs[nxt] = iv  # conv + BatchNorm as one conv; the conv's own interval is never needed
+            fused.add(nxt)
         else:
             j = n.inputs[0] if len(n.inputs) == 1 else -1
-            # only the sole consumer may reuse j's buffers: another node can hold them (an affine node
-            # without weight passes its input's radius tensor through)
+            # only the sole consumer may reuse j's buffers, and only buffers j allocated itself (an affine
+            # node without weight passes its input's radius through; a reshape holds views)
             consume = (in_place and j >= 0 and len(consumers[j]) == 1 and j not in keep
-                       and nodes[j].op in ("linear", "conv", "dense"))
+                       and (nodes[j].op in ("linear", "conv", "dense", "add") or j in fused))
             ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
         if not keep_all:
             for j in nodes[i].inputs:
