@@ -20,7 +20,8 @@ timed call. Runs: the forward pass (the floor), IBP, CROWN-IBP and CROWN of cert
 conversion, caches) then the median of ``--reps`` calls; ``--warmup 0`` times the first call instead
 (heavy rows). The IBP / forward ratio is also taken in back-to-back (IBP, forward) pairs inside the IBP
 subprocess (median of per-pair CPU-time ratios: robust to other jobs on a shared machine). Bounds of
-both libraries are compared (float32): max over entries of ``|a - b| / max(|a|, |b|, 1e-6)``::
+both libraries are compared (float32): ``max |a - b| / max |bound|`` over all entries. A row that
+runs past ``--timeout`` (wall) or ``--cpu-timeout`` (CPU seconds) reports the CPU seconds and peak RSS (``VmHWM``) it had reached::
 
     PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bounds.py --section cifar --timeout 600
 """
@@ -179,6 +180,28 @@ def _cifar_net(name: str) -> torch.nn.Module:
     return net
 
 
+def _vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a running process (``VmHWM`` in /proc), MB; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat); 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -227,18 +250,17 @@ def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: i
 
 
 def _rel_diff(p: dict[str, torch.Tensor], q: dict[str, torch.Tensor]) -> float:
-    out = 0.0
-    for k in ("lower", "upper"):
-        a, b = p[k].double(), q[k].double()
-        den = torch.maximum(a.abs(), b.abs()).clamp(min=1e-6)
-        out = max(out, float(((a - b).abs() / den).max()))
-    return out
+    """max |a - b| over both bounds and every entry, relative to the largest |bound| (entry-wise relative
+    differences of float32 bounds near 0 measure only rounding)."""
+    diff = max(float((p[k].double() - q[k].double()).abs().max()) for k in ("lower", "upper"))
+    scale = max(float(t[k].double().abs().max()) for t in (p, q) for k in ("lower", "upper"))
+    return diff / max(scale, 1e-30)
 
 
 def _cifar(args: argparse.Namespace) -> None:
+    warnings.simplefilter("ignore")
     from certify.auto_lirpa import auto_lirpa_available
 
-    warnings.simplefilter("ignore")
     have_al = auto_lirpa_available()
     libs = ["certify", "auto_LiRPA"] if have_al else ["certify"]
     load = os.getloadavg()
@@ -248,7 +270,7 @@ def _cifar(args: argparse.Namespace) -> None:
         print("auto_LiRPA NOT available (put a clone on PYTHONPATH: PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs); "
               "its columns are skipped")
     print("\nwall s (CPU s) per call; peak = growth of the subprocess's peak RSS (ru_maxrss) in MB; speed-up = "
-          "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max(|a|, |b|) of the bounds (float32)\n")
+          "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max |bound| over all entries (float32)\n")
     print("| network | batch | run | certify s (CPU s) | certify peak MB | auto_LiRPA s (CPU s) | auto_LiRPA peak MB | "
           "speed-up wall / CPU | max rel. diff | / forward (CPU) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -256,15 +278,25 @@ def _cifar(args: argparse.Namespace) -> None:
     def one(net_name: str, run: str, batch: int) -> dict:
         cmd = [sys.executable, __file__, "--reps", str(args.reps), "--warmup", str(args.warmup), "--pairs",
                str(args.cifar_pairs), "--child", net_name, run, str(batch)]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"timeout ({args.timeout:.0f} s)"}
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
+        while proc.poll() is None:  # CPU time and peak RSS so far, for a row stopped at the timeout
+            hwm, cpu = max(hwm, _vm_hwm_mb(proc.pid)), max(cpu, _cpu_s(proc.pid))
+            if ((args.timeout is not None and time.perf_counter() - t0 > args.timeout)
+                    or (args.cpu_timeout is not None and cpu > args.cpu_timeout)):
+                proc.kill()
+                proc.communicate()
+                return {"error": f"stopped at {time.perf_counter() - t0:.0f} s wall / {cpu:.0f} CPU s "
+                                 f"({hwm:.0f} MB peak RSS so far)"}
+            time.sleep(0.5)
+        out, err = proc.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         if lines:
             return json.loads(lines[-1])
-        err = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"failed: {err[:80]}"}
+        if proc.returncode < 0:  # e.g. -9: killed by the kernel's out-of-memory killer
+            return {"error": f"killed by signal {-proc.returncode} ({hwm:.0f} MB peak RSS, {cpu:.0f} CPU s)"}
+        errs = [ln for ln in err.splitlines() if "Error" in ln or "error" in ln] or err.strip().splitlines() or ["?"]
+        return {"error": f"failed: {errs[-1].strip()[:100]}"}
 
     cell = lambda r: f"{r['wall']:.3g} ({r['cpu']:.3g})" if "wall" in r else r.get("error", "-")  # noqa: E731
     peak = lambda r: f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"  # noqa: E731
@@ -304,6 +336,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="cifar section")
     ap.add_argument("--warmup", type=int, default=1, help="cifar: 0 times the first call (no warm-up call)")
     ap.add_argument("--timeout", type=float, default=None, help="cifar: seconds of wall time per subprocess")
+    ap.add_argument("--cpu-timeout", type=float, default=None,
+                    help="cifar: CPU seconds per subprocess (fairer than wall time on a loaded machine)")
     ap.add_argument("--cifar-pairs", type=int, default=20, help="cifar: back-to-back (IBP, forward) pairs")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -27,6 +27,9 @@ import warnings
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_bounds import _cpu_s, _vm_hwm_mb
+
 
 def cnn_7layer_1m5() -> nn.Module:
     """cnn_7layer (BatchNorm) with two stride-2 convs and fc 128: 1.46M parameters."""
@@ -46,28 +49,6 @@ def cnn_7layer_1m5() -> nn.Module:
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    """Peak resident set size of a running process (``VmHWM`` in /proc), MB; 0 once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a running process (/proc/PID/stat); 0 once it has exited."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def _child(method: str, batch: int) -> None:

@@ -18,8 +18,9 @@ __all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec
 
 
 class Interval:
-    """A box given by lower/upper, centre/radius, or sum/difference ``(u + l, u - l)``; the other
-    forms are computed on demand."""
+    """A box given by lower/upper, centre/radius, sum/difference ``(u + l, u - l)`` or centre/width
+    ``(c, u - l)`` (what affine layers produce: the width comes out of one product with ``|W|``); the
+    other forms are computed on demand."""
 
     __slots__ = ("_c", "_d", "_l", "_r", "_s", "_u")
 
@@ -31,13 +32,13 @@ class Interval:
     @property
     def l(self) -> Tensor:  # noqa: E743
         if self._l is None:
-            self._l = self._c - self._r if self._c is not None else (self._s - self._d) / 2  # type: ignore[operator]
+            self._l = self._c - self.r if self._c is not None else (self._s - self._d) / 2  # type: ignore[operator]
         return self._l
 
     @property
     def u(self) -> Tensor:
         if self._u is None:
-            self._u = self._c + self._r if self._c is not None else (self._s + self._d) / 2  # type: ignore[operator]
+            self._u = self._c + self.r if self._c is not None else (self._s + self._d) / 2  # type: ignore[operator]
         return self._u
 
     @property
@@ -59,11 +60,20 @@ class Interval:
 
         return Interval(l=rs(self._l), u=rs(self._u), c=rs(self._c), r=rs(self._r), s=rs(self._s), d=rs(self._d))
 
+    def form(self) -> tuple[str, Tensor, Tensor]:
+        """The cheapest pair an affine layer can take: ``("sd", u + l, u - l)``, ``("cd", c, u - l)`` or
+        ``("cr", c, r)``."""
+        if self._c is None:
+            return ("sd", *self.sum_diff())
+        if self._r is None and self._d is not None:
+            return "cd", self._c, self._d
+        return "cr", self._c, self.r
+
     def sum_diff(self) -> tuple[Tensor, Tensor]:
         """``(u + l, u - l)`` (twice the centre and radius)."""
         if self._s is None:
             if self._c is not None:
-                return self._c * 2, self._r * 2  # type: ignore[operator,return-value]
+                return self._c * 2, (self._r * 2 if self._d is None else self._d)  # type: ignore[operator,return-value]
             self._s, self._d = self.u + self.l, self.u - self.l
         return self._s, self._d  # type: ignore[return-value]
 
@@ -80,9 +90,15 @@ def linear_relu(n: Node, a: Interval) -> Interval:
     passes: the centre's GEMM, then ``u = c + |W| r`` with the sum in the second GEMM's epilogue
     (``addmm``), ``l/2 = c - u/2`` in place, both ReLUs in place, and the sum/difference form
     ``(u + l, u - l)`` the next affine layer takes."""
-    total, diff = a.sum_diff()
+    form, total, diff = a.form()  # (u + l, u - l), (c, u - l) or (c, r)
     b = total.shape[0]
+    w = n.weight
+    assert w is not None
     w_half, w_abs_half = _half_weights(n)
+    if form != "sd":  # the centre itself: the full weights
+        w_half = w
+    if form == "cr":  # the radius itself: |W|
+        w_abs_half = n.derive("|w|", w.abs)
     if total.dim() != 2:
         total, diff = total.reshape(b, -1), diff.reshape(b, -1)
     c = F.linear(total, w_half, n.bias)
@@ -96,15 +112,23 @@ def linear_relu(n: Node, a: Interval) -> Interval:
 
 
 def relu_consuming(a: Interval) -> Interval:
-    """IBP through ReLU of an interval in centre/radius form that nothing else will read, reusing
-    its buffers (one fresh allocation instead of six: fresh pages cost faults on CPU). Returns the
-    sum/difference form the next affine layer takes. Only without autograd."""
-    c, r = a._c, a._r
-    assert c is not None and r is not None
-    lo = torch.sub(c, r).relu_()
-    hi = c.add_(r).relu_()
-    total = torch.add(hi, lo, out=r)
-    return Interval(s=total, d=hi.sub_(lo))
+    """IBP through ReLU of an interval in centre/radius or centre/width form that nothing else will
+    read, reusing its buffers (fresh pages cost faults on CPU). Only without autograd.
+
+    From centre/width ``(c, w)``: four in-place passes, no allocation. With ``u' = relu(c + w/2)`` and
+    ``l' = relu(c - w/2)``, the width ``u' - l'`` is ``min(u', w)`` (``w`` where the neuron is active,
+    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``."""
+    if a._c is not None and a._r is None and a._d is not None:
+        c, w = a._c, a._d
+        hi = c.add_(w, alpha=0.5).relu_()
+        width = torch.minimum(hi, w, out=w)
+        return Interval(c=hi.sub_(width, alpha=0.5), d=width)
+    cen, r = a._c, a._r
+    assert cen is not None and r is not None
+    lo = torch.sub(cen, r).relu_()
+    up = cen.add_(r).relu_()
+    total = torch.add(up, lo, out=r)
+    return Interval(s=total, d=up.sub_(lo))
 
 
 class InputRegion:
@@ -123,46 +147,56 @@ class InputRegion:
         self.box = Interval(l=lo, u=hi)
 
 
-def _affine(n: Node, c: Tensor, r: Tensor, half: bool = False) -> tuple[Tensor, Tensor]:
-    """Centre and radius through one affine node (``half``: c and r are twice the centre/radius,
-    i.e. u + l and u - l, and the weights are halved instead: two fewer elementwise passes)."""
+def _form_weights(n: Node, w: Tensor, form: str, key: str = "") -> tuple[Tensor, Tensor]:
+    """The weights that map an input pair of the given form (see :meth:`Interval.form`) to the output's
+    centre and width in one product each: ``sd``: ``(W/2, |W|)``, ``cd``: ``(W, |W|)``, ``cr``:
+    ``(W, 2|W|)``; cached on the node (``key`` names a fused weight)."""
+    w_abs = n.derive("|w|" + key, w.abs)
+    if form == "sd":
+        return n.derive("w/2" + key, lambda: w * 0.5), w_abs
+    if form == "cd":
+        return w, w_abs
+    return w, n.derive("2|w|" + key, lambda: w_abs * 2)
+
+
+def _affine(n: Node, a: Interval) -> Interval:
+    """IBP through one affine node, in centre/width form (``a`` is read in the form it holds)."""
     op = n.op
-    w = n.weight
-    if op in ("linear", "conv", "dense"):
-        assert w is not None
-        if half:
-            w, w_abs = _half_weights(n)
-        else:
-            w_abs = n.derive("|w|", w.abs)
-    if op == "linear":
-        return F.linear(c, w, n.bias), F.linear(r, w_abs)  # type: ignore[arg-type]
-    if op == "conv":
-        a = conv_args(n)
-        return F.conv2d(c, w, n.bias, **a), F.conv2d(r, w_abs, None, **a)  # type: ignore[arg-type]
-    if op == "dense":
-        b = c.shape[0]
-        cc = F.linear(c.reshape(b, -1), w, n.bias).reshape(b, *n.shape)  # type: ignore[arg-type]
-        rr = F.linear(r.reshape(b, -1), w_abs).reshape(b, *n.shape)
-        return cc, rr
     if op == "affine":
+        if a._c is not None and a._r is None and a._d is not None:  # centre/width stays centre/width
+            c, w = a._c, a._d
+            if n.weight is not None:
+                c, w = c * n.weight, w * n.weight.abs()
+            return Interval(c=c if n.bias is None else c + n.bias, d=w)
+        c, r = a.c, a.r
         if n.weight is not None:
             c, r = c * n.weight, r * n.weight.abs()
-        if n.bias is not None:
-            c = c + n.bias
-        return c, r
+        return Interval(c=c if n.bias is None else c + n.bias, r=r)
+    assert n.weight is not None
+    form, x, y = a.form()
+    wc, ww = _form_weights(n, n.weight, form)
+    if op == "linear":
+        return Interval(c=F.linear(x, wc, n.bias), d=F.linear(y, ww))
+    if op == "conv":
+        args = conv_args(n)
+        return Interval(c=F.conv2d(x, wc, n.bias, **args), d=F.conv2d(y, ww, None, **args))
+    if op == "dense":
+        b = x.shape[0]
+        cc = F.linear(x.reshape(b, -1), wc, n.bias).reshape(b, *n.shape)
+        dd = F.linear(y.reshape(b, -1), ww).reshape(b, *n.shape)
+        return Interval(c=cc, d=dd)
     raise AssertionError(op)
 
 
 def _add(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
-    """``ca * a + cb * b`` in centre/radius form, always in fresh tensors (a consumer may reuse them):
-    one ``torch.add`` each for centre and radius when a coefficient is 1 (``alpha`` scales the other
-    term), reading an input held as sum/difference directly (its centre is half its sum)."""
-    def parts(iv: Interval) -> tuple[Tensor, Tensor, float]:
-        if iv._c is None and iv._s is not None:
-            return iv._s, iv._d, 0.5  # type: ignore[return-value]
-        return iv.c, iv.r, 1.0
+    """``ca * a + cb * b`` in centre/width form, always in fresh tensors (a consumer may reuse them):
+    one ``torch.add`` each for centre and width when a coefficient is 1 (``alpha`` scales the other
+    term), reading each input in the form it holds."""
+    def parts(iv: Interval) -> tuple[Tensor, Tensor, float, float]:  # centre = kc * x, width = kw * y
+        form, x, y = iv.form()
+        return x, y, (0.5 if form == "sd" else 1.0), (2.0 if form == "cr" else 1.0)
 
-    (xa, ra, ka), (xb, rb, kb) = parts(a), parts(b)
+    (xa, ya, ka, wa), (xb, yb, kb, wb) = parts(a), parts(b)
 
     def comb(p: Tensor, q: Tensor, fp: float, fq: float) -> Tensor:
         if fp == 1.0:
@@ -171,7 +205,7 @@ def _add(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
             return torch.add(q, p, alpha=fp)
         return torch.add(p * fp, q, alpha=fq)
 
-    return Interval(c=comb(xa, xb, ca * ka, cb * kb), r=comb(ra, rb, abs(ca) * ka, abs(cb) * kb))
+    return Interval(c=comb(xa, xb, ca * ka, cb * kb), d=comb(ya, yb, abs(ca) * wa, abs(cb) * wb))
 
 
 def _channel_vector(t: Tensor | None, channels: int) -> Tensor | bool | None:
@@ -214,13 +248,10 @@ def _conv_affine_interval(conv: Node, aff: Node, a: Interval) -> Interval | None
     bias: Tensor | None = conv.derive("b" + key, lambda: _or_empty(conv_affine(conv, aff)[1]))  # type: ignore[index]
     if bias is not None and bias.numel() == 0:
         bias = None
+    form, x, y = a.form()
+    wc, ww = _form_weights(conv, w, form, key)
     args = conv_args(conv)
-    if a._c is None:
-        total, diff = a.sum_diff()
-        half, half_abs = conv.derive("w/2" + key, lambda: w * 0.5), conv.derive("|w|/2" + key, lambda: w.abs() * 0.5)
-        return Interval(c=F.conv2d(total, half, bias, **args), r=F.conv2d(diff, half_abs, None, **args))
-    w_abs = conv.derive("|w|" + key, w.abs)
-    return Interval(c=F.conv2d(a.c, w, bias, **args), r=F.conv2d(a.r, w_abs, None, **args))
+    return Interval(c=F.conv2d(x, wc, bias, **args), d=F.conv2d(y, ww, None, **args))
 
 
 def _or_empty(t: Tensor | None) -> Tensor:
@@ -258,12 +289,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     if op == "reshape":  # keeps whichever form the input holds (a conversion costs element-wise passes)
         return a.reshape(n.shape)  # type: ignore[union-attr]
     if op in ("linear", "conv", "dense", "affine"):
-        if op != "affine" and a._c is None:  # type: ignore[union-attr]
-            total, diff = a.sum_diff()  # type: ignore[union-attr]
-            c, r = _affine(n, total, diff, half=True)
-        else:
-            c, r = _affine(n, a.c, a.r)  # type: ignore[union-attr]
-        out = Interval(c=c, r=r)
+        out = _affine(n, a)  # type: ignore[arg-type]
         if (region is not None and region.norm == 2 and direct is not None and direct[n.inputs[0]]
                 and op != "affine"):
             ex = _l2_first_layer(n, region, g.nodes[n.inputs[0]].shape)
@@ -287,7 +313,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
 
         return Interval(l=maxpool_forward(a.l, n.attrs), u=maxpool_forward(a.u, n.attrs))  # type: ignore[union-attr]
     if op == "relu":
-        if consume and a._c is not None and a._r is not None:  # type: ignore[union-attr]
+        if consume and a._c is not None and (a._r is not None or a._d is not None):  # type: ignore[union-attr]
             return relu_consuming(a)  # type: ignore[arg-type]
         return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
     if op == "sigmoid":
