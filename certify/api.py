@@ -156,8 +156,9 @@ def _check_flag(value: Any, name: str) -> bool:
     return check_bool(value, name)
 
 
-def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None) -> tuple[int, float, bool]:
-    """alpha-CROWN's (iterations, lr, alpha_intermediate); each only with method='alpha-crown'."""
+def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None) -> tuple[int, float, bool | None]:
+    """alpha-CROWN's (iterations, lr, alpha_intermediate); each only with method='alpha-crown' (None: the
+    intermediate slopes are optimised in verification only, see :func:`bounds`)."""
     from certify.alpha_crown import ALPHA_ITERATIONS, ALPHA_LR
 
     if method != "alpha-crown" and (iterations is not None or lr is not None or intermediate is not None):
@@ -167,7 +168,7 @@ def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None
         )
     it = ALPHA_ITERATIONS if iterations is None else check_positive_int(iterations, "iterations", minimum=0)
     rate = ALPHA_LR if lr is None else check_positive(lr, "lr")
-    inter = False if intermediate is None else check_bool(intermediate, "alpha_intermediate")
+    inter = None if intermediate is None else check_bool(intermediate, "alpha_intermediate")
     return it, rate, inter
 
 
@@ -200,7 +201,7 @@ def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
              domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
-             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float, bool] = (20, 0.5, False),
+             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float, bool | None] = (20, 0.5, None),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
     sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
@@ -409,7 +410,7 @@ def _margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
               domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False,
-              alpha: tuple[int, float, bool] = (20, 0.5, False)) -> Tensor:
+              alpha: tuple[int, float, bool | None] = (20, 0.5, None)) -> Tensor:
     spec = margin_spec(y, k, x.dtype)
     at_y = torch.nn.functional.one_hot(y, k).bool()
     lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,
