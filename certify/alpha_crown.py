@@ -181,7 +181,7 @@ class _State:
     coefficients ``a``/``b0``, CROWN's lower bound (N, S) and the inputs whose split constraints cross."""
 
     gd: Graph
-    ivs: list[Interval | None]
+    ivs: list[Any]  # Interval per node (None where not computed)
     relax: dict[int, Any]
     a: Tensor
     b0: Tensor | None
@@ -483,6 +483,25 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
     torch.where(lo > best, lo, best, out=best)
 
 
+#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond)
+INTERMEDIATE_BYTES = 1 << 26
+
+
+def _intermediate_bytes(st: _State) -> int:
+    """Bytes per input of :class:`_Intermediate`'s slopes: for every ReLU whose input bound depends on
+    earlier ReLUs, (its most unstable neurons over the inputs) x (the earlier ReLUs' neurons)."""
+    relus = sorted(k for k, r in st.relax.items() if st.gd.nodes[k].op == "relu")
+    total = 0
+    for k in relus:
+        pre = st.gd.nodes[k].inputs[0]
+        iv = st.ivs[pre]
+        if iv is None:
+            continue
+        s = int(((iv.l < 0) & (iv.u > 0)).reshape(iv.l.shape[0], -1).sum(1).max()) if iv.l.shape[0] else 0
+        total += s * sum(st.gd.nodes[j].numel for j in relus if j < pre)
+    return total * st.lower.element_size()
+
+
 def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, iterations: int = ALPHA_ITERATIONS,
                        lr: float = ALPHA_LR, need_lower: bool = True, need_upper: bool = True,
                        compare_ibp: bool = False, skip: Tensor | None = None,
@@ -509,27 +528,34 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
     stop_at = 0.0 if early_stop else None
     st = _crown_state(g, region, full, compare_ibp, None)
     best = st.lower.clone()
+    done = sk | st.infeasible.unsqueeze(1)
+    if stop_at is not None:
+        # a row whose value at the centre (a point of the region) is <= stop_at can never be verified
+        with torch.no_grad():
+            centre = torch.linalg.vecdot(full, g.forward(region.x0).reshape(n, 1, -1))
+        done = done | (~done & (centre <= stop_at)).any(1, keepdim=True)
 
     def open_inputs() -> Tensor:
-        done = sk | st.infeasible.unsqueeze(1)
-        if stop_at is not None:
-            done = done | (best > stop_at)
-        return (~done).any(1).nonzero().squeeze(1)
+        return (~(done if stop_at is None else done | (best > stop_at))).any(1).nonzero().squeeze(1)
 
     idx = open_inputs()
     if iterations > 0 and idx.numel():
         kw: dict[str, Any] = {"iterations": iterations, "lr": lr, "stop_at": stop_at}
         sub = idx.numel() < n
         res = _optimize(g, st.take(idx) if sub else st, _take_region(region, idx) if sub else region,
-                        skip=sk[idx], **kw)
-        best[idx] = res.lower
+                        skip=done[idx], **kw)
+        best[idx] = torch.maximum(best[idx], res.lower)
         idx2 = open_inputs()
         if inter and idx2.numel() and res.alpha:
             pos = torch.searchsorted(idx, idx2)  # idx2 is a sorted subset of idx
-            res2 = _optimize(g, st.take(idx2), _take_region(region, idx2), skip=sk[idx2],
-                             init_alpha={k: v[pos] for k, v in res.alpha.items()}, intermediate=True,
-                             final_stage=False, init_lower=best[idx2], **kw)
-            best[idx2] = res2.lower
+            # in chunks of inputs: the joint stage's slopes take (inputs x unstable neurons x earlier neurons)
+            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(st.take(idx2))))
+            for c in range(0, idx2.numel(), step):
+                ic, pc = idx2[c : c + step], pos[c : c + step]
+                res2 = _optimize(g, st.take(ic), _take_region(region, ic), skip=done[ic],
+                                 init_alpha={k: v[pc] for k, v in res.alpha.items()}, intermediate=True,
+                                 final_stage=False, init_lower=best[ic], **kw)
+                best[ic] = torch.maximum(best[ic], res2.lower)
     lo = best[:, :s] if need_lower else torch.full((n, s), -math.inf, dtype=full.dtype, device=full.device)
     hi = -best[:, -s:] if need_upper else torch.full((n, s), math.inf, dtype=full.dtype, device=full.device)
     return lo, hi
