@@ -14,9 +14,9 @@ makes the split ReLU's relaxation exact) and enter the final bound through the L
 alpha. A domain whose tightened bounds cross (``l > u``) is empty.
 
 What is optimised: the slopes of the *final* backward pass (the bound of the specification), per
-specification row; intermediate (pre-activation) bounds are CROWN's (recomputed with the split
-constraints). auto_LiRPA additionally optimises slopes for every intermediate bound, which costs
-one such optimisation per layer. Slopes of sigmoid/tanh stay CROWN's.
+specification row; then, optionally (``intermediate``; on by default in verification, for the inputs
+still open), jointly with the slopes of every intermediate bound (:class:`_Intermediate`), as auto_LiRPA's
+alpha-CROWN does. Slopes of sigmoid/tanh stay CROWN's.
 
 This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
 then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.

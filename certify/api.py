@@ -336,10 +336,12 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = No
             returned (never looser than CROWN).
         lr: alpha-CROWN's learning rate (default 0.5, as auto_LiRPA's); only with ``method="alpha-crown"``.
         alpha_intermediate: alpha-CROWN also optimises the slopes used for every intermediate
-            (pre-activation) bound, as auto_LiRPA's alpha-CROWN does (default False: the final
-            bound's slopes only). It runs after the final-slopes optimisation, warm-started from it, for
-            another ``iterations`` steps and keeps the best bound, so it is never looser; it costs about
-            one CROWN pass per step. Only with ``method="alpha-crown"``.
+            (pre-activation) bound, as auto_LiRPA's alpha-CROWN does. It runs after the final-slopes
+            optimisation, warm-started from it, for another ``iterations`` steps and keeps the best bound,
+            so it is never looser; it costs about one CROWN pass per step. Default (None): off here and in
+            :func:`margin_bounds`; on in :func:`verify`, :func:`certified_radius` and
+            :func:`verified_accuracy`, where it runs only for the inputs the final-slopes optimisation
+            leaves unverified. Only with ``method="alpha-crown"``.
         threat: the region as one :class:`certkit.threat.LpBall` (norm, radius and domain), instead of
             ``eps``, ``norm`` and ``domain`` (exactly one of the two spellings; an LpBall passed as
             ``eps`` counts as ``threat``). The same holds for :func:`margin_bounds`, :func:`verify`,
