@@ -276,7 +276,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
 
         lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(method == "crown-ibp"),
                               need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
-    return lo, hi
+    from certify.crown import _no_nan_bounds
+
+    return _no_nan_bounds(lo, hi)  # an interval that overflowed gives -/+inf, not NaN
 
 
 def margin_spec(y: Tensor, k: int, dtype: torch.dtype = torch.float32) -> Tensor:

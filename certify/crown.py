@@ -62,6 +62,23 @@ def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # n
     d_u = ub_r / (ub_r - lb_r)
     b_u = -lb_r * d_u
     d_l = (d_u > 0.5).to(d_u.dtype)
+    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+        return _relu_relaxation_unbounded(l, u, d_l, d_u, b_u)
+    return d_l, d_u, b_u
+
+
+def _relu_relaxation_unbounded(l: Tensor, u: Tensor, d_l: Tensor, d_u: Tensor,  # noqa: E741
+                               b_u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The limits of the ReLU relaxation where a bound is infinite (an overflowed interval; the formulas give
+    inf/inf or 0 * inf there): ``l = -inf``: ``relu(x) <= max(u, 0)`` (slope 0); ``u = +inf``:
+    ``relu(x) <= x - min(l, 0)`` (slope 1); both: slope 1 with intercept +inf (no finite line exists); a NaN
+    bound (no information) counts as infinite."""
+    lo_inf = ~(l > -math.inf)  # NaN counts as -inf
+    hi_inf = ~(u < math.inf)
+    d_u = torch.where(hi_inf, torch.ones_like(d_u), torch.where(lo_inf, torch.zeros_like(d_u), d_u))
+    b_u = torch.where(hi_inf, torch.where(lo_inf, torch.full_like(b_u, math.inf), -l.clamp(max=0)),
+                      torch.where(lo_inf, u.clamp(min=0).nan_to_num(math.inf), b_u))
+    d_l = torch.where(lo_inf | hi_inf, (d_u > 0.5).to(d_u.dtype), d_l)
     return d_l, d_u, b_u
 
 
@@ -94,7 +111,15 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     cands = [l, u, torch.minimum(torch.maximum(x1, l), u), torch.minimum(torch.maximum(x2, l), u)]
     gs = torch.stack([f(c) - k * c for c in cands])
     slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
-    return k, gs.min(0).values - slack, gs.max(0).values + slack
+    b_l, b_u = gs.min(0).values - slack, gs.max(0).values + slack
+    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+        # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
+        lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
+        unb = lo_inf | hi_inf
+        k = torch.where(unb, torch.zeros_like(k), k)
+        b_l = torch.where(unb, torch.where(lo_inf, torch.full_like(l, -1.0 if op == "tanh" else 0.0), fl), b_l)
+        b_u = torch.where(unb, torch.where(hi_inf, torch.ones_like(u), fu), b_u)
+    return k, b_l, b_u
 
 
 class _Relax:
@@ -124,9 +149,16 @@ def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
     a2 = a.reshape(b, s, -1)
     v2 = v.reshape(v.shape[0], -1)
     if b == 1 and v2.shape[0] > 1:
-        return (a2[0] @ v2.t()).t()
-    # a batch of matrix-vector products: vecdot is ~5x faster than bmm for these shapes on CPU
-    return torch.linalg.vecdot(a2, v2.unsqueeze(1))
+        out = (a2[0] @ v2.t()).t()
+    else:
+        # a batch of matrix-vector products: vecdot is ~5x faster than bmm for these shapes on CPU
+        out = torch.linalg.vecdot(a2, v2.unsqueeze(1))
+    if bool(torch.isnan(out).any()):
+        # an infinite intercept (an overflowed interval) times a zero coefficient contributes nothing: 0 * inf
+        # is 0 here, not NaN (a NaN operand stays NaN)
+        terms = a2 * v2.unsqueeze(1)
+        out = torch.where(a2 == 0, 0.0, terms).sum(-1)
+    return out
 
 
 def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -258,6 +290,9 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
             for i0 in range(0, n_in, chunk):
                 sl = slice(i0, i0 + chunk)
                 sub = InputRegion(region.x0[sl], region.eps[sl], region.norm, region.domain)
+                # the chunk's own rows of the region's box: an explicit input box (lower/upper, set on
+                # region.box) is not the ball around its centre
+                sub.box = Interval(l=_rows(region.box.l, sl), u=_rows(region.box.u, sl))  # type: ignore[arg-type]
                 parts.append(_backward(g, start, _rows(a0, sl), _rows(b0, sl), sub,
                                        {k: _relax_rows(r, sl) for k, r in relax.items()},
                                        need_lower=need_lower, need_upper=need_upper,
@@ -450,6 +485,8 @@ def _fused_relu_affine(nodes: list[Node], n: Node, la: Tensor | None, ua: Tensor
     nb = r.d_l.shape[0]
     if s < dk or (b != 1 and b != nb) or (la is not None and ua is not None and la.shape != ua.shape):
         return None
+    if not bool(torch.isfinite(r.b_u).all()):  # (A b +/- |A| b) / 2 would meet inf - inf
+        return None
     k = nj.inputs[0]
     in_shape = nodes[k].shape
     bias = nj.bias
@@ -593,7 +630,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         n = nodes[i]
         if n.op in NONLINEAR:
             relax[i] = _make_relax(n, ivs)
-        iv = node_interval(g, i, ivs, region, direct)
+        iv = _no_nan(node_interval(g, i, ivs, region, direct))
+        ref = iv
         elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
         if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
@@ -608,6 +646,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             else:
                 iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
                                    compare_ibp=compare_ibp)
+            if iv is not ref:
+                iv = _no_nan(iv, ref)
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -626,10 +666,31 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     if hi is None:
         hi = torch.full_like(lo, math.inf)
     if compare_ibp:
-        ivs[g.output] = node_interval(g, g.output, ivs, region, direct)
+        ivs[g.output] = _no_nan(node_interval(g, g.output, ivs, region, direct))
         lo_ibp, hi_ibp = spec_interval(g, ivs, spec, region, direct)
-        lo, hi = torch.maximum(lo, lo_ibp), torch.minimum(hi, hi_ibp)
+        lo, hi = torch.fmax(lo, lo_ibp), torch.fmin(hi, hi_ibp)  # fmax/fmin: a NaN side gives way
+    return _no_nan_bounds(lo, hi)
+
+
+def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """A NaN bound (inf - inf or 0 * inf after an interval overflowed the floating-point range) carries no
+    information: it becomes -inf (lower) / +inf (upper), so the bounds stay sound instead of NaN. NaN
+    propagates through every step of the backward pass, so no finite bound was computed from one."""
+    if bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any()):
+        lo = lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        hi = hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
     return lo, hi
+
+
+def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
+    """``iv`` with NaN bounds replaced by ``ref``'s (a sound reference, e.g. IBP) and remaining NaN by -/+inf."""
+    lo, hi = iv.l, iv.u
+    if not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+        return iv
+    if ref is not None:
+        lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)
+    lo, hi = _no_nan_bounds(lo, hi)
+    return Interval(l=lo, u=hi)
 
 
 #: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)
