@@ -375,7 +375,7 @@ def bench_seeds(images: int, n: int, seeds: int, sigmas: tuple[float, ...] = (0.
         print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
-def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
+def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int, copies: int = 2) -> None:
     """One row: the standard CNN behind the stability denoiser (``digits_denoised_cnn`` recipe) trained with
     ``seed`` (0: the cached model; others: permutations and noise from ``seed``; the U-Net's initial weights
     are the cached recipe's for every seed, since ``make_unet_denoiser()`` seeds them with 0)."""
@@ -386,13 +386,13 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
     step = max(1, len(test) // images)
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
     start = time.perf_counter()
-    if seed == 0:
+    if seed == 0 and copies == 2:
         model: torch.nn.Module = digits_denoised_cnn(sigma)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             denoiser = make_unet_denoiser()
-        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
+        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed, copies=copies)
         model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
     model = model.to(DEVICE)
     trained = time.perf_counter() - start
@@ -400,7 +400,7 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
     rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                           inputs_per_task=10, progress=False)
     acc = certified_accuracy(rec, radii)
-    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser, seed {seed} | "
+    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser ({copies} copies), seed {seed} | "
           + " | ".join(f"{a:.2f}" for a in acc) + f" | {average_certified_radius(rec):.3f} | train {trained:.0f} s |",
           flush=True)
 
@@ -422,12 +422,13 @@ def main() -> None:
     parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
     parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
     parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
+    parser.add_argument("--copies", type=int, default=2, help="--denoiser-seed: noise copies per image (2: the cached recipe)")
     parser.add_argument("--device", help="where the models run (default: cuda when available, else cpu)")
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.denoiser_seed is not None:
-        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed)
+        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed, args.copies)
         return
     if args.seeds:
         bench_seeds(args.images, args.n, args.seeds, tuple(float(v) for v in args.sigmas.split(",")), args.with_denoised)
