@@ -55,6 +55,7 @@ __all__ = [
     "generator_or_seed",
     "has_visible",
     "probs_atol",
+    "to_numpy",
     "warn_low_precision",
     "warn_low_precision_training",
     "warn_small_calibration",
@@ -704,3 +705,8 @@ def check_finite_result(result: Array, arrays: dict[str, Any], allow_inf: Sequen
             check_no_nan(a, name)
         else:
             check_finite(a, name)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array: a tensor detached and moved to the CPU (no copy when it is already there)."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -48,11 +48,10 @@ class ClassConditional(ScoreCalibrator):
         short = []
         for c in range(num_classes):
             sc = s[y == c]
-            k = conformal_rank(len(sc), self.alpha)
-            if k > len(sc):
+            if len(sc) == 0 or conformal_rank(len(sc), self.alpha) > len(sc):  # a class absent from calibration too
                 short.append(c)
             else:
-                thresholds[c] = kth_smallest(sc, k)
+                thresholds[c] = kth_smallest(sc, conformal_rank(len(sc), self.alpha))
         if short:
             warnings.warn(
                 f"ClassConditional: classes {short} have too few calibration points for alpha={self.alpha}; "
@@ -60,5 +59,7 @@ class ClassConditional(ScoreCalibrator):
                 stacklevel=3,
             )
         if isinstance(cal_scores, torch.Tensor):
-            return torch.from_numpy(thresholds).to(cal_scores.dtype)
+            # float64, never the scores' dtype: each finite threshold is a calibration score (exact in float64),
+            # and +inf cast to an integer score dtype became its minimum (the class was never included)
+            return torch.from_numpy(thresholds)
         return thresholds

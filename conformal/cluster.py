@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from certkit._validation import Array, check_generator, check_positive_int, check_probability
+from certkit._validation import Array, check_generator, check_positive_int, check_probability, to_numpy
 from certkit.warnings import SmallCalibrationSetWarning
 from conformal._base import _DEFAULT_SEED, ScoreCalibrator
 from conformal.functional import conformal_rank, kth_smallest
@@ -48,9 +48,6 @@ __all__ = [
 
 EMBEDDING_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
-
-def _np(a: Array) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
 def min_class_size(alpha: float) -> int:
@@ -87,7 +84,7 @@ def quantile_embeddings(scores: Array, labels: Array, num_classes: int,
 
     The q-quantile of n scores is the ceil(n q)-th smallest (exact rank); classes without scores get a row of NaN.
     """
-    s, y = _np(scores).astype(np.float64), _np(labels).astype(np.int64)
+    s, y = to_numpy(scores).astype(np.float64), to_numpy(labels).astype(np.int64)
     emb = np.full((num_classes, len(levels)), np.nan)
     counts = np.bincount(y, minlength=num_classes)
     for c in np.flatnonzero(counts):
@@ -164,7 +161,7 @@ def cluster_thresholds(scores: Array, labels: Array, cluster_of_class: np.ndarra
     Returns:
         (K,) float64 thresholds, +inf for a cluster with too few calibration scores (k > n_m).
     """
-    s, y = _np(scores).astype(np.float64), _np(labels).astype(np.int64)
+    s, y = to_numpy(scores).astype(np.float64), to_numpy(labels).astype(np.int64)
     clusters = np.asarray(cluster_of_class)[y]
     out = np.full(n_clusters + 1, math.inf)
     for j in range(n_clusters + 1):
@@ -225,7 +222,7 @@ class ClusteredConformal(ScoreCalibrator):
     def _fit_threshold(self, cal_scores: Array, labels: Array, num_classes: int) -> Array:
         g = getattr(self, "generator_", None) if self._randomize else None
         g = g or getattr(self, "_fit_generator", None) or torch.Generator().manual_seed(_DEFAULT_SEED)
-        s, y = _np(cal_scores).astype(np.float64), _np(labels).astype(np.int64)
+        s, y = to_numpy(cal_scores).astype(np.float64), to_numpy(labels).astype(np.int64)
         counts = np.bincount(y, minlength=num_classes)
         m_auto, frac_auto = clustering_parameters(counts, self.alpha)
         frac = self.clustering_fraction if self.clustering_fraction is not None else frac_auto

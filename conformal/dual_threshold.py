@@ -41,6 +41,7 @@ from certkit._validation import (
     check_positive_int,
     check_probability,
     check_probs,
+    to_numpy,
 )
 from conformal._base import Calibrator, _resolve_randomized
 from conformal.functional import conformal_quantile, prediction_mask
@@ -99,9 +100,6 @@ class DualThresholdReport:
     n: int
 
 
-def _np(x: Array) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
 
 def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | None = None) -> np.ndarray:
     """The label-free risk statistic ``u`` of each input (higher = abstain sooner).
@@ -121,20 +119,20 @@ def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | N
     """
     if statistic not in STATISTICS:
         raise ValueError(f"Expected argument `statistic` to be one of {list(STATISTICS)}, but got {statistic!r}")
-    p = _np(probs).astype(np.float64)
+    p = to_numpy(probs).astype(np.float64)
     if statistic == "certified_radius":
         if radius is None:
             raise ValueError("Expected argument `radius` to be an (N,) array for statistic='certified_radius', but got None")
-        r = _np(radius).astype(np.float64)
+        r = to_numpy(radius).astype(np.float64)
         if r.shape != (p.shape[0],) or np.isnan(r).any():
             raise ValueError(f"Expected argument `radius` to be a NaN-free array of shape ({p.shape[0]},), but got {r.shape}")
         return -r
     if radius is not None:
         raise ValueError(f"Expected argument `radius` to be None for statistic={statistic!r}, but got an array")
     if statistic == "set_size":
-        return _np(mask).sum(1).astype(np.float64)
+        return to_numpy(mask).sum(1).astype(np.float64)
     if statistic == "outside_mass":
-        return 1.0 - (p * _np(mask).astype(bool)).sum(1)
+        return 1.0 - (p * to_numpy(mask).astype(bool)).sum(1)
     if statistic == "top_prob":
         return -p.max(1)
     if statistic == "entropy":
@@ -327,7 +325,7 @@ class DualThreshold(Calibrator):
             self._score_fn(probs, labels, **self.score_kwargs, **self._u(probs.shape[0])), self.alpha)
         fit_sets = self._sets(fit_probs)
         u_fit = abstention_risk(fit_probs, fit_sets.mask, self.statistic, fit_radius)
-        miss = ~_np(fit_sets.contains(fit_labels)).astype(bool)
+        miss = ~to_numpy(fit_sets.contains(fit_labels)).astype(bool)
         self.fit_auroc_ = auroc(u_fit, miss)
         if self.rule == "youden":
             self.abstain_threshold_ = youden_threshold(u_fit, miss)
@@ -374,9 +372,9 @@ class DualThreshold(Calibrator):
         out = self.predict(probs, radius=radius, generator=generator)
         check_array_pair(probs, labels, "probs", "labels")
         check_labels(labels, probs.shape[0], probs.shape[1])
-        covered = _np(out.sets.contains(labels)).astype(bool)
+        covered = to_numpy(out.sets.contains(labels)).astype(bool)
         acc = ~out.abstain
-        sizes = _np(out.sets.sizes)
+        sizes = to_numpy(out.sets.sizes)
         return DualThresholdReport(
             coverage_accepted=float(covered[acc].mean()) if acc.any() else math.nan,
             abstention_rate=float(out.abstain.mean()),

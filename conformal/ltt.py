@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
-from certkit._validation import Array, check_array, check_probability
+from certkit._validation import Array, check_array, check_probability, to_numpy
 
 __all__ = ["LTTResult", "binomial_pvalue", "hoeffding_bentkus_pvalue", "learn_then_test"]
 
@@ -132,9 +132,6 @@ def binomial_pvalue(errors: Any, n: Any, alpha: float) -> np.ndarray:
     return np.where(m == 0, 1.0, binom.cdf(k, np.maximum(m, 1), alpha))  # type: ignore[no-any-return]
 
 
-def _to_numpy(x: Array) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
 
 def learn_then_test(
     losses: Array | None = None,
@@ -190,7 +187,7 @@ def learn_then_test(
             raise ValueError("Expected argument `alpha` (the risk level in (0, 1)) with `losses`, but got None")
         alpha = check_probability(alpha, "alpha")
         check_array(losses, "losses", kind="real", ndim=2)
-        loss = _to_numpy(losses).astype(np.float64)
+        loss = to_numpy(losses).astype(np.float64)
         if loss.shape[0] == 0 or loss.shape[1] == 0:
             raise ValueError(f"Expected argument `losses` to have shape (n, L) with n, L >= 1, but got {loss.shape}")
         if loss.min() < 0 or loss.max() > 1:
@@ -209,14 +206,14 @@ def learn_then_test(
             check_probability(alpha, "alpha")
         assert pvalues is not None
         check_array(pvalues, "pvalues", kind="real", ndim=1)
-        p = _to_numpy(pvalues).astype(np.float64)
+        p = to_numpy(pvalues).astype(np.float64)
         if p.shape[0] == 0 or p.min() < 0 or p.max() > 1:
             raise ValueError("Expected argument `pvalues` to be a non-empty (L,) array of p-values in [0, 1]")
     size = p.shape[0]
     if lambdas is None:
         grid = np.arange(size)
     else:
-        grid = _to_numpy(lambdas) if isinstance(lambdas, torch.Tensor | np.ndarray) else np.asarray(lambdas)
+        grid = to_numpy(lambdas) if isinstance(lambdas, torch.Tensor | np.ndarray) else np.asarray(lambdas)
         if grid.shape != (size,):
             raise ValueError(f"Expected argument `lambdas` to have shape ({size},) like the grid of losses/p-values, "
                              f"but got shape {grid.shape}")

@@ -36,7 +36,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from certkit._validation import Array, check_array, check_calibrated, check_positive_int, check_probability
+from certkit._validation import (
+    Array,
+    check_array,
+    check_calibrated,
+    check_positive_int,
+    check_probability,
+    to_numpy,
+)
 from conformal._base import Calibrator
 from conformal.functional import conformal_rank
 from conformal.pvalues import conformal_pvalues, pvalue_mask
@@ -53,9 +60,6 @@ SCORES: tuple[str, ...] = ("manhattan", "euclidean")
 _DEFAULT_MAX_SIZE = 100_000
 
 
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
 
 def _check_score(score: Any) -> Score:
     if score not in SCORES:
@@ -65,7 +69,7 @@ def _check_score(score: Any) -> Score:
 
 def _check_label_probs(probs: Any, name: str = "probs") -> np.ndarray:
     check_array(probs, name, kind="float", ndim=2)
-    p = _np(probs).astype(np.float64)
+    p = to_numpy(probs).astype(np.float64)
     if p.shape[1] == 0:
         raise ValueError(f"Expected argument `{name}` to have shape (N, K) with K >= 1, but got {p.shape}")
     if p.size and (p.min() < 0 or p.max() > 1):
@@ -80,7 +84,7 @@ def _check_label_sets(label_sets: Any, k: int, name: str = "label_sets") -> np.n
                         f"but got {type(label_sets).__name__}")
     if label_sets.dtype not in (np.bool_, torch.bool):  # bool masks are label sets too
         check_array(label_sets, name, kind="real", ndim=(2, 3))
-    y = _np(label_sets)
+    y = to_numpy(label_sets)
     if y.ndim not in (2, 3) or y.shape[-1] != k:
         raise ValueError(f"Expected argument `{name}` to have shape (M, {k}) or (N, M, {k}) (0/1 per label), "
                          f"but got shape {y.shape}")
@@ -149,7 +153,7 @@ class LabelSetRegions:
 
     def contains(self, labels: Array) -> np.ndarray:
         """(N,) bool: whether each region holds the given label set (labels (N, K) 0/1)."""
-        y = _np(labels)
+        y = to_numpy(labels)
         if y.shape != (len(self), self.label_sets.shape[1]) or not np.isin(y, (0, 1)).all():
             raise ValueError(f"Expected argument `labels` to be 0/1 of shape ({len(self)}, {self.label_sets.shape[1]}), "
                              f"but got shape {y.shape}")
@@ -230,7 +234,7 @@ def label_powerset_regions(probs: Array, calibration_scores: Array, alpha: float
     max_size = check_positive_int(max_size, "max_size")
     p = _check_label_probs(probs)
     check_array(calibration_scores, "calibration_scores", kind="real", ndim=1)
-    cal = _np(calibration_scores).astype(np.float64)
+    cal = to_numpy(calibration_scores).astype(np.float64)
     if cal.shape[0] == 0 or np.isnan(cal).any():
         raise ValueError("Expected argument `calibration_scores` to be a non-empty NaN-free (n,) array")
     n, k = cal.shape[0], p.shape[1]

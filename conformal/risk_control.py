@@ -35,6 +35,7 @@ from certkit._validation import (
     check_calibrated,
     check_nonnegative,
     check_positive,
+    to_numpy,
 )
 from certkit.warnings import SmallCalibrationSetWarning
 from conformal._base import Calibrator
@@ -75,14 +76,11 @@ class RiskControlResult:
     bound: float
 
 
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
 
 def _check_grid(lambdas: Any, size: int | None = None) -> np.ndarray:
     if not isinstance(lambdas, np.ndarray | torch.Tensor | list | tuple):
         raise TypeError(f"Expected argument `lambdas` to be a 1-D array of grid values, but got {type(lambdas).__name__}")
-    grid = _np(lambdas)
+    grid = to_numpy(lambdas)
     if isinstance(lambdas, list | tuple):
         grid = np.asarray(lambdas)
     check_array(grid, "lambdas", kind="real", ndim=1)
@@ -122,7 +120,7 @@ def conformal_risk_control(losses: Array, alpha: float, *, lambdas: Array | None
     if alpha >= bound:
         raise ValueError(f"Expected argument `alpha` to be in (0, bound={bound}), but got {alpha!r}")
     check_array(losses, "losses", kind="real", ndim=2)
-    loss = _np(losses).astype(np.float64)
+    loss = to_numpy(losses).astype(np.float64)
     n, size = loss.shape
     if n == 0 or size == 0:
         raise ValueError(f"Expected argument `losses` to have shape (n, L) with n, L >= 1, but got {loss.shape}")
@@ -160,7 +158,7 @@ def multilabel_sets(probs: Array, lam: float) -> Array:
     if lam > 1:
         raise ValueError(f"Expected argument `lam` to be in [0, 1], but got {lam!r}")
     _check_multilabel(probs, None)
-    mask: Array = _np(probs).astype(np.float64) >= 1.0 - lam  # float64, as ConformalRiskControl compares
+    mask: Array = to_numpy(probs).astype(np.float64) >= 1.0 - lam  # float64, as ConformalRiskControl compares
     if isinstance(probs, torch.Tensor):
         mask = torch.from_numpy(mask).to(probs.device)
     return mask
@@ -174,8 +172,8 @@ def false_negative_rate(sets: Array, labels: Array) -> np.ndarray:
     Returns:
         (N,) float64 losses in [0, 1].
     """
-    m = _np(sets).astype(bool)
-    y = _np(labels).astype(bool)
+    m = to_numpy(sets).astype(bool)
+    y = to_numpy(labels).astype(bool)
     if m.shape != y.shape or m.ndim != 2:
         raise ValueError(f"Expected arguments `sets` and `labels` to be (N, K) arrays of one shape, "
                          f"but got {m.shape} and {y.shape}")
@@ -186,7 +184,7 @@ def false_negative_rate(sets: Array, labels: Array) -> np.ndarray:
 
 def _check_multilabel(probs: Any, labels: Any | None, name: str = "probs") -> None:
     check_array(probs, name, kind="float", ndim=2)
-    p = _np(probs)
+    p = to_numpy(probs)
     if p.shape[0] == 0 or p.shape[1] == 0:
         raise ValueError(f"Expected argument `{name}` to have shape (N, K) with N, K >= 1, but got {p.shape}")
     if p.min() < 0 or p.max() > 1:
@@ -198,7 +196,7 @@ def _check_multilabel(probs: Any, labels: Any | None, name: str = "probs") -> No
     if isinstance(probs, torch.Tensor) != isinstance(labels, torch.Tensor):
         raise TypeError("Expected `probs` and `labels` to be both numpy arrays or both torch tensors, "
                         f"but got {type(probs).__name__} and {type(labels).__name__}")
-    y = _np(labels)
+    y = to_numpy(labels)
     if y.shape != p.shape:
         raise ValueError(f"Expected argument `labels` to have shape {p.shape} like `probs` (0/1 per label), "
                          f"but got shape {y.shape}")
@@ -210,7 +208,7 @@ def _losses(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray, loss: SetLo
     """(N, L) losses of the sets C_lambda over the grid, checked for range and monotonicity."""
     out = np.empty((probs.shape[0], grid.shape[0]), dtype=np.float64)
     for j, lam in enumerate(grid):
-        values = np.asarray(_np(loss(probs >= 1.0 - lam, labels)), dtype=np.float64)
+        values = np.asarray(to_numpy(loss(probs >= 1.0 - lam, labels)), dtype=np.float64)
         if values.shape != (probs.shape[0],):
             raise ValueError(f"Expected argument `loss` to return ({probs.shape[0]},) losses, "
                              f"but it returned shape {values.shape}")
@@ -273,7 +271,7 @@ class ConformalRiskControl(Calibrator):
     def calibrate(self, probs: Array, labels: Array) -> ConformalRiskControl:
         """Choose lambda_hat on (N, K) calibration probabilities and (N, K) 0/1 labels. Returns self."""
         _check_multilabel(probs, labels)
-        p, y = _np(probs).astype(np.float64), _np(labels)
+        p, y = to_numpy(probs).astype(np.float64), to_numpy(labels)
         losses = _losses(p, y, self._grid, self._loss, self.bound)
         self.result_ = conformal_risk_control(losses, self.alpha, lambdas=self._grid, bound=self.bound)
         self.num_labels_ = int(p.shape[1])
@@ -292,7 +290,7 @@ class ConformalRiskControl(Calibrator):
         assert self.threshold_ is not None
         lam = self.threshold_
         # in float64, as at calibration (a float32 comparison would round 1 - lambda)
-        mask: Array = _np(probs).astype(np.float64) >= 1.0 - lam
+        mask: Array = to_numpy(probs).astype(np.float64) >= 1.0 - lam
         if isinstance(probs, torch.Tensor):
             mask = torch.from_numpy(mask).to(probs.device)
         return PredictionSets(mask, lam)
@@ -300,5 +298,5 @@ class ConformalRiskControl(Calibrator):
     def risk(self, probs: Array, labels: Array) -> float:
         """The mean loss of the calibrated sets on labelled (N, K) data (an estimate of the controlled risk)."""
         _check_multilabel(probs, labels)
-        mask = _np(self.predict(probs).mask)
-        return float(math.fsum(np.asarray(_np(self._loss(mask, _np(labels))), dtype=np.float64)) / mask.shape[0])
+        mask = to_numpy(self.predict(probs).mask)
+        return float(math.fsum(np.asarray(to_numpy(self._loss(mask, to_numpy(labels))), dtype=np.float64)) / mask.shape[0])

@@ -101,6 +101,3 @@ def floor_rank(n: int, level: float | Fraction) -> int:
     """floor((n + 1) * level) in exact arithmetic."""
     return math.floor((n + 1) * _exact(level))
 
-
-def to_numpy(x: Array) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

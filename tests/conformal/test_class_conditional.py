@@ -36,3 +36,30 @@ def test_thresholds_per_class_and_inf_warning() -> None:
     expected = sum(abs(float(covered[y == c].mean()) - 0.9) for c in range(3)) / 3
     assert metrics.class_coverage_gap(sets, y, 0.1) == pytest.approx(expected)
     assert float(covered[y == 2].mean()) == 1.0
+
+
+def _rank_score(probs, labels=None, **kw):  # type: ignore[no-untyped-def]
+    """An integer-valued score (the 1-based rank of each label), as a user's callable may return."""
+    r = torch.argsort(torch.argsort(-probs, dim=1, stable=True), dim=1, stable=True) + 1
+    return r if labels is None else r.gather(1, labels[:, None]).squeeze(1)
+
+
+def test_integer_scores_keep_the_infinite_threshold_of_a_short_class() -> None:
+    """A class short of calibration points is always included, also for an integer-valued score (its +inf
+    threshold was cast to the scores' dtype: int64's minimum, so the class was never included)."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(200, 3, generator=g), -1)
+    y = torch.tensor([0] * 100 + [1] * 97 + [2] * 3)
+    with pytest.warns(UserWarning, match=r"classes \[2\]"):
+        cc = ClassConditional(score=_rank_score, alpha=0.1).calibrate(p, y)
+    assert math.isinf(float(cc.threshold_[2])) and cc.threshold_.dtype == torch.float64
+    assert bool(cc.predict(p).mask[:, 2].all())
+
+
+def test_a_class_absent_from_calibration_is_always_included() -> None:
+    g = torch.Generator().manual_seed(1)
+    p = torch.softmax(torch.randn(100, 3, generator=g), -1)
+    y = torch.tensor([0] * 50 + [1] * 50)  # no calibration point of class 2
+    with pytest.warns(UserWarning, match=r"classes \[2\]"):
+        cc = ClassConditional(score="thr", alpha=0.1).calibrate(p, y)
+    assert bool(cc.predict(p).mask[:, 2].all())
