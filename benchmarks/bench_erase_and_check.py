@@ -226,7 +226,6 @@ def empirical_vs_gcg(n_attacked: int = 25, iters: int = 40) -> None:
     prompts (default and safe-calibrated thresholds), and adversarial training. Filter: the differentiable
     bag of embeddings trained on the shared 80% (GCG needs gradients)."""
     from certify.prompts import (
-        adversarial_training,
         empirical_threshold,
         gcg_attack,
         generated_prompts,
@@ -284,22 +283,75 @@ def empirical_vs_gcg(n_attacked: int = 25, iters: int = 40) -> None:
         fp10, fp20 = np.mean(fn(safe, 10)), np.mean(fn(safe, 20))
         print(f"| {label} | {d10:.1%} | {d20:.1%} | {fp10:.1%} / {fp20:.1%} | {ms:.1f} |", flush=True)
 
-    print()
-    t0 = time.process_time()
-    adv = adversarial_training(bag, list(train.harmful), list(train.safe), num_tokens=10, modes=("suffix",), extra_safe=extra,
-                               num_iters=20, generator=torch.Generator().manual_seed(1))
-    print(f"adversarial training (GCG t = 10 suffixes on the {len(train.harmful)} training harmful prompts, one round; "
-          f"{time.process_time() - t0:.0f} s CPU): clean harmful detected {np.mean(adv.predict_proba(harmful) >= 0.5):.1%}, "
-          f"clean safe kept {np.mean(adv.predict_proba(safe) < 0.5):.1%}")
-    print("| filter | attack | attack success rate on held-out flagged harmful prompts |")
-    print("|---|---|---|")
-    for fname, f in (("standard", bag), ("adversarially trained", adv)):
+
+def adversarial_asr(n_attacked: int = 25, iters: int = 40) -> None:
+    """Issue 18: attack success rate of fresh GCG attacks (same budget) on held-out harmful prompts, against the
+    bag-of-embeddings filter before and after ``adversarial_training`` (one round; with and without its random
+    attacked copies)."""
+    from certify.prompts import adversarial_training, gcg_attack
+
+    name, train, test = data()
+    erased = list(train.erased_safe)
+    extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=10).fit(train.harmful, train.safe, extra_safe=extra,
+                                                           generator=torch.Generator().manual_seed(0))
+    safe, harmful = list(test.safe), list(test.harmful)
+    filters = {"standard": bag}
+    for label, copies in (("adversarially trained, random_attacks=0 (GCG only)", 0),
+                          ("adversarially trained (default: GCG + 8 random copies)", 8)):
+        t0 = time.process_time()
+        filters[label] = adversarial_training(bag, list(train.harmful), list(train.safe), num_tokens=10,
+                                              random_attacks=copies, extra_safe=extra, num_iters=20,
+                                              generator=torch.Generator().manual_seed(1))
+        print(f"{label}: {time.process_time() - t0:.0f} s CPU", flush=True)
+    print(f"data: {name}; GCG ({iters} iterations, top-k 50, 128 candidates) on the first {n_attacked} held-out "
+          "harmful prompts each filter flags")
+    print("| filter | clean harmful flagged | clean safe kept | suffix t = 10 | suffix t = 20 | insertion t = 10 "
+          "| infusion t = 10 |")
+    print("|---|---|---|---|---|---|---|")
+    for fname, f in filters.items():
         targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
-        for t in (10, 20):
-            res = [gcg_attack(h, f, num_tokens=t, mode="suffix", num_iters=iters, generator=torch.Generator().manual_seed(i))
+        cells = []
+        for mode, t in (("suffix", 10), ("suffix", 20), ("insertion", 10), ("infusion", 10)):
+            res = [gcg_attack(h, f, num_tokens=t, mode=mode, num_iters=iters, generator=torch.Generator().manual_seed(i))
                    for i, h in enumerate(targets)]
-            print(f"| {fname} | GCG suffix t = {t} | {np.mean([r.score_after < f.threshold for r in res]):.1%} "
-                  f"({len(res)} prompts) |", flush=True)
+            cells.append(f"{np.mean([r.score_after < f.threshold for r in res]):.0%}")
+        print(f"| {fname} | {np.mean(f.predict_proba(harmful) >= f.threshold):.1%} | "
+              f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(cells) + " |", flush=True)
+
+
+def fragment_false_positives(n_attacked: int = 20, iters: int = 40) -> None:
+    """Issue 18: GreedyEC / GradEC false positives on held-out safe prompts with the bag filter trained with random
+    infusion erasures of the safe prompts (``augment=(..., "infusion")``), at 0.5 and at safe-calibrated thresholds,
+    with detection of GCG suffixes (t = 10) that fool the filter alone."""
+    from certify.prompts import empirical_threshold, gcg_attack, generated_prompts, split_by_act
+
+    name, train, test = data()
+    erased = list(train.erased_safe)
+    extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    safe, harmful = list(test.safe), list(test.harmful)
+    cal_safe = list(split_by_act(generated_prompts())[1].safe)[:150]
+    print(f"data: {name}")
+    print("| filter | defence | threshold | safe flagged | GCG t = 10 detected (of those fooling the filter) |")
+    print("|---|---|---|---|---|")
+    for fname, aug, per in (("bag, suffix+insertion erasures", ("suffix", "insertion"), 10),
+                            ("bag, + 20 random infusion erasures / prompt", ("suffix", "insertion", "infusion"), 20)):
+        f = BagOfEmbeddingsFilter(augment_per_prompt=per, augment=aug).fit(
+            train.harmful, train.safe, extra_safe=extra, generator=torch.Generator().manual_seed(0))
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
+        att = [gcg_attack(h, f, num_tokens=10, mode="suffix", num_iters=iters,
+                          generator=torch.Generator().manual_seed(i)).attacked for i, h in enumerate(targets)]
+        att = [a for a in att if f.predict_proba([a])[0] < f.threshold]
+        for label, fn, method, kw in (("GreedyEC 9", greedy_erase_and_check, "greedyec", {"num_iters": 9}),
+                                      ("GreedyEC 12", greedy_erase_and_check, "greedyec", {"num_iters": 12}),
+                                      ("GradEC 10", grad_erase_and_check, "gradec", {"num_iters": 10}),
+                                      ("GradEC 25", grad_erase_and_check, "gradec", {"num_iters": 25})):
+            for thr in (0.5, empirical_threshold(cal_safe, f, method=method, **kw)):
+                g = copy.copy(f)
+                g.threshold = thr
+                fp = np.mean([fn(s, g, **kw).harmful for s in safe])
+                det = np.mean([fn(a, g, **kw).harmful for a in att]) if att else float("nan")
+                print(f"| {fname} | {label} | {thr:.6f} | {fp:.1%} | {det:.1%} ({len(att)} prompts) |", flush=True)
 
 
 def minilm_false_positives(n: int = 40) -> None:
@@ -325,5 +377,9 @@ if __name__ == "__main__":
         minilm_false_positives()
     elif "--empirical" in sys.argv:
         empirical_vs_gcg()
+    elif "--adversarial" in sys.argv:
+        adversarial_asr()
+    elif "--fragments" in sys.argv:
+        fragment_false_positives()
     else:
         main()

@@ -12,12 +12,13 @@ ReLU uses auto_LiRPA's default ("adaptive") relaxation: ``lb_r = min(l, 0)``,
 ``-lb_r d_u``, lower slope ``d_l = 1[d_u > 0.5]``. Sigmoid and tanh use two parallel lines with
 the chord slope, offset to touch the curve (sound for any interval).
 
-Intermediate bounds (method ``"crown"``): a pre-activation that is an affine function of the
-input is bounded exactly (IBP when it is a single affine layer, else a backward pass with no
-relaxation); later pre-activations get IBP reference bounds from the bounds known so far, and a
-CROWN backward pass is run only for the neurons that are unstable under them (per input; the
+Intermediate bounds (method ``"crown"``): a pre-activation that IBP bounds exactly (one linear/conv
+layer of the input box, followed by element-wise affine maps such as BatchNorm; for L2 a layer on the
+input itself) keeps its IBP bounds; the others get IBP reference bounds from the bounds known so far,
+and a CROWN backward pass is run only for the neurons that are unstable under them (per input; the
 other neurons keep the reference bounds, which changes nothing downstream since a stable ReLU's
-relaxation is exact). Method ``"crown-ibp"`` uses IBP for all intermediate bounds and CROWN at the
+relaxation is exact). Inputs of max pooling and of other non-linear ops get every neuron bounded.
+An interval that overflows the floating-point range gives -/+inf bounds, never NaN. Method ``"crown-ibp"`` uses IBP for all intermediate bounds and CROWN at the
 output only.
 
 A conv layer on a small input is turned into an equivalent dense matrix for the backward pass
@@ -62,6 +63,23 @@ def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # n
     d_u = ub_r / (ub_r - lb_r)
     b_u = -lb_r * d_u
     d_l = (d_u > 0.5).to(d_u.dtype)
+    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+        return _relu_relaxation_unbounded(l, u, d_l, d_u, b_u)
+    return d_l, d_u, b_u
+
+
+def _relu_relaxation_unbounded(l: Tensor, u: Tensor, d_l: Tensor, d_u: Tensor,  # noqa: E741
+                               b_u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The limits of the ReLU relaxation where a bound is infinite (an overflowed interval; the formulas give
+    inf/inf or 0 * inf there): ``l = -inf``: ``relu(x) <= max(u, 0)`` (slope 0); ``u = +inf``:
+    ``relu(x) <= x - min(l, 0)`` (slope 1); both: slope 1 with intercept +inf (no finite line exists); a NaN
+    bound (no information) counts as infinite."""
+    lo_inf = ~(l > -math.inf)  # NaN counts as -inf
+    hi_inf = ~(u < math.inf)
+    d_u = torch.where(hi_inf, torch.ones_like(d_u), torch.where(lo_inf, torch.zeros_like(d_u), d_u))
+    b_u = torch.where(hi_inf, torch.where(lo_inf, torch.full_like(b_u, math.inf), -l.clamp(max=0)),
+                      torch.where(lo_inf, u.clamp(min=0).nan_to_num(math.inf), b_u))
+    d_l = torch.where(lo_inf | hi_inf, (d_u > 0.5).to(d_u.dtype), d_l)
     return d_l, d_u, b_u
 
 
@@ -94,7 +112,15 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     cands = [l, u, torch.minimum(torch.maximum(x1, l), u), torch.minimum(torch.maximum(x2, l), u)]
     gs = torch.stack([f(c) - k * c for c in cands])
     slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
-    return k, gs.min(0).values - slack, gs.max(0).values + slack
+    b_l, b_u = gs.min(0).values - slack, gs.max(0).values + slack
+    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+        # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
+        lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
+        unb = lo_inf | hi_inf
+        k = torch.where(unb, torch.zeros_like(k), k)
+        b_l = torch.where(unb, torch.where(lo_inf, torch.full_like(l, -1.0 if op == "tanh" else 0.0), fl), b_l)
+        b_u = torch.where(unb, torch.where(hi_inf, torch.ones_like(u), fu), b_u)
+    return k, b_l, b_u
 
 
 class _Relax:
@@ -124,9 +150,16 @@ def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
     a2 = a.reshape(b, s, -1)
     v2 = v.reshape(v.shape[0], -1)
     if b == 1 and v2.shape[0] > 1:
-        return (a2[0] @ v2.t()).t()
-    # a batch of matrix-vector products: vecdot is ~5x faster than bmm for these shapes on CPU
-    return torch.linalg.vecdot(a2, v2.unsqueeze(1))
+        out = (a2[0] @ v2.t()).t()
+    else:
+        # a batch of matrix-vector products: vecdot is ~5x faster than bmm for these shapes on CPU
+        out = torch.linalg.vecdot(a2, v2.unsqueeze(1))
+    if bool(torch.isnan(out).any()):
+        # an infinite intercept (an overflowed interval) times a zero coefficient contributes nothing: 0 * inf
+        # is 0 here, not NaN (a NaN operand stays NaN)
+        terms = a2 * v2.unsqueeze(1)
+        out = torch.where(a2 == 0, 0.0, terms).sum(-1)
+    return out
 
 
 def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -258,6 +291,9 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
             for i0 in range(0, n_in, chunk):
                 sl = slice(i0, i0 + chunk)
                 sub = InputRegion(region.x0[sl], region.eps[sl], region.norm, region.domain)
+                # the chunk's own rows of the region's box: an explicit input box (lower/upper, set on
+                # region.box) is not the ball around its centre
+                sub.box = Interval(l=_rows(region.box.l, sl), u=_rows(region.box.u, sl))  # type: ignore[arg-type]
                 parts.append(_backward(g, start, _rows(a0, sl), _rows(b0, sl), sub,
                                        {k: _relax_rows(r, sl) for k, r in relax.items()},
                                        need_lower=need_lower, need_upper=need_upper,
@@ -373,16 +409,25 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
         else:
             in_shape = nodes[n.inputs[0]].shape
             new_l = new_u = None
-            if la is not None:
-                new_l, bl = _back_affine(n, la, in_shape)
-                lbias = _add_bias(lbias, bl)
-            if ua is not None:
-                if ua is la:
-                    new_u = new_l
-                    ubias = _add_bias(ubias, bl)
-                else:
-                    new_u, bu = _back_affine(n, ua, in_shape)
-                    ubias = _add_bias(ubias, bu)
+            if (op in ("linear", "dense") and la is not None and ua is not None and la is not ua
+                    and la.shape == ua.shape):
+                # lower and upper coefficients through one product (one kernel call on twice the rows)
+                s_ = la.shape[1]
+                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape)
+                new_l, new_u = both[:, :s_], both[:, s_:]
+                if bb is not None:
+                    lbias, ubias = _add_bias(lbias, bb[:, :s_]), _add_bias(ubias, bb[:, s_:])
+            else:
+                if la is not None:
+                    new_l, bl = _back_affine(n, la, in_shape)
+                    lbias = _add_bias(lbias, bl)
+                if ua is not None:
+                    if ua is la:
+                        new_u = new_l
+                        ubias = _add_bias(ubias, bl)
+                    else:
+                        new_u, bu = _back_affine(n, ua, in_shape)
+                        ubias = _add_bias(ubias, bu)
             outs = [(n.inputs[0], new_l, new_u)]
         for j, tl, tu in outs:
             if j in pending:
@@ -449,6 +494,8 @@ def _fused_relu_affine(nodes: list[Node], n: Node, la: Tensor | None, ua: Tensor
     b, s = a0.shape[0], a0.shape[1]
     nb = r.d_l.shape[0]
     if s < dk or (b != 1 and b != nb) or (la is not None and ua is not None and la.shape != ua.shape):
+        return None
+    if not bool(torch.isfinite(r.b_u).all()):  # (A b +/- |A| b) / 2 would meet inf - inf
         return None
     k = nj.inputs[0]
     in_shape = nodes[k].shape
@@ -573,13 +620,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     pre = set(g.preactivations())
     direct = direct_input_flags(g) if region.norm == 2 else None
     affine_in = g.affine_in_input()
-    # nodes bounded exactly by IBP: an affine function of the input through at most one affine op
-    n_ops = [0] * len(nodes)
-    for i, n in enumerate(nodes):
-        if n.op != "input":
-            n_ops[i] = max((n_ops[j] for j in n.inputs), default=0) + (n.op not in ("reshape",))
-            if n.op == "add":
-                n_ops[i] = 99
+    exact = _ibp_exact(g, region.norm)
+    relu_fed = [bool(c) and all(nodes[k].op == "relu" for k in c) for c in g.consumers()]
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
     # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
     # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
@@ -593,21 +635,27 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         n = nodes[i]
         if n.op in NONLINEAR:
             relax[i] = _make_relax(n, ivs)
-        iv = node_interval(g, i, ivs, region, direct)
+        iv = _no_nan(node_interval(g, i, ivs, region, direct))
+        ref = iv
         elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
-        if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
+        if (i in pre and not ibp_intermediate and not exact[i]
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
-            rows = "all_ref" if i in general else ("all" if affine_in[i] or i in pooled else "unstable")
+            # a ReLU's relaxation depends only on the sign of a stable neuron's bounds: only the unstable ones
+            # (under the reference bounds) are bounded, whatever the node
+            full = i in pooled or (affine_in[i] and not relu_fed[i])
+            rows = "all_ref" if i in general else ("all" if full else "unstable")
             p_iv = _patches_bounds(g, i, iv, region, relax, batch=batch, rows=rows, compare_ibp=compare_ibp)
             if p_iv is not None:
                 iv = p_iv
             elif i in general:
                 iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
             else:
-                iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
+                iv = _intermediate(gd, i, iv, region, relax, exact=full, batch=batch,
                                    compare_ibp=compare_ibp)
+            if iv is not ref:
+                iv = _no_nan(iv, ref)
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -626,10 +674,59 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     if hi is None:
         hi = torch.full_like(lo, math.inf)
     if compare_ibp:
-        ivs[g.output] = node_interval(g, g.output, ivs, region, direct)
+        ivs[g.output] = _no_nan(node_interval(g, g.output, ivs, region, direct))
         lo_ibp, hi_ibp = spec_interval(g, ivs, spec, region, direct)
-        lo, hi = torch.maximum(lo, lo_ibp), torch.minimum(hi, hi_ibp)
+        lo, hi = torch.fmax(lo, lo_ibp), torch.fmin(hi, hi_ibp)  # fmax/fmin: a NaN side gives way
+    return _no_nan_bounds(lo, hi)
+
+
+def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """A NaN bound (inf - inf or 0 * inf after an interval overflowed the floating-point range) carries no
+    information: it becomes -inf (lower) / +inf (upper), so the bounds stay sound instead of NaN. NaN
+    propagates through every step of the backward pass, so no finite bound was computed from one."""
+    if bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any()):
+        lo = lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        hi = hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
     return lo, hi
+
+
+def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
+    """``iv`` with NaN bounds replaced by ``ref``'s (a sound reference, e.g. IBP) and remaining NaN by -/+inf."""
+    lo, hi = iv.l, iv.u
+    if not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+        return iv
+    if ref is not None:
+        lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)
+    lo, hi = _no_nan_bounds(lo, hi)
+    return Interval(l=lo, u=hi)
+
+
+def _ibp_exact(g: Graph, norm: float) -> list[bool]:
+    """Whether IBP bounds each neuron of a node exactly (the range over the region; CROWN cannot do better).
+
+    The region's box (L-inf, clipped to a box domain) mapped coordinate-wise (reshape, permute, slice,
+    an element-wise affine map such as BatchNorm or a normalisation) is a box; one linear/conv layer maps a
+    box to bounds attained per neuron (``W c +/- |W| r``), and an element-wise affine map of exact bounds
+    stays exact. For L2 the ball is not a box: only a layer on the input itself (up to a reshape) is exact
+    (``W x0 +/- ||W_row||_2 eps``, intersected with the box bound exactly as CROWN's concretisation does)."""
+    nodes = g.nodes
+    exact: list[bool] = []
+    box: list[bool] = []  # the node's values over the region form a box (exact under any linear map)
+    for n in nodes:
+        ins = n.inputs
+        if n.op == "input":
+            e, b = True, True
+        elif n.op in ("reshape", "permute", "slice") or (
+                n.op == "affine" and n.shape == nodes[ins[0]].shape):  # one input coordinate per output
+            e = exact[ins[0]]
+            b = box[ins[0]] and (norm == math.inf or n.op == "reshape")
+        elif n.op in ("linear", "conv", "dense"):
+            e, b = box[ins[0]], False
+        else:  # add, cat, non-linear ops
+            e, b = False, False
+        exact.append(e)
+        box.append(b)
+    return exact
 
 
 #: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)

@@ -2,16 +2,24 @@
 
 Each round attacks the harmful training prompts against the current filter (GCG for a differentiable
 filter, the black-box greedy token attack otherwise; adversarial tokens appended, inserted or infused in
-turn), adds the attacked prompts as harmful examples and refits a fresh copy of the filter on the enlarged
-set. The filter learns that adversarial words next to a harmful request do not make it safe, which lowers
-the attack success rate of the *filter alone*; erase-and-check's certificate needs no such training (it
-holds for any filter), but the empirical defences (RandEC, GreedyEC, GradEC) inherit the filter's
-robustness. **No guarantee**: the measured drop is reported in BENCHMARKS.md.
+turn), adds the attacked prompts as harmful examples and refits a fresh copy of the filter on everything
+gathered so far. Every refit also sees ``random_attacks`` copies of each harmful prompt with 1..t tokens
+drawn uniformly from the attack's vocabulary (the same modes): the "random restarts" of the attacker.
+
+Why the random copies matter: against a filter that pools its tokens (a mean of word embeddings, TF-IDF),
+an attack dilutes the harmful words with the tokens the filter scores most safe. GCG finds the single most
+safe-scored word and repeats it, so one round of GCG examples only teaches the filter about that word and
+the next attack takes the next one (measured: 100% -> 100% attack success after 1 and 3 rounds). Random
+tokens from the whole vocabulary next to harmful requests teach the filter that *no* added word makes a
+harmful request safe; with them the success rate of fresh GCG attacks on held-out prompts falls (numbers in
+BENCHMARKS.md). **No guarantee**: erase-and-check's certificate needs no such training (it holds for any
+filter), but the empirical defences (RandEC, GreedyEC, GradEC) inherit the filter's robustness.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,9 +28,36 @@ import torch
 from certify.prompts.attacks import DIFFERENTIABLE, gcg_attack, greedy_token_attack
 from certify.prompts.erase_and_check import MODES
 from certify.prompts.protocol import check_texts
+from certify.prompts.tokenizers import WordTokenizer
 from certkit._validation import check_positive_int, generator_or_seed
 
 __all__ = ["adversarial_training"]
+
+_WORD_START = re.compile(r"\w")
+
+
+def _random_attack(prompt: str, words: Sequence[str], t: int, mode: str, g: torch.Generator) -> str:
+    """``prompt`` with 1..t tokens drawn uniformly from ``words`` (" word" strings), placed as ``mode`` places
+    them (appended; one block at a random word boundary; each at a random word boundary)."""
+    pieces = WordTokenizer().tokenize(prompt)
+    bounds = [p for p in range(len(pieces) + 1) if p == len(pieces) or not _WORD_START.match(pieces[p])]
+    k = 1 + int(torch.randint(t, (1,), generator=g, device=g.device))
+    if mode == "suffix":
+        slots = [len(pieces)] * k
+    elif mode == "insertion":
+        slots = [bounds[int(torch.randint(len(bounds), (1,), generator=g, device=g.device))]] * k
+    else:
+        slots = sorted(bounds[int(i)] for i in torch.randint(len(bounds), (k,), generator=g, device=g.device))
+    tokens = [words[int(i)] for i in torch.randint(len(words), (k,), generator=g, device=g.device)]
+    out: list[str] = []
+    j = 0
+    for p in range(len(pieces) + 1):
+        while j < k and slots[j] == p:
+            out.append(tokens[j])
+            j += 1
+        if p < len(pieces):
+            out.append(pieces[p])
+    return "".join(out)
 
 
 def adversarial_training(
@@ -33,6 +68,7 @@ def adversarial_training(
     rounds: int = 1,
     num_tokens: int = 10,
     modes: Sequence[str] = ("suffix", "insertion", "infusion"),
+    random_attacks: int = 8,
     extra_safe: Sequence[str] = (),
     generator: torch.Generator | None = None,
     **attack_kwargs: Any,
@@ -44,16 +80,21 @@ def adversarial_training(
             not modified.
         harmful: harmful training prompts (each is attacked once per round).
         safe: safe training prompts.
-        rounds: attack-and-refit rounds (>= 1); each attacks the filter of the previous round.
-        num_tokens: adversarial tokens per attack.
+        rounds: attack-and-refit rounds (>= 1); each attacks the filter of the previous round and refits on
+            the attacked prompts of all rounds so far.
+        num_tokens: adversarial tokens per attack (``t``).
         modes: attack modes used in turn over the prompts.
+        random_attacks: copies (>= 0) of each harmful prompt with 1..t random tokens of the attack's vocabulary
+            (the differentiable filter's ``token_strings()``, else the greedy attack's ``vocab``), added as harmful
+            to every refit. 0 gives plain GCG / greedy adversarial training.
         extra_safe: more safe examples for the refit (e.g. erased safe prompts), as in ``fit``.
-        generator: randomness of the attacks and of the refit (None: seeded with 0).
+        generator: randomness of the attacks, the random copies and the refit (None: seeded with 0).
         **attack_kwargs: passed to :func:`certify.prompts.attacks.gcg_attack` (differentiable filters) or
             :func:`certify.prompts.attacks.greedy_token_attack`.
 
     Returns:
-        The retrained filter (same class and threshold); ``attacked_`` holds the attacked prompts added.
+        The retrained filter (same class and threshold); ``attacked_`` holds the attacked prompts of the rounds,
+        ``random_attacked_`` the random copies.
     """
     if not hasattr(filter, "fit"):
         raise TypeError(f"Expected argument `filter` to have `fit(harmful, safe)`, but got {type(filter).__name__}")
@@ -62,19 +103,27 @@ def adversarial_training(
         raise ValueError("Expected arguments `harmful` and `safe` to be non-empty lists of prompts")
     rounds = check_positive_int(rounds, "rounds")
     t = check_positive_int(num_tokens, "num_tokens")
+    copies = check_positive_int(random_attacks, "random_attacks", minimum=0)
     modes = tuple(modes)
     if not modes or any(m not in MODES for m in modes):
         raise ValueError(f"Expected argument `modes` to be a non-empty sequence of {MODES}, but got {modes!r}")
+    extra = check_texts(extra_safe, "extra_safe")
     g = generator_or_seed(generator, None, where="adversarial_training")
+    differentiable = all(hasattr(filter, a) for a in DIFFERENTIABLE)
+    tok = WordTokenizer()
+    words = sorted({" " + w for p in safe for w in (x.strip() for x in tok.tokenize(p)) if w.isalpha()})
+    randomised = [_random_attack(h, words, 2 * t, modes[(i + c) % len(modes)], g)
+                  for i, h in enumerate(harmful) for c in range(copies)] if words else []
     current, added = filter, []  # type: ignore[var-annotated]
     for _ in range(rounds):
-        attack = gcg_attack if all(hasattr(current, a) for a in DIFFERENTIABLE) else greedy_token_attack
+        attack = gcg_attack if differentiable else greedy_token_attack
         for i, prompt in enumerate(harmful):
             res = attack(prompt, current, num_tokens=t, mode=modes[i % len(modes)], generator=g, **attack_kwargs)
             added.append(res.attacked)
         current = copy.deepcopy(filter)
         fit_kw = {"generator": g} if "generator" in current.fit.__code__.co_varnames else {}
-        current.fit([*harmful, *added], safe, extra_safe=check_texts(extra_safe, "extra_safe"), **fit_kw)
+        current.fit([*harmful, *randomised, *added], safe, extra_safe=extra, **fit_kw)
         current.threshold = filter.threshold
     current.attacked_ = tuple(added)
+    current.random_attacked_ = tuple(randomised)
     return current

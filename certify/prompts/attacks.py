@@ -24,9 +24,13 @@ from certify.prompts.protocol import as_filter
 from certify.prompts.tokenizers import WordTokenizer, check_prompt
 from certkit._validation import check_positive_int, generator_or_seed
 
-__all__ = ["DIFFERENTIABLE", "TokenAttack", "check_differentiable", "gcg_attack", "greedy_token_attack"]
+__all__ = ["DEFAULT_VOCAB", "DIFFERENTIABLE", "TokenAttack", "check_differentiable", "gcg_attack", "greedy_token_attack"]
 
 _WORD_START = re.compile(r"\w")
+#: the greedy attack's default candidate words (words of a few benign sentences)
+DEFAULT_VOCAB = tuple(
+    "please thanks kindly garden party recipe tea flowers cake sunny walk poem birthday friendly happy "
+    "school homework story picnic music".split())
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,7 @@ def greedy_token_attack(
     candidates = check_positive_int(candidates, "candidates")
     g = generator_or_seed(generator, None, where="greedy_token_attack")
     filt = as_filter(filter)
-    words = list(vocab) or (
-        "please thanks kindly garden party recipe tea flowers cake sunny walk poem birthday friendly happy "
-        "school homework story picnic music").split()
+    words = list(vocab) or list(DEFAULT_VOCAB)
     tok = WordTokenizer()
     pieces = tok.tokenize(prompt)
     added: list[bool] = [False] * len(pieces)

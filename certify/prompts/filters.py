@@ -640,7 +640,7 @@ class BagOfEmbeddingsFilter(FilterBase):
             return np.zeros(0)
         with torch.inference_mode():
             rows, w = self._batch(texts)
-            return torch.sigmoid(self.model_(rows, w)).double().numpy()
+            return torch.sigmoid(self.model_(rows, w).double()).numpy()  # float64: no saturation at 1 below logit 36
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
         """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.

@@ -292,3 +292,114 @@ def test_compare_crown_with_ibp_bounds_do_not_depend_on_the_batch() -> None:
             one = certify.bounds(model, x[i : i + 1], 0.05, method=method, domain=(0, 1), compare_crown_with_ibp=True)
             torch.testing.assert_close(one.lower, batch.lower[i : i + 1], rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(one.upper, batch.upper[i : i + 1], rtol=1e-10, atol=1e-10)
+
+
+def test_relu_relaxation_with_infinite_bounds_encloses_relu() -> None:
+    """An interval that overflowed (an infinite end) gets the limit lines, never NaN slopes or intercepts."""
+    inf = math.inf
+    l = torch.tensor([-inf, -inf, -2.0, -inf, 1.0, -inf])  # noqa: E741
+    u = torch.tensor([3.0, inf, inf, -1.0, inf, 0.0])
+    d_l, d_u, b_u = relu_relaxation(l, u)
+    assert not bool(torch.isnan(d_l).any() | torch.isnan(d_u).any() | torch.isnan(b_u).any())
+    xs = torch.linspace(-1e6, 1e6, 20001)
+    for i in range(len(l)):
+        x = xs[(xs >= l[i]) & (xs <= u[i])]
+        assert (torch.relu(x) <= d_u[i] * x + b_u[i]).all()
+        assert (torch.relu(x) >= d_l[i] * x).all()
+    assert d_u[0].item() == 0.0 and b_u[0].item() == 3.0  # l = -inf: relu(x) <= u
+    assert d_u[2].item() == 1.0 and b_u[2].item() == 2.0  # u = inf: relu(x) <= x - l
+    assert b_u[1].item() == inf and b_u[3].item() == 0.0 and b_u[5].item() == 0.0
+
+
+class _Overflow(nn.Module):
+    """``exp(30 (x - x) + 80)`` (5.5e34 at every point; its IBP interval ends at exp(110): inf in float32) into
+    a ReLU and a sigmoid, then a stacked transformer encoder whose IBP attention scores overflow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True,
+                                                                    activation="gelu"), 2,
+                                         enable_nested_tensor=False)
+        self.head = nn.Linear(4 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = torch.exp(30 * (x - x) + 80) * 1e-35
+        h = self.l2(torch.sigmoid(self.l1(torch.relu(e - 0.5))))
+        return self.head(self.enc(x + h).flatten(1))
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
+def test_overflowing_intervals_give_infinite_bounds_not_nan(method: str) -> None:
+    """Where an interval overflows the floating-point range (inf - inf, 0 * inf), the bounds are -/+inf
+    (sound, uninformative), never NaN; every sampled output stays inside them."""
+    torch.manual_seed(0)
+    model = _Overflow().eval()
+    x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(1))
+    for sound in (False, True):
+        b = certify.bounds(model, x, 0.5, method=method, sound=sound)
+        assert not bool(torch.isnan(b.lower).any() | torch.isnan(b.upper).any())
+        pts = x.unsqueeze(1) + 0.5 * (torch.rand(2, 500, 4, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1)
+        with torch.no_grad():
+            out = model(pts.reshape(-1, 4, 8)).reshape(2, 500, -1)
+        assert bool(torch.isfinite(out).all())
+        assert bool((out >= b.lower.unsqueeze(1) - 1e-4).all() & (out <= b.upper.unsqueeze(1) + 1e-4).all())
+
+
+def test_chunked_backward_keeps_an_explicit_input_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of inputs is bounded over its own rows of an explicit, non-symmetric box (lower/upper), not
+    over the ball around the box's centre: chunked bounds equal the whole batch's."""
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).double().eval()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(7, 6, generator=g, dtype=torch.float64)
+    lower = x - 0.3 * torch.rand(7, 6, generator=g, dtype=torch.float64) ** 4
+    upper = x + 0.3 * torch.rand(7, 6, generator=g, dtype=torch.float64) ** 4
+    for method in ("crown", "crown-ibp"):
+        whole = certify.box_bounds(model, lower, upper, method=method)
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 1)  # one input per chunk
+        chunked = certify.box_bounds(model, lower, upper, method=method)
+        monkeypatch.undo()
+        torch.testing.assert_close(whole, chunked, rtol=1e-12, atol=1e-12)
+
+
+class _BnFirst(nn.Module):
+    """Pre-activations IBP bounds exactly (conv/linear of the input box, then BatchNorm or a normalisation)
+    and ones it does not (after a normalisation for L2, a sum of two convolutions, a second layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.norm = certify.Normalize([0.4], [0.3])
+        self.c1, self.c2, self.bn1 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.c3, self.bn3 = nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4)
+        self.fc, self.bn4, self.out = nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Linear(16, 3)
+        for bn in (self.bn1, self.bn3, self.bn4):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=g) * 0.2)
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        a = torch.relu(self.bn1(self.c1(h)))
+        b = torch.relu(self.c1(x) + self.c2(x))
+        h = torch.relu(self.bn3(self.c3(a + b)))
+        return self.out(torch.relu(self.bn4(self.fc(h.flatten(1)))))
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_pre_activations_ibp_bounds_exactly_skip_crown_with_equal_bounds(monkeypatch: pytest.MonkeyPatch,
+                                                                          norm: float) -> None:
+    """A pre-activation that IBP bounds exactly (one conv/linear layer of the input box, then element-wise affine
+    maps) is not given CROWN rows, and only unstable neurons are: the bounds equal those of bounding every such
+    node with CROWN, for L-inf and L2 (where only a layer on the input itself is exact)."""
+    torch.manual_seed(0)
+    model = _BnFirst().double().eval()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    eps = 0.05 if norm == math.inf else 0.3
+    fast = certify.bounds(model, x, eps, norm=norm, method="crown", domain=(0, 1))
+    flags = crown_mod._ibp_exact(certify._graph.cached_graph(model, x, torch.float64), norm)
+    assert any(flags[1:]) and not all(flags)  # the model has both kinds of node
+    monkeypatch.setattr(crown_mod, "_ibp_exact", lambda g, n: [False] * len(g.nodes))
+    full = certify.bounds(model, x, eps, norm=norm, method="crown", domain=(0, 1))
+    torch.testing.assert_close(fast.lower, full.lower, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast.upper, full.upper, rtol=1e-10, atol=1e-10)
+    assert bool((fast.upper - fast.lower > 1e-3).all())

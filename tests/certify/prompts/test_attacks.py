@@ -71,8 +71,7 @@ def test_gcg_refuses_a_black_box_filter() -> None:
 
 def test_adversarial_training_learns_its_attacked_prompts(small_bag) -> None:  # type: ignore[no-untyped-def]
     """One round of GCG adversarial training: a new filter (the input untouched) that flags the attacked training
-    prompts far more often. (Its attack success rate on held-out prompts is measured in BENCHMARKS.md; with the
-    small bag-of-words filter fresh GCG attacks still succeed, so no held-out drop is asserted here.)"""
+    prompts far more often."""
     from certify.prompts import adversarial_training
 
     data = embedded_prompts()
@@ -84,3 +83,33 @@ def test_adversarial_training_learns_its_attacked_prompts(small_bag) -> None:  #
     flagged_old = (small_bag.predict_proba(list(adv.attacked_)) >= 0.5).mean()
     flagged_new = (adv.predict_proba(list(adv.attacked_)) >= 0.5).mean()
     assert flagged_new >= flagged_old + 0.3, (flagged_old, flagged_new)
+
+
+def test_adversarial_training_lowers_the_attack_success_rate_on_held_out_prompts() -> None:
+    """Fresh GCG attacks (same budget) on held-out harmful prompts (acts never trained on) succeed less often
+    against the adversarially trained filter. Plain GCG adversarial training (``random_attacks=0``) fails this
+    test (100% -> 100%: GCG repeats the one most safe-scored word, the refit only learns that word); the random
+    attacked copies make it pass (100% -> 67% here; BENCHMARKS.md: 100% -> 20% on the shared prompts)."""
+    from certify.prompts import (
+        BagOfEmbeddingsFilter,
+        adversarial_training,
+        gcg_attack,
+        generated_prompts,
+        split_by_act,
+    )
+
+    train, _, test = split_by_act(generated_prompts())
+    harmful, safe = list(train.harmful[::2]), list(train.safe[::2])
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=4).fit(harmful, safe, generator=torch.Generator().manual_seed(0))
+    adv = adversarial_training(bag, harmful, safe, num_tokens=5, num_iters=6, num_candidates=32,
+                               generator=torch.Generator().manual_seed(1))
+
+    def success_rate(f) -> float:  # type: ignore[no-untyped-def]
+        targets = [h for h in test.harmful[::7] if f.predict_proba([h])[0] >= f.threshold][:12]
+        assert len(targets) == 12
+        return sum(gcg_attack(h, f, num_tokens=5, num_iters=10, num_candidates=32,
+                              generator=torch.Generator().manual_seed(i)).score_after < f.threshold
+                   for i, h in enumerate(targets)) / len(targets)
+
+    before, after = success_rate(bag), success_rate(adv)
+    assert before >= 0.9 and after <= before - 0.25, (before, after)

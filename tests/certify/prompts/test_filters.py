@@ -94,8 +94,16 @@ def test_augment_safe() -> None:
     ins = augment_safe(["a b c d"], modes=("insertion",), max_erase=2)
     assert " c d" in ins and "a d" in ins and "a b c d" not in ins
     assert len(augment_safe(["a b c d e f g h"], max_per_prompt=5)) == 5
-    with pytest.raises(ValueError, match="modes"):
+    with pytest.raises(ValueError, match="max_per_prompt"):
         augment_safe(["x"], modes=("infusion",))
+    with pytest.raises(ValueError, match="modes"):
+        augment_safe(["x"], modes=("prefix",))
+    inf = augment_safe(["a b c d e f"], modes=("infusion",), max_erase=3, max_per_prompt=40,
+                       generator=torch.Generator().manual_seed(0))
+    words = [x.split() for x in inf]
+    assert len(inf) == 40 and all(3 <= len(w) <= 5 for w in words)  # 1..3 of 6 tokens erased, never all
+    assert all(w == sorted(w) and len(set(w)) == len(w) for w in words)  # subsequences, in order
+    assert len({len(w) for w in words}) == 3 and any(w[0] != "a" for w in words)  # not only suffixes
 
 
 def test_callable_filter_and_as_filter() -> None:
