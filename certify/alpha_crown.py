@@ -14,9 +14,9 @@ makes the split ReLU's relaxation exact) and enter the final bound through the L
 alpha. A domain whose tightened bounds cross (``l > u``) is empty.
 
 What is optimised: the slopes of the *final* backward pass (the bound of the specification), per
-specification row; intermediate (pre-activation) bounds are CROWN's (recomputed with the split
-constraints). auto_LiRPA additionally optimises slopes for every intermediate bound, which costs
-one such optimisation per layer. Slopes of sigmoid/tanh stay CROWN's.
+specification row; then, optionally (``intermediate``; on by default in verification, for the inputs
+still open), jointly with the slopes of every intermediate bound (:class:`_Intermediate`), as auto_LiRPA's
+alpha-CROWN does. Slopes of sigmoid/tanh stay CROWN's.
 
 This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
 then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from certify._graph import Graph
 from certify._layers import LinearRelax
-from certify.crown import _Relax, backward, crown_bounds
+from certify.crown import _Relax, _relax_rows, backward, crown_bounds
 from certify.ibp import InputRegion, Interval
 
 __all__ = ["ALPHA_ITERATIONS", "ALPHA_LR", "LR_DECAY", "Optimized", "alpha_crown_bounds", "optimize_lower"]
@@ -169,14 +169,70 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     intermediate (pre-activation) bound too (:class:`_Intermediate`), warm-started from its result, so the
     bound is never looser than without.
     """
+    st = _crown_state(g, region, spec, compare_ibp, splits)
+    return _optimize(g, st, region, iterations=iterations, lr=lr, lr_beta=lr_beta, lr_decay=lr_decay, skip=skip,
+                     stop_at=stop_at, splits=st.splits, init_alpha=init_alpha, init_beta=init_beta,
+                     want_score=want_score, deadline=deadline, intermediate=intermediate)
+
+
+@dataclass(frozen=True)
+class _State:
+    """CROWN's state of the final backward pass: pre-activation bounds ``ivs``, relaxations, the start
+    coefficients ``a``/``b0``, CROWN's lower bound (N, S) and the inputs whose split constraints cross."""
+
+    gd: Graph
+    ivs: list[Any]  # Interval per node (None where not computed)
+    relax: dict[int, Any]
+    a: Tensor
+    b0: Tensor | None
+    start_input: int | None
+    lower: Tensor
+    infeasible: Tensor
+    splits: dict[int, Tensor]
+
+    def take(self, idx: Tensor) -> _State:
+        """The state of the inputs ``idx`` only (inputs are independent: the same bounds, fewer rows)."""
+        n = self.lower.shape[0]
+
+        def rows(t: Tensor | None) -> Tensor | None:
+            return t if t is None or t.shape[0] != n else t[idx]
+
+        ivs = [None if iv is None else Interval(l=rows(iv.l), u=rows(iv.u)) for iv in self.ivs]  # type: ignore[arg-type]
+        relax = {k: _relax_rows(r, idx) for k, r in self.relax.items()}  # type: ignore[arg-type]
+        return _State(self.gd, ivs, relax, rows(self.a), rows(self.b0), self.start_input,  # type: ignore[arg-type]
+                      self.lower[idx], self.infeasible[idx], {k: v[idx] for k, v in self.splits.items()})
+
+
+def _crown_state(g: Graph, region: InputRegion, spec: Tensor, compare_ibp: bool,
+                 splits: dict[int, Tensor] | None) -> _State:
     hook = _Hook(splits)
     with torch.no_grad():
         lo0, _ = crown_bounds(g, region, spec, need_upper=False, compare_ibp=compare_ibp, hook=hook)
     assert hook.state is not None
     gd, ivs, relax, a, b0, start_input = hook.state
+    infeasible = hook.infeasible if hook.infeasible is not None else torch.zeros(lo0.shape[0], dtype=torch.bool,
+                                                                                   device=lo0.device)
+    return _State(gd, ivs, relax, a, b0, start_input, lo0, infeasible, hook.splits)
+
+
+def _take_region(region: InputRegion, idx: Tensor) -> InputRegion:
+    sub = InputRegion(region.x0[idx], region.eps[idx], region.norm, region.domain)
+    sub.box = Interval(l=region.box.l[idx], u=region.box.u[idx])
+    return sub
+
+
+def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr: float, lr_beta: float = 0.05,
+              lr_decay: float = LR_DECAY, skip: Tensor | None, stop_at: float | Tensor | None,
+              splits: dict[int, Tensor] | None = None, init_alpha: dict[int, Tensor] | None = None,
+              init_beta: dict[int, Tensor] | None = None, want_score: bool = False, deadline: float | None = None,
+              intermediate: bool = False, final_stage: bool = True, init_lower: Tensor | None = None) -> Optimized:
+    """:func:`optimize_lower` from CROWN's state ``st``; ``final_stage=False`` skips the final-layer-only
+    optimisation (the joint stage then starts from ``init_alpha``); ``init_lower`` (N, S): bounds known
+    already (the result is never below them)."""
+    gd, ivs, relax, a, b0, start_input = st.gd, st.ivs, st.relax, st.a, st.b0, st.start_input
+    lo0, infeasible = st.lower, st.infeasible
     n, s = lo0.shape
-    best = lo0.clone()
-    infeasible = hook.infeasible if hook.infeasible is not None else torch.zeros(n, dtype=torch.bool, device=best.device)
+    best = lo0.clone() if init_lower is None else torch.maximum(lo0, init_lower)
     skip = torch.zeros_like(best, dtype=torch.bool) if skip is None else skip
     alphas: dict[int, Tensor] = {}
     ranges: dict[int, tuple[Tensor | float, Tensor | float]] = {}
@@ -263,12 +319,12 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
         groups.append({"params": list(betas.values()), "lr": lr_beta})
     has_params = bool(alphas or betas)
     steps = 0
-    if has_params and iterations > 0:
+    if final_stage and has_params and iterations > 0:
         steps += _ascend(groups, lambda: evaluate(relaxed()[0]), best, open_rows, iterations, lr_decay, deadline,
                          project)
     inter_rel = None
     if intermediate and has_params and iterations > 0 and not bool(done_rows().all()):
-        inter = _Intermediate(gd, ivs, relax, region, hook.splits)
+        inter = _Intermediate(gd, ivs, relax, region, st.splits)
         if inter.params:
             steps += _ascend([*groups, {"params": inter.params, "lr": lr}],
                              lambda: evaluate(relaxed(base=inter.relaxations())[0]), best, open_rows, iterations,
@@ -317,7 +373,7 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                 bias = _node_bias(gd.nodes[gd.nodes[k].inputs[0]], r.b_u)
                 sb = (mu * (r.d_u * bias + r.b_u.detach()) + torch.minimum(-mu * bias, torch.zeros_like(mu))).clamp(min=0)
                 score_bias[k] = torch.where(unstable[k], sb, torch.zeros_like(sb))
-        elif steps or (has_params and (init_alpha is not None or init_beta is not None)):
+        elif inter_rel is None and (steps or (has_params and (init_alpha is not None or init_beta is not None))):
             _keep_best(best, evaluate(relaxed()[0]))  # the last step's (or the given) slopes
     return Optimized(lower=best, infeasible=infeasible, alpha={k: t.detach() for k, t in alphas.items()},
                      beta={k: t.detach() for k, t in betas.items()}, unstable=unstable, active=active_, score=score,
@@ -427,14 +483,37 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
     torch.where(lo > best, lo, best, out=best)
 
 
+#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond)
+INTERMEDIATE_BYTES = 1 << 26
+
+
+def _intermediate_bytes(st: _State) -> int:
+    """Bytes per input of :class:`_Intermediate`'s slopes: for every ReLU whose input bound depends on
+    earlier ReLUs, (its most unstable neurons over the inputs) x (the earlier ReLUs' neurons)."""
+    relus = sorted(k for k, r in st.relax.items() if st.gd.nodes[k].op == "relu")
+    total = 0
+    for k in relus:
+        pre = st.gd.nodes[k].inputs[0]
+        iv = st.ivs[pre]
+        if iv is None:
+            continue
+        s = int(((iv.l < 0) & (iv.u > 0)).reshape(iv.l.shape[0], -1).sum(1).max()) if iv.l.shape[0] else 0
+        total += s * sum(st.gd.nodes[j].numel for j in relus if j < pre)
+    return total * st.lower.element_size()
+
+
 def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, iterations: int = ALPHA_ITERATIONS,
                        lr: float = ALPHA_LR, need_lower: bool = True, need_upper: bool = True,
                        compare_ibp: bool = False, skip: Tensor | None = None,
-                       early_stop: bool = False, intermediate: bool = False) -> tuple[Tensor, Tensor]:
+                       early_stop: bool = False, intermediate: bool | None = None) -> tuple[Tensor, Tensor]:
     """alpha-CROWN bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S) each.
 
     The upper bound is the negated lower bound of ``-spec``, optimised with its own slopes. With
-    ``early_stop`` the lower bound of a row stops improving once it is > 0 (verification)."""
+    ``early_stop`` the lower bound of a row stops improving once it is > 0 (verification), and the work is
+    staged per input: CROWN for all; the final layer's slopes only for the inputs CROWN leaves open; the
+    intermediate layers' slopes too (``intermediate``; default: on exactly with ``early_stop``) only for
+    the inputs still open after that. Inputs are independent, so each stage's bounds are those it would
+    give on the whole batch."""
     n = region.x0.shape[0]
     if spec is None:
         k = g.nodes[g.output].numel
@@ -442,11 +521,41 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
     s = spec.shape[1]
     parts = ([spec] if need_lower else []) + ([-spec] if need_upper else [])
     full = torch.cat(parts, dim=1)
-    sk = None
+    sk = torch.zeros(full.shape[:2], dtype=torch.bool, device=full.device)
     if skip is not None:
         sk = torch.cat([skip] * len(parts), dim=1)
-    res = optimize_lower(g, region, full, iterations=iterations, lr=lr, compare_ibp=compare_ibp, skip=sk,
-                         stop_at=0.0 if early_stop else None, intermediate=intermediate)
-    lo = res.lower[:, :s] if need_lower else torch.full((n, s), -math.inf, dtype=full.dtype, device=full.device)
-    hi = -res.lower[:, -s:] if need_upper else torch.full((n, s), math.inf, dtype=full.dtype, device=full.device)
+    inter = early_stop if intermediate is None else intermediate
+    stop_at = 0.0 if early_stop else None
+    st = _crown_state(g, region, full, compare_ibp, None)
+    best = st.lower.clone()
+    done = sk | st.infeasible.unsqueeze(1)
+    if stop_at is not None:
+        # a row whose value at the centre (a point of the region) is <= stop_at can never be verified
+        with torch.no_grad():
+            centre = torch.linalg.vecdot(full, g.forward(region.x0).reshape(n, 1, -1))
+        done = done | (~done & (centre <= stop_at)).any(1, keepdim=True)
+
+    def open_inputs() -> Tensor:
+        return (~(done if stop_at is None else done | (best > stop_at))).any(1).nonzero().squeeze(1)
+
+    idx = open_inputs()
+    if iterations > 0 and idx.numel():
+        kw: dict[str, Any] = {"iterations": iterations, "lr": lr, "stop_at": stop_at}
+        sub = idx.numel() < n
+        res = _optimize(g, st.take(idx) if sub else st, _take_region(region, idx) if sub else region,
+                        skip=done[idx], **kw)
+        best[idx] = torch.maximum(best[idx], res.lower)
+        idx2 = open_inputs()
+        if inter and idx2.numel() and res.alpha:
+            pos = torch.searchsorted(idx, idx2)  # idx2 is a sorted subset of idx
+            # in chunks of inputs: the joint stage's slopes take (inputs x unstable neurons x earlier neurons)
+            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(st.take(idx2))))
+            for c in range(0, idx2.numel(), step):
+                ic, pc = idx2[c : c + step], pos[c : c + step]
+                res2 = _optimize(g, st.take(ic), _take_region(region, ic), skip=done[ic],
+                                 init_alpha={k: v[pc] for k, v in res.alpha.items()}, intermediate=True,
+                                 final_stage=False, init_lower=best[ic], **kw)
+                best[ic] = torch.maximum(best[ic], res2.lower)
+    lo = best[:, :s] if need_lower else torch.full((n, s), -math.inf, dtype=full.dtype, device=full.device)
+    hi = -best[:, -s:] if need_upper else torch.full((n, s), math.inf, dtype=full.dtype, device=full.device)
     return lo, hi

@@ -156,8 +156,9 @@ def _check_flag(value: Any, name: str) -> bool:
     return check_bool(value, name)
 
 
-def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None) -> tuple[int, float, bool]:
-    """alpha-CROWN's (iterations, lr, alpha_intermediate); each only with method='alpha-crown'."""
+def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None) -> tuple[int, float, bool | None]:
+    """alpha-CROWN's (iterations, lr, alpha_intermediate); each only with method='alpha-crown' (None: the
+    intermediate slopes are optimised in verification only, see :func:`bounds`)."""
     from certify.alpha_crown import ALPHA_ITERATIONS, ALPHA_LR
 
     if method != "alpha-crown" and (iterations is not None or lr is not None or intermediate is not None):
@@ -167,7 +168,7 @@ def _check_alpha(method: str, iterations: Any, lr: Any, intermediate: Any = None
         )
     it = ALPHA_ITERATIONS if iterations is None else check_positive_int(iterations, "iterations", minimum=0)
     rate = ALPHA_LR if lr is None else check_positive(lr, "lr")
-    inter = False if intermediate is None else check_bool(intermediate, "alpha_intermediate")
+    inter = None if intermediate is None else check_bool(intermediate, "alpha_intermediate")
     return it, rate, inter
 
 
@@ -200,7 +201,7 @@ def _round_outward(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, 
 
 def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
              domain: tuple[float, float] | None, sound: bool, need_lower: bool = True,
-             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float, bool] = (20, 0.5, False),
+             need_upper: bool = True, compare_ibp: bool = False, alpha: tuple[int, float, bool | None] = (20, 0.5, None),
              skip: Tensor | None = None, early_stop: bool = False) -> tuple[Tensor, Tensor]:
     """Bounds of ``spec @ f(x')`` (or of ``f(x')`` if spec is None), shape (N, S)."""
     sound = _check_flag(sound, "sound")  # sound="no" must not take the sound path
@@ -337,10 +338,12 @@ def bounds(model: nn.Module, x: Tensor, eps: float | Tensor | LpBall | None = No
             returned (never looser than CROWN).
         lr: alpha-CROWN's learning rate (default 0.5, as auto_LiRPA's); only with ``method="alpha-crown"``.
         alpha_intermediate: alpha-CROWN also optimises the slopes used for every intermediate
-            (pre-activation) bound, as auto_LiRPA's alpha-CROWN does (default False: the final
-            bound's slopes only). It runs after the final-slopes optimisation, warm-started from it, for
-            another ``iterations`` steps and keeps the best bound, so it is never looser; it costs about
-            one CROWN pass per step. Only with ``method="alpha-crown"``.
+            (pre-activation) bound, as auto_LiRPA's alpha-CROWN does. It runs after the final-slopes
+            optimisation, warm-started from it, for another ``iterations`` steps and keeps the best bound,
+            so it is never looser; it costs about one CROWN pass per step. Default (None): off here and in
+            :func:`margin_bounds`; on in :func:`verify`, :func:`certified_radius` and
+            :func:`verified_accuracy`, where it runs only for the inputs the final-slopes optimisation
+            leaves unverified. Only with ``method="alpha-crown"``.
         threat: the region as one :class:`certkit.threat.LpBall` (norm, radius and domain), instead of
             ``eps``, ``norm`` and ``domain`` (exactly one of the two spellings; an LpBall passed as
             ``eps`` counts as ``threat``). The same holds for :func:`margin_bounds`, :func:`verify`,
@@ -411,7 +414,7 @@ def _margin_lower_bounds(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, 
 
 def _verified(model: nn.Module, x: Tensor, y: Tensor, e: Tensor, k: int, *, norm: float, method: str,
               domain: tuple[float, float] | None, sound: bool, compare_ibp: bool = False,
-              alpha: tuple[int, float, bool] = (20, 0.5, False)) -> Tensor:
+              alpha: tuple[int, float, bool | None] = (20, 0.5, None)) -> Tensor:
     spec = margin_spec(y, k, x.dtype)
     at_y = torch.nn.functional.one_hot(y, k).bool()
     lo, _ = _compute(model, x, e, spec, norm=norm, method=method, domain=domain, sound=sound,

@@ -112,7 +112,7 @@ def test_intermediate_slopes_sound_and_never_looser_than_final_only() -> None:
             b_final = certify.bounds(model, x, eps, method="alpha-crown", **kw)
             assert (b.lower >= b_final.lower - 1e-6).all() and (b.upper <= b_final.upper + 1e-6).all()
         v = certify.verify(model, x, y, eps, method="alpha-crown", alpha_intermediate=True, **kw)
-        v_final = certify.verify(model, x, y, eps, method="alpha-crown", **kw)
+        v_final = certify.verify(model, x, y, eps, method="alpha-crown", alpha_intermediate=False, **kw)
         assert bool((v | ~v_final).all())
         assert bool((v == ((full > 0) | torch.nn.functional.one_hot(y, k).bool()).all(1)).all())
     assert gained > 1e-3
@@ -122,12 +122,36 @@ def test_intermediate_slopes_sound_and_never_looser_than_final_only() -> None:
     r = certify.certified_radius(model, x, y, domain=(0, 1), method="alpha-crown", alpha_intermediate=True,
                                  iterations=3, tol=0.05, max_eps=0.4)
     r_final = certify.certified_radius(model, x, y, domain=(0, 1), method="alpha-crown", iterations=3, tol=0.05,
-                                       max_eps=0.4)
+                                       max_eps=0.4, alpha_intermediate=False)
     assert (r >= r_final - 0.051).all()
     acc = certify.verified_accuracy(model, x, y, 0.05, domain=(0, 1), method="alpha-crown", alpha_intermediate=True,
                                     iterations=3, progress=False)
-    assert acc >= float(certify.verify(model, x, y, 0.05, domain=(0, 1), method="alpha-crown", iterations=3)
-                        .float().mean())
+    assert acc >= float(certify.verify(model, x, y, 0.05, domain=(0, 1), method="alpha-crown", iterations=3,
+                                       alpha_intermediate=False).float().mean())
+
+
+def test_staged_verification_matches_each_input_alone() -> None:
+    """verify's alpha-CROWN works in stages over the inputs still open (CROWN, final slopes, intermediate
+    slopes by default): the verdict of each input is the one it gets alone (inputs are independent), the
+    default verifies every input the final-slopes-only optimisation verifies, and a verified input's margin
+    is positive at sampled points."""
+    model = _net(3)
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(12, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    for eps in (0.03, 0.08):
+        kw = {"domain": (0, 1), "method": "alpha-crown", "iterations": 8}
+        v = certify.verify(model, x, y, eps, **kw)
+        alone = torch.cat([certify.verify(model, x[i : i + 1], y[i : i + 1], eps, **kw) for i in range(12)])
+        assert bool((v == alone).all())
+        v_final = certify.verify(model, x, y, eps, alpha_intermediate=False, **kw)
+        v_crown = certify.verify(model, x, y, eps, domain=(0, 1))
+        assert bool((v | ~v_final).all()) and bool((v_final | ~v_crown).all())
+        pts = (x.unsqueeze(1) + eps * (2 * torch.rand((12, 500, 1, 8, 8), generator=g) - 1)).clamp(0, 1)
+        with torch.no_grad():
+            pred = model(pts.reshape(-1, 1, 8, 8)).argmax(1).reshape(12, 500)
+        assert bool((pred[v] == y[v].unsqueeze(1)).all())
     with pytest.raises(ValueError, match="alpha_intermediate"):
         certify.bounds(model, x, 0.1, alpha_intermediate=True)
     with pytest.raises((ValueError, TypeError), match="alpha_intermediate"):
