@@ -9,15 +9,36 @@ median over repetitions is reported. auto_LiRPA is optional: put a clone on PYTH
 
 Agreement with auto_LiRPA is reported as the max relative difference of the bounds computed in
 float64 by both (float32 differences only measure rounding).
+
+CIFAR section (``--section cifar``; issue 14): the CIFAR-shaped ``cnn_4layer``, ``cnn_7layer_bn`` and
+``resnet_small`` of ``benchmarks/bench_cifar.py`` (random weights, 3x32x32 inputs in [0, 1], L-inf eps
+2/255 clipped to [0, 1], float32) at ``--batches`` (default 32 64). Every (network, batch, run) is a fresh
+subprocess, so peak memory is the growth of the process's peak resident set size (``getrusage``
+``ru_maxrss``, which sees torch's native allocations; tracemalloc does not) over its RSS before the first
+timed call. Runs: the forward pass (the floor), IBP, CROWN-IBP and CROWN of certify and of auto_LiRPA
+(columns marked "not installed" when it is absent). Time: wall and CPU time of one warm-up call (graph
+conversion, caches) then the median of ``--reps`` calls; ``--warmup 0`` times the first call instead
+(heavy rows). The IBP / forward ratio is also taken in back-to-back (IBP, forward) pairs inside the IBP
+subprocess (median of per-pair CPU-time ratios: robust to other jobs on a shared machine). Bounds of
+both libraries are compared (float32): ``max |a - b| / max |bound|`` over all entries. A row that
+runs past ``--timeout`` (wall) or ``--cpu-timeout`` (CPU seconds) reports the CPU seconds and peak RSS (``VmHWM``) it had reached::
+
+    PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bounds.py --section cifar --timeout 600
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -67,15 +88,7 @@ def _plain_ibp(model: torch.nn.Sequential, x: torch.Tensor, eps: float) -> Calla
     return run
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--eps", type=float, default=0.1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--pairs", type=int, default=300, help="back-to-back (IBP, forward) pairs")
-    ap.add_argument("--skip-crown-reps", type=int, default=3, help="repetitions for the slow CROWN runs")
-    args = ap.parse_args()
+def _digits(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     have_al = auto_lirpa_available()
@@ -145,6 +158,197 @@ def main() -> None:
                 rel = max(float(((a - b).abs() / b.abs().clamp(min=1e-6)).max().detach())
                           for a, b in ((ours.lower, ref.lower), (ours.upper, ref.upper)))
                 print(f"| max relative difference of bounds vs auto_LiRPA (float64), {meth} | {rel:.1e} |")
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR-shaped networks, one subprocess per (network, batch, run)
+# ----------------------------------------------------------------------------------------------
+
+CIFAR_NETS = ("cnn_4layer", "cnn_7layer_bn", "resnet_small")
+METHODS = ("ibp", "crown-ibp", "crown")
+_LIRPA = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}
+_OUT = Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+def _cifar_net(name: str) -> torch.nn.Module:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_cifar  # the builders live there (one definition of each network)
+
+    net: torch.nn.Module = getattr(bench_cifar, name)()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a running process (``VmHWM`` in /proc), MB; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat); 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: int) -> None:
+    """One row: ``run`` is ``forward`` or ``LIB:METHOD``; prints a JSON line (times in seconds, MB)."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    warnings.simplefilter("ignore")
+    net = _cifar_net(net_name)
+    x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    if run == "forward":
+        fn: Callable[[], object] = lambda: net(x)  # noqa: E731
+    else:
+        lib, meth = run.split(":")
+        m = meth if lib == "certify" else f"auto_lirpa:{_LIRPA[meth]}"
+        fn = lambda: certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))  # noqa: E731
+    res: dict[str, float] = {}
+    with torch.no_grad():
+        net(x[:1])
+        base = _rss_mb()
+        times = []
+        first = _timer(fn)
+        if not warmup:
+            times.append(first)
+        res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        for _ in range(reps if warmup else reps - 1):
+            times.append(_timer(fn))
+        while sum(t[0] for t in times) < 1.0 and len(times) < 1000:  # fast calls: at least 1 s of samples
+            times.append(_timer(fn))
+        res["wall"] = statistics.median(t[0] for t in times)
+        res["cpu"] = statistics.median(t[1] for t in times)
+        if run != "forward":
+            b = fn()
+            torch.save({"lower": b.lower, "upper": b.upper},  # type: ignore[attr-defined]
+                       _OUT / f"bench_bounds_{os.getpid()}.pt")
+            res["file"] = str(_OUT / f"bench_bounds_{os.getpid()}.pt")  # type: ignore[assignment]
+        if run == "certify:ibp" and pairs:  # steady state IBP / forward, back to back
+            fwd = lambda: net(x)  # noqa: E731
+            fwd()
+            ratios = []
+            for _ in range(pairs):
+                ratios.append(_timer(fn)[1] / max(_timer(fwd)[1], 1e-9))
+            res["ibp_over_forward"] = statistics.median(ratios)
+    print(json.dumps(res))
+
+
+def _rel_diff(p: dict[str, torch.Tensor], q: dict[str, torch.Tensor]) -> float:
+    """max |a - b| over both bounds and every entry, relative to the largest |bound| (entry-wise relative
+    differences of float32 bounds near 0 measure only rounding)."""
+    diff = max(float((p[k].double() - q[k].double()).abs().max()) for k in ("lower", "upper"))
+    scale = max(float(t[k].double().abs().max()) for t in (p, q) for k in ("lower", "upper"))
+    return diff / max(scale, 1e-30)
+
+
+def _cifar(args: argparse.Namespace) -> None:
+    warnings.simplefilter("ignore")
+    from certify.auto_lirpa import auto_lirpa_available
+
+    have_al = auto_lirpa_available()
+    libs = ["certify", "auto_LiRPA"] if have_al else ["certify"]
+    load = os.getloadavg()
+    print(f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {os.cpu_count()} cores, "
+          f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, reps {args.reps}, warm-up {args.warmup}")
+    if not have_al:
+        print("auto_LiRPA NOT available (put a clone on PYTHONPATH: PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs); "
+              "its columns are skipped")
+    print("\nwall s (CPU s) per call; peak = growth of the subprocess's peak RSS (ru_maxrss) in MB; speed-up = "
+          "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max |bound| over all entries (float32)\n")
+    print("| network | batch | run | certify s (CPU s) | certify peak MB | auto_LiRPA s (CPU s) | auto_LiRPA peak MB | "
+          "speed-up wall / CPU | max rel. diff | / forward (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def one(net_name: str, run: str, batch: int) -> dict:
+        cmd = [sys.executable, __file__, "--reps", str(args.reps), "--warmup", str(args.warmup), "--pairs",
+               str(args.cifar_pairs), "--child", net_name, run, str(batch)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
+        while proc.poll() is None:  # CPU time and peak RSS so far, for a row stopped at the timeout
+            hwm, cpu = max(hwm, _vm_hwm_mb(proc.pid)), max(cpu, _cpu_s(proc.pid))
+            if ((args.timeout is not None and time.perf_counter() - t0 > args.timeout)
+                    or (args.cpu_timeout is not None and cpu > args.cpu_timeout)):
+                proc.kill()
+                proc.communicate()
+                return {"error": f"stopped at {time.perf_counter() - t0:.0f} s wall / {cpu:.0f} CPU s "
+                                 f"({hwm:.0f} MB peak RSS so far)"}
+            time.sleep(0.5)
+        out, err = proc.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if lines:
+            return json.loads(lines[-1])
+        if proc.returncode < 0:  # e.g. -9: killed by the kernel's out-of-memory killer
+            return {"error": f"killed by signal {-proc.returncode} ({hwm:.0f} MB peak RSS, {cpu:.0f} CPU s)"}
+        errs = [ln for ln in err.splitlines() if "Error" in ln or "error" in ln] or err.strip().splitlines() or ["?"]
+        return {"error": f"failed: {errs[-1].strip()[:100]}"}
+
+    cell = lambda r: f"{r['wall']:.3g} ({r['cpu']:.3g})" if "wall" in r else r.get("error", "-")  # noqa: E731
+    peak = lambda r: f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-"  # noqa: E731
+    for net_name in args.nets:
+        for batch in args.batches:
+            fwd = one(net_name, "forward", batch)
+            print(f"| {net_name} | {batch} | forward | {cell(fwd)} | {peak(fwd)} | | | | | 1 |", flush=True)
+            for meth in args.methods:
+                res = {lib: one(net_name, f"{lib}:{meth}", batch) for lib in libs}
+                c, a = res["certify"], res.get("auto_LiRPA", {"error": "not installed"})
+                speed = diff = ratio = "-"
+                if "wall" in c and "wall" in a:
+                    speed = f"{a['wall'] / c['wall']:.2f}x / {a['cpu'] / c['cpu']:.2f}x"
+                    diff = f"{_rel_diff(torch.load(c['file']), torch.load(a['file'])):.1e}"
+                if "cpu" in c and "cpu" in fwd:
+                    ratio = f"{c['cpu'] / fwd['cpu']:.2f}"
+                    if "ibp_over_forward" in c:
+                        ratio += f" (pairs: {c['ibp_over_forward']:.2f})"
+                for r in res.values():
+                    if "file" in r:
+                        Path(r["file"]).unlink(missing_ok=True)
+                print(f"| {net_name} | {batch} | {meth} | {cell(c)} | {peak(c)} | {cell(a)} | {peak(a)} | {speed} | "
+                      f"{diff} | {ratio} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--section", choices=("digits", "cifar", "all"), default="all")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=256, help="digits section")
+    ap.add_argument("--eps", type=float, default=0.1, help="digits section")
+    ap.add_argument("--threads", type=int, default=1, help="digits section")
+    ap.add_argument("--pairs", type=int, default=300, help="back-to-back (IBP, forward) pairs")
+    ap.add_argument("--skip-crown-reps", type=int, default=3, help="digits: repetitions for the slow CROWN runs")
+    ap.add_argument("--nets", nargs="+", default=list(CIFAR_NETS), choices=CIFAR_NETS, help="cifar section")
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 64], help="cifar section")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="cifar section")
+    ap.add_argument("--warmup", type=int, default=1, help="cifar: 0 times the first call (no warm-up call)")
+    ap.add_argument("--timeout", type=float, default=None, help="cifar: seconds of wall time per subprocess")
+    ap.add_argument("--cpu-timeout", type=float, default=None,
+                    help="cifar: CPU seconds per subprocess (fairer than wall time on a loaded machine)")
+    ap.add_argument("--cifar-pairs", type=int, default=20, help="cifar: back-to-back (IBP, forward) pairs")
+    ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1], int(args.child[2]), max(1, args.reps), args.warmup, args.pairs)
+        return
+    if args.section in ("digits", "all"):
+        _digits(args)
+    if args.section in ("cifar", "all"):
+        print("\n## CIFAR-shaped networks (3x32x32, L-inf 2/255)")
+        _cifar(args)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ __all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec
 
 
 class Interval:
-    """A box given by lower/upper, centre/radius, or sum/difference ``(u + l, u - l)``; the other
-    forms are computed on demand."""
+    """A box given by lower/upper, centre/radius, sum/difference ``(u + l, u - l)`` or centre/width
+    ``(c, u - l)`` (what affine layers produce: the width comes out of one product with ``|W|``); the
+    other forms are computed on demand."""
 
     __slots__ = ("_c", "_d", "_l", "_r", "_s", "_u")
 
@@ -31,13 +32,13 @@ class Interval:
     @property
     def l(self) -> Tensor:  # noqa: E743
         if self._l is None:
-            self._l = self._c - self._r if self._c is not None else (self._s - self._d) / 2  # type: ignore[operator]
+            self._l = self._c - self.r if self._c is not None else (self._s - self._d) / 2  # type: ignore[operator]
         return self._l
 
     @property
     def u(self) -> Tensor:
         if self._u is None:
-            self._u = self._c + self._r if self._c is not None else (self._s + self._d) / 2  # type: ignore[operator]
+            self._u = self._c + self.r if self._c is not None else (self._s + self._d) / 2  # type: ignore[operator]
         return self._u
 
     @property
@@ -52,11 +53,27 @@ class Interval:
             self._r = self._d / 2 if self._d is not None else (self._u - self._l) / 2  # type: ignore[operator]
         return self._r
 
+    def reshape(self, shape: tuple[int, ...]) -> Interval:
+        """The same box with every sample reshaped to ``shape`` (views where possible, no arithmetic)."""
+        def rs(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.reshape(t.shape[0], *shape)
+
+        return Interval(l=rs(self._l), u=rs(self._u), c=rs(self._c), r=rs(self._r), s=rs(self._s), d=rs(self._d))
+
+    def form(self) -> tuple[str, Tensor, Tensor]:
+        """The cheapest pair an affine layer can take: ``("sd", u + l, u - l)``, ``("cd", c, u - l)`` or
+        ``("cr", c, r)``."""
+        if self._c is None:
+            return ("sd", *self.sum_diff())
+        if self._r is None and self._d is not None:
+            return "cd", self._c, self._d
+        return "cr", self._c, self.r
+
     def sum_diff(self) -> tuple[Tensor, Tensor]:
         """``(u + l, u - l)`` (twice the centre and radius)."""
         if self._s is None:
             if self._c is not None:
-                return self._c * 2, self._r * 2  # type: ignore[operator,return-value]
+                return self._c * 2, (self._r * 2 if self._d is None else self._d)  # type: ignore[operator,return-value]
             self._s, self._d = self.u + self.l, self.u - self.l
         return self._s, self._d  # type: ignore[return-value]
 
@@ -73,9 +90,15 @@ def linear_relu(n: Node, a: Interval) -> Interval:
     passes: the centre's GEMM, then ``u = c + |W| r`` with the sum in the second GEMM's epilogue
     (``addmm``), ``l/2 = c - u/2`` in place, both ReLUs in place, and the sum/difference form
     ``(u + l, u - l)`` the next affine layer takes."""
-    total, diff = a.sum_diff()
+    form, total, diff = a.form()  # (u + l, u - l), (c, u - l) or (c, r)
     b = total.shape[0]
+    w = n.weight
+    assert w is not None
     w_half, w_abs_half = _half_weights(n)
+    if form != "sd":  # the centre itself: the full weights
+        w_half = w
+    if form == "cr":  # the radius itself: |W|
+        w_abs_half = n.derive("|w|", w.abs)
     if total.dim() != 2:
         total, diff = total.reshape(b, -1), diff.reshape(b, -1)
     c = F.linear(total, w_half, n.bias)
@@ -89,15 +112,23 @@ def linear_relu(n: Node, a: Interval) -> Interval:
 
 
 def relu_consuming(a: Interval) -> Interval:
-    """IBP through ReLU of an interval in centre/radius form that nothing else will read, reusing
-    its buffers (one fresh allocation instead of six: fresh pages cost faults on CPU). Returns the
-    sum/difference form the next affine layer takes. Only without autograd."""
-    c, r = a._c, a._r
-    assert c is not None and r is not None
-    lo = torch.sub(c, r).relu_()
-    hi = c.add_(r).relu_()
-    total = torch.add(hi, lo, out=r)
-    return Interval(s=total, d=hi.sub_(lo))
+    """IBP through ReLU of an interval in centre/radius or centre/width form that nothing else will
+    read, reusing its buffers (fresh pages cost faults on CPU). Only without autograd.
+
+    From centre/width ``(c, w)``: four in-place passes, no allocation. With ``u' = relu(c + w/2)`` and
+    ``l' = relu(c - w/2)``, the width ``u' - l'`` is ``min(u', w)`` (``w`` where the neuron is active,
+    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``."""
+    if a._c is not None and a._r is None and a._d is not None:
+        c, w = a._c, a._d
+        hi = c.add_(w, alpha=0.5).relu_()
+        width = torch.minimum(hi, w, out=w)
+        return Interval(c=hi.sub_(width, alpha=0.5), d=width)
+    cen, r = a._c, a._r
+    assert cen is not None and r is not None
+    lo = torch.sub(cen, r).relu_()
+    up = cen.add_(r).relu_()
+    total = torch.add(up, lo, out=r)
+    return Interval(s=total, d=up.sub_(lo))
 
 
 class InputRegion:
@@ -111,39 +142,120 @@ class InputRegion:
         self.x0, self.eps, self.norm, self.domain = x0, eps, norm, domain
         e = eps.reshape(-1, *([1] * (x0.dim() - 1)))
         lo, hi = x0 - e, x0 + e
-        if domain is not None:
-            lo, hi = lo.clamp(min=domain[0]), hi.clamp(max=domain[1])
+        if domain is not None:  # in place: both are fresh tensors (one allocation fewer each)
+            lo, hi = lo.clamp_(min=domain[0]), hi.clamp_(max=domain[1])
         self.box = Interval(l=lo, u=hi)
 
 
-def _affine(n: Node, c: Tensor, r: Tensor, half: bool = False) -> tuple[Tensor, Tensor]:
-    """Centre and radius through one affine node (``half``: c and r are twice the centre/radius,
-    i.e. u + l and u - l, and the weights are halved instead: two fewer elementwise passes)."""
+def _form_weights(n: Node, w: Tensor, form: str, key: str = "") -> tuple[Tensor, Tensor]:
+    """The weights that map an input pair of the given form (see :meth:`Interval.form`) to the output's
+    centre and width in one product each: ``sd``: ``(W/2, |W|)``, ``cd``: ``(W, |W|)``, ``cr``:
+    ``(W, 2|W|)``; cached on the node (``key`` names a fused weight)."""
+    w_abs = n.derive("|w|" + key, w.abs)
+    if form == "sd":
+        return n.derive("w/2" + key, lambda: w * 0.5), w_abs
+    if form == "cd":
+        return w, w_abs
+    return w, n.derive("2|w|" + key, lambda: w_abs * 2)
+
+
+def _affine(n: Node, a: Interval) -> Interval:
+    """IBP through one affine node, in centre/width form (``a`` is read in the form it holds)."""
     op = n.op
-    w = n.weight
-    if op in ("linear", "conv", "dense"):
-        assert w is not None
-        if half:
-            w, w_abs = _half_weights(n)
-        else:
-            w_abs = n.derive("|w|", w.abs)
-    if op == "linear":
-        return F.linear(c, w, n.bias), F.linear(r, w_abs)  # type: ignore[arg-type]
-    if op == "conv":
-        a = conv_args(n)
-        return F.conv2d(c, w, n.bias, **a), F.conv2d(r, w_abs, None, **a)  # type: ignore[arg-type]
-    if op == "dense":
-        b = c.shape[0]
-        cc = F.linear(c.reshape(b, -1), w, n.bias).reshape(b, *n.shape)  # type: ignore[arg-type]
-        rr = F.linear(r.reshape(b, -1), w_abs).reshape(b, *n.shape)
-        return cc, rr
     if op == "affine":
+        if a._c is not None and a._r is None and a._d is not None:  # centre/width stays centre/width
+            c, w = a._c, a._d
+            if n.weight is not None:
+                c, w = c * n.weight, w * n.weight.abs()
+            return Interval(c=c if n.bias is None else c + n.bias, d=w)
+        c, r = a.c, a.r
         if n.weight is not None:
             c, r = c * n.weight, r * n.weight.abs()
-        if n.bias is not None:
-            c = c + n.bias
-        return c, r
+        return Interval(c=c if n.bias is None else c + n.bias, r=r)
+    assert n.weight is not None
+    form, x, y = a.form()
+    wc, ww = _form_weights(n, n.weight, form)
+    if op == "linear":
+        return Interval(c=F.linear(x, wc, n.bias), d=F.linear(y, ww))
+    if op == "conv":
+        args = conv_args(n)
+        return Interval(c=F.conv2d(x, wc, n.bias, **args), d=F.conv2d(y, ww, None, **args))
+    if op == "dense":
+        b = x.shape[0]
+        cc = F.linear(x.reshape(b, -1), wc, n.bias).reshape(b, *n.shape)
+        dd = F.linear(y.reshape(b, -1), ww).reshape(b, *n.shape)
+        return Interval(c=cc, d=dd)
     raise AssertionError(op)
+
+
+def _add(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
+    """``ca * a + cb * b`` in centre/width form, always in fresh tensors (a consumer may reuse them):
+    one ``torch.add`` each for centre and width when a coefficient is 1 (``alpha`` scales the other
+    term), reading each input in the form it holds."""
+    def parts(iv: Interval) -> tuple[Tensor, Tensor, float, float]:  # centre = kc * x, width = kw * y
+        form, x, y = iv.form()
+        return x, y, (0.5 if form == "sd" else 1.0), (2.0 if form == "cr" else 1.0)
+
+    (xa, ya, ka, wa), (xb, yb, kb, wb) = parts(a), parts(b)
+
+    def comb(p: Tensor, q: Tensor, fp: float, fq: float) -> Tensor:
+        if fp == 1.0:
+            return torch.add(p, q, alpha=fq)
+        if fq == 1.0:
+            return torch.add(q, p, alpha=fp)
+        return torch.add(p * fp, q, alpha=fq)
+
+    return Interval(c=comb(xa, xb, ca * ka, cb * kb), d=comb(ya, yb, abs(ca) * wa, abs(cb) * wb))
+
+
+def _channel_vector(t: Tensor | None, channels: int) -> Tensor | bool | None:
+    """An elementwise factor as one value per channel of a (C, H, W) map: None if absent, False if it
+    varies within a channel (then a following conv cannot absorb it)."""
+    if t is None:
+        return None
+    if t.dim() == 0:
+        return t.expand(channels)
+    if t.dim() == 3 and t.shape == (channels, 1, 1):
+        return t.reshape(channels)
+    return False
+
+
+def conv_affine(conv: Node, aff: Node) -> tuple[Tensor, Tensor | None] | None:
+    """Weights and bias of ``aff(conv(x))`` as one convolution (BatchNorm folded into the conv before
+    it: ``W' = W * s``, ``b' = b * s + t`` per output channel), or None if ``aff`` is not per channel."""
+    assert conv.weight is not None
+    cout = conv.weight.shape[0]
+    s, t = _channel_vector(aff.weight, cout), _channel_vector(aff.bias, cout)
+    if s is False or t is False:
+        return None
+    w, b = conv.weight, conv.bias
+    if s is not None:
+        w = w * s.reshape(-1, 1, 1, 1)  # type: ignore[union-attr]
+        b = None if b is None else b * s
+    if isinstance(t, Tensor):
+        b = t if b is None else b + t
+    return w, b
+
+
+def _conv_affine_interval(conv: Node, aff: Node, a: Interval) -> Interval | None:
+    """IBP through a conv and the per-channel affine node (eval-mode BatchNorm) after it, as one conv:
+    two convolutions instead of two plus three element-wise passes. None if ``aff`` is not per channel."""
+    cout = conv.weight.shape[0]  # type: ignore[union-attr]
+    if _channel_vector(aff.weight, cout) is False or _channel_vector(aff.bias, cout) is False:
+        return None
+    key = f"+{aff.name}"
+    w = conv.derive("w" + key, lambda: conv_affine(conv, aff)[0])  # type: ignore[index]
+    bias: Tensor | None = conv.derive("b" + key, lambda: _or_empty(conv_affine(conv, aff)[1]))  # type: ignore[index]
+    if bias is not None and bias.numel() == 0:
+        bias = None
+    form, x, y = a.form()
+    wc, ww = _form_weights(conv, w, form, key)
+    args = conv_args(conv)
+    return Interval(c=F.conv2d(x, wc, bias, **args), d=F.conv2d(y, ww, None, **args))
+
+
+def _or_empty(t: Tensor | None) -> Tensor:
+    return torch.empty(0) if t is None else t
 
 
 def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> Interval | None:
@@ -174,16 +286,10 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     op = n.op
     a = ivs[n.inputs[0]] if n.inputs else None
     assert a is not None or op == "input"
-    if op == "reshape":
-        b = a.l.shape[0]  # type: ignore[union-attr]
-        return Interval(l=a.l.reshape(b, *n.shape), u=a.u.reshape(b, *n.shape))  # type: ignore[union-attr]
+    if op == "reshape":  # keeps whichever form the input holds (a conversion costs element-wise passes)
+        return a.reshape(n.shape)  # type: ignore[union-attr]
     if op in ("linear", "conv", "dense", "affine"):
-        if op != "affine" and a._c is None:  # type: ignore[union-attr]
-            total, diff = a.sum_diff()  # type: ignore[union-attr]
-            c, r = _affine(n, total, diff, half=True)
-        else:
-            c, r = _affine(n, a.c, a.r)  # type: ignore[union-attr]
-        out = Interval(c=c, r=r)
+        out = _affine(n, a)  # type: ignore[arg-type]
         if (region is not None and region.norm == 2 and direct is not None and direct[n.inputs[0]]
                 and op != "affine"):
             ex = _l2_first_layer(n, region, g.nodes[n.inputs[0]].shape)
@@ -192,9 +298,8 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         return out
     if op == "add":
         b_iv = ivs[n.inputs[1]]
-        assert b_iv is not None
-        ca, cb = n.attrs["coef"]
-        return Interval(c=ca * a.c + cb * b_iv.c, r=abs(ca) * a.r + abs(cb) * b_iv.r)  # type: ignore[union-attr]
+        assert a is not None and b_iv is not None
+        return _add(a, b_iv, *n.attrs["coef"])
     if op == "cat":
         parts = [ivs[j] for j in n.inputs]
         d = n.attrs["dim"] + 1
@@ -208,7 +313,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
 
         return Interval(l=maxpool_forward(a.l, n.attrs), u=maxpool_forward(a.u, n.attrs))  # type: ignore[union-attr]
     if op == "relu":
-        if consume and a._c is not None and a._r is not None:  # type: ignore[union-attr]
+        if consume and a._c is not None and (a._r is not None or a._d is not None):  # type: ignore[union-attr]
             return relu_consuming(a)  # type: ignore[arg-type]
         return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
     if op == "sigmoid":
@@ -299,6 +404,7 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
     in_place = not keep_all and not (torch.is_grad_enabled() and (
         region.box.l.requires_grad or region.box.u.requires_grad
         or any(t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias))))
+    fused: set[int] = set()  # affine nodes computed together with the conv before them (fresh buffers)
     for i in range(1, len(nodes)):
         if (stop_before_output and i == g.output) or ivs[i] is not None:
             continue
@@ -308,12 +414,17 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
                 and (n.op == "dense" or (n.op == "linear" and len(n.shape) == 1))
                 and not (direct is not None and direct[n.inputs[0]])):
             ivs[nxt] = linear_relu(n, ivs[n.inputs[0]])  # type: ignore[arg-type]
+        elif (not keep_all and nxt is not None and n.op == "conv" and nodes[nxt].op == "affine" and i not in keep
+              and not (direct is not None and direct[n.inputs[0]])
+              and (iv := _conv_affine_interval(n, nodes[nxt], ivs[n.inputs[0]])) is not None):  # type: ignore[arg-type]
+            ivs[nxt] = iv  # conv + BatchNorm as one conv; the conv's own interval is never needed
+            fused.add(nxt)
         else:
             j = n.inputs[0] if len(n.inputs) == 1 else -1
-            # only the sole consumer may reuse j's buffers: another node can hold them (an affine node
-            # without weight passes its input's radius tensor through)
+            # only the sole consumer may reuse j's buffers, and only buffers j allocated itself (an affine
+            # node without weight passes its input's radius through; a reshape holds views)
             consume = (in_place and j >= 0 and len(consumers[j]) == 1 and j not in keep
-                       and nodes[j].op in ("linear", "conv", "dense"))
+                       and (nodes[j].op in ("linear", "conv", "dense", "add") or j in fused))
             ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
         if not keep_all:
             for j in nodes[i].inputs:
