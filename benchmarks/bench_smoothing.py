@@ -23,6 +23,8 @@ floor there".
    replays them when the file exists); the ``budget futility`` rows use ``budget_futility=True``.
 4. ``--denoised``: certified accuracy and ACR of denoised, consistency-trained and rRCM-style models.
 5. ``--seeds N``: the training-seed stability of Gaussian augmentation vs consistency vs rRCM-style.
+   ``--with-denoised`` adds the frozen standard CNN behind the U-Net denoiser recipe (minutes per seed);
+   ``--sigmas 0.5`` limits the noise levels.
 6. ``--denoiser-seed K --sigma S``: one denoised row, the U-Net denoiser recipe trained with seed K.
 """
 
@@ -293,15 +295,20 @@ def bench_denoised(images: int, n: int, only_consistency: bool = False, only: st
                   + f" | {average_certified_radius(rec):.3f} | {time.perf_counter() - start:.0f} |", flush=True)
 
 
-def bench_seeds(images: int, n: int, seeds: int) -> None:
+def bench_seeds(images: int, n: int, seeds: int, sigmas: tuple[float, ...] = (0.25, 0.5),
+                denoised: bool = False) -> None:
     """Gaussian augmentation vs consistency training vs the rRCM-style model over ``seeds`` training seeds.
 
     Each seed changes the initialisation, the permutations and the training noise (nothing is cached:
-    every model is trained here); certification uses the same draws for every model (generator seeded 0).
+    every model is trained here; seed 0 reproduces the cached recipes); certification uses the same draws
+    for every model (generator seeded 0). ``denoised``: also the frozen standard CNN behind the
+    ``digits_denoised_cnn`` denoiser recipe trained with each seed (the slow part: minutes per seed).
     """
-    from certkit_app.digits import make_digits_cnn
+    from certkit_app.digits import _train_digits_denoiser, digits_cnn, make_digits_cnn
     from smoothing import (
+        DenoisedClassifier,
         average_certified_radius,
+        make_unet_denoiser,
         pretrain_contrastive_denoising,
         train_consistency,
         train_noise_augmented,
@@ -322,13 +329,13 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
 
     encoders = {}
     for seed in range(seeds):
-        model = fresh(seed)
-        pretrain_contrastive_denoising(model[:-1], train.images, epochs=60, generator=gen(seed))
-        encoders[seed] = model[:-1].state_dict()
+        net = fresh(seed)
+        pretrain_contrastive_denoising(net[:-1], train.images, epochs=60, generator=gen(seed))
+        encoders[seed] = net[:-1].state_dict()
     rows: dict[tuple[float, str], list[np.ndarray]] = {}
-    for sigma in (0.25, 0.5):
+    for sigma in sigmas:
         for seed in range(seeds):
-            recipes: dict[str, Callable[[torch.nn.Sequential], object]] = {
+            recipes: dict[str, Callable[[torch.nn.Sequential], object] | None] = {
                 "Gaussian augmentation": lambda m, s=seed, sg=sigma: train_noise_augmented(
                     m, train.images, train.labels, sg, generator=gen(s)),
                 "consistency (λ = 5)": lambda m, s=seed, sg=sigma: train_consistency(
@@ -337,15 +344,27 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
                     m[:-1].load_state_dict(encoders[s]),
                     train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))),
             }
+            if denoised:
+                recipes["denoised (frozen standard CNN + U-Net denoiser)"] = None
             for name, recipe in recipes.items():
-                model = fresh(seed)
-                recipe(model)
+                start = time.perf_counter()
+                model: torch.nn.Module
+                if recipe is None:  # as --denoiser-seed: the initialisation is the cached one, the seed moves the rest
+                    denoiser = make_unet_denoiser()
+                    _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
+                    model = DenoisedClassifier(denoiser, digits_cnn())
+                else:
+                    cnn = fresh(seed)
+                    recipe(cnn)
+                    model = cnn
                 model.eval().to(DEVICE)
+                trained = time.perf_counter() - start
                 rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                                       inputs_per_task=10, progress=False)
                 row = np.append(certified_accuracy(rec, radii), average_certified_radius(rec))
                 rows.setdefault((sigma, name), []).append(row)
-                print(f"sigma {sigma} seed {seed} {name}: {np.round(row, 3).tolist()}", flush=True)
+                print(f"sigma {sigma} seed {seed} {name}: {np.round(row, 3).tolist()} (trained in {trained:.0f} s)",
+                      flush=True)
     print(f"\n## training-seed stability ({len(ys)} test images, every {step}th; n0={N0}, n={n:,}, alpha={ALPHA}; "
           f"{seeds} seeds: mean ± half-range)")
     print("| sigma | training | " + " | ".join(f"r={r}" for r in radii) + " | ACR |")
@@ -356,9 +375,10 @@ def bench_seeds(images: int, n: int, seeds: int) -> None:
         print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
-def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
+def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int, copies: int = 2) -> None:
     """One row: the standard CNN behind the stability denoiser (``digits_denoised_cnn`` recipe) trained with
-    ``seed`` (0: the cached model; others: initialisation, permutations and noise from ``seed``)."""
+    ``seed`` (0: the cached model; others: permutations and noise from ``seed``; the U-Net's initial weights
+    are the cached recipe's for every seed, since ``make_unet_denoiser()`` seeds them with 0)."""
     from certkit_app.digits import _train_digits_denoiser, digits_cnn, digits_denoised_cnn
     from smoothing import DenoisedClassifier, average_certified_radius, make_unet_denoiser
 
@@ -366,13 +386,13 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
     step = max(1, len(test) // images)
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
     start = time.perf_counter()
-    if seed == 0:
+    if seed == 0 and copies == 2:
         model: torch.nn.Module = digits_denoised_cnn(sigma)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             denoiser = make_unet_denoiser()
-        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed)
+        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed, copies=copies)
         model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
     model = model.to(DEVICE)
     trained = time.perf_counter() - start
@@ -380,7 +400,7 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int) -> None:
     rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                           inputs_per_task=10, progress=False)
     acc = certified_accuracy(rec, radii)
-    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser, seed {seed} | "
+    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser ({copies} copies), seed {seed} | "
           + " | ".join(f"{a:.2f}" for a in acc) + f" | {average_certified_radius(rec):.3f} | train {trained:.0f} s |",
           flush=True)
 
@@ -397,18 +417,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2_000, help="estimation draws for --denoised")
     parser.add_argument("--only-consistency", action="store_true", help="--denoised: only the two noise-trained rows")
     parser.add_argument("--seeds", type=int, default=0, help="only the training-seed stability table, over this many seeds")
+    parser.add_argument("--with-denoised", action="store_true", help="--seeds: also the denoised row (minutes per seed)")
+    parser.add_argument("--sigmas", default="0.25,0.5", help="--seeds: comma-separated noise levels")
     parser.add_argument("--only", help="--denoised: only rows whose name contains one of these comma-separated words")
     parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
     parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
+    parser.add_argument("--copies", type=int, default=2, help="--denoiser-seed: noise copies per image (2: the cached recipe)")
     parser.add_argument("--device", help="where the models run (default: cuda when available, else cpu)")
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.denoiser_seed is not None:
-        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed)
+        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed, args.copies)
         return
     if args.seeds:
-        bench_seeds(args.images, args.n, args.seeds)
+        bench_seeds(args.images, args.n, args.seeds, tuple(float(v) for v in args.sigmas.split(",")), args.with_denoised)
         return
     if args.denoised:
         bench_denoised(args.images, args.n, args.only_consistency, args.only)

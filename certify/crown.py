@@ -12,12 +12,13 @@ ReLU uses auto_LiRPA's default ("adaptive") relaxation: ``lb_r = min(l, 0)``,
 ``-lb_r d_u``, lower slope ``d_l = 1[d_u > 0.5]``. Sigmoid and tanh use two parallel lines with
 the chord slope, offset to touch the curve (sound for any interval).
 
-Intermediate bounds (method ``"crown"``): a pre-activation that is an affine function of the
-input is bounded exactly (IBP when it is a single affine layer, else a backward pass with no
-relaxation); later pre-activations get IBP reference bounds from the bounds known so far, and a
-CROWN backward pass is run only for the neurons that are unstable under them (per input; the
+Intermediate bounds (method ``"crown"``): a pre-activation that IBP bounds exactly (one linear/conv
+layer of the input box, followed by element-wise affine maps such as BatchNorm; for L2 a layer on the
+input itself) keeps its IBP bounds; the others get IBP reference bounds from the bounds known so far,
+and a CROWN backward pass is run only for the neurons that are unstable under them (per input; the
 other neurons keep the reference bounds, which changes nothing downstream since a stable ReLU's
-relaxation is exact). Method ``"crown-ibp"`` uses IBP for all intermediate bounds and CROWN at the
+relaxation is exact). Inputs of max pooling and of other non-linear ops get every neuron bounded.
+An interval that overflows the floating-point range gives -/+inf bounds, never NaN. Method ``"crown-ibp"`` uses IBP for all intermediate bounds and CROWN at the
 output only.
 
 A conv layer on a small input is turned into an equivalent dense matrix for the backward pass
@@ -408,16 +409,25 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
         else:
             in_shape = nodes[n.inputs[0]].shape
             new_l = new_u = None
-            if la is not None:
-                new_l, bl = _back_affine(n, la, in_shape)
-                lbias = _add_bias(lbias, bl)
-            if ua is not None:
-                if ua is la:
-                    new_u = new_l
-                    ubias = _add_bias(ubias, bl)
-                else:
-                    new_u, bu = _back_affine(n, ua, in_shape)
-                    ubias = _add_bias(ubias, bu)
+            if (op in ("linear", "dense") and la is not None and ua is not None and la is not ua
+                    and la.shape == ua.shape):
+                # lower and upper coefficients through one product (one kernel call on twice the rows)
+                s_ = la.shape[1]
+                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape)
+                new_l, new_u = both[:, :s_], both[:, s_:]
+                if bb is not None:
+                    lbias, ubias = _add_bias(lbias, bb[:, :s_]), _add_bias(ubias, bb[:, s_:])
+            else:
+                if la is not None:
+                    new_l, bl = _back_affine(n, la, in_shape)
+                    lbias = _add_bias(lbias, bl)
+                if ua is not None:
+                    if ua is la:
+                        new_u = new_l
+                        ubias = _add_bias(ubias, bl)
+                    else:
+                        new_u, bu = _back_affine(n, ua, in_shape)
+                        ubias = _add_bias(ubias, bu)
             outs = [(n.inputs[0], new_l, new_u)]
         for j, tl, tu in outs:
             if j in pending:
@@ -610,13 +620,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     pre = set(g.preactivations())
     direct = direct_input_flags(g) if region.norm == 2 else None
     affine_in = g.affine_in_input()
-    # nodes bounded exactly by IBP: an affine function of the input through at most one affine op
-    n_ops = [0] * len(nodes)
-    for i, n in enumerate(nodes):
-        if n.op != "input":
-            n_ops[i] = max((n_ops[j] for j in n.inputs), default=0) + (n.op not in ("reshape",))
-            if n.op == "add":
-                n_ops[i] = 99
+    exact = _ibp_exact(g, region.norm)
+    relu_fed = [bool(c) and all(nodes[k].op == "relu" for k in c) for c in g.consumers()]
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
     # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
     # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
@@ -633,18 +638,21 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         iv = _no_nan(node_interval(g, i, ivs, region, direct))
         ref = iv
         elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
-        if (i in pre and not ibp_intermediate and not (affine_in[i] and n_ops[i] <= 1)
+        if (i in pre and not ibp_intermediate and not exact[i]
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
             # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
-            rows = "all_ref" if i in general else ("all" if affine_in[i] or i in pooled else "unstable")
+            # a ReLU's relaxation depends only on the sign of a stable neuron's bounds: only the unstable ones
+            # (under the reference bounds) are bounded, whatever the node
+            full = i in pooled or (affine_in[i] and not relu_fed[i])
+            rows = "all_ref" if i in general else ("all" if full else "unstable")
             p_iv = _patches_bounds(g, i, iv, region, relax, batch=batch, rows=rows, compare_ibp=compare_ibp)
             if p_iv is not None:
                 iv = p_iv
             elif i in general:
                 iv = _intermediate_all(gd, i, iv, region, relax, batch=batch)
             else:
-                iv = _intermediate(gd, i, iv, region, relax, exact=affine_in[i] or i in pooled, batch=batch,
+                iv = _intermediate(gd, i, iv, region, relax, exact=full, batch=batch,
                                    compare_ibp=compare_ibp)
             if iv is not ref:
                 iv = _no_nan(iv, ref)
@@ -691,6 +699,34 @@ def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
         lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)
     lo, hi = _no_nan_bounds(lo, hi)
     return Interval(l=lo, u=hi)
+
+
+def _ibp_exact(g: Graph, norm: float) -> list[bool]:
+    """Whether IBP bounds each neuron of a node exactly (the range over the region; CROWN cannot do better).
+
+    The region's box (L-inf, clipped to a box domain) mapped coordinate-wise (reshape, permute, slice,
+    an element-wise affine map such as BatchNorm or a normalisation) is a box; one linear/conv layer maps a
+    box to bounds attained per neuron (``W c +/- |W| r``), and an element-wise affine map of exact bounds
+    stays exact. For L2 the ball is not a box: only a layer on the input itself (up to a reshape) is exact
+    (``W x0 +/- ||W_row||_2 eps``, intersected with the box bound exactly as CROWN's concretisation does)."""
+    nodes = g.nodes
+    exact: list[bool] = []
+    box: list[bool] = []  # the node's values over the region form a box (exact under any linear map)
+    for n in nodes:
+        ins = n.inputs
+        if n.op == "input":
+            e, b = True, True
+        elif n.op in ("reshape", "permute", "slice") or (
+                n.op == "affine" and n.shape == nodes[ins[0]].shape):  # one input coordinate per output
+            e = exact[ins[0]]
+            b = box[ins[0]] and (norm == math.inf or n.op == "reshape")
+        elif n.op in ("linear", "conv", "dense"):
+            e, b = box[ins[0]], False
+        else:  # add, cat, non-linear ops
+            e, b = False, False
+        exact.append(e)
+        box.append(b)
+    return exact
 
 
 #: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)

@@ -174,15 +174,16 @@ def digits_consistency_model(sigma: float) -> nn.Sequential:
     return model
 
 
-def _train_digits_denoiser(m: nn.Module, sigma: float, objective: str, classifier: nn.Module, seed: int = 0) -> None:
-    """The denoiser recipes of :func:`digits_denoised_cnn` (``seed`` 0 is the cached one)."""
+def _train_digits_denoiser(m: nn.Module, sigma: float, objective: str, classifier: nn.Module, seed: int = 0,
+                           copies: int = 2) -> None:
+    """The denoiser recipes of :func:`digits_denoised_cnn` (``seed`` 0 and ``copies`` 2 are the cached one)."""
     images = load_digits_split("train").images
     if objective == "mse":  # v1: the DnCNN-style denoiser, MSE only
         train_denoiser(m, images, sigma, epochs=15, generator=torch.Generator().manual_seed(seed))
         return
     # v2: the U-Net, MSE pre-training, then stability + consistency through the frozen classifier
     train_denoiser(m, images, sigma, epochs=20, generator=torch.Generator().manual_seed(2 * seed))
-    train_denoiser(m, images, sigma, objective="stability", classifier=classifier, copies=2, lam=5.0, epochs=60,
+    train_denoiser(m, images, sigma, objective="stability", classifier=classifier, copies=copies, lam=5.0, epochs=60,
                    generator=torch.Generator().manual_seed(2 * seed + 1))
 
 

@@ -360,3 +360,46 @@ def test_chunked_backward_keeps_an_explicit_input_box(monkeypatch: pytest.Monkey
         chunked = certify.box_bounds(model, lower, upper, method=method)
         monkeypatch.undo()
         torch.testing.assert_close(whole, chunked, rtol=1e-12, atol=1e-12)
+
+
+class _BnFirst(nn.Module):
+    """Pre-activations IBP bounds exactly (conv/linear of the input box, then BatchNorm or a normalisation)
+    and ones it does not (after a normalisation for L2, a sum of two convolutions, a second layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.norm = certify.Normalize([0.4], [0.3])
+        self.c1, self.c2, self.bn1 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.c3, self.bn3 = nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4)
+        self.fc, self.bn4, self.out = nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Linear(16, 3)
+        for bn in (self.bn1, self.bn3, self.bn4):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=g) * 0.2)
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        a = torch.relu(self.bn1(self.c1(h)))
+        b = torch.relu(self.c1(x) + self.c2(x))
+        h = torch.relu(self.bn3(self.c3(a + b)))
+        return self.out(torch.relu(self.bn4(self.fc(h.flatten(1)))))
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_pre_activations_ibp_bounds_exactly_skip_crown_with_equal_bounds(monkeypatch: pytest.MonkeyPatch,
+                                                                          norm: float) -> None:
+    """A pre-activation that IBP bounds exactly (one conv/linear layer of the input box, then element-wise affine
+    maps) is not given CROWN rows, and only unstable neurons are: the bounds equal those of bounding every such
+    node with CROWN, for L-inf and L2 (where only a layer on the input itself is exact)."""
+    torch.manual_seed(0)
+    model = _BnFirst().double().eval()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    eps = 0.05 if norm == math.inf else 0.3
+    fast = certify.bounds(model, x, eps, norm=norm, method="crown", domain=(0, 1))
+    flags = crown_mod._ibp_exact(certify._graph.cached_graph(model, x, torch.float64), norm)
+    assert any(flags[1:]) and not all(flags)  # the model has both kinds of node
+    monkeypatch.setattr(crown_mod, "_ibp_exact", lambda g, n: [False] * len(g.nodes))
+    full = certify.bounds(model, x, eps, norm=norm, method="crown", domain=(0, 1))
+    torch.testing.assert_close(fast.lower, full.lower, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast.upper, full.upper, rtol=1e-10, atol=1e-10)
+    assert bool((fast.upper - fast.lower > 1e-3).all())

@@ -140,3 +140,24 @@ def test_digits_denoiser_lets_the_clean_cnn_certify_more_at_sigma_half() -> None
                               inputs_per_task=10, progress=False)
         acc[name] = certified_accuracy(rec, [0.0, 0.25])
     assert (acc["denoised"] >= acc["clean"] + 0.03).all()
+
+
+@pytest.mark.slow
+def test_digits_denoiser_beats_gaussian_augmentation_at_sigma_quarter() -> None:
+    # Measured over 3 training seeds each (docs/smoothing/denoised.md, "The issue-17 table over 3 seeds"): at
+    # σ = 0.25 on these 100 images the frozen standard CNN behind the v2 denoiser certifies 0.57-0.62 at r = 0.5
+    # (ACR 0.494-0.504) against 0.495-0.525 (ACR 0.452-0.460) for Gaussian augmentation: every denoiser seed above
+    # every Gaussian seed, worst-case margins 0.045 and 0.034. (At σ = 0.5 the two are level: not asserted.)
+    from certkit_app.datasets import load_digits_split
+    from certkit_app.digits import digits_base_model, digits_denoised_cnn
+    from smoothing import average_certified_radius, certified_accuracy, certify_dataset
+
+    test = load_digits_split("test")
+    xs, ys = test.images[::4], test.labels[::4]
+    acc, acr = {}, {}
+    for name, model in (("gaussian", digits_base_model(0.25)), ("denoised", digits_denoised_cnn(0.25))):
+        rec = certify_dataset(Smooth(model, 10, 0.25), xs, ys, n0=100, n=2000, alpha=1e-3, batch_size=2100,
+                              inputs_per_task=10, progress=False)
+        acc[name], acr[name] = float(certified_accuracy(rec, [0.5])[0]), average_certified_radius(rec)
+    assert acc["denoised"] >= acc["gaussian"] + 0.03
+    assert acr["denoised"] >= acr["gaussian"] + 0.02
