@@ -134,12 +134,17 @@ class TfidfFilter(FilterBase):
             return np.zeros(0)
         return np.asarray(self.model_.predict_proba(texts)[:, 1], dtype=np.float64)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_word_memo", None)  # a cache of score_subsequences, rebuilt on use
+        return state
+
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
         """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
 
         Equal (to float rounding) to ``predict_proba`` on those texts, computed without re-analysing every
         string: the char n-grams of a text are the sum of those of its whitespace-separated words, so
-        each distinct word is analysed once per call and a text's counts are a sparse product
+        each distinct word is analysed once (and remembered for later calls, up to 100,000 words per fitted model) and a text's counts are a sparse product
         ``(texts x words) @ (words x n-grams)``; word unigrams and bigrams are looked up once per distinct
         word and word pair. Identical texts are scored once. The TF-IDF weighting, L2 norm and logistic
         head then run vectorised over all texts.
@@ -153,7 +158,11 @@ class TfidfFilter(FilterBase):
         unique = dict.fromkeys(texts)
         order = list(unique)
         where = {t: i for i, t in enumerate(order)}
-        logits = _tfidf_logits(self.model_, order)
+        memo: tuple[Any, dict[str, Any]] | None = self.__dict__.get("_word_memo")
+        if memo is None or memo[0] is not self.model_:  # one memo per fitted model (a refit starts a new one)
+            memo = (self.model_, {})
+            self._word_memo = memo
+        logits = _tfidf_logits(self.model_, order, memo[1])
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)[[where[t] for t in texts]]
 
 
@@ -202,13 +211,14 @@ def _char_wb(word: str, lo: int, hi: int) -> list[str]:
     return [w[i : i + n] for n in range(lo, min(hi, k) + 1) for i in range(k - n + 1)]
 
 
-def _tfidf_logits(model: Any, texts: list[str]) -> np.ndarray:
+def _tfidf_logits(model: Any, texts: list[str], memo: dict[str, Any] | None = None) -> np.ndarray:
     """Decision values (N,) of certkit's TF-IDF pipeline (char_wb n-grams + word 1-2-grams + logistic head).
 
     Neither char_wb n-grams nor word tokens cross whitespace, so a text is its whitespace-separated words:
     its counts are ``(texts x distinct words) @ (distinct words x features)``, plus one word bigram per
     pair of consecutive token-bearing words (last token of the one, first of the next). Each distinct word
-    and pair is analysed once per call; the rest is sparse / vectorised.
+    and pair is analysed once per call (a word found in ``memo`` not at all; new words are added to it); the rest
+    is sparse / vectorised.
     """
     import scipy.sparse as sp
 
@@ -234,13 +244,20 @@ def _tfidf_logits(model: Any, texts: list[str]) -> np.ndarray:
     first = np.full(n_words, -1, dtype=np.int64)
     last = np.full(n_words, -1, dtype=np.int64)
     for w, i in index.items():
-        c_cols.extend(filter(_not_none, map(cvocab.get, _char_wb(w, lo, hi))))
+        hit = None if memo is None else memo.get(w)
+        if hit is None:
+            toks = find(w)
+            grams = toks + [f"{x} {y}" for x, y in itertools.pairwise(toks)]
+            hit = (list(filter(_not_none, map(cvocab.get, _char_wb(w, lo, hi)))), toks,
+                   list(filter(_not_none, map(wvocab.get, grams))))
+            if memo is not None and len(memo) < 100_000:
+                memo[w] = hit
+        cc, toks, wc = hit
+        c_cols.extend(cc)
         c_ptr.append(len(c_cols))
-        toks = find(w)
         if toks:
             first[i], last[i] = tok_id.setdefault(toks[0], len(tok_id)), tok_id.setdefault(toks[-1], len(tok_id))
-        grams = toks + [f"{x} {y}" for x, y in itertools.pairwise(toks)]
-        w_cols.extend(filter(_not_none, map(wvocab.get, grams)))
+        w_cols.extend(wc)
         w_ptr.append(len(w_cols))
     # bigrams across words: consecutive token-bearing words of the same text
     has = first[occ] >= 0

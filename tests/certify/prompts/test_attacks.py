@@ -89,7 +89,7 @@ def test_adversarial_training_lowers_the_attack_success_rate_on_held_out_prompts
     """Fresh GCG attacks (same budget) on held-out harmful prompts (acts never trained on) succeed less often
     against the adversarially trained filter. Plain GCG adversarial training (``random_attacks=0``) fails this
     test (100% -> 100%: GCG repeats the one most safe-scored word, the refit only learns that word); the random
-    attacked copies make it pass (100% -> 67% here; BENCHMARKS.md: 100% -> 20% on the shared prompts)."""
+    attacked copies make it pass here (100% -> 67%). On the shared prompts (BENCHMARKS.md) neither lowers it."""
     from certify.prompts import (
         BagOfEmbeddingsFilter,
         adversarial_training,

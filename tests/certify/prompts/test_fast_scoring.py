@@ -82,3 +82,21 @@ def test_one_fast_call_per_prompt_and_near_threshold_recheck(filters: list[objec
     assert len(calls) == 1
     assert cert.harmful == erase_and_check(prompt, CallableFilter(tfidf.predict_proba), mode="suffix",  # type: ignore[attr-defined]
                                            max_erase=20).harmful
+
+
+def test_tfidf_word_memo_is_per_fitted_model() -> None:
+    """The TF-IDF fast path remembers each word's analysis across calls: the second call (all words remembered)
+    and a call after a refit on other data (a fresh memo) still equal ``predict_proba``; pickles drop the memo."""
+    import pickle
+
+    data = embedded_prompts()
+    tok = WordTokenizer()
+    seqs = [s for p in [*data.safe[::9], *data.harmful[::9], *ODD]
+            for s in erased_subsequences(tok.encode(p), "insertion", 2, budget=None)]
+    texts = [tok.decode(s) for s in seqs]
+    filt = TfidfFilter(augment=()).fit(data.harmful[:60], data.safe[:60])
+    for _ in range(2):
+        np.testing.assert_allclose(filt.score_subsequences(tok.pieces(), seqs), filt.predict_proba(texts), rtol=0, atol=1e-6)
+    assert filt._word_memo[1] and "_word_memo" not in pickle.loads(pickle.dumps(filt)).__dict__
+    filt.fit(data.harmful[60:], data.safe[60:])  # new vocabulary and weights: the memo must not be reused
+    np.testing.assert_allclose(filt.score_subsequences(tok.pieces(), seqs), filt.predict_proba(texts), rtol=0, atol=1e-6)
