@@ -41,13 +41,16 @@ def cnn_4layer() -> nn.Module:
         nn.Flatten(), nn.Linear(32 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10)).eval()
 
 
-def cnn_7layer_bn() -> nn.Module:
+def cnn_7layer_bn(strides: tuple[int, ...] = (1, 1, 2, 1, 1), fc: int = 512) -> nn.Module:
+    """CROWN-IBP's cnn_7layer with BatchNorm (64-64-128-128-128 channels, given conv strides, fc width)."""
     torch.manual_seed(0)
     layers: list[nn.Module] = []
-    chans = [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 1)]
-    for cin, cout, s in chans:
+    for (cin, cout), s in zip([(3, 64), (64, 64), (64, 128), (128, 128), (128, 128)], strides, strict=True):
         layers += [nn.Conv2d(cin, cout, 3, stride=s, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-    layers += [nn.Flatten(), nn.Linear(128 * 16 * 16, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 10)]
+    side = 32
+    for s in strides:
+        side = (side - 1) // s + 1
+    layers += [nn.Flatten(), nn.Linear(128 * side * side, fc), nn.BatchNorm1d(fc), nn.ReLU(), nn.Linear(fc, 10)]
     net = nn.Sequential(*layers)
     for m in net:
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):

@@ -29,21 +29,12 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_bounds import _cpu_s, _vm_hwm_mb
+from bench_cifar import cnn_7layer_bn
 
 
 def cnn_7layer_1m5() -> nn.Module:
     """cnn_7layer (BatchNorm) with two stride-2 convs and fc 128: 1.46M parameters."""
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for cin, cout, s in [(3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 2)]:
-        layers += [nn.Conv2d(cin, cout, 3, stride=s, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-    layers += [nn.Flatten(), nn.Linear(128 * 8 * 8, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10)]
-    net = nn.Sequential(*layers)
-    for m in net:
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
+    return cnn_7layer_bn(strides=(1, 1, 2, 1, 2), fc=128)
 
 
 def _rss_mb() -> float:
