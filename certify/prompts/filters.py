@@ -495,10 +495,24 @@ _WORD_START = re.compile(r"\w")  # a token that starts with a word character (no
 
 
 class _BagModel(nn.Module):
-    def __init__(self, vocab: int, dim: int) -> None:
+    pooling = "mean"  # instances pickled before issue 18's pooling option
+
+    def __init__(self, vocab: int, dim: int, hidden: int = 0, pooling: str = "mean") -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, dim, padding_idx=0)
-        self.head = nn.Linear(dim, 1)
+        self.pooling = pooling
+        self.head: nn.Module = (nn.Linear(dim, 1) if hidden == 0
+                                else nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)))
+
+    def pool(self, e: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Embeddings e (B, L, D), keep-weights (B, L) (0 for PAD / unknown) -> harmful logits (B,)."""
+        if self.pooling == "max":
+            # per-token logits, max over the kept tokens; a soft weight w enters as + log w (exact for 0/1 masks)
+            s = self.head(e).squeeze(-1) + torch.log(weights.clamp_min(1e-30))
+            s = s.masked_fill(weights <= 0, _EMPTY_LOGIT)
+            return s.max(-1).values.clamp_min(_EMPTY_LOGIT)
+        pooled = (e * weights.unsqueeze(-1)).sum(-2) / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+        return self.head(pooled).squeeze(-1)
 
     def forward(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """rows (B, L) embedding rows, weights (B, L) in [0, 1] -> harmful logits (B,).
@@ -507,19 +521,35 @@ class _BagModel(nn.Module):
         evidence, and a learned UNK vector would make every unseen word alike (it overfits).
         """
         weights = weights * (rows > 1)
-        e = self.emb(rows) * weights.unsqueeze(-1)
-        pooled = e.sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
-        return self.head(pooled).squeeze(-1)
+        return self.pool(self.emb(rows), weights)
+
+
+#: the max-pooled bag's logit of a sequence with no known word (probability ~1e-22: never flagged)
+_EMPTY_LOGIT = -50.0
 
 
 class BagOfEmbeddingsFilter(FilterBase):
-    """Differentiable filter: weighted mean of word embeddings + logistic head (torch).
+    """Differentiable filter: pooled word embeddings + logistic head (torch).
 
     Tokens are those of :class:`certify.prompts.tokenizers.WordTokenizer` (lower-cased, whitespace
     stripped for the vocabulary). :meth:`soft_logit` scores a token sequence with a soft
     keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch; the
     initial weights and the augmentation sample come from ``fit(..., generator=)`` (None: seeded
     with 0; torch's global RNG is untouched). ``seed`` is deprecated.
+
+    Pooling (``pooling``):
+
+    * ``"mean"`` (default): the weighted mean of the kept words' embeddings, then the head (linear, or an
+      MLP with ``hidden`` tanh units). With a linear head the logit is a mean of per-word scores, so added
+      safe-scored words dilute a harmful request (GCG repeats the most safe-scored word) and erasing
+      words can only raise the score to the prompt's highest word score (GreedyEC's search ends there).
+      A hidden layer (``hidden > 0``) scores word combinations, not only words.
+    * ``"max"``: the highest per-word logit ``max_i head(E(w_i))``. Adding words never lowers it, so **no
+      attack that only adds tokens (suffix, insertion, infusion) can lower the harmful score of a
+      prompt**: a flagged prompt stays flagged under any such attack, for every budget (the property holds
+      for the filter itself, not only under erase-and-check). Erasing words never raises it, so GreedyEC
+      and GradEC flag exactly the prompts the filter flags. The price is context: one harmful-scored word
+      flags a prompt. ``hidden`` must be 0.
     """
 
     def __init__(
@@ -534,9 +564,17 @@ class BagOfEmbeddingsFilter(FilterBase):
         augment_max_erase: int = 30,
         augment_per_prompt: int = 25,
         seed: int | None = None,
+        hidden: int = 0,
+        pooling: str = "mean",
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.dim = check_positive_int(dim, "dim")
+        self.hidden = check_positive_int(hidden, "hidden", minimum=0)
+        if pooling not in ("mean", "max"):
+            raise ValueError(f"Expected argument `pooling` to be 'mean' or 'max', but got {pooling!r}")
+        if pooling == "max" and self.hidden:
+            raise ValueError(f"Expected argument `hidden` to be 0 with pooling='max', but got {hidden}")
+        self.pooling = pooling
         self.epochs = check_positive_int(epochs, "epochs")
         self.lr = check_positive(lr, "lr")
         self.weight_decay = float(weight_decay)
@@ -593,7 +631,7 @@ class BagOfEmbeddingsFilter(FilterBase):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
         with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
-            model = _BagModel(len(vocab) + 2, self.dim)
+            model = _BagModel(len(vocab) + 2, self.dim, getattr(self, "hidden", 0), getattr(self, "pooling", "mean"))
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(torch.randn(p.shape, generator=g, device=g.device).cpu() * 0.1)
@@ -639,8 +677,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         self._check_fitted()
         assert self.model_ is not None
         w = torch.ones(emb.shape[0], dtype=emb.dtype) if keep is None else keep
-        pooled = (emb * w.unsqueeze(-1)).sum(0) / w.sum().clamp_min(1e-6)
-        return self.model_.head(pooled).squeeze(-1)
+        return self.model_.pool(emb.unsqueeze(0), w.unsqueeze(0))[0]
 
     def soft_logit(self, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Harmful logit of one sequence of embedding ``rows`` (L,) with soft keep-weights (L,)."""
@@ -657,14 +694,28 @@ class BagOfEmbeddingsFilter(FilterBase):
             return np.zeros(0)
         with torch.inference_mode():
             rows, w = self._batch(texts)
+            if self.model_.pooling == "max":  # float64 per-token logits, shared with score_subsequences: exact max
+                vals = np.where((rows > 1).numpy() & (w.numpy() > 0), self._token_logits()[rows.numpy()], -np.inf)
+                return np.asarray(1.0 / (1.0 + np.exp(-np.maximum(vals.max(1), _EMPTY_LOGIT))), dtype=np.float64)
             return torch.sigmoid(self.model_(rows, w).double()).numpy()  # float64: no saturation at 1 below logit 36
+
+    def _token_logits(self) -> np.ndarray:
+        """Per embedding row, ``head . E(row) + b`` in float64 (V,) (linear head)."""
+        assert self.model_ is not None
+        with torch.no_grad():
+            head = self.model_.head
+            assert isinstance(head, nn.Linear)
+            return (self.model_.emb.weight.detach().double().numpy() @ head.weight.detach().double().numpy().reshape(-1)
+                    + float(head.bias.detach().double().item()))
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
         """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
 
-        The logit is linear in the mean of the kept embeddings, so it is ``sum_i s_i / sum_i c_i + b`` over
-        the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a known word (0 for an unknown
-        one) computed once per distinct token. A sequence whose text re-tokenizes differently (erasing the
+        Mean pooling with a linear head: the logit is linear in the mean of the kept embeddings, so it is
+        ``sum_i s_i / sum_i c_i + b`` over the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a
+        known word (0 for an unknown one) computed once per distinct token. Max pooling: the largest
+        ``s_i + b`` over the kept known tokens. An MLP head: the pooled means (N, D) are one sparse product, then
+        the head runs once on all of them. A sequence whose text re-tokenizes differently (erasing the
         token between two word pieces glues them into one word) is scored by ``predict_proba``.
         """
         self._check_fitted()
@@ -675,19 +726,35 @@ class BagOfEmbeddingsFilter(FilterBase):
         flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
         used, flat = np.unique(flat_ids, return_inverse=True)
         rows = np.asarray([self.vocab_.get(tokens[t].strip().lower(), 1) for t in used.tolist()], dtype=np.int64)
-        with torch.no_grad():
-            emb = self.model_.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
-            head = self.model_.head.weight.detach().double().numpy().reshape(-1)
-            bias = float(self.model_.head.bias.detach().double().item())
+        model = self.model_
         known = (rows > 1).astype(np.float64)
-        contrib = (emb @ head) * known
-        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
-        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
         flat = flat.reshape(-1)
         row = np.repeat(np.arange(len(seqs)), lens)
-        num = np.bincount(row, weights=contrib[flat], minlength=len(seqs))
+        with torch.no_grad():
+            emb = model.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
+            if isinstance(model.head, nn.Linear):  # per distinct token: head . E(token) + b, in float64
+                bias = float(model.head.bias.detach().double().item())
+                tok_logit = self._token_logits()[rows]
         den = np.bincount(row, weights=known[flat], minlength=len(seqs))
-        logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        if model.pooling == "max":
+            vals = np.where(known[flat] > 0, tok_logit[flat], -np.inf)
+            best = np.full(len(seqs), -np.inf)
+            nz = lens > 0
+            if nz.any():
+                best[nz] = np.maximum.reduceat(vals, np.r_[0, np.cumsum(lens)[:-1]][nz])
+            logit = np.maximum(best, _EMPTY_LOGIT)
+        elif isinstance(model.head, nn.Linear):  # linear head: the logit is sum_i s_i / sum_i c_i + b
+            num = np.bincount(row, weights=(tok_logit - bias)[flat] * known[flat], minlength=len(seqs))
+            logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        else:  # MLP head: pooled means (N, D) as one sparse product, then the head
+            import scipy.sparse as sp
+
+            counts = sp.csr_matrix((known[flat], (row, flat)), shape=(len(seqs), len(used)))
+            pooled = np.asarray(counts @ emb) / np.maximum(den, 1e-6)[:, None]
+            with torch.no_grad():
+                logit = model.head(torch.from_numpy(pooled).float()).squeeze(-1).double().numpy()
+        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
+        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
         p = 1.0 / (1.0 + np.exp(-logit))
         glued = np.zeros(len(seqs), dtype=bool)
         if len(flat) > 1:
