@@ -199,7 +199,7 @@ def vs_reference_one_call(repeats: int = 5) -> None:
     def best(fn):  # type: ignore[no-untyped-def]
         times = []  # process CPU time (one thread): waiting for a core on the loaded machine is not counted
         for _ in range(repeats):
-            for f in (tfidf, bag):  # each run starts cold: no word analysis remembered from an earlier run
+            for f in (tfidf, bag):  # each run starts cold: no word analysis remembered (the n-gram index of fit is kept)
                 f.__dict__.pop("_word_memo", None)
             t0 = time.process_time()
             r = fn()

@@ -124,6 +124,7 @@ class TfidfFilter(FilterBase):
         weight = self.class_balance * float((y == 0).sum()) / float((y == 1).sum())
         clf = LogisticRegression(C=self.C, class_weight={0: 1.0, 1: weight}, max_iter=3000)
         self.model_ = make_pipeline(features, clf).fit(texts, y)
+        self._gram_table = (self.model_, _gram_table(features.transformer_list[0][1]))  # score_subsequences' index
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -136,8 +137,7 @@ class TfidfFilter(FilterBase):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_word_memo", None)  # caches of score_subsequences, rebuilt on use
-        state.pop("_gram_table", None)
+        state.pop("_word_memo", None)  # a cache of score_subsequences, rebuilt on use (its n-gram index is kept)
         return state
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -160,7 +160,7 @@ class TfidfFilter(FilterBase):
             memo = (self.model_, {})
             self._word_memo = memo
         table: tuple[Any, Any] | None = self.__dict__.get("_gram_table")
-        if table is None or table[0] is not self.model_:  # the char n-gram index of this fitted model
+        if table is None or table[0] is not self.model_:  # the char n-gram index of this fitted model (built by fit)
             table = (self.model_, _gram_table(self.model_.steps[0][1].transformer_list[0][1]))
             self._gram_table = table
         words = _piece_words(tokens, seqs)
