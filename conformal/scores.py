@@ -61,6 +61,7 @@ __all__ = [
 
 ScoreFunction = Callable[..., Array]
 _CHUNK_ROWS = 16384  # rows per block of the CPU fast paths (numpy's per-call cost: fewer, larger blocks)
+_LABEL_ROWS = 2048  # rows per block of the label scores (several passes over a block that stays in cache)
 
 
 def _to_torch(probs: Array) -> tuple[torch.Tensor, bool]:
@@ -123,35 +124,57 @@ def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | No
     return t.expand(n) if t.ndim == 0 else t
 
 
-def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_aps_label` on CPU float32/float64, in blocks of rows: label j ranks at or above y iff
-    p_j >= q_j, with q_j = p_y for j <= y and the next float above p_y for j > y (so ties count only up to y),
-    one comparison per entry; the masses are summed in float64 like the cumulative sums of :func:`_aps_all`."""
+def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray, *, scores: bool = True,
+                     ranks: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_aps_label` on CPU float32/float64, in blocks of rows that stay in cache, without sorting.
+
+    Per block: one comparison ``p >= p_y`` (ties on both sides of y included); for the scores the masked
+    values summed in float64 (as the float64 running sums of :func:`_aps_all`), for the ranks the mask counted;
+    and one equality comparison ``p == p_y``: in the rows where another label ties with y (rare) the tied labels
+    after y rank below it and are taken off, so scores and ranks follow the stable descending order exactly.
+    ``scores``/``ranks`` False: that output is left empty (its passes skipped)."""
     n, k = p.shape
-    scores, ranks = np.empty(n, dtype=p.dtype), np.empty(n, dtype=np.int64)
+    out_s, out_r = np.empty(n, dtype=p.dtype), np.empty(n, dtype=np.int64)
+    if n == 0 or k == 0:
+        return out_s, out_r
+    rows = min(n, _LABEL_ROWS)
+    ahead, kept, tie = np.empty((rows, k), dtype=bool), np.empty((rows, k), dtype=p.dtype), np.empty((rows, k), dtype=bool)
+    ones = np.ones(k, dtype=np.float32)
     idx = np.arange(k)
-    rows = min(n, _CHUNK_ROWS)
-    ahead, kept = np.empty((rows, k), dtype=bool), np.empty((rows, k), dtype=p.dtype)
+    p_y = p[np.arange(n), y]  # one gather for all rows
     for a in range(0, n, rows):
-        pc, yc = p[a : a + rows], y[a : a + rows, None]
+        pc, yc, py = p[a : a + rows], y[a : a + rows, None], p_y[a : a + rows, None]
         b = pc.shape[0]
-        py = np.take_along_axis(pc, yc, 1)
-        q = np.where(idx > yc, np.nextafter(py, p.dtype.type(np.inf)), py)
-        np.greater_equal(pc, q, out=ahead[:b])
-        np.multiply(pc, ahead[:b], out=kept[:b])
-        # numpy's einsum, not torch's sum: torch's parallel reductions spin on a loaded machine
-        mass = np.einsum("ij->i", kept[:b], dtype=np.float64).astype(p.dtype)
-        scores[a : a + b] = mass - u[a : a + b] * py[:, 0]
-        ranks[a : a + b] = np.einsum("ij->i", ahead[:b].view(np.uint8), dtype=np.int64)
-    return scores, ranks
+        np.greater_equal(pc, py, out=ahead[:b])
+        mass = count = None
+        if scores:
+            np.multiply(pc, ahead[:b], out=kept[:b])
+            mass = np.einsum("ij->i", kept[:b], dtype=np.float64)  # numpy, not torch: torch's reductions spin under load
+        if ranks:  # a bool-float32 matrix-vector product: exact counts (<= K < 2^24), the cheapest count
+            count = (ahead[:b] @ ones).astype(np.int64) if k < 2**24 else ahead[:b].sum(1)
+        np.equal(pc, py, out=tie[:b])
+        if np.count_nonzero(tie[:b]) > b:  # some row has a label tied with y besides y
+            tied = np.flatnonzero(tie[:b].view(np.uint8).sum(1, dtype=np.int64) > 1)
+            after = (tie[tied] & (idx > yc[tied])).sum(1)
+            if mass is not None:
+                mass[tied] -= after * py[tied, 0].astype(np.float64)
+            if count is not None:
+                count[tied] -= after
+        if mass is not None:
+            out_s[a : a + b] = mass.astype(p.dtype) - u[a : a + b] * py[:, 0]
+        if count is not None:
+            out_r[a : a + b] = count
+    return out_s, out_r
 
 
-def _aps_label(p: torch.Tensor, labels: Array, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _aps_label(p: torch.Tensor, labels: Array, u: torch.Tensor, *, scores: bool = True,
+               ranks: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) APS scores and 1-based ranks of the given labels, without sorting: label j ranks at or
     above y when p_j > p_y, or p_j = p_y and j <= y (the order of a stable descending sort)."""
     if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.ndim == 2 and p.shape[0]:
         y_np = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
-        s_np, r_np = _aps_label_numpy(p.detach().numpy(), y_np.astype(np.int64), u.detach().cpu().numpy())
+        s_np, r_np = _aps_label_numpy(p.detach().numpy(), y_np.astype(np.int64), u.detach().cpu().numpy(),
+                                      scores=scores, ranks=ranks)
         return torch.from_numpy(s_np), torch.from_numpy(r_np)
     y = torch.as_tensor(labels, device=p.device).long()[:, None]
     py = p.gather(1, y)
@@ -192,7 +215,7 @@ def aps(probs: Array, labels: Array | None = None, *, randomized: bool = False,
     _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
     uu = _uniform(p.shape[0], p, randomized, u, generator)
-    scores, _ = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
+    scores, _ = _aps_label(p, labels, uu, ranks=False) if labels is not None else _aps_all(p, uu)
     return _back(scores, was_numpy)
 
 
@@ -237,7 +260,7 @@ def _ranks_all(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _ranks_label(p: torch.Tensor, labels: Array) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) 1-based ranks of the given labels (same order as :func:`_ranks_all`, without sorting) and (N,) top p."""
-    _, ranks = _aps_label(p, labels, torch.zeros(p.shape[0], dtype=p.dtype, device=p.device))
+    _, ranks = _aps_label(p, labels, torch.zeros(p.shape[0], dtype=p.dtype, device=p.device), scores=False)
     if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.shape[0] and p.shape[1]:
         return ranks, torch.from_numpy(p.detach().numpy().max(1))  # numpy: torch's parallel max spins under load
     return ranks, p.max(1).values
