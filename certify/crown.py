@@ -1033,13 +1033,15 @@ def _patches_bounds(g: Graph, i: int, ref: Interval, region: InputRegion, relax:
 
 
 def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: Tensor, region: InputRegion,
-                relax: Mapping[int, AnyRelax]) -> tuple[Tensor, Tensor]:
+                relax: Mapping[int, AnyRelax], slopes: Mapping[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """One backward pass in window form for rows ``idx`` (R, S) (flat neuron indices of node ``i``; R = 1:
     the same rows for every input) -> lower and upper bounds (N, S).
 
     A coefficient is either "diag" (R', S): a multiple of the row's own neuron, or a window
     (R', S, C, kh, kw) in the geometry ``plan`` gives the node; lower and upper are the same object until
-    an activation separates them."""
+    an activation separates them. ``slopes`` (alpha-CROWN's intermediate bounds, ``certify.alpha_crown``):
+    per activation node reached in window form, lower slopes (N, S, C, kh, kw) per row in its plan geometry,
+    used on the neurons its relaxation leaves unstable (``0 < d_u < 1``) instead of ``d_l``."""
     nodes = g.nodes
     _, ho, wo = nodes[i].shape
     lidx, cidx = idx % (ho * wo), idx // (ho * wo)
@@ -1130,7 +1132,8 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
         else:  # element-wise activation
             r = relax[j]
             assert isinstance(r, _Relax)
-            new_l, new_u, bl, bu = _patch_activation(la, ua, r, idx if diag else None, geom, (ho, wo), lidx)
+            new_l, new_u, bl, bu = _patch_activation(la, ua, r, idx if diag else None, geom, (ho, wo), lidx,
+                                                     None if slopes is None or diag else slopes.get(j))
             lbias = lbias + bl
             ubias = ubias + bu
             push(n.inputs[0], new_l, new_u, None if diag else geom)
@@ -1174,10 +1177,13 @@ def _conv_back(n: Node, t: Tensor) -> Tensor:
 
 
 def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None, geom: _Geom,
-                      out_hw: tuple[int, int], lidx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                      out_hw: tuple[int, int], lidx: Tensor, slope: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Window coefficients through ``d_l x + b_l <= f(x) <= d_u x + b_u`` (b_l = 0 for ReLU): a positive
     coefficient takes the lower line for the lower bound and the upper line for the upper bound; the other way
-    round for a negative one. Returns (A lower, A upper, bias lower, bias upper)."""
+    round for a negative one. ``slope`` (N, S, C, kh, kw): per-row lower slopes of a ReLU (alpha-CROWN), used
+    where the relaxation is unstable (``0 < d_u < 1``; never outside the map, where ``d_u`` is zero).
+    Returns (A lower, A upper, bias lower, bias upper)."""
     nb = r.d_l.shape[0]
     if diag_idx is not None:
         sel = diag_idx.expand(nb, -1)
@@ -1186,6 +1192,8 @@ def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None
     else:
         dl, du, bu = (_window_rows(t, geom, out_hw, lidx) for t in (r.d_l, r.d_u, r.b_u))
         bl = None if r.b_l is None else _window_rows(r.b_l, geom, out_hw, lidx)
+        if slope is not None:
+            dl = torch.where((du > 0) & (du < 1), slope, dl)
     dims = tuple(range(2, dl.dim()))
 
     def dot(x: Tensor, y: Tensor | None) -> Tensor:
