@@ -10,6 +10,7 @@ from torch import nn
 
 import certify
 import certify.crown as crown_mod
+from certify._graph import cached_graph
 from certify.attacks import pgd_margins
 from certify.crown import relu_relaxation, smooth_relaxation
 from certkit_app.datasets import load_digits_split
@@ -195,6 +196,56 @@ def test_chunked_backward_equals_whole_batch(monkeypatch: pytest.MonkeyPatch, no
         torch.testing.assert_close(whole.lower, chunked.lower, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(whole.upper, chunked.upper, rtol=1e-12, atol=1e-12)
         assert bool((whole.lower < 0).any())  # unstable neurons took part
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_chunked_backward_with_a_whole_batch_prefix_equals_whole_batch(monkeypatch: pytest.MonkeyPatch,
+                                                                      norm: float) -> None:
+    """A chunked backward pass first runs the narrow nodes nearest the output and the linear layer where the
+    coefficients widen on the whole batch, then slices the pending coefficients and biases per chunk: the
+    bounds equal the unchunked ones (residual branch: two pending nodes are sliced)."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(512, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.c1(x))
+            h = torch.relu(h + self.c2(h))
+            return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(h.flatten(1))))))
+
+    torch.manual_seed(5)
+    model = Net().double().eval().requires_grad_(False)
+    x = torch.rand(7, 1, 8, 8, dtype=torch.float64)
+    eps = torch.linspace(0.05, 0.2, 7, dtype=torch.float64) * (1 if norm == math.inf else 8)
+    prefixed: list[int] = []
+    real = crown_mod._whole_batch_prefix
+
+    def spy(*args: object) -> object:
+        stop = real(*args)  # type: ignore[arg-type]
+
+        def wrapped(i: int) -> bool:
+            out = stop(i)
+            if not out:
+                prefixed.append(i)
+            return out
+
+        return wrapped
+
+    for method in ("crown", "crown-ibp"):
+        whole = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        # one input per chunk; the whole batch's coefficients of width <= 6 stay under the budget
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 7 * 3 * 6 * 8)
+        monkeypatch.setattr(crown_mod, "_whole_batch_prefix", spy)
+        chunked = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(whole.lower, chunked.lower, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(whole.upper, chunked.upper, rtol=1e-12, atol=1e-12)
+        assert bool((whole.upper - whole.lower > 0.1).any())
+    ops = {cached_graph(model, x).nodes[i].op for i in prefixed}
+    assert {"relu", "linear"} <= ops or {"relu", "dense"} <= ops
 
 
 def test_l2_soundness_and_domain() -> None:
