@@ -196,8 +196,13 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         for d in range(2):
             full = (n.shape[1 + d] - 1) * st[d] - 2 * pad[d] + dil[d] * (k[d] - 1) + 1
             out_pad.append(in_shape[1 + d] - full)
-        new = F.conv_transpose2d(a.reshape(b * s, *n.shape), w, None, stride=st, padding=pad,
-                                 output_padding=tuple(out_pad), groups=n.attrs["groups"], dilation=dil)
+        x = a.reshape(b * s, *n.shape)
+        if st[0] == st[1] > 1 and dil == (1, 1) and n.attrs["groups"] == 1 and k[0] % st[0] == 0 \
+                and k[1] % st[1] == 0:
+            new = _phase_conv_transpose(n, x, in_shape)
+        else:
+            new = F.conv_transpose2d(x, w, None, stride=st, padding=pad, output_padding=tuple(out_pad),
+                                     groups=n.attrs["groups"], dilation=dil)
         new = new.reshape(b, s, *in_shape)
         bias = a.sum(dim=(3, 4)) @ n.bias if n.bias is not None else None
         return new, bias
@@ -217,6 +222,34 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         new[(slice(None), slice(None), *n.attrs["index"])] = a
         return new, None
     raise AssertionError(op)
+
+
+def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    """The transposed convolution of conv node ``n`` (stride s on both axes, kernel a multiple of s, no
+    dilation or groups) on ``x`` (M, C_out, H, W) -> (M, *in_shape), as one stride-1 convolution and a pixel
+    shuffle (the "sub-pixel" form of a strided transposed convolution): input position ``y = s q + a - p``
+    receives ``sum_t x[q - t] w[s t + a]``, a correlation with the kernel ``w[s (T - 1 - j) + a]``, j < T = k / s,
+    for each of the s*s phases (a, b) — no zero taps, and on CPU 1.1-3x faster than ``conv_transpose2d`` for
+    the 4x4 stride-2 layers of CIFAR CNNs (few output channels: the transposed convolution's scatter
+    dominates). Equal up to the order of summation."""
+    w = n.weight
+    assert w is not None
+    co, ci, kh, kw = w.shape
+    st = n.attrs["stride"][0]
+    th, tw = kh // st, kw // st
+
+    def make() -> Tensor:
+        # wp[(c, a, b), o, j, l] = w[o, c, st (th - 1 - j) + a, st (tw - 1 - l) + b]
+        w6 = w.reshape(co, ci, th, st, tw, st).flip(2, 4)
+        return w6.permute(1, 3, 5, 0, 2, 4).reshape(ci * st * st, co, th, tw).contiguous()
+
+    out = F.pixel_shuffle(F.conv2d(x, n.derive("phase_weight", make), padding=(th - 1, tw - 1)), st)
+    ph, pw = n.attrs["padding"]
+    h, wd = in_shape[1], in_shape[2]
+    short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
+    if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
+        out = F.pad(out, (0, short_w, 0, short_h))
+    return out[:, :, ph:ph + h, pw:pw + wd]
 
 
 def _back_cat(nodes: list[Node], n: Node, la: Tensor | None,

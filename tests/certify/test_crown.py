@@ -182,6 +182,35 @@ def test_dense_and_transposed_conv_paths_agree(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("norm", [math.inf, 2])
+def test_dense_and_phase_form_conv_paths_agree(monkeypatch: pytest.MonkeyPatch, norm: float) -> None:
+    """4x4 stride-2 convolutions (CIFAR CNNs) go backward as a stride-1 convolution and a pixel shuffle when not
+    densified: the bounds equal the dense matrices' (the phase form ran: counted)."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(2, 4, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 4, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(6 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 3)).double().eval()
+    model.requires_grad_(False)  # (weights that autograd tracks are never densified)
+    x = torch.rand(5, 2, 12, 12, dtype=torch.float64)
+    eps = 0.05 if norm == math.inf else 0.5
+    calls = []
+    real = crown_mod._phase_conv_transpose
+
+    def spy(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    for method in ("crown", "crown-ibp"):
+        dense = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+        monkeypatch.setattr(crown_mod, "_phase_conv_transpose", spy)
+        conv = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
+        assert bool((dense.upper - dense.lower > 0.05).any())
+    assert calls
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
 def test_chunked_backward_equals_whole_batch(monkeypatch: pytest.MonkeyPatch, norm: float) -> None:
     """Processing the batch in chunks of inputs (cache locality) must not change any bound."""
     model = _random_cnn(22).double()
@@ -454,3 +483,24 @@ def test_pre_activations_ibp_bounds_exactly_skip_crown_with_equal_bounds(monkeyp
     torch.testing.assert_close(fast.lower, full.lower, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(fast.upper, full.upper, rtol=1e-10, atol=1e-10)
     assert bool((fast.upper - fast.lower > 1e-3).all())
+
+
+@pytest.mark.parametrize("k,stride,pad,size", [(4, 2, 1, 8), (4, 2, 0, 9), (2, 2, 0, 7), (6, 3, 2, 10), (4, 2, 3, 6),
+                                               (4, 4, 1, 11), (4, 2, (1, 0), (8, 7))])
+def test_phase_form_transposed_convolution_equals_conv_transpose(k: int, stride: int, pad: object,
+                                                                 size: object) -> None:
+    """The strided transposed convolution as a stride-1 convolution and a pixel shuffle equals
+    ``conv_transpose2d`` (with the output padding that restores the input's size), float64."""
+    from certify._ir import Node
+    from certify.crown import _phase_conv_transpose
+
+    g = torch.Generator().manual_seed(11)
+    h, w_ = size if isinstance(size, tuple) else (size, size)
+    conv = nn.Conv2d(3, 5, k, stride=stride, padding=pad).double()  # type: ignore[arg-type]
+    out_shape = conv(torch.zeros(1, 3, h, w_, dtype=torch.float64)).shape[1:]
+    node = Node("conv", (0,), tuple(out_shape), "c", weight=conv.weight.detach(), bias=None,
+                attrs={"stride": conv.stride, "padding": conv.padding, "dilation": (1, 1), "groups": 1})
+    a = torch.randn(4, *out_shape, generator=g, dtype=torch.float64)
+    ref = torch.autograd.grad(conv(x := torch.zeros(4, 3, h, w_, dtype=torch.float64, requires_grad=True)), x, a)[0]
+    got = _phase_conv_transpose(node, a, (3, h, w_))
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
