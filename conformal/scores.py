@@ -141,7 +141,9 @@ def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray, *, scores: boo
     ahead, kept, tie = np.empty((rows, k), dtype=bool), np.empty((rows, k), dtype=p.dtype), np.empty((rows, k), dtype=bool)
     ones = np.ones(k, dtype=np.float32)
     idx = np.arange(k)
-    p_y = p[np.arange(n), y]  # one gather for all rows
+    # one gather for all rows (a flat take: half the cost of fancy indexing)
+    flat = p.flags.c_contiguous and 0 <= y.min() and y.max() < k  # (else fancy indexing, which raises as before)
+    p_y = p.reshape(-1).take(np.arange(0, n * k, k) + y) if flat else p[np.arange(n), y]
     for a in range(0, n, rows):
         pc, yc, py = p[a : a + rows], y[a : a + rows, None], p_y[a : a + rows, None]
         b = pc.shape[0]
