@@ -56,6 +56,14 @@ DENSE_CONV_MAX_ELEMENTS = 1 << 19
 CHUNK_BYTES = 1 << 21
 
 
+def _surely_finite(*ts: Tensor) -> bool:
+    """True only if every entry of the tensors is finite: one summing pass each, no allocation (a NaN or an
+    infinite entry makes the sum NaN or infinite). False can also mean that the sum of finite entries
+    overflowed: the caller then checks exactly."""
+    total = sum(t.detach().sum() for t in ts)
+    return bool(torch.isfinite(total))  # type: ignore[arg-type]
+
+
 def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
     """auto_LiRPA's default ReLU relaxation: (lower slope d_l, upper slope d_u, upper intercept b_u)."""
     lb_r = l.clamp(max=0)
@@ -63,7 +71,7 @@ def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # n
     d_u = ub_r / (ub_r - lb_r)
     b_u = -lb_r * d_u
     d_l = (d_u > 0.5).to(d_u.dtype)
-    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
         return _relu_relaxation_unbounded(l, u, d_l, d_u, b_u)
     return d_l, d_u, b_u
 
@@ -113,7 +121,7 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     gs = torch.stack([f(c) - k * c for c in cands])
     slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
     b_l, b_u = gs.min(0).values - slack, gs.max(0).values + slack
-    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
         # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
         lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
         unb = lo_inf | hi_inf
@@ -757,7 +765,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """A NaN bound (inf - inf or 0 * inf after an interval overflowed the floating-point range) carries no
     information: it becomes -inf (lower) / +inf (upper), so the bounds stay sound instead of NaN. NaN
     propagates through every step of the backward pass, so no finite bound was computed from one."""
-    if bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any()):
+    if not _surely_finite(lo, hi) and (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
         lo = lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
         hi = hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
     return lo, hi
@@ -766,7 +774,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
     """``iv`` with NaN bounds replaced by ``ref``'s (a sound reference, e.g. IBP) and remaining NaN by -/+inf."""
     lo, hi = iv.l, iv.u
-    if not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+    if _surely_finite(lo, hi) or not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
         return iv
     if ref is not None:
         lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)

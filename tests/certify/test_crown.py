@@ -504,3 +504,22 @@ def test_phase_form_transposed_convolution_equals_conv_transpose(k: int, stride:
     ref = torch.autograd.grad(conv(x := torch.zeros(4, 3, h, w_, dtype=torch.float64, requires_grad=True)), x, a)[0]
     got = _phase_conv_transpose(node, a, (3, h, w_))
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_surely_finite_never_calls_a_non_finite_tensor_finite() -> None:
+    """The one-pass finiteness test (a sum) is True only when every entry is finite; an overflowing sum of
+    finite entries answers False, and the exact check that follows keeps the finite path (same relaxation)."""
+    from certify.crown import _surely_finite
+
+    assert _surely_finite(torch.ones(3), torch.zeros(2, 2))
+    for bad in (math.nan, math.inf, -math.inf):
+        t = torch.ones(5)
+        t[2] = bad
+        assert not _surely_finite(t, torch.ones(2)) and not _surely_finite(torch.ones(2), t)
+    big = torch.full((4,), 3e38)
+    assert not _surely_finite(big)  # the sum overflows
+    lo, hi = -big, big.clone()
+    lo[0], hi[1] = -1.0, 2.0
+    _, d_u, b_u = relu_relaxation(lo, hi)
+    assert bool(torch.isfinite(d_u).all()) and bool(torch.isfinite(b_u).all())
+    torch.testing.assert_close(d_u, hi / (hi - lo))
