@@ -243,13 +243,13 @@ def bench_fixed_n(recorded: int, draws: str | None = None, n0_min: tuple[int, ..
         k_min = binom.isf(ALPHA, n_grid, target) + 1  # CP lower bound >= target iff hits >= k_min(n)
         for question, hits, extra, ok in questions:
             adaptive = question.startswith("adaptive")
-            for schedule, (first, growth, test, futility, budget) in schedules[3:] if adaptive else schedules:
-                cert, samples = replay_sequential(hits, target, first, growth, test, futility, budget)
+            for schedule, (first, growth, kind, futility, budget) in schedules[3:] if adaptive else schedules:
+                cert, samples = replay_sequential(hits, target, first, growth, kind, futility, budget)
                 acc = float((cert & ok).mean())
                 seq_samples = float((samples + extra).mean())
                 # Cohen's fixed n: with the label given, none; otherwise its n0 = 100 selection draws
-                cohen = smallest_fixed(*((hits_true, all_images, 0.0) if question == "label given"
-                                         else (hits_sel, c_hat == ys, float(N0))), acc, k_min)
+                cohen = (smallest_fixed(hits_true, all_images, 0.0, acc, k_min) if question == "label given"
+                         else smallest_fixed(hits_sel, c_hat == ys, float(N0), acc, k_min))
                 cells = [f"> {recorded:,} (not reached)", "n/a"] if cohen is None else \
                     [f"{cohen:,.0f}", f"**{cohen / seq_samples:.1f}x**"]
                 if adaptive:
@@ -335,14 +335,20 @@ def bench_seeds(images: int, n: int, seeds: int, sigmas: tuple[float, ...] = (0.
     rows: dict[tuple[float, str], list[np.ndarray]] = {}
     for sigma in sigmas:
         for seed in range(seeds):
+            def gaussian(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                return train_noise_augmented(m, train.images, train.labels, sg, generator=gen(s))
+
+            def consistency(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                return train_consistency(m, train.images, train.labels, sg, lam=5.0, generator=gen(s))
+
+            def rrcm(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                m[:-1].load_state_dict(encoders[s])
+                return train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))
+
             recipes: dict[str, Callable[[torch.nn.Sequential], object] | None] = {
-                "Gaussian augmentation": lambda m, s=seed, sg=sigma: train_noise_augmented(
-                    m, train.images, train.labels, sg, generator=gen(s)),
-                "consistency (λ = 5)": lambda m, s=seed, sg=sigma: train_consistency(
-                    m, train.images, train.labels, sg, lam=5.0, generator=gen(s)),
-                "rRCM-style (contrastive pretraining + consistency)": lambda m, s=seed, sg=sigma: (
-                    m[:-1].load_state_dict(encoders[s]),
-                    train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))),
+                "Gaussian augmentation": gaussian,
+                "consistency (λ = 5)": consistency,
+                "rRCM-style (contrastive pretraining + consistency)": rrcm,
             }
             if denoised:
                 recipes["denoised (frozen standard CNN + U-Net denoiser)"] = None
