@@ -324,7 +324,7 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
                          project)
     inter_rel = None
     if intermediate and has_params and iterations > 0 and not bool(done_rows().all()):
-        inter = _Intermediate(gd, ivs, relax, region, st.splits)
+        inter = _Intermediate(gd, ivs, relax, region, st.splits, g)
         if inter.params:
             steps += _ascend([*groups, {"params": inter.params, "lr": lr}],
                              lambda: evaluate(relaxed(base=inter.relaxations())[0]), best, open_rows, iterations,
@@ -397,6 +397,11 @@ def _clamp(t: Tensor, lo: Tensor | float, hi: Tensor | float) -> Tensor:
     return t.clamp_(lo, hi)  # type: ignore[arg-type]
 
 
+#: the intermediate bounds of a conv-shaped node are computed in window ("patches") form where the backward
+#: pass allows it (False: always the dense backward pass; the tests compare the two)
+INTERMEDIATE_PATCHES = True
+
+
 class _Intermediate:
     """Optimisable lower slopes for the intermediate bounds (auto_LiRPA's full alpha-CROWN).
 
@@ -406,16 +411,26 @@ class _Intermediate:
     new bounds are intersected with CROWN's (both are sound, so the intersection is; the bounds never
     loosen) and with the split constraints, and the ReLU after ``i`` gets its upper line and stability
     from them; later nodes then use the tightened relaxations. Every slope in [0, 1] gives sound bounds,
-    so every iterate is sound."""
+    so every iterate is sound.
+
+    Window form: when node ``i`` is conv-shaped and the backward pass from it has a window form
+    (``certify.crown._patch_plan``, on the graph ``gp`` with its convolutions), each row's coefficients stay
+    a window of its receptive field (as CROWN's ``_patches_bounds``) and so do its slopes: ``alpha[i][j]``
+    is (N, s_i, C_j, kh, kw) in ReLU ``j``'s window geometry. A slope outside a row's receptive field never
+    enters its bound (its coefficient there is zero, so is its gradient, and Adam leaves it where it started),
+    so this is the dense optimisation restricted to the slopes that matter: the same bounds at every step
+    (tested against the dense path in float64), at the cost of the receptive field instead of the feature map."""
 
     def __init__(self, g: Graph, ivs: list[Interval], relax: dict[int, Any], region: InputRegion,
-                 splits: dict[int, Tensor]) -> None:
-        from certify.crown import _start
+                 splits: dict[int, Tensor], gp: Graph | None = None) -> None:
+        from certify.crown import _patch_plan, _start, _window_rows
 
         self.g, self.ivs, self.relax, self.region, self.splits = g, ivs, relax, region, splits
+        self.gp = gp
         n = region.x0.shape[0]
         relus = sorted(k for k, r in relax.items() if g.nodes[k].op == "relu")
         self.nodes: list[tuple[int, int, Tensor, Tensor, Tensor, Tensor | None, bool]] = []
+        self.plans: dict[int, Any] = {}
         self.alpha: dict[tuple[int, int], Tensor] = {}
         for k in relus:
             pre = g.nodes[k].inputs[0]
@@ -430,6 +445,19 @@ class _Intermediate:
                 continue
             idx = torch.argsort(unst.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
             valid = torch.arange(s, device=idx.device).unsqueeze(0) < counts.unsqueeze(1)
+            plan = _patch_plan(gp, pre, relax) if gp is not None and INTERMEDIATE_PATCHES else None
+            if plan is not None and any(plan[j][0] for j in before if j in plan):
+                plan = None  # a ReLU reached element-wise (one coefficient per row): the dense pass
+            if plan is not None:
+                self.plans[pre] = plan
+                _, ho, wo = gp.nodes[pre].shape  # type: ignore[union-attr]
+                lidx = idx % (ho * wo)
+                self.nodes.append((k, pre, idx, valid, idx, None, False))
+                for j in before:
+                    if j in plan:
+                        self.alpha[(pre, j)] = _window_rows(relax[j].d_l, plan[j][1], (ho, wo), lidx).clone(
+                        ).requires_grad_(True)
+                continue
             node = g.nodes[pre]
             a, b0, done = _start(node, "index", idx, n, g.nodes[node.inputs[0]].shape if node.inputs else ())
             self.nodes.append((k, pre, idx, valid, a.to(dtype=region.x0.dtype), b0, done))
@@ -440,30 +468,41 @@ class _Intermediate:
 
     def relaxations(self) -> dict[int, Any]:
         """The relaxation of every activation, rebuilt from intermediate bounds under the current slopes."""
-        from certify.crown import backward, relu_relaxation
+        from certify.crown import _patch_pass, backward, relu_relaxation
 
         rel: dict[int, Any] = dict(self.relax)
         n = self.region.x0.shape[0]
         for k, pre, idx, valid, a, b0, done in self.nodes:
-            per: dict[int, Any] = dict(rel)
-            for (p, j), al in self.alpha.items():
-                if p != pre:
-                    continue
-                r = rel[j]
-                new = _Relax.__new__(_Relax)
-                new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
-                unst = ((r.d_u > 0) & (r.d_u < 1)).unsqueeze(1)
-                new.d_l = torch.where(unst, al, r.d_l.unsqueeze(1))
-                new.per_spec = True
-                per[j] = new
-            node = self.g.nodes[pre]
-            lo, hi = backward(self.g, pre, a, b0, self.region, per, start_node_done=done,
-                              start_input=node.inputs[0] if done else None)
-            assert lo is not None and hi is not None
+            if pre in self.plans:
+                assert self.gp is not None
+                slopes = {j: al for (p, j), al in self.alpha.items() if p == pre}
+                lo, hi = _patch_pass(self.gp, pre, self.plans[pre], idx, self.region, rel, slopes)
+            else:
+                per: dict[int, Any] = dict(rel)
+                for (p, j), al in self.alpha.items():
+                    if p != pre:
+                        continue
+                    r = rel[j]
+                    new = _Relax.__new__(_Relax)
+                    new.d_u, new.b_u, new.b_l = r.d_u, r.b_u, r.b_l
+                    unst = ((r.d_u > 0) & (r.d_u < 1)).unsqueeze(1)
+                    new.d_l = torch.where(unst, al, r.d_l.unsqueeze(1))
+                    new.per_spec = True
+                    per[j] = new
+                node = self.g.nodes[pre]
+                lo_d, hi_d = backward(self.g, pre, a, b0, self.region, per, start_node_done=done,
+                                      start_input=node.inputs[0] if done else None)
+                assert lo_d is not None and hi_d is not None
+                lo, hi = lo_d, hi_d
             iv = self.ivs[pre]
             l_ref, u_ref = iv.l.reshape(n, -1), iv.u.reshape(n, -1)
-            lo = torch.where(valid, torch.maximum(lo, l_ref.gather(1, idx)), l_ref.gather(1, idx))
-            hi = torch.where(valid, torch.minimum(hi, u_ref.gather(1, idx)), u_ref.gather(1, idx))
+            lr_, ur_ = l_ref.gather(1, idx), u_ref.gather(1, idx)
+            # the value is the intersection with CROWN's bounds; the gradient always flows through the new
+            # bound (as auto_LiRPA does): at CROWN's slopes the two are equal up to rounding, and the
+            # subgradient of max/min at a tie (split between the two, or all to either by a rounding error)
+            # would make the first steps depend on how the bounds were summed (dense or window form, batch)
+            lo = torch.where(valid, _through(lo, torch.maximum(lo, lr_)), lr_)
+            hi = torch.where(valid, _through(hi, torch.minimum(hi, ur_)), ur_)
             l_new = l_ref.scatter(1, idx, lo).reshape(iv.l.shape)
             u_new = u_ref.scatter(1, idx, hi).reshape(iv.u.shape)
             sp = self.splits.get(pre)
@@ -478,6 +517,11 @@ class _Intermediate:
         return rel
 
 
+def _through(t: Tensor, value: Tensor) -> Tensor:
+    """``value`` with the gradient of ``t`` (straight through); ``value`` itself where ``t`` is not finite."""
+    return torch.where(torch.isfinite(t), t + (value - t).detach(), value)
+
+
 def _keep_best(best: Tensor, lo: Tensor) -> None:
     """``best = max(best, lo)`` in place, ignoring NaN iterates."""
     torch.where(lo > best, lo, best, out=best)
@@ -487,9 +531,12 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
 INTERMEDIATE_BYTES = 1 << 26
 
 
-def _intermediate_bytes(st: _State) -> int:
+def _intermediate_bytes(g: Graph, st: _State) -> int:
     """Bytes per input of :class:`_Intermediate`'s slopes: for every ReLU whose input bound depends on
-    earlier ReLUs, (its most unstable neurons over the inputs) x (the earlier ReLUs' neurons)."""
+    earlier ReLUs, (its most unstable neurons over the inputs) x (the earlier ReLUs' neurons, or their
+    windows where the bound is computed in window form)."""
+    from certify.crown import _patch_plan
+
     relus = sorted(k for k, r in st.relax.items() if st.gd.nodes[k].op == "relu")
     total = 0
     for k in relus:
@@ -498,7 +545,14 @@ def _intermediate_bytes(st: _State) -> int:
         if iv is None:
             continue
         s = int(((iv.l < 0) & (iv.u > 0)).reshape(iv.l.shape[0], -1).sum(1).max()) if iv.l.shape[0] else 0
-        total += s * sum(st.gd.nodes[j].numel for j in relus if j < pre)
+        if s == 0:
+            continue
+        before = [j for j in relus if j < pre]
+        plan = _patch_plan(g, pre, st.relax) if INTERMEDIATE_PATCHES else None
+        if plan is not None and not any(plan[j][0] for j in before if j in plan):
+            total += s * sum(g.nodes[j].shape[0] * math.prod(plan[j][1][0]) for j in before if j in plan)
+        else:
+            total += s * sum(st.gd.nodes[j].numel for j in before)
     return total * st.lower.element_size()
 
 
@@ -549,7 +603,7 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
         if inter and idx2.numel() and res.alpha:
             pos = torch.searchsorted(idx, idx2)  # idx2 is a sorted subset of idx
             # in chunks of inputs: the joint stage's slopes take (inputs x unstable neurons x earlier neurons)
-            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(st.take(idx2))))
+            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(g, st.take(idx2))))
             for c in range(0, idx2.numel(), step):
                 ic, pc = idx2[c : c + step], pos[c : c + step]
                 res2 = _optimize(g, st.take(ic), _take_region(region, ic), skip=done[ic],

@@ -293,8 +293,8 @@ def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> N
     if probs.shape[0] == 0:
         return
     tol = probs_atol(probs.dtype, probs.shape[1]) if atol is None else atol
-    # Two passes over the (N, K) matrix: row sums (NaN/inf propagate into them) and the minimum.
-    # Entries >= 0 with rows summing to 1 are also <= 1 (+ atol).
+    # Two passes over the (N, K) matrix: row sums (NaN/inf propagate into them) and the minimum. Entries >= 0
+    # whose row sums to 1 within tol are also <= 1 + tol, so the maximum is only computed for the error message.
     if isinstance(probs, torch.Tensor):
         probs = probs.detach()
     if isinstance(probs, torch.Tensor) and probs.device.type == "cpu" and probs.dtype in (torch.float32, torch.float64):
@@ -303,14 +303,18 @@ def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> N
         row_sums = probs.double().sum(1)
         finite = bool(torch.isfinite(row_sums).all())
         row_err = float((row_sums - 1).abs().max()) if finite else math.nan
-        lo, hi = float(probs.min()), float(probs.max())
+        lo = float(probs.min())
+    elif probs.dtype in (np.float32, np.float64):
+        finite, row_err = _blas_row_sums_check(probs, tol)
+        lo = float(probs.min())
     else:
         row_sums = probs.sum(1, dtype=np.float64)
         finite = bool(np.isfinite(row_sums).all())
         row_err = float(np.abs(row_sums - 1).max()) if finite else math.nan
-        lo, hi = float(probs.min()), float(probs.max())
+        lo = float(probs.min())
     if not finite:
         raise ValueError(f"Expected argument `{name}` to hold only finite values, but it contains NaN or inf")
+    hi = float(probs.max()) if lo < 0 or row_err > tol else 1.0  # (<= 1 + tol when the checks below pass)
     if lo < 0 or hi > 1 + tol:
         raise ValueError(
             f"Expected argument `{name}` to hold probabilities in [0, 1], but got values in [{lo:.4g}, {hi:.4g}]; "
@@ -321,6 +325,32 @@ def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> N
             f"Expected each row of `{name}` to sum to 1 (tolerance {tol:.3g} for dtype {probs.dtype}), "
             f"but a row is off by {row_err:.3g}"
         )
+
+
+def _blas_row_sums_check(probs: np.ndarray, tol: float) -> tuple[bool, float]:
+    """(all row sums finite, max |row sum - 1|) of a float32/float64 matrix, from BLAS row sums in its dtype.
+
+    A matrix-vector product with ones costs a fraction of a float64 reduction. Its rounding error is at most
+    gamma_K = K u / (1 - K u) times the sum of |entries| (u the dtype's unit roundoff), so a row is decided
+    from it only when ``|s - 1|`` is beyond ``tol`` by more than that bound; the other rows (and rows whose
+    low-precision sum overflowed) are summed again in float64, so the result is the float64 check's verdict.
+    Returns the float64 error of undecided rows and the BLAS estimate of decided ones (for the message).
+    """
+    k = probs.shape[1]
+    sums = probs @ np.ones(k, dtype=probs.dtype)
+    unit = float(np.finfo(probs.dtype).eps) / 2
+    gamma = k * unit / (1 - k * unit) if k * unit < 0.5 else math.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(sums.astype(np.float64) - 1)
+        bound = 2 * gamma * (1 + err)  # (sum of |p| = sum of p <= |s - 1| + 1 + bound when p >= 0; if not, min < 0 fails)
+        unsure = ~((err + bound <= tol) | (err - bound > tol))
+    if unsure.any():
+        idx = np.flatnonzero(unsure)
+        exact = probs[idx].sum(1, dtype=np.float64)
+        if not bool(np.isfinite(exact).all()):
+            return False, math.nan
+        err[idx] = np.abs(exact - 1)
+    return True, float(err.max())
 
 
 def check_labels(labels: Any, n: int | None, num_classes: int | None, name: str = "labels") -> None:

@@ -156,3 +156,112 @@ def test_staged_verification_matches_each_input_alone() -> None:
         certify.bounds(model, x, 0.1, alpha_intermediate=True)
     with pytest.raises((ValueError, TypeError), match="alpha_intermediate"):
         certify.verify(model, x, y, 0.1, method="alpha-crown", alpha_intermediate="yes")
+
+
+def _window_of_rows(t: torch.Tensor, geom, out_hw: tuple[int, int], lidx: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Per-row maps ``t`` (N, S, C, H, W) -> each row's window (N, S, C, kh, kw) at its position ``lidx``."""
+    from certify.crown import _window_rows
+
+    n, s = t.shape[:2]
+    return _window_rows(t.reshape(n * s, *t.shape[2:]), geom, out_hw, lidx.reshape(n * s, 1)).reshape(
+        n, s, *t.shape[2:3], *geom[0])
+
+
+def _chain() -> nn.Module:
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.Conv2d(6, 8, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(8 * 6 * 6, 12), nn.ReLU(), nn.Linear(12, 4))
+    bn = net[1]
+    assert isinstance(bn, nn.BatchNorm2d)
+    bn.running_mean.uniform_(-0.3, 0.3)
+    bn.running_var.uniform_(0.5, 2)
+    return net.double().eval()
+
+
+def _residual() -> nn.Module:
+    from tests.certify.test_crown_patches import _Res
+
+    torch.manual_seed(3)
+    net = _Res(nn.ReLU)
+    net(torch.zeros(1, 3, 12, 12))
+    return net.double().eval()
+
+
+@pytest.mark.parametrize(("name", "norm"), [("chain", float("inf")), ("residual", float("inf")), ("chain", 2.0)])
+def test_intermediate_slopes_in_window_form_equal_the_dense_path(name: str, norm: float,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intermediate bounds of conv-shaped nodes use window-form coefficients and slopes (one window of
+    each earlier ReLU per row): for the same slopes they give the dense backward pass's relaxations and the
+    same gradients (float64, to 1e-10), and the whole optimisation gives the same bounds."""
+    import certify.alpha_crown as ac
+    from certify._graph import cached_graph
+    from certify.crown import backward
+    from certify.ibp import InputRegion
+
+    net = _chain() if name == "chain" else _residual()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((3, 3, 12, 12), generator=gen, dtype=torch.float64)
+    eps = 0.04 if norm == float("inf") else 0.4
+    g = cached_graph(net, x, torch.float64)
+    region = InputRegion(x, torch.full((3,), eps, dtype=torch.float64), norm, (0.0, 1.0))
+    k = g.nodes[g.output].numel
+    spec = torch.randn((3, 5, k), generator=gen, dtype=torch.float64)
+    st = ac._crown_state(g, region, spec, False, None)
+    patched = ac._Intermediate(st.gd, st.ivs, st.relax, region, st.splits, g)
+    dense = ac._Intermediate(st.gd, st.ivs, st.relax, region, st.splits, None)
+    assert not dense.plans
+    # the window form runs on every conv-shaped node (chain: not on the fully connected layer's input; residual:
+    # through both residual additions, a ReLU's output reached both directly and through convolutions)
+    assert len(patched.plans) == len(patched.nodes) - (1 if name == "chain" else 0) >= 2
+    hw = {pre: g.nodes[pre].shape[1:] for pre in patched.plans}
+    rows = {pre: idx for _, pre, idx, *_ in patched.nodes}
+    for key, al in dense.alpha.items():
+        with torch.no_grad():
+            al.copy_(torch.rand(al.shape, generator=gen, dtype=al.dtype))
+            pre, j = key
+            if pre in patched.plans:
+                lidx = rows[pre] % (hw[pre][0] * hw[pre][1])
+                patched.alpha[key].copy_(_window_of_rows(al, patched.plans[pre][j][1], hw[pre], lidx))
+            else:
+                patched.alpha[key].copy_(al)
+    bounds = []
+    for inter in (patched, dense):
+        rel = inter.relaxations()
+        lo, _ = backward(st.gd, g.output, st.a, st.b0, region, rel, need_lower=True, need_upper=False,
+                         start_node_done=st.start_input is not None, start_input=st.start_input)
+        assert lo is not None
+        grads = torch.autograd.grad(lo.sum(), inter.params, allow_unused=True)
+        bounds.append((rel, lo, dict(zip(inter.alpha, grads))))
+    (rel_p, lo_p, gr_p), (rel_d, lo_d, gr_d) = bounds
+    for kk, r in rel_d.items():
+        for attr in ("d_l", "d_u", "b_u"):
+            torch.testing.assert_close(getattr(rel_p[kk], attr), getattr(r, attr), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(lo_p, lo_d, rtol=1e-10, atol=1e-10)
+    moved = 0.0
+    for key, gd_ in gr_d.items():
+        gp_ = gr_p[key]
+        gd_ = torch.zeros_like(dense.alpha[key]) if gd_ is None else gd_
+        gp_ = torch.zeros_like(patched.alpha[key]) if gp_ is None else gp_
+        pre, j = key
+        if pre in patched.plans:
+            lidx = rows[pre] % (hw[pre][0] * hw[pre][1])
+            win = _window_of_rows(gd_, patched.plans[pre][j][1], hw[pre], lidx)
+            torch.testing.assert_close(gp_, win, rtol=1e-10, atol=1e-12)
+            # nothing outside the windows: the dense slopes there never move
+            torch.testing.assert_close(gd_.abs().sum(), win.abs().sum(), rtol=1e-10, atol=1e-12)
+        else:
+            torch.testing.assert_close(gp_, gd_, rtol=1e-10, atol=1e-12)
+        moved += float(gp_.abs().sum())
+    assert moved > 0
+    # the whole optimisation (verification stages and the bounds API) gives the same bounds either way
+    y = net(x).argmax(1)
+    kw = {"domain": (0.0, 1.0), "norm": norm, "method": "alpha-crown", "alpha_intermediate": True, "iterations": 6}
+    ours = certify.margin_bounds(net, x, y, eps, **kw).lower
+    monkeypatch.setattr(ac, "INTERMEDIATE_PATCHES", False)
+    ref = certify.margin_bounds(net, x, y, eps, **kw).lower
+    # (to 1e-6, not 1e-10: Adam divides each gradient by its own magnitude + 1e-8, so a gradient that is zero
+    # in exact arithmetic and 1e-17 in one summation order moves a slope by ~1e-9 in one path and not the other)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    final = certify.margin_bounds(net, x, y, eps, **{**kw, "alpha_intermediate": False}).lower
+    assert float((ours - final).max()) > 1e-6  # the intermediate slopes do tighten the bound here

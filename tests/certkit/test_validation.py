@@ -152,3 +152,37 @@ def test_warnings() -> None:
         warnings.simplefilter("error")
         v.warn_low_precision(torch.float32, "x")
         v.warn_small_calibration(9, 0.1)  # n = 1/alpha - 1: the rank is exactly n, still finite
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_probs_row_sum_check_has_the_float64_verdict(dtype: type) -> None:
+    """check_probs sums rows with a low-precision BLAS product and re-sums the rows it cannot decide: rows off by
+    just under / just over the tolerance (within the BLAS rounding of it), overflowing rows, NaN and inf give the
+    float64 check's verdict."""
+    k, tol = 50, 1e-4
+    base = np.full((4, k), 1.0 / k)
+    for off, ok in ((tol * (1 - 1e-9), True), (tol * (1 + 1e-9), False), (tol / 2, True), (3 * tol, False)):
+        p = base.copy()
+        p[:, 0] += off  # float64 rows off by `off`
+        p = p.astype(dtype)
+        exact_ok = bool(np.abs(p.sum(1, dtype=np.float64) - 1).max() <= tol)
+        if dtype == np.float64:
+            assert exact_ok == ok
+        if exact_ok:
+            v.check_probs(p, "probs", atol=tol)
+        else:
+            with pytest.raises(ValueError, match="sum to 1"):
+                v.check_probs(p, "probs", atol=tol)
+    huge = np.full((2, 4), np.finfo(dtype).max / 2, dtype=dtype)  # the BLAS sum overflows; entries finite
+    overflow64 = not np.isfinite(huge.sum(1, dtype=np.float64)).all()  # float64: as before, "NaN or inf"
+    with pytest.raises(ValueError, match="NaN or inf" if overflow64 else r"probabilities in \[0, 1\]"):
+        v.check_probs(huge, "probs")
+    for bad in (np.nan, np.inf):
+        p = np.full((3, 4), 0.25, dtype=dtype)
+        p[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            v.check_probs(p, "probs")
+    neg = np.full((3, 4), 0.25, dtype=dtype)
+    neg[0, 0], neg[0, 1] = -0.5, 1.0  # row sums to 1: the minimum decides
+    with pytest.raises(ValueError, match=r"\[-0.5, 1\]"):
+        v.check_probs(neg, "probs")

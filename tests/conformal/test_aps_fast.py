@@ -154,3 +154,33 @@ def test_split_conformal_saps_and_topk_use_it_with_the_same_u() -> None:
         fast = cp.predict(p[300:], generator=torch.Generator().manual_seed(2)).mask
         u = torch.rand(300, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         assert torch.equal(fast, prediction_mask(fn(p[300:], u=u), cp.threshold_))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [2, 7, 100])
+def test_label_scores_and_ranks_equal_the_full_sort_with_ties(monkeypatch: pytest.MonkeyPatch,
+                                                              dtype: torch.dtype, k: int) -> None:
+    """The calibration path (label scores without sorting, blocks of rows, ties with y taken off after y) gives
+    the ranks of the stable descending sort exactly and the scores of the full sort up to float64 summation
+    order, on flat, confident (zeros), tied, uniform and one-hot rows, with the label tied with others."""
+    import conformal.scores as sc
+    from conformal.scores import saps, topk
+
+    monkeypatch.setattr(sc, "_LABEL_ROWS", 64)  # several blocks, some with ties and some without
+    g = torch.Generator().manual_seed(20 + k)
+    for name, p in _cases(dtype, k, g).items():
+        n = p.shape[0]
+        u = torch.rand(n, generator=g, dtype=dtype)
+        y = torch.randint(0, k, (n,), generator=g)
+        rows = torch.arange(n)
+        full_s, full_r = sc._aps_all(p, u)
+        _, ranks = sc._aps_label(p, y, u)
+        assert torch.equal(ranks, full_r[rows, y]), name
+        _, only_ranks = sc._aps_label(p, y, u, scores=False)
+        assert torch.equal(only_ranks, full_r[rows, y]), name
+        atol = 1e-6 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(aps(p, y, u=u), full_s[rows, y], atol=atol, rtol=0)
+        torch.testing.assert_close(raps(p, y, u=u, lam=0.1, k_reg=1), raps(p, u=u, lam=0.1, k_reg=1)[rows, y],
+                                   atol=atol, rtol=0)
+        for score in (saps, topk):
+            assert torch.equal(score(p, y, u=u), score(p, u=u)[rows, y]), (name, score.__name__)
