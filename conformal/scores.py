@@ -479,9 +479,10 @@ def _set_sizes(buf: np.ndarray, k: int, kp: int, t: np.ndarray, u: np.ndarray, p
     - block sums of ``width`` ranks by one BLAS matrix-vector product in the values' dtype (error at most
       gamma_w times the block's mass), their running sum from the top: the block where the u-free bound
       S_r + pen_r crosses t (only the crossing rank's membership depends on u);
-    - the mass above that block from the side where it is smaller: the top blocks' sum, or the float64 row
-      total minus the bottom blocks' sum, so the low-precision error is gamma_w times min(S, S_K - S) (tiny
-      where t is close to 1 or 0, where sets are largest or smallest);
+    - the mass above that block first from the top blocks' sum (error gamma_w S); the rows this leaves undecided
+      again from the float64 row total minus the bottom blocks' sum (error gamma_w (S_K - S): tiny where t is
+      close to 1, where sets hold nearly every label and the top side leaves many rows undecided), so the row
+      total is summed only for those rows;
     - the running sum inside the window (the block and the ranks on either side) in float64.
 
     Every rounded operation being monotone, the reference score lies between the scores of S - d and S + d.
@@ -495,7 +496,6 @@ def _set_sizes(buf: np.ndarray, k: int, kp: int, t: np.ndarray, u: np.ndarray, p
     blocks = flat[1 : 1 + (b * width_l - 1) * width].reshape(-1, width) @ np.ones(width, dtype=buf.dtype)
     sums = np.zeros((nb, b))  # sums[g]: ranks (nb-1-g) w + 1 .. (nb-g) w of every row
     sums.T[:] = np.concatenate([blocks, blocks[:1]]).reshape(b, width_l)[:, :nb]
-    total = np.einsum("ij->i", buf[:, 1 : kp + 1], dtype=np.float64)  # S_K in float64
     # cum_t[j]: (B,) mass of the top j * width ranks, j = 0 .. nb
     tri = (np.arange(nb)[None, :] >= nb - np.arange(nb + 1)[:, None]).astype(np.float64)
     cum_t = tri @ sums
@@ -508,30 +508,51 @@ def _set_sizes(buf: np.ndarray, k: int, kp: int, t: np.ndarray, u: np.ndarray, p
         ends = ends + pen_r[width : kp : width, None]
     j = (ends <= t).sum(0)  # the block of ranks j w + 1 .. (j + 1) w holds the crossing (approx.)
     cols = np.arange(b)
-    # the mass of the top j w ranks from the smaller side, and its error bound
-    top = cum_t.reshape(-1).take(j * b + cols)
+    top = cum_t.reshape(-1).take(j * b + cols)  # the mass of the top j w ranks, low-precision blocks
     low = 2.0**-24 if buf.dtype == np.float32 else 2.0**-53
     g_low, g64 = (width + 1) * low, (2.0 * k + 8.0) * 2.0**-53
-    from_top = top <= total - top
-    start = np.where(from_top, top, total - (cum_t[nb] - top))
-    d = np.where(from_top, g_low * top, g_low * (total - top) + g64 * total) + 2 * g64 * total
+    total_hi = cum_t[nb] * (1 + 2 * g_low)  # >= S_K
     # the window: ranks j w .. (j + 1) w + 1 (the block, the rank before it and the rank after it), as (w + 2, B)
     at = np.arange(width + 2)
     win = flat.take((cols * buf.shape[1] + kp + 1 - j * width)[None, :] - at[:, None])
+    # first from the top blocks' sum (error g_low * top); the rows it leaves undecided (t within that error of a
+    # score: many when t is near 1) again from the float64 row total minus the bottom blocks' sum
+    m, redo = _window_sizes(win, top, g_low * top + 2 * g64 * total_hi, u, j, k, t, pen_r if pen is not None else None,
+                            width, dtype)
+    if redo.any():
+        idx = np.flatnonzero(redo)
+        total = np.einsum("ij->i", buf[idx, 1 : kp + 1], dtype=np.float64)  # S_K in float64
+        bottom = cum_t[nb, idx] - top[idx]  # the bottom blocks' low-precision sums (in float64)
+        start = total - bottom
+        d = g_low * (1 + 2 * g_low) * np.abs(bottom) + 3 * g64 * total
+        m2, redo2 = _window_sizes(win[:, idx], start, d, u[idx], j[idx], k, t,
+                                  pen_r if pen is not None else None, width, dtype)
+        m[idx] = np.where(redo2, m[idx], m2)
+        redo[idx] = redo2
+    return m, redo
+
+
+def _window_sizes(win: np.ndarray, start: np.ndarray, d: np.ndarray, u: np.ndarray, j: np.ndarray, k: int,
+                  t: np.ndarray, pen_r: np.ndarray | None, width: int,
+                  dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """m and the rows to redo from the (w + 2, B) window values (ranks j w .. (j + 1) w + 1), the mass ``start`` of
+    the top j w ranks and its error bound ``d`` (see :func:`_set_sizes`)."""
+    b = win.shape[1]
+    cols = np.arange(b)
     s_win = np.empty((width + 2, b))
     s_win[0] = start
     for i in range(1, width + 2):
         np.add(s_win[i - 1], win[i], out=s_win[i])
     up = (u * win).astype(dtype, copy=False)
     mid = s_win.astype(dtype) - up
-    if pen is not None:
-        mid += pen_r[j * width + at[:, None]]
+    if pen_r is not None:
+        mid += pen_r[j * width + np.arange(width + 2)[:, None]]
     m = np.minimum(j * width + (mid[1 : width + 1] <= t).sum(0), k)
     # decide ranks m and m + 1 exactly
     pos = (m - j * width) * b + cols  # flat index of rank m in the (w + 2, B) window arrays
     s_in = (s_win.reshape(-1).take(pos) + d).astype(dtype) - up.reshape(-1).take(pos)
     s_out = (s_win.reshape(-1).take(pos + b) - d).astype(dtype) - up.reshape(-1).take(pos + b)
-    if pen is not None:
+    if pen_r is not None:
         s_in += pen_r[m]
         s_out += pen_r[m + 1]
     redo = ~(((m == 0) | (s_in <= t)) & ((m == k) | (s_out > t)))
