@@ -199,7 +199,7 @@ def vs_reference_one_call(repeats: int = 5) -> None:
     def best(fn):  # type: ignore[no-untyped-def]
         times = []  # process CPU time (one thread): waiting for a core on the loaded machine is not counted
         for _ in range(repeats):
-            for f in (tfidf, bag):  # each run starts cold: no word analysis remembered from an earlier run
+            for f in (tfidf, bag):  # each run starts cold: no word analysis remembered (the n-gram index of fit is kept)
                 f.__dict__.pop("_word_memo", None)
             t0 = time.process_time()
             r = fn()
@@ -289,7 +289,7 @@ def empirical_vs_gcg(n_attacked: int = 25, iters: int = 40) -> None:
 def adversarial_asr(n_attacked: int = 25, iters: int = 40) -> None:
     """Issue 18: attack success rate of fresh GCG attacks (same budget) on held-out harmful prompts, against the
     bag-of-embeddings filter before and after ``adversarial_training`` (one round; with and without its random
-    attacked copies)."""
+    attacked copies), mean and max pooling."""
     from certify.prompts import adversarial_training, gcg_attack
 
     name, train, test = data()
@@ -306,6 +306,14 @@ def adversarial_asr(n_attacked: int = 25, iters: int = 40) -> None:
                                               random_attacks=copies, extra_safe=extra, num_iters=20,
                                               generator=torch.Generator().manual_seed(1))
         print(f"{label}: {time.process_time() - t0:.0f} s CPU", flush=True)
+    # max pooling: adding tokens never lowers the highest word score, so no suffix / insertion / infusion attack
+    # can succeed on a prompt the filter flags, trained adversarially or not
+    bag_max = BagOfEmbeddingsFilter(augment_per_prompt=10, pooling="max").fit(
+        train.harmful, train.safe, extra_safe=extra, generator=torch.Generator().manual_seed(0))
+    filters["max pooling"] = bag_max
+    filters["max pooling, adversarially trained (default)"] = adversarial_training(
+        bag_max, list(train.harmful), list(train.safe), num_tokens=10, extra_safe=extra, num_iters=20,
+        generator=torch.Generator().manual_seed(1))
     print(f"data: {name}; GCG ({iters} iterations, top-k 50, 128 candidates) on the first {n_attacked} held-out "
           "harmful prompts each filter flags")
     print("| filter | clean harmful flagged | clean safe kept | suffix t = 10 | suffix t = 20 | insertion t = 10 "
@@ -323,37 +331,55 @@ def adversarial_asr(n_attacked: int = 25, iters: int = 40) -> None:
 
 
 def fragment_false_positives(n_attacked: int = 20, iters: int = 40) -> None:
-    """Issue 18: GreedyEC / GradEC false positives on held-out safe prompts with the bag filter trained with random
-    infusion erasures of the safe prompts (``augment=(..., "infusion")``), at 0.5 and at safe-calibrated thresholds,
-    with detection of GCG suffixes (t = 10) that fool the filter alone."""
-    from certify.prompts import empirical_threshold, gcg_attack, generated_prompts, split_by_act
+    """Issue 18: GreedyEC / GradEC false positives on the held-out safe prompts at the paper's settings (9 / 12
+    rounds, 10 / 25 iterations, threshold 0.5), for bag filters trained with random infusion erasures of the safe
+    prompts, then with ``fragment_training`` (the fragments the searches reach on the safe training prompts added
+    as safe), mean and max pooling; with GCG suffixes (t = 10, 20) on the first ``n_attacked`` held-out harmful
+    prompts each filter flags: the attack's success rate and the share of attacked prompts each defence flags."""
+    from certify.prompts import fragment_training, gcg_attack
 
     name, train, test = data()
     erased = list(train.erased_safe)
     extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
     safe, harmful = list(test.safe), list(test.harmful)
-    cal_safe = list(split_by_act(generated_prompts())[1].safe)[:150]
-    print(f"data: {name}")
-    print("| filter | defence | threshold | safe flagged | GCG t = 10 detected (of those fooling the filter) |")
-    print("|---|---|---|---|---|")
-    for fname, aug, per in (("bag, suffix+insertion erasures", ("suffix", "insertion"), 10),
-                            ("bag, + 20 random infusion erasures / prompt", ("suffix", "insertion", "infusion"), 20)):
-        f = BagOfEmbeddingsFilter(augment_per_prompt=per, augment=aug).fit(
+    print(f"data: {name}; {len(safe)} held-out safe, {len(harmful)} held-out harmful prompts; CPU seconds")
+    aug = ("suffix", "insertion", "infusion")
+    filters = {}
+    for label, kw in (("mean pooling", {}), ("max pooling", {"pooling": "max"})):
+        t0 = time.process_time()
+        base = BagOfEmbeddingsFilter(augment_per_prompt=20, augment=aug, **kw).fit(
             train.harmful, train.safe, extra_safe=extra, generator=torch.Generator().manual_seed(0))
+        filters[f"{label}, random infusion erasures"] = (base, time.process_time() - t0)
+        t0 = time.process_time()
+        filters[f"{label}, + fragment_training"] = (fragment_training(
+            base, train.harmful, train.safe, extra_safe=extra, generator=torch.Generator().manual_seed(0)),
+            time.process_time() - t0)
+    defences = (("GreedyEC 9", lambda p, f: greedy_erase_and_check(p, f, num_iters=9).harmful),
+                ("GreedyEC 12", lambda p, f: greedy_erase_and_check(p, f, num_iters=12).harmful),
+                ("GradEC 10", lambda p, f: grad_erase_and_check(p, f, num_iters=10).harmful),
+                ("GradEC 25", lambda p, f: grad_erase_and_check(p, f, num_iters=25).harmful))
+    print("| filter (threshold 0.5) | fit s | clean harmful flagged | clean safe kept | "
+          + " | ".join(f"{d} safe flagged" for d, _ in defences) + " |")
+    print("|---|---|---|---|" + "---|" * len(defences))
+    for fname, (f, secs) in filters.items():
+        fp = [np.mean([fn(s_, f) for s_ in safe]) for _, fn in defences]
+        print(f"| {fname} | {secs:.0f} | {np.mean(f.predict_proba(harmful) >= f.threshold):.1%} | "
+              f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(f"{x:.1%}" for x in fp) + " |",
+              flush=True)
+    print()
+    print(f"GCG suffixes ({iters} iterations) on the first {n_attacked} held-out harmful prompts each filter flags: "
+          "attack success (filter fooled), then the share of attacked prompts each defence flags")
+    print("| filter | t | GCG success | filter alone | " + " | ".join(d for d, _ in defences) + " |")
+    print("|---|---|---|---|" + "---|" * len(defences))
+    for fname, (f, _) in filters.items():
         targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
-        att = [gcg_attack(h, f, num_tokens=10, mode="suffix", num_iters=iters,
-                          generator=torch.Generator().manual_seed(i)).attacked for i, h in enumerate(targets)]
-        att = [a for a in att if f.predict_proba([a])[0] < f.threshold]
-        for label, fn, method, kw in (("GreedyEC 9", greedy_erase_and_check, "greedyec", {"num_iters": 9}),
-                                      ("GreedyEC 12", greedy_erase_and_check, "greedyec", {"num_iters": 12}),
-                                      ("GradEC 10", grad_erase_and_check, "gradec", {"num_iters": 10}),
-                                      ("GradEC 25", grad_erase_and_check, "gradec", {"num_iters": 25})):
-            for thr in (0.5, empirical_threshold(cal_safe, f, method=method, **kw)):
-                g = copy.copy(f)
-                g.threshold = thr
-                fp = np.mean([fn(s, g, **kw).harmful for s in safe])
-                det = np.mean([fn(a, g, **kw).harmful for a in att]) if att else float("nan")
-                print(f"| {fname} | {label} | {thr:.6f} | {fp:.1%} | {det:.1%} ({len(att)} prompts) |", flush=True)
+        for t in (10, 20):
+            att = [gcg_attack(h, f, num_tokens=t, mode="suffix", num_iters=iters,
+                              generator=torch.Generator().manual_seed(i)).attacked for i, h in enumerate(targets)]
+            alone = f.predict_proba(att) >= f.threshold
+            det = [np.mean([fn(a, f) for a in att]) for _, fn in defences]
+            print(f"| {fname} | {t} | {1 - np.mean(alone):.0%} | {np.mean(alone):.0%} | "
+                  + " | ".join(f"{x:.0%}" for x in det) + " |", flush=True)
 
 
 def minilm_false_positives(n: int = 40) -> None:

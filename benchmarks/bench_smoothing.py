@@ -243,13 +243,13 @@ def bench_fixed_n(recorded: int, draws: str | None = None, n0_min: tuple[int, ..
         k_min = binom.isf(ALPHA, n_grid, target) + 1  # CP lower bound >= target iff hits >= k_min(n)
         for question, hits, extra, ok in questions:
             adaptive = question.startswith("adaptive")
-            for schedule, (first, growth, test, futility, budget) in schedules[3:] if adaptive else schedules:
-                cert, samples = replay_sequential(hits, target, first, growth, test, futility, budget)
+            for schedule, (first, growth, kind, futility, budget) in schedules[3:] if adaptive else schedules:
+                cert, samples = replay_sequential(hits, target, first, growth, kind, futility, budget)
                 acc = float((cert & ok).mean())
                 seq_samples = float((samples + extra).mean())
                 # Cohen's fixed n: with the label given, none; otherwise its n0 = 100 selection draws
-                cohen = smallest_fixed(*((hits_true, all_images, 0.0) if question == "label given"
-                                         else (hits_sel, c_hat == ys, float(N0))), acc, k_min)
+                cohen = (smallest_fixed(hits_true, all_images, 0.0, acc, k_min) if question == "label given"
+                         else smallest_fixed(hits_sel, c_hat == ys, float(N0), acc, k_min))
                 cells = [f"> {recorded:,} (not reached)", "n/a"] if cohen is None else \
                     [f"{cohen:,.0f}", f"**{cohen / seq_samples:.1f}x**"]
                 if adaptive:
@@ -335,14 +335,20 @@ def bench_seeds(images: int, n: int, seeds: int, sigmas: tuple[float, ...] = (0.
     rows: dict[tuple[float, str], list[np.ndarray]] = {}
     for sigma in sigmas:
         for seed in range(seeds):
+            def gaussian(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                return train_noise_augmented(m, train.images, train.labels, sg, generator=gen(s))
+
+            def consistency(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                return train_consistency(m, train.images, train.labels, sg, lam=5.0, generator=gen(s))
+
+            def rrcm(m: torch.nn.Sequential, s: int = seed, sg: float = sigma) -> object:
+                m[:-1].load_state_dict(encoders[s])
+                return train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))
+
             recipes: dict[str, Callable[[torch.nn.Sequential], object] | None] = {
-                "Gaussian augmentation": lambda m, s=seed, sg=sigma: train_noise_augmented(
-                    m, train.images, train.labels, sg, generator=gen(s)),
-                "consistency (λ = 5)": lambda m, s=seed, sg=sigma: train_consistency(
-                    m, train.images, train.labels, sg, lam=5.0, generator=gen(s)),
-                "rRCM-style (contrastive pretraining + consistency)": lambda m, s=seed, sg=sigma: (
-                    m[:-1].load_state_dict(encoders[s]),
-                    train_consistency(m, train.images, train.labels, sg, lam=5.0, lr=1e-3, generator=gen(s))),
+                "Gaussian augmentation": gaussian,
+                "consistency (λ = 5)": consistency,
+                "rRCM-style (contrastive pretraining + consistency)": rrcm,
             }
             if denoised:
                 recipes["denoised (frozen standard CNN + U-Net denoiser)"] = None
@@ -375,24 +381,26 @@ def bench_seeds(images: int, n: int, seeds: int, sigmas: tuple[float, ...] = (0.
         print(f"| {sigma} | {name} | " + " | ".join(cells) + " |")
 
 
-def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int, copies: int = 2) -> None:
+def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int, copies: int = 2,
+                        epochs: int | None = None) -> None:
     """One row: the standard CNN behind the stability denoiser (``digits_denoised_cnn`` recipe) trained with
     ``seed`` (0: the cached model; others: permutations and noise from ``seed``; the U-Net's initial weights
     are the cached recipe's for every seed, since ``make_unet_denoiser()`` seeds them with 0)."""
-    from certkit_app.digits import _train_digits_denoiser, digits_cnn, digits_denoised_cnn
+    from certkit_app.digits import _denoiser_recipe, _train_digits_denoiser, digits_cnn, digits_denoised_cnn
     from smoothing import DenoisedClassifier, average_certified_radius, make_unet_denoiser
 
     test = load_digits_split("test")
     step = max(1, len(test) // images)
     xs, ys = test.images[::step][:images], test.labels[::step][:images]
     start = time.perf_counter()
-    if seed == 0 and copies == 2:
+    epochs = _denoiser_recipe(sigma)[1] if epochs is None else epochs
+    if seed == 0 and copies == 2 and epochs == _denoiser_recipe(sigma)[1]:
         model: torch.nn.Module = digits_denoised_cnn(sigma)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             denoiser = make_unet_denoiser()
-        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed, copies=copies)
+        _train_digits_denoiser(denoiser, sigma, "stability", digits_cnn(), seed=seed, copies=copies, epochs=epochs)
         model = DenoisedClassifier(denoiser.eval(), digits_cnn()).eval()
     model = model.to(DEVICE)
     trained = time.perf_counter() - start
@@ -400,7 +408,8 @@ def bench_denoiser_seed(images: int, n: int, sigma: float, seed: int, copies: in
     rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=N0, n=n, alpha=ALPHA, batch_size=n + N0,
                           inputs_per_task=10, progress=False)
     acc = certified_accuracy(rec, radii)
-    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser ({copies} copies), seed {seed} | "
+    print(f"| {sigma} | standard CNN + U-Net stability/consistency denoiser ({copies} copies, {epochs} epochs), "
+          f"seed {seed} | "
           + " | ".join(f"{a:.2f}" for a in acc) + f" | {average_certified_radius(rec):.3f} | train {trained:.0f} s |",
           flush=True)
 
@@ -423,12 +432,14 @@ def main() -> None:
     parser.add_argument("--denoiser-seed", type=int, help="only one denoised row: the recipe trained with this seed")
     parser.add_argument("--sigma", type=float, default=0.5, help="--denoiser-seed: the noise level")
     parser.add_argument("--copies", type=int, default=2, help="--denoiser-seed: noise copies per image (2: the cached recipe)")
+    parser.add_argument("--epochs", type=int,
+                        help="--denoiser-seed: stability epochs (default: the cached recipe's, 240 at sigma 0.5, else 60)")
     parser.add_argument("--device", help="where the models run (default: cuda when available, else cpu)")
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.denoiser_seed is not None:
-        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed, args.copies)
+        bench_denoiser_seed(args.images, args.n, args.sigma, args.denoiser_seed, args.copies, args.epochs)
         return
     if args.seeds:
         bench_seeds(args.images, args.n, args.seeds, tuple(float(v) for v in args.sigmas.split(",")), args.with_denoised)

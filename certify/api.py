@@ -221,7 +221,7 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain,
                                  bound_opts=opts)
     from certify._graph import UnsupportedLayerError, cached_graph
-    from certify.ibp import InputRegion, interval_forward, spec_interval
+    from certify.ibp import InputRegion
 
     dtype = torch.float64 if sound else x.dtype
     if x.shape[0] == 0:
@@ -257,14 +257,9 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
                               need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
         return _round_outward(lo, hi, x.dtype)
     if method == "ibp":
-        from certify.ibp import direct_input_flags
+        from certify.ibp import ibp_bounds
 
-        out = g.nodes[g.output]
-        foldable = out.op == "dense" or (out.op == "linear" and len(out.shape) == 1)
-        # spec_interval folds the spec into a last linear layer, else it needs the output's interval
-        ivs = interval_forward(g, region, stop_before_output=spec is not None and foldable, keep_all=False)
-        direct = direct_input_flags(g) if norm == 2 else None
-        lo, hi = spec_interval(g, ivs, spec, region, direct)
+        lo, hi = ibp_bounds(g, region, spec)
     elif method == "alpha-crown":
         from certify.alpha_crown import alpha_crown_bounds
 

@@ -76,7 +76,9 @@ def _bounded_module(model: nn.Module, x: Tensor, bound_opts: dict[str, Any] | No
     finally:
         for m, mode in modes:
             m.training = mode
-    _CACHE[model] = (key, bm)
+    # the conversion writes the model's parameters in place (same values, new tensor versions): the key is
+    # taken after it, or the next call would never find this entry and convert again
+    _CACHE[model] = (_fingerprint(model, x, opts), bm)
     return bm
 
 

@@ -56,6 +56,14 @@ DENSE_CONV_MAX_ELEMENTS = 1 << 19
 CHUNK_BYTES = 1 << 21
 
 
+def _surely_finite(*ts: Tensor) -> bool:
+    """True only if every entry of the tensors is finite: one summing pass each, no allocation (a NaN or an
+    infinite entry makes the sum NaN or infinite). False can also mean that the sum of finite entries
+    overflowed: the caller then checks exactly."""
+    total = sum(t.detach().sum() for t in ts)
+    return bool(torch.isfinite(total))  # type: ignore[arg-type]
+
+
 def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
     """auto_LiRPA's default ReLU relaxation: (lower slope d_l, upper slope d_u, upper intercept b_u)."""
     lb_r = l.clamp(max=0)
@@ -63,7 +71,7 @@ def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # n
     d_u = ub_r / (ub_r - lb_r)
     b_u = -lb_r * d_u
     d_l = (d_u > 0.5).to(d_u.dtype)
-    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
         return _relu_relaxation_unbounded(l, u, d_l, d_u, b_u)
     return d_l, d_u, b_u
 
@@ -113,7 +121,7 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     gs = torch.stack([f(c) - k * c for c in cands])
     slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
     b_l, b_u = gs.min(0).values - slack, gs.max(0).values + slack
-    if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
         # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
         lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
         unb = lo_inf | hi_inf
@@ -196,8 +204,12 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         for d in range(2):
             full = (n.shape[1 + d] - 1) * st[d] - 2 * pad[d] + dil[d] * (k[d] - 1) + 1
             out_pad.append(in_shape[1 + d] - full)
-        new = F.conv_transpose2d(a.reshape(b * s, *n.shape), w, None, stride=st, padding=pad,
-                                 output_padding=tuple(out_pad), groups=n.attrs["groups"], dilation=dil)
+        x = a.reshape(b * s, *n.shape)
+        if _phase_form(n):
+            new = _phase_conv_transpose(n, x, in_shape)
+        else:
+            new = F.conv_transpose2d(x, w, None, stride=st, padding=pad, output_padding=tuple(out_pad),
+                                     groups=n.attrs["groups"], dilation=dil)
         new = new.reshape(b, s, *in_shape)
         bias = a.sum(dim=(3, 4)) @ n.bias if n.bias is not None else None
         return new, bias
@@ -217,6 +229,45 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         new[(slice(None), slice(None), *n.attrs["index"])] = a
         return new, None
     raise AssertionError(op)
+
+
+def _phase_form(n: Node) -> bool:
+    """Whether conv node ``n``'s transposed convolution can take :func:`_phase_conv_transpose`'s form."""
+    st, dil = n.attrs["stride"], n.attrs["dilation"]
+    w = n.weight
+    assert w is not None
+    return (st[0] == st[1] > 1 and tuple(dil) == (1, 1) and n.attrs["groups"] == 1
+            and w.shape[2] % st[0] == 0 and w.shape[3] % st[1] == 0)
+
+
+def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...],
+                          padding: tuple[int, int] | None = None) -> Tensor:
+    """The transposed convolution of conv node ``n`` (stride s on both axes, kernel a multiple of s, no
+    dilation or groups) on ``x`` (M, C_out, H, W) -> (M, *in_shape), as one stride-1 convolution and a pixel
+    shuffle (the "sub-pixel" form of a strided transposed convolution): input position ``y = s q + a - p``
+    receives ``sum_t x[q - t] w[s t + a]``, a correlation with the kernel ``w[s (T - 1 - j) + a]``, j < T = k / s,
+    for each of the s*s phases (a, b) — no zero taps, and on CPU 1.1-3x faster than ``conv_transpose2d`` for
+    the 4x4 stride-2 layers of CIFAR CNNs (few output channels: the transposed convolution's scatter
+    dominates). Equal up to the order of summation. ``padding`` (default: the conv's) is where the input map
+    starts in the full transposed output ((0, 0): the whole output, as for windows)."""
+    w = n.weight
+    assert w is not None
+    co, ci, kh, kw = w.shape
+    st = n.attrs["stride"][0]
+    th, tw = kh // st, kw // st
+
+    def make() -> Tensor:
+        # wp[(c, a, b), o, j, l] = w[o, c, st (th - 1 - j) + a, st (tw - 1 - l) + b]
+        w6 = w.reshape(co, ci, th, st, tw, st).flip(2, 4)
+        return w6.permute(1, 3, 5, 0, 2, 4).reshape(ci * st * st, co, th, tw).contiguous()
+
+    out = F.pixel_shuffle(F.conv2d(x, n.derive("phase_weight", make), padding=(th - 1, tw - 1)), st)
+    ph, pw = n.attrs["padding"] if padding is None else padding
+    h, wd = in_shape[1], in_shape[2]
+    short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
+    if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
+        out = F.pad(out, (0, short_w, 0, short_h))
+    return out[:, :, ph:ph + h, pw:pw + wd]
 
 
 def _back_cat(nodes: list[Node], n: Node, la: Tensor | None,
@@ -280,13 +331,20 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
     Inputs are independent, so a batch whose coefficient tensors would exceed
     ``CHUNK_BYTES`` is processed in chunks of inputs: the element-wise relaxation passes then
     run on cache-resident tensors (about 1.3x faster on the digits CNN), with identical results.
+    The nodes nearest the start run on the whole batch first (:func:`_whole_batch_prefix`): the
+    narrow ones, and a linear layer where the coefficients widen, whose product then reads its weight
+    matrix once for the batch rather than once per chunk.
     """
     n_in = region.x0.shape[0]
+    pending, lbias, ubias, first = _initial_state(start, a0, b0, need_lower=need_lower, need_upper=need_upper,
+                                                  start_node_done=start_node_done, start_input=start_input)
     if a0 is not None and n_in > 1:
         widest = max(nd.numel for nd in g.nodes[: start + 1])
         per_input = a0.shape[1] * widest * a0.element_size()
         chunk = max(1, CHUNK_BYTES // max(per_input, 1))
         if chunk < n_in:
+            first, lbias, ubias = _propagate(g, pending, lbias, ubias, region, relax, first,
+                                             stop=_whole_batch_prefix(g, n_in, a0.shape[1], a0.element_size()))
             parts = []
             for i0 in range(0, n_in, chunk):
                 sl = slice(i0, i0 + chunk)
@@ -294,37 +352,71 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
                 # the chunk's own rows of the region's box: an explicit input box (lower/upper, set on
                 # region.box) is not the ball around its centre
                 sub.box = Interval(l=_rows(region.box.l, sl), u=_rows(region.box.u, sl))  # type: ignore[arg-type]
-                parts.append(_backward(g, start, _rows(a0, sl), _rows(b0, sl), sub,
-                                       {k: _relax_rows(r, sl) for k, r in relax.items()},
-                                       need_lower=need_lower, need_upper=need_upper,
-                                       start_node_done=start_node_done, start_input=start_input))
+                sub_pending: dict[int, list[Tensor | None]] = {}
+                for j, (pl, pu) in pending.items():
+                    tl = _rows(pl, sl)
+                    sub_pending[j] = [tl, tl if pu is pl else _rows(pu, sl)]
+                sub_relax = {k: _relax_rows(r, sl) for k, r in relax.items()}
+                _, lb, ub = _propagate(g, sub_pending, _rows(lbias, sl), _rows(ubias, sl), sub, sub_relax, first)
+                la, ua = sub_pending.get(0, [None, None])
+                parts.append((_concretize(sub, la, lb, -1), _concretize(sub, ua, ub, +1)))
             lo_parts = [p[0] for p in parts]
             hi_parts = [p[1] for p in parts]
             return (None if lo_parts[0] is None else torch.cat(lo_parts),  # type: ignore[arg-type]
                     None if hi_parts[0] is None else torch.cat(hi_parts))  # type: ignore[arg-type]
-    return _backward(g, start, a0, b0, region, relax, need_lower=need_lower, need_upper=need_upper,
-                     start_node_done=start_node_done, start_input=start_input)
+    _, lbias, ubias = _propagate(g, pending, lbias, ubias, region, relax, first)
+    la, ua = pending.get(0, [None, None])
+    return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
 
 
-def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region: InputRegion,
-              relax: Mapping[int, AnyRelax], *, need_lower: bool = True, need_upper: bool = True,
-              start_node_done: bool = False, start_input: int | None = None) -> tuple[Tensor | None, Tensor | None]:
-    nodes = g.nodes
+def _initial_state(start: int, a0: Tensor | None, b0: Tensor | None, *, need_lower: bool, need_upper: bool,
+                   start_node_done: bool, start_input: int | None
+                   ) -> tuple[dict[int, list[Tensor | None]], Tensor | None, Tensor | None, int]:
+    """(pending coefficients, lower bias, upper bias, first node to process) of a backward pass."""
     # pending[j] = [lA, uA]; identical objects while no relaxation separated them
-    pending: dict[int, list[Tensor | None]] = {}
-    lbias: Tensor | None = b0
-    ubias: Tensor | None = b0
     la = a0 if need_lower else None
     ua = a0 if need_upper else None
     if start_node_done:
         assert start_input is not None
-        pending[start_input] = [la, ua]
-    else:
-        pending[start] = [la, ua]
-    order = range(start_input if start_node_done else start, 0, -1)  # type: ignore[arg-type]
-    for i in order:
+        return {start_input: [la, ua]}, b0, b0, start_input
+    return {start: [la, ua]}, b0, b0, start
+
+
+#: coefficients of the whole batch (bytes) that the nodes run before chunking by inputs may produce
+PREFIX_BYTES = 1 << 28
+
+
+def _whole_batch_prefix(g: Graph, n_in: int, rows: int, elem: int) -> Any:
+    """Where a chunked backward pass starts chunking: a predicate on the next node to process, true for the
+    first node that should run per chunk. Before it run, on the whole batch, the nodes whose coefficients at
+    their inputs are small for the whole batch (``CHUNK_BYTES``: chunking gains nothing there) and the
+    linear/dense nodes whose coefficients for the whole batch stay under ``PREFIX_BYTES`` (one matrix product
+    for the batch reads the weight matrix once; per chunk, a large weight was read once per chunk). The
+    result is the same: every op acts on each input's rows independently."""
+    nodes = g.nodes
+
+    def chunk_from(i: int) -> bool:
+        n = nodes[i]
+        produced = n_in * rows * elem * max((nodes[j].numel for j in n.inputs), default=0)
+        if n.op in ("linear", "dense"):
+            return produced > PREFIX_BYTES
+        return produced > CHUNK_BYTES
+
+    return chunk_from
+
+
+def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor | None, ubias: Tensor | None,
+               region: InputRegion, relax: Mapping[int, AnyRelax], first: int, *,
+               stop: Any = None) -> tuple[int, Tensor | None, Tensor | None]:
+    """Process the nodes from ``first`` down to node 1, moving coefficients from ``pending[i]`` to node i's
+    inputs (``pending`` is updated in place) and accumulating the biases. With ``stop``, return before the
+    first pending node ``i`` with ``stop(i)``. Returns (the next node to process, lower bias, upper bias)."""
+    nodes = g.nodes
+    for i in range(first, 0, -1):
         if i not in pending:
             continue
+        if stop is not None and stop(i):
+            return i, lbias, ubias
         la, ua = pending.pop(i)
         n = nodes[i]
         op = n.op
@@ -438,8 +530,7 @@ def _backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region
                 pending[j] = [nl, nu]
             else:
                 pending[j] = [tl, tu]
-    la, ua = pending.get(0, [None, None])
-    return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+    return 0, lbias, ubias
 
 
 def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax
@@ -684,7 +775,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """A NaN bound (inf - inf or 0 * inf after an interval overflowed the floating-point range) carries no
     information: it becomes -inf (lower) / +inf (upper), so the bounds stay sound instead of NaN. NaN
     propagates through every step of the backward pass, so no finite bound was computed from one."""
-    if bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any()):
+    if not _surely_finite(lo, hi) and (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
         lo = lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
         hi = hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
     return lo, hi
@@ -693,7 +784,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
     """``iv`` with NaN bounds replaced by ``ref``'s (a sound reference, e.g. IBP) and remaining NaN by -/+inf."""
     lo, hi = iv.l, iv.u
-    if not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+    if _surely_finite(lo, hi) or not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
         return iv
     if ref is not None:
         lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)
@@ -1132,7 +1223,11 @@ def _conv_back(n: Node, t: Tensor) -> Tensor:
                 cout * kh * kw, -1)
         m = n.derive(f"patch_map_{kh}x{kw}", make)
         return (t.reshape(r_ * s_, -1) @ m).reshape(r_, s_, cin, kh2, kw2)
-    pt = F.conv_transpose2d(t.reshape(r_ * s_, cout, kh, kw), w, None, stride=st, dilation=dil, groups=a["groups"])
+    if _phase_form(n):
+        pt = _phase_conv_transpose(n, t.reshape(r_ * s_, cout, kh, kw), (cin, kh2, kw2), (0, 0))
+    else:
+        pt = F.conv_transpose2d(t.reshape(r_ * s_, cout, kh, kw), w, None, stride=st, dilation=dil,
+                                groups=a["groups"])
     return pt.reshape(r_, s_, cin, kh2, kw2)
 
 

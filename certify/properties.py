@@ -60,7 +60,7 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
     from certify._graph import cached_graph
     from certify.api import _check_method, _check_model, _round_outward
     from certify.crown import crown_bounds
-    from certify.ibp import InputRegion, Interval, direct_input_flags, interval_forward, spec_interval
+    from certify.ibp import InputRegion, Interval, ibp_bounds
 
     model = _check_model(model)
     m = _check_method(method)
@@ -79,8 +79,7 @@ def box_bounds(model: nn.Module, lower: Tensor, upper: Tensor, spec: Tensor | No
         spec = spec.to(dtype=dtype, device=lower.device)
     with torch.no_grad():
         if m == "ibp":
-            ivs = interval_forward(g, region, keep_all=False)
-            lo, hi = spec_interval(g, ivs, spec, region, direct_input_flags(g))
+            lo, hi = ibp_bounds(g, region, spec)
         else:
             lo, hi = crown_bounds(g, region, spec, ibp_intermediate=(m == "crown-ibp"))
     if float64:

@@ -289,7 +289,8 @@ class ScoreCalibrator(Calibrator):
                 mask = aps_set_mask(probs, float(threshold), u=u, **kw)
         else:
             mask = prediction_mask(self._checked_scores(probs, generator=generator), threshold)
-        if mask.shape[0] >= _FULL_SETS_MIN_N and bool(mask.all()):
+        # the first row first: torch's all() reads the whole (N, K) mask even when an early set is not full
+        if mask.shape[0] >= _FULL_SETS_MIN_N and bool(mask[0].all()) and bool(mask.all()):
             warnings.warn(
                 f"{type(self).__name__}: every prediction set of these {mask.shape[0]} inputs holds all "
                 f"{mask.shape[1]} labels (threshold {threshold}); the coverage guarantee is vacuous. "

@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 ScoreFunction = Callable[..., Array]
-_CHUNK_ROWS = 16384  # rows per block of the CPU fast paths (numpy's per-call cost: fewer, larger blocks)
+_CHUNK_ROWS = 4096  # rows per block of the CPU fast paths (numpy's per-call cost: fewer, larger blocks)
 _LABEL_ROWS = 2048  # rows per block of the label scores (several passes over a block that stays in cache)
 
 
@@ -141,7 +141,9 @@ def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray, *, scores: boo
     ahead, kept, tie = np.empty((rows, k), dtype=bool), np.empty((rows, k), dtype=p.dtype), np.empty((rows, k), dtype=bool)
     ones = np.ones(k, dtype=np.float32)
     idx = np.arange(k)
-    p_y = p[np.arange(n), y]  # one gather for all rows
+    # one gather for all rows (a flat take: half the cost of fancy indexing)
+    flat = p.flags.c_contiguous and 0 <= y.min() and y.max() < k  # (else fancy indexing, which raises as before)
+    p_y = p.reshape(-1).take(np.arange(0, n * k, k) + y) if flat else p[np.arange(n), y]
     for a in range(0, n, rows):
         pc, yc, py = p[a : a + rows], y[a : a + rows, None], p_y[a : a + rows, None]
         b = pc.shape[0]
@@ -461,54 +463,96 @@ def _rank_penalty(k: int, k_reg: int, lam: float, dtype: torch.dtype) -> torch.T
     return lam * (torch.arange(1, k + 1) - k_reg).clamp(min=0).to(dtype)
 
 
-def _set_sizes(buf: np.ndarray, k: int, t: np.ndarray, u: np.ndarray, pen: np.ndarray | None,
+def _set_sizes(buf: np.ndarray, k: int, kp: int, t: np.ndarray, u: np.ndarray, pen: np.ndarray | None,
                width: int) -> tuple[np.ndarray, np.ndarray]:
     """Set sizes m (B,) of a block of rows, and the rows to redo, from their sorted values.
 
-    ``buf`` is (B, P + 2) with P a multiple of ``width``: rank r (1 = largest) of a row sits in column
-    P + 1 - r, ranks beyond K and the two end columns (ranks 0 and P + 1) hold 0.
+    ``buf`` is (B, L), L a multiple of ``width`` >= P + 2, P = ``kp`` a multiple of ``width``: rank r (1 = largest)
+    of a row sits in column P + 1 - r; column 0, the columns of ranks beyond K and columns P + 1 .. L - 1
+    (rank 0 and beyond) hold 0, so that the blocks of ``width`` columns starting at column 1 tile the flat buffer.
 
     The score of rank r is s_r = fl(fl(S_r) - fl(u p_(r))) [+ pen_r], with S_r the float64 running sum of
     the r largest values (torch's cumsum); s_r is non-decreasing in r also after rounding (each step is a
     monotone rounded operation of non-decreasing arguments), so the set is the top m, m = #{r : s_r <= t}.
-    S_r is computed here in another order: sums of blocks of ``width`` ranks, their running sum, then the
-    running sum inside the window of ranks where the scores cross t. Each is within gamma_K S_K of the
-    exact sum, so the reference S_r lies in [S - d, S + d], d = 2 gamma_K S_K; every rounded operation being
-    monotone, the reference score lies between the scores of S - d and S + d. m is accepted when rank m
-    is in for S + d and rank m + 1 is out for S - d; otherwise (a score within ~1e-14 of t) the row is redone.
+    S_r is computed here in another order, with a bound d on its error:
+
+    - block sums of ``width`` ranks by one BLAS matrix-vector product in the values' dtype (error at most
+      gamma_w times the block's mass), their running sum from the top: the block where the u-free bound
+      S_r + pen_r crosses t (only the crossing rank's membership depends on u);
+    - the mass above that block first from the top blocks' sum (error gamma_w S); the rows this leaves undecided
+      again from the float64 row total minus the bottom blocks' sum (error gamma_w (S_K - S): tiny where t is
+      close to 1, where sets hold nearly every label and the top side leaves many rows undecided), so the row
+      total is summed only for those rows;
+    - the running sum inside the window (the block and the ranks on either side) in float64.
+
+    Every rounded operation being monotone, the reference score lies between the scores of S - d and S + d.
+    m is accepted when rank m is in for S + d and rank m + 1 is out for S - d; otherwise (a score within d of t)
+    the row is redone. The work after the block sums runs on (window, B) arrays (rows along the contiguous axis).
     """
-    b, kp = buf.shape[0], buf.shape[1] - 2
+    b, width_l = buf.shape[0], buf.shape[1] // width
     nb = kp // width
     dtype = buf.dtype.type
-    sums = np.einsum("ijk->ij", buf[:, 1 : kp + 1].reshape(b, nb, width), dtype=np.float64)
-    groups = np.arange(nb)[:, None]  # sums[:, g]: the block of ranks (nb - 1 - g) * width + 1 .. (nb - g) * width
-    cum = sums @ (groups >= nb - np.arange(nb + 1)).astype(np.float64)  # cum[:, j]: mass of the top j * width ranks
+    flat = buf.reshape(-1)
+    blocks = flat[1 : 1 + (b * width_l - 1) * width].reshape(-1, width) @ np.ones(width, dtype=buf.dtype)
+    sums = np.zeros((nb, b))  # sums[g]: ranks (nb-1-g) w + 1 .. (nb-g) w of every row
+    sums.T[:] = np.concatenate([blocks, blocks[:1]]).reshape(b, width_l)[:, :nb]
+    # cum_t[j]: (B,) mass of the top j * width ranks, j = 0 .. nb
+    tri = (np.arange(nb)[None, :] >= nb - np.arange(nb + 1)[:, None]).astype(np.float64)
+    cum_t = tri @ sums
     pen_r = np.zeros(kp + 2, dtype=buf.dtype)  # penalty by rank 0 .. P + 1 (ranks beyond K never count)
     if pen is not None:
         pen_r[1 : k + 1] = pen
         pen_r[k + 1 :] = pen[-1] if k else 0
-    end_scores = cum[:, 1:] - u[:, None] * buf[:, 1 : kp + 1 : width][:, ::-1]  # at ranks width, 2 width, ...
+    ends = cum_t[1:nb]  # the u-free bound at the last rank of blocks 0 .. nb - 2
     if pen is not None:
-        end_scores += pen_r[width : kp + 1 : width]
-    j = np.minimum((end_scores <= t).sum(1), nb - 1)  # the first block whose last score exceeds t (approx.)
-    rows = np.arange(b)
-    # the window of ranks j * width .. (j + 1) * width + 1: the block, the rank before it and the rank after it
-    win = np.lib.stride_tricks.sliding_window_view(buf, width + 2, axis=1)[rows, kp - (j + 1) * width][:, ::-1]
+        ends = ends + pen_r[width : kp : width, None]
+    j = (ends <= t).sum(0)  # the block of ranks j w + 1 .. (j + 1) w holds the crossing (approx.)
+    cols = np.arange(b)
+    top = cum_t.reshape(-1).take(j * b + cols)  # the mass of the top j w ranks, low-precision blocks
+    low = 2.0**-24 if buf.dtype == np.float32 else 2.0**-53
+    g_low, g64 = (width + 1) * low, (2.0 * k + 8.0) * 2.0**-53
+    total_hi = cum_t[nb] * (1 + 2 * g_low)  # >= S_K
+    # the window: ranks j w .. (j + 1) w + 1 (the block, the rank before it and the rank after it), as (w + 2, B)
     at = np.arange(width + 2)
-    running = ((at[:, None] <= at) & (at[:, None] >= 1)).astype(np.float64)  # window positions 1 .. i
-    win_s = win.astype(np.float64) @ running + cum[rows, j][:, None]  # S of each rank of the window
-    up = (u[:, None] * win).astype(dtype, copy=False)
-    win_r = j[:, None] * width + np.arange(width + 2)
-    mid = win_s.astype(dtype) - up
-    if pen is not None:
-        mid += pen_r[win_r]
-    m = np.minimum(j * width + (mid[:, 1 : width + 1] <= t).sum(1), k)
+    win = flat.take((cols * buf.shape[1] + kp + 1 - j * width)[None, :] - at[:, None])
+    # first from the top blocks' sum (error g_low * top); the rows it leaves undecided (t within that error of a
+    # score: many when t is near 1) again from the float64 row total minus the bottom blocks' sum
+    m, redo = _window_sizes(win, top, g_low * top + 2 * g64 * total_hi, u, j, k, t, pen_r if pen is not None else None,
+                            width, dtype)
+    if redo.any():
+        idx = np.flatnonzero(redo)
+        total = np.einsum("ij->i", buf[idx, 1 : kp + 1], dtype=np.float64)  # S_K in float64
+        bottom = cum_t[nb, idx] - top[idx]  # the bottom blocks' low-precision sums (in float64)
+        start = total - bottom
+        d = g_low * (1 + 2 * g_low) * np.abs(bottom) + 3 * g64 * total
+        m2, redo2 = _window_sizes(win[:, idx], start, d, u[idx], j[idx], k, t,
+                                  pen_r if pen is not None else None, width, dtype)
+        m[idx] = np.where(redo2, m[idx], m2)
+        redo[idx] = redo2
+    return m, redo
+
+
+def _window_sizes(win: np.ndarray, start: np.ndarray, d: np.ndarray, u: np.ndarray, j: np.ndarray, k: int,
+                  t: np.ndarray, pen_r: np.ndarray | None, width: int,
+                  dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """m and the rows to redo from the (w + 2, B) window values (ranks j w .. (j + 1) w + 1), the mass ``start`` of
+    the top j w ranks and its error bound ``d`` (see :func:`_set_sizes`)."""
+    b = win.shape[1]
+    cols = np.arange(b)
+    s_win = np.empty((width + 2, b))
+    s_win[0] = start
+    for i in range(1, width + 2):
+        np.add(s_win[i - 1], win[i], out=s_win[i])
+    up = (u * win).astype(dtype, copy=False)
+    mid = s_win.astype(dtype) - up
+    if pen_r is not None:
+        mid += pen_r[j * width + np.arange(width + 2)[:, None]]
+    m = np.minimum(j * width + (mid[1 : width + 1] <= t).sum(0), k)
     # decide ranks m and m + 1 exactly
-    d = (2.0 * k + 8.0) * 2.0**-53 * cum[:, nb]  # 2 gamma_K S_K, and the rounding of S +- d itself
-    pos = m - j * width  # window position of rank m (0 .. width)
-    s_in = (win_s[rows, pos] + d).astype(dtype) - up[rows, pos]
-    s_out = (win_s[rows, pos + 1] - d).astype(dtype) - up[rows, pos + 1]
-    if pen is not None:
+    pos = (m - j * width) * b + cols  # flat index of rank m in the (w + 2, B) window arrays
+    s_in = (s_win.reshape(-1).take(pos) + d).astype(dtype) - up.reshape(-1).take(pos)
+    s_out = (s_win.reshape(-1).take(pos + b) - d).astype(dtype) - up.reshape(-1).take(pos + b)
+    if pen_r is not None:
         s_in += pen_r[m]
         s_out += pen_r[m + 1]
     redo = ~(((m == 0) | (s_in <= t)) & ((m == k) | (s_out > t)))
@@ -556,7 +600,7 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
     mask = np.empty((n, k), dtype=bool)
     if k == 0 or n == 0:
         return torch.from_numpy(mask) if is_torch else mask
-    buf = np.zeros((min(n, _CHUNK_ROWS), kp + 2), dtype=p.dtype)
+    buf = np.zeros((min(n, _CHUNK_ROWS), -(-(kp + 2) // width) * width), dtype=p.dtype)
     lo_col = kp + 1 - k  # the column of rank K (the smallest value)
     for a in range(0, n, _CHUNK_ROWS):
         b = min(n, a + _CHUNK_ROWS)
@@ -565,7 +609,7 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
         vals[...] = pc
         vals.sort(axis=1)  # numpy's vectorised sort of the values (no argsort), ascending
         rows = np.arange(b - a)
-        m, redo = _set_sizes(bb, k, t, uc, pen, width)
+        m, redo = _set_sizes(bb, k, kp, t, uc, pen, width)
         cut = np.where(m > 0, bb[rows, kp + 1 - m], np.inf).astype(p.dtype)  # p_(m), the m-th largest
         below = bb[rows, kp - m]  # p_(m + 1) (a zero column when m = K)
         redo |= (m > 0) & (m < k) & (cut == below)  # a tie straddles the cut: ranks by index decide

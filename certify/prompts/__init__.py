@@ -21,7 +21,7 @@ order they import each other (no cycle):
 Every public name is re-exported here and the main ones from ``certify`` itself.
 """
 
-from certify.prompts.adversarial import adversarial_training
+from certify.prompts.adversarial import adversarial_training, fragment_training
 from certify.prompts.attacks import TokenAttack, gcg_attack, greedy_token_attack
 from certify.prompts.augmentation import augment_safe
 from certify.prompts.corpus import GeneratedPrompts, generated_prompts, split_by_act
@@ -86,6 +86,7 @@ __all__ = [
     "erase_and_check_batch",
     "erased_subsequences",
     "erased_texts",
+    "fragment_training",
     "gcg_attack",
     "generated_filter",
     "generated_prompts",

@@ -23,15 +23,16 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from certify.prompts.attacks import DIFFERENTIABLE, gcg_attack, greedy_token_attack
 from certify.prompts.erase_and_check import MODES
 from certify.prompts.protocol import check_texts
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._validation import check_positive_int, generator_or_seed
+from certkit._validation import check_positive_int, check_unit_interval, generator_or_seed
 
-__all__ = ["adversarial_training"]
+__all__ = ["adversarial_training", "fragment_training"]
 
 _WORD_START = re.compile(r"\w")
 
@@ -126,4 +127,107 @@ def adversarial_training(
         current.threshold = filter.threshold
     current.attacked_ = tuple(added)
     current.random_attacked_ = tuple(randomised)
+    return current
+
+
+class _Recorder:
+    """Wraps a filter for a search run to its end: records every scored text with its score and flags nothing
+    (scores capped below 1, threshold 1)."""
+
+    def __init__(self, filt: Any) -> None:
+        self.filt, self.threshold, self.seen = filt, 1.0, {}  # type: ignore[var-annotated]
+        for name in ("token_ids", "token_embeddings", "token_strings", "logit_from_embeddings"):
+            if hasattr(filt, name):
+                setattr(self, name, getattr(filt, name))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        p = np.asarray(self.filt.predict_proba(texts), dtype=np.float64)
+        for t, v in zip(texts, p.tolist()):
+            self.seen[t] = max(v, self.seen.get(t, 0.0))
+        return np.minimum(p, np.nextafter(1.0, 0.0))
+
+
+def fragment_training(
+    filter: Any,
+    harmful: Sequence[str],
+    safe: Sequence[str],
+    *,
+    methods: Sequence[str] | None = None,
+    greedy_iters: int = 12,
+    grad_iters: int = 25,
+    rounds: int = 2,
+    min_score: float | None = None,
+    extra_safe: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+) -> Any:
+    """A copy of ``filter`` refitted with the fragments that GreedyEC / GradEC reach on ``safe`` added as safe.
+
+    Each round runs the searches (:func:`certify.prompts.greedyec.greedy_erase_and_check`,
+    :func:`certify.prompts.gradec.grad_erase_and_check`) to their end on every safe training prompt against the
+    current filter, keeps every fragment they score (each erased candidate of every greedy round, each binarised
+    GradEC mask) with a harmful probability ``>= min_score`` (the clean prompt excluded), and refits a fresh copy
+    of ``filter`` on ``harmful``, ``safe``, ``extra_safe`` and all fragments kept so far (as safe). These are the
+    hard negatives of the empirical defences: with them their false positives on held-out safe prompts fall
+    (numbers in BENCHMARKS.md; the paper trains its filter with erased safe prompts for the same reason). No
+    guarantee: held-out safe prompts have fragments of their own; erase-and-check's certificate is unaffected
+    (it holds for any filter).
+
+    Args:
+        filter: a fitted filter with ``fit(harmful, safe, extra_safe=...)``; not modified.
+        harmful: harmful training prompts.
+        safe: safe training prompts (searched, and trained on as safe).
+        methods: searches to mine with, from ``"greedyec"`` and ``"gradec"``; None: both for a differentiable
+            filter (:func:`certify.prompts.attacks.check_differentiable`), GreedyEC only otherwise.
+        greedy_iters: GreedyEC rounds (paper: up to 12).
+        grad_iters: GradEC iterations (paper: up to 100; 25 by default).
+        rounds: mine-and-refit rounds (>= 1); each searches the filter of the previous round.
+        min_score: keep fragments scored at least this (None: half the filter's threshold).
+        extra_safe: more safe examples for the refit (e.g. erased safe prompts), as in ``fit``.
+        generator: passed to ``fit`` where it takes one (None: ``fit``'s default seeding).
+
+    Returns:
+        The refitted filter (same class and threshold); ``fragments_`` holds the fragments added.
+    """
+    from certify.prompts.gradec import grad_erase_and_check
+    from certify.prompts.greedyec import greedy_erase_and_check
+
+    if not hasattr(filter, "fit"):
+        raise TypeError(f"Expected argument `filter` to have `fit(harmful, safe)`, but got {type(filter).__name__}")
+    harmful, safe = check_texts(harmful, "harmful"), check_texts(safe, "safe")
+    if not harmful or not safe:
+        raise ValueError("Expected arguments `harmful` and `safe` to be non-empty lists of prompts")
+    differentiable = all(hasattr(filter, a) for a in DIFFERENTIABLE)
+    methods = (("greedyec", "gradec") if differentiable else ("greedyec",)) if methods is None else tuple(methods)
+    if not methods or any(m not in ("greedyec", "gradec") for m in methods):
+        raise ValueError(f"Expected argument `methods` to hold 'greedyec' and/or 'gradec', but got {methods!r}")
+    if "gradec" in methods and not differentiable:
+        raise ValueError("Expected argument `methods` to leave out 'gradec' for a filter without gradients "
+                         f"({type(filter).__name__})")
+    greedy_iters = check_positive_int(greedy_iters, "greedy_iters", minimum=0)
+    grad_iters = check_positive_int(grad_iters, "grad_iters", minimum=0)
+    rounds = check_positive_int(rounds, "rounds")
+    floor = float(filter.threshold) / 2 if min_score is None else check_unit_interval(min_score, "min_score")
+    extra = check_texts(extra_safe, "extra_safe")
+    if generator is not None:
+        generator_or_seed(generator, None, where="fragment_training")  # validates
+    current, mined = filter, {}  # type: ignore[var-annotated]
+    for _ in range(rounds):
+        for prompt in safe:
+            if not prompt.strip():
+                continue
+            rec = _Recorder(current)
+            if "greedyec" in methods:
+                greedy_erase_and_check(prompt, rec, num_iters=greedy_iters, budget=None)
+            if "gradec" in methods:
+                grad_erase_and_check(prompt, rec, num_iters=grad_iters)
+            for text, score in rec.seen.items():
+                if score >= floor and text != prompt and text.strip():
+                    mined.setdefault(text, None)
+        current = copy.deepcopy(filter)
+        fit_kw = {}
+        if generator is not None and "generator" in current.fit.__code__.co_varnames:
+            fit_kw["generator"] = generator
+        current.fit(harmful, safe, extra_safe=[*extra, *mined], **fit_kw)
+        current.threshold = filter.threshold
+    current.fragments_ = tuple(mined)
     return current

@@ -413,21 +413,13 @@ def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
     """
     fast = getattr(filt, "score_subsequences", None)
     pieces = _pieces(tok) if callable(fast) and len(items) >= _FAST_MIN else None
-    if pieces is None or any(isinstance(it, str) for it in items):
+    if pieces is None or str in set(map(type, items)):
         return _flags(filt, [_decode(it, tok) for it in items])
-    seqs = [it for it in items if not isinstance(it, str)]
+    seqs: list[tuple[int, ...]] = list(items)  # type: ignore[arg-type]
     out = np.zeros(len(seqs), dtype=bool)
-    shown: dict[int, bool] = {}  # a sequence is visible if one of its tokens is; almost always its first
-
-    def visible(s: tuple[int, ...]) -> bool:
-        if not s:
-            return False
-        v = shown.get(s[0])
-        if v is None:
-            v = shown[s[0]] = has_visible(pieces[s[0]])
-        return v or has_visible("".join([pieces[j] for j in s]))
-
-    keep = [i for i, s in enumerate(seqs) if visible(s)]
+    # a sequence is visible if one of its tokens is; almost always its first
+    shown = {t: has_visible(pieces[t]) for t in {s[0] for s in seqs if s}}
+    keep = [i for i, s in enumerate(seqs) if s and (shown[s[0]] or has_visible("".join([pieces[j] for j in s])))]
     if not keep:
         return out
     kept = [seqs[i] for i in keep]

@@ -124,6 +124,7 @@ class TfidfFilter(FilterBase):
         weight = self.class_balance * float((y == 0).sum()) / float((y == 1).sum())
         clf = LogisticRegression(C=self.C, class_weight={0: 1.0, 1: weight}, max_iter=3000)
         self.model_ = make_pipeline(features, clf).fit(texts, y)
+        self._gram_table = (self.model_, _gram_table(features.transformer_list[0][1]))  # score_subsequences' index
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -136,7 +137,7 @@ class TfidfFilter(FilterBase):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_word_memo", None)  # a cache of score_subsequences, rebuilt on use
+        state.pop("_word_memo", None)  # a cache of score_subsequences, rebuilt on use (its n-gram index is kept)
         return state
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -150,19 +151,27 @@ class TfidfFilter(FilterBase):
         head then run vectorised over all texts.
         """
         self._check_fitted()
-        texts = ["".join([tokens[i] for i in s]) for s in seqs]
-        if not texts:
+        if not len(seqs):
             return np.zeros(0)
         if not _is_certkit_tfidf(self.model_):  # a pipeline changed by hand: score the texts
-            return self.predict_proba(texts)
-        unique = dict.fromkeys(texts)
-        order = list(unique)
-        where = {t: i for i, t in enumerate(order)}
+            return self.predict_proba(["".join([tokens[i] for i in s]) for s in seqs])
         memo: tuple[Any, dict[str, Any]] | None = self.__dict__.get("_word_memo")
         if memo is None or memo[0] is not self.model_:  # one memo per fitted model (a refit starts a new one)
             memo = (self.model_, {})
             self._word_memo = memo
-        logits = _tfidf_logits(self.model_, order, memo[1])
+        table: tuple[Any, Any] | None = self.__dict__.get("_gram_table")
+        if table is None or table[0] is not self.model_:  # the char n-gram index of this fitted model (built by fit)
+            table = (self.model_, _gram_table(self.model_.steps[0][1].transformer_list[0][1]))
+            self._gram_table = table
+        words = _piece_words(tokens, seqs)
+        if words is not None:  # word tokens: the words come from the tokens, no text is built
+            logits = _tfidf_word_logits(self.model_, *words, memo[1], table[1])
+            return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+        texts = ["".join([tokens[i] for i in s]) for s in seqs]
+        unique = dict.fromkeys(texts)
+        order = list(unique)
+        where = {t: i for i, t in enumerate(order)}
+        logits = _tfidf_logits(self.model_, order, memo[1], table[1])
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)[[where[t] for t in texts]]
 
 
@@ -190,15 +199,106 @@ def _tfidf_part(counts: Any, vec: Any, coef: np.ndarray) -> np.ndarray:
     if vec.sublinear_tf and c.max() > 1:  # 1 + log(count); counts are small integers, mostly 1
         c = (np.log(np.arange(1, int(c.max()) + 1, dtype=np.float64)) + 1.0)[c.astype(np.int64) - 1]
     data = c * vec.idf_[idx]
-    counts.data = data * coef[idx]
-    dot = counts.sum(axis=1).A1  # row sums in C (the column order within a row is irrelevant)
+    counts.data = data
+    dot = counts @ coef  # sparse mat-vec in C (the column order within a row is irrelevant)
     counts.data = data * data
-    norm = np.sqrt(counts.sum(axis=1).A1)
+    norm = np.sqrt(counts @ np.ones(counts.shape[1]))
     return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
 
 
-def _not_none(x: Any) -> bool:
-    return x is not None
+_SMALL = 20_000  # (text, n-gram) entries below which _tfidf_part_small counts them (no scipy)
+
+
+def _tfidf_part_small(
+    unit_row: np.ndarray, units: np.ndarray, ptr: np.ndarray, cols: np.ndarray, m: int, vec: Any, coef: np.ndarray,
+) -> np.ndarray:
+    """:func:`_tfidf_part` of the counts ``sum over the units u of row r of (the columns cols[ptr[u]:ptr[u + 1]])``,
+    counted by one ``np.unique`` of (row, column) keys instead of a sparse product."""
+    ln = np.diff(ptr)[units]
+    total = int(ln.sum())
+    if total == 0:
+        return np.zeros(m)
+    offs = np.repeat(ptr[units] - (np.cumsum(ln) - ln), ln) + np.arange(total)
+    n = max(len(vec.idf_), 1)
+    keys, cnt = np.unique(np.repeat(unit_row, ln) * n + cols[offs], return_counts=True)
+    row, col = keys // n, keys % n
+    c = cnt.astype(np.float64)
+    if vec.sublinear_tf:
+        c = np.log(c) + 1.0
+    data = c * vec.idf_[col]
+    dot = np.bincount(row, weights=data * coef[col], minlength=m)
+    norm = np.sqrt(np.bincount(row, weights=data * data, minlength=m))
+    return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+_BITS = 12  # code points below 2**12 pack into an n-gram key: length (3 bits) + 5 x 12 bits < 2**63
+
+
+def _gram_keys(code: np.ndarray, n: int) -> np.ndarray:
+    """Keys of the n-grams starting at every position of the code-point array ``code`` (len(code) - n + 1,)."""
+    m = len(code) - n + 1
+    k = np.full(m, n, dtype=np.int64)
+    for j in range(n):
+        k |= code[j : j + m] << (3 + _BITS * j)
+    return k
+
+
+def _codes(strings: Sequence[str]) -> np.ndarray:
+    return np.frombuffer("".join(strings).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+
+
+def _gram_table(char: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, columns) of the char n-grams of the vectorizer's vocabulary that pack into a key (length
+    <= 5, code points < 2**12); built once per fitted model, vectorised by length."""
+    keys, cols = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    by_len: dict[int, list[tuple[str, int]]] = {}
+    for g, c in char.vocabulary_.items():
+        if 0 < len(g) <= 5:
+            by_len.setdefault(len(g), []).append((g, c))
+    for n, items in by_len.items():
+        code = _codes([g for g, _ in items]).reshape(len(items), n)
+        ok = (code < (1 << _BITS)).all(axis=1)
+        k = np.full(len(items), n, dtype=np.int64)
+        for j in range(n):
+            k |= code[:, j] << (3 + _BITS * j)
+        keys.append(k[ok])
+        cols.append(np.fromiter((c for _, c in items), dtype=np.int64, count=len(items))[ok])
+    key, col = np.concatenate(keys), np.concatenate(cols)
+    order = np.argsort(key)
+    return key[order], col[order]
+
+
+def _char_cols_bulk(words: list[str], lo: int, hi: int, table: tuple[np.ndarray, np.ndarray]) -> dict[str, list[int]]:
+    """The char_wb n-gram columns of many words at once (as :func:`_char_wb` + the vocabulary), by packed keys
+    and one ``np.searchsorted``; words that do not pack (a code point >= 2**12, n > 5, a padded word of length
+    <= lo) are left out, for the caller's per-word path."""
+    if hi > 5:
+        return {}
+    ok = [w for w in words if len(w) + 2 > lo and max(map(ord, w)) < (1 << _BITS)]
+    if not ok:
+        return {}
+    plen = np.fromiter((len(w) + 2 for w in ok), dtype=np.int64, count=len(ok))
+    code = _codes([" " + w + " " for w in ok])
+    seg_end = np.cumsum(plen)
+    wid_of = np.repeat(np.arange(len(ok)), plen)
+    keys_t, cols_t = table
+    parts_w, parts_c = [], []
+    for n in range(lo, hi + 1):
+        if len(code) < n:
+            break
+        k = _gram_keys(code, n)
+        wid = wid_of[: len(k)]
+        valid = np.arange(len(k)) + n <= seg_end[wid]  # inside its word's padded segment
+        k, wid = k[valid], wid[valid]
+        pos = np.minimum(np.searchsorted(keys_t, k), max(len(keys_t) - 1, 0))
+        hit = keys_t[pos] == k if len(keys_t) else np.zeros(len(k), dtype=bool)
+        parts_w.append(wid[hit])
+        parts_c.append(cols_t[pos[hit]] if len(keys_t) else np.zeros(0, dtype=np.int64))
+    wid, col = np.concatenate(parts_w), np.concatenate(parts_c)
+    order = np.argsort(wid, kind="stable")  # per word: n, then position (as _char_wb)
+    col = col[order].tolist()
+    bounds = np.searchsorted(wid[order], np.arange(len(ok) + 1)).tolist()
+    return {w: col[bounds[i] : bounds[i + 1]] for i, w in enumerate(ok)}
 
 
 def _char_wb(word: str, lo: int, hi: int) -> list[str]:
@@ -211,7 +311,9 @@ def _char_wb(word: str, lo: int, hi: int) -> list[str]:
     return [w[i : i + n] for n in range(lo, min(hi, k) + 1) for i in range(k - n + 1)]
 
 
-def _tfidf_logits(model: Any, texts: list[str], memo: dict[str, Any] | None = None) -> np.ndarray:
+def _tfidf_logits(
+    model: Any, texts: list[str], memo: dict[str, Any] | None = None, table: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Decision values (N,) of certkit's TF-IDF pipeline (char_wb n-grams + word 1-2-grams + logistic head).
 
     Neither char_wb n-grams nor word tokens cross whitespace, so a text is its whitespace-separated words:
@@ -220,18 +322,82 @@ def _tfidf_logits(model: Any, texts: list[str], memo: dict[str, Any] | None = No
     and pair is analysed once per call (a word found in ``memo`` not at all; new words are added to it); the rest
     is sparse / vectorised.
     """
+    split = [t.lower().split() for t in texts]
+    lens = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+    every = list(itertools.chain.from_iterable(split))
+    index = {w: i for i, w in enumerate(dict.fromkeys(every))}
+    occ = np.fromiter(map(index.__getitem__, every), dtype=np.int64, count=len(every))
+    return _tfidf_word_logits(model, index, occ, lens, memo, table)
+
+
+def _piece_words(tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
+    """The lower-cased whitespace-separated words of the texts ``"".join(tokens[i] for i in seq)``, without
+    building the texts: ``(index: word -> column, occ: the column of every word occurrence, in text order,
+    lens: words per text)``, as ``text.lower().split()`` gives them.
+
+    Each token is leading whitespace + a core without whitespace (a :class:`WordTokenizer` piece; None is
+    returned for any other token, and the caller splits the texts): a word is a run of consecutive kept tokens
+    whose first has leading whitespace (or opens the text) and the others none, their cores concatenated. Runs
+    are merged token by token over all texts at once (``np.unique`` on (run so far, next token) pairs), so
+    Python touches each distinct run once, not each occurrence. ``str.lower`` cannot see across whitespace (its
+    only context rule, the final sigma, stops there), so lower-casing each word equals lower-casing the text.
+    """
+    m = len(seqs)
+    lens_t = np.fromiter(map(len, seqs), dtype=np.int64, count=m)
+    total = int(lens_t.sum())
+    if total == 0:
+        return {}, np.zeros(0, dtype=np.int64), np.zeros(m, dtype=np.int64)
+    used, flat = np.unique(np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=total),
+                           return_inverse=True)
+    flat = flat.reshape(-1)
+    cores: list[str] = []
+    lead = np.empty(len(used), dtype=bool)
+    for k, t in enumerate(used.tolist()):
+        piece = tokens[t]
+        core = piece.lstrip()
+        if core and len(core.split()) != 1:  # whitespace inside the token: not a WordTokenizer piece
+            return None
+        cores.append(core)
+        lead[k] = len(core) < len(piece)
+    start = lead[flat]
+    start[np.cumsum(lens_t)[lens_t > 0] - lens_t[lens_t > 0]] = True  # a text's first token opens a word
+    gstart = np.flatnonzero(start)
+    gsize = np.diff(np.r_[gstart, total])
+    code = flat[gstart]  # a run's id in `names`: first its token, then (run, next token) pairs
+    names = list(cores)
+    n_used = len(used)
+    for j in range(1, int(gsize.max())):
+        sel = np.flatnonzero(gsize > j)
+        pairs, inv = np.unique(code[sel] * n_used + flat[gstart[sel] + j], return_inverse=True)
+        base = len(names)
+        names.extend([names[k // n_used] + cores[k % n_used] for k in pairs.tolist()])
+        code[sel] = base + inv.reshape(-1)
+    runs, of_run = np.unique(code, return_inverse=True)
+    index: dict[str, int] = {}
+    col = np.empty(len(runs), dtype=np.int64)
+    for i, c in enumerate(runs.tolist()):
+        w = names[c].lower()
+        col[i] = index.setdefault(w, len(index)) if w else -1  # a run of whitespace-only tokens: no word
+    occ = col[of_run.reshape(-1)]
+    row = np.repeat(np.arange(m), lens_t)[gstart]
+    keep = occ >= 0
+    return index, occ[keep], np.bincount(row[keep], minlength=m).astype(np.int64)
+
+
+def _tfidf_word_logits(
+    model: Any, index: dict[str, int], occ: np.ndarray, lens: np.ndarray, memo: dict[str, Any] | None = None,
+    table: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """:func:`_tfidf_logits` from the texts' words: ``index`` (word -> column), ``occ`` (the column of every
+    word occurrence, texts in order) and ``lens`` (words per text). ``table`` (:func:`_gram_table`) finds the char
+    n-gram columns of many new words at once."""
     import scipy.sparse as sp
 
     union, clf = model.steps[0][1], model.steps[-1][1]
     (_, char), (_, word) = union.transformer_list
     n_char, n_word = len(char.vocabulary_), len(word.vocabulary_)
     coef = np.asarray(clf.coef_, dtype=np.float64).reshape(-1)
-    split = [t.lower().split() for t in texts]
-    lens = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-    every = list(itertools.chain.from_iterable(split))
-    index = {w: i for i, w in enumerate(dict.fromkeys(every))}
-    occ = np.fromiter(map(index.__getitem__, every), dtype=np.int64, count=len(every))
-    m, n_words = len(texts), len(index)
+    m, n_words = len(lens), len(index)
     occ_row = np.repeat(np.arange(m), lens)
     # per distinct word: char n-gram columns, word-token ids, unigram + in-word bigram columns
     cvocab, wvocab, find = char.vocabulary_, word.vocabulary_, re.compile(word.token_pattern).findall
@@ -243,13 +409,16 @@ def _tfidf_logits(model: Any, texts: list[str], memo: dict[str, Any] | None = No
     w_ptr = [0]
     first = np.full(n_words, -1, dtype=np.int64)
     last = np.full(n_words, -1, dtype=np.int64)
+    new = list(index) if memo is None else [w for w in index if w not in memo]
+    bulk = _char_cols_bulk(new, lo, hi, table) if table is not None and len(new) >= 16 else {}
     for w, i in index.items():
         hit = None if memo is None else memo.get(w)
         if hit is None:
             toks = find(w)
             grams = toks + [f"{x} {y}" for x, y in itertools.pairwise(toks)]
-            hit = (list(filter(_not_none, map(cvocab.get, _char_wb(w, lo, hi)))), toks,
-                   list(filter(_not_none, map(wvocab.get, grams))))
+            cc = bulk.get(w)
+            hit = ([c for c in map(cvocab.get, _char_wb(w, lo, hi)) if c is not None] if cc is None else cc, toks,
+                   [c for c in map(wvocab.get, grams) if c is not None])
             if memo is not None and len(memo) < 100_000:
                 memo[w] = hit
         cc, toks, wc = hit
@@ -271,14 +440,22 @@ def _tfidf_logits(model: Any, texts: list[str], memo: dict[str, Any] | None = No
         w_cols.extend(() if c is None else (c,))
         w_ptr.append(len(w_cols))
 
+    unit_row = np.r_[occ_row, t_row[same]]  # a text's words, then its cross-word pairs
+    units = np.r_[occ, n_words + pair_of.reshape(-1)]
+    c_ptr_a, w_ptr_a = np.asarray(c_ptr, dtype=np.int64), np.asarray(w_ptr, dtype=np.int64)
+    if int(np.diff(c_ptr_a)[occ].sum()) <= _SMALL:  # few entries: counts by sorting (scipy's fixed cost dominates)
+        out = (_tfidf_part_small(occ_row, occ, c_ptr_a, np.asarray(c_cols, dtype=np.int64), m, char, coef[:n_char])
+               + _tfidf_part_small(unit_row, units, w_ptr_a, np.asarray(w_cols, dtype=np.int64), m, word,
+                                   coef[n_char:]))
+        return out + float(np.asarray(clf.intercept_).reshape(-1)[0])
+
     def csr(indices: Any, indptr: Any, shape: tuple[int, int]) -> Any:
         indices = np.asarray(indices, dtype=np.int64)
         return sp.csr_matrix((np.ones(len(indices)), indices, np.asarray(indptr, dtype=np.int64)), shape=shape)
 
     a = csr(occ, np.r_[0, np.cumsum(lens)], (m, n_words))
-    unit_row = np.r_[occ_row, t_row[same]]  # a text's words, then its cross-word pairs
     order = np.argsort(unit_row, kind="stable")
-    units = np.r_[occ, n_words + pair_of.reshape(-1)][order]
+    units = units[order]
     a_ext = csr(units, np.r_[0, np.cumsum(np.bincount(unit_row, minlength=m))], (m, n_words + len(pairs)))
     bc = csr(c_cols, c_ptr, (n_words, n_char))
     bw = csr(w_cols, w_ptr, (n_words + len(pairs), n_word))
@@ -495,10 +672,24 @@ _WORD_START = re.compile(r"\w")  # a token that starts with a word character (no
 
 
 class _BagModel(nn.Module):
-    def __init__(self, vocab: int, dim: int) -> None:
+    pooling = "mean"  # instances pickled before issue 18's pooling option
+
+    def __init__(self, vocab: int, dim: int, hidden: int = 0, pooling: str = "mean") -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, dim, padding_idx=0)
-        self.head = nn.Linear(dim, 1)
+        self.pooling = pooling
+        self.head: nn.Module = (nn.Linear(dim, 1) if hidden == 0
+                                else nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)))
+
+    def pool(self, e: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Embeddings e (B, L, D), keep-weights (B, L) (0 for PAD / unknown) -> harmful logits (B,)."""
+        if self.pooling == "max":
+            # per-token logits, max over the kept tokens; a soft weight w enters as + log w (exact for 0/1 masks)
+            s = self.head(e).squeeze(-1) + torch.log(weights.clamp_min(1e-30))
+            s = s.masked_fill(weights <= 0, _EMPTY_LOGIT)
+            return s.max(-1).values.clamp_min(_EMPTY_LOGIT)
+        pooled = (e * weights.unsqueeze(-1)).sum(-2) / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+        return self.head(pooled).squeeze(-1)
 
     def forward(self, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """rows (B, L) embedding rows, weights (B, L) in [0, 1] -> harmful logits (B,).
@@ -507,19 +698,35 @@ class _BagModel(nn.Module):
         evidence, and a learned UNK vector would make every unseen word alike (it overfits).
         """
         weights = weights * (rows > 1)
-        e = self.emb(rows) * weights.unsqueeze(-1)
-        pooled = e.sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
-        return self.head(pooled).squeeze(-1)
+        return self.pool(self.emb(rows), weights)
+
+
+#: the max-pooled bag's logit of a sequence with no known word (probability ~1e-22: never flagged)
+_EMPTY_LOGIT = -50.0
 
 
 class BagOfEmbeddingsFilter(FilterBase):
-    """Differentiable filter: weighted mean of word embeddings + logistic head (torch).
+    """Differentiable filter: pooled word embeddings + logistic head (torch).
 
     Tokens are those of :class:`certify.prompts.tokenizers.WordTokenizer` (lower-cased, whitespace
     stripped for the vocabulary). :meth:`soft_logit` scores a token sequence with a soft
     keep-mask in [0, 1], which GradEC optimises. Trained with Adam on the full batch; the
     initial weights and the augmentation sample come from ``fit(..., generator=)`` (None: seeded
     with 0; torch's global RNG is untouched). ``seed`` is deprecated.
+
+    Pooling (``pooling``):
+
+    * ``"mean"`` (default): the weighted mean of the kept words' embeddings, then the head (linear, or an
+      MLP with ``hidden`` tanh units). With a linear head the logit is a mean of per-word scores, so added
+      safe-scored words dilute a harmful request (GCG repeats the most safe-scored word) and erasing
+      words can only raise the score to the prompt's highest word score (GreedyEC's search ends there).
+      A hidden layer (``hidden > 0``) scores word combinations, not only words.
+    * ``"max"``: the highest per-word logit ``max_i head(E(w_i))``. Adding words never lowers it, so **no
+      attack that only adds tokens (suffix, insertion, infusion) can lower the harmful score of a
+      prompt**: a flagged prompt stays flagged under any such attack, for every budget (the property holds
+      for the filter itself, not only under erase-and-check). Erasing words never raises it, so GreedyEC
+      and GradEC flag exactly the prompts the filter flags. The price is context: one harmful-scored word
+      flags a prompt. ``hidden`` must be 0.
     """
 
     def __init__(
@@ -534,9 +741,17 @@ class BagOfEmbeddingsFilter(FilterBase):
         augment_max_erase: int = 30,
         augment_per_prompt: int = 25,
         seed: int | None = None,
+        hidden: int = 0,
+        pooling: str = "mean",
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.dim = check_positive_int(dim, "dim")
+        self.hidden = check_positive_int(hidden, "hidden", minimum=0)
+        if pooling not in ("mean", "max"):
+            raise ValueError(f"Expected argument `pooling` to be 'mean' or 'max', but got {pooling!r}")
+        if pooling == "max" and self.hidden:
+            raise ValueError(f"Expected argument `hidden` to be 0 with pooling='max', but got {hidden}")
+        self.pooling = pooling
         self.epochs = check_positive_int(epochs, "epochs")
         self.lr = check_positive(lr, "lr")
         self.weight_decay = float(weight_decay)
@@ -593,7 +808,7 @@ class BagOfEmbeddingsFilter(FilterBase):
                 vocab.setdefault(tok.strip().lower(), len(vocab) + 2)
         self.vocab_ = vocab
         with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
-            model = _BagModel(len(vocab) + 2, self.dim)
+            model = _BagModel(len(vocab) + 2, self.dim, getattr(self, "hidden", 0), getattr(self, "pooling", "mean"))
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(torch.randn(p.shape, generator=g, device=g.device).cpu() * 0.1)
@@ -639,8 +854,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         self._check_fitted()
         assert self.model_ is not None
         w = torch.ones(emb.shape[0], dtype=emb.dtype) if keep is None else keep
-        pooled = (emb * w.unsqueeze(-1)).sum(0) / w.sum().clamp_min(1e-6)
-        return self.model_.head(pooled).squeeze(-1)
+        return self.model_.pool(emb.unsqueeze(0), w.unsqueeze(0))[0]
 
     def soft_logit(self, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Harmful logit of one sequence of embedding ``rows`` (L,) with soft keep-weights (L,)."""
@@ -657,14 +871,28 @@ class BagOfEmbeddingsFilter(FilterBase):
             return np.zeros(0)
         with torch.inference_mode():
             rows, w = self._batch(texts)
+            if self.model_.pooling == "max":  # float64 per-token logits, shared with score_subsequences: exact max
+                vals = np.where((rows > 1).numpy() & (w.numpy() > 0), self._token_logits()[rows.numpy()], -np.inf)
+                return np.asarray(1.0 / (1.0 + np.exp(-np.maximum(vals.max(1), _EMPTY_LOGIT))), dtype=np.float64)
             return torch.sigmoid(self.model_(rows, w).double()).numpy()  # float64: no saturation at 1 below logit 36
+
+    def _token_logits(self) -> np.ndarray:
+        """Per embedding row, ``head . E(row) + b`` in float64 (V,) (linear head)."""
+        assert self.model_ is not None
+        with torch.no_grad():
+            head = self.model_.head
+            assert isinstance(head, nn.Linear)
+            return (self.model_.emb.weight.detach().double().numpy() @ head.weight.detach().double().numpy().reshape(-1)
+                    + float(head.bias.detach().double().item()))
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
         """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
 
-        The logit is linear in the mean of the kept embeddings, so it is ``sum_i s_i / sum_i c_i + b`` over
-        the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a known word (0 for an unknown
-        one) computed once per distinct token. A sequence whose text re-tokenizes differently (erasing the
+        Mean pooling with a linear head: the logit is linear in the mean of the kept embeddings, so it is
+        ``sum_i s_i / sum_i c_i + b`` over the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a
+        known word (0 for an unknown one) computed once per distinct token. Max pooling: the largest
+        ``s_i + b`` over the kept known tokens. An MLP head: the pooled means (N, D) are one sparse product, then
+        the head runs once on all of them. A sequence whose text re-tokenizes differently (erasing the
         token between two word pieces glues them into one word) is scored by ``predict_proba``.
         """
         self._check_fitted()
@@ -675,19 +903,35 @@ class BagOfEmbeddingsFilter(FilterBase):
         flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
         used, flat = np.unique(flat_ids, return_inverse=True)
         rows = np.asarray([self.vocab_.get(tokens[t].strip().lower(), 1) for t in used.tolist()], dtype=np.int64)
-        with torch.no_grad():
-            emb = self.model_.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
-            head = self.model_.head.weight.detach().double().numpy().reshape(-1)
-            bias = float(self.model_.head.bias.detach().double().item())
+        model = self.model_
         known = (rows > 1).astype(np.float64)
-        contrib = (emb @ head) * known
-        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
-        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
         flat = flat.reshape(-1)
         row = np.repeat(np.arange(len(seqs)), lens)
-        num = np.bincount(row, weights=contrib[flat], minlength=len(seqs))
+        with torch.no_grad():
+            emb = model.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
+            if isinstance(model.head, nn.Linear):  # per distinct token: head . E(token) + b, in float64
+                bias = float(model.head.bias.detach().double().item())
+                tok_logit = self._token_logits()[rows]
         den = np.bincount(row, weights=known[flat], minlength=len(seqs))
-        logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        if model.pooling == "max":
+            vals = np.where(known[flat] > 0, tok_logit[flat], -np.inf)
+            best = np.full(len(seqs), -np.inf)
+            nz = lens > 0
+            if nz.any():
+                best[nz] = np.maximum.reduceat(vals, np.r_[0, np.cumsum(lens)[:-1]][nz])
+            logit = np.maximum(best, _EMPTY_LOGIT)
+        elif isinstance(model.head, nn.Linear):  # linear head: the logit is sum_i s_i / sum_i c_i + b
+            num = np.bincount(row, weights=(tok_logit - bias)[flat] * known[flat], minlength=len(seqs))
+            logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
+        else:  # MLP head: pooled means (N, D) as one sparse product, then the head
+            import scipy.sparse as sp
+
+            counts = sp.csr_matrix((known[flat], (row, flat)), shape=(len(seqs), len(used)))
+            pooled = np.asarray(counts @ emb) / np.maximum(den, 1e-6)[:, None]
+            with torch.no_grad():
+                logit = model.head(torch.from_numpy(pooled).float()).squeeze(-1).double().numpy()
+        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
+        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
         p = 1.0 / (1.0 + np.exp(-logit))
         glued = np.zeros(len(seqs), dtype=bool)
         if len(flat) > 1:

@@ -11,8 +11,8 @@ The filter must be differentiable (:func:`certify.prompts.attacks.check_differen
 embeddings, the MiniLM :class:`~certify.prompts.filters.EmbeddingFilter` or an
 :class:`~certify.prompts.filters.HFClassifierFilter`. For the transformer filters the soft mask mixes
 ``sigma * E(tok) + (1 - sigma) * E([PAD])`` as the reference does; the bag of embeddings takes a
-sigma-weighted mean, which equals the binarised erasure exactly when sigma is 0/1 (the reference's mix
-still counts erased positions in the mean).
+sigma-weighted mean (with ``pooling="max"`` the largest ``logit_i + log sigma_i``), which equals the binarised
+erasure exactly when sigma is 0/1 (the reference's mix still counts erased positions in the mean).
 
 **No certificate**: gradient search may miss the erasure that exposes a harmful prompt.
 """

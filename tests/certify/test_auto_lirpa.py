@@ -179,3 +179,22 @@ def test_conversion_keeps_every_modules_mode() -> None:
     modes = [m.training for m in model.modules()]
     _bounded_module(model, torch.rand(2, 4))
     assert [m.training for m in model.modules()] == modes
+
+
+@needs_auto_lirpa
+def test_converted_module_is_reused_across_calls() -> None:
+    # auto_LiRPA's conversion writes the parameters in place (new tensor versions, same values): a cache key
+    # taken before it never matched again, and every call converted the model anew (timed as bounding work)
+    from certify.auto_lirpa import _bounded_module
+
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    x = torch.rand(2, 4)
+    bm = _bounded_module(model, x)
+    assert _bounded_module(model, x) is bm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certify.bounds(model, x, 0.1, method="auto_lirpa:CROWN")
+    assert _bounded_module(model, x) is bm
+    with torch.no_grad():
+        model[0].weight.add_(1.0)  # a changed model is converted again
+    assert _bounded_module(model, x) is not bm

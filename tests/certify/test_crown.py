@@ -10,6 +10,7 @@ from torch import nn
 
 import certify
 import certify.crown as crown_mod
+from certify._graph import cached_graph
 from certify.attacks import pgd_margins
 from certify.crown import relu_relaxation, smooth_relaxation
 from certkit_app.datasets import load_digits_split
@@ -181,6 +182,35 @@ def test_dense_and_transposed_conv_paths_agree(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("norm", [math.inf, 2])
+def test_dense_and_phase_form_conv_paths_agree(monkeypatch: pytest.MonkeyPatch, norm: float) -> None:
+    """4x4 stride-2 convolutions (CIFAR CNNs) go backward as a stride-1 convolution and a pixel shuffle when not
+    densified: the bounds equal the dense matrices' (the phase form ran: counted)."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(2, 4, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 4, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(6 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 3)).double().eval()
+    model.requires_grad_(False)  # (weights that autograd tracks are never densified)
+    x = torch.rand(5, 2, 12, 12, dtype=torch.float64)
+    eps = 0.05 if norm == math.inf else 0.5
+    calls = []
+    real = crown_mod._phase_conv_transpose
+
+    def spy(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    for method in ("crown", "crown-ibp"):
+        dense = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+        monkeypatch.setattr(crown_mod, "_phase_conv_transpose", spy)
+        conv = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
+        assert bool((dense.upper - dense.lower > 0.05).any())
+    assert calls
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
 def test_chunked_backward_equals_whole_batch(monkeypatch: pytest.MonkeyPatch, norm: float) -> None:
     """Processing the batch in chunks of inputs (cache locality) must not change any bound."""
     model = _random_cnn(22).double()
@@ -195,6 +225,56 @@ def test_chunked_backward_equals_whole_batch(monkeypatch: pytest.MonkeyPatch, no
         torch.testing.assert_close(whole.lower, chunked.lower, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(whole.upper, chunked.upper, rtol=1e-12, atol=1e-12)
         assert bool((whole.lower < 0).any())  # unstable neurons took part
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_chunked_backward_with_a_whole_batch_prefix_equals_whole_batch(monkeypatch: pytest.MonkeyPatch,
+                                                                      norm: float) -> None:
+    """A chunked backward pass first runs the narrow nodes nearest the output and the linear layer where the
+    coefficients widen on the whole batch, then slices the pending coefficients and biases per chunk: the
+    bounds equal the unchunked ones (residual branch: two pending nodes are sliced)."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(512, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.c1(x))
+            h = torch.relu(h + self.c2(h))
+            return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(h.flatten(1))))))
+
+    torch.manual_seed(5)
+    model = Net().double().eval().requires_grad_(False)
+    x = torch.rand(7, 1, 8, 8, dtype=torch.float64)
+    eps = torch.linspace(0.05, 0.2, 7, dtype=torch.float64) * (1 if norm == math.inf else 8)
+    prefixed: list[int] = []
+    real = crown_mod._whole_batch_prefix
+
+    def spy(*args: object) -> object:
+        stop = real(*args)  # type: ignore[arg-type]
+
+        def wrapped(i: int) -> bool:
+            out = stop(i)
+            if not out:
+                prefixed.append(i)
+            return out
+
+        return wrapped
+
+    for method in ("crown", "crown-ibp"):
+        whole = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        # one input per chunk; the whole batch's coefficients of width <= 6 stay under the budget
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 7 * 3 * 6 * 8)
+        monkeypatch.setattr(crown_mod, "_whole_batch_prefix", spy)
+        chunked = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(whole.lower, chunked.lower, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(whole.upper, chunked.upper, rtol=1e-12, atol=1e-12)
+        assert bool((whole.upper - whole.lower > 0.1).any())
+    ops = {cached_graph(model, x).nodes[i].op for i in prefixed}
+    assert {"relu", "linear"} <= ops or {"relu", "dense"} <= ops
 
 
 def test_l2_soundness_and_domain() -> None:
@@ -403,3 +483,43 @@ def test_pre_activations_ibp_bounds_exactly_skip_crown_with_equal_bounds(monkeyp
     torch.testing.assert_close(fast.lower, full.lower, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(fast.upper, full.upper, rtol=1e-10, atol=1e-10)
     assert bool((fast.upper - fast.lower > 1e-3).all())
+
+
+@pytest.mark.parametrize("k,stride,pad,size", [(4, 2, 1, 8), (4, 2, 0, 9), (2, 2, 0, 7), (6, 3, 2, 10), (4, 2, 3, 6),
+                                               (4, 4, 1, 11), (4, 2, (1, 0), (8, 7))])
+def test_phase_form_transposed_convolution_equals_conv_transpose(k: int, stride: int, pad: object,
+                                                                 size: object) -> None:
+    """The strided transposed convolution as a stride-1 convolution and a pixel shuffle equals
+    ``conv_transpose2d`` (with the output padding that restores the input's size), float64."""
+    from certify._ir import Node
+    from certify.crown import _phase_conv_transpose
+
+    g = torch.Generator().manual_seed(11)
+    h, w_ = size if isinstance(size, tuple) else (size, size)
+    conv = nn.Conv2d(3, 5, k, stride=stride, padding=pad).double()  # type: ignore[arg-type]
+    out_shape = conv(torch.zeros(1, 3, h, w_, dtype=torch.float64)).shape[1:]
+    node = Node("conv", (0,), tuple(out_shape), "c", weight=conv.weight.detach(), bias=None,
+                attrs={"stride": conv.stride, "padding": conv.padding, "dilation": (1, 1), "groups": 1})
+    a = torch.randn(4, *out_shape, generator=g, dtype=torch.float64)
+    ref = torch.autograd.grad(conv(x := torch.zeros(4, 3, h, w_, dtype=torch.float64, requires_grad=True)), x, a)[0]
+    got = _phase_conv_transpose(node, a, (3, h, w_))
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_surely_finite_never_calls_a_non_finite_tensor_finite() -> None:
+    """The one-pass finiteness test (a sum) is True only when every entry is finite; an overflowing sum of
+    finite entries answers False, and the exact check that follows keeps the finite path (same relaxation)."""
+    from certify.crown import _surely_finite
+
+    assert _surely_finite(torch.ones(3), torch.zeros(2, 2))
+    for bad in (math.nan, math.inf, -math.inf):
+        t = torch.ones(5)
+        t[2] = bad
+        assert not _surely_finite(t, torch.ones(2)) and not _surely_finite(torch.ones(2), t)
+    big = torch.full((4,), 3e38)
+    assert not _surely_finite(big)  # the sum overflows
+    lo, hi = -big, big.clone()
+    lo[0], hi[1] = -1.0, 2.0
+    _, d_u, b_u = relu_relaxation(lo, hi)
+    assert bool(torch.isfinite(d_u).all()) and bool(torch.isfinite(b_u).all())
+    torch.testing.assert_close(d_u, hi / (hi - lo))

@@ -235,3 +235,48 @@ def test_ibp_margin_bounds_when_the_output_is_not_a_linear_layer(tail: str) -> N
     assert bool((margins >= m.lower.detach().unsqueeze(1) - 1e-5).all())
     assert bool((margins <= m.upper.detach().unsqueeze(1) + 1e-5).all())
     certify.verify(model, x, y, 0.05, method="ibp", domain=(0, 1))
+
+
+@pytest.mark.parametrize("case", ["linf", "l2", "margins", "relu_output", "box"])
+def test_ibp_in_chunks_of_inputs_equals_the_whole_batch(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """IBP runs the batch in chunks of inputs (cache, allocator reuse): each chunk reads its own rows of the
+    region (ball, explicit box) and of the specification, so the bounds equal the whole batch's (float64)."""
+    import certify.ibp as ibp_mod
+
+    torch.manual_seed(6)
+    layers: list[nn.Module] = [nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 5)]
+    if case == "relu_output":
+        layers.append(nn.ReLU())
+    model = nn.Sequential(*layers).double().eval()
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(11, 1, 4, 4, generator=g, dtype=torch.float64)
+    eps = torch.linspace(0.01, 0.2, 11, dtype=torch.float64)
+    y = torch.arange(11) % 5
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        if case == "box":
+            lower = x - 0.2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+            return certify.box_bounds(model, lower, x + 0.1, method="ibp")
+        if case == "margins":
+            b = certify.margin_bounds(model, x, y, eps, method="ibp", domain=(0, 1))
+        else:
+            b = certify.bounds(model, x, eps, norm=2 if case == "l2" else math.inf, method="ibp",
+                               domain=None if case == "l2" else (0, 1))
+        return b.lower, b.upper
+
+    whole = run()
+    calls = []
+    real = ibp_mod.interval_forward
+
+    def spy(*args: object, **kw: object) -> object:
+        calls.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ibp_mod, "IBP_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ibp_mod, "IBP_MIN_CHUNK", 3)  # chunks of 3, 3, 3, 2
+    monkeypatch.setattr(ibp_mod, "interval_forward", spy)
+    chunked = run()
+    assert len(calls) == 4
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert bool((whole[1] - whole[0] > 0.05).any())

@@ -127,7 +127,8 @@ def test_bad_arguments() -> None:
 def test_digits_denoiser_lets_the_clean_cnn_certify_more_at_sigma_half() -> None:
     # Measured ordering (docs/smoothing/denoised.md): at σ = 0.5 the standard-trained CNN behind the
     # stability-trained denoiser certifies more than the CNN alone at r = 0 and 0.25 (v1 recipe: about 7-10
-    # points; v2, the U-Net with consistency: 11 and 25 points at n = 2,000, every one of 3 seeds).
+    # points; v2, the U-Net with consistency: 11 and 25 points at n = 2,000, every one of 3 seeds; v3: 17-19
+    # and 36-37 points).
     from certkit_app.datasets import load_digits_split
     from certkit_app.digits import digits_cnn, digits_denoised_cnn
     from smoothing import certified_accuracy, certify_dataset
@@ -142,12 +143,19 @@ def test_digits_denoiser_lets_the_clean_cnn_certify_more_at_sigma_half() -> None
     assert (acc["denoised"] >= acc["clean"] + 0.03).all()
 
 
+# (margin at r = 0.5, margin in ACR) for the ordering denoised > Gaussian augmentation, from 3 training seeds of
+# each on these 100 images at n = 2,000 (docs/smoothing/denoised.md): every denoiser seed is above every Gaussian
+# seed, the smallest differences being σ = 0.25 (v2): 0.57 - 0.525 = 0.045 and ACR 0.494 - 0.460 = 0.034;
+# σ = 0.5 (v3): 0.45 - 0.39 = 0.06 and ACR 0.441 - 0.388 = 0.053. The v2 recipe fails at σ = 0.5
+# (0.37 against 0.39, ACR 0.386 against 0.384, its cached seed 0).
+_DENOISED_MARGINS = {0.25: (0.03, 0.02), 0.5: (0.04, 0.035)}
+
+
 @pytest.mark.slow
-def test_digits_denoiser_beats_gaussian_augmentation_at_sigma_quarter() -> None:
-    # Measured over 3 training seeds each (docs/smoothing/denoised.md, "The issue-17 table over 3 seeds"): at
-    # σ = 0.25 on these 100 images the frozen standard CNN behind the v2 denoiser certifies 0.57-0.62 at r = 0.5
-    # (ACR 0.494-0.504) against 0.495-0.525 (ACR 0.452-0.460) for Gaussian augmentation: every denoiser seed above
-    # every Gaussian seed, worst-case margins 0.045 and 0.034. (At σ = 0.5 the two are level: not asserted.)
+@pytest.mark.parametrize("sigma", [0.25, 0.5])
+def test_digits_denoiser_beats_gaussian_augmentation(sigma: float) -> None:
+    # The issue-17 ordering: the frozen, never noise-trained digits CNN behind the cached denoiser certifies
+    # more than the Gaussian-augmented CNN at r = 0.5 and in ACR (margins and measurements above).
     from certkit_app.datasets import load_digits_split
     from certkit_app.digits import digits_base_model, digits_denoised_cnn
     from smoothing import average_certified_radius, certified_accuracy, certify_dataset
@@ -155,9 +163,10 @@ def test_digits_denoiser_beats_gaussian_augmentation_at_sigma_quarter() -> None:
     test = load_digits_split("test")
     xs, ys = test.images[::4], test.labels[::4]
     acc, acr = {}, {}
-    for name, model in (("gaussian", digits_base_model(0.25)), ("denoised", digits_denoised_cnn(0.25))):
-        rec = certify_dataset(Smooth(model, 10, 0.25), xs, ys, n0=100, n=2000, alpha=1e-3, batch_size=2100,
+    for name, model in (("gaussian", digits_base_model(sigma)), ("denoised", digits_denoised_cnn(sigma))):
+        rec = certify_dataset(Smooth(model, 10, sigma), xs, ys, n0=100, n=2000, alpha=1e-3, batch_size=2100,
                               inputs_per_task=10, progress=False)
         acc[name], acr[name] = float(certified_accuracy(rec, [0.5])[0]), average_certified_radius(rec)
-    assert acc["denoised"] >= acc["gaussian"] + 0.03
-    assert acr["denoised"] >= acr["gaussian"] + 0.02
+    margin_acc, margin_acr = _DENOISED_MARGINS[sigma]
+    assert acc["denoised"] >= acc["gaussian"] + margin_acc
+    assert acr["denoised"] >= acr["gaussian"] + margin_acr

@@ -100,3 +100,30 @@ def test_tfidf_word_memo_is_per_fitted_model() -> None:
     assert filt._word_memo[1] and "_word_memo" not in pickle.loads(pickle.dumps(filt)).__dict__
     filt.fit(data.harmful[60:], data.safe[60:])  # new vocabulary and weights: the memo must not be reused
     np.testing.assert_allclose(filt.score_subsequences(tok.pieces(), seqs), filt.predict_proba(texts), rtol=0, atol=1e-6)
+
+
+def test_tfidf_bulk_ngram_columns_equal_the_per_word_analysis(filters: list[object]) -> None:
+    """The packed-key n-gram lookup (many new words at once) gives each word the columns of the per-word path,
+    as multisets; words it cannot pack (code points >= 4096, surrogates) are left to the per-word path. Scores of
+    texts of such words equal predict_proba in a cold call (no remembered word), where the bulk path runs."""
+    from certify.prompts.filters import _char_cols_bulk, _char_wb, _gram_table
+
+    tfidf = filters[0]
+    char = tfidf.model_.steps[0][1].transformer_list[0][1]  # type: ignore[attr-defined]
+    lo, hi = char.ngram_range
+    words = sorted({w.lower() for t in [*embedded_prompts().safe[:60], *ODD] for w in t.split()})
+    words += ["日本語のテキスト", "👩\u200d💻", "ab\ud800", "a", "zzzzzzzzzz", "ς", "σας"]
+    bulk = _char_cols_bulk(words, lo, hi, _gram_table(char))
+    assert {w for w in words if w not in bulk} == {w for w in words if max(map(ord, w)) >= 4096}
+    assert "日本語のテキスト" not in bulk and "ab\ud800" not in bulk and "a" in bulk
+    for w, cols in bulk.items():
+        ref = [c for c in map(char.vocabulary_.get, _char_wb(w, lo, hi)) if c is not None]
+        assert sorted(cols) == sorted(ref), w
+    fresh = TfidfFilter(augment=()).fit(embedded_prompts().harmful[:120], embedded_prompts().safe[:120])
+    tok = WordTokenizer()
+    texts = [*ODD, "日本語のテキスト how to make a bomb", *embedded_prompts().harmful[120:150]]
+    for t in texts:
+        tok.encode(t)
+    pieces = tok.pieces()
+    seqs = [tuple(tok.encode(t)) for t in texts]
+    np.testing.assert_allclose(fresh.score_subsequences(pieces, seqs), fresh.predict_proba(texts), atol=1e-9)

@@ -175,3 +175,32 @@ def test_embedding_filter(shared_dir: Path) -> None:
     filt = EmbeddingFilter(augment_per_prompt=2).fit(train.harmful[:120], train.safe[:120])
     p_h, p_s = filt.predict_proba(list(test.harmful[:40])), filt.predict_proba(list(test.safe[:40]))
     assert np.mean(p_h >= 0.5) >= 0.95 and np.mean(p_s < 0.5) >= 0.95
+
+
+def test_bag_pooling_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="`pooling`"):
+        BagOfEmbeddingsFilter(pooling="sum")
+    with pytest.raises(ValueError, match="`hidden`"):
+        BagOfEmbeddingsFilter(pooling="max", hidden=8)
+    with pytest.raises(ValueError, match="`hidden`"):
+        BagOfEmbeddingsFilter(hidden=-1)
+
+
+@pytest.mark.parametrize("kw", [{"hidden": 8}, {"pooling": "max"}])
+def test_bag_variants_fast_scores_equal_predict_proba(kw: dict) -> None:  # type: ignore[type-arg]
+    """score_subsequences (the erase-and-check fast path) agrees with predict_proba for the MLP head and max pooling,
+    and soft_logit with a 0/1 mask equals scoring the kept words."""
+    filt = BagOfEmbeddingsFilter(epochs=40, augment_per_prompt=3, **kw).fit(HARMFUL, SAFE)
+    tok = filt.tokenizer  # token ids are the filter's tokenizer's
+    for p in [*HARMFUL[:3], *SAFE[:3]]:
+        ids = tok.encode(p)
+        pieces = [tok.token(i) for i in ids]
+        seqs = [[j for j in range(len(ids)) if j != k] for k in range(len(ids))] + [list(range(len(ids))), []]
+        fast = filt.score_subsequences(pieces, seqs)
+        slow = filt.predict_proba(["".join(pieces[j] for j in s) for s in seqs])
+        np.testing.assert_allclose(fast, slow, atol=1e-6)
+        rows = filt.rows(ids)
+        keep = torch.ones(len(ids))
+        keep[0] = 0.0
+        soft = torch.sigmoid(filt.soft_logit(rows, keep)).item()
+        assert abs(soft - filt.predict_proba(["".join(pieces[1:])])[0]) < 1e-5
