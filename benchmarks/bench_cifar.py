@@ -25,6 +25,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -81,7 +82,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _child(net_name: str, method: str, lib: str, batch: int, reps: int, warmup: int) -> None:
+def _child(net_name: str, method: str, lib: str, batch: int, reps: int, warmup: int, out: str) -> None:
     import certify
 
     warnings.simplefilter("ignore")
@@ -107,7 +108,7 @@ def _child(net_name: str, method: str, lib: str, batch: int, reps: int, warmup: 
             certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))
             walls.append(time.perf_counter() - t)
             cpus.append(time.process_time() - c)
-    torch.save({"lower": b.lower, "upper": b.upper}, f"/tmp/bench_cifar_{net_name}_{method}_{lib}_{batch}.pt")
+    torch.save({"lower": b.lower, "upper": b.upper}, out)
     print(json.dumps({"wall": statistics.median(walls), "cpu": statistics.median(cpus), "peak_mb": peak}))
 
 
@@ -120,14 +121,20 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="network names to run")
     ap.add_argument("--methods", nargs="*", default=None, help="methods to run")
     ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         net_name, method, lib, batch = args.child
-        _child(net_name, method, lib, int(batch), max(1, args.reps), args.warmup)
+        _child(net_name, method, lib, int(batch), max(1, args.reps), args.warmup, args.out)
         return
     from certify.auto_lirpa import auto_lirpa_available
 
     libs = ["certify", "auto_LiRPA"] if auto_lirpa_available() else ["certify"]
+    tmp = tempfile.mkdtemp(prefix="bench_cifar_")  # one directory per run: concurrent runs never share files
+
+    def bounds_file(net_name: str, method: str, lib: str, batch: int) -> str:
+        return os.path.join(tmp, f"{net_name}_{method}_{lib}_{batch}.pt")
+
     print(f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, reps {args.reps}, "
           f"auto_LiRPA {'available' if len(libs) == 2 else 'NOT available'}")
     print("| network | method | batch | certify s (CPU s) | auto_LiRPA s (CPU s) | speed-up (wall / CPU) | "
@@ -141,7 +148,8 @@ def main() -> None:
             for lib in libs:
                 try:
                     out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--warmup",
-                                          str(args.warmup), "--child", net_name, method, lib, str(batch)],
+                                          str(args.warmup), "--child", net_name, method, lib, str(batch),
+                                          "--out", bounds_file(net_name, method, lib, batch)],
                                          capture_output=True, text=True, env=os.environ.copy(), timeout=args.timeout)
                 except subprocess.TimeoutExpired:
                     res[lib] = {"error": "timeout"}
@@ -154,8 +162,7 @@ def main() -> None:
             diff, speed = "-", "-"
             if a and "wall" in a and "wall" in c:
                 speed = f"{a['wall'] / c['wall']:.2f}x / {a['cpu'] / c['cpu']:.2f}x"
-                p, q = (torch.load(f"/tmp/bench_cifar_{net_name}_{method}_{lib}_{batch}.pt")
-                        for lib in ("certify", "auto_LiRPA"))
+                p, q = (torch.load(bounds_file(net_name, method, lib, batch)) for lib in ("certify", "auto_LiRPA"))
                 scale = float(q["upper"].abs().max()) + 1
                 diff = f"{max(float((p['lower'] - q['lower']).abs().max()), float((p['upper'] - q['upper']).abs().max())) / scale:.1e}"
             print(f"| {net_name} | {method} | {batch} | {cell(c)} | {cell(a)} | {speed} | "

@@ -118,3 +118,32 @@ def test_patches_through_residual_blocks_equal_the_dense_backward_pass(
         assert bool((ours.lower < ours.upper).all())
         torch.testing.assert_close(ours.lower, ref.lower, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(ours.upper, ref.upper, rtol=1e-10, atol=1e-10)
+
+
+def test_window_backward_of_strided_convs_in_phase_form_equals_the_dense_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows through a 4x4 stride-2 convolution (cnn_4layer's) go backward as a stride-1 convolution and a
+    pixel shuffle when no matrix form is used (float32 windows larger than 3x3; forced here in float64): the
+    bounds equal those of the dense backward pass, and the phase form ran on windows."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 4, stride=2, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 4)).double().eval().requires_grad_(False)
+    x = torch.rand((3, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    windows = []
+    orig = crown._phase_conv_transpose
+
+    def spy(n, t, shape, padding=None):  # type: ignore[no-untyped-def]
+        if padding == (0, 0):
+            windows.append(t.shape)
+        return orig(n, t, shape, padding)
+
+    monkeypatch.setattr(crown, "PATCH_MAP_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown, "_phase_conv_transpose", spy)
+    ours = certify.bounds(net, x, 0.03, method="crown", domain=(0, 1))
+    assert windows
+    monkeypatch.setattr(crown, "_patches_bounds", lambda *a, **kw: None)
+    ref = certify.bounds(net, x, 0.03, method="crown", domain=(0, 1))
+    torch.testing.assert_close(ours.lower, ref.lower, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours.upper, ref.upper, rtol=1e-10, atol=1e-10)
+    ibp = certify.bounds(net, x, 0.03, method="ibp", domain=(0, 1))
+    assert bool((ours.upper - ours.lower < ibp.upper - ibp.lower - 1e-6).any())  # CROWN rows took part
