@@ -17,8 +17,14 @@ What is optimised: the slopes of the *final* backward pass (the bound of the spe
 specification row; then, optionally (``intermediate``; on by default in verification, for the inputs
 still open), jointly with the slopes of every intermediate bound (:class:`_Intermediate`), as auto_LiRPA's
 alpha-CROWN does; for a conv-shaped node the intermediate bounds' coefficients and slopes are kept in window
-("patches") form, one receptive field per neuron, as CROWN's ``_patches_bounds``. Slopes of sigmoid/tanh stay
-CROWN's.
+("patches") form, one receptive field per neuron, as CROWN's ``_patches_bounds``.
+
+Sigmoid and tanh (final pass only): CROWN's parallel lines ``k x + b_l <= f(x) <= k x + b_u`` on ``[l, u]`` use the
+chord slope ``k`` and the extremes of ``f(x) - k x`` (``certify.crown._smooth_intercepts``), which are valid for any
+``k`` in ``(0, kmax]`` (0.25 sigmoid, 1 tanh). Here the lower and the upper line get their own slopes ``k_l``,
+``k_u`` (N, S, *shape), projected onto ``[tiny, kmax]``, with the intercepts recomputed from them at each step
+(a differentiable closed form; this family holds every tightest line, among them auto_LiRPA's tangent lines).
+They start at the chord slope, so the first iterate is CROWN's bound.
 
 This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
 then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.
@@ -36,7 +42,7 @@ from torch import Tensor
 
 from certify._graph import Graph
 from certify._layers import LinearRelax
-from certify.crown import _Relax, _relax_rows, backward, crown_bounds
+from certify.crown import _Relax, _relax_rows, _smooth_intercepts, backward, crown_bounds
 from certify.ibp import InputRegion, Interval
 
 __all__ = ["ALPHA_ITERATIONS", "ALPHA_LR", "LR_DECAY", "Optimized", "alpha_crown_bounds", "optimize_lower"]
@@ -45,6 +51,11 @@ __all__ = ["ALPHA_ITERATIONS", "ALPHA_LR", "LR_DECAY", "Optimized", "alpha_crown
 ALPHA_ITERATIONS = 20
 ALPHA_LR = 0.5
 LR_DECAY = 0.98
+#: the largest slope of sigmoid/tanh (their derivative's maximum): the range of their optimised slopes is [tiny, kmax]
+SMOOTH_KMAX = {"sigmoid": 0.25, "tanh": 1.0}
+#: their learning rate is ``lr * kmax * SMOOTH_LR_SCALE`` (0.01 kmax at the default lr; chosen on random MLPs, where
+#: ReLU's step of 0.5 over the whole range loosens the bound in the first steps and ends looser than CROWN)
+SMOOTH_LR_SCALE = 0.02
 
 
 class _Hook:
@@ -160,8 +171,9 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
                    deadline: float | None = None, intermediate: bool = False) -> Optimized:
     """Lower bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K)) with optimised lower slopes.
 
-    The slopes optimised are those of unstable ReLUs (``[0, 1]``) and LeakyReLU/PReLU with a negative slope
-    ``a <= 1`` (``[a, 1]``); every other non-linear layer (sigmoid, tanh, GELU, SiLU, ELU, softplus, max
+    The slopes optimised are those of unstable ReLUs (``[0, 1]``), LeakyReLU/PReLU with a negative slope
+    ``a <= 1`` (``[a, 1]``) and the lower and upper lines of sigmoid/tanh (``[tiny, kmax]``, intercepts
+    recomputed); every other non-linear layer (GELU, SiLU, ELU, softplus, max
     pooling, products, softmax and LayerNorm as decomposed by the graph) keeps CROWN's relaxation, so the
     bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
     specification); rows whose bound exceeds ``stop_at`` stop improving (early stop once verified; None:
@@ -243,8 +255,21 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
     signs: dict[int, Tensor] = {}
     unstable: dict[int, Tensor] = {}
     active_: dict[int, Tensor] = {}
+    # sigmoid/tanh: (lower slope, upper slope, mask of the finite intervals, their ends (0 elsewhere))
+    smooth: dict[int, tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = {}
     for k, r in relax.items():
         node = gd.nodes[k]
+        if node.op in ("sigmoid", "tanh") and isinstance(r, _Relax):
+            iv = ivs[node.inputs[0]]
+            ok = torch.isfinite(iv.l) & torch.isfinite(iv.u)  # an infinite end keeps CROWN's constant lines
+            if bool(ok.any()):
+                kmax = SMOOTH_KMAX[node.op]
+                k0 = r.d_l.unsqueeze(1).expand(n, s, *r.d_l.shape[1:]).clamp(torch.finfo(best.dtype).tiny, kmax)
+                zero = torch.zeros_like(iv.l)
+                smooth[k] = (k0.detach().clone().requires_grad_(True), k0.detach().clone().requires_grad_(True),
+                             ok.unsqueeze(1), torch.where(ok, iv.l, zero).unsqueeze(1),
+                             torch.where(ok, iv.u, zero).unsqueeze(1))
+            continue
         if node.op not in ("relu", "leaky_relu"):
             continue
         iv = ivs[node.inputs[0]]
@@ -272,6 +297,17 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
         src = relax if base is None else base
         out = dict(src)
         leaves = []
+        for k, (kl, ku, ok, lf, uf) in smooth.items():
+            # any slope in (0, kmax] with the intercepts of f(x) - k x's extremes on [l, u] is sound
+            r = src[k]
+            b_l, b_u = _smooth_intercepts(gd.nodes[k].op, lf, uf, torch.stack([kl, ku]))
+            new = _Relax.__new__(_Relax)
+            new.d_l = torch.where(ok, kl, r.d_l.unsqueeze(1))
+            new.d_u = torch.where(ok, ku, r.d_u.unsqueeze(1))
+            new.b_l = torch.where(ok, b_l[0], r.b_l.unsqueeze(1))
+            new.b_u = torch.where(ok, b_u[1], r.b_u.unsqueeze(1))
+            new.per_spec = True
+            out[k] = new
         for k in set(alphas) | set(betas):
             r = src[k]
             if isinstance(r, LinearRelax):  # LeakyReLU/PReLU: lower line s z (b_l = 0) on the unstable neurons
@@ -308,6 +344,10 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
     def project(extra: list[Tensor] = []) -> None:  # noqa: B006 (read only)
         for k, t in alphas.items():
             _clamp(t, *ranges[k])
+        for k, (kl, ku, *_) in smooth.items():
+            kmax = SMOOTH_KMAX[gd.nodes[k].op]
+            kl.clamp_(torch.finfo(kl.dtype).tiny, kmax)
+            ku.clamp_(torch.finfo(ku.dtype).tiny, kmax)
         for t in extra:
             t.clamp_(0, 1)
         for t in betas.values():
@@ -317,9 +357,16 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
         return ~done_rows()
 
     groups = [{"params": list(alphas.values()), "lr": lr}]
+    if smooth:
+        # the slopes' range is [0, kmax] instead of ReLU's [0, 1], and the chord slope (the start) is near the
+        # optimum: the step scaled to both (SMOOTH_LR_SCALE)
+        for op in ("sigmoid", "tanh"):
+            ps = [t for k, v in smooth.items() if gd.nodes[k].op == op for t in v[:2]]
+            if ps:
+                groups.append({"params": ps, "lr": lr * SMOOTH_KMAX[op] * SMOOTH_LR_SCALE})
     if betas:
         groups.append({"params": list(betas.values()), "lr": lr_beta})
-    has_params = bool(alphas or betas)
+    has_params = bool(alphas or betas or smooth)
     steps = 0
     if final_stage and has_params and iterations > 0:
         steps += _ascend(groups, lambda: evaluate(relaxed()[0]), best, open_rows, iterations, lr_decay, deadline,

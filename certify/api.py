@@ -2,7 +2,7 @@
 ``certified_radius`` and ``verified_accuracy``.
 
 Methods: ``"ibp"`` (Gowal et al. 2018), ``"crown"`` (Zhang et al. 2018), ``"crown-ibp"``
-(Zhang et al. 2020), ``"alpha-crown"`` (optimised ReLU slopes, Xu et al. 2021; ``iterations`` and
+(Zhang et al. 2020), ``"alpha-crown"`` (optimised ReLU, LeakyReLU, sigmoid and tanh slopes, Xu et al. 2021; ``iterations`` and
 ``lr`` keywords) and ``"auto_lirpa:<METHOD>"`` (delegates to an installed auto_LiRPA).
 Norms: ``float("inf")`` (an L-inf ball, intersected with ``domain`` if given) and ``2``.
 """

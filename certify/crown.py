@@ -107,20 +107,7 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     k = torch.where(tiny, deriv, (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
     kmax = 0.25 if op == "sigmoid" else 1.0
     k = k.clamp(min=torch.finfo(k.dtype).tiny, max=kmax)
-    if op == "sigmoid":
-        disc = (1 - 4 * k).clamp(min=0).sqrt()
-        s1, s2 = (1 - disc) / 2, (1 + disc) / 2
-        s1 = s1.clamp(min=torch.finfo(k.dtype).tiny)
-        s2 = s2.clamp(max=1 - torch.finfo(k.dtype).eps)
-        x1, x2 = torch.log(s1) - torch.log1p(-s1), torch.log(s2) - torch.log1p(-s2)
-    else:
-        t = (1 - k).clamp(min=0).sqrt().clamp(max=1 - torch.finfo(k.dtype).eps)
-        x2 = torch.atanh(t)
-        x1 = -x2
-    cands = [l, u, torch.minimum(torch.maximum(x1, l), u), torch.minimum(torch.maximum(x2, l), u)]
-    gs = torch.stack([f(c) - k * c for c in cands])
-    slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
-    b_l, b_u = gs.min(0).values - slack, gs.max(0).values + slack
+    b_l, b_u = _smooth_intercepts(op, l, u, k)
     if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
         # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
         lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
@@ -131,11 +118,37 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     return k, b_l, b_u
 
 
+def _smooth_intercepts(op: str, l: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:  # noqa: E741
+    """Intercepts ``b_l <= min`` and ``b_u >= max`` over ``[l, u]`` (finite) of ``f(x) - k x`` for sigmoid/tanh,
+    for any slope ``k`` in ``(0, kmax]`` (0.25 sigmoid, 1 tanh; broadcasting with ``l``/``u``), so that
+    ``k x + b_l <= f(x) <= k x + b_u`` on ``[l, u]``. The extremes lie at the end points or where ``f'(x) = k``
+    (closed form for both functions), with an outward slack for rounding. The candidate points are computed from
+    ``k`` detached: the value is the same, and the gradient in ``k`` is Danskin's ``-x*`` (a.e.), never NaN at
+    ``k = kmax`` (alpha-CROWN optimises ``k``)."""
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    kd = k.detach()
+    if op == "sigmoid":
+        disc = (1 - 4 * kd).clamp(min=0).sqrt()
+        s1, s2 = (1 - disc) / 2, (1 + disc) / 2
+        s1 = s1.clamp(min=torch.finfo(k.dtype).tiny)
+        s2 = s2.clamp(max=1 - torch.finfo(k.dtype).eps)
+        x1, x2 = torch.log(s1) - torch.log1p(-s1), torch.log(s2) - torch.log1p(-s2)
+    else:
+        t = (1 - kd).clamp(min=0).sqrt().clamp(max=1 - torch.finfo(k.dtype).eps)
+        x2 = torch.atanh(t)
+        x1 = -x2
+    cands = [l, u, torch.minimum(torch.maximum(x1, l), u), torch.minimum(torch.maximum(x2, l), u)]
+    gs = torch.stack(torch.broadcast_tensors(*[f(c) - k * c for c in cands]))
+    slack = 8 * torch.finfo(k.dtype).eps * (1 + k * torch.maximum(l.abs(), u.abs()))
+    return gs.min(0).values - slack, gs.max(0).values + slack
+
+
 class _Relax:
     """Per-activation-node relaxation cache: slopes (lower, upper) and intercepts (lower, upper).
 
     Hook for optimised relaxations (``certify.alpha_crown``; the default path never sets it):
-    with ``per_spec`` the lower slope ``d_l`` is (N, S, *shape), one per specification row, and a
+    with ``per_spec`` the lower slope ``d_l`` is (N, S, *shape), one per specification row (sigmoid/tanh: the
+    upper slope and both intercepts too, lower and upper lines with their own slopes), and a
     ``beta`` (N, S, *shape) is added to the lower bound's coefficients at the activation's input
     (beta-CROWN's Lagrangian term for split constraints).
     """
@@ -168,6 +181,13 @@ def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
         terms = a2 * v2.unsqueeze(1)
         out = torch.where(a2 == 0, 0.0, terms).sum(-1)
     return out
+
+
+def _spec_dot(a: Tensor, v: Tensor) -> Tensor:
+    """:func:`_flat_dot` where ``v`` may also be (N, S, *shape), one per specification row."""
+    if v.dim() == a.dim():
+        return (a * v).flatten(2).sum(2)
+    return _flat_dot(a, v)
 
 
 def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -468,6 +488,10 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                             new_l = neg.mul_(du - dl).addcmul_(la, dl)
                         else:
                             new_l = torch.addcmul(la * dl, neg, du - dl)
+                    elif r.per_spec:  # sigmoid/tanh with optimised lines (certify.alpha_crown), all (N, S, *shape)
+                        pos = la - neg
+                        new_l = pos * dl + neg * r.d_u
+                        lbias = _add_bias(lbias, _spec_dot(pos, r.b_l) + _spec_dot(neg, r.b_u))  # type: ignore[arg-type]
                     else:
                         new_l = la * dl
                         lbias = _add_bias(lbias, _flat_dot(la - neg, r.b_l) + _flat_dot(neg, r.b_u))  # type: ignore[arg-type]
@@ -479,6 +503,10 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                             new_u = pos.mul_(du - dl).addcmul_(ua, dl)
                         else:
                             new_u = torch.addcmul(ua * dl, pos, du - dl)
+                    elif r.per_spec:
+                        neg = ua - pos
+                        new_u = pos * r.d_u + neg * dl
+                        ubias = _add_bias(ubias, _spec_dot(pos, r.b_u) + _spec_dot(neg, r.b_l))  # type: ignore[arg-type]
                     else:
                         new_u = ua * du
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
