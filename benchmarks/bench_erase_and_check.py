@@ -396,6 +396,34 @@ def minilm_false_positives(n: int = 40) -> None:
         print(f"| MiniLM default, threshold {thr:.3f} | {g:.1%} | {r:.1%} |", flush=True)
 
 
+def minilm_adversarial(n_attacked: int = 20, iters: int = 20) -> None:
+    """Issue 18: adversarial training of the MiniLM embedding filter (head refitted; GCG through the encoder) on the
+    shared 80%: attack success of fresh GCG attacks (t = 10) on the first ``n_attacked`` held-out harmful prompts
+    each filter flags, before and after one round (GCG 8 iterations, 32 candidates per training prompt)."""
+    from certify.prompts import EmbeddingFilter, adversarial_training, gcg_attack
+
+    name, train, test = data()
+    safe, harmful = list(test.safe), list(test.harmful)
+    t0 = time.process_time()
+    base = EmbeddingFilter(augment_per_prompt=2).fit(train.harmful, train.safe)
+    print(f"data: {name}; MiniLM head fitted in {time.process_time() - t0:.0f} s CPU", flush=True)
+    t0 = time.process_time()
+    adv = adversarial_training(base, list(train.harmful), list(train.safe), num_tokens=10, modes=("suffix", "insertion"),
+                               num_iters=8, num_candidates=32, generator=torch.Generator().manual_seed(1))
+    print(f"adversarial training: {time.process_time() - t0:.0f} s CPU", flush=True)
+    print("| MiniLM filter | clean harmful flagged | clean safe kept | GCG suffix t = 10 success | GCG insertion t = 10 success |")
+    print("|---|---|---|---|---|")
+    for fname, f in (("standard", base), ("adversarially trained (GCG + 8 random copies)", adv)):
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
+        cells = []
+        for mode in ("suffix", "insertion"):
+            res = [gcg_attack(h, f, num_tokens=10, mode=mode, num_iters=iters, num_candidates=64,
+                              generator=torch.Generator().manual_seed(i)) for i, h in enumerate(targets)]
+            cells.append(f"{np.mean([r.score_after < f.threshold for r in res]):.0%}")
+        print(f"| {fname} | {np.mean(f.predict_proba(harmful) >= f.threshold):.1%} | "
+              f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(cells) + " |", flush=True)
+
+
 if __name__ == "__main__":
     import sys
 
@@ -407,6 +435,8 @@ if __name__ == "__main__":
         empirical_vs_gcg()
     elif "--adversarial" in sys.argv:
         adversarial_asr()
+    elif "--minilm-adversarial" in sys.argv:
+        minilm_adversarial()
     elif "--fragments" in sys.argv:
         fragment_false_positives()
     else:

@@ -16,7 +16,9 @@ alpha. A domain whose tightened bounds cross (``l > u``) is empty.
 What is optimised: the slopes of the *final* backward pass (the bound of the specification), per
 specification row; then, optionally (``intermediate``; on by default in verification, for the inputs
 still open), jointly with the slopes of every intermediate bound (:class:`_Intermediate`), as auto_LiRPA's
-alpha-CROWN does. Slopes of sigmoid/tanh stay CROWN's.
+alpha-CROWN does; for a conv-shaped node the intermediate bounds' coefficients and slopes are kept in window
+("patches") form, one receptive field per neuron, as CROWN's ``_patches_bounds``. Slopes of sigmoid/tanh stay
+CROWN's.
 
 This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
 then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.

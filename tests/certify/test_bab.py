@@ -81,6 +81,23 @@ def test_branch_and_bound_is_exercised(milp_margin_oracle: Oracle) -> None:
     assert searched["relu"] >= 2 and searched["input"] >= 2, searched
 
 
+def test_progress_bar_on_the_search(capsys: pytest.CaptureFixture[str]) -> None:
+    """``progress=True`` shows a tqdm bar of the search (ReLU and input splitting), on stderr; off by default."""
+    for split, what in (("relu", "ReLU"), ("input", "input")):
+        shown = quiet = 0
+        for net, x, y, eps, _ in _properties(2, 8, seed=3):
+            kw = {"domain": (0, 1), "timeout": 60, "split": split, "iterations": 0, "attack_steps": 0,
+                  "attack_restarts": 1}
+            r = verify_complete(net, x, y, eps, progress=True, **kw)
+            err = capsys.readouterr().err
+            if r.branches > 1:
+                assert f"BaB ({what} splits)" in err
+                shown += 1
+                verify_complete(net, x, y, eps, **kw)
+                quiet += f"BaB ({what} splits)" not in capsys.readouterr().err
+        assert shown >= 1 and quiet == shown, (split, shown, quiet)
+
+
 def test_fsb_branching_agrees_with_milp(milp_margin_oracle: Oracle) -> None:
     """Filtered smart branching decides the same properties as BaBSR (exact answers from the MILP)."""
     branches = {"babsr": 0, "fsb": 0}

@@ -105,18 +105,20 @@ def test_train_consistency_is_seeded_leaves_global_rng_and_validates() -> None:
 
 
 @pytest.mark.slow
-def test_consistency_training_beats_gaussian_augmentation_in_acr_at_sigma_half() -> None:
-    # Measured over 3 training seeds (BENCHMARKS.md, "Training-seed stability"): ACR 0.411 ± 0.004 against
-    # 0.384 ± 0.004 on these 100 images, every seed ordered the same way; the certified accuracy at
-    # r = 0.5 alone is not (one seed differs by one image), so only ACR is asserted.
+def test_consistency_training_beats_gaussian_augmentation_at_sigma_half() -> None:
+    # Measured over 3 training seeds (BENCHMARKS.md, "Training-seed stability", rerun end to end in session 7):
+    # ACR 0.407-0.414 against 0.380-0.387 on these 100 images (smallest difference 0.020), every seed ordered the
+    # same way. At r = 0.5: 0.40-0.44 against 0.39 for every Gaussian seed, also every seed above, but by as
+    # little as one image of 100 (0.40 vs 0.39), so the margin there is that one image.
     from certkit_app.digits import digits_consistency_model
-    from smoothing import Smooth, average_certified_radius, certify_dataset
+    from smoothing import Smooth, average_certified_radius, certified_accuracy, certify_dataset
 
     test = load_digits_split("test")
     xs, ys = test.images[::4], test.labels[::4]
-    acr = {}
+    acc, acr = {}, {}
     for name, model in (("gaussian", digits_base_model(0.5)), ("consistency", digits_consistency_model(0.5))):
         rec = certify_dataset(Smooth(model, 10, 0.5), xs, ys, n0=100, n=2000, alpha=1e-3, batch_size=2100,
                               inputs_per_task=10, progress=False)
-        acr[name] = average_certified_radius(rec)
+        acc[name], acr[name] = float(certified_accuracy(rec, [0.5])[0]), average_certified_radius(rec)
     assert acr["consistency"] >= acr["gaussian"] + 0.01
+    assert acc["consistency"] >= acc["gaussian"] + 0.01 - 1e-9  # one image; 1e-9: float sums of 0.01 steps
