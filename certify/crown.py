@@ -272,6 +272,37 @@ def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...],
     starts in the full transposed output ((0, 0): the whole output, as for windows)."""
     w = n.weight
     assert w is not None
+    st = n.attrs["stride"][0]
+    th, tw = w.shape[2] // st, w.shape[3] // st
+    out = F.pixel_shuffle(F.conv2d(x, _phase_weight(n), padding=(th - 1, tw - 1)), st)
+    ph, pw = n.attrs["padding"] if padding is None else padding
+    h, wd = in_shape[1], in_shape[2]
+    short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
+    if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
+        out = F.pad(out, (0, short_w, 0, short_h))
+    return out[:, :, ph:ph + h, pw:pw + wd]
+
+
+def _input_phase_conv(g: Graph, norm: float) -> int | None:
+    """The conv node whose coefficients at the input are concretised in phase layout, or None: for L-inf, when the
+    input's only consumer is a conv in phase form (:func:`_phase_form`). Its backward pass then stops after the
+    stride-1 convolution (:func:`_phase_input_back`) and the input box is brought to that layout once per region
+    (:func:`_phase_layout`): the pixel shuffle of every row of coefficients is saved; entries of the layout
+    outside the input map meet a zero centre and radius, so the bound is the same (up to summation order)."""
+    if norm != math.inf:
+        return None
+    hit = g.derived.get("input phase conv", -1)
+    if hit == -1:
+        cons = [i for i, n in enumerate(g.nodes) if 0 in n.inputs]
+        hit = cons[0] if len(cons) == 1 and g.nodes[cons[0]].op == "conv" and _phase_form(g.nodes[cons[0]]) else None
+        g.derived["input phase conv"] = hit
+    return hit  # type: ignore[no-any-return]
+
+
+def _phase_weight(n: Node) -> Tensor:
+    """The (C_in s s, C_out, k/s, k/s) stride-1 kernel of :func:`_phase_conv_transpose` (cached on the node)."""
+    w = n.weight
+    assert w is not None
     co, ci, kh, kw = w.shape
     st = n.attrs["stride"][0]
     th, tw = kh // st, kw // st
@@ -281,13 +312,33 @@ def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...],
         w6 = w.reshape(co, ci, th, st, tw, st).flip(2, 4)
         return w6.permute(1, 3, 5, 0, 2, 4).reshape(ci * st * st, co, th, tw).contiguous()
 
-    out = F.pixel_shuffle(F.conv2d(x, n.derive("phase_weight", make), padding=(th - 1, tw - 1)), st)
-    ph, pw = n.attrs["padding"] if padding is None else padding
-    h, wd = in_shape[1], in_shape[2]
-    short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
-    if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
-        out = F.pad(out, (0, short_w, 0, short_h))
-    return out[:, :, ph:ph + h, pw:pw + wd]
+    return n.derive("phase_weight", make)
+
+
+def _phase_input_back(n: Node, a: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Coefficients ``a`` (B, S, *n.shape) at conv node ``n``'s output -> at its input in phase layout
+    (B, S, C_in s s, H + k/s - 1, W + k/s - 1) (the pixel shuffle of :func:`_phase_conv_transpose` not applied),
+    and the bias term (B, S)."""
+    w = n.weight
+    assert w is not None
+    b, s = a.shape[0], a.shape[1]
+    th, tw = w.shape[2] // n.attrs["stride"][0], w.shape[3] // n.attrs["stride"][1]
+    p = F.conv2d(a.reshape(b * s, *n.shape), _phase_weight(n), padding=(th - 1, tw - 1))
+    bias = a.sum(dim=(3, 4)) @ n.bias if n.bias is not None else None
+    return p.reshape(b, s, *p.shape[1:]), bias
+
+
+def _phase_layout(t: Tensor, n: Node) -> Tensor:
+    """An input-shaped tensor ``t`` (N, C, H, W) in conv node ``n``'s phase layout (N, C s s, H', W'):
+    entry ((c, a, b), q, r) is ``t[c, s q + a - p_h, s r + b - p_w]``, zero outside the map."""
+    w = n.weight
+    assert w is not None
+    st = n.attrs["stride"][0]
+    ph, pw = n.attrs["padding"]
+    hq, wq = n.shape[1] + w.shape[2] // st - 1, n.shape[2] + w.shape[3] // st - 1
+    h, wd = t.shape[2], t.shape[3]
+    padded = F.pad(t, (pw, st * wq - pw - wd, ph, st * hq - ph - h))  # negative: rows no output reaches
+    return F.pixel_unshuffle(padded, st)
 
 
 def _back_cat(nodes: list[Node], n: Node, la: Tensor | None,
@@ -379,14 +430,16 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
                 sub_relax = {k: _relax_rows(r, sl) for k, r in relax.items()}
                 _, lb, ub = _propagate(g, sub_pending, _rows(lbias, sl), _rows(ubias, sl), sub, sub_relax, first)
                 la, ua = sub_pending.get(0, [None, None])
-                parts.append((_concretize(sub, la, lb, -1), _concretize(sub, ua, ub, +1)))
+                parts.append((_concretize(sub, la, lb, -1, _input_phase_conv(g, sub.norm), g),
+                              _concretize(sub, ua, ub, +1, _input_phase_conv(g, sub.norm), g)))
             lo_parts = [p[0] for p in parts]
             hi_parts = [p[1] for p in parts]
             return (None if lo_parts[0] is None else torch.cat(lo_parts),  # type: ignore[arg-type]
                     None if hi_parts[0] is None else torch.cat(hi_parts))  # type: ignore[arg-type]
     _, lbias, ubias = _propagate(g, pending, lbias, ubias, region, relax, first)
     la, ua = pending.get(0, [None, None])
-    return _concretize(region, la, lbias, -1), _concretize(region, ua, ubias, +1)
+    phase_in = _input_phase_conv(g, region.norm)
+    return _concretize(region, la, lbias, -1, phase_in, g), _concretize(region, ua, ubias, +1, phase_in, g)
 
 
 def _initial_state(start: int, a0: Tensor | None, b0: Tensor | None, *, need_lower: bool, need_upper: bool,
@@ -432,6 +485,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
     inputs (``pending`` is updated in place) and accumulating the biases. With ``stop``, return before the
     first pending node ``i`` with ``stop(i)``. Returns (the next node to process, lower bias, upper bias)."""
     nodes = g.nodes
+    phase_in = _input_phase_conv(g, region.norm)
     for i in range(first, 0, -1):
         if i not in pending:
             continue
@@ -526,6 +580,19 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                 outs.append((j, tl, tu))
         elif op == "cat":
             outs = _back_cat(nodes, n, la, ua)
+        elif i == phase_in:  # coefficients at the input stay in phase layout (see _input_phase_conv)
+            new_l = new_u = None
+            if la is not None:
+                new_l, bl = _phase_input_back(n, la)
+                lbias = _add_bias(lbias, bl)
+            if ua is not None:
+                if ua is la:
+                    new_u = new_l
+                    ubias = _add_bias(ubias, bl)
+                else:
+                    new_u, bu = _phase_input_back(n, ua)
+                    ubias = _add_bias(ubias, bu)
+            outs = [(0, new_l, new_u)]
         else:
             in_shape = nodes[n.inputs[0]].shape
             new_l = new_u = None
@@ -656,13 +723,25 @@ def _fused_relu_affine(nodes: list[Node], n: Node, la: Tensor | None, ua: Tensor
     return lbias, ubias
 
 
-def _concretize(region: InputRegion, a: Tensor | None, bias: Tensor | None, sign: int) -> Tensor | None:
-    """min (sign=-1) or max (sign=+1) of ``a @ x + bias`` over the region."""
+def _concretize(region: InputRegion, a: Tensor | None, bias: Tensor | None, sign: int, phase_in: int | None = None,
+                g: Graph | None = None) -> Tensor | None:
+    """min (sign=-1) or max (sign=+1) of ``a @ x + bias`` over the region (``a`` in the phase layout of conv
+    node ``phase_in`` of ``g`` when that is given, see :func:`_input_phase_conv`)."""
     if a is None:
         return None
     n = region.x0.shape[0]
     b, s = a.shape[0], a.shape[1]
-    if region.norm == math.inf:
+    if phase_in is not None:
+        assert g is not None and region.norm == math.inf
+        # once per region and box (lower and upper bounds, every pass over this region); a new box is new work
+        cache = region.__dict__.setdefault("phase_box", {})
+        hit = cache.get(phase_in)
+        if hit is None or hit[0] is not region.box:
+            hit = cache[phase_in] = (region.box, _phase_layout(region.box.c, g.nodes[phase_in]),
+                                     _phase_layout(region.box.r, g.nodes[phase_in]))
+        c, r = hit[1], hit[2]
+        val = _flat_dot(a, c) + sign * _flat_dot(a.abs(), r)
+    elif region.norm == math.inf:
         box = region.box
         val = _flat_dot(a, box.c) + sign * _flat_dot(a.abs(), box.r)
     else:

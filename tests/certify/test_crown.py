@@ -523,3 +523,40 @@ def test_surely_finite_never_calls_a_non_finite_tensor_finite() -> None:
     _, d_u, b_u = relu_relaxation(lo, hi)
     assert bool(torch.isfinite(d_u).all()) and bool(torch.isfinite(b_u).all())
     torch.testing.assert_close(d_u, hi / (hi - lo))
+
+
+@pytest.mark.parametrize("k,stride,pad,size", [(4, 2, 1, 12), (4, 2, 0, 13), (2, 2, 0, 9), (4, 2, 2, 10)])
+def test_first_conv_concretised_in_phase_layout_equals_the_dense_pass(monkeypatch: pytest.MonkeyPatch, k: int,
+                                                                      stride: int, pad: int, size: int) -> None:
+    """When the input feeds only a strided conv in phase form, the coefficients at the input stay in phase layout
+    and the input box is brought to that layout (zero outside the map, rows no output reaches dropped): the
+    bounds equal the dense pass's, for the final pass and intermediate CROWN rows, chunked or not; L2 keeps the
+    ordinary path."""
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(2, 4, k, stride=stride, padding=pad), nn.ReLU(), nn.Flatten(), nn.LazyLinear(6),
+                          nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.rand(5, 2, size, size, dtype=torch.float64)
+    model(x)
+    model.eval().requires_grad_(False)
+    calls = []
+    real = crown_mod._phase_input_back
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    for norm, eps in ((math.inf, 0.05), (2, 0.5)):
+        for method in ("crown", "crown-ibp"):
+            dense = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+            for chunk in (None, 1):
+                calls.clear()
+                monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+                monkeypatch.setattr(crown_mod, "_phase_input_back", spy)
+                if chunk:
+                    monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
+                conv = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+                monkeypatch.undo()
+                assert bool(calls) == (norm == math.inf)
+                torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
+            assert bool((dense.upper - dense.lower > 0.02).any())
