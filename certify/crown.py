@@ -29,7 +29,8 @@ ones are propagated with ``conv_transpose2d``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -357,6 +358,24 @@ def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     return t if acc is None else acc + t
 
 
+def _back_pair(back: Callable[[Tensor], tuple[Tensor, Tensor | None]], la: Tensor | None, ua: Tensor | None,
+               lbias: Tensor | None, ubias: Tensor | None
+               ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """One backward step of an affine node for the lower and upper coefficients (once when they are the same
+    tensor), with the constant terms added to the running biases."""
+    new_l = new_u = bl = None
+    if la is not None:
+        new_l, bl = back(la)
+        lbias = _add_bias(lbias, bl)
+    if ua is not None:
+        if ua is la:
+            new_u, ubias = new_l, _add_bias(ubias, bl)
+        else:
+            new_u, bu = back(ua)
+            ubias = _add_bias(ubias, bu)
+    return new_l, new_u, lbias, ubias
+
+
 AnyRelax = _Relax | MaxPoolRelax | LinearRelax | MulRelax
 
 
@@ -581,17 +600,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
         elif op == "cat":
             outs = _back_cat(nodes, n, la, ua)
         elif i == phase_in:  # coefficients at the input stay in phase layout (see _input_phase_conv)
-            new_l = new_u = None
-            if la is not None:
-                new_l, bl = _phase_input_back(n, la)
-                lbias = _add_bias(lbias, bl)
-            if ua is not None:
-                if ua is la:
-                    new_u = new_l
-                    ubias = _add_bias(ubias, bl)
-                else:
-                    new_u, bu = _phase_input_back(n, ua)
-                    ubias = _add_bias(ubias, bu)
+            new_l, new_u, lbias, ubias = _back_pair(partial(_phase_input_back, n), la, ua, lbias, ubias)
             outs = [(0, new_l, new_u)]
         else:
             in_shape = nodes[n.inputs[0]].shape
@@ -605,16 +614,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                 if bb is not None:
                     lbias, ubias = _add_bias(lbias, bb[:, :s_]), _add_bias(ubias, bb[:, s_:])
             else:
-                if la is not None:
-                    new_l, bl = _back_affine(n, la, in_shape)
-                    lbias = _add_bias(lbias, bl)
-                if ua is not None:
-                    if ua is la:
-                        new_u = new_l
-                        ubias = _add_bias(ubias, bl)
-                    else:
-                        new_u, bu = _back_affine(n, ua, in_shape)
-                        ubias = _add_bias(ubias, bu)
+                new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape), la, ua, lbias, ubias)
             outs = [(n.inputs[0], new_l, new_u)]
         for j, tl, tu in outs:
             if j in pending:
