@@ -65,6 +65,16 @@ def _surely_finite(*ts: Tensor) -> bool:
     return bool(torch.isfinite(total))  # type: ignore[arg-type]
 
 
+def _all_finite(*ts: Tensor) -> bool:
+    """Every entry of the tensors is finite (the summing pass first, the exact check only when it fails)."""
+    return _surely_finite(*ts) or all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+def _any_nan(*ts: Tensor) -> bool:
+    """Some entry of the tensors is NaN (the summing pass first, the exact check only when it fails)."""
+    return not _surely_finite(*ts) and any(bool(torch.isnan(t).any()) for t in ts)
+
+
 def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
     """auto_LiRPA's default ReLU relaxation: (lower slope d_l, upper slope d_u, upper intercept b_u)."""
     lb_r = l.clamp(max=0)
@@ -72,7 +82,7 @@ def relu_relaxation(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # n
     d_u = ub_r / (ub_r - lb_r)
     b_u = -lb_r * d_u
     d_l = (d_u > 0.5).to(d_u.dtype)
-    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _all_finite(l, u):
         return _relu_relaxation_unbounded(l, u, d_l, d_u, b_u)
     return d_l, d_u, b_u
 
@@ -109,7 +119,7 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     kmax = 0.25 if op == "sigmoid" else 1.0
     k = k.clamp(min=torch.finfo(k.dtype).tiny, max=kmax)
     b_l, b_u = _smooth_intercepts(op, l, u, k)
-    if not _surely_finite(l, u) and not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+    if not _all_finite(l, u):
         # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
         lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
         unb = lo_inf | hi_inf
@@ -882,7 +892,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """A NaN bound (inf - inf or 0 * inf after an interval overflowed the floating-point range) carries no
     information: it becomes -inf (lower) / +inf (upper), so the bounds stay sound instead of NaN. NaN
     propagates through every step of the backward pass, so no finite bound was computed from one."""
-    if not _surely_finite(lo, hi) and (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+    if _any_nan(lo, hi):
         lo = lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
         hi = hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
     return lo, hi
@@ -891,7 +901,7 @@ def _no_nan_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 def _no_nan(iv: Interval, ref: Interval | None = None) -> Interval:
     """``iv`` with NaN bounds replaced by ``ref``'s (a sound reference, e.g. IBP) and remaining NaN by -/+inf."""
     lo, hi = iv.l, iv.u
-    if _surely_finite(lo, hi) or not (bool(torch.isnan(lo).any()) or bool(torch.isnan(hi).any())):
+    if not _any_nan(lo, hi):
         return iv
     if ref is not None:
         lo, hi = torch.where(torch.isnan(lo), ref.l, lo), torch.where(torch.isnan(hi), ref.u, hi)
