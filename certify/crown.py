@@ -393,9 +393,23 @@ def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...],
     assert w is not None
     st = n.attrs["stride"][0]
     th, tw = w.shape[2] // st, w.shape[3] // st
-    out = F.pixel_shuffle(F.conv2d(x, _phase_weight(n), padding=(th - 1, tw - 1)), st)
+    y = F.conv2d(x, _phase_weight(n), padding=(th - 1, tw - 1))
     ph, pw = n.attrs["padding"] if padding is None else padding
     h, wd = in_shape[1], in_shape[2]
+    m, _, hq, wq = y.shape
+    # the phases straight into the cropped map: input row st q + a - ph of phase a (one strided copy per phase,
+    # ~30% faster than pixel_shuffle then cropping, and the result is contiguous)
+    rows = [((a - ph) % st, ((a - ph) % st + ph - a) // st) for a in range(st)]
+    cols = [((b - pw) % st, ((b - pw) % st + pw - b) // st) for b in range(st)]
+    if all(q0 + len(range(y0, h, st)) <= hq for y0, q0 in rows) and all(
+            r0 + len(range(z0, wd, st)) <= wq for z0, r0 in cols):
+        v = y.reshape(m, -1, st, st, hq, wq)
+        res = y.new_empty(m, v.shape[1], h, wd)
+        for a, (y0, q0) in enumerate(rows):
+            for b, (z0, r0) in enumerate(cols):
+                res[:, :, y0::st, z0::st] = v[:, :, a, b, q0:q0 + len(range(y0, h, st)), r0:r0 + len(range(z0, wd, st))]
+        return res
+    out = F.pixel_shuffle(y, st)
     short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
     if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
         out = F.pad(out, (0, short_w, 0, short_h))
@@ -753,6 +767,9 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             new_l, new_u, lbias, ubias = _back_pair(partial(_phase_input_back, n), la, ua, lbias, ubias)
             outs = [(0, new_l, new_u)]
         else:
+            folded = _conv_affine_fold(g, i) if op == "affine" and n.inputs[0] != phase_in else None
+            if folded is not None:  # a conv's following BatchNorm (per-channel affine) in its weights: one step
+                n = folded
             in_shape = nodes[n.inputs[0]].shape
             cl = _use_channels_last(g, la if la is not None else ua)  # type: ignore[arg-type]
             new_l = new_u = None
@@ -777,6 +794,40 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             else:
                 pending[j] = [tl, tu]
     return 0, lbias, ubias
+
+
+def _conv_affine_fold(g: Graph, i: int) -> Node | None:
+    """For a per-channel affine node ``i`` (eval-mode BatchNorm) whose input is a conv node consumed by it alone: a
+    conv node equal to the two (weight ``W s``, bias ``b s + t``, cached on the graph), whose backward step replaces
+    both (one pass over the coefficients fewer, and no separate bias product); else None. Not used where autograd
+    records the weights. Same bounds up to rounding."""
+    n = g.nodes[i]
+    j = n.inputs[0]
+    conv = g.nodes[j]
+    if conv.op != "conv" or len(conv.shape) != 3 or conv.weight is None:
+        return None
+    c = conv.shape[0]
+    if any(t is not None and tuple(t.shape) not in ((c, 1, 1), (1, 1, 1)) for t in (n.weight, n.bias)):
+        return None
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (n.weight, n.bias, conv.weight, conv.bias)):
+        return None
+    key = ("conv-affine fold", i)
+    if key not in g.derived:
+        sole = [k for k, m in enumerate(g.nodes) if j in m.inputs] == [i]
+        fold = None
+        if sole:
+            scale = n.weight.reshape(-1) if n.weight is not None else None
+            w = conv.weight if scale is None else conv.weight * scale.reshape(-1, 1, 1, 1)
+            b = conv.bias if conv.bias is not None else torch.zeros(c, dtype=w.dtype, device=w.device)
+            if scale is not None:
+                b = b * scale
+            if n.bias is not None:
+                b = b + n.bias.reshape(-1)
+            fold = Node("conv", conv.inputs, conv.shape, f"{conv.name}+{n.name}", w, b.expand(c).contiguous(),
+                        dict(conv.attrs))
+        g.derived[key] = fold
+    return g.derived[key]  # type: ignore[no-any-return]
 
 
 def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax

@@ -679,3 +679,30 @@ def test_flat_dot_per_input_products_equal_vecdot(monkeypatch: pytest.MonkeyPatc
     got_cl = crown_mod._flat_dot(cl, v)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_cl, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_batchnorm_folded_into_the_conv_backward_equals_two_steps(monkeypatch: pytest.MonkeyPatch,
+                                                                  norm: float) -> None:
+    """A conv and the BatchNorm after it go backward as one conv with the folded weight and bias: the bounds equal
+    the two separate steps' (float64), and the fold was taken."""
+    model = _channels_last_net()
+    x = torch.rand(3, 2, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    eps = 0.03 if norm == math.inf else 0.3
+    real = crown_mod._conv_affine_fold
+    taken = []
+
+    def spy(g: object, i: int) -> object:
+        out = real(g, i)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "_conv_affine_fold", lambda g, i: None)
+        ref = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "_conv_affine_fold", spy)
+        got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        torch.testing.assert_close(got.lower, ref.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
+    assert any(taken)
