@@ -698,12 +698,6 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             if not hooked:
                 r = _relax_layout(r, la if la is not None else ua)
             dl, du = (r.d_l if r.per_spec else r.d_l.unsqueeze(1)), r.d_u.unsqueeze(1)
-            if op == "relu":
-                gap = r.__dict__.get("gap") if not r.per_spec else None
-                if gap is None:
-                    gap = du - dl
-                    if not r.per_spec:
-                        r.__dict__["gap"] = gap  # once per relaxation (and chunk), not per bound and pass
             # in-place updates (fewer fresh large buffers) only where autograd records nothing
             ip = not torch.is_grad_enabled() or not any(
                 t is not None and t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u))
@@ -722,9 +716,9 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                     if op == "relu":
                         lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
                         if ip and la.shape[0] == dl.shape[0]:
-                            new_l = neg.mul_(gap).addcmul_(la, dl)
+                            new_l = neg.mul_(_relu_gap(r, dl, du)).addcmul_(la, dl)
                         else:
-                            new_l = torch.addcmul(la * dl, neg, gap)
+                            new_l = torch.addcmul(la * dl, neg, _relu_gap(r, dl, du))
                     elif r.per_spec:  # sigmoid/tanh with optimised lines (certify.alpha_crown), all (N, S, *shape)
                         pos = la - neg
                         new_l = pos * dl + neg * r.d_u
@@ -737,9 +731,9 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                     if op == "relu":
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
                         if ip and ua.shape[0] == dl.shape[0]:
-                            new_u = pos.mul_(gap).addcmul_(ua, dl)
+                            new_u = pos.mul_(_relu_gap(r, dl, du)).addcmul_(ua, dl)
                         else:
-                            new_u = torch.addcmul(ua * dl, pos, gap)
+                            new_u = torch.addcmul(ua * dl, pos, _relu_gap(r, dl, du))
                     elif r.per_spec:
                         neg = ua - pos
                         new_u = pos * r.d_u + neg * dl
@@ -828,6 +822,16 @@ def _conv_affine_fold(g: Graph, i: int) -> Node | None:
                         dict(conv.attrs))
         g.derived[key] = fold
     return g.derived[key]  # type: ignore[no-any-return]
+
+
+def _relu_gap(r: _Relax, dl: Tensor, du: Tensor) -> Tensor:
+    """``du - dl`` of a ReLU relaxation, computed once per relaxation object (and chunk), not per bound and pass."""
+    if r.per_spec:
+        return du - dl
+    gap = r.__dict__.get("gap")
+    if gap is None:
+        gap = r.__dict__["gap"] = du - dl
+    return gap  # type: ignore[no-any-return]
 
 
 def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax
