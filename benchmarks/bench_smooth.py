@@ -27,6 +27,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -51,6 +52,18 @@ def _net(arch: str, act: str, epochs: int) -> nn.Module:
 def _chord(op: str, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: E741
     k, b_l, b_u = crown._parallel_relaxation(op, l, u)  # type: ignore[attr-defined]
     return k, b_l, k, b_u
+
+
+def _call(model: nn.Module, x: torch.Tensor, eps: float, method: str) -> None:
+    certify.bounds(model, x, eps, method=method, domain=(0, 1))
+
+
+def _widths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, method: str) -> tuple[float, int]:
+    """Mean width of the output bounds and the number of inputs whose margin bounds verify the label."""
+    b = certify.bounds(model, x, eps, method=method, domain=(0, 1))
+    mb = certify.margin_bounds(model, x, y, eps, method=method, domain=(0, 1))
+    lo = mb.lower.scatter(1, y[:, None], torch.inf)  # the true class's own margin is 0
+    return float((b.upper - b.lower).mean()), int((lo > 0).all(1).sum())
 
 
 def _cpu(fn: Callable[[], Any], reps: int) -> float:
@@ -81,29 +94,22 @@ def main() -> None:
             acc = float((model(x).argmax(1) == y).float().mean())
             for eps in args.eps:
                 for method, theirs in (("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")):
-                    def run(m: str = method, e: float = eps) -> tuple[float, int]:
-                        b = certify.bounds(model, x, e, method=m, domain=(0, 1))
-                        mb = certify.margin_bounds(model, x, y, e, method=m, domain=(0, 1))
-                        lo = mb.lower.scatter(1, y[:, None], torch.inf)  # the true class's own margin is 0
-                        return float((b.upper - b.lower).mean()), int((lo > 0).all(1).sum())
-
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        w_c, v_c = run()
-                        t_c = _cpu(lambda: certify.bounds(model, x, eps, method=method, domain=(0, 1)), args.reps)
+                        w_c, v_c = _widths(model, x, y, eps, method)
+                        t_c = _cpu(partial(_call, model, x, eps, method), args.reps)
                         w_ch = v_ch = t_ch = None
                         if has_chord:
                             saved = crown.smooth_relaxation
                             crown.smooth_relaxation = _chord  # type: ignore[assignment]
                             try:
-                                w_ch, v_ch = run()
-                                t_ch = _cpu(lambda: certify.bounds(model, x, eps, method=method, domain=(0, 1)),
-                                            args.reps)
+                                w_ch, v_ch = _widths(model, x, y, eps, method)
+                                t_ch = _cpu(partial(_call, model, x, eps, method), args.reps)
                             finally:
                                 crown.smooth_relaxation = saved  # type: ignore[assignment]
                         w_a = v_a = None
                         if has_lirpa:
-                            w_a, v_a = run(f"auto_lirpa:{theirs}")
+                            w_a, v_a = _widths(model, x, y, eps, f"auto_lirpa:{theirs}")
 
                     def fmt(w: float | None) -> str:
                         return "-" if w is None else f"{w:.5f}"

@@ -111,7 +111,7 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     Robustness Certification with General Activation Functions", NeurIPS), as auto_LiRPA's default: on the convex
     part (``u <= 0``) the tangent at the midpoint below and the chord above, on the concave part (``l >= 0``) the
     other way round; across 0 the chord where it stays on its side of the curve, else the tangent through the far
-    end point (the tangent point found by bisection, :func:`_envelope_lower_slope`), or the tangent at the midpoint
+    end point (the tangent point found by a root search, :func:`_envelope_lower_slope`), or the tangent at the midpoint
     where that lies on the convex side of the tangent point. Each line is the supporting line, at the midpoint, of
     the convex (lower) or concave (upper) envelope of ``f`` on ``[l, u]``: among all sound lines it has the largest
     (lower) or smallest (upper) value at the midpoint, i.e. the smallest mean gap to ``f`` over ``[l, u]``. So it is
@@ -129,7 +129,8 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
         l, u = torch.where(unb, torch.zeros_like(l), l), torch.where(unb, torch.zeros_like(u), u)  # noqa: E741
     kmax = 0.25 if op == "sigmoid" else 1.0
     tiny = torch.finfo(l.dtype).tiny
-    k = torch.stack([_envelope_lower_slope(op, l, u), _envelope_lower_slope(op, -u, -l)]).clamp(min=tiny, max=kmax)
+    # the lower line's slope on [l, u] and, by symmetry, the upper's as the lower on [-u, -l], in one pass
+    k = _envelope_lower_slope(op, torch.stack([l, -u]), torch.stack([u, -l])).clamp(min=tiny, max=kmax)
     b_l, b_u = _smooth_intercepts(op, l, u, k)
     d_l, b_l, d_u, b_u = k[0], b_l[0], k[1], b_u[1]
     if not finite:
@@ -141,17 +142,9 @@ def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     return d_l, b_l, d_u, b_u
 
 
-def _smooth_fn(op: str) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """sigmoid or tanh and its derivative."""
-    if op == "sigmoid":
-        def dsigmoid(x: Tensor) -> Tensor:
-            s = torch.sigmoid(x)
-            return s * (1 - s)
-        return torch.sigmoid, dsigmoid
-
-    def dtanh(x: Tensor) -> Tensor:
-        return 1 - torch.tanh(x) ** 2
-    return torch.tanh, dtanh
+def _dsmooth(op: str, fx: Tensor) -> Tensor:
+    """The derivative of sigmoid/tanh from its value: ``s (1 - s)``, ``1 - t^2``."""
+    return fx * (1 - fx) if op == "sigmoid" else 1 - fx * fx
 
 
 def _envelope_lower_slope(op: str, l: Tensor, u: Tensor) -> Tensor:  # noqa: E741
@@ -162,46 +155,45 @@ def _envelope_lower_slope(op: str, l: Tensor, u: Tensor) -> Tensor:  # noqa: E74
     point ``d`` (the point ``d <= 0`` whose tangent passes through ``(u, f(u))``), else the tangent at ``d``.
 
     ``d`` is found by a root search (:func:`_tangent_point`; ``h(d) = f(d) + f'(d) (u - d) - f(u)`` increases on
-    ``d <= 0``) to the dtype's resolution, as the paper's binary search; auto_LiRPA reads it from a table of tangent points of ``u`` rounded up to a 0.01
-    grid (a sound but looser tangent point: its bounds are looser by the grid's effect, and equal to these when
-    its table is refined). An interval narrower than ``1e-6 (1 + |l|)`` takes ``f'(m)`` as its chord slope (the
-    difference quotient cancels)."""
-    f, df = _smooth_fn(op)
+    ``d <= 0``) to the dtype's resolution, as the paper's binary search; auto_LiRPA reads it from a table of the
+    tangent points of ``u`` rounded up to a 0.01 grid (a sound but looser tangent point; its bounds equal these
+    when the table is exact). An interval narrower than ``1e-6 (1 + |l|)`` takes ``f'(m)`` as its chord slope
+    (the difference quotient cancels)."""
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
     mid = (l + u) / 2
-    k_m = df(mid)
+    fl, fu = f(l), f(u)
+    k_m = _dsmooth(op, f(mid))
     width = u - l
     tiny = width <= 1e-6 * (1 + l.abs())
-    k_c = torch.where(tiny, k_m, (f(u) - f(l)) / torch.where(tiny, torch.ones_like(width), width))
+    k_c = torch.where(tiny, k_m, (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
     k = torch.where(u <= 0, k_m, k_c)
-    cross = (l < 0) & (u > 0) & (k_c >= df(l))  # across 0, and the chord is not below f
+    cross = (l < 0) & (u > 0) & (k_c >= _dsmooth(op, fl))  # across 0, and the chord is not below f
     if not bool(cross.any()):
         return k
-    lc, uc, mc = l[cross], u[cross], mid[cross]
-    fu = f(uc)
-
-    def h(d: Tensor) -> Tensor:
-        return f(d) + df(d) * (uc - d) - fu
-
+    lc, uc, mc, fuc = l[cross], u[cross], mid[cross], fu[cross]
     # bracket [a, b] of d with h(a) <= 0 <= h(b): a = l (h(l) <= 0 as the chord is not below f) or, for a far
     # end, -2 log(1/tiny), where f and f' underflow (h = -f(u) < 0); b = min(m, 0) unless d > m
     b = mc.clamp(max=0)
-    at_mid = (mc <= 0) & (h(b) < 0)  # the tangent point lies right of the midpoint: the tangent at m
+    fb = f(b)
+    at_mid = (mc <= 0) & (fb + _dsmooth(op, fb) * (uc - b) < fuc)  # h(m) < 0: d > m, the tangent at m
     a = lc.clamp(min=-2 * math.log(1 / torch.finfo(l.dtype).tiny))
-    d = _tangent_point(op, uc, fu, a, b)
+    d = _tangent_point(op, uc, fuc, a, b)
     k = k.clone()
-    k[cross] = torch.where(at_mid, df(mc), df(d))
+    k[cross] = torch.where(at_mid, k_m[cross], _dsmooth(op, f(d)))
     return k
 
 
 def _tangent_point(op: str, u: Tensor, fu: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """The root in ``[a, b]`` (``a < b <= 0 < u``, ``h(a) <= 0 <= h(b)``) of the increasing
+    """The root in ``[a, b]`` (``a < b <= 0 < u``, ``h(a) <= 0 <= h(b)``; 1-D) of the increasing
     ``h(d) = f(d) + f'(d) (u - d) - f(u)``: safeguarded Newton (a step leaving the bracket is replaced by
     bisection), from ``-log(1 + u / 2)`` (sigmoid; half of that at ``2 u`` for tanh), the root's asymptote for
-    small and for large ``u``; until the step or the bracket is below the dtype's resolution or ``h`` at its
-    rounding noise (at most ``bits + 8`` steps; ~20 on random intervals)."""
+    small and for large ``u``; an entry stops when its step or bracket is below the dtype's resolution or ``h`` is
+    at its rounding noise (at most ``bits + 8`` steps; ~20 on random intervals, most entries far fewer)."""
     scale = 1.0 if op == "sigmoid" else 0.5
     d = (-torch.log1p(u / (2 * scale)) * scale).clamp(min=a, max=b)
     eps = torch.finfo(u.dtype).eps
+    out = d.clone()
+    idx = None  # the entries still searched (None: all)
     for _ in range(torch.finfo(u.dtype).bits + 8):
         if op == "sigmoid":
             fd = torch.sigmoid(d)
@@ -220,10 +212,26 @@ def _tangent_point(op: str, u: Tensor, fu: Tensor, a: Tensor, b: Tensor) -> Tens
         tol = 4 * eps * (1 + d.abs())
         done = ((new - d).abs() <= tol) | (b - a <= tol) | (hd.abs() <= 4 * eps * (fu.abs() + fd.abs()
                                                                                      + (d1 * (u - d)).abs()))
+        n_done = int(done.sum())
+        if n_done == done.numel():
+            if idx is None:
+                return new
+            out[idx] = new
+            return out
+        if n_done:  # go on with the open entries only
+            keep = (~done).nonzero().squeeze(1)
+            if idx is None:
+                out = new.clone()
+                idx = keep
+            else:
+                out[idx] = new
+                idx = idx[keep]
+            new, a, b, u, fu = new[keep], a[keep], b[keep], u[keep], fu[keep]
         d = new
-        if bool(done.all()):
-            break
-    return d
+    if idx is None:
+        return d
+    out[idx] = d
+    return out
 
 
 def _parallel_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741

@@ -66,7 +66,7 @@ def test_smooth_relaxation_is_sound_and_never_looser_than_the_chord_lines(op: st
     assert bool((d_l > 0).all() & (d_l <= kmax).all() & (d_u > 0).all() & (d_u <= kmax).all())
     f = torch.sigmoid if op == "sigmoid" else torch.tanh
     t = torch.linspace(0, 1, 1025, dtype=torch.float64).unsqueeze(1)
-    L, U = l.double(), u.double()  # noqa: N806
+    L, U = l.double(), u.double()
     xs = (L + t * (U - L)).to(dtype)  # points of the interval in the lines' dtype
     x64 = xs.double()
     fx = torch.minimum(f(x64), f(xs).double()), torch.maximum(f(x64), f(xs).double())
