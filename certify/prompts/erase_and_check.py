@@ -391,7 +391,7 @@ def _resolve(prompt: Any, tok: Tokenizer, explicit: bool) -> tuple[tuple[int, ..
 # text, so that a filter's ``score_subsequences`` (float64 sums in another order, or float32 in torch)
 # never flips a verdict of the generic path.
 _RECHECK = 1e-4
-_FAST_MIN = 8  # fewer strings than this: the fast path's fixed cost exceeds one generic call's
+_FAST_MIN = 1  # the fast path beats predict_proba from one string on (TF-IDF: 0.14-0.4 ms vs 3-4 ms)
 
 Item = str | tuple[int, ...]  # a text, or an id sequence of the tokenizer (decoded only when needed)
 
@@ -448,6 +448,13 @@ def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
         ok = bool(p.min() >= 0 and p.max() <= 1)  # NaN fails both
     if not ok:
         raise ValueError("Expected the filter's `score_subsequences` to return probabilities in [0, 1], but got other values")
+    if isinstance(keep, slice):
+        return p >= thr
+    if len(kept) <= 64:
+        res = [False] * len(seqs)
+        for i, x in zip(keep, pl):
+            res[i] = x >= thr
+        return np.array(res)
     out[keep] = p >= thr
     return out
 

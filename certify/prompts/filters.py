@@ -987,10 +987,10 @@ class BagOfEmbeddingsFilter(FilterBase):
         m = len(seqs)
         if not m:
             return np.zeros(0)
-        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=m)
-        if int(lens.sum()) <= _SMALL_BAG and isinstance(self.model_.head, nn.Linear):
+        total = sum(map(len, seqs))
+        if total <= _SMALL_BAG and isinstance(self.model_._modules["head"], nn.Linear):
             return self._score_small(tokens, seqs)
-        total = int(lens.sum())
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=m)
         flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=total)
         if len(tokens) <= 4 * total + 4096:  # the distinct ids by a count over the id range (no sort)
             used = np.flatnonzero(np.bincount(flat_ids, minlength=len(tokens)))
