@@ -14,14 +14,14 @@ Exactness (what the tests compare bit for bit with the full sort and with the nu
   and their count (the 1-based rank of y). The float64 sum is taken in another order than the full sort's running
   sum (as the numpy path's), so the label scores equal the full sort's up to float64 summation order.
 - :func:`aps_sorted_mask` is the prediction pass over rows whose values numpy has sorted: it finds the set size m
-  (every APS/RAPS set is the top m labels: the scores are non-decreasing in the rank, also after rounding) by
-  walking from both ends of the sorted values at once. From the top the running sum is the full sort's float64
-  running sum itself (same values, same order), so that walk is exact. From the bottom the mass of the top r
-  ranks is the row total minus the bottom ranks' sum, within ``d = (3K + 8) 2^-53 * total`` of the full sort's:
-  a rank is taken out only when its score from ``S - d`` exceeds the threshold and taken as the cut only when its
-  score from ``S + d`` does not (every rounded step is monotone); a rank between the two leaves the decision to
-  the exact walk from the top. The set is then ``p >= p_(m)``, with ties at the cut broken by label index as the
-  stable sort does. Rows with values outside [0, inf) are flagged for the caller's full-sort path.
+  (every APS/RAPS set is the top m labels: the scores are non-decreasing in the rank, also after rounding). When a
+  u-free bound puts the cut in the bottom half of the ranks, it walks up from the bottom: the mass of the top r
+  ranks is the row total minus the bottom ranks' sum, within ``d = (3K + 8) 2^-53 * total`` of the full sort's
+  float64 running sum; a rank is taken out only when its score from ``S - d`` exceeds the threshold and taken as the
+  cut only when its score from ``S + d`` does not (every rounded step is monotone). Otherwise (and for a rank
+  between the two) it walks down from the top, where the running sum is the full sort's own (same values, same
+  order), so those scores are exact. The set is then ``p >= p_(m)``, with ties at the cut broken by label index
+  as the stable sort does. Rows with values outside [0, inf) (or -0.0) are flagged for the caller's full sort.
 """
 
 from __future__ import annotations
@@ -96,33 +96,28 @@ def aps_sorted_mask(p: np.ndarray, asc: np.ndarray, keys: np.ndarray, u: np.ndar
         margin = 5.0 * eps * (total + pen_k) + 2.0 * d
         t_in = tt - margin
         t_out = tt + margin
-        # u-free walks from both ends: ranks 1 .. top_r surely in (S + pen_r <= t - margin), ranks bot_r + 1 .. K
-        # surely out (S_{r-1} + pen_r > t + margin; the score of rank r is at least S_{r-1} + pen_r - margin)
-        top_r = 0
-        top_s = 0.0  # the float64 running sum of ranks 1 .. top_r in the full sort's order (exact)
-        bot_r = k
-        tail = 0.0  # the float64 sum of ranks bot_r + 1 .. K
-        side = 0  # 1: the top walk stopped first, 2: the bottom walk, 0: the walks met
-        while top_r < bot_r:
-            s = top_s + float(a[k - 1 - top_r])
-            if s + pen[top_r + 1] > t_in:
-                side = 1
-                break
-            top_s = s
-            top_r += 1
-            if top_r == bot_r:
-                break
-            v = float(a[k - bot_r])
-            if total - tail - v + pen[bot_r] > t_out:
-                tail += v
-                bot_r -= 1
-            else:
-                side = 2
-                break
-        m = top_r
-        if side == 2:  # ranks bot_r, bot_r - 1, ... decided within the bound d, else by the exact walk
+        # ranks 1 .. half surely in (S_half + pen_half <= t - margin; the score of rank r is at most S_r + pen_r +
+        # margin): the cut is in the bottom half, walked up from the bottom; else the exact walk from the top
+        half = k // 2
+        low = _row_total(a[: k - half])  # ranks half + 1 .. K
+        m = 0
+        if (total - low) + pen[half] <= t_in:
+            # u-free: rank r surely out while S_{r-1} + pen_r > t + margin (its score is at least S_{r-1} + pen_r -
+            # margin), S_{r-1} = total - tail - p_(r), tail the float64 sum of ranks r + 1 .. K
+            bot_r = k
+            tail = 0.0
+            while bot_r > half:
+                v = float(a[k - bot_r])
+                if total - tail - v + pen[bot_r] > t_out:
+                    tail += v
+                    bot_r -= 1
+                else:
+                    break
+            # ranks bot_r, bot_r - 1, ...: decided within the bound d, else by the exact walk from the top
+            m = half
+            exact = False
             r = bot_r
-            while r > top_r:
+            while r > half:
                 vt = a[k - r]
                 s = total - tail
                 lo = (cast(s - d) - ui * vt) + pen[r]
@@ -134,13 +129,13 @@ def aps_sorted_mask(p: np.ndarray, asc: np.ndarray, keys: np.ndarray, u: np.ndar
                 if hi <= tt:  # surely in: the cut
                     m = r
                 else:
-                    side = 1  # within the bound: the exact walk from the top decides
+                    exact = True
                 break
-            if side == 2 and r == top_r:
-                m = top_r
-        if side == 1:  # exact scores from rank top_r + 1 on: the first one above t ends the set
-            r = top_r
-            s = top_s
+        else:
+            exact = True
+        if exact:  # the full sort's scores from the top (its float64 running sum, same values, same order)
+            r = 0
+            s = 0.0
             while r < k:
                 vt = a[k - 1 - r]
                 s2 = s + float(vt)

@@ -64,19 +64,24 @@ __all__ = [
 ScoreFunction = Callable[..., Array]
 _CHUNK_ROWS = 4096  # rows per block of the CPU fast paths (numpy's per-call cost: fewer, larger blocks)
 _LABEL_ROWS = 2048  # rows per block of the label scores (several passes over a block that stays in cache)
-_SORT_ROWS = 1024  # rows per block sorted for the compiled set kernel (the block and its sorted copy stay in L2)
+_SORT_ROWS = 2048  # rows per block sorted for the compiled set kernel (numpy and numba per-call costs amortised)
 
 USE_COMPILED: bool | None = None
 """Whether the APS/RAPS fast paths run the compiled kernels of ``conformal._kernels`` (numba, the optional extra
-``certkit[fast]``): None (default) uses them when numba imports and the environment variable ``CERTKIT_NO_NUMBA``
-is unset (or ``0``); False never; True always (ImportError without numba). Both paths give the same sets and
-scores (tested bit for bit); the compiled one is several times faster on large inputs."""
+``certkit[fast]``): None (default) uses them for inputs of at least ``_COMPILED_MIN_ENTRIES`` probabilities when
+numba imports and the environment variable ``CERTKIT_NO_NUMBA`` is unset (or ``0``); False never; True always
+(ImportError without numba). Both paths give the same sets and ranks (tested bit for bit) and the same label scores
+up to float64 summation order; the compiled one is several times faster on large inputs, and its first call in a
+process compiles the kernels (about 2.5 s of CPU with numba's import: the reason for the size floor)."""
+_COMPILED_MIN_ENTRIES = 1 << 20  # N * K from which the default (None) runs the compiled kernels
 _KERNELS: list[Any] = []  # the imported kernel module (or None when numba is missing), once
 
 
-def _compiled() -> Any:
-    """The module of compiled kernels, or None when they are switched off or numba is not installed."""
-    if USE_COMPILED is False or (USE_COMPILED is None and os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0")):
+def _compiled(entries: int) -> Any:
+    """The module of compiled kernels for an input of ``entries`` = N * K probabilities, or None when they are
+    switched off, the input is below the size floor of the default, or numba is not installed."""
+    if USE_COMPILED is False or (USE_COMPILED is None and (
+            entries < _COMPILED_MIN_ENTRIES or os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0"))):
         return None
     if not _KERNELS:
         try:
@@ -166,7 +171,7 @@ def _aps_label_numpy(p: np.ndarray, y: np.ndarray, u: np.ndarray, *, scores: boo
     out_s, out_r = np.empty(n, dtype=p.dtype), np.empty(n, dtype=np.int64)
     if n == 0 or k == 0:
         return out_s, out_r
-    kernels = _compiled()
+    kernels = _compiled(n * k)
     if kernels is not None and 0 <= y.min() and y.max() < k:  # (invalid labels: the numpy path raises)
         mass_c, p_y_c = np.empty(n), np.empty(n, dtype=p.dtype)
         kernels.label_mass(p, y, mass_c, out_r, p_y_c)
@@ -642,7 +647,7 @@ def aps_set_mask(probs: Array, threshold: float, *, u: Array | None = None, k_re
     mask = np.empty((n, k), dtype=bool)
     if k == 0 or n == 0:
         return torch.from_numpy(mask) if is_torch else mask
-    kernels = _compiled()
+    kernels = _compiled(n * k)
     # the kernel's bounds assume u in [0, 1] and penalties >= 0 non-decreasing in the rank (lam >= 0)
     if kernels is not None and bool(((uu >= 0) & (uu <= 1)).all()) and (pen is None or lam >= 0):
         _aps_set_mask_compiled(kernels, p, t, uu, pen, mask)

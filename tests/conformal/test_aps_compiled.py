@@ -170,20 +170,24 @@ def test_split_conformal_same_threshold_and_sets_either_path(monkeypatch: pytest
 
 
 def test_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """USE_COMPILED None follows CERTKIT_NO_NUMBA; False never compiles; True without numba is an ImportError."""
+    """USE_COMPILED None follows CERTKIT_NO_NUMBA from the size floor on; False never compiles; True always, and
+    without numba is an ImportError."""
+    big, small = sc._COMPILED_MIN_ENTRIES, sc._COMPILED_MIN_ENTRIES - 1
     monkeypatch.setattr(sc, "USE_COMPILED", None)
     monkeypatch.delenv("CERTKIT_NO_NUMBA", raising=False)
-    assert sc._compiled() is _kernels
+    assert sc._compiled(big) is _kernels and sc._compiled(small) is None
     monkeypatch.setenv("CERTKIT_NO_NUMBA", "0")
-    assert sc._compiled() is _kernels
+    assert sc._compiled(big) is _kernels
     monkeypatch.setenv("CERTKIT_NO_NUMBA", "1")
-    assert sc._compiled() is None
+    assert sc._compiled(big) is None
+    monkeypatch.setattr(sc, "USE_COMPILED", True)
+    assert sc._compiled(small) is _kernels and sc._compiled(0) is _kernels
     monkeypatch.setattr(sc, "USE_COMPILED", False)
     monkeypatch.delenv("CERTKIT_NO_NUMBA")
-    assert sc._compiled() is None
+    assert sc._compiled(big) is None
     monkeypatch.setattr(sc, "_KERNELS", [None])  # as when numba does not import
     monkeypatch.setattr(sc, "USE_COMPILED", None)
-    assert sc._compiled() is None
+    assert sc._compiled(big) is None
     monkeypatch.setattr(sc, "USE_COMPILED", True)
     with pytest.raises(ImportError, match="certkit\\[fast\\]"):
-        sc._compiled()
+        sc._compiled(big)
