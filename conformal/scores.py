@@ -47,6 +47,7 @@ from certkit._validation import (
 
 __all__ = [
     "RANDOMIZABLE_SCORES",
+    "USE_COMPILED",
     "ScoreFunction",
     "aps",
     "aps_set_mask",
