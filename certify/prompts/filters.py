@@ -1089,7 +1089,8 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     (several minutes to train once on 2 CPU cores), else the :class:`TfidfFilter`; ``"minilm"`` or
     ``"tfidf"`` choose. Trained on the training part of
     :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with
-    erasure augmentation; ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
+    erasure augmentation (TF-IDF: plus the training part of certkit's benign knowledge questions, harmful
+    class weight 2); ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
     delta = 0.05) on the harmful prompts of the calibration part, and the threshold is that value
     unless ``threshold`` is given. The shared benchmark prompts are never trained on.
     """
@@ -1100,10 +1101,16 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, cal_h, _ = _training_data()
-        model = EmbeddingFilter(augment_per_prompt=2) if kind == "minilm" else TfidfFilter()
-        return _calibrated(model.fit(harmful, safe), cal_h)
+        if kind == "minilm":
+            return _calibrated(EmbeddingFilter(augment_per_prompt=2).fit(harmful, safe), cal_h)
+        from certify.prompts.corpus import _knowledge_prompts
 
-    filt = cached_pickle(f"eac_{kind}-generated-v1", build)
+        # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
+        # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
+
+    filt = cached_pickle(f"eac_{kind}-generated-v{1 if kind == 'minilm' else 2}", build)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
