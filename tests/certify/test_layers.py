@@ -268,10 +268,6 @@ def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
                                     nn.GELU(approximate="tanh"), nn.Linear(10, 3)), (6,)),
         "silu": (nn.Sequential(nn.Linear(6, 10), nn.SiLU(), nn.Linear(10, 10), nn.SiLU(), nn.Linear(10, 3)), (6,)),
         "softplus": (nn.Sequential(nn.Linear(6, 10), nn.Softplus(beta=2.0), nn.Linear(10, 3)), (6,)),
-        "sigmoid": (nn.Sequential(nn.Linear(6, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 3)),
-                    (6,)),
-        "tanh_cnn": (nn.Sequential(nn.Conv2d(2, 3, 3, stride=2), nn.Tanh(), nn.Conv2d(3, 4, 2), nn.Tanh(),
-                                   nn.Flatten(), nn.Linear(4 * 1 * 1, 3)), (2, 6, 6)),
         "softmax": (nn.Sequential(nn.Linear(6, 5), nn.Softmax(dim=-1), nn.Linear(5, 3)), (6,)),
         "log_softmax": (nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.LogSoftmax(dim=1)), (6,)),
         "layernorm": (nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3)), (6,)),
@@ -299,6 +295,11 @@ def _new_layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "attention_per_head_mask": (PerHeadMask(), (4, 6)),
         "sdpa_causal": (SDPA("causal"), (4, 6)),
         "sdpa_bool_mask_scale": (SDPA("mask"), (4, 6)),
+        # (built last: the models above keep the weights drawn before these were added)
+        "sigmoid": (nn.Sequential(nn.Linear(6, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 3)),
+                    (6,)),
+        "tanh_cnn": (nn.Sequential(nn.Conv2d(2, 3, 3, stride=2), nn.Tanh(), nn.Conv2d(3, 4, 2), nn.Tanh(),
+                                   nn.Flatten(), nn.Linear(4 * 1 * 1, 3)), (2, 6, 6)),
     }
 
 
