@@ -424,10 +424,10 @@ def _item_flags(filt: Any, tok: Tokenizer, items: Sequence[Item]) -> np.ndarray:
     shown = {t: has_visible(pieces[t]) for t in set(map(operator.itemgetter(0), filter(None, seqs)))}
     keep: Any
     if all(shown.values()):  # every non-empty sequence is scored
-        keep = slice(None) if () not in seqs else [i for i, s in enumerate(seqs) if s]
+        keep = slice(None) if () not in seqs else list(itertools.compress(range(len(seqs)), seqs))
     else:
         keep = [i for i, s in enumerate(seqs) if s and (shown[s[0]] or has_visible("".join([pieces[j] for j in s])))]
-    kept = seqs if isinstance(keep, slice) else [seqs[i] for i in keep]
+    kept = seqs if isinstance(keep, slice) else list(map(seqs.__getitem__, keep))
     if not kept:
         return out
     p = np.asarray(fast(pieces, kept), dtype=np.float64)  # type: ignore[misc]
