@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.certkit-installed
-EXTRAS ?= dev,notebooks,llm,dist,docs
+EXTRAS ?= dev,notebooks,llm,dist,docs,fast
 PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow lint docs bench clean

@@ -1,4 +1,4 @@
-"""APS/RAPS sets from sorted values (no argsort): identical membership to the full-sort scores."""
+"""APS/RAPS sets from sorted values (no argsort), the numpy paths: identical membership to the full-sort scores."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,15 @@ import torch
 from conformal import SplitConformal
 from conformal.functional import prediction_mask
 from conformal.scores import aps, aps_set_mask, raps
+
+
+@pytest.fixture(autouse=True)
+def _numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This file tests the numpy paths (whose internals it patches); test_aps_compiled.py compares the compiled
+    kernels (numba) with them."""
+    import conformal.scores as sc
+
+    monkeypatch.setattr(sc, "USE_COMPILED", False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
