@@ -134,6 +134,14 @@ def thr(probs: Array, labels: Array | None = None, *, validate: bool = True) -> 
     _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
     if labels is not None:  # gather first: N entries, not N * K
+        if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.ndim == 2 and p.shape[0]:
+            # numpy (one thread): torch's parallel gather and subtraction on CPU spin-wait with several threads
+            pn = p.detach().numpy()
+            y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
+            n, k = pn.shape
+            if pn.flags.c_contiguous and k and y.ndim == 1 and y.shape[0] == n and 0 <= y.min() and y.max() < k:
+                py = pn.reshape(-1).take(np.arange(0, n * k, k) + y.astype(np.int64))
+                return _back(torch.from_numpy(pn.dtype.type(1) - py), was_numpy)
         return _back(1 - _label_probs(p, labels), was_numpy)
     return _back(1 - p, was_numpy)
 
