@@ -741,17 +741,18 @@ def _aps_set_mask_compiled(kernels: Any, p: np.ndarray, t: np.ndarray, u: np.nda
             mask[a + idx] = np.asarray(full) <= t
 
 
-def _rank_scores(ranks: torch.Tensor, u: torch.Tensor, top: torch.Tensor, score: ScoreFunction,
-                 lam: float) -> torch.Tensor:
-    """SAPS/TopK scores of the given (B, W) 1-based ranks, by the very expressions of :func:`saps`/:func:`topk`."""
-    r = ranks.to(u.dtype)
+def _rank_scores(ranks: np.ndarray, u: np.ndarray, top: np.ndarray, score: ScoreFunction, lam: float) -> np.ndarray:
+    """SAPS/TopK scores of the given (B, W) 1-based ranks, by the expressions of :func:`saps`/:func:`topk` in numpy
+    (each operation rounded to the values' dtype as torch's is: numpy's Python scalars are weak, NEP 50; numpy, one
+    thread: torch's element-wise ops on small blocks cost several times more CPU when its threads spin-wait)."""
+    r = ranks.astype(u.dtype)
     if score is saps:
-        return torch.where(ranks == 1, (1 - u) * top, top + (r - 1 - u) * lam)
-    return r - u
+        return np.where(ranks == 1, (u.dtype.type(1) - u) * top, top + (r - 1 - u) * lam)  # type: ignore[no-any-return]
+    return r - u  # type: ignore[no-any-return]
 
 
-def _rank_set_sizes(top: np.ndarray, u: np.ndarray, t: np.ndarray, t_tensor: torch.Tensor, score: ScoreFunction,
-                    lam: float, k: int) -> np.ndarray:
+def _rank_set_sizes(top: np.ndarray, u: np.ndarray, t: np.ndarray, score: ScoreFunction, lam: float,
+                    k: int) -> np.ndarray:
     """(B,) SAPS/TopK set sizes of rows with top probability ``top`` and ``u`` (both in the values' dtype): the
     closed-form estimate, checked by the scores of ranks m and m + 1 (the expressions of :func:`saps`/:func:`topk`),
     recounted over every rank where it is off."""
@@ -759,25 +760,27 @@ def _rank_set_sizes(top: np.ndarray, u: np.ndarray, t: np.ndarray, t_tensor: tor
         est = (float(t) - top.astype(np.float64)) / lam + 1 + u if score is saps else float(t) + u.astype(np.float64)
         est = np.where(np.isfinite(est), est, 0.0)
     m = np.clip(np.floor(est), 0, k).astype(np.int64)
-    ut, topt = torch.from_numpy(u)[:, None], torch.from_numpy(top)[:, None]
-    both = torch.from_numpy(np.stack([np.maximum(m, 1), np.minimum(m + 1, k)], axis=1))
-    s = _rank_scores(both, ut, topt, score, lam) <= t_tensor
-    ok = ((m == 0) | s[:, 0].numpy()) & ((m == k) | ~s[:, 1].numpy())
+    ut, topt = u[:, None], top[:, None]
+    both = np.stack([np.maximum(m, 1), np.minimum(m + 1, k)], axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = _rank_scores(both, ut, topt, score, lam) <= t
+    ok = ((m == 0) | s[:, 0]) & ((m == k) | ~s[:, 1])
     if not ok.all():  # recount over every rank (monotone scores: a count is the set size)
         idx = np.flatnonzero(~ok)
-        ranks = torch.arange(1, k + 1).expand(len(idx), k)
-        m[idx] = (_rank_scores(ranks, ut[idx], topt[idx], score, lam) <= t_tensor).sum(1).numpy()
+        ranks = np.broadcast_to(np.arange(1, k + 1), (len(idx), k))
+        with np.errstate(invalid="ignore", over="ignore"):
+            m[idx] = (_rank_scores(ranks, ut[idx], topt[idx], score, lam) <= t).sum(1)
     return m
 
 
-def _rank_set_mask_compiled(kernels: Any, p: np.ndarray, t: np.ndarray, t_tensor: torch.Tensor, u: np.ndarray,
-                            score: ScoreFunction, lam: float, mask: np.ndarray) -> None:
+def _rank_set_mask_compiled(kernels: Any, p: np.ndarray, t: np.ndarray, u: np.ndarray, score: ScoreFunction,
+                            lam: float, mask: np.ndarray) -> None:
     """:func:`rank_set_mask` by the compiled kernels: the row maxima by one pass over the values' bits, the set
     sizes of every row at once (:func:`_rank_set_sizes`), then per block numpy's integer sort of the values' bits and
     ``conformal._kernels.prefix_mask`` (ties at the cut by index); rows with values outside [0, inf) by the full
     ranking, as on the numpy path."""
     n, k = p.shape
-    m = _rank_set_sizes(_row_max(kernels, p), u, t, t_tensor, score, lam, k)
+    m = _rank_set_sizes(_row_max(kernels, p), u, t, score, lam, k)
     rows = min(n, _SORT_ROWS)
     int_type = np.int32 if p.dtype == np.float32 else np.int64
     keys = np.empty((rows, k), dtype=int_type)
@@ -826,7 +829,6 @@ def rank_set_mask(probs: Array, threshold: float, *, score: ScoreFunction, u: Ar
     p = probs.detach().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
     n, k = p.shape
     t = _directed_cast(threshold, p.dtype, down=True)
-    t_tensor = torch.from_numpy(np.asarray(t))
     uu = np.zeros(n, dtype=p.dtype)
     if u is not None:
         uu = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)).astype(p.dtype).reshape(-1)
@@ -835,13 +837,13 @@ def rank_set_mask(probs: Array, threshold: float, *, score: ScoreFunction, u: Ar
         return torch.from_numpy(mask) if is_torch else mask
     kernels = _compiled(n * k)
     if kernels is not None:
-        _rank_set_mask_compiled(kernels, p, t, t_tensor, uu, score, lam, mask)
+        _rank_set_mask_compiled(kernels, p, t, uu, score, lam, mask)
         return torch.from_numpy(mask) if is_torch else mask
     for a in range(0, n, _CHUNK_ROWS):
         b = min(n, a + _CHUNK_ROWS)
         pc, uc = p[a:b], uu[a:b]
         asc = np.sort(pc, axis=1)
-        m = _rank_set_sizes(asc[:, -1].copy(), uc, t, t_tensor, score, lam, k)
+        m = _rank_set_sizes(asc[:, -1].copy(), uc, t, score, lam, k)
         rows = np.arange(b - a)
         cut = np.where(m > 0, asc[rows, k - np.maximum(m, 1)], np.inf).astype(p.dtype)  # p_(m)
         below = asc[rows, np.maximum(k - 1 - m, 0)]  # p_(m + 1) when m < K
