@@ -216,7 +216,8 @@ def crepes_thr(cal: np.ndarray, labels: np.ndarray, test: np.ndarray, n_c: int) 
         from crepes import ConformalClassifier
         from crepes.extras import hinge
     except ImportError as e:
-        print(f"crepes not importable ({e}); it needs pandas: pip install --target DIR pandas and DIR on PYTHONPATH")
+        hint = "; it needs pandas: pip install --target DIR pandas and DIR on PYTHONPATH" if "pandas" in str(e) else ""
+        print(f"crepes not importable ({e}){hint}")
         return
     import crepes as crepes_pkg
 

@@ -146,6 +146,14 @@ def thr(probs: Array, labels: Array | None = None, *, validate: bool = True) -> 
     return _back(1 - p, was_numpy)
 
 
+_NP_OR_TORCH_FLOATS = (np.float32, np.float64, torch.float32, torch.float64)
+
+
+def _cpu_float(p: torch.Tensor) -> bool:
+    """A CPU float32/float64 tensor, whose element-wise work runs through numpy (one thread, no spin-waiting)."""
+    return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and not p.requires_grad
+
+
 def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | None,
              generator: torch.Generator | None) -> torch.Tensor:
     generator = check_generator(generator)
@@ -159,6 +167,13 @@ def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | No
         return torch.rand(n, generator=generator, device=dev, dtype=like.dtype).to(like.device)
     if u is None:
         return torch.zeros(n, dtype=like.dtype, device=like.device)
+    if _cpu_float(like) and isinstance(u, np.ndarray | torch.Tensor) and u.dtype in _NP_OR_TORCH_FLOATS:
+        # numpy (one thread): torch's parallel cast and range check of 10^6 entries spin-wait with several threads
+        u_np = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else u).astype(like.numpy().dtype)
+        if bool(((u_np < 0) | (u_np > 1)).any()):
+            raise ValueError(f"Expected argument `u` to lie in [0, 1], but got {u!r}")
+        t_np = torch.from_numpy(u_np)
+        return t_np.expand(n) if t_np.ndim == 0 else t_np
     t = torch.as_tensor(u, dtype=like.dtype, device=like.device)
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError(f"Expected argument `u` to lie in [0, 1], but got {u!r}")
@@ -299,6 +314,9 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
     p, was_numpy = _to_torch(probs)
     uu = _uniform(p.shape[0], p, randomized, u, generator)
     scores, ranks = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
+    if _cpu_float(p) and not scores.requires_grad:  # numpy: the same float32/64 operations (NEP 50 weak scalar)
+        pen = lam * np.maximum(ranks.numpy() - k_reg, 0).astype(scores.numpy().dtype)
+        return _back(torch.from_numpy(scores.numpy() + pen), was_numpy)
     return _back(scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype), was_numpy)
 
 
@@ -377,6 +395,9 @@ def saps(probs: Array, labels: Array | None = None, *, lam: float = 0.2, randomi
     ranks, top = _ranks_label(p, labels) if labels is not None else _ranks_all(p)
     if ranks.ndim == 2:
         uu, top = uu[:, None], top[:, None]
+    if _cpu_float(p):  # numpy: the same expression, rounded alike (tests compare with the torch form)
+        return _back(torch.from_numpy(np.asarray(_rank_scores(ranks.numpy(), uu.numpy(), top.numpy(), saps, lam))),
+                     was_numpy)
     r = ranks.to(p.dtype)
     return _back(torch.where(ranks == 1, (1 - uu) * top, top + (r - 1 - uu) * lam), was_numpy)
 

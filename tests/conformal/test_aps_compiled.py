@@ -225,3 +225,4 @@ def test_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sc, "USE_COMPILED", True)
     with pytest.raises(ImportError, match="certkit\\[fast\\]"):
         sc._compiled(big)
+
