@@ -411,10 +411,10 @@ class _Relax:
         else:
             from certify.crown import smooth_relaxation
 
-            k, b_l, b_u = smooth_relaxation(op, l, u)
-            slack = SMOOTH_SLACK * (2 + k * torch.maximum(l.abs(), u.abs()))
-            self.d_l = self.d_u = k
-            self.b_l, self.b_u = down(b_l - slack), up(b_u + slack)
+            self.d_l, b_l, self.d_u, b_u = smooth_relaxation(op, l, u)
+            big = torch.maximum(l.abs(), u.abs())
+            self.b_l = down(b_l - SMOOTH_SLACK * (2 + self.d_l * big))
+            self.b_u = up(b_u + SMOOTH_SLACK * (2 + self.d_u * big))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,6 +731,8 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
     # products (not only those unstable for a ReLU), and their CROWN bounds are intersected with IBP's
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
     general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
+    # sigmoid/tanh relax on every neuron's interval: all rows get CROWN bounds (as the default engine)
+    smooth_fed = {n.inputs[0] for n in nodes if n.op in ("sigmoid", "tanh")}
     for i in range(1, len(nodes)):
         n = nodes[i]
         if n.op in NONLINEAR and crown:
@@ -740,7 +742,8 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
         if (i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1)
                 and not (i in pooled and n.op in NONLINEAR) and not (i in general and elementwise)):
             every = i in pooled or i in general
-            lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every, compare_ibp=compare_ibp)
+            lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every or i in smooth_fed,
+                                       compare_ibp=compare_ibp)
             lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device

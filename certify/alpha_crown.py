@@ -19,12 +19,12 @@ still open), jointly with the slopes of every intermediate bound (:class:`_Inter
 alpha-CROWN does; for a conv-shaped node the intermediate bounds' coefficients and slopes are kept in window
 ("patches") form, one receptive field per neuron, as CROWN's ``_patches_bounds``.
 
-Sigmoid and tanh (final pass only): CROWN's parallel lines ``k x + b_l <= f(x) <= k x + b_u`` on ``[l, u]`` use the
-chord slope ``k`` and the extremes of ``f(x) - k x`` (``certify.crown._smooth_intercepts``), which are valid for any
-``k`` in ``(0, kmax]`` (0.25 sigmoid, 1 tanh). Here the lower and the upper line get their own slopes ``k_l``,
-``k_u`` (N, S, *shape), projected onto ``[tiny, kmax]``, with the intercepts recomputed from them at each step
-(a differentiable closed form; this family holds every tightest line, among them auto_LiRPA's tangent lines).
-They start at the chord slope, so the first iterate is CROWN's bound.
+Sigmoid and tanh (final pass only): CROWN's lines ``k_l x + b_l <= f(x) <= k_u x + b_u`` on ``[l, u]`` (the
+tangent-line relaxation, ``certify.crown.smooth_relaxation``) take as intercepts the extremes of ``f(x) - k x``
+(``certify.crown._smooth_intercepts``), which are valid for any ``k`` in ``(0, kmax]`` (0.25 sigmoid, 1 tanh).
+Here the lower and the upper slopes ``k_l``, ``k_u`` (N, S, *shape) are free, projected onto ``[tiny, kmax]``, with
+the intercepts recomputed from them at each step (a differentiable closed form; this family holds every tightest
+line). They start at CROWN's slopes, so the first iterate is CROWN's bound.
 
 This module is a thin layer over :mod:`certify.crown`: it runs CROWN once through its ``hook``,
 then re-runs only the final backward pass with per-row slopes (``_Relax.per_spec``) and betas.
@@ -264,9 +264,11 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
             ok = torch.isfinite(iv.l) & torch.isfinite(iv.u)  # an infinite end keeps CROWN's constant lines
             if bool(ok.any()):
                 kmax = SMOOTH_KMAX[node.op]
-                k0 = r.d_l.unsqueeze(1).expand(n, s, *r.d_l.shape[1:]).clamp(torch.finfo(best.dtype).tiny, kmax)
+                # CROWN's slopes (the tangent-line relaxation: lower and upper differ)
+                kl0, ku0 = (t.unsqueeze(1).expand(n, s, *t.shape[1:]).clamp(torch.finfo(best.dtype).tiny, kmax)
+                            for t in (r.d_l, r.d_u))
                 zero = torch.zeros_like(iv.l)
-                smooth[k] = (k0.detach().clone().requires_grad_(True), k0.detach().clone().requires_grad_(True),
+                smooth[k] = (kl0.detach().clone().requires_grad_(True), ku0.detach().clone().requires_grad_(True),
                              ok.unsqueeze(1), torch.where(ok, iv.l, zero).unsqueeze(1),
                              torch.where(ok, iv.u, zero).unsqueeze(1))
             continue
@@ -358,7 +360,7 @@ def _optimize(g: Graph, st: _State, region: InputRegion, *, iterations: int, lr:
 
     groups = [{"params": list(alphas.values()), "lr": lr}]
     if smooth:
-        # the slopes' range is [0, kmax] instead of ReLU's [0, 1], and the chord slope (the start) is near the
+        # the slopes' range is [0, kmax] instead of ReLU's [0, 1], and CROWN's slopes (the start) are near the
         # optimum: the step scaled to both (SMOOTH_LR_SCALE)
         for op in ("sigmoid", "tanh"):
             ps = [t for k, v in smooth.items() if gd.nodes[k].op == op for t in v[:2]]

@@ -9,8 +9,9 @@ the input region:
 
 ReLU uses auto_LiRPA's default ("adaptive") relaxation: ``lb_r = min(l, 0)``,
 ``ub_r = max(max(u, 0), lb_r + 1e-8)``, upper slope ``d_u = ub_r / (ub_r - lb_r)`` with intercept
-``-lb_r d_u``, lower slope ``d_l = 1[d_u > 0.5]``. Sigmoid and tanh use two parallel lines with
-the chord slope, offset to touch the curve (sound for any interval).
+``-lb_r d_u``, lower slope ``d_l = 1[d_u > 0.5]``. Sigmoid and tanh use CROWN's tangent-line relaxation
+(Zhang et al. 2018; chord on one side, tangent at the midpoint or through the far end point on the other: see
+:func:`smooth_relaxation`), as auto_LiRPA.
 
 Intermediate bounds (method ``"crown"``): a pre-activation that IBP bounds exactly (one linear/conv
 layer of the input box, followed by element-wise affine maps such as BatchNorm; for L2 a layer on the
@@ -102,30 +103,148 @@ def _relu_relaxation_unbounded(l: Tensor, u: Tensor, d_l: Tensor, d_u: Tensor,  
     return d_l, d_u, b_u
 
 
-def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
-    """Parallel-line relaxation of sigmoid/tanh on [l, u]: slope k, intercepts b_l <= f(x) - k x <= b_u.
+def smooth_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: E741
+    """CROWN's linear relaxation of sigmoid/tanh on ``[l, u]``: ``(d_l, b_l, d_u, b_u)`` with
+    ``d_l x + b_l <= f(x) <= d_u x + b_u`` on ``[l, u]``.
 
-    k is the chord slope; the extremes of ``f(x) - k x`` are at the end points or where
-    ``f'(x) = k``, which has closed-form solutions for both functions.
+    The tangent-line relaxation of Zhang et al. 2018 (CROWN for general activations, "Efficient Neural Network
+    Robustness Certification with General Activation Functions", NeurIPS), as auto_LiRPA's default: on the convex
+    part (``u <= 0``) the tangent at the midpoint below and the chord above, on the concave part (``l >= 0``) the
+    other way round; across 0 the chord where it stays on its side of the curve, else the tangent through the far
+    end point (the tangent point found by a root search, :func:`_envelope_lower_slope`), or the tangent at the midpoint
+    where that lies on the convex side of the tangent point. Each line is the supporting line, at the midpoint, of
+    the convex (lower) or concave (upper) envelope of ``f`` on ``[l, u]``: among all sound lines it has the largest
+    (lower) or smallest (upper) value at the midpoint, i.e. the smallest mean gap to ``f`` over ``[l, u]``. So it is
+    never looser in that sense than the parallel chord lines used before (:func:`_parallel_relaxation`), though not
+    pointwise (two tangents of a convex curve cross). The slopes are clamped to ``[tiny, kmax]`` (0.25 sigmoid, 1
+    tanh) and the intercepts are the exact extremes of ``f(x) - k x`` (:func:`_smooth_intercepts`), so the lines
+    are sound whatever the rounding of the tangent point. An infinite end (an overflowed interval; NaN counts as
+    infinite) gives the constant limit lines ``f(l) <= f <= f(u)`` (``f(-inf)`` = 0 or -1, ``f(inf)`` = 1).
     """
-    f = torch.sigmoid if op == "sigmoid" else torch.tanh
-    fl, fu = f(l), f(u)
-    width = u - l
-    tiny = width <= 1e-6 * (1 + l.abs())
-    mid = (l + u) / 2
-    fm = f(mid)
-    deriv = fm * (1 - fm) if op == "sigmoid" else 1 - fm * fm
-    k = torch.where(tiny, deriv, (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
-    kmax = 0.25 if op == "sigmoid" else 1.0
-    k = k.clamp(min=torch.finfo(k.dtype).tiny, max=kmax)
-    b_l, b_u = _smooth_intercepts(op, l, u, k)
-    if not _all_finite(l, u):
-        # an infinite end (an overflowed interval; NaN counts as infinite): the constant lines f(l) <= f <= f(u)
+    finite = _all_finite(l, u)
+    if not finite:
         lo_inf, hi_inf = ~(l > -math.inf), ~(u < math.inf)
         unb = lo_inf | hi_inf
-        k = torch.where(unb, torch.zeros_like(k), k)
-        b_l = torch.where(unb, torch.where(lo_inf, torch.full_like(l, -1.0 if op == "tanh" else 0.0), fl), b_l)
-        b_u = torch.where(unb, torch.where(hi_inf, torch.ones_like(u), fu), b_u)
+        l0, u0 = l, u
+        l, u = torch.where(unb, torch.zeros_like(l), l), torch.where(unb, torch.zeros_like(u), u)  # noqa: E741
+    kmax = 0.25 if op == "sigmoid" else 1.0
+    tiny = torch.finfo(l.dtype).tiny
+    # the lower line's slope on [l, u] and, by symmetry, the upper's as the lower on [-u, -l], in one pass
+    k = _envelope_lower_slope(op, torch.stack([l, -u]), torch.stack([u, -l])).clamp(min=tiny, max=kmax)
+    b_l, b_u = _smooth_intercepts(op, l, u, k)
+    d_l, b_l, d_u, b_u = k[0], b_l[0], k[1], b_u[1]
+    if not finite:
+        f = torch.sigmoid if op == "sigmoid" else torch.tanh
+        d_l = torch.where(unb, torch.zeros_like(d_l), d_l)
+        d_u = torch.where(unb, torch.zeros_like(d_u), d_u)
+        b_l = torch.where(unb, torch.where(lo_inf, torch.full_like(l, -1.0 if op == "tanh" else 0.0), f(l0)), b_l)
+        b_u = torch.where(unb, torch.where(hi_inf, torch.ones_like(u), f(u0)), b_u)
+    return d_l, b_l, d_u, b_u
+
+
+def _dsmooth(op: str, fx: Tensor) -> Tensor:
+    """The derivative of sigmoid/tanh from its value: ``s (1 - s)``, ``1 - t^2``."""
+    return fx * (1 - fx) if op == "sigmoid" else 1 - fx * fx
+
+
+def _envelope_lower_slope(op: str, l: Tensor, u: Tensor) -> Tensor:  # noqa: E741
+    """Slope of the supporting line at the midpoint ``m`` of the convex envelope of sigmoid/tanh on finite
+    ``[l, u]`` (CROWN's lower line; the upper one is this on ``[-u, -l]``, by the odd symmetry around 0):
+    ``u <= 0`` (convex part): the tangent at ``m``; ``l >= 0`` (concave part): the chord; ``l < 0 < u``: the chord
+    if it lies below ``f`` (chord slope ``< f'(l)``), else the tangent at ``m`` if ``m`` lies left of the tangent
+    point ``d`` (the point ``d <= 0`` whose tangent passes through ``(u, f(u))``), else the tangent at ``d``.
+
+    ``d`` is found by a root search (:func:`_tangent_point`; ``h(d) = f(d) + f'(d) (u - d) - f(u)`` increases on
+    ``d <= 0``) to the dtype's resolution, as the paper's binary search; auto_LiRPA reads it from a table of the
+    tangent points of ``u`` rounded up to a 0.01 grid (a sound but looser tangent point; its bounds equal these
+    when the table is exact). An interval narrower than ``1e-6 (1 + |l|)`` takes ``f'(m)`` as its chord slope
+    (the difference quotient cancels)."""
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    mid = (l + u) / 2
+    fl, fu = f(l), f(u)
+    k_m = _dsmooth(op, f(mid))
+    width = u - l
+    tiny = width <= 1e-6 * (1 + l.abs())
+    k_c = torch.where(tiny, k_m, (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
+    k = torch.where(u <= 0, k_m, k_c)
+    cross = (l < 0) & (u > 0) & (k_c >= _dsmooth(op, fl))  # across 0, and the chord is not below f
+    if not bool(cross.any()):
+        return k
+    lc, uc, mc, fuc = l[cross], u[cross], mid[cross], fu[cross]
+    # bracket [a, b] of d with h(a) <= 0 <= h(b): a = l (h(l) <= 0 as the chord is not below f) or, for a far
+    # end, -2 log(1/tiny), where f and f' underflow (h = -f(u) < 0); b = min(m, 0) unless d > m
+    b = mc.clamp(max=0)
+    fb = f(b)
+    at_mid = (mc <= 0) & (fb + _dsmooth(op, fb) * (uc - b) < fuc)  # h(m) < 0: d > m, the tangent at m
+    a = lc.clamp(min=-2 * math.log(1 / torch.finfo(l.dtype).tiny))
+    d = _tangent_point(op, uc, fuc, a, b)
+    k = k.clone()
+    k[cross] = torch.where(at_mid, k_m[cross], _dsmooth(op, f(d)))
+    return k
+
+
+def _tangent_point(op: str, u: Tensor, fu: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """The root in ``[a, b]`` (``a < b <= 0 < u``, ``h(a) <= 0 <= h(b)``; 1-D) of the increasing
+    ``h(d) = f(d) + f'(d) (u - d) - f(u)``: safeguarded Newton (a step leaving the bracket is replaced by
+    bisection), from ``-log(1 + u / 2)`` (sigmoid; half of that at ``2 u`` for tanh), the root's asymptote for
+    small and for large ``u``; an entry stops when its step or bracket is below the dtype's resolution or ``h`` is
+    at its rounding noise (at most ``bits + 8`` steps; ~20 on random intervals, most entries far fewer)."""
+    scale = 1.0 if op == "sigmoid" else 0.5
+    d = (-torch.log1p(u / (2 * scale)) * scale).clamp(min=a, max=b)
+    eps = torch.finfo(u.dtype).eps
+    out = d.clone()
+    idx = None  # the entries still searched (None: all)
+    for _ in range(torch.finfo(u.dtype).bits + 8):
+        if op == "sigmoid":
+            fd = torch.sigmoid(d)
+            d1 = fd * (1 - fd)
+            d2 = d1 * (1 - 2 * fd)
+        else:
+            fd = torch.tanh(d)
+            d1 = 1 - fd * fd
+            d2 = -2 * fd * d1
+        hd = fd + d1 * (u - d) - fu
+        right = hd >= 0
+        a, b = torch.where(right, a, d), torch.where(right, d, b)
+        new = d - hd / (d2 * (u - d))
+        new = torch.where((new >= a) & (new <= b), new, (a + b) / 2)  # NaN or outside: bisection
+        # converged: the step or the bracket below the resolution, or h(d) at its rounding noise
+        tol = 4 * eps * (1 + d.abs())
+        done = ((new - d).abs() <= tol) | (b - a <= tol) | (hd.abs() <= 4 * eps * (fu.abs() + fd.abs()
+                                                                                     + (d1 * (u - d)).abs()))
+        n_done = int(done.sum())
+        if n_done == done.numel():
+            if idx is None:
+                return new
+            out[idx] = new
+            return out
+        if n_done:  # go on with the open entries only
+            keep = (~done).nonzero().squeeze(1)
+            if idx is None:
+                out = new.clone()
+                idx = keep
+            else:
+                out[idx] = new
+                idx = idx[keep]
+            new, a, b, u, fu = new[keep], a[keep], b[keep], u[keep], fu[keep]
+        d = new
+    if idx is None:
+        return d
+    out[idx] = d
+    return out
+
+
+def _parallel_relaxation(op: str, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: E741
+    """The former relaxation of sigmoid/tanh (kept to compare against): two parallel lines with the chord slope
+    ``k``, intercepts ``b_l <= f(x) - k x <= b_u`` (finite ``[l, u]``)."""
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    width = u - l
+    tiny = width <= 1e-6 * (1 + l.abs())
+    fm = f((l + u) / 2)
+    deriv = fm * (1 - fm) if op == "sigmoid" else 1 - fm * fm
+    k = torch.where(tiny, deriv, (f(u) - f(l)) / torch.where(tiny, torch.ones_like(width), width))
+    k = k.clamp(min=torch.finfo(k.dtype).tiny, max=0.25 if op == "sigmoid" else 1.0)
+    b_l, b_u = _smooth_intercepts(op, l, u, k)
     return k, b_l, b_u
 
 
@@ -172,8 +291,7 @@ class _Relax:
             self.d_l, self.d_u, self.b_u = relu_relaxation(l, u)
             self.b_l: Tensor | None = None
         else:
-            k, self.b_l, self.b_u = smooth_relaxation(op, l, u)
-            self.d_l = self.d_u = k
+            self.d_l, self.b_l, self.d_u, self.b_u = smooth_relaxation(op, l, u)
 
 
 def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
@@ -571,13 +689,10 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                             new_l = neg.mul_(du - dl).addcmul_(la, dl)
                         else:
                             new_l = torch.addcmul(la * dl, neg, du - dl)
-                    elif r.per_spec:  # sigmoid/tanh with optimised lines (certify.alpha_crown), all (N, S, *shape)
+                    else:  # sigmoid/tanh (per_spec: optimised lines (certify.alpha_crown), all (N, S, *shape))
                         pos = la - neg
-                        new_l = pos * dl + neg * r.d_u
+                        new_l = pos * dl + neg * (r.d_u if r.per_spec else du)
                         lbias = _add_bias(lbias, _spec_dot(pos, r.b_l) + _spec_dot(neg, r.b_u))  # type: ignore[arg-type]
-                    else:
-                        new_l = la * dl
-                        lbias = _add_bias(lbias, _flat_dot(la - neg, r.b_l) + _flat_dot(neg, r.b_u))  # type: ignore[arg-type]
                 if ua is not None:
                     pos = ua.clamp(min=0)
                     if op == "relu":
@@ -586,13 +701,10 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                             new_u = pos.mul_(du - dl).addcmul_(ua, dl)
                         else:
                             new_u = torch.addcmul(ua * dl, pos, du - dl)
-                    elif r.per_spec:
-                        neg = ua - pos
-                        new_u = pos * r.d_u + neg * dl
-                        ubias = _add_bias(ubias, _spec_dot(pos, r.b_u) + _spec_dot(neg, r.b_l))  # type: ignore[arg-type]
                     else:
-                        new_u = ua * du
-                        ubias = _add_bias(ubias, _flat_dot(pos, r.b_u) + _flat_dot(ua - pos, r.b_l))  # type: ignore[arg-type]
+                        neg = ua - pos
+                        new_u = pos * (r.d_u if r.per_spec else du) + neg * dl
+                        ubias = _add_bias(ubias, _spec_dot(pos, r.b_u) + _spec_dot(neg, r.b_l))  # type: ignore[arg-type]
             if r.beta is not None and new_l is not None:
                 new_l = new_l + r.beta
             outs = [(n.inputs[0], new_l, new_u)]
@@ -829,7 +941,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     direct = direct_input_flags(g) if region.norm == 2 else None
     affine_in = g.affine_in_input()
     exact = _ibp_exact(g, region.norm)
-    relu_fed = [bool(c) and all(nodes[k].op == "relu" for k in c) for c in g.consumers()]
+    consumers = g.consumers()
+    relu_fed = [bool(c) and all(nodes[k].op == "relu" for k in c) for c in consumers]
+    # sigmoid/tanh relax on every neuron's interval (no stable neuron): all rows get CROWN bounds (as auto_LiRPA)
+    smooth_fed = [any(nodes[k].op in ("sigmoid", "tanh") for k in c) for c in consumers]
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
     # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
     # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
@@ -849,10 +964,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         if (i in pre and not ibp_intermediate and not exact[i]
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds
-            # every neuron's bound matters to max pooling (not only those unstable for a ReLU)
+            # every neuron's bound matters to max pooling and sigmoid/tanh (not only those unstable for a ReLU)
             # a ReLU's relaxation depends only on the sign of a stable neuron's bounds: only the unstable ones
             # (under the reference bounds) are bounded, whatever the node
-            full = i in pooled or (affine_in[i] and not relu_fed[i])
+            full = i in pooled or smooth_fed[i] or (affine_in[i] and not relu_fed[i])
             rows = "all_ref" if i in general else ("all" if full else "unstable")
             p_iv = _patches_bounds(g, i, iv, region, relax, batch=batch, rows=rows, compare_ibp=compare_ibp)
             if p_iv is not None:

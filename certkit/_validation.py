@@ -541,6 +541,8 @@ def check_text(text: Any, name: str = "prompt") -> str:
             f"Expected argument `{name}` to hold at least one visible character, but got {text!r} "
             "(empty, whitespace-only and invisible-only strings are refused)"
         )
+    if text.isprintable():  # no control character (Cc) and no lone surrogate (Cs): the checks below pass
+        return text
     bad = next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
     if bad is not None:
         raise ValueError(f"Expected argument `{name}` to hold no control characters, but it contains {bad!r}")

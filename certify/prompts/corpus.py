@@ -203,6 +203,76 @@ FRAMES: tuple[str, ...] = (
     "Is there a way to {a} in under an hour?",
 )
 
+# Benign knowledge questions (science, history, culture, technology, nature, economics), written for certkit:
+# a frame asking about a topic (a noun phrase). Used by the TF-IDF fallback (generated_filter(kind="tfidf")): its
+# training set had no such questions, so it flagged explanations of unfamiliar subjects (issue 18, session 8).
+_KNOWLEDGE_FRAMES: tuple[str, ...] = (
+    "How does {t} work?",
+    "Explain {t} in simple terms.",
+    "What is the history of {t}?",
+    "Give me an overview of {t}.",
+    "Why is {t} important?",
+    "Describe {t} for a high school student.",
+    "What are the main ideas behind {t}?",
+    "Summarize what experts know about {t}.",
+    "What are some common misconceptions about {t}?",
+    "Write a short paragraph introducing {t}.",
+)
+_KNOWLEDGE_TOPICS: tuple[str, ...] = (
+    # physics and astronomy
+    "the theory of relativity", "quantum entanglement", "the photoelectric effect", "superconductivity",
+    "the water cycle", "ocean tides", "the Doppler effect", "magnetism in everyday objects", "the speed of light",
+    "the life cycle of stars", "the rings of Saturn", "the seasons on Earth", "lunar eclipses", "exoplanet discovery",
+    "the Big Bang theory", "dark matter", "the northern lights", "comets and asteroids", "the Mars rovers",
+    "gravitational waves", "thermodynamics", "sound waves", "rainbows", "static electricity", "the greenhouse effect",
+    # chemistry, biology and medicine
+    "photosynthesis", "cell division", "the human immune system", "vaccines", "the circulatory system",
+    "the periodic table", "chemical bonds", "enzymes in digestion", "antibiotics and how resistance develops",
+    "the nervous system", "sleep and memory", "evolution by natural selection", "coral reefs", "bird migration",
+    "the structure of proteins", "stem cell research", "the human microbiome", "plate tectonics", "volcanoes",
+    "earthquake prediction", "glaciers", "rainforest ecosystems", "pollination by bees", "fungi and mushrooms",
+    "the food chain in the ocean", "how plants respond to light", "the senses of dogs", "dinosaur fossils",
+    # technology and engineering
+    "the internet's packet switching", "search engines", "machine learning", "computer memory", "wind turbines",
+    "electric cars", "3D printing in manufacturing", "bridges and suspension cables", "skyscraper foundations",
+    "the printing press", "the telephone", "radio broadcasting", "satellites in orbit", "cloud computing",
+    "open source software", "compilers", "databases", "touch screens", "hydroelectric dams", "batteries",
+    "water treatment plants", "traffic lights", "elevators", "airplane wings", "submarines", "canals and locks",
+    "microwave ovens", "digital cameras", "barcodes", "recycling plants", "high-speed trains",
+    # history and society
+    "the Roman Empire", "ancient Egypt", "the Silk Road", "the Renaissance", "the Industrial Revolution",
+    "the French Revolution", "the Ming dynasty", "the Aztec civilization", "the Ottoman Empire", "the Cold War",
+    "the invention of writing", "the history of the Olympic Games", "medieval castles", "the Great Wall of China",
+    "ancient Greek democracy", "the age of exploration", "the history of money", "the abolition of slavery",
+    "the women's suffrage movement", "the United Nations", "the European Union", "the history of public libraries",
+    "the spread of the printing of newspapers", "the history of medicine", "the Maya calendar",
+    # culture, arts and language
+    "Impressionist painting", "Baroque music", "jazz improvisation", "Shakespeare's plays", "haiku poetry",
+    "the history of cinema", "Japanese tea ceremonies", "Indian classical dance", "the origins of chess",
+    "West African drumming", "Gothic architecture", "the history of the novel", "sign languages", "opera",
+    "the evolution of the English language", "mythology of ancient Greece", "origami", "street art",
+    "the history of comics", "traditional Chinese festivals", "Mexican Day of the Dead traditions",
+    # economics, geography and everyday knowledge
+    "inflation", "supply and demand", "compound interest", "bond markets", "international trade",
+    "the Amazon river", "the Sahara desert", "the Himalayas", "time zones", "map projections", "population growth",
+    "renewable energy", "urban planning", "public transportation", "the scientific method", "statistics in polling",
+    "how elections work", "the history of the calendar", "nutrition labels", "the benefits of regular exercise",
+    "how bread rises", "the chemistry of baking", "how coffee is grown", "wine making", "cheese making",
+)
+
+
+def _knowledge_prompts(held_out: bool = False) -> tuple[str, ...]:
+    """Benign knowledge questions: each topic in 4 frames (a fixed rotation). Topics ``i`` with
+    ``(i * 37) % 100 >= 80`` (about 20%) form the held-out part (``held_out=True``), the rest the training part."""
+    out = []
+    for i, topic in enumerate(_KNOWLEDGE_TOPICS):
+        if ((i * 37) % 100 >= 80) != held_out:
+            continue
+        for j in range(4):
+            text = _KNOWLEDGE_FRAMES[(i * 3 + j) % len(_KNOWLEDGE_FRAMES)].replace("{t}", topic)
+            out.append(text[:1].upper() + text[1:])
+    return tuple(out)
+
 
 @dataclass(frozen=True)
 class GeneratedPrompts:

@@ -703,6 +703,7 @@ class _BagModel(nn.Module):
 
 #: the max-pooled bag's logit of a sequence with no known word (probability ~1e-22: never flagged)
 _EMPTY_LOGIT = -50.0
+_SMALL_BAG = 1024  # tokens in all sequences together below which the bag scores them in plain Python
 
 
 class BagOfEmbeddingsFilter(FilterBase):
@@ -878,68 +879,161 @@ class BagOfEmbeddingsFilter(FilterBase):
 
     def _token_logits(self) -> np.ndarray:
         """Per embedding row, ``head . E(row) + b`` in float64 (V,) (linear head)."""
+        return self._numpy_params()[1]
+
+    def _numpy_params(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(the embedding matrix (V, D), per-row ``head . E(row) + b`` (V,) for a linear head (else empty), ``b``),
+        float64, computed once per state of the weights: the cache key holds the parameter tensors and their
+        version counters, which every in-place update (an optimiser step, ``load_state_dict``) bumps."""
         assert self.model_ is not None
+        model = self.model_
+        head = model._modules["head"]
+        # the modules' parameter dicts directly: nn.Module attribute lookups cost a microsecond each
+        params = [model._modules["emb"]._parameters["weight"]]  # type: ignore[union-attr]
+        if isinstance(head, nn.Linear):
+            params += [head._parameters["weight"], head._parameters["bias"]]
+        hit = self.__dict__.get("_np_params")
+        if (hit is not None and len(hit[0]) == len(params) and all(a is b for a, b in zip(hit[0], params))
+                and hit[1] == [t._version for t in params]):  # type: ignore[union-attr]
+            return hit[2]  # type: ignore[no-any-return]
         with torch.no_grad():
-            head = self.model_.head
-            assert isinstance(head, nn.Linear)
-            return (self.model_.emb.weight.detach().double().numpy() @ head.weight.detach().double().numpy().reshape(-1)
-                    + float(head.bias.detach().double().item()))
+            emb = model.emb.weight.detach().double().numpy().copy()
+            if isinstance(head, nn.Linear):
+                bias = float(head.bias.detach().double().item())
+                logits = emb @ head.weight.detach().double().numpy().reshape(-1) + bias
+            else:
+                bias, logits = 0.0, np.zeros(0)
+        out = (emb, logits, bias)
+        self._np_params = (params, [t._version for t in params], out)  # type: ignore[union-attr]
+        return out
+
+    def _piece_info(self, pieces: Sequence[str]) -> list[tuple[int, bool, bool]]:
+        """Per token string: its embedding row (0 PAD, 1 unknown), whether it ends with a word character and
+        whether it starts with one (no whitespace before it), remembered per fitted vocabulary."""
+        assert self.vocab_ is not None
+        memo: tuple[Any, dict[str, tuple[int, bool, bool]]] | None = self.__dict__.get("_piece_memo")
+        if memo is None or memo[0] is not self.vocab_:
+            memo = (self.vocab_, {})
+            self._piece_memo = memo
+        table, vocab = memo[1], self.vocab_
+        info = []
+        for piece in pieces:
+            hit = table.get(piece)
+            if hit is None:
+                hit = (vocab.get(piece.strip().lower(), 1), bool(_WORD_END.search(piece)), bool(_WORD_START.match(piece)))
+                if len(table) < 100_000:
+                    table[piece] = hit
+            info.append(hit)
+        return info
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_np_params", None)  # caches of score_subsequences, rebuilt on use
+        state.pop("_piece_memo", None)
+        return state
+
+    def _score_small(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """:meth:`score_subsequences` for a few short sequences and a linear head, in plain Python (numpy's fixed
+        cost per call exceeds the work): the same sums, in the same order."""
+        _, tok_logits, bias = self._numpy_params()
+        used = list(set(itertools.chain.from_iterable(seqs)))
+        info = self._piece_info([tokens[t] for t in used])
+        score = {t: float(tok_logits[r]) - bias for t, (r, _, _) in zip(used, info) if r > 1}  # known words only
+        glue = {t for t, (_, _, s) in zip(used, info) if s}
+        ending = {t for t, (_, e, _) in zip(used, info) if e}
+        maxed = self.model_ is not None and self.model_.pooling == "max"
+        logits = []
+        redo = []
+        for j, seq in enumerate(seqs):
+            vals = [score[t] for t in seq if t in score]
+            if maxed:
+                logits.append(max(max(vals) + bias, _EMPTY_LOGIT) if vals else _EMPTY_LOGIT)
+            else:  # the mean of the kept words' s_i, plus b (b alone when no word is known, as the pooled zero)
+                logits.append(sum(vals) / len(vals) + bias if vals else bias)
+            if glue and not glue.isdisjoint(seq[1:]) and any(
+                    b in glue and a in ending for a, b in itertools.pairwise(seq)):
+                redo.append(j)
+        p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        if redo:
+            p[redo] = self._score_texts(["".join([tokens[i] for i in seqs[j]]) for j in redo])
+        return p
+
+    def _score_texts(self, texts: list[str]) -> np.ndarray:
+        """``predict_proba(texts)``; with a linear head, from the texts' token strings by :meth:`_score_small`
+        (the tokens of a tokenized text never glue, so nothing is re-scored there)."""
+        assert self.model_ is not None
+        if not isinstance(self.model_.head, nn.Linear):
+            return self.predict_proba(texts)
+        local: dict[str, int] = {}
+        seqs = [tuple(local.setdefault(t, len(local)) for t in self.tokenizer.tokenize(x)) for x in texts]
+        return self._score_small(list(local), seqs)
 
     def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
         """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
 
-        Mean pooling with a linear head: the logit is linear in the mean of the kept embeddings, so it is
-        ``sum_i s_i / sum_i c_i + b`` over the kept tokens, with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a
-        known word (0 for an unknown one) computed once per distinct token. Max pooling: the largest
-        ``s_i + b`` over the kept known tokens. An MLP head: the pooled means (N, D) are one sparse product, then
-        the head runs once on all of them. A sequence whose text re-tokenizes differently (erasing the
-        token between two word pieces glues them into one word) is scored by ``predict_proba``.
+        Nothing is re-tokenized and no text is built: each distinct token string is looked up once (and
+        remembered per fitted vocabulary, with whether it can glue to a neighbour), and the float64 weights are
+        copied from the model once per state of its parameters. Mean pooling with a linear head: the logit is
+        linear in the mean of the kept embeddings, so it is ``sum_i s_i / sum_i c_i + b`` over the kept tokens,
+        with ``s_i = head . E(token_i)`` and ``c_i`` = 1 for a known word (0 for an unknown one): two weighted
+        counts over all sequences at once. Max pooling: the largest ``s_i + b`` over the kept known tokens (one
+        ``reduceat``). An MLP head: the pooled means (N, D) are one sparse product, then the head runs once on
+        all of them. A sequence whose text re-tokenizes differently (erasing the token between two word pieces
+        glues them into one word) is scored by ``predict_proba``. Equal to ``predict_proba`` up to float
+        rounding (float64 here, float32 in torch).
         """
         self._check_fitted()
         assert self.model_ is not None and self.vocab_ is not None
-        if not seqs:
+        m = len(seqs)
+        if not m:
             return np.zeros(0)
-        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
-        used, flat = np.unique(flat_ids, return_inverse=True)
-        rows = np.asarray([self.vocab_.get(tokens[t].strip().lower(), 1) for t in used.tolist()], dtype=np.int64)
+        total = sum(map(len, seqs))
+        if total <= _SMALL_BAG and isinstance(self.model_._modules["head"], nn.Linear):
+            return self._score_small(tokens, seqs)
+        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=m)
+        flat_ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=total)
+        if len(tokens) <= 4 * total + 4096:  # the distinct ids by a count over the id range (no sort)
+            used = np.flatnonzero(np.bincount(flat_ids, minlength=len(tokens)))
+            slot = np.zeros(len(tokens), dtype=np.int64)
+            slot[used] = np.arange(len(used))
+            flat = slot[flat_ids]
+        else:
+            used, flat = np.unique(flat_ids, return_inverse=True)
+            flat = flat.reshape(-1)
+        info = self._piece_info([tokens[t] for t in used.tolist()])
+        rows = np.fromiter((r for r, _, _ in info), dtype=np.int64, count=len(info))
+        ends = np.fromiter((e for _, e, _ in info), dtype=bool, count=len(info))
+        starts = np.fromiter((s for _, _, s in info), dtype=bool, count=len(info))
         model = self.model_
-        known = (rows > 1).astype(np.float64)
-        flat = flat.reshape(-1)
-        row = np.repeat(np.arange(len(seqs)), lens)
-        with torch.no_grad():
-            emb = model.emb.weight.detach()[torch.from_numpy(rows)].double().numpy()
-            if isinstance(model.head, nn.Linear):  # per distinct token: head . E(token) + b, in float64
-                bias = float(model.head.bias.detach().double().item())
-                tok_logit = self._token_logits()[rows]
-        den = np.bincount(row, weights=known[flat], minlength=len(seqs))
+        emb, tok_logits, bias = self._numpy_params()
+        known = rows > 1
+        kf = known[flat]
+        row = np.repeat(np.arange(m), lens)
         if model.pooling == "max":
-            vals = np.where(known[flat] > 0, tok_logit[flat], -np.inf)
-            best = np.full(len(seqs), -np.inf)
+            vals = np.where(kf, tok_logits[rows][flat], -np.inf)
+            best = np.full(m, -np.inf)
             nz = lens > 0
             if nz.any():
-                best[nz] = np.maximum.reduceat(vals, np.r_[0, np.cumsum(lens)[:-1]][nz])
+                best[nz] = np.maximum.reduceat(vals, (np.cumsum(lens) - lens)[nz])
             logit = np.maximum(best, _EMPTY_LOGIT)
-        elif isinstance(model.head, nn.Linear):  # linear head: the logit is sum_i s_i / sum_i c_i + b
-            num = np.bincount(row, weights=(tok_logit - bias)[flat] * known[flat], minlength=len(seqs))
+        elif len(tok_logits):  # linear head: the logit is sum_i s_i / sum_i c_i + b
+            den = np.bincount(row, weights=kf, minlength=m)
+            num = np.bincount(row, weights=np.where(kf, (tok_logits[rows] - bias)[flat], 0.0), minlength=m)
             logit = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0) + bias
         else:  # MLP head: pooled means (N, D) as one sparse product, then the head
             import scipy.sparse as sp
 
-            counts = sp.csr_matrix((known[flat], (row, flat)), shape=(len(seqs), len(used)))
-            pooled = np.asarray(counts @ emb) / np.maximum(den, 1e-6)[:, None]
+            den = np.bincount(row, weights=kf, minlength=m)
+            counts = sp.csr_matrix((kf.astype(np.float64), (row, flat)), shape=(m, len(used)))
+            pooled = np.asarray(counts @ emb[rows]) / np.maximum(den, 1e-6)[:, None]
             with torch.no_grad():
                 logit = model.head(torch.from_numpy(pooled).float()).squeeze(-1).double().numpy()
-        ends = np.asarray([bool(_WORD_END.search(tokens[t])) for t in used.tolist()], dtype=bool)
-        starts = np.asarray([bool(_WORD_START.match(tokens[t])) for t in used.tolist()], dtype=bool)
         p = 1.0 / (1.0 + np.exp(-logit))
-        glued = np.zeros(len(seqs), dtype=bool)
-        if len(flat) > 1:
+        if total > 1:
             pair = (row[1:] == row[:-1]) & ends[flat[:-1]] & starts[flat[1:]]
-            glued[row[1:][pair]] = True
-        if glued.any():
-            idx = np.flatnonzero(glued)
-            p[idx] = self.predict_proba(["".join([tokens[i] for i in seqs[j]]) for j in idx.tolist()])
+            if pair.any():
+                idx = np.unique(row[1:][pair])
+                p[idx] = self._score_texts(["".join([tokens[i] for i in seqs[j]]) for j in idx.tolist()])
         return np.asarray(p, dtype=np.float64)
 
 
@@ -995,7 +1089,8 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     (several minutes to train once on 2 CPU cores), else the :class:`TfidfFilter`; ``"minilm"`` or
     ``"tfidf"`` choose. Trained on the training part of
     :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with
-    erasure augmentation; ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
+    erasure augmentation (TF-IDF: plus the training part of certkit's benign knowledge questions, harmful
+    class weight 2); ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
     delta = 0.05) on the harmful prompts of the calibration part, and the threshold is that value
     unless ``threshold`` is given. The shared benchmark prompts are never trained on.
     """
@@ -1006,10 +1101,16 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, cal_h, _ = _training_data()
-        model = EmbeddingFilter(augment_per_prompt=2) if kind == "minilm" else TfidfFilter()
-        return _calibrated(model.fit(harmful, safe), cal_h)
+        if kind == "minilm":
+            return _calibrated(EmbeddingFilter(augment_per_prompt=2).fit(harmful, safe), cal_h)
+        from certify.prompts.corpus import _knowledge_prompts
 
-    filt = cached_pickle(f"eac_{kind}-generated-v1", build)
+        # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
+        # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
+
+    filt = cached_pickle(f"eac_{kind}-generated-v{1 if kind == 'minilm' else 2}", build)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 

@@ -85,7 +85,7 @@ def random_erase_and_check(
     picked = sample_indices(len(subs) - 1, m, g) if m else []
     chosen = [subs[0], *(subs[1 + i] for i in picked)]
     first = chosen[0] if isinstance(tok, WordTokenizer) else text  # WordTokenizer: decode(ids) == text
-    (checked,), (flagged,) = _scan([iter([first, *chosen[1:]])], filt, batch_size, tok)
+    (checked,), (flagged,) = _scan([iter([[first, *chosen[1:]]])], filt, batch_size, tok)
     if flagged is not None:
         return EmpiricalCheck(text, True, "randec", checked, flagged,
                               f"harmful: the filter flags {flagged!r} (empirical RandEC, ratio={ratio}; no certificate)")

@@ -6,8 +6,11 @@ auto_LiRPA is not a dependency; to run these tests, clone it and put it on PYTHO
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -76,6 +79,76 @@ def test_agrees_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
             ours = certify.bounds(model, x, 0.3, norm=2, method=method)
             ref = certify.bounds(model, x, 0.3, norm=2, method=f"auto_lirpa:{theirs}")
             assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
+
+
+def _smooth_net(act: str, arch: str) -> nn.Module:
+    torch.manual_seed(1)
+    f = nn.Sigmoid if act == "sigmoid" else nn.Tanh
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), f(), nn.Linear(32, 32), f(), nn.Linear(32, 10)).double().eval()
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), f(), nn.Conv2d(4, 8, 3, stride=2, padding=1), f(),
+                         nn.Flatten(), nn.Linear(32, 16), f(), nn.Linear(16, 10)).double().eval()
+
+
+def _tangent_through(f: Callable[[torch.Tensor], torch.Tensor], df: Callable[[torch.Tensor], torch.Tensor],
+                     u: torch.Tensor) -> torch.Tensor:
+    """The point d <= 0 whose tangent of f passes through (u, f(u)) (u >= 0): 200 bisection steps on [-200, 0],
+    keeping the side whose tangent stays below f at u (auto_LiRPA's criterion for its table)."""
+    a, b = torch.full_like(u, -200.0), torch.zeros_like(u)
+    for _ in range(200):
+        c = (a + b) / 2
+        below = f(c) + df(c) * (u - c) <= f(u)
+        a, b = torch.where(below, c, a), torch.where(below, b, c)
+    return a
+
+
+def _smooth_tables(bm: Any, exact: bool) -> None:
+    """auto_LiRPA's sigmoid/tanh tangent points: its table (computed in float32 at conversion, cast to float64 so
+    that a float64 network runs), or, with ``exact``, the exact tangent points at the interval's ends instead of
+    at the end rounded up to the table's 0.01 grid."""
+    from auto_LiRPA.operators.s_shaped import BoundSShaped
+
+    for node in bm.modules():
+        if isinstance(node, BoundSShaped):
+            for k in ("d_lower", "d_upper", "dfunc_values"):
+                setattr(node, k, getattr(node, k).double())
+            if exact:
+                f, df = node.act_func, node.d_act_func
+                node.generate_d_lower_upper = lambda lower, upper, f=f, df=df: (
+                    _tangent_through(f, df, upper.clamp(min=0)), -_tangent_through(f, df, (-lower).clamp(min=0)))
+
+
+@needs_auto_lirpa
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_sigmoid_tanh_agree_with_auto_lirpa(act: str, arch: str) -> None:
+    """Sigmoid/tanh networks (float64): CROWN and CROWN-IBP equal auto_LiRPA's (CROWN's tangent-line relaxation,
+    Zhang et al. 2018) to 1e-5 relative, L-inf (with a domain) and L2, once auto_LiRPA's tangent points are exact
+    (it reads them from a table of the interval's end rounded up to a 0.01 grid: sound, looser); with its table,
+    certify's mean width is never above auto_LiRPA's."""
+    from certify.auto_lirpa import _CACHE, _bounded_module
+
+    model = _smooth_net(act, arch)
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    cases = [(eps, math.inf, (0.0, 1.0)) for eps in (0.01, 0.1, 0.3)]
+    if arch == "mlp":  # auto_LiRPA's IBP through a conv takes one L2 radius for the batch
+        cases.append((0.5, 2, None))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for exact in (False, True):
+                _CACHE.pop(model, None)
+                _smooth_tables(_bounded_module(model, x), exact)
+                for eps, norm, domain in cases:
+                    for method, theirs in (("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")):
+                        ours = certify.bounds(model, x, eps, norm=norm, method=method, domain=domain)
+                        ref = certify.bounds(model, x, eps, norm=norm, method=f"auto_lirpa:{theirs}", domain=domain)
+                        if exact:
+                            assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
+                        else:
+                            assert float((ours.upper - ours.lower).mean()) <= float((ref.upper - ref.lower).mean())
+    finally:
+        _CACHE.pop(model, None)
 
 
 @needs_auto_lirpa

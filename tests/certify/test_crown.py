@@ -33,21 +33,78 @@ def test_relu_relaxation_matches_auto_lirpa_rule() -> None:
         assert (torch.relu(xs) >= d_l[i] * xs - 1e-6).all()
 
 
-@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
-def test_smooth_relaxation_encloses_the_curve(op: str) -> None:
+def _smooth_intervals(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random intervals: centres N(0, 4^2), widths from 1e-9 to 60 (log-uniform), one-sided on either side of 0,
+    around 0, far out (|x| up to 500, where f' underflows in float32), touching 0, points."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(2000, generator=g, dtype=torch.float64) * 4
-    w = torch.rand(2000, generator=g, dtype=torch.float64) ** 3 * 10
-    l, u = a, a + w  # noqa: E741
-    k, b_l, b_u = smooth_relaxation(op, l, u)
-    t = torch.linspace(0, 1, 257, dtype=torch.float64).unsqueeze(1)
-    xs = l + t * (u - l)
-    f = torch.sigmoid(xs) if op == "sigmoid" else torch.tanh(xs)
-    assert (f >= k * xs + b_l - 1e-12).all()
-    assert (f <= k * xs + b_u + 1e-12).all()
-    # tight: the lines touch the curve (gap at most the sampling resolution)
-    gap_l = (f - k * xs - b_l).min(0).values
-    assert float(gap_l.max()) < 1e-3
+    n = 4000
+    c = torch.randn(n, generator=g, dtype=torch.float64) * 4
+    w = 10 ** (torch.rand(n, generator=g, dtype=torch.float64) * 10.8 - 9)
+    l, u = c - w / 2, c + w / 2  # noqa: E741
+    far = torch.linspace(-500, 500, 41, dtype=torch.float64)
+    extra_l = torch.cat([far, -far.abs() - 3, torch.zeros(5), -torch.rand(5, generator=g, dtype=torch.float64),
+                         torch.tensor([0.3, -2.0, 1e-3, -1e-3, -40.0, -1e-8])])
+    extra_u = torch.cat([far + 2, -far.abs() + 80, torch.rand(5, generator=g, dtype=torch.float64) * 5, torch.zeros(5),
+                         torch.tensor([0.3, -2.0, 40.0, 1e-3, 1e-3, 1e-8])])
+    return torch.cat([l, extra_l]).to(dtype), torch.cat([u, extra_u]).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_smooth_relaxation_is_sound_and_never_looser_than_the_chord_lines(op: str, dtype: torch.dtype) -> None:
+    """CROWN's tangent-line relaxation of sigmoid/tanh (``smooth_relaxation``): on random intervals (tiny, wide,
+    one-sided, across 0, far out) both lines enclose f, evaluated in float64 on 1025 points of each interval (the
+    curve's float values, and the float64 curve for the float32 lines); they touch the curve; and at the midpoint
+    (hence in mean gap over [l, u], which is the gap at the midpoint for a line) neither line is looser than the
+    former parallel chord lines (``_parallel_relaxation``); on intervals far from 0 it is strictly tighter."""
+    from certify.crown import _parallel_relaxation
+
+    l, u = _smooth_intervals(dtype)  # noqa: E741
+    d_l, b_l, d_u, b_u = smooth_relaxation(op, l, u)
+    assert all(t.dtype == dtype and bool(torch.isfinite(t).all()) for t in (d_l, b_l, d_u, b_u))
+    kmax = 0.25 if op == "sigmoid" else 1.0
+    assert bool((d_l > 0).all() & (d_l <= kmax).all() & (d_u > 0).all() & (d_u <= kmax).all())
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    t = torch.linspace(0, 1, 1025, dtype=torch.float64).unsqueeze(1)
+    L, U = l.double(), u.double()
+    xs = (L + t * (U - L)).to(dtype)  # points of the interval in the lines' dtype
+    x64 = xs.double()
+    fx = torch.minimum(f(x64), f(xs).double()), torch.maximum(f(x64), f(xs).double())
+    lo = d_l.double() * x64 + b_l.double()
+    hi = d_u.double() * x64 + b_u.double()
+    assert bool((lo <= fx[0]).all()), float((lo - fx[0]).max())
+    assert bool((hi >= fx[1]).all()), float((fx[1] - hi).max())
+    # tight: each line comes within the sampling resolution (and rounding) of the curve
+    res = ((U - L) / 1024) ** 2 + 1e-5 * (dtype == torch.float32) + 1e-12
+    assert bool(((fx[0] - lo).min(0).values <= res).all() & ((hi - fx[1]).min(0).values <= res).all())
+    # never looser than the parallel chord lines at the midpoint
+    k, p_l, p_u = _parallel_relaxation(op, l, u)
+    m = ((L + U) / 2).to(dtype).double()
+    tol = 8 * torch.finfo(dtype).eps * (1 + k.double() * m.abs())
+    gain_l = (d_l.double() * m + b_l.double()) - (k.double() * m + p_l.double())
+    gain_u = (k.double() * m + p_u.double()) - (d_u.double() * m + b_u.double())
+    assert bool((gain_l >= -tol).all() & (gain_u >= -tol).all()), (float(gain_l.min()), float(gain_u.min()))
+    assert float(gain_l.mean() + gain_u.mean()) > 1e-3
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_smooth_relaxation_with_infinite_ends_gives_limit_lines(op: str) -> None:
+    """An infinite (overflowed) end gives the constant lines f(l) <= f <= f(u) (f(-inf) = 0 / -1, f(inf) = 1),
+    a NaN end counts as infinite: never NaN slopes or intercepts; finite intervals beside them are unchanged."""
+    inf, nan = math.inf, math.nan
+    l = torch.tensor([-inf, -inf, -2.0, nan, -1.0, 0.5], dtype=torch.float64)  # noqa: E741
+    u = torch.tensor([3.0, inf, inf, 1.0, 2.0, 4.0], dtype=torch.float64)
+    d_l, b_l, d_u, b_u = smooth_relaxation(op, l, u)
+    assert not any(bool(torch.isnan(t).any()) for t in (d_l, b_l, d_u, b_u))
+    f = torch.sigmoid if op == "sigmoid" else torch.tanh
+    floor = 0.0 if op == "sigmoid" else -1.0
+    assert d_l[:4].tolist() == [0.0] * 4 and d_u[:4].tolist() == [0.0] * 4
+    assert b_l[:4].tolist() == [floor, floor, float(f(torch.tensor(-2.0, dtype=torch.float64))), floor]
+    assert b_u[:4].tolist() == [float(f(torch.tensor(3.0, dtype=torch.float64))), 1.0, 1.0,
+                                float(f(torch.tensor(1.0, dtype=torch.float64)))]
+    ref = smooth_relaxation(op, l[4:], u[4:])
+    for a, b in zip((d_l, b_l, d_u, b_u), ref, strict=True):
+        assert torch.equal(a[4:], b)
 
 
 def _digits(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,3 +127,39 @@ def test_tfidf_bulk_ngram_columns_equal_the_per_word_analysis(filters: list[obje
     pieces = tok.pieces()
     seqs = [tuple(tok.encode(t)) for t in texts]
     np.testing.assert_allclose(fresh.score_subsequences(pieces, seqs), fresh.predict_proba(texts), atol=1e-9)
+
+
+@pytest.mark.parametrize("kw", [{}, {"pooling": "max"}, {"hidden": 8}])
+def test_bag_small_and_bulk_paths_equal_predict_proba(kw: dict) -> None:  # type: ignore[type-arg]
+    """The bag's plain-Python path (a few short sequences, one prompt's erasures) and its numpy path (many) give
+    predict_proba's scores, glued word pieces (re-scored from the re-tokenized text) and empty sequences included."""
+    data = embedded_prompts()
+    filt = BagOfEmbeddingsFilter(epochs=30, augment=(), **kw).fit(data.harmful[:80], data.safe[:80],
+                                                                  generator=torch.Generator().manual_seed(1))
+    tok = WordTokenizer()
+    every: list[tuple[int, ...]] = []
+    for p in [*ODD, *data.harmful[:4], "unknownword zzzz qqqq"]:
+        seqs = [*erased_subsequences(tok.encode(p), "insertion", 3, budget=None), ()]
+        every += seqs
+        small = filt.score_subsequences(tok.pieces(), seqs)
+        np.testing.assert_allclose(small, filt.predict_proba([tok.decode(s) for s in seqs]), rtol=0, atol=1e-6)
+    bulk = filt.score_subsequences(tok.pieces(), every * 3)  # > 1024 tokens: the numpy path
+    np.testing.assert_allclose(bulk, filt.predict_proba([tok.decode(s) for s in every * 3]), rtol=0, atol=1e-6)
+
+
+def test_bag_fast_scores_follow_in_place_weight_updates() -> None:
+    """score_subsequences caches float64 copies of the weights; an in-place update (an optimiser step) refreshes them."""
+    data = embedded_prompts()
+    filt = BagOfEmbeddingsFilter(epochs=10, augment=()).fit(data.harmful[:40], data.safe[:40])
+    tok = WordTokenizer()
+    seqs = list(erased_subsequences(tok.encode(data.harmful[0]), "suffix", 5))
+    before = filt.score_subsequences(tok.pieces(), seqs)
+    assert filt.model_ is not None
+    opt = torch.optim.SGD(filt.model_.parameters(), lr=1.0)
+    loss = -filt.model_(filt.rows(tok.encode(data.harmful[0])).unsqueeze(0), torch.ones(1, len(seqs[0]))).sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()  # in place, under no_grad: the version counters move
+    after = filt.score_subsequences(tok.pieces(), seqs)
+    np.testing.assert_allclose(after, filt.predict_proba([tok.decode(s) for s in seqs]), rtol=0, atol=1e-6)
+    assert np.abs(after - before).max() > 1e-3
