@@ -83,17 +83,23 @@ def main() -> None:
         for batch in args.batches:
             proc = subprocess.Popen([sys.executable, __file__, "--child", method, str(batch)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-            t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
+            t0, hwm, cpu, timed_out = time.perf_counter(), 0.0, 0.0, False
             while proc.poll() is None:  # the kernel's peak RSS (VmHWM), also for a run that is stopped
                 hwm, cpu = max(hwm, _vm_hwm_mb(proc.pid)), max(cpu, _cpu_s(proc.pid))
                 if args.timeout is not None and time.perf_counter() - t0 > args.timeout:
                     proc.kill()
+                    timed_out = True
                     break
                 time.sleep(1.0)
             out, err = proc.communicate()
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
             if not lines:
-                why = f"timeout ({args.timeout:.0f} s)" if proc.returncode == -9 else f"failed: {err.strip()[-80:]}"
+                # SIGKILL without our timeout is someone else's kill, usually the kernel's OOM killer when the
+                # machine's memory is taken by other processes: say so instead of calling it a timeout.
+                why = (f"timeout ({args.timeout:.0f} s)" if timed_out
+                       else f"killed by signal {-proc.returncode} after {time.perf_counter() - t0:.0f} s "
+                            "(see dmesg: OOM killer?)" if proc.returncode is not None and proc.returncode < 0
+                       else f"failed: {err.strip()[-80:]}")
                 print(f"| {method} | {batch} | {why}; {cpu:.0f} CPU s so far | | | {hwm:.0f} so far | | |", flush=True)
                 continue
             r = json.loads(lines[-1])

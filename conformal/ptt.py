@@ -65,6 +65,8 @@ def holdout_scores(
         score: ``"thr"``, ``"aps"`` or a callable ``(probs, labels) -> scores``.
         sigma: noise level > 0 (the smoothing sigma).
         generator: source of the noise; fresh nondeterministic one if None.
+        **score_kwargs: passed to the score, e.g. ``u=`` an ``(N,)`` tensor of one u ~ U(0, 1) per holdout input
+            for randomised APS/RAPS (without it APS is the u = 0 form).
     """
     sigma = check_positive(sigma, "sigma")
     check_eval_mode(model)

@@ -56,12 +56,27 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a - b).abs() / b.abs().clamp(min=1e-6)).max())
 
 
+def _jittered(model: nn.Module, seed: int) -> nn.Module:
+    """Seed 0: the model itself; seed s > 0: every parameter plus N(0, (0.1 std(p))^2) noise drawn by a generator
+    seeded with s (another draw at the same scale: which neurons are unstable, and near which ties, changes)."""
+    if seed:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
+                p.add_(0.1 * (p.std() if p.numel() > 1 else p.abs()) * noise)
+    return model
+
+
 @needs_auto_lirpa
+@pytest.mark.parametrize("seed", [pytest.param(0, id="seed0")]
+                         + [pytest.param(s, id=f"seed{s}", marks=pytest.mark.slow) for s in range(1, 5)])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "resnet", "bn_cnn"])
 @pytest.mark.parametrize("method,theirs", [("ibp", "IBP"), ("crown", "CROWN"), ("crown-ibp", "CROWN-IBP")])
-def test_agrees_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
-    # float64 on both sides so the comparison measures the algorithm, not float32 rounding
-    model = _models()[name].double()
+def test_agrees_with_auto_lirpa(name: str, method: str, theirs: str, seed: int) -> None:
+    # float64 on both sides so the comparison measures the algorithm, not float32 rounding; seeds 1-4 (slow)
+    # perturb the weights (_jittered)
+    model = _jittered(_models()[name].double(), seed)
     d = load_digits_split("test")
     x, y = d.images[:16].double(), d.labels[:16]
     with warnings.catch_warnings():
@@ -81,8 +96,8 @@ def test_agrees_with_auto_lirpa(name: str, method: str, theirs: str) -> None:
             assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
 
 
-def _smooth_net(act: str, arch: str) -> nn.Module:
-    torch.manual_seed(1)
+def _smooth_net(act: str, arch: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(1 + seed)
     f = nn.Sigmoid if act == "sigmoid" else nn.Tanh
     if arch == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), f(), nn.Linear(32, 32), f(), nn.Linear(32, 10)).double().eval()
@@ -119,17 +134,19 @@ def _smooth_tables(bm: Any, exact: bool) -> None:
 
 
 @needs_auto_lirpa
+@pytest.mark.parametrize("seed", [pytest.param(0, id="seed0")]
+                         + [pytest.param(s, id=f"seed{s}", marks=pytest.mark.slow) for s in range(1, 5)])
 @pytest.mark.parametrize("act", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_sigmoid_tanh_agree_with_auto_lirpa(act: str, arch: str) -> None:
+def test_sigmoid_tanh_agree_with_auto_lirpa(act: str, arch: str, seed: int) -> None:
     """Sigmoid/tanh networks (float64): CROWN and CROWN-IBP equal auto_LiRPA's (CROWN's tangent-line relaxation,
     Zhang et al. 2018) to 1e-5 relative, L-inf (with a domain) and L2, once auto_LiRPA's tangent points are exact
     (it reads them from a table of the interval's end rounded up to a 0.01 grid: sound, looser); with its table,
     certify's mean width is never above auto_LiRPA's."""
     from certify.auto_lirpa import _CACHE, _bounded_module
 
-    model = _smooth_net(act, arch)
-    x = torch.rand(8, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model = _smooth_net(act, arch, seed)
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     cases = [(eps, math.inf, (0.0, 1.0)) for eps in (0.01, 0.1, 0.3)]
     if arch == "mlp":  # auto_LiRPA's IBP through a conv takes one L2 radius for the batch
         cases.append((0.5, 2, None))
@@ -271,3 +288,113 @@ def test_converted_module_is_reused_across_calls() -> None:
     with torch.no_grad():
         model[0].weight.add_(1.0)  # a changed model is converted again
     assert _bounded_module(model, x) is not bm
+
+
+# -- every layer auto_LiRPA supports, over several random draws of the weights ------------------------------
+# (issue 14: equality with auto_LiRPA to 1e-5 relative; the existing tests above use one draw each, and a
+# relaxation rule that differs only on some neurons can pass on one draw and fail on the next). Seed 0 runs
+# in the fast suite, seeds 1-4 are slow tests.
+
+SEEDS = [pytest.param(0, id="seed0")] + [pytest.param(s, id=f"seed{s}", marks=pytest.mark.slow) for s in range(1, 5)]
+_LINF, _L2 = (math.inf, 0.02), (2.0, 0.05)
+# (layer model of tests/certify/test_layers.py, methods, dtype, norms). float32 where auto_LiRPA fails in
+# float64 (max pooling scatters float32 zeros; Conv1d's circular padding index_copies float32 zeros), L-inf
+# only where its L2 fails (an assertion on its per-batch L2 radius through convolutions; on attention it
+# cannot broadcast the radius over tokens). IBP only where its CROWN is missing (softplus: no bound_relax)
+# or fails in float64 (products, attention).
+_ALL = ("ibp", "crown", "crown-ibp")
+_THEIRS = {"ibp": "IBP", "crown": "CROWN", "crown-ibp": "CROWN-IBP"}
+_PARITY = {
+    "leaky_relu": (_ALL, torch.float64, (_LINF, _L2)),
+    "conv1d": (_ALL, torch.float32, (_LINF,)),
+    "maxpool2d": (_ALL, torch.float32, (_LINF,)),
+    "adaptive_maxpool2d": (_ALL, torch.float32, (_LINF,)),
+    "global_maxpool": (_ALL, torch.float32, (_LINF,)),
+    "global_avgpool": (_ALL, torch.float64, (_LINF,)),
+    "softplus": (("ibp",), torch.float64, (_LINF, _L2)),
+    "softmax": (("ibp",), torch.float64, (_LINF, _L2)),
+    "products": (("ibp",), torch.float64, (_LINF, _L2)),
+    "attention": (("ibp",), torch.float64, (_LINF,)),
+    "attention_causal_mask": (("ibp",), torch.float64, (_LINF,)),
+}
+
+
+def _area_minimising_leaky_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto_LiRPA's LeakyReLU lower slope (its ``adaptive`` option) is 1 where the chord's slope exceeds 0.5,
+    i.e. where u > (2 a - 1) l (its code marks this "FIXME this may not be optimal for leaky relu"). The lower
+    line of the two pieces with the smaller area between it and the chord is slope 1 where u > -l, i.e. where
+    the chord's slope exceeds (1 + a) / 2 (the triangle areas are (1 - a) |l| (u - l) / 2 for slope 1 and
+    (1 - a) u (u - l) / 2 for slope a): CROWN's ReLU rule, which certify uses for every a (the slope of the
+    piece holding the midpoint). For a = 0 both rules are the same. The comparison gives auto_LiRPA this
+    rule; with its own, its bounds differ on draws with a neuron where -(1 - 2a) l < u < -l (measured: 1.3e-2
+    relative on Conv1d + LeakyReLU(0.2), seed 4, see test_leaky_relu_rule_is_the_only_difference)."""
+    from auto_LiRPA.operators.relu import BoundRelu
+
+    own = BoundRelu._relu_lower_bound_init
+
+    def rule(self: Any, upper_k: torch.Tensor) -> torch.Tensor:
+        a = self.leaky_alpha
+        if self.relu_options != "adaptive" or a == 0:
+            return own(self, upper_k)
+        one = (upper_k > (1 + a) / 2).to(upper_k)
+        return one + (1 - one) * a
+
+    monkeypatch.setattr(BoundRelu, "_relu_lower_bound_init", rule)
+
+
+@needs_auto_lirpa
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", list(_PARITY))
+def test_layers_equal_auto_lirpa_over_random_draws(name: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IBP, CROWN and CROWN-IBP of each layer auto_LiRPA supports equal auto_LiRPA's to 1e-5 relative in float64
+    (5e-5 of the largest bound in float32), L-inf and L2, on 5 random draws of the weights and inputs."""
+    from certify.auto_lirpa import _CACHE
+    from tests.certify.test_layers import _layer_models, _redrawn
+
+    _area_minimising_leaky_rule(monkeypatch)
+    methods, dtype, norms = _PARITY[name]
+    model, shape = _layer_models()[name]
+    model = _redrawn(model, seed).to(dtype).eval()
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for norm, eps in norms:
+                for method in methods:
+                    ours = certify.bounds(model, x, eps, norm=norm, method=method)
+                    ref = certify.bounds(model, x, eps, norm=norm, method=f"auto_lirpa:{_THEIRS[method]}")
+                    assert float((ours.upper - ours.lower).min()) > 0  # not a degenerate (constant) model
+                    if dtype == torch.float64:
+                        assert _rel(ours.lower, ref.lower) <= 1e-5 and _rel(ours.upper, ref.upper) <= 1e-5
+                    else:
+                        scale = float(ref.upper.abs().max()) + 1
+                        assert float((ours.lower - ref.lower).abs().max()) <= 5e-5 * scale
+                        assert float((ours.upper - ref.upper).abs().max()) <= 5e-5 * scale
+    finally:
+        _CACHE.pop(model, None)
+
+
+
+@needs_auto_lirpa
+def test_leaky_relu_rule_is_the_only_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The draw where certify's CROWN on Conv1d + LeakyReLU(0.2) differs from auto_LiRPA's own: by more than
+    1e-3 with auto_LiRPA's lower-slope rule, by float32 rounding with the area-minimising rule, which gives
+    the smaller mean width of the output bounds on this draw (neither set of bounds contains the other)."""
+    from certify.auto_lirpa import _CACHE
+    from tests.certify.test_layers import _layer_models, _redrawn
+
+    model, shape = _layer_models()["conv1d"]
+    model = _redrawn(model, 4).eval()
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(4), dtype=torch.float64).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = certify.bounds(model, x, 0.02, method="crown")
+        own = certify.bounds(model, x, 0.02, method="auto_lirpa:CROWN")
+        _CACHE.pop(model, None)
+        _area_minimising_leaky_rule(monkeypatch)
+        fixed = certify.bounds(model, x, 0.02, method="auto_lirpa:CROWN")
+        _CACHE.pop(model, None)
+    scale = float(own.upper.abs().max()) + 1
+    assert float(torch.maximum((ours.lower - own.lower).abs(), (ours.upper - own.upper).abs()).max()) > 1e-3 * scale
+    assert float((ours.upper - ours.lower).mean()) < float((own.upper - own.lower).mean())
+    assert float(torch.maximum((ours.lower - fixed.lower).abs(), (ours.upper - fixed.upper).abs()).max()) <= 5e-5 * scale

@@ -445,23 +445,41 @@ def test_new_layers_agree_with_auto_lirpa(name: str, method: str, dtype: torch.d
 
 
 # where the relaxations differ: certify's mean width over auto_LiRPA's, in float32 (auto_LiRPA fails on
-# most of these in float64). Measured: SiLU 0.77 / 0.996 / 0.96 (IBP: certify's is the exact range;
-# CROWN; CROWN-IBP), LayerNorm 0.79 / 0.96 / 0.71, softmax 0.99 (CROWN) / 1.06 (CROWN-IBP), products
-# 1.002 / 1.001, attention 0.999 / 1.018; GELU's tanh form, which auto_LiRPA decomposes into pow, tanh and
-# products: 0.69 / 0.988 / 0.914)
+# most of these in float64), largest over seeds 0-4 (seed 0: the weights above; 1-4: _redrawn). Measured
+# (seed 0 / worst): SiLU IBP 0.87 / 0.87 (certify's is the exact range), CROWN 0.997 / 0.997, CROWN-IBP
+# 0.97 / 0.97; LayerNorm 0.80 / 0.80, 0.98 / 0.995, 0.78 / 0.80; GELU's tanh form, which auto_LiRPA
+# decomposes into pow, tanh and products: 0.69 / 0.75, 0.988 / 0.988, 0.91 / 0.91; products 1.0015 / 1.0021
+# (CROWN and CROWN-IBP: exp, log, pow and division relaxed differently). Softmax CROWN 0.98 / 1.0044 and
+# CROWN-IBP 1.07 / 1.094, attention 0.999 / 1.001 and 1.013 / 1.157: auto_LiRPA bounds softmax as a whole by
+# the convex/concave log-sum-exp bounds of Wei et al. 2023 ("Convex Bounds on the Softmax Function with
+# Applications to Robustness Verification", AISTATS), certify by its decomposition exp(x_j - x_i), sum,
+# reciprocal (Shi et al. 2020); neither contains the other, the LSE bounds are tighter on the wide input
+# boxes of CROWN-IBP (not yet in certify: an open item of issue 14).
 _NOT_LOOSER = [("silu", "ibp", 1.0), ("silu", "crown", 1.0), ("silu", "crown-ibp", 1.0),
                ("layernorm", "ibp", 1.0), ("layernorm", "crown", 1.0), ("layernorm", "crown-ibp", 1.0),
-               ("softmax", "crown", 1.0), ("softmax", "crown-ibp", 1.1), ("products", "crown", 1.01),
-               ("products", "crown-ibp", 1.01), ("attention", "crown", 1.01), ("attention", "crown-ibp", 1.05),
+               ("softmax", "crown", 1.01), ("softmax", "crown-ibp", 1.1), ("products", "crown", 1.01),
+               ("products", "crown-ibp", 1.01), ("attention", "crown", 1.01), ("attention", "crown-ibp", 1.2),
                ("gelu_tanh", "ibp", 1.0), ("gelu_tanh", "crown", 1.0), ("gelu_tanh", "crown-ibp", 1.0)]
 
 
+def _redrawn(model: nn.Module, seed: int) -> nn.Module:
+    """The model with every parameter drawn anew, N(0, 1 / p.shape[-1]) (for a convolution: 1 / kernel width,
+    larger than PyTorch's initialisation: more unstable neurons), by a generator seeded with ``1000 + seed``."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) / max(1, p.shape[-1]) ** 0.5)
+    return model
+
+
 @pytest.mark.skipif(not auto_lirpa_available(), reason="auto_LiRPA is not importable")
+@pytest.mark.parametrize("seed", [pytest.param(0, id="seed0")]
+                         + [pytest.param(s, id=f"seed{s}", marks=_SLOW) for s in range(1, 5)])
 @pytest.mark.parametrize(("name", "method", "ratio"), _NOT_LOOSER)
-def test_new_layers_are_about_as_tight_as_auto_lirpa(name: str, method: str, ratio: float) -> None:
+def test_new_layers_are_about_as_tight_as_auto_lirpa(name: str, method: str, ratio: float, seed: int) -> None:
     model, shape = _new_layer_models()[name]
-    model.eval()
-    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(3))
+    model = (_redrawn(model, seed) if seed else model).eval()
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(3 + seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = certify.bounds(model, x, 0.02, method=method)

@@ -12,7 +12,7 @@ def test_abstention_rises_with_corruption_severity_on_digits() -> None:
 
     severities = (0.0, 0.2, 0.4, 0.7)
     configs = (("thr", "entropy", "youden", None), ("thr", "entropy", "ltt", 0.05),
-               ("aps", "outside_mass", "youden", None))
+               ("aps", "outside_mass", "youden", None), ("raps", "outside_mass", "youden", None))
     rows = evaluate_corruption(splits=5, severities=severities, configs=configs)
     for score, stat, rule, target in configs:
         label = rule if target is None else f"ltt {target}"

@@ -16,6 +16,16 @@ What differs, on purpose (see docs/conformal/split.md):
   APS calibration scores are always randomised with ``RandomState(random_state).uniform(n)``, and its sets with
   ``include_last_label=False`` are certkit's u = 0 sets at that threshold, except that MAPIE never returns an empty
   set (it keeps the top label where certkit's set is empty).
+- MAPIE's ``raps`` chooses k_reg and lambda itself: it holds out 10% of the calibration rows
+  (``StratifiedShuffleSplit(test_size=0.1, random_state=random_state)``; rows 10, 12, ..., 193 here), sets k* to
+  the conformal quantile of the true labels' 0-based positions there plus one (k* = 4) and picks lambda* from
+  {0.001, 0.01, 0.1, 0.2, 0.5} by the smallest mean set size (lambda* = 0.5), then calibrates the randomised RAPS
+  score on the other 180 rows with ``RandomState(random_state).uniform(180)``. Its lambda search regularises with
+  k = lambda (MAPIE 1.6.0 ``RAPSConformityScore._add_regularization`` outside the prediction phase sets
+  ``k_star = cast(int, lambda_)``), so the lambda it picks is not the paper's; certkit takes ``k_reg`` and ``lam``
+  from the caller and has no search. The ``mapie_raps`` numbers (``conformity_score="raps"``,
+  ``include_last_label=False``, ``random_state=0``, k* and lambda* read from the fitted score) come from the same
+  MAPIE call as ``--peer-expected`` makes for ``aps``, run by hand (the benchmark prints lac/aps/top_k only).
 """
 
 from __future__ import annotations
@@ -66,6 +76,11 @@ EXPECTED = {
         60, 8, 52, 3, 49, 18, 38, 48, 3, 32, 2, 32, 20, 9, 4, 3, 28, 33, 6, 44,
         52, 14, 6, 52, 33, 35, 29, 49, 48, 20, 21, 39, 1, 20, 18, 2, 33, 22, 3, 45,
         16, 7, 28, 14, 21, 10, 58, 1, 32, 8, 8, 35, 24, 36, 18, 52, 28, 2, 10, 40,
+    ]),
+    "mapie_raps": (0.9370810074815327, [
+        60, 8, 52, 35, 49, 18, 38, 48, 19, 32, 2, 32, 20, 9, 4, 3, 30, 41, 7, 44,
+        52, 14, 22, 52, 33, 39, 29, 49, 48, 20, 29, 39, 1, 20, 18, 3, 37, 22, 35, 45,
+        17, 7, 29, 14, 21, 10, 58, 1, 32, 12, 8, 43, 24, 52, 18, 52, 30, 2, 10, 40,
     ]),
     "mapie_top_k": (2.0, [
         56, 44, 52, 35, 49, 19, 38, 52, 19, 41, 22, 49, 21, 11, 38, 35, 28, 41, 7, 44,
@@ -124,3 +139,24 @@ def test_mapie_aps_with_its_u() -> None:
     differ = [i for i in range(len(ours)) if ours[i] != sets[i]]
     assert differ == [i for i in range(len(ours)) if ours[i] == 0]
     assert all(sets[i] == top[i] for i in differ) and differ == [9, 48, 50, 57]
+
+
+def test_mapie_raps_with_its_split_u_k_and_lambda() -> None:
+    """certkit's RAPS with MAPIE's k* = 4, lambda* = 0.5, calibration rows and u gives MAPIE's threshold exactly and
+    its sets, except that MAPIE never returns an empty set (as for APS)."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    p_cal, y_cal, p_test = _data()
+    cal, held = next(StratifiedShuffleSplit(n_splits=1, test_size=0.1, random_state=0).split(p_cal.numpy(), y_cal.numpy()))
+    assert sorted(held.tolist()) == [10, 12, 14, 32, 34, 50, 57, 73, 77, 79, 85, 89, 106, 113, 130, 147, 160, 182, 188,
+                                     193]  # MAPIE's X_raps rows
+    u = torch.from_numpy(np.random.RandomState(0).uniform(size=cal.shape[0]))
+    idx = torch.from_numpy(cal)
+    t = conformal_quantile(scores.raps(p_cal[idx], y_cal[idx], u=u, k_reg=4, lam=0.5), 0.1)
+    threshold, sets = EXPECTED["mapie_raps"]
+    assert t == threshold
+    ours = _bits(prediction_mask(scores.raps(p_test, k_reg=4, lam=0.5), t))
+    top = (1 << p_test.argmax(1)).tolist()
+    differ = [i for i in range(len(ours)) if ours[i] != sets[i]]
+    assert differ == [i for i in range(len(ours)) if ours[i] == 0] == [9, 48, 50, 57]
+    assert all(sets[i] == top[i] for i in differ)
