@@ -21,6 +21,7 @@ from certify.prompts import (
     embedded_tfidf_filter,
     has_minilm,
     load_prompt_dir,
+    pac_threshold,
 )
 from certify.prompts.erase_and_check import erased_texts
 from certkit.errors import NotCalibratedError
@@ -62,6 +63,25 @@ def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> N
     filt = default_filter()
     assert isinstance(filt, EmbeddingFilter)
     assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 0.5
+    assert default_filter(threshold=0.5).threshold == 0.5
+    data = embedded_prompts()
+    p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
+    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < 0.5) >= 0.85
+
+
+def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MiniLM (``has_minilm`` False where ``default_filter`` looks it up) the default is the TF-IDF
+    filter of ``generated_filter(kind="tfidf")`` at its PAC threshold (epsilon = delta = 0.05, recomputed here on
+    the calibration harmful prompts), and it separates (a sample of) the embedded prompts."""
+    import certify.prompts.filters as filters_mod
+
+    monkeypatch.setattr(filters_mod, "has_minilm", lambda: False)
+    filt = default_filter()
+    assert isinstance(filt, TfidfFilter)
+    _, _, cal_harmful, _ = filters_mod._training_data()
+    pac = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+    assert filt.pac_threshold_ == pytest.approx(pac) and filt.threshold == pytest.approx(max(0.0, pac))
+    assert 0.0 < filt.threshold < 0.5
     assert default_filter(threshold=0.5).threshold == 0.5
     data = embedded_prompts()
     p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))

@@ -61,3 +61,20 @@ def test_bad_input() -> None:
         LLMJudgeFilter(fake_model, not_harmful=())
     with pytest.raises(TypeError, match="strings"):
         LLMJudgeFilter(lambda t: 3).predict_proba(["x"])
+
+
+@pytest.mark.parametrize(("template", "prefix", "between", "suffix"), [
+    ("llama-3", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n",
+     "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n",
+     "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+    ("chatml", "<|im_start|>system\n", "<|im_end|>\n<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
+])
+def test_llama3_and_chatml_templates(template: str, prefix: str, between: str, suffix: str) -> None:
+    """The system prompt sits in the system turn, the user prompt in the user turn, and the text ends where the
+    assistant's reply begins; the generator receives exactly that text."""
+    seen: list[str] = []
+    judge = LLMJudgeFilter(lambda t: (seen.append(t), "Not harmful.")[1], template=template)
+    assert judge.format(HARMFUL) == prefix + JUDGE_SYSTEM_PROMPT + between + HARMFUL + suffix
+    assert judge.predict_proba([HARMFUL]).tolist() == [0.0] and seen == [judge.format(HARMFUL)]
+    custom = LLMJudgeFilter(fake_model, template=template, system_prompt="SYS {x}")  # no str.format surprises
+    assert custom.format("Q {prompt}?") == prefix + "SYS {x}" + between + "Q {prompt}?" + suffix
