@@ -14,8 +14,8 @@ import torch
 
 pytest.importorskip("numba", reason="numba is not installed (pip install 'certkit[fast]'): no compiled check to test")
 
-from certkit import _kernels  # noqa: E402
-from certkit import _validation as v  # noqa: E402
+from certkit import _kernels
+from certkit import _validation as v
 
 
 def _numpy_outcome(monkeypatch: pytest.MonkeyPatch, p: Any, tol: float | None) -> str | None:
