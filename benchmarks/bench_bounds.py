@@ -20,7 +20,10 @@ timed call. Runs: the forward pass (the floor), IBP, CROWN-IBP and CROWN of cert
 conversion, caches) then the median of ``--reps`` calls; ``--warmup 0`` times the first call instead
 (heavy rows). The IBP / forward ratio is also taken in back-to-back (IBP, forward) pairs inside the IBP
 subprocess (median of per-pair CPU-time ratios: robust to other jobs on a shared machine). Bounds of
-both libraries are compared (float32): ``max |a - b| / max |bound|`` over all entries. A row that
+both libraries are compared (float32): ``max |a - b| / max |bound|`` over all entries. ``--paired N`` adds, per
+(network, batch, method), a subprocess that calls certify and auto_LiRPA alternately (after a warm-up call of each)
+and reports the median of the N per-pair CPU-time ratios: on a shared machine the load drifts between the separate
+subprocesses above, not between the two calls of a pair. A row that
 runs past ``--timeout`` (wall) or ``--cpu-timeout`` (CPU seconds) reports the CPU seconds and peak RSS (``VmHWM``) it had reached::
 
     PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bounds.py --section cifar --timeout 600
@@ -220,6 +223,25 @@ def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: i
         m = meth if lib == "certify" else f"auto_lirpa:{_LIRPA[meth]}"
         fn = lambda: certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))  # noqa: E731
     res: dict[str, float] = {}
+    if run.startswith("paired:"):  # certify and auto_LiRPA alternating in one process (same load, same allocator)
+        meth = run.split(":")[1]
+        fns = [lambda k=k: certify.bounds(net, x, 2 / 255, method=k, domain=(0.0, 1.0))
+               for k in (meth, f"auto_lirpa:{_LIRPA[meth]}")]
+        ratios, cpus = [], ([], [])  # type: ignore[var-annotated]
+        with torch.no_grad():
+            for f in fns:
+                for _ in range(max(warmup, 1)):
+                    f()
+            for k in range(reps):
+                order = (0, 1) if k % 2 == 0 else (1, 0)
+                t = {i: _timer(fns[i])[1] for i in order}
+                ratios.append(t[1] / max(t[0], 1e-9))
+                cpus[0].append(t[0])
+                cpus[1].append(t[1])
+        res = {"ratio": statistics.median(ratios), "lo": min(ratios), "hi": max(ratios),
+               "certify_cpu": statistics.median(cpus[0]), "auto_cpu": statistics.median(cpus[1])}
+        print(json.dumps(res))
+        return
     with torch.no_grad():
         net(x[:1])
         base = _rss_mb()
@@ -271,12 +293,13 @@ def _cifar(args: argparse.Namespace) -> None:
               "its columns are skipped")
     print("\nwall s (CPU s) per call; peak = growth of the subprocess's peak RSS (ru_maxrss) in MB; speed-up = "
           "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max |bound| over all entries (float32)\n")
+    paired = " paired CPU speed-up, median of --paired pairs (range; median CPU s certify / auto_LiRPA) |"
     print("| network | batch | run | certify s (CPU s) | certify peak MB | auto_LiRPA s (CPU s) | auto_LiRPA peak MB | "
-          "speed-up wall / CPU | max rel. diff | / forward (CPU) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "speed-up wall / CPU | max rel. diff | / forward (CPU) |" + (paired if args.paired and have_al else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.paired and have_al else ""))
 
-    def one(net_name: str, run: str, batch: int) -> dict:
-        cmd = [sys.executable, __file__, "--reps", str(args.reps), "--warmup", str(args.warmup), "--pairs",
+    def one(net_name: str, run: str, batch: int, reps: int | None = None) -> dict:
+        cmd = [sys.executable, __file__, "--reps", str(reps or args.reps), "--warmup", str(args.warmup), "--pairs",
                str(args.cifar_pairs), "--child", net_name, run, str(batch)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
@@ -303,7 +326,8 @@ def _cifar(args: argparse.Namespace) -> None:
     for net_name in args.nets:
         for batch in args.batches:
             fwd = one(net_name, "forward", batch)
-            print(f"| {net_name} | {batch} | forward | {cell(fwd)} | {peak(fwd)} | | | | | 1 |", flush=True)
+            print(f"| {net_name} | {batch} | forward | {cell(fwd)} | {peak(fwd)} | | | | | 1 |"
+                  + (" |" if args.paired and have_al else ""), flush=True)
             for meth in args.methods:
                 res = {lib: one(net_name, f"{lib}:{meth}", batch) for lib in libs}
                 c, a = res["certify"], res.get("auto_LiRPA", {"error": "not installed"})
@@ -318,8 +342,13 @@ def _cifar(args: argparse.Namespace) -> None:
                 for r in res.values():
                     if "file" in r:
                         Path(r["file"]).unlink(missing_ok=True)
+                paired = ""
+                if args.paired and have_al:
+                    pr = one(net_name, f"paired:{meth}", batch, reps=args.paired)
+                    paired = (f" | {pr['ratio']:.2f}x ({pr['lo']:.2f}-{pr['hi']:.2f}; {pr['certify_cpu']:.3g} / "
+                              f"{pr['auto_cpu']:.3g} CPU s)" if "ratio" in pr else f" | {pr.get('error', '-')}")
                 print(f"| {net_name} | {batch} | {meth} | {cell(c)} | {peak(c)} | {cell(a)} | {peak(a)} | {speed} | "
-                      f"{diff} | {ratio} |", flush=True)
+                      f"{diff} | {ratio}{paired} |", flush=True)
 
 
 def main() -> None:
@@ -339,6 +368,9 @@ def main() -> None:
     ap.add_argument("--cpu-timeout", type=float, default=None,
                     help="cifar: CPU seconds per subprocess (fairer than wall time on a loaded machine)")
     ap.add_argument("--cifar-pairs", type=int, default=20, help="cifar: back-to-back (IBP, forward) pairs")
+    ap.add_argument("--paired", type=int, default=0,
+                    help="cifar: also time certify and auto_LiRPA alternating in one subprocess, this many pairs "
+                         "(median of per-pair CPU-time ratios: robust to load that drifts between subprocesses)")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

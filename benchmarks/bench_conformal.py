@@ -7,7 +7,9 @@ without its top-level package, whose graph/LLM modules need torch_geometric and 
 ``torchsort`` on the path, which only its training losses use).
 
 Run: ``PYTHONPATH=.:/tmp/peers:/tmp/peers_stubs .venv/bin/python benchmarks/bench_conformal.py [--n 1000000]
-[--skip mapie-raps]`` (MAPIE's RAPS needs several GB at 10^6 rows);
+[--skip mapie-raps]`` (MAPIE's RAPS needs several GB at 10^6 rows); crepes (THR only, on ``--crepes-n`` rows: its
+p-values are quadratic in N) needs pandas on the path; with numba installed (``certkit[fast]``) certkit's APS/RAPS/
+SAPS run the compiled kernels (their compile time is paid in a warm-up call before the timings and printed);
 ``--peer-expected`` prints the fixed expected numbers of tests/conformal/test_peer_agreement.py.
 """
 
@@ -43,6 +45,32 @@ def best_of(fn: Callable[[], Any], reps: int = 3) -> float:
 
 
 WALL = [0.0]
+
+
+def compiled_kernels(k: int) -> str:
+    """Which certkit path the timings measure, and the one-off cost of the compiled one: numba's import and the
+    compilation of the float32 kernels, paid here on a small input so that no timed call includes it."""
+    import conformal.scores as sc
+
+    w0, t0 = time.perf_counter(), time.process_time()
+    if sc._compiled(1 << 62) is None:
+        return "certkit path: numpy (numba not installed, or CERTKIT_NO_NUMBA set)"
+    import numba
+
+    saved = sc.USE_COMPILED
+    sc.USE_COMPILED = True
+    try:
+        p = torch.softmax(torch.randn(64, k, generator=torch.Generator().manual_seed(1)), -1).numpy()
+        y, u = np.zeros(64, dtype=np.int64), np.full(64, 0.5)
+        sc.aps(p, y, u=0.5)
+        sc.saps(p, y, u=0.5)
+        sc.aps_set_mask(p, 0.9, u=u)
+        sc.rank_set_mask(p, 0.9, score=sc.saps, u=u)
+    finally:
+        sc.USE_COMPILED = saved
+    return (f"certkit path: compiled kernels (numba {numba.__version__}); numba's import and the float32 kernels' "
+            f"compilation took {time.process_time() - t0:.2f} s CPU ({time.perf_counter() - w0:.2f} s wall), once "
+            "per process, before the timings")
 
 
 def torchcp() -> Any:
@@ -92,7 +120,8 @@ def identity_classifier(k: int) -> Any:
     return Identity(k).fit(None, None)
 
 
-def main(n: int = 1_000_000, k: int = 100, skip: tuple[str, ...] = (), model_labels: bool = False) -> None:
+def main(n: int = 1_000_000, k: int = 100, skip: tuple[str, ...] = (), model_labels: bool = False,
+         crepes_n: int = 5_000) -> None:
     g = torch.Generator().manual_seed(0)
     cal = torch.softmax(3 * torch.randn(n, k, generator=g), -1)
     test = torch.softmax(3 * torch.randn(n, k, generator=g), -1)
@@ -113,6 +142,7 @@ def main(n: int = 1_000_000, k: int = 100, skip: tuple[str, ...] = (), model_lab
           f"(torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print("seconds: CPU time (process_time, best of the repetitions); wall: the wall time of that repetition")
     print(f"{'case':<40} {'seconds':>8} {'wall':>8} {'x floor':>8} {'x certkit':>9}")
+    print(compiled_kernels(k))
     t_floor = best_of(floor, reps=5)
     print(f"{'floor (partition + 1 pass)':<40} {t_floor:>8.3f} {WALL[0]:>8.3f} {1.0:>8.2f}")
     for score in ("aps", "raps"):
@@ -173,7 +203,42 @@ def main(n: int = 1_000_000, k: int = 100, skip: tuple[str, ...] = (), model_lab
                 continue
             print(f"{f'MAPIE {mapie_pkg.__version__} {name} numpy':<40} {sec:>8.3f} {WALL[0]:>8.3f} "
                   f"{sec / t_floor:>8.2f} {sec / ours[score]:>9.2f}")
+    crepes_thr(cal_np, labels_np, test_np, crepes_n)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+def crepes_thr(cal: np.ndarray, labels: np.ndarray, test: np.ndarray, n_c: int) -> None:
+    """crepes' standard conformal classifier with its hinge score (1 - p_y: THR/LAC) on the first ``n_c`` rows,
+    certkit's THR beside it on the same rows. crepes computes each of the N x K test p-values by a Python loop
+    summing over the N calibration scores (quadratic in N), so 10^6 rows are out of reach; non-smoothed p-values
+    (smoothing=True draws a theta per entry from numpy's global RNG)."""
+    try:
+        from crepes import ConformalClassifier
+        from crepes.extras import hinge
+    except ImportError as e:
+        hint = "; it needs pandas: pip install --target DIR pandas and DIR on PYTHONPATH" if "pandas" in str(e) else ""
+        print(f"crepes not importable ({e}){hint}")
+        return
+    import crepes as crepes_pkg
+
+    n_c = min(n_c, cal.shape[0])
+    c, y, t = cal[:n_c], labels[:n_c], test[:n_c]
+    classes = np.arange(cal.shape[1])
+    sets: list[np.ndarray] = []
+
+    def run_c() -> None:
+        cc = ConformalClassifier().fit(hinge(c, classes, y))
+        sets[:] = [cc.predict_set(hinge(t), confidence=0.9, smoothing=False)]
+
+    sec_c = best_of(run_c, reps=1)
+    wall_c = WALL[0]
+    cp = SplitConformal(score="thr", alpha=0.1)
+    sec = best_of(lambda: cp.calibrate(c, y).predict(t), reps=3)
+    ours = cp.calibrate(c, y).predict(t).mask
+    agree = float(np.mean(np.asarray(sets[0], dtype=bool) == ours))
+    print(f"{f'crepes {crepes_pkg.__version__} hinge (THR) n={n_c:,}':<40} {sec_c:>8.3f} {wall_c:>8.3f} "
+          f"{'':>8} {sec_c / sec:>9.1f}   (certkit thr at n={n_c:,}: {sec:.4f} s; sets agree on {agree:.4%} "
+          "of entries; crepes' p-values loop over N x K entries, each summing N scores: quadratic in N)")
 
 
 def peer_expected() -> None:
@@ -216,8 +281,10 @@ if __name__ == "__main__":
     ap.add_argument("--model-labels", action="store_true",
                     help="draw every calibration label from its row's probabilities (sets of ~10 labels) instead of "
                          "repeating the first tenth's labels (~90 labels a set)")
+    ap.add_argument("--crepes-n", type=int, default=5_000,
+                    help="rows for crepes (its p-values are quadratic in N: 10^6 rows are out of reach)")
     args = ap.parse_args()
     if args.peer_expected:
         peer_expected()
     else:
-        main(n=args.n, skip=tuple(args.skip), model_labels=args.model_labels)
+        main(n=args.n, skip=tuple(args.skip), model_labels=args.model_labels, crepes_n=args.crepes_n)

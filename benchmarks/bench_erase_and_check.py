@@ -427,15 +427,78 @@ def minilm_adversarial(n_attacked: int = 20, iters: int = 20) -> None:
               f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(cells) + " |", flush=True)
 
 
+def adversarial_rounds(n_attacked: int = 25, iters: int = 40) -> None:
+    """Issue 18: a setting where adversarial training lowers the attack success rate on the held-out shared
+    prompts. Mean-pooled bag filter (shared 80%), ``adversarial_training`` with 3 rounds (GCG t = 10, 20
+    iterations, + 8 random attacked copies per harmful prompt; and with ``random_attacks=0``); fresh GCG suffix
+    attacks (``iters`` iterations) with budgets t = 5 and t = 10 on the first ``n_attacked`` held-out harmful
+    prompts each filter flags."""
+    from certify.prompts import adversarial_training, gcg_attack
+
+    name, train, test = data()
+    erased = list(train.erased_safe)
+    extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=10).fit(train.harmful, train.safe, extra_safe=extra,
+                                                           generator=torch.Generator().manual_seed(0))
+    safe, harmful = list(test.safe), list(test.harmful)
+    filters: dict[str, tuple[BagOfEmbeddingsFilter, float]] = {"standard": (bag, 0.0)}
+    for label, rounds, copies in (("3 rounds, GCG only (`random_attacks=0`)", 3, 0),
+                                  ("1 round (default: GCG + 8 random copies)", 1, 8),
+                                  ("3 rounds (GCG + 8 random copies)", 3, 8)):
+        t0 = time.process_time()
+        adv = adversarial_training(bag, list(train.harmful), list(train.safe), rounds=rounds, num_tokens=10,
+                                   random_attacks=copies, extra_safe=extra, num_iters=20,
+                                   generator=torch.Generator().manual_seed(1))
+        filters[label] = (adv, time.process_time() - t0)
+    print(f"data: {name}; GCG suffix ({iters} iterations, top-k 50, 128 candidates) on the first {n_attacked} "
+          "held-out harmful prompts each filter flags; attack success rate (the filter no longer flags)")
+    print("| mean-pooled bag filter | training s CPU | clean harmful flagged | clean safe kept | GCG t = 5 success "
+          "| GCG t = 10 success |")
+    print("|---|---|---|---|---|---|")
+    for fname, (f, secs) in filters.items():
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= f.threshold][:n_attacked]
+        cells = []
+        for t in (5, 10):
+            res = [gcg_attack(h, f, num_tokens=t, mode="suffix", num_iters=iters,
+                              generator=torch.Generator().manual_seed(i)) for i, h in enumerate(targets)]
+            ok = sum(r.score_after < f.threshold for r in res)
+            cells.append(f"{ok / len(res):.0%} ({ok}/{len(res)})")
+        print(f"| {fname} | {secs:.0f} | {np.mean(f.predict_proba(harmful) >= f.threshold):.1%} | "
+              f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(cells) + " |", flush=True)
+
+
+def minilm_accuracy() -> None:
+    """The default filter's accuracy (harmful flagged / safe kept) on the held-out generated prompts (acts never
+    trained on) and on all of ``../shared/data/prompts`` (never trained on), at 0.5, 0.3 and its PAC threshold."""
+    from certify.prompts import default_filter, generated_prompts, split_by_act
+
+    f = default_filter()
+    _, _, held = split_by_act(generated_prompts())
+    sets = {"held-out generated": (list(held.harmful), list(held.safe))}
+    if SHARED.is_dir():
+        a, b = load_prompt_dir(SHARED, test_fraction=1.0)
+        sets["shared prompts"] = (list(a.harmful + b.harmful), list(a.safe + b.safe))
+    probs = {k: (f.predict_proba(h), f.predict_proba(s)) for k, (h, s) in sets.items()}
+    print("| threshold | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    for thr in (0.5, 0.3, f.pac_threshold_):
+        cells = [f"{np.mean(ph >= thr):.1%} / {np.mean(ps < thr):.1%}" for ph, ps in probs.values()]
+        print(f"| {thr:.3f} | " + " | ".join(cells) + " |", flush=True)
+
+
 if __name__ == "__main__":
     import sys
 
     if "--vs-reference" in sys.argv:
         vs_reference_one_call()
+    elif "--minilm-accuracy" in sys.argv:
+        minilm_accuracy()
     elif "--minilm-fp" in sys.argv:
         minilm_false_positives()
     elif "--empirical" in sys.argv:
         empirical_vs_gcg()
+    elif "--adversarial-rounds" in sys.argv:
+        adversarial_rounds()
     elif "--adversarial" in sys.argv:
         adversarial_asr()
     elif "--minilm-adversarial" in sys.argv:

@@ -58,6 +58,36 @@ DENSE_CONV_MAX_ELEMENTS = 1 << 19
 CHUNK_BYTES = 1 << 21
 
 
+def _use_channels_last(g: Graph, t: Tensor) -> bool:
+    """Whether coefficients ``t`` of ``g``'s conv-shaped nodes are kept channels-last (memory order (B, S, H, W, C))
+    in the backward pass: on CPU in float32 with oneDNN, whose NHWC kernels run 3x3 transposed convolutions
+    1.1-1.8x faster than NCHW ones (those reorder their operands every call), when no conv of ``g`` takes the
+    phase form (:func:`_phase_form`; its pixel shuffle and 2x2 kernels measured slower channels-last). The
+    element-wise relaxation steps keep the layout; dot products flatten both operands in that order. Same bounds
+    up to the order of summation."""
+    if not (t.dtype == torch.float32 and t.device.type == "cpu" and torch.backends.mkldnn.is_available()):
+        return False
+    hit = g.derived.get("channels-last")
+    if hit is None:
+        convs = [n for n in g.nodes if n.op == "conv" and len(n.shape) == 3]
+        hit = g.derived["channels-last"] = bool(convs) and not any(_phase_form(n) for n in convs)
+    return hit  # type: ignore[no-any-return]
+
+
+def _cl_like(t: Tensor) -> bool:
+    """``t`` (B, S, C, H, W) stored channels-last (channels innermost)."""
+    return t.dim() == 5 and t.shape[2] > 1 and t.stride(2) == 1
+
+
+def _flat_pair(a: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``a`` (B, S, *shape) -> (B, S, D) and ``v`` (N, *shape) -> (N, D), flattened over shape in one common
+    order: channels-last for channels-last coefficients (no copy of ``a``), else the logical order."""
+    b, s = a.shape[0], a.shape[1]
+    if v.dim() == 4 and _cl_like(a):
+        return a.permute(0, 1, 3, 4, 2).reshape(b, s, -1), v.permute(0, 2, 3, 1).reshape(v.shape[0], -1)
+    return a.reshape(b, s, -1), v.reshape(v.shape[0], -1)
+
+
 def _surely_finite(*ts: Tensor) -> bool:
     """True only if every entry of the tensors is finite: one summing pass each, no allocation (a NaN or an
     infinite entry makes the sum NaN or infinite). False can also mean that the sum of finite entries
@@ -294,13 +324,20 @@ class _Relax:
             self.d_l, self.b_l, self.d_u, self.b_u = smooth_relaxation(op, l, u)
 
 
+#: :func:`_flat_dot` takes one matrix-vector product per input for at most this many inputs of at least this length
+MV_LOOP_MAX = (8, 8192)
+
+
 def _flat_dot(a: Tensor, v: Tensor) -> Tensor:
     """sum over node dims of ``a`` (B, S, *shape) times ``v`` (N, *shape) -> (max(B,N), S)."""
-    b, s = a.shape[0], a.shape[1]
-    a2 = a.reshape(b, s, -1)
-    v2 = v.reshape(v.shape[0], -1)
+    b = a.shape[0]
+    a2, v2 = _flat_pair(a, v)
     if b == 1 and v2.shape[0] > 1:
         out = (a2[0] @ v2.t()).t()
+    elif b == v2.shape[0] and b <= MV_LOOP_MAX[0] and a2.shape[2] >= MV_LOOP_MAX[1]:
+        # few long rows (a chunk of one to a few inputs): one matrix-vector product per input reads ``a`` once;
+        # vecdot writes and reads a product of a's size (~2-3x slower here), bmm takes a slow batched path
+        out = torch.stack([torch.mv(a2[k], v2[k]) for k in range(b)])
     else:
         # a batch of matrix-vector products: vecdot is ~5x faster than bmm for these shapes on CPU
         out = torch.linalg.vecdot(a2, v2.unsqueeze(1))
@@ -321,18 +358,22 @@ def _spec_dot(a: Tensor, v: Tensor) -> Tensor:
 
 def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
     """sum over node dims of ``a`` (B, S, *shape) times a constant ``bias`` broadcastable to shape -> (B, S)."""
-    b, s = a.shape[0], a.shape[1]
-    bb = bias.expand(shape).reshape(-1) if bias.dim() else bias.expand(math.prod(shape))
-    return a.reshape(b, s, -1) @ bb
+    if not bias.dim():
+        return a.reshape(a.shape[0], a.shape[1], -1) @ bias.expand(math.prod(shape))
+    a2, bb = _flat_pair(a, bias.expand(shape).unsqueeze(0))
+    return a2 @ bb[0]
 
 
-def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
-    """Push ``a`` (B, S, *n.shape) through affine node ``n``: returns (A at its input, bias term (B, S))."""
+def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...], cl: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Push ``a`` (B, S, *n.shape) through affine node ``n``: returns (A at its input, bias term (B, S)). With
+    ``cl`` (:func:`_use_channels_last`) conv-shaped coefficients leave a conv or a reshape channels-last."""
     b, s = a.shape[0], a.shape[1]
     op = n.op
     if op == "linear":
         w = n.weight
-        new = torch.matmul(a, w)  # type: ignore[arg-type]
+        new = _onednn_matmul(n, a) if cl else None
+        if new is None:
+            new = torch.matmul(a, w)  # type: ignore[arg-type]
         bias = None
         if n.bias is not None:
             bias = torch.matmul(a, n.bias)
@@ -354,11 +395,16 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
             full = (n.shape[1 + d] - 1) * st[d] - 2 * pad[d] + dil[d] * (k[d] - 1) + 1
             out_pad.append(in_shape[1 + d] - full)
         x = a.reshape(b * s, *n.shape)
-        if _phase_form(n):
+        cl = cl and len(n.shape) == 3
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)  # no copy once the coefficients are channels-last
+        if cl and _pointwise(n):
+            new = _pointwise_conv_transpose(n, x, in_shape)
+        elif _phase_form(n):
             new = _phase_conv_transpose(n, x, in_shape)
         else:
-            new = F.conv_transpose2d(x, w, None, stride=st, padding=pad, output_padding=tuple(out_pad),
-                                     groups=n.attrs["groups"], dilation=dil)
+            new = F.conv_transpose2d(x, _channels_last_weight(n) if cl else w, None, stride=st, padding=pad,
+                                     output_padding=tuple(out_pad), groups=n.attrs["groups"], dilation=dil)
         new = new.reshape(b, s, *in_shape)
         bias = a.sum(dim=(3, 4)) @ n.bias if n.bias is not None else None
         return new, bias
@@ -367,7 +413,11 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         bias = _bias_dot(a, n.bias, n.shape) if n.bias is not None else None
         return new, bias
     if op == "reshape":
-        return a.reshape(b, s, *in_shape), None
+        new = a.reshape(b, s, *in_shape)
+        if cl and len(in_shape) == 3 and in_shape[0] > 1 and not _cl_like(new):
+            # e.g. a flatten before a linear layer: the conv-shaped coefficients become channels-last here, once
+            new = new.reshape(b * s, *in_shape).contiguous(memory_format=torch.channels_last).reshape(new.shape)
+        return new, None
     if op == "permute":
         inv = [0] * len(in_shape)
         for pos, src in enumerate(n.attrs["perm"]):
@@ -378,6 +428,64 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...]) -> tuple[Tensor,
         new[(slice(None), slice(None), *n.attrs["index"])] = a
         return new, None
     raise AssertionError(op)
+
+
+#: matrix products of the backward pass with at least this many multiply-adds and inner dimension go to oneDNN
+ONEDNN_MATMUL_MIN = (1 << 27, 256)
+
+
+def _onednn_matmul(n: Node, a: Tensor) -> Tensor | None:
+    """``a @ W`` (a (B, S, D_out), W linear node ``n``'s (D_out, D_in) weight) through oneDNN's inner product, or
+    None where it does not apply: large products in float32 on CPU with nothing for autograd to record (MKL's
+    sgemm, which ``torch.matmul`` calls, takes its AVX2 path on non-Intel CPUs; oneDNN uses AVX-512 where the CPU
+    has it: 1.7-1.8x faster for the 512 x 32768 layer of CIFAR CNNs). Same product up to the order of summation.
+    The transposed weight is cached on the node in oneDNN's layout."""
+    w = n.weight
+    if (w is None or a.dim() != 3 or w.shape[0] < ONEDNN_MATMUL_MIN[1] or a.dtype != torch.float32
+            or a.device.type != "cpu" or not torch.backends.mkldnn.is_available()
+            or a.shape[0] * a.shape[1] * w.numel() < ONEDNN_MATMUL_MIN[0]
+            or (torch.is_grad_enabled() and (a.requires_grad or w.requires_grad))):
+        return None
+    linear = getattr(torch._C._nn, "mkldnn_linear", None)
+    if linear is None:
+        return None
+    wt = n.derive("weight^T oneDNN", lambda: w.t().contiguous().to_mkldnn())
+    b, s = a.shape[0], a.shape[1]
+    out: Tensor = linear(a.reshape(b * s, -1).contiguous().to_mkldnn(), wt, None).to_dense()
+    return out.reshape(b, s, -1)
+
+
+def _channels_last_weight(n: Node) -> Tensor:
+    """Conv node ``n``'s weight in channels-last layout (cached on the node): with channels-last coefficients,
+    oneDNN then runs its NHWC kernels without reordering the weight every call."""
+    w = n.weight
+    assert w is not None
+    return n.derive("weight channels-last", lambda: w.contiguous(memory_format=torch.channels_last))
+
+
+def _pointwise(n: Node) -> bool:
+    """Whether conv node ``n`` is a 1x1 convolution without padding, dilation or groups (e.g. a ResNet's strided
+    shortcut), whose transposed convolution :func:`_pointwise_conv_transpose` does as one matrix product."""
+    w = n.weight
+    assert w is not None
+    return (tuple(w.shape[2:]) == (1, 1) and tuple(n.attrs["padding"]) == (0, 0) and n.attrs["groups"] == 1)
+
+
+def _pointwise_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    """The transposed convolution of a 1x1 conv node ``n`` (:func:`_pointwise`) on channels-last ``x``
+    (M, C_out, h, w) -> channels-last (M, *in_shape): input position ``(st_h y, st_w x)`` receives
+    ``W^T x[:, :, y, x]``, every other position 0 (a stride-s 1x1 transposed convolution is a scatter; oneDNN
+    runs it as a convolution at ~3% of its peak)."""
+    w = n.weight
+    assert w is not None
+    sh, sw = n.attrs["stride"]
+    m, _, h, wd = x.shape
+    y = x.permute(0, 2, 3, 1) @ w.reshape(w.shape[0], w.shape[1])  # (M, h, w, C_in)
+    if (sh, sw) == (1, 1) and (h, wd) == tuple(in_shape[1:]):
+        return y.permute(0, 3, 1, 2)
+    out = y.new_zeros(m, in_shape[1], in_shape[2], in_shape[0])
+    out[:, : (h - 1) * sh + 1 : sh, : (wd - 1) * sw + 1 : sw] = y
+    return out.permute(0, 3, 1, 2)
 
 
 def _phase_form(n: Node) -> bool:
@@ -403,9 +511,23 @@ def _phase_conv_transpose(n: Node, x: Tensor, in_shape: tuple[int, ...],
     assert w is not None
     st = n.attrs["stride"][0]
     th, tw = w.shape[2] // st, w.shape[3] // st
-    out = F.pixel_shuffle(F.conv2d(x, _phase_weight(n), padding=(th - 1, tw - 1)), st)
+    y = F.conv2d(x, _phase_weight(n), padding=(th - 1, tw - 1))
     ph, pw = n.attrs["padding"] if padding is None else padding
     h, wd = in_shape[1], in_shape[2]
+    m, _, hq, wq = y.shape
+    # the phases straight into the cropped map: input row st q + a - ph of phase a (one strided copy per phase,
+    # ~30% faster than pixel_shuffle then cropping, and the result is contiguous)
+    rows = [((a - ph) % st, ((a - ph) % st + ph - a) // st) for a in range(st)]
+    cols = [((b - pw) % st, ((b - pw) % st + pw - b) // st) for b in range(st)]
+    if all(q0 + len(range(y0, h, st)) <= hq for y0, q0 in rows) and all(
+            r0 + len(range(z0, wd, st)) <= wq for z0, r0 in cols):
+        v = y.reshape(m, -1, st, st, hq, wq)
+        res = y.new_empty(m, v.shape[1], h, wd)
+        for a, (y0, q0) in enumerate(rows):
+            for b, (z0, r0) in enumerate(cols):
+                res[:, :, y0::st, z0::st] = v[:, :, a, b, q0:q0 + len(range(y0, h, st)), r0:r0 + len(range(z0, wd, st))]
+        return res
+    out = F.pixel_shuffle(y, st)
     short_h, short_w = max(0, ph + h - out.shape[2]), max(0, pw + wd - out.shape[3])
     if short_h or short_w:  # input rows/columns no output reaches (output_padding): zero coefficients
         out = F.pad(out, (0, short_w, 0, short_h))
@@ -521,6 +643,29 @@ def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
     return _Relax(n.op, src.l, src.u)
 
 
+def _relax_layout(r: _Relax, a: Tensor | None) -> _Relax:
+    """``r`` with its (N, C, H, W) slopes and intercepts in channels-last layout when the coefficients ``a`` are
+    channels-last (:func:`_use_channels_last`; converted once per relaxation object, cached on it), so the
+    element-wise steps read every operand in one order; else ``r`` itself."""
+    if a is None or not _cl_like(a) or r.d_l.dim() != 4:
+        return r
+    hit = r.__dict__.get("channels-last")
+    parent = r.__dict__.get("rows of")
+    if hit is None and parent is not None:  # a chunk's rows: the whole batch's tensors are converted once
+        whole = _relax_layout(parent[0], a)
+        hit = r.__dict__["channels-last"] = _relax_rows(whole, parent[1])  # type: ignore[assignment]
+    if hit is None:
+        out = _Relax.__new__(_Relax)
+        conv = {}  # one copy per distinct tensor (d_l and d_u are the same tensor for sigmoid/tanh)
+        for k in ("d_l", "d_u", "b_u", "b_l"):
+            t = getattr(r, k)
+            if t is not None and id(t) not in conv:
+                conv[id(t)] = t.contiguous(memory_format=torch.channels_last)
+            setattr(out, k, None if t is None else conv[id(t)])
+        hit = r.__dict__["channels-last"] = out
+    return hit  # type: ignore[no-any-return]
+
+
 def _relax_rows(r: AnyRelax, sl: slice) -> AnyRelax:
     if isinstance(r, MaxPoolRelax | LinearRelax | MulRelax):
         return r.rows(sl)
@@ -530,6 +675,7 @@ def _relax_rows(r: AnyRelax, sl: slice) -> AnyRelax:
     if r.per_spec or r.beta is not None:
         out.per_spec = r.per_spec
         out.beta = None if r.beta is None else r.beta[sl]
+    out.__dict__["rows of"] = (r, sl)
     return out
 
 
@@ -667,6 +813,8 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                 lbias = _add_bias(lbias, fused[0])
                 ubias = _add_bias(ubias, fused[1])
                 continue
+            if not hooked:
+                r = _relax_layout(r, la if la is not None else ua)
             dl, du = (r.d_l if r.per_spec else r.d_l.unsqueeze(1)), r.d_u.unsqueeze(1)
             # in-place updates (fewer fresh large buffers) only where autograd records nothing
             ip = not torch.is_grad_enabled() or not any(
@@ -686,9 +834,9 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                     if op == "relu":
                         lbias = _add_bias(lbias, _flat_dot(neg, r.b_u))
                         if ip and la.shape[0] == dl.shape[0]:
-                            new_l = neg.mul_(du - dl).addcmul_(la, dl)
+                            new_l = neg.mul_(_relu_gap(r, dl, du)).addcmul_(la, dl)
                         else:
-                            new_l = torch.addcmul(la * dl, neg, du - dl)
+                            new_l = torch.addcmul(la * dl, neg, _relu_gap(r, dl, du))
                     else:  # sigmoid/tanh (per_spec: optimised lines (certify.alpha_crown), all (N, S, *shape))
                         pos = la - neg
                         new_l = pos * dl + neg * (r.d_u if r.per_spec else du)
@@ -698,9 +846,9 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                     if op == "relu":
                         ubias = _add_bias(ubias, _flat_dot(pos, r.b_u))
                         if ip and ua.shape[0] == dl.shape[0]:
-                            new_u = pos.mul_(du - dl).addcmul_(ua, dl)
+                            new_u = pos.mul_(_relu_gap(r, dl, du)).addcmul_(ua, dl)
                         else:
-                            new_u = torch.addcmul(ua * dl, pos, du - dl)
+                            new_u = torch.addcmul(ua * dl, pos, _relu_gap(r, dl, du))
                     else:
                         neg = ua - pos
                         new_u = pos * (r.d_u if r.per_spec else du) + neg * dl
@@ -725,18 +873,22 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             new_l, new_u, lbias, ubias = _back_pair(partial(_phase_input_back, n), la, ua, lbias, ubias)
             outs = [(0, new_l, new_u)]
         else:
+            folded = _conv_affine_fold(g, i) if op == "affine" and n.inputs[0] != phase_in else None
+            if folded is not None:  # a conv's following BatchNorm (per-channel affine) in its weights: one step
+                n = folded
             in_shape = nodes[n.inputs[0]].shape
+            cl = _use_channels_last(g, la if la is not None else ua)  # type: ignore[arg-type]
             new_l = new_u = None
             if (op in ("linear", "dense") and la is not None and ua is not None and la is not ua
                     and la.shape == ua.shape):
                 # lower and upper coefficients through one product (one kernel call on twice the rows)
                 s_ = la.shape[1]
-                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape)
+                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape, cl=cl)
                 new_l, new_u = both[:, :s_], both[:, s_:]
                 if bb is not None:
                     lbias, ubias = _add_bias(lbias, bb[:, :s_]), _add_bias(ubias, bb[:, s_:])
             else:
-                new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape), la, ua, lbias, ubias)
+                new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape, cl=cl), la, ua, lbias, ubias)
             outs = [(n.inputs[0], new_l, new_u)]
         for j, tl, tu in outs:
             if j in pending:
@@ -748,6 +900,50 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             else:
                 pending[j] = [tl, tu]
     return 0, lbias, ubias
+
+
+def _conv_affine_fold(g: Graph, i: int) -> Node | None:
+    """For a per-channel affine node ``i`` (eval-mode BatchNorm) whose input is a conv node consumed by it alone: a
+    conv node equal to the two (weight ``W s``, bias ``b s + t``, cached on the graph), whose backward step replaces
+    both (one pass over the coefficients fewer, and no separate bias product); else None. Not used where autograd
+    records the weights. Same bounds up to rounding."""
+    n = g.nodes[i]
+    j = n.inputs[0]
+    conv = g.nodes[j]
+    if conv.op != "conv" or len(conv.shape) != 3 or conv.weight is None:
+        return None
+    c = conv.shape[0]
+    if any(t is not None and tuple(t.shape) not in ((c, 1, 1), (1, 1, 1)) for t in (n.weight, n.bias)):
+        return None
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (n.weight, n.bias, conv.weight, conv.bias)):
+        return None
+    key = ("conv-affine fold", i)
+    if key not in g.derived:
+        sole = [k for k, m in enumerate(g.nodes) if j in m.inputs] == [i]
+        fold = None
+        if sole:
+            scale = n.weight.reshape(-1) if n.weight is not None else None
+            w = conv.weight if scale is None else conv.weight * scale.reshape(-1, 1, 1, 1)
+            b = conv.bias if conv.bias is not None else torch.zeros(c, dtype=w.dtype, device=w.device)
+            if scale is not None:
+                b = b * scale
+            if n.bias is not None:
+                b = b + n.bias.reshape(-1)
+            fold = Node("conv", conv.inputs, conv.shape, f"{conv.name}+{n.name}", w, b.expand(c).contiguous(),
+                        dict(conv.attrs))
+        g.derived[key] = fold
+    return g.derived[key]  # type: ignore[no-any-return]
+
+
+def _relu_gap(r: _Relax, dl: Tensor, du: Tensor) -> Tensor:
+    """``du - dl`` of a ReLU relaxation, computed once per relaxation object (and chunk), not per bound and pass."""
+    if r.per_spec:
+        return du - dl
+    gap = r.__dict__.get("gap")
+    if gap is None:
+        gap = r.__dict__["gap"] = du - dl
+    return gap  # type: ignore[no-any-return]
 
 
 def _back_lines(la: Tensor | None, ua: Tensor | None, r: LinearRelax

@@ -231,10 +231,19 @@ def check_array(
             check_finite(x, name)
 
 
+def _any_nan(x: Any) -> bool:
+    """Whether ``x`` holds NaN; a CPU tensor of a numpy float dtype through numpy (one thread: torch's parallel
+    isnan/any on a large tensor costs several times the CPU time of numpy's when threads spin-wait)."""
+    if isinstance(x, torch.Tensor):
+        if x.device.type == "cpu" and x.dtype in (torch.float16, torch.float32, torch.float64):
+            return bool(np.isnan(x.detach().numpy()).any())
+        return bool(torch.isnan(x.detach()).any())
+    return bool(np.isnan(x).any())
+
+
 def check_no_nan(x: Array, name: str) -> None:
     """Raise ValueError if ``x`` holds NaN (+-inf allowed: e.g. a trivial bound)."""
-    nan = bool(torch.isnan(x.detach()).any()) if isinstance(x, torch.Tensor) else bool(np.isnan(x).any())
-    if nan:
+    if _any_nan(x):
         raise ValueError(f"Expected argument `{name}` to hold no NaN, but it contains NaN")
 
 
@@ -393,8 +402,7 @@ def check_scores_1d(scores: Any, name: str = "scores") -> None:
         raise ValueError(f"Expected argument `{name}` to have shape (N,), but got shape {tuple(scores.shape)}")
     if scores.shape[0] == 0:
         raise ValueError(f"Expected argument `{name}` to hold at least one calibration score, but it is empty")
-    nan = bool(torch.isnan(scores).any()) if isinstance(scores, torch.Tensor) else bool(np.isnan(scores).any())
-    if nan:
+    if _any_nan(scores):
         raise ValueError(f"Expected argument `{name}` to hold no NaN, but it contains NaN")
 
 

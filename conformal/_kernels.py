@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["aps_sorted_mask", "label_mass"]
+__all__ = ["aps_sorted_mask", "label_mass", "label_rank", "prefix_mask", "row_key_range"]
 
 
 @njit(fastmath={"reassoc", "nsz"}, cache=False)
@@ -144,25 +144,87 @@ def aps_sorted_mask(p: np.ndarray, asc: np.ndarray, keys: np.ndarray, u: np.ndar
                 s = s2
                 r += 1
             m = r
-        if m == 0:
-            for j in range(k):
+        _write_prefix(p, i, a, m, out)
+
+
+@njit(cache=False, inline="always")  # inlined: a call per row with array arguments costs ~half the write
+def _write_prefix(p: np.ndarray, i: int, a: np.ndarray, m: int, out: np.ndarray) -> None:  # pragma: no cover
+    """out[i] = the top m labels of row i (``a`` its values sorted ascending): ``p >= p_(m)``, and where a tie
+    straddles the cut, the tied labels in index order (the stable descending sort's ranks)."""
+    k = a.shape[0]
+    if m == 0:
+        for j in range(k):
+            out[i, j] = False
+        return
+    cut = a[k - m]
+    if m < k and a[k - m - 1] == cut:
+        hi_i = k - m
+        while hi_i + 1 < k and a[hi_i + 1] == cut:
+            hi_i += 1
+        need = m - (k - 1 - hi_i)  # the tied labels inside the set
+        for j in range(k):
+            v = p[i, j]
+            if v > cut:
+                out[i, j] = True
+            elif v == cut and need > 0:
+                out[i, j] = True
+                need -= 1
+            else:
                 out[i, j] = False
-            continue
-        cut = a[k - m]
-        if m < k and a[k - m - 1] == cut:  # a tie straddles the cut: the first labels by index are in
-            hi_i = k - m
-            while hi_i + 1 < k and a[hi_i + 1] == cut:
-                hi_i += 1
-            need = m - (k - 1 - hi_i)  # the tied labels inside the set
-            for j in range(k):
-                v = p[i, j]
-                if v > cut:
-                    out[i, j] = True
-                elif v == cut and need > 0:
-                    out[i, j] = True
-                    need -= 1
-                else:
-                    out[i, j] = False
-        else:
-            for j in range(k):
-                out[i, j] = p[i, j] >= cut
+    else:
+        for j in range(k):
+            out[i, j] = p[i, j] >= cut
+
+
+@njit(cache=False)
+def prefix_mask(p: np.ndarray, asc: np.ndarray, keys: np.ndarray, m: np.ndarray, out: np.ndarray,
+                redo: np.ndarray) -> None:  # pragma: no cover - compiled
+    """out[i] = the top m[i] labels of row i (SAPS/TopK sets, whose sizes the caller computed), ties at the cut by
+    label index; ``asc``/``keys`` as in :func:`aps_sorted_mask`; rows with values outside [0, inf) flagged in
+    ``redo``."""
+    n, k = p.shape
+    for i in range(n):
+        a = asc[i]
+        redo[i] = not (keys[i, 0] >= 0 and a[k - 1] < np.inf)
+        if not redo[i]:
+            _write_prefix(p, i, a, m[i], out)
+
+
+@njit(cache=False)
+def row_key_range(keys: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:  # pragma: no cover - compiled
+    """The largest and smallest integer of each row of ``keys`` (a float matrix viewed as integers: on rows whose
+    values are in [0, inf) or NaN, ``hi`` is the bits of the row maximum, NaN included; ``lo < 0`` marks a row with a
+    sign bit set, whose maximum the caller takes from numpy)."""
+    n, k = keys.shape
+    for i in range(n):
+        h = keys[i, 0]
+        lw = keys[i, 0]
+        for j in range(k):
+            v = keys[i, j]
+            h = max(h, v)
+            lw = min(lw, v)
+        hi[i] = h
+        lo[i] = lw
+
+
+@njit(cache=False)
+def label_rank(p: np.ndarray, keys: np.ndarray, y: np.ndarray, rank: np.ndarray, hi: np.ndarray,
+               lo: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Per row i: ``rank[i]`` the 1-based rank of y = y[i] in the stable descending order (as :func:`label_mass`)
+    and the integer range of the row's bits (as :func:`row_key_range`), in one pass."""
+    n, k = p.shape
+    for i in range(n):
+        yi = y[i]
+        py = p[i, yi]
+        c = 0
+        h = keys[i, 0]
+        lw = keys[i, 0]
+        for j in range(k):
+            v = p[i, j]
+            c += (v > py) | ((v == py) & (j <= yi))
+            kv = keys[i, j]
+            h = max(h, kv)
+            lw = min(lw, kv)
+        rank[i] = c
+        hi[i] = h
+        lo[i] = lw

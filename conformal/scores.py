@@ -134,8 +134,24 @@ def thr(probs: Array, labels: Array | None = None, *, validate: bool = True) -> 
     _validate(probs, labels, validate)
     p, was_numpy = _to_torch(probs)
     if labels is not None:  # gather first: N entries, not N * K
+        if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.ndim == 2 and p.shape[0]:
+            # numpy (one thread): torch's parallel gather and subtraction on CPU spin-wait with several threads
+            pn = p.detach().numpy()
+            y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
+            n, k = pn.shape
+            if pn.flags.c_contiguous and k and y.ndim == 1 and y.shape[0] == n and 0 <= y.min() and y.max() < k:
+                py = pn.reshape(-1).take(np.arange(0, n * k, k) + y.astype(np.int64))
+                return _back(torch.from_numpy(pn.dtype.type(1) - py), was_numpy)
         return _back(1 - _label_probs(p, labels), was_numpy)
     return _back(1 - p, was_numpy)
+
+
+_NP_OR_TORCH_FLOATS = (np.float32, np.float64, torch.float32, torch.float64)
+
+
+def _cpu_float(p: torch.Tensor) -> bool:
+    """A CPU float32/float64 tensor, whose element-wise work runs through numpy (one thread, no spin-waiting)."""
+    return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and not p.requires_grad
 
 
 def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | None,
@@ -151,6 +167,13 @@ def _uniform(n: int, like: torch.Tensor, randomized: bool, u: float | Array | No
         return torch.rand(n, generator=generator, device=dev, dtype=like.dtype).to(like.device)
     if u is None:
         return torch.zeros(n, dtype=like.dtype, device=like.device)
+    if _cpu_float(like) and isinstance(u, np.ndarray | torch.Tensor) and u.dtype in _NP_OR_TORCH_FLOATS:
+        # numpy (one thread): torch's parallel cast and range check of 10^6 entries spin-wait with several threads
+        u_np = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else u).astype(like.numpy().dtype)
+        if bool(((u_np < 0) | (u_np > 1)).any()):
+            raise ValueError(f"Expected argument `u` to lie in [0, 1], but got {u!r}")
+        t_np = torch.from_numpy(u_np)
+        return t_np.expand(n) if t_np.ndim == 0 else t_np
     t = torch.as_tensor(u, dtype=like.dtype, device=like.device)
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError(f"Expected argument `u` to lie in [0, 1], but got {u!r}")
@@ -291,6 +314,9 @@ def raps(probs: Array, labels: Array | None = None, *, k_reg: int = 5, lam: floa
     p, was_numpy = _to_torch(probs)
     uu = _uniform(p.shape[0], p, randomized, u, generator)
     scores, ranks = _aps_label(p, labels, uu) if labels is not None else _aps_all(p, uu)
+    if _cpu_float(p) and not scores.requires_grad:  # numpy: the same float32/64 operations (NEP 50 weak scalar)
+        pen = lam * np.maximum(ranks.numpy() - k_reg, 0).astype(scores.numpy().dtype)
+        return _back(torch.from_numpy(scores.numpy() + pen), was_numpy)
     return _back(scores + lam * (ranks - k_reg).clamp(min=0).to(p.dtype), was_numpy)
 
 
@@ -304,10 +330,36 @@ def _ranks_all(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _ranks_label(p: torch.Tensor, labels: Array) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) 1-based ranks of the given labels (same order as :func:`_ranks_all`, without sorting) and (N,) top p."""
+    if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.ndim == 2 and p.shape[0]:
+        kernels = _compiled(p.shape[0] * p.shape[1])
+        y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels).astype(np.int64)
+        if kernels is not None and p.shape[1] and 0 <= y.min() and y.max() < p.shape[1]:
+            pn = p.detach().numpy()
+            rank = np.empty(p.shape[0], dtype=np.int64)
+            return torch.from_numpy(rank), torch.from_numpy(_row_max(kernels, pn, y, rank))
     _, ranks = _aps_label(p, labels, torch.zeros(p.shape[0], dtype=p.dtype, device=p.device), scores=False)
     if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.shape[0] and p.shape[1]:
         return ranks, torch.from_numpy(p.detach().numpy().max(1))  # numpy: torch's parallel max spins under load
     return ranks, p.max(1).values
+
+
+def _row_max(kernels: Any, p: np.ndarray, y: np.ndarray | None = None, rank: np.ndarray | None = None) -> np.ndarray:
+    """(N,) row maxima of CPU float32/float64 ``p`` by a compiled pass over the values' bits (with ``y``, the labels'
+    ranks into ``rank`` in the same pass, ``conformal._kernels.label_rank``); rows with a sign bit set (negative
+    values, -0.0) by numpy's max, so the result is ``p.max(1)`` exactly (NaN included)."""
+    int_type = np.int32 if p.dtype == np.float32 else np.int64
+    keys = p.view(int_type)
+    hi: np.ndarray = np.empty(p.shape[0], dtype=int_type)
+    lo: np.ndarray = np.empty(p.shape[0], dtype=int_type)
+    if y is not None:
+        kernels.label_rank(p, keys, y, rank, hi, lo)
+    else:
+        kernels.row_key_range(keys, hi, lo)
+    top = hi.view(p.dtype)
+    if (lo < 0).any():
+        idx = np.flatnonzero(lo < 0)
+        top[idx] = p[idx].max(1)
+    return top  # type: ignore[no-any-return]
 
 
 def saps(probs: Array, labels: Array | None = None, *, lam: float = 0.2, randomized: bool = False,
@@ -343,6 +395,9 @@ def saps(probs: Array, labels: Array | None = None, *, lam: float = 0.2, randomi
     ranks, top = _ranks_label(p, labels) if labels is not None else _ranks_all(p)
     if ranks.ndim == 2:
         uu, top = uu[:, None], top[:, None]
+    if _cpu_float(p):  # numpy: the same expression, rounded alike (tests compare with the torch form)
+        return _back(torch.from_numpy(np.asarray(_rank_scores(ranks.numpy(), uu.numpy(), top.numpy(), saps, lam))),
+                     was_numpy)
     r = ranks.to(p.dtype)
     return _back(torch.where(ranks == 1, (1 - uu) * top, top + (r - 1 - uu) * lam), was_numpy)
 
@@ -707,13 +762,62 @@ def _aps_set_mask_compiled(kernels: Any, p: np.ndarray, t: np.ndarray, u: np.nda
             mask[a + idx] = np.asarray(full) <= t
 
 
-def _rank_scores(ranks: torch.Tensor, u: torch.Tensor, top: torch.Tensor, score: ScoreFunction,
-                 lam: float) -> torch.Tensor:
-    """SAPS/TopK scores of the given (B, W) 1-based ranks, by the very expressions of :func:`saps`/:func:`topk`."""
-    r = ranks.to(u.dtype)
+def _rank_scores(ranks: np.ndarray, u: np.ndarray, top: np.ndarray, score: ScoreFunction, lam: float) -> np.ndarray:
+    """SAPS/TopK scores of the given (B, W) 1-based ranks, by the expressions of :func:`saps`/:func:`topk` in numpy
+    (each operation rounded to the values' dtype as torch's is: numpy's Python scalars are weak, NEP 50; numpy, one
+    thread: torch's element-wise ops on small blocks cost several times more CPU when its threads spin-wait)."""
+    r = ranks.astype(u.dtype)
     if score is saps:
-        return torch.where(ranks == 1, (1 - u) * top, top + (r - 1 - u) * lam)
-    return r - u
+        return np.where(ranks == 1, (u.dtype.type(1) - u) * top, top + (r - 1 - u) * lam)  # type: ignore[no-any-return]
+    return r - u  # type: ignore[no-any-return]
+
+
+def _rank_set_sizes(top: np.ndarray, u: np.ndarray, t: np.ndarray, score: ScoreFunction, lam: float,
+                    k: int) -> np.ndarray:
+    """(B,) SAPS/TopK set sizes of rows with top probability ``top`` and ``u`` (both in the values' dtype): the
+    closed-form estimate, checked by the scores of ranks m and m + 1 (the expressions of :func:`saps`/:func:`topk`),
+    recounted over every rank where it is off."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        est = (float(t) - top.astype(np.float64)) / lam + 1 + u if score is saps else float(t) + u.astype(np.float64)
+        est = np.where(np.isfinite(est), est, 0.0)
+    m = np.clip(np.floor(est), 0, k).astype(np.int64)
+    ut, topt = u[:, None], top[:, None]
+    both = np.stack([np.maximum(m, 1), np.minimum(m + 1, k)], axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = _rank_scores(both, ut, topt, score, lam) <= t
+    ok = ((m == 0) | s[:, 0]) & ((m == k) | ~s[:, 1])
+    if not ok.all():  # recount over every rank (monotone scores: a count is the set size)
+        idx = np.flatnonzero(~ok)
+        ranks = np.broadcast_to(np.arange(1, k + 1), (len(idx), k))
+        with np.errstate(invalid="ignore", over="ignore"):
+            m[idx] = (_rank_scores(ranks, ut[idx], topt[idx], score, lam) <= t).sum(1)
+    return m
+
+
+def _rank_set_mask_compiled(kernels: Any, p: np.ndarray, t: np.ndarray, u: np.ndarray, score: ScoreFunction,
+                            lam: float, mask: np.ndarray) -> None:
+    """:func:`rank_set_mask` by the compiled kernels: the row maxima by one pass over the values' bits, the set
+    sizes of every row at once (:func:`_rank_set_sizes`), then per block numpy's integer sort of the values' bits and
+    ``conformal._kernels.prefix_mask`` (ties at the cut by index); rows with values outside [0, inf) by the full
+    ranking, as on the numpy path."""
+    n, k = p.shape
+    m = _rank_set_sizes(_row_max(kernels, p), u, t, score, lam, k)
+    rows = min(n, _SORT_ROWS)
+    int_type = np.int32 if p.dtype == np.float32 else np.int64
+    keys = np.empty((rows, k), dtype=int_type)
+    redo = np.empty(rows, dtype=bool)
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        pc, kc = p[a:b], keys[: b - a]
+        kc[...] = pc.view(int_type)
+        kc.sort(axis=1)
+        kernels.prefix_mask(pc, kc.view(p.dtype), kc, m[a:b], mask[a:b], redo[: b - a])
+        if redo[: b - a].any():
+            idx = np.flatnonzero(redo[: b - a])
+            sub = torch.from_numpy(np.ascontiguousarray(pc[idx]))
+            kw = {"lam": lam} if score is saps else {}
+            full = score(sub, u=torch.from_numpy(u[a + idx]), validate=False, **kw)
+            mask[a + idx] = np.asarray(full) <= t
 
 
 def rank_set_mask(probs: Array, threshold: float, *, score: ScoreFunction, u: Array | None = None,
@@ -746,30 +850,21 @@ def rank_set_mask(probs: Array, threshold: float, *, score: ScoreFunction, u: Ar
     p = probs.detach().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
     n, k = p.shape
     t = _directed_cast(threshold, p.dtype, down=True)
-    t_tensor = torch.from_numpy(np.asarray(t))
     uu = np.zeros(n, dtype=p.dtype)
     if u is not None:
         uu = (u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)).astype(p.dtype).reshape(-1)
     mask = np.empty((n, k), dtype=bool)
     if k == 0 or n == 0:
         return torch.from_numpy(mask) if is_torch else mask
+    kernels = _compiled(n * k)
+    if kernels is not None:
+        _rank_set_mask_compiled(kernels, p, t, uu, score, lam, mask)
+        return torch.from_numpy(mask) if is_torch else mask
     for a in range(0, n, _CHUNK_ROWS):
         b = min(n, a + _CHUNK_ROWS)
         pc, uc = p[a:b], uu[a:b]
         asc = np.sort(pc, axis=1)
-        top = asc[:, -1].astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            est = (float(t) - top) / lam + 1 + uc if score is saps else float(t) + uc.astype(np.float64)
-            est = np.where(np.isfinite(est), est, 0.0)
-        m = np.clip(np.floor(est), 0, k).astype(np.int64)
-        ut, topt = torch.from_numpy(uc)[:, None], torch.from_numpy(asc[:, -1:])
-        both = torch.from_numpy(np.stack([np.maximum(m, 1), np.minimum(m + 1, k)], axis=1))
-        s = _rank_scores(both, ut, topt, score, lam) <= t_tensor
-        ok = ((m == 0) | s[:, 0].numpy()) & ((m == k) | ~s[:, 1].numpy())
-        if not ok.all():  # recount over every rank (monotone scores: a count is the set size)
-            idx = np.flatnonzero(~ok)
-            ranks = torch.arange(1, k + 1).expand(len(idx), k)
-            m[idx] = (_rank_scores(ranks, ut[idx], topt[idx], score, lam) <= t_tensor).sum(1).numpy()
+        m = _rank_set_sizes(asc[:, -1].copy(), uc, t, score, lam, k)
         rows = np.arange(b - a)
         cut = np.where(m > 0, asc[rows, k - np.maximum(m, 1)], np.inf).astype(p.dtype)  # p_(m)
         below = asc[rows, np.maximum(k - 1 - m, 0)]  # p_(m + 1) when m < K

@@ -1116,8 +1116,9 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
-    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; trained by
-    ``generated_filter(kind="minilm")``): nothing is trained at run time, the encoder loads on first use."""
+    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; written by
+    ``python -m certify.prompts._minilm_head``: ``generated_filter(kind="minilm")``'s training data plus short
+    fragments of the safe prompts): nothing is trained at run time, the encoder loads on first use."""
     from importlib import resources
 
     from sklearn.linear_model import LogisticRegression
@@ -1138,8 +1139,9 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
 
     Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
-    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by
-    ``generated_filter(kind="minilm")``; the encoder loads on first use, about 10 s); otherwise
+    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by ``python -m
+    certify.prompts._minilm_head`` on the data of ``generated_filter(kind="minilm")`` plus short fragments of its
+    safe prompts, which halve GreedyEC's false positives; the encoder loads on first use, about 10 s); otherwise
     ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
     threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
     generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the

@@ -617,3 +617,149 @@ def test_first_conv_concretised_in_phase_layout_equals_the_dense_pass(monkeypatc
                 torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
                 torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
             assert bool((dense.upper - dense.lower > 0.02).any())
+
+
+class _ShortcutBlock(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.short = nn.Conv2d(cin, cout, 1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.short(x) + self.c2(torch.relu(self.c1(x)))
+
+
+def _channels_last_net() -> nn.Module:
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), _ShortcutBlock(5, 6), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(6 * 6 * 6, 9), nn.ReLU(), nn.Linear(9, 3))
+    bn = net[1]
+    bn.running_mean.uniform_(-0.2, 0.2)
+    bn.running_var.uniform_(0.5, 1.5)
+    bn.weight.data.uniform_(0.5, 1.5)
+    return net.double().eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.MonkeyPatch, norm: float,
+                                                        chunk: int | None) -> None:
+    """Channels-last coefficients (3x3 and strided convs, BatchNorm, a strided 1x1 shortcut as a matrix product and
+    scatter, residual additions, chunks of inputs whose relaxations are converted once for the batch) give the
+    generic path's bounds in float64 (the path is forced on; by default it runs in float32 on CPU only), and the
+    path ran: coefficients left a conv channels-last, relaxations were converted, the shortcut took the product."""
+    model = _channels_last_net()
+    x = torch.rand(4, 2, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    eps = 0.03 if norm == math.inf else 0.3
+    seen = {"pointwise": 0, "relax": 0}
+    real_pw, real_layout = crown_mod._pointwise_conv_transpose, crown_mod._relax_layout
+
+    def pointwise(*args: object) -> torch.Tensor:
+        seen["pointwise"] += 1
+        out = real_pw(*args)  # type: ignore[arg-type]
+        assert out.stride(1) == 1  # channels-last
+        return out
+
+    def layout(r: object, a: object) -> object:
+        out = real_layout(r, a)  # type: ignore[arg-type]
+        seen["relax"] += out is not r
+        return out
+
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+        if chunk is not None:
+            monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: False)
+        ref = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+        monkeypatch.setattr(crown_mod, "_pointwise_conv_transpose", pointwise)
+        monkeypatch.setattr(crown_mod, "_relax_layout", layout)
+        cl = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        torch.testing.assert_close(cl.lower, ref.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(cl.upper, ref.upper, rtol=1e-10, atol=1e-10)
+        assert bool((ref.upper - ref.lower > 0.01).any())
+    assert seen["pointwise"] and seen["relax"]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [7, 8])
+def test_pointwise_transposed_convolution_equals_conv_transpose(stride: int, size: int) -> None:
+    """A 1x1 conv's transposed convolution as one matrix product and a strided scatter equals conv_transpose2d,
+    including an input row/column that no output reaches (even size, stride 2)."""
+    from certify._ir import Node
+
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 4, 1, stride=stride).double()
+    out_hw = (size - 1) // stride + 1
+    node = Node("conv", (0,), (4, out_hw, out_hw), "c", weight=conv.weight.detach(), bias=None,
+                attrs={"stride": (stride, stride), "padding": (0, 0), "dilation": (1, 1), "groups": 1})
+    assert crown_mod._pointwise(node)
+    a = torch.randn(5, 4, out_hw, out_hw, dtype=torch.float64)
+    got = crown_mod._pointwise_conv_transpose(node, a.contiguous(memory_format=torch.channels_last), (3, size, size))
+    full = (out_hw - 1) * stride + 1
+    want = torch.nn.functional.conv_transpose2d(a, conv.weight.detach(), stride=stride, output_padding=size - full)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_onednn_matmul_equals_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oneDNN product of a large linear layer's backward step equals torch.matmul (float32 rounding), and is not
+    used where it does not apply (float64, autograd recording)."""
+    from certify._ir import Node
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch build")
+    monkeypatch.setattr(crown_mod, "ONEDNN_MATMUL_MIN", (0, 1))
+    torch.manual_seed(4)
+    w = torch.randn(40, 300)
+    node = Node("linear", (0,), (40,), "fc", weight=w, bias=None, attrs={})
+    a = torch.randn(3, 7, 40)
+    got = crown_mod._onednn_matmul(node, a)
+    assert got is not None
+    torch.testing.assert_close(got, a @ w, rtol=1e-5, atol=1e-5)
+    node64 = Node("linear", (0,), (40,), "fc", weight=w.double(), bias=None, attrs={})
+    assert crown_mod._onednn_matmul(node64, a.double()) is None
+    assert crown_mod._onednn_matmul(node, a.clone().requires_grad_(True)) is None
+
+
+@pytest.mark.parametrize("b", [1, 3])
+def test_flat_dot_per_input_products_equal_vecdot(monkeypatch: pytest.MonkeyPatch, b: int) -> None:
+    """One matrix-vector product per input (few long rows) equals the batched vecdot, channels-last included."""
+    torch.manual_seed(5)
+    a = torch.randn(b, 4, 6, 5, 5, dtype=torch.float64)
+    v = torch.randn(b, 6, 5, 5, dtype=torch.float64)
+    want = (a * v.unsqueeze(1)).flatten(2).sum(2)
+    monkeypatch.setattr(crown_mod, "MV_LOOP_MAX", (8, 1))
+    got = crown_mod._flat_dot(a, v)
+    cl = a.reshape(b * 4, 6, 5, 5).contiguous(memory_format=torch.channels_last).reshape(a.shape)
+    got_cl = crown_mod._flat_dot(cl, v)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_cl, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", [math.inf, 2])
+def test_batchnorm_folded_into_the_conv_backward_equals_two_steps(monkeypatch: pytest.MonkeyPatch,
+                                                                  norm: float) -> None:
+    """A conv and the BatchNorm after it go backward as one conv with the folded weight and bias: the bounds equal
+    the two separate steps' (float64), and the fold was taken."""
+    model = _channels_last_net()
+    x = torch.rand(3, 2, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    eps = 0.03 if norm == math.inf else 0.3
+    real = crown_mod._conv_affine_fold
+    taken = []
+
+    def spy(g: object, i: int) -> object:
+        out = real(g, i)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "_conv_affine_fold", lambda g, i: None)
+        ref = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "_conv_affine_fold", spy)
+        got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+        torch.testing.assert_close(got.lower, ref.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
+    assert any(taken)

@@ -186,3 +186,20 @@ def test_probs_row_sum_check_has_the_float64_verdict(dtype: type) -> None:
     neg[0, 0], neg[0, 1] = -0.5, 1.0  # row sums to 1: the minimum decides
     with pytest.raises(ValueError, match=r"\[-0.5, 1\]"):
         v.check_probs(neg, "probs")
+
+
+def test_nan_checks_see_nan_in_every_float_dtype_and_device_path() -> None:
+    """check_no_nan / check_scores_1d read CPU tensors through numpy (one thread) and others through torch: NaN is
+    found in float16/32/64 and bfloat16 tensors and in arrays, and finite input passes."""
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        x = torch.zeros(1000, dtype=dtype)
+        v.check_no_nan(x, "x")
+        v.check_scores_1d(x)
+        x[700] = float("nan")
+        with pytest.raises(ValueError, match="`x` to hold no NaN"):
+            v.check_no_nan(x, "x")
+        with pytest.raises(ValueError, match="`scores` to hold no NaN"):
+            v.check_scores_1d(x)
+    with pytest.raises(ValueError, match="NaN"):
+        v.check_no_nan(np.array([0.0, np.nan, np.inf]), "x")
+    v.check_no_nan(np.array([0.0, -np.inf, np.inf]), "x")

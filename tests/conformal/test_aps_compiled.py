@@ -99,6 +99,7 @@ def test_compiled_sets_hand_rows_outside_zero_inf_to_the_full_sort(monkeypatch: 
     g = torch.Generator().manual_seed(8)
     p = torch.softmax(2 * torch.randn(40, 9, generator=g), -1)
     p[3, 2], p[7, 0], p[11, 5], p[13, 1], p[17, 8] = float("nan"), float("inf"), -0.25, -0.0, 0.0
+    p[11, 6] = -0.75  # two negatives: the integers of their bits order them backwards
     u = torch.rand(40, generator=g, dtype=torch.float64)
     spy = []
     kernel = _kernels.aps_sorted_mask
@@ -112,6 +113,39 @@ def test_compiled_sets_hand_rows_outside_zero_inf_to_the_full_sort(monkeypatch: 
         fast, slow = _both(monkeypatch, aps_set_mask, p, t, u=u)
         assert torch.equal(fast, slow)
     assert spy and np.flatnonzero(spy[0]).tolist() == [3, 7, 11, 13]  # 0.0 is a value in [0, inf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [2, 3, 7, 100])
+def test_compiled_saps_and_topk_sets(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, k: int) -> None:
+    """SAPS/TopK sets (rank_set_mask: the row maxima by the compiled pass, the sizes, the prefix by the compiled
+    kernel with ties at the cut by index) equal the numpy path's and the full ranking's bit for bit, at plain
+    thresholds and at scores with their float neighbours; rows with NaN or a negative value take the full ranking."""
+    from conformal.scores import rank_set_mask, saps, topk
+
+    g = torch.Generator().manual_seed(50 + k)
+    for name, p in _cases(dtype, k, g).items():
+        u = torch.rand(p.shape[0], generator=g, dtype=torch.float64)
+        for score, kw in ((saps, {"lam": 0.2}), (saps, {"lam": 0.013}), (topk, {})):
+            ref_scores = score(p, u=u, **kw)
+            picks = ref_scores.flatten()[torch.randint(0, ref_scores.numel(), (4,), generator=g)].tolist()
+            ts = [0.0, 0.3, 1.0, 2.5, float(k)] + [x for s in picks for x in
+                                                 (s, float(np.nextafter(s, np.inf)), float(np.nextafter(s, -np.inf)))]
+            for t in ts:
+                fast, slow = _both(monkeypatch, rank_set_mask, p, t, score=score, u=u, **kw)
+                assert torch.equal(fast, prediction_mask(ref_scores, t)), (name, score.__name__, kw, t)
+                assert torch.equal(fast, slow), (name, score.__name__, kw, t)
+    p = torch.softmax(torch.randn(20, k, generator=g, dtype=dtype), -1)
+    p[2, 0], p[5, k - 1], p[7, 0] = float("nan"), -0.5, -0.0
+    p[9, 0], p[9, k - 1] = -0.1, -0.5  # two negatives: the integers of their bits order them backwards
+    u = torch.rand(20, generator=g, dtype=torch.float64)
+    fast, slow = _both(monkeypatch, rank_set_mask, p, 0.7, score=saps, u=u)
+    assert torch.equal(fast, slow)
+    fast, slow = _both(monkeypatch, rank_set_mask, p, float(k - 1), score=topk)  # the set leaves out the smallest
+    assert torch.equal(fast, slow) and not bool(fast[9, k - 1])
+    fast, slow = _both(monkeypatch, sc._ranks_label, p, torch.zeros(20, dtype=torch.long))
+    assert torch.equal(fast[0], slow[0])  # the ranks
+    torch.testing.assert_close(fast[1], slow[1], equal_nan=True, atol=0, rtol=0)  # the row maxima, NaN included
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -191,3 +225,4 @@ def test_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sc, "USE_COMPILED", True)
     with pytest.raises(ImportError, match="certkit\\[fast\\]"):
         sc._compiled(big)
+

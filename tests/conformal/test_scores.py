@@ -72,3 +72,29 @@ def test_get_score() -> None:
     assert scores.get_score("lac") is scores.thr
     with pytest.raises(ValueError, match="`score`"):
         scores.get_score("nope")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_element_wise_forms_equal_the_torch_expressions(dtype: torch.dtype) -> None:
+    """The element-wise work of CPU scores runs through numpy (one thread); it must round as the torch expressions
+    do (numpy's Python scalars are weak, NEP 50): the RAPS penalty, the SAPS score and the cast of u, bit for bit."""
+    import conformal.scores as sc
+    from conformal.scores import raps, saps
+
+    g = torch.Generator().manual_seed(11)
+    p = torch.softmax(4 * torch.randn(2000, 30, generator=g, dtype=dtype), -1)
+    y = torch.randint(0, 30, (2000,), generator=g)
+    u64 = torch.rand(2000, generator=g, dtype=torch.float64)
+    u = u64.to(dtype)
+    ranks_all = sc._ranks_all(p)[0]
+    for lam in (0.2, 0.013, 0.1, 1 / 3, 0.7):
+        for k_reg in (0, 2, 5):
+            s_aps, r = sc._aps_all(p, u)
+            ref = s_aps + lam * (r - k_reg).clamp(min=0).to(dtype)
+            assert torch.equal(raps(p, u=u64, lam=lam, k_reg=k_reg), ref), (lam, k_reg)
+            lab, lr = sc._aps_label(p, y, u)
+            assert torch.equal(raps(p, y, u=u64, lam=lam, k_reg=k_reg), lab + lam * (lr - k_reg).clamp(min=0).to(dtype))
+        top = p.max(1).values[:, None]
+        rr = ranks_all.to(dtype)
+        ref = torch.where(ranks_all == 1, (1 - u[:, None]) * top, top + (rr - 1 - u[:, None]) * lam)
+        assert torch.equal(saps(p, u=u64, lam=lam), ref), lam

@@ -141,3 +141,23 @@ def test_bfloat16_falls_back_to_direct_evaluation() -> None:
     cp = SplitConformal(score="thr", alpha=0.1, validate=False).calibrate(cal.to(torch.bfloat16), y)
     mask = cp.predict(test).mask
     assert torch.equal(mask, prediction_mask(1 - test, cp.threshold_))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_thr_label_scores_by_numpy_equal_torch_gather(dtype: torch.dtype) -> None:
+    """THR label scores of CPU tensors and arrays come from numpy (one thread) and equal ``1 - p[i, y_i]`` by torch
+    bit for bit; non-contiguous input, labels past K and labels -1 keep torch's gather (and its error)."""
+    from conformal.scores import thr
+
+    g = torch.Generator().manual_seed(3)
+    p = torch.softmax(5 * torch.randn(500, 13, generator=g, dtype=dtype), -1)
+    y = torch.randint(0, 13, (500,), generator=g)
+    ref = 1 - p.gather(1, y[:, None]).squeeze(1)
+    got = thr(p, y)
+    assert isinstance(got, torch.Tensor) and got.dtype == dtype and torch.equal(got, ref)
+    got_np = thr(p.numpy(), y.numpy())
+    assert isinstance(got_np, np.ndarray) and np.array_equal(got_np, ref.numpy())
+    pt = p.T.contiguous().T  # the same values, column-major
+    assert torch.equal(thr(pt, y), ref)
+    with pytest.raises((IndexError, RuntimeError)):
+        thr(p, torch.full((500,), 13), validate=False)

@@ -244,3 +244,35 @@ def test_empirical_defences_false_positives_on_held_out_shared_prompts(shared_di
                 for i, h in enumerate(targets)]
     assert all(greedy_erase_and_check(a, bag, num_iters=12).harmful for a in attacked)
     assert all(grad_erase_and_check(a, bag, num_iters=25).harmful for a in attacked)
+
+
+@pytest.mark.slow
+def test_adversarial_training_rounds_lower_the_attack_success_rate_on_held_out_shared_prompts(shared_dir) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18's "adversarial training lowers the attack success rate on held-out prompts" on the shared prompts
+    (train on the seeded 80%, attack the held-out 20%): the mean-pooled bag filter after 3 rounds of
+    ``adversarial_training`` (GCG t = 10 + 8 random attacked copies per harmful prompt) is fooled by fresh GCG
+    suffixes of budget t = 5 on far fewer of the first 25 held-out harmful prompts it flags (measured 88% -> 40%,
+    ``bench_erase_and_check.py --adversarial-rounds``). A no-op training (the same filter) keeps the rate, and so
+    does GCG-only training (``random_attacks=0``: 88% -> 92%). At t = 10 the rate stays 100% (BENCHMARKS.md)."""
+    import numpy as np
+
+    from certify.prompts import BagOfEmbeddingsFilter, adversarial_training, gcg_attack, load_prompt_dir
+
+    train, test = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=0.2)
+    erased = list(train.erased_safe)
+    extra = [erased[i] for i in np.random.default_rng(0).permutation(len(erased))[:4000]]
+    bag = BagOfEmbeddingsFilter(augment_per_prompt=10).fit(train.harmful, train.safe, extra_safe=extra,
+                                                           generator=torch.Generator().manual_seed(0))
+    adv = adversarial_training(bag, list(train.harmful), list(train.safe), rounds=3, num_tokens=10,
+                               random_attacks=8, extra_safe=extra, num_iters=20,
+                               generator=torch.Generator().manual_seed(1))
+
+    def success_rate(f) -> float:  # type: ignore[no-untyped-def]
+        targets = [h for h in test.harmful if f.predict_proba([h])[0] >= f.threshold][:25]
+        assert len(targets) == 25
+        return sum(gcg_attack(h, f, num_tokens=5, num_iters=40, generator=torch.Generator().manual_seed(i))
+                   .score_after < f.threshold for i, h in enumerate(targets)) / len(targets)
+
+    before, after = success_rate(bag), success_rate(adv)
+    assert before >= 0.8 and after <= before - 0.3, (before, after)
+    assert np.mean(adv.predict_proba(list(test.safe)) < adv.threshold) >= 0.95  # clean safe accuracy kept
