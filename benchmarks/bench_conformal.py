@@ -57,18 +57,22 @@ def compiled_kernels(k: int) -> str:
         return "certkit path: numpy (numba not installed, or CERTKIT_NO_NUMBA set)"
     import numba
 
-    saved = sc.USE_COMPILED
-    sc.USE_COMPILED = True
+    import certkit._validation as va
+
+    saved, saved_va = sc.USE_COMPILED, va._USE_COMPILED
+    sc.USE_COMPILED = va._USE_COMPILED = True
     try:
         p = torch.softmax(torch.randn(64, k, generator=torch.Generator().manual_seed(1)), -1).numpy()
+        va.check_probs(p)  # the compiled verdict of the input validation (certkit._kernels)
         y, u = np.zeros(64, dtype=np.int64), np.full(64, 0.5)
         sc.aps(p, y, u=0.5)
         sc.saps(p, y, u=0.5)
         sc.aps_set_mask(p, 0.9, u=u)
         sc.rank_set_mask(p, 0.9, score=sc.saps, u=u)
     finally:
-        sc.USE_COMPILED = saved
+        sc.USE_COMPILED, va._USE_COMPILED = saved, saved_va
     return (f"certkit path: compiled kernels (numba {numba.__version__}); numba's import and the float32 kernels' "
+            "(scores, sets and the check of the probabilities) "
             f"compilation took {time.process_time() - t0:.2f} s CPU ({time.perf_counter() - w0:.2f} s wall), once "
             "per process, before the timings")
 

@@ -294,11 +294,10 @@ def _ibp_affine(n: Node, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _ibp_l2_direct(n: Node, region: Region, in_shape: tuple[int, ...]) -> tuple[Tensor, Tensor] | None:
-    """Bounds of an affine layer applied directly to the L2 ball: ``W x0 + b -/+ ||W_row||_2 eps``."""
+    """Bounds of an affine layer applied directly to the L2 ball: ``W x0 + b -/+ ||W_row||_2 eps`` (a linear layer
+    on the last dimension of a (..., E) input too: each token's projection of the ball is the E-dimensional ball)."""
     w, dw, b, db = _params(n)
-    if n.op not in ("linear", "dense", "conv") or dw is not None or db is not None or w is None:
-        return None
-    if n.op == "linear" and len(in_shape) != 1:
+    if n.op not in ("linear", "dense", "conv") or w is None:
         return None
     nf, _ = _fan(n, ())
     g = gamma(nf + 1)
@@ -311,6 +310,13 @@ def _ibp_l2_direct(n: Node, region: Region, in_shape: tuple[int, ...]) -> tuple[
     ones = torch.ones((1, *in_shape), dtype=w.dtype, device=w.device)
     sq = sum_upper(_fwd(n, ones, w * w, None), nf)  # w * w is rounded: bound it by (1 + u) w^2
     norm = up(torch.sqrt(up(sq * (1 + 2 * U))))
+    if dw is not None:  # exact W* = W + D, |D| <= dw: ||W*_row|| <= ||W_row|| + ||dw_row||, |D x0| <= dw |x0|
+        dwf = dw.expand_as(w)
+        sq_d = sum_upper(_fwd(n, ones, up(dwf * dwf), None), nf)
+        norm = up(norm + up(torch.sqrt(up(sq_d * (1 + 2 * U)))))
+        err = up(err + sum_upper(_fwd(n, x0.abs(), dwf, None), nf))
+    if db is not None:
+        err = up(err + _bias_full(n, db))
     e = region.eps.reshape(-1, *([1] * len(n.shape)))
     rad = up(up(up(norm * e) + err) + (nf + 1) * ETA)
     return down(yc - rad), up(yc + rad)

@@ -259,10 +259,12 @@ def _or_empty(t: Tensor | None) -> Tensor:
 
 
 def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> Interval | None:
-    """Exact bounds of an affine layer applied directly to an L2 ball: W x0 + b -/+ ||W_row||_2 eps."""
+    """Exact bounds of an affine layer applied directly to an L2 ball: W x0 + b -/+ ||W_row||_2 eps. A linear
+    layer on the last dimension of a (..., E) input (per token) too: the ball's projection on each token's E
+    entries is the E-dimensional ball of the same radius (all of the perturbation on that token)."""
     x0 = region.x0.reshape(region.x0.shape[0], *shape_in)
     w = n.weight
-    if n.op == "linear" and len(shape_in) == 1:
+    if n.op == "linear":
         c = F.linear(x0, w, n.bias)  # type: ignore[arg-type]
         dev = w.norm(dim=1)  # type: ignore[union-attr]
     elif n.op == "dense":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import unicodedata
 import warnings
 from collections.abc import Sequence
@@ -308,6 +309,8 @@ def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> N
         probs = probs.detach()
     if isinstance(probs, torch.Tensor) and probs.device.type == "cpu" and probs.dtype in (torch.float32, torch.float64):
         probs = probs.numpy()  # numpy reductions are several times faster on CPU
+    if isinstance(probs, np.ndarray) and _compiled_verdict_ok(probs, tol):
+        return  # one compiled pass found the matrix valid (any failure is reported by the numpy path below)
     if isinstance(probs, torch.Tensor):
         row_sums = probs.double().sum(1)
         finite = bool(torch.isfinite(row_sums).all())
@@ -334,6 +337,61 @@ def check_probs(probs: Any, name: str = "probs", atol: float | None = None) -> N
             f"Expected each row of `{name}` to sum to 1 (tolerance {tol:.3g} for dtype {probs.dtype}), "
             f"but a row is off by {row_err:.3g}"
         )
+
+
+_USE_COMPILED: bool | None = None
+"""Whether :func:`check_probs` runs its verdict as one compiled pass (``certkit._kernels``, numba, the extra
+``certkit[fast]``): None (default) for float32/float64 matrices of at least ``_COMPILED_MIN_ENTRIES`` entries when
+numba imports and the environment variable ``CERTKIT_NO_NUMBA`` is unset (or ``0``), the rule of
+``conformal.scores.USE_COMPILED``; False never; True always (ImportError without numba). Same verdict and same
+messages either way: a failing matrix is always reported by the numpy path."""
+_COMPILED_MIN_ENTRIES = 1 << 20  # N * K from which the default (None) runs the compiled verdict
+_KERNELS: list[Any] = []  # the imported kernel module (or None when numba is missing), once
+
+
+def _compiled_checks(entries: int) -> Any:
+    """The module ``certkit._kernels`` for a matrix of ``entries`` = N * K values, or None when the compiled
+    verdict is switched off, the matrix is below the size floor of the default, or numba is not installed."""
+    if _USE_COMPILED is False or (_USE_COMPILED is None and (
+            entries < _COMPILED_MIN_ENTRIES or os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0"))):
+        return None
+    if not _KERNELS:
+        try:
+            from certkit import _kernels
+        except ImportError:
+            _KERNELS.append(None)
+        else:
+            _KERNELS.append(_kernels)
+    if _KERNELS[0] is None and _USE_COMPILED:
+        raise ImportError("certkit._validation._USE_COMPILED is True but numba is not installed "
+                          "(pip install 'certkit[fast]')")
+    return _KERNELS[0]
+
+
+def _compiled_verdict_ok(probs: np.ndarray, tol: float) -> bool:
+    """True when the compiled pass (:func:`certkit._kernels.probs_verdict`) finds ``probs`` (N, K), N >= 1,
+    valid: finite float64 row sums, entries >= 0, rows summing to 1 within ``tol`` (rows within the float64
+    rounding bound of the tolerance re-summed by numpy, as the numpy path does). False: not run (no numba,
+    small matrix, another dtype) or a row failed; the caller then runs the numpy check, which raises."""
+    if probs.dtype not in (np.float32, np.float64):
+        return False
+    kernels = _compiled_checks(probs.shape[0] * probs.shape[1])
+    if kernels is None:
+        return False
+    unsure = np.empty(probs.shape[0], dtype=np.int64)
+    if probs.flags.c_contiguous:
+        m = int(kernels.probs_verdict(probs, float(tol), unsure))
+    elif probs.flags.f_contiguous:
+        m = int(kernels.probs_verdict_t(probs.T, float(tol), unsure))
+    else:  # strided: numpy's reductions handle it
+        return False
+    if m < 0:
+        return False
+    if m:
+        exact = probs[unsure[:m]].sum(1, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return bool((np.abs(exact - 1) <= tol).all())
+    return True
 
 
 def _blas_row_sums_check(probs: np.ndarray, tol: float) -> tuple[bool, float]:
@@ -374,6 +432,8 @@ def check_labels(labels: Any, n: int | None, num_classes: int | None, name: str 
             f"Expected argument `{name}` to hold integer class indices, but got dtype {labels.dtype} "
             "(float labels are refused, not truncated: convert them with .long() / .astype(int))"
         )
+    if isinstance(labels, torch.Tensor) and labels.device.type == "cpu":
+        labels = labels.detach().numpy()  # numpy's min/max (one thread): torch's spin-wait with several threads
     if num_classes is None:
         if n and int(labels.min()) < 0:
             raise ValueError(f"Expected argument `{name}` to hold class indices >= 0, but got {int(labels.min())}")

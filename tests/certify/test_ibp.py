@@ -105,6 +105,17 @@ def test_ibp_l2_first_layer_exact() -> None:
     dev = dense.norm(dim=1) * 0.2
     torch.testing.assert_close(lo, conv(xc).flatten(1) - dev)
     torch.testing.assert_close(hi, conv(xc).flatten(1) + dev)
+    # a linear layer on the tokens of a (T, E) input (per-token projection, as in attention): each token's
+    # projection of the ball is the E-dimensional ball of the same radius (was the ball's box: up to sqrt(E)x wider)
+    xt = torch.randn(3, 4, 6, dtype=torch.float64)
+    eps = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    lo, hi = certify.bounds(lin, xt, eps, norm=2, method="ibp")
+    dev = lin.weight.norm(dim=1) * eps.reshape(3, 1, 1)
+    torch.testing.assert_close(lo, (lin(xt) - dev).flatten(1))
+    torch.testing.assert_close(hi, (lin(xt) + dev).flatten(1))
+    sound = certify.bounds(lin, xt, eps, norm=2, method="ibp", sound=True)  # the same, rounded outward
+    assert bool((sound.lower <= lo).all() and (sound.upper >= hi).all())
+    assert float(torch.maximum(lo - sound.lower, sound.upper - hi).max()) <= 1e-12
 
 
 def _random_mlp(seed: int, act: type[nn.Module] = nn.ReLU) -> nn.Module:
