@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import unicodedata
@@ -349,23 +350,31 @@ _COMPILED_MIN_ENTRIES = 1 << 20  # N * K from which the default (None) runs the 
 _KERNELS: list[Any] = []  # the imported kernel module (or None when numba is missing), once
 
 
+def load_compiled(module: str, entries: int, *, switch: bool | None, switch_name: str, cache: list[Any],
+                  min_entries: int) -> Any:
+    """The module of numba kernels ``module`` (imported once into ``cache``) for an input of ``entries`` = N * K
+    values, or None when the kernels are switched off (``switch`` False, or None with fewer than ``min_entries``
+    entries or ``CERTKIT_NO_NUMBA`` set), or numba is not installed. ``switch`` True without numba raises an
+    ImportError naming ``switch_name``. Shared by the base's probability check and ``conformal.scores``."""
+    if switch is False or (switch is None and (
+            entries < min_entries or os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0"))):
+        return None
+    if not cache:
+        try:
+            cache.append(importlib.import_module(module))
+        except ImportError:
+            cache.append(None)
+    if cache[0] is None and switch:
+        raise ImportError(f"{switch_name} is True but numba is not installed (pip install 'certkit[fast]')")
+    return cache[0]
+
+
 def _compiled_checks(entries: int) -> Any:
     """The module ``certkit._kernels`` for a matrix of ``entries`` = N * K values, or None when the compiled
     verdict is switched off, the matrix is below the size floor of the default, or numba is not installed."""
-    if _USE_COMPILED is False or (_USE_COMPILED is None and (
-            entries < _COMPILED_MIN_ENTRIES or os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0"))):
-        return None
-    if not _KERNELS:
-        try:
-            from certkit import _kernels
-        except ImportError:
-            _KERNELS.append(None)
-        else:
-            _KERNELS.append(_kernels)
-    if _KERNELS[0] is None and _USE_COMPILED:
-        raise ImportError("certkit._validation._USE_COMPILED is True but numba is not installed "
-                          "(pip install 'certkit[fast]')")
-    return _KERNELS[0]
+    return load_compiled("certkit._kernels", entries, switch=_USE_COMPILED,
+                         switch_name="certkit._validation._USE_COMPILED", cache=_KERNELS,
+                         min_entries=_COMPILED_MIN_ENTRIES)
 
 
 def _compiled_verdict_ok(probs: np.ndarray, tol: float) -> bool:

@@ -27,7 +27,6 @@ protocol of the calibrators: ``SplitConformal``, ``ClassConditional``, ``PACPred
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +42,7 @@ from certkit._validation import (
     check_nonnegative,
     check_positive,
     check_probs,
+    load_compiled,
 )
 
 __all__ = [
@@ -81,20 +81,9 @@ _KERNELS: list[Any] = []  # the imported kernel module (or None when numba is mi
 def _compiled(entries: int) -> Any:
     """The module of compiled kernels for an input of ``entries`` = N * K probabilities, or None when they are
     switched off, the input is below the size floor of the default, or numba is not installed."""
-    if USE_COMPILED is False or (USE_COMPILED is None and (
-            entries < _COMPILED_MIN_ENTRIES or os.environ.get("CERTKIT_NO_NUMBA", "") not in ("", "0"))):
-        return None
-    if not _KERNELS:
-        try:
-            from conformal import _kernels
-        except ImportError:
-            _KERNELS.append(None)
-        else:
-            _KERNELS.append(_kernels)
-    if _KERNELS[0] is None and USE_COMPILED:
-        raise ImportError("conformal.scores.USE_COMPILED is True but numba is not installed "
-                          "(pip install 'certkit[fast]')")
-    return _KERNELS[0]
+    return load_compiled("conformal._kernels", entries, switch=USE_COMPILED,
+                         switch_name="conformal.scores.USE_COMPILED", cache=_KERNELS,
+                         min_entries=_COMPILED_MIN_ENTRIES)
 
 
 def _to_torch(probs: Array) -> tuple[torch.Tensor, bool]:
