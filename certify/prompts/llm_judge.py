@@ -12,6 +12,7 @@ other: it is only as good as the judge's verdicts on clean harmful prompts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certkit._validation import check_bool
+
+_PLACEHOLDER = re.compile(r"\{system\}|\{prompt\}")
 
 __all__ = ["CHAT_TEMPLATES", "JUDGE_SYSTEM_PROMPT", "NOT_HARMFUL_PREFIXES", "LLMJudgeFilter"]
 
@@ -90,8 +93,11 @@ class LLMJudgeFilter(FilterBase):
         self.threshold = check_threshold(threshold)
 
     def format(self, prompt: str) -> str:
-        """The full text sent to the model for ``prompt``."""
-        return self.template.replace("{system}", self.system_prompt).replace("{prompt}", prompt)
+        """The full text sent to the model for ``prompt``: the template's ``{system}`` and ``{prompt}`` filled in
+        one pass, so neither text is searched for placeholders (a system prompt that mentions ``{prompt}`` stays as
+        written)."""
+        fill = {"{system}": self.system_prompt, "{prompt}": prompt}
+        return _PLACEHOLDER.sub(lambda m: fill[m.group(0)], self.template)
 
     def is_harmful_reply(self, reply: str) -> bool:
         """The paper's rule: harmful unless the reply contains a "not harmful" marker."""

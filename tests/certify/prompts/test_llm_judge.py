@@ -78,3 +78,6 @@ def test_llama3_and_chatml_templates(template: str, prefix: str, between: str, s
     assert judge.predict_proba([HARMFUL]).tolist() == [0.0] and seen == [judge.format(HARMFUL)]
     custom = LLMJudgeFilter(fake_model, template=template, system_prompt="SYS {x}")  # no str.format surprises
     assert custom.format("Q {prompt}?") == prefix + "SYS {x}" + between + "Q {prompt}?" + suffix
+    mentions = LLMJudgeFilter(fake_model, template=template, system_prompt="Judge the text after {prompt} {system}")
+    assert mentions.format("Q {system}") == (prefix + "Judge the text after {prompt} {system}" + between + "Q {system}"
+                                             + suffix)
