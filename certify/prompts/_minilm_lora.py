@@ -25,7 +25,7 @@ under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder: 20% / 5%), but it miss
 generated set, so its PAC threshold collapses to about 1e-3, where it flags about half of them.
 
 Deterministic on CPU: initialisation, shuffling and samples come from torch generators seeded with 0; dropout is off.
-About 10-12 CPU minutes on one core (``OMP_NUM_THREADS=1``).
+About 9-12 CPU minutes on one core (``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class _Model(nn.Module):
     def delta(self) -> dict[str, np.ndarray]:
         return {**{f"{k}.a": v.a.detach().numpy().astype(np.float16) for k, v in self.adapters.items()},
                 **{f"{k}.b": v.b.detach().numpy().astype(np.float16) for k, v in self.adapters.items()},
-                "head_w": self.w.detach().numpy().astype(np.float64), "head_b": np.array([float(self.bias)])}
+                "head_w": self.w.detach().numpy().astype(np.float64), "head_b": np.array([float(self.bias.detach())])}
 
 
 def _epoch(model: _Model, opt: torch.optim.Optimizer, texts: list[str], y: torch.Tensor, wts: torch.Tensor,

@@ -150,9 +150,10 @@ def test_generated_minilm_filter_is_the_default_filter() -> None:
 @needs_minilm
 def test_lora_training_is_deterministic_and_its_delta_loads(tmp_path: Path) -> None:
     """A reduced run of ``python -m certify.prompts._minilm_lora`` (48 prompts per class, 1 epoch, 1 mining round on
-    3 prompts; the full run takes 10-12 CPU minutes, too slow for the test suite) gives the same delta twice, and in
-    the filter built from it the delta is applied (scores differ from the encoder without it) in ``predict_proba`` and in the differentiable path
-    (``logit_from_embeddings``, used by GradEC and GCG), which agree."""
+    3 prompts; the full run takes about 9 CPU minutes, too slow for the test suite; the shipped default does not use
+    it) gives the same delta twice, and in the filter built from it the delta is applied (scores differ from the
+    encoder without it) in ``predict_proba`` and in the differentiable path (``logit_from_embeddings``, used by
+    GradEC and GCG), which agree."""
     from certify.prompts import _minilm_lora
     from certify.prompts.filters import _filter_with_delta
 
