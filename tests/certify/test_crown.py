@@ -849,9 +849,11 @@ def test_onednn_matmul_equals_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
     w = torch.randn(40, 300)
     node = Node("linear", (0,), (40,), "fc", weight=w, bias=None, attrs={})
     a = torch.randn(3, 7, 40)
-    got = crown_mod._onednn_matmul(node, a)
-    assert got is not None
-    torch.testing.assert_close(got, a @ w, rtol=1e-5, atol=1e-5)
+    for pointwise in (True, False):  # the dense-operand op where torch has it, else oneDNN tensors
+        monkeypatch.setattr(crown_mod, "ONEDNN_POINTWISE", pointwise)
+        got = crown_mod._onednn_matmul(node, a)
+        assert got is not None
+        torch.testing.assert_close(got, a @ w, rtol=1e-5, atol=1e-5)
     node64 = Node("linear", (0,), (40,), "fc", weight=w.double(), bias=None, attrs={})
     assert crown_mod._onednn_matmul(node64, a.double()) is None
     assert crown_mod._onednn_matmul(node, a.clone().requires_grad_(True)) is None
