@@ -132,15 +132,15 @@ def _flat_block(t: Tensor, like: Tensor) -> Any:
 
 def _relu_relaxation_compiled(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:  # noqa: E741
     """:func:`relu_relaxation` in one compiled pass (:func:`certify._crown_kernels.relu_relax`, bit-identical), or
-    None where it does not apply (kernels off or absent, autograd recording, not CPU float32/float64, bounds in
-    different or non-dense layouts, a bound that is not finite)."""
+    None where it does not apply (kernels off or absent, autograd recording, not CPU float32/float64, bounds not
+    both channels-last maps (as for :func:`_relu_kernel_step`), a bound that is not finite)."""
     if (l.device.type != "cpu" or l.dtype not in (torch.float32, torch.float64) or u.dtype != l.dtype
             or l.shape != u.shape or l.stride() != u.stride()):
         return None
     if torch.is_grad_enabled() and (l.requires_grad or u.requires_grad):
         return None
-    if not (l.is_contiguous() or (l.dim() == 4 and l.is_contiguous(memory_format=torch.channels_last))):
-        return None
+    if not (l.dim() == 4 and l.shape[1] > 1 and l.is_contiguous(memory_format=torch.channels_last)):
+        return None  # channels-last maps only (see _relu_kernel_step)
     kern = _relu_kernels(l.numel())
     if kern is None:
         return None
@@ -397,16 +397,27 @@ def _bias_dot(a: Tensor, bias: Tensor, shape: tuple[int, ...]) -> Tensor:
     return a2 @ bb[0]
 
 
-def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...], cl: bool = False) -> tuple[Tensor, Tensor | None]:
+def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...], cl: bool = False,
+                 map_shape: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor | None]:
     """Push ``a`` (B, S, *n.shape) through affine node ``n``: returns (A at its input, bias term (B, S)). With
-    ``cl`` (:func:`_use_channels_last`) conv-shaped coefficients leave a conv or a reshape channels-last."""
+    ``cl`` (:func:`_use_channels_last`) conv-shaped coefficients leave a conv or a reshape channels-last. ``map_shape``
+    (C, H, W) (see :func:`_flattened_map`): the input of linear node ``n`` is a flattened map; the coefficients come
+    out as (B, S, C, H, W) channels-last, straight from a product with the weight's columns in (H, W, C) order (no
+    copy to channels-last afterwards; the same products)."""
     b, s = a.shape[0], a.shape[1]
     op = n.op
     if op == "linear":
         w = n.weight
-        new = _onednn_matmul(n, a) if cl else None
-        if new is None:
-            new = torch.matmul(a, w)  # type: ignore[arg-type]
+        if map_shape is not None:
+            c, h, wd = map_shape
+            new = _onednn_matmul(n, a, map_shape) if cl else None
+            if new is None:
+                new = torch.matmul(a, _weight_t(n, map_shape).t())
+            new = new.reshape(b, s, h, wd, c).permute(0, 1, 4, 2, 3)
+        else:
+            new = _onednn_matmul(n, a) if cl else None
+            if new is None:
+                new = torch.matmul(a, w)  # type: ignore[arg-type]
         bias = None
         if n.bias is not None:
             bias = torch.matmul(a, n.bias)
@@ -470,12 +481,25 @@ def _back_affine(n: Node, a: Tensor, in_shape: tuple[int, ...], cl: bool = False
 ONEDNN_MATMUL_MIN = (1 << 27, 256)
 
 
-def _onednn_matmul(n: Node, a: Tensor) -> Tensor | None:
+def _weight_t(n: Node, hwc: tuple[int, ...] | None = None) -> Tensor:
+    """Linear node ``n``'s weight transposed, (D_in, D_out) contiguous, cached on the node; with ``hwc`` = (C, H, W)
+    its rows (the input entries of a flattened (C, H, W) map) in (H, W, C) order (channels-last)."""
+    w = n.weight
+    assert w is not None
+    if hwc is None:
+        return n.derive("weight^T", lambda: w.t().contiguous())
+    c, h, wd = hwc
+    return n.derive("weight^T, rows (H, W, C)",
+                    lambda: w.reshape(-1, c, h, wd).permute(2, 3, 1, 0).reshape(c * h * wd, -1).contiguous())
+
+
+def _onednn_matmul(n: Node, a: Tensor, hwc: tuple[int, ...] | None = None) -> Tensor | None:
     """``a @ W`` (a (B, S, D_out), W linear node ``n``'s (D_out, D_in) weight) through oneDNN's inner product, or
     None where it does not apply: large products in float32 on CPU with nothing for autograd to record (MKL's
     sgemm, which ``torch.matmul`` calls, takes its AVX2 path on non-Intel CPUs; oneDNN uses AVX-512 where the CPU
     has it: 1.7-1.8x faster for the 512 x 32768 layer of CIFAR CNNs). Same product up to the order of summation.
-    The transposed weight is cached on the node (dense, or in oneDNN's layout for the older op)."""
+    The transposed weight is cached on the node (dense, or in oneDNN's layout for the older op); ``hwc``: its
+    columns in channels-last order (:func:`_weight_t`)."""
     w = n.weight
     if (w is None or a.dim() != 3 or w.shape[0] < ONEDNN_MATMUL_MIN[1] or a.dtype != torch.float32
             or a.device.type != "cpu" or not torch.backends.mkldnn.is_available()
@@ -485,13 +509,13 @@ def _onednn_matmul(n: Node, a: Tensor) -> Tensor | None:
     b, s = a.shape[0], a.shape[1]
     pointwise = _onednn_linear_pointwise()
     if pointwise is not None:  # dense operands and result: no conversion to and from oneDNN's tensor (~15% faster)
-        wt = n.derive("weight^T", lambda: w.t().contiguous())
-        out: Tensor = pointwise(a.reshape(b * s, -1).contiguous(), wt, None, "none", [], "")
+        out: Tensor = pointwise(a.reshape(b * s, -1).contiguous(), _weight_t(n, hwc), None, "none", [], "")
         return out.reshape(b, s, -1)
     linear = getattr(torch._C._nn, "mkldnn_linear", None)
     if linear is None:
         return None
-    wm = n.derive("weight^T oneDNN", lambda: w.t().contiguous().to_mkldnn())
+    wm = n.derive("weight^T oneDNN" + ("" if hwc is None else ", rows (H, W, C)"),
+                  lambda: _weight_t(n, hwc).to_mkldnn())
     out = linear(a.reshape(b * s, -1).contiguous().to_mkldnn(), wm, None).to_dense()
     return out.reshape(b, s, -1)
 
@@ -966,17 +990,19 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                 n = folded
             in_shape = nodes[n.inputs[0]].shape
             cl = _use_channels_last(g, la if la is not None else ua)  # type: ignore[arg-type]
+            ms = _flattened_map(g, i) if cl and op == "linear" else None
             new_l = new_u = None
             if (op in ("linear", "dense") and la is not None and ua is not None and la is not ua
                     and la.shape == ua.shape):
                 # lower and upper coefficients through one product (one kernel call on twice the rows)
                 s_ = la.shape[1]
-                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape, cl=cl)
+                both, bb = _back_affine(n, torch.cat([la, ua], dim=1), in_shape, cl=cl, map_shape=ms)
                 new_l, new_u = both[:, :s_], both[:, s_:]
                 if bb is not None:
                     lbias, ubias = _add_bias(lbias, bb[:, :s_]), _add_bias(ubias, bb[:, s_:])
             else:
-                new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape, cl=cl), la, ua, lbias, ubias)
+                new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape, cl=cl,
+                                                                map_shape=ms), la, ua, lbias, ubias)
             outs = [(n.inputs[0], new_l, new_u)]
         for j, tl, tu in outs:
             if j in pending:
@@ -988,6 +1014,30 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             else:
                 pending[j] = [tl, tu]
     return 0, lbias, ubias
+
+
+#: linear layers on a flattened map produce channels-last coefficients directly (see :func:`_flattened_map`)
+FLATTEN_CHANNELS_LAST = True
+
+
+def _flattened_map(g: Graph, i: int) -> tuple[int, ...] | None:
+    """(C, H, W) when linear node ``i`` (a vector layer) reads a reshape of a (C, H, W) map (C > 1, H W > 1) that
+    nothing else reads, else None: its backward step then gives the reshape (B, S, C, H, W) channels-last
+    coefficients, which the reshape passes on without a copy (see :func:`_back_affine`)."""
+    if not FLATTEN_CHANNELS_LAST:
+        return None
+    hit = g.derived.get(("flattened map", i), -1)
+    if hit == -1:
+        n = g.nodes[i]
+        j = n.inputs[0]
+        hit = None
+        if len(n.shape) == 1 and g.nodes[j].op == "reshape" and j > 0:
+            src = g.nodes[g.nodes[j].inputs[0]].shape
+            sole = [k for k, m in enumerate(g.nodes) if j in m.inputs] == [i]
+            if sole and len(src) == 3 and src[0] > 1 and src[1] * src[2] > 1 and len(g.nodes[j].shape) == 1:
+                hit = tuple(src)
+        g.derived[("flattened map", i)] = hit
+    return hit  # type: ignore[no-any-return]
 
 
 def _conv_affine_fold(g: Graph, i: int) -> Node | None:
@@ -1086,6 +1136,12 @@ def _relu_kernel_step(la: Tensor | None, ua: Tensor | None, r: _Relax
             la is not None and ua is not None and la is not ua and la.shape != ua.shape):
         return None
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u)):
+        return None
+    if not (r.d_l.dim() == 4 and r.d_l.shape[1] > 1 and r.d_l.shape[2] * r.d_l.shape[3] > 1
+            and r.d_l.is_contiguous(memory_format=torch.channels_last)):
+        # channels-last maps only: where the backward pass is channels-last (large conv nets), not on flat or NCHW
+        # coefficients of small nets (torch's passes measured as fast there, and numba's import and compilation,
+        # ~150 MB of memory, is not paid)
         return None
     kern = _relu_kernels(a0.numel())
     if kern is None:

@@ -689,9 +689,9 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
 def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
                                                   chunk: int | None, channels_last: bool) -> None:
     """The compiled ReLU step (numba; one pass per side with the intercept's bias term and a following conv's
-    per-channel sums) and the compiled relaxation give the torch form's bounds for CROWN and CROWN-IBP, on channels-last and on contiguous
-    coefficients, whole batch and chunks of one input, lower and upper bound separated or not yet, with residual
-    additions and BatchNorm; and it ran (both kernels), and the conv read its channel sums."""
+    per-channel sums) and the compiled relaxation give the torch form's bounds for CROWN and CROWN-IBP, whole batch
+    and chunks of one input, lower and upper bound separated or not yet, with residual additions and BatchNorm; they
+    ran (every kernel, and the conv read its channel sums) on channels-last coefficients and did not on NCHW ones."""
     pytest.importorskip("numba")
     model = _channels_last_net().to(dtype)
     x = torch.rand(4, 2, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(5))
@@ -736,8 +736,9 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
         torch.testing.assert_close(fast.lower, ref.lower, rtol=tol, atol=tol * scale)
         torch.testing.assert_close(fast.upper, ref.upper, rtol=tol, atol=tol * scale)
         assert bool((ref.upper - ref.lower > 0.01).any())
-    assert seen["relu_back"] and seen["relu_back_both"] and seen["relu_relax"]
-    assert bool(seen["sums"]) == channels_last  # per-channel sums exist for channels-last maps only
+    # channels-last maps only: NCHW/flat coefficients keep the torch form (and the conv its own sums)
+    assert bool(seen["relu_back"]) == bool(seen["relu_back_both"]) == bool(seen["relu_relax"]) == channels_last
+    assert bool(seen["sums"]) == channels_last
 
 
 def test_compiled_relu_step_leaves_infinite_intercepts_to_the_torch_form(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -747,9 +748,10 @@ def test_compiled_relu_step_leaves_infinite_intercepts_to_the_torch_form(monkeyp
     monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
     if crown_mod._relu_kernels(1) is None:
         pytest.skip("compiled kernels switched off")
-    lo = -torch.rand(2, 3, 4, 4) - 0.1
-    hi = torch.rand(2, 3, 4, 4) + 0.1
-    a = torch.randn(2, 5, 3, 4, 4)
+    cl = torch.channels_last
+    lo = (-torch.rand(2, 3, 4, 4) - 0.1).contiguous(memory_format=cl)
+    hi = (torch.rand(2, 3, 4, 4) + 0.1).contiguous(memory_format=cl)
+    a = torch.randn(10, 3, 4, 4).contiguous(memory_format=cl).reshape(2, 5, 3, 4, 4)
     r = crown_mod._Relax("relu", lo, hi)
     assert crown_mod._relu_kernel_step(a, a, r) is not None
     r = crown_mod._Relax("relu", lo, hi)
@@ -763,7 +765,8 @@ def test_compiled_relu_step_leaves_infinite_intercepts_to_the_torch_form(monkeyp
 def test_compiled_relu_relaxation_is_bit_identical(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
                                                     channels_last: bool) -> None:
     """The compiled ReLU relaxation returns the torch form's slopes and intercepts bit for bit (stable, unstable,
-    zero-width and near-zero bounds), in the bounds' layout; bounds that are not finite go to the torch form."""
+    zero-width and near-zero bounds), in the bounds' layout; bounds that are not finite, and NCHW bounds, go to the
+    torch form."""
     pytest.importorskip("numba")
     monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
     if crown_mod._relu_kernels(1) is None:
@@ -777,6 +780,9 @@ def test_compiled_relu_relaxation_is_bit_identical(monkeypatch: pytest.MonkeyPat
     if channels_last:
         lo, hi = lo.contiguous(memory_format=torch.channels_last), hi.contiguous(memory_format=torch.channels_last)
     fast = crown_mod._relu_relaxation_compiled(lo, hi)
+    if not channels_last:  # channels-last maps only
+        assert fast is None
+        return
     assert fast is not None
     monkeypatch.setattr(crown_mod, "USE_COMPILED", False)
     ref = crown_mod.relu_relaxation(lo, hi)
@@ -785,6 +791,39 @@ def test_compiled_relu_relaxation_is_bit_identical(monkeypatch: pytest.MonkeyPat
     lo[0, 0, 0, 0] = -math.inf
     monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
     assert crown_mod._relu_relaxation_compiled(lo, hi) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("onednn", [(0, 1), (1 << 62, 1 << 30)])
+def test_linear_on_flattened_map_gives_channels_last_coefficients(monkeypatch: pytest.MonkeyPatch,
+                                                                    dtype: torch.dtype, onednn: tuple[int, int]) -> None:
+    """A linear layer on a flattened conv map, backward with its weight's columns in (H, W, C) order (coefficients
+    channels-last with no copy at the flatten), gives the bounds of the product in (C, H, W) order, through oneDNN or
+    torch.matmul; and the path ran."""
+    model = _channels_last_net().to(dtype)
+    x = torch.rand(4, 2, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    monkeypatch.setattr(crown_mod, "ONEDNN_MATMUL_MIN", onednn)
+    ran = []
+    real = crown_mod._flattened_map
+
+    def spy(g: object, i: int) -> object:
+        out = real(g, i)  # type: ignore[arg-type]
+        ran.append(out)
+        return out
+
+    monkeypatch.setattr(crown_mod, "_flattened_map", spy)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "FLATTEN_CHANNELS_LAST", False)
+        ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "FLATTEN_CHANNELS_LAST", True)
+        got = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        scale = float(ref.upper.abs().max())
+        torch.testing.assert_close(got.lower, ref.lower, rtol=tol, atol=tol * scale)
+        torch.testing.assert_close(got.upper, ref.upper, rtol=tol, atol=tol * scale)
+    assert (6, 6, 6) in ran
 
 
 @pytest.mark.parametrize("method", ["crown", "crown-ibp"])
