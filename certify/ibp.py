@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import SCALAR_OPS, Graph, Node, conv_args
 
 __all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec_interval"]
@@ -436,9 +437,11 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
 
 
 #: IBP runs on chunks of inputs whose widest interval tensor stays under this many bytes, of at least
-#: ``IBP_MIN_CHUNK`` inputs (see :func:`ibp_bounds`)
+#: ``IBP_MIN_CHUNK`` inputs (see :func:`ibp_bounds`; speed knobs), and of at most as many as the memory
+#: available allows with ``IBP_COPIES`` interval tensors of the widest node per input (``certify._memory``)
 IBP_CHUNK_BYTES = 1 << 19
 IBP_MIN_CHUNK = 32
+IBP_COPIES = 8
 
 
 def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -457,6 +460,8 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     n = region.x0.shape[0]
     widest = max(nd.numel for nd in g.nodes) * region.x0.element_size()
     chunk = max(IBP_MIN_CHUNK, IBP_CHUNK_BYTES // max(widest, 1))
+    chunk = _memory.units(widest, cap=chunk * max(widest, 1), copies=IBP_COPIES, device=region.x0.device,
+                          what="IBP (per input)")
     los, his = [], []
     for i0 in range(0, n, chunk):
         sl = slice(i0, i0 + chunk)
