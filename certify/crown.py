@@ -1549,16 +1549,16 @@ def _patch_chunks(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx:
     """:func:`_patch_pass` for rows ``idx`` (R, S) in chunks of ``step`` rows and ``in_step`` inputs -> bounds
     (N, S); inputs and rows are independent, so the bounds are those of one pass."""
     batch = region.x0.shape[0]
-    lo_in, hi_in = [], []
-    for i0 in range(0, batch, in_step):
-        if in_step >= batch:
-            sub, sub_relax, sub_idx = region, relax, idx
-        else:
+    parts: list[tuple[InputRegion, Mapping[int, AnyRelax], Tensor]] = [(region, relax, idx)]
+    if in_step < batch:
+        parts = []
+        for i0 in range(0, batch, max(1, in_step)):
             sl = slice(i0, i0 + in_step)
             sub = InputRegion(region.x0[sl], region.eps[sl], region.norm, region.domain)
             sub.box = Interval(l=_rows(region.box.l, sl), u=_rows(region.box.u, sl))  # type: ignore[arg-type]
-            sub_relax = {k: _relax_rows(r, sl) for k, r in relax.items()}
-            sub_idx = idx if shared else idx[sl]
+            parts.append((sub, {k: _relax_rows(r, sl) for k, r in relax.items()}, idx if shared else idx[sl]))
+    lo_in, hi_in = [], []
+    for sub, sub_relax, sub_idx in parts:
         los, his = [], []
         for c0 in range(0, sub_idx.shape[1], step):
             lo_c, hi_c = _patch_pass(g, i, plan, sub_idx[:, c0:c0 + step], sub, sub_relax)

@@ -448,7 +448,8 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     """IBP bounds of ``spec @ output`` (spec (N, S, K); None = the output itself), shape (N, S).
 
     The batch runs in chunks of inputs whose widest interval tensor holds at most ``IBP_CHUNK_BYTES``, but
-    never fewer than ``IBP_MIN_CHUNK`` inputs (a convolution on a few inputs is slow per input): the working
+    never fewer than ``IBP_MIN_CHUNK`` inputs (a convolution on a few inputs is slow per input) unless the memory
+    available allows fewer (``IBP_COPIES`` interval tensors per input, ``certify._memory``): the working
     set then stays in cache, and the process allocator reuses the freed blocks (on Linux, glibc serves
     blocks of about 1 MB and more with fresh pages and returns them to the kernel when freed, so that every
     call pays page faults on tensors that size; cnn_4layer at batch 64: ~300 faults per call unchunked, 0-60
