@@ -157,16 +157,29 @@ def test_crown_equals_a_dense_implementation_of_the_lse_bounds(method: str, eps:
     torch.testing.assert_close(b.upper.detach(), hi.detach(), rtol=1e-9, atol=1e-9)
 
 
+class ChannelSoftmax(nn.Module):
+    """Softmax over the channels of a conv feature map (dim=1 of (N, C, H, W): permuted to the last dimension)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 5 * 5, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.softmax(self.conv(x), dim=1).flatten(1))
+
+
 def _nets() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(7)
     soft = nn.Sequential(nn.Linear(6, 8), nn.Softmax(dim=-1), nn.Linear(8, 3))
     logsoft = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5), nn.LogSoftmax(dim=1))
     attn = HandAttention()
-    for m, s in ((soft, 10.0), (logsoft, 6.0), (attn, 3.0)):
+    chan = ChannelSoftmax()
+    for m, s in ((soft, 10.0), (logsoft, 6.0), (attn, 3.0), (chan, 3.0)):
         with torch.no_grad():  # large logits: most softmax rows saturate over the wide regions
             for p in m.parameters():
                 p.mul_(s)
-    return {"softmax": (soft, (6,)), "log_softmax": (logsoft, (6,)), "attention": (attn, (4, 6))}
+    return {"softmax": (soft, (6,)), "log_softmax": (logsoft, (6,)), "attention": (attn, (4, 6)),
+            "channel_softmax": (chan, (2, 5, 5))}
 
 
 _CASES = [pytest.param(torch.float64, math.inf, False, id="float64-linf"),
@@ -181,7 +194,7 @@ _CASES = [pytest.param(torch.float64, math.inf, False, id="float64-linf"),
 
 @pytest.mark.parametrize(("dtype", "norm", "sound"), _CASES)
 @pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention", "channel_softmax"])
 def test_softmax_nets_are_sound_on_wide_and_narrow_regions(name: str, method: str, dtype: torch.dtype,
                                                            norm: float, sound: bool) -> None:
     """10^4 sampled points per input plus PGD minimising and maximising every output stay inside the bounds, on
@@ -194,7 +207,7 @@ def test_softmax_nets_are_sound_on_wide_and_narrow_regions(name: str, method: st
         assert_sound(model, x, eps, norm=norm, method=method, samples=10_000, pgd_steps=10, sound=sound)
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention", "channel_softmax"])
 def test_crown_is_not_looser_than_ibp_and_the_comparison_never_looser_than_either(name: str) -> None:
     """On the softmax networks (float64; L-inf 1e-3 to 0.3 and L2): CROWN's mean width is below IBP's (a plane
     bound over a box is not below the exact range element by element in general: the comparison is on the mean),
