@@ -175,8 +175,8 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     The slopes optimised are those of unstable ReLUs (``[0, 1]``), LeakyReLU/PReLU with a negative slope
     ``a <= 1`` (``[a, 1]``) and the lower and upper lines of sigmoid/tanh (``[tiny, kmax]``, intercepts
     recomputed); every other non-linear layer (GELU, SiLU, ELU, softplus, max
-    pooling, products, softmax and LayerNorm as decomposed by the graph) keeps CROWN's relaxation, so the
-    bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
+    pooling, products, LayerNorm as decomposed by the graph, and softmax / log-softmax with the log-sum-exp planes
+    of Wei et al. 2023, tangent at the box centre) keeps CROWN's relaxation, so the bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
     specification); rows whose bound exceeds ``stop_at`` stop improving (early stop once verified; None:
     never). ``splits`` maps a pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound
     split constraints). ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays

@@ -39,15 +39,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from certify import _memory
-from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, densify
+from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, SOFTMAX_OPS, Graph, Node, densify
 from certify._layers import (
     LinearRelax,
     MaxPoolRelax,
     MulRelax,
+    SoftmaxRelax,
     maxpool_backward,
     maxpool_relax,
     mul_backward,
     scalar_relax,
+    softmax_backward,
+    softmax_relax,
 )
 from certify.ibp import InputRegion, Interval, direct_input_flags, node_interval, spec_interval
 
@@ -640,7 +643,7 @@ def _back_pair(back: Callable[[Tensor], tuple[Tensor, Tensor | None]], la: Tenso
     return new_l, new_u, lbias, ubias
 
 
-AnyRelax = _Relax | MaxPoolRelax | LinearRelax | MulRelax
+AnyRelax = _Relax | MaxPoolRelax | LinearRelax | MulRelax | SoftmaxRelax
 
 
 def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
@@ -654,6 +657,8 @@ def _make_relax(n: Node, ivs: list[Interval | None]) -> AnyRelax:
         other = ivs[n.inputs[1]]
         assert other is not None
         return MulRelax(src.l, src.u, other.l, other.u)
+    if n.op in SOFTMAX_OPS:
+        return softmax_relax(src.l, src.u, n.op == "log_softmax")
     return _Relax(n.op, src.l, src.u)
 
 
@@ -681,7 +686,7 @@ def _relax_layout(r: _Relax, a: Tensor | None) -> _Relax:
 
 
 def _relax_rows(r: AnyRelax, sl: slice) -> AnyRelax:
-    if isinstance(r, MaxPoolRelax | LinearRelax | MulRelax):
+    if isinstance(r, MaxPoolRelax | LinearRelax | MulRelax | SoftmaxRelax):
         return r.rows(sl)
     out = _Relax.__new__(_Relax)
     out.d_l, out.d_u, out.b_u = r.d_l[sl], r.d_u[sl], r.b_u[sl]  # per input: (N, *shape)
@@ -817,6 +822,12 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             r = relax[i]
             assert isinstance(r, LinearRelax)
             new_l, new_u, bl, bu = _back_lines(la, ua, r)
+            lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
+            outs = [(n.inputs[0], new_l, new_u)]
+        elif op in SOFTMAX_OPS:
+            r = relax[i]
+            assert isinstance(r, SoftmaxRelax)
+            new_l, new_u, bl, bu = softmax_backward(la, ua, r)
             lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
             outs = [(n.inputs[0], new_l, new_u)]
         elif op == "mul":
@@ -1165,8 +1176,9 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     smooth_fed = [any(nodes[k].op in ("sigmoid", "tanh") for k in c) for c in consumers]
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
     # inputs of the other non-linear ops (not ReLU): every neuron's bound matters, and the CROWN bound is
-    # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt)
-    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
+    # intersected with the IBP one (it keeps e.g. a variance's lower bound >= eps for rsqrt; softmax: auto_LiRPA
+    # does not intersect, so certify's bounds are equal or tighter)
+    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul", *SOFTMAX_OPS) for j in n.inputs}
     ivs: list[Interval | None] = [None] * len(nodes)
     ivs[0] = region.box
     relax: dict[int, AnyRelax] = {}
@@ -1178,7 +1190,7 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
             relax[i] = _make_relax(n, ivs)
         iv = _no_nan(node_interval(g, i, ivs, region, direct))
         ref = iv
-        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
+        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul", *SOFTMAX_OPS)
         if (i in pre and not ibp_intermediate and not exact[i]
                 and not (i in pooled and n.op in NONLINEAR)  # pooling relu(x): relu of x's bounds
                 and not (i in general and elementwise)):  # f(x) for an element-wise f: f's range on x's bounds

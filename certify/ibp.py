@@ -336,6 +336,11 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         assert b_iv is not None
         lo, hi = mul_range(a.l, a.u, b_iv.l, b_iv.u)  # type: ignore[union-attr]
         return Interval(l=lo, u=hi)
+    if op in ("softmax", "log_softmax"):  # the exact range of each output over the input box
+        from certify._layers import softmax_range
+
+        lo, hi = softmax_range(a.l, a.u, op == "log_softmax")  # type: ignore[union-attr]
+        return Interval(l=lo, u=hi)
     raise AssertionError(op)
 
 
