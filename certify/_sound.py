@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError
 from certify._layers import (
     SCALAR_FNS,
@@ -55,8 +56,13 @@ _G1 = gamma(1)
 _G2 = gamma(2)
 #: assumed absolute accuracy of torch's float64 sigmoid/tanh/log/atanh (they are accurate to a few ulps)
 SMOOTH_SLACK = 2.0**-40
-#: dense matrices for conv backward passes up to this many entries (faster than fold at this size)
+#: dense matrices for conv backward passes up to this many entries (faster than fold at this size; a speed knob)
 DENSE_MAX = 1 << 19
+#: inputs per chunk: at most this many bytes of (widest node)^2 float64 entries per chunk (a memory cap: lowered
+#: at call time to what the memory available allows, ``certify._memory.units``, with ``SOUND_COPIES`` tensors of
+#: a chunk's coefficients held at once)
+SOUND_CHUNK_BYTES = 1 << 29
+SOUND_COPIES = 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -859,7 +865,15 @@ def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm
                 f"(supported: {', '.join(SUPPORTED[1:])}); use sound=False")
     nb = x0.shape[0]
     widest = max(n.numel for n in g.nodes)
-    chunk = max(1, (1 << 26) // max(1, widest * widest))
+    chunk = max(1, SOUND_CHUNK_BYTES // max(1, widest * widest * 8))
+    # one input's coefficients: (rows bounded at once) x (widest node), float64; rows: every neuron of the
+    # widest pre-activation (CROWN's intermediate bounds), else the output's rows
+    k = g.nodes[g.output].numel if spec is None else spec.shape[1]
+    rows = max([k] + ([g.nodes[j].numel for n in g.nodes if n.op in NONLINEAR for j in n.inputs]
+                      if method == "crown" else []))
+    per_input = rows * widest * 8
+    chunk = _memory.units(per_input, cap=chunk * per_input, copies=SOUND_COPIES, device=x0.device,
+                          what=f"sound=True {method.upper()} (rows x widest node {rows} x {widest}, float64)")
     los, his = [], []
     with torch.no_grad():
         for i0 in range(0, nb, chunk):

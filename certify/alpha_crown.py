@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import Graph
 from certify._layers import LinearRelax
 from certify.crown import _Relax, _relax_rows, _smooth_intercepts, backward, crown_bounds
@@ -578,8 +579,12 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
     torch.where(lo > best, lo, best, out=best)
 
 
-#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond)
+#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond; a
+#: memory cap: lowered at call time to what the memory available allows, ``certify._memory.units``, with
+#: ``INTERMEDIATE_COPIES`` tensors of the slopes' size: the slopes, their gradients, Adam's two moments, the
+#: best slopes and the backward pass's coefficients)
 INTERMEDIATE_BYTES = 1 << 26
+INTERMEDIATE_COPIES = 8
 
 
 def _intermediate_bytes(g: Graph, st: _State) -> int:
@@ -654,7 +659,9 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
         if inter and idx2.numel() and res.alpha:
             pos = torch.searchsorted(idx, idx2)  # idx2 is a sorted subset of idx
             # in chunks of inputs: the joint stage's slopes take (inputs x unstable neurons x earlier neurons)
-            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(g, st.take(idx2))))
+            step = _memory.units(_intermediate_bytes(g, st.take(idx2)), cap=INTERMEDIATE_BYTES,
+                                 copies=INTERMEDIATE_COPIES, device=region.x0.device,
+                                 what="alpha-CROWN's optimisation of intermediate slopes (per input)")
             for c in range(0, idx2.numel(), step):
                 ic, pc = idx2[c : c + step], pos[c : c + step]
                 res2 = _optimize(g, st.take(ic), _take_region(region, ic), skip=done[ic],

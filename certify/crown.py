@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, SOFTMAX_OPS, Graph, Node, densify
 from certify._layers import (
     LinearRelax,
@@ -56,10 +57,23 @@ from certkit._validation import load_compiled
 
 __all__ = ["CHUNK_BYTES", "DENSE_CONV_MAX_ELEMENTS", "crown_bounds", "relu_relaxation", "smooth_relaxation"]
 
-#: A conv layer whose dense matrix has at most this many entries is densified for CROWN.
+#: A conv layer whose dense matrix has at most this many entries is densified for CROWN (a speed knob).
 DENSE_CONV_MAX_ELEMENTS = 1 << 19
-#: Coefficient tensors larger than this (bytes) are split into chunks of inputs (cache locality).
+#: Coefficient tensors larger than this (bytes) are split into chunks of inputs (a speed knob: cache
+#: locality). The memory caps of this module (``PREFIX_BYTES``, ``ALL_NEURONS_BYTES``, ``PATCH_BYTES``) are
+#: lowered at call time to what the memory available allows (``certify._memory``; ``certify.memory_budget``).
 CHUNK_BYTES = 1 << 21
+#: closed-form counts of the tensors of a chunk's size one backward step holds at once (lower and upper
+#: coefficients, the relaxation's slopes and intercepts gathered to them, positive and negative parts, the
+#: products), used to size chunks from the memory available (``certify._memory.units``)
+BACKWARD_COPIES = 8
+PATCH_COPIES = 16
+
+
+def _node_what(g: Graph, i: int, stage: str) -> str:
+    """``stage`` of node ``i``, for a MemoryError's message."""
+    n = g.nodes[i]
+    return f"{stage} of node {i} ({n.op} {n.name!r}, shape {tuple(n.shape)})"
 
 
 def _use_channels_last(g: Graph, t: Tensor) -> bool:
@@ -799,18 +813,22 @@ def backward(g: Graph, start: int, a0: Tensor | None, b0: Tensor | None, region:
     run on cache-resident tensors (about 1.3x faster on the digits CNN), with identical results.
     The nodes nearest the start run on the whole batch first (:func:`_whole_batch_prefix`): the
     narrow ones, and a linear layer where the coefficients widen, whose product then reads its weight
-    matrix once for the batch rather than once per chunk.
+    matrix once for the batch rather than once per chunk. A chunk also fits the memory available
+    (``certify._memory.units``: ``BACKWARD_COPIES`` tensors of its size); MemoryError, before allocating,
+    if one input's coefficients do not.
     """
     n_in = region.x0.shape[0]
     pending, lbias, ubias, first = _initial_state(start, a0, b0, need_lower=need_lower, need_upper=need_upper,
                                                   start_node_done=start_node_done, start_input=start_input)
-    if a0 is not None and n_in > 1:
+    if a0 is not None and n_in >= 1:
         widest = max(nd.numel for nd in g.nodes[: start + 1])
         per_input = a0.shape[1] * widest * a0.element_size()
-        chunk = max(1, CHUNK_BYTES // max(per_input, 1))
+        chunk = _memory.units(per_input, cap=CHUNK_BYTES, copies=BACKWARD_COPIES, device=a0.device,
+                              what=_node_what(g, start, f"CROWN's backward pass of {a0.shape[1]} rows"))
         if chunk < n_in:
             first, lbias, ubias = _propagate(g, pending, lbias, ubias, region, relax, first,
-                                             stop=_whole_batch_prefix(g, n_in, a0.shape[1], a0.element_size()))
+                                             stop=_whole_batch_prefix(g, n_in, a0.shape[1], a0.element_size(),
+                                                                      a0.device))
             parts = []
             for i0 in range(0, n_in, chunk):
                 sl = slice(i0, i0 + chunk)
@@ -850,11 +868,12 @@ def _initial_state(start: int, a0: Tensor | None, b0: Tensor | None, *, need_low
     return {start: [la, ua]}, b0, b0, start
 
 
-#: coefficients of the whole batch (bytes) that the nodes run before chunking by inputs may produce
+#: coefficients of the whole batch (bytes) that the nodes run before chunking by inputs may produce (a memory
+#: cap: lowered at call time to what the memory available allows, ``certify._memory.units``)
 PREFIX_BYTES = 1 << 28
 
 
-def _whole_batch_prefix(g: Graph, n_in: int, rows: int, elem: int) -> Any:
+def _whole_batch_prefix(g: Graph, n_in: int, rows: int, elem: int, device: torch.device | None = None) -> Any:
     """Where a chunked backward pass starts chunking: a predicate on the next node to process, true for the
     first node that should run per chunk. Before it run, on the whole batch, the nodes whose coefficients at
     their inputs are small for the whole batch (``CHUNK_BYTES``: chunking gains nothing there) and the
@@ -862,12 +881,15 @@ def _whole_batch_prefix(g: Graph, n_in: int, rows: int, elem: int) -> Any:
     for the batch reads the weight matrix once; per chunk, a large weight was read once per chunk). The
     result is the same: every op acts on each input's rows independently."""
     nodes = g.nodes
+    # bytes (units of one byte): PREFIX_BYTES, or less where BACKWARD_COPIES such tensors would not fit
+    prefix = _memory.units(1, cap=PREFIX_BYTES, copies=BACKWARD_COPIES, device=device or torch.device("cpu"),
+                           what="CROWN's whole-batch prefix")
 
     def chunk_from(i: int) -> bool:
         n = nodes[i]
         produced = n_in * rows * elem * max((nodes[j].numel for j in n.inputs), default=0)
         if n.op in ("linear", "dense"):
-            return produced > PREFIX_BYTES
+            return produced > prefix
         return produced > CHUNK_BYTES
 
     return chunk_from
@@ -1501,8 +1523,20 @@ def _ibp_exact(g: Graph, norm: float) -> list[bool]:
     return exact
 
 
-#: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond)
+#: bytes of coefficients one backward pass for all neurons of a node may hold (chunks of neurons beyond; a
+#: memory cap: lowered at call time to what the memory available allows, :func:`_row_step`)
 ALL_NEURONS_BYTES = 1 << 28
+
+
+def _row_step(g: Graph, i: int, batch: int, dtype: torch.dtype, device: torch.device, stage: str) -> int:
+    """Neurons (rows) of node ``i`` per backward pass: the coefficients of the whole batch under
+    ``ALL_NEURONS_BYTES``, and one input's (the backward pass chunks inputs) times ``BACKWARD_COPIES`` under
+    the memory budget; MemoryError (before allocating) if one row of one input does not fit."""
+    widest = max(nd.numel for nd in g.nodes[: i + 1])
+    per_row_input = max(1, widest * torch.finfo(dtype).bits // 8)
+    step = max(1, ALL_NEURONS_BYTES // max(1, batch * per_row_input))
+    return _memory.units(per_row_input, cap=step * per_row_input, copies=BACKWARD_COPIES, device=device,
+                         what=_node_what(g, i, stage))
 
 
 def _intermediate_all(g: Graph, i: int, ref: Interval, region: InputRegion, relax: Mapping[int, AnyRelax], *,
@@ -1512,9 +1546,7 @@ def _intermediate_all(g: Graph, i: int, ref: Interval, region: InputRegion, rela
     n = g.nodes[i]
     dtype, device = region.x0.dtype, region.x0.device
     d = n.numel
-    widest = max(nd.numel for nd in g.nodes[: i + 1])
-    per_row = max(1, batch * widest * torch.finfo(dtype).bits // 8)
-    step = max(1, min(d, ALL_NEURONS_BYTES // per_row))
+    step = min(d, _row_step(g, i, batch, dtype, device, "CROWN's intermediate bounds"))
     l_ref, u_ref = ref.l.reshape(batch, -1), ref.u.reshape(batch, -1)
     los, his = [], []
     in_shape = g.nodes[n.inputs[0]].shape if n.inputs else ()
@@ -1552,8 +1584,7 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
     union = unstable.any(0)
     n_union = int(union.sum())
     # chunks of neurons so that the coefficient tensors (batch x rows x widest node) stay under the budget
-    widest = max(nd.numel for nd in g.nodes[: i + 1])
-    step = max(1, ALL_NEURONS_BYTES // max(1, batch * widest * torch.finfo(dtype).bits // 8))
+    step = _row_step(g, i, batch, dtype, device, "CROWN's intermediate bounds")
     if n_union <= 1.25 * s:
         # (nearly) the same neurons are unstable across the batch: one coefficient matrix shared by
         # all inputs until the first activation (no per-input gather); results are used only where
@@ -1591,6 +1622,8 @@ def _intermediate(g: Graph, i: int, ref: Interval, region: InputRegion, relax: M
 # ----------------------------------------------------------------------------------------------
 
 #: bytes one patch coefficient tensor (inputs x rows x channels x window) may take; rows are chunked beyond
+#: (a memory cap: lowered at call time to what the memory available allows, with ``PATCH_COPIES`` tensors of
+#: that size per step; where one row for the whole batch does not fit, inputs are chunked too)
 PATCH_BYTES = 1 << 25
 
 _Geom = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # window (kh, kw), stride, padding
@@ -1741,14 +1774,14 @@ def _patches_bounds(g: Graph, i: int, ref: Interval, region: InputRegion, relax:
     else:
         idx, valid, shared = torch.arange(d, device=device).unsqueeze(0), None, True  # type: ignore[assignment]
     widest = max(nodes[j].shape[0] * (1 if dg else math.prod(gm[0])) for j, (dg, gm) in plan.items())
-    per_row = max(1, batch * widest * torch.finfo(dtype).bits // 8)
-    step = max(1, PATCH_BYTES // per_row)
-    los, his = [], []
-    for c0 in range(0, idx.shape[1], step):
-        lo_c, hi_c = _patch_pass(g, i, plan, idx[:, c0:c0 + step], region, relax)
-        los.append(lo_c)
-        his.append(hi_c)
-    lo, hi = torch.cat(los, dim=1), torch.cat(his, dim=1)
+    per_pair = max(1, widest * torch.finfo(dtype).bits // 8)  # one row of one input
+    step = max(1, PATCH_BYTES // (max(1, batch) * per_pair))
+    # (row, input) pairs per pass: PATCH_BYTES, and PATCH_COPIES such tensors under the memory budget
+    pairs = _memory.units(per_pair, cap=step * max(1, batch) * per_pair, copies=PATCH_COPIES, device=device,
+                          what=_node_what(g, i, "CROWN's intermediate bounds in window form"))
+    in_step = batch if pairs >= batch else pairs
+    step = max(1, pairs // max(1, batch)) if pairs >= batch else 1
+    lo, hi = _patch_chunks(g, i, plan, idx, shared, region, relax, step, in_step)
     if rows == "all":
         return Interval(l=lo.reshape(batch, *n.shape), u=hi.reshape(batch, *n.shape))
     if rows == "all_ref":
@@ -1762,6 +1795,31 @@ def _patches_bounds(g: Graph, i: int, ref: Interval, region: InputRegion, relax:
         lo, hi = torch.maximum(lo, lr), torch.minimum(hi, ur)
     return Interval(l=l_ref.scatter(1, gidx, lo).reshape(batch, *n.shape),
                     u=u_ref.scatter(1, gidx, hi).reshape(batch, *n.shape))
+
+
+def _patch_chunks(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: Tensor, shared: bool,
+                  region: InputRegion, relax: Mapping[int, AnyRelax], step: int, in_step: int) -> tuple[Tensor, Tensor]:
+    """:func:`_patch_pass` for rows ``idx`` (R, S) in chunks of ``step`` rows and ``in_step`` inputs -> bounds
+    (N, S); inputs and rows are independent, so the bounds are those of one pass."""
+    batch = region.x0.shape[0]
+    parts: list[tuple[InputRegion, Mapping[int, AnyRelax], Tensor]] = [(region, relax, idx)]
+    if in_step < batch:
+        parts = []
+        for i0 in range(0, batch, max(1, in_step)):
+            sl = slice(i0, i0 + in_step)
+            sub = InputRegion(region.x0[sl], region.eps[sl], region.norm, region.domain)
+            sub.box = Interval(l=_rows(region.box.l, sl), u=_rows(region.box.u, sl))  # type: ignore[arg-type]
+            parts.append((sub, {k: _relax_rows(r, sl) for k, r in relax.items()}, idx if shared else idx[sl]))
+    lo_in, hi_in = [], []
+    for sub, sub_relax, sub_idx in parts:
+        los, his = [], []
+        for c0 in range(0, sub_idx.shape[1], step):
+            lo_c, hi_c = _patch_pass(g, i, plan, sub_idx[:, c0:c0 + step], sub, sub_relax)
+            los.append(lo_c)
+            his.append(hi_c)
+        lo_in.append(torch.cat(los, dim=1))
+        hi_in.append(torch.cat(his, dim=1))
+    return torch.cat(lo_in), torch.cat(hi_in)
 
 
 def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: Tensor, region: InputRegion,

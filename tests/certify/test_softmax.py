@@ -105,10 +105,11 @@ def test_sound_planes_and_ranges_hold_on_the_box(kind: str, k: int) -> None:
     assert bool((_plane(r, mid, False)[0] <= _plane(plain, mid, False)[0] + tol).all())
 
 
-def _dense_lse_bounds(model: nn.Sequential, x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+def _dense_lse_bounds(model: nn.Sequential, x: Tensor, eps: float, log: bool = False) -> tuple[Tensor, Tensor]:
     """An independent implementation, for Linear -> Softmax -> Linear on an L-inf ball: the planes of Wei et al.
     2023 (Eqs. (39)-(40) and (46)-(47) of the paper, tangent point at the box centre) written with dense K x K
-    Jacobians, back-substituted through both linear layers and minimised over the input box."""
+    Jacobians, back-substituted through both linear layers and minimised over the input box. ``log``: Linear ->
+    LogSoftmax -> Linear with log-softmax's own tangent plane above and that of ``x_i - log SE(x)`` below."""
     w1, b1, w2, b2 = model[0].weight, model[0].bias, model[2].weight, model[2].bias
     z0 = x @ w1.T + b1
     rad = eps * w1.abs().sum(1)
@@ -121,6 +122,9 @@ def _dense_lse_bounds(model: nn.Sequential, x: Tensor, eps: float) -> tuple[Tens
     lk = torch.exp(x0) / se
     jl = lk.unsqueeze(2) * eye - (lk / se).unsqueeze(2) * kappa.unsqueeze(1)
     bl = lk - (jl @ x0.unsqueeze(2)).squeeze(2)
+    if log:
+        jl = eye - (kappa / se).unsqueeze(1).expand(-1, lo.shape[1], -1)
+        bl = x0 - torch.log(se) - (jl @ x0.unsqueeze(2)).squeeze(2)
     e_l, e_u = torch.exp(lo), torch.exp(hi)
     p_lo = e_l / (e_l + e_u.sum(1, keepdim=True) - e_u)
     p_hi = e_u / (e_u + e_l.sum(1, keepdim=True) - e_l)
@@ -129,6 +133,9 @@ def _dense_lse_bounds(model: nn.Sequential, x: Tensor, eps: float) -> tuple[Tens
     sm = torch.softmax(x0, 1)
     ju = c.unsqueeze(2) * (eye - sm.unsqueeze(1))
     bu = a + c * torch.log(sm) - (ju @ x0.unsqueeze(2)).squeeze(2)
+    if log:
+        ju = eye - sm.unsqueeze(1).expand(-1, lo.shape[1], -1)
+        bu = torch.log_softmax(x0, 1) - (ju @ x0.unsqueeze(2)).squeeze(2)
     out_lo, out_hi = [], []
     for sign in (1.0, -1.0):
         coef = sign * w2.unsqueeze(0).expand(x.shape[0], -1, -1)  # (N, S, K)
@@ -141,20 +148,34 @@ def _dense_lse_bounds(model: nn.Sequential, x: Tensor, eps: float) -> tuple[Tens
     return out_lo[0], out_hi[0]
 
 
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
 @pytest.mark.parametrize("eps", [0.01, 0.1, 0.5])
 @pytest.mark.parametrize("method", ["crown", "crown-ibp"])
-def test_crown_equals_a_dense_implementation_of_the_lse_bounds(method: str, eps: float) -> None:
-    """CROWN and CROWN-IBP on Linear -> Softmax -> Linear equal :func:`_dense_lse_bounds` to 1e-9 (float64). The
-    element-wise decomposition ``1 / sum_j exp(x_j - x_i)`` used before differs by up to 0.1 here."""
+def test_crown_equals_a_dense_implementation_of_the_lse_bounds(method: str, eps: float, log: bool) -> None:
+    """CROWN and CROWN-IBP on Linear -> (Log)Softmax -> Linear equal :func:`_dense_lse_bounds` to 1e-9 (float64).
+    The element-wise decomposition ``1 / sum_j exp(x_j - x_i)`` used before differs by up to 0.1 (softmax) and 2.0
+    (log-softmax) here."""
     torch.manual_seed(5)
-    model = nn.Sequential(nn.Linear(6, 5), nn.Softmax(dim=-1), nn.Linear(5, 3)).double().eval()
+    act = nn.LogSoftmax(dim=-1) if log else nn.Softmax(dim=-1)
+    model = nn.Sequential(nn.Linear(6, 5), act, nn.Linear(5, 3)).double().eval()
     with torch.no_grad():
         model[0].weight.mul_(3)
     x = torch.rand(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     b = certify.bounds(model, x, eps, method=method)
-    lo, hi = _dense_lse_bounds(model, x, eps)
+    lo, hi = _dense_lse_bounds(model, x, eps, log)
     torch.testing.assert_close(b.lower.detach(), lo.detach(), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(b.upper.detach(), hi.detach(), rtol=1e-9, atol=1e-9)
+
+
+class ChannelSoftmax(nn.Module):
+    """Softmax over the channels of a conv feature map (dim=1 of (N, C, H, W): permuted to the last dimension)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 5 * 5, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.softmax(self.conv(x), dim=1).flatten(1))
 
 
 def _nets() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
@@ -162,11 +183,13 @@ def _nets() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     soft = nn.Sequential(nn.Linear(6, 8), nn.Softmax(dim=-1), nn.Linear(8, 3))
     logsoft = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5), nn.LogSoftmax(dim=1))
     attn = HandAttention()
-    for m, s in ((soft, 10.0), (logsoft, 6.0), (attn, 3.0)):
+    chan = ChannelSoftmax()
+    for m, s in ((soft, 10.0), (logsoft, 6.0), (attn, 3.0), (chan, 3.0)):
         with torch.no_grad():  # large logits: most softmax rows saturate over the wide regions
             for p in m.parameters():
                 p.mul_(s)
-    return {"softmax": (soft, (6,)), "log_softmax": (logsoft, (6,)), "attention": (attn, (4, 6))}
+    return {"softmax": (soft, (6,)), "log_softmax": (logsoft, (6,)), "attention": (attn, (4, 6)),
+            "channel_softmax": (chan, (2, 5, 5))}
 
 
 _CASES = [pytest.param(torch.float64, math.inf, False, id="float64-linf"),
@@ -181,7 +204,7 @@ _CASES = [pytest.param(torch.float64, math.inf, False, id="float64-linf"),
 
 @pytest.mark.parametrize(("dtype", "norm", "sound"), _CASES)
 @pytest.mark.parametrize("method", ["ibp", "crown", "crown-ibp"])
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention", "channel_softmax"])
 def test_softmax_nets_are_sound_on_wide_and_narrow_regions(name: str, method: str, dtype: torch.dtype,
                                                            norm: float, sound: bool) -> None:
     """10^4 sampled points per input plus PGD minimising and maximising every output stay inside the bounds, on
@@ -194,7 +217,7 @@ def test_softmax_nets_are_sound_on_wide_and_narrow_regions(name: str, method: st
         assert_sound(model, x, eps, norm=norm, method=method, samples=10_000, pgd_steps=10, sound=sound)
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "attention", "channel_softmax"])
 def test_crown_is_not_looser_than_ibp_and_the_comparison_never_looser_than_either(name: str) -> None:
     """On the softmax networks (float64; L-inf 1e-3 to 0.3 and L2): CROWN's mean width is below IBP's (a plane
     bound over a box is not below the exact range element by element in general: the comparison is on the mean),
