@@ -12,6 +12,7 @@
 
 from certify import attacks, prompts, training
 from certify._graph import Normalize, UnsupportedLayerError
+from certify._memory import memory_budget
 from certify.api import (
     Bounds,
     bounds,
@@ -93,6 +94,7 @@ __all__ = [
     "load_vnnlib",
     "margin_bounds",
     "margin_spec",
+    "memory_budget",
     "mine_naps",
     "naps_overlap",
     "num_subsequences",

@@ -26,9 +26,11 @@ Node kinds (``Node.op``):
 ``exp``, ``log``, ``reciprocal``, ``rsqrt``, ``square``, ``gelu``, ``gelu_tanh``, ``silu``, ``elu``,
 ``softplus``, ``leaky_relu``  element-wise functions (``SCALAR_OPS``; parameter in ``attrs["param"]``).
 ``mul``       ``a * b`` of two nodes of the same number of dimensions (broadcasting dimensions of size 1).
+``softmax``, ``log_softmax``  (log-)softmax over the last per-sample dimension (vector-valued: every output
+              depends on the whole row), relaxed as a whole (``certify._layers.softmax_relax``, Wei et al. 2023).
 
-Composite layers are decomposed into these when the graph is built: softmax into differences, ``exp``,
-a sum and ``reciprocal``; LayerNorm into mean subtraction, ``square``, a mean, ``rsqrt`` and ``mul``;
+Composite layers are decomposed into these when the graph is built: (log-)softmax along another dimension
+into permutes and ``softmax``/``log_softmax``; LayerNorm into mean subtraction, ``square``, a mean, ``rsqrt`` and ``mul``;
 ``matmul`` of two activations into ``mul`` and a sum; Conv1d into a conv of height 1; ConvTranspose2d
 into zero insertion (a per-axis ``linear``) and a conv; Upsample and non-constant padding into
 per-axis ``linear`` maps; attention into these.
@@ -69,7 +71,9 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 SCALAR_OPS = ("exp", "log", "reciprocal", "rsqrt", "square", "gelu", "gelu_tanh", "silu", "elu", "softplus",
               "leaky_relu")
 #: every non-linear op: its inputs' bounds are needed (element-wise activations, max pooling, products)
-NONLINEAR = (*ACTIVATIONS, *SCALAR_OPS, "maxpool", "mul")
+#: vector-valued non-linear ops over the last dimension (every output depends on the whole row)
+SOFTMAX_OPS = ("softmax", "log_softmax")
+NONLINEAR = (*ACTIVATIONS, *SCALAR_OPS, "maxpool", "mul", *SOFTMAX_OPS)
 AFFINE_OPS = ("linear", "conv", "dense", "affine", "reshape", "add", "cat", "permute", "slice")
 
 
@@ -201,6 +205,10 @@ def apply_node(n: Node, xs: list[Tensor]) -> Tensor:
         return SCALAR_FNS[op].f(x, n.attrs.get("param"))
     if op == "mul":
         return x * xs[1]
+    if op == "softmax":
+        return torch.softmax(x, -1)
+    if op == "log_softmax":
+        return torch.log_softmax(x, -1)
     raise AssertionError(op)
 
 
@@ -334,7 +342,7 @@ class _Builder:
         """Output shape without evaluating, for the common ops (None: evaluate to find out)."""
         ins = [self.nodes[j].shape for j in node.inputs]
         op = node.op
-        if op in ("relu", "sigmoid", "tanh", *SCALAR_OPS):
+        if op in ("relu", "sigmoid", "tanh", *SOFTMAX_OPS, *SCALAR_OPS):
             return ins[0]
         if op == "reshape":
             return node.shape if math.prod(node.shape) == math.prod(ins[0]) else None

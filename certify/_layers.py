@@ -1,5 +1,7 @@
 """Relaxations of the non-linear layers beyond ReLU/sigmoid/tanh: max pooling, element-wise functions
-(GELU in its exact and tanh forms, SiLU, ELU, softplus, LeakyReLU, exp, log, reciprocal, rsqrt, square) and products of two activations.
+(GELU in its exact and tanh forms, SiLU, ELU, softplus, LeakyReLU, exp, log, reciprocal, rsqrt, square), products
+of two activations and softmax / log-softmax (the log-sum-exp bounds of Wei et al. 2023, see the section at the
+end).
 
 Max pooling (``nn.MaxPool1d/2d``, ``nn.AdaptiveMaxPool1d/2d`` with uniform windows): each output is
 ``y = max_{j in W} x_j`` over its window ``W``. IBP is exact on the end points (max is monotone).
@@ -26,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SCALAR_FNS", "LinearRelax", "MaxPoolRelax", "MulRelax", "ScalarFn", "maxpool_backward", "maxpool_forward",
-           "maxpool_relax", "mul_backward", "mul_range", "scalar_range", "scalar_relax"]
+__all__ = ["SCALAR_FNS", "LinearRelax", "MaxPoolRelax", "MulRelax", "ScalarFn", "SoftmaxRelax", "maxpool_backward",
+           "maxpool_forward", "maxpool_relax", "mul_backward", "mul_range", "scalar_range", "scalar_relax",
+           "softmax_backward", "softmax_range", "softmax_relax"]
 
 
 def _as2d(x: Tensor, dims: int) -> Tensor:
@@ -428,3 +431,210 @@ def mul_backward(la: Tensor | None, ua: Tensor | None, r: MulRelax, x_shape: tup
     if ua is not None:
         up, bu = push(ua, False)
     return low, up, bl, bu
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax as one vector-valued node: the log-sum-exp bounds of Wei et al. 2023
+# ----------------------------------------------------------------------------------------------
+#
+# softmax(x)_k = exp(x_k) / sum_j exp(x_j) over the last dimension, x in the box [l, u]. IBP is the exact range
+# of each output over the box (softmax_k increases in x_k and decreases in every other x_j):
+#
+#     p_k = exp(l_k) / (exp(l_k) + sum_{j != k} exp(u_j)) <= softmax_k <= exp(u_k) / (exp(u_k) + sum_{j != k} exp(l_j)) = P_k.
+#
+# CROWN: the convex lower and concave upper bounds of Wei, Wu, Lin, Huang, Yin, Hsieh, "Convex Bounds on the
+# Softmax Function with Applications to Robustness Verification" (AISTATS 2023, Section 4, the "LSE" bounds;
+# auto_LiRPA's default for softmax), each replaced by its tangent plane at the box centre x0 = (l + u) / 2:
+#
+# * lower: with the chord ``kappa_j x_j + beta_j >= exp(x_j)`` of exp on [l_j, u_j] and
+#   ``SE(x) = sum_j kappa_j x_j + beta_j >= sum_j exp(x_j)``, ``softmax_k >= L_k(x) = exp(x_k) / SE(x)``; L_k is
+#   convex (``exp(t) / s`` is jointly convex for s > 0), so its tangent plane at x0 is below it on the whole box;
+# * upper: with the chord ``a_k + c_k q >= exp(q)`` of exp on [log p_k, log P_k] and ``q = log softmax_k(x) =
+#   x_k - LSE(x)``, ``softmax_k <= U_k(x) = a_k + c_k (x_k - LSE(x))``; U_k is concave (LSE is convex, c_k >= 0),
+#   so its tangent plane at x0 is above it.
+#
+# The Jacobians are a diagonal minus a rank-one matrix, J = diag(d) - w v^T, applied to coefficients A as
+# ``A * d - (A . w) v`` (O(K) per row, never the K x K matrix). Computed in float64 from the detached bounds;
+# the slopes are rounded to the working dtype first and the intercepts computed for the rounded slopes, with
+# the slope rounding's effect over the box (|dJ| r, r = (u - l) / 2) and the float64 evaluation's error taken off.
+# Where auto_LiRPA differs (it adds 1e-8 to denominators and inside logs, unsound by about 1e-8, and replaces a
+# chord over an interval narrower than 1e-5 by a tangent, which lies below the function: unsound by the
+# interval's width squared), certify keeps the exact chords.
+
+
+def _exclusive_sums(e: Tensor) -> Tensor:
+    """``sum_{j != k} e_j`` along the last dimension for every k, from exclusive prefix and suffix sums: sums of
+    non-negative terms, never ``total - e_k`` (which cancels when e_k dominates)."""
+    pre = F.pad(e.cumsum(-1)[..., :-1], (1, 0))
+    suf = F.pad(e.flip(-1).cumsum(-1)[..., :-1], (1, 0)).flip(-1)
+    return pre + suf
+
+
+def softmax_range(l: Tensor, u: Tensor, log: bool = False) -> tuple[Tensor, Tensor]:  # noqa: E741
+    """Interval (IBP) bounds of softmax (``log``: log-softmax) over the last dimension for inputs in the box
+    [l, u]: the exact range of each output (see above), computed in float64 and widened by its rounding (that of
+    ``exp(x - M)``, relative ``eps |x - M|``, and of the sums) and by the conversion to the dtype; the whole range
+    ([0, 1], or [-inf, 0]) in rows with a non-finite end. Differentiable (used by IBP training losses)."""
+    dtype = l.dtype
+    ok = (torch.isfinite(l) & torch.isfinite(u)).all(-1, keepdim=True)
+    l64, u64 = torch.where(ok, l, 0.0).double(), torch.where(ok, u, 0.0).double()
+    one = torch.ones((), dtype=torch.float64, device=l.device)
+    k = l.shape[-1]
+    # lower: shifted by max u (exp(u - M) <= 1; the k with u_k = M has a denominator term 1 unless it underflows)
+    m = u64.amax(-1, keepdim=True)
+    ls, us = l64 - m, u64 - m
+    a, b = torch.exp(ls), torch.exp(us)
+    den = a + _exclusive_sums(b)
+    pos = den > 0
+    safe = torch.where(pos, den, one)
+    # upper: shifted by max l (the k with l_k = max l has exp(u_k - max l) >= 1; an overflow gives inf / inf: 1)
+    m2 = l64.amax(-1, keepdim=True)
+    ls2, us2 = l64 - m2, u64 - m2
+    a2, b2 = torch.exp(ls2), torch.exp(us2)
+    den2 = b2 + _exclusive_sums(a2)
+    good = (den2 > 0) & torch.isfinite(den2)
+    safe2 = torch.where(good, den2, one)
+    e64 = torch.finfo(torch.float64).eps
+    rel_lo = (e64 * (ls.abs() + us.abs().amax(-1, keepdim=True) + k + 8)).detach()
+    rel_hi = (e64 * (us2.abs() + ls2.abs().amax(-1, keepdim=True) + k + 8)).detach()
+    ed, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
+    if log:
+        lo = torch.where(pos, ls - torch.log(safe), torch.full_like(den, -math.inf))
+        hi = torch.where(good, us2 - torch.log(safe2), torch.zeros_like(den2))
+        lo = lo - rel_lo - ed * lo.abs() - tiny
+        hi = (hi + rel_hi + ed * hi.abs() + tiny).clamp(max=0)
+        return torch.where(ok, lo.to(dtype), -math.inf), torch.where(ok, hi.to(dtype), 0.0)
+    lo = torch.where(pos, a / safe, torch.zeros_like(den))
+    hi = torch.where(good, b2 / safe2, torch.ones_like(den2))
+    lo = (lo * (1 - rel_lo) * (1 - ed) - tiny).clamp(min=0, max=1)
+    hi = (hi * (1 + rel_hi) * (1 + ed) + tiny).clamp(min=0, max=1)
+    return torch.where(ok, lo.to(dtype), 0.0), torch.where(ok, hi.to(dtype), 1.0)
+
+
+@dataclass
+class SoftmaxRelax:
+    """Linear bounds ``J_L x + b_L <= softmax(x) <= J_U x + b_U`` (softmax over the last dimension) on the input
+    box, with ``J_L = diag(dl) - wl vl^T`` and ``J_U = diag(du) - wu vu^T``; every tensor (N, *shape)."""
+
+    dl: Tensor
+    wl: Tensor
+    vl: Tensor
+    bl: Tensor
+    du: Tensor
+    wu: Tensor
+    vu: Tensor
+    bu: Tensor
+
+    def rows(self, sl: Any) -> SoftmaxRelax:
+        return SoftmaxRelax(*(t[sl] for t in (self.dl, self.wl, self.vl, self.bl, self.du, self.wu, self.vu,
+                                              self.bu)))
+
+
+def _exp_chord(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Slope and intercept of the chord of exp on [lo, hi] (float64, hi <= 0 up to rounding, lo >= -inf): slope
+    ``exp(lo) expm1(w) / w`` (w = hi - lo; no cancellation) for w <= 1, ``(exp(hi) - exp(lo)) / w`` beyond;
+    ``exp(hi)`` (the derivative) where w = 0; 0 where lo = -inf (the chord of exp on (-inf, hi] is the constant
+    exp(hi)). The intercept ``exp(hi) - slope hi``."""
+    w = hi - lo
+    el, eh = torch.exp(lo), torch.exp(hi)
+    ws = torch.where(w > 0, w, torch.ones_like(w))
+    small = el * torch.expm1(torch.where(w <= 1, w, torch.zeros_like(w))) / ws
+    k = torch.where(w <= 1, small, (eh - el) / ws)
+    k = torch.where(w > 0, k, eh)
+    k = torch.where(torch.isneginf(lo), torch.zeros_like(k), k)
+    return k, eh - k * hi
+
+
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(-1, keepdim=True)
+
+
+def softmax_relax(l: Tensor, u: Tensor, log: bool = False) -> SoftmaxRelax:  # noqa: E741
+    """The tangent planes at the box centre of Wei et al. 2023's convex lower and concave upper bounds of softmax
+    over the last dimension (see the section comment), for inputs in [l, u] (N, *shape); rows with a non-finite
+    end get constant bounds (the whole range).
+
+    ``log``: log-softmax ``x_k - LSE(x)``, concave: above, its own tangent plane at x0 (slopes ``e_k - softmax(x0)``,
+    the tightest linear upper bound touching it at x0); below, the tangent plane at x0 of the convex
+    ``x_k - log SE(x) = log L_k(x)`` (the logarithm of the lower bound above; ``SE >= sum_j exp(x_j)``)."""
+    dtype = l.dtype
+    l64, u64 = l.detach().double(), u.detach().double()
+    ok = (torch.isfinite(l64) & torch.isfinite(u64)).all(-1, keepdim=True)
+    l64, u64 = torch.where(ok, l64, 0.0), torch.where(ok, u64, 0.0)
+    x0 = (l64 + u64) / 2
+    r = (u64 - l64) / 2
+    m = u64.amax(-1, keepdim=True)
+    ls, us, xs = l64 - m, u64 - m, x0 - m
+    # lower: L(x) = exp(x_k) / SE(x), tangent at x0
+    kappa, beta = _exp_chord(ls, us)
+    se0 = (kappa * xs + beta).sum(-1, keepdim=True)
+    l0 = torch.exp(xs) / se0
+    dl, wl, vl = l0, l0 / se0, kappa
+    lsm0 = torch.log_softmax(x0, -1)
+    if log:  # lower: x_k - log SE(x) at x0; upper: log-softmax's own tangent plane at x0
+        one = torch.ones_like(l0)
+        l0, dl, wl, vl = xs - torch.log(se0), one, one, kappa / se0
+        du, wu, vu, f_u0 = one, one, torch.exp(lsm0), lsm0
+    else:  # upper: U(x) = a + c (x_k - LSE(x)), tangent at x0; [p, P] the exact range (IBP) in float64
+        p_lo, p_hi = softmax_range(l64, u64)
+        c, a = _exp_chord(torch.log(p_lo), torch.log(p_hi))
+        du, wu, vu = c, c, torch.exp(lsm0)
+        f_u0 = a + c * lsm0
+
+    # the float64 evaluation's error of the values at x0 (exp(x - M) has relative error eps |x - M|, the sums K eps)
+    e64 = torch.finfo(torch.float64).eps
+    spread = xs.abs().amax(-1, keepdim=True) + ls.abs().amax(-1, keepdim=True) + l64.shape[-1] + 8
+
+    def line(f0: Tensor, d: Tensor, w: Tensor, v: Tensor, sign: int, ferr: Tensor) -> tuple[Tensor, ...]:
+        # slopes rounded to the working dtype; the intercept for the rounded slopes, moved outward by the slope
+        # rounding's effect over the box and by the float64 evaluation's error
+        dr, wr, vr = (t.to(dtype).double() for t in (d, w, v))
+        slack = (d - dr).abs() * r + (w - wr).abs() * _row_dot(v.abs(), r) + wr.abs() * _row_dot((v - vr).abs(), r)
+        jx0 = dr * x0 - wr * _row_dot(vr, x0)
+        mag = f0.abs() + (dr * x0).abs() + wr.abs() * _row_dot(vr.abs(), x0.abs())
+        b = f0 - jx0 - sign * (slack + 64 * e64 * mag + ferr)
+        b = b - sign * torch.finfo(dtype).eps * b.abs()  # the conversion's rounding, outward
+        return dr, wr, vr, b
+
+    f_l0 = l0.abs() + 1 if log else l0
+    dl_, wl_, vl_, bl = line(l0, dl, wl, vl, +1, 16 * e64 * spread * f_l0)
+    du_, wu_, vu_, bu = line(f_u0, du, wu, vu, -1, 16 * e64 * spread * (f_u0.abs() + 1))
+    zero = torch.zeros_like(dl_)
+    out = [torch.where(ok, t, zero) for t in (dl_, wl_, vl_)]
+    out.append(torch.where(ok, bl, torch.full_like(bl, -math.inf) if log else zero))
+    out += [torch.where(ok, t, zero) for t in (du_, wu_, vu_)]
+    out.append(torch.where(ok, bu, zero if log else torch.ones_like(bu)))
+    return SoftmaxRelax(*(t.to(dtype) for t in out))
+
+
+def softmax_backward(la: Tensor | None, ua: Tensor | None, r: SoftmaxRelax
+                     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Push ``la``/``ua`` (B, S, *shape) through softmax over the last dimension: a positive coefficient of the
+    lower bound takes the lower plane, a negative one the upper; the other way round for the upper bound.
+    Returns (lower A, upper A, lower bias (N, S), upper bias (N, S))."""
+    def side(t: SoftmaxRelax, low: bool) -> tuple[Tensor, ...]:
+        if low:
+            return tuple(x.unsqueeze(1) for x in (t.dl, t.wl, t.vl, t.bl))
+        return tuple(x.unsqueeze(1) for x in (t.du, t.wu, t.vu, t.bu))
+
+    lo_side, up_side = side(r, True), side(r, False)
+
+    def apply(a: Tensor, s: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        d, w, v, b = s
+        new = a * d - (a * w).sum(-1, keepdim=True) * v
+        ab = a * b  # (N, S, *shape): a may be shared by the batch (leading dimension 1)
+        bias = ab.reshape(ab.shape[0], ab.shape[1], -1).sum(-1)
+        return new, bias
+
+    def push(a: Tensor, lower: bool) -> tuple[Tensor, Tensor]:
+        pos, neg = a.clamp(min=0), a.clamp(max=0)
+        np_, bp = apply(pos, lo_side if lower else up_side)
+        nn_, bn = apply(neg, up_side if lower else lo_side)
+        return np_ + nn_, bp + bn
+
+    new_l = new_u = bl = bu = None
+    if la is not None:
+        new_l, bl = push(la, True)
+    if ua is not None:
+        new_u, bu = push(ua, False)
+    return new_l, new_u, bl, bu

@@ -255,25 +255,14 @@ def _f_sdpa(b: Any, fn: Any, args: tuple, kwargs: dict, env: dict, val: Any, is_
 
 
 def softmax(b: Any, i: int, dim: Any, loc: str, log: bool = False) -> int:
-    """Softmax along ``dim``: ``1 / sum_j exp(x_j - x_i)`` (differences by a linear map, ``exp``, a sum,
-    ``reciprocal``; the term j = i is exactly 1). Log-softmax: ``-log(sum_j exp(x_j - x_i))``."""
+    """(Log-)softmax along ``dim``: one ``softmax`` (``log_softmax``) node over the last dimension (between
+    permutes), relaxed as a whole by the log-sum-exp bounds of Wei et al. 2023 (``certify._layers.softmax_relax``)."""
     d = _dim(b, i, dim, loc)
     masked = _masked_input(b, i, d, log, loc)
     if masked is not None:
         return masked
-    k = b.shape(i)[d]
-    eye = torch.eye(k, dtype=b.dtype, device=b.nodes_device)
-    diff = (eye.unsqueeze(0) - eye.unsqueeze(1)).reshape(k * k, k)  # row (i, j): e_j - e_i
-    summ = torch.kron(eye, torch.ones((1, k), dtype=b.dtype, device=b.nodes_device))  # (k, k*k)
     j = permute_last(b, i, d, loc)
-    j = b.add(Node("linear", (j,), (), loc, diff, None))
-    j = scalar(b, "exp", j, loc)
-    j = b.add(Node("linear", (j,), (), loc, summ, None))
-    if log:
-        j = scalar(b, "log", j, loc, floor=1.0)
-        j = b.add(Node("affine", (j,), (), loc, torch.tensor(-1.0, dtype=b.dtype, device=b.nodes_device), None))
-    else:
-        j = scalar(b, "reciprocal", j, loc, floor=1.0)
+    j = b.add(Node("log_softmax" if log else "softmax", (j,), (), loc))
     return permute_last(b, j, d, loc)
 
 

@@ -35,10 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError
-from certify._layers import SCALAR_FNS, _check_domain, maxpool_backward, maxpool_forward, maxpool_relax
+from certify._layers import (
+    SCALAR_FNS,
+    _check_domain,
+    maxpool_backward,
+    maxpool_forward,
+    maxpool_relax,
+    softmax_backward,
+)
 from certify._rounding import ETA, U, check_arithmetic, down, gamma, sum_upper, up, up_float
 from certify._sound_fns import sound_lines, sound_range
+from certify._sound_softmax import softmax_step_error, sound_softmax_range, sound_softmax_relax
 
 __all__ = ["sound_bounds"]
 
@@ -47,8 +56,13 @@ _G1 = gamma(1)
 _G2 = gamma(2)
 #: assumed absolute accuracy of torch's float64 sigmoid/tanh/log/atanh (they are accurate to a few ulps)
 SMOOTH_SLACK = 2.0**-40
-#: dense matrices for conv backward passes up to this many entries (faster than fold at this size)
+#: dense matrices for conv backward passes up to this many entries (faster than fold at this size; a speed knob)
 DENSE_MAX = 1 << 19
+#: inputs per chunk: at most this many bytes of (widest node)^2 float64 entries per chunk (a memory cap: lowered
+#: at call time to what the memory available allows, ``certify._memory.units``, with ``SOUND_COPIES`` tensors of
+#: a chunk's coefficients held at once)
+SOUND_CHUNK_BYTES = 1 << 29
+SOUND_COPIES = 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,6 +391,8 @@ def _ibp_node(g: Graph, i: int, box: list[tuple[Tensor, Tensor] | None], region:
     if op == "mul":
         lo2, hi2 = box[n.inputs[1]]  # type: ignore[misc]
         return _imul(lo, hi, lo2, hi2)
+    if op in ("softmax", "log_softmax"):
+        return sound_softmax_range(lo, hi, op == "log_softmax")
     raise AssertionError(op)
 
 
@@ -492,6 +508,8 @@ class _Ctx:
             c = torch.full_like(zsum, up_float(d * ETA))
         elif op == "mul":
             h, c = _mul_error(self, i)
+        elif op in ("softmax", "log_softmax"):
+            h, c = softmax_step_error(self.relax[i], zj, zsum, d)
         elif op in ACTIVATIONS or op in SCALAR_OPS:  # the bias is two dot products of length d, summed
             r = self.relax[i]
             dmax = torch.maximum(r.d_l.abs(), r.d_u.abs())
@@ -618,6 +636,11 @@ def _lower(ctx: _Ctx, start: int, a0: Tensor, stop: int | None = None, beta0: Te
                 pushed = _mul_back(ctx.relax[i], a, n, nodes)
                 add_bias(pushed[2][1])
                 outs = pushed[:2]
+            elif op in ("softmax", "log_softmax"):  # the planes' products (errors in step_error), bias added rounded down
+                moved_s, _, bias_s, _ = softmax_backward(a, None, ctx.relax[i])
+                assert moved_s is not None and bias_s is not None
+                new = moved_s
+                add_bias(bias_s)
             elif op in ACTIVATIONS or op in SCALAR_OPS:
                 r = ctx.relax[i]
                 dl, du = r.d_l.unsqueeze(1), r.d_u.unsqueeze(1)
@@ -736,7 +759,7 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
     # as the default engine: every neuron's bound matters to max pooling, element-wise functions and
     # products (not only those unstable for a ReLU), and their CROWN bounds are intersected with IBP's
     pooled = {n.inputs[0] for n in nodes if n.op == "maxpool"}
-    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul") for j in n.inputs}
+    general = {j for n in nodes if n.op in (*SCALAR_OPS, "mul", "softmax", "log_softmax") for j in n.inputs}
     # sigmoid/tanh relax on every neuron's interval: all rows get CROWN bounds (as the default engine)
     smooth_fed = {n.inputs[0] for n in nodes if n.op in ("sigmoid", "tanh")}
     for i in range(1, len(nodes)):
@@ -744,7 +767,7 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
         if n.op in NONLINEAR and crown:
             ctx.relax[i] = _make_relax(ctx, n)
         lo, hi = _ibp_node(g, i, ctx.box, region, direct)
-        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul")
+        elementwise = n.op in NONLINEAR and n.op not in ("maxpool", "mul", "softmax", "log_softmax")
         if (i in pre and method == "crown" and not (affine_in[i] and n_ops[i] <= 1)
                 and not (i in pooled and n.op in NONLINEAR) and not (i in general and elementwise)):
             every = i in pooled or i in general
@@ -783,6 +806,8 @@ def _make_relax(ctx: _Ctx, n: Node) -> Any:
         return maxpool_relax(lo, hi, n.attrs)
     if n.op == "mul":
         return _MulRelax((lo, hi), ctx.box[n.inputs[1]])  # type: ignore[arg-type]
+    if n.op in ("softmax", "log_softmax"):
+        return sound_softmax_relax(lo, hi, n.op == "log_softmax")
     return _Relax(n.op, lo, hi, n)
 
 
@@ -840,7 +865,15 @@ def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm
                 f"(supported: {', '.join(SUPPORTED[1:])}); use sound=False")
     nb = x0.shape[0]
     widest = max(n.numel for n in g.nodes)
-    chunk = max(1, (1 << 26) // max(1, widest * widest))
+    chunk = max(1, SOUND_CHUNK_BYTES // max(1, widest * widest * 8))
+    # one input's coefficients: (rows bounded at once) x (widest node), float64; rows: every neuron of the
+    # widest pre-activation (CROWN's intermediate bounds), else the output's rows
+    k = g.nodes[g.output].numel if spec is None else spec.shape[1]
+    rows = max([k] + ([g.nodes[j].numel for n in g.nodes if n.op in NONLINEAR for j in n.inputs]
+                      if method == "crown" else []))
+    per_input = rows * widest * 8
+    chunk = _memory.units(per_input, cap=chunk * per_input, copies=SOUND_COPIES, device=x0.device,
+                          what=f"sound=True {method.upper()} (rows x widest node {rows} x {widest}, float64)")
     los, his = [], []
     with torch.no_grad():
         for i0 in range(0, nb, chunk):

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import Graph
 from certify._layers import LinearRelax
 from certify.crown import _Relax, _relax_rows, _smooth_intercepts, backward, crown_bounds
@@ -174,8 +175,8 @@ def optimize_lower(g: Graph, region: InputRegion, spec: Tensor, *, iterations: i
     The slopes optimised are those of unstable ReLUs (``[0, 1]``), LeakyReLU/PReLU with a negative slope
     ``a <= 1`` (``[a, 1]``) and the lower and upper lines of sigmoid/tanh (``[tiny, kmax]``, intercepts
     recomputed); every other non-linear layer (GELU, SiLU, ELU, softplus, max
-    pooling, products, softmax and LayerNorm as decomposed by the graph) keeps CROWN's relaxation, so the
-    bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
+    pooling, products, LayerNorm as decomposed by the graph, and softmax / log-softmax with the log-sum-exp planes
+    of Wei et al. 2023, tangent at the box centre) keeps CROWN's relaxation, so the bound stays sound. ``skip`` (N, S) rows need no bound (e.g. the zero row ``y`` of a margin
     specification); rows whose bound exceeds ``stop_at`` stop improving (early stop once verified; None:
     never). ``splits`` maps a pre-activation node to (N, *shape) values in {-1, 0, +1} (branch-and-bound
     split constraints). ``deadline`` (``time.perf_counter()`` value): stop optimising then (the bound stays
@@ -578,8 +579,12 @@ def _keep_best(best: Tensor, lo: Tensor) -> None:
     torch.where(lo > best, lo, best, out=best)
 
 
-#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond)
+#: bytes the joint stage's intermediate slopes of one chunk of inputs may take (inputs are chunked beyond; a
+#: memory cap: lowered at call time to what the memory available allows, ``certify._memory.units``, with
+#: ``INTERMEDIATE_COPIES`` tensors of the slopes' size: the slopes, their gradients, Adam's two moments, the
+#: best slopes and the backward pass's coefficients)
 INTERMEDIATE_BYTES = 1 << 26
+INTERMEDIATE_COPIES = 8
 
 
 def _intermediate_bytes(g: Graph, st: _State) -> int:
@@ -654,7 +659,9 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
         if inter and idx2.numel() and res.alpha:
             pos = torch.searchsorted(idx, idx2)  # idx2 is a sorted subset of idx
             # in chunks of inputs: the joint stage's slopes take (inputs x unstable neurons x earlier neurons)
-            step = max(1, INTERMEDIATE_BYTES // max(1, _intermediate_bytes(g, st.take(idx2))))
+            step = _memory.units(_intermediate_bytes(g, st.take(idx2)), cap=INTERMEDIATE_BYTES,
+                                 copies=INTERMEDIATE_COPIES, device=region.x0.device,
+                                 what="alpha-CROWN's optimisation of intermediate slopes (per input)")
             for c in range(0, idx2.numel(), step):
                 ic, pc = idx2[c : c + step], pos[c : c + step]
                 res2 = _optimize(g, st.take(ic), _take_region(region, ic), skip=done[ic],

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from certify import _memory
 from certify._graph import SCALAR_OPS, Graph, Node, conv_args
 
 __all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec_interval"]
@@ -335,6 +336,11 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         assert b_iv is not None
         lo, hi = mul_range(a.l, a.u, b_iv.l, b_iv.u)  # type: ignore[union-attr]
         return Interval(l=lo, u=hi)
+    if op in ("softmax", "log_softmax"):  # the exact range of each output over the input box
+        from certify._layers import softmax_range
+
+        lo, hi = softmax_range(a.l, a.u, op == "log_softmax")  # type: ignore[union-attr]
+        return Interval(l=lo, u=hi)
     raise AssertionError(op)
 
 
@@ -436,16 +442,19 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
 
 
 #: IBP runs on chunks of inputs whose widest interval tensor stays under this many bytes, of at least
-#: ``IBP_MIN_CHUNK`` inputs (see :func:`ibp_bounds`)
+#: ``IBP_MIN_CHUNK`` inputs (see :func:`ibp_bounds`; speed knobs), and of at most as many as the memory
+#: available allows with ``IBP_COPIES`` interval tensors of the widest node per input (``certify._memory``)
 IBP_CHUNK_BYTES = 1 << 19
 IBP_MIN_CHUNK = 32
+IBP_COPIES = 8
 
 
 def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tensor, Tensor]:
     """IBP bounds of ``spec @ output`` (spec (N, S, K); None = the output itself), shape (N, S).
 
     The batch runs in chunks of inputs whose widest interval tensor holds at most ``IBP_CHUNK_BYTES``, but
-    never fewer than ``IBP_MIN_CHUNK`` inputs (a convolution on a few inputs is slow per input): the working
+    never fewer than ``IBP_MIN_CHUNK`` inputs (a convolution on a few inputs is slow per input) unless the memory
+    available allows fewer (``IBP_COPIES`` interval tensors per input, ``certify._memory``): the working
     set then stays in cache, and the process allocator reuses the freed blocks (on Linux, glibc serves
     blocks of about 1 MB and more with fresh pages and returns them to the kernel when freed, so that every
     call pays page faults on tensors that size; cnn_4layer at batch 64: ~300 faults per call unchunked, 0-60
@@ -457,6 +466,8 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     n = region.x0.shape[0]
     widest = max(nd.numel for nd in g.nodes) * region.x0.element_size()
     chunk = max(IBP_MIN_CHUNK, IBP_CHUNK_BYTES // max(widest, 1))
+    chunk = _memory.units(widest, cap=chunk * max(widest, 1), copies=IBP_COPIES, device=region.x0.device,
+                          what="IBP (per input)")
     los, his = [], []
     for i0 in range(0, n, chunk):
         sl = slice(i0, i0 + chunk)

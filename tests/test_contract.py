@@ -374,6 +374,9 @@ def _cases() -> dict[str, Case]:
                                            n_max=200, batch_size=64, generator=lambda: _g()),
         "certify.margin_spec": _c(certify.margin_spec, {"y": "labels", "k": "posint"},
                                   skip={"y": ("short",)}, y=lambda: _y(), k=3),
+        # limit: bytes; a string is valid too ("3" bytes, "512MiB"), so the battery's bad string does not apply
+        "certify.memory_budget": _c(certify.memory_budget, {"limit": "posint"}, skip={"limit": ("str",)},
+                                    limit=1 << 30),
         "certify.default_filter": _c(certify.default_filter, {"threshold": "threshold"}),
         "certify.prompts.embedded_tfidf_filter": _c(prompts.embedded_tfidf_filter, {"threshold": "threshold"}),
         "certify.TfidfFilter": _c(certify.TfidfFilter, {"threshold": "threshold", "C": "positive"}),

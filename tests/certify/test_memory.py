@@ -1,0 +1,309 @@
+"""Chunk sizes chosen from the memory available (issue 14, "Scale"): ``certify.memory_budget``,
+``CERTKIT_MEMORY_BUDGET``, the system's report, and the MemoryError raised before allocating a chunk that
+cannot fit."""
+
+from __future__ import annotations
+
+import builtins
+import math
+import sys
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import certify
+import certify._sound as sound_mod
+import certify.crown as crown
+import certify.ibp as ibp
+from certify import _memory
+from tests.certify.test_crown_patches import _net, _Res
+
+# ------------------------------------------------------------------------------------------------
+# the budget: parsing, validation, precedence, the system's report
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1073741824", 1 << 30), ("512MiB", 512 << 20), ("512 mib", 512 << 20), ("2G", 2 << 30), ("2Gi", 2 << 30),
+    ("1.5GB", 1_500_000_000), ("64kB", 64_000), ("64K", 64 << 10), ("1e3", 1000), ("3 B", 3), (" 1TiB ", 1 << 40),
+    (4096, 4096)])
+def test_budget_parses_bytes_with_units(text: Any, expected: int) -> None:
+    assert _memory.parse_bytes(text) == expected
+    with certify.memory_budget(text):
+        assert _memory.available_bytes() == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, None, "", "abc", "1 XB", "0", "0.1", "-5MiB", "nan", "inf", [1]])
+def test_memory_budget_rejects_bad_limits_naming_the_argument(bad: Any) -> None:
+    if bad is None:  # None is valid: the system's report
+        certify.memory_budget(None)
+        return
+    with pytest.raises((TypeError, ValueError), match=r"`limit`.*number of bytes >= 1"):
+        certify.memory_budget(bad)
+
+
+def test_environment_variable_is_read_at_call_time_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTKIT_MEMORY_BUDGET", "3MiB")
+    assert _memory.available_bytes() == 3 << 20
+    monkeypatch.setenv("CERTKIT_MEMORY_BUDGET", "lots")
+    net = nn.Sequential(nn.Linear(4, 3)).eval()
+    with pytest.raises(ValueError, match=r"`CERTKIT_MEMORY_BUDGET`.*number of bytes >= 1.*'lots'"):
+        certify.bounds(net, torch.rand(70, 4), 0.1, method="ibp")  # 70 inputs: IBP asks for its chunk size
+    monkeypatch.setenv("CERTKIT_MEMORY_BUDGET", "")  # empty: not set
+    monkeypatch.setattr(_memory, "_system_cpu", lambda: (12345, "test"))
+    assert _memory.available_bytes() == 12345
+
+
+def test_context_manager_wins_over_the_environment_and_nests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTKIT_MEMORY_BUDGET", "3MiB")
+    monkeypatch.setattr(_memory, "_system_cpu", lambda: (777 << 20, "test"))
+    outer = certify.memory_budget("1GiB")
+    with outer:
+        assert _memory.available_bytes() == 1 << 30
+        with certify.memory_budget(5 << 20):
+            assert _memory.available_bytes() == 5 << 20
+        with certify.memory_budget(None):  # the system's report, ignoring the environment
+            assert _memory.available_bytes() == 777 << 20
+        assert _memory.available_bytes() == 1 << 30
+        with outer:  # re-entrant
+            assert _memory.available_bytes() == 1 << 30
+        assert _memory.available_bytes() == 1 << 30
+    assert _memory.available_bytes() == 3 << 20
+
+
+def test_system_report_falls_back_from_proc_to_psutil_to_sysconf_to_a_constant(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTKIT_MEMORY_BUDGET", raising=False)
+    meminfo = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2000000 kB\n"
+    real_open = builtins.open
+
+    def fake_open(path: Any, *a: Any, **kw: Any) -> Any:
+        if path == "/proc/meminfo":
+            import io
+            return io.StringIO(meminfo)
+        if str(path).startswith("/sys/fs/cgroup"):
+            raise OSError("no cgroup")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(_memory, "open", fake_open, raising=False)
+    assert _memory.available_bytes() == 2_000_000 * 1024
+    # a cgroup limit below MemAvailable wins
+    cg = {"/sys/fs/cgroup/memory.max": "1000000000\n", "/sys/fs/cgroup/memory.current": "400000000\n"}
+
+    def cgroup_open(path: Any, *a: Any, **kw: Any) -> Any:
+        if path in cg:
+            import io
+            return io.StringIO(cg[path])
+        return fake_open(path, *a, **kw)
+
+    monkeypatch.setattr(_memory, "open", cgroup_open, raising=False)
+    assert _memory.available_bytes() == 600_000_000
+    cg["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit
+    assert _memory.available_bytes() == 2_000_000 * 1024
+
+    def no_proc(path: Any, *a: Any, **kw: Any) -> Any:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(_memory, "open", no_proc, raising=False)
+
+    class _Psutil:
+        @staticmethod
+        def virtual_memory() -> Any:
+            return type("VM", (), {"available": 5 << 30})()
+
+    monkeypatch.setitem(sys.modules, "psutil", _Psutil)
+    assert _memory.available_bytes() == 5 << 30
+    monkeypatch.setitem(sys.modules, "psutil", None)  # not installed: import fails
+    monkeypatch.setattr(_memory.os, "sysconf", lambda k: {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}[k])
+    assert _memory.available_bytes() == 4096 * 1000
+
+    def no_sysconf(k: str) -> int:
+        raise ValueError(k)
+
+    monkeypatch.setattr(_memory.os, "sysconf", no_sysconf)
+    assert _memory.available_bytes() == _memory.FALLBACK_BYTES
+
+
+def test_cuda_memory_is_read_from_mem_get_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTKIT_MEMORY_BUDGET", raising=False)
+    seen = []
+
+    def info(device: Any) -> tuple[int, int]:
+        seen.append(device)
+        return 3 << 30, 24 << 30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", info)
+    assert _memory.available_bytes("cuda:0") == 3 << 30
+    assert seen == [torch.device("cuda", 0)]
+    with certify.memory_budget("1GiB"):  # the override applies to every device
+        assert _memory.available_bytes("cuda:0") == 1 << 30
+
+
+def test_system_is_not_asked_for_small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTKIT_MEMORY_BUDGET", raising=False)
+
+    def boom() -> tuple[int, str]:
+        raise AssertionError("asked the system")
+
+    monkeypatch.setattr(_memory, "_system_cpu", boom)
+    assert _memory.units(1000, cap=1 << 20, copies=8, device=torch.device("cpu"), what="x") == 1048
+    monkeypatch.setattr(_memory, "_system_cpu", lambda: (64 << 20, "test"))  # 32 MiB of working set
+    assert _memory.units(1 << 20, cap=1 << 30, copies=8, device=torch.device("cpu"), what="x") == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# chunks shrink with the budget and the bounds stay those of the unconstrained run
+# ------------------------------------------------------------------------------------------------
+
+def _cnn() -> nn.Module:
+    return _net(False, 2, 1, 4)  # conv 3->8 (4x4, stride 2) - ReLU - conv 8->16 - ReLU - linear; 3x32x32 inputs
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(3)
+    net = _Res(nn.ReLU)
+    net(torch.zeros(1, 3, 10, 10))
+    bn = net.stem[1]
+    assert isinstance(bn, nn.BatchNorm2d)
+    bn.running_mean.uniform_(-0.5, 0.5)
+    bn.running_var.uniform_(0.5, 2)
+    return net.double().eval()
+
+
+NETS = {"cnn": (_cnn, 32), "resnet": (_resnet, 10)}
+METHODS = {  # method -> (bounds keyword arguments, the stage whose chunk must shrink, budget in largest units)
+    "ibp": ({"method": "ibp"}, "IBP", 2),
+    "crown": ({"method": "crown"}, "CROWN's intermediate bounds", 32),
+    "crown-ibp": ({"method": "crown-ibp"}, "CROWN's backward pass", 2),
+    "alpha-crown": ({"method": "alpha-crown", "iterations": 2, "alpha_intermediate": True}, "alpha-CROWN", 8),
+    "sound": ({"method": "crown", "sound": True}, "sound=True", 2),
+}
+
+
+def _record(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int, int]]:
+    """Every chunk size chosen: (stage, unit bytes, copies, units per chunk)."""
+    calls: list[tuple[str, int, int, int]] = []
+    orig = _memory.units
+
+    def spy(unit_bytes: int, **kw: Any) -> int:
+        out = orig(unit_bytes, **kw)
+        calls.append((kw["what"], unit_bytes, kw["copies"], out))
+        return out
+
+    monkeypatch.setattr(_memory, "units", spy)
+    return calls
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("net_name", sorted(NETS))
+def test_chunks_shrink_with_the_budget_and_bounds_are_unchanged(
+        net_name: str, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make, side = NETS[net_name]
+    net = make()
+    x = torch.rand((40 if method == "ibp" else 6, 3, side, side), generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64)
+    kw, stage, spare = METHODS[method]
+    counts: dict[str, int] = defaultdict(int)
+    for mod, name in ((ibp, "interval_forward"), (crown, "_patch_pass"), (crown, "_propagate"),
+                      (sound_mod, "_run")):
+        orig = getattr(mod, name)
+
+        def counted(*a: Any, _orig: Any = orig, _name: str = name, **k: Any) -> Any:
+            counts[_name] += 1
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(mod, name, counted)
+    calls = _record(monkeypatch)
+    with certify.memory_budget("1TiB"):  # unconstrained (and independent of the machine)
+        ref = certify.bounds(net, x, 0.02, domain=(0.0, 1.0), **kw)
+    free = list(calls)
+    free_counts = dict(counts)
+    calls.clear()
+    counts.clear()
+    # a budget that fits every stage's smallest chunk, with room for a few of the largest unit
+    need = max(unit * copies for _, unit, copies, _ in free)
+    budget = int(spare * need / _memory.FRACTION)
+    with certify.memory_budget(budget):
+        small = certify.bounds(net, x, 0.02, domain=(0.0, 1.0), **kw)
+    assert small.lower.dtype == torch.float64
+    torch.testing.assert_close(small.lower, ref.lower, rtol=0, atol=1e-12)
+    torch.testing.assert_close(small.upper, ref.upper, rtol=0, atol=1e-12)
+    # every chunk fits the budget, and the stage's chunks shrank
+    assert all(n == 1 or n * unit * copies <= budget * _memory.FRACTION for _, unit, copies, n in calls)
+    before = max(n for what, _, _, n in free if what.startswith(stage))
+    after = max(n for what, _, _, n in calls if what.startswith(stage))
+    assert after < before, (stage, before, after)
+    more = {k: (free_counts.get(k, 0), v) for k, v in counts.items() if v > free_counts.get(k, 0)}
+    assert more, "no stage ran in more chunks"
+
+
+def test_patches_chunk_inputs_when_one_row_for_the_batch_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Window-form passes over chunks of inputs (one row at a time) when the budget allows fewer (row, input)
+    pairs than the batch has inputs: the bounds are unchanged."""
+    net = _cnn()
+    x = torch.rand((5, 3, 32, 32), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    sizes: list[tuple[int, int]] = []
+    orig = crown._patch_pass
+
+    def spy(g: Any, i: int, plan: Any, idx: torch.Tensor, region: Any, *a: Any, **k: Any) -> Any:
+        sizes.append((region.x0.shape[0], idx.shape[1]))
+        return orig(g, i, plan, idx, region, *a, **k)
+
+    monkeypatch.setattr(crown, "_patch_pass", spy)
+    ref = certify.bounds(net, x, 0.03, method="crown", domain=(0.0, 1.0))
+    assert sizes and all(n == 5 for n, _ in sizes)
+    sizes.clear()
+    units = _memory.units
+
+    def two_pairs(unit_bytes: int, **kw: Any) -> int:  # the budget of two (row, input) pairs in window form
+        out = units(unit_bytes, **kw)
+        return min(out, 2) if "window form" in kw["what"] else out
+
+    monkeypatch.setattr(_memory, "units", two_pairs)
+    small = certify.bounds(net, x, 0.03, method="crown", domain=(0.0, 1.0))
+    assert sizes and all(n <= 2 and s == 1 for n, s in sizes)
+    torch.testing.assert_close(small.lower, ref.lower, rtol=0, atol=1e-12)
+    torch.testing.assert_close(small.upper, ref.upper, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# below one chunk: a MemoryError before anything is allocated
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "kw", "match", "stage"), [
+    ("ibp", {}, r"IBP \(per input\) needs", (ibp, "interval_forward")),
+    ("crown", {}, r"CROWN's intermediate bounds in window form of node \d+ \(conv", (crown, "_patch_pass")),
+    ("crown-ibp", {}, r"CROWN's backward pass of 4 rows of node \d+", (crown, "_propagate")),
+    ("crown", {"sound": True}, r"sound=True CROWN", (sound_mod, "_run")),
+])
+def test_budget_below_one_chunk_raises_memory_error_before_allocating(
+        method: str, kw: dict[str, Any], match: str, stage: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    net = _cnn()
+    x = torch.rand((40, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def never(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the chunk's pass ran")
+
+    monkeypatch.setattr(*stage, never)  # the stage that would allocate the chunk never starts
+    with certify.memory_budget(4096), pytest.raises(MemoryError, match=match) as err:
+        certify.bounds(net, x, 0.02, method=method, domain=(0.0, 1.0), **kw)
+    msg = str(err.value)
+    assert "memory budget of 2048 bytes" in msg and "certify.memory_budget" in msg and "CERTKIT_MEMORY_BUDGET" in msg
+    needed = int(msg.split(" needs ")[1].split(" bytes")[0])
+    assert needed > 2048
+
+
+def test_memory_error_on_a_cifar_cnn_at_a_small_budget_names_the_bytes() -> None:
+    """A 1.5M-parameter-shaped first layer (64 x 32 x 32) under sound=True: one input's coefficients are
+    65536 x 65536 float64 (32 GiB): a MemoryError at once, not an attempt to allocate them."""
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 32 * 32, 10))
+    net = net.double().eval()
+    x = torch.rand((1, 3, 32, 32), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with certify.memory_budget("16GiB"), pytest.raises(MemoryError) as err:
+        certify.bounds(net, x, 0.01, method="crown", sound=True)
+    msg = str(err.value)
+    assert "65536 x 65536" in msg and f"{65536 * 65536 * 8 * 8} bytes" in msg
+    assert math.isclose(int(msg.split("memory budget of ")[1].split(" bytes")[0]), 8 * 2**30)
