@@ -433,7 +433,7 @@ def _minilm_filters() -> dict[str, object]:
     from certify.prompts import default_filter
     from certify.prompts.filters import _filter_with_delta
 
-    out: dict[str, object] = {"default (frozen encoder + shipped head)": default_filter()}
+    out: dict[str, object] = {} if "--delta-only" in sys.argv else {"default (frozen encoder + shipped head)": default_filter()}
     if "--delta" in sys.argv:
         path = sys.argv[sys.argv.index("--delta") + 1]
         with np.load(path) as npz:
@@ -526,6 +526,53 @@ def adversarial_rounds(n_attacked: int = 25, iters: int = 40) -> None:
               f"{np.mean(f.predict_proba(safe) < f.threshold):.1%} | " + " | ".join(cells) + " |", flush=True)
 
 
+def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> None:
+    """Issue 18: detection of GCG suffixes (t = 10, 20 word tokens; ``iters`` iterations, 64 candidates, top-k 50)
+    on the first ``n_attacked`` held-out shared harmful prompts the default MiniLM filter flags, by each defence at
+    the filter's PAC threshold (with ``--delta PATH`` also the fine-tuned filter at 0.5), and the false positives of
+    the same defences on the first ``n_safe`` held-out shared safe prompts. GreedyEC / GradEC via ``search_maxima``."""
+    from certify.prompts import gcg_attack
+
+    _, _, test = data()
+    safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
+    filters = _minilm_filters()
+    for name, f in filters.items():
+        if "LoRA" in name:
+            f.threshold = 0.5  # type: ignore[attr-defined]
+        thr = f.threshold  # type: ignore[attr-defined]
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
+        attacked: dict[int, list[str]] = {}
+        for t in (10, 20):
+            t0 = time.process_time()
+            att = [gcg_attack(h, f, num_tokens=t, mode="suffix", num_iters=iters, num_candidates=64,
+                              generator=torch.Generator().manual_seed(i)) for i, h in enumerate(targets)]
+            attacked[t] = [a.attacked for a in att]
+            print(f"{name}, threshold {thr:.3f}: GCG t={t} on {len(att)} flagged held-out harmful prompts fools the "
+                  f"filter on {np.mean([a.score_after < thr for a in att]):.0%} "
+                  f"({(time.process_time() - t0) / len(att):.0f} s CPU / prompt)", flush=True)
+        rows: list[tuple[str, object]] = [
+            ("filter alone", lambda ps, t, f=f, thr=thr: [bool(p >= thr) for p in f.predict_proba(ps)]),
+            ("erase-and-check suffix, d = t (certified)",
+             lambda ps, t, f=f: [c.harmful for c in erase_and_check_batch(ps, f, mode="suffix", max_erase=t)]),
+            ("RandEC suffix d = t, ratio 0.3", lambda ps, t, f=f: [random_erase_and_check(
+                p, f, ratio=0.3, max_erase=t, generator=torch.Generator().manual_seed(i)).harmful
+                for i, p in enumerate(ps)]),
+        ]
+        print(f"| {name}, threshold {thr:.3f} | GCG t = 10 detected | GCG t = 20 detected "
+              f"| safe flagged (t = 10 / 20 settings) |")
+        print("|---|---|---|---|")
+        for label, fn in rows:
+            d = [np.mean(fn(attacked[t], t)) for t in (10, 20)]  # type: ignore[operator]
+            fp = [np.mean(fn(safe, t)) for t in (10, 20)]  # type: ignore[operator]
+            print(f"| {label} | {d[0]:.0%} | {d[1]:.0%} | {fp[0]:.1%} / {fp[1]:.1%} |", flush=True)
+        m = {t: search_maxima(f, attacked[t]) >= thr for t in (10, 20)}
+        fp_m = search_maxima(f, safe) >= thr
+        for j, label in enumerate(("GreedyEC 9 rounds", "GreedyEC 12 rounds", "GradEC 10 iterations",
+                                   "GradEC 25 iterations")):
+            print(f"| {label} | {m[10][:, j].mean():.0%} | {m[20][:, j].mean():.0%} | {fp_m[:, j].mean():.1%} |",
+                  flush=True)
+
+
 def minilm_accuracy() -> None:
     """The MiniLM filters' accuracy (harmful flagged / safe kept) on the held-out generated prompts (acts never
     trained on) and on all of ``../shared/data/prompts`` (never trained on), at 0.5, 0.3 and each PAC threshold."""
@@ -552,6 +599,8 @@ if __name__ == "__main__":
         vs_reference_one_call()
     elif "--minilm-accuracy" in sys.argv:
         minilm_accuracy()
+    elif "--minilm-gcg" in sys.argv:
+        minilm_vs_gcg()
     elif "--minilm-fp" in sys.argv:
         minilm_false_positives()
     elif "--empirical" in sys.argv:
