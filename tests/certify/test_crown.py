@@ -683,6 +683,179 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
     assert seen["pointwise"] and seen["relax"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("chunk", [None, 1])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
+                                                  chunk: int | None, channels_last: bool) -> None:
+    """The compiled ReLU step (numba; one pass per side with the intercept's bias term and a following conv's
+    per-channel sums) and the compiled relaxation give the torch form's bounds for CROWN and CROWN-IBP, whole batch
+    and chunks of one input, lower and upper bound separated or not yet, with residual additions and BatchNorm; they
+    ran (every kernel, and the conv read its channel sums) on channels-last coefficients and did not on NCHW ones."""
+    pytest.importorskip("numba")
+    model = _channels_last_net().to(dtype)
+    x = torch.rand(4, 2, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    real = crown_mod._relu_kernels(1 << 30) if crown_mod.USE_COMPILED is not False else None
+    if real is None:
+        pytest.skip("compiled kernels switched off (CERTKIT_NO_NUMBA)")
+    seen = {"relu_back": 0, "relu_back_both": 0, "relu_relax": 0, "sums": 0}
+
+    class Spy:
+        def relu_back(self, *args: object) -> None:
+            seen["relu_back"] += 1
+            real.relu_back(*args)
+
+        def relu_back_both(self, *args: object) -> None:
+            seen["relu_back_both"] += 1
+            real.relu_back_both(*args)
+
+        def relu_relax(self, *args: object) -> bool:
+            seen["relu_relax"] += 1
+            return bool(real.relu_relax(*args))
+
+    real_affine = crown_mod._back_affine
+
+    def affine(n: object, a: torch.Tensor, *args: object, **kw: object) -> object:
+        seen["sums"] += "channel sums" in a.__dict__
+        return real_affine(n, a, *args, **kw)  # type: ignore[arg-type]
+
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+        monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: channels_last)
+        if chunk is not None:
+            monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(crown_mod, "USE_COMPILED", False)
+        ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+        monkeypatch.setattr(crown_mod, "_relu_kernels", lambda entries: Spy())
+        monkeypatch.setattr(crown_mod, "_back_affine", affine)
+        fast = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.undo()
+        scale = float(ref.upper.abs().max())
+        torch.testing.assert_close(fast.lower, ref.lower, rtol=tol, atol=tol * scale)
+        torch.testing.assert_close(fast.upper, ref.upper, rtol=tol, atol=tol * scale)
+        assert bool((ref.upper - ref.lower > 0.01).any())
+    # channels-last maps only: NCHW/flat coefficients keep the torch form (and the conv its own sums)
+    assert bool(seen["relu_back"]) == bool(seen["relu_back_both"]) == bool(seen["relu_relax"]) == channels_last
+    assert bool(seen["sums"]) == channels_last
+
+
+def test_compiled_relu_step_leaves_infinite_intercepts_to_the_torch_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relaxation with an infinite intercept (an overflowed interval) is not given to the kernels (the torch form
+    takes 0 * inf as 0 in its dot product); finite ones are."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+    if crown_mod._relu_kernels(1) is None:
+        pytest.skip("compiled kernels switched off")
+    cl = torch.channels_last
+    lo = (-torch.rand(2, 3, 4, 4) - 0.1).contiguous(memory_format=cl)
+    hi = (torch.rand(2, 3, 4, 4) + 0.1).contiguous(memory_format=cl)
+    a = torch.randn(10, 3, 4, 4).contiguous(memory_format=cl).reshape(2, 5, 3, 4, 4)
+    r = crown_mod._Relax("relu", lo, hi)
+    assert crown_mod._relu_kernel_step(a, a, r) is not None
+    r = crown_mod._Relax("relu", lo, hi)
+    r.b_u = r.b_u.clone()
+    r.b_u[0, 0, 0, 0] = math.inf  # relu_relaxation keeps intercepts finite; other relaxations need not
+    assert crown_mod._relu_kernel_step(a, a, r) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_relu_relaxation_is_bit_identical(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
+                                                    channels_last: bool) -> None:
+    """The compiled ReLU relaxation returns the torch form's slopes and intercepts bit for bit (stable, unstable,
+    zero-width and near-zero bounds), in the bounds' layout; bounds that are not finite, and NCHW bounds, go to the
+    torch form."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+    if crown_mod._relu_kernels(1) is None:
+        pytest.skip("compiled kernels switched off")
+    gen = torch.Generator().manual_seed(2)
+    lo = torch.randn(3, 4, 5, 6, dtype=dtype, generator=gen)
+    hi = lo + 2 * torch.rand(3, 4, 5, 6, dtype=dtype, generator=gen)
+    lo[0, 0, 0, :3], hi[0, 0, 1, :3] = 0.0, 0.0
+    lo[0, 1, 0, 0], hi[0, 1, 0, 0] = -1e-9, 1e-9
+    hi[1, 0, 0, :2] = lo[1, 0, 0, :2]
+    if channels_last:
+        lo, hi = lo.contiguous(memory_format=torch.channels_last), hi.contiguous(memory_format=torch.channels_last)
+    fast = crown_mod._relu_relaxation_compiled(lo, hi)
+    if not channels_last:  # channels-last maps only
+        assert fast is None
+        return
+    assert fast is not None
+    monkeypatch.setattr(crown_mod, "USE_COMPILED", False)
+    ref = crown_mod.relu_relaxation(lo, hi)
+    for a, b in zip(fast, ref, strict=True):
+        assert torch.equal(a, b) and a.stride() == lo.stride()
+    lo[0, 0, 0, 0] = -math.inf
+    monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+    assert crown_mod._relu_relaxation_compiled(lo, hi) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("onednn", [(0, 1), (1 << 62, 1 << 30)])
+def test_linear_on_flattened_map_gives_channels_last_coefficients(monkeypatch: pytest.MonkeyPatch,
+                                                                    dtype: torch.dtype, onednn: tuple[int, int]) -> None:
+    """A linear layer on a flattened conv map, backward with its weight's columns in (H, W, C) order (coefficients
+    channels-last with no copy at the flatten), gives the bounds of the product in (C, H, W) order, through oneDNN or
+    torch.matmul; and the path ran."""
+    model = _channels_last_net().to(dtype)
+    x = torch.rand(4, 2, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    monkeypatch.setattr(crown_mod, "ONEDNN_MATMUL_MIN", onednn)
+    ran = []
+    real = crown_mod._flattened_map
+
+    def spy(g: object, i: int) -> object:
+        out = real(g, i)  # type: ignore[arg-type]
+        ran.append(out)
+        return out
+
+    monkeypatch.setattr(crown_mod, "_flattened_map", spy)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "FLATTEN_CHANNELS_LAST", False)
+        ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "FLATTEN_CHANNELS_LAST", True)
+        got = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        scale = float(ref.upper.abs().max())
+        torch.testing.assert_close(got.lower, ref.lower, rtol=tol, atol=tol * scale)
+        torch.testing.assert_close(got.upper, ref.upper, rtol=tol, atol=tol * scale)
+    assert (6, 6, 6) in ran
+
+
+@pytest.mark.parametrize("method", ["crown", "crown-ibp"])
+def test_channels_last_ibp_pass_equals_the_generic_path(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """CROWN's IBP pass run channels-last from the input box (float32 on CPU, where the backward pass is
+    channels-last) gives the NCHW pass's bounds up to float32 summation order, and its relaxations came out
+    channels-last (no conversion for the backward pass)."""
+    model = _channels_last_net().float()
+    x = torch.rand(4, 2, 12, 12, generator=torch.Generator().manual_seed(7))
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    monkeypatch.setattr(crown_mod, "IBP_CHANNELS_LAST", False)
+    ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+    monkeypatch.setattr(crown_mod, "IBP_CHANNELS_LAST", True)
+    layouts = []
+    real = crown_mod._make_relax
+
+    def make(n: object, ivs: object) -> object:
+        r = real(n, ivs)  # type: ignore[arg-type]
+        if r.d_l.dim() == 4:
+            layouts.append(r.d_l.is_contiguous(memory_format=torch.channels_last) and not r.d_l.is_contiguous())
+        return r
+
+    monkeypatch.setattr(crown_mod, "_make_relax", make)
+    fast = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+    scale = float(ref.upper.abs().max())
+    torch.testing.assert_close(fast.lower, ref.lower, rtol=1e-5, atol=1e-6 * scale)
+    torch.testing.assert_close(fast.upper, ref.upper, rtol=1e-5, atol=1e-6 * scale)
+    # CROWN-IBP: every relaxation; CROWN: the first (the later ones come from CROWN's own intermediate bounds)
+    assert layouts and (all(layouts) if method == "crown-ibp" else layouts[0])
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("size", [7, 8])
 def test_pointwise_transposed_convolution_equals_conv_transpose(stride: int, size: int) -> None:
@@ -715,9 +888,11 @@ def test_onednn_matmul_equals_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
     w = torch.randn(40, 300)
     node = Node("linear", (0,), (40,), "fc", weight=w, bias=None, attrs={})
     a = torch.randn(3, 7, 40)
-    got = crown_mod._onednn_matmul(node, a)
-    assert got is not None
-    torch.testing.assert_close(got, a @ w, rtol=1e-5, atol=1e-5)
+    for pointwise in (True, False):  # the dense-operand op where torch has it, else oneDNN tensors
+        monkeypatch.setattr(crown_mod, "ONEDNN_POINTWISE", pointwise)
+        got = crown_mod._onednn_matmul(node, a)
+        assert got is not None
+        torch.testing.assert_close(got, a @ w, rtol=1e-5, atol=1e-5)
     node64 = Node("linear", (0,), (40,), "fc", weight=w.double(), bias=None, attrs={})
     assert crown_mod._onednn_matmul(node64, a.double()) is None
     assert crown_mod._onednn_matmul(node, a.clone().requires_grad_(True)) is None

@@ -1,0 +1,115 @@
+"""Compiled ReLU step of the CROWN backward pass (numba, the optional extra ``certkit[fast]``).
+
+Imported only by :func:`certify.crown._relu_kernels`, which returns None when numba is not installed, the
+environment variable ``CERTKIT_NO_NUMBA`` is set (non-empty, not ``0``) or the coefficients are below the size floor
+(``certify.crown.RELU_KERNEL_MIN``). Compiled on the first call for the dtype it gets (about a second; nothing is
+cached on disk) and run on one thread.
+
+Each kernel reads the coefficients once and writes the coefficients at the ReLU's input once, with the intercept's
+contribution to the bias and (for a following conv's bias) the per-channel sums of the new coefficients accumulated
+in the same pass; torch's form of the same step takes four to five passes (clamp, two multiply-adds, a matrix-vector
+product, a sum). Operands are (B, S, P, C) coefficients and (B, P, C) relaxations in one memory order (channels-last
+maps: P = H * W positions, C channels; flat nodes: P = 1); the products are those of
+:func:`certify.crown._propagate`'s torch form; the sums are accumulated in float64 (per channel, then over channels),
+so they differ from torch's float32 sums only by torch's own rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["relu_back", "relu_back_both", "relu_relax"]
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_back(a, dl, gap, bu, upper, out, bias, csum):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """One side of the ReLU step: ``out = a dl + m gap`` and ``bias += sum(m bu)`` with ``m = min(a, 0)`` (lower
+    bound) or ``max(a, 0)`` (``upper``), ``csum[b, s, c] = sum over positions of out``; ``gap = du - dl``. ``a`` may
+    have one row (B = 1) shared by every input of the relaxation (broadcast as torch does); out, bias and csum have
+    the relaxation's B."""
+    _, ns, npos, nc = a.shape
+    nb = dl.shape[0]
+    shared = a.shape[0] == 1
+    zero = a.dtype.type(0)
+    acc = np.zeros(nc, dtype=np.float64)  # float64 sums: no error growing with the number of positions
+    cs = np.zeros(nc, dtype=np.float64)
+    for b in range(nb):
+        ba = 0 if shared else b
+        for s in range(ns):
+            acc[:] = 0.0
+            cs[:] = 0.0
+            for p in range(npos):
+                if upper:
+                    for c in range(nc):
+                        x = a[ba, s, p, c]
+                        m = max(x, zero)
+                        v = x * dl[b, p, c] + m * gap[b, p, c]
+                        out[b, s, p, c] = v
+                        acc[c] += m * bu[b, p, c]
+                        cs[c] += v
+                else:
+                    for c in range(nc):
+                        x = a[ba, s, p, c]
+                        m = min(x, zero)
+                        v = x * dl[b, p, c] + m * gap[b, p, c]
+                        out[b, s, p, c] = v
+                        acc[c] += m * bu[b, p, c]
+                        cs[c] += v
+            bias[b, s] += acc.sum()
+            csum[b, s, :] = cs
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_back_both(a, dl, du, bu, out_l, out_u, bias_l, bias_u):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Both sides from one coefficient tensor (lower and upper bound not yet separated): with ``p = max(a, 0)``,
+    ``n = min(a, 0)``: ``out_l = p dl + n du``, ``out_u = p du + n dl``, ``bias_l += sum(n bu)``,
+    ``bias_u += sum(p bu)``. ``a`` may have one row shared by every input (as in :func:`relu_back`)."""
+    _, ns, npos, nc = a.shape
+    nb = dl.shape[0]
+    shared = a.shape[0] == 1
+    zero = a.dtype.type(0)
+    acc_l = np.zeros(nc, dtype=np.float64)
+    acc_u = np.zeros(nc, dtype=np.float64)
+    for b in range(nb):
+        ba = 0 if shared else b
+        for s in range(ns):
+            acc_l[:] = 0.0
+            acc_u[:] = 0.0
+            for p in range(npos):
+                for c in range(nc):
+                    x = a[ba, s, p, c]
+                    ps = max(x, zero)
+                    ng = x - ps
+                    d_l, d_u, b_u = dl[b, p, c], du[b, p, c], bu[b, p, c]
+                    out_l[b, s, p, c] = ps * d_l + ng * d_u
+                    out_u[b, s, p, c] = ps * d_u + ng * d_l
+                    acc_l[c] += ng * b_u
+                    acc_u[c] += ps * b_u
+            bias_l[b, s] += acc_l.sum()
+            bias_u[b, s] += acc_u.sum()
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_relax(lo, hi, d_l, d_u, b_u):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """auto_LiRPA's ReLU relaxation (:func:`certify.crown.relu_relaxation`) in one pass over flat ``lo``, ``hi``:
+    ``lb = min(lo, 0)``, ``ub = max(max(hi, 0), lb + 1e-8)``, ``d_u = ub / (ub - lb)``, ``b_u = -lb d_u``,
+    ``d_l = [d_u > 0.5]``, the same operations in the same precision (bit-identical results). Returns False, leaving
+    the outputs incomplete, when an entry of ``lo`` or ``hi`` is not finite (the caller then runs the torch form,
+    which handles infinite and NaN bounds)."""
+    zero = lo.dtype.type(0)
+    one = lo.dtype.type(1)
+    half = lo.dtype.type(0.5)
+    tiny = lo.dtype.type(1e-8)
+    big = lo.dtype.type(np.inf)
+    bad = 0
+    for i in range(lo.shape[0]):
+        x, y = lo[i], hi[i]
+        bad |= not (abs(x) < big and abs(y) < big)
+        lb = min(x, zero)
+        ub = max(max(y, zero), lb + tiny)
+        du = ub / (ub - lb)
+        d_u[i] = du
+        b_u[i] = -lb * du
+        d_l[i] = one if du > half else zero
+    return bad == 0
