@@ -1100,6 +1100,9 @@ def _conv_affine_fold(g: Graph, i: int) -> Node | None:
 #: least ``RELU_KERNEL_MIN`` entries when numba is installed; False never; True always (ImportError without numba)
 USE_COMPILED: bool | None = None
 RELU_KERNEL_MIN = 1 << 16
+#: maps with fewer channels sum per channel in the coefficients' precision (float64 sums of one vector of channels
+#: are slow); wider ones in float64
+NARROW_CHANNELS = 32
 _KERNELS: list[Any] = []
 
 
@@ -1197,7 +1200,8 @@ def _relu_kernel_step(la: Tensor | None, ua: Tensor | None, r: _Relax
         out = fresh(a)
         bias = a.new_zeros(b, s)
         cs = a.new_empty(b, s, av.shape[3])
-        kern.relu_back(av, dl, gap, bu, upper, _kernel_view(out, 2), bias.numpy(), cs.numpy())
+        step = kern.relu_back if av.shape[3] >= NARROW_CHANNELS else kern.relu_back_narrow
+        step(av, dl, gap, bu, upper, _kernel_view(out, 2), bias.numpy(), cs.numpy())
         if a.dim() == 5 and av.shape[3] == a.shape[2]:
             out.__dict__["channel sums"] = cs  # a following conv's bias term reads them (_back_affine)
         res += [out, bias]

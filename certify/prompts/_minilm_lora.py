@@ -40,14 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from certify.prompts._lora_delta import TARGETS, _get, _set
 from certify.prompts._minilm_head import short_fragments
 from certify.prompts.tokenizers import WordTokenizer
 
 #: LoRA rank
 RANK = 8
-#: the linear maps of each BERT layer that get an adapter
-TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-           "intermediate.dense", "output.dense")
 SUBSETS_PER_PROMPT = 4
 SHORT_PER_PROMPT = 4
 EPOCHS = 2
@@ -71,34 +69,6 @@ class _LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.a.t()) @ self.b.t()  # type: ignore[no-any-return]
-
-
-def _get(module: nn.Module, dotted: str) -> Any:
-    for part in dotted.split("."):
-        module = getattr(module, part)
-    return module
-
-
-def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
-    *path, last = dotted.split(".")
-    for part in path:
-        module = getattr(module, part)
-    setattr(module, last, value)
-
-
-def apply_delta(model: Any, delta: dict[str, np.ndarray]) -> None:
-    """Add the LoRA products ``B @ A`` (float16 factors, computed in float32) to the encoder's weights in place and
-    store the delta's ``key`` so that applying it twice is refused."""
-    done = getattr(model, "_certkit_delta", None)
-    if done is not None:
-        raise RuntimeError("the MiniLM encoder already carries a fine-tuning delta")
-    with torch.no_grad():
-        for i, layer in enumerate(model.encoder.layer):
-            for name in TARGETS:
-                a = torch.as_tensor(np.asarray(delta[f"{i}.{name}.a"], dtype=np.float32))
-                b = torch.as_tensor(np.asarray(delta[f"{i}.{name}.b"], dtype=np.float32))
-                _get(layer, name).weight.add_(b @ a)
-    model._certkit_delta = True
 
 
 def fragments(prompts: Sequence[str], per_prompt: int, generator: torch.Generator) -> list[str]:

@@ -564,7 +564,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
 
             encoder = SentenceTransformer(str(path), device=self.device)
             if getattr(self, "delta_", None) is not None:  # pickles from before the delta have no attribute
-                from certify.prompts._minilm_lora import apply_delta
+                from certify.prompts._lora_delta import apply_delta
 
                 apply_delta(encoder[0].auto_model, self.delta_)  # type: ignore[arg-type]
             self._encoder = encoder

@@ -685,9 +685,9 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("chunk", [None, 1])
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("channels_last", "narrow"), [(False, 32), (True, 32), (True, 0)])
 def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
-                                                  chunk: int | None, channels_last: bool) -> None:
+                                                  chunk: int | None, channels_last: bool, narrow: int) -> None:
     """The compiled ReLU step (numba; one pass per side with the intercept's bias term and a following conv's
     per-channel sums) and the compiled relaxation give the torch form's bounds for CROWN and CROWN-IBP, whole batch
     and chunks of one input, lower and upper bound separated or not yet, with residual additions and BatchNorm; they
@@ -704,6 +704,10 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
         def relu_back(self, *args: object) -> None:
             seen["relu_back"] += 1
             real.relu_back(*args)
+
+        def relu_back_narrow(self, *args: object) -> None:
+            seen["relu_back"] += 1
+            real.relu_back_narrow(*args)
 
         def relu_back_both(self, *args: object) -> None:
             seen["relu_back_both"] += 1
@@ -728,6 +732,7 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setattr(crown_mod, "USE_COMPILED", False)
         ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
         monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+        monkeypatch.setattr(crown_mod, "NARROW_CHANNELS", narrow)  # 32: per-channel sums in float32 here; 0: float64
         monkeypatch.setattr(crown_mod, "_relu_kernels", lambda entries: Spy())
         monkeypatch.setattr(crown_mod, "_back_affine", affine)
         fast = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))

@@ -56,7 +56,7 @@ def test_apply_delta_adds_the_lora_products_once() -> None:
     """``apply_delta`` adds ``B @ A`` (float16 factors, float32 product) to every targeted weight of every layer,
     leaves the other parameters alone, and refuses a second application."""
     transformers = pytest.importorskip("transformers")
-    from certify.prompts._minilm_lora import TARGETS, _get, apply_delta
+    from certify.prompts._lora_delta import TARGETS, _get, apply_delta
 
     config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=32)
