@@ -773,7 +773,10 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
             every = i in pooled or i in general
             lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every or i in smooth_fed,
                                        compare_ibp=compare_ibp)
-            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
+            # intersected with IBP: every neuron's bound of pooling, element-wise functions (sigmoid and tanh
+            # included) and products, and with compare_ibp every bound
+            inter = every or i in smooth_fed or compare_ibp
+            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if inter else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device
     k = nodes[out].numel

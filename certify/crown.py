@@ -1454,6 +1454,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
                                    compare_ibp=compare_ibp)
             if iv is not ref:
                 iv = _no_nan(iv, ref)
+                if rows == "all" and (smooth_fed[i] or compare_ibp):
+                    # sigmoid/tanh inputs (as every other smooth function's, "all_ref") and, with compare_ibp,
+                    # every bound: CROWN's intersected with the reference (IBP) one (sound; never looser)
+                    iv = Interval(l=torch.maximum(iv.l, ref.l), u=torch.minimum(iv.u, ref.u))
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
