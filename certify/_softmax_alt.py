@@ -21,12 +21,14 @@ values per input (the CROWN pass over K^2 differences per softmax row grows as K
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from certify._graph import SOFTMAX_OPS, Graph, Node
+from certify.ibp import InputRegion, ibp_bounds
 
 __all__ = ["DECOMPOSITION_MAX", "SOFTMAX_BEST_OF", "decomposed", "has_softmax"]
 
@@ -98,15 +100,13 @@ def best(lo: Tensor, hi: Tensor, others: list[tuple[Tensor | None, Tensor | None
     return lo, hi
 
 
-def alternatives(g: Graph, region: object, spec: Tensor | None, *, ibp_intermediate: bool, need_lower: bool,
-                 need_upper: bool, compare_ibp: bool) -> list[tuple[Tensor | None, Tensor | None]]:
-    """The bounds other than the LSE planes' on a graph with softmax: CROWN on :func:`decomposed` (not under
-    CROWN-IBP, nor beyond ``DECOMPOSITION_MAX``, nor where it would exceed the memory budget) and IBP (unless
-    ``compare_ibp``, which has intersected every bound with IBP already)."""
-    from certify.crown import crown_bounds
-    from certify.ibp import InputRegion, ibp_bounds
-
-    assert isinstance(region, InputRegion)
+def alternatives(crown_bounds: Callable[..., tuple[Tensor, Tensor]], g: Graph, region: InputRegion,
+                 spec: Tensor | None, *, ibp_intermediate: bool, need_lower: bool, need_upper: bool,
+                 compare_ibp: bool) -> list[tuple[Tensor | None, Tensor | None]]:
+    """The bounds other than the LSE planes' on a graph with softmax: CROWN (``crown_bounds``, that of
+    certify.crown, passed in: no import cycle) on :func:`decomposed` (not under CROWN-IBP, nor beyond
+    ``DECOMPOSITION_MAX``, nor where it would exceed the memory budget) and IBP (unless ``compare_ibp``, which has
+    intersected every bound with IBP already)."""
     others: list[tuple[Tensor | None, Tensor | None]] = []
     dec = None if ibp_intermediate else decomposed(g, region.x0.dtype, region.x0.device)
     if dec is not None:
@@ -120,15 +120,12 @@ def alternatives(g: Graph, region: object, spec: Tensor | None, *, ibp_intermedi
     return others
 
 
-def crown_best_of(g: Graph, region: object, spec: Tensor | None, *, ibp_intermediate: bool, need_lower: bool,
-                  need_upper: bool, compare_ibp: bool) -> tuple[Tensor, Tensor]:
+def crown_best_of(crown_bounds: Callable[..., tuple[Tensor, Tensor]], g: Graph, region: InputRegion,
+                  spec: Tensor | None, *, ibp_intermediate: bool, need_lower: bool, need_upper: bool,
+                  compare_ibp: bool) -> tuple[Tensor, Tensor]:
     """CROWN (CROWN-IBP) bounds of a graph with softmax: the element-wise best of CROWN with the LSE planes and
     :func:`alternatives`."""
-    from certify.crown import crown_bounds
-    from certify.ibp import InputRegion
-
-    assert isinstance(region, InputRegion)
     kw = {"ibp_intermediate": ibp_intermediate, "need_lower": need_lower, "need_upper": need_upper,
           "compare_ibp": compare_ibp}
     lo, hi = crown_bounds(g, region, spec, best_of=False, **kw)  # type: ignore[arg-type]
-    return best(lo, hi, alternatives(g, region, spec, **kw))  # type: ignore[arg-type]
+    return best(lo, hi, alternatives(crown_bounds, g, region, spec, **kw))  # type: ignore[arg-type]

@@ -641,7 +641,7 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
     if _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
         # softmax: also the element-wise decomposition and IBP, as CROWN (certify._softmax_alt), so that alpha-CROWN
         # is never looser than CROWN
-        for alt, _ in _softmax_alt.alternatives(g, region, full, ibp_intermediate=False, need_lower=True,
+        for alt, _ in _softmax_alt.alternatives(crown_bounds, g, region, full, ibp_intermediate=False, need_lower=True,
                                                 need_upper=False, compare_ibp=compare_ibp):
             if alt is not None:
                 best = torch.fmax(best, alt)

@@ -1401,8 +1401,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     pre-activation's bounds (branch-and-bound split constraints) and ``hook.final(gd, ivs, relax, a, b0,
     start_input)`` receives the state of the final backward pass."""
     if best_of and hook is None and _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
-        return _softmax_alt.crown_best_of(g, region, spec, ibp_intermediate=ibp_intermediate, need_lower=need_lower,
-                                          need_upper=need_upper, compare_ibp=compare_ibp)
+        return _softmax_alt.crown_best_of(crown_bounds, g, region, spec, ibp_intermediate=ibp_intermediate,
+                                          need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
