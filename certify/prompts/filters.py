@@ -739,7 +739,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         wps: list[tuple[int, ...]] = []
         slow: list[int] = []
         for j, s in enumerate(seqs):
-            if all(plain[t] for t in s) and not any(glue_out[a] and glue_in[b] for a, b in zip(s, s[1:])):
+            if all(plain[t] for t in s) and not any(glue_out[a] and glue_in[b] for a, b in itertools.pairwise(s)):
                 wps.append(tuple(itertools.chain.from_iterable(memo[strs[t]] for t in s)))
             else:
                 wps.append(())

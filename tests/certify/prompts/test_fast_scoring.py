@@ -234,7 +234,7 @@ def test_minilm_verdicts_equal_the_generic_path(minilm: object, mode: str, d: in
         generic = CallableFilter(filt.predict_proba, threshold=thr)
         calls: list[int] = []
         score = filt.score_subsequences
-        filt.score_subsequences = lambda tokens, seqs, f=score: calls.append(len(seqs)) or f(tokens, seqs)
+        filt.score_subsequences = lambda tokens, seqs, f=score, c=calls: c.append(len(seqs)) or f(tokens, seqs)
         fast = erase_and_check_batch(prompts, filt, mode=mode, max_erase=d)
         assert calls  # the fast path ran
         slow = erase_and_check_batch(prompts, generic, mode=mode, max_erase=d)
