@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify import _memory
+from certify import _memory, _softmax_alt
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError
 from certify._layers import (
     SCALAR_FNS,
@@ -773,7 +773,10 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
             every = i in pooled or i in general
             lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every or i in smooth_fed,
                                        compare_ibp=compare_ibp)
-            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
+            # intersected with IBP: every neuron's bound of pooling, element-wise functions (sigmoid and tanh
+            # included) and products, and with compare_ibp every bound
+            inter = every or i in smooth_fed or compare_ibp
+            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if inter else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device
     k = nodes[out].numel
@@ -852,11 +855,29 @@ SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "permute",
 
 def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
                  domain: tuple[float, float] | None, need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, best_of: bool = True) -> tuple[Tensor, Tensor]:
     """Rigorous float64 bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K) float64; None: the outputs)
-    for every real ``x'`` in the region; ``g`` must be built in float64. Processed in chunks of inputs."""
+    for every real ``x'`` in the region; ``g`` must be built in float64. Processed in chunks of inputs.
+
+    ``best_of``: CROWN / CROWN-IBP on a graph with softmax / log-softmax take the element-wise best of the
+    log-sum-exp planes, the element-wise decomposition (CROWN only) and IBP, as the default engine does
+    (:mod:`certify._softmax_alt`); each is rigorous, so their intersection is."""
     if x0.dtype != torch.float64:
         raise TypeError(f"Expected float64 inputs for the sound path, got {x0.dtype}")
+    if best_of and method in ("crown", "crown-ibp") and _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
+        kw = {"norm": norm, "domain": domain, "need_lower": need_lower, "need_upper": need_upper,
+              "compare_ibp": compare_ibp, "best_of": False}
+        lo, hi = sound_bounds(g, x0, eps, spec, method=method, **kw)  # type: ignore[arg-type]
+        others: list[tuple[Tensor | None, Tensor | None]] = []
+        dec = _softmax_alt.decomposed(g, x0.dtype, x0.device) if method == "crown" else None
+        if dec is not None:
+            try:
+                others.append(sound_bounds(dec, x0, eps, spec, method=method, **kw))  # type: ignore[arg-type]
+            except MemoryError:  # the decomposition is an optional tightening: without it, the planes and IBP
+                pass
+        if not compare_ibp:
+            others.append(sound_bounds(g, x0, eps, spec, method="ibp", **kw))  # type: ignore[arg-type]
+        return _softmax_alt.best(lo, hi, others)
     check_arithmetic(x0.device)
     for n in g.nodes:
         if n.op not in SUPPORTED:
