@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify import _memory
+from certify import _memory, _softmax_alt
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, SOFTMAX_OPS, Graph, Node, densify
 from certify._layers import (
     LinearRelax,
@@ -1387,8 +1387,11 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
 
 def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
                  need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False, hook: Any = None) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, hook: Any = None, best_of: bool = True) -> tuple[Tensor, Tensor]:
     """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S).
+
+    ``best_of``: on a graph with softmax / log-softmax (and no ``hook``), the element-wise best of the log-sum-exp
+    planes, the element-wise decomposition and IBP (:func:`certify._softmax_alt.crown_best_of`).
 
     ``compare_ibp`` (auto_LiRPA's ``compare_crown_with_ibp``): intersect every CROWN bound, intermediate
     and final, with the IBP bound computed from the bounds known so far (sound, and never looser than
@@ -1397,6 +1400,9 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     ``hook`` (used by ``certify.alpha_crown``): ``hook.preactivation(i, interval)`` may tighten each
     pre-activation's bounds (branch-and-bound split constraints) and ``hook.final(gd, ivs, relax, a, b0,
     start_input)`` receives the state of the final backward pass."""
+    if best_of and hook is None and _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
+        return _softmax_alt.crown_best_of(crown_bounds, g, region, spec, ibp_intermediate=ibp_intermediate,
+                                          need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
@@ -1448,6 +1454,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
                                    compare_ibp=compare_ibp)
             if iv is not ref:
                 iv = _no_nan(iv, ref)
+                if rows == "all" and (smooth_fed[i] or compare_ibp):
+                    # sigmoid/tanh inputs (as every other smooth function's, "all_ref") and, with compare_ibp,
+                    # every bound: CROWN's intersected with the reference (IBP) one (sound; never looser)
+                    iv = Interval(l=torch.maximum(iv.l, ref.l), u=torch.minimum(iv.u, ref.u))
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
