@@ -228,12 +228,19 @@ class _Cat:
 
 
 def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: int, sub: int = 0,
-           warmup_batch: int = 0, float64: bool = False) -> None:
+           warmup_batch: int = 0, float64: bool = False, peer_crown_batch: int = 0) -> None:
     """One row: ``run`` is ``forward`` or ``LIB:METHOD``; prints a JSON line (times in seconds, MB). ``sub`` > 0:
     the batch's bounds come from consecutive calls on sub-batches of ``sub`` inputs (the same inputs, bounds
-    concatenated; the time is the sum). ``warmup_batch`` > 0: warm-up calls on the first ``warmup_batch`` inputs."""
+    concatenated; the time is the sum). ``warmup_batch`` > 0: warm-up calls on the first ``warmup_batch`` inputs.
+    ``peer_crown_batch`` > 0: auto_LiRPA's ``crown_batch_size`` option (its intermediate bounds this many neurons at a
+    time)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warnings.simplefilter("ignore")
+    if peer_crown_batch:
+        from certify import auto_lirpa
+
+        # auto_LiRPA reads the second option whenever the first is finite but has no default for it
+        auto_lirpa.BOUND_OPTS.update(crown_batch_size=peer_crown_batch, batched_crown_max_vram_ratio=0.9)
     net = _cifar_net(net_name)
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     if float64:
@@ -338,6 +345,7 @@ def _cifar(args: argparse.Namespace) -> None:
     def one(net_name: str, run: str, batch: int, reps: int | None = None, sub: int = 0) -> dict:
         cmd = [sys.executable, __file__, "--reps", str(reps or args.reps), "--warmup", str(args.warmup), "--pairs",
                str(args.cifar_pairs), "--peer-sub-batch", str(sub), "--warmup-batch", str(args.warmup_batch),
+               "--peer-crown-batch-size", str(args.peer_crown_batch_size),
                *(["--float64"] if args.float64 else []), "--child", net_name, run, str(batch)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
@@ -437,13 +445,18 @@ def main() -> None:
                          "default 0: the whole batch), for rows whose every call takes minutes")
     ap.add_argument("--rss-limit", type=float, default=None, metavar="MB",
                     help="cifar: stop a subprocess whose peak resident set size exceeds MB (polled every 0.5 s)")
+    ap.add_argument("--peer-crown-batch-size", type=int, default=0, metavar="N",
+                    help="cifar: auto_LiRPA's own memory option crown_batch_size=N (its intermediate bounds N neurons "
+                         "at a time), for networks where even one input does not fit (cnn_7layer_bn CROWN passed 8 GB "
+                         "at batch 1); default 0: not set")
     ap.add_argument("--float64", action="store_true",
                     help="cifar: network and inputs in float64 (the bound comparison with auto_LiRPA to 1e-5)")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(args.child[0], args.child[1], int(args.child[2]), max(1, args.reps), args.warmup, args.pairs,
-               sub=args.peer_sub_batch, warmup_batch=args.warmup_batch, float64=args.float64)
+               sub=args.peer_sub_batch, warmup_batch=args.warmup_batch, float64=args.float64,
+               peer_crown_batch=args.peer_crown_batch_size)
         return
     if args.section in ("digits", "all"):
         _digits(args)
