@@ -759,7 +759,7 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                       help="GCG t=10/20 detection by each defence with the MiniLM filter(s), and false positives")
     mode.add_argument("--minilm-gcg-insertion", action="store_true",
                       help="GCG suffix / insertion t=10/20 detection by suffix and insertion erase-and-check (d=t) "
-                      "with the MiniLM filter(s), and false positives (about 10 min)")
+                      "with the MiniLM filter(s), and false positives (about 15-20 min)")
     mode.add_argument("--minilm-adversarial", action="store_true",
                       help="GCG attack success before / after adversarial training of a MiniLM head")
     ap.add_argument("--filter", choices=("tfidf-bag", "minilm"), default="tfidf-bag",
