@@ -266,6 +266,12 @@ def warm_allocator() -> None:
     if _WARMED:
         return
     _WARMED.append(True)
-    if ALLOCATOR_WARMUP_BYTES > 0 and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+    if ALLOCATOR_WARMUP_BYTES <= 0 or platform.system() != "Linux":
+        return
+    try:
+        glibc = platform.libc_ver()[0] == "glibc"
+    except (OSError, ValueError):  # the executable could not be read: assume another C library
+        glibc = False
+    if glibc:
         block = torch.empty(int(ALLOCATOR_WARMUP_BYTES), dtype=torch.uint8)
         del block
