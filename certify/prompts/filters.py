@@ -653,10 +653,11 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
     def _embed_packed(self, bert: Any, seqs: list[tuple[int, ...]]) -> torch.Tensor:
         """Normalised mean-pooled embeddings (S, D) of word-piece id sequences (special tokens included).
 
-        No padding token is computed: sequences of one length that fill at least ``_PACK`` tokens run as dense
+        Almost no padding is computed: sequences of one length that fill at least ``_PACK`` tokens run as dense
         (k, L) batches without a mask; the others are packed, longest first, into rows of ``_PACK`` tokens (first
-        fit), each sequence with its own position ids and a block-diagonal attention mask, so that every token
-        attends only to its own sequence. The same sums as one sequence per forward, up to float rounding.
+        fit; only the unfilled ends of rows are padding, each padding token attending to itself alone), each
+        sequence with its own position ids and a block-diagonal attention mask, so that every token attends only to
+        its own sequence. The same sums as one sequence per forward, up to float rounding.
         """
         lens = [len(s) for s in seqs]
         device = next(bert.parameters()).device
@@ -759,7 +760,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         first use; a sequence with another character, or whose erasure glues two words together, e.g.
         ``don't`` minus ``'``, is tokenized from its text), equal word-piece sequences are encoded once, and the
         encoder runs on sequences packed into full rows with a block-diagonal attention mask
-        (:meth:`_embed_packed`), so no padding is computed. Equal to ``predict_proba`` up to float rounding
+        (:meth:`_embed_packed`), so almost no padding is computed. Equal to ``predict_proba`` up to float rounding
         (about 1e-6). Falls back to ``predict_proba`` on the texts for an encoder of another layout.
         """
         self._check_fitted()

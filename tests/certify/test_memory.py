@@ -344,3 +344,67 @@ def test_sound_bounds_chunk_neurons_where_one_inputs_rows_do_not_fit(act: type[n
     torch.testing.assert_close(small.lower, ref.lower, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(small.upper, ref.upper, rtol=1e-12, atol=1e-12)
     assert float((ref.upper - ref.lower).min()) > 0
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown-ibp"])
+def test_warm_allocator_frees_one_block_once_per_process(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """The first bound computation on CPU allocates and frees one block of ALLOCATOR_WARMUP_BYTES (where the C
+    library is glibc), later ones nothing; ALLOCATOR_WARMUP_BYTES = 0 switches it off."""
+    blocks: list[int] = []
+    real = torch.empty
+
+    def spy(*size: Any, **kw: Any) -> torch.Tensor:
+        if kw.get("dtype") is torch.uint8 and len(size) == 1 and isinstance(size[0], int):
+            blocks.append(size[0])
+        return real(*size, **kw)
+
+    monkeypatch.setattr(_memory.torch, "empty", spy)
+    monkeypatch.setattr(_memory.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(_memory.platform, "libc_ver", lambda *a, **k: ("glibc", "2.36"))
+    model = _net(False, 1, 1, 3).float()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    certify.bounds(model, x, 0.01, method=method)
+    certify.bounds(model, x, 0.01, method=method)
+    assert blocks == [_memory.ALLOCATOR_WARMUP_BYTES] and _memory.ALLOCATOR_WARMUP_BYTES >= 1 << 20
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    monkeypatch.setattr(_memory, "ALLOCATOR_WARMUP_BYTES", 0)
+    certify.bounds(model, x, 0.01, method=method)
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    monkeypatch.setattr(_memory, "ALLOCATOR_WARMUP_BYTES", 1 << 23)
+    monkeypatch.setattr(_memory.platform, "libc_ver", lambda *a, **k: ("", ""))  # e.g. musl: nothing to raise
+    certify.bounds(model, x, 0.01, method=method)
+    assert blocks == [1 << 23]
+
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from certify import _memory
+_memory.ALLOCATOR_WARMUP_BYTES = int(sys.argv[1])
+_memory.warm_allocator()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+before = faults()
+for _ in range(20):  # a call's working set of a few blocks of 1.5 MiB, freed at its end
+    blocks = [torch.ones(3 << 17) for _ in range(3)]
+    del blocks
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's dynamic mmap threshold (Linux)")
+def test_warm_allocator_spares_fresh_pages_to_later_calls() -> None:
+    """In a fresh process, a working set of a few 1.5 MiB blocks allocated and freed again and again costs page
+    faults every time (glibc returns the pages and serves fresh ones) unless the allocator was warmed."""
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    runs = {}
+    for warm in (0, 1 << 23):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, str(warm)], capture_output=True, text=True,
+                             check=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        runs[warm] = int(out.stdout.strip().splitlines()[-1])
+    assert runs[0] > 10 * 256  # most of the 20 rounds got fresh pages (384 per block)
+    assert runs[1 << 23] < runs[0] / 10
