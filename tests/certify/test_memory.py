@@ -18,7 +18,7 @@ import certify._sound as sound_mod
 import certify.crown as crown
 import certify.ibp as ibp
 from certify import _memory
-from tests.certify.test_crown_patches import _net, _Res
+from tests.certify.test_crown_patches import _net, _res_net_stats
 
 # ------------------------------------------------------------------------------------------------
 # the budget: parsing, validation, precedence, the system's report
@@ -162,14 +162,7 @@ def _cnn() -> nn.Module:
 
 
 def _resnet() -> nn.Module:
-    torch.manual_seed(3)
-    net = _Res(nn.ReLU)
-    net(torch.zeros(1, 3, 10, 10))
-    bn = net.stem[1]
-    assert isinstance(bn, nn.BatchNorm2d)
-    bn.running_mean.uniform_(-0.5, 0.5)
-    bn.running_var.uniform_(0.5, 2)
-    return net.double().eval()
+    return _res_net_stats().double()
 
 
 NETS = {"cnn": (_cnn, 32), "resnet": (_resnet, 10)}
