@@ -1118,7 +1118,7 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
         return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
 
-    filt = cached_pickle("eac_tfidf-generated-v2", build)
+    filt = cached_pickle("eac_tfidf-generated-v3", build)  # v3: the corpus of 326 + 302 acts (session 10)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
