@@ -29,48 +29,25 @@ def relu_back(a, dl, gap, bu, upper, out, bias, csum):  # type: ignore[no-untype
     bound) or ``max(a, 0)`` (``upper``), ``csum[b, s, c] = sum over positions of out``; ``gap = du - dl``. ``a`` may
     have one row (B = 1) shared by every input of the relaxation (broadcast as torch does); out, bias and csum have
     the relaxation's B."""
-    _, ns, npos, nc = a.shape
-    nb = dl.shape[0]
-    shared = a.shape[0] == 1
-    zero = a.dtype.type(0)
-    acc = np.zeros(nc, dtype=np.float64)  # float64 sums: no error growing with the number of positions
-    cs = np.zeros(nc, dtype=np.float64)
-    for b in range(nb):
-        ba = 0 if shared else b
-        for s in range(ns):
-            acc[:] = 0.0
-            cs[:] = 0.0
-            for p in range(npos):
-                if upper:
-                    for c in range(nc):
-                        x = a[ba, s, p, c]
-                        m = max(x, zero)
-                        v = x * dl[b, p, c] + m * gap[b, p, c]
-                        out[b, s, p, c] = v
-                        acc[c] += m * bu[b, p, c]
-                        cs[c] += v
-                else:
-                    for c in range(nc):
-                        x = a[ba, s, p, c]
-                        m = min(x, zero)
-                        v = x * dl[b, p, c] + m * gap[b, p, c]
-                        out[b, s, p, c] = v
-                        acc[c] += m * bu[b, p, c]
-                        cs[c] += v
-            bias[b, s] += acc.sum()
-            csum[b, s, :] = cs
+    nc = a.shape[3]  # float64 sums: no error growing with the number of positions
+    _relu_back_into(a, dl, gap, bu, upper, out, bias, csum, np.zeros(nc, dtype=np.float64), np.zeros(nc, dtype=np.float64))
 
 
 @njit(cache=False, nogil=True, boundscheck=False)
 def relu_back_narrow(a, dl, gap, bu, upper, out, bias, csum):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """:func:`relu_back` with the per-channel sums in the coefficients' precision, for maps of few channels (fewer
     than 32: float64 sums of one vector of channels measured 3x slower than the rest of the pass)."""
+    nc = a.shape[3]
+    _relu_back_into(a, dl, gap, bu, upper, out, bias, csum, np.zeros(nc, dtype=a.dtype), np.zeros(nc, dtype=a.dtype))
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def _relu_back_into(a, dl, gap, bu, upper, out, bias, csum, acc, cs):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """:func:`relu_back` with the per-channel accumulators ``acc``, ``cs`` (nc,) given: their dtype is the sums'."""
     _, ns, npos, nc = a.shape
     nb = dl.shape[0]
     shared = a.shape[0] == 1
     zero = a.dtype.type(0)
-    acc = np.zeros(nc, dtype=a.dtype)
-    cs = np.zeros(nc, dtype=a.dtype)
     for b in range(nb):
         ba = 0 if shared else b
         for s in range(ns):
