@@ -426,14 +426,17 @@ def search_maxima(filt: object, prompts: list[str]) -> np.ndarray:
 
 
 def _minilm_filters() -> dict[str, object]:
-    """The default MiniLM filter, and with ``--delta PATH`` the filter of an encoder delta written by ``python -m
-    certify.prompts._minilm_lora --out PATH`` (not shipped; its PAC threshold is stored in the file)."""
+    """The default MiniLM filter (the shipped LoRA delta) and the frozen encoder with the shipped head, and with
+    ``--delta PATH`` the filter of an encoder delta written by ``python -m certify.prompts._minilm_lora --out PATH``
+    (its PAC threshold is stored in the file)."""
     import sys
 
     from certify.prompts import default_filter
-    from certify.prompts.filters import _filter_with_delta
+    from certify.prompts.filters import _filter_with_delta, _frozen_minilm_filter
 
-    out: dict[str, object] = {} if "--delta-only" in sys.argv else {"default (frozen encoder + shipped head)": default_filter()}
+    out: dict[str, object] = {} if "--delta-only" in sys.argv else {
+        "default (shipped LoRA delta + head)": default_filter(),
+        "frozen encoder + minilm_head.txt": _frozen_minilm_filter()}
     if "--delta" in sys.argv:
         path = sys.argv[sys.argv.index("--delta") + 1]
         with np.load(path) as npz:

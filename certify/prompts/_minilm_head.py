@@ -1,4 +1,4 @@
-"""Train the logistic head of the default MiniLM filter and write it as ``minilm_head.txt`` (issue 18).
+"""Train the logistic head of the frozen-encoder MiniLM filter and write it as ``minilm_head.txt`` (issue 18).
 
 ``python -m certify.prompts._minilm_head`` retrains the head shipped with certkit and rewrites
 ``certify/prompts/minilm_head.txt`` (``--out PATH`` writes elsewhere). Only certkit's own prompts are used, never
@@ -38,7 +38,8 @@ SHORT_PER_PROMPT = 4
 SHORT_MAX_KEEP = 4
 
 _HEADER = (
-    "# Logistic head of the default MiniLM filter (certify.prompts.default_filter): all-MiniLM-L6-v2 embeddings "
+    "# Logistic head of the frozen-encoder MiniLM filter (the head the default's LoRA fine-tuning starts from): "
+    "all-MiniLM-L6-v2 embeddings "
     "(normalised, 384-d) -> p_harmful. Trained by `python -m certify.prompts._minilm_head` on the training part of "
     "generated_prompts() (split_by_act) plus the embedded prompts, with erasure augmentation (2 per safe prompt) and "
     "{per} short fragments (1..{keep} words kept) per safe prompt; pac_threshold by pac_threshold(epsilon=delta=0.05) "
@@ -81,7 +82,7 @@ def train_head(per_prompt: int = SHORT_PER_PROMPT, max_keep: int = SHORT_MAX_KEE
 
 def write_head(filt: EmbeddingFilter, pac: float, path: Path, per_prompt: int = SHORT_PER_PROMPT,
                max_keep: int = SHORT_MAX_KEEP) -> None:
-    """Write the head in the format ``filters._shipped_minilm_filter`` reads."""
+    """Write the head in the format ``filters._frozen_minilm_filter`` reads."""
     head = filt.head_
     coef = np.asarray(head.coef_, dtype=np.float64).reshape(-1)
     lines = [repr(float(pac)), repr(float(np.asarray(head.intercept_).reshape(-1)[0])), *(repr(float(c)) for c in coef)]

@@ -1093,10 +1093,10 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed, else the
     :class:`TfidfFilter`; ``"minilm"`` or ``"tfidf"`` choose. ``"minilm"`` is the model of :func:`default_filter`
-    (a fresh copy): the logistic head that ships with certkit over the frozen encoder, trained by ``python -m
-    certify.prompts._minilm_head`` on the training part of :func:`certify.prompts.corpus.generated_prompts` (split by
-    act) plus the embedded prompts, with erasures and short fragments of the safe prompts labelled safe; nothing is
-    trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
+    (a fresh copy): the LoRA fine-tuning delta of the encoder and its head that ship with certkit, trained by
+    ``python -m certify.prompts._minilm_lora`` on the training part of
+    :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with erasures and
+    fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
     training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the PAC
     rule (:func:`pac_threshold`, epsilon = delta = 0.05) on the harmful prompts of the calibration part, and the
     threshold is that value unless ``threshold`` is given. The shared benchmark prompts are never trained on.
@@ -1118,15 +1118,27 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
         return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
 
-    filt = cached_pickle("eac_tfidf-generated-v3", build)  # v3: the corpus of 326 + 302 acts (session 10)
+    filt = cached_pickle("eac_tfidf-generated-v4", build)  # v4: 326 + 122 acts, seeded split (session 10)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
-    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; written by
-    ``python -m certify.prompts._minilm_head`` from certkit's generated and embedded prompts plus short fragments
-    of the safe prompts): nothing is trained at run time, the encoder loads on first use."""
+    """The default MiniLM filter: the LoRA fine-tuning delta of the encoder and its head shipped as package data
+    (``minilm_lora.npz``, 0.6 MB; written by ``python -m certify.prompts._minilm_lora`` from certkit's generated and
+    embedded prompts plus erased fragments of the safe prompts), at its stored PAC threshold. Nothing is trained at
+    run time; the encoder loads on first use and the delta is merged into its weights then."""
+    from importlib import resources
+
+    with resources.files("certify.prompts").joinpath("minilm_lora.npz").open("rb") as fh, np.load(fh) as npz:
+        return _filter_with_delta({k: npz[k] for k in npz.files})
+
+
+def _frozen_minilm_filter() -> EmbeddingFilter:
+    """The MiniLM filter with the frozen encoder and the logistic head shipped as package data (``minilm_head.txt``;
+    written by ``python -m certify.prompts._minilm_head`` from certkit's generated and embedded prompts plus short
+    fragments of the safe prompts), at its PAC threshold: the default before issue 18 session 10, and the head the
+    LoRA fine-tuning starts from."""
     from importlib import resources
 
     from sklearn.linear_model import LogisticRegression
@@ -1145,8 +1157,8 @@ def _shipped_minilm_filter() -> EmbeddingFilter:
 
 def _filter_with_delta(delta: Any) -> EmbeddingFilter:
     """The MiniLM filter with an encoder delta and head written by ``python -m certify.prompts._minilm_lora``
-    (a mapping of arrays: LoRA factors, ``head_w``, ``head_b``, optionally ``pac_threshold``; an experiment of
-    issue 18, not shipped: BENCHMARKS.md)."""
+    (a mapping of arrays: LoRA factors, ``head_w``, ``head_b``, optionally ``pac_threshold``): the shipped one is
+    :func:`_shipped_minilm_filter`'s."""
     from sklearn.linear_model import LogisticRegression
 
     arrays = {k: np.asarray(delta[k]) for k in delta}
@@ -1168,9 +1180,11 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
 
     Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
-    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by ``python -m
-    certify.prompts._minilm_head`` on the data of ``generated_filter(kind="minilm")`` plus short fragments of its
-    safe prompts, which halve GreedyEC's false positives; the encoder loads on first use, about 10 s); otherwise
+    :class:`EmbeddingFilter` whose encoder fine-tuning delta (rank-8 LoRA, 0.6 MB of float16 factors) and logistic
+    head ship with certkit (trained by ``python -m certify.prompts._minilm_lora`` on the data of
+    ``generated_filter(kind="minilm")`` plus erased fragments of its safe prompts, labelled safe, as the filter of
+    Kumar et al., arXiv 2309.02705, Section 5; the encoder loads on first use, about 10 s, and the delta is merged
+    into its weights); otherwise
     ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
     threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
     generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the

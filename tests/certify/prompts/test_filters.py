@@ -58,15 +58,18 @@ def test_default_filter_separates_embedded_set() -> None:
 
 @pytest.mark.skipif(not has_minilm(), reason="the MiniLM weights (extra `llm`) are not installed here")
 def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> None:
-    """Where MiniLM runs offline the default is the MiniLM filter with the shipped head, at the PAC threshold,
-    and nothing is trained; it separates (a sample of) the prompts it was trained on."""
+    """Where MiniLM runs offline the default is the MiniLM filter with the shipped encoder delta (LoRA) and head, at
+    the stored PAC threshold (0.996: the fine-tuned model's scores are near 0 or 1), and nothing is trained; it
+    separates (a sample of) the prompts it was trained on."""
     filt = default_filter()
-    assert isinstance(filt, EmbeddingFilter)
-    assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 0.5
+    assert isinstance(filt, EmbeddingFilter) and filt.delta_ is not None
+    assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 1.0
     assert default_filter(threshold=0.5).threshold == 0.5
     data = embedded_prompts()
     p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
-    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < 0.5) >= 0.85
+    # at its threshold (the old default's threshold was below 0.5, so this read `p_s < 0.5`; the fine-tuned model
+    # scores 17% of this sample of embedded safe prompts in (0.5, 0.996): measured 100% / 100% at the threshold)
+    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < filt.threshold) >= 0.9
 
 
 def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
