@@ -24,9 +24,18 @@ both libraries are compared (float32): ``max |a - b| / max |bound|`` over all en
 (network, batch, method), a subprocess that calls certify and auto_LiRPA alternately (after a warm-up call of each)
 and reports the median of the N per-pair CPU-time ratios: on a shared machine the load drifts between the separate
 subprocesses above, not between the two calls of a pair. A row that
-runs past ``--timeout`` (wall) or ``--cpu-timeout`` (CPU seconds) reports the CPU seconds and peak RSS (``VmHWM``) it had reached::
+runs past ``--timeout`` (wall) or ``--cpu-timeout`` (CPU seconds), or whose peak RSS passes ``--rss-limit`` MB, reports
+the CPU seconds and peak RSS (``VmHWM``) it had reached::
 
     PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bounds.py --section cifar --timeout 600
+
+Where auto_LiRPA's one call on the batch does not fit in memory (full CROWN on ``cnn_7layer_bn`` / ``resnet_small``
+at batch 32-64), ``--peer-sub-batch N`` runs it on the same inputs in consecutive sub-batches of N (bounds
+concatenated, CPU time summed, peak over all of them) and adds a row with certify in the same sub-batches; the
+``--warmup-batch K`` warm-up call on K inputs keeps the conversion out of the timed call without a whole extra call;
+``--float64`` compares the bounds in float64::
+
+    PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_bounds.py --section cifar --nets resnet_small --batches 32 --methods crown --reps 1 --warmup 1 --warmup-batch 1 --peer-sub-batch 4 --rss-limit 8000
 """
 
 from __future__ import annotations
@@ -210,18 +219,45 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: int) -> None:
-    """One row: ``run`` is ``forward`` or ``LIB:METHOD``; prints a JSON line (times in seconds, MB)."""
+class _Cat:
+    """Bounds of a batch computed in sub-batches, concatenated (what ``certify.bounds`` returns, reduced)."""
+
+    def __init__(self, parts: list) -> None:
+        self.lower = torch.cat([b.lower for b in parts])
+        self.upper = torch.cat([b.upper for b in parts])
+
+
+def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: int, sub: int = 0,
+           warmup_batch: int = 0, float64: bool = False, peer_crown_batch: int = 0) -> None:
+    """One row: ``run`` is ``forward`` or ``LIB:METHOD``; prints a JSON line (times in seconds, MB). ``sub`` > 0:
+    the batch's bounds come from consecutive calls on sub-batches of ``sub`` inputs (the same inputs, bounds
+    concatenated; the time is the sum). ``warmup_batch`` > 0: warm-up calls on the first ``warmup_batch`` inputs.
+    ``peer_crown_batch`` > 0: auto_LiRPA's ``crown_batch_size`` option (its intermediate bounds this many neurons at a
+    time)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warnings.simplefilter("ignore")
+    if peer_crown_batch:
+        from certify import auto_lirpa
+
+        # auto_LiRPA reads the second option whenever the first is finite but has no default for it
+        auto_lirpa.BOUND_OPTS.update(crown_batch_size=peer_crown_batch, batched_crown_max_vram_ratio=0.9)
     net = _cifar_net(net_name)
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    if float64:
+        net, x = net.double(), x.double()
+    warm: Callable[[], object] | None = None
     if run == "forward":
         fn: Callable[[], object] = lambda: net(x)  # noqa: E731
     else:
         lib, meth = run.split(":")
         m = meth if lib == "certify" else f"auto_lirpa:{_LIRPA[meth]}"
-        fn = lambda: certify.bounds(net, x, 2 / 255, method=m, domain=(0.0, 1.0))  # noqa: E731
+        call = lambda xs: certify.bounds(net, xs, 2 / 255, method=m, domain=(0.0, 1.0))  # noqa: E731
+        if sub:
+            fn = lambda: _Cat([call(xs) for xs in x.split(sub)])  # noqa: E731
+        else:
+            fn = lambda: call(x)  # noqa: E731
+        if warmup_batch:
+            warm = lambda: call(x[:warmup_batch])  # noqa: E731
     res: dict[str, float] = {}
     if run.startswith("paired:"):  # certify and auto_LiRPA alternating in one process (same load, same allocator)
         meth = run.split(":")[1]
@@ -246,18 +282,25 @@ def _child(net_name: str, run: str, batch: int, reps: int, warmup: int, pairs: i
         net(x[:1])
         base = _rss_mb()
         times = []
-        first = _timer(fn)
-        if not warmup:
-            times.append(first)
-        res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
-        for _ in range(reps if warmup else reps - 1):
-            times.append(_timer(fn))
+        kept: list[object] = []
+
+        def timed() -> None:  # keeps the last call's bounds (no extra call for them: heavy rows take minutes)
+            kept[:] = [fn()]
+
+        if warm is not None:  # warm-up on the first inputs only (graph conversion, caches, compiled kernels)
+            for _ in range(warmup):
+                warm()
+        elif warmup:
+            fn()
+        for _ in range(reps):
+            times.append(_timer(timed))
         while sum(t[0] for t in times) < 1.0 and len(times) < 1000:  # fast calls: at least 1 s of samples
-            times.append(_timer(fn))
+            times.append(_timer(timed))
+        res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
         res["wall"] = statistics.median(t[0] for t in times)
         res["cpu"] = statistics.median(t[1] for t in times)
         if run != "forward":
-            b = fn()
+            b = kept[-1]
             torch.save({"lower": b.lower, "upper": b.upper},  # type: ignore[attr-defined]
                        _OUT / f"bench_bounds_{os.getpid()}.pt")
             res["file"] = str(_OUT / f"bench_bounds_{os.getpid()}.pt")  # type: ignore[assignment]
@@ -292,21 +335,25 @@ def _cifar(args: argparse.Namespace) -> None:
         print("auto_LiRPA NOT available (put a clone on PYTHONPATH: PYTHONPATH=.:/tmp/ext/auto_LiRPA:/tmp/ext/stubs); "
               "its columns are skipped")
     print("\nwall s (CPU s) per call; peak = growth of the subprocess's peak RSS (ru_maxrss) in MB; speed-up = "
-          "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max |bound| over all entries (float32)\n")
+          "auto_LiRPA / certify (wall / CPU); rel. diff = max |a - b| / max |bound| over all entries "
+          f"({'float64' if args.float64 else 'float32'})\n")
     paired = " paired CPU speed-up, median of --paired pairs (range; median CPU s certify / auto_LiRPA) |"
     print("| network | batch | run | certify s (CPU s) | certify peak MB | auto_LiRPA s (CPU s) | auto_LiRPA peak MB | "
           "speed-up wall / CPU | max rel. diff | / forward (CPU) |" + (paired if args.paired and have_al else ""))
     print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.paired and have_al else ""))
 
-    def one(net_name: str, run: str, batch: int, reps: int | None = None) -> dict:
+    def one(net_name: str, run: str, batch: int, reps: int | None = None, sub: int = 0) -> dict:
         cmd = [sys.executable, __file__, "--reps", str(reps or args.reps), "--warmup", str(args.warmup), "--pairs",
-               str(args.cifar_pairs), "--child", net_name, run, str(batch)]
+               str(args.cifar_pairs), "--peer-sub-batch", str(sub), "--warmup-batch", str(args.warmup_batch),
+               "--peer-crown-batch-size", str(args.peer_crown_batch_size),
+               *(["--float64"] if args.float64 else []), "--child", net_name, run, str(batch)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
         while proc.poll() is None:  # CPU time and peak RSS so far, for a row stopped at the timeout
             hwm, cpu = max(hwm, _vm_hwm_mb(proc.pid)), max(cpu, _cpu_s(proc.pid))
             if ((args.timeout is not None and time.perf_counter() - t0 > args.timeout)
-                    or (args.cpu_timeout is not None and cpu > args.cpu_timeout)):
+                    or (args.cpu_timeout is not None and cpu > args.cpu_timeout)
+                    or (args.rss_limit is not None and hwm > args.rss_limit)):
                 proc.kill()
                 proc.communicate()
                 return {"error": f"stopped at {time.perf_counter() - t0:.0f} s wall / {cpu:.0f} CPU s "
@@ -329,7 +376,11 @@ def _cifar(args: argparse.Namespace) -> None:
             print(f"| {net_name} | {batch} | forward | {cell(fwd)} | {peak(fwd)} | | | | | 1 |"
                   + (" |" if args.paired and have_al else ""), flush=True)
             for meth in args.methods:
-                res = {lib: one(net_name, f"{lib}:{meth}", batch) for lib in libs}
+                sub = args.peer_sub_batch if 0 < args.peer_sub_batch < batch else 0
+                res = {lib: one(net_name, f"{lib}:{meth}", batch, sub=sub if lib == "auto_LiRPA" else 0)
+                       for lib in libs}
+                if sub:  # certify in the same sub-batches as auto_LiRPA: the like-for-like comparison
+                    res["certify_sub"] = one(net_name, f"certify:{meth}", batch, sub=sub)
                 c, a = res["certify"], res.get("auto_LiRPA", {"error": "not installed"})
                 speed = diff = ratio = "-"
                 if "wall" in c and "wall" in a:
@@ -339,6 +390,17 @@ def _cifar(args: argparse.Namespace) -> None:
                     ratio = f"{c['cpu'] / fwd['cpu']:.2f}"
                     if "ibp_over_forward" in c:
                         ratio += f" (pairs: {c['ibp_over_forward']:.2f})"
+                label = f"{meth} (auto_LiRPA in {-(-batch // sub)} x {sub})" if sub else meth
+                sub_row = ""
+                if sub:
+                    cs = res["certify_sub"]
+                    s_speed = s_diff = "-"
+                    if "wall" in cs and "wall" in a:
+                        s_speed = f"{a['wall'] / cs['wall']:.2f}x / {a['cpu'] / cs['cpu']:.2f}x"
+                        s_diff = f"{_rel_diff(torch.load(cs['file']), torch.load(a['file'])):.1e}"
+                    sub_row = (f"| {net_name} | {batch} | {meth} (both in {-(-batch // sub)} x {sub}) | {cell(cs)} | "
+                               f"{peak(cs)} | {cell(a)} | {peak(a)} | {s_speed} | {s_diff} | |"
+                               + (" |" if args.paired and have_al else ""))
                 for r in res.values():
                     if "file" in r:
                         Path(r["file"]).unlink(missing_ok=True)
@@ -347,12 +409,14 @@ def _cifar(args: argparse.Namespace) -> None:
                     pr = one(net_name, f"paired:{meth}", batch, reps=args.paired)
                     paired = (f" | {pr['ratio']:.2f}x ({pr['lo']:.2f}-{pr['hi']:.2f}; {pr['certify_cpu']:.3g} / "
                               f"{pr['auto_cpu']:.3g} CPU s)" if "ratio" in pr else f" | {pr.get('error', '-')}")
-                print(f"| {net_name} | {batch} | {meth} | {cell(c)} | {peak(c)} | {cell(a)} | {peak(a)} | {speed} | "
+                print(f"| {net_name} | {batch} | {label} | {cell(c)} | {peak(c)} | {cell(a)} | {peak(a)} | {speed} | "
                       f"{diff} | {ratio}{paired} |", flush=True)
+                if sub_row:
+                    print(sub_row, flush=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", choices=("digits", "cifar", "all"), default="all")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256, help="digits section")
@@ -371,10 +435,28 @@ def main() -> None:
     ap.add_argument("--paired", type=int, default=0,
                     help="cifar: also time certify and auto_LiRPA alternating in one subprocess, this many pairs "
                          "(median of per-pair CPU-time ratios: robust to load that drifts between subprocesses)")
+    ap.add_argument("--peer-sub-batch", type=int, default=0, metavar="N",
+                    help="cifar: auto_LiRPA computes each batch in consecutive calls on sub-batches of N inputs (the "
+                         "same inputs, bounds concatenated, CPU time summed, peak RSS over all of them), for "
+                         "batches its one call does not fit in memory; adds a row with certify in the same "
+                         "sub-batches (the row above it: certify's one call on the whole batch)")
+    ap.add_argument("--warmup-batch", type=int, default=0, metavar="K",
+                    help="cifar: warm-up calls on the first K inputs only (graph conversion, caches, compiled kernels; "
+                         "default 0: the whole batch), for rows whose every call takes minutes")
+    ap.add_argument("--rss-limit", type=float, default=None, metavar="MB",
+                    help="cifar: stop a subprocess whose peak resident set size exceeds MB (polled every 0.5 s)")
+    ap.add_argument("--peer-crown-batch-size", type=int, default=0, metavar="N",
+                    help="cifar: auto_LiRPA's own memory option crown_batch_size=N (its intermediate bounds N neurons "
+                         "at a time), for networks where even one input does not fit (cnn_7layer_bn CROWN passed 8 GB "
+                         "at batch 1); default 0: not set")
+    ap.add_argument("--float64", action="store_true",
+                    help="cifar: network and inputs in float64 (the bound comparison with auto_LiRPA to 1e-5)")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child[0], args.child[1], int(args.child[2]), max(1, args.reps), args.warmup, args.pairs)
+        _child(args.child[0], args.child[1], int(args.child[2]), max(1, args.reps), args.warmup, args.pairs,
+               sub=args.peer_sub_batch, warmup_batch=args.warmup_batch, float64=args.float64,
+               peer_crown_batch=args.peer_crown_batch_size)
         return
     if args.section in ("digits", "all"):
         _digits(args)

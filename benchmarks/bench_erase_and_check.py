@@ -168,7 +168,7 @@ def main() -> None:
     fp2 = [grad_erase_and_check(s, bag, num_iters=25).harmful for s in safe]
     print(f"GradEC 25 iterations flags {np.mean(fp2):.1%} of the held-out safe prompts")
 
-def vs_reference_one_call(repeats: int = 5) -> None:
+def vs_reference_one_call(repeats: int = 5, n: int = 100) -> None:
     """Issue 18: per-prompt time against the reference loop with ONE filter call per prompt (all its erasures).
 
     Both sides use the same fitted filter; each timing is the best of ``repeats`` runs (the 2-core machine is
@@ -182,7 +182,7 @@ def vs_reference_one_call(repeats: int = 5) -> None:
     bag = BagOfEmbeddingsFilter().fit(train.harmful, train.safe, generator=torch.Generator().manual_seed(0))
     bag_max = BagOfEmbeddingsFilter(pooling="max").fit(train.harmful, train.safe,
                                                        generator=torch.Generator().manual_seed(0))
-    safe = list(test.safe)[:100]
+    safe = list(test.safe)[:n]
     tok = WordTokenizer()
     print(f"data: {name}; {len(safe)} held-out safe prompts, mean {np.mean([len(tok.encode(p)) for p in safe]):.1f} "
           f"word tokens; CPU time per prompt, best of {repeats} runs")
@@ -425,20 +425,22 @@ def search_maxima(filt: object, prompts: list[str]) -> np.ndarray:
     return np.array(out)
 
 
+_DELTA: str | None = None  # --delta PATH
+_DELTA_ONLY = False  # --delta-only
+
+
 def _minilm_filters() -> dict[str, object]:
     """The default MiniLM filter (the shipped LoRA delta) and the frozen encoder with the shipped head, and with
     ``--delta PATH`` the filter of an encoder delta written by ``python -m certify.prompts._minilm_lora --out PATH``
     (its PAC threshold is stored in the file)."""
-    import sys
-
     from certify.prompts import default_filter
     from certify.prompts.filters import _filter_with_delta, _frozen_minilm_filter
 
-    out: dict[str, object] = {} if "--delta-only" in sys.argv else {
+    out: dict[str, object] = {} if _DELTA_ONLY else {
         "default (shipped LoRA delta + head)": default_filter(),
         "frozen encoder + minilm_head.txt": _frozen_minilm_filter()}
-    if "--delta" in sys.argv:
-        path = sys.argv[sys.argv.index("--delta") + 1]
+    if _DELTA is not None:
+        path = _DELTA
         with np.load(path) as npz:
             out[f"LoRA-fine-tuned encoder + head ({Path(path).name})"] = _filter_with_delta({k: npz[k] for k in npz.files})
     return out
@@ -595,26 +597,165 @@ def minilm_accuracy() -> None:
             print(f"| {name} | {thr:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
-if __name__ == "__main__":
-    import sys
+def vs_reference_minilm(n: int = 40, repeats: int = 3) -> None:
+    """Issue 18: the default MiniLM filter (``default_filter()`` with the ``llm`` extra) against the reference loop
+    with one filter call per prompt, suffix d = 20 and insertion d = 8, on the first ``n`` held-out safe prompts.
 
-    if "--vs-reference" in sys.argv:
-        vs_reference_one_call()
-    elif "--minilm-accuracy" in sys.argv:
+    The reference (certified-llm-safety's classifier path): all erased strings of a prompt (word tokens, as
+    certkit; insertion erasures deduplicated) decoded and encoded in ONE forward pass, the tokenizer padding the
+    whole list to its longest string, mean pooling over the attention mask, normalisation, the same logistic head
+    (under ``torch.inference_mode``, as certkit). certkit: ``erase_and_check`` (one prompt per call) and
+    ``erase_and_check_batch`` (all prompts), through ``EmbeddingFilter.score_subsequences``. Process CPU time, best
+    of ``repeats``. The floor: the encoder forward passes alone (``model(...)`` for the reference, the packed rows
+    for certkit), timed inside the same runs. Verdicts are asserted identical to the reference and to the generic
+    path (``predict_proba`` on decoded texts)."""
+    from certify.prompts import CallableFilter, EmbeddingFilter, default_filter, erase_and_check
+
+    filt = default_filter()
+    if not isinstance(filt, EmbeddingFilter):
+        raise SystemExit("--filter minilm needs the MiniLM default filter (pip install 'certkit[llm]')")
+    name, _, test = data()
+    safe = list(test.safe)[:n]
+    tok = WordTokenizer()
+    hf_tok, model = filt._hf()
+    coef = torch.as_tensor(np.asarray(filt.head_.coef_, dtype=np.float64).reshape(-1))
+    bias = float(np.asarray(filt.head_.intercept_).reshape(-1)[0])
+    max_len = int(filt.encoder().max_seq_length)
+    fwd = {"s": 0.0}
+
+    def forward(**enc):  # type: ignore[no-untyped-def]
+        t0 = time.process_time()
+        h = model(**enc).last_hidden_state
+        fwd["s"] += time.process_time() - t0
+        return h
+
+    @torch.inference_mode()
+    def ref(p: str, mode: str, d: int) -> bool:
+        ids = tok.encode(p)
+        m = len(ids)
+        if mode == "suffix":
+            subs = [ids] + [ids[: m - i] for i in range(1, min(d, m) + 1)]
+        else:
+            subs = [ids] + [list(x) for x in {tuple(ids[:s] + ids[s + ell:]) for s in range(m)
+                                              for ell in range(1, d + 1) if s + ell <= m}]
+        texts = [t for t in (tok.decode(x) for x in subs) if t.strip()]  # "" is never harmful (as certkit)
+        enc = hf_tok(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        h = forward(**enc)
+        mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+        e = torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), p=2, dim=1)
+        probs = torch.sigmoid(e.double() @ coef + bias)
+        return bool((probs >= filt.threshold).any())
+
+    orig = filt._embed_packed
+
+    def packed(*a):  # type: ignore[no-untyped-def]
+        t0 = time.process_time()
+        out = orig(*a)
+        fwd["s"] += time.process_time() - t0
+        return out
+
+    filt._embed_packed = packed  # type: ignore[method-assign]
+
+    def best(fn):  # type: ignore[no-untyped-def]
+        times, floors = [], []
+        for _ in range(repeats):
+            filt.__dict__.pop("_wp_memo", None)  # each run starts with no token's word pieces remembered
+            fwd["s"] = 0.0
+            t0 = time.process_time()
+            r = fn()
+            times.append(time.process_time() - t0)
+            floors.append(fwd["s"])
+        i = int(np.argmin(times))
+        return r, times[i], floors[i]
+
+    print(f"data: {name}; {len(safe)} held-out safe prompts, mean {np.mean([len(tok.encode(p)) for p in safe]):.1f} "
+          f"word tokens; MiniLM default filter, threshold {filt.threshold:.3f}; CPU time per prompt, best of {repeats}")
+    print("| mode | d | strings / prompt | reference, 1 call / prompt (ms) | of which forward (ms) "
+          "| erase_and_check, predict_proba path (ms) | erase_and_check (ms) | of which forward (ms) "
+          "| erase_and_check_batch (ms) | of which forward (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    generic = CallableFilter(filt.predict_proba, threshold=filt.threshold)
+    for mode, d in (("suffix", 20), ("insertion", 8)):
+        r, tr, fr = best(lambda mode=mode, d=d: [ref(p, mode, d) for p in safe])
+        s1, ts, fs = best(lambda mode=mode, d=d: [erase_and_check(p, filt, mode=mode, max_erase=d) for p in safe])
+        b, tb, fb = best(lambda mode=mode, d=d: erase_and_check_batch(safe, filt, mode=mode, max_erase=d))
+        g, tg, _ = best(lambda mode=mode, d=d: [erase_and_check(p, generic, mode=mode, max_erase=d) for p in safe])
+        assert r == [c.harmful for c in s1] == [c.harmful for c in b] == [c.harmful for c in g]
+        k = 1e3 / len(safe)
+        print(f"| {mode} | {d} | {np.mean([c.checked for c in s1]):.1f} | {tr * k:.1f} | {fr * k:.1f} | "
+              f"{tg * k:.1f} ({tr / tg:.2f}x) | {ts * k:.1f} ({tr / ts:.2f}x) | {fs * k:.1f} | "
+              f"{tb * k:.1f} ({tr / tb:.2f}x) | {fb * k:.1f} |", flush=True)
+        print(f"  safe prompts flagged: {np.mean(r):.1%}", flush=True)
+    filt.__dict__.pop("_embed_packed")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        description="Erase-and-check benchmarks (issue 18). Data: the held-out 20% of ../shared/data/prompts "
+        "(CERTKIT_SHARED overrides the location) when present, else certkit's embedded prompts. Run with "
+        "PYTHONPATH=. OMP_NUM_THREADS=1. Without a mode flag: time per prompt by mode and d against a "
+        "straightforward loop (TF-IDF), then greedy-suffix attacks on TF-IDF and bag filters.")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--vs-reference", action="store_true",
+                      help="per-prompt CPU time of erase_and_check / erase_and_check_batch against the reference "
+                      "loop (one filter call per prompt), suffix d=20 and insertion d=8, safe prompts (see --filter)")
+    mode.add_argument("--empirical", action="store_true",
+                      help="GCG t=10/20 detection by each defence, false positives, adversarial training "
+                      "(bag-of-embeddings filter; about 10 min)")
+    mode.add_argument("--adversarial", action="store_true",
+                      help="GCG attack success before / after one round of adversarial_training (bag filters)")
+    mode.add_argument("--adversarial-rounds", action="store_true",
+                      help="GCG t=5/10 attack success after 1 and 3 rounds of adversarial_training (bag filter)")
+    mode.add_argument("--fragments", action="store_true",
+                      help="GreedyEC / GradEC false positives and GCG detection of bag filters with fragment_training")
+    mode.add_argument("--minilm-fp", action="store_true",
+                      help="GreedyEC-9/12 and GradEC-10/25 false positives of the MiniLM filter(s) on 40 safe prompts")
+    mode.add_argument("--minilm-accuracy", action="store_true",
+                      help="accuracy of the MiniLM filter(s) on held-out generated and shared prompts")
+    mode.add_argument("--minilm-gcg", action="store_true",
+                      help="GCG t=10/20 detection by each defence with the MiniLM filter(s), and false positives")
+    mode.add_argument("--minilm-adversarial", action="store_true",
+                      help="GCG attack success before / after adversarial training of a MiniLM head")
+    ap.add_argument("--filter", choices=("tfidf-bag", "minilm"), default="tfidf-bag",
+                    help="with --vs-reference: the TF-IDF and bag-of-embeddings filters (default), or the default "
+                    "MiniLM filter (needs the llm extra)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="with --vs-reference: number of held-out safe prompts (default 100; 40 with --filter minilm)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="with --vs-reference: timed runs, the best is reported (default 5; 3 with --filter minilm)")
+    ap.add_argument("--delta", metavar="PATH", default=None,
+                    help="with the --minilm-* modes: also the filter of an encoder delta written by "
+                    "python -m certify.prompts._minilm_lora --out PATH")
+    ap.add_argument("--delta-only", action="store_true",
+                    help="with --delta: only the delta's filter (not the default one)")
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _args()
+    _DELTA, _DELTA_ONLY = args.delta, args.delta_only
+    if args.vs_reference and args.filter == "minilm":
+        vs_reference_minilm(n=args.n or 40, repeats=args.repeats or 3)
+    elif args.vs_reference:
+        vs_reference_one_call(repeats=args.repeats or 5, n=args.n or 100)
+    elif args.minilm_accuracy:
         minilm_accuracy()
-    elif "--minilm-gcg" in sys.argv:
+    elif args.minilm_gcg:
         minilm_vs_gcg()
-    elif "--minilm-fp" in sys.argv:
+    elif args.minilm_fp:
         minilm_false_positives()
-    elif "--empirical" in sys.argv:
+    elif args.empirical:
         empirical_vs_gcg()
-    elif "--adversarial-rounds" in sys.argv:
+    elif args.adversarial_rounds:
         adversarial_rounds()
-    elif "--adversarial" in sys.argv:
+    elif args.adversarial:
         adversarial_asr()
-    elif "--minilm-adversarial" in sys.argv:
+    elif args.minilm_adversarial:
         minilm_adversarial()
-    elif "--fragments" in sys.argv:
+    elif args.fragments:
         fragment_false_positives()
     else:
         main()

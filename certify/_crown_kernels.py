@@ -13,6 +13,10 @@ maps: P = H * W positions, C channels; flat nodes: P = 1); the products are thos
 :func:`certify.crown._propagate`'s torch form; the sums are accumulated in float64 (per channel, then over channels),
 so they differ from torch's float32 sums only by torch's own rounding (maps of fewer than 32 channels:
 :func:`relu_back_narrow`, per-channel sums in the coefficients' precision, measured as close to float64 bounds).
+
+:func:`relu_window` is the same step for coefficients kept as windows over each row's receptive field
+(:func:`certify.crown._patch_activation`): it reads each window's slopes and intercept from the relaxation maps by
+position, where torch's form first gathers three window tensors of them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_relax"]
+__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_relax", "relu_window"]
 
 
 @njit(cache=False, nogil=True, boundscheck=False)
@@ -127,3 +131,57 @@ def relu_relax(lo, hi, d_l, d_u, b_u):  # type: ignore[no-untyped-def]  # pragma
         b_u[i] = -lb * du
         d_l[i] = one if du > half else zero
     return bad == 0
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_window(a, dl, du, bu, lidx, geom, side, out_l, out_u, bias_l, bias_u):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The ReLU step on window coefficients ``a`` (B, S, C, kh, kw) (B = 1: shared by every input) of rows at output
+    positions ``lidx`` (R, S) (flat ``oh * wo + ow``; R = 1: the same for every input); the relaxation's maps ``dl``,
+    ``du``, ``bu`` are (N, C, H, W) in any memory order; ``geom`` = (wo, sh, sw, ph, pw): window entry (i, j) of the
+    row at (oh, ow) is map position (oh sh - ph + i, ow sw - pw + j), zero outside the map. With ``p = max(a, 0)``,
+    ``n = a - p``: ``side`` 0 (one coefficient for both bounds): ``out_l = p dl + n du``, ``out_u = p du + n dl``,
+    ``bias_l += sum(n bu)``, ``bias_u += sum(p bu)``; ``side`` -1: lower only (``out_l``, ``bias_l``); ``side`` +1:
+    ``out_u = p du + n dl``, ``bias_u += sum(p bu)`` only. Outputs (N, S, C, kh, kw) and (N, S); products in the
+    coefficients' precision as torch's form, sums in float64."""
+    _, ns, nc, kh, kw = a.shape
+    nb, _, hh, ww = dl.shape
+    wo, sh, sw, ph, pw = geom[0], geom[1], geom[2], geom[3], geom[4]
+    shared_a = a.shape[0] == 1
+    shared_r = lidx.shape[0] == 1
+    zero = a.dtype.type(0)
+    for b in range(nb):
+        ba = 0 if shared_a else b
+        br = 0 if shared_r else b
+        for s in range(ns):
+            pos = lidx[br, s]
+            oh = pos // wo
+            y0 = oh * sh - ph
+            x0 = (pos - oh * wo) * sw - pw
+            acc_l = 0.0
+            acc_u = 0.0
+            for c in range(nc):
+                for i in range(kh):
+                    y = y0 + i
+                    inside_y = 0 <= y < hh
+                    for j in range(kw):
+                        x = x0 + j
+                        if inside_y and 0 <= x < ww:
+                            v = a[ba, s, c, i, j]
+                            p = max(v, zero)
+                            n = v - p
+                            d_l, d_u, b_u = dl[b, c, y, x], du[b, c, y, x], bu[b, c, y, x]
+                            if side <= 0:
+                                out_l[b, s, c, i, j] = p * d_l + n * d_u
+                                acc_l += n * b_u
+                            if side >= 0:
+                                out_u[b, s, c, i, j] = p * d_u + n * d_l
+                                acc_u += p * b_u
+                        else:
+                            if side <= 0:
+                                out_l[b, s, c, i, j] = zero
+                            if side >= 0:
+                                out_u[b, s, c, i, j] = zero
+            if side <= 0:
+                bias_l[b, s] += acc_l
+            if side >= 0:
+                bias_u[b, s] += acc_u

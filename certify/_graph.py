@@ -886,7 +886,10 @@ class _Builder:
             alpha = float(val(kwargs.get("alpha", 1.0)))
             a, b = args[0], args[1]
             if is_ir(a) and is_ir(b):
-                return ("ir", self.add(Node("add", (env[a][1], env[b][1]), (), loc, attrs={"coef": (1.0, sign * alpha)})))
+                from certify import _layers_build as lb
+
+                ia, ib = lb.broadcast_pair(self, env[a][1], env[b][1], loc)  # e.g. x[..., None, :] - x[..., None]
+                return ("ir", self.add(Node("add", (ia, ib), (), loc, attrs={"coef": (1.0, sign * alpha)})))
             if is_ir(a):
                 c = self.const(val(b), env[a][1], loc)
                 return ("ir", self.add(Node("affine", (env[a][1],), (), loc, None, sign * alpha * c,

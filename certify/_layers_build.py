@@ -103,6 +103,29 @@ def scalar(b: Any, op: str, i: int, loc: str, param: Any = None, floor: float | 
     return b.add(Node(op, (i,), (), loc, attrs=attrs))
 
 
+def broadcast_pair(b: Any, i: int, j: int, loc: str) -> tuple[int, int]:
+    """Graph values ``i`` and ``j`` of per-sample shapes with the same number of dimensions broadcast to one shape
+    (torch's rule): each dimension of size 1 repeated by a 0/1 ``linear`` map along it (exact); the same nodes
+    where the shapes agree. UnsupportedLayerError where they do not broadcast (or differ in their number of
+    dimensions: torch would then broadcast the batch dimension of one against a dimension of the other)."""
+    si, sj = b.shape(i), b.shape(j)
+    if si == sj:
+        return i, j
+    try:
+        if len(si) != len(sj):  # torch would broadcast one's batch dimension against the other's dimensions
+            raise RuntimeError("different numbers of dimensions")
+        out = tuple(torch.broadcast_shapes(si, sj))
+    except RuntimeError as e:
+        raise _unsupported(f"sum of tensors of per-sample shapes {si} and {sj}", loc) from e
+    res = []
+    for k in (i, j):
+        for d, (m, n) in enumerate(zip(b.shape(k), out)):
+            if m != n:  # m == 1: repeated n times
+                k = axis_linear(b, k, d, torch.ones((n, 1), dtype=b.dtype, device=b.nodes_device), loc)
+        res.append(k)
+    return res[0], res[1]
+
+
 def mul2(b: Any, i: int, j: int, loc: str) -> int:
     """``a * b`` of two graph values (``square`` when they are the same value), broadcasting."""
     if i == j:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify import _memory
+from certify import _memory, _softmax_alt
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, Graph, Node, UnsupportedLayerError
 from certify._layers import (
     SCALAR_FNS,
@@ -452,6 +452,8 @@ class _Ctx:
         self.box[0] = (region.lo, region.hi)
         self.relax: dict[int, Any] = {}
         self._h: dict[int, tuple[Any, ...]] = {}
+        #: coefficient rows per backward pass (None: all at once); set where one input's rows exceed the budget
+        self.row_step: int | None = None
 
     def zmax(self, j: int) -> Tensor:
         lo, hi = self.box[j]  # type: ignore[misc]
@@ -710,9 +712,28 @@ def _concretize(region: Region, a: Tensor, nb: int) -> Tensor:
 
 def _both(ctx: _Ctx, start: int, a: Tensor, need_lower: bool = True, need_upper: bool = True,
           stop: int | None = None, beta0: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    step = ctx.row_step
+    if step is not None and a.shape[1] > step:  # rows are independent: in chunks of ctx.row_step rows
+        parts = [_both(ctx, start, a[:, c : c + step], need_lower, need_upper, stop,
+                       None if beta0 is None else beta0[:, c : c + step]) for c in range(0, a.shape[1], step)]
+        return (torch.cat([p[0] for p in parts], 1) if need_lower else None,  # type: ignore[misc]
+                torch.cat([p[1] for p in parts], 1) if need_upper else None)  # type: ignore[misc]
     lo = _lower(ctx, start, a, stop, beta0) if need_lower else None
     hi = -_lower(ctx, start, -a, stop, None if beta0 is None else -beta0) if need_upper else None
     return lo, hi
+
+
+def _eye_rows(d: int, shape: tuple[int, ...], step: int | None, dt: torch.dtype, dev: torch.device
+              ) -> list[tuple[int, Tensor]]:
+    """The identity's rows (1, S, *shape), all at once or in chunks of ``step`` rows: (first row, rows)."""
+    step = d if step is None else step
+    out = []
+    for c in range(0, d, step):
+        m = min(step, d - c)
+        rows = torch.zeros((m, d), dtype=dt, device=dev)
+        rows[torch.arange(m, device=dev), torch.arange(c, c + m, device=dev)] = 1.0
+        out.append((c, rows.reshape(1, m, *shape)))
+    return out
 
 
 def _rows(ctx: _Ctx, i: int, idx: Tensor) -> tuple[int, Tensor, Tensor | None] | None:
@@ -747,10 +768,11 @@ def _flags(g: Graph) -> tuple[list[bool], list[int]]:
 
 
 def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower: bool, need_upper: bool,
-         compare_ibp: bool) -> tuple[Tensor, Tensor]:
+         compare_ibp: bool, row_step: int | None = None) -> tuple[Tensor, Tensor]:
     nodes = g.nodes
     nb = region.x0.shape[0]
     ctx = _Ctx(g, region)
+    ctx.row_step = row_step
     direct, n_ops = _flags(g)
     pre = set(g.preactivations())
     affine_in = g.affine_in_input()
@@ -773,7 +795,10 @@ def _run(g: Graph, region: Region, spec: Tensor | None, method: str, need_lower:
             every = i in pooled or i in general
             lo_n, hi_n = _intermediate(ctx, i, lo, hi, exact=affine_in[i] or every or i in smooth_fed,
                                        compare_ibp=compare_ibp)
-            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if every else (lo_n, hi_n)
+            # intersected with IBP: every neuron's bound of pooling, element-wise functions (sigmoid and tanh
+            # included) and products, and with compare_ibp every bound
+            inter = every or i in smooth_fed or compare_ibp
+            lo, hi = (torch.maximum(lo, lo_n), torch.minimum(hi, hi_n)) if inter else (lo_n, hi_n)
         ctx.box[i] = (lo, hi)
     dt, dev = region.x0.dtype, region.x0.device
     k = nodes[out].numel
@@ -819,10 +844,11 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
     nb = lo.shape[0]
     d = n.numel
     dt, dev = lo.dtype, lo.device
-    if exact:
-        a = torch.eye(d, dtype=dt, device=dev).reshape(1, d, *n.shape)
-        cl, ch = _both(ctx, i, a)
-        return cl.reshape(lo.shape), ch.reshape(hi.shape)  # type: ignore[union-attr]
+    if exact:  # every neuron, in chunks of rows where one input's rows exceed the budget (ctx.row_step)
+        parts = [_both(ctx, i, a) for _, a in _eye_rows(d, n.shape, ctx.row_step, dt, dev)]
+        cl = torch.cat([p[0] for p in parts], 1)  # type: ignore[misc]
+        ch = torch.cat([p[1] for p in parts], 1)  # type: ignore[misc]
+        return cl.reshape(lo.shape), ch.reshape(hi.shape)
     l2, h2 = lo.reshape(nb, -1), hi.reshape(nb, -1)
     unstable = (l2 < 0) & (h2 > 0)
     counts = unstable.sum(1)
@@ -831,14 +857,21 @@ def _intermediate(ctx: _Ctx, i: int, lo: Tensor, hi: Tensor, *, exact: bool,
         return lo, hi
     idx = torch.argsort(unstable.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
     valid = torch.arange(s, device=dev).unsqueeze(0) < counts.unsqueeze(1)
-    folded = _rows(ctx, i, idx)
-    if folded is not None:
-        j, a, b0 = folded
-        cl, ch = _both(ctx, j, a, beta0=b0)
-    else:
-        a = F.one_hot(idx, d).to(dt).reshape(nb, s, *n.shape)
-        cl, ch = _both(ctx, i, a)
-    assert cl is not None and ch is not None
+    step = s if ctx.row_step is None else ctx.row_step
+    cls, chs = [], []
+    for c in range(0, s, step):  # the rows in chunks (ctx.row_step) where one input's rows exceed the budget
+        ic = idx[:, c : c + step]
+        folded = _rows(ctx, i, ic)
+        if folded is not None:
+            j, a, b0 = folded
+            pl, ph = _both(ctx, j, a, beta0=b0)
+        else:
+            a = F.one_hot(ic, d).to(dt).reshape(nb, ic.shape[1], *n.shape)
+            pl, ph = _both(ctx, i, a)
+        assert pl is not None and ph is not None
+        cls.append(pl)
+        chs.append(ph)
+    cl, ch = torch.cat(cls, 1), torch.cat(chs, 1)
     ref_l, ref_h = l2.gather(1, idx), h2.gather(1, idx)
     cl = torch.where(valid, cl, ref_l)
     ch = torch.where(valid, ch, ref_h)
@@ -852,11 +885,29 @@ SUPPORTED = ("input", "linear", "conv", "dense", "affine", "reshape", "permute",
 
 def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm: float, method: str,
                  domain: tuple[float, float] | None, need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, best_of: bool = True) -> tuple[Tensor, Tensor]:
     """Rigorous float64 bounds (N, S) of ``spec @ f(x')`` (spec (N, S, K) float64; None: the outputs)
-    for every real ``x'`` in the region; ``g`` must be built in float64. Processed in chunks of inputs."""
+    for every real ``x'`` in the region; ``g`` must be built in float64. Processed in chunks of inputs.
+
+    ``best_of``: CROWN / CROWN-IBP on a graph with softmax / log-softmax take the element-wise best of the
+    log-sum-exp planes, the element-wise decomposition (CROWN only) and IBP, as the default engine does
+    (:mod:`certify._softmax_alt`); each is rigorous, so their intersection is."""
     if x0.dtype != torch.float64:
         raise TypeError(f"Expected float64 inputs for the sound path, got {x0.dtype}")
+    if best_of and method in ("crown", "crown-ibp") and _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
+        kw = {"norm": norm, "domain": domain, "need_lower": need_lower, "need_upper": need_upper,
+              "compare_ibp": compare_ibp, "best_of": False}
+        lo, hi = sound_bounds(g, x0, eps, spec, method=method, **kw)  # type: ignore[arg-type]
+        others: list[tuple[Tensor | None, Tensor | None]] = []
+        dec = _softmax_alt.decomposed(g, x0.dtype, x0.device) if method == "crown" else None
+        if dec is not None:
+            try:
+                others.append(sound_bounds(dec, x0, eps, spec, method=method, **kw))  # type: ignore[arg-type]
+            except MemoryError:  # the decomposition is an optional tightening: without it, the planes and IBP
+                pass
+        if not compare_ibp:
+            others.append(sound_bounds(g, x0, eps, spec, method="ibp", **kw))  # type: ignore[arg-type]
+        return _softmax_alt.best(lo, hi, others)
     check_arithmetic(x0.device)
     for n in g.nodes:
         if n.op not in SUPPORTED:
@@ -872,15 +923,23 @@ def sound_bounds(g: Graph, x0: Tensor, eps: Tensor, spec: Tensor | None, *, norm
     rows = max([k] + ([g.nodes[j].numel for n in g.nodes if n.op in NONLINEAR for j in n.inputs]
                       if method == "crown" else []))
     per_input = rows * widest * 8
-    chunk = _memory.units(per_input, cap=chunk * per_input, copies=SOUND_COPIES, device=x0.device,
-                          what=f"sound=True {method.upper()} (rows x widest node {rows} x {widest}, float64)")
+    row_step: int | None = None
+    what = f"sound=True {method.upper()} (rows x widest node {rows} x {widest}, float64)"
+    try:
+        chunk = _memory.units(per_input, cap=chunk * per_input, copies=SOUND_COPIES, device=x0.device, what=what)
+    except MemoryError:
+        # one input's rows exceed the budget: one input at a time, its rows (neurons) in chunks; MemoryError
+        # (before allocating) only where one row does not fit
+        chunk = 1
+        row_step = _memory.units(widest * 8, cap=per_input, copies=SOUND_COPIES, device=x0.device,
+                                 what=f"sound=True {method.upper()} (one row of the widest node {widest}, float64)")
     los, his = [], []
     with torch.no_grad():
         for i0 in range(0, nb, chunk):
             sl = slice(i0, i0 + chunk)
             region = Region(x0[sl], eps[sl], norm, domain)
             lo, hi = _run(g, region, None if spec is None else spec[sl], method, need_lower, need_upper,
-                          compare_ibp)
+                          compare_ibp, row_step)
             los.append(lo)
             his.append(hi)
     lo, hi = torch.cat(los), torch.cat(his)

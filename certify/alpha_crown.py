@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from certify import _memory
+from certify import _memory, _softmax_alt
 from certify._graph import Graph
 from certify._layers import LinearRelax
 from certify.crown import _Relax, _relax_rows, _smooth_intercepts, backward, crown_bounds
@@ -638,6 +638,13 @@ def alpha_crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, it
     stop_at = 0.0 if early_stop else None
     st = _crown_state(g, region, full, compare_ibp, None)
     best = st.lower.clone()
+    if _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
+        # softmax: also the element-wise decomposition and IBP, as CROWN (certify._softmax_alt), so that alpha-CROWN
+        # is never looser than CROWN
+        for alt, _ in _softmax_alt.alternatives(crown_bounds, g, region, full, ibp_intermediate=False, need_lower=True,
+                                                need_upper=False, compare_ibp=compare_ibp):
+            if alt is not None:
+                best = torch.fmax(best, alt)
     done = sk | st.infeasible.unsqueeze(1)
     if stop_at is not None:
         # a row whose value at the centre (a point of the region) is <= stop_at can never be verified

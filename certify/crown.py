@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from certify import _memory
+from certify import _memory, _softmax_alt
 from certify._graph import ACTIVATIONS, NONLINEAR, SCALAR_OPS, SOFTMAX_OPS, Graph, Node, densify
 from certify._layers import (
     LinearRelax,
@@ -1387,8 +1387,11 @@ def _start(n: Node, mode: str, data: Tensor | None, batch: int,
 
 def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_intermediate: bool = False,
                  need_lower: bool = True, need_upper: bool = True,
-                 compare_ibp: bool = False, hook: Any = None) -> tuple[Tensor, Tensor]:
+                 compare_ibp: bool = False, hook: Any = None, best_of: bool = True) -> tuple[Tensor, Tensor]:
     """CROWN (or CROWN-IBP) bounds of ``spec @ output`` (spec (N, S, K); None = identity), shape (N, S).
+
+    ``best_of``: on a graph with softmax / log-softmax (and no ``hook``), the element-wise best of the log-sum-exp
+    planes, the element-wise decomposition and IBP (:func:`certify._softmax_alt.crown_best_of`).
 
     ``compare_ibp`` (auto_LiRPA's ``compare_crown_with_ibp``): intersect every CROWN bound, intermediate
     and final, with the IBP bound computed from the bounds known so far (sound, and never looser than
@@ -1397,6 +1400,9 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     ``hook`` (used by ``certify.alpha_crown``): ``hook.preactivation(i, interval)`` may tighten each
     pre-activation's bounds (branch-and-bound split constraints) and ``hook.final(gd, ivs, relax, a, b0,
     start_input)`` receives the state of the final backward pass."""
+    if best_of and hook is None and _softmax_alt.SOFTMAX_BEST_OF and _softmax_alt.has_softmax(g):
+        return _softmax_alt.crown_best_of(crown_bounds, g, region, spec, ibp_intermediate=ibp_intermediate,
+                                          need_lower=need_lower, need_upper=need_upper, compare_ibp=compare_ibp)
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
@@ -1448,6 +1454,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
                                    compare_ibp=compare_ibp)
             if iv is not ref:
                 iv = _no_nan(iv, ref)
+                if rows == "all" and (smooth_fed[i] or compare_ibp):
+                    # sigmoid/tanh inputs (as every other smooth function's, "all_ref") and, with compare_ibp,
+                    # every bound: CROWN's intersected with the reference (IBP) one (sound; never looser)
+                    iv = Interval(l=torch.maximum(iv.l, ref.l), u=torch.minimum(iv.u, ref.u))
         if hook is not None and i in pre:
             iv = hook.preactivation(i, iv)
         ivs[i] = iv
@@ -1944,6 +1954,12 @@ def _patch_pass(g: Graph, i: int, plan: Mapping[int, tuple[bool, _Geom]], idx: T
 #: a conv's backward map on windows (rows: window entries at its output, columns: at its input) is used as a
 #: matrix (one BLAS product) when it has at most this many entries, else a transposed convolution
 PATCH_MAP_MAX_ELEMENTS = 1 << 22
+#: float32 windows of at least this many channels on both sides of a conv go backward as transposed convolutions
+#: (oneDNN's kernels outrun the matrix product there; speed knob)
+PATCH_MAP_WIDE_CHANNELS = 32
+#: the transposed convolutions of window coefficients run in calls of at most this many bytes (operand and result;
+#: speed knob: smaller calls stay in cache)
+PATCH_CONV_BYTES = 1 << 23
 
 
 def _conv_back(n: Node, t: Tensor) -> Tensor:
@@ -1957,21 +1973,34 @@ def _conv_back(n: Node, t: Tensor) -> Tensor:
     st, dil = a["stride"], a["dilation"]
     kh2, kw2 = (kh - 1) * st[0] + dil[0] * (w.shape[2] - 1) + 1, (kw - 1) * st[1] + dil[1] * (w.shape[3] - 1) + 1
     cin = w.shape[1] * a["groups"]
-    # measured (CPU, one thread): the product wins for small windows (about 2-3x for 3x3) and in float64,
-    # the transposed convolution for larger float32 windows
-    if cout * kh * kw * cin * kh2 * kw2 <= PATCH_MAP_MAX_ELEMENTS and (kh * kw <= 9 or t.dtype == torch.float64):
+    # measured (CPU, one thread): the product wins for small windows and in float64 (about 2-3x for 3x3 windows of
+    # 16 channels, 6x for 1x1), the transposed convolution for larger float32 windows and for float32 windows of
+    # 32+ channels on both sides, where oneDNN's kernels run 3.5-5x faster than the product (64 -> 64 and
+    # 128 -> 128 channels, 3x3 windows; 1x1 windows still go faster as the product)
+    wide = t.dtype == torch.float32 and kh * kw > 1 and min(cin, cout) >= PATCH_MAP_WIDE_CHANNELS
+    if (cout * kh * kw * cin * kh2 * kw2 <= PATCH_MAP_MAX_ELEMENTS and (kh * kw <= 9 or t.dtype == torch.float64)
+            and not wide):
         def make() -> Tensor:
             basis = torch.eye(cout * kh * kw, dtype=w.dtype, device=w.device).reshape(-1, cout, kh, kw)
             return F.conv_transpose2d(basis, w, None, stride=st, dilation=dil, groups=a["groups"]).reshape(
                 cout * kh * kw, -1)
         m = n.derive(f"patch_map_{kh}x{kw}", make)
         return (t.reshape(r_ * s_, -1) @ m).reshape(r_, s_, cin, kh2, kw2)
+    flat = t.reshape(r_ * s_, cout, kh, kw)
     if _phase_form(n):
-        pt = _phase_conv_transpose(n, t.reshape(r_ * s_, cout, kh, kw), (cin, kh2, kw2), (0, 0))
-    else:
-        pt = F.conv_transpose2d(t.reshape(r_ * s_, cout, kh, kw), w, None, stride=st, dilation=dil,
-                                groups=a["groups"])
-    return pt.reshape(r_, s_, cin, kh2, kw2)
+        pt = _phase_conv_transpose(n, flat, (cin, kh2, kw2), (0, 0))
+        return pt.reshape(r_, s_, cin, kh2, kw2)
+    # in calls of at most PATCH_CONV_BYTES (operand and result): oneDNN's transposed convolutions of a few
+    # thousand windows ran 1.3-1.6x faster per window than one call on tens of MB (16 -> 3 and 128 -> 128 channels)
+    rows = max(1, PATCH_CONV_BYTES // ((cout * kh * kw + cin * kh2 * kw2) * t.element_size()))
+    if rows >= r_ * s_:
+        pt = F.conv_transpose2d(flat, w, None, stride=st, dilation=dil, groups=a["groups"])
+        return pt.reshape(r_, s_, cin, kh2, kw2)
+    out = t.new_empty((r_ * s_, cin, kh2, kw2))
+    for r0 in range(0, r_ * s_, rows):
+        out[r0:r0 + rows] = F.conv_transpose2d(flat[r0:r0 + rows], w, None, stride=st, dilation=dil,
+                                               groups=a["groups"])
+    return out.reshape(r_, s_, cin, kh2, kw2)
 
 
 def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None, geom: _Geom,
@@ -1983,6 +2012,10 @@ def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None
     where the relaxation is unstable (``0 < d_u < 1``; never outside the map, where ``d_u`` is zero).
     Returns (A lower, A upper, bias lower, bias upper)."""
     nb = r.d_l.shape[0]
+    if diag_idx is None and slope is None:
+        fast = _relu_window_step(la, ua, r, geom, out_hw, lidx)
+        if fast is not None:
+            return fast
     if diag_idx is not None:
         sel = diag_idx.expand(nb, -1)
         dl, du, bu = (t.reshape(nb, -1).gather(1, sel) for t in (r.d_l, r.d_u, r.b_u))
@@ -2009,6 +2042,47 @@ def _patch_activation(la: Tensor, ua: Tensor, r: _Relax, diag_idx: Tensor | None
     new_u = pos * du + neg * dl
     bias_u = dot(pos, bu) + dot(neg, bl)
     return new_l, new_u, bias_l, bias_u
+
+
+def _relu_window_step(la: Tensor, ua: Tensor, r: _Relax, geom: _Geom, out_hw: tuple[int, int], lidx: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """:func:`_patch_activation` of a ReLU through the compiled kernel :func:`certify._crown_kernels.relu_window`
+    (one pass per side that reads the slopes and intercept of each window entry from the relaxation's maps, where
+    torch's form gathers three window tensors and makes five to seven passes), or None where it does not apply
+    (kernels off, absent or below their size floor, autograd recording, not CPU float32/float64, an intercept that
+    is not finite: then torch's form runs). Same coefficients bit for bit, bias sums in float64."""
+    nb = r.d_l.shape[0]
+    if r.b_l is not None or r.d_l.dim() != 4 or la.dim() != 5 or la.device.type != "cpu":
+        return None
+    if la.dtype not in (torch.float32, torch.float64) or any(t.dtype != la.dtype for t in (ua, r.d_l, r.d_u, r.b_u)):
+        return None
+    if la.shape[0] not in (1, nb) or ua.shape != la.shape or lidx.shape[0] not in (1, nb):
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (la, ua, r.d_l, r.d_u, r.b_u)):
+        return None
+    kern = _relu_kernels(la.numel())
+    if kern is None:
+        return None
+    finite = r.__dict__.get("finite intercept")
+    if finite is None:
+        finite = r.__dict__["finite intercept"] = _all_finite(r.b_u)
+    if not finite:
+        return None
+    (kh, kw), (sh, sw), (ph, pw) = geom
+    if la.shape[3:] != (kh, kw):
+        return None
+    shape = (nb, *la.shape[1:])
+    g = torch.tensor([out_hw[1], sh, sw, ph, pw], dtype=torch.int64).numpy()
+    maps = (r.d_l.numpy(), r.d_u.numpy(), r.b_u.numpy())
+    li = lidx.numpy()
+    out_l, out_u = la.new_empty(shape), la.new_empty(shape)
+    bias_l, bias_u = la.new_zeros(nb, shape[1]), la.new_zeros(nb, shape[1])
+    if la is ua:
+        kern.relu_window(la.numpy(), *maps, li, g, 0, out_l.numpy(), out_u.numpy(), bias_l.numpy(), bias_u.numpy())
+    else:
+        kern.relu_window(la.numpy(), *maps, li, g, -1, out_l.numpy(), out_l.numpy(), bias_l.numpy(), bias_l.numpy())
+        kern.relu_window(ua.numpy(), *maps, li, g, 1, out_u.numpy(), out_u.numpy(), bias_u.numpy(), bias_u.numpy())
+    return out_l, out_u, bias_l, bias_u
 
 
 def _patch_concretize(region: InputRegion, a: Tensor, geom: _Geom, out_hw: tuple[int, int], lidx: Tensor,

@@ -521,6 +521,16 @@ class _TransformerGrad:
         return self._head_logit(out, attention)
 
 
+# EmbeddingFilter.score_subsequences: a token string made of plain ASCII (optional whitespace, then a run of
+# letters / digits / underscores or one punctuation mark; or whitespace only): BERT's tokenizer splits such text at
+# whitespace and at every punctuation mark, so the word pieces of a sequence of such tokens are the concatenation of
+# each token's own, unless a token starting with a letter or digit follows one ending with one (they glue).
+_PLAIN_PIECE = re.compile(r"[ \t\n\r]*(?:[A-Za-z0-9_]+|[!-/:-@\[-`{-~])|[ \t\n\r]+")
+_PROBE_TEXT = "Don't  stop_here: X-ray 3.5\tkm, e.g. (BIG) wins!\nEND "
+_PACK = 128  # tokens per packed encoder row (attention cost grows with its square, the matmuls' efficiency with it)
+_PACK_TOKENS = 2048  # tokens per encoder call
+
+
 class EmbeddingFilter(_TransformerGrad, FilterBase):
     """all-MiniLM-L6-v2 sentence embedding (mean-pooled, normalised, 384-d) + logistic regression.
 
@@ -598,11 +608,178 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_encoder"] = None  # the encoder reloads from the package; only the head is pickled
+        state.pop("_wp_memo", None)  # caches of score_subsequences, rebuilt on use
+        state.pop("_packed_ok", None)
         return state
 
     def _hf(self) -> tuple[Any, Any]:
         enc = self.encoder()
         return enc.tokenizer, enc[0].auto_model
+
+    def _packed_encoder(self) -> tuple[Any, Any, int] | None:
+        """(tokenizer, BertModel, max_seq_length) when the encoder is the expected Transformer(BertModel) + mean
+        Pooling + Normalize in eval mode and its tokenizer splits plain ASCII text at word / punctuation boundaries
+        (checked once on a probe text); None otherwise (then :meth:`score_subsequences` calls ``predict_proba``)."""
+        ok = getattr(self, "_packed_ok", None)
+        enc = self.encoder()
+        tok, bert = enc.tokenizer, enc[0].auto_model
+        if ok is None:
+            try:
+                cfg = enc[1].get_config_dict()
+                mods = [type(m).__name__ for m in enc]
+                ok = (mods == ["Transformer", "Pooling", "Normalize"] and type(bert).__name__ == "BertModel"
+                      and cfg.get("pooling_mode") in ("mean", ("mean",), ["mean"]) and cfg.get("include_prompt", True)
+                      and getattr(bert.config, "position_embedding_type", "absolute") == "absolute"
+                      and not bert.config.is_decoder and not getattr(enc[0], "do_lower_case", False))
+                if ok:  # per-token word pieces, concatenated, equal the word pieces of the whole text
+                    probe = WordTokenizer().tokenize(_PROBE_TEXT)
+                    ids = self._token_pieces(tok, probe)
+                    ok = [i for p in probe for i in ids[p]] == list(tok(_PROBE_TEXT, add_special_tokens=False)["input_ids"])
+            except (AttributeError, KeyError, TypeError, ValueError):  # pragma: no cover - other encoder layouts
+                ok = False
+            self._packed_ok = ok
+        return (tok, bert, int(enc.max_seq_length)) if ok and not bert.training else None
+
+    def _token_pieces(self, tok: Any, pieces: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """Word-piece ids of each token string (without special tokens), remembered per string."""
+        memo: dict[str, tuple[int, ...]] = self.__dict__.setdefault("_wp_memo", {})
+        new = [p for p in dict.fromkeys(pieces) if p not in memo]
+        if new:
+            for p, ids in zip(new, tok(new, add_special_tokens=False)["input_ids"]):
+                memo[p] = tuple(ids)
+        return memo
+
+    @torch.inference_mode()
+    def _embed_packed(self, bert: Any, seqs: list[tuple[int, ...]]) -> torch.Tensor:
+        """Normalised mean-pooled embeddings (S, D) of word-piece id sequences (special tokens included).
+
+        No padding token is computed: sequences of one length that fill at least ``_PACK`` tokens run as dense
+        (k, L) batches without a mask; the others are packed, longest first, into rows of ``_PACK`` tokens (first
+        fit), each sequence with its own position ids and a block-diagonal attention mask, so that every token
+        attends only to its own sequence. The same sums as one sequence per forward, up to float rounding.
+        """
+        lens = [len(s) for s in seqs]
+        device = next(bert.parameters()).device
+        dim = bert.config.hidden_size
+        out = torch.zeros(len(seqs), dim, device=device)
+        by_len: dict[int, list[int]] = {}
+        for i, n in enumerate(lens):
+            by_len.setdefault(n, []).append(i)
+        loose: list[int] = []
+        for n, idx in by_len.items():
+            if len(idx) * n < _PACK:
+                loose.extend(idx)
+                continue
+            step = max(1, _PACK_TOKENS // n)
+            for c in range(0, len(idx), step):  # dense batches: no mask, no padding
+                part = idx[c : c + step]
+                ids = torch.tensor([seqs[i] for i in part], dtype=torch.long, device=device)
+                pos = torch.arange(n, device=device).repeat(len(part), 1)
+                out[torch.tensor(part, device=device)] = self._encode_rows(bert, ids, pos, None).sum(1)
+        if loose:
+            cap = max(_PACK, *(lens[i] for i in loose))
+            rows: list[list[int]] = []
+            room: list[int] = []
+            for i in sorted(loose, key=lambda i: -lens[i]):  # first fit, longest first
+                for r, free in enumerate(room):
+                    if free >= lens[i]:
+                        rows[r].append(i)
+                        room[r] -= lens[i]
+                        break
+                else:
+                    rows.append([i])
+                    room.append(cap - lens[i])
+            per_call = max(1, _PACK_TOKENS // cap)
+            for c in range(0, len(rows), per_call):
+                chunk = rows[c : c + per_call]
+                width = max(cap - room[r] for r in range(c, c + len(chunk)))
+                ids = torch.zeros(len(chunk), width, dtype=torch.long)
+                pos = torch.zeros(len(chunk), width, dtype=torch.long)
+                seg = -1 - torch.arange(width).repeat(len(chunk), 1)  # padding: a segment of its own per position
+                owner: list[int] = []
+                flat_pos: list[int] = []
+                for b, row in enumerate(chunk):
+                    at = 0
+                    for i in row:
+                        n = lens[i]
+                        ids[b, at : at + n] = torch.tensor(seqs[i])
+                        pos[b, at : at + n] = torch.arange(n)
+                        seg[b, at : at + n] = i
+                        owner.extend([i] * n)
+                        flat_pos.extend(range(b * width + at, b * width + at + n))
+                        at += n
+                seg = seg.to(device)
+                mask = (seg[:, :, None] == seg[:, None, :]).unsqueeze(1)  # (B, 1, T, T): within a sequence only
+                h = self._encode_rows(bert, ids.to(device), pos.to(device), mask)
+                flat = h.reshape(-1, dim)[torch.tensor(flat_pos, device=device)]
+                out.index_add_(0, torch.tensor(owner, device=device), flat)
+        out /= torch.tensor(lens, dtype=out.dtype, device=device).unsqueeze(1)  # mean over every token
+        return torch.nn.functional.normalize(out, p=2, dim=1)
+
+    @staticmethod
+    def _encode_rows(bert: Any, ids: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Last hidden states (B, T, D) of the BERT encoder's own modules on rows ``ids`` (B, T) with position
+        ids ``pos`` and a boolean attention mask (B, 1, T, T) or None."""
+        h = bert.embeddings(input_ids=ids, position_ids=pos, token_type_ids=torch.zeros_like(ids))
+        for layer in bert.encoder.layer:
+            h = layer(h, mask)
+            h = h[0] if isinstance(h, tuple) else h
+        return h  # type: ignore[no-any-return]
+
+    def _word_pieces(self, tok: Any, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+        """The word-piece ids (no special tokens) of each text ``"".join(tokens[i] for i in seq)``: the concatenation
+        of its tokens' own word pieces when every token is plain ASCII (``_PLAIN_PIECE``) and no token starting with
+        a letter or digit follows one ending with one; otherwise the tokenizer's, from the text."""
+        used = list(dict.fromkeys(itertools.chain.from_iterable(seqs)))
+        strs = {t: tokens[t] for t in used}
+        memo = self._token_pieces(tok, list(strs.values()))
+        plain = {t: _PLAIN_PIECE.fullmatch(s) is not None for t, s in strs.items()}
+        glue_in = {t: s[:1].isascii() and s[:1].isalnum() for t, s in strs.items()}  # a word char, no space before
+        glue_out = {t: s[-1:].isascii() and s[-1:].isalnum() for t, s in strs.items()}
+        wps: list[tuple[int, ...]] = []
+        slow: list[int] = []
+        for j, s in enumerate(seqs):
+            if all(plain[t] for t in s) and not any(glue_out[a] and glue_in[b] for a, b in itertools.pairwise(s)):
+                wps.append(tuple(itertools.chain.from_iterable(memo[strs[t]] for t in s)))
+            else:
+                wps.append(())
+                slow.append(j)
+        if slow:  # tokenized from the text, as predict_proba does
+            enc = tok(["".join([tokens[i] for i in seqs[j]]) for j in slow], add_special_tokens=False)["input_ids"]
+            for j, ids in zip(slow, enc):
+                wps[j] = tuple(ids)
+        return wps
+
+    def score_subsequences(self, tokens: Sequence[str], seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Harmful probabilities (N,) of the texts ``"".join(tokens[i] for i in seq)``, one per ``seq``.
+
+        What :meth:`predict_proba` computes, without decoding and re-tokenizing every string and without padding:
+        each distinct token string is split into word pieces once (remembered), a sequence's word pieces are the
+        concatenation of its tokens' (exact for plain ASCII tokens, checked by the tokenizer on a probe text at
+        first use; a sequence with another character, or whose erasure glues two words together, e.g.
+        ``don't`` minus ``'``, is tokenized from its text), equal word-piece sequences are encoded once, and the
+        encoder runs on sequences packed into full rows with a block-diagonal attention mask
+        (:meth:`_embed_packed`), so no padding is computed. Equal to ``predict_proba`` up to float rounding
+        (about 1e-6). Falls back to ``predict_proba`` on the texts for an encoder of another layout.
+        """
+        self._check_fitted()
+        if not len(seqs):
+            return np.zeros(0)
+        fast = self._packed_encoder()
+        if fast is None:
+            return self.predict_proba(["".join([tokens[i] for i in s]) for s in seqs])
+        tok, bert, max_len = fast
+        wps = self._word_pieces(tok, tokens, seqs)
+        cls, sep = tok.cls_token_id, tok.sep_token_id
+        body = max_len - 2
+        full = [(cls, *w[:body], sep) for w in wps]  # truncated as the encoder does (max_seq_length)
+        distinct = list(dict.fromkeys(full))
+        where = {w: i for i, w in enumerate(distinct)}
+        emb = self._embed_packed(bert, distinct).cpu().double().numpy()
+        coef = np.asarray(self.head_.coef_, dtype=np.float64).reshape(-1)
+        logit = emb @ coef + float(np.asarray(self.head_.intercept_).reshape(-1)[0])
+        p = 1.0 / (1.0 + np.exp(-logit))
+        return np.asarray(p[[where[w] for w in full]], dtype=np.float64)
 
     def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
         self._check_fitted()

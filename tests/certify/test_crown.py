@@ -717,6 +717,9 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
             seen["relu_relax"] += 1
             return bool(real.relu_relax(*args))
 
+        def relu_window(self, *args: object) -> None:  # window-form intermediate bounds (test_crown_patches.py)
+            real.relu_window(*args)
+
     real_affine = crown_mod._back_affine
 
     def affine(n: object, a: torch.Tensor, *args: object, **kw: object) -> object:

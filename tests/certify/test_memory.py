@@ -5,7 +5,6 @@ cannot fit."""
 from __future__ import annotations
 
 import builtins
-import math
 import sys
 from collections import defaultdict
 from typing import Any
@@ -296,14 +295,52 @@ def test_budget_below_one_chunk_raises_memory_error_before_allocating(
     assert needed > 2048
 
 
-def test_memory_error_on_a_cifar_cnn_at_a_small_budget_names_the_bytes() -> None:
+def test_memory_error_on_a_cifar_cnn_where_one_row_does_not_fit_names_the_bytes() -> None:
     """A 1.5M-parameter-shaped first layer (64 x 32 x 32) under sound=True: one input's coefficients are
-    65536 x 65536 float64 (32 GiB): a MemoryError at once, not an attempt to allocate them."""
+    65536 x 65536 float64 (32 GiB), so its neurons are bounded in chunks of rows; at a budget below one row's
+    working set (65536 float64 x 8 copies = 4 MiB) a MemoryError at once, naming the row, not an attempt to
+    allocate it."""
     net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 32 * 32, 10))
     net = net.double().eval()
     x = torch.rand((1, 3, 32, 32), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    with certify.memory_budget("16GiB"), pytest.raises(MemoryError) as err:
+    with certify.memory_budget("4MiB"), pytest.raises(MemoryError) as err:
         certify.bounds(net, x, 0.01, method="crown", sound=True)
     msg = str(err.value)
-    assert "65536 x 65536" in msg and f"{65536 * 65536 * 8 * 8} bytes" in msg
-    assert math.isclose(int(msg.split("memory budget of ")[1].split(" bytes")[0]), 8 * 2**30)
+    assert "one row of the widest node 65536" in msg and f"{65536 * 8 * 8} bytes" in msg
+    assert int(msg.split("memory budget of ")[1].split(" bytes")[0]) == 2 * 2**20
+
+
+def _sound_net(act: type[nn.Module]) -> nn.Module:
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), act(),
+                        nn.Flatten(), nn.Linear(8 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 3))
+    return net.double().eval()
+
+
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
+def test_sound_bounds_chunk_neurons_where_one_inputs_rows_do_not_fit(act: type[nn.Module],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """sound=True bounds every neuron of the tanh's input (512 of them, each a row of 512 float64: 2 MiB per
+    input, 16 MiB with its 8 working copies; ReLU: the unstable ones, read from the conv's rows). Under a 4 MiB
+    budget (2 MiB usable) that raised MemoryError; now the rows go in chunks (64 at a time here) and the bounds
+    equal the unchunked ones (float64, 1e-12)."""
+    net = _sound_net(act)
+    x = torch.rand((3, 2, 8, 8), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    steps: list[int | None] = []
+    orig = sound_mod._run
+
+    def spy(*a: Any, **k: Any) -> Any:
+        steps.append(a[7] if len(a) > 7 else k.get("row_step"))
+        return orig(*a, **k)
+
+    monkeypatch.setattr(sound_mod, "_run", spy)
+    with certify.memory_budget("1TiB"):
+        ref = certify.bounds(net, x, 0.05, method="crown", sound=True)
+    assert steps and all(s is None for s in steps)
+    steps.clear()
+    with certify.memory_budget("4MiB"):
+        small = certify.bounds(net, x, 0.05, method="crown", sound=True)
+    assert len(steps) == 3 and all(s is not None and 1 <= s < 512 for s in steps)  # one input at a time, rows chunked
+    torch.testing.assert_close(small.lower, ref.lower, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(small.upper, ref.upper, rtol=1e-12, atol=1e-12)
+    assert float((ref.upper - ref.lower).min()) > 0

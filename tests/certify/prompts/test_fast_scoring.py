@@ -163,3 +163,94 @@ def test_bag_fast_scores_follow_in_place_weight_updates() -> None:
     after = filt.score_subsequences(tok.pieces(), seqs)
     np.testing.assert_allclose(after, filt.predict_proba([tok.decode(s) for s in seqs]), rtol=0, atol=1e-6)
     assert np.abs(after - before).max() > 1e-3
+
+
+# --- the MiniLM embedding filter (default_filter() where the `llm` extra is installed) -----------------------------
+
+needs_minilm = pytest.mark.skipif(not __import__("certify.prompts", fromlist=["has_minilm"]).has_minilm(),
+                                  reason="the MiniLM weights (extra `llm`) are not installed here")
+ASCII_ODD = [
+    "Don't stop_here: X-ray 3.5km, e.g. (BIG) wins!",  # glued erasures (don't minus ', 3.5 minus .), underscores
+    "a-b-c d_e f'g\th\nend ",  # punctuation between words, tab, newline, trailing space
+    "HELLO World 42 times__x",  # case, digits, a word ending in underscores
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> object:
+    from certify.prompts import default_filter
+
+    return default_filter()
+
+
+@needs_minilm
+def test_minilm_word_pieces_of_erasures_equal_the_tokenizer(minilm: object) -> None:
+    """The word pieces ``score_subsequences`` builds from its tokens' own word pieces are those the tokenizer gives
+    the decoded text, for every insertion erasure (glued words, punctuation, non-ASCII, control characters)."""
+    tok = WordTokenizer()
+    hf_tok, _ = minilm._hf()  # type: ignore[attr-defined]
+    prompts = [*ASCII_ODD, *ODD, "A\u200bB  c\x0bd \u00e9t\u00e9 \u20ac5 \u65e5\u672c", *embedded_prompts().harmful[:20]]
+    seqs = [s for p in prompts for s in erased_subsequences(tok.encode(p), "insertion", 3, budget=None) if s]
+    ours = minilm._word_pieces(hf_tok, tok.pieces(), seqs)  # type: ignore[attr-defined]
+    theirs = hf_tok([tok.decode(s) for s in seqs], add_special_tokens=False)["input_ids"]
+    assert ours == [tuple(t) for t in theirs]
+
+
+@needs_minilm
+def test_minilm_scores_equal_predict_proba(minilm: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``EmbeddingFilter.score_subsequences`` (word pieces per token, no padding: dense equal-length batches and
+    packed rows with a block-diagonal mask, truncation at the encoder's 256 word pieces) gives ``predict_proba``'s
+    scores up to float rounding; the memo of word pieces is not pickled."""
+    import pickle
+
+    from certify.prompts.filters import EmbeddingFilter
+
+    tok = WordTokenizer()
+    long = " ".join(f"word{i % 7} and" for i in range(150))  # 300 words: over 254 word pieces, truncated
+    prompts = [*ASCII_ODD, *ODD, *embedded_prompts().safe[:3]]
+    seqs = [s for p in prompts for s in erased_subsequences(tok.encode(p), "insertion", 2, budget=None) if s]
+    seqs += list(erased_subsequences(tok.encode(long), "suffix", 2))  # three strings of 256 word pieces: dense
+    masks: list[bool] = []
+    rows = EmbeddingFilter._encode_rows
+    monkeypatch.setattr(EmbeddingFilter, "_encode_rows",
+                        staticmethod(lambda b, i, p, m: masks.append(m is None) or rows(b, i, p, m)))
+    fast = minilm.score_subsequences(tok.pieces(), seqs)  # type: ignore[attr-defined]
+    assert True in masks and False in masks  # both the dense and the packed paths ran
+    np.testing.assert_allclose(fast, minilm.predict_proba([tok.decode(s) for s in seqs]), rtol=0, atol=1e-5)  # type: ignore[attr-defined]
+    assert "_wp_memo" in minilm.__dict__ and "_wp_memo" not in pickle.loads(pickle.dumps(minilm)).__dict__
+
+
+@needs_minilm
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,d", [("suffix", 20), ("insertion", 8)])
+def test_minilm_verdicts_equal_the_generic_path(minilm: object, mode: str, d: int) -> None:
+    """erase_and_check(_batch) with the MiniLM filter's fast path flags exactly what the ``predict_proba`` path
+    flags, at the PAC threshold and at two others."""
+    data = embedded_prompts()
+    prompts = [*data.safe[:8], *data.harmful[:4], *ASCII_ODD]
+    for thr in (minilm.threshold, 0.5, 0.8):  # type: ignore[attr-defined]
+        filt = __import__("copy").copy(minilm)
+        filt.threshold = thr
+        generic = CallableFilter(filt.predict_proba, threshold=thr)
+        calls: list[int] = []
+        score = filt.score_subsequences
+        filt.score_subsequences = lambda tokens, seqs, f=score, c=calls: c.append(len(seqs)) or f(tokens, seqs)
+        fast = erase_and_check_batch(prompts, filt, mode=mode, max_erase=d)
+        assert calls  # the fast path ran
+        slow = erase_and_check_batch(prompts, generic, mode=mode, max_erase=d)
+        assert [(c.harmful, c.flagged) for c in fast] == [(c.harmful, c.flagged) for c in slow]
+        one = [erase_and_check(p, filt, mode=mode, max_erase=d) for p in prompts[:4]]
+        assert [(c.harmful, c.flagged) for c in one] == [(c.harmful, c.flagged) for c in slow[:4]]
+
+
+@needs_minilm
+def test_minilm_other_encoder_layout_falls_back_to_predict_proba(minilm: object) -> None:
+    """An encoder the packed path does not know (here: flagged as such) is scored by ``predict_proba`` itself."""
+    import copy
+
+    filt = copy.copy(minilm)
+    filt.__dict__["_packed_ok"] = False
+    tok = WordTokenizer()
+    seqs = [s for s in erased_subsequences(tok.encode(ASCII_ODD[0]), "suffix", 5) if s]
+    texts = [tok.decode(s) for s in seqs]
+    np.testing.assert_array_equal(filt.score_subsequences(tok.pieces(), seqs), filt.predict_proba(texts))  # type: ignore[attr-defined]
