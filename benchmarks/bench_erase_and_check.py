@@ -690,6 +690,49 @@ def vs_reference_minilm(n: int = 40, repeats: int = 3) -> None:
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
+def minilm_gcg_insertion(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> None:
+    """Issue 18: certified erase-and-check in insertion mode (d = t) against GCG with the MiniLM filter(s): GCG
+    suffixes and inserted blocks (one block at a random word boundary) of t = 10 and 20 word tokens (``iters``
+    iterations, 64 candidates, top-k 50, seeded) on the first ``n_attacked`` held-out shared harmful prompts the
+    filter flags; detection by the filter alone and by suffix / insertion erase-and-check with d = t, and the share
+    of the first ``n_safe`` held-out safe prompts each flags (the filter at its threshold; ``--delta``: also the
+    fine-tuned filter, at 0.5)."""
+    from certify.prompts import gcg_attack
+
+    _, _, test = data()
+    safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
+    for name, f in _minilm_filters().items():
+        if "LoRA" in name:
+            f.threshold = 0.5  # type: ignore[attr-defined]
+        thr = f.threshold  # type: ignore[attr-defined]
+        targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
+        print(f"| {name}, threshold {thr:.3f} | GCG suffix t = 10 | GCG suffix t = 20 | GCG insertion t = 10 "
+              "| GCG insertion t = 20 | safe flagged (d = 10 / 20) | ms CPU / safe prompt (d = 20) |")
+        print("|---|---|---|---|---|---|---|")
+        attacked: dict[tuple[str, int], list[str]] = {}
+        fooled: dict[tuple[str, int], float] = {}
+        for mode in ("suffix", "insertion"):
+            for t in (10, 20):
+                att = [gcg_attack(h, f, num_tokens=t, mode=mode, num_iters=iters, num_candidates=64,
+                                  generator=torch.Generator().manual_seed(i)) for i, h in enumerate(targets)]
+                attacked[mode, t] = [a.attacked for a in att]
+                fooled[mode, t] = float(np.mean([a.score_after < thr for a in att]))
+        keys = list(attacked)
+        print("| GCG fools the filter alone | " + " | ".join(f"{fooled[k]:.0%}" for k in keys) + " | | |", flush=True)
+        for ec in ("suffix", "insertion"):
+            det = [np.mean([c.harmful for c in erase_and_check_batch(attacked[k], f, mode=ec, max_erase=k[1])])
+                   for k in keys]
+            fp, ms = [], 0.0
+            for d in (10, 20):
+                t0 = time.process_time()
+                fp.append(np.mean([c.harmful for c in erase_and_check_batch(safe, f, mode=ec, max_erase=d)]))
+                ms = 1e3 * (time.process_time() - t0) / len(safe)
+            print(f"| erase-and-check {ec}, d = t | " + " | ".join(f"{x:.0%}" for x in det)
+                  + f" | {fp[0]:.1%} / {fp[1]:.1%} | {ms:.0f} |", flush=True)
+        print(f"({len(targets)} attacked prompts per column; insertion erase-and-check with d = t is certified for "
+              "both attack kinds, suffix erase-and-check only for suffixes)")
+
+
 def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
     import argparse
 
@@ -717,6 +760,9 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                       help="accuracy of the MiniLM filter(s) on held-out generated and shared prompts")
     mode.add_argument("--minilm-gcg", action="store_true",
                       help="GCG t=10/20 detection by each defence with the MiniLM filter(s), and false positives")
+    mode.add_argument("--minilm-gcg-insertion", action="store_true",
+                      help="GCG suffix / insertion t=10/20 detection by suffix and insertion erase-and-check (d=t) "
+                      "with the MiniLM filter(s), and false positives (about 15-20 min)")
     mode.add_argument("--minilm-adversarial", action="store_true",
                       help="GCG attack success before / after adversarial training of a MiniLM head")
     ap.add_argument("--filter", choices=("tfidf-bag", "minilm"), default="tfidf-bag",
@@ -745,6 +791,8 @@ if __name__ == "__main__":
         minilm_accuracy()
     elif args.minilm_gcg:
         minilm_vs_gcg()
+    elif args.minilm_gcg_insertion:
+        minilm_gcg_insertion()
     elif args.minilm_fp:
         minilm_false_positives()
     elif args.empirical:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import re
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -41,8 +42,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ENV", "FALLBACK_BYTES", "FRACTION", "QUERY_FLOOR", "available_bytes", "memory_budget", "parse_bytes",
-           "units"]
+__all__ = ["ALLOCATOR_WARMUP_BYTES", "ENV", "FALLBACK_BYTES", "FRACTION", "QUERY_FLOOR", "available_bytes",
+           "memory_budget", "parse_bytes", "units", "warm_allocator"]
 
 #: the environment variable of the user's memory budget (bytes, or a number with a unit)
 ENV = "CERTKIT_MEMORY_BUDGET"
@@ -241,3 +242,36 @@ def units(unit_bytes: int, *, cap: int, copies: int, device: torch.device, what:
 
 def _fmt(n: int) -> str:
     return f"{n} bytes ({n / 2**20:.1f} MiB)"
+
+
+#: the one block :func:`warm_allocator` allocates and frees (a speed knob; 0 switches the warm-up off)
+ALLOCATOR_WARMUP_BYTES = 1 << 23
+_WARMED: list[bool] = []
+
+
+def warm_allocator() -> None:
+    """Once per process, where the C library is glibc: allocate and free one block of
+    :data:`ALLOCATOR_WARMUP_BYTES` (8 MiB) of CPU memory, before the first bound computation.
+
+    glibc's ``malloc`` serves blocks above its mmap threshold (128 KiB when a process starts) with fresh pages
+    from the kernel and returns them when they are freed; freeing such a block raises the threshold to its
+    size (glibc's dynamic threshold, up to 32 MiB) and the heap's trim threshold to twice that. Until the
+    process has freed a block of a few MiB, a call whose tensors are a few hundred KiB to a few MiB (IBP on
+    a small CIFAR CNN at batch 32) gets fresh pages every time: one page fault per 4 KiB, measured at ~170
+    faults and 20-30% of IBP's CPU time per call on cnn_4layer (``benchmarks/bench_bounds.py``). Any large
+    temporary a process frees (a batch of data, a bigger model) has the same effect, so this only makes the
+    first calls in a fresh process behave like the later ones; the price is that freed heap memory up to
+    16 MiB (twice the block) may stay with the process instead of going back to the system. Nothing else
+    changes (no allocator setting is written; with another allocator the block is just allocated and freed)."""
+    if _WARMED:
+        return
+    _WARMED.append(True)
+    if ALLOCATOR_WARMUP_BYTES <= 0 or platform.system() != "Linux":
+        return
+    try:
+        glibc = platform.libc_ver()[0] == "glibc"
+    except (OSError, ValueError):  # the executable could not be read: assume another C library
+        glibc = False
+    if glibc:
+        block = torch.empty(int(ALLOCATOR_WARMUP_BYTES), dtype=torch.uint8)
+        del block

@@ -110,8 +110,10 @@ def _surely_finite(*ts: Tensor) -> bool:
     """True only if every entry of the tensors is finite: one summing pass each, no allocation (a NaN or an
     infinite entry makes the sum NaN or infinite). False can also mean that the sum of finite entries
     overflowed: the caller then checks exactly."""
-    total = sum(t.detach().sum() for t in ts)
-    return bool(torch.isfinite(total))  # type: ignore[arg-type]
+    total = 0.0
+    for t in ts:  # Python floats: one tensor op and one read per tensor (a tensor sum of sums costs ~3x more)
+        total += float(t.detach().sum())
+    return math.isfinite(total)
 
 
 def _all_finite(*ts: Tensor) -> bool:
@@ -696,6 +698,21 @@ def _back_cat(nodes: list[Node], n: Node, la: Tensor | None,
     return [(j, tl, tu) for j, tl, tu in zip(n.inputs, pl, pu)]
 
 
+#: a convolution's coefficients take the sum with coefficients already pending at its input in place
+IN_PLACE_MERGE = True
+
+
+def _merge(t: Tensor | None, p: Tensor | None, in_place: bool) -> Tensor | None:
+    """``t + p`` for coefficients ``t`` reaching a node that has ``p`` pending; into ``t`` when ``in_place`` (``t`` a
+    fresh tensor no one else holds) and the sum has ``t``'s shape and dtype."""
+    if t is None:
+        return None
+    if in_place and p is not None and t.dtype == p.dtype and t.device == p.device and p.dim() == t.dim() and all(
+            a == b or b == 1 for a, b in zip(t.shape, p.shape)):
+        return t.add_(p)
+    return t + p  # type: ignore[operator]
+
+
 def _add_bias(acc: Tensor | None, t: Tensor | None) -> Tensor | None:
     if t is None:
         return acc
@@ -911,6 +928,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
         la, ua = pending.pop(i)
         n = nodes[i]
         op = n.op
+        fresh = False  # whether the coefficients in ``outs`` are fresh tensors (see _merge)
         if op == "maxpool":
             new_l, new_u, bl, bu = maxpool_backward(la, ua, relax[i], nodes[n.inputs[0]].shape)  # type: ignore[arg-type]
             lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
@@ -1026,12 +1044,18 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                 new_l, new_u, lbias, ubias = _back_pair(partial(_back_affine, n, in_shape=in_shape, cl=cl,
                                                                 map_shape=ms), la, ua, lbias, ubias)
             outs = [(n.inputs[0], new_l, new_u)]
+            # a convolution's coefficients are fresh tensors of this step: a sum with coefficients already pending
+            # at its input may go into them (no fresh buffer for each residual merge)
+            fresh = n.op == "conv" and IN_PLACE_MERGE and (not torch.is_grad_enabled() or not any(
+                t is not None and t.requires_grad for t in (new_l, new_u)))
         for j, tl, tu in outs:
             if j in pending:
                 pl, pu = pending[j]
-                same = pl is pu and tl is tu
-                nl = None if tl is None else tl + pl  # type: ignore[operator]
-                nu = nl if same else (None if tu is None else tu + pu)  # type: ignore[operator]
+                if tl is tu and pl is pu:
+                    nl = nu = _merge(tl, pl, fresh)
+                else:
+                    nl = _merge(tl, pl, fresh and tl is not tu)
+                    nu = _merge(tu, pu, fresh)
                 pending[j] = [nl, nu]
             else:
                 pending[j] = [tl, tu]
@@ -1406,6 +1430,8 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
     nodes = g.nodes
     batch = region.x0.shape[0]
     dtype, device = region.x0.dtype, region.x0.device
+    if device.type == "cpu":
+        _memory.warm_allocator()  # once per process (see certify._memory.warm_allocator)
     # dense conv matrices speed up bounding a fixed network; when autograd tracks the weights (a training
     # loss) the gradient through the dense matrix is far dearer than through the conv itself
     tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for n in g.nodes

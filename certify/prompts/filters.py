@@ -44,7 +44,7 @@ from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._ranks import pac_rank
+from certkit._ranks import group_pac_threshold, pac_rank
 from certkit._validation import (
     check_positive,
     check_positive_int,
@@ -653,10 +653,11 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
     def _embed_packed(self, bert: Any, seqs: list[tuple[int, ...]]) -> torch.Tensor:
         """Normalised mean-pooled embeddings (S, D) of word-piece id sequences (special tokens included).
 
-        No padding token is computed: sequences of one length that fill at least ``_PACK`` tokens run as dense
+        Almost no padding is computed: sequences of one length that fill at least ``_PACK`` tokens run as dense
         (k, L) batches without a mask; the others are packed, longest first, into rows of ``_PACK`` tokens (first
-        fit), each sequence with its own position ids and a block-diagonal attention mask, so that every token
-        attends only to its own sequence. The same sums as one sequence per forward, up to float rounding.
+        fit; only the unfilled ends of rows are padding, each padding token attending to itself alone), each
+        sequence with its own position ids and a block-diagonal attention mask, so that every token attends only to
+        its own sequence. The same sums as one sequence per forward, up to float rounding.
         """
         lens = [len(s) for s in seqs]
         device = next(bert.parameters()).device
@@ -759,7 +760,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         first use; a sequence with another character, or whose erasure glues two words together, e.g.
         ``don't`` minus ``'``, is tokenized from its text), equal word-piece sequences are encoded once, and the
         encoder runs on sequences packed into full rows with a block-diagonal attention mask
-        (:meth:`_embed_packed`), so no padding is computed. Equal to ``predict_proba`` up to float rounding
+        (:meth:`_embed_packed`), so almost no padding is computed. Equal to ``predict_proba`` up to float rounding
         (about 1e-6). Falls back to ``predict_proba`` on the texts for an encoder of another layout.
         """
         self._check_fitted()
@@ -1220,18 +1221,23 @@ class BagOfEmbeddingsFilter(FilterBase):
         return np.asarray(p, dtype=np.float64)
 
 
-def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
+def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05, *, groups: Any = None) -> float:
     """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
 
-    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), with the rank computed by the
-    base (``certkit._ranks.pac_rank``, the same function as ``conformal.pac_rank``; ``certify`` never
-    imports ``conformal``): with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
-    calibration misses allowed, the threshold is the (k* + 1)-th smallest harmful score. If the
-    n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
-    harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
+    The rule of ``conformal.SafetyThreshold`` / ``conformal.calibrate_filter_threshold``, computed by the base
+    (``certify`` never imports ``conformal``). ``groups=None`` (Park et al., ICLR 2020): with
+    k* = max{k : BinomCDF(k; n, epsilon) <= delta} calibration misses allowed (``certkit._ranks.pac_rank``), the
+    threshold is the (k* + 1)-th smallest harmful score; if the n calibration prompts are i.i.d. harmful prompts,
+    then with probability >= 1 - delta a fresh harmful prompt is flagged with probability >= 1 - epsilon.
+    ``groups`` ((N,) labels, e.g. act ids of prompts rendered from one act in several frames): the group-valid rule
+    ``certkit._ranks.group_pac_threshold`` (Chernoff-Hoeffding over the groups' miss fractions, Hoeffding 1963);
+    if the calibration groups are i.i.d., then with probability >= 1 - delta a fresh group's uniformly drawn member
+    is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n (or the number of groups) is too small.
     """
     check_scores_1d(harmful_scores, "harmful_scores")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
+    if groups is not None:
+        return group_pac_threshold(np.asarray(harmful_scores, dtype=np.float64).reshape(-1), groups, epsilon, delta)
     k_star = pac_rank(len(p), epsilon, delta)  # certkit's one implementation (conformal.pac_rank is the same)
     return -math.inf if k_star is None else float(p[k_star])
 
@@ -1362,11 +1368,12 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     ``generated_filter(kind="minilm")`` plus erased fragments of its safe prompts, labelled safe, as the filter of
     Kumar et al., arXiv 2309.02705, Section 5; the encoder loads on first use, about 10 s, and the delta is merged
     into its weights); otherwise
-    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
-    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
-    generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the
-    calibration distribution* is flagged with probability >= 0.95), unless ``threshold`` is given.
-    Measured accuracy is in docs/certify/erase-and-check.md.
+    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the group-valid PAC
+    threshold (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05, on the 392 calibration
+    harmful prompts of the generated set: 98 acts in 4 frames each): if the calibration acts are i.i.d. draws of
+    harmful acts, then with probability >= 0.95 over that draw a fresh harmful prompt *of the generated
+    distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
+    given. Measured accuracy is in docs/certify/erase-and-check.md.
     """
     if threshold is not None:
         threshold = check_threshold(threshold)

@@ -946,3 +946,60 @@ def test_batchnorm_folded_into_the_conv_backward_equals_two_steps(monkeypatch: p
         torch.testing.assert_close(got.lower, ref.lower, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
     assert any(taken)
+
+
+class _MergeNet(nn.Module):
+    """Coefficients meet at a node from two convolutions in every combination the in-place merge handles: an
+    identity shortcut (the add's own coefficients pending), two conv branches, a conv whose lower and upper
+    coefficients are one tensor arriving where they are already separate (and the reverse), and a strided 1x1
+    shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(11)
+        self.c0 = nn.Conv2d(2, 4, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.d = nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(4, 4, 3, padding=1)
+        self.s1, self.s2 = nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 1, stride=2)
+        self.e, self.f = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c0(x)
+        h = h + self.a2(torch.relu(self.a1(torch.relu(h))))  # identity shortcut
+        h = self.c(torch.relu(h)) + self.d(h)  # separate coefficients pending where c's arrive (after the ReLU)
+        h = torch.relu(h)
+        h = self.s2(h) + self.s1(h)  # two conv branches (a strided 1x1 shortcut)
+        h = self.e(h) + self.f(h)  # near the output: lower and upper coefficients still one tensor on both sides
+        # e's coefficients (lower and upper one tensor) reach h after the ReLU's separate ones are pending
+        return self.fc((self.e(h) + self.c(torch.relu(h))).flatten(1))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("norm", [math.inf, 2])
+@pytest.mark.parametrize("method", ["crown", "crown-ibp"])
+def test_in_place_merge_equals_the_generic_sum(monkeypatch: pytest.MonkeyPatch, method: str, norm: float,
+                                               chunked: bool) -> None:
+    """A convolution's fresh coefficients take the sum with the coefficients pending at its input in place
+    (``crown.IN_PLACE_MERGE``): bit-identical bounds to the generic ``t + p`` (float64, the same additions), with
+    chunks of inputs and without, and the in-place path was taken."""
+    model = _MergeNet().double().eval().requires_grad_(False)  # autograd recording: no in-place updates
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    eps = 0.05 if norm == math.inf else 0.3
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    if chunked:
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(crown_mod, "IN_PLACE_MERGE", False)
+    ref = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+    monkeypatch.setattr(crown_mod, "IN_PLACE_MERGE", True)
+    real, taken = crown_mod._merge, []
+
+    def spy(t: object, p: object, in_place: bool) -> object:
+        taken.append(in_place)
+        return real(t, p, in_place)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crown_mod, "_merge", spy)
+    got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
+    assert torch.equal(got.lower, ref.lower) and torch.equal(got.upper, ref.upper)
+    assert any(taken) and not all(taken)

@@ -218,7 +218,8 @@ def test_compiled_window_relu_step_leaves_other_cases_to_the_torch_form(monkeypa
     assert crown._relu_window_step(a, a, r, geom, out_hw, lidx) is None
 
 
-def _res_net(dtype: torch.dtype) -> nn.Module:
+def _res_net_stats() -> nn.Module:
+    """A seeded ``_Res`` with its stem BatchNorm's running statistics drawn away from (0, 1), in evaluation mode."""
     torch.manual_seed(3)
     net = _Res(nn.ReLU)
     net(torch.zeros(1, 3, 10, 10))
@@ -226,7 +227,11 @@ def _res_net(dtype: torch.dtype) -> nn.Module:
     assert isinstance(bn, nn.BatchNorm2d)
     bn.running_mean.uniform_(-0.5, 0.5)
     bn.running_var.uniform_(0.5, 2)
-    return net.to(dtype).eval().requires_grad_(False)
+    return net.eval()
+
+
+def _res_net(dtype: torch.dtype) -> nn.Module:
+    return _res_net_stats().to(dtype).requires_grad_(False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

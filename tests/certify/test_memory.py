@@ -18,7 +18,7 @@ import certify._sound as sound_mod
 import certify.crown as crown
 import certify.ibp as ibp
 from certify import _memory
-from tests.certify.test_crown_patches import _net, _Res
+from tests.certify.test_crown_patches import _net, _res_net_stats
 
 # ------------------------------------------------------------------------------------------------
 # the budget: parsing, validation, precedence, the system's report
@@ -162,14 +162,7 @@ def _cnn() -> nn.Module:
 
 
 def _resnet() -> nn.Module:
-    torch.manual_seed(3)
-    net = _Res(nn.ReLU)
-    net(torch.zeros(1, 3, 10, 10))
-    bn = net.stem[1]
-    assert isinstance(bn, nn.BatchNorm2d)
-    bn.running_mean.uniform_(-0.5, 0.5)
-    bn.running_var.uniform_(0.5, 2)
-    return net.double().eval()
+    return _res_net_stats().double()
 
 
 NETS = {"cnn": (_cnn, 32), "resnet": (_resnet, 10)}
@@ -344,3 +337,77 @@ def test_sound_bounds_chunk_neurons_where_one_inputs_rows_do_not_fit(act: type[n
     torch.testing.assert_close(small.lower, ref.lower, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(small.upper, ref.upper, rtol=1e-12, atol=1e-12)
     assert float((ref.upper - ref.lower).min()) > 0
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown-ibp"])
+def test_warm_allocator_frees_one_block_once_per_process(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """The first bound computation on CPU allocates and frees one block of ALLOCATOR_WARMUP_BYTES (where the C
+    library is glibc), later ones nothing; ALLOCATOR_WARMUP_BYTES = 0 switches it off."""
+    blocks: list[int] = []
+    real = torch.empty
+
+    def spy(*size: Any, **kw: Any) -> torch.Tensor:
+        if kw.get("dtype") is torch.uint8 and len(size) == 1 and isinstance(size[0], int):
+            blocks.append(size[0])
+        return real(*size, **kw)
+
+    monkeypatch.setattr(_memory.torch, "empty", spy)
+    monkeypatch.setattr(_memory.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(_memory.platform, "libc_ver", lambda *a, **k: ("glibc", "2.36"))
+    model = _net(False, 1, 1, 3).float()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    certify.bounds(model, x, 0.01, method=method)
+    certify.bounds(model, x, 0.01, method=method)
+    assert blocks == [_memory.ALLOCATOR_WARMUP_BYTES] and _memory.ALLOCATOR_WARMUP_BYTES >= 1 << 20
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    monkeypatch.setattr(_memory, "ALLOCATOR_WARMUP_BYTES", 0)
+    certify.bounds(model, x, 0.01, method=method)
+    monkeypatch.setattr(_memory, "_WARMED", [])
+    monkeypatch.setattr(_memory, "ALLOCATOR_WARMUP_BYTES", 1 << 23)
+    monkeypatch.setattr(_memory.platform, "libc_ver", lambda *a, **k: ("", ""))  # e.g. musl: nothing to raise
+    certify.bounds(model, x, 0.01, method=method)
+    assert blocks == [1 << 23]
+
+
+_MMAP_SCRIPT = """
+import ctypes, sys, torch
+from certify import _memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    print("no mallinfo2")
+    sys.exit(0)
+libc.mallinfo2.restype = MallInfo2
+_memory.ALLOCATOR_WARMUP_BYTES = int(sys.argv[1])
+_memory.warm_allocator()
+before = libc.mallinfo2().hblks
+blocks = [torch.ones(3 << 17) for _ in range(3)]  # a call's working set: three blocks of 1.5 MiB
+print(libc.mallinfo2().hblks - before)  # how many of them glibc served by mmap (fresh pages, returned on free)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's dynamic mmap threshold (Linux)")
+def test_warm_allocator_spares_fresh_pages_to_later_calls() -> None:
+    """In a fresh process, glibc serves blocks of 1.5 MiB by ``mmap`` (fresh pages on every call, returned on free)
+    unless the allocator was warmed; warmed, it serves them from the heap. Counted by ``mallinfo2().hblks`` (the
+    process's mmapped blocks), which, unlike page-fault counts, does not depend on the kernel's huge-page state or
+    on what other processes did before (a page-fault version of this test was flaky in a full test run)."""
+    import os
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    runs = {}
+    for warm in (0, 1 << 23):
+        out = subprocess.run([sys.executable, "-c", _MMAP_SCRIPT, str(warm)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        last = out.stdout.strip().splitlines()[-1]
+        if last == "no mallinfo2":
+            pytest.skip("glibc older than 2.33 (no mallinfo2)")
+        runs[warm] = int(last)
+    assert runs[0] == 3  # not warmed: every block mmapped
+    assert runs[1 << 23] == 0  # warmed: every block from the heap

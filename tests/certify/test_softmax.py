@@ -15,8 +15,10 @@ from torch import Tensor, nn
 
 import certify
 from certify import _softmax_alt
+from certify._graph import build_graph
 from certify._layers import SoftmaxRelax, softmax_range, softmax_relax
 from certify._sound_softmax import sound_softmax_range, sound_softmax_relax
+from certify.ibp import InputRegion
 from tests.certify.test_layers import HandAttention, assert_sound
 
 _SLOW = pytest.mark.slow
@@ -299,13 +301,59 @@ def test_crown_on_saturated_softmax_is_not_wider_than_the_decomposition_nor_ibp(
     x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(hand(x), model(x), rtol=1e-12, atol=1e-12)
+    compared = 0
     for eps, norm in ((1e-3, math.inf), (0.03, math.inf), (0.1, math.inf), (0.3, math.inf), (0.3, 2.0)):
         ours = certify.bounds(model, x, eps, norm=norm, method="crown", sound=sound)
-        for other in (certify.bounds(hand, x, eps, norm=norm, method="crown", sound=sound),
-                      certify.bounds(model, x, eps, norm=norm, method="ibp", sound=sound)):
+        others = [certify.bounds(model, x, eps, norm=norm, method="ibp", sound=sound)]
+        # the default engine uses the decomposition only where its rounding stays small (DECOMPOSITION_RANGE;
+        # beyond it, the decomposition's default-engine bounds -- HandSoftmax's too -- can be wrong by more than
+        # rounding: test_decomposition_out_of_range_is_not_used_and_bounds_hold); sound=True always uses it
+        if sound or _softmax_alt.within_range(build_graph(model, x, torch.float64),
+                                              InputRegion(x, torch.tensor([eps], dtype=torch.float64), norm, None)):
+            others.append(certify.bounds(hand, x, eps, norm=norm, method="crown", sound=sound))
+            compared += 1
+        for other in others:
             tol = 1e-12 * (1 + other.upper.abs().max())
             assert bool((ours.lower >= other.lower - tol).all()), (eps, norm)
             assert bool((ours.upper <= other.upper + tol).all()), (eps, norm)
+    assert compared >= 4
+
+
+class _Swing(nn.Module):
+    """One input x in [-0.5, 1] -> logits (0, a x, -10 x) -> softmax or log-softmax: the differences swing
+    from about -76 to +38, so the decomposition's sums hold terms of e^38 next to the exact 1."""
+
+    def __init__(self, a: float, log: bool) -> None:
+        super().__init__()
+        self.log = log
+        self.lin = nn.Linear(1, 3, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[0.0], [a], [-10.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.lin(x)
+        return torch.log_softmax(z, -1) if self.log else torch.softmax(z, -1)
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype,a", [(torch.float64, 66.0), (torch.float32, 26.0)], ids=["float64", "float32"])
+def test_decomposition_out_of_range_is_not_used_and_bounds_hold(dtype: torch.dtype, a: float, log: bool,
+                                                                  method: str) -> None:
+    """Found by review (session 10): on this network the default engine's bound of the decomposition's sum came
+    out as 2.0 for a true minimum of 1.0 (rounding of terms of e^38), and CROWN's best-of returned softmax's upper
+    bound 0.5 (log-softmax: -0.693) where the network reaches 1.0 (0.0) at x = 1. Out of DECOMPOSITION_RANGE the
+    decomposition is not used and the bounds hold at the region's end points and on a grid."""
+    model = _Swing(a, log).to(dtype).eval()
+    x = torch.tensor([[0.25]], dtype=dtype)
+    assert not _softmax_alt.within_range(build_graph(model, x, dtype),
+                                         InputRegion(x, torch.tensor([0.75], dtype=dtype), math.inf, None))
+    b = certify.bounds(model, x, 0.75, method=method)
+    grid = torch.linspace(-0.5, 1.0, 2001, dtype=dtype).unsqueeze(1)
+    with torch.no_grad():
+        y = model(grid)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert bool((y <= b.upper + tol).all()) and bool((y >= b.lower - tol).all())
 
 
 def test_decomposition_is_skipped_beyond_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
