@@ -18,11 +18,12 @@ length and :data:`SHORT_PER_PROMPT` short fragments (1 to 4 words) per prompt; t
 which GreedyEC's path (the fragment each of its 12 rounds keeps) on :data:`MINE_PROMPTS` safe training prompts,
 searched against the current model, is added as safe and training continues. Harmful examples: the harmful prompts,
 weighted :data:`HARMFUL_WEIGHT` times the safe class. ``pac_threshold`` is
-:func:`certify.prompts.filters.pac_threshold` (epsilon = delta = 0.05) of the stored (float16, merged) model on the
+:func:`certify.prompts.filters.pac_threshold` (groups = act ids, epsilon = delta = 0.05) of the stored (float16, merged) model on the
 calibration harmful prompts.
 
-The default since issue 18, session 10 (BENCHMARKS.md): at its PAC threshold it flags none of 40 held-out shared safe
-prompts under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder with ``minilm_head.txt``: 27.5% / 10%). In session 9
+The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.743, session 11) it flags
+3 of 40 held-out shared safe prompts (7.5%) under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder with
+``minilm_head.txt`` at its group-valid threshold 0.129: 50% / 32.5%). In session 9
 it missed one whole calibration act of the generated set (20 acts) and its PAC threshold collapsed to about 1e-3;
 the session-10 prompt set (harmful acts that state their harm, 98 calibration acts) fixed that.
 
@@ -219,15 +220,14 @@ def delta_filter(delta: dict[str, np.ndarray]) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     import time
 
-    from certify.prompts.filters import _training_data, pac_threshold
+    from certify.prompts.filters import _default_pac_threshold
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("minilm_lora.npz"))
     args = parser.parse_args(argv)
     t0 = time.process_time()
     delta = train_delta(log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
-    _, _, cal_h, _ = _training_data()
-    pac = pac_threshold(delta_filter(delta).predict_proba(cal_h), 0.05, 0.05)
+    pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
 

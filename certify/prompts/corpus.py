@@ -468,9 +468,10 @@ def split_by_act(data: GeneratedPrompts, parts: tuple[float, ...] = (0.5, 0.3, 0
 
     Deterministic; with the default, train / calibration / held-out test of 50 / 30 / 20% of the acts of each class
     (163 / 98 / 65 harmful acts). The calibration part is large because the generated prompts of one act are alike:
-    a filter tends to miss an act's prompts together, and the PAC rule (epsilon = delta = 0.05) on the 392 calibration
-    harmful prompts (4 frames of 98 acts) allows 12 misses, i.e. 3 whole acts (with 65 acts: 260 prompts, 7 misses,
-    1 act).
+    a filter tends to miss an act's prompts together, so the default filters' threshold rule treats acts as the
+    i.i.d. units (``pac_threshold(..., groups=act ids)``, epsilon = delta = 0.05), which needs >= 59 calibration acts
+    and on these 98 allows a mean act miss fraction of 2/392. The permutation is uniform (checked in session 11
+    against category, act order, length and the rewritten acts: docs/certify/erase-and-check.md).
     """
     check_instance(data, GeneratedPrompts, "data", "GeneratedPrompts (certify.prompts.generated_prompts)")
     parts = check_partition(parts, "parts", atol=1e-6)

@@ -1265,8 +1265,26 @@ def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
     return [*train.harmful, *own.harmful], [*train.safe, *own.safe], list(cal.harmful), list(cal.safe)
 
 
-def _calibrated(filt: Any, cal_harmful: list[str]) -> Any:
-    filt.pac_threshold_ = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+def _calibration_acts() -> tuple[list[str], list[int]]:
+    """The calibration harmful prompts of the default filters (as ``_training_data()[2]``) and the act id of each:
+    the groups of the group-valid PAC rule (a filter misses the frames of one act together)."""
+    from certify.prompts.corpus import generated_prompts, split_by_act
+
+    _, cal, _ = split_by_act(generated_prompts())
+    pairs = [(p, g) for p, g, y in zip(cal.prompts, cal.groups, cal.labels) if y == 1]
+    return [p for p, _ in pairs], [g for _, g in pairs]
+
+
+def _default_pac_threshold(filt: Any) -> float:
+    """The default filters' threshold rule: :func:`pac_threshold` with ``groups`` = act ids (epsilon = delta = 0.05)
+    on the calibration harmful prompts (98 acts x 4 frames). If the calibration acts are i.i.d. draws of harmful acts,
+    then with probability >= 0.95 a fresh act's uniformly drawn frame is flagged with probability >= 0.95."""
+    prompts, acts = _calibration_acts()
+    return pac_threshold(np.asarray(filt.predict_proba(prompts), dtype=np.float64), 0.05, 0.05, groups=acts)
+
+
+def _calibrated(filt: Any) -> Any:
+    filt.pac_threshold_ = _default_pac_threshold(filt)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt
 
@@ -1280,9 +1298,10 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     ``python -m certify.prompts._minilm_lora`` on the training part of
     :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with erasures and
     fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
-    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the PAC
-    rule (:func:`pac_threshold`, epsilon = delta = 0.05) on the harmful prompts of the calibration part, and the
-    threshold is that value unless ``threshold`` is given. The shared benchmark prompts are never trained on.
+    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the
+    group-valid PAC rule (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05) on the harmful
+    prompts of the calibration part (98 acts x 4 frames), and the threshold is that value unless ``threshold`` is
+    given. The shared benchmark prompts are never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
         raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
@@ -1293,15 +1312,15 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         return shipped.set_threshold(threshold) if threshold is not None else shipped  # type: ignore[no-any-return]
 
     def build() -> Any:
-        harmful, safe, cal_h, _ = _training_data()
+        harmful, safe, _, _ = _training_data()
         from certify.prompts.corpus import _knowledge_prompts
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
-        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
 
-    filt = cached_pickle("eac_tfidf-generated-v4", build)  # v4: 326 + 122 acts, seeded split (session 10)
+    filt = cached_pickle("eac_tfidf-generated-v5", build)  # v5: group-valid PAC threshold (session 11)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
