@@ -113,18 +113,19 @@ def linear_relu(n: Node, a: Interval) -> Interval:
     return Interval(s=total, d=diff)
 
 
-def relu_consuming(a: Interval) -> Interval:
+def relu_consuming(a: Interval, compiled: bool = True) -> Interval:
     """IBP through ReLU of an interval in centre/radius or centre/width form that nothing else will
     read, reusing its buffers (fresh pages cost faults on CPU). Only without autograd.
 
     From centre/width ``(c, w)``: four in-place passes, no allocation. With ``u' = relu(c + w/2)`` and
     ``l' = relu(c - w/2)``, the width ``u' - l'`` is ``min(u', w)`` (``w`` where the neuron is active,
-    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``."""
+    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``. With ``compiled``, in one
+    compiled pass where :func:`_ibp_kernels` allows (bit-identical)."""
     if a._c is not None and a._r is None and a._d is not None:
         c, w = a._c, a._d
         if (c.shape == w.shape and c.dtype == w.dtype and c.device.type == "cpu" and w.device.type == "cpu"
                 and c.dtype in (torch.float32, torch.float64) and c.is_contiguous() and w.is_contiguous()
-                and (kernels := _ibp_kernels(c.numel())) is not None):
+                and compiled and (kernels := _ibp_kernels(c.numel())) is not None):
             kernels.relu_centre_width(c.view(-1).numpy(), w.view(-1).numpy())  # one pass instead of four
             return Interval(c=c, d=w)
         hi = c.add_(w, alpha=0.5).relu_()
@@ -138,11 +139,14 @@ def relu_consuming(a: Interval) -> Interval:
     return Interval(s=total, d=up.sub_(lo))
 
 
-#: compiled element-wise IBP steps (:mod:`certify._ibp_kernels`: the input box and ReLU in centre/width form, one pass
-#: each, bit-identical to torch's form): None uses them where numba is installed, ``CERTKIT_NO_NUMBA`` is unset and the
-#: tensor has at least ``IBP_KERNEL_MIN`` entries; False never; True always (ImportError without numba)
+#: compiled element-wise steps of plain IBP (:mod:`certify._ibp_kernels`: the input box and ReLU in centre/width form,
+#: one pass each, bit-identical to torch's form): None uses them where numba is installed, ``CERTKIT_NO_NUMBA`` is
+#: unset, the tensor has at least ``IBP_KERNEL_MIN`` entries and the converted model has served ``IBP_KERNEL_AFTER``
+#: IBP calls already (numba's import and compilation cost ~0.7 s and ~100 MB of peak memory once per process: a model
+#: bounded once or twice never pays them); False never; True always (ImportError without numba)
 USE_COMPILED: bool | None = None
 IBP_KERNEL_MIN = 1 << 14
+IBP_KERNEL_AFTER = 2
 _KERNELS: list[object] = []
 
 
@@ -344,9 +348,10 @@ def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> 
 
 
 def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputRegion | None = None,
-                  direct: list[bool] | None = None, consume: bool = False) -> Interval:
+                  direct: list[bool] | None = None, consume: bool = False, compiled: bool = False) -> Interval:
     """IBP interval of node ``i`` from the intervals of its inputs (``consume``: the input's
-    interval is read by nothing else and autograd records nothing, so its buffers may be reused)."""
+    interval is read by nothing else and autograd records nothing, so its buffers may be reused;
+    ``compiled``: a consumed ReLU may run compiled, see :func:`relu_consuming`)."""
     n = g.nodes[i]
     op = n.op
     a = ivs[n.inputs[0]] if n.inputs else None
@@ -379,7 +384,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         return Interval(l=maxpool_forward(a.l, n.attrs), u=maxpool_forward(a.u, n.attrs))  # type: ignore[union-attr]
     if op == "relu":
         if consume and a._c is not None and (a._r is not None or a._d is not None):  # type: ignore[union-attr]
-            return relu_consuming(a)  # type: ignore[arg-type]
+            return relu_consuming(a, compiled)  # type: ignore[arg-type]
         return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
     if op == "sigmoid":
         return Interval(l=torch.sigmoid(a.l), u=torch.sigmoid(a.u))  # type: ignore[union-attr]
@@ -477,13 +482,15 @@ def _form_only_input(g: Graph) -> bool:
 
 
 def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool = False,
-                     keep_all: bool = True, start: Interval | None = None) -> list[Interval | None]:
+                     keep_all: bool = True, start: Interval | None = None,
+                     compiled: bool = False) -> list[Interval | None]:
     """IBP intervals of every node (the output node is skipped if ``stop_before_output``).
 
     With ``keep_all=False`` only the intervals :func:`spec_interval` needs (the output node and
     its input) are kept; the others are released once their last consumer is computed, which
     keeps the working set small (fresh allocations cost page faults on CPU). ``start``: the input's
-    interval (default ``region.box``).
+    interval (default ``region.box``); ``compiled``: ReLUs whose input buffers are reused run compiled
+    (:func:`relu_consuming`).
     """
     nodes = g.nodes
     ivs: list[Interval | None] = [None] * len(nodes)
@@ -523,7 +530,7 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
             # node without weight passes its input's radius through; a reshape holds views)
             consume = (in_place and j >= 0 and len(consumers[j]) == 1 and j not in keep
                        and (nodes[j].op in ("linear", "conv", "dense", "add") or j in fused))
-            ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
+            ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume, compiled=compiled)
         if not keep_all:
             for j in nodes[i].inputs:
                 if last_use[j] == i and j not in keep:
@@ -563,8 +570,11 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     chunk = max(IBP_MIN_CHUNK, IBP_CHUNK_BYTES // max(widest, 1))
     chunk = _memory.units(widest, cap=chunk * max(widest, 1), copies=IBP_COPIES, device=region.x0.device,
                           what="IBP (per input)")
+    # compiled element-wise steps from the IBP_KERNEL_AFTER + 1st call of this graph on (USE_COMPILED None)
+    calls = g.derived["ibp calls"] = g.derived.get("ibp calls", 0) + 1
+    compiled = USE_COMPILED is not False and (USE_COMPILED is True or calls > IBP_KERNEL_AFTER)
     # the box in sum/difference form from one compiled pass, where every reader of the input takes that form
-    start = region.box_sum_diff() if _form_only_input(g) else None
+    start = region.box_sum_diff() if compiled and _form_only_input(g) else None
     los, his = [], []
     for i0 in range(0, n, chunk):
         sl = slice(i0, i0 + chunk)
@@ -579,7 +589,7 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
                 sub.box = Interval(l=region.box.l[sl], u=region.box.u[sl])
         # spec_interval folds the spec into a last linear layer, else it needs the output's interval
         ivs = interval_forward(g, sub, stop_before_output=spec is not None and foldable, keep_all=False,
-                               start=sub_start)
+                               start=sub_start, compiled=compiled)
         lo, hi = spec_interval(g, ivs, None if spec is None else spec[sl], sub, direct)
         los.append(lo)
         his.append(hi)

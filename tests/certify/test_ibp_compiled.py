@@ -180,3 +180,37 @@ def test_compiled_ibp_gives_the_torch_forms_bounds_and_runs(monkeypatch: pytest.
     assert bool((ref.upper - ref.lower > 1e-3).any())
     assert seen["box"] == (0 if net == "input_relu" else 1)  # one pass for the whole batch, chunks slice it
     assert seen["relu"] >= (0 if net == "input_relu" else 1)
+
+
+def test_compiled_steps_start_after_the_models_first_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default switch (None) a model's first ``IBP_KERNEL_AFTER`` IBP calls take the torch form (a model
+    bounded once never pays numba's import and compilation) and later calls the compiled steps, with the same
+    bounds; ``USE_COMPILED = False`` never compiles."""
+    real = _kernels()
+    model = _cnn()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    calls: list[str] = []
+
+    class Spy:
+        def box_sum_diff(self, *args: object) -> None:
+            calls.append("box")
+            real.box_sum_diff(*args)  # type: ignore[attr-defined]
+
+        def relu_centre_width(self, *args: object) -> None:
+            calls.append("relu")
+            real.relu_centre_width(*args)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ibp_mod, "USE_COMPILED", None)
+    monkeypatch.setattr(ibp_mod, "_ibp_kernels", lambda entries: Spy())
+    with torch.no_grad():
+        first = [certify.bounds(model, x, 0.02, method="ibp", domain=(0, 1)) for _ in range(ibp_mod.IBP_KERNEL_AFTER)]
+        assert calls == []
+        later = certify.bounds(model, x, 0.02, method="ibp", domain=(0, 1))
+        assert calls.count("box") == 1 and calls.count("relu") >= 1
+        monkeypatch.setattr(ibp_mod, "USE_COMPILED", False)
+        calls.clear()
+        off = certify.bounds(model, x, 0.02, method="ibp", domain=(0, 1))
+        assert calls == []
+    for b in (*first, off):
+        _same(b.lower, later.lower)
+        _same(b.upper, later.upper)
