@@ -4,6 +4,14 @@ An affine layer maps the box (centre c, radius r) to (W c + b, |W| r): one produ
 for the centre and one with |W| for the radius. Monotone activations map the end points.
 Everything is plain torch, so bounds are differentiable w.r.t. the model parameters (IBP
 certified training back-propagates through this).
+
+Rounding: the bounds ``c' -/+ r'`` are accurate to rounding at the scale of ``|W| max(|l|, |u|)``, the
+layer's largest values over the box. Where an input entry's two ends differ in magnitude by many orders
+(a sum of exponentials: ``[1, e^38]``), a small bound is the difference of two huge numbers and can come
+out on the wrong side of the true one (lower bound 2.0 for a true 1.0). Nodes where that matters (see
+:func:`end_point_nodes`: non-negative weights, and the affine nodes before a function whose relative error
+a small bound's absolute error blows up) take the end points instead, ``l' = W+ l + W- u + b`` and
+``u' = W+ u + W- l + b``: each bound then is a float evaluation of the layer at the box corner attaining it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,18 @@ from certify import _memory
 from certify._graph import SCALAR_OPS, Graph, Node, conv_args
 from certkit._validation import load_compiled
 
-__all__ = ["InputRegion", "Interval", "interval_forward", "node_interval", "spec_interval"]
+__all__ = ["InputRegion", "Interval", "end_point_nodes", "interval_forward", "node_interval", "spec_interval"]
+
+#: functions whose output's error is not proportional to their input's absolute error at the input's scale:
+#: poles at 0 (reciprocal, rsqrt, log: an absolute error of a small bound is a large relative one), exponential
+#: growth (exp, and softmax's probabilities: an absolute error ``d`` of a logit is a factor ``e^d``). The affine
+#: nodes before them compute their bounds from the end points (:func:`end_point_nodes`).
+SCALE_SENSITIVE = ("exp", "log", "reciprocal", "rsqrt", "softmax", "log_softmax")
+#: operations through which a bound reaches its consumer unchanged in scale (a sensitive consumer's affine
+#: inputs are followed back through them)
+_PASS_BACK = ("linear", "conv", "dense", "affine", "add", "reshape", "permute", "slice", "cat")
+#: nodes that can compute IBP from the end points (:func:`_affine_ends`)
+_ENDS_OPS = ("linear", "conv", "dense", "affine", "add")
 
 
 class Interval:
@@ -255,6 +274,80 @@ def _affine(n: Node, a: Interval) -> Interval:
     raise AssertionError(op)
 
 
+def end_point_nodes(g: Graph) -> list[bool]:
+    """Which nodes IBP computes from the end points of their input box (``l' = W+ l + W- u + b``, no centre and
+    radius), cached on the graph: the linear/conv/dense nodes whose weights are all >= 0 (sums, means, average
+    pooling, the 0/1 maps of padding and repeats: as cheap as centre/radius, two products) and every affine node
+    (linear, conv, dense, element-wise affine, add) from which only affine or shape operations lead to a
+    function in :data:`SCALE_SENSITIVE` (four products for mixed-sign weights). The centre/radius form's error of
+    a bound is at the scale of the layer's largest values over the box, the end points' at the scale of the
+    terms of that bound: a sum ``1 + e^x`` over x in [0, 38] has the lower bound 2 in the end points' form but
+    ``c - r`` with ``c, r ~ e^38 / 2`` in centre/radius form, which rounds to 0 or 4 (float64). Plain ReLU
+    networks (no such function, mixed-sign weights) keep the centre/radius form everywhere."""
+    flags = g.derived.get("ibp ends")
+    if flags is None:
+        nodes = g.nodes
+        consumers = g.consumers()
+        feeds = [False] * len(nodes)  # an affine/shape path leads from the node to a sensitive function
+        for i in range(len(nodes) - 1, -1, -1):
+            feeds[i] = any(nodes[k].op in SCALE_SENSITIVE or (nodes[k].op in _PASS_BACK and feeds[k])
+                           for k in consumers[i])
+        flags = []
+        for i, n in enumerate(nodes):
+            f = n.op in _ENDS_OPS and feeds[i]
+            if not f and n.op in ("linear", "conv", "dense") and n.weight is not None:
+                f = bool((n.weight.detach() >= 0).all())
+            flags.append(f)
+        g.derived["ibp ends"] = flags
+    return flags
+
+
+def _affine_ends(n: Node, a: Interval) -> Interval:
+    """IBP through one affine node from the end points: ``l' = W+ l + W- u + b``, ``u' = W+ u + W- l + b``
+    (one product each where the weights are all >= 0, two where their signs differ; see :func:`end_point_nodes`)."""
+    op, w, bias = n.op, n.weight, n.bias
+    lo, hi = a.l, a.u
+    if op == "affine":
+        if w is not None:
+            if w.dim() == 0:
+                lo, hi = (lo * w, hi * w) if bool(w.detach() >= 0) else (hi * w, lo * w)
+            else:
+                pos = w >= 0
+                lo, hi = torch.where(pos, lo, hi) * w, torch.where(pos, hi, lo) * w
+        return Interval(l=lo, u=hi) if bias is None else Interval(l=lo + bias, u=hi + bias)
+    assert w is not None
+    b = lo.shape[0]
+    if op == "linear":
+        def prod(x: Tensor, wt: Tensor, bb: Tensor | None) -> Tensor:
+            return F.linear(x, wt, bb)
+    elif op == "conv":
+        args = conv_args(n)
+
+        def prod(x: Tensor, wt: Tensor, bb: Tensor | None) -> Tensor:
+            return F.conv2d(x, wt, bb, **args)
+    elif op == "dense":
+        def prod(x: Tensor, wt: Tensor, bb: Tensor | None) -> Tensor:
+            return F.linear(x.reshape(b, -1), wt, bb).reshape(b, *n.shape)
+    else:
+        raise AssertionError(op)
+    if bool(n.derive("w>=0", lambda: (w >= 0).all())):  # type: ignore[operator]
+        return Interval(l=prod(lo, w, bias), u=prod(hi, w, bias))
+    wp = n.derive("w+", lambda: w.clamp(min=0))
+    wn = n.derive("w-", lambda: w.clamp(max=0))
+    return Interval(l=prod(lo, wp, bias) + prod(hi, wn, None), u=prod(hi, wp, bias) + prod(lo, wn, None))
+
+
+def _add_ends(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
+    """``ca * a + cb * b`` from the end points (see :func:`end_point_nodes`)."""
+    la, ua = (a.l, a.u) if ca >= 0 else (a.u, a.l)
+    lb, ub = (b.l, b.u) if cb >= 0 else (b.u, b.l)
+
+    def comb(p: Tensor, q: Tensor) -> Tensor:
+        return torch.add(p if ca == 1.0 else p * ca, q, alpha=cb)
+
+    return Interval(l=comb(la, lb), u=comb(ua, ub))
+
+
 def _add(a: Interval, b: Interval, ca: float, cb: float) -> Interval:
     """``ca * a + cb * b`` in centre/width form, always in fresh tensors (a consumer may reuse them):
     one ``torch.add`` each for centre and width when a coefficient is 1 (``alpha`` scales the other
@@ -359,7 +452,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     if op == "reshape":  # keeps whichever form the input holds (a conversion costs element-wise passes)
         return a.reshape(n.shape)  # type: ignore[union-attr]
     if op in ("linear", "conv", "dense", "affine"):
-        out = _affine(n, a)  # type: ignore[arg-type]
+        out = _affine_ends(n, a) if end_point_nodes(g)[i] else _affine(n, a)  # type: ignore[arg-type]
         if (region is not None and region.norm == 2 and direct is not None and direct[n.inputs[0]]
                 and op != "affine"):
             ex = _l2_first_layer(n, region, g.nodes[n.inputs[0]].shape)
@@ -369,6 +462,8 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
     if op == "add":
         b_iv = ivs[n.inputs[1]]
         assert a is not None and b_iv is not None
+        if end_point_nodes(g)[i]:
+            return _add_ends(a, b_iv, *n.attrs["coef"])
         return _add(a, b_iv, *n.attrs["coef"])
     if op == "cat":
         parts = [ivs[j] for j in n.inputs]
@@ -428,17 +523,28 @@ def spec_interval(g: Graph, ivs: list[Interval | None], C: Tensor | None, region
         assert iv is not None
         b = iv.l.shape[0]
         return iv.l.reshape(b, -1), iv.u.reshape(b, -1)
+    ends = end_point_nodes(g)[g.output]  # the output is bounded from its end points: so is the spec
     if out.op in ("linear", "dense") and (out.op == "dense" or len(out.shape) == 1):
         a = ivs[out.inputs[0]]
         assert a is not None and out.weight is not None
-        b = a.c.shape[0]
-        c_in, r_in = a.c.reshape(b, -1, 1), a.r.reshape(b, -1, 1)
         w = torch.matmul(C, out.weight)  # (N, S, in)
-        c = torch.linalg.vecdot(w, c_in.transpose(1, 2))  # batched mat-vec (faster than bmm on CPU)
-        if out.bias is not None:
-            c = c + torch.matmul(C, out.bias)
-        r = torch.linalg.vecdot(w.abs(), r_in.transpose(1, 2))
-        lo, hi = c - r, c + r
+        cb = None if out.bias is None else torch.matmul(C, out.bias)
+        if ends:
+            b = a.l.shape[0]
+            l_in, u_in = a.l.reshape(b, 1, -1), a.u.reshape(b, 1, -1)
+            wp, wn = w.clamp(min=0), w.clamp(max=0)
+            lo = torch.linalg.vecdot(wp, l_in) + torch.linalg.vecdot(wn, u_in)
+            hi = torch.linalg.vecdot(wp, u_in) + torch.linalg.vecdot(wn, l_in)
+            if cb is not None:
+                lo, hi = lo + cb, hi + cb
+        else:
+            b = a.c.shape[0]
+            c_in, r_in = a.c.reshape(b, -1, 1), a.r.reshape(b, -1, 1)
+            c = torch.linalg.vecdot(w, c_in.transpose(1, 2))  # batched mat-vec (faster than bmm on CPU)
+            if cb is not None:
+                c = c + cb
+            r = torch.linalg.vecdot(w.abs(), r_in.transpose(1, 2))
+            lo, hi = c - r, c + r
         if region is not None and region.norm == 2 and direct is not None and direct[out.inputs[0]]:
             dev = w.norm(dim=2) * region.eps.reshape(-1, 1)
             c2 = torch.bmm(w, region.x0.reshape(b, -1, 1)).squeeze(-1)
@@ -448,6 +554,12 @@ def spec_interval(g: Graph, ivs: list[Interval | None], C: Tensor | None, region
         return lo, hi
     iv = ivs[g.output]
     assert iv is not None
+    if ends:
+        b = iv.l.shape[0]
+        lo, hi = iv.l.reshape(b, -1, 1), iv.u.reshape(b, -1, 1)
+        cp, cn = C.clamp(min=0), C.clamp(max=0)
+        return ((torch.bmm(cp, lo) + torch.bmm(cn, hi)).squeeze(-1),
+                (torch.bmm(cp, hi) + torch.bmm(cn, lo)).squeeze(-1))
     b = iv.c.shape[0]
     c = torch.bmm(C, iv.c.reshape(b, -1, 1)).squeeze(-1)
     r = torch.bmm(C.abs(), iv.r.reshape(b, -1, 1)).squeeze(-1)
@@ -510,17 +622,18 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
         any(t is not None and t.requires_grad for t in (box._l, box._u, box._c, box._r, box._s, box._d))
         or any(t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias))))
     fused: set[int] = set()  # affine nodes computed together with the conv before them (fresh buffers)
+    ends = end_point_nodes(g)  # nodes bounded from the end points: not fused (centre/radius form)
     for i in range(1, len(nodes)):
         if (stop_before_output and i == g.output) or ivs[i] is not None:
             continue
         n = nodes[i]
         nxt = consumers[i][0] if len(consumers[i]) == 1 else None
-        if (in_place and nxt is not None and nodes[nxt].op == "relu" and i not in keep
+        if (in_place and nxt is not None and nodes[nxt].op == "relu" and i not in keep and not ends[i]
                 and (n.op == "dense" or (n.op == "linear" and len(n.shape) == 1))
                 and not (direct is not None and direct[n.inputs[0]])):
             ivs[nxt] = linear_relu(n, ivs[n.inputs[0]])  # type: ignore[arg-type]
         elif (not keep_all and nxt is not None and n.op == "conv" and nodes[nxt].op == "affine" and i not in keep
-              and not (direct is not None and direct[n.inputs[0]])
+              and not ends[i] and not ends[nxt] and not (direct is not None and direct[n.inputs[0]])
               and (iv := _conv_affine_interval(n, nodes[nxt], ivs[n.inputs[0]])) is not None):  # type: ignore[arg-type]
             ivs[nxt] = iv  # conv + BatchNorm as one conv; the conv's own interval is never needed
             fused.add(nxt)

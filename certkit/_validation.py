@@ -30,6 +30,7 @@ __all__ = [
     "check_finite",
     "check_finite_result",
     "check_generator",
+    "check_groups",
     "check_in_range",
     "check_inputs",
     "check_instance",
@@ -473,6 +474,47 @@ def check_scores_1d(scores: Any, name: str = "scores") -> None:
         raise ValueError(f"Expected argument `{name}` to hold at least one calibration score, but it is empty")
     if _any_nan(scores):
         raise ValueError(f"Expected argument `{name}` to hold no NaN, but it contains NaN")
+
+
+def check_groups(groups: Any, n: int, name: str = "groups") -> np.ndarray:
+    """``groups``: (N,) group labels (integers or strings; a list, numpy array or CPU tensor) of N scores, returned as a
+    numpy array of labels. Refused, naming ``name`` and the expected value: a length other than ``n``, an empty or
+    multi-dimensional array, NaN / None entries, non-integral floats, bool, complex or bytes labels."""
+    if isinstance(groups, str | bytes) or groups is None:
+        raise TypeError(f"Expected argument `{name}` to be an ({n},) array of integer or string group labels, "
+                        f"but got {type(groups).__name__}")
+    if isinstance(groups, torch.Tensor):
+        groups = groups.detach().cpu().numpy()
+    try:
+        g = np.asarray(groups)
+    except (TypeError, ValueError):
+        raise TypeError(f"Expected argument `{name}` to be an ({n},) array of integer or string group labels, "
+                        f"but got {type(groups).__name__}") from None
+    if g.ndim != 1 or g.shape[0] != n:
+        raise ValueError(f"Expected argument `{name}` to have shape ({n},) (one group label per score), "
+                         f"but got shape {tuple(g.shape)}")
+    if n == 0:
+        raise ValueError(f"Expected argument `{name}` to hold at least one group label, but it is empty")
+    kind = g.dtype.kind
+    if kind == "f":
+        if np.isnan(g).any():
+            raise ValueError(f"Expected argument `{name}` to hold no NaN (one integer or string label per score), "
+                             "but it contains NaN")
+        if not np.all(np.isfinite(g) & (g == np.round(g))):
+            raise TypeError(f"Expected argument `{name}` to hold integer or string group labels, "
+                            f"but got non-integral floats (dtype {g.dtype})")
+    elif kind == "O":
+        for v in g.tolist():
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                raise ValueError(f"Expected argument `{name}` to hold no NaN or None (one integer or string label "
+                                 "per score), but it contains one")
+            if not isinstance(v, int | str | np.integer) or isinstance(v, bool):
+                raise TypeError(f"Expected argument `{name}` to hold integer or string group labels, "
+                                f"but got {type(v).__name__}")
+        g = np.asarray([str(v) if isinstance(v, str) else int(v) for v in g.tolist()], dtype=object)
+    elif kind not in "iuU":
+        raise TypeError(f"Expected argument `{name}` to hold integer or string group labels, but got dtype {g.dtype}")
+    return g
 
 
 def check_eval_mode(model: torch.nn.Module, name: str = "model") -> None:

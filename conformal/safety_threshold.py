@@ -12,36 +12,57 @@ filter with ``p_harmful >= threshold`` flags a fresh harmful prompt with probabi
 >= 1 - epsilon. Combined with erase-and-check, the same fraction is *certified* harmful
 under every attack within the threat model. Nothing is said about safe prompts: a
 smaller epsilon lowers the threshold and flags more of them.
+
+**Clustered prompts** (``groups``): when the calibration prompts come in groups that are not
+independent (e.g. one act rendered in several frames), the per-prompt guarantee above does not
+hold (a missed act counts as several "independent" misses). With ``groups`` the unit of sampling
+is the group: if the calibration groups are i.i.d. draws from a distribution of groups, then with
+probability >= 1 - delta over that draw, a fresh prompt (a fresh group, then one of its members
+uniformly) is flagged with probability >= 1 - epsilon. The rule (``certkit._ranks.group_pac_threshold``):
+the largest calibration score whose mean per-group miss fraction M passes the Chernoff-Hoeffding
+test exp(-n KL(M || epsilon)) <= delta (Hoeffding 1963, Theorem 1) over the n groups, with the
+monotone-family argument of Park et al. for a threshold chosen from the data (proof in that docstring).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
+from certkit._ranks import group_pac_threshold
 from certkit._validation import check_array, check_calibrated, check_probability, check_scores_1d
+from certkit.warnings import SmallCalibrationSetWarning
 from conformal._base import Calibrator
 from conformal.functional import pac_quantile
 
 __all__ = ["SafetyThreshold", "calibrate_filter_threshold"]
 
 
-def calibrate_filter_threshold(harmful_scores: Any, epsilon: float, delta: float) -> float:
+def calibrate_filter_threshold(harmful_scores: Any, epsilon: float, delta: float, *, groups: Any = None) -> float:
     """The threshold on ``p_harmful`` with PAC recall >= 1 - epsilon (confidence 1 - delta).
 
     Args:
         harmful_scores: (N,) harmful probabilities the filter gives N harmful calibration prompts.
         epsilon: allowed miss rate on harmful prompts, in (0, 1).
         delta: allowed failure probability of the calibration draw, in (0, 1).
+        groups: optional (N,) group label of each prompt (integers or strings), e.g. the act a
+            prompt renders. None: the prompts are i.i.d. (Park et al., ICLR 2020's rule). Given: the
+            *groups* are i.i.d. and the guarantee is about a fresh group's uniformly drawn member
+            (the module docstring; Hoeffding 1963 over groups). Needs n_groups with
+            (1 - epsilon)^n_groups <= delta (59 groups at epsilon = delta = 0.05), else ``-inf``.
 
     Returns:
         tau such that flagging ``p >= tau`` has recall >= 1 - epsilon with probability
-        >= 1 - delta. It is the (k* + 1)-th smallest calibration score (k* of
+        >= 1 - delta. Without groups it is the (k* + 1)-th smallest calibration score (k* of
         :func:`conformal.pac_rank`), i.e. ``1 - pac_quantile(1 - p)`` computed without
-        rounding. ``-inf`` (flag everything, with pac_quantile's warning) when N is too small.
+        rounding; with groups, the largest score whose mean per-group miss fraction passes the
+        Chernoff-Hoeffding test (with one prompt per group: the order statistic of Chernoff's
+        allowance, <= the per-prompt threshold). ``-inf`` (flag everything, with a warning) when
+        N (or the number of groups) is too small.
     """
     p = np.asarray(harmful_scores.detach().cpu().numpy() if hasattr(harmful_scores, "detach") else harmful_scores,
                    dtype=np.float64)
@@ -50,6 +71,14 @@ def calibrate_filter_threshold(harmful_scores: Any, epsilon: float, delta: float
         raise ValueError("Expected argument `harmful_scores` to hold probabilities in [0, 1], but got other values")
     epsilon = check_probability(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
+    if groups is not None:
+        tau = group_pac_threshold(p, groups, epsilon, delta)
+        if math.isinf(tau):
+            warnings.warn(
+                f"calibrate_filter_threshold: the calibration groups are too few for epsilon={epsilon}, "
+                f"delta={delta} ((1 - epsilon)^n_groups > delta); the threshold is -inf and every prompt is flagged",
+                SmallCalibrationSetWarning, stacklevel=2)
+        return tau
     s = 1.0 - p
     q = pac_quantile(s, epsilon, delta)
     if math.isinf(q):
@@ -69,6 +98,8 @@ class SafetyThreshold(Calibrator):
     Example:
         >>> st = SafetyThreshold(epsilon=0.05, delta=0.05).calibrate(filt.predict_proba(harmful_cal))  # doctest: +SKIP
         >>> filt.set_threshold(st.threshold_)  # doctest: +SKIP
+        >>> # prompts clustered by act (several frames per act): the group-valid rule
+        >>> st = SafetyThreshold().calibrate(filt.predict_proba(harmful_cal), groups=act_ids)  # doctest: +SKIP
     """
 
     def __init__(self, *, epsilon: float = 0.05, delta: float = 0.05) -> None:
@@ -76,14 +107,16 @@ class SafetyThreshold(Calibrator):
         self.delta = check_probability(delta, "delta")
         self.threshold_: float | None = None
 
-    def calibrate(self, harmful_scores: Any) -> SafetyThreshold:
-        """Set ``threshold_`` from the filter's scores on harmful calibration prompts. Returns self."""
-        self.threshold_ = calibrate_filter_threshold(harmful_scores, self.epsilon, self.delta)
+    def calibrate(self, harmful_scores: Any, groups: Any = None) -> SafetyThreshold:
+        """Set ``threshold_`` from the filter's (N,) scores on harmful calibration prompts; ``groups``: optional (N,)
+        group labels of clustered prompts (:func:`calibrate_filter_threshold`). Returns self."""
+        self.threshold_ = calibrate_filter_threshold(harmful_scores, self.epsilon, self.delta, groups=groups)
         return self
 
-    def calibrate_filter(self, filter: Any, harmful_prompts: list[str]) -> Any:
-        """Score ``harmful_prompts`` with ``filter``, calibrate, set the filter's threshold; returns the filter."""
-        self.calibrate(np.asarray(filter.predict_proba(list(harmful_prompts))))
+    def calibrate_filter(self, filter: Any, harmful_prompts: list[str], groups: Any = None) -> Any:
+        """Score ``harmful_prompts`` with ``filter``, calibrate (``groups``: optional group label per prompt), set the
+        filter's threshold; returns the filter."""
+        self.calibrate(np.asarray(filter.predict_proba(list(harmful_prompts))), groups=groups)
         filter.threshold = self.threshold_
         return filter
 

@@ -44,7 +44,7 @@ from certify.prompts.augmentation import augment_safe
 from certify.prompts.data import embedded_prompts
 from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
-from certkit._ranks import pac_rank
+from certkit._ranks import group_pac_threshold, pac_rank
 from certkit._validation import (
     check_positive,
     check_positive_int,
@@ -1221,18 +1221,23 @@ class BagOfEmbeddingsFilter(FilterBase):
         return np.asarray(p, dtype=np.float64)
 
 
-def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05) -> float:
+def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05, *, groups: Any = None) -> float:
     """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
 
-    The rule of ``conformal.SafetyThreshold`` (Park et al., ICLR 2020), with the rank computed by the
-    base (``certkit._ranks.pac_rank``, the same function as ``conformal.pac_rank``; ``certify`` never
-    imports ``conformal``): with k* = max{k : BinomCDF(k; n, epsilon) <= delta}
-    calibration misses allowed, the threshold is the (k* + 1)-th smallest harmful score. If the
-    n calibration prompts are i.i.d. harmful prompts, then with probability >= 1 - delta a fresh
-    harmful prompt is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n is too small.
+    The rule of ``conformal.SafetyThreshold`` / ``conformal.calibrate_filter_threshold``, computed by the base
+    (``certify`` never imports ``conformal``). ``groups=None`` (Park et al., ICLR 2020): with
+    k* = max{k : BinomCDF(k; n, epsilon) <= delta} calibration misses allowed (``certkit._ranks.pac_rank``), the
+    threshold is the (k* + 1)-th smallest harmful score; if the n calibration prompts are i.i.d. harmful prompts,
+    then with probability >= 1 - delta a fresh harmful prompt is flagged with probability >= 1 - epsilon.
+    ``groups`` ((N,) labels, e.g. act ids of prompts rendered from one act in several frames): the group-valid rule
+    ``certkit._ranks.group_pac_threshold`` (Chernoff-Hoeffding over the groups' miss fractions, Hoeffding 1963);
+    if the calibration groups are i.i.d., then with probability >= 1 - delta a fresh group's uniformly drawn member
+    is flagged with probability >= 1 - epsilon. ``-inf`` (flag all) when n (or the number of groups) is too small.
     """
     check_scores_1d(harmful_scores, "harmful_scores")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
+    if groups is not None:
+        return group_pac_threshold(np.asarray(harmful_scores, dtype=np.float64).reshape(-1), groups, epsilon, delta)
     k_star = pac_rank(len(p), epsilon, delta)  # certkit's one implementation (conformal.pac_rank is the same)
     return -math.inf if k_star is None else float(p[k_star])
 
@@ -1349,11 +1354,13 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by ``python -m
     certify.prompts._minilm_head`` on the data of ``generated_filter(kind="minilm")`` plus short fragments of its
     safe prompts, which halve GreedyEC's false positives; the encoder loads on first use, about 10 s); otherwise
-    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the PAC
-    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the calibration harmful prompts of the
-    generated set: with probability >= 0.95 over the calibration draw, a fresh harmful prompt *of the
-    calibration distribution* is flagged with probability >= 0.95), unless ``threshold`` is given.
-    Measured accuracy is in docs/certify/erase-and-check.md.
+    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the per-prompt PAC
+    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the 220 calibration harmful prompts of the
+    generated set), unless ``threshold`` is given. Its guarantee assumes i.i.d. calibration prompts, which they are
+    not: they are 20 acts in 11 frames each, and the frames of one act are missed together. The group-valid rule
+    (``pac_threshold(..., groups=act_ids)``) needs at least 59 acts at epsilon = delta = 0.05 and returns -inf
+    (flag everything) on these 20, so this threshold is an operating point without a valid PAC guarantee
+    (docs/certify/erase-and-check.md). Measured accuracy is in docs/certify/erase-and-check.md.
     """
     if threshold is not None:
         threshold = check_threshold(threshold)

@@ -98,6 +98,8 @@ BAD: dict[str, list[tuple[str, Any]]] = {
               ("1d", lambda p: p[:, 0]), ("list", lambda p: p.tolist())],
     "labels": [("float", _float_labels), ("high", lambda y: _shift(y, 10**6)), ("neg", lambda y: _shift(y, -1)),
                ("short", lambda y: y[:-1]), ("list", lambda y: y.tolist())],
+    "groups": [("short", lambda g: g[:-1]), ("nan", lambda g: np.r_[np.asarray(g[:-1], dtype=np.float64), np.nan]),
+               ("float", lambda g: np.asarray(g, dtype=np.float64) + 0.5), ("str", "act"), ("bool", lambda g: g > 0)],
     "scores1d": [("nan", _nan_like), ("2d", lambda s: s[:, None]), ("empty", lambda s: s[:0]), ("list", lambda s: s.tolist())],
     "prompt": [("bytes", b"\x01\x02"), ("empty", ""), ("blank", " \t\n"), ("invisible", "\u200b\u200c"),
                ("control", "hi\x00"), ("int", 42)],

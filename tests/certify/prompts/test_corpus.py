@@ -48,7 +48,19 @@ def test_pac_threshold_matches_conformal_safety_threshold() -> None:
         scores = rng.beta(5, 1, size=n)
         for eps, delta in [(0.05, 0.05), (0.1, 0.01), (0.2, 0.1)]:
             assert pac_threshold(scores, eps, delta) == calibrate_filter_threshold(scores, eps, delta)
+            groups = np.arange(n) // 3  # the group-valid rule: the same base function on both sides
+            assert pac_threshold(scores, eps, delta, groups=groups) == calibrate_filter_threshold(
+                scores, eps, delta, groups=groups)
     assert pac_threshold(np.full(10, 0.9), 0.05, 0.05) == -np.inf  # too few calibration prompts: flag all
+
+
+def test_main_calibration_part_has_too_few_acts_for_a_group_valid_guarantee() -> None:
+    """The claim of docs/certify/erase-and-check.md: 20 calibration harmful acts (11 frames each) are fewer than the
+    59 that (1 - 0.05)^n <= 0.05 needs, so the group-valid rule flags everything whatever the scores."""
+    _, cal, _ = split_by_act(generated_prompts())
+    acts = [g for g, y in zip(cal.groups, cal.labels) if y == 1]
+    assert len(set(acts)) == 20 and len(acts) == 220
+    assert pac_threshold(np.ones(len(acts)), 0.05, 0.05, groups=acts) == -np.inf
 
 
 @pytest.mark.slow
