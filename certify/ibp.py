@@ -573,11 +573,13 @@ _FORM_READERS = frozenset(("linear", "conv", "dense", "affine", "add"))
 
 def _form_only_input(g: Graph) -> bool:
     """Whether every node that reads the input (directly or through reshapes) reads it only in sum/difference form
-    (``_FORM_READERS``) and the output is none of them: then IBP may start from :meth:`InputRegion.box_sum_diff`
-    with the same bounds as from the box's ends (cached on the graph)."""
+    (``_FORM_READERS``, not bounded from the end points: :func:`end_point_nodes`) and the output is none of them:
+    then IBP may start from :meth:`InputRegion.box_sum_diff` with the same bounds as from the box's ends (cached on
+    the graph)."""
     hit = g.derived.get("ibp form-only input")
     if hit is None:
         consumers = g.consumers()
+        ends = end_point_nodes(g)
         hit, todo = True, [0]
         while todo and hit:
             j = todo.pop()
@@ -587,7 +589,7 @@ def _form_only_input(g: Graph) -> bool:
                 op = g.nodes[i].op
                 if op == "reshape":
                     todo.append(i)
-                elif op not in _FORM_READERS:
+                elif op not in _FORM_READERS or ends[i]:
                     hit = False
         g.derived["ibp form-only input"] = hit
     return bool(hit)

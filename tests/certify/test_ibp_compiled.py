@@ -131,17 +131,27 @@ class _InputRelu(nn.Module):
         return self.fc2(torch.flatten(nn.functional.max_pool2d(x, 2), 1)) + self.fc(torch.flatten(x, 1))
 
 
+def _nonneg_first() -> nn.Module:
+    """The input read by a conv with non-negative weights, which IBP bounds from the end points of its input box
+    (``certify.ibp.end_point_nodes``): the box's ends are needed, so no sum/difference start."""
+    net = _cnn()
+    with torch.no_grad():
+        net[0].weight.abs_()
+    return net
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("net", ["cnn", "res", "input_relu"])
+@pytest.mark.parametrize("net", ["cnn", "res", "input_relu", "nonneg_first"])
 @pytest.mark.parametrize("case", ["linf", "l2", "margins", "chunks"])
 def test_compiled_ibp_gives_the_torch_forms_bounds_and_runs(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
                                                             net: str, case: str) -> None:
     """certify.bounds / margin_bounds with IBP: the compiled box and ReLU steps give bit-identical bounds to the torch
     form (``USE_COMPILED`` False), whole batch and in chunks of inputs, L-inf with a domain and L2; both steps ran
-    where every reader of the input takes the sum/difference form, and the box step did not where a ReLU reads the
-    input itself (then the box's ends are formed, as before)."""
+    where every reader of the input takes the sum/difference form, and the box step did not where a max-pooling or
+    an end-point node (a conv with non-negative weights) reads the input itself (then the box's ends are formed, as
+    before)."""
     real = _kernels()
-    model = {"cnn": _cnn, "res": _Res, "input_relu": _InputRelu}[net]().to(dtype).eval()
+    model = {"cnn": _cnn, "res": _Res, "input_relu": _InputRelu, "nonneg_first": _nonneg_first}[net]().to(dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(6)
@@ -178,7 +188,8 @@ def test_compiled_ibp_gives_the_torch_forms_bounds_and_runs(monkeypatch: pytest.
     _same(fast.lower, ref.lower)
     _same(fast.upper, ref.upper)
     assert bool((ref.upper - ref.lower > 1e-3).any())
-    assert seen["box"] == (0 if net == "input_relu" else 1)  # one pass for the whole batch, chunks slice it
+    box_read_in_form = net in ("cnn", "res")
+    assert seen["box"] == (1 if box_read_in_form else 0)  # one pass for the whole batch, chunks slice it
     assert seen["relu"] >= (0 if net == "input_relu" else 1)
 
 
