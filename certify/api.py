@@ -238,7 +238,8 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
             f"Could not evaluate the model on an input of shape {tuple(x.shape)} (does `x` have the shape the "
             f"model expects?): {e}"
         ) from e
-    region = InputRegion(xc, eps.to(dtype), norm, domain)
+    # plain IBP may take the box in sum/difference form from one compiled pass (ibp_bounds) and never form its ends
+    region = InputRegion(xc, eps.to(dtype), norm, domain, lazy_box=method == "ibp" and not sound)
     if spec is not None:
         spec = spec.to(dtype)
         k = g.nodes[g.output].numel

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from certify import _memory
 from certify._graph import SCALAR_OPS, Graph, Node, conv_args
+from certkit._validation import load_compiled
 
 __all__ = ["InputRegion", "Interval", "end_point_nodes", "interval_forward", "node_interval", "spec_interval"]
 
@@ -138,15 +139,21 @@ def linear_relu(n: Node, a: Interval) -> Interval:
     return Interval(s=total, d=diff)
 
 
-def relu_consuming(a: Interval) -> Interval:
+def relu_consuming(a: Interval, compiled: bool = True) -> Interval:
     """IBP through ReLU of an interval in centre/radius or centre/width form that nothing else will
     read, reusing its buffers (fresh pages cost faults on CPU). Only without autograd.
 
     From centre/width ``(c, w)``: four in-place passes, no allocation. With ``u' = relu(c + w/2)`` and
     ``l' = relu(c - w/2)``, the width ``u' - l'`` is ``min(u', w)`` (``w`` where the neuron is active,
-    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``."""
+    ``u'`` where it is unstable, 0 where inactive) and the centre is ``u' - width/2``. With ``compiled``, in one
+    compiled pass where :func:`_ibp_kernels` allows (bit-identical)."""
     if a._c is not None and a._r is None and a._d is not None:
         c, w = a._c, a._d
+        if (c.shape == w.shape and c.dtype == w.dtype and c.device.type == "cpu" and w.device.type == "cpu"
+                and c.dtype in (torch.float32, torch.float64) and c.is_contiguous() and w.is_contiguous()
+                and compiled and (kernels := _ibp_kernels(c.numel())) is not None):
+            kernels.relu_centre_width(c.view(-1).numpy(), w.view(-1).numpy())  # one pass instead of four
+            return Interval(c=c, d=w)
         hi = c.add_(w, alpha=0.5).relu_()
         width = torch.minimum(hi, w, out=w)
         return Interval(c=hi.sub_(width, alpha=0.5), d=width)
@@ -158,20 +165,79 @@ def relu_consuming(a: Interval) -> Interval:
     return Interval(s=total, d=up.sub_(lo))
 
 
+#: compiled element-wise steps of plain IBP (:mod:`certify._ibp_kernels`: the input box and ReLU in centre/width form,
+#: one pass each, bit-identical to torch's form): None uses them where numba is installed, ``CERTKIT_NO_NUMBA`` is
+#: unset, the tensor has at least ``IBP_KERNEL_MIN`` entries and the converted model has served ``IBP_KERNEL_AFTER``
+#: IBP calls already (numba's import and compilation cost ~0.7 s and ~100 MB of peak memory once per process: a model
+#: bounded once or twice never pays them); False never; True always (ImportError without numba)
+USE_COMPILED: bool | None = None
+IBP_KERNEL_MIN = 1 << 14
+IBP_KERNEL_AFTER = 2
+_KERNELS: list[object] = []
+
+
+def _ibp_kernels(entries: int):  # type: ignore[no-untyped-def]
+    """The module :mod:`certify._ibp_kernels` for tensors of ``entries`` values, or None (switched off, below the
+    size floor of the default, or numba not installed)."""
+    return load_compiled("certify._ibp_kernels", entries, switch=USE_COMPILED,
+                         switch_name="certify.ibp.USE_COMPILED", cache=_KERNELS, min_entries=IBP_KERNEL_MIN)
+
+
 class InputRegion:
     """The perturbation set: an L-inf ball intersected with a box domain, or an L2 ball (and the box).
 
     ``box`` is the tightest box enclosing the set (for L2 it is the ball's bounding box,
     clipped to the domain). ``x0`` and ``eps`` (shape (N,) ) describe the ball itself.
+    With ``lazy_box`` the box is computed on first use (plain IBP may never need its lower and upper
+    ends: :meth:`box_sum_diff` gives its sum/difference form in one pass); only where no autograd
+    records it, so that the box is the same whenever it is formed.
     """
 
-    def __init__(self, x0: Tensor, eps: Tensor, norm: float, domain: tuple[float, float] | None) -> None:
+    def __init__(self, x0: Tensor, eps: Tensor, norm: float, domain: tuple[float, float] | None,
+                 lazy_box: bool = False) -> None:
         self.x0, self.eps, self.norm, self.domain = x0, eps, norm, domain
+        if not (lazy_box and not x0.requires_grad and not eps.requires_grad
+                and not torch.is_inference_mode_enabled()):
+            self.box = self._make_box()
+
+    def _make_box(self) -> Interval:
+        x0, eps, domain = self.x0, self.eps, self.domain
         e = eps.reshape(-1, *([1] * (x0.dim() - 1)))
         lo, hi = x0 - e, x0 + e
         if domain is not None:  # in place: both are fresh tensors (one allocation fewer each)
             lo, hi = lo.clamp_(min=domain[0]), hi.clamp_(max=domain[1])
-        self.box = Interval(l=lo, u=hi)
+        return Interval(l=lo, u=hi)
+
+    @property
+    def box(self) -> Interval:
+        got = self.__dict__.get("_box")
+        if got is None:
+            got = self._box = self._make_box()
+        return got  # type: ignore[no-any-return]
+
+    @box.setter
+    def box(self, value: Interval) -> None:
+        self._box = value
+
+    def box_sum_diff(self) -> Interval | None:
+        """The box as ``Interval(s=u + l, d=u - l)`` from one compiled pass over ``x0``, bit-identical to the sum and
+        difference of :attr:`box`'s ends, or None: the box is already formed, or the pass does not apply (numba
+        missing or switched off, small input, GPU, other dtypes, non-contiguous input)."""
+        x0, eps = self.x0, self.eps
+        if ("_box" in self.__dict__ or x0.device.type != "cpu" or eps.device.type != "cpu"
+                or x0.dtype not in (torch.float32, torch.float64) or eps.dtype != x0.dtype
+                or not x0.is_contiguous() or x0.dim() < 1 or x0.shape[0] == 0):
+            return None
+        kernels = _ibp_kernels(x0.numel())
+        if kernels is None:
+            return None
+        b = x0.shape[0]
+        s, d = torch.empty_like(x0), torch.empty_like(x0)
+        dom = self.domain
+        lohi = torch.tensor((0.0, 0.0) if dom is None else dom, dtype=x0.dtype).numpy()
+        kernels.box_sum_diff(x0.view(b, -1).numpy(), eps.contiguous().view(b).numpy(), lohi, dom is not None,
+                             s.view(b, -1).numpy(), d.view(b, -1).numpy())
+        return Interval(s=s, d=d)
 
 
 def _form_weights(n: Node, w: Tensor, form: str, key: str = "") -> tuple[Tensor, Tensor]:
@@ -388,9 +454,10 @@ def _l2_first_layer(n: Node, region: InputRegion, shape_in: tuple[int, ...]) -> 
 
 
 def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputRegion | None = None,
-                  direct: list[bool] | None = None, consume: bool = False) -> Interval:
+                  direct: list[bool] | None = None, consume: bool = False, compiled: bool = False) -> Interval:
     """IBP interval of node ``i`` from the intervals of its inputs (``consume``: the input's
-    interval is read by nothing else and autograd records nothing, so its buffers may be reused)."""
+    interval is read by nothing else and autograd records nothing, so its buffers may be reused;
+    ``compiled``: a consumed ReLU may run compiled, see :func:`relu_consuming`)."""
     n = g.nodes[i]
     op = n.op
     a = ivs[n.inputs[0]] if n.inputs else None
@@ -425,7 +492,7 @@ def node_interval(g: Graph, i: int, ivs: list[Interval | None], region: InputReg
         return Interval(l=maxpool_forward(a.l, n.attrs), u=maxpool_forward(a.u, n.attrs))  # type: ignore[union-attr]
     if op == "relu":
         if consume and a._c is not None and (a._r is not None or a._d is not None):  # type: ignore[union-attr]
-            return relu_consuming(a)  # type: ignore[arg-type]
+            return relu_consuming(a, compiled)  # type: ignore[arg-type]
         return Interval(l=torch.relu(a.l), u=torch.relu(a.u))  # type: ignore[union-attr]
     if op == "sigmoid":
         return Interval(l=torch.sigmoid(a.l), u=torch.sigmoid(a.u))  # type: ignore[union-attr]
@@ -513,17 +580,49 @@ def spec_interval(g: Graph, ivs: list[Interval | None], C: Tensor | None, region
     return c - r, c + r
 
 
+#: ops that read an interval only through :meth:`Interval.form` (or its centre and radius, exact halves of the
+#: sum/difference form): the input box may reach them in sum/difference form (:func:`_form_only_input`)
+_FORM_READERS = frozenset(("linear", "conv", "dense", "affine", "add"))
+
+
+def _form_only_input(g: Graph) -> bool:
+    """Whether every node that reads the input (directly or through reshapes) reads it only in sum/difference form
+    (``_FORM_READERS``, not bounded from the end points: :func:`end_point_nodes`) and the output is none of them:
+    then IBP may start from :meth:`InputRegion.box_sum_diff` with the same bounds as from the box's ends (cached on
+    the graph)."""
+    hit = g.derived.get("ibp form-only input")
+    if hit is None:
+        consumers = g.consumers()
+        ends = end_point_nodes(g)
+        hit, todo = True, [0]
+        while todo and hit:
+            j = todo.pop()
+            if j == g.output:
+                hit = False
+            for i in consumers[j]:
+                op = g.nodes[i].op
+                if op == "reshape":
+                    todo.append(i)
+                elif op not in _FORM_READERS or ends[i]:
+                    hit = False
+        g.derived["ibp form-only input"] = hit
+    return bool(hit)
+
+
 def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool = False,
-                     keep_all: bool = True) -> list[Interval | None]:
+                     keep_all: bool = True, start: Interval | None = None,
+                     compiled: bool = False) -> list[Interval | None]:
     """IBP intervals of every node (the output node is skipped if ``stop_before_output``).
 
     With ``keep_all=False`` only the intervals :func:`spec_interval` needs (the output node and
     its input) are kept; the others are released once their last consumer is computed, which
-    keeps the working set small (fresh allocations cost page faults on CPU).
+    keeps the working set small (fresh allocations cost page faults on CPU). ``start``: the input's
+    interval (default ``region.box``); ``compiled``: ReLUs whose input buffers are reused run compiled
+    (:func:`relu_consuming`).
     """
     nodes = g.nodes
     ivs: list[Interval | None] = [None] * len(nodes)
-    ivs[0] = region.box
+    box = ivs[0] = region.box if start is None else start
     direct = direct_input_flags(g) if region.norm == 2 else None
     plan = g.derived.get("ibp plan")
     if plan is None:
@@ -536,7 +635,7 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
     # buffers may be reused in place only where autograd records nothing (neither the input region
     # nor any weight requires grad): in-place updates of tensors saved for backward would be errors
     in_place = not keep_all and not (torch.is_grad_enabled() and (
-        region.box.l.requires_grad or region.box.u.requires_grad
+        any(t is not None and t.requires_grad for t in (box._l, box._u, box._c, box._r, box._s, box._d))
         or any(t is not None and t.requires_grad for n in nodes for t in (n.weight, n.bias))))
     fused: set[int] = set()  # affine nodes computed together with the conv before them (fresh buffers)
     ends = end_point_nodes(g)  # nodes bounded from the end points: not fused (centre/radius form)
@@ -560,7 +659,7 @@ def interval_forward(g: Graph, region: InputRegion, *, stop_before_output: bool 
             # node without weight passes its input's radius through; a reshape holds views)
             consume = (in_place and j >= 0 and len(consumers[j]) == 1 and j not in keep
                        and (nodes[j].op in ("linear", "conv", "dense", "add") or j in fused))
-            ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume)
+            ivs[i] = node_interval(g, i, ivs, region, direct, consume=consume, compiled=compiled)
         if not keep_all:
             for j in nodes[i].inputs:
                 if last_use[j] == i and j not in keep:
@@ -593,21 +692,33 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     foldable = out.op == "dense" or (out.op == "linear" and len(out.shape) == 1)
     direct = direct_input_flags(g) if region.norm == 2 else None
     n = region.x0.shape[0]
-    widest = max(nd.numel for nd in g.nodes) * region.x0.element_size()
+    widest = g.derived.get("widest node")
+    if widest is None:
+        widest = g.derived["widest node"] = max(nd.numel for nd in g.nodes)
+    widest *= region.x0.element_size()
     chunk = max(IBP_MIN_CHUNK, IBP_CHUNK_BYTES // max(widest, 1))
     chunk = _memory.units(widest, cap=chunk * max(widest, 1), copies=IBP_COPIES, device=region.x0.device,
                           what="IBP (per input)")
+    # compiled element-wise steps from the IBP_KERNEL_AFTER + 1st call of this graph on (USE_COMPILED None)
+    calls = g.derived["ibp calls"] = g.derived.get("ibp calls", 0) + 1
+    compiled = USE_COMPILED is not False and (USE_COMPILED is True or calls > IBP_KERNEL_AFTER)
+    # the box in sum/difference form from one compiled pass, where every reader of the input takes that form
+    start = region.box_sum_diff() if compiled and _form_only_input(g) else None
     los, his = [], []
     for i0 in range(0, n, chunk):
         sl = slice(i0, i0 + chunk)
+        sub_start = None if start is None or chunk >= n else Interval(s=start._s[sl], d=start._d[sl])  # type: ignore[index]
         if chunk >= n:
             sub = region
+            sub_start = start
         else:
             sub = InputRegion.__new__(InputRegion)
             sub.x0, sub.eps, sub.norm, sub.domain = region.x0[sl], region.eps[sl], region.norm, region.domain
-            sub.box = Interval(l=region.box.l[sl], u=region.box.u[sl])
+            if start is None:
+                sub.box = Interval(l=region.box.l[sl], u=region.box.u[sl])
         # spec_interval folds the spec into a last linear layer, else it needs the output's interval
-        ivs = interval_forward(g, sub, stop_before_output=spec is not None and foldable, keep_all=False)
+        ivs = interval_forward(g, sub, stop_before_output=spec is not None and foldable, keep_all=False,
+                               start=sub_start, compiled=compiled)
         lo, hi = spec_interval(g, ivs, None if spec is None else spec[sl], sub, direct)
         los.append(lo)
         his.append(hi)
