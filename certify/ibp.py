@@ -9,8 +9,9 @@ Rounding: the bounds ``c' -/+ r'`` are accurate to rounding at the scale of ``|W
 layer's largest values over the box. Where an input entry's two ends differ in magnitude by many orders
 (a sum of exponentials: ``[1, e^38]``), a small bound is the difference of two huge numbers and can come
 out on the wrong side of the true one (lower bound 2.0 for a true 1.0). Nodes where that matters (see
-:func:`end_point_nodes`: non-negative weights, and the affine nodes before a function whose relative error
-a small bound's absolute error blows up) take the end points instead, ``l' = W+ l + W- u + b`` and
+:func:`end_point_nodes`: non-negative weights, the affine nodes before a function that turns a small bound's
+absolute error into a large relative one, and those after a function whose outputs span many orders of
+magnitude) take the end points instead, ``l' = W+ l + W- u + b`` and
 ``u' = W+ u + W- l + b``: each bound then is a float evaluation of the layer at the box corner attaining it.
 """
 
