@@ -293,7 +293,10 @@ def scalar_range(op: str, p: Any, l: Tensor, u: Tensor, where: str = "", floor: 
         lo, hi = (fl, fu) if mono > 0 else (fu, fl)
         eps = 2 * torch.finfo(l.dtype).eps  # the library function's rounding, outward
         lo, hi = lo - eps * lo.abs(), hi + eps * hi.abs()
-        return lo.nan_to_num(nan=-math.inf), hi.nan_to_num(nan=math.inf)
+        # posinf/neginf kept infinite: nan_to_num's default maps +-inf to the largest finite float, which put an
+        # overflowed upper bound (exp(100 x) at x = 1) at 3.4e38 below the network's inf (found by review)
+        return (lo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf),
+                hi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf))
     pp = _param64(p)
     lo, hi = _extremes(fn, pp, l.detach().double(), u.detach().double(), torch.zeros((), dtype=torch.float64))
     lo, hi = lo.to(l.dtype), hi.to(l.dtype)

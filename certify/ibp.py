@@ -43,7 +43,17 @@ _ENDS_OPS = ("linear", "conv", "dense", "affine", "add")
 #: their outputs span orders of magnitude too (``[e^-40, 0.5]``) but stay <= 1, so the centre/radius form's error
 #: stays at the scale of the unit roundoff (their inputs are covered by :data:`SCALE_SENSITIVE` where it matters).
 SPREADING = ("exp", "reciprocal", "rsqrt", "square", "mul")
-_PASS_FORWARD = (*_PASS_BACK, "relu", "maxpool")
+#: activations with slopes of at most ~1.13 (GELU) that pass a box's spread and an absolute error of their input on at
+#: its size. A review found both gaps: softplus -> mixed-sign Linear -> ReLU -> log kept the Linear in centre/radius
+#: form (IBP's lower bound 0.47 above the network's value), and softplus(cat[exp(a x), d]) had a margin lower bound 1
+#: where the true minimum is < 0 (IBP verified a misclassified region).
+_NEAR_IDENTITY = ("relu", "maxpool", "leaky_relu", "softplus", "elu", "gelu", "gelu_tanh", "silu")
+_PASS_FORWARD = (*_PASS_BACK, *_NEAR_IDENTITY)
+#: the functions of :data:`SCALE_SENSITIVE` whose inputs are also followed back through :data:`_NEAR_IDENTITY`
+#: activations: an absolute error passes through a ReLU unchanged and a pole or exp amplifies it as it would without
+#: the ReLU. Not softmax / log-softmax: their error stays at the absolute scale of the logits' (probabilities <= 1,
+#: log-softmax 2-Lipschitz), so a ReLU classifier ending in log_softmax keeps the centre/radius form in its body.
+_SENSITIVE_THROUGH_ACTIVATIONS = ("exp", "log", "reciprocal", "rsqrt")
 
 
 class Interval:
@@ -287,8 +297,9 @@ def end_point_nodes(g: Graph) -> list[bool]:
     radius), cached on the graph: the linear/conv/dense nodes whose weights are all >= 0 (sums, means, average
     pooling, the 0/1 maps of padding and repeats: as cheap as centre/radius, two products), every affine node
     (linear, conv, dense, element-wise affine, add) from which only affine or shape operations lead to a
-    function in :data:`SCALE_SENSITIVE`, and every affine node reached from a function in :data:`SPREADING`
-    through affine, shape, ReLU or max-pooling nodes only (four products for mixed-sign weights). The centre/radius form's error of
+    function in :data:`SCALE_SENSITIVE` (for exp and the poles also through ReLU-like activations and max-pooling,
+    :data:`_NEAR_IDENTITY`), and every affine node reached from a function in :data:`SPREADING`
+    through affine, shape and near-identity activation nodes only (four products for mixed-sign weights). The centre/radius form's error of
     a bound is at the scale of the layer's largest values over the box, the end points' at the scale of the
     terms of that bound: a sum ``1 + e^x`` over x in [0, 38] has the lower bound 2 in the end points' form but
     ``c - r`` with ``c, r ~ e^38 / 2`` in centre/radius form, which rounds to 0 or 4 (float64). Plain ReLU
@@ -298,15 +309,18 @@ def end_point_nodes(g: Graph) -> list[bool]:
         nodes = g.nodes
         consumers = g.consumers()
         feeds = [False] * len(nodes)  # an affine/shape path leads from the node to a sensitive function
+        feeds_act = [False] * len(nodes)  # ... or a path through near-identity activations to exp or a pole
         for i in range(len(nodes) - 1, -1, -1):
             feeds[i] = any(nodes[k].op in SCALE_SENSITIVE or (nodes[k].op in _PASS_BACK and feeds[k])
                            for k in consumers[i])
+            feeds_act[i] = any(nodes[k].op in _SENSITIVE_THROUGH_ACTIVATIONS
+                               or (nodes[k].op in _PASS_FORWARD and feeds_act[k]) for k in consumers[i])
         spread = [False] * len(nodes)  # the node's box may hold entries of very different ends
         for i, n in enumerate(nodes):
             spread[i] = n.op in SPREADING or (n.op in _PASS_FORWARD and any(spread[j] for j in n.inputs))
         flags = []
         for i, n in enumerate(nodes):
-            f = n.op in _ENDS_OPS and (feeds[i] or any(spread[j] for j in n.inputs))
+            f = n.op in _ENDS_OPS and (feeds[i] or feeds_act[i] or any(spread[j] for j in n.inputs))
             if not f and n.op in ("linear", "conv", "dense") and n.weight is not None:
                 f = bool((n.weight.detach() >= 0).all())
             flags.append(f)

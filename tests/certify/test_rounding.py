@@ -312,3 +312,89 @@ def test_end_point_bounds_are_differentiable() -> None:
     fd = (f(w0 + d) - f(w0 - d)) / 2e-6
     f(w0)
     assert math.isclose(float(fd), float(g[0, 0]), rel_tol=1e-5, abs_tol=1e-9)
+
+
+class _ReluLog(nn.Module):
+    """softplus -> a mixed-sign Linear -> (max-pooling ->) ReLU -> log: the Linear's small lower bound reaches the
+    pole of log through the activation (found by the session-11 review)."""
+
+    def __init__(self, pool: bool) -> None:
+        super().__init__()
+        self.sp = nn.Softplus()
+        self.l1 = nn.Linear(3, 2 if pool else 1)
+        with torch.no_grad():
+            w = torch.tensor([-0.7485385197745462, -1.064216420146983, 1.2997526217264646])
+            self.l1.weight.copy_(w.expand_as(self.l1.weight))
+            self.l1.bias.fill_(7.901694436101132)
+        self.pool = pool
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.l1(self.sp(z))
+        if self.pool:
+            h = nn.functional.max_pool1d(h.unsqueeze(1), 2).flatten(1)
+        return torch.log(torch.relu(h))
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["relu", "maxpool"])
+def test_layer_reaching_log_through_an_activation_is_bounded_from_its_end_points(pool: bool) -> None:
+    """The Linear before ReLU/max-pooling -> log is an end-point node: in centre/radius form its lower bound
+    (~1e-15 over a box at the scale ~40) rounded to the wrong side and IBP's lower bound of the log was -32.58 where
+    the network reaches -33.05 at a corner of the region (float64; fails on the old code)."""
+    z = torch.tensor([[-13.73325963704788, -19.449661390680927, 8.662662698053254]], dtype=torch.float64)
+    eps = 21.36745906664077
+    model = _ReluLog(pool).double().eval().requires_grad_(False)
+    w = model.l1.weight[0]
+    corner = torch.where(w >= 0, z - eps, z + eps)  # the region's point minimising the Linear
+    with torch.no_grad():
+        at_corner = model(corner)
+    g = build_graph(model, z, torch.float64)
+    assert ibp.end_point_nodes(g)[[n.op for n in g.nodes].index("linear")]
+    for method in ("ibp", "crown-ibp", "crown"):
+        try:
+            b = certify.bounds(model, z, eps, method=method)
+        except ValueError as e:  # CROWN's max-pooling relaxation reaches 0 before the log: refused, not wrong
+            assert method != "ibp" and "outside its domain" in str(e)
+            continue
+        assert bool((b.lower <= at_corner).all()), (method, b.lower, at_corner)
+
+
+class _SoftplusExp(nn.Module):
+    """logits softplus(e^(a x)), softplus(d) for x in [0, 1]: the exp's box [1, e^a] keeps its spread through the
+    softplus, so the margin spec must be bounded from the end points."""
+
+    def __init__(self, a: float, d: float) -> None:
+        super().__init__()
+        self.a, self.d = a, d
+
+    def forward(self, x: Tensor) -> Tensor:
+        e = torch.exp(self.a * x)
+        return nn.functional.softplus(torch.cat([e, self.d + 0.0 * e], 1))
+
+
+@pytest.mark.parametrize("dtype,a", [(torch.float32, 16.75), (torch.float64, 37.0)], ids=["float32", "float64"])
+def test_margins_through_a_smooth_activation_of_exp_are_not_verified_wrongly(dtype: torch.dtype, a: float) -> None:
+    """x = 0.5, eps = 0.5 on [0, 1]: x' = 0 is in the region and the network gives class 1 there, so no method may
+    verify class 0; IBP did (margin lower bound +1 for a true minimum < 0: softplus was not followed as spreading;
+    found by the session-11 review; fails on the old code for some d)."""
+    x = torch.tensor([[0.5]], dtype=dtype)
+    y = torch.tensor([0])
+    for d in (1.1, 1.3, 1.5, 2.0, 3.0):
+        model = _SoftplusExp(a, d).eval()
+        with torch.no_grad():
+            wrong = model(torch.zeros(1, 1, dtype=dtype)).argmax(1).item() != 0
+        if not wrong:
+            continue
+        for method in _METHODS:
+            assert not bool(certify.verify(model, x, y, 0.5, method=method, domain=(0.0, 1.0))[0]), (d, method)
+
+
+def test_overflowed_bounds_stay_infinite() -> None:
+    """exp(100 x) on x in [0.8, 1.0] (float32): the network reaches inf at x = 1; IBP's upper bound was the largest
+    finite float 3.4e38 (``nan_to_num``'s default maps inf to it; found by the session-11 review)."""
+
+    class E(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.exp(100 * x)
+
+    b = certify.bounds(E().eval(), torch.tensor([[0.9]]), 0.1, method="ibp")
+    assert math.isinf(b.upper.item()) and b.upper.item() > 0
