@@ -717,6 +717,10 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
             seen["relu_relax"] += 1
             return bool(real.relu_relax(*args))
 
+        def relu_ibp_relax(self, *args: object) -> bool:  # the IBP pass's ReLU with its relaxation (FUSED_IBP_RELU)
+            seen["relu_relax"] += 1
+            return bool(real.relu_ibp_relax(*args))
+
         def relu_window(self, *args: object) -> None:  # window-form intermediate bounds (test_crown_patches.py)
             real.relu_window(*args)
 
