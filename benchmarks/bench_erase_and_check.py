@@ -430,12 +430,15 @@ _DELTA_ONLY = False  # --delta-only
 
 
 def _minilm_filters() -> dict[str, object]:
-    """The default MiniLM filter, and with ``--delta PATH`` the filter of an encoder delta written by ``python -m
-    certify.prompts._minilm_lora --out PATH`` (not shipped; its PAC threshold is stored in the file)."""
+    """The default MiniLM filter (the shipped LoRA delta) and the frozen encoder with the shipped head, and with
+    ``--delta PATH`` the filter of an encoder delta written by ``python -m certify.prompts._minilm_lora --out PATH``
+    (its PAC threshold is stored in the file)."""
     from certify.prompts import default_filter
-    from certify.prompts.filters import _filter_with_delta
+    from certify.prompts.filters import _filter_with_delta, _frozen_minilm_filter
 
-    out: dict[str, object] = {} if _DELTA_ONLY else {"default (frozen encoder + shipped head)": default_filter()}
+    out: dict[str, object] = {} if _DELTA_ONLY else {
+        "default (shipped LoRA delta + head)": default_filter(),
+        "frozen encoder + minilm_head.txt": _frozen_minilm_filter()}
     if _DELTA is not None:
         path = _DELTA
         with np.load(path) as npz:
@@ -573,6 +576,54 @@ def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> Non
                                    "GradEC 25 iterations")):
             print(f"| {label} | {m[10][:, j].mean():.0%} | {m[20][:, j].mean():.0%} | {fp_m[:, j].mean():.1%} |",
                   flush=True)
+
+
+def threshold_rules(seeds: int = 200) -> None:
+    """Issue 18, session 11: each default filter's threshold under valid and invalid PAC rules (epsilon = delta =
+    0.05) on the 392 calibration harmful prompts of 98 acts, and its accuracy there. Rules: per-prompt (Park et al.;
+    not valid for prompts clustered by act), group KL (the shipped rule, ``pac_threshold(..., groups=acts)``), the
+    lowest score per act + the binomial rule, one random frame per act + the binomial rule (``seeds`` draws:
+    median and 5-95%). Harmful flagged / safe kept on the held-out generated part (with the mean per-act miss
+    fraction and the acts with a miss) and on all of ``../shared/data/prompts``."""
+    from certify.prompts import generated_filter, generated_prompts, pac_threshold, split_by_act
+    from certify.prompts.filters import _frozen_minilm_filter, default_filter, has_minilm
+    from certkit._ranks import pac_rank
+
+    _, cal, held = split_by_act(generated_prompts())
+    cal_h = [p for p, y in zip(cal.prompts, cal.labels) if y == 1]
+    cg = np.array([g for g, y in zip(cal.groups, cal.labels) if y == 1])
+    hg = np.array([g for g, y in zip(held.groups, held.labels) if y == 1])
+    sets = {"held-out generated": (list(held.harmful), list(held.safe))}
+    if SHARED.is_dir():
+        a, b = load_prompt_dir(SHARED, test_fraction=1.0)
+        sets["shared prompts"] = (list(a.harmful + b.harmful), list(a.safe + b.safe))
+    filters = {"TF-IDF fallback": lambda: generated_filter(kind="tfidf")}
+    if has_minilm():
+        filters = {"default (LoRA)": default_filter, "frozen encoder + head": _frozen_minilm_filter, **filters}
+    acts = np.unique(cg)
+    k = pac_rank(len(acts), 0.05, 0.05)
+    print("| filter | rule | threshold | " + " | ".join(sets) + " | held-out acts with a miss, mean act miss |")
+    print("|---|---|---|" + "---|" * len(sets) + "---|")
+    for name, make in filters.items():
+        f = make()
+        c = np.asarray(f.predict_proba(cal_h), dtype=np.float64)
+        probs = {key: (f.predict_proba(h), f.predict_proba(s)) for key, (h, s) in sets.items()}
+        mins = np.sort([c[cg == g].min() for g in acts])
+        rnd = []
+        for seed in range(seeds):
+            gen = torch.Generator().manual_seed(seed)
+            pick = [c[cg == g][int(torch.randint(int((cg == g).sum()), (1,), generator=gen))] for g in acts]
+            rnd.append(np.sort(pick)[k])
+        rules = {"per-prompt (not valid here)": pac_threshold(c), "**group KL (shipped)**": pac_threshold(c, groups=cg),
+                 "lowest per act + binomial": float(mins[k]), "random frame + binomial, median": float(np.median(rnd))}
+        for rule, thr in rules.items():
+            cells = [f"{np.mean(ph >= thr):.1%} / {np.mean(ps < thr):.1%}" for ph, ps in probs.values()]
+            miss = probs["held-out generated"][0] < thr
+            am = np.array([miss[hg == g].mean() for g in np.unique(hg)])
+            print(f"| {name} | {rule} | {thr:.4f} | " + " | ".join(cells)
+                  + f" | {int((am > 0).sum())} / {len(am)}, {am.mean():.1%} |", flush=True)
+        print(f"| {name} | random frame + binomial, 5-95% over {seeds} draws | "
+              f"{np.quantile(rnd, 0.05):.4f}-{np.quantile(rnd, 0.95):.4f} | |" + " |" * len(sets), flush=True)
 
 
 def minilm_accuracy() -> None:
@@ -755,6 +806,9 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                       help="GreedyEC-9/12 and GradEC-10/25 false positives of the MiniLM filter(s) on 40 safe prompts")
     mode.add_argument("--minilm-accuracy", action="store_true",
                       help="accuracy of the MiniLM filter(s) on held-out generated and shared prompts")
+    mode.add_argument("--threshold-rules", action="store_true",
+                      help="each default filter's threshold under the per-prompt, group KL (shipped), lowest-per-act "
+                      "and random-frame PAC rules, with its accuracy there (issue 18, session 11)")
     mode.add_argument("--minilm-gcg", action="store_true",
                       help="GCG t=10/20 detection by each defence with the MiniLM filter(s), and false positives")
     mode.add_argument("--minilm-gcg-insertion", action="store_true",
@@ -786,6 +840,8 @@ if __name__ == "__main__":
         vs_reference_one_call(repeats=args.repeats or 5, n=args.n or 100)
     elif args.minilm_accuracy:
         minilm_accuracy()
+    elif args.threshold_rules:
+        threshold_rules()
     elif args.minilm_gcg:
         minilm_vs_gcg()
     elif args.minilm_gcg_insertion:

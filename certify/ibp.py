@@ -9,8 +9,9 @@ Rounding: the bounds ``c' -/+ r'`` are accurate to rounding at the scale of ``|W
 layer's largest values over the box. Where an input entry's two ends differ in magnitude by many orders
 (a sum of exponentials: ``[1, e^38]``), a small bound is the difference of two huge numbers and can come
 out on the wrong side of the true one (lower bound 2.0 for a true 1.0). Nodes where that matters (see
-:func:`end_point_nodes`: non-negative weights, and the affine nodes before a function whose relative error
-a small bound's absolute error blows up) take the end points instead, ``l' = W+ l + W- u + b`` and
+:func:`end_point_nodes`: non-negative weights, the affine nodes before a function that turns a small bound's
+absolute error into a large relative one, and those after a function whose outputs span many orders of
+magnitude) take the end points instead, ``l' = W+ l + W- u + b`` and
 ``u' = W+ u + W- l + b``: each bound then is a float evaluation of the layer at the box corner attaining it.
 """
 
@@ -36,6 +37,13 @@ SCALE_SENSITIVE = ("exp", "log", "reciprocal", "rsqrt", "softmax", "log_softmax"
 _PASS_BACK = ("linear", "conv", "dense", "affine", "add", "reshape", "permute", "slice", "cat")
 #: nodes that can compute IBP from the end points (:func:`_affine_ends`)
 _ENDS_OPS = ("linear", "conv", "dense", "affine", "add")
+#: functions whose output box can span many orders of magnitude *and* reach values far beyond their input's scale
+#: (``[1, e^40]``, ``[1 / u, 1 / l]``, squares and products): the affine nodes after them (through affine, shape, ReLU
+#: and max-pooling nodes) compute their bounds from the end points (:func:`end_point_nodes`). Not sigmoid or softmax:
+#: their outputs span orders of magnitude too (``[e^-40, 0.5]``) but stay <= 1, so the centre/radius form's error
+#: stays at the scale of the unit roundoff (their inputs are covered by :data:`SCALE_SENSITIVE` where it matters).
+SPREADING = ("exp", "reciprocal", "rsqrt", "square", "mul")
+_PASS_FORWARD = (*_PASS_BACK, "relu", "maxpool")
 
 
 class Interval:
@@ -277,9 +285,10 @@ def _affine(n: Node, a: Interval) -> Interval:
 def end_point_nodes(g: Graph) -> list[bool]:
     """Which nodes IBP computes from the end points of their input box (``l' = W+ l + W- u + b``, no centre and
     radius), cached on the graph: the linear/conv/dense nodes whose weights are all >= 0 (sums, means, average
-    pooling, the 0/1 maps of padding and repeats: as cheap as centre/radius, two products) and every affine node
+    pooling, the 0/1 maps of padding and repeats: as cheap as centre/radius, two products), every affine node
     (linear, conv, dense, element-wise affine, add) from which only affine or shape operations lead to a
-    function in :data:`SCALE_SENSITIVE` (four products for mixed-sign weights). The centre/radius form's error of
+    function in :data:`SCALE_SENSITIVE`, and every affine node reached from a function in :data:`SPREADING`
+    through affine, shape, ReLU or max-pooling nodes only (four products for mixed-sign weights). The centre/radius form's error of
     a bound is at the scale of the layer's largest values over the box, the end points' at the scale of the
     terms of that bound: a sum ``1 + e^x`` over x in [0, 38] has the lower bound 2 in the end points' form but
     ``c - r`` with ``c, r ~ e^38 / 2`` in centre/radius form, which rounds to 0 or 4 (float64). Plain ReLU
@@ -292,13 +301,18 @@ def end_point_nodes(g: Graph) -> list[bool]:
         for i in range(len(nodes) - 1, -1, -1):
             feeds[i] = any(nodes[k].op in SCALE_SENSITIVE or (nodes[k].op in _PASS_BACK and feeds[k])
                            for k in consumers[i])
+        spread = [False] * len(nodes)  # the node's box may hold entries of very different ends
+        for i, n in enumerate(nodes):
+            spread[i] = n.op in SPREADING or (n.op in _PASS_FORWARD and any(spread[j] for j in n.inputs))
         flags = []
         for i, n in enumerate(nodes):
-            f = n.op in _ENDS_OPS and feeds[i]
+            f = n.op in _ENDS_OPS and (feeds[i] or any(spread[j] for j in n.inputs))
             if not f and n.op in ("linear", "conv", "dense") and n.weight is not None:
                 f = bool((n.weight.detach() >= 0).all())
             flags.append(f)
         g.derived["ibp ends"] = flags
+        # the spec (margins) of an output from the end points, or of an output box that may hold such entries
+        g.derived["ibp spec ends"] = flags[g.output] or spread[g.output]
     return flags
 
 
@@ -523,7 +537,8 @@ def spec_interval(g: Graph, ivs: list[Interval | None], C: Tensor | None, region
         assert iv is not None
         b = iv.l.shape[0]
         return iv.l.reshape(b, -1), iv.u.reshape(b, -1)
-    ends = end_point_nodes(g)[g.output]  # the output is bounded from its end points: so is the spec
+    # the output is bounded from its end points, or its box may hold entries of very different ends: so is the spec
+    ends = end_point_nodes(g)[g.output] or bool(g.derived.get("ibp spec ends", False))
     if out.op in ("linear", "dense") and (out.op == "dense" or len(out.shape) == 1):
         a = ivs[out.inputs[0]]
         assert a is not None and out.weight is not None

@@ -1,4 +1,4 @@
-"""Train the logistic head of the default MiniLM filter and write it as ``minilm_head.txt`` (issue 18).
+"""Train the logistic head of the frozen-encoder MiniLM filter and write it as ``minilm_head.txt`` (issue 18).
 
 ``python -m certify.prompts._minilm_head`` retrains the head shipped with certkit and rewrites
 ``certify/prompts/minilm_head.txt`` (``--out PATH`` writes elsewhere). Only certkit's own prompts are used, never
@@ -11,7 +11,7 @@ augmentation) and :data:`SHORT_PER_PROMPT` *short fragments* per safe prompt (:f
 one or two words, so its false positives on safe prompts are short fragments that the sentence encoder maps near
 harmful requests; trained as safe they stop being flagged (GreedyEC-12 false positives on 40 held-out shared safe
 prompts at the PAC threshold: 75.0% with the head trained without them; numbers in BENCHMARKS.md). About 7,000
-encoder calls (2-4 min on one CPU core). ``pac_threshold_`` is :func:`certify.prompts.filters.pac_threshold`
+encoder calls (2-4 min on one CPU core). ``pac_threshold_`` is :func:`certify.prompts.filters.pac_threshold` with ``groups`` = act ids
 (epsilon = delta = 0.05) on the calibration harmful prompts of the generated set.
 
 Deterministic: the samples come from torch generators seeded with 0; the encoder runs on CPU.
@@ -38,11 +38,12 @@ SHORT_PER_PROMPT = 4
 SHORT_MAX_KEEP = 4
 
 _HEADER = (
-    "# Logistic head of the default MiniLM filter (certify.prompts.default_filter): all-MiniLM-L6-v2 embeddings "
+    "# Logistic head of the frozen-encoder MiniLM filter (the head the default's LoRA fine-tuning starts from): "
+    "all-MiniLM-L6-v2 embeddings "
     "(normalised, 384-d) -> p_harmful. Trained by `python -m certify.prompts._minilm_head` on the training part of "
     "generated_prompts() (split_by_act) plus the embedded prompts, with erasure augmentation (2 per safe prompt) and "
-    "{per} short fragments (1..{keep} words kept) per safe prompt; pac_threshold by pac_threshold(epsilon=delta=0.05) "
-    "on the calibration harmful prompts. Never trained on ../shared.\n"
+    "{per} short fragments (1..{keep} words kept) per safe prompt; pac_threshold by pac_threshold(epsilon=delta=0.05, "
+    "groups=act ids) on the calibration harmful prompts. Never trained on ../shared.\n"
     "# line 3: pac_threshold; line 4: intercept; then the 384 coefficients\n"
 )
 
@@ -69,19 +70,19 @@ def short_fragments(prompts: Sequence[str], per_prompt: int, max_keep: int, gene
 def train_head(per_prompt: int = SHORT_PER_PROMPT, max_keep: int = SHORT_MAX_KEEP) -> tuple[EmbeddingFilter, float]:
     """The fitted ``EmbeddingFilter`` (threshold: its PAC threshold) and that threshold: with the defaults, the head
     that ``minilm_head.txt`` ships; ``per_prompt=0``: the head trained without short fragments (the earlier one)."""
-    from certify.prompts.filters import EmbeddingFilter, _training_data, pac_threshold
+    from certify.prompts.filters import EmbeddingFilter, _default_pac_threshold, _training_data
 
-    harmful, safe, cal_harmful, _ = _training_data()
+    harmful, safe, _, _ = _training_data()
     short = short_fragments(safe, per_prompt, max_keep, torch.Generator().manual_seed(0))
     filt = EmbeddingFilter(augment_per_prompt=2).fit(harmful, safe, extra_safe=short)
-    pac = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+    pac = _default_pac_threshold(filt)  # group-valid: act ids of the calibration prompts
     filt.pac_threshold_, filt.threshold = pac, max(0.0, pac)
     return filt, pac
 
 
 def write_head(filt: EmbeddingFilter, pac: float, path: Path, per_prompt: int = SHORT_PER_PROMPT,
                max_keep: int = SHORT_MAX_KEEP) -> None:
-    """Write the head in the format ``filters._shipped_minilm_filter`` reads."""
+    """Write the head in the format ``filters._frozen_minilm_filter`` reads."""
     head = filt.head_
     coef = np.asarray(head.coef_, dtype=np.float64).reshape(-1)
     lines = [repr(float(pac)), repr(float(np.asarray(head.intercept_).reshape(-1)[0])), *(repr(float(c)) for c in coef)]

@@ -1,8 +1,9 @@
-"""Fine-tune the MiniLM filter's encoder (LoRA) with its head and write the delta as ``.npz`` (issue 18; not shipped).
+"""Fine-tune the MiniLM filter's encoder (LoRA) with its head and write the delta as ``.npz`` (issue 18).
 
-``python -m certify.prompts._minilm_lora --out PATH`` trains an encoder delta for the MiniLM
-:class:`~certify.prompts.filters.EmbeddingFilter` and writes it (float16 LoRA factors, the head and the PAC threshold;
-about 0.6 MB); ``benchmarks/bench_erase_and_check.py --minilm-fp --delta PATH`` measures it. Only certkit's own
+``python -m certify.prompts._minilm_lora`` trains the encoder delta of the default MiniLM
+:class:`~certify.prompts.filters.EmbeddingFilter` and rewrites ``certify/prompts/minilm_lora.npz`` (float16 LoRA
+factors, the head and the PAC threshold; about 0.6 MB; ``--out PATH`` writes elsewhere);
+``benchmarks/bench_erase_and_check.py --minilm-fp --delta PATH`` measures a delta. Only certkit's own
 prompts are used, never ``../shared``: the training part of :func:`certify.prompts.corpus.generated_prompts` (split
 by act) plus the embedded prompts, as the shipped head (``_minilm_head.py``).
 
@@ -17,12 +18,14 @@ length and :data:`SHORT_PER_PROMPT` short fragments (1 to 4 words) per prompt; t
 which GreedyEC's path (the fragment each of its 12 rounds keeps) on :data:`MINE_PROMPTS` safe training prompts,
 searched against the current model, is added as safe and training continues. Harmful examples: the harmful prompts,
 weighted :data:`HARMFUL_WEIGHT` times the safe class. ``pac_threshold`` is
-:func:`certify.prompts.filters.pac_threshold` (epsilon = delta = 0.05) of the stored (float16, merged) model on the
+:func:`certify.prompts.filters.pac_threshold` (groups = act ids, epsilon = delta = 0.05) of the stored (float16, merged) model on the
 calibration harmful prompts.
 
-Why it is not the default (BENCHMARKS.md, issue 18 session 9): at 0.5 it flags none of 40 held-out shared safe prompts
-under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder: 20% / 5%), but it misses one whole calibration act of the
-generated set, so its PAC threshold collapses to about 1e-3, where it flags about half of them.
+The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.743, session 11) it flags
+3 of 40 held-out shared safe prompts (7.5%) under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder with
+``minilm_head.txt`` at its group-valid threshold 0.129: 50% / 32.5%). In session 9
+it missed one whole calibration act of the generated set (20 acts) and its PAC threshold collapsed to about 1e-3;
+the session-10 prompt set (harmful acts that state their harm, 98 calibration acts) fixed that.
 
 Deterministic on CPU: initialisation, shuffling and samples come from torch generators seeded with 0; dropout is off.
 About 9-12 CPU minutes on one core (``OMP_NUM_THREADS=1``).
@@ -163,7 +166,7 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
     reduced run, for tests). ``pac_threshold`` is added by :func:`main`."""
     from certify.prompts.augmentation import augment_safe
-    from certify.prompts.filters import EmbeddingFilter, _shipped_minilm_filter, _training_data
+    from certify.prompts.filters import EmbeddingFilter, _frozen_minilm_filter, _training_data
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     harmful, safe, _, _ = _training_data()
@@ -174,7 +177,7 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
              *short_fragments(safe, SHORT_PER_PROMPT, 4, g)]
     enc = EmbeddingFilter().encoder()
     # start from the frozen encoder's shipped head (minilm_head.txt): step 0 is the earlier default filter
-    model = _Model(enc[0].auto_model, enc.tokenizer, g, _shipped_minilm_filter().head_)
+    model = _Model(enc[0].auto_model, enc.tokenizer, g, _frozen_minilm_filter().head_)
     model.encoder.eval()  # no dropout: deterministic
     opt = torch.optim.Adam([{"params": model.lora.parameters(), "lr": LR_LORA},
                             {"params": [model.w, model.bias], "lr": LR_HEAD}])
@@ -217,15 +220,14 @@ def delta_filter(delta: dict[str, np.ndarray]) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     import time
 
-    from certify.prompts.filters import _training_data, pac_threshold
+    from certify.prompts.filters import _default_pac_threshold
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=Path("minilm_lora.npz"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("minilm_lora.npz"))
     args = parser.parse_args(argv)
     t0 = time.process_time()
     delta = train_delta(log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
-    _, _, cal_h, _ = _training_data()
-    pac = pac_threshold(delta_filter(delta).predict_proba(cal_h), 0.05, 0.05)
+    pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
 

@@ -1265,8 +1265,26 @@ def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
     return [*train.harmful, *own.harmful], [*train.safe, *own.safe], list(cal.harmful), list(cal.safe)
 
 
-def _calibrated(filt: Any, cal_harmful: list[str]) -> Any:
-    filt.pac_threshold_ = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+def _calibration_acts() -> tuple[list[str], list[int]]:
+    """The calibration harmful prompts of the default filters (as ``_training_data()[2]``) and the act id of each:
+    the groups of the group-valid PAC rule (a filter misses the frames of one act together)."""
+    from certify.prompts.corpus import generated_prompts, split_by_act
+
+    _, cal, _ = split_by_act(generated_prompts())
+    pairs = [(p, g) for p, g, y in zip(cal.prompts, cal.groups, cal.labels) if y == 1]
+    return [p for p, _ in pairs], [g for _, g in pairs]
+
+
+def _default_pac_threshold(filt: Any) -> float:
+    """The default filters' threshold rule: :func:`pac_threshold` with ``groups`` = act ids (epsilon = delta = 0.05)
+    on the calibration harmful prompts (98 acts x 4 frames). If the calibration acts are i.i.d. draws of harmful acts,
+    then with probability >= 0.95 a fresh act's uniformly drawn frame is flagged with probability >= 0.95."""
+    prompts, acts = _calibration_acts()
+    return pac_threshold(np.asarray(filt.predict_proba(prompts), dtype=np.float64), 0.05, 0.05, groups=acts)
+
+
+def _calibrated(filt: Any) -> Any:
+    filt.pac_threshold_ = _default_pac_threshold(filt)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt
 
@@ -1276,13 +1294,14 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     ``kind="auto"``: the MiniLM :class:`EmbeddingFilter` where the ``llm`` extra is installed, else the
     :class:`TfidfFilter`; ``"minilm"`` or ``"tfidf"`` choose. ``"minilm"`` is the model of :func:`default_filter`
-    (a fresh copy): the logistic head that ships with certkit over the frozen encoder, trained by ``python -m
-    certify.prompts._minilm_head`` on the training part of :func:`certify.prompts.corpus.generated_prompts` (split by
-    act) plus the embedded prompts, with erasures and short fragments of the safe prompts labelled safe; nothing is
-    trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
-    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the PAC
-    rule (:func:`pac_threshold`, epsilon = delta = 0.05) on the harmful prompts of the calibration part, and the
-    threshold is that value unless ``threshold`` is given. The shared benchmark prompts are never trained on.
+    (a fresh copy): the LoRA fine-tuning delta of the encoder and its head that ship with certkit, trained by
+    ``python -m certify.prompts._minilm_lora`` on the training part of
+    :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with erasures and
+    fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
+    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the
+    group-valid PAC rule (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05) on the harmful
+    prompts of the calibration part (98 acts x 4 frames), and the threshold is that value unless ``threshold`` is
+    given. The shared benchmark prompts are never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
         raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
@@ -1293,23 +1312,35 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         return shipped.set_threshold(threshold) if threshold is not None else shipped  # type: ignore[no-any-return]
 
     def build() -> Any:
-        harmful, safe, cal_h, _ = _training_data()
+        harmful, safe, _, _ = _training_data()
         from certify.prompts.corpus import _knowledge_prompts
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
-        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]), cal_h)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
 
-    filt = cached_pickle("eac_tfidf-generated-v2", build)
+    filt = cached_pickle("eac_tfidf-generated-v5", build)  # v5: group-valid PAC threshold (session 11)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
-    """The MiniLM filter with the logistic head shipped as package data (``minilm_head.txt``; written by
-    ``python -m certify.prompts._minilm_head`` from certkit's generated and embedded prompts plus short fragments
-    of the safe prompts): nothing is trained at run time, the encoder loads on first use."""
+    """The default MiniLM filter: the LoRA fine-tuning delta of the encoder and its head shipped as package data
+    (``minilm_lora.npz``, 0.6 MB; written by ``python -m certify.prompts._minilm_lora`` from certkit's generated and
+    embedded prompts plus erased fragments of the safe prompts), at its stored PAC threshold. Nothing is trained at
+    run time; the encoder loads on first use and the delta is merged into its weights then."""
+    from importlib import resources
+
+    with resources.files("certify.prompts").joinpath("minilm_lora.npz").open("rb") as fh, np.load(fh) as npz:
+        return _filter_with_delta({k: npz[k] for k in npz.files})
+
+
+def _frozen_minilm_filter() -> EmbeddingFilter:
+    """The MiniLM filter with the frozen encoder and the logistic head shipped as package data (``minilm_head.txt``;
+    written by ``python -m certify.prompts._minilm_head`` from certkit's generated and embedded prompts plus short
+    fragments of the safe prompts), at its PAC threshold: the default before issue 18 session 10, and the head the
+    LoRA fine-tuning starts from."""
     from importlib import resources
 
     from sklearn.linear_model import LogisticRegression
@@ -1328,8 +1359,8 @@ def _shipped_minilm_filter() -> EmbeddingFilter:
 
 def _filter_with_delta(delta: Any) -> EmbeddingFilter:
     """The MiniLM filter with an encoder delta and head written by ``python -m certify.prompts._minilm_lora``
-    (a mapping of arrays: LoRA factors, ``head_w``, ``head_b``, optionally ``pac_threshold``; an experiment of
-    issue 18, not shipped: BENCHMARKS.md)."""
+    (a mapping of arrays: LoRA factors, ``head_w``, ``head_b``, optionally ``pac_threshold``): the shipped one is
+    :func:`_shipped_minilm_filter`'s."""
     from sklearn.linear_model import LogisticRegression
 
     arrays = {k: np.asarray(delta[k]) for k in delta}
@@ -1351,16 +1382,17 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
 
     Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
-    :class:`EmbeddingFilter` whose logistic head ships with certkit (trained by ``python -m
-    certify.prompts._minilm_head`` on the data of ``generated_filter(kind="minilm")`` plus short fragments of its
-    safe prompts, which halve GreedyEC's false positives; the encoder loads on first use, about 10 s); otherwise
-    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the per-prompt PAC
-    threshold (:func:`pac_threshold`, epsilon = delta = 0.05 on the 220 calibration harmful prompts of the
-    generated set), unless ``threshold`` is given. Its guarantee assumes i.i.d. calibration prompts, which they are
-    not: they are 20 acts in 11 frames each, and the frames of one act are missed together. The group-valid rule
-    (``pac_threshold(..., groups=act_ids)``) needs at least 59 acts at epsilon = delta = 0.05 and returns -inf
-    (flag everything) on these 20, so this threshold is an operating point without a valid PAC guarantee
-    (docs/certify/erase-and-check.md). Measured accuracy is in docs/certify/erase-and-check.md.
+    :class:`EmbeddingFilter` whose encoder fine-tuning delta (rank-8 LoRA, 0.6 MB of float16 factors) and logistic
+    head ship with certkit (trained by ``python -m certify.prompts._minilm_lora`` on the data of
+    ``generated_filter(kind="minilm")`` plus erased fragments of its safe prompts, labelled safe, as the filter of
+    Kumar et al., arXiv 2309.02705, Section 5; the encoder loads on first use, about 10 s, and the delta is merged
+    into its weights); otherwise
+    ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the group-valid PAC
+    threshold (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05, on the 392 calibration
+    harmful prompts of the generated set: 98 acts in 4 frames each): if the calibration acts are i.i.d. draws of
+    harmful acts, then with probability >= 0.95 over that draw a fresh harmful prompt *of the generated
+    distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
+    given. Measured accuracy is in docs/certify/erase-and-check.md.
     """
     if threshold is not None:
         threshold = check_threshold(threshold)

@@ -108,10 +108,11 @@ def test_sums_of_exponentials_bounds_hold(dtype: torch.dtype) -> None:
 
 class _MixedSign(nn.Module):
     """x in [0, 1] -> h = (exp(w x), relu(x)) -> y = h_0 - 0.5 h_1 (a mixed-sign layer whose input entries span
-    [1, e^w] and [0, 1]; y >= 0.5) -> 1 / y."""
+    [1, e^w] and [0, 1]; y >= 0.5) -> 1 / y (or y itself)."""
 
-    def __init__(self, w: float) -> None:
+    def __init__(self, w: float, recip: bool = True) -> None:
         super().__init__()
+        self.recip = recip
         self.a = nn.Linear(1, 2, bias=False)
         self.b = nn.Linear(2, 1, bias=False)
         with torch.no_grad():
@@ -121,7 +122,7 @@ class _MixedSign(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.a(x)
         h = torch.cat([torch.exp(h[:, :1]), torch.relu(h[:, 1:])], 1)
-        return torch.reciprocal(self.b(h))
+        return torch.reciprocal(self.b(h)) if self.recip else self.b(h)
 
 
 @pytest.mark.parametrize("dtype,ws", [(torch.float64, (35.5, 36.0, 37.0, 38.5)), (torch.float32, (15.0, 16.5, 17.0))],
@@ -144,6 +145,64 @@ def test_mixed_sign_layer_before_a_reciprocal_is_bounded_from_its_end_points(dty
             assert _holds(b, y, 4 * eps), (w, method)
             if method == "ibp":
                 assert 2.0 <= float(b.upper.detach()) <= 2.0 * (1 + 8 * eps), (w, b.upper)
+
+
+@pytest.mark.parametrize("dtype,ws", [(torch.float64, (35.5, 36.0, 37.0, 38.5)), (torch.float32, (15.0, 16.5, 17.0))],
+                         ids=["float64", "float32"])
+def test_mixed_sign_layer_after_exp_is_bounded_from_its_end_points(dtype: torch.dtype, ws: tuple[float, ...]) -> None:
+    """The same layer as the network's output (no sensitive function after it): its input holds ``[1, e^w]`` from an
+    exp, so it is bounded from the end points (``certify.ibp.SPREADING``) and IBP's lower bound is 0.5 (the exact
+    interval value ``1 - 0.5``) to a few ulps; in the centre/radius form (the old code, and the first version of
+    the fix, which took the end points only before sensitive functions) it came out as 0.0 at w = 37 (float64) /
+    16.5 (float32): rounding at the scale of ``e^w``."""
+    x = torch.tensor([[0.5]], dtype=dtype)
+    eps = torch.finfo(dtype).eps
+    grid = torch.linspace(0, 1, 2001, dtype=dtype).unsqueeze(1)
+    for w in ws:
+        model = _MixedSign(w, recip=False).to(dtype).eval()
+        with torch.no_grad():
+            y = model(grid)
+        for method in _METHODS:
+            b = certify.bounds(model, x, 0.5, method=method)
+            assert _holds(b, y, 4 * eps), (w, method)
+        lo = float(certify.bounds(model, x, 0.5, method="ibp").lower.detach())
+        assert abs(lo - 0.5) <= 4 * eps, (w, lo)
+
+
+class _ExpOut(nn.Module):
+    """x in [0, 1] -> (exp(w x), exp(0 x)): outputs [1, e^w] and [1, 1]."""
+
+    def __init__(self, w: float) -> None:
+        super().__init__()
+        self.lin = nn.Linear(1, 2, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[w], [0.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.exp(self.lin(x))
+
+
+@pytest.mark.parametrize("dtype,ws", [(torch.float64, (36.5, 37.0, 38.0)), (torch.float32, (15.5, 17.0, 17.4))],
+                         ids=["float64", "float32"])
+def test_margins_of_exp_outputs_are_bounded_from_the_end_points(dtype: torch.dtype, ws: tuple[float, ...]) -> None:
+    """The margin ``y_0 - y_1`` of outputs ``[1, e^w]`` and ``[1, 1]`` (its minimum 0 at x = 0): IBP's lower bound is
+    0 to a few ulps of 1 (the output box may hold entries of very different ends: the spec is applied from the end
+    points); in the centre/radius form it was off by the rounding of ``e^w`` (-1.0 at w = 37 and -2.0 at w = 38 in
+    float64, -1.0 / -2.0 at w = 17 / 17.4 in float32: loose, on the safe side in this configuration). Every method's
+    margin bounds hold on a grid."""
+    x = torch.tensor([[0.5]], dtype=dtype)
+    spec = torch.tensor([[[1.0, -1.0]]], dtype=dtype)
+    eps = torch.finfo(dtype).eps
+    grid = torch.linspace(0, 1, 2001, dtype=dtype).unsqueeze(1)
+    for w in ws:
+        model = _ExpOut(w).to(dtype).eval()
+        with torch.no_grad():
+            m = model(grid) @ spec[0].T
+        for method in _METHODS:
+            b = certify.bounds(model, x, 0.5, method=method, spec=spec)
+            assert _holds(b, m, 4 * eps), (w, method, b.lower)
+        lo = float(certify.bounds(model, x, 0.5, method="ibp", spec=spec).lower.detach())
+        assert -8 * eps <= lo <= 0.0, (w, lo)
 
 
 class _Mix(nn.Module):

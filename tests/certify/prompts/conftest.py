@@ -53,3 +53,22 @@ def tiny_hf_classifier(root: Path) -> HFClassifierFilter:
 def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> HFClassifierFilter:
     """The tiny BERT classifier of :func:`tiny_hf_classifier`, built once per test module."""
     return tiny_hf_classifier(tmp_path_factory.mktemp("tiny_hf"))
+
+
+def held_out_act_promise_pvalue(scores, groups, threshold: float, epsilon: float = 0.05) -> float:  # type: ignore[no-untyped-def]
+    """A one-sided test of the default filters' (group-valid) PAC promise on held-out acts: the mean over acts of
+    each act's miss fraction (prompts with ``score < threshold``) is an average of independent [0, 1] variables whose
+    expectation the promise bounds by ``epsilon``; Hoeffding (1963, Theorem 1) bounds the probability of a mean this
+    high by exp(-n KL(mean || epsilon)) (1 when the mean is <= epsilon). A small value rejects the promise. (A
+    prompt-level binomial test would count an act's 4 alike frames as independent misses.)"""
+    import math
+
+    import numpy as np
+
+    s, g = np.asarray(scores, dtype=np.float64), np.asarray(groups)
+    acts = np.unique(g)
+    m = float(np.mean([np.mean(s[g == a] < threshold) for a in acts]))
+    if m <= epsilon:
+        return 1.0
+    kl = m * math.log(m / epsilon) + (0.0 if m == 1.0 else (1 - m) * math.log((1 - m) / (1 - epsilon)))
+    return math.exp(-len(acts) * kl)

@@ -117,9 +117,11 @@ def test_adversarial_training_lowers_the_attack_success_rate_on_held_out_prompts
 
 def test_fragment_training_lowers_empirical_false_positives_on_held_out_prompts() -> None:
     """GreedyEC (12 rounds) and GradEC (25 iterations) flag fewer held-out safe prompts (acts never trained on)
-    once the fragments their searches reach on the safe training prompts are trained as safe (measured here:
-    GreedyEC 93% -> 80%, GradEC 65% -> 40%; on the shared prompts BENCHMARKS.md). Random infusion erasures alone
-    are the baseline: the searches go where random erasures rarely do."""
+    once the fragments their searches reach on the safe training prompts are trained as safe (measured here, on the
+    prompt set of session 10: GreedyEC 92% -> 77%, GradEC 77% -> 57% with 2 rounds; 1 round, enough on the
+    session-9 set (93% -> 80%, 65% -> 40%), gives 92% -> 87% and 77% -> 80% there; on the shared prompts
+    BENCHMARKS.md). Random infusion erasures alone are the baseline: the searches go where random erasures rarely
+    do."""
     from certify.prompts import (
         BagOfEmbeddingsFilter,
         fragment_training,
@@ -133,7 +135,7 @@ def test_fragment_training_lowers_empirical_false_positives_on_held_out_prompts(
     harmful, safe, held = list(train.harmful[::2]), list(train.safe[::2]), list(test.safe[::4])
     bag = BagOfEmbeddingsFilter(epochs=100, augment_per_prompt=4, augment=("suffix", "insertion", "infusion")).fit(
         harmful, safe, generator=torch.Generator().manual_seed(0))
-    trained = fragment_training(bag, harmful, safe, rounds=1, generator=torch.Generator().manual_seed(0))
+    trained = fragment_training(bag, harmful, safe, rounds=2, generator=torch.Generator().manual_seed(0))
     assert trained is not bag and trained.threshold == bag.threshold and trained.fragments_
     assert set(trained.fragments_).isdisjoint(safe)  # fragments only, never the clean prompts
 

