@@ -43,6 +43,8 @@ float64::
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import json
 import os
 import resource
@@ -65,6 +67,17 @@ from certkit_app.digits import digits_cnn, digits_mlp
 # the warm-up call compiles plain IBP's numba steps too (by default a model's third IBP call does, which would fall
 # inside the timed calls), as it does CROWN's: every row times the steady state
 certify.ibp.IBP_KERNEL_AFTER = 0
+
+
+def _set_knobs(knobs: list[str]) -> None:
+    """``MODULE.NAME=VALUE`` (VALUE a Python literal): ``setattr(MODULE, NAME, VALUE)`` for an existing attribute."""
+    for k in knobs:
+        target, _, value = k.partition("=")
+        mod_name, _, attr = target.rpartition(".")
+        mod = importlib.import_module(mod_name)
+        if not mod_name.startswith("certify") or not hasattr(mod, attr):
+            raise SystemExit(f"--knob {k!r}: expected MODULE.NAME=VALUE with an existing attribute of a certify module")
+        setattr(mod, attr, ast.literal_eval(value))
 
 
 def _timer(fn: Callable[[], object]) -> tuple[float, float]:
@@ -363,7 +376,8 @@ def _cifar(args: argparse.Namespace) -> None:
         cmd = [sys.executable, __file__, "--reps", str(reps or args.reps), "--warmup", str(args.warmup), "--pairs",
                str(args.cifar_pairs), "--peer-sub-batch", str(sub), "--warmup-batch", str(args.warmup_batch),
                "--peer-crown-batch-size", str(args.peer_crown_batch_size),
-               *(["--float64"] if args.float64 else []), "--child", net_name, run, str(batch)]
+               *(["--float64"] if args.float64 else []), *(f"--knob={k}" for k in args.knob),
+               "--child", net_name, run, str(batch)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
         while proc.poll() is None:  # CPU time and peak RSS so far, for a row stopped at the timeout
@@ -470,8 +484,13 @@ def main() -> None:
                          "at batch 1); default 0: not set")
     ap.add_argument("--float64", action="store_true",
                     help="cifar: network and inputs in float64 (the bound comparison with auto_LiRPA to 1e-5)")
+    ap.add_argument("--knob", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                    help="set a module-level switch of certify before timing, in every subprocess (repeatable; VALUE "
+                         "a Python literal), e.g. certify.crown.FUSED_IBP_RELU=False for the before/after of a speed "
+                         "change in the same command")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    _set_knobs(args.knob)
     if args.child:
         _child(args.child[0], args.child[1], int(args.child[2]), max(1, args.reps), args.warmup, args.pairs,
                sub=args.peer_sub_batch, warmup_batch=args.warmup_batch, float64=args.float64,

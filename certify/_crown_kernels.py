@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_relax", "relu_window"]
+__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_ibp_relax", "relu_relax", "relu_window"]
 
 
 @njit(cache=False, nogil=True, boundscheck=False)
@@ -130,6 +130,42 @@ def relu_relax(lo, hi, d_l, d_u, b_u):  # type: ignore[no-untyped-def]  # pragma
         d_u[i] = du
         b_u[i] = -lb * du
         d_l[i] = one if du > half else zero
+    return bad == 0
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_ibp_relax(c, w, lo, hi, d_l, d_u, b_u, out_l, out_u, out_s, out_d):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The IBP pass's ReLU step from a pre-activation interval in centre/width form (flat ``c``, ``w``), in one pass:
+    the pre-activation's ends ``lo = c - w/2``, ``hi = c + w/2`` (as :class:`certify.ibp.Interval` forms them), their
+    relaxation (:func:`relu_relax`: ``d_l``, ``d_u``, ``b_u``), and the ReLU's interval ``out_l = relu(lo)``,
+    ``out_u = relu(hi)`` with its sum/difference form ``out_s = out_u + out_l``, ``out_d = out_u - out_l`` (what a
+    following affine layer reads); the same operations in the same precision as torch's form (bit-identical).
+    Returns False, leaving the outputs incomplete, when an end is not finite (the caller then runs the torch form)."""
+    zero = c.dtype.type(0)
+    one = c.dtype.type(1)
+    half = c.dtype.type(0.5)
+    tiny = c.dtype.type(1e-8)
+    big = c.dtype.type(np.inf)
+    bad = 0
+    for i in range(c.shape[0]):
+        r = w[i] * half
+        x = c[i] - r
+        y = c[i] + r
+        bad |= not (abs(x) < big and abs(y) < big)
+        lo[i] = x
+        hi[i] = y
+        lb = min(x, zero)
+        ub = max(max(y, zero), lb + tiny)
+        du = ub / (ub - lb)
+        d_u[i] = du
+        b_u[i] = -lb * du
+        d_l[i] = one if du > half else zero
+        ox = x if x > zero else zero  # finite here (else bad): relu without NaN
+        oy = y if y > zero else zero
+        out_l[i] = ox
+        out_u[i] = oy
+        out_s[i] = oy + ox
+        out_d[i] = oy - ox
     return bad == 0
 
 

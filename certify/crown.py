@@ -167,6 +167,41 @@ def _relu_relaxation_compiled(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Ten
     return d_l, d_u, b_u
 
 
+#: the IBP pass of CROWN / CROWN-IBP takes a ReLU whose input interval is in centre/width form (a convolution's,
+#: BatchNorm's or residual sum's output) in one compiled pass: the input's ends, their relaxation, the ReLU's interval
+#: and its sum/difference form (:func:`certify._crown_kernels.relu_ibp_relax`; bit-identical to the torch form's
+#: eleven passes; on channels-last maps where the compiled relaxation applies, see :func:`_relu_relaxation_compiled`)
+FUSED_IBP_RELU = True
+
+
+def _fused_ibp_relu(src: Interval) -> tuple[_Relax, Interval] | None:
+    """(the ReLU's relaxation, its IBP interval) from its input's interval ``src`` in one compiled pass, with
+    ``src``'s ends set on it (as reading ``src.l``, ``src.u`` would), or None where the pass does not apply
+    (``FUSED_IBP_RELU`` off, ``src`` not in centre/width form, autograd recording, not channels-last CPU
+    float32/float64 maps of one layout, kernels off or absent, an end not finite: then nothing is changed)."""
+    c, w = src._c, src._d
+    if (not FUSED_IBP_RELU or c is None or w is None or src._r is not None or src._l is not None
+            or src._u is not None or c.device.type != "cpu" or c.dtype not in (torch.float32, torch.float64)
+            or w.dtype != c.dtype or c.shape != w.shape or c.stride() != w.stride()):
+        return None
+    if torch.is_grad_enabled() and (c.requires_grad or w.requires_grad):
+        return None
+    if not (c.dim() == 4 and c.shape[1] > 1 and c.is_contiguous(memory_format=torch.channels_last)):
+        return None
+    kern = _relu_kernels(c.numel())
+    if kern is None:
+        return None
+    outs = [torch.empty_like(c) for _ in range(9)]
+    views = [_flat_block(t, c) for t in (c, w, *outs)]
+    if any(v is None for v in views) or not kern.relu_ibp_relax(*views):
+        return None
+    lo, hi, d_l, d_u, b_u, out_l, out_u, out_s, out_d = outs
+    src._l, src._u = lo, hi
+    r = _Relax.__new__(_Relax)
+    r.d_l, r.d_u, r.b_u, r.b_l = d_l, d_u, b_u, None
+    return r, Interval(l=out_l, u=out_u, s=out_s, d=out_d)
+
+
 def _relu_relaxation_unbounded(l: Tensor, u: Tensor, d_l: Tensor, d_u: Tensor,  # noqa: E741
                                b_u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The limits of the ReLU relaxation where a bound is infinite (an overflowed interval; the formulas give
@@ -1457,6 +1492,10 @@ def crown_bounds(g: Graph, region: InputRegion, spec: Tensor | None, *, ibp_inte
         if i == g.output:
             break
         n = nodes[i]
+        if (n.op == "relu" and hook is None and i not in pre
+                and (fused := _fused_ibp_relu(ivs[n.inputs[0]])) is not None):  # type: ignore[arg-type]
+            relax[i], ivs[i] = fused  # finite (else not fused): nothing for _no_nan to replace
+            continue
         if n.op in NONLINEAR:
             relax[i] = _make_relax(n, ivs)
         iv = _no_nan(node_interval(g, i, ivs, region, direct))

@@ -717,6 +717,10 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
             seen["relu_relax"] += 1
             return bool(real.relu_relax(*args))
 
+        def relu_ibp_relax(self, *args: object) -> bool:  # the IBP pass's ReLU with its relaxation (FUSED_IBP_RELU)
+            seen["relu_relax"] += 1
+            return bool(real.relu_ibp_relax(*args))
+
         def relu_window(self, *args: object) -> None:  # window-form intermediate bounds (test_crown_patches.py)
             real.relu_window(*args)
 
@@ -1003,3 +1007,65 @@ def test_in_place_merge_equals_the_generic_sum(monkeypatch: pytest.MonkeyPatch, 
     got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
     assert torch.equal(got.lower, ref.lower) and torch.equal(got.upper, ref.upper)
     assert any(taken) and not all(taken)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["crown-ibp", "crown"])
+def test_fused_ibp_relu_gives_the_torch_forms_bounds_and_runs(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
+                                                              method: str) -> None:
+    """The IBP pass's ReLU in one compiled pass (the input's ends, their relaxation, the ReLU's interval and its
+    sum/difference form; ``crown.FUSED_IBP_RELU``) gives bit-identical bounds to the torch form, after a conv + BatchNorm
+    and after a residual sum, CROWN-IBP and CROWN (whose refined pre-activation bounds are not in centre/width form:
+    those ReLUs keep the torch form); it ran on the channels-last maps and left the pre-activations' ends set."""
+    pytest.importorskip("numba")
+    if crown_mod._relu_kernels(1 << 30) is None:
+        pytest.skip("compiled kernels switched off (CERTKIT_NO_NUMBA)")
+    model = _channels_last_net().to(dtype)
+    x = torch.rand(4, 2, 12, 12, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(crown_mod, "RELU_KERNEL_MIN", 1)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    monkeypatch.setattr(crown_mod, "FUSED_IBP_RELU", False)
+    ref = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+    monkeypatch.setattr(crown_mod, "FUSED_IBP_RELU", True)
+    ran: list[bool] = []
+    real = crown_mod._fused_ibp_relu
+
+    def spy(src: object) -> object:
+        out = real(src)  # type: ignore[arg-type]
+        ran.append(out is not None)
+        if out is not None:
+            assert src._l is not None and src._u is not None  # type: ignore[attr-defined]
+        return out
+
+    monkeypatch.setattr(crown_mod, "_fused_ibp_relu", spy)
+    fast = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+    assert torch.equal(fast.lower, ref.lower) and torch.equal(fast.upper, ref.upper)
+    assert bool((ref.upper - ref.lower > 0.01).any())
+    # CROWN-IBP: both map ReLUs (conv + BatchNorm, residual sum); CROWN: the first (the input conv's bounds are exact
+    # IBP), not the second (its input's bounds are CROWN's, in end-point form)
+    assert ran[:2] == ([True, True] if method == "crown-ibp" else [True, False])
+
+
+def test_fused_ibp_relu_leaves_non_finite_intervals_to_the_torch_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interval with an infinite or NaN end is not fused (the torch form handles them) and is left unchanged."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(crown_mod, "RELU_KERNEL_MIN", 1)
+    if crown_mod._relu_kernels(1) is None:
+        pytest.skip("compiled kernels switched off")
+    cl = torch.channels_last
+    for bad in (math.inf, math.nan):
+        c = torch.randn(2, 3, 4, 4).contiguous(memory_format=cl)
+        w = torch.rand(2, 3, 4, 4).contiguous(memory_format=cl)
+        c[1, 2, 3, 3] = bad
+        src = crown_mod.Interval(c=c, d=w)
+        assert crown_mod._fused_ibp_relu(src) is None
+        assert src._l is None and src._u is None
+    src = crown_mod.Interval(c=torch.randn(2, 3, 4, 4).contiguous(memory_format=cl),
+                             d=torch.rand(2, 3, 4, 4).contiguous(memory_format=cl))
+    fused = crown_mod._fused_ibp_relu(src)
+    assert fused is not None
+    r, iv = fused
+    ref_r = crown_mod._Relax("relu", src._c - src._d / 2, src._c + src._d / 2)
+    for a, b in ((r.d_l, ref_r.d_l), (r.d_u, ref_r.d_u), (r.b_u, ref_r.b_u), (iv.l, torch.relu(src.l)),
+                 (iv.u, torch.relu(src.u)), (iv._s, iv.u + iv.l), (iv._d, iv.u - iv.l)):
+        assert torch.equal(a, b)
