@@ -714,7 +714,8 @@ def ibp_bounds(g: Graph, region: InputRegion, spec: Tensor | None) -> tuple[Tens
     chunk = max(IBP_MIN_CHUNK, IBP_CHUNK_BYTES // max(widest, 1))
     chunk = _memory.units(widest, cap=chunk * max(widest, 1), copies=IBP_COPIES, device=region.x0.device,
                           what="IBP (per input)")
-    # compiled element-wise steps from the IBP_KERNEL_AFTER + 1st call of this graph on (USE_COMPILED None)
+    # compiled element-wise steps from the IBP_KERNEL_AFTER + 1st call of this graph on (USE_COMPILED None); a graph
+    # whose parameters autograd tracks is rebuilt every call (cached_graph), so differentiable bounds never get here
     calls = g.derived["ibp calls"] = g.derived.get("ibp calls", 0) + 1
     compiled = USE_COMPILED is not False and (USE_COMPILED is True or calls > IBP_KERNEL_AFTER)
     # the box in sum/difference form from one compiled pass, where every reader of the input takes that form
