@@ -51,6 +51,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -378,7 +379,10 @@ def _cifar(args: argparse.Namespace) -> None:
                "--peer-crown-batch-size", str(args.peer_crown_batch_size),
                *(["--float64"] if args.float64 else []), *(f"--knob={k}" for k in args.knob),
                "--child", net_name, run, str(batch)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        # the child's output goes to temporary files, not pipes: the loop below polls without reading, and a child
+        # that wrote more than a pipe's 64 KiB (auto_LiRPA's warnings over 32 sub-batches) blocked for ever
+        fout, ferr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True, env=os.environ.copy())
         t0, hwm, cpu = time.perf_counter(), 0.0, 0.0
         while proc.poll() is None:  # CPU time and peak RSS so far, for a row stopped at the timeout
             hwm, cpu = max(hwm, _vm_hwm_mb(proc.pid)), max(cpu, _cpu_s(proc.pid))
@@ -386,11 +390,16 @@ def _cifar(args: argparse.Namespace) -> None:
                     or (args.cpu_timeout is not None and cpu > args.cpu_timeout)
                     or (args.rss_limit is not None and hwm > args.rss_limit)):
                 proc.kill()
-                proc.communicate()
+                proc.wait()
                 return {"error": f"stopped at {time.perf_counter() - t0:.0f} s wall / {cpu:.0f} CPU s "
                                  f"({hwm:.0f} MB peak RSS so far)"}
             time.sleep(0.5)
-        out, err = proc.communicate()
+        proc.wait()
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
+        fout.close()
+        ferr.close()
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         if lines:
             return json.loads(lines[-1])
