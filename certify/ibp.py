@@ -54,6 +54,11 @@ _PASS_FORWARD = (*_PASS_BACK, *_NEAR_IDENTITY)
 #: the ReLU. Not softmax / log-softmax: their error stays at the absolute scale of the logits' (probabilities <= 1,
 #: log-softmax 2-Lipschitz), so a ReLU classifier ending in log_softmax keeps the centre/radius form in its body.
 _SENSITIVE_THROUGH_ACTIVATIONS = ("exp", "log", "reciprocal", "rsqrt")
+#: what the walk back from those functions passes through: the near-identity activations and the bounded Lipschitz
+#: ones (sigmoid: slope <= 1/4, tanh: <= 1), which pass an absolute error on at most at its size; they do not spread
+#: a box (outputs within [-1, 1]). A second review found softplus -> mixed-sign Linear -> tanh (or sigmoid - 0.5) ->
+#: reciprocal with an IBP upper bound below the network's value (the Linear's tiny lower bound rounded across 0)
+_PASS_BACK_ACT = (*_PASS_FORWARD, "sigmoid", "tanh")
 
 
 class Interval:
@@ -314,7 +319,7 @@ def end_point_nodes(g: Graph) -> list[bool]:
             feeds[i] = any(nodes[k].op in SCALE_SENSITIVE or (nodes[k].op in _PASS_BACK and feeds[k])
                            for k in consumers[i])
             feeds_act[i] = any(nodes[k].op in _SENSITIVE_THROUGH_ACTIVATIONS
-                               or (nodes[k].op in _PASS_FORWARD and feeds_act[k]) for k in consumers[i])
+                               or (nodes[k].op in _PASS_BACK_ACT and feeds_act[k]) for k in consumers[i])
         spread = [False] * len(nodes)  # the node's box may hold entries of very different ends
         for i, n in enumerate(nodes):
             spread[i] = n.op in SPREADING or (n.op in _PASS_FORWARD and any(spread[j] for j in n.inputs))

@@ -246,12 +246,21 @@ def test_end_point_nodes_are_only_those_where_rounding_can_matter() -> None:
                              nn.ReLU(), nn.Linear(10, 3)).double().eval()
     g = build_graph(relu_net, x, torch.float64)
     assert not any(ibp.end_point_nodes(g))
+    # nor with bounded activations, GELU, max-pooling, or a log-softmax at the end (its error stays at the logits')
+    act_net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 10),
+                            nn.GELU(), nn.Linear(10, 8), nn.Sigmoid(), nn.Linear(8, 3),
+                            nn.LogSoftmax(dim=1)).double().eval()
+    g = build_graph(act_net, x, torch.float64)
+    flags = ibp.end_point_nodes(g)
+    assert [n.op for n, f in zip(g.nodes, flags, strict=True) if f] == ["linear"]  # only the last, before it
     g = build_graph(_mix(torch.float64), x, torch.float64)
     flags = {n.name: f for n, f in zip(g.nodes, ibp.end_point_nodes(g), strict=True)}
     ops = {n.name: n.op for n in g.nodes}
     assert flags["pool"] and flags["fc"]  # weights >= 0; the layer before exp
     assert [k for k, f in flags.items() if f and ops[k] not in ("conv", "linear", "dense", "affine", "add")] == []
-    assert not flags["conv"] and not flags["conv2"]  # mixed signs, feeding ReLU / tanh
+    # mixed signs, reaching exp through ReLU / tanh / pooling / fc: end points too (an absolute error passes through
+    # those activations at its size; session-11 reviews)
+    assert flags["conv"] and flags["conv2"]
     assert any(f and ops[k] == "affine" for k, f in flags.items())  # the constant added before the reciprocal
 
 
@@ -398,3 +407,42 @@ def test_overflowed_bounds_stay_infinite() -> None:
 
     b = certify.bounds(E().eval(), torch.tensor([[0.9]]), 0.1, method="ibp")
     assert math.isinf(b.upper.item()) and b.upper.item() > 0
+
+
+class _BoundedActReciprocal(nn.Module):
+    """softplus -> a mixed-sign Linear -> tanh (or sigmoid - 0.5) -> reciprocal: the Linear's tiny lower bound
+    reaches the pole through a bounded Lipschitz activation (found by the second session-11 review)."""
+
+    def __init__(self, w: list[float], b: float, act: str) -> None:
+        super().__init__()
+        self.sp = nn.Softplus()
+        self.l1 = nn.Linear(3, 1)
+        with torch.no_grad():
+            self.l1.weight.copy_(torch.tensor([w]))
+            self.l1.bias.fill_(b)
+        self.act = act
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.l1(self.sp(z))
+        h = torch.tanh(h) if self.act == "tanh" else torch.sigmoid(h) - 0.5
+        return torch.reciprocal(h)
+
+
+@pytest.mark.parametrize("act,z,eps,w,b", [
+    ("tanh", [-18.723382654036726, -9.782196804694248, -11.887606608393414], 11.174416542053223,
+     [0.2089150663943813, 2.351330868583358, -0.04604491908445873], 0.01836403250854513),
+    ("sigmoid", [19.376602384957398, -17.37142378782511, -17.854706445150754], 23.692264556884766,
+     [1.6525064215249683, 0.40672216007443845, -0.03919850059603127], 0.20701009941502166)], ids=["tanh", "sigmoid"])
+def test_layer_reaching_a_pole_through_a_bounded_activation_is_bounded_from_its_end_points(
+        act: str, z: list[float], eps: float, w: list[float], b: float) -> None:
+    """IBP's (and alpha-CROWN's) upper bound of the reciprocal was below the network's value at a corner of the
+    region (float64: 270241315.47 for 270241380.33 with sigmoid), so verify(method="ibp") certified a class the
+    corner does not get; the Linear before tanh/sigmoid is now an end-point node (fails on the old code)."""
+    zt = torch.tensor([z], dtype=torch.float64)
+    model = _BoundedActReciprocal(w, b, act).double().eval().requires_grad_(False)
+    corner = torch.where(torch.tensor(w, dtype=torch.float64) >= 0, zt - eps, zt + eps)  # minimises the Linear
+    with torch.no_grad():
+        at_corner = model(corner)
+    for method in _METHODS:
+        bb = certify.bounds(model, zt, eps, method=method)
+        assert bool((bb.upper >= at_corner).all()), (method, bb.upper, at_corner)
