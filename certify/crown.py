@@ -169,8 +169,9 @@ def _relu_relaxation_compiled(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Ten
 
 #: the IBP pass of CROWN / CROWN-IBP takes a ReLU whose input interval is in centre/width form (a convolution's,
 #: BatchNorm's or residual sum's output) in one compiled pass: the input's ends, their relaxation, the ReLU's interval
-#: and its sum/difference form (:func:`certify._crown_kernels.relu_ibp_relax`; bit-identical to the torch form's
-#: eleven passes; on channels-last maps where the compiled relaxation applies, see :func:`_relu_relaxation_compiled`)
+#: and its sum/difference form (:func:`certify._crown_kernels.relu_ibp_relax`; its outputs are bit-identical to the
+#: torch form's eleven passes; the final bounds equal the unfused path's up to rounding: a review saw 2 ulp (float32)
+#: on 2 of ~920 small fuzzed networks with the kernel thresholds lowered to 1, the consumer not traced; on channels-last maps where the compiled relaxation applies, see :func:`_relu_relaxation_compiled`)
 FUSED_IBP_RELU = True
 
 

@@ -58,7 +58,7 @@ _SENSITIVE_THROUGH_ACTIVATIONS = ("exp", "log", "reciprocal", "rsqrt")
 #: ones (sigmoid: slope <= 1/4, tanh: <= 1), which pass an absolute error on at most at its size; they do not spread
 #: a box (outputs within [-1, 1]). A second review found softplus -> mixed-sign Linear -> tanh (or sigmoid - 0.5) ->
 #: reciprocal with an IBP upper bound below the network's value (the Linear's tiny lower bound rounded across 0)
-_PASS_BACK_ACT = (*_PASS_FORWARD, "sigmoid", "tanh")
+_PASS_BACK_ACT = (*_PASS_FORWARD, "sigmoid", "tanh", "mul", "square")  # products too (a hand-written h * sigmoid(h))
 
 
 class Interval:

@@ -424,6 +424,8 @@ class _BoundedActReciprocal(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.l1(self.sp(z))
+        if self.act == "silu":  # hand-written: a product node
+            return torch.reciprocal(h * torch.sigmoid(h))
         h = torch.tanh(h) if self.act == "tanh" else torch.sigmoid(h) - 0.5
         return torch.reciprocal(h)
 
@@ -432,7 +434,10 @@ class _BoundedActReciprocal(nn.Module):
     ("tanh", [-18.723382654036726, -9.782196804694248, -11.887606608393414], 11.174416542053223,
      [0.2089150663943813, 2.351330868583358, -0.04604491908445873], 0.01836403250854513),
     ("sigmoid", [19.376602384957398, -17.37142378782511, -17.854706445150754], 23.692264556884766,
-     [1.6525064215249683, 0.40672216007443845, -0.03919850059603127], 0.20701009941502166)], ids=["tanh", "sigmoid"])
+     [1.6525064215249683, 0.40672216007443845, -0.03919850059603127], 0.20701009941502166),
+    ("silu", [-18.723382654036726, -9.782196804694248, -11.887606608393414], 11.174416542053223,
+     [0.2089150663943813, 2.351330868583358, -0.04604491908445873], 0.01836403250854513)],
+    ids=["tanh", "sigmoid", "hand_silu"])
 def test_layer_reaching_a_pole_through_a_bounded_activation_is_bounded_from_its_end_points(
         act: str, z: list[float], eps: float, w: list[float], b: float) -> None:
     """IBP's (and alpha-CROWN's) upper bound of the reciprocal was below the network's value at a corner of the
