@@ -108,6 +108,15 @@ def relu_back_both(a, dl, du, bu, out_l, out_u, bias_l, bias_u):  # type: ignore
             bias_u[b, s] += acc_u.sum()
 
 
+@njit(cache=False, nogil=True, boundscheck=False, inline="always")
+def _relax_one(x, y, zero, one, half, tiny):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """One entry of auto_LiRPA's ReLU relaxation from the ends ``x <= y``: ``(d_l, d_u, b_u)`` (see :func:`relu_relax`)."""
+    lb = min(x, zero)
+    ub = max(max(y, zero), lb + tiny)
+    du = ub / (ub - lb)
+    return (one if du > half else zero), du, -lb * du
+
+
 @njit(cache=False, nogil=True, boundscheck=False)
 def relu_relax(lo, hi, d_l, d_u, b_u):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """auto_LiRPA's ReLU relaxation (:func:`certify.crown.relu_relaxation`) in one pass over flat ``lo``, ``hi``:
@@ -124,12 +133,7 @@ def relu_relax(lo, hi, d_l, d_u, b_u):  # type: ignore[no-untyped-def]  # pragma
     for i in range(lo.shape[0]):
         x, y = lo[i], hi[i]
         bad |= not (abs(x) < big and abs(y) < big)
-        lb = min(x, zero)
-        ub = max(max(y, zero), lb + tiny)
-        du = ub / (ub - lb)
-        d_u[i] = du
-        b_u[i] = -lb * du
-        d_l[i] = one if du > half else zero
+        d_l[i], d_u[i], b_u[i] = _relax_one(x, y, zero, one, half, tiny)
     return bad == 0
 
 
@@ -154,12 +158,7 @@ def relu_ibp_relax(c, w, lo, hi, d_l, d_u, b_u, out_l, out_u, out_s, out_d):  # 
         bad |= not (abs(x) < big and abs(y) < big)
         lo[i] = x
         hi[i] = y
-        lb = min(x, zero)
-        ub = max(max(y, zero), lb + tiny)
-        du = ub / (ub - lb)
-        d_u[i] = du
-        b_u[i] = -lb * du
-        d_l[i] = one if du > half else zero
+        d_l[i], d_u[i], b_u[i] = _relax_one(x, y, zero, one, half, tiny)
         ox = x if x > zero else zero  # finite here (else bad): relu without NaN
         oy = y if y > zero else zero
         out_l[i] = ox
