@@ -702,9 +702,10 @@ def _blocked_factor(n: Node, in_shape: tuple[int, ...]) -> int | None:
     stride-s convolution with C s s output channels and an (s + k - 1)^2 kernel that holds each output phase's taps
     (zero elsewhere; :func:`_blocked_weight`). It does (s + k - 1)^2 / k^2 times the multiply-adds (16/9 for 3x3,
     s = 2) at 2-3x the rate: CIFAR's 16->3 3x3 step on 30 rows 0.83 -> 0.34 ms, 64->3 0.87 -> 0.41 ms (10 rows).
-    s is the largest of 4, 2 with C s s <= ``BLOCKED_CHANNELS`` that divides H and W. The same products and sums
-    (zero taps add exact zeros)."""
-    if not BLOCKED_INPUT_CONV or len(n.shape) != 3 or len(in_shape) != 3 or n.weight is None or n.weight.dim() != 4:
+    s is the largest of 4, 2 with C s s <= ``BLOCKED_CHANNELS`` that divides H and W. CPU only (GPU libraries not
+    measured). The same products and sums (zero taps add exact zeros)."""
+    if (not BLOCKED_INPUT_CONV or len(n.shape) != 3 or len(in_shape) != 3 or n.weight is None or n.weight.dim() != 4
+            or n.weight.device.type != "cpu"):  # measured on oneDNN only
         return None
     k = tuple(n.weight.shape[2:])
     if (tuple(n.attrs["stride"]) != (1, 1) or tuple(n.attrs["dilation"]) != (1, 1) or n.attrs["groups"] != 1
