@@ -59,6 +59,9 @@ BATCH = 32
 LR_LORA, LR_HEAD = 5e-4, 2e-3
 #: the harmful class weighs HARMFUL_WEIGHT times the safe class
 HARMFUL_WEIGHT = 2.0
+#: the training part of certkit's benign knowledge questions (``corpus._knowledge_prompts()``) joins the safe
+#: prompts, with their erasures and fragments (issue 18, session 12)
+KNOWLEDGE = True
 
 
 class _LoRALinear(nn.Module):
@@ -161,7 +164,8 @@ def _greedy_path(model: _Model, prompt: str, rounds: int = 12) -> list[str]:
 
 
 def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_prompts: int = MINE_PROMPTS,
-                subset: int | None = None, log: Any = None, snapshot: Any = None) -> dict[str, np.ndarray]:
+                subset: int | None = None, knowledge: bool = KNOWLEDGE, log: Any = None,
+                snapshot: Any = None) -> dict[str, np.ndarray]:
     """The delta (LoRA factors ``"{layer}.{name}.a|b"`` as float16, ``head_w``, ``head_b``) that
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
     reduced run, for tests). ``pac_threshold`` is added by :func:`main`."""
@@ -170,6 +174,10 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     harmful, safe, _, _ = _training_data()
+    if knowledge:
+        from certify.prompts.corpus import _knowledge_prompts
+
+        safe = [*safe, *_knowledge_prompts()]  # the training topics only; the held-out ones stay unseen
     if subset is not None:
         harmful, safe = harmful[:subset], safe[:subset]
     g = torch.Generator().manual_seed(0)
