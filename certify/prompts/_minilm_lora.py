@@ -62,6 +62,8 @@ HARMFUL_WEIGHT = 2.0
 #: the training part of certkit's benign knowledge questions (``corpus._knowledge_prompts()``) joins the safe
 #: prompts, with their erasures and fragments (issue 18, session 12)
 KNOWLEDGE = True
+#: the more varied benign acts of ``corpus._EXTRA_BENIGN_ACTS`` (4 frames each) join the safe prompts too
+EXTRA_BENIGN = False
 
 
 class _LoRALinear(nn.Module):
@@ -164,7 +166,8 @@ def _greedy_path(model: _Model, prompt: str, rounds: int = 12) -> list[str]:
 
 
 def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_prompts: int = MINE_PROMPTS,
-                subset: int | None = None, knowledge: bool = KNOWLEDGE, log: Any = None,
+                subset: int | None = None, knowledge: bool = KNOWLEDGE, extra_benign: bool = EXTRA_BENIGN,
+                log: Any = None,
                 snapshot: Any = None) -> dict[str, np.ndarray]:
     """The delta (LoRA factors ``"{layer}.{name}.a|b"`` as float16, ``head_w``, ``head_b``) that
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
@@ -178,6 +181,10 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
         from certify.prompts.corpus import _knowledge_prompts
 
         safe = [*safe, *_knowledge_prompts()]  # the training topics only; the held-out ones stay unseen
+    if extra_benign:
+        from certify.prompts.corpus import _extra_benign_prompts
+
+        safe = [*safe, *_extra_benign_prompts()]
     if subset is not None:
         harmful, safe = harmful[:subset], safe[:subset]
     g = torch.Generator().manual_seed(0)
@@ -232,9 +239,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("minilm_lora.npz"))
+    parser.add_argument("--extra-benign", action=argparse.BooleanOptionalAction, default=EXTRA_BENIGN,
+                        help="add corpus._EXTRA_BENIGN_ACTS to the safe prompts")
     args = parser.parse_args(argv)
     t0 = time.process_time()
-    delta = train_delta(log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
+    delta = train_delta(extra_benign=args.extra_benign,
+                        log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
     pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
