@@ -105,6 +105,35 @@ def test_knowledge_questions_are_new_and_split_by_topic(shared_dir: Path) -> Non
     assert topics_of["train"] and topics_of["held"] and not topics_of["train"] & topics_of["held"]
 
 
+def test_evaluation_benign_prompts_are_never_trained_on(shared_dir: Path) -> None:
+    """The evaluation-only benign prompts (the generated held-out safe set on which GreedyEC / GradEC false positives
+    are measured and retrained MiniLM models chosen, issue 18 session 12) are in no training or calibration set of the
+    default filters (generated set, embedded prompts, knowledge questions, the LoRA's extra benign acts) and not copied
+    from the shared benchmark; the extra benign acts are new too, and none of their prompts is an evaluation prompt."""
+    from certify.prompts import embedded_prompts
+    from certify.prompts.corpus import (
+        _EXTRA_BENIGN_ACTS,
+        BENIGN_ACTS,
+        _evaluation_benign_prompts,
+        _extra_benign_prompts,
+    )
+
+    ev = {p.lower() for p in _evaluation_benign_prompts()}
+    extra = _extra_benign_prompts()
+    assert len(ev) == len(_evaluation_benign_prompts()) >= 60
+    assert len(extra) == 4 * len(_EXTRA_BENIGN_ACTS) and len(set(_EXTRA_BENIGN_ACTS)) == len(_EXTRA_BENIGN_ACTS) >= 90
+    own = embedded_prompts()
+    trained = {p.lower() for p in (*generated_prompts().prompts, *own.harmful, *own.safe, *extra,
+                                   *_knowledge_prompts(), *_knowledge_prompts(held_out=True))}
+    theirs = {line.strip().lower() for f in (shared_dir / "data" / "prompts").glob("*.txt")
+              for line in f.read_text(encoding="utf-8").splitlines()}
+    assert not ev & trained and not ev & theirs
+    assert not {p.lower() for p in extra} & theirs
+    assert not set(_EXTRA_BENIGN_ACTS) & {a for acts in BENIGN_ACTS.values() for a in acts}
+    # no extra act is an evaluation prompt's wording (a paraphrase would make the evaluation set a training set)
+    assert not any(act.lower() in p for act in _EXTRA_BENIGN_ACTS for p in ev)
+
+
 @pytest.mark.slow
 def test_generated_tfidf_filter_on_unseen_prompts(shared_dir: Path) -> None:
     """The TF-IDF fallback (default_filter without MiniLM) at its group-valid PAC threshold (0.175), on prompts never
