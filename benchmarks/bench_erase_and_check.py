@@ -626,10 +626,10 @@ def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> Non
 
 def threshold_rules(seeds: int = 200) -> None:
     """Issue 18, session 11: each default filter's threshold under valid and invalid PAC rules (epsilon = delta =
-    0.05) on the 392 calibration harmful prompts of 98 acts, and its accuracy there. Rules: per-prompt (Park et al.;
-    not valid for prompts clustered by act), group KL (the shipped rule, ``pac_threshold(..., groups=acts)``), the
-    lowest score per act + the binomial rule, one random frame per act + the binomial rule (``seeds`` draws:
-    median and 5-95%). Harmful flagged / safe kept on the held-out generated part (with the mean per-act miss
+    0.05) on the calibration harmful prompts (520 of 130 acts since session 12; 392 of 98 before), and its accuracy
+    there. Rules: per-prompt (Park et al.; not valid for prompts clustered by act), group KL (the shipped rule,
+    ``pac_threshold(..., groups=acts)``), the lowest score per act + the binomial rule, one random frame per act +
+    the binomial rule (``seeds`` draws: median and 5-95%). Harmful flagged / safe kept on the held-out generated part (with the mean per-act miss
     fraction and the acts with a miss) and on all of ``../shared/data/prompts``."""
     from certify.prompts import generated_filter, generated_prompts, pac_threshold, split_by_act
     from certify.prompts.filters import _frozen_minilm_filter, default_filter, has_minilm

@@ -21,11 +21,13 @@ weighted :data:`HARMFUL_WEIGHT` times the safe class. ``pac_threshold`` is
 :func:`certify.prompts.filters.pac_threshold` (groups = act ids, epsilon = delta = 0.05) of the stored (float16, merged) model on the
 calibration harmful prompts.
 
-The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.743, session 11) it flags
-3 of 40 held-out shared safe prompts (7.5%) under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder with
-``minilm_head.txt`` at its group-valid threshold 0.129: 50% / 32.5%). In session 9
-it missed one whole calibration act of the generated set (20 acts) and its PAC threshold collapsed to about 1e-3;
-the session-10 prompt set (harmful acts that state their harm, 98 calibration acts) fixed that.
+The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.963 on the 130
+calibration acts of session 12's 50 / 40 / 10 split; 0.743 on session 11's 98 acts) it flags none of 40 held-out
+shared safe prompts under GreedyEC-9/12 and GradEC-10/25 (7.5% at 0.743; the frozen encoder with ``minilm_head.txt``
+at its group-valid threshold: see BENCHMARKS.md). In session 9 it missed one whole calibration act of the generated
+set (20 acts) and its PAC threshold collapsed to about 1e-3; the session-10 prompt set (harmful acts that state their
+harm) fixed that. Adding the knowledge questions to the safe prompts (session 12, not shipped) pulled the
+eating-disorder acts down and the threshold to 0.205.
 
 Deterministic on CPU: initialisation, shuffling and samples come from torch generators seeded with 0; dropout is off.
 About 9-12 CPU minutes on one core (``OMP_NUM_THREADS=1``).
@@ -59,11 +61,6 @@ BATCH = 32
 LR_LORA, LR_HEAD = 5e-4, 2e-3
 #: the harmful class weighs HARMFUL_WEIGHT times the safe class
 HARMFUL_WEIGHT = 2.0
-#: the training part of certkit's benign knowledge questions (``corpus._knowledge_prompts()``) joins the safe
-#: prompts, with their erasures and fragments (issue 18, session 12)
-KNOWLEDGE = True
-#: the more varied benign acts of ``corpus._EXTRA_BENIGN_ACTS`` (4 frames each) join the safe prompts too
-EXTRA_BENIGN = False
 
 
 class _LoRALinear(nn.Module):
@@ -166,9 +163,7 @@ def _greedy_path(model: _Model, prompt: str, rounds: int = 12) -> list[str]:
 
 
 def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_prompts: int = MINE_PROMPTS,
-                subset: int | None = None, knowledge: bool = KNOWLEDGE, extra_benign: bool = EXTRA_BENIGN,
-                log: Any = None,
-                snapshot: Any = None) -> dict[str, np.ndarray]:
+                subset: int | None = None, log: Any = None, snapshot: Any = None) -> dict[str, np.ndarray]:
     """The delta (LoRA factors ``"{layer}.{name}.a|b"`` as float16, ``head_w``, ``head_b``) that
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
     reduced run, for tests). ``pac_threshold`` is added by :func:`main`."""
@@ -177,14 +172,6 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     harmful, safe, _, _ = _training_data()
-    if knowledge:
-        from certify.prompts.corpus import _knowledge_prompts
-
-        safe = [*safe, *_knowledge_prompts()]  # the training topics only; the held-out ones stay unseen
-    if extra_benign:
-        from certify.prompts.corpus import _extra_benign_prompts
-
-        safe = [*safe, *_extra_benign_prompts()]
     if subset is not None:
         harmful, safe = harmful[:subset], safe[:subset]
     g = torch.Generator().manual_seed(0)
@@ -239,12 +226,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("minilm_lora.npz"))
-    parser.add_argument("--extra-benign", action=argparse.BooleanOptionalAction, default=EXTRA_BENIGN,
-                        help="add corpus._EXTRA_BENIGN_ACTS to the safe prompts")
     args = parser.parse_args(argv)
     t0 = time.process_time()
-    delta = train_delta(extra_benign=args.extra_benign,
-                        log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
+    delta = train_delta(log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
     pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
