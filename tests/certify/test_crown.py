@@ -598,9 +598,9 @@ def test_first_conv_concretised_in_phase_layout_equals_the_dense_pass(monkeypatc
     calls = []
     real = crown_mod._phase_input_back
 
-    def spy(*args: object) -> object:
+    def spy(*args: object, **kw: object) -> object:
         calls.append(1)
-        return real(*args)  # type: ignore[arg-type]
+        return real(*args, **kw)  # type: ignore[arg-type]
 
     for norm, eps in ((math.inf, 0.05), (2, 0.5)):
         for method in ("crown", "crown-ibp"):
@@ -617,6 +617,87 @@ def test_first_conv_concretised_in_phase_layout_equals_the_dense_pass(monkeypatc
                 torch.testing.assert_close(dense.lower, conv.lower, rtol=1e-10, atol=1e-10)
                 torch.testing.assert_close(dense.upper, conv.upper, rtol=1e-10, atol=1e-10)
             assert bool((dense.upper - dense.lower > 0.02).any())
+
+
+@pytest.mark.parametrize("cin,k,pad,size", [(3, 3, 1, 8), (1, 3, 1, 8), (3, 3, 0, 12), (1, 5, 2, 12), (3, 5, 1, 8),
+                                             (2, (3, 5), (1, 2), (8, 12)), (3, 4, 3, 6), (1, 3, 2, (4, 8))])
+def test_blocked_input_conv_step_equals_conv_transpose(cin: int, k: object, pad: object, size: object) -> None:
+    """The stride-1 input conv's backward step in blocked form (one stride-s convolution, coefficients in
+    space-to-depth layout) is ``conv_transpose2d``'s result in ``pixel_unshuffle``'s layout (float64), and the box
+    is brought to the same layout; s = 4 for one channel, 2 for two or three."""
+    from certify._ir import Node
+    from certify.crown import _blocked_factor, _phase_input_back, _phase_layout
+
+    g = torch.Generator().manual_seed(12)
+    h, w_ = size if isinstance(size, tuple) else (size, size)
+    conv = nn.Conv2d(cin, 5, k, padding=pad).double()  # type: ignore[arg-type]
+    out_shape = tuple(conv(torch.zeros(1, cin, h, w_, dtype=torch.float64)).shape[1:])
+    node = Node("conv", (0,), out_shape, "c", weight=conv.weight.detach(), bias=conv.bias.detach(),
+                attrs={"stride": conv.stride, "padding": conv.padding, "dilation": (1, 1), "groups": 1})
+    s = _blocked_factor(node, (cin, h, w_))
+    assert s == (4 if cin == 1 and h % 4 == 0 and w_ % 4 == 0 else 2)
+    a = torch.randn(2, 3, *out_shape, generator=g, dtype=torch.float64)
+    got, bias = _phase_input_back(node, a, (cin, h, w_))
+    assert got.shape == (2, 3, cin * s * s, h // s, w_ // s)
+    ref = torch.nn.functional.conv_transpose2d(a.reshape(6, *out_shape), conv.weight.detach(), padding=conv.padding)
+    torch.testing.assert_close(got.reshape(6, *got.shape[2:]), torch.nn.functional.pixel_unshuffle(ref, s),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bias, a.sum(dim=(3, 4)) @ conv.bias.detach(), rtol=1e-12, atol=1e-12)
+    box = torch.rand(4, cin, h, w_, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_phase_layout(box, node), torch.nn.functional.pixel_unshuffle(box, s))
+
+
+@pytest.mark.parametrize("cin,size,bn", [(3, 8, False), (3, 8, True), (1, 8, True), (1, 10, False), (3, 9, False)])
+def test_first_conv_concretised_in_blocked_layout_equals_the_ordinary_pass(monkeypatch: pytest.MonkeyPatch, cin: int,
+                                                                           size: int, bn: bool) -> None:
+    """A stride-1 first conv on few channels takes the blocked form (``BLOCKED_INPUT_CONV``, with a BatchNorm after it
+    folded into the same step): CROWN, CROWN-IBP and alpha-CROWN bounds equal those of the ordinary transposed
+    convolution (float64, chunked or not) and contain the network's outputs; L2 and maps that s does not divide keep
+    the ordinary path (counted)."""
+    torch.manual_seed(4)
+    layers: list[nn.Module] = [nn.Conv2d(cin, 4, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(4))
+    layers += [nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(6), nn.ReLU(),
+               nn.Linear(6, 3)]
+    model = nn.Sequential(*layers).double()
+    x = torch.rand(5, cin, size, size, dtype=torch.float64)
+    model(x)
+    if bn:
+        model[1].running_mean.uniform_(-0.2, 0.2)
+        model[1].running_var.uniform_(0.5, 1.5)
+        model[1].weight.data.uniform_(0.5, 1.5)
+    model.eval().requires_grad_(False)
+    calls = []
+    real = crown_mod._blocked_weight
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_blocked_weight", spy)
+    for norm, eps in ((math.inf, 0.03), (2, 0.3)):
+        for method in ("crown", "crown-ibp", "alpha-crown"):
+            kw = {"iterations": 3} if method == "alpha-crown" else {}
+            monkeypatch.setattr(crown_mod, "BLOCKED_INPUT_CONV", False)
+            calls.clear()
+            plain = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1), **kw)
+            assert not calls
+            monkeypatch.setattr(crown_mod, "BLOCKED_INPUT_CONV", True)
+            for chunk in (crown_mod.CHUNK_BYTES, 1):
+                monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
+                calls.clear()
+                got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1), **kw)
+                assert bool(calls) == (norm == math.inf and size % 2 == 0)
+                torch.testing.assert_close(got.lower, plain.lower, rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(got.upper, plain.upper, rtol=1e-10, atol=1e-10)
+            monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 1 << 21)
+            assert bool((plain.upper - plain.lower > 1e-3).any())
+            pts = (x.unsqueeze(1) + eps * (2 * torch.rand(5, 64, *x.shape[1:], dtype=torch.float64) - 1)).clamp(0, 1)
+            if norm == math.inf:
+                ys = model(pts.reshape(-1, *x.shape[1:])).reshape(5, 64, -1)
+                assert bool((ys >= got.lower.unsqueeze(1) - 1e-9).all() and (ys <= got.upper.unsqueeze(1) + 1e-9).all())
 
 
 class _ShortcutBlock(nn.Module):
