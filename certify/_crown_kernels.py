@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_ibp_relax", "relu_relax", "relu_window"]
+__all__ = ["relu_back", "relu_back_both", "relu_back_narrow", "relu_back_pair", "relu_back_pair_narrow", "relu_ibp_relax",
+           "relu_relax", "relu_window"]
 
 
 @njit(cache=False, nogil=True, boundscheck=False)
@@ -76,6 +77,63 @@ def _relu_back_into(a, dl, gap, bu, upper, out, bias, csum, acc, cs):  # type: i
                         cs[c] += v
             bias[b, s] += acc.sum()
             csum[b, s, :] = cs
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_back_pair(al, au, dl, gap, bu, out_l, out_u, bias_l, bias_u, cs_l, cs_u):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """:func:`relu_back` for the lower (``al``) and the upper (``au``) coefficients in one pass: each entry's slopes and
+    intercept are read once for both, and the two sides' sums are independent chains the core overlaps (each side
+    alone waits on its per-channel sums). The same operations in the same order per side as two :func:`relu_back`
+    calls (bit-identical results)."""
+    nc = al.shape[3]
+    z = np.float64
+    _relu_back_pair_into(al, au, dl, gap, bu, out_l, out_u, bias_l, bias_u, cs_l, cs_u, np.zeros(nc, dtype=z),
+                         np.zeros(nc, dtype=z), np.zeros(nc, dtype=z), np.zeros(nc, dtype=z))
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def relu_back_pair_narrow(al, au, dl, gap, bu, out_l, out_u, bias_l, bias_u, cs_l, cs_u):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """:func:`relu_back_pair` with :func:`relu_back_narrow`'s per-channel sums in the coefficients' precision
+    (bit-identical to two :func:`relu_back_narrow` calls)."""
+    nc = al.shape[3]
+    z = al.dtype
+    _relu_back_pair_into(al, au, dl, gap, bu, out_l, out_u, bias_l, bias_u, cs_l, cs_u, np.zeros(nc, dtype=z),
+                         np.zeros(nc, dtype=z), np.zeros(nc, dtype=z), np.zeros(nc, dtype=z))
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def _relu_back_pair_into(al, au, dl, gap, bu, out_l, out_u, bias_l, bias_u, cs_l, cs_u, accl, csl, accu, csu):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """:func:`relu_back_pair` with the per-channel accumulators given (their dtype is the sums')."""
+    _, ns, npos, nc = al.shape
+    nb = dl.shape[0]
+    shared = al.shape[0] == 1
+    zero = al.dtype.type(0)
+    for b in range(nb):
+        ba = 0 if shared else b
+        for s in range(ns):
+            accl[:] = 0.0
+            csl[:] = 0.0
+            accu[:] = 0.0
+            csu[:] = 0.0
+            for p in range(npos):
+                for c in range(nc):
+                    d, g, u = dl[b, p, c], gap[b, p, c], bu[b, p, c]
+                    x = al[ba, s, p, c]
+                    m = min(x, zero)
+                    v = x * d + m * g
+                    out_l[b, s, p, c] = v
+                    accl[c] += m * u
+                    csl[c] += v
+                    y = au[ba, s, p, c]
+                    n = max(y, zero)
+                    w = y * d + n * g
+                    out_u[b, s, p, c] = w
+                    accu[c] += n * u
+                    csu[c] += w
+            bias_l[b, s] += accl.sum()
+            bias_u[b, s] += accu.sum()
+            cs_l[b, s, :] = csl
+            cs_u[b, s, :] = csu
 
 
 @njit(cache=False, nogil=True, boundscheck=False)

@@ -1233,6 +1233,8 @@ def _conv_affine_fold(g: Graph, i: int) -> Node | None:
 #: least ``RELU_KERNEL_MIN`` entries when numba is installed; False never; True always (ImportError without numba)
 USE_COMPILED: bool | None = None
 RELU_KERNEL_MIN = 1 << 16
+#: the compiled ReLU step takes the lower and upper coefficients in one pass (:func:`certify._crown_kernels.relu_back_pair`)
+PAIR_KERNEL = True
 #: maps with fewer channels sum per channel in the coefficients' precision (float64 sums of one vector of channels
 #: are slow); wider ones in float64
 NARROW_CHANNELS = 32
@@ -1321,6 +1323,20 @@ def _relu_kernel_step(la: Tensor | None, ua: Tensor | None, r: _Relax
         bias_l, bias_u = la.new_zeros(b, s), la.new_zeros(b, s)
         kern.relu_back_both(av, dl, du, bu, _kernel_view(out_l, 2), _kernel_view(out_u, 2), bias_l.numpy(),
                             bias_u.numpy())
+        return out_l, out_u, bias_l, bias_u
+    if PAIR_KERNEL and la is not None and ua is not None and la is not ua:
+        avl, avu = _kernel_view(la, 2), _kernel_view(ua, 2)
+        if avl is None or avu is None or avl.shape != avu.shape or avl.shape[2:] != dl.shape[1:]:
+            return None
+        out_l, out_u = fresh(la), fresh(ua)
+        bias_l, bias_u = la.new_zeros(b, s), la.new_zeros(b, s)
+        cs_l, cs_u = la.new_empty(b, s, avl.shape[3]), la.new_empty(b, s, avl.shape[3])
+        step2 = kern.relu_back_pair if avl.shape[3] >= NARROW_CHANNELS else kern.relu_back_pair_narrow
+        step2(avl, avu, dl, gap, bu, _kernel_view(out_l, 2), _kernel_view(out_u, 2), bias_l.numpy(), bias_u.numpy(),
+              cs_l.numpy(), cs_u.numpy())
+        if la.dim() == 5 and avl.shape[3] == la.shape[2]:
+            out_l.__dict__["channel sums"] = cs_l  # a following conv's bias term reads them (_back_affine)
+            out_u.__dict__["channel sums"] = cs_u
         return out_l, out_u, bias_l, bias_u
     res: list[Tensor | None] = []
     for a, upper in ((la, False), (ua, True)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -794,6 +795,14 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
             seen["relu_back_both"] += 1
             real.relu_back_both(*args)
 
+        def relu_back_pair(self, *args: object) -> None:  # both sides in one pass (PAIR_KERNEL)
+            seen["relu_back"] += 1
+            real.relu_back_pair(*args)
+
+        def relu_back_pair_narrow(self, *args: object) -> None:
+            seen["relu_back"] += 1
+            real.relu_back_pair_narrow(*args)
+
         def relu_relax(self, *args: object) -> bool:
             seen["relu_relax"] += 1
             return bool(real.relu_relax(*args))
@@ -832,6 +841,74 @@ def test_compiled_relu_step_equals_the_torch_form(monkeypatch: pytest.MonkeyPatc
     # channels-last maps only: NCHW/flat coefficients keep the torch form (and the conv its own sums)
     assert bool(seen["relu_back"]) == bool(seen["relu_back_both"]) == bool(seen["relu_relax"]) == channels_last
     assert bool(seen["sums"]) == channels_last
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nc,shared", [(16, False), (16, True), (40, False), (3, True)])
+def test_paired_relu_kernel_is_bit_identical_to_one_side_at_a_time(dtype: torch.dtype, nc: int, shared: bool) -> None:
+    """The ReLU step's kernel for both sides in one pass (``relu_back_pair``, ``relu_back_pair_narrow``) writes the
+    same coefficients, bias terms and per-channel sums, bit for bit, as one call per side (``relu_back`` lower then
+    upper, or the narrow pair), with a batch-shared coefficient row or not."""
+    pytest.importorskip("numba")
+    kern = crown_mod._relu_kernels(1 << 30) if crown_mod.USE_COMPILED is not False else None
+    if kern is None:
+        pytest.skip("compiled kernels switched off (CERTKIT_NO_NUMBA)")
+    g = torch.Generator().manual_seed(3)
+    nb, ns, npos = 3, 4, 37
+    ab = 1 if shared else nb
+    al, au = (torch.randn(ab, ns, npos, nc, generator=g, dtype=dtype).numpy() for _ in range(2))
+    lo = -torch.rand(nb, npos, nc, generator=g, dtype=dtype) * torch.randint(0, 2, (nb, npos, nc), generator=g)
+    hi = lo + torch.rand(nb, npos, nc, generator=g, dtype=dtype) * 2
+    d_l, d_u, b_u = relu_relaxation(lo, hi)
+    dl, gap, bu = d_l.numpy(), (d_u - d_l).numpy(), b_u.numpy()
+    assert 0 < float((d_u - d_l != 0).double().mean()) < 1  # unstable and stable entries
+
+    def fresh() -> list[object]:
+        return [np.zeros((nb, ns, npos, nc), dtype=al.dtype), np.full((nb, ns), 0.25, dtype=al.dtype),
+                np.zeros((nb, ns, nc), dtype=al.dtype)]
+
+    for pair, single in ((kern.relu_back_pair, kern.relu_back), (kern.relu_back_pair_narrow, kern.relu_back_narrow)):
+        lo_ref, up_ref = fresh(), fresh()
+        single(al, dl, gap, bu, False, *lo_ref)
+        single(au, dl, gap, bu, True, *up_ref)
+        lo_got, up_got = fresh(), fresh()
+        pair(al, au, dl, gap, bu, lo_got[0], up_got[0], lo_got[1], up_got[1], lo_got[2], up_got[2])
+        for x, y in zip(lo_ref + up_ref, lo_got + up_got, strict=True):
+            assert np.array_equal(x, y)  # type: ignore[arg-type]
+        assert float(np.abs(lo_got[1] - 0.25).max()) > 0  # the bias terms were accumulated onto the given ones
+
+
+def test_paired_relu_step_gives_the_one_side_bounds_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CROWN and CROWN-IBP bounds with the ReLU step's two sides in one kernel pass (``PAIR_KERNEL``) equal those
+    with one pass per side, bit for bit (residual block, BatchNorm, narrow maps), and the paired kernel ran."""
+    pytest.importorskip("numba")
+    if crown_mod._relu_kernels(1 << 30) is None:
+        pytest.skip("compiled kernels switched off (CERTKIT_NO_NUMBA)")
+    model = _channels_last_net()
+    x = torch.rand(4, 2, 12, 12, generator=torch.Generator().manual_seed(6))
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    monkeypatch.setattr(crown_mod, "USE_COMPILED", True)
+    real = crown_mod._relu_kernels
+    calls = []
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            if name.startswith("relu_back_pair"):
+                calls.append(name)
+            return getattr(real(1 << 30), name)
+
+    monkeypatch.setattr(crown_mod, "_relu_kernels", lambda entries: Spy())
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "PAIR_KERNEL", False)
+        calls.clear()
+        one = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        assert not calls
+        monkeypatch.setattr(crown_mod, "PAIR_KERNEL", True)
+        both = certify.bounds(model, x, 0.03, method=method, domain=(0, 1))
+        assert calls
+        assert torch.equal(one.lower, both.lower) and torch.equal(one.upper, both.upper)
+        assert bool((one.upper - one.lower > 0.01).any())
 
 
 def test_compiled_relu_step_leaves_infinite_intercepts_to_the_torch_form(monkeypatch: pytest.MonkeyPatch) -> None:
