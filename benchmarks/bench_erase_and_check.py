@@ -463,6 +463,52 @@ def minilm_false_positives(n: int = 40) -> None:
                   + f" | {secs:.0f} |", flush=True)
 
 
+def generated_safe_sets() -> dict[str, list[str]]:
+    """The generated held-out safe prompts on which GreedyEC / GradEC false positives are measured and retrained
+    MiniLM models are chosen (issue 18, session 12; never the shared data): the held-out knowledge questions (32
+    topics x 4 frames), 2 frames of each held-out benign act (24 acts), and the evaluation-only diverse benign prompts
+    (``corpus._EVALUATION_BENIGN``, 66: questions, code, creative writing, plans, multi-sentence requests)."""
+    from certify.prompts import generated_prompts, split_by_act
+    from certify.prompts.corpus import _evaluation_benign_prompts, _knowledge_prompts
+
+    _, _, held = split_by_act(generated_prompts())
+    count: Counter[int] = Counter()
+    acts = []
+    for p, g, y in zip(held.prompts, held.groups, held.labels):
+        if y == 0 and count[g] < 2:
+            count[g] += 1
+            acts.append(p)
+    return {"held-out knowledge questions": list(_knowledge_prompts(held_out=True)),
+            "held-out benign acts (2 frames each)": acts,
+            "evaluation-only diverse benign": list(_evaluation_benign_prompts())}
+
+
+def minilm_false_positives_generated() -> None:
+    """GreedyEC-9/12 and GradEC-10/25 false positives of the default MiniLM filter (and of ``--delta PATH``; the
+    frozen-encoder head is left out: it is not a candidate) on the generated held-out safe sets of
+    :func:`generated_safe_sets`, at each filter's PAC threshold and at 0.5, with the share flagged unattacked."""
+    sets = generated_safe_sets()
+    filters = _minilm_filters()
+    filters.pop("frozen encoder + minilm_head.txt", None)
+    print("| MiniLM filter | safe set (n) | threshold | clean prompt | GreedyEC-9 | GreedyEC-12 | GradEC-10 | GradEC-25 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, f in filters.items():
+        t0 = time.process_time()
+        allm = []
+        for sname, prompts in sets.items():
+            m = search_maxima(f, prompts)
+            clean = np.asarray(f.predict_proba(prompts), dtype=np.float64)  # type: ignore[attr-defined]
+            allm.append((clean, m))
+            for thr in (f.pac_threshold_, 0.5):  # type: ignore[attr-defined]
+                print(f"| {name} | {sname} ({len(prompts)}) | {thr:.3f} | {np.mean(clean >= thr):.1%} | "
+                      + " | ".join(f"{x:.1%}" for x in (m >= thr).mean(0)) + " |", flush=True)
+        clean, m = np.concatenate([c for c, _ in allm]), np.concatenate([x for _, x in allm])
+        thr = f.pac_threshold_  # type: ignore[attr-defined]
+        print(f"| {name} | all ({len(clean)}) | {thr:.3f} | {np.mean(clean >= thr):.1%} | "
+              + " | ".join(f"{x:.1%}" for x in (m >= thr).mean(0)) + f" | ({time.process_time() - t0:.0f} CPU s)",
+              flush=True)
+
+
 def minilm_adversarial(n_attacked: int = 20, iters: int = 20) -> None:
     """Issue 18: adversarial training of the MiniLM embedding filter (head refitted; GCG through the encoder) on the
     shared 80%: attack success of fresh GCG attacks (t = 10) on the first ``n_attacked`` held-out harmful prompts
@@ -580,10 +626,10 @@ def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> Non
 
 def threshold_rules(seeds: int = 200) -> None:
     """Issue 18, session 11: each default filter's threshold under valid and invalid PAC rules (epsilon = delta =
-    0.05) on the 392 calibration harmful prompts of 98 acts, and its accuracy there. Rules: per-prompt (Park et al.;
-    not valid for prompts clustered by act), group KL (the shipped rule, ``pac_threshold(..., groups=acts)``), the
-    lowest score per act + the binomial rule, one random frame per act + the binomial rule (``seeds`` draws:
-    median and 5-95%). Harmful flagged / safe kept on the held-out generated part (with the mean per-act miss
+    0.05) on the calibration harmful prompts (520 of 130 acts since session 12; 392 of 98 before), and its accuracy
+    there. Rules: per-prompt (Park et al.; not valid for prompts clustered by act), group KL (the shipped rule,
+    ``pac_threshold(..., groups=acts)``), the lowest score per act + the binomial rule, one random frame per act +
+    the binomial rule (``seeds`` draws: median and 5-95%). Harmful flagged / safe kept on the held-out generated part (with the mean per-act miss
     fraction and the acts with a miss) and on all of ``../shared/data/prompts``."""
     from certify.prompts import generated_filter, generated_prompts, pac_threshold, split_by_act
     from certify.prompts.filters import _frozen_minilm_filter, default_filter, has_minilm
@@ -804,6 +850,9 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                       help="GreedyEC / GradEC false positives and GCG detection of bag filters with fragment_training")
     mode.add_argument("--minilm-fp", action="store_true",
                       help="GreedyEC-9/12 and GradEC-10/25 false positives of the MiniLM filter(s) on 40 safe prompts")
+    mode.add_argument("--minilm-fp-generated", action="store_true",
+                      help="GreedyEC-9/12 and GradEC-10/25 false positives of the default MiniLM filter (and --delta) "
+                      "on generated held-out safe prompts (never the shared data; issue 18, session 12)")
     mode.add_argument("--minilm-accuracy", action="store_true",
                       help="accuracy of the MiniLM filter(s) on held-out generated and shared prompts")
     mode.add_argument("--threshold-rules", action="store_true",
@@ -846,6 +895,8 @@ if __name__ == "__main__":
         minilm_vs_gcg()
     elif args.minilm_gcg_insertion:
         minilm_gcg_insertion()
+    elif args.minilm_fp_generated:
+        minilm_false_positives_generated()
     elif args.minilm_fp:
         minilm_false_positives()
     elif args.empirical:

@@ -21,11 +21,13 @@ weighted :data:`HARMFUL_WEIGHT` times the safe class. ``pac_threshold`` is
 :func:`certify.prompts.filters.pac_threshold` (groups = act ids, epsilon = delta = 0.05) of the stored (float16, merged) model on the
 calibration harmful prompts.
 
-The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.743, session 11) it flags
-3 of 40 held-out shared safe prompts (7.5%) under GreedyEC-9/12 and GradEC-10/25 (the frozen encoder with
-``minilm_head.txt`` at its group-valid threshold 0.129: 50% / 32.5%). In session 9
-it missed one whole calibration act of the generated set (20 acts) and its PAC threshold collapsed to about 1e-3;
-the session-10 prompt set (harmful acts that state their harm, 98 calibration acts) fixed that.
+The default since issue 18, session 10 (BENCHMARKS.md): at its group-valid PAC threshold (0.963 on the 130
+calibration acts of session 12's 50 / 40 / 10 split; 0.743 on session 11's 98 acts) it flags none of 40 held-out
+shared safe prompts under GreedyEC-9/12 and GradEC-10/25 (7.5% at 0.743; the frozen encoder with ``minilm_head.txt``
+at its group-valid threshold: see BENCHMARKS.md). In session 9 it missed one whole calibration act of the generated
+set (20 acts) and its PAC threshold collapsed to about 1e-3; the session-10 prompt set (harmful acts that state their
+harm) fixed that. Adding the knowledge questions to the safe prompts (session 12, not shipped) pulled the
+eating-disorder acts down and the threshold to 0.205.
 
 Deterministic on CPU: initialisation, shuffling and samples come from torch generators seeded with 0; dropout is off.
 About 9-12 CPU minutes on one core (``OMP_NUM_THREADS=1``).

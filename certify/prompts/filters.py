@@ -1277,7 +1277,7 @@ def _calibration_acts() -> tuple[list[str], list[int]]:
 
 def _default_pac_threshold(filt: Any) -> float:
     """The default filters' threshold rule: :func:`pac_threshold` with ``groups`` = act ids (epsilon = delta = 0.05)
-    on the calibration harmful prompts (98 acts x 4 frames). If the calibration acts are i.i.d. draws of harmful acts,
+    on the calibration harmful prompts (130 acts x 4 frames). If the calibration acts are i.i.d. draws of harmful acts,
     then with probability >= 0.95 a fresh act's uniformly drawn frame is flagged with probability >= 0.95."""
     prompts, acts = _calibration_acts()
     return pac_threshold(np.asarray(filt.predict_proba(prompts), dtype=np.float64), 0.05, 0.05, groups=acts)
@@ -1300,7 +1300,7 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
     training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the
     group-valid PAC rule (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05) on the harmful
-    prompts of the calibration part (98 acts x 4 frames), and the threshold is that value unless ``threshold`` is
+    prompts of the calibration part (130 acts x 4 frames), and the threshold is that value unless ``threshold`` is
     given. The shared benchmark prompts are never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
@@ -1320,7 +1320,7 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
         # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
         return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
 
-    filt = cached_pickle("eac_tfidf-generated-v5", build)  # v5: group-valid PAC threshold (session 11)
+    filt = cached_pickle("eac_tfidf-generated-v6", build)  # v6: calibration part of 130 acts (split 50/40/10, session 12)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
@@ -1388,8 +1388,8 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     Kumar et al., arXiv 2309.02705, Section 5; the encoder loads on first use, about 10 s, and the delta is merged
     into its weights); otherwise
     ``generated_filter(kind="tfidf")`` (trained on first use and cached). The threshold is the group-valid PAC
-    threshold (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05, on the 392 calibration
-    harmful prompts of the generated set: 98 acts in 4 frames each): if the calibration acts are i.i.d. draws of
+    threshold (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05, on the 520 calibration
+    harmful prompts of the generated set: 130 acts in 4 frames each): if the calibration acts are i.i.d. draws of
     harmful acts, then with probability >= 0.95 over that draw a fresh harmful prompt *of the generated
     distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
     given. Measured accuracy is in docs/certify/erase-and-check.md.

@@ -98,7 +98,9 @@ def test_adversarial_training_lowers_the_attack_success_rate_on_held_out_prompts
         split_by_act,
     )
 
-    train, _, test = split_by_act(generated_prompts())
+    # session 11's 50 / 30 / 20 split: the same training part as the default 50 / 40 / 10 and a larger held-out part
+    # (acts never trained on; nothing here is calibrated), on which these numbers were measured
+    train, _, test = split_by_act(generated_prompts(), (0.5, 0.3, 0.2))
     harmful, safe = list(train.harmful[::2]), list(train.safe[::2])
     bag = BagOfEmbeddingsFilter(augment_per_prompt=4).fit(harmful, safe, generator=torch.Generator().manual_seed(0))
     adv = adversarial_training(bag, harmful, safe, num_tokens=5, num_iters=6, num_candidates=32,
@@ -131,7 +133,9 @@ def test_fragment_training_lowers_empirical_false_positives_on_held_out_prompts(
         split_by_act,
     )
 
-    train, _, test = split_by_act(generated_prompts())
+    # session 11's 50 / 30 / 20 split: the same training part as the default 50 / 40 / 10 and a larger held-out part
+    # (acts never trained on; nothing here is calibrated), on which these numbers were measured
+    train, _, test = split_by_act(generated_prompts(), (0.5, 0.3, 0.2))
     harmful, safe, held = list(train.harmful[::2]), list(train.safe[::2]), list(test.safe[::4])
     bag = BagOfEmbeddingsFilter(epochs=100, augment_per_prompt=4, augment=("suffix", "insertion", "infusion")).fit(
         harmful, safe, generator=torch.Generator().manual_seed(0))
