@@ -1127,7 +1127,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
         elif i == phase_in or (op == "affine" and n.inputs[0] == phase_in and BLOCKED_INPUT_CONV
                                and _conv_affine_fold(g, i) is not None):
             # coefficients at the input stay in phase layout (see _input_phase_conv); a BatchNorm after that conv
-            # in its weights (one step, as below)
+            # is folded into its weights (one step, as below)
             back = n if i == phase_in else _conv_affine_fold(g, i)
             assert back is not None
             new_l, new_u, lbias, ubias = _back_pair(partial(_phase_input_back, back, in_shape=nodes[0].shape),

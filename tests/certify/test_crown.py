@@ -701,6 +701,59 @@ def test_first_conv_concretised_in_blocked_layout_equals_the_ordinary_pass(monke
                 assert bool((ys >= got.lower.unsqueeze(1) - 1e-9).all() and (ys <= got.upper.unsqueeze(1) + 1e-9).all())
 
 
+@pytest.mark.parametrize("first", ["dilation", "groups", "padding", "strided+bn"])
+def test_first_convs_outside_the_blocked_form_keep_exact_bounds(monkeypatch: pytest.MonkeyPatch, first: str) -> None:
+    """First convs the blocked form must not take (dilated, grouped, padding >= kernel) keep the ordinary transposed
+    convolution; a BatchNorm after a strided first conv (phase form) is folded into its step under the same switch.
+    Bounds with the switch on equal those with it off (float64) and contain sampled outputs."""
+    g = torch.Generator().manual_seed(11)
+    conv = {"dilation": nn.Conv2d(2, 4, 3, padding=2, dilation=2), "groups": nn.Conv2d(2, 4, 3, padding=1, groups=2),
+            "padding": nn.Conv2d(2, 4, 3, padding=3), "strided+bn": nn.Conv2d(2, 4, 4, stride=2, padding=1)}[first]
+    layers: list[nn.Module] = [conv]
+    if first == "strided+bn":
+        bn = nn.BatchNorm2d(4)
+        bn.running_mean.uniform_(-0.2, 0.2, generator=g)
+        bn.running_var.uniform_(0.5, 1.5, generator=g)
+        bn.weight.data.uniform_(-1.5, 1.5, generator=g)
+        layers.append(bn)
+    layers += [nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten()]
+    body = nn.Sequential(*layers).double().eval()
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64, generator=g)
+    width = body(x).shape[1]
+    model = nn.Sequential(body, nn.Linear(width, 5), nn.ReLU(), nn.Linear(5, 3)).double().eval().requires_grad_(False)
+    calls = []
+    real = crown_mod._blocked_weight
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    folded = []
+    real_back = crown_mod._phase_input_back
+
+    def back(n: object, *args: object, **kw: object) -> object:
+        folded.append("+" in n.name)  # type: ignore[attr-defined]  # the conv+BatchNorm node of _conv_affine_fold
+        return real_back(n, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_blocked_weight", spy)
+    monkeypatch.setattr(crown_mod, "_phase_input_back", back)
+    for method in ("crown", "crown-ibp"):
+        monkeypatch.setattr(crown_mod, "BLOCKED_INPUT_CONV", False)
+        plain = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+        monkeypatch.setattr(crown_mod, "BLOCKED_INPUT_CONV", True)
+        folded.clear()
+        got = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+        assert not calls
+        assert any(folded) == (first == "strided+bn")
+        torch.testing.assert_close(got.lower, plain.lower, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got.upper, plain.upper, rtol=1e-10, atol=1e-10)
+        assert bool((plain.upper - plain.lower > 1e-3).any())
+        pts = (x.unsqueeze(1) + 0.05 * (2 * torch.rand(3, 256, 2, 8, 8, dtype=torch.float64, generator=g) - 1)).clamp(0, 1)
+        ys = model(pts.reshape(-1, 2, 8, 8)).reshape(3, 256, -1)
+        assert bool((ys >= got.lower.unsqueeze(1) - 1e-9).all() and (ys <= got.upper.unsqueeze(1) + 1e-9).all())
+
+
 class _ShortcutBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
