@@ -3,9 +3,13 @@
 CROWN's linear relaxations (of max pooling, LayerNorm, ...) and CROWN-IBP's (on any network) can be looser than
 interval arithmetic on some outputs: the raw bounds of CROWN on ``maxpool2d_overlap_pad`` at eps 0.3 are looser
 than IBP's on every output. By default (``intersect_ibp=True``) the final bounds are intersected with
-``method="ibp"``'s, computed by the same code as that method, so the comparison below is exact: no tolerance,
-in float32 as in float64 (the IBP bounds are bit-identical to ``method="ibp"``'s, and the intersection is an
-element-wise max / min, which does not round).
+``method="ibp"``'s. For CROWN (and alpha-CROWN) they are computed by the same code as that method, so the
+comparison below is exact: no tolerance, in float32 as in float64 (the IBP bounds are bit-identical to
+``method="ibp"``'s, and the intersection is an element-wise max / min, which does not round). CROWN-IBP's
+intermediate bounds are IBP's already, so its final IBP bound is one more interval step from them (no second
+pass): equal to ``method="ibp"``'s in exact arithmetic, but summed in another order (``method="ibp"`` runs compiled
+kernels on the box's centre and radius), so it is compared up to 8 units in the last place of the bound
+(measured: no difference at all on these models).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ EPS = (0.02, 0.1, 0.3)
 POOLING = ["maxpool2d", "maxpool2d_overlap_pad", "f_max_pool2d", "adaptive_maxpool2d", "global_maxpool", "layernorm"]
 
 
+def _ulps(t: torch.Tensor, method: str) -> torch.Tensor | float:
+    """The rounding allowance: none for CROWN, 8 ulps of the bound for CROWN-IBP (see the module docstring)."""
+    return 0.0 if method != "crown-ibp" else 8 * torch.finfo(t.dtype).eps * (1 + t.abs())
+
+
 def _setup(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.Tensor]:
     model, shape = _layer_models()[name]
     model = model.to(dtype).eval()
@@ -49,8 +58,8 @@ def test_crown_is_never_looser_than_ibp(name: str, dtype: torch.dtype, norm: flo
             ibp = certify.bounds(model, x, eps, norm=norm, method="ibp")
             for method in ("crown", "crown-ibp"):
                 b = certify.bounds(model, x, eps, norm=norm, method=method)
-                assert bool((b.lower >= ibp.lower).all()), (method, eps)
-                assert bool((b.upper <= ibp.upper).all()), (method, eps)
+                assert bool((b.lower >= ibp.lower - _ulps(ibp.lower, method)).all()), (method, eps)
+                assert bool((b.upper <= ibp.upper + _ulps(ibp.upper, method)).all()), (method, eps)
 
 
 @pytest.mark.parametrize("name", POOLING)
@@ -67,7 +76,8 @@ def test_alpha_crown_and_margins_are_never_looser_than_ibp(name: str) -> None:
         for method in ("crown", "crown-ibp", "alpha-crown"):
             kw = {"iterations": 3} if method == "alpha-crown" else {}
             m = certify.margin_bounds(model, x, y, eps, method=method, **kw)  # type: ignore[arg-type]
-            assert bool((m.lower >= ibp_m.lower).all()) and bool((m.upper <= ibp_m.upper).all()), (method, eps)
+            assert bool((m.lower >= ibp_m.lower - _ulps(ibp_m.lower, method)).all()), (method, eps)
+            assert bool((m.upper <= ibp_m.upper + _ulps(ibp_m.upper, method)).all()), (method, eps)
             # verify: every input IBP verifies is verified (at a radius where IBP verifies some)
             ok_ibp = certify.verify(model, x, y, eps / 30, method="ibp")
             ok = certify.verify(model, x, y, eps / 30, method=method, **kw)  # type: ignore[arg-type]
@@ -94,8 +104,11 @@ def test_intersect_ibp_false_gives_the_raw_bounds_and_true_their_intersection_wi
         ibp = certify.bounds(model, x, 0.3, method="ibp")
         both = certify.bounds(model, x, 0.3, method=method)
         assert bool((raw.lower < ibp.lower).any())  # CROWN's relaxation of max pooling is the looser here
-        assert torch.equal(both.lower, torch.maximum(raw.lower, ibp.lower))
-        assert torch.equal(both.upper, torch.minimum(raw.upper, ibp.upper))
+        torch.testing.assert_close(both.lower, torch.maximum(raw.lower, ibp.lower), rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(both.upper, torch.minimum(raw.upper, ibp.upper), rtol=1e-14, atol=1e-14)
+        if method == "crown":  # the very same IBP computation: bit for bit
+            assert torch.equal(both.lower, torch.maximum(raw.lower, ibp.lower))
+            assert torch.equal(both.upper, torch.minimum(raw.upper, ibp.upper))
     # no effect with IBP itself
     assert torch.equal(certify.bounds(model, x, 0.3, method="ibp", intersect_ibp=False).lower, ibp.lower)
 
