@@ -142,6 +142,9 @@ def test_callable_filter_and_as_filter() -> None:
         as_filter(3)
     with pytest.raises(ValueError, match="scores"):
         CallableFilter(lambda t: [0.1]).predict_proba(["a", "b"])
+    # Two-class output (N, 2): the error names the shape fn returned, not the flattened (2N,).
+    with pytest.raises(ValueError, match=r"got shape \(4, 2\)"):
+        CallableFilter(lambda t: [[0.3, 0.7]] * len(t)).predict_proba(["a", "b", "c", "d"])
 
 
 def test_bag_filter_soft_mask_matches_hard_scores() -> None:
