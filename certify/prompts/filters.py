@@ -87,7 +87,6 @@ class TfidfFilter(FilterBase):
             (measured on the paper's prompts: insertion d = 8 safe accuracy 93.7% -> 96.2%).
         augment: erase-and-check modes used for erasure augmentation in :meth:`fit` (may be empty).
         augment_max_erase: the erasure budget of the augmentation.
-        min_df: both vectorizers keep only the n-grams found in at least ``min_df`` training texts (1: all).
     """
 
     def __init__(
@@ -98,14 +97,12 @@ class TfidfFilter(FilterBase):
         class_balance: float = 0.6,
         augment: Sequence[str] = ("suffix", "insertion"),
         augment_max_erase: int = 30,
-        min_df: int = 1,
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.C = check_positive(C, "C")
         self.class_balance = check_positive(class_balance, "class_balance")
         self.augment = tuple(augment)
         self.augment_max_erase = check_positive_int(augment_max_erase, "augment_max_erase", minimum=0)
-        self.min_df = check_positive_int(min_df, "min_df", minimum=1)
         self.model_: Any = None
 
     def fit(self, harmful: Sequence[str], safe: Sequence[str], *, extra_safe: Sequence[str] = ()) -> TfidfFilter:
@@ -120,11 +117,9 @@ class TfidfFilter(FilterBase):
 
         aug = augment_safe(safe, modes=self.augment, max_erase=self.augment_max_erase) if self.augment else []
         texts, y = _xy(harmful, safe, [*aug, *extra_safe])
-        min_df = getattr(self, "min_df", 1)  # a filter pickled before session 13 has no min_df
         features = make_union(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=min_df),
-            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b",
-                            min_df=min_df),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1),
+            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b"),
         )
         weight = self.class_balance * float((y == 0).sum()) / float((y == 1).sum())
         clf = LogisticRegression(C=self.C, class_weight={0: 1.0, 1: weight}, max_iter=3000)
@@ -1318,27 +1313,14 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, _, _ = _training_data()
-        import torch
+        from certify.prompts.corpus import _knowledge_prompts
 
-        from certify.prompts._minilm_head import short_fragments
-        from certify.prompts._minilm_lora import fragments
-        from certify.prompts.corpus import _knowledge_prompts, _training_benign_prompts
+        # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
+        # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
 
-        # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects),
-        # harmful weight 2 (session 9), the training-side benign prompts of other styles (code, recipes, e-mails,
-        # everyday harm verbs: corpus._TRAINING_BENIGN), 2 random in-order subsequences + 2 short fragments of each
-        # safe prompt labelled safe and min_df = 2: chosen in session 13 (v8) by grouped 3-fold cross-validation
-        # on the training side only, averaged over 5 fold seeds (safe kept at the group PAC threshold of the
-        # out-of-fold scores: 0.641 for v6's recipe -> 0.722; BENCHMARKS.md, "the TF-IDF fallback with
-        # training-side benign prompts of other styles")
-        safe = [*safe, *_knowledge_prompts(), *_training_benign_prompts()[0]]
-        g = torch.Generator().manual_seed(0)
-        extra = [*fragments(safe, 2, g), *short_fragments(safe, 2, 4, g)]
-        return _calibrated(TfidfFilter(class_balance=2.0, min_df=2).fit(harmful, safe, extra_safe=extra))
-
-    # v8: styles, fragments and min_df 2 (session 13); v7 was a rejected candidate (session 12); v6: calibration
-    # part of 130 acts (split 50/40/10, session 12)
-    filt = cached_pickle("eac_tfidf-generated-v8", build)
+    filt = cached_pickle("eac_tfidf-generated-v6", build)  # v6: calibration part of 130 acts (split 50/40/10, session 12)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
