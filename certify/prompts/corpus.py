@@ -479,9 +479,11 @@ _EVALUATION_BENIGN: tuple[str, ...] = (
 # session 13): questions about everyday tasks (several with verbs the harmful acts use: "kill a tmux session", "steal
 # a base", "shoot a film"), unit conversions and arithmetic, recipes, code, creative writing, business e-mails,
 # idioms, multi-sentence requests. Written for certkit (MIT) before any model was scored on them, grouped by style
-# (the keys): the TF-IDF fallback v8 was chosen by cross-validation with these styles as held-out groups and is
-# trained on all of them. Distinct from :data:`_EVALUATION_BENIGN` (evaluation only, never trained on) and from the
-# shared benchmark prompts (tests/certify/prompts/test_corpus.py checks both).
+# (the keys), for training and cross-validation (held out by style) of the TF-IDF fallback. No shipped filter is
+# trained on them yet: the session-13 candidate trained on them (v8) was worse than v6 on the held-out generated safe
+# prompts and was not shipped (BENCHMARKS.md, "the TF-IDF fallback with training-side benign prompts of other
+# styles"). Never evaluation data of a model trained on them. Distinct from :data:`_EVALUATION_BENIGN` (evaluation
+# only, never trained on) and from the shared benchmark prompts (tests/certify/prompts/test_corpus.py checks both).
 _TRAINING_BENIGN: dict[str, tuple[str, ...]] = {
     "computing with harm verbs": (
         "How do I kill a tmux session from the command line?",
@@ -745,7 +747,7 @@ _TRAINING_BENIGN: dict[str, tuple[str, ...]] = {
 
 def _training_benign_prompts() -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The training-side benign prompts of other styles (:data:`_TRAINING_BENIGN`) and the style index of each (the
-    groups of the cross-validation that chose the TF-IDF fallback v8). Never evaluation data."""
+    groups of the session-13 cross-validation of TF-IDF candidates). Never evaluation data."""
     prompts = [p for style in _TRAINING_BENIGN.values() for p in style]
     groups = [i for i, style in enumerate(_TRAINING_BENIGN.values()) for _ in style]
     return tuple(prompts), tuple(groups)
