@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from certify.prompts import generated_filter, generated_prompts, load_prompt_dir, pac_threshold, split_by_act
-from certify.prompts.corpus import _KNOWLEDGE_TOPICS, _TRAINING_BENIGN, FRAMES, _knowledge_prompts, _training_benign_prompts
+from certify.prompts.corpus import (
+    _KNOWLEDGE_TOPICS,
+    _TRAINING_BENIGN,
+    FRAMES,
+    _knowledge_prompts,
+    _training_benign_prompts,
+)
 from conformal import calibrate_filter_threshold
 from tests.certify.prompts.conftest import held_out_act_promise_pvalue
 
