@@ -287,7 +287,9 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     The module computes what onnxruntime computes on the file (to ~1e-5; tested on MLPs, CNNs with
     max-pooling and residual blocks exported by ``torch.onnx.export``). A model exported with a fixed
     batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
-    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged.
+    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged. Operator versions of
+    opsets 18-21 that only added tensor types (and ONNX's ``Gelu``) are converted as their previous version
+    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17.
 
     Raises:
         FileNotFoundError: no file at ``path``.
