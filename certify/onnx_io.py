@@ -188,6 +188,10 @@ def _resize_check(node: Any) -> bool:  # Resize 18 added antialias, axes, keep_a
             and (mode.decode() if isinstance(mode, bytes) else mode) != "half_pixel_symmetric")
 
 
+def _split_check(node: Any) -> bool:  # Split 18 added the num_outputs attribute
+    return "num_outputs" not in node.attributes
+
+
 _ALIASES: dict[str, tuple[tuple[int, ...], Any]] = {
     "Constant": ((19, 21), None),
     "ConstantOfShape": ((20, 21), None),
@@ -204,6 +208,7 @@ _ALIASES: dict[str, tuple[tuple[int, ...], Any]] = {
     "Pad": ((18, 19, 21), _pad_check),
     "AveragePool": ((19,), _avgpool_check),
     "Resize": ((18, 19), _resize_check),
+    "Split": ((18,), _split_check),
 }
 _REGISTERED = False
 
