@@ -882,6 +882,8 @@ class _Builder:
                 env[fn] = ("fused", fn)  # computed as part of the fused pattern ending at a later node
                 continue
             if fn.op == "placeholder":
+                if str(fn.target).startswith("*"):
+                    raise _unsupported(f"a module with variadic arguments ('{fn.target}')", where)
                 placeholders += 1
                 if placeholders <= len(inputs):
                     env[fn] = inputs[placeholders - 1]
@@ -928,6 +930,8 @@ class _Builder:
                     out = ("val", val(a))
                 else:
                     raise _unsupported("model output that is not a single tensor", where)
+        if placeholders < len(inputs):
+            raise _unsupported(f"a call with {len(inputs)} arguments of a module taking {placeholders}", where)
         assert out is not None
         return out
 
@@ -953,11 +957,11 @@ class _Builder:
         traceable; anything else raises :class:`UnsupportedLayerError` naming the ONNX node."""
         args, kwargs = tuple(fn.args), dict(fn.kwargs)
         cls = type(sub).__name__
+        if any(isinstance(a, torch.fx.Node) and env[a][0] == "fused" for a in (*args, *kwargs.values())):
+            raise _unsupported(f"ONNX node of {cls} reading an intermediate value of a fused pattern", loc)
         if not has_ir(args) and not has_ir(kwargs):
             with torch.no_grad():
                 return ("val", sub(*val(args), **val(kwargs)))
-        if any(isinstance(a, torch.fx.Node) and env[a][0] == "fused" for a in (*args, *kwargs.values())):
-            raise _unsupported(f"ONNX node of {cls} reading an intermediate value of a fused pattern", loc)
 
         def call(target: Any, *a: Any, **k: Any) -> tuple[str, Any]:
             return self.fx_call(_Call(target, a, loc, k), env, val, is_ir, has_ir, "")  # type: ignore[arg-type]
