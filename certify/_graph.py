@@ -42,6 +42,7 @@ import ctypes
 import functools
 import itertools
 import math
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -389,7 +390,7 @@ def _onnx_fusions(g: torch.fx.Graph, root: nn.Module) -> _Fusions:
         return n.args[1] if n.args[0] is a else (n.args[0] if n.args[1] is a else None)
 
     def near(v: float | None, want: float) -> bool:
-        return v is not None and abs(v - want) <= 1e-6 * abs(want)
+        return v is not None and abs(v - want) <= 2.5e-7 * abs(want)  # one float32 ulp
 
     for e in mods:
         if kind(e) != "Erf":
@@ -881,6 +882,8 @@ class _Builder:
                 env[fn] = ("fused", fn)  # computed as part of the fused pattern ending at a later node
                 continue
             if fn.op == "placeholder":
+                if str(fn.target).startswith("*"):
+                    raise _unsupported(f"a module with variadic arguments ('{fn.target}')", where)
                 placeholders += 1
                 if placeholders <= len(inputs):
                     env[fn] = inputs[placeholders - 1]
@@ -927,11 +930,25 @@ class _Builder:
                     out = ("val", val(a))
                 else:
                     raise _unsupported("model output that is not a single tensor", where)
+        if placeholders < len(inputs):
+            raise _unsupported(f"a call with {len(inputs)} arguments of a module taking {placeholders}", where)
         assert out is not None
         return out
 
     def onnx_call(self, sub: Any, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any,
                   loc: str) -> tuple[str, Any]:
+        """:meth:`_onnx_call`; any error but an UnsupportedLayerError is turned into one naming the ONNX node."""
+        try:
+            return self._onnx_call(sub, fn, env, val, is_ir, has_ir, loc)
+        except UnsupportedLayerError:
+            raise
+        except Exception as e:
+            raise UnsupportedLayerError(
+                f"ONNX node {loc!r} ({type(sub).__name__}) could not be converted for bound propagation "
+                f"({type(e).__name__}: {e}); {AUTO_LIRPA_HINT}") from e
+
+    def _onnx_call(self, sub: Any, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any,
+                   loc: str) -> tuple[str, Any]:
         """A call of one of onnx2torch's modules (one ONNX node; ``loc`` is the node's name).
 
         A call none of whose arguments depends on the input is computed once, as a constant (the
@@ -940,11 +957,11 @@ class _Builder:
         traceable; anything else raises :class:`UnsupportedLayerError` naming the ONNX node."""
         args, kwargs = tuple(fn.args), dict(fn.kwargs)
         cls = type(sub).__name__
+        if any(isinstance(a, torch.fx.Node) and env[a][0] == "fused" for a in (*args, *kwargs.values())):
+            raise _unsupported(f"ONNX node of {cls} reading an intermediate value of a fused pattern", loc)
         if not has_ir(args) and not has_ir(kwargs):
             with torch.no_grad():
                 return ("val", sub(*val(args), **val(kwargs)))
-        if any(isinstance(a, torch.fx.Node) and env[a][0] == "fused" for a in (*args, *kwargs.values())):
-            raise _unsupported(f"ONNX node of {cls} reading an intermediate value of a fused pattern", loc)
 
         def call(target: Any, *a: Any, **k: Any) -> tuple[str, Any]:
             return self.fx_call(_Call(target, a, loc, k), env, val, is_ir, has_ir, "")  # type: ignore[arg-type]
@@ -1044,6 +1061,36 @@ class _Builder:
         if cls == "OnnxReduceStaticAxes" and sub.operation_type in ("ReduceMean", "ReduceSum") and sub.axes:
             return call(torch.mean if sub.operation_type == "ReduceMean" else torch.sum, args[0], list(sub.axes),
                         bool(sub.keepdims))
+        if cls == "OnnxSlice" and is_ir(args[0]) and not has_ir(args[1:]):
+            s0 = self.sample(env[args[0]][1])
+            parts = [None if a is None else [int(v) for v in torch.as_tensor(a).reshape(-1).tolist()]
+                     for a in val(args[1:5]) + (None,) * (5 - len(args))]
+            starts, ends, axes, steps = parts[0], parts[1], parts[2], parts[3]
+            assert starts is not None and ends is not None
+            axes = axes if axes is not None else list(range(len(starts)))
+            steps = steps if steps is not None else [1] * len(starts)
+            index: list[Any] = [slice(None)] * s0.dim()
+            for st, en, ax, sp in zip(starts, ends, axes, steps):
+                ax = ax % s0.dim()
+                if sp <= 0:
+                    raise _unsupported(f"ONNX Slice with step {sp}", loc)
+                sl = slice(*slice(st, en, sp).indices(s0.shape[ax]))
+                index[ax] = slice(None) if sl == slice(0, s0.shape[ax], 1) else sl
+            return call(operator.getitem, args[0], tuple(index))
+        if cls == "OnnxGather" and is_ir(args[0]) and not has_ir(args[1:]):
+            s0 = self.sample(env[args[0]][1])
+            ax = int(sub._axis) % s0.dim()
+            idx = torch.as_tensor(val(args[1]))
+            n = s0.shape[ax]
+            prefix: list[Any] = [slice(None)] * ax
+            if idx.dim() == 0:
+                return call(operator.getitem, args[0], (*prefix, int(idx) % n))
+            flat = [int(v) % n for v in idx.reshape(-1).tolist()]
+            step = flat[1] - flat[0] if len(flat) > 1 else 1
+            if idx.dim() != 1 or step <= 0 or flat != list(range(flat[0], flat[0] + step * len(flat), step)):
+                raise _unsupported(f"ONNX Gather of indices {idx.tolist()} (supported: a single index or an "
+                                   "increasing arithmetic progression, i.e. a slice)", loc)
+            return call(operator.getitem, args[0], (*prefix, slice(flat[0], flat[-1] + 1, step)))
         if cls == "OnnxConcat":
             return call(torch.cat, list(args), sub.axis)
         if cls in ("OnnxErf", "OnnxSqrt"):

@@ -188,6 +188,10 @@ def _resize_check(node: Any) -> bool:  # Resize 18 added antialias, axes, keep_a
             and (mode.decode() if isinstance(mode, bytes) else mode) != "half_pixel_symmetric")
 
 
+def _split_check(node: Any) -> bool:  # Split 18 added the num_outputs attribute
+    return "num_outputs" not in node.attributes
+
+
 _ALIASES: dict[str, tuple[tuple[int, ...], Any]] = {
     "Constant": ((19, 21), None),
     "ConstantOfShape": ((20, 21), None),
@@ -204,6 +208,7 @@ _ALIASES: dict[str, tuple[tuple[int, ...], Any]] = {
     "Pad": ((18, 19, 21), _pad_check),
     "AveragePool": ((19,), _avgpool_check),
     "Resize": ((18, 19), _resize_check),
+    "Split": ((18,), _split_check),
 }
 _REGISTERED = False
 
@@ -287,7 +292,9 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     The module computes what onnxruntime computes on the file (to ~1e-5; tested on MLPs, CNNs with
     max-pooling and residual blocks exported by ``torch.onnx.export``). A model exported with a fixed
     batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
-    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged.
+    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged. Operator versions of
+    opsets 18-21 that only added tensor types (and ONNX's ``Gelu``) are converted as their previous version
+    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17.
 
     Raises:
         FileNotFoundError: no file at ``path``.

@@ -122,6 +122,18 @@ class AvgPoolHead(nn.Module):
         return self.fc(out.view(out.size(0), -1))
 
 
+class SliceGather(nn.Module):
+    """Basic slicing (ONNX Slice) and an integer index (ONNX Gather) of activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(2, 3, 3), nn.Linear(3 * 2 * 4 + 4 * 4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.c(x))
+        return self.fc(torch.cat([h[:, :, 1:-1].flatten(1), h[:, 0].flatten(1)], 1))
+
+
 def _export_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     """Common exports that certify must bound (issue 14's acceptance audit: each failed before)."""
     torch.manual_seed(0)
@@ -137,6 +149,10 @@ def _export_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "maxpool1d": (nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(),
                                     nn.Linear(3 * 5, 4)), (2, 12)),
         "avgpool": (AvgPoolHead(), (3, 6, 6)),
+        "upsample": (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(3, 2, 3),
+                                   nn.Upsample(scale_factor=2, mode="bilinear"), nn.Flatten(), nn.Linear(2 * 12 * 12, 3)),
+                     (2, 6, 6)),
+        "slice_gather": (SliceGather(), (2, 6, 6)),
     }
 
 
