@@ -71,6 +71,18 @@ class _Block(nn.Module):
         return self.short(x) + self.c2(torch.relu(self.c1(x)))
 
 
+class CifarNormalise(nn.Module):
+    """The usual CIFAR-10 input normalisation ``(x - mean) / std`` with (1, 3, 1, 1) buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4914, 0.4822, 0.4465]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.2470, 0.2435, 0.2616]).reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std  # type: ignore[operator]
+
+
 def resnet_small() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), _Block(16, 16, 1), nn.ReLU(),
