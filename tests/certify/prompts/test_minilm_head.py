@@ -136,7 +136,7 @@ def test_default_filter_empirical_false_positives_at_its_pac_threshold(shared_di
     9-12 reported) 0% for GreedyEC-9 / -12 and GradEC-10 / -25. Session 11's calibration part (98 acts) gave 0.743, where they flagged 7.5%
     (3 of 40); session 10's per-prompt rule gave 0.996 (0%), a threshold without a valid guarantee for prompts
     clustered by act. The fine-tuning must still beat the frozen-encoder head at its own group-valid threshold by 20
-    points (on the first 40, where both were measured: 47.5-50% / 25% for the frozen head; about 160 s CPU in all).
+    points (on the first 40, where both were measured: 47.5-50% / 25% for the frozen head; about 4 CPU minutes in all).
     GreedyEC-12 flags every prompt GreedyEC-9 flags (its first rounds are GreedyEC-9's), GradEC-25 every prompt
     GradEC-10 flags, so the two longer searches bound all four."""
     from certify.prompts import default_filter, grad_erase_and_check, greedy_erase_and_check, load_prompt_dir
