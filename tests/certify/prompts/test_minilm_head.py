@@ -276,3 +276,26 @@ def test_lora_training_is_deterministic_and_its_delta_loads(tmp_path: Path) -> N
     logit = float(filt.logit_from_embeddings(filt.token_embeddings()[ids]).detach())
     p = float(filt.predict_proba(texts[:1])[0])
     assert logit == pytest.approx(float(np.log(p / (1 - p))), abs=1e-4)
+
+
+def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench_erase_and_check.py --minilm-gcg`` / ``--minilm-gcg-insertion`` move only ``--delta`` filters to 0.5:
+    the shipped default, whose name also says "LoRA", keeps its PAC threshold (the session-13 audit found it tested
+    at 0.5). Stub filters; nothing is loaded."""
+    import importlib.util
+    import types
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_erase_and_check.py"
+    spec = importlib.util.spec_from_file_location("_bench_eac", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    default = types.SimpleNamespace(threshold=0.963)
+    monkeypatch.setattr("certify.prompts.default_filter", lambda: default)
+    monkeypatch.setattr(bench, "_DEFAULT_ONLY", True)
+    filters = bench._minilm_filters()
+    assert list(filters) == ["default (shipped LoRA delta + head)"]
+    assert bench._gcg_threshold("default (shipped LoRA delta + head)", default) == 0.963 == default.threshold
+    delta = types.SimpleNamespace(threshold=0.9)
+    bench._DELTA_NAMES.add("LoRA-fine-tuned encoder + head (x.npz)")
+    assert bench._gcg_threshold("LoRA-fine-tuned encoder + head (x.npz)", delta) == 0.5 == delta.threshold
