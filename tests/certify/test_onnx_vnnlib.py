@@ -6,6 +6,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -227,6 +228,18 @@ def test_unsupported_onnx_operators_name_the_node(tmp_path: Path) -> None:
     with pytest.raises(certify.UnsupportedLayerError, match=r"my_hardmax_node.*Hardmax"):
         certify.load_onnx(_onnx_with("Hardmax", tmp_path))
     # convertible, but not boundable: the engine names the ONNX node
+    # a batch of 1 built into a computed Reshape target (not freed by load_onnx): refused naming the node
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Constant", [], ["a"], value=numpy_helper.from_array(np.array([1], np.int64))),
+             helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.array([2, 2], np.int64))),
+             helper.make_node("Concat", ["a", "b"], ["t"], axis=0, name="cat_shape"),
+             helper.make_node("Reshape", ["x", "t"], ["y"], name="my_reshape_node")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "fixed.onnx"))
+    with pytest.raises(certify.UnsupportedLayerError, match="my_reshape_node"):
+        certify.bounds(certify.load_onnx(tmp_path / "fixed.onnx"), torch.rand(1, 4), 0.1)
     for op in ("Sin", "Sqrt", "Erf", "Abs"):
         model = certify.load_onnx(_onnx_with(op, tmp_path))
         with pytest.raises(certify.UnsupportedLayerError, match=rf"my_{op.lower()}_node"):
