@@ -1287,6 +1287,8 @@ class _Builder:
             if name == "neg":
                 w = torch.tensor(-1.0, dtype=self.dtype, device=self.nodes_device)
                 return ("ir", self.add(Node("affine", (single(),), (), loc, w, None)))
+            if kwargs.get("rounding_mode") is not None:  # floor / trunc division: piecewise constant, not c * 1/x
+                raise _unsupported(f"'{name}' with rounding_mode={kwargs['rounding_mode']!r}", loc)
             a, b = args[0], args[1]
             if is_ir(a) and is_ir(b):
                 from certify import _layers_build as lb
