@@ -31,14 +31,27 @@ import time
 import warnings
 
 import torch
+from torch import nn
 
 # the networks are defined once, in tests/certify/cifar_models.py (the tests build them too)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.certify.cifar_models import cnn_4layer, cnn_7layer, cnn_7layer_bn, resnet_small
 
-__all__ = ["cnn_4layer", "cnn_7layer", "cnn_7layer_bn", "resnet_small"]  # re-exported for the other benchmarks
+__all__ = ["CifarNormalise", "cnn_4layer", "cnn_7layer", "cnn_7layer_bn", "resnet_small"]  # re-exported for the other benchmarks
 
 CONFIGS = [(net, m) for net in ("cnn_4layer", "cnn_7layer_bn", "resnet_small") for m in ("ibp", "crown-ibp", "crown")]
+
+
+class CifarNormalise(nn.Module):
+    """The usual CIFAR-10 input normalisation ``(x - mean) / std`` with (1, 3, 1, 1) buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4914, 0.4822, 0.4465]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.2470, 0.2435, 0.2616]).reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std  # type: ignore[operator]
 
 
 def _rss_mb() -> float:

@@ -427,6 +427,8 @@ def search_maxima(filt: object, prompts: list[str]) -> np.ndarray:
 
 _DELTA: str | None = None  # --delta PATH
 _DELTA_ONLY = False  # --delta-only
+_DEFAULT_ONLY = False  # --default-only
+_DELTA_NAMES: set[str] = set()  # names of the --delta filters in _minilm_filters(): the ones tested at 0.5
 
 
 def _minilm_filters() -> dict[str, object]:
@@ -436,14 +438,25 @@ def _minilm_filters() -> dict[str, object]:
     from certify.prompts import default_filter
     from certify.prompts.filters import _filter_with_delta, _frozen_minilm_filter
 
-    out: dict[str, object] = {} if _DELTA_ONLY else {
-        "default (shipped LoRA delta + head)": default_filter(),
-        "frozen encoder + minilm_head.txt": _frozen_minilm_filter()}
+    out: dict[str, object] = {} if _DELTA_ONLY else {"default (shipped LoRA delta + head)": default_filter()}
+    if not (_DELTA_ONLY or _DEFAULT_ONLY):
+        out["frozen encoder + minilm_head.txt"] = _frozen_minilm_filter()
     if _DELTA is not None:
         path = _DELTA
+        name = f"LoRA-fine-tuned encoder + head ({Path(path).name})"
         with np.load(path) as npz:
-            out[f"LoRA-fine-tuned encoder + head ({Path(path).name})"] = _filter_with_delta({k: npz[k] for k in npz.files})
+            out[name] = _filter_with_delta({k: npz[k] for k in npz.files})
+        _DELTA_NAMES.add(name)
     return out
+
+
+def _gcg_threshold(name: str, f: object) -> float:
+    """The threshold ``--minilm-gcg`` / ``--minilm-gcg-insertion`` test filter ``name`` at (set on ``f``): 0.5 for a
+    ``--delta`` filter, the filter's own (PAC) threshold otherwise. (Before issue 18 session 13 a ``"LoRA" in name``
+    test also moved the shipped default, "default (shipped LoRA delta + head)", to 0.5.)"""
+    if name in _DELTA_NAMES:
+        f.threshold = 0.5  # type: ignore[attr-defined]
+    return float(f.threshold)  # type: ignore[attr-defined]
 
 
 def minilm_false_positives(n: int = 40) -> None:
@@ -588,9 +601,7 @@ def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> Non
     safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
     filters = _minilm_filters()
     for name, f in filters.items():
-        if "LoRA" in name:
-            f.threshold = 0.5  # type: ignore[attr-defined]
-        thr = f.threshold  # type: ignore[attr-defined]
+        thr = _gcg_threshold(name, f)
         targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
         attacked: dict[int, list[str]] = {}
         for t in (10, 20):
@@ -796,9 +807,7 @@ def minilm_gcg_insertion(n_attacked: int = 8, iters: int = 20, n_safe: int = 40)
     _, _, test = data()
     safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
     for name, f in _minilm_filters().items():
-        if "LoRA" in name:
-            f.threshold = 0.5  # type: ignore[attr-defined]
-        thr = f.threshold  # type: ignore[attr-defined]
+        thr = _gcg_threshold(name, f)
         targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
         print(f"| {name}, threshold {thr:.3f} | GCG suffix t = 10 | GCG suffix t = 20 | GCG insertion t = 10 "
               "| GCG insertion t = 20 | safe flagged (d = 10 / 20) | ms CPU / safe prompt (d = 20) |")
@@ -877,12 +886,14 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                     "python -m certify.prompts._minilm_lora --out PATH")
     ap.add_argument("--delta-only", action="store_true",
                     help="with --delta: only the delta's filter (not the default one)")
+    ap.add_argument("--default-only", action="store_true",
+                    help="with the --minilm-* modes: only the default filter (and --delta), not the frozen encoder's")
     return ap.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = _args()
-    _DELTA, _DELTA_ONLY = args.delta, args.delta_only
+    _DELTA, _DELTA_ONLY, _DEFAULT_ONLY = args.delta, args.delta_only, args.default_only
     if args.vs_reference and args.filter == "minilm":
         vs_reference_minilm(n=args.n or 40, repeats=args.repeats or 3)
     elif args.vs_reference:

@@ -6,6 +6,7 @@ Checks that both settings give the same bounds (bit for bit, or the largest rela
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net cnn_4layer --method ibp --knob certify.ibp.USE_COMPILED=False --pairs 400 --forward
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net resnet_small --method crown-ibp --knob certify.crown.FUSED_IBP_RELU=False --pairs 16
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net resnet_small --normalise --method crown-ibp --knob certify.crown.INPUT_AFFINE_FOLD=False --pairs 16
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
                     help="the switch and its 'before' value (a Python literal); 'after' is its default")
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--forward", action="store_true", help="also report each side's time over a forward pass")
+    ap.add_argument("--normalise", action="store_true",
+                    help="prepend the usual CIFAR input normalisation (x - mean) / std with (1, 3, 1, 1) buffers")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     target, _, value = args.knob.partition("=")
@@ -55,6 +58,8 @@ def main() -> None:
 
     certify.ibp.IBP_KERNEL_AFTER = 0  # compiled IBP steps from the warm-up call on (see bench_bounds.py)
     net = getattr(bench_cifar, args.net)()
+    if args.normalise:
+        net = torch.nn.Sequential(bench_cifar.CifarNormalise(), net).eval()
     x = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
     def side(v: object) -> Callable[[], certify.Bounds]:

@@ -49,6 +49,7 @@ from certify.prompts import (
 )
 from certify.properties import PropertyResult, box_bounds, verify_property
 from certify.tightness import Tightness, propagation_tightness, tightness
+from certify.token_positions import TokenPositions
 from certify.training import CertifiedTrainer, certified_train
 from certify.vnnlib import OutputConstraint, VnnlibCase, VnnlibError, VnnlibProperty, load_vnnlib
 
@@ -73,6 +74,7 @@ __all__ = [
     "PropertyResult",
     "TfidfFilter",
     "Tightness",
+    "TokenPositions",
     "UnsupportedLayerError",
     "VnnlibCase",
     "VnnlibError",

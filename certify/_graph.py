@@ -42,6 +42,7 @@ import ctypes
 import functools
 import itertools
 import math
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -284,11 +285,167 @@ def _reparametrisations(model: nn.Module) -> dict[tuple[int, str], Callable[[], 
     return out
 
 
+def _is_onnx2torch(m: nn.Module) -> bool:
+    """Whether ``m`` is one of onnx2torch's own modules (one per converted ONNX node, named after it)."""
+    return type(m).__module__.startswith("onnx2torch.")
+
+
+class _Call:
+    """A stand-in for a traced ``call_function`` node: an ONNX node rewritten as the torch call it computes."""
+
+    op = "call_function"
+
+    def __init__(self, target: Any, args: tuple, name: str, kwargs: dict | None = None) -> None:
+        self.target, self.args, self.name, self.kwargs = target, args, name, kwargs or {}
+
+
 class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, _LEAVES):
+        if isinstance(m, _LEAVES) or _is_onnx2torch(m):
+            # onnx2torch's modules are leaves: their forward often branches on tensor values or dtypes
+            # (which torch.fx cannot trace); _Builder.onnx_call maps each to the torch op it computes
             return True
         return super().is_leaf_module(m, module_qualified_name)
+
+
+class _Fusions:
+    """Decomposed layers found in a graph of onnx2torch modules: ``ends`` maps the last node of each
+    pattern to (kind, input node, parameter); ``interior`` holds the pattern's other nodes, which are not
+    converted one by one (their users are all inside the pattern)."""
+
+    def __init__(self) -> None:
+        self.interior: set[torch.fx.Node] = set()
+        self.ends: dict[torch.fx.Node, tuple[str, torch.fx.Node, Any]] = {}
+
+    def build(self, b: Any, fn: torch.fx.Node, env: dict, loc: str) -> int:
+        from certify import _layers_build as lb
+
+        kind, x, param = self.ends[fn]
+        if env[x][0] != "ir":
+            raise _unsupported(f"decomposed {kind} of a constant", loc)
+        i = env[x][1]
+        if kind == "GELU":
+            return lb._gelu(b, "none", i, loc)
+        shape = b.shape(i)
+        axes, eps = param
+        nd = len(shape) + 1
+        dims = sorted({int(a) % nd for a in axes})
+        if dims != list(range(nd - len(dims), nd)) or dims[0] == 0:
+            raise _unsupported(f"decomposed LayerNorm over axes {list(axes)} (supported: the last dimensions, not "
+                               "the batch)", loc)
+        return lb.layernorm(b, i, tuple(shape[dims[0] - 1:]), None, None, eps, loc)
+
+
+def _onnx_fusions(g: torch.fx.Graph, root: nn.Module) -> _Fusions:
+    """Find the decompositions ``torch.onnx.export`` writes for GELU (opsets < 20: ``Div(x, sqrt 2)``, ``Erf``,
+    ``Add 1``, ``Mul x``, ``Mul 0.5``) and LayerNorm (opsets < 17: ``ReduceMean``, ``Sub``, ``Pow 2``,
+    ``ReduceMean``, ``Add eps``, ``Sqrt``, ``Div``) in a graph of onnx2torch modules, so that they are bounded
+    with the GELU and LayerNorm relaxations (``Erf`` and ``Sqrt`` have none of their own)."""
+    out = _Fusions()
+    mods: dict[Any, Any] = {}
+    for n in g.nodes:
+        if n.op == "call_module":
+            m = root.get_submodule(str(n.target))
+            if _is_onnx2torch(m):
+                mods[n] = m
+    if not any(type(m).__name__ in ("OnnxErf", "OnnxSqrt") for m in mods.values()):
+        return out
+
+    def kind(n: Any) -> str | None:
+        m = mods.get(n) if isinstance(n, torch.fx.Node) else None
+        if m is None:
+            return None
+        c = type(m).__name__
+        if c in ("OnnxBinaryMathOperation", "OnnxPow") and getattr(m, "broadcast", None) == 1 \
+                and getattr(m, "axis", None) is not None:
+            return None
+        if c == "OnnxBinaryMathOperation":
+            return {"add": "Add", "sub": "Sub", "mul": "Mul", "_onnx_div": "Div"}.get(
+                getattr(m.math_op_function, "__name__", ""))
+        if c == "OnnxReduceStaticAxes":
+            return "ReduceMean" if m.operation_type == "ReduceMean" and m.axes and m.keepdims else None
+        return {"OnnxErf": "Erf", "OnnxSqrt": "Sqrt", "OnnxPow": "Pow"}.get(c)
+
+    def const(n: Any) -> float | None:
+        v: Any = None
+        if isinstance(n, int | float) and not isinstance(n, bool):
+            v = n
+        elif isinstance(n, torch.fx.Node) and n.op == "get_attr":
+            v = root
+            for part in str(n.target).split("."):
+                v = getattr(v, part, None)
+        elif isinstance(n, torch.fx.Node) and type(mods.get(n)).__name__ == "OnnxConstant" and not n.args:
+            v = mods[n].value  # type: ignore[union-attr]
+        if isinstance(v, Tensor) and v.numel() == 1 and v.is_floating_point():
+            return float(v)
+        return float(v) if isinstance(v, int | float) else None
+
+    def users(n: Any) -> set[Any]:
+        return set(n.users)
+
+    def other(n: Any, a: Any) -> Any:
+        """The other operand of a binary node ``n`` one of whose operands is ``a`` (None if neither is)."""
+        if len(n.args) != 2:
+            return None
+        return n.args[1] if n.args[0] is a else (n.args[0] if n.args[1] is a else None)
+
+    def near(v: float | None, want: float) -> bool:
+        return v is not None and abs(v - want) <= 2.5e-7 * abs(want)  # one float32 ulp
+
+    for e in mods:
+        if kind(e) != "Erf":
+            continue
+        d = e.args[0]
+        if kind(d) not in ("Div", "Mul") or users(d) != {e} or len(e.users) != 1:
+            continue
+        x = d.args[0]
+        c = const(d.args[1])
+        if not (near(c, math.sqrt(2.0)) if kind(d) == "Div" else near(c, math.sqrt(0.5))):
+            continue
+        a1 = next(iter(e.users))
+        if kind(a1) != "Add" or not near(const(other(a1, e)), 1.0) or len(a1.users) != 1:
+            continue
+        m1 = next(iter(a1.users))
+        if kind(m1) != "Mul":
+            continue
+        f = other(m1, a1)
+        if f is x and len(m1.users) == 1:
+            m2 = next(iter(m1.users))
+            if kind(m2) == "Mul" and near(const(other(m2, m1)), 0.5):
+                out.ends[m2] = ("GELU", x, None)
+                out.interior |= {d, e, a1, m1}
+        elif kind(f) == "Mul" and users(f) == {m1} and (
+                (f.args[0] is x and near(const(f.args[1]), 0.5)) or (f.args[1] is x and near(const(f.args[0]), 0.5))):
+            out.ends[m1] = ("GELU", x, None)
+            out.interior |= {d, e, a1, f}
+    for q in mods:
+        if kind(q) != "Sqrt" or len(q.users) != 1:
+            continue
+        v = next(iter(q.users))
+        ad = q.args[0]
+        if kind(v) != "Div" or v.args[1] is not q or kind(ad) != "Add" or users(ad) != {q}:
+            continue
+        sb = v.args[0]
+        if kind(sb) != "Sub":
+            continue
+        x, r1 = sb.args[0], sb.args[1]
+        if kind(r1) != "ReduceMean" or r1.args[0] is not x or users(r1) != {sb}:
+            continue
+        r2 = next((a for a in ad.args if kind(a) == "ReduceMean"), None)
+        eps = const(other(ad, r2)) if r2 is not None else None
+        if r2 is None or eps is None or eps < 0 or users(r2) != {ad}:
+            continue
+        p = r2.args[0]
+        sq = (kind(p) == "Pow" and p.args[0] is sb and const(p.args[1]) == 2.0) or (
+            kind(p) == "Mul" and p.args[0] is sb and p.args[1] is sb)
+        if not sq or users(p) != {r2} or users(sb) != {p, v}:
+            continue
+        ax1, ax2 = list(mods[r1].axes), list(mods[r2].axes)  # type: ignore[arg-type]
+        if ax1 != ax2:
+            continue
+        out.ends[v] = ("LayerNorm", x, (ax1, eps))
+        out.interior |= {r1, sb, p, r2, ad, q}
+    return out
 
 
 def _traced(module: nn.Module, where: str) -> torch.fx.Graph:
@@ -607,6 +764,9 @@ class _Builder:
         supported by ``sound=True``); anything else (asymmetric or negative amounts, reflect, replicate,
         circular, 1-D) as per-axis linear maps plus a constant border."""
         shape = self.shape(inp)
+        pad = tuple(pad)
+        while len(pad) > 2 and pad[-2:] == (0, 0):  # trailing pairs pad the leading dimensions by nothing
+            pad = pad[:-2]  # (e.g. ONNX's Pad of all 4 dimensions of a ZeroPad2d, batch and channels by 0)
         if (mode == "constant" and len(shape) == 3 and len(pad) in (2, 4) and min(pad) >= 0
                 and pad[0] == pad[1] and (len(pad) == 2 or pad[2] == pad[3])):
             return self.pad2d(pad, value, inp, name)
@@ -657,7 +817,11 @@ class _Builder:
             attrs = {"dims": dims, "kernel": k, "stride": k, "padding": (0, 0), "dilation": (1, 1)}
         else:
             def two(v: Any, one: int) -> tuple[int, int]:
-                return (one, int(v if not isinstance(v, tuple) else v[0])) if dims == 1 else nn.modules.utils._pair(v)
+                # sizes given as an int, a tuple or a list (e.g. nn.MaxPool1d([2]), onnx2torch's 1-D MaxPool)
+                t = tuple(int(k) for k in v) if isinstance(v, tuple | list) else (int(v),)
+                if len(t) != dims and len(t) != 1:
+                    raise _unsupported(f"{type(m).__name__} with sizes {v!r}", name)
+                return (one, t[0]) if dims == 1 else (t[0], t[-1])
 
             stride = m.stride if m.stride is not None else m.kernel_size  # type: ignore[attr-defined]
             attrs = {"dims": dims, "kernel": two(m.kernel_size, 1), "stride": two(stride, 1),  # type: ignore[attr-defined]
@@ -671,10 +835,19 @@ class _Builder:
 
     # -- torch.fx ------------------------------------------------------------------------------
     def fx(self, root: nn.Module, inp: int, where: str) -> int:
+        kind, out = self.fx_run(root, [("ir", inp)], where)
+        if kind != "ir":
+            raise _unsupported("model output that is not a single tensor depending on the input", where)
+        return int(out)
+
+    def fx_run(self, root: nn.Module, inputs: list[tuple[str, Any]], where: str) -> tuple[str, Any]:
+        """Convert the traced graph of ``root`` called on ``inputs`` (env entries: ``("ir", node index)`` or
+        ``("val", constant)``, one per positional argument); returns the env entry of its output."""
         g = _traced(root, where)
         env: dict[torch.fx.Node, tuple[str, Any]] = {}
-        out: int | None = None
+        out: tuple[str, Any] | None = None
         placeholders = 0
+        fused = _onnx_fusions(g, root)
 
         def val(a: Any) -> Any:
             if isinstance(a, torch.fx.Node):
@@ -705,11 +878,19 @@ class _Builder:
 
         for fn in g.nodes:
             loc = f"{where}.{fn.target}" if where and fn.op == "call_module" else (fn.target if fn.op == "call_module" else where)
+            if fn in fused.interior:
+                env[fn] = ("fused", fn)  # computed as part of the fused pattern ending at a later node
+                continue
             if fn.op == "placeholder":
+                if str(fn.target).startswith("*"):
+                    raise _unsupported(f"a module with variadic arguments ('{fn.target}')", where)
                 placeholders += 1
-                if placeholders > 1:
+                if placeholders <= len(inputs):
+                    env[fn] = inputs[placeholders - 1]
+                elif fn.args:  # an optional argument left at its default
+                    env[fn] = ("val", fn.args[0])
+                else:
                     raise _unsupported(f"model with more than one input ('{fn.target}')", where)
-                env[fn] = ("ir", inp)
             elif fn.op == "get_attr":
                 obj: Any = root
                 for part in str(fn.target).split("."):
@@ -718,8 +899,13 @@ class _Builder:
                         obj is t for t in itertools.chain(root.parameters(), root.buffers())):
                     self.cacheable = False
                 env[fn] = ("val", obj)
+            elif fn in fused.ends:
+                env[fn] = ("ir", fused.build(self, fn, env, str(loc)))
             elif fn.op == "call_module":
                 sub = root.get_submodule(str(fn.target))
+                if _is_onnx2torch(sub):
+                    env[fn] = self.onnx_call(sub, fn, env, val, is_ir, has_ir, str(loc))
+                    continue
                 if isinstance(sub, nn.MultiheadAttention):
                     from certify import _layers_build as lb
 
@@ -738,11 +924,184 @@ class _Builder:
                 env[fn] = self.fx_call(fn, env, val, is_ir, has_ir, where)
             elif fn.op == "output":
                 a = fn.args[0]
-                if not is_ir(a):
+                if isinstance(a, torch.fx.Node):
+                    out = env[a]
+                elif not has_ir(a):
+                    out = ("val", val(a))
+                else:
                     raise _unsupported("model output that is not a single tensor", where)
-                out = env[a][1]  # type: ignore[index]
+        if placeholders < len(inputs):
+            raise _unsupported(f"a call with {len(inputs)} arguments of a module taking {placeholders}", where)
         assert out is not None
         return out
+
+    def onnx_call(self, sub: Any, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any,
+                  loc: str) -> tuple[str, Any]:
+        """:meth:`_onnx_call`; any error but an UnsupportedLayerError is turned into one naming the ONNX node."""
+        try:
+            return self._onnx_call(sub, fn, env, val, is_ir, has_ir, loc)
+        except UnsupportedLayerError:
+            raise
+        except Exception as e:
+            raise UnsupportedLayerError(
+                f"ONNX node {loc!r} ({type(sub).__name__}) could not be converted for bound propagation "
+                f"({type(e).__name__}: {e}); {AUTO_LIRPA_HINT}") from e
+
+    def _onnx_call(self, sub: Any, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any,
+                   loc: str) -> tuple[str, Any]:
+        """A call of one of onnx2torch's modules (one ONNX node; ``loc`` is the node's name).
+
+        A call none of whose arguments depends on the input is computed once, as a constant (the
+        converter's rule, e.g. ``Constant`` and the shape arithmetic of ``Reshape`` targets); the
+        others are mapped to the torch operation they compute, or traced when their forward is
+        traceable; anything else raises :class:`UnsupportedLayerError` naming the ONNX node."""
+        args, kwargs = tuple(fn.args), dict(fn.kwargs)
+        cls = type(sub).__name__
+        if any(isinstance(a, torch.fx.Node) and env[a][0] == "fused" for a in (*args, *kwargs.values())):
+            raise _unsupported(f"ONNX node of {cls} reading an intermediate value of a fused pattern", loc)
+        if not has_ir(args) and not has_ir(kwargs):
+            with torch.no_grad():
+                return ("val", sub(*val(args), **val(kwargs)))
+
+        def call(target: Any, *a: Any, **k: Any) -> tuple[str, Any]:
+            return self.fx_call(_Call(target, a, loc, k), env, val, is_ir, has_ir, "")  # type: ignore[arg-type]
+
+        if cls == "OnnxResize":
+            from onnx2torch.node_converters.resize import _onnx_mode_to_torch_mode
+
+            rnames = ("input_tensor", "roi", "scales", "sizes")
+            given = dict(zip(rnames, args)) | kwargs
+            if has_ir([given.get(k) for k in rnames[1:]]):
+                raise _unsupported("ONNX Resize with input-dependent scales or sizes", loc)
+            x_node = given["input_tensor"]
+            s0 = self.sample(env[x_node][1])
+            roi, scales, sizes = (val(given.get(k)) for k in rnames[1:])
+            if not sub.ignore_roi and roi is not None and roi.numel():
+                raise _unsupported("ONNX Resize with a region of interest", loc)
+            size_arg = scale_arg = None
+            if sizes is not None and sizes.numel():
+                size_list = [int(v) for v in sizes.tolist()]
+                if size_list[:2] != list(s0.shape[:2]) and not sub.ignore_bs_ch_size:
+                    raise _unsupported("ONNX Resize of the batch or channel dimension", loc)
+                size_arg = size_list[2:]
+            if scales is not None and scales.numel():
+                scale_list = [float(v) for v in scales.tolist()]
+                if scale_list[:2] != [1.0, 1.0]:
+                    raise _unsupported("ONNX Resize of the batch or channel dimension", loc)
+                scale_arg = scale_list[2:]
+            try:
+                mode = _onnx_mode_to_torch_mode(sub.onnx_mode, s0.dim() - 2)
+            except NotImplementedError as e:
+                raise _unsupported(f"ONNX Resize ({e})", loc) from e
+            return call(F.interpolate, x_node, size=size_arg, scale_factor=scale_arg, mode=mode,
+                        align_corners=sub.align_corners)
+        if kwargs:
+            raise _unsupported(f"ONNX node of {cls} called with keyword arguments", loc)
+        if cls in ("OnnxExpand", "OnnxTile") and is_ir(args[0]) and not has_ir(args[1:]):
+            i = env[args[0]][1]
+            s0 = self.sample(i)
+            arg = [int(v) for v in torch.as_tensor(val(args[1])).reshape(-1).tolist()]
+            if cls == "OnnxExpand":
+                try:
+                    shape = tuple(torch.broadcast_shapes(s0.shape, torch.Size(arg)))
+                except RuntimeError as e:
+                    raise _unsupported(f"ONNX Expand to {arg} of a tensor of shape {tuple(s0.shape)}", loc) from e
+                if shape != tuple(s0.shape):
+                    raise _unsupported(f"ONNX Expand to {arg} that broadcasts a tensor of per-sample shape "
+                                       f"{self.shape(i)} to a larger one", loc)
+                return ("ir", i)
+            if len(arg) != s0.dim() or arg[0] != 1:
+                raise _unsupported(f"ONNX Tile with repeats {arg} (supported: one per dimension, 1 for the batch)",
+                                   loc)
+            for d, r in enumerate(arg[1:]):
+                if r != 1:
+                    i = self.add(Node("cat", (i,) * r, (), loc, attrs={"dim": d}))
+            return ("ir", i)
+        if cls in ("OnnxBinaryMathOperation", "OnnxPow"):
+            if getattr(sub, "broadcast", None) == 1 and getattr(sub, "axis", None) is not None:
+                raise _unsupported(f"ONNX node {cls} with legacy broadcast (axis={sub.axis})", loc)
+            if cls == "OnnxPow":
+                if is_ir(args[1]):
+                    raise _unsupported("ONNX Pow with an input-dependent exponent", loc)
+                ex = val(args[1])
+                ex = float(ex) if isinstance(ex, Tensor) and ex.numel() == 1 else ex
+                return call(torch.pow, args[0], ex)
+            fname = getattr(sub.math_op_function, "__name__", "")
+            target = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "_onnx_div": torch.div}.get(fname)
+            if target is None:
+                raise _unsupported(f"ONNX binary operation {fname!r}", loc)
+            return call(target, *args)
+        if cls == "OnnxReshape":
+            if not is_ir(args[0]) or has_ir(args[1]):
+                raise _unsupported("ONNX Reshape with an input-dependent target shape", loc)
+            s0 = self.sample(env[args[0]][1])
+            target_shape = [int(d) for d in torch.as_tensor(val(args[1])).reshape(-1).tolist()]
+            # ONNX's 0 copies the input's dimension (allowzero=0, the only mode onnx2torch converts)
+            target_shape = [s0.shape[k] if d == 0 and k < s0.dim() else d for k, d in enumerate(target_shape)]
+            return call(torch.reshape, args[0], tuple(target_shape))
+        if cls == "OnnxShape":
+            s0 = self.sample(env[args[0]][1])
+            # the batch size read here is the probe's; build_graph's check on another batch size catches misuse
+            return ("val", torch.tensor(tuple(s0.shape)[sub._start: sub._end]))
+        if cls in ("OnnxPadStatic", "OnnxPadDynamic"):
+            from onnx2torch.node_converters.pad import _onnx_padding_to_torch, _torch_padding_to_mode_format
+
+            if has_ir(args[1:]):
+                raise _unsupported(f"ONNX Pad with input-dependent pads ({cls})", loc)
+            if cls == "OnnxPadStatic":
+                pads, value = list(sub.pads), sub.constant_value
+            else:
+                pads = _torch_padding_to_mode_format(
+                    _onnx_padding_to_torch([int(p) for p in torch.as_tensor(val(args[1])).reshape(-1).tolist()]),
+                    sub.mode)
+                value = val(args[2]) if len(args) > 2 else 0.0
+            value = 0.0 if value is None else float(torch.as_tensor(value).reshape(-1)[0]) if isinstance(
+                value, Tensor) else float(value)
+            return call(F.pad, args[0], tuple(int(p) for p in pads), sub.mode, value)
+        if cls == "OnnxReduceStaticAxes" and sub.operation_type in ("ReduceMean", "ReduceSum") and sub.axes:
+            return call(torch.mean if sub.operation_type == "ReduceMean" else torch.sum, args[0], list(sub.axes),
+                        bool(sub.keepdims))
+        if cls == "OnnxSlice" and is_ir(args[0]) and not has_ir(args[1:]):
+            s0 = self.sample(env[args[0]][1])
+            parts = [None if a is None else [int(v) for v in torch.as_tensor(a).reshape(-1).tolist()]
+                     for a in val(args[1:5]) + (None,) * (5 - len(args))]
+            starts, ends, axes, steps = parts[0], parts[1], parts[2], parts[3]
+            assert starts is not None and ends is not None
+            axes = axes if axes is not None else list(range(len(starts)))
+            steps = steps if steps is not None else [1] * len(starts)
+            index: list[Any] = [slice(None)] * s0.dim()
+            for st, en, ax, sp in zip(starts, ends, axes, steps):
+                ax = ax % s0.dim()
+                if sp <= 0:
+                    raise _unsupported(f"ONNX Slice with step {sp}", loc)
+                sl = slice(*slice(st, en, sp).indices(s0.shape[ax]))
+                index[ax] = slice(None) if sl == slice(0, s0.shape[ax], 1) else sl
+            return call(operator.getitem, args[0], tuple(index))
+        if cls == "OnnxGather" and is_ir(args[0]) and not has_ir(args[1:]):
+            s0 = self.sample(env[args[0]][1])
+            ax = int(sub._axis) % s0.dim()
+            idx = torch.as_tensor(val(args[1]))
+            n = s0.shape[ax]
+            prefix: list[Any] = [slice(None)] * ax
+            if idx.dim() == 0:
+                return call(operator.getitem, args[0], (*prefix, int(idx) % n))
+            flat = [int(v) % n for v in idx.reshape(-1).tolist()]
+            step = flat[1] - flat[0] if len(flat) > 1 else 1
+            if idx.dim() != 1 or step <= 0 or flat != list(range(flat[0], flat[0] + step * len(flat), step)):
+                raise _unsupported(f"ONNX Gather of indices {idx.tolist()} (supported: a single index or an "
+                                   "increasing arithmetic progression, i.e. a slice)", loc)
+            return call(operator.getitem, args[0], (*prefix, slice(flat[0], flat[-1] + 1, step)))
+        if cls == "OnnxConcat":
+            return call(torch.cat, list(args), sub.axis)
+        if cls in ("OnnxErf", "OnnxSqrt"):
+            raise _unsupported(
+                f"ONNX operator {cls[4:]} (supported only inside the decomposed GELU x * 0.5 * (1 + erf(x / sqrt(2))) "
+                "or LayerNorm (x - mean) / sqrt(var + eps) patterns of torch.onnx.export)", loc)
+        entries = [env[a] if isinstance(a, torch.fx.Node) else ("val", a) for a in args]
+        try:
+            return self.fx_run(sub, entries, loc)
+        except UnsupportedLayerError as e:
+            raise UnsupportedLayerError(f"ONNX node {loc!r} ({cls}): {e}") from e
 
     def fx_call(self, fn: torch.fx.Node, env: dict, val: Any, is_ir: Any, has_ir: Any, where: str) -> tuple[str, Any]:
         """One call of the traced graph. The rule that keeps the conversion sound: a call none of whose
@@ -825,6 +1184,33 @@ class _Builder:
             except TypeError as e:
                 raise _unsupported(f"'{name}' with arguments {opts}", loc) from e
             return ("ir", self.maxpool(pool, i, loc))
+        if name in ("avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool1d",
+                    "_adaptive_max_pool2d", "_adaptive_max_pool1d", "adaptive_max_pool2d_with_indices",
+                    "adaptive_max_pool1d_with_indices"):
+            # functional pooling: the module of the same layer, built from the call's arguments
+            i = single()
+            a = [val(v) for v in args[1:]]
+            kw = val(dict(kwargs))
+            if name == "avg_pool2d":
+                pnames: tuple[str, ...] = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                           "divisor_override")
+                cls: Any = nn.AvgPool2d
+            else:
+                pnames = ("output_size", "return_indices")
+                cls = {"avg2": nn.AdaptiveAvgPool2d, "max2": nn.AdaptiveMaxPool2d, "max1": nn.AdaptiveMaxPool1d}[
+                    ("avg" if "avg" in name else "max") + name.split("pool")[1][0]]
+            opts = dict(zip(pnames, a)) | kw
+            if "with_indices" in name or opts.get("return_indices"):
+                raise _unsupported(f"'{name}' returning indices", loc)
+            try:
+                pool = cls(**opts)
+            except TypeError as e:
+                raise _unsupported(f"'{name}' with arguments {opts}", loc) from e
+            if name == "avg_pool2d":
+                return ("ir", self.avgpool(pool, i, loc))
+            if name == "adaptive_avg_pool2d":
+                return ("ir", self.adaptive_avgpool(pool, i, loc))
+            return ("ir", self.maxpool(pool, i, loc))
         if name == "pad":
             i = single()
             pad = val(args[1] if len(args) > 1 else kwargs["pad"])
@@ -901,6 +1287,8 @@ class _Builder:
             if name == "neg":
                 w = torch.tensor(-1.0, dtype=self.dtype, device=self.nodes_device)
                 return ("ir", self.add(Node("affine", (single(),), (), loc, w, None)))
+            if kwargs.get("rounding_mode") is not None:  # floor / trunc division: piecewise constant, not c * 1/x
+                raise _unsupported(f"'{name}' with rounding_mode={kwargs['rounding_mode']!r}", loc)
             a, b = args[0], args[1]
             if is_ir(a) and is_ir(b):
                 from certify import _layers_build as lb
@@ -909,8 +1297,12 @@ class _Builder:
                 if "div" in name:
                     j = self.add(Node("reciprocal", (j,), (), loc))
                 return ("ir", lb.mul2(self, env[a][1], j, loc))
-            if "div" in name and not is_ir(a):
-                raise _unsupported(f"'{name}' by a tensor that depends on the input", loc)
+            if "div" in name and not is_ir(a):  # c / x = c * reciprocal(x)
+                if name == "itruediv":
+                    raise _unsupported(f"'{name}' by a tensor that depends on the input", loc)
+                j = self.add(Node("reciprocal", (env[b][1],), (), loc))
+                c = self.const(val(a), j, loc)
+                return ("ir", self.add(Node("affine", (j,), (), loc, c, None)))
             node_arg, const = (a, b) if is_ir(a) else (b, a)
             c = self.const(val(const), env[node_arg][1], loc)
             w = 1.0 / c if "div" in name else c
@@ -966,7 +1358,13 @@ def _check_against_model(g: Graph, model: nn.Module, x: Tensor, dtype: torch.dty
     # Under the tracing lock: torch.fx patches nn.Module.__call__ process-wide while another thread traces,
     # and a model called meanwhile would run through that thread's tracer (NameError inside torch.fx).
     with _FX_LOCK, torch.no_grad():
-        want = model(probe.to(mdtype))
+        try:
+            want = model(probe.to(mdtype))
+        except (RuntimeError, NotImplementedError) as e:
+            # e.g. an ONNX model with a batch of 1 built into a Reshape or Expand that load_onnx could not free
+            raise UnsupportedLayerError(
+                f"the model fails on a batch of 3 inputs ({type(e).__name__}: {e}); certify evaluates it on "
+                "batches of other sizes than the caller's, so it must accept any batch size") from e
         got = g.forward(probe.to(dtype))
     if not isinstance(want, Tensor) or tuple(want.shape) != tuple(got.shape):
         raise UnsupportedLayerError(

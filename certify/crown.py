@@ -675,17 +675,81 @@ def _input_phase_conv(g: Graph, norm: float) -> int | None:
     outside the input map meet a zero centre and radius, so the bound is the same (up to summation order)."""
     if norm != math.inf:
         return None
-    key = ("input phase conv", BLOCKED_INPUT_CONV, BLOCKED_CHANNELS)  # the switches: benchmarks flip them
+    key = ("input phase conv", BLOCKED_INPUT_CONV, BLOCKED_CHANNELS, INPUT_AFFINE_FOLD)  # benchmarks flip them
     hit = g.derived.get(key, -1)
     if hit == -1:
-        cons = [i for i, n in enumerate(g.nodes) if 0 in n.inputs]
         hit = None
+        chain = _input_affine_chain(g)
+        k = chain[-1] if chain else 0
+        cons = [i for i, n in enumerate(g.nodes) if k in n.inputs]
         if len(cons) == 1 and g.nodes[cons[0]].op == "conv":
             n = g.nodes[cons[0]]
             if _phase_form(n) or _blocked_factor(n, g.nodes[0].shape) is not None:
                 hit = cons[0]
         g.derived[key] = hit
     return hit  # type: ignore[no-any-return]
+
+
+#: a per-channel affine input normalisation before the first conv (``(x - mean) / std`` with (1, C, 1, 1) buffers,
+#: or an eval-mode BatchNorm) is applied to the coefficients in the first conv's phase or blocked layout
+#: (:func:`_input_affine_back`), so normalised models take those forms too
+INPUT_AFFINE_FOLD = True
+
+
+def _input_affine_chain(g: Graph) -> list[int]:
+    """The per-channel affine nodes (weight and bias None, (C, 1, 1) or (1, 1, 1)) that follow ``g``'s input one
+    after the other, each the sole consumer of the one before (the input's normalisation), in forward order; empty
+    when ``INPUT_AFFINE_FOLD`` is off or there are none."""
+    if not INPUT_AFFINE_FOLD or len(g.nodes[0].shape) != 3:
+        return []
+    hit = g.derived.get("input affine chain")
+    if hit is None:
+        c = g.nodes[0].shape[0]
+        hit = []
+        k = 0
+        while True:
+            cons = [i for i, n in enumerate(g.nodes) if k in n.inputs]
+            if len(cons) != 1 or g.output == k:
+                break
+            n = g.nodes[cons[0]]
+            if n.op != "affine" or tuple(n.inputs) != (k,) or tuple(n.shape) != tuple(g.nodes[0].shape) or any(
+                    t is not None and (t.dim() != 3 or tuple(t.shape) not in ((c, 1, 1), (1, 1, 1)))
+                    for t in (n.weight, n.bias)):
+                break
+            hit.append(cons[0])
+            k = cons[0]
+        g.derived["input affine chain"] = hit
+    return hit  # type: ignore[no-any-return]
+
+
+def _input_affine_back(g: Graph, conv: Node, a: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """Coefficients ``a`` (B, S, C s s, H', W') at the input-side affine chain's output (:func:`_input_affine_chain`)
+    in conv node ``conv``'s phase or blocked layout (:func:`_phase_input_back`) -> at the input, in the same layout,
+    and the chain's bias term (B, S): per affine node, nearest the conv first, ``bias += sum(a t)`` and ``a = a w``
+    with its weight w and bias t brought to the layout (:func:`_phase_layout`: zero outside the map, where the
+    layout's entries stand for the conv's zero padding, which no normalisation reaches). The products and sums of
+    the ordinary affine step (:func:`_back_affine`), in another order."""
+    bias = None
+    if a is None:
+        return a, bias
+    nodes = g.nodes
+    shape = tuple(nodes[0].shape)
+    for k in reversed(_input_affine_chain(g)):
+        n = nodes[k]
+        lay = [None if t is None else n.derive(f"{which} in layout of {conv.name} ({BLOCKED_CHANNELS})",
+                                               partial(_phase_layout_param, t, shape, conv))
+               for which, t in (("weight", n.weight), ("bias", n.bias))]
+        if lay[1] is not None:
+            term = (a * lay[1]).sum(dim=(2, 3, 4))
+            bias = term if bias is None else bias + term
+        if lay[0] is not None:
+            a = a * lay[0]
+    return a, bias
+
+
+def _phase_layout_param(t: Tensor, shape: tuple[int, ...], conv: Node) -> Tensor:
+    """A per-channel (C, 1, 1) or (1, 1, 1) tensor ``t`` as an input map of ``shape`` in ``conv``'s layout."""
+    return _phase_layout(t.expand(*shape).unsqueeze(0), conv)
 
 
 #: the input conv's transposed convolution in blocked form (:func:`_blocked_factor`) where it has few input channels
@@ -1132,6 +1196,11 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
             assert back is not None
             new_l, new_u, lbias, ubias = _back_pair(partial(_phase_input_back, back, in_shape=nodes[0].shape),
                                                     la, ua, lbias, ubias)
+            if _input_affine_chain(g):  # the input's normalisation, in the same layout
+                same = new_u is new_l
+                new_l, tl = _input_affine_back(g, back, new_l)
+                new_u, tu = (new_l, tl) if same else _input_affine_back(g, back, new_u)
+                lbias, ubias = _add_bias(lbias, tl), _add_bias(ubias, tu)
             outs = [(0, new_l, new_u)]
         else:
             folded = _conv_affine_fold(g, i) if op == "affine" and n.inputs[0] != phase_in else None

@@ -136,8 +136,14 @@ def _batch_free(model: Any) -> Any:
     del m.graph.value_info[:]
     consts = {i.name: i for i in m.graph.initializer}
     const_nodes = {n.output[0]: n for n in m.graph.node if n.op_type == "Constant"}
+    # only the Reshapes of values computed from the input carry its batch of 1 (a Reshape of a constant,
+    # e.g. in the arithmetic of a Pad's amounts, keeps its leading 1); the nodes are in topological order
+    dependent = {inp.name}
     for node in m.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2:
+        if any(i in dependent for i in node.input):
+            dependent.update(node.output)
+    for node in m.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] not in dependent:
             continue
         target = node.input[1]
         if target in consts:
@@ -153,6 +159,118 @@ def _batch_free(model: Any) -> Any:
                     arr[0] = 0
                     attr.t.CopyFrom(numpy_helper.from_array(arr, attr.t.name))
     return m
+
+
+#: ONNX operator versions newer than onnx2torch's converters whose changes do not concern float models
+#: (new tensor types: float8, int4, bfloat16 ...), converted as the newest older version onnx2torch has;
+#: ``check(node)`` refuses the nodes that use what the new version added.
+def _no_new_inputs(n: int) -> Any:
+    def check(node: Any) -> bool:
+        return len([v for v in node.input_values if v]) <= n
+
+    return check
+
+
+def _pad_check(node: Any) -> bool:  # Pad 18 added the `axes` input, Pad 19 the 'wrap' mode
+    return _no_new_inputs(3)(node) and node.attributes.get("mode", "constant") in ("constant", "reflect", "edge")
+
+
+def _avgpool_check(node: Any) -> bool:  # AveragePool 19 added dilations
+    return all(d == 1 for d in node.attributes.get("dilations", [1]))
+
+
+def _resize_check(node: Any) -> bool:  # Resize 18 added antialias, axes, keep_aspect_ratio_policy; 19 a mode
+    a = node.attributes
+    policy = a.get("keep_aspect_ratio_policy", "stretch")
+    mode = a.get("coordinate_transformation_mode", "half_pixel")
+    return (not a.get("antialias", 0) and "axes" not in a
+            and (policy.decode() if isinstance(policy, bytes) else policy) == "stretch"
+            and (mode.decode() if isinstance(mode, bytes) else mode) != "half_pixel_symmetric")
+
+
+def _split_check(node: Any) -> bool:  # Split 18 added the num_outputs attribute
+    return "num_outputs" not in node.attributes
+
+
+_ALIASES: dict[str, tuple[tuple[int, ...], Any]] = {
+    "Constant": ((19, 21), None),
+    "ConstantOfShape": ((20, 21), None),
+    "Reshape": ((19, 21), None),
+    "Shape": ((19, 21), None),
+    "Size": ((19, 21), None),
+    "Cast": ((19, 21), None),
+    "Identity": ((19, 21), None),
+    "Flatten": ((21,), None),
+    "Squeeze": ((21,), None),
+    "Unsqueeze": ((21,), None),
+    "Transpose": ((21,), None),
+    "Equal": ((19,), None),
+    "Pad": ((18, 19, 21), _pad_check),
+    "AveragePool": ((19,), _avgpool_check),
+    "Resize": ((18, 19), _resize_check),
+    "Split": ((18,), _split_check),
+}
+_REGISTERED = False
+
+
+def _register_converters() -> None:
+    """Register (once) onnx2torch converters for operator versions it lacks: the type-only version bumps
+    of :data:`_ALIASES` (opsets 18-21, e.g. ``Constant`` 19 of every export at torch's default opset 20) and
+    ONNX's ``Gelu`` (opset 20), as ``nn.GELU``."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from onnx2torch.node_converters import registry
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    reg = registry._CONVERTER_REGISTRY
+    for op, (versions, check) in _ALIASES.items():
+        have = sorted(d.version for d in reg if d.domain == "" and d.operation_type == op)
+        for v in versions:
+            older = [h for h in have if h < v]
+            if registry.OperationDescription("", op, v) in reg or not older:
+                continue
+            base = reg[registry.OperationDescription("", op, older[-1])]
+
+            def conv(node: Any, graph: Any, base: Any = base, check: Any = check, op: str = op, v: int = v) -> Any:
+                if check is not None and not check(node):
+                    raise NotImplementedError(f"{op} version {v} with the inputs or attributes added after "
+                                              f"version {v - 1} (operation_type='{op}')")
+                return base(node, graph)
+
+            registry.add_converter(operation_type=op, version=v)(conv)
+
+    def gelu(node: Any, graph: Any) -> Any:
+        approximate = node.attributes.get("approximate", "none")
+        approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+        return OperationConverterResult(torch_module=nn.GELU(approximate=approximate),
+                                        onnx_mapping=onnx_mapping_from_node(node=node))
+
+    if registry.OperationDescription("", "Gelu", 20) not in reg:
+        registry.add_converter(operation_type="Gelu", version=20)(gelu)
+
+    def reduce_axes_input(node: Any, graph: Any) -> Any:  # ReduceMean/Max/Min 18+: the axes became an input
+        from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
+        from onnx2torch.utils.common import OnnxMapping, get_const_value
+
+        op = node.operation_type
+        if node.attributes.get("noop_with_empty_axes", 0):
+            raise NotImplementedError(f"{op} with noop_with_empty_axes=1 (operation_type='{op}')")
+        axes = None
+        if len(node.input_values) > 1 and node.input_values[1]:
+            try:
+                axes = [int(a) for a in get_const_value(node.input_values[1], graph).reshape(-1).tolist()]
+            except KeyError as e:
+                raise NotImplementedError(f"{op} with input-dependent axes (operation_type='{op}')") from e
+        return OperationConverterResult(
+            torch_module=OnnxReduceStaticAxes(op, axes or None, node.attributes.get("keepdims", 1)),
+            onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
+
+    for op, versions in (("ReduceMean", (18,)), ("ReduceMax", (18, 20)), ("ReduceMin", (18, 20))):
+        for v in versions:
+            if registry.OperationDescription("", op, v) not in reg:
+                registry.add_converter(operation_type=op, version=v)(reduce_axes_input)
+    _REGISTERED = True
 
 
 def _downgraded(model: Any, opset: int = 17) -> Any:
@@ -174,7 +292,9 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     The module computes what onnxruntime computes on the file (to ~1e-5; tested on MLPs, CNNs with
     max-pooling and residual blocks exported by ``torch.onnx.export``). A model exported with a fixed
     batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
-    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged.
+    accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged. Operator versions of
+    opsets 18-21 that only added tensor types (and ONNX's ``Gelu``) are converted as their previous version
+    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -185,6 +305,7 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     model = _read(path)
     p = os.fspath(path)
     o2t = _import_onnx2torch()
+    _register_converters()
     by_type: dict[str, str] = {}
     for i, node in enumerate(model.graph.node):
         by_type.setdefault(node.op_type, node.name or f"#{i}")

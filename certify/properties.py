@@ -19,6 +19,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -182,7 +183,9 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
             y = model(xa).flatten(1)
         for r, (ci, con) in enumerate(rows):
             if bool(con.satisfied(y[r:r + 1])[0]):
-                return result("falsified", x=xa[r:r + 1].detach(), y=y[r:r + 1].detach(), case=ci)
+                hit = _confirmed(model, xa[r:r + 1].detach(), prop.cases[ci], con, shape)
+                if hit is not None:
+                    return result("falsified", x=hit[0], y=hit[1], case=ci)
     if complete:
         return _complete(model, prop, shape, dtype, device, start, timeout, float64, batch_size,
                          attack_steps, attack_restarts, generator)
@@ -208,6 +211,31 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
                 return result("unknown", "the bounds do not exclude an unsafe output region")
             i0 += k
     return result("verified")
+
+
+def _confirmed(model: nn.Module, x: Tensor, case: Any, con: Any, shape: tuple[int, ...]) -> tuple[Tensor, Tensor] | None:
+    """``(x, f(x))`` for a candidate counterexample ``x`` (1, *shape) that truly violates conjunction ``con``
+    of ``case``, else None.
+
+    The point is moved into the case's float64 box in the model's dtype (clamped, then nudged one ulp
+    inward where rounding put it outside: a float32 point rounded from a float64 bound can lie just
+    outside the box), and the model is evaluated on it alone, at batch 1 (a batched forward pass may
+    round differently), so that a reported counterexample is inside the box and violates the property
+    exactly as reported."""
+    dtype = x.dtype
+    lo64 = case.lower.to(torch.float64).reshape(1, *shape).to(x.device)
+    hi64 = case.upper.to(torch.float64).reshape(1, *shape).to(x.device)
+    p = torch.minimum(torch.maximum(x.to(torch.float64), lo64), hi64).to(dtype)
+    p = torch.where(p.to(torch.float64) < lo64, torch.nextafter(p, torch.full_like(p, math.inf)), p)
+    p = torch.where(p.to(torch.float64) > hi64, torch.nextafter(p, torch.full_like(p, -math.inf)), p)
+    p64 = p.to(torch.float64)
+    if not bool(((p64 >= lo64) & (p64 <= hi64)).all()):  # no point of this dtype in the box
+        return None
+    with torch.no_grad():
+        y = model(p).flatten(1)
+    if not bool(con.satisfied(y)[0]):
+        return None
+    return p.detach(), y.detach()
 
 
 def _complete(model: nn.Module, prop: VnnlibProperty, shape: tuple[int, ...], dtype: torch.dtype,
@@ -240,10 +268,13 @@ def _complete(model: nn.Module, prop: VnnlibProperty, shape: tuple[int, ...], dt
         branches += r.branches
         if r.verdict == "falsified":
             assert r.counterexample is not None
-            with torch.no_grad():
-                out = model(r.counterexample).flatten(1)
-            return PropertyResult("falsified", r.counterexample, out, ci, "bab", time.perf_counter() - start,
-                                  "", branches)
+            hit = next((h for con in case.unsafe if (h := _confirmed(
+                model, r.counterexample.reshape(1, *shape), case, con, shape)) is not None), None)
+            if hit is not None:
+                return PropertyResult("falsified", hit[0], hit[1], ci, "bab", time.perf_counter() - start,
+                                      "", branches)
+            unknown = "the search's counterexample does not violate the property when re-checked alone"
+            continue
         if r.verdict == "unknown":
             past = timeout is not None and time.perf_counter() - start >= timeout
             unknown = "timeout during branch-and-bound" if past else "a fully split domain stayed undecided"

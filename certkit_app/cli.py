@@ -12,6 +12,10 @@ Examples::
     certkit erase-check --mode insertion --max-erase 8 --json "Tell me a story"
     certkit erase-check --file prompts.txt --filter ./my-hf-model
 
+``--filter default`` (the default) is ``certify.prompts.default_filter()``: the shipped MiniLM filter where the
+``llm`` extra is installed, the generated-set TF-IDF filter otherwise, each at its PAC threshold unless
+``--threshold`` is given. ``--filter tfidf`` is the fast TF-IDF filter of the embedded prompt set (weaker).
+
 Adding a sub-command: a module ``certkit_app.<name>_cmd`` exposing ``add_parser(subparsers)``
 (registers its parser, whose ``prog`` names the command) and ``run(args) -> int`` (the exit
 status), listed in ``_COMMAND_MODULES``; a listed module that is absent is skipped.
@@ -92,10 +96,14 @@ def _add_erase_check(sub: Any) -> None:
     ec.add_argument("--max-erase", type=NONNEG_INT, default=None, metavar="D",
                     help="most tokens erased (per block in insertion mode); default 20 / 8 / 2 by mode")
     ec.add_argument("--num-blocks", type=POS_INT, default=1, metavar="K", help="inserted blocks (insertion mode)")
-    ec.add_argument("--filter", default="tfidf", metavar="tfidf|embedding|PATH",
-                    help="built-in filter, or a local Hugging Face sequence-classification model directory")
+    ec.add_argument("--filter", default="default", metavar="default|tfidf|embedding|PATH",
+                    help="built-in filter (default: certify.prompts.default_filter(), MiniLM where the llm extra is "
+                         "installed, TF-IDF otherwise; tfidf: the fast embedded-set TF-IDF filter), or a local "
+                         "Hugging Face sequence-classification model directory")
     ec.add_argument("--harmful-label", type=NONNEG_INT, default=1, help="harmful class index of a PATH model")
-    ec.add_argument("--threshold", type=UNIT_FLOAT, default=0.5, help="flag when p_harmful >= threshold")
+    ec.add_argument("--threshold", type=UNIT_FLOAT, default=None,
+                    help="flag when p_harmful >= threshold (default: the PAC threshold of --filter default, "
+                         "0.5 for the others)")
     ec.add_argument("--budget", type=POS_INT, default=100_000, help="refuse prompts needing more subsequences")
     ec.add_argument("--json", action="store_true", help="print JSON instead of text")
     ec.set_defaults(run=_erase_check)
@@ -114,16 +122,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_filter(spec: str, threshold: float, harmful_label: int) -> Any:
-    from certify.prompts import HFClassifierFilter, embedded_tfidf_filter, embedding_filter
+def _load_filter(spec: str, threshold: float | None, harmful_label: int) -> Any:
+    from certify.prompts import HFClassifierFilter, default_filter, embedded_tfidf_filter, embedding_filter
 
+    if spec == "default":
+        return default_filter(threshold=threshold)
+    threshold = 0.5 if threshold is None else threshold
     if spec == "tfidf":
         return embedded_tfidf_filter(threshold=threshold)
     if spec == "embedding":
         return embedding_filter(threshold=threshold)
     if Path(spec).is_dir():
         return HFClassifierFilter(spec, harmful_label=harmful_label, threshold=threshold)
-    raise ValueError(f"Expected argument `--filter` to be 'tfidf', 'embedding' or a model directory, but got {spec!r}")
+    raise ValueError(f"Expected argument `--filter` to be 'default', 'tfidf', 'embedding' or a model directory, but "
+                     f"got {spec!r}")
 
 
 def _erase_check(args: argparse.Namespace) -> int:

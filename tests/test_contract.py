@@ -405,6 +405,8 @@ def _cases() -> dict[str, Case]:
             residuals=lambda: np.random.default_rng(1).random(20), alpha=0.2),
         # batch 3
         "certify.Normalize": _c(certify.Normalize, {}, mean=0.5, std=0.25),
+        "certify.TokenPositions": _c(certify.TokenPositions, {"model": "model", "embeddings": "tensor"},
+                                     model=lambda: _mlp(), embeddings=lambda: _x(3), positions=[1, 2]),
         "certify.box_bounds": _c(certify.box_bounds, {"model": "model"}, model=lambda: _mlp(),
                                  lower=lambda: _x() - 0.1, upper=lambda: _x() + 0.1),
         "certify.tightness": _c(certify.tightness, {"x": t, "eps": "positive", "labels": "labels"},

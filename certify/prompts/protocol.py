@@ -95,7 +95,9 @@ class CallableFilter(FilterBase):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """``fn(texts)`` as a float array of shape (N,)."""
         texts = check_texts(texts)
-        p = np.asarray(self.fn(texts), dtype=np.float64).reshape(-1)
-        if p.shape != (len(texts),):
-            raise ValueError(f"Expected `fn` to return {len(texts)} scores, but got shape {p.shape}")
+        out = np.asarray(self.fn(texts), dtype=np.float64)
+        p = out.reshape(-1)
+        if p.shape != (len(texts),):  # report the shape fn returned, not the flattened one
+            raise ValueError(f"Expected `fn` to return {len(texts)} scores of shape ({len(texts)},), but got shape "
+                             f"{out.shape}")
         return p

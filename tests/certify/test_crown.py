@@ -1283,3 +1283,111 @@ def test_fused_ibp_relu_leaves_non_finite_intervals_to_the_torch_form(monkeypatc
     for a, b in ((r.d_l, ref_r.d_l), (r.d_u, ref_r.d_u), (r.b_u, ref_r.b_u), (iv.l, torch.relu(src.l)),
                  (iv.u, torch.relu(src.u)), (iv._s, iv.u + iv.l), (iv._d, iv.u - iv.l)):
         assert torch.equal(a, b)
+
+
+class _BufferNorm(nn.Module):
+    """The usual CIFAR input normalisation: ``(x - mean) / std`` with (1, C, 1, 1) buffers."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.linspace(0.4, 0.5, c).reshape(1, c, 1, 1))
+        self.register_buffer("std", torch.linspace(0.2, 0.3, c).reshape(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("norm_kind,first", [("buffers", "blocked"), ("certify.Normalize", "blocked"),
+                                             ("batchnorm", "blocked"), ("buffers", "strided"),
+                                             ("buffers+batchnorm", "blocked"), ("buffers", "padding 0")])
+def test_input_normalisation_takes_the_first_convs_blocked_or_phase_form(monkeypatch: pytest.MonkeyPatch,
+                                                                        norm_kind: str, first: str) -> None:
+    """A per-channel input normalisation before the first conv (``INPUT_AFFINE_FOLD``) is applied to the coefficients
+    in the conv's blocked or phase layout: the first conv's step takes that form (counted), and CROWN, CROWN-IBP and
+    alpha-CROWN bounds equal those of the ordinary path (switch off, float64, chunked or not), contain sampled points
+    and PGD's extremes of every output; with padding 0 they also equal the unnormalised model whose first conv has
+    the normalisation folded into its weights and bias."""
+    torch.manual_seed(6)
+    c = 3
+    conv = {"blocked": nn.Conv2d(c, 4, 3, padding=1), "strided": nn.Conv2d(c, 4, 4, stride=2, padding=1),
+            "padding 0": nn.Conv2d(c, 4, 3, padding=0)}[first]
+    norms: list[nn.Module] = []
+    for kind in norm_kind.split("+"):
+        if kind == "buffers":
+            norms.append(_BufferNorm(c))
+        elif kind == "certify.Normalize":
+            norms.append(certify.Normalize([0.49, 0.48, 0.45], [0.25, 0.24, 0.26]))
+        else:
+            bn = nn.BatchNorm2d(c)
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.2, 2.0)
+            bn.weight.data.uniform_(-1.5, 1.5)  # negative and near-zero scales too
+            bn.bias.data.uniform_(-1, 1)
+            norms.append(bn)
+    model = nn.Sequential(*norms, conv, nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.LazyLinear(6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.rand(4, c, 8, 8, dtype=torch.float64)
+    model(x)
+    model.eval().requires_grad_(False)
+    calls: list[int] = []
+    real = crown_mod._input_affine_back
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_input_affine_back", spy)
+    eps = 0.03
+    for method in ("crown", "crown-ibp", "alpha-crown"):
+        kw = {"iterations": 3} if method == "alpha-crown" else {}
+        monkeypatch.setattr(crown_mod, "INPUT_AFFINE_FOLD", False)
+        calls.clear()
+        plain = certify.bounds(model, x, eps, method=method, domain=(0, 1), **kw)
+        assert not calls
+        monkeypatch.setattr(crown_mod, "INPUT_AFFINE_FOLD", True)
+        for chunk in (crown_mod.CHUNK_BYTES, 1):
+            monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
+            calls.clear()
+            got = certify.bounds(model, x, eps, method=method, domain=(0, 1), **kw)
+            assert calls, "the first conv's step did not take the blocked/phase form"
+            torch.testing.assert_close(got.lower, plain.lower, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(got.upper, plain.upper, rtol=1e-10, atol=1e-10)
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 1 << 21)
+        assert bool((plain.upper - plain.lower > 1e-3).any())
+        pts = (x.unsqueeze(1) + eps * (2 * torch.rand(4, 256, *x.shape[1:], dtype=torch.float64) - 1)).clamp(0, 1)
+        ys = model(pts.reshape(-1, *x.shape[1:])).reshape(4, 256, -1)
+        assert bool((ys >= got.lower.unsqueeze(1) - 1e-9).all() and (ys <= got.upper.unsqueeze(1) + 1e-9).all())
+        for k in range(3):
+            for sign in (1.0, -1.0):
+                def objective(z: torch.Tensor, k: int = k, sign: float = sign) -> torch.Tensor:
+                    return sign * model(z)[:, k]
+                _, best = crown_mod_pgd(objective, x, eps)
+                bound = got.lower[:, k] if sign > 0 else -got.upper[:, k]
+                assert bool((best >= bound - 1e-9).all())
+    if first == "padding 0":  # no zero padding: the normalisation folds into the conv's weights exactly
+        folded = nn.Conv2d(c, 4, 3, padding=0).double()
+        scale, shift = torch.ones(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+        for m in norms:  # x -> x * scale + shift, composed in order
+            if isinstance(m, _BufferNorm):
+                s, t = 1 / m.std.reshape(-1), -m.mean.reshape(-1) / m.std.reshape(-1)  # type: ignore[operator]
+            else:
+                raise AssertionError(m)
+            scale, shift = scale * s, shift * s + t
+        folded.weight.data = conv.weight.detach() * scale.reshape(1, c, 1, 1)
+        folded.bias.data = conv.bias.detach() + (conv.weight.detach() * shift.reshape(1, c, 1, 1)).sum(dim=(1, 2, 3))
+        plain_model = nn.Sequential(folded, *list(model)[len(norms) + 1:]).eval().requires_grad_(False)
+        torch.testing.assert_close(plain_model(x), model(x), rtol=1e-10, atol=1e-10)
+        for method in ("crown", "crown-ibp"):
+            got = certify.bounds(model, x, eps, method=method, domain=(0, 1))
+            ref = certify.bounds(plain_model, x, eps, method=method, domain=(0, 1))
+            torch.testing.assert_close(got.lower, ref.lower, rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(got.upper, ref.upper, rtol=1e-9, atol=1e-9)
+
+
+def crown_mod_pgd(objective: object, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD's smallest value of ``objective`` over the L-inf ball of ``eps`` around ``x`` in [0, 1] (3 restarts)."""
+    from certify.attacks import pgd_minimize
+
+    return pgd_minimize(objective, x, eps, domain=(0.0, 1.0), steps=30, restarts=3,  # type: ignore[arg-type]
+                        generator=torch.Generator().manual_seed(0))

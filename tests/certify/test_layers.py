@@ -82,6 +82,64 @@ class FunctionalPool(nn.Module):
         return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 3, stride=2, padding=1).flatten(1))
 
 
+class FunctionalPools(nn.Module):
+    """F.avg_pool2d (kuangliu's CIFAR ResNet ends with ``F.avg_pool2d(out, 4)``), F.adaptive_avg_pool2d and
+    F.adaptive_max_pool2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 3 * 3 + 3 * 2 * 2 * 2, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.conv(x))
+        a = F.avg_pool2d(h, 2)
+        b = F.adaptive_avg_pool2d(h, 2)
+        c = F.adaptive_max_pool2d(h, (2, 2))
+        return self.fc(torch.cat([a.flatten(1), b.flatten(1), c.flatten(1)], 1))
+
+
+class FunctionalPool1d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc0, self.fc = nn.Linear(12, 24), nn.Linear(2 * 6 + 2 * 4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc0(x).view(x.size(0), 2, 12)
+        return self.fc(torch.cat([F.max_pool1d(h, 2).flatten(1), F.adaptive_max_pool1d(h, 4).flatten(1)], 1))
+
+
+class ScalarOverTensor(nn.Module):
+    """``2 / t`` (a number divided by an activation): 2 * reciprocal(t)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc0, self.fc = nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(2 / (torch.sigmoid(self.fc0(x)) + 0.5))
+
+
+class Stack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.fc = nn.Linear(6, 5), nn.Linear(6, 5), nn.Linear(10, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.stack([torch.relu(self.a(x)), self.b(x)], dim=1).flatten(1))
+
+
+class Bmm(nn.Module):
+    """``torch.bmm`` of two activations (per-sample (T, E) @ (E, T))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.fc = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(9, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.bmm(self.q(x), self.k(x).transpose(1, 2)).flatten(1))
+
+
 class FunctionalPad(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -329,6 +387,16 @@ def _layer_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
                                         nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 6, 4)), (2, 6, 6)),
         "f_pad": (FunctionalPad(), (2, 6, 6)),
         "slice_transpose_permute": (SliceTranspose(), (2, 6, 6)),
+        # sizes given as lists (onnx2torch builds nn.MaxPool1d([2]) from ONNX's kernel_shape)
+        "maxpool1d_list": (nn.Sequential(nn.Flatten(), nn.Linear(12, 24), nn.Unflatten(1, (2, 12)),
+                                         nn.MaxPool1d([2], stride=[2]), nn.Flatten(), nn.Linear(2 * 6, 3)), (12,)),
+        "adaptive_maxpool1d": (nn.Sequential(nn.Flatten(), nn.Linear(12, 24), nn.Unflatten(1, (2, 12)),
+                                             nn.AdaptiveMaxPool1d(4), nn.Flatten(), nn.Linear(2 * 4, 3)), (12,)),
+        "f_pools": (FunctionalPools(), (2, 6, 6)),
+        "f_pools_1d": (FunctionalPool1d(), (12,)),
+        "scalar_over_tensor": (ScalarOverTensor(), (6,)),
+        "stack": (Stack(), (6,)),
+        "bmm": (Bmm(), (3, 4)),
     } | _new_layer_models()
 
 

@@ -136,3 +136,43 @@ def test_cli_complete_decides_and_agrees_with_verify_complete(onnx_model: tuple[
     prop.write_text(_robustness(x[0], 0.1, int(y[0]), 3))
     assert main(["verify", str(path), str(prop), "--complete", "--timeout", "1e-9"]) == EXIT_CODES["unknown"]
     assert "timeout" in capsys.readouterr().out
+
+
+class _NormViewCNN(nn.Module):
+    """A plain ReLU CNN as users export it: (x - mean) / std with (1, C, 1, 1) buffers (ONNX Sub, Div) and a
+    flatten written as x.view(x.size(0), -1) (ONNX Reshape); the CLI answered 'unsupported' (exit 4) on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.register_buffer("mean", torch.tensor([0.5]).view(1, 1, 1, 1))
+        self.register_buffer("std", torch.tensor([0.25]).view(1, 1, 1, 1))
+        self.c, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c((x - self.mean) / self.std))
+        return self.fc(h.view(h.size(0), -1))
+
+
+@pytest.mark.parametrize("opset", [None, 13])
+def test_cli_decides_a_normalised_view_flatten_cnn(opset: int | None, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    model = _NormViewCNN().eval()
+    path = tmp_path / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 1, 6, 6),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], **({} if opset is None else {"opset_version": opset}))
+    x = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(4))
+    label = int(model(x).argmax(1))
+    seen = set()
+    for eps in (0.0005, 0.5):
+        prop = tmp_path / "p.vnnlib"
+        prop.write_text(_robustness(x[0], eps, label, 3))
+        code = main(["verify", str(path), str(prop), "--json", "--method", "crown"])
+        row = json.loads(capsys.readouterr().out)
+        assert code == EXIT_CODES[row["verdict"]] and row["verdict"] in ("verified", "falsified")
+        ok = certify.verify(model, x, torch.tensor([label]), eps, method="crown")
+        assert (row["verdict"] == "verified") == bool(ok[0])
+        seen.add(row["verdict"])
+    assert seen == {"verified", "falsified"}

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from certify.prompts import generated_filter, generated_prompts, load_prompt_dir, pac_threshold, split_by_act
-from certify.prompts.corpus import _KNOWLEDGE_TOPICS, FRAMES, _knowledge_prompts
+from certify.prompts.corpus import (
+    _KNOWLEDGE_TOPICS,
+    _TRAINING_BENIGN,
+    FRAMES,
+    _knowledge_prompts,
+    _training_benign_prompts,
+)
 from conformal import calibrate_filter_threshold
 from tests.certify.prompts.conftest import held_out_act_promise_pvalue
 
@@ -125,11 +131,29 @@ def test_evaluation_benign_prompts_are_never_trained_on(shared_dir: Path) -> Non
     assert len(ev) == len(_evaluation_benign_prompts()) >= 60
     own = embedded_prompts()
     trained = {p.lower() for p in (*generated_prompts().prompts, *own.harmful, *own.safe,
-                                   *_knowledge_prompts(), *_knowledge_prompts(held_out=True))}
+                                   *_knowledge_prompts(), *_knowledge_prompts(held_out=True),
+                                   *_training_benign_prompts()[0])}
     theirs = {line.strip().lower() for f in (shared_dir / "data" / "prompts").glob("*.txt")
               for line in f.read_text(encoding="utf-8").splitlines()}
     assert not ev & trained and not ev & theirs
 
+
+
+def test_training_side_style_prompts_are_new_and_not_evaluation_data(shared_dir: Path) -> None:
+    """The training-side benign prompts of other styles (TF-IDF fallback v8, issue 18 session 13): deduplicated,
+    grouped by style, and none of them an evaluation-only prompt, a shared benchmark prompt, a generated prompt or a
+    knowledge question (case-insensitive exact match)."""
+    from certify.prompts.corpus import _evaluation_benign_prompts
+
+    prompts, groups = _training_benign_prompts()
+    assert len(prompts) == len({p.lower() for p in prompts}) >= 200 and len(groups) == len(prompts)
+    assert sorted(set(groups)) == list(range(len(_TRAINING_BENIGN))) and len(_TRAINING_BENIGN) >= 15
+    mine = {p.lower() for p in prompts}
+    theirs = {line.strip().lower() for f in (shared_dir / "data" / "prompts").glob("*.txt")
+              for line in f.read_text(encoding="utf-8").splitlines()}
+    others = {p.lower() for p in (*_evaluation_benign_prompts(), *generated_prompts().prompts, *_knowledge_prompts(),
+                                  *_knowledge_prompts(held_out=True))}
+    assert not mine & theirs and not mine & others
 
 @pytest.mark.slow
 def test_generated_tfidf_filter_on_unseen_prompts(shared_dir: Path) -> None:

@@ -69,8 +69,9 @@ def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> N
     p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
     # at its threshold (the old default's threshold was below 0.5, so this read `p_s < 0.5`; the fine-tuned model
     # scores 17% of this sample of embedded safe prompts in (0.5, 0.996)). Measured 100% / 100% at the per-prompt
-    # rule's 0.996 (no valid guarantee), 100% / 89.7% (26 of 29) at the group-valid 0.743: the safe bound 0.9 ->
-    # 0.85 is re-derived from that measurement (session 11; nothing is promised about safe prompts)
+    # rule's 0.996 (no valid guarantee), 100% / 89.7% (26 of 29) at session 11's group-valid 0.743, 100% / 100% (29 of
+    # 29) at session 12's group-valid 0.963: the safe bound 0.9 -> 0.85 was re-derived at 0.743 and is kept (nothing
+    # is promised about safe prompts)
     assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < filt.threshold) >= 0.85
 
 
@@ -141,6 +142,9 @@ def test_callable_filter_and_as_filter() -> None:
         as_filter(3)
     with pytest.raises(ValueError, match="scores"):
         CallableFilter(lambda t: [0.1]).predict_proba(["a", "b"])
+    # Two-class output (N, 2): the error names the shape fn returned, not the flattened (2N,).
+    with pytest.raises(ValueError, match=r"got shape \(4, 2\)"):
+        CallableFilter(lambda t: [[0.3, 0.7]] * len(t)).predict_proba(["a", "b", "c", "d"])
 
 
 def test_bag_filter_soft_mask_matches_hard_scores() -> None:
