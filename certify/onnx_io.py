@@ -188,6 +188,65 @@ def _resize_check(node: Any) -> bool:  # Resize 18 added antialias, axes, keep_a
             and (mode.decode() if isinstance(mode, bytes) else mode) != "half_pixel_symmetric")
 
 
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _resize_exact(node: Any, graph: Any) -> None:
+    """Refuse (NotImplementedError naming the node) every ONNX ``Resize`` that onnx2torch's converter would turn
+    into a different function: it keeps only the mode and an ``align_corners`` flag and calls ``F.interpolate``
+    (torch's nearest is ONNX's ``asymmetric`` + ``floor``; torch's linear is ``half_pixel`` or ``align_corners``),
+    and only warns about the other settings, so e.g. ONNX's default nearest resize (``half_pixel`` +
+    ``round_prefer_floor``) at scale 1.5 was bounded as a different function (found by review: bounds missed
+    onnxruntime's output by 0.55). Accepted, because they equal ``F.interpolate``: nearest with ``asymmetric``
+    and ``floor``; nearest with ``half_pixel`` / ``pytorch_half_pixel`` and ``round_prefer_floor`` /
+    ``round_prefer_ceil`` at integer scales (the source coordinate ``k + (j - (s - 1) / 2) / s`` of output
+    ``k s + j`` rounds to ``k`` = ``floor(x / s)``, never at a tie); linear with ``half_pixel`` or
+    ``align_corners``, and ``pytorch_half_pixel`` at scales >= 2 (it differs from ``half_pixel`` only where
+    an output dimension has length 1). Cubic, ``tf_crop_and_resize``, ``tf_half_pixel_for_nn`` and opset 10's
+    Resize (no coordinate mode) are refused."""
+    a = node.attributes
+    mode = _text(a.get("mode", "nearest"))
+    ctm = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+    nearest = _text(a.get("nearest_mode", "round_prefer_floor"))
+    name = getattr(node, "name", "") or "?"
+    inputs = list(node.input_values)
+    scales: list[float] | None = None
+    if len(inputs) > 2 and inputs[2]:
+        try:
+            from onnx2torch.utils.common import get_const_value
+
+            scales = [float(v) for v in torch.as_tensor(get_const_value(inputs[2], graph)).reshape(-1).tolist()]
+        except KeyError:
+            scales = None
+        if scales is not None and not scales:
+            scales = None
+    spatial = scales[2:] if scales is not None else None
+
+    def refuse(why: str) -> None:
+        raise NotImplementedError(f"Resize node {name!r} with mode={mode!r}, coordinate_transformation_mode="
+                                  f"{ctm!r}, nearest_mode={nearest!r}, scales={scales}: {why}; certify bounds "
+                                  "only the resizes torch's F.interpolate computes exactly (operation_type='Resize')")
+
+    if len(inputs) == 2:  # opset 10: (X, scales), no coordinate mode
+        refuse("opset 10's Resize has no coordinate mode; export at opset >= 11")
+    if mode == "nearest":
+        if ctm == "asymmetric" and nearest == "floor":
+            return
+        if ctm in ("half_pixel", "pytorch_half_pixel") and nearest in ("round_prefer_floor", "round_prefer_ceil"):
+            if spatial is not None and all(v >= 1 and float(v).is_integer() for v in spatial):
+                return
+            refuse("this nearest rounding equals torch's only at integer scales given as a constant")
+        refuse("this coordinate transformation / rounding differs from torch's nearest")
+    if mode == "linear":
+        if ctm in ("half_pixel", "align_corners"):
+            return
+        if ctm == "pytorch_half_pixel" and spatial is not None and all(v >= 2 for v in spatial):
+            return
+        refuse("this coordinate transformation differs from torch's linear interpolation")
+    refuse(f"mode {mode!r} is not bounded")
+
+
 def _split_check(node: Any) -> bool:  # Split 18 added the num_outputs attribute
     return "num_outputs" not in node.attributes
 
@@ -239,6 +298,13 @@ def _register_converters() -> None:
                 return base(node, graph)
 
             registry.add_converter(operation_type=op, version=v)(conv)
+
+    for desc in [d for d in reg if d.domain == "" and d.operation_type == "Resize"]:
+        def resize(node: Any, graph: Any, base: Any = reg[desc]) -> Any:
+            _resize_exact(node, graph)
+            return base(node, graph)
+
+        reg[desc] = resize
 
     def gelu(node: Any, graph: Any) -> Any:
         approximate = node.attributes.get("approximate", "none")
