@@ -7,6 +7,10 @@ Checks that both settings give the same bounds (bit for bit, or the largest rela
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net cnn_4layer --method ibp --knob certify.ibp.USE_COMPILED=False --pairs 400 --forward
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net resnet_small --method crown-ibp --knob certify.crown.FUSED_IBP_RELU=False --pairs 16
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net resnet_small --normalise --method crown-ibp --knob certify.crown.INPUT_AFFINE_FOLD=False --pairs 16
+
+``--knob bounds.NAME=VALUE`` compares a keyword of ``certify.bounds`` instead (before: given; after: its default)::
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_switch.py --net cnn_4layer --method crown --knob bounds.intersect_ibp=False --pairs 20
 """
 
 from __future__ import annotations
@@ -50,8 +54,15 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     target, _, value = args.knob.partition("=")
     mod_name, _, attr = target.rpartition(".")
-    mod = importlib.import_module(mod_name)
-    if not mod_name.startswith("certify") or not hasattr(mod, attr):
+    if mod_name == "bounds":  # a keyword of certify.bounds: a namespace holding its default stands in for a module
+        import inspect
+        import types
+
+        default = inspect.signature(importlib.import_module("certify").bounds).parameters[attr].default
+        mod, keyword = types.SimpleNamespace(**{attr: default}), True
+    else:
+        mod, keyword = importlib.import_module(mod_name), False
+    if not (keyword or mod_name.startswith("certify")) or not hasattr(mod, attr):
         raise SystemExit(f"--knob {args.knob!r}: expected MODULE.NAME=VALUE with an existing attribute of a certify module")
     before, after = ast.literal_eval(value), getattr(mod, attr)
     import certify.ibp
@@ -65,7 +76,8 @@ def main() -> None:
     def side(v: object) -> Callable[[], certify.Bounds]:
         def run() -> certify.Bounds:
             setattr(mod, attr, v)
-            return certify.bounds(net, x, 2 / 255, method=args.method, domain=(0.0, 1.0))
+            kw = {attr: v} if keyword else {}
+            return certify.bounds(net, x, 2 / 255, method=args.method, domain=(0.0, 1.0), **kw)
         return run
 
     runs = {"before": side(before), "after": side(after)}
