@@ -360,12 +360,16 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
     accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged. Operator versions of
     opsets 18-21 that only added tensor types (and ONNX's ``Gelu``) are converted as their previous version
-    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17.
+    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17. The
+    converted module is then compared with onnxruntime on one seeded probe input, and a model on which they
+    differ (beyond ``PROBE_RTOL`` x (1 + max |output|)) is refused: a converter rule that computes another
+    function is never bounded silently.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a valid ONNX model, or has several inputs or outputs.
-        UnsupportedLayerError: an operator onnx2torch cannot convert (the message names the node).
+        UnsupportedLayerError: an operator onnx2torch cannot convert (the message names the node), or the
+            converted module differs from onnxruntime on the probe input.
         ImportError: the optional 'onnx' extra is not installed.
     """
     model = _read(path)
@@ -395,7 +399,54 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     module.eval()
     for prm in module.parameters():
         prm.requires_grad_(False)
+    _check_against_onnxruntime(model, module, p)
     return module
+
+
+#: Largest tolerated difference between the converted module and onnxruntime on the load-time probe, relative
+#: to ``1 + max |output|`` (float32 products summed in another order differ by ~1e-6 on the tested models).
+PROBE_RTOL = 1e-4
+
+
+def _check_against_onnxruntime(model: Any, module: nn.Module, p: str) -> None:
+    """Run the file in onnxruntime and the converted module on one seeded probe input (batch 2, or the file's
+    fixed batch) and refuse the model (``UnsupportedLayerError``) where they differ beyond :data:`PROBE_RTOL`: a
+    general safety net for converter rules that would compute another function (e.g. onnx2torch's Resize, which
+    keeps only some attributes). Skipped where onnxruntime is not installed, where a non-batch input dimension is
+    symbolic, or the input is not float32 / float64. The probe's values come from a local generator (torch's global
+    RNG is untouched)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - onnxruntime is part of the 'onnx' extra
+        return
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = _dims(inp)
+    dtype = {1: torch.float32, 11: torch.float64}.get(inp.type.tensor_type.elem_type)
+    if dtype is None or not dims or any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
+        return
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 2
+    x = torch.randn(batch, *[int(d) for d in dims[1:]], generator=torch.Generator().manual_seed(0), dtype=dtype)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = torch.from_numpy(sess.run(None, {inp.name: x.numpy()})[0])
+    except Exception:  # onnxruntime cannot run the file on this probe (e.g. a shape it rejects): nothing to compare
+        return
+    try:
+        with torch.no_grad():
+            got = module(x)
+    except Exception as e:
+        raise UnsupportedLayerError(f"{p}: the converted model fails on a probe input of shape {tuple(x.shape)} "
+                                    f"that onnxruntime runs ({type(e).__name__}: {e})") from e
+    if not isinstance(got, torch.Tensor) or got.numel() != want.numel():
+        raise UnsupportedLayerError(f"{p}: the converted model's output ({getattr(got, 'shape', type(got))}) differs "
+                                    f"in shape from onnxruntime's {tuple(want.shape)} on a probe input")
+    diff = float((got.reshape(want.shape).to(torch.float64) - want.to(torch.float64)).abs().max())
+    scale = 1.0 + float(want.abs().max())
+    if not diff <= PROBE_RTOL * scale:  # NaN counts as a difference
+        raise UnsupportedLayerError(f"{p}: the converted model differs from onnxruntime on a probe input by {diff:.3g} "
+                                    f"(tolerance {PROBE_RTOL:g} x {scale:.3g}): an operator is converted to another "
+                                    "function; certify refuses to bound it")
 
 
 def _onnx_dtype(model: nn.Module) -> torch.dtype:

@@ -476,3 +476,24 @@ def test_onnx_resize_is_bounded_only_where_torch_computes_it_exactly(
     for method in ("ibp", "crown"):
         b = certify.bounds(model, x, 0.05, method=method)
         assert bool((outs >= b.lower - 1e-5).all() and (outs <= b.upper + 1e-5).all()), method
+
+
+def test_a_converter_rule_computing_another_function_is_caught_at_load_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The general safety net: with the Resize check switched off, onnx2torch converts a nearest resize with
+    round_prefer_ceil rounding to torch's floor (another function), and load_onnx refuses it by comparing with
+    onnxruntime on a probe."""
+    import certify.onnx_io as onnx_io
+
+    path = _resize_file(tmp_path / "r.onnx", "nearest", "asymmetric", "round_prefer_ceil", 2.0, 13)
+    monkeypatch.setattr(onnx_io, "_resize_exact", lambda node, graph: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(certify.UnsupportedLayerError, match="differs from onnxruntime on a probe input"):
+            certify.load_onnx(path)
+        monkeypatch.setattr(onnx_io, "PROBE_RTOL", math.inf)  # without the net the wrong module loads
+        model = certify.load_onnx(path)
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    want = torch.from_numpy(ort.InferenceSession(path).run(None, {"x": x.numpy()})[0])
+    with torch.no_grad():
+        assert float((model(x) - want).abs().max()) > 0.1
