@@ -1295,14 +1295,14 @@ def _scatter_pair(n: Node, la: Tensor | None, ua: Tensor | None, into: list[Tens
     assert w is not None
     w2 = w.reshape(w.shape[0], w.shape[1])
     sh, sw = n.attrs["stride"]
-    biases = []
+    biases: list[Tensor | None] = []
     for a, p in ([(la, into[0])] if la is ua else [(la, into[0]), (ua, into[1])]):
         if a is None or p is None:
             biases.append(None)
             continue
         b, s = a.shape[0], a.shape[1]
         x = a.reshape(b * s, *n.shape).contiguous(memory_format=torch.channels_last)
-        _, c_out, h, wd = x.shape
+        h, wd = x.shape[2], x.shape[3]
         y = x.permute(0, 2, 3, 1) @ w2  # (B S, h, w, C_in), as in _pointwise_conv_transpose
         # p (B, S, C_in, H, W) seen as (B, S, H, W, C_in): a view whatever its strides, so the sum lands in p
         dst = p.permute(0, 1, 3, 4, 2)[:, :, : (h - 1) * sh + 1 : sh, : (wd - 1) * sw + 1 : sw]
