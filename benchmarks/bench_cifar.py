@@ -1,6 +1,7 @@
 """CIFAR-scale bound propagation: time and peak memory of certify against auto_LiRPA in the same run.
 
-Networks (random weights, 3x32x32 inputs in [0, 1], L-inf eps 2/255 clipped to [0, 1]):
+Networks (random weights, 3x32x32 inputs in [0, 1], L-inf eps 2/255 clipped to [0, 1]; the builders are
+those of ``tests/certify/cifar_models.py``, shared with the tests):
 
 * ``cnn_4layer``: conv(3,16,4,s2,p1)-ReLU-conv(16,32,4,s2,p1)-ReLU-fc(2048,100)-ReLU-fc(100,10);
 * ``cnn_7layer_bn``: CROWN-IBP's cnn_7layer with BatchNorm after every conv (64-64-128-128-128 channels,
@@ -32,43 +33,13 @@ import warnings
 import torch
 from torch import nn
 
+# the networks are defined once, in tests/certify/cifar_models.py (the tests build them too)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.certify.cifar_models import cnn_4layer, cnn_7layer, cnn_7layer_bn, resnet_small
+
+__all__ = ["CifarNormalise", "cnn_4layer", "cnn_7layer", "cnn_7layer_bn", "resnet_small"]  # re-exported for the other benchmarks
+
 CONFIGS = [(net, m) for net in ("cnn_4layer", "cnn_7layer_bn", "resnet_small") for m in ("ibp", "crown-ibp", "crown")]
-
-
-def cnn_4layer() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10)).eval()
-
-
-def cnn_7layer_bn(strides: tuple[int, ...] = (1, 1, 2, 1, 1), fc: int = 512) -> nn.Module:
-    """CROWN-IBP's cnn_7layer with BatchNorm (64-64-128-128-128 channels, given conv strides, fc width)."""
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for (cin, cout), s in zip([(3, 64), (64, 64), (64, 128), (128, 128), (128, 128)], strides, strict=True):
-        layers += [nn.Conv2d(cin, cout, 3, stride=s, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-    side = 32
-    for s in strides:
-        side = (side - 1) // s + 1
-    layers += [nn.Flatten(), nn.Linear(128 * side * side, fc), nn.BatchNorm1d(fc), nn.ReLU(), nn.Linear(fc, 10)]
-    net = nn.Sequential(*layers)
-    for m in net:
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
-
-
-class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
-        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride=stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.short(x) + self.c2(torch.relu(self.c1(x)))
 
 
 class CifarNormalise(nn.Module):
@@ -81,12 +52,6 @@ class CifarNormalise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std  # type: ignore[operator]
-
-
-def resnet_small() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), _Block(16, 16, 1), nn.ReLU(),
-                         _Block(16, 16, 2), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 16 * 16, 10)).eval()
 
 
 def _rss_mb() -> float:

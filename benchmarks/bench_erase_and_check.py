@@ -450,6 +450,15 @@ def _minilm_filters() -> dict[str, object]:
     return out
 
 
+def _gcg_threshold(name: str, f: object) -> float:
+    """The threshold ``--minilm-gcg`` / ``--minilm-gcg-insertion`` test filter ``name`` at (set on ``f``): 0.5 for a
+    ``--delta`` filter, the filter's own (PAC) threshold otherwise. (Before issue 18 session 13 a ``"LoRA" in name``
+    test also moved the shipped default, "default (shipped LoRA delta + head)", to 0.5.)"""
+    if name in _DELTA_NAMES:
+        f.threshold = 0.5  # type: ignore[attr-defined]
+    return float(f.threshold)  # type: ignore[attr-defined]
+
+
 def minilm_false_positives(n: int = 40) -> None:
     """GreedyEC (9, 12 rounds) and GradEC (10, 25 iterations) false positives of the MiniLM filters (the default,
     whose encoder is fine-tuned, and the frozen encoder with the shipped head) on the first ``n`` held-out shared
@@ -592,11 +601,7 @@ def minilm_vs_gcg(n_attacked: int = 8, iters: int = 20, n_safe: int = 40) -> Non
     safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
     filters = _minilm_filters()
     for name, f in filters.items():
-        # Only a --delta filter is tested at 0.5; the shipped default (whose name also says "LoRA") keeps its PAC
-        # threshold.
-        if name in _DELTA_NAMES:
-            f.threshold = 0.5  # type: ignore[attr-defined]
-        thr = f.threshold  # type: ignore[attr-defined]
+        thr = _gcg_threshold(name, f)
         targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
         attacked: dict[int, list[str]] = {}
         for t in (10, 20):
@@ -802,11 +807,7 @@ def minilm_gcg_insertion(n_attacked: int = 8, iters: int = 20, n_safe: int = 40)
     _, _, test = data()
     safe, harmful = list(test.safe)[:n_safe], list(test.harmful)
     for name, f in _minilm_filters().items():
-        # Only a --delta filter is tested at 0.5; the shipped default (whose name also says "LoRA") keeps its PAC
-        # threshold.
-        if name in _DELTA_NAMES:
-            f.threshold = 0.5  # type: ignore[attr-defined]
-        thr = f.threshold  # type: ignore[attr-defined]
+        thr = _gcg_threshold(name, f)
         targets = [h for h in harmful if f.predict_proba([h])[0] >= thr][:n_attacked]  # type: ignore[attr-defined]
         print(f"| {name}, threshold {thr:.3f} | GCG suffix t = 10 | GCG suffix t = 20 | GCG insertion t = 10 "
               "| GCG insertion t = 20 | safe flagged (d = 10 / 20) | ms CPU / safe prompt (d = 20) |")

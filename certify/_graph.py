@@ -1287,6 +1287,8 @@ class _Builder:
             if name == "neg":
                 w = torch.tensor(-1.0, dtype=self.dtype, device=self.nodes_device)
                 return ("ir", self.add(Node("affine", (single(),), (), loc, w, None)))
+            if kwargs.get("rounding_mode") is not None:  # floor / trunc division: piecewise constant, not c * 1/x
+                raise _unsupported(f"'{name}' with rounding_mode={kwargs['rounding_mode']!r}", loc)
             a, b = args[0], args[1]
             if is_ir(a) and is_ir(b):
                 from certify import _layers_build as lb
@@ -1356,7 +1358,13 @@ def _check_against_model(g: Graph, model: nn.Module, x: Tensor, dtype: torch.dty
     # Under the tracing lock: torch.fx patches nn.Module.__call__ process-wide while another thread traces,
     # and a model called meanwhile would run through that thread's tracer (NameError inside torch.fx).
     with _FX_LOCK, torch.no_grad():
-        want = model(probe.to(mdtype))
+        try:
+            want = model(probe.to(mdtype))
+        except (RuntimeError, NotImplementedError) as e:
+            # e.g. an ONNX model with a batch of 1 built into a Reshape or Expand that load_onnx could not free
+            raise UnsupportedLayerError(
+                f"the model fails on a batch of 3 inputs ({type(e).__name__}: {e}); certify evaluates it on "
+                "batches of other sizes than the caller's, so it must accept any batch size") from e
         got = g.forward(probe.to(dtype))
     if not isinstance(want, Tensor) or tuple(want.shape) != tuple(got.shape):
         raise UnsupportedLayerError(

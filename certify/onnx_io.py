@@ -188,6 +188,65 @@ def _resize_check(node: Any) -> bool:  # Resize 18 added antialias, axes, keep_a
             and (mode.decode() if isinstance(mode, bytes) else mode) != "half_pixel_symmetric")
 
 
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _resize_exact(node: Any, graph: Any) -> None:
+    """Refuse (NotImplementedError naming the node) every ONNX ``Resize`` that onnx2torch's converter would turn
+    into a different function: it keeps only the mode and an ``align_corners`` flag and calls ``F.interpolate``
+    (torch's nearest is ONNX's ``asymmetric`` + ``floor``; torch's linear is ``half_pixel`` or ``align_corners``),
+    and only warns about the other settings, so e.g. ONNX's default nearest resize (``half_pixel`` +
+    ``round_prefer_floor``) at scale 1.5 was bounded as a different function (found by review: bounds missed
+    onnxruntime's output by 0.55). Accepted, because they equal ``F.interpolate``: nearest with ``asymmetric``
+    and ``floor``; nearest with ``half_pixel`` / ``pytorch_half_pixel`` and ``round_prefer_floor`` /
+    ``round_prefer_ceil`` at integer scales (the source coordinate ``k + (j - (s - 1) / 2) / s`` of output
+    ``k s + j`` rounds to ``k`` = ``floor(x / s)``, never at a tie); linear with ``half_pixel`` or
+    ``align_corners``, and ``pytorch_half_pixel`` at scales >= 2 (it differs from ``half_pixel`` only where
+    an output dimension has length 1). Cubic, ``tf_crop_and_resize``, ``tf_half_pixel_for_nn`` and opset 10's
+    Resize (no coordinate mode) are refused."""
+    a = node.attributes
+    mode = _text(a.get("mode", "nearest"))
+    ctm = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+    nearest = _text(a.get("nearest_mode", "round_prefer_floor"))
+    name = getattr(node, "name", "") or "?"
+    inputs = list(node.input_values)
+    scales: list[float] | None = None
+    if len(inputs) > 2 and inputs[2]:
+        try:
+            from onnx2torch.utils.common import get_const_value
+
+            scales = [float(v) for v in torch.as_tensor(get_const_value(inputs[2], graph)).reshape(-1).tolist()]
+        except KeyError:
+            scales = None
+        if scales is not None and not scales:
+            scales = None
+    spatial = scales[2:] if scales is not None else None
+
+    def refuse(why: str) -> None:
+        raise NotImplementedError(f"Resize node {name!r} with mode={mode!r}, coordinate_transformation_mode="
+                                  f"{ctm!r}, nearest_mode={nearest!r}, scales={scales}: {why}; certify bounds "
+                                  "only the resizes torch's F.interpolate computes exactly (operation_type='Resize')")
+
+    if len(inputs) == 2:  # opset 10: (X, scales), no coordinate mode
+        refuse("opset 10's Resize has no coordinate mode; export at opset >= 11")
+    if mode == "nearest":
+        if ctm == "asymmetric" and nearest == "floor":
+            return
+        if ctm in ("half_pixel", "pytorch_half_pixel") and nearest in ("round_prefer_floor", "round_prefer_ceil"):
+            if spatial is not None and all(v >= 1 and float(v).is_integer() for v in spatial):
+                return
+            refuse("this nearest rounding equals torch's only at integer scales given as a constant")
+        refuse("this coordinate transformation / rounding differs from torch's nearest")
+    if mode == "linear":
+        if ctm in ("half_pixel", "align_corners"):
+            return
+        if ctm == "pytorch_half_pixel" and spatial is not None and all(v >= 2 for v in spatial):
+            return
+        refuse("this coordinate transformation differs from torch's linear interpolation")
+    refuse(f"mode {mode!r} is not bounded")
+
+
 def _split_check(node: Any) -> bool:  # Split 18 added the num_outputs attribute
     return "num_outputs" not in node.attributes
 
@@ -239,6 +298,13 @@ def _register_converters() -> None:
                 return base(node, graph)
 
             registry.add_converter(operation_type=op, version=v)(conv)
+
+    for desc in [d for d in reg if d.domain == "" and d.operation_type == "Resize"]:
+        def resize(node: Any, graph: Any, base: Any = reg[desc]) -> Any:
+            _resize_exact(node, graph)
+            return base(node, graph)
+
+        reg[desc] = resize
 
     def gelu(node: Any, graph: Any) -> Any:
         approximate = node.attributes.get("approximate", "none")
@@ -294,12 +360,16 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     batch of 1 (common in VNN-COMP) is made batch-free first (see :func:`_batch_free`), so that it
     accepts the batches certify evaluates; its outputs on a batch of 1 are unchanged. Operator versions of
     opsets 18-21 that only added tensor types (and ONNX's ``Gelu``) are converted as their previous version
-    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17.
+    (see :func:`_register_converters`); other newer operators after a conversion down to opset 17. The
+    converted module is then compared with onnxruntime on one seeded probe input, and a model on which they
+    differ (beyond ``PROBE_RTOL`` x (1 + max |output|)) is refused: a converter rule that computes another
+    function is never bounded silently.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a valid ONNX model, or has several inputs or outputs.
-        UnsupportedLayerError: an operator onnx2torch cannot convert (the message names the node).
+        UnsupportedLayerError: an operator onnx2torch cannot convert (the message names the node), or the
+            converted module differs from onnxruntime on the probe input.
         ImportError: the optional 'onnx' extra is not installed.
     """
     model = _read(path)
@@ -329,7 +399,54 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     module.eval()
     for prm in module.parameters():
         prm.requires_grad_(False)
+    _check_against_onnxruntime(model, module, p)
     return module
+
+
+#: Largest tolerated difference between the converted module and onnxruntime on the load-time probe, relative
+#: to ``1 + max |output|`` (float32 products summed in another order differ by ~1e-6 on the tested models).
+PROBE_RTOL = 1e-4
+
+
+def _check_against_onnxruntime(model: Any, module: nn.Module, p: str) -> None:
+    """Run the file in onnxruntime and the converted module on one seeded probe input (batch 2, or the file's
+    fixed batch) and refuse the model (``UnsupportedLayerError``) where they differ beyond :data:`PROBE_RTOL`: a
+    general safety net for converter rules that would compute another function (e.g. onnx2torch's Resize, which
+    keeps only some attributes). Skipped where onnxruntime is not installed, where a non-batch input dimension is
+    symbolic, or the input is not float32 / float64. The probe's values come from a local generator (torch's global
+    RNG is untouched)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - onnxruntime is part of the 'onnx' extra
+        return
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = _dims(inp)
+    dtype = {1: torch.float32, 11: torch.float64}.get(inp.type.tensor_type.elem_type)
+    if dtype is None or not dims or any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
+        return
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 2
+    x = torch.randn(batch, *[int(d) for d in dims[1:]], generator=torch.Generator().manual_seed(0), dtype=dtype)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = torch.from_numpy(sess.run(None, {inp.name: x.numpy()})[0])
+    except Exception:  # onnxruntime cannot run the file on this probe (e.g. a shape it rejects): nothing to compare
+        return
+    try:
+        with torch.no_grad():
+            got = module(x)
+    except Exception as e:
+        raise UnsupportedLayerError(f"{p}: the converted model fails on a probe input of shape {tuple(x.shape)} "
+                                    f"that onnxruntime runs ({type(e).__name__}: {e})") from e
+    if not isinstance(got, torch.Tensor) or got.numel() != want.numel():
+        raise UnsupportedLayerError(f"{p}: the converted model's output ({getattr(got, 'shape', type(got))}) differs "
+                                    f"in shape from onnxruntime's {tuple(want.shape)} on a probe input")
+    diff = float((got.reshape(want.shape).to(torch.float64) - want.to(torch.float64)).abs().max())
+    scale = 1.0 + float(want.abs().max())
+    if not diff <= PROBE_RTOL * scale:  # NaN counts as a difference
+        raise UnsupportedLayerError(f"{p}: the converted model differs from onnxruntime on a probe input by {diff:.3g} "
+                                    f"(tolerance {PROBE_RTOL:g} x {scale:.3g}): an operator is converted to another "
+                                    "function; certify refuses to bound it")
 
 
 def _onnx_dtype(model: nn.Module) -> torch.dtype:

@@ -11,7 +11,8 @@ above zero, i.e. makes the input verifiable. Schedules:
 * ``beta`` (Zhang et al.): the margin bound is ``beta * CROWN-IBP + (1 - beta) * IBP``, beta from
   1 to ``final_beta`` as eps ramps up.
 
-The bounds are the engine's (:func:`certify.margin_bounds` with ``method="ibp"`` or ``"crown-ibp"``,
+The bounds are the engine's (:func:`certify.margin_bounds` with ``method="ibp"`` or ``"crown-ibp"``
+and ``intersect_ibp=False``: the paper's CROWN-IBP bound, which the loss mixes with IBP's through ``beta``,
 computed with autograd on, of the model in eval mode): one relaxation in the code base, and any
 model the engine supports can be trained.
 
@@ -144,7 +145,8 @@ def crown_ibp_margin_lower(model: nn.Module, x: Tensor, labels: Tensor, eps: flo
 
     Intermediate (pre-activation) bounds come from IBP; the margins are bounded by a CROWN backward
     pass (linear relaxation of every ReLU, adaptive lower slope). Both are the engine's bounds,
-    ``certify.margin_bounds(..., method="crown-ibp")`` and ``(..., method="ibp")``, with autograd on;
+    ``certify.margin_bounds(..., method="crown-ibp", intersect_ibp=False)`` (not intersected with IBP's, as
+    in the paper) and ``(..., method="ibp")``, with autograd on;
     both are sound lower bounds on ``z_y - z_j`` over the L-inf ball in ``domain``; returns
     ``(crown_ibp, ibp)``.
     """

@@ -16,7 +16,8 @@ order they import each other (no cycle):
   ``benign.txt``) and the paper's prompt files.
 * :mod:`~certify.prompts.llm_judge`: an LLM (any ``generate`` function) as the filter, the paper's rule.
 * :mod:`~certify.prompts.filters`: the filters (TF-IDF, embedding, Hugging Face, bag of embeddings)
-  and the cached default filters (pickled by :mod:`certify.prompts._cache`).
+  and the default filters (the shipped MiniLM LoRA delta and head; TF-IDF ones trained on first use and pickled by
+  :mod:`certify.prompts._cache`).
 
 Every public name is re-exported here and the main ones from ``certify`` itself.
 """

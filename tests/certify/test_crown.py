@@ -377,13 +377,15 @@ def _ibp_beats_crown() -> nn.Module:
 def test_compare_crown_with_ibp_exact_values() -> None:
     model, x = _ibp_beats_crown().double(), torch.zeros(1, 1, dtype=torch.float64)
     with torch.no_grad():
-        crown = certify.bounds(model, x, 0.7, method="crown")
+        crown = certify.bounds(model, x, 0.7, method="crown", intersect_ibp=False)  # the raw CROWN bound
         ibp = certify.bounds(model, x, 0.7, method="ibp")
         both = certify.bounds(model, x, 0.7, method="crown", compare_crown_with_ibp=True)
         both_cibp = certify.bounds(model, x, 0.7, method="crown-ibp", compare_crown_with_ibp=True)
     assert float(crown.lower) == pytest.approx(-0.4) and float(ibp.lower) == 0.0
     assert float(both.lower) == 0.0 and float(both.upper) == pytest.approx(1.0)
     assert float(both_cibp.lower) == 0.0
+    # the default (intersect_ibp=True) intersects the final bounds only: also IBP's 0 here
+    assert float(certify.bounds(model, x, 0.7, method="crown").lower) == 0.0
 
 
 @pytest.mark.parametrize("method", ["crown", "crown-ibp"])
@@ -409,8 +411,9 @@ def test_compare_crown_with_ibp_through_every_entry_point() -> None:
         two[1].bias.copy_(torch.tensor([0.0, -0.05]))
     y = torch.zeros(2, dtype=torch.long)
     # margin f_0 - f_1 = 2 relu(x + 0.3) + 0.05 > 0 everywhere, but plain CROWN's lower line dips below 0
-    assert not bool(certify.verify(two, x, y, 0.7).any())
-    assert bool(certify.verify(two, x, y, 0.7, compare_crown_with_ibp=True).all())
+    assert not bool(certify.verify(two, x, y, 0.7, intersect_ibp=False).any())
+    assert bool(certify.verify(two, x, y, 0.7, compare_crown_with_ibp=True, intersect_ibp=False).all())
+    assert bool(certify.verify(two, x, y, 0.7).all())  # the default: intersected with IBP's final bounds
     assert certify.verified_accuracy(two, x, y, 0.7, progress=False, compare_crown_with_ibp=True) == 1.0
     r = certify.certified_radius(two, x, y, max_eps=2.0, compare_crown_with_ibp=True)
     assert bool((r >= certify.certified_radius(two, x, y, max_eps=2.0) - 1e-6).all())

@@ -473,7 +473,8 @@ def test_layers_agree_with_auto_lirpa(name: str, method: str, theirs: str) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for eps in (0.01, 0.05):
-            ours = certify.bounds(model, x, eps, method=method)
+            # the raw bounds: CROWN's max-pooling relaxation is looser than IBP on some outputs here
+            ours = certify.bounds(model, x, eps, method=method, intersect_ibp=False)
             ref = certify.bounds(model, x, eps, method=f"auto_lirpa:{theirs}")
             scale = ref.upper.abs().max() + 1
             assert float((ours.lower - ref.lower).abs().max() / scale) <= 5e-5

@@ -91,6 +91,8 @@ _FUNCTIONS: list[tuple[str, Callable[[Tensor], Tensor]]] = [
     ("std", lambda t: t.std(dim=1, keepdim=True)),
     ("var", lambda t: t.var(dim=1, keepdim=True)),
     ("logsumexp", lambda t: torch.logsumexp(t, dim=1, keepdim=True)),
+    ("div_floor", lambda t: torch.div(t, 0.3, rounding_mode="floor")),  # not c * (1 / x): named, not a probe error
+    ("div_trunc", lambda t: torch.div(t, 1.6, rounding_mode="trunc")),
 ]
 
 
@@ -118,6 +120,8 @@ def test_unsupported_functions_are_refused_with_name_and_location(name: str, fn:
             certify.bounds(model, x.double() if sound else x, 0.01, method=method, sound=sound)
         msg = str(err.value)
         assert "(at '" in msg, msg  # the fx node
+        if name.startswith("div_"):
+            assert "rounding_mode" in msg, msg
 
 
 def test_supported_layers_are_not_in_the_refused_list() -> None:

@@ -136,7 +136,7 @@ def test_default_filter_empirical_false_positives_at_its_pac_threshold(shared_di
     9-12 reported) 0% for GreedyEC-9 / -12 and GradEC-10 / -25. Session 11's calibration part (98 acts) gave 0.743, where they flagged 7.5%
     (3 of 40); session 10's per-prompt rule gave 0.996 (0%), a threshold without a valid guarantee for prompts
     clustered by act. The fine-tuning must still beat the frozen-encoder head at its own group-valid threshold by 20
-    points (on the first 40, where both were measured: 47.5-50% / 25% for the frozen head; about 160 s CPU in all).
+    points (on the first 40, where both were measured: 47.5-50% / 25% for the frozen head; about 4 CPU minutes in all).
     GreedyEC-12 flags every prompt GreedyEC-9 flags (its first rounds are GreedyEC-9's), GradEC-25 every prompt
     GradEC-10 flags, so the two longer searches bound all four."""
     from certify.prompts import default_filter, grad_erase_and_check, greedy_erase_and_check, load_prompt_dir
@@ -276,3 +276,26 @@ def test_lora_training_is_deterministic_and_its_delta_loads(tmp_path: Path) -> N
     logit = float(filt.logit_from_embeddings(filt.token_embeddings()[ids]).detach())
     p = float(filt.predict_proba(texts[:1])[0])
     assert logit == pytest.approx(float(np.log(p / (1 - p))), abs=1e-4)
+
+
+def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench_erase_and_check.py --minilm-gcg`` / ``--minilm-gcg-insertion`` move only ``--delta`` filters to 0.5:
+    the shipped default, whose name also says "LoRA", keeps its PAC threshold (the session-13 audit found it tested
+    at 0.5). Stub filters; nothing is loaded."""
+    import importlib.util
+    import types
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_erase_and_check.py"
+    spec = importlib.util.spec_from_file_location("_bench_eac", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    default = types.SimpleNamespace(threshold=0.963)
+    monkeypatch.setattr("certify.prompts.default_filter", lambda: default)
+    monkeypatch.setattr(bench, "_DEFAULT_ONLY", True)
+    filters = bench._minilm_filters()
+    assert list(filters) == ["default (shipped LoRA delta + head)"]
+    assert bench._gcg_threshold("default (shipped LoRA delta + head)", default) == 0.963 == default.threshold
+    delta = types.SimpleNamespace(threshold=0.9)
+    bench._DELTA_NAMES.add("LoRA-fine-tuned encoder + head (x.npz)")
+    assert bench._gcg_threshold("LoRA-fine-tuned encoder + head (x.npz)", delta) == 0.5 == delta.threshold
