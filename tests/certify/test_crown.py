@@ -790,8 +790,13 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
     model = _channels_last_net()
     x = torch.rand(4, 2, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     eps = 0.03 if norm == math.inf else 0.3
-    seen = {"pointwise": 0, "relax": 0}
+    seen = {"pointwise": 0, "relax": 0, "scatter into pending": 0}
     real_pw, real_layout = crown_mod._pointwise_conv_transpose, crown_mod._relax_layout
+    real_scatter = crown_mod._scatter_pair
+
+    def scatter(*args: object) -> object:
+        seen["scatter into pending"] += 1
+        return real_scatter(*args)  # type: ignore[arg-type]
 
     def pointwise(*args: object) -> torch.Tensor:
         seen["pointwise"] += 1
@@ -804,7 +809,7 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
         seen["relax"] += out is not r
         return out
 
-    for method in ("crown", "crown-ibp"):
+    for method, into in (("crown", False), ("crown-ibp", False), ("crown", True), ("crown-ibp", True)):
         monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
         if chunk is not None:
             monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
@@ -813,12 +818,15 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
         monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
         monkeypatch.setattr(crown_mod, "_pointwise_conv_transpose", pointwise)
         monkeypatch.setattr(crown_mod, "_relax_layout", layout)
+        # the shortcut's scatter alone, or added into the main branch's coefficients (crown.SCATTER_INTO_PENDING)
+        monkeypatch.setattr(crown_mod, "SCATTER_INTO_PENDING", into)
+        monkeypatch.setattr(crown_mod, "_scatter_pair", scatter)
         cl = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
         monkeypatch.undo()
         torch.testing.assert_close(cl.lower, ref.lower, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(cl.upper, ref.upper, rtol=1e-10, atol=1e-10)
         assert bool((ref.upper - ref.lower > 0.01).any())
-    assert seen["pointwise"] and seen["relax"]
+    assert seen["pointwise"] and seen["relax"] and seen["scatter into pending"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
