@@ -1087,6 +1087,7 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
     first pending node ``i`` with ``stop(i)``. Returns (the next node to process, lower bias, upper bias)."""
     nodes = g.nodes
     phase_in = _input_phase_conv(g, region.norm)
+    owned: set[int] = set()  # nodes whose pending coefficients are fresh tensors of this call that no one else holds
     for i in range(first, 0, -1):
         if i not in pending:
             continue
@@ -1096,6 +1097,13 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
         n = nodes[i]
         op = n.op
         fresh = False  # whether the coefficients in ``outs`` are fresh tensors (see _merge)
+        owned.discard(i)
+        into = _scatter_target(g, n, la, ua, pending, owned) if op == "conv" else None
+        if into is not None:
+            # a strided 1x1 conv (a ResNet's shortcut) whose input already has coefficients of this pass pending:
+            # its scatter goes into them (no zero-filled buffer for the whole map, no full-size sum)
+            lbias, ubias = _scatter_pair(n, la, ua, into, nodes[n.inputs[0]].shape, lbias, ubias)
+            continue
         if op == "maxpool":
             new_l, new_u, bl, bu = maxpool_backward(la, ua, relax[i], nodes[n.inputs[0]].shape)  # type: ignore[arg-type]
             lbias, ubias = _add_bias(lbias, bl), _add_bias(ubias, bu)
@@ -1235,9 +1243,78 @@ def _propagate(g: Graph, pending: dict[int, list[Tensor | None]], lbias: Tensor 
                     nl = _merge(tl, pl, fresh and tl is not tu)
                     nu = _merge(tu, pu, fresh)
                 pending[j] = [nl, nu]
+                # the sums are fresh tensors when they went into this step's fresh ones
+                own = fresh and nl is not pl and nu is not pu
             else:
                 pending[j] = [tl, tu]
+                own = fresh and (len(outs) == 1 or all(o[0] == j for o in outs))
+            if own:
+                owned.add(j)
+            else:
+                owned.discard(j)
     return 0, lbias, ubias
+
+
+#: a strided 1x1 convolution adds its scattered coefficients into those already pending at its input
+SCATTER_INTO_PENDING = True
+
+
+def _scatter_target(g: Graph, n: Node, la: Tensor | None, ua: Tensor | None,
+                    pending: dict[int, list[Tensor | None]], owned: set[int]) -> list[Tensor | None] | None:
+    """The coefficients pending at conv node ``n``'s input that its transposed convolution may be added into in
+    place (:func:`_scatter_pair`), or None: ``n`` a 1x1 conv taken as a scatter (:func:`_pointwise`, channels-last
+    coefficients), its input's pending coefficients fresh tensors of this pass (``owned``: no one else holds them)
+    of the same shape, dtype and device, paired like ``la``/``ua`` (the same tensor for both bounds exactly when
+    ``la is ua``), and nothing for autograd to record."""
+    j = n.inputs[0]
+    if not SCATTER_INTO_PENDING or j not in owned or j not in pending:
+        return None
+    a = la if la is not None else ua
+    if a is None or len(n.shape) != 3 or not _pointwise(n) or not _use_channels_last(g, a):
+        return None
+    pl, pu = pending[j]
+    if (la is None) != (pl is None) or (ua is None) != (pu is None) or (la is ua) != (pl is pu):
+        return None
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (la, ua, pl, pu, n.weight, n.bias)):
+        return None
+    want = (a.shape[0], a.shape[1], *g.nodes[j].shape)
+    if any(p is not None and (tuple(p.shape) != want or p.dtype != a.dtype or p.device != a.device
+                              or not _cl_like(p)) for p in (pl, pu)):
+        return None
+    return pending[j]
+
+
+def _scatter_pair(n: Node, la: Tensor | None, ua: Tensor | None, into: list[Tensor | None],
+                  in_shape: tuple[int, ...], lbias: Tensor | None, ubias: Tensor | None
+                  ) -> tuple[Tensor | None, Tensor | None]:
+    """The backward step of a 1x1 conv node ``n`` (:func:`_scatter_target`): ``W^T a`` added in place into the
+    pending coefficients ``into`` at the strided input positions it reaches. The same sums as
+    :func:`_pointwise_conv_transpose` followed by :func:`_merge` (each entry ``p + y``, or ``p`` where the scatter
+    wrote 0), without the zero-filled map and the full-size sum. Returns the biases with ``n``'s bias terms."""
+    w = n.weight
+    assert w is not None
+    w2 = w.reshape(w.shape[0], w.shape[1])
+    sh, sw = n.attrs["stride"]
+    biases: list[Tensor | None] = []
+    for a, p in ([(la, into[0])] if la is ua else [(la, into[0]), (ua, into[1])]):
+        if a is None or p is None:
+            biases.append(None)
+            continue
+        b, s = a.shape[0], a.shape[1]
+        x = a.reshape(b * s, *n.shape).contiguous(memory_format=torch.channels_last)
+        h, wd = x.shape[2], x.shape[3]
+        y = x.permute(0, 2, 3, 1) @ w2  # (B S, h, w, C_in), as in _pointwise_conv_transpose
+        # p (B, S, C_in, H, W) seen as (B, S, H, W, C_in): a view whatever its strides, so the sum lands in p
+        dst = p.permute(0, 1, 3, 4, 2)[:, :, : (h - 1) * sh + 1 : sh, : (wd - 1) * sw + 1 : sw]
+        dst.add_(y.reshape(b, s, h, wd, -1))
+        bias = None
+        if n.bias is not None:
+            sums = a.__dict__.get("channel sums")
+            bias = (sums if sums is not None else a.sum(dim=(3, 4))) @ n.bias
+        biases.append(bias)
+    lbias = _add_bias(lbias, biases[0])
+    ubias = _add_bias(ubias, biases[0] if la is ua else biases[1])
+    return lbias, ubias
 
 
 #: linear layers on a flattened map produce channels-last coefficients directly (see :func:`_flattened_map`)

@@ -790,8 +790,13 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
     model = _channels_last_net()
     x = torch.rand(4, 2, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     eps = 0.03 if norm == math.inf else 0.3
-    seen = {"pointwise": 0, "relax": 0}
+    seen = {"pointwise": 0, "relax": 0, "scatter into pending": 0}
     real_pw, real_layout = crown_mod._pointwise_conv_transpose, crown_mod._relax_layout
+    real_scatter = crown_mod._scatter_pair
+
+    def scatter(*args: object) -> object:
+        seen["scatter into pending"] += 1
+        return real_scatter(*args)  # type: ignore[arg-type]
 
     def pointwise(*args: object) -> torch.Tensor:
         seen["pointwise"] += 1
@@ -804,7 +809,7 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
         seen["relax"] += out is not r
         return out
 
-    for method in ("crown", "crown-ibp"):
+    for method, into in (("crown", False), ("crown-ibp", False), ("crown", True), ("crown-ibp", True)):
         monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
         if chunk is not None:
             monkeypatch.setattr(crown_mod, "CHUNK_BYTES", chunk)
@@ -813,12 +818,15 @@ def test_channels_last_backward_equals_the_generic_path(monkeypatch: pytest.Monk
         monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
         monkeypatch.setattr(crown_mod, "_pointwise_conv_transpose", pointwise)
         monkeypatch.setattr(crown_mod, "_relax_layout", layout)
+        # the shortcut's scatter alone, or added into the main branch's coefficients (crown.SCATTER_INTO_PENDING)
+        monkeypatch.setattr(crown_mod, "SCATTER_INTO_PENDING", into)
+        monkeypatch.setattr(crown_mod, "_scatter_pair", scatter)
         cl = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
         monkeypatch.undo()
         torch.testing.assert_close(cl.lower, ref.lower, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(cl.upper, ref.upper, rtol=1e-10, atol=1e-10)
         assert bool((ref.upper - ref.lower > 0.01).any())
-    assert seen["pointwise"] and seen["relax"]
+    assert seen["pointwise"] and seen["relax"] and seen["scatter into pending"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -1221,6 +1229,64 @@ def test_in_place_merge_equals_the_generic_sum(monkeypatch: pytest.MonkeyPatch, 
     got = certify.bounds(model, x, eps, norm=norm, method=method, domain=(0, 1))
     assert torch.equal(got.lower, ref.lower) and torch.equal(got.upper, ref.upper)
     assert any(taken) and not all(taken)
+
+
+class _ShortcutLastNet(nn.Module):
+    """A strided 1x1 shortcut whose coefficients arrive at its input before the main branch's (the reverse of
+    :class:`_MergeNet`'s order), with a bias, and a stride-1 1x1 conv after the main branch's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(12)
+        self.c0 = nn.Conv2d(2, 4, 3, padding=1)
+        self.s1, self.s2 = nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 1, stride=2)
+        self.e, self.f = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c0(x))
+        h = torch.relu(self.s1(h) + self.s2(h))
+        return self.fc((self.f(h) + self.e(h)).flatten(1))  # f traced first: e's coefficients arrive first
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("method", ["crown", "crown-ibp"])
+@pytest.mark.parametrize("net", [_MergeNet, _ShortcutLastNet])
+def test_scatter_into_pending_equals_the_scatter_and_sum(monkeypatch: pytest.MonkeyPatch, net: type[nn.Module],
+                                                         method: str, chunked: bool, grad: bool) -> None:
+    """A 1x1 conv's transposed convolution (the matrix product and scatter of channels-last coefficients) adds
+    into the coefficients pending at its input in place when those are fresh tensors of the pass
+    (``crown.SCATTER_INTO_PENDING``): bit-identical bounds to the zero-filled scatter and the sum, with chunks of
+    inputs and without, taken where the main branch's coefficients arrived first, not where the shortcut's did,
+    nor when autograd records (parameters requiring gradients); the model and the input are left unchanged."""
+    model = net().double().eval().requires_grad_(grad)
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x0 = x.clone()
+    monkeypatch.setattr(crown_mod, "DENSE_CONV_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(crown_mod, "_use_channels_last", lambda g, t: True)
+    if chunked:
+        monkeypatch.setattr(crown_mod, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(crown_mod, "SCATTER_INTO_PENDING", False)
+    ref = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+    monkeypatch.setattr(crown_mod, "SCATTER_INTO_PENDING", True)
+    real, taken = crown_mod._scatter_pair, []
+
+    def spy(n: object, *args: object) -> object:
+        taken.append(tuple(n.attrs["stride"]))  # type: ignore[attr-defined]
+        return real(n, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crown_mod, "_scatter_pair", spy)
+    got = certify.bounds(model, x, 0.05, method=method, domain=(0, 1))
+    assert torch.equal(got.lower, ref.lower) and torch.equal(got.upper, ref.upper)
+    assert torch.equal(x, x0) and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    if grad:
+        assert not taken
+    else:
+        # _MergeNet: the strided shortcut s2 runs after s1 (its coefficients go into s1's); _ShortcutLastNet: the
+        # stride-1 1x1 conv f after e, while its strided shortcut's coefficients arrive first (the generic path)
+        assert set(taken) == ({(2, 2)} if net is _MergeNet else {(1, 1)})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
