@@ -128,9 +128,14 @@ def _cases(n: int, seed: int) -> list[tuple[nn.Sequential, NAP, torch.Tensor, to
 
 def _check_naps(cases: list[Any], milp_oracle: Oracle) -> dict[str, int]:
     counts = {"verified": 0, "falsified": 0, "unknown": 0}
+    unknown: list[Any] = []
     for t, (net, pat, lo, hi) in enumerate(cases):
-        r = verify_nap(net, pat, lo, lower=lo, upper=hi, timeout=60, generator=torch.Generator().manual_seed(t))
+        # each case takes < 1 s alone; the generous timeout keeps a loaded CI machine from turning a case into a
+        # timeout "unknown" (seen once in session 13 under load 4+, never reproduced alone: 80 of 80 decided)
+        r = verify_nap(net, pat, lo, lower=lo, upper=hi, timeout=600, generator=torch.Generator().manual_seed(t))
         counts[r.verdict] += 1
+        if r.verdict == "unknown":
+            unknown.append((t, r))
         exact = milp_oracle(net, lo[0].numpy(), hi[0].numpy(), _margin_conj(pat.label, 3), _fixed(pat))
         if r.verdict == "verified":
             assert exact > -1e-7, (t, exact, r)
@@ -145,7 +150,7 @@ def _check_naps(cases: list[Any], milp_oracle: Oracle) -> dict[str, int]:
             with torch.no_grad():
                 out = net(cex)[0]
             assert float(out[pat.label] - torch.cat([out[: pat.label], out[pat.label + 1 :]]).max()) <= 0
-    assert counts["unknown"] == 0, counts
+    assert counts["unknown"] == 0, (counts, unknown)
     return counts
 
 
