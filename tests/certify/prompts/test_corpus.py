@@ -12,9 +12,12 @@ from certify.prompts import generated_filter, generated_prompts, load_prompt_dir
 from certify.prompts.corpus import (
     _KNOWLEDGE_TOPICS,
     _TRAINING_BENIGN,
+    _TRAINING_HARMFUL_EXTRA,
     FRAMES,
+    HARMFUL_ACTS,
     _knowledge_prompts,
     _training_benign_prompts,
+    _training_harmful_extra,
 )
 from conformal import calibrate_filter_threshold
 from tests.certify.prompts.conftest import held_out_act_promise_pvalue
@@ -154,6 +157,39 @@ def test_training_side_style_prompts_are_new_and_not_evaluation_data(shared_dir:
     others = {p.lower() for p in (*_evaluation_benign_prompts(), *generated_prompts().prompts, *_knowledge_prompts(),
                                   *_knowledge_prompts(held_out=True))}
     assert not mine & theirs and not mine & others
+
+
+def test_training_side_harmful_extras_are_new_acts_and_not_evaluation_data(shared_dir: Path) -> None:
+    """The training-side extra harmful requests (issue 18 session 14): >= 150 prompts over >= 60 acts in every harm
+    category, 2-4 phrasings per act, deduplicated; none of them a shared benchmark prompt, a generated prompt (the
+    calibration and held-out harmful prompts of ``split_by_act`` included), an evaluation-only benign prompt, a
+    knowledge question or a training-side style prompt (case-insensitive exact match); and no generated harmful act
+    reappears in one (act overlap: the act's text is not inside the prompt, and the prompt does not hold all but at
+    most one of the act's content words, >= 2 of them)."""
+    from certify.prompts.corpus import _evaluation_benign_prompts
+
+    prompts, groups = _training_harmful_extra()
+    assert len(prompts) == len({p.lower() for p in prompts}) >= 150 and len(groups) == len(prompts)
+    assert sorted(set(groups)) == list(range(len(set(groups)))) and len(set(groups)) >= 60
+    assert all(2 <= groups.count(g) <= 4 for g in set(groups))
+    assert set(_TRAINING_HARMFUL_EXTRA) == set(HARMFUL_ACTS)
+    mine = {p.lower() for p in prompts}
+    theirs = {line.strip().lower() for f in (shared_dir / "data" / "prompts").glob("*.txt")
+              for line in f.read_text(encoding="utf-8").splitlines()}
+    _, cal, held = split_by_act(generated_prompts())
+    others = {p.lower() for p in (*_evaluation_benign_prompts(), *generated_prompts().prompts, *cal.harmful,
+                                  *held.harmful, *_knowledge_prompts(), *_knowledge_prompts(held_out=True),
+                                  *_training_benign_prompts()[0])}
+    assert not mine & theirs and not mine & others
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3}
+
+    for act in (a for acts in HARMFUL_ACTS.values() for a in acts):
+        for p in prompts:
+            shared_words = words(act) & words(p)
+            assert act.lower() not in p.lower() and len(shared_words) < max(2, len(words(act)) - 1), (act, p)
+
 
 @pytest.mark.slow
 def test_generated_tfidf_filter_on_unseen_prompts(shared_dir: Path) -> None:
