@@ -1325,22 +1325,14 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, _, _ = _training_data()
-        from certify.prompts.corpus import _knowledge_prompts, _training_benign_prompts, _training_harmful_extra
+        from certify.prompts.corpus import _knowledge_prompts
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
-        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md); plus (v9, session 14) the
-        # training-side harmful extras of rare harm vocabulary (corpus._TRAINING_HARMFUL_EXTRA) and the benign
-        # prompts of other styles (corpus._TRAINING_BENIGN), chosen by grouped 3-fold cross-validation on the
-        # training side only, 5 fold seeds (safe kept at the out-of-fold group threshold: 0.641 for v6's recipe ->
-        # 0.686; BENCHMARKS.md, "more and more varied harmful training acts")
-        harmful = [*harmful, *_training_harmful_extra()[0]]
-        safe = [*safe, *_knowledge_prompts(), *_training_benign_prompts()[0]]
-        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, safe))
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
+        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
 
-    # v9: harmful extras + styles (session 14); v7, v8 were rejected candidates (sessions 12, 13); v6: calibration
-    # part of 130 acts (split 50/40/10, session 12)
-    filt = cached_pickle("eac_tfidf-generated-v9", build)
+    filt = cached_pickle("eac_tfidf-generated-v6", build)  # v6: calibration part of 130 acts (split 50/40/10, session 12)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
 
