@@ -756,7 +756,10 @@ def _training_benign_prompts() -> tuple[tuple[str, ...], tuple[int, ...]]:
 # in :data:`HARMFUL_ACTS`, with vocabulary the generated acts rarely share (session 13's diagnosis: out of fold the
 # threshold is set by harmful acts whose words no other training act uses, "drown a litter of kittens", "intimidate a
 # jury", "set up a romance scam"), 2-4 free-form phrasings per act (not the generated frames), every harm category.
-# Written for certkit (MIT) before any model was scored on them; never part of :func:`generated_prompts` or its
+# Written for certkit (MIT) before any model was scored on them. No shipped filter is trained on them yet: the
+# session-14 candidate trained on them and the styles (v9) kept 100% / 89.6% of the held-out generated / shared safe
+# prompts but flagged 93.2% of the held-out generated harmful ones (< 95%) and was not shipped (BENCHMARKS.md, "more
+# and more varied harmful training acts"). Never part of :func:`generated_prompts` or its
 # :func:`split_by_act` parts, never evaluation or calibration data. Distinct from the generated acts, the evaluation-only
 # benign prompts and the shared benchmark prompts (tests/certify/prompts/test_corpus.py checks exact matches and that
 # no generated harmful act occurs inside one of them). Keyed by category, then one tuple of phrasings per act.
