@@ -752,7 +752,7 @@ def _training_benign_prompts() -> tuple[tuple[str, ...], tuple[int, ...]]:
     groups = [i for i, style in enumerate(_TRAINING_BENIGN.values()) for _ in style]
     return tuple(prompts), tuple(groups)
 
-# Harmful requests for the TRAINING side of the TF-IDF fallback only (issue 18, session 14, helper tfidf4): acts not
+# Harmful requests for the TRAINING side of the TF-IDF fallback only (issue 18, session 13, helper tfidf4): acts not
 # in :data:`HARMFUL_ACTS`, with vocabulary the generated acts rarely share (session 13's diagnosis: out of fold the
 # threshold is set by harmful acts whose words no other training act uses, "drown a litter of kittens", "intimidate a
 # jury", "set up a romance scam"), 2-4 free-form phrasings per act (not the generated frames), every harm category.

@@ -160,7 +160,7 @@ def test_training_side_style_prompts_are_new_and_not_evaluation_data(shared_dir:
 
 
 def test_training_side_harmful_extras_are_new_acts_and_not_evaluation_data(shared_dir: Path) -> None:
-    """The training-side extra harmful requests (issue 18 session 14): >= 150 prompts over >= 60 acts in every harm
+    """The training-side extra harmful requests (issue 18, session 13): >= 150 prompts over >= 60 acts in every harm
     category, 2-4 phrasings per act, deduplicated; none of them a shared benchmark prompt, a generated prompt (the
     calibration and held-out harmful prompts of ``split_by_act`` included), an evaluation-only benign prompt, a
     knowledge question or a training-side style prompt (case-insensitive exact match); and no generated harmful act
