@@ -1,12 +1,14 @@
-"""Adversarial prompts for evaluating the defences: a black-box greedy token attack on any filter.
+"""Adversarial prompts for evaluating the defences: a black-box greedy token attack on any filter, and GCG.
 
-The attacker adds ``num_tokens`` tokens to a harmful prompt (appended: ``suffix``; one contiguous block
-inserted: ``insertion``; tokens at arbitrary positions: ``infusion``), choosing each token greedily
-from a vocabulary to lower the filter's harmful probability (a black-box analogue of GCG, Zou et al.
-2023, which needs only ``predict_proba``). The result is always within the threat model of
-erase-and-check with ``max_erase = num_tokens``: the original token sequence is a subsequence obtained
-by erasing exactly the added tokens, so erase-and-check with that budget certifiably flags every
-attacked prompt whose clean prompt the filter flags.
+The attacker adds ``num_tokens`` word tokens (of :class:`~certify.prompts.tokenizers.WordTokenizer`) to a
+harmful prompt (appended: ``suffix``; one contiguous block inserted: ``insertion``; tokens at arbitrary
+positions: ``infusion``), choosing each token greedily from a vocabulary to lower the filter's harmful
+probability (a black-box analogue of GCG, Zou et al. 2023, which needs only ``predict_proba``). The result is
+always within the threat model of erase-and-check with ``max_erase = num_tokens`` and its default word
+tokenizer (a custom ``vocab`` must hold single word tokens, which is checked; with
+``tokenizer=HFTokenizer(...)`` an added word may be several tokens): the original token sequence is a
+subsequence obtained by erasing exactly the added tokens, so erase-and-check with that budget certifiably flags
+every attacked prompt whose clean prompt the filter flags.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from certify.prompts.erase_and_check import _check_mode, _scores
-from certify.prompts.protocol import as_filter
+from certify.prompts.protocol import as_filter, check_texts
 from certify.prompts.tokenizers import WordTokenizer, check_prompt
 from certkit._validation import check_positive_int, generator_or_seed
 
@@ -46,6 +48,23 @@ class TokenAttack:
     score_after: float
 
 
+def _check_vocab(vocab: Any) -> list[str]:
+    """``vocab`` as a list of stripped words, each exactly one word token (" word"); TypeError / ValueError naming
+    ``vocab`` and the offending entry otherwise."""
+    if isinstance(vocab, str):
+        raise TypeError(f"Expected argument `vocab` to be a sequence of words, not one string ({vocab!r:.40}): "
+                        f"pass [{vocab!r:.40}] for a single word")
+    words = [w.strip() for w in check_texts(vocab, "vocab")]
+    tok = WordTokenizer()
+    for raw, w in zip(vocab, words):
+        n = len(tok.tokenize(" " + w)) if w else 0
+        if n != 1:
+            raise ValueError(f"Expected every entry of argument `vocab` to be exactly one word token (a run of letters, "
+                             f"digits and underscores, or one punctuation mark), but {raw!r} is {n} tokens: the "
+                             "attack's budget counts word tokens")
+    return words
+
+
 def greedy_token_attack(
     prompt: str,
     filter: Any,
@@ -64,8 +83,11 @@ def greedy_token_attack(
         num_tokens: ``t >= 0`` tokens added (the attack budget).
         mode: ``"suffix"`` (append), ``"insertion"`` (one contiguous block at the best position) or
             ``"infusion"`` (each token at its best position).
-        vocab: candidate words (each becomes one token, " word"); default: the words of a few
-            benign sentences.
+        vocab: candidate words, each exactly one token of certkit's word tokenizer
+            (:class:`~certify.prompts.tokenizers.WordTokenizer`: a run of letters, digits and underscores, or one
+            punctuation mark), added as " word"; default (empty): the words of a few benign sentences. An entry
+            of several tokens ("two words", "don't", "e.g.") would add more tokens than the budget says, so it is
+            refused (ValueError), as are a bare string and non-string entries (TypeError).
         candidates: (token, position) pairs tried per step, drawn from ``generator`` (None: seed 0).
 
     Returns:
@@ -77,7 +99,7 @@ def greedy_token_attack(
     candidates = check_positive_int(candidates, "candidates")
     g = generator_or_seed(generator, None, where="greedy_token_attack")
     filt = as_filter(filter)
-    words = list(vocab) or list(DEFAULT_VOCAB)
+    words = _check_vocab(vocab) or list(DEFAULT_VOCAB)
     tok = WordTokenizer()
     pieces = tok.tokenize(prompt)
     added: list[bool] = [False] * len(pieces)
@@ -95,11 +117,11 @@ def greedy_token_attack(
         if len(pairs) > candidates:
             idx = torch.randperm(len(pairs), generator=g, device=g.device)[:candidates].tolist()
             pairs = [pairs[i] for i in idx]
-        texts = ["".join([*pieces[:p], " " + w.strip(), *pieces[p:]]) for w, p in pairs]
+        texts = ["".join([*pieces[:p], " " + w, *pieces[p:]]) for w, p in pairs]
         scores = _scores(filt, texts)
         best = int(np.argmin(scores))
         w, p = pairs[best]
-        pieces[p:p] = [" " + w.strip()]
+        pieces[p:p] = [" " + w]
         added[p:p] = [True]
         if mode == "insertion" and block_start is None:
             block_start = p
@@ -145,12 +167,21 @@ def gcg_attack(
     the best (as the reference's ``gcg.py``, which minimises the harmful-class probability of its filter).
     Stops early once the filter no longer flags the prompt and 10 more iterations bring nothing.
 
-    Every added token is one word token (" word") of certkit's word tokenizer, so the attacked prompt is the
-    clean prompt plus exactly ``num_tokens`` word tokens: inside erase-and-check's threat model with
-    ``max_erase = num_tokens``. Randomness (positions, swaps) from ``generator`` (None: seeded with 0).
+    Every added token is one word token (" word") of certkit's word tokenizer
+    (:class:`~certify.prompts.tokenizers.WordTokenizer`, erase-and-check's default), so the attacked prompt is
+    the clean prompt plus exactly ``num_tokens`` word tokens: inside erase-and-check's threat model with
+    ``max_erase = num_tokens`` *for the default word tokenizer* (with ``tokenizer=HFTokenizer(...)`` an added word
+    may be several word pieces). The candidate tokens are the filter's ``token_strings()``: for a Hugging Face
+    filter, the vocabulary entries whose " word" text tokenizes back to exactly that id (WordPiece, byte-level
+    BPE and SentencePiece vocabularies alike), so the gradient GCG follows is that of the text it scores. The
+    search runs on the device and dtype of the filter's embedding table. Randomness (positions, swaps) from
+    ``generator`` (None: seeded with 0).
 
     Returns:
-        A :class:`TokenAttack` (``score_after`` <= ``score_before`` unless ``num_iters`` is 0).
+        A :class:`TokenAttack`: ``attacked`` is the best-scoring prompt of those scored (the initial one, every
+        adversarial token the filter's first usable token, included) and ``score_after`` its score. It can be
+        above ``score_before`` (the clean prompt's) when no ``num_tokens``-token addition the search tried scores
+        lower; the attack never returns the clean prompt itself.
     """
     prompt = check_prompt(prompt)
     mode = _check_mode(mode)
@@ -161,7 +192,9 @@ def gcg_attack(
     num_candidates = check_positive_int(num_candidates, "num_candidates")
     g = generator_or_seed(generator, None, where="gcg_attack")
     strings = filter.token_strings()
-    usable = torch.tensor([i for i, w in enumerate(strings) if w is not None], dtype=torch.long)
+    table = filter.token_embeddings().detach()
+    dev = table.device  # every tensor of the search lives with the filter's embeddings (CPU or an accelerator)
+    usable = torch.tensor([i for i, w in enumerate(strings) if w is not None], dtype=torch.long, device=dev)
     if len(usable) == 0:
         raise ValueError("Expected the filter's `token_strings()` to hold at least one usable token, but it has none")
     pieces = WordTokenizer().tokenize(prompt)
@@ -172,7 +205,7 @@ def gcg_attack(
         slots = [bounds[int(torch.randint(len(bounds), (1,), generator=g, device=g.device))]] * t
     else:
         slots = sorted(bounds[int(i)] for i in torch.randint(len(bounds), (t,), generator=g, device=g.device))
-    adv = torch.full((t,), int(usable[0]))
+    adv = torch.full((t,), int(usable[0]), dtype=torch.long, device=dev)
 
     def text_of(tokens: list[int]) -> tuple[str, tuple[int, ...]]:
         out: list[str] = []
@@ -187,17 +220,16 @@ def gcg_attack(
                 out.append(pieces[p])
         return "".join(out), tuple(added)
 
-    table = filter.token_embeddings().detach()
     segments = [filter.token_ids("".join(pieces[a:b])) for a, b in
                 zip([0, *slots], [*slots, len(pieces)])]  # prompt word-pieces between the adversarial tokens
-    seg_emb = [table[torch.tensor(s, dtype=torch.long)] if s else table[:0] for s in segments]
+    seg_emb = [table[torch.tensor(s, dtype=torch.long, device=dev)] if s else table[:0] for s in segments]
     before = float(_scores(as_filter(filter), [prompt])[0])
-    best_text, added = text_of(adv.tolist())
+    best_text, added = text_of(adv.cpu().tolist())
     best = float(_scores(filter, [best_text])[0]) if t else before
     stale = 0
     for _ in range(num_iters if t else 0):
-        onehot = torch.zeros(t, table.shape[0], dtype=table.dtype)
-        onehot[torch.arange(t), adv] = 1.0
+        onehot = torch.zeros(t, table.shape[0], dtype=table.dtype, device=dev)
+        onehot[torch.arange(t, device=dev), adv] = 1.0
         onehot.requires_grad_(True)
         adv_emb = onehot @ table
         parts = [seg_emb[0]]
@@ -207,11 +239,11 @@ def gcg_attack(
         (grad,) = torch.autograd.grad(logit, onehot)
         grad = grad[:, usable]  # lower the harmful logit: the most negative gradient coordinates
         top = usable[grad.topk(min(top_k, len(usable)), dim=1, largest=False).indices]  # (t, k)
-        pos = torch.randint(t, (num_candidates,), generator=g, device=g.device)
-        pick = torch.randint(top.shape[1], (num_candidates,), generator=g, device=g.device)
+        pos = torch.randint(t, (num_candidates,), generator=g, device=g.device).to(dev)
+        pick = torch.randint(top.shape[1], (num_candidates,), generator=g, device=g.device).to(dev)
         cands = adv.repeat(num_candidates, 1)
-        cands[torch.arange(num_candidates), pos] = top[pos, pick]
-        texts = [text_of(c)[0] for c in cands.tolist()]
+        cands[torch.arange(num_candidates, device=dev), pos] = top[pos, pick]
+        texts = [text_of(c)[0] for c in cands.cpu().tolist()]
         scores = _scores(filter, texts)
         i = int(np.argmin(scores))
         if scores[i] < best:
@@ -221,5 +253,5 @@ def gcg_attack(
             stale += 1
         if best < filter.threshold and stale >= 10:
             break
-    best_text, added = text_of(adv.tolist())
+    best_text, added = text_of(adv.cpu().tolist())
     return TokenAttack(prompt, best_text, mode, added, before, best)

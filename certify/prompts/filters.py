@@ -58,6 +58,8 @@ from certify.prompts.protocol import FilterBase, check_texts, check_threshold
 from certify.prompts.tokenizers import WordTokenizer
 from certkit._ranks import group_pac_threshold, pac_rank
 from certkit._validation import (
+    check_eval_mode,
+    check_module,
     check_positive,
     check_positive_int,
     check_scores_1d,
@@ -510,19 +512,49 @@ class _TransformerGrad:
         return model.get_input_embeddings().weight  # type: ignore[no-any-return]
 
     def token_strings(self) -> list[str | None]:
-        """Per id, " word" for whole-word alphabetic tokens of the vocabulary, None for the rest (sub-words,
-        specials, punctuation), so that an added token is one word token of certkit's word tokenizer."""
+        """Per id, the text " word" that adds exactly that token, or None (sub-words, specials, punctuation).
+
+        A vocabulary entry is kept iff its text (``convert_tokens_to_string``, stripped) is a lower-case alphabetic
+        word of two or more letters and " word" tokenizes back to exactly that one id, so that an added token is one
+        word token of certkit's word tokenizer *and* the token whose gradient GCG follows is the one it scores:
+        WordPiece whole words ("bread"), byte-level BPE word-initial pieces ("Ġbread", RoBERTa, GPT-2) and
+        SentencePiece ones ("▁bread", DeBERTa-v3, XLM-R) alike; word-internal pieces are left out. Computed once per
+        filter (one batched tokenizer call over the candidates)."""
         tok, _ = self._hf()
+        memo = self.__dict__.get("_token_strings_memo")
+        if memo is not None and memo[0] is tok and len(memo[1]) == len(tok):
+            return list(memo[1])
         out: list[str | None] = [None] * len(tok)
+        cand: dict[int, str] = {}
         for piece, i in tok.get_vocab().items():
-            if i < len(out) and re.fullmatch(r"[a-z]{2,}", piece):
-                out[i] = " " + piece
+            if i < len(out) and re.search(r"[a-z]", piece):  # cheap pre-filter before decoding
+                s = " " + str(tok.convert_tokens_to_string([piece])).strip()
+                if re.fullmatch(r" [a-z]{2,}", s):
+                    cand[i] = s
+        ids = sorted(cand)
+        if ids:
+            back = tok([cand[i] for i in ids], add_special_tokens=False)["input_ids"]
+            for i, b in zip(ids, back):
+                if list(b) == [i]:
+                    out[i] = cand[i]
+        self.__dict__["_token_strings_memo"] = (tok, tuple(out))
         return out
 
+    def _max_pieces(self) -> int | None:
+        """The most word pieces (special tokens excluded) the filter's ``predict_proba`` reads; None: no limit."""
+        return None
+
     def logit_from_embeddings(self, emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Harmful logit of word-piece embeddings ``emb`` (L, D) with soft keep-weights ``keep`` (L,)."""
+        """Harmful logit of word-piece embeddings ``emb`` (L, D) with soft keep-weights ``keep`` (L,).
+
+        Truncated as ``predict_proba`` truncates its input (:meth:`_max_pieces`), so the two agree on long prompts:
+        pieces past the limit are ignored (and get no gradient)."""
         tok, model = self._hf()
         table = model.get_input_embeddings().weight
+        limit = self._max_pieces()
+        if limit is not None and emb.shape[0] > limit:
+            emb = emb[:limit]
+            keep = None if keep is None else keep[:limit]
         if keep is not None:
             pad = table[tok.pad_token_id if tok.pad_token_id is not None else 0]
             emb = keep.unsqueeze(-1) * emb + (1 - keep).unsqueeze(-1) * pad
@@ -622,6 +654,7 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         state["_encoder"] = None  # the encoder reloads from the package; only the head is pickled
         state.pop("_wp_memo", None)  # caches of score_subsequences, rebuilt on use
         state.pop("_packed_ok", None)
+        state.pop("_token_strings_memo", None)
         return state
 
     def _hf(self) -> tuple[Any, Any]:
@@ -794,45 +827,80 @@ class EmbeddingFilter(_TransformerGrad, FilterBase):
         p = 1.0 / (1.0 + np.exp(-logit))
         return np.asarray(p[[where[w] for w in full]], dtype=np.float64)
 
+    def _max_pieces(self) -> int | None:
+        enc = self.encoder()  # the encoder truncates to max_seq_length tokens, [CLS] and [SEP] included
+        return max(0, int(enc.max_seq_length) - int(enc.tokenizer.num_special_tokens_to_add(pair=False)))
+
     def _head_logit(self, out: Any, attention: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
         h = out.last_hidden_state[0]  # mean pooling over the sequence, then L2 normalisation (as the encoder)
         pooled = torch.nn.functional.normalize(h.mean(0), dim=-1)
-        w = torch.as_tensor(self.head_.coef_.reshape(-1), dtype=pooled.dtype)
+        w = torch.as_tensor(self.head_.coef_.reshape(-1), dtype=pooled.dtype, device=pooled.device)
         return pooled @ w + float(self.head_.intercept_[0])
 
 
 class HFClassifierFilter(_TransformerGrad, FilterBase):
-    """Any local Hugging Face sequence-classification model (directory path; never downloads).
+    """Any Hugging Face sequence-classification model: from a local directory (never downloads) or in memory.
 
     Args:
-        path: a directory with a model and tokenizer saved by ``save_pretrained``.
+        path: a directory with a model and tokenizer saved by ``save_pretrained``; or None with ``model`` and
+            ``tokenizer``.
+        model: a sequence-classification model already in memory (fine-tuned in the session, quantised, on an
+            accelerator), used as it is: it must be in eval mode, and it is neither moved nor copied.
+        tokenizer: its tokenizer (a Hugging Face tokenizer object), with ``model``.
         harmful_label: the index of the harmful class (the paper's DistilBERT uses 0).
         threshold: flag when the softmax probability of ``harmful_label`` is >= threshold.
         batch_size: strings per forward pass.
-        max_length: truncation length in tokens.
-        device: torch device.
+        max_length: truncation length in tokens, special tokens included (at most the model's
+            ``max_position_embeddings``); the gradient path (GCG, GradEC) truncates alike.
+        device: torch device (None: ``"cpu"`` for ``path``; the model's own device for ``model``, which must
+            match a given one).
     """
 
     _fitted_attr = "model"
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | None = None,
         *,
+        model: Any = None,
+        tokenizer: Any = None,
         harmful_label: int = 1,
         threshold: float = 0.5,
         batch_size: int = 64,
         max_length: int = 128,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
     ) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        if path is not None:
+            if model is not None or tokenizer is not None:
+                raise ValueError("Expected either argument `path` or arguments `model` and `tokenizer`, not both")
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        if not Path(path).is_dir():
-            raise ValueError(f"Expected argument `path` to be a local model directory, but got {str(path)!r}")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
-        self.model.to(device).eval()
+            if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
+                raise ValueError(f"Expected argument `path` to be a local model directory, but got {str(path)!r}")
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+            self.device = torch.device("cpu" if device is None else device)
+            self.model.to(self.device).eval()
+        else:
+            if model is None or tokenizer is None:
+                raise TypeError("Expected argument `path` (a model directory), or both `model` and `tokenizer`, "
+                                f"but got model={type(model).__name__}, tokenizer={type(tokenizer).__name__}")
+            check_module(model, "model")
+            if not isinstance(getattr(getattr(model, "config", None), "num_labels", None), int):
+                raise TypeError("Expected argument `model` to be a Hugging Face sequence-classification model "
+                                f"(with `config.num_labels`), but got {type(model).__name__}")
+            if not callable(tokenizer) or not hasattr(tokenizer, "get_vocab"):
+                raise TypeError("Expected argument `tokenizer` to be a Hugging Face tokenizer, but got "
+                                f"{type(tokenizer).__name__}")
+            check_eval_mode(model, "model")
+            first = next(model.parameters(), None)
+            own = first.device if first is not None else torch.device("cpu")
+            want = None if device is None else torch.device(device)
+            if want is not None and (want.type != own.type or want.index not in (None, own.index)):
+                raise ValueError(f"Expected argument `device` to be None or the model's device ({own}), but got "
+                                 f"{device!r}: move the model first (`model.to(...)`)")
+            self.tokenizer, self.model, self.device = tokenizer, model, own
         n_labels = int(self.model.config.num_labels)
         self.harmful_label = check_positive_int(harmful_label, "harmful_label", minimum=0)
         if self.harmful_label >= n_labels:
@@ -840,7 +908,13 @@ class HFClassifierFilter(_TransformerGrad, FilterBase):
         self.threshold = check_threshold(threshold)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_length = check_positive_int(max_length, "max_length")
-        self.device = torch.device(device)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and self.max_length > positions:
+            raise ValueError(f"Expected argument `max_length` to be at most the model's max_position_embeddings "
+                             f"({positions}), but got {max_length}")
+
+    def _max_pieces(self) -> int | None:
+        return max(0, self.max_length - int(self.tokenizer.num_special_tokens_to_add(pair=False)))
 
     def _hf(self) -> tuple[Any, Any]:
         return self.tokenizer, self.model
@@ -1050,7 +1124,7 @@ class BagOfEmbeddingsFilter(FilterBase):
         """Harmful logit of one sequence of token embeddings ``emb`` (L, D), soft keep-weights ``keep`` (L,)."""
         self._check_fitted()
         assert self.model_ is not None
-        w = torch.ones(emb.shape[0], dtype=emb.dtype) if keep is None else keep
+        w = torch.ones(emb.shape[0], dtype=emb.dtype, device=emb.device) if keep is None else keep
         return self.model_.pool(emb.unsqueeze(0), w.unsqueeze(0))[0]
 
     def soft_logit(self, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

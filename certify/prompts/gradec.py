@@ -43,7 +43,10 @@ def grad_erase_and_check(
 
     The mask lives on the prompt's word tokens (:class:`certify.prompts.tokenizers.WordTokenizer`); each word's
     filter tokens (word pieces for MiniLM / Hugging Face filters, one row for the bag of embeddings) share its
-    keep-weight, and an erased candidate is the text of the kept words, scored by ``predict_proba``.
+    keep-weight, and an erased candidate is the text of the kept words, scored by ``predict_proba``. The mask
+    and the search run on the device and dtype of the filter's embedding table. A transformer filter sees at most
+    its truncation length of word pieces (``max_length`` of an :class:`~certify.prompts.filters.HFClassifierFilter`,
+    the encoder's ``max_seq_length`` for MiniLM), as ``predict_proba`` does: words past it get no gradient.
 
     Args:
         prompt: the prompt string.
@@ -62,15 +65,16 @@ def grad_erase_and_check(
     weight_decay = check_nonnegative(weight_decay, "weight_decay")
     pieces = WordTokenizer().tokenize(text)
     table = filter.token_embeddings().detach()
+    dev = table.device  # the mask lives with the filter's embeddings (CPU or an accelerator), in their dtype
     per_word = [filter.token_ids(p) for p in pieces]
-    owner = torch.tensor([w for w, ids in enumerate(per_word) for _ in ids], dtype=torch.long)
-    flat = torch.tensor([i for ids in per_word for i in ids], dtype=torch.long)
+    owner = torch.tensor([w for w, ids in enumerate(per_word) for _ in ids], dtype=torch.long, device=dev)
+    flat = torch.tensor([i for ids in per_word for i in ids], dtype=torch.long, device=dev)
     emb = table[flat]
-    logits = torch.ones(len(pieces), requires_grad=True)
+    logits = torch.ones(len(pieces), dtype=table.dtype, device=dev, requires_grad=True)
     opt = torch.optim.SGD([logits], lr=lr, weight_decay=weight_decay)
     seen: set[tuple[bool, ...]] = set()
     for it in range(num_iters + 1):
-        keep = tuple((torch.sigmoid(logits) >= 0.5).tolist())
+        keep = tuple((torch.sigmoid(logits) >= 0.5).cpu().tolist())
         if keep not in seen:
             seen.add(keep)
             candidate = "".join(p for p, k in zip(pieces, keep) if k)
@@ -79,9 +83,8 @@ def grad_erase_and_check(
                                       f"harmful: the filter flags {candidate!r} (empirical GradEC; no certificate)")
         if it == num_iters or len(flat) == 0:
             break
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            filter.logit_from_embeddings(emb, torch.sigmoid(logits)[owner]), torch.tensor(1.0)
-        )
+        z = filter.logit_from_embeddings(emb, torch.sigmoid(logits)[owner])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.ones_like(z))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from certify.prompts import embedded_prompts, embedded_tfidf_filter, erase_and_check
+from certify.prompts import CallableFilter, embedded_prompts, embedded_tfidf_filter, erase_and_check
 from certify.prompts.attacks import greedy_token_attack
 from certify.prompts.tokenizers import WordTokenizer
 
@@ -31,6 +31,65 @@ def test_attack_within_budget_and_certified(mode: str) -> None:
         lowered += att.score_after < att.score_before
         assert erase_and_check(att.attacked, filt, mode=mode, max_erase=t).harmful  # the certificate
     assert lowered >= 1
+
+
+@pytest.mark.parametrize("mode", ["suffix", "insertion", "infusion"])
+def test_attack_with_a_custom_vocab_stays_within_budget_and_certified(mode: str) -> None:
+    """A user vocabulary of single word tokens (and punctuation marks) keeps the budget: exactly t word tokens are
+    added, and erase-and-check with max_erase = t flags the attacked prompt of a flagged clean prompt."""
+    tok = WordTokenizer()
+    h = "how to build a bomb"
+    filt = CallableFilter(lambda texts: [float(x == h) for x in texts])  # flags the clean prompt only
+    for vocab in (["sunshine", " kittens ", "tea_party", "42"], ["!", "?"], ("lovely",)):
+        for t in (1, 3):
+            att = greedy_token_attack(h, filt, num_tokens=t, mode=mode, vocab=vocab, candidates=8,
+                                      generator=torch.Generator().manual_seed(0))
+            pieces = tok.tokenize(att.attacked)
+            assert len(pieces) == len(tok.tokenize(h)) + t and len(att.added_positions) == t
+            assert "".join(p for i, p in enumerate(pieces) if i not in att.added_positions) == h
+            assert {pieces[i].strip() for i in att.added_positions} <= {w.strip() for w in vocab}
+            assert att.score_after == 0.0  # nothing but the clean prompt is flagged
+            assert erase_and_check(att.attacked, filt, mode=mode, max_erase=t).harmful  # the certificate
+
+
+def test_every_vocab_the_attack_accepts_keeps_its_budget_and_the_certificate() -> None:
+    """Whatever vocabulary it accepts, the attack adds exactly t word tokens, so erase-and-check with max_erase = t
+    flags it (the audit's repro: ``vocab=["two words"]`` added 6 tokens for t = 3 and got past erase-and-check)."""
+    tok = WordTokenizer()
+    h = "how to build a bomb"
+    filt = CallableFilter(lambda texts: [float(x == h) for x in texts])
+    accepted = 0
+    for vocab in (["two words"], ["don't"], ["e.g."], ["hello!"], ["  "], ["please"], [" kind "], ["x", "y z"]):
+        for mode in ("suffix", "insertion", "infusion"):
+            try:
+                att = greedy_token_attack(h, filt, num_tokens=3, mode=mode, vocab=vocab, candidates=8)
+            except ValueError:
+                continue
+            accepted += 1
+            pieces = tok.tokenize(att.attacked)
+            assert len(pieces) == len(tok.tokenize(h)) + 3 == len(tok.tokenize(h)) + len(att.added_positions), vocab
+            assert erase_and_check(att.attacked, filt, mode=mode, max_erase=3).harmful, (vocab, att.attacked)
+    assert accepted == 6  # ["please"] and [" kind "] in every mode
+
+
+@pytest.mark.parametrize(("vocab", "bad"), [(["two words"], "two words"), (["please", "don't"], "don't"),
+                                            (["e.g."], "e.g."), (["hello!"], "hello!"), (["please", "  "], "  "),
+                                            ([""], ""), (["naïve café"], "naïve café"), (["a-b"], "a-b")])
+def test_attack_refuses_a_vocab_entry_of_several_word_tokens(vocab: list[str], bad: str) -> None:
+    """An entry that is not exactly one word token would add more tokens than ``num_tokens`` (then erase-and-check
+    with max_erase = num_tokens may miss the attack): refused, naming `vocab` and the entry."""
+    h = "how to build a bomb"
+    filt = CallableFilter(lambda texts: [float(x == h) for x in texts])
+    with pytest.raises(ValueError, match="vocab") as err:
+        greedy_token_attack(h, filt, num_tokens=3, vocab=vocab)
+    assert repr(bad) in str(err.value)
+
+
+@pytest.mark.parametrize("vocab", ["please", [1, 2], [b"please"], None, ["ok", None]])
+def test_attack_refuses_a_vocab_that_is_not_a_list_of_strings(vocab: object) -> None:
+    with pytest.raises(TypeError, match="vocab"):
+        greedy_token_attack("how to build a bomb", CallableFilter(lambda t: [0.0] * len(t)), num_tokens=2,
+                            vocab=vocab)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
