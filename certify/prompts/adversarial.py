@@ -84,7 +84,7 @@ def adversarial_training(
         rounds: attack-and-refit rounds (>= 1); each attacks the filter of the previous round and refits on
             the attacked prompts of all rounds so far.
         num_tokens: adversarial tokens per attack (``t``).
-        modes: attack modes used in turn over the prompts.
+        modes: attack modes used in turn over the prompts (a sequence: ``("suffix",)`` for one mode).
         random_attacks: copies (>= 0) of each harmful prompt with 1..t random tokens of the attack's vocabulary
             (the differentiable filter's ``token_strings()``, else the greedy attack's ``vocab``), added as harmful
             to every refit. 0 gives plain GCG / greedy adversarial training.
@@ -105,6 +105,11 @@ def adversarial_training(
     rounds = check_positive_int(rounds, "rounds")
     t = check_positive_int(num_tokens, "num_tokens")
     copies = check_positive_int(random_attacks, "random_attacks", minimum=0)
+    if isinstance(modes, str):
+        raise TypeError(f"Expected argument `modes` to be a sequence of mode names, not one string: pass "
+                        f"({modes!r},) for a single mode")
+    if not isinstance(modes, Sequence):
+        raise TypeError(f"Expected argument `modes` to be a sequence of mode names, but got {type(modes).__name__}")
     modes = tuple(modes)
     if not modes or any(m not in MODES for m in modes):
         raise ValueError(f"Expected argument `modes` to be a non-empty sequence of {MODES}, but got {modes!r}")

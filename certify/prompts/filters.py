@@ -1310,6 +1310,9 @@ class BagOfEmbeddingsFilter(FilterBase):
 def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.05, *, groups: Any = None) -> float:
     """The threshold on ``p_harmful`` with PAC harmful recall >= 1 - epsilon, confidence 1 - delta.
 
+    ``harmful_scores`` are the filter's harmful probabilities (in [0, 1]; other values are refused) on calibration
+    harmful prompts.
+
     The rule of ``conformal.SafetyThreshold`` / ``conformal.calibrate_filter_threshold``, computed by the base
     (``certify`` never imports ``conformal``). ``groups=None`` (Park et al., ICLR 2020): with
     k* = max{k : BinomCDF(k; n, epsilon) <= delta} calibration misses allowed (``certkit._ranks.pac_rank``), the
@@ -1322,6 +1325,9 @@ def pac_threshold(harmful_scores: Any, epsilon: float = 0.05, delta: float = 0.0
     """
     check_scores_1d(harmful_scores, "harmful_scores")
     p = np.sort(np.asarray(harmful_scores, dtype=np.float64).reshape(-1))
+    if p[0] < 0.0 or p[-1] > 1.0:  # a threshold on p_harmful; set_threshold would refuse one outside [0, 1]
+        raise ValueError("Expected argument `harmful_scores` to hold harmful probabilities in [0, 1], but got values "
+                         f"in [{p[0]:.6g}, {p[-1]:.6g}]")
     if groups is not None:
         return group_pac_threshold(np.asarray(harmful_scores, dtype=np.float64).reshape(-1), groups, epsilon, delta)
     k_star = pac_rank(len(p), epsilon, delta)  # certkit's one implementation (conformal.pac_rank is the same)

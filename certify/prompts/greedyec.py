@@ -128,9 +128,14 @@ def empirical_threshold(
     safe = check_texts(safe, "safe")
     if not safe:
         raise ValueError("Expected argument `safe` to hold at least one prompt, but it is empty")
+    filt = as_filter(filter)
+    if method == "gradec":
+        from certify.prompts.attacks import check_differentiable
+
+        check_differentiable(filt)  # names the user's filter, not the wrapper
     maxima = []
     for prompt in safe:
-        rec = _MaxScore(as_filter(filter))
+        rec = _MaxScore(filt)
         (grad_erase_and_check if method == "gradec" else greedy_erase_and_check)(prompt, rec, **kwargs)
         maxima.append(rec.max_)
     n = len(maxima)

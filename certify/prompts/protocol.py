@@ -70,12 +70,38 @@ class FilterBase:
         return np.asarray(self.predict_proba(texts)) >= self.threshold  # type: ignore[attr-defined]
 
 
+def _check_one_argument(fn: Any) -> None:
+    """TypeError naming ``filter`` when the callable ``fn`` cannot take one positional argument (e.g. the factory
+    ``default_filter`` passed uncalled)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: leave it to the call
+        return
+    try:
+        sig.bind(["text"])
+    except TypeError:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise TypeError(
+            f"Expected argument `filter` to be a filter (`predict_proba` + `threshold`) or a callable list[str] -> "
+            f"scores, but {name}{sig} takes no list of strings (did you mean {name}()?)"
+        ) from None
+
+
 def as_filter(obj: Any) -> SafetyFilter:
-    """Return ``obj`` if it has ``predict_proba`` and ``threshold``, wrap a callable, else raise TypeError."""
+    """Return ``obj`` if it has ``predict_proba`` and ``threshold``, wrap a callable, else raise TypeError.
+
+    A class (``TfidfFilter``) or a callable that takes no list of strings (the factory ``default_filter`` not
+    called) is refused with a TypeError naming ``filter``."""
+    if isinstance(obj, type):
+        raise TypeError(f"Expected argument `filter` to be a filter instance or a callable list[str] -> scores, but "
+                        f"got the class {obj.__name__} (did you mean {obj.__name__}(...)?)")
     if hasattr(obj, "predict_proba") and hasattr(obj, "threshold"):
         check_threshold(obj.threshold, "filter.threshold")  # a NaN threshold would flag nothing: "certified safe"
         return obj  # type: ignore[no-any-return]
     if callable(obj):
+        _check_one_argument(obj)
         return CallableFilter(obj)
     raise TypeError(
         "Expected argument `filter` to have `predict_proba(list[str])` and `threshold`, or to be a callable "

@@ -101,6 +101,8 @@ BAD: dict[str, list[tuple[str, Any]]] = {
     "groups": [("short", lambda g: g[:-1]), ("nan", lambda g: np.r_[np.asarray(g[:-1], dtype=np.float64), np.nan]),
                ("float", lambda g: np.asarray(g, dtype=np.float64) + 0.5), ("str", "act"), ("bool", lambda g: g > 0)],
     "scores1d": [("nan", _nan_like), ("2d", lambda s: s[:, None]), ("empty", lambda s: s[:0]), ("list", lambda s: s.tolist())],
+    "probs1d": [("nan", _nan_like), ("2d", lambda s: s[:, None]), ("empty", lambda s: s[:0]), ("list", lambda s: s.tolist()),
+                ("big", lambda s: s + 2.0), ("neg", lambda s: s - 2.0)],
     "prompt": [("bytes", b"\x01\x02"), ("empty", ""), ("blank", " \t\n"), ("invisible", "\u200b\u200c"),
                ("control", "hi\x00"), ("int", 42)],
     "ids": [("bytes", b"\x01\x02"), ("neg", [0, -1]), ("float", [0.0, 1.0]), ("str", "ab")],
@@ -121,6 +123,13 @@ BAD: dict[str, list[tuple[str, Any]]] = {
     "path": [("missing", "/nonexistent/certkit-contract"), ("int", 3), ("none", None), ("bytes", b"/tmp")],
     "parts": [("neg", (0.5, -0.1, 0.6)), ("sum", (0.5, 0.2)), ("nan", (math.nan, 0.5, 0.5)), ("str", "0.6"),
               ("empty", ())],
+    # a safety filter: a class (not an instance), a callable that takes no texts (a factory not called), a name
+    "filter": [("class", lambda f: type(f)), ("factory", lambda f: (lambda: [0.0])), ("str", "tfidf"), ("none", None)],
+    # erase-and-check modes (a sequence of names)
+    "modes": [("str", "suffix"), ("unknown", ["no-such-mode"]), ("empty", ()), ("none", None), ("int", 3)],
+    # single word tokens of the word tokenizer
+    "words": [("str", "please"), ("phrase", ["two words"]), ("contraction", ["don't"]), ("punct", ["e.g."]),
+              ("blank", ["  "]), ("int", [3]), ("none", None)],
     "texts": [("str", "one prompt"), ("bytes", [b"bake bread"]), ("none", None), ("int", [3])],
     "size2": [("one", (4,)), ("small", (2, 4)), ("float", (4.0, 4)), ("str", "4x4"), ("bool", (True, 4))],
     "records": [("str", "records"), ("none", None), ("floats", [0.5, 0.25])],

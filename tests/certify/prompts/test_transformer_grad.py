@@ -7,6 +7,9 @@ classifier; the shipped MiniLM filter runs in a slow case where its weights are 
 from __future__ import annotations
 
 import copy
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,3 +145,189 @@ def test_gcg_on_the_minilm_default_within_budget_and_certified() -> None:
     for d in (t, t + 3):
         cert = erase_and_check(att.attacked, filt, mode="suffix", max_erase=d)
         assert cert.harmful and cert.flagged is not None
+
+
+# -- byte-level BPE vocabularies (RoBERTa / GPT-2 style), devices and dtypes, long prompts, in-memory models --------
+
+def _old_wordpiece_rule(filt: HFClassifierFilter) -> list[str | None]:
+    """token_strings before issue 18's audit: every vocabulary entry of 2+ lower-case letters, as " entry"."""
+    out: list[str | None] = [None] * len(filt.tokenizer)
+    for piece, i in filt.tokenizer.get_vocab().items():
+        if i < len(out) and re.fullmatch(r"[a-z]{2,}", piece):
+            out[i] = " " + piece
+    return out
+
+
+def test_token_strings_on_wordpiece_are_unchanged(tiny_hf: HFClassifierFilter) -> None:
+    strings = tiny_hf.token_strings()
+    assert strings == _old_wordpiece_rule(tiny_hf) and sum(s is not None for s in strings) >= 20
+
+
+def test_gcg_on_a_bpe_filter_uses_tokens_that_round_trip_and_lowers_the_score(tiny_bpe: HFClassifierFilter) -> None:
+    """On a byte-level BPE vocabulary the word-initial pieces ("Ġhome") are the usable ones: each usable token's
+    " word" text tokenizes back to exactly that id and is one word token, so GCG follows the gradient of the text it
+    scores, and it lowers the harmful score (the word-internal pieces the old rule kept never round-tripped: the
+    scores barely moved, 0.9442 -> 0.9440 in the audit's probe)."""
+    tok = WordTokenizer()
+    strings = tiny_bpe.token_strings()
+    usable = {i: s for i, s in enumerate(strings) if s is not None}
+    assert len(usable) >= 10
+    for i, s in usable.items():
+        assert tiny_bpe.token_ids(s) == [i] and tok.tokenize(s) == [s], (i, s)
+    t, drops = 3, []
+    flagged = [h for h in HARMFUL[:4] if tiny_bpe.predict_proba([h])[0] >= tiny_bpe.threshold]
+    assert len(flagged) >= 2
+    for h in flagged:
+        for mode in ("suffix", "infusion"):
+            att = gcg_attack(h, tiny_bpe, num_tokens=t, mode=mode, num_iters=5, num_candidates=16,
+                             generator=torch.Generator().manual_seed(0))
+            pieces = tok.tokenize(att.attacked)
+            assert len(pieces) == len(tok.tokenize(h)) + t and len(att.added_positions) == t
+            assert "".join(p for i, p in enumerate(pieces) if i not in att.added_positions) == h
+            assert all(pieces[i] in usable.values() for i in att.added_positions)
+            assert att.score_after == pytest.approx(tiny_bpe.predict_proba([att.attacked])[0], abs=1e-6)
+            drops.append(att.score_before - att.score_after)
+            if att.score_before >= tiny_bpe.threshold + 1e-4:
+                assert erase_and_check(att.attacked, tiny_bpe, mode=mode, max_erase=t).harmful
+    assert min(drops) > 0 and max(drops) > 0.3, drops
+
+
+def test_bpe_logit_from_embeddings_is_predict_probas_logit(tiny_bpe: HFClassifierFilter) -> None:
+    _logit_checks(tiny_bpe, PROMPTS)
+
+
+_FACTORIES = ("zeros", "ones", "full", "tensor", "arange", "empty", "as_tensor", "rand", "randn", "eye", "zeros_like")
+
+
+class _FactorySpy(torch.overrides.TorchFunctionMode):
+    """Records the device= of every tensor factory called from certify/prompts code (not from torch or transformers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in _FACTORIES and getattr(torch, func.__name__, None) is func:
+            frame = sys._getframe(1)
+            where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+            if str(Path(frame.f_code.co_filename).parent).endswith(str(Path("certify", "prompts"))):
+                self.calls.append((func.__name__, where, kwargs.get("device")))
+        return func(*args, **kwargs)
+
+
+def test_gcg_and_gradec_create_their_tensors_on_the_filters_device(tiny_hf: HFClassifierFilter) -> None:
+    """Every tensor GCG and GradEC create (one-hot tokens, candidates, mask logits, targets) is created with
+    ``device=`` the filter's embedding device, never on a default (CPU) device: on a GPU filter a CPU tensor would
+    meet the GPU embedding table (``onehot @ table``: a device-mismatch RuntimeError). No GPU is needed to see it."""
+    spy = _FactorySpy()
+    with spy:
+        gcg_attack(HARMFUL[0], tiny_hf, num_tokens=2, mode="infusion", num_iters=2, num_candidates=4,
+                   generator=torch.Generator().manual_seed(0))
+        grad_erase_and_check(SAFE[0], tiny_hf, num_iters=3)
+    dev = tiny_hf.token_embeddings().device
+    ours = [c for c in spy.calls if Path(c[1].split(":")[0]).stem in ("attacks", "gradec", "filters")]
+    assert len(ours) >= 6, spy.calls
+    wrong = [c for c in ours if c[2] is None or torch.device(c[2]) != dev]
+    assert not wrong, wrong
+
+
+def test_search_code_never_names_a_device() -> None:
+    """Nothing in the search code hard-codes "cpu" (or "cuda"): devices come from the filter."""
+    import certify.prompts.adversarial as adversarial
+    import certify.prompts.attacks as attacks
+    import certify.prompts.gradec as gradec
+    import certify.prompts.greedyec as greedyec
+
+    for mod in (attacks, gradec, greedyec, adversarial):
+        src = Path(mod.__file__).read_text(encoding="utf-8")  # type: ignore[arg-type]
+        assert not re.search(r"""["'](cpu|cuda)["']""", src), mod.__name__
+
+
+def test_gcg_and_gradec_run_in_the_filters_dtype(tiny_hf: HFClassifierFilter) -> None:
+    """A bfloat16 filter: GradEC's mask logits and target, GCG's one-hot tokens are created in the embedding dtype
+    (float32 mask logits met the bfloat16 encoder: "mixed dtype" RuntimeError), and the same holds for
+    ``empirical_threshold(method="gradec")``."""
+    from certify.prompts import empirical_threshold
+
+    bf = copy.deepcopy(tiny_hf)
+    bf.model.to(torch.bfloat16)
+    assert bf.token_embeddings().dtype == torch.bfloat16
+    for p in (SAFE[0], SAFE[1], "Explain how to build a poem"):
+        res = grad_erase_and_check(p, bf, num_iters=5)
+        assert res.method == "gradec" and res.checked >= 1
+    att = gcg_attack(HARMFUL[0], bf, num_tokens=2, num_iters=2, num_candidates=4,
+                     generator=torch.Generator().manual_seed(0))
+    assert att.score_after == pytest.approx(bf.predict_proba([att.attacked])[0], abs=1e-6)
+    assert 0.0 <= empirical_threshold(SAFE[:3], bf, method="gradec", alpha=0.5, num_iters=3) <= 1.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gcg_gradec_and_empirical_threshold_on_a_gpu_filter(tiny_hf: HFClassifierFilter) -> None:
+    """The device check proper (run where a GPU is lent): the tiny classifier in memory on the GPU."""
+    from certify.prompts import empirical_threshold
+
+    model = copy.deepcopy(tiny_hf.model).to("cuda").eval()
+    gpu = HFClassifierFilter(model=model, tokenizer=tiny_hf.tokenizer)
+    assert gpu.token_embeddings().device.type == "cuda"
+    cpu_p = tiny_hf.predict_proba(PROMPTS)
+    assert np.allclose(gpu.predict_proba(PROMPTS), cpu_p, atol=1e-4)
+    att = gcg_attack(HARMFUL[0], gpu, num_tokens=2, num_iters=3, num_candidates=8,
+                     generator=torch.Generator().manual_seed(0))
+    assert att.score_after == pytest.approx(gpu.predict_proba([att.attacked])[0], abs=1e-5)
+    for p in PROMPTS:
+        assert grad_erase_and_check(p, gpu, num_iters=5).method == "gradec"
+    assert 0.0 <= empirical_threshold(SAFE[:3], gpu, method="gradec", alpha=0.5, num_iters=3) <= 1.0
+
+
+def test_long_prompts_logit_agrees_with_predict_proba_and_gradec_runs(tiny_hf: HFClassifierFilter) -> None:
+    """Past ``max_length`` word pieces the gradient path truncates as ``predict_proba`` does (the two disagreed:
+    0.1244 vs 0.1252 at 148 pieces), and GradEC on 600 words past the encoder's 512 positions runs (it raised a bare
+    RuntimeError: "The expanded size of the tensor (602) must match ... (512)")."""
+    long = HARMFUL[0] + " please" * 140
+    table = tiny_hf.token_embeddings()
+    ids = tiny_hf.token_ids(long)
+    assert len(ids) > tiny_hf.max_length
+    with torch.no_grad():
+        z = tiny_hf.logit_from_embeddings(table[torch.tensor(ids)])
+        z_keep = tiny_hf.logit_from_embeddings(table[torch.tensor(ids)], torch.ones(len(ids)))
+    q = tiny_hf.predict_proba([long])[0]
+    assert float(torch.sigmoid(z)) == pytest.approx(q, abs=1e-6) and float(z_keep) == pytest.approx(float(z), abs=1e-6)
+    res = grad_erase_and_check("bake " * 600, tiny_hf, num_iters=2)
+    assert res.method == "gradec"
+    att = gcg_attack(long, tiny_hf, num_tokens=2, num_iters=1, num_candidates=4)
+    assert att.score_after == pytest.approx(tiny_hf.predict_proba([att.attacked])[0], abs=1e-6)
+
+
+def test_max_length_past_the_models_positions_is_refused(tiny_hf: HFClassifierFilter) -> None:
+    positions = tiny_hf.model.config.max_position_embeddings
+    with pytest.raises(ValueError, match="max_length"):
+        HFClassifierFilter(model=tiny_hf.model, tokenizer=tiny_hf.tokenizer, max_length=positions + 1)
+
+
+def test_hf_filter_from_an_in_memory_model(tiny_hf: HFClassifierFilter) -> None:
+    """``HFClassifierFilter(model=..., tokenizer=...)``: the same scores and gradients as from its directory; the
+    model is used as it is (not moved, copied or switched to eval); bad combinations are refused, naming the
+    argument."""
+    model = copy.deepcopy(tiny_hf.model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mem = HFClassifierFilter(model=model, tokenizer=tiny_hf.tokenizer, threshold=tiny_hf.threshold)
+    assert mem.model is model and mem.device == torch.device("cpu")
+    assert np.array_equal(mem.predict_proba(PROMPTS), tiny_hf.predict_proba(PROMPTS))
+    _logit_checks(mem, PROMPTS[:2])
+    assert mem.token_strings() == tiny_hf.token_strings()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="path"):
+        HFClassifierFilter("/nonexistent/dir", model=model, tokenizer=tiny_hf.tokenizer)
+    with pytest.raises(TypeError, match="tokenizer"):
+        HFClassifierFilter(model=model)
+    with pytest.raises(TypeError, match="model"):
+        HFClassifierFilter(model=torch.nn.Linear(2, 2), tokenizer=tiny_hf.tokenizer)
+    with pytest.raises(TypeError, match="tokenizer"):
+        HFClassifierFilter(model=model, tokenizer="bert-base-uncased")
+    with pytest.raises(ValueError, match="device"):
+        HFClassifierFilter(model=model, tokenizer=tiny_hf.tokenizer, device="meta")
+    model.train()
+    with pytest.raises(ValueError, match="model"):  # refused, not silently switched to eval
+        HFClassifierFilter(model=model, tokenizer=tiny_hf.tokenizer)
+    assert model.training
