@@ -488,6 +488,9 @@ def _minilm_path() -> Path:
     return Path(get_model_path())
 
 
+_LOWER_WORD = re.compile(r"[a-z]{2,}")
+
+
 class _TransformerGrad:
     """The differentiable-filter protocol for filters over a Hugging Face encoder (word-piece token ids).
 
@@ -527,10 +530,12 @@ class _TransformerGrad:
         out: list[str | None] = [None] * len(tok)
         cand: dict[int, str] = {}
         for piece, i in tok.get_vocab().items():
-            if i < len(out) and re.search(r"[a-z]", piece):  # cheap pre-filter before decoding
-                s = " " + str(tok.convert_tokens_to_string([piece])).strip()
-                if re.fullmatch(r" [a-z]{2,}", s):
-                    cand[i] = s
+            if i >= len(out) or not re.search(r"[a-z]", piece):
+                continue
+            # a plain lower-case piece is its own text (decoding it is the slow part); others are decoded
+            s = " " + (piece if _LOWER_WORD.fullmatch(piece) else str(tok.convert_tokens_to_string([piece])).strip())
+            if _LOWER_WORD.fullmatch(s[1:]):
+                cand[i] = s
         ids = sorted(cand)
         if ids:
             back = tok([cand[i] for i in ids], add_special_tokens=False)["input_ids"]

@@ -83,9 +83,14 @@ def _check_one_argument(fn: Any) -> None:
         sig.bind(["text"])
     except TypeError:
         name = getattr(fn, "__name__", type(fn).__name__)
+        try:
+            sig.bind()
+            hint = f" (did you mean {name}()?)"  # a factory such as default_filter, not called
+        except TypeError:
+            hint = ""
         raise TypeError(
             f"Expected argument `filter` to be a filter (`predict_proba` + `threshold`) or a callable list[str] -> "
-            f"scores, but {name}{sig} takes no list of strings (did you mean {name}()?)"
+            f"scores, but {name}{sig} cannot be called with one list of strings{hint}"
         ) from None
 
 
