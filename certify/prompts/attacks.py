@@ -135,7 +135,8 @@ DIFFERENTIABLE = ("token_ids", "token_embeddings", "token_strings", "logit_from_
 
 def check_differentiable(filt: Any) -> None:
     """TypeError unless ``filt`` has the differentiable-filter protocol (:data:`DIFFERENTIABLE`): ``token_ids(text)``,
-    ``token_embeddings() -> (V, D)``, ``token_strings()`` (the text of each usable token, or None) and
+    ``token_embeddings() -> (V, D)``, ``token_strings()`` (per id, the text " word" that adds exactly that token:
+    one word token that ``token_ids`` maps back to ``[id]``; or None) and
     ``logit_from_embeddings(emb (L, D), keep (L,) | None) -> harmful logit``; ``BagOfEmbeddingsFilter``,
     ``EmbeddingFilter`` (MiniLM) and ``HFClassifierFilter`` have it."""
     missing = [a for a in DIFFERENTIABLE if not hasattr(filt, a)]
