@@ -224,3 +224,74 @@ def test_generated_tfidf_filter_on_unseen_prompts(shared_dir: Path) -> None:
     assert np.mean(filt.predict_proba(list(_knowledge_prompts(held_out=True))) < pac) >= 0.95  # measured 100%
     assert np.mean(filt.predict_proba(list(train.harmful + held.harmful)) >= pac) >= 0.95
     assert np.mean(filt.predict_proba(list(train.safe + held.safe)) < pac) >= 0.65  # measured 69.1% (session 12)
+
+
+def _existing_texts(shared_dir: Path) -> list[str]:
+    """Every text of certkit's prompt data that is not an evaluation-only fresh act: the generated acts (training,
+    calibration and held-out), the training extras and styles, the evaluation-only benign prompts, the knowledge
+    questions, the embedded prompts and the shared benchmark prompts."""
+    from certify.prompts import embedded_prompts
+    from certify.prompts.corpus import BENIGN_ACTS, _evaluation_benign_prompts
+
+    train, held = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    own = embedded_prompts()
+    return list(dict.fromkeys([
+        *(a for table in (HARMFUL_ACTS, BENIGN_ACTS) for acts in table.values() for a in acts),
+        *_training_harmful_extra()[0], *_training_benign_prompts()[0], *_evaluation_benign_prompts(),
+        *_knowledge_prompts(), *_knowledge_prompts(held_out=True), *own.harmful, *own.safe,
+        *train.harmful, *train.safe, *held.harmful, *held.safe,
+    ]))
+
+
+def test_evaluation_acts_are_fresh_and_never_trained_on(shared_dir: Path) -> None:
+    """The evaluation-only fresh acts (issue 18, session 14): >= 60 harmful acts over every harm category and >= 25
+    benign acts, each in 4 frames with its act id; no act text-close (``_text_similarity`` >=
+    ``DECONTAMINATION_COSINE``, 0.4) to any training, calibration, held-out, evaluation-only or shared text, and no
+    fresh prompt among the texts the default filters are trained or calibrated on."""
+    from certify.prompts.corpus import (
+        _EVALUATION_BENIGN_ACTS,
+        _EVALUATION_HARMFUL_ACTS,
+        DECONTAMINATION_COSINE,
+        _evaluation_act_prompts,
+        _text_similarity,
+    )
+
+    harmful = [a for acts in _EVALUATION_HARMFUL_ACTS.values() for a in acts]
+    benign = [a for acts in _EVALUATION_BENIGN_ACTS.values() for a in acts]
+    assert len(harmful) >= 60 and len(benign) >= 25 and len({*harmful, *benign}) == len(harmful) + len(benign)
+    assert set(_EVALUATION_HARMFUL_ACTS) == set(HARMFUL_ACTS)
+    data = _evaluation_act_prompts()
+    assert len(data.harmful) == 4 * len(harmful) and len(data.safe) == 4 * len(benign)
+    assert len(set(data.prompts)) == len(data.prompts) and sorted(set(data.groups)) == list(range(len(harmful + benign)))
+    existing = _existing_texts(shared_dir)
+    sim = _text_similarity([*harmful, *benign], existing).max(axis=1)
+    close = [(a, round(float(s), 3)) for a, s in zip([*harmful, *benign], sim) if s >= DECONTAMINATION_COSINE]
+    assert not close, close
+    lowered = {t.lower() for t in (*existing, *generated_prompts().prompts)}
+    assert not {p.lower() for p in data.prompts} & lowered
+
+
+def test_decontaminated_training_extras_are_not_close_to_calibration_or_evaluation_acts() -> None:
+    """``_training_harmful_extra(decontaminated=True)`` (the training side of the TF-IDF fallback since session 14)
+    keeps only the extra acts none of whose phrasings is text-close (>= 0.4) to a calibration or held-out harmful act
+    of ``split_by_act`` or to an evaluation-only fresh harmful act, and the rule removes some (the full extras break
+    it)."""
+    from certify.prompts.corpus import (
+        _EVALUATION_HARMFUL_ACTS,
+        DECONTAMINATION_COSINE,
+        _text_similarity,
+    )
+
+    acts = [a for table in HARMFUL_ACTS.values() for a in table]
+    _, cal, held = split_by_act(generated_prompts())
+    ids = sorted({g for part in (cal, held) for g, y in zip(part.groups, part.labels) if y == 1})
+    assert len(ids) == 163
+    ref = [*(acts[i] for i in ids), *(a for table in _EVALUATION_HARMFUL_ACTS.values() for a in table)]
+    full, full_groups = _training_harmful_extra()
+    kept, groups = _training_harmful_extra(decontaminated=True)
+    assert set(kept) < set(full) and sorted(set(groups)) == list(range(len(set(groups))))
+    assert len(set(groups)) >= len(set(full_groups)) - 5  # measured: 73 of 75 acts kept (151 of 155 phrasings)
+    assert _text_similarity(list(kept), ref).max() < DECONTAMINATION_COSINE
+    assert _text_similarity(list(full), ref).max() >= DECONTAMINATION_COSINE
+    # whole acts are dropped: every kept act keeps all its phrasings
+    assert all(groups.count(g) == full_groups.count(full_groups[full.index(kept[groups.index(g)])]) for g in set(groups))
