@@ -1325,16 +1325,34 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, _, _ = _training_data()
-        from certify.prompts.corpus import _knowledge_prompts
+        from certify.prompts.corpus import _knowledge_prompts, _training_benign_prompts, _training_harmful_extra
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
-        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
-        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md); plus (v10, session 14) the
+        # training-side harmful extras of rare harm vocabulary without those text-close to a calibration, held-out
+        # or evaluation-only act (corpus._training_harmful_extra(decontaminated=True)) and the benign prompts of
+        # other styles (corpus._TRAINING_BENIGN); BENCHMARKS.md, "a decontaminated TF-IDF fallback"
+        harmful = [*harmful, *_training_harmful_extra(decontaminated=True)[0]]
+        safe = [*safe, *_knowledge_prompts(), *_training_benign_prompts()[0]]
+        filt = _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, safe))
+        filt.calibration_threshold_ = filt.pac_threshold_
+        filt.pac_threshold_ = min(filt.calibration_threshold_, max(_TFIDF_OOF_THRESHOLDS))
+        return filt
 
-    filt = cached_pickle("eac_tfidf-generated-v6", build)  # v6: calibration part of 130 acts (split 50/40/10, session 12)
+    # v10: decontaminated harmful extras + styles (session 14); v7-v9 were rejected candidates (sessions 12-13);
+    # v6: calibration part of 130 acts (split 50/40/10, session 12)
+    filt = cached_pickle("eac_tfidf-generated-v10", build)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
+
+
+#: The out-of-fold group thresholds of the TF-IDF fallback's recipe (v10) in a grouped 3-fold cross-validation on the
+#: training side only (fold seeds 1-5; BENCHMARKS.md, session 14, "a decontaminated TF-IDF fallback"). The fallback's
+#: threshold is min(calibration group rule, max of these): a threshold below the calibration rule's only flags more,
+#: so the calibration guarantee still holds, and a calibration threshold far above every out-of-fold one (session 13:
+#: 0.2245 vs 0.015-0.099) is the sign of calibration acts easier than fresh ones.
+_TFIDF_OOF_THRESHOLDS: tuple[float, ...] = (0.1140, 0.0837, 0.0420, 0.0784, 0.1446)
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
