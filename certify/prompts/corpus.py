@@ -479,10 +479,9 @@ _EVALUATION_BENIGN: tuple[str, ...] = (
 # session 13): questions about everyday tasks (several with verbs the harmful acts use: "kill a tmux session", "steal
 # a base", "shoot a film"), unit conversions and arithmetic, recipes, code, creative writing, business e-mails,
 # idioms, multi-sentence requests. Written for certkit (MIT) before any model was scored on them, grouped by style
-# (the keys), for training and cross-validation (held out by style) of the TF-IDF fallback. No shipped filter is
-# trained on them yet: the session-13 candidate trained on them (v8) was worse than v6 on the held-out generated safe
-# prompts and was not shipped (BENCHMARKS.md, "the TF-IDF fallback with training-side benign prompts of other
-# styles"). Never evaluation data of a model trained on them. Distinct from :data:`_EVALUATION_BENIGN` (evaluation
+# (the keys), for training and cross-validation (held out by style) of the TF-IDF fallback. The shipped fallback
+# (v10, session 14) is trained on them, with the decontaminated harmful extras below (BENCHMARKS.md, "a
+# decontaminated TF-IDF fallback"); the session-13 candidate trained on them alone (v8) was not shipped. Never evaluation data of a model trained on them. Distinct from :data:`_EVALUATION_BENIGN` (evaluation
 # only, never trained on) and from the shared benchmark prompts (tests/certify/prompts/test_corpus.py checks both).
 _TRAINING_BENIGN: dict[str, tuple[str, ...]] = {
     "computing with harm verbs": (
@@ -756,10 +755,10 @@ def _training_benign_prompts() -> tuple[tuple[str, ...], tuple[int, ...]]:
 # in :data:`HARMFUL_ACTS`, with vocabulary the generated acts rarely share (session 13's diagnosis: out of fold the
 # threshold is set by harmful acts whose words no other training act uses, "drown a litter of kittens", "intimidate a
 # jury", "set up a romance scam"), 2-4 free-form phrasings per act (not the generated frames), every harm category.
-# Written for certkit (MIT) before any model was scored on them. No shipped filter is trained on them yet: the
-# session-14 candidate trained on them and the styles (v9) kept 100% / 89.6% of the held-out generated / shared safe
-# prompts but flagged 93.2% of the held-out generated harmful ones (< 95%) and was not shipped (BENCHMARKS.md, "more
-# and more varied harmful training acts"). Never part of :func:`generated_prompts` or its
+# Written for certkit (MIT) before any model was scored on them. The shipped TF-IDF fallback (v10, session 14) is
+# trained on the decontaminated ones (:func:`_training_harmful_extra` with ``decontaminated=True``: 73 of the 75 acts)
+# and the styles; the session-13 candidate trained on all of them (v9) flagged 93.2% of the held-out generated harmful
+# prompts (< 95%) and was not shipped (BENCHMARKS.md, "more and more varied harmful training acts"). Never part of :func:`generated_prompts` or its
 # :func:`split_by_act` parts, never evaluation or calibration data. Distinct from the generated acts, the evaluation-only
 # benign prompts and the shared benchmark prompts (tests/certify/prompts/test_corpus.py checks exact matches and that
 # no generated harmful act occurs inside one of them). Keyed by category, then one tuple of phrasings per act.

@@ -1310,10 +1310,14 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     ``python -m certify.prompts._minilm_lora`` on the training part of
     :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with erasures and
     fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
-    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the
-    group-valid PAC rule (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05) on the harmful
-    prompts of the calibration part (130 acts x 4 frames), and the threshold is that value unless ``threshold`` is
-    given. The shared benchmark prompts are never trained on.
+    training part of certkit's benign knowledge questions, certkit's training-side benign prompts of other styles and
+    its training-side extra harmful requests (those text-close to no calibration, held-out or evaluation-only act),
+    harmful class weight 2. ``pac_threshold_`` is the group-valid PAC rule (:func:`pac_threshold` with ``groups`` =
+    act ids, epsilon = delta = 0.05) on the harmful prompts of the calibration part (130 acts x 4 frames): for
+    ``"tfidf"`` that rule's value (``calibration_threshold_``) capped at the largest out-of-fold threshold of the
+    recipe's training-side cross-validation (:data:`_TFIDF_OOF_THRESHOLDS`; a lower threshold only flags more, so the
+    guarantee holds). The threshold is that value unless ``threshold`` is given. The shared benchmark prompts are
+    never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
         raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
@@ -1325,7 +1329,11 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, _, _ = _training_data()
-        from certify.prompts.corpus import _knowledge_prompts, _training_benign_prompts, _training_harmful_extra
+        from certify.prompts.corpus import (
+            _knowledge_prompts,
+            _training_benign_prompts,
+            _training_harmful_extra,
+        )
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
@@ -1422,7 +1430,8 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     harmful prompts of the generated set: 130 acts in 4 frames each): if the calibration acts are i.i.d. draws of
     harmful acts, then with probability >= 0.95 over that draw a fresh harmful prompt *of the generated
     distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
-    given. Measured accuracy is in docs/certify/erase-and-check.md.
+    given (the TF-IDF fallback's is capped at its out-of-fold threshold: :func:`generated_filter`). Measured
+    accuracy is in docs/certify/erase-and-check.md.
     """
     if threshold is not None:
         threshold = check_threshold(threshold)
