@@ -1360,6 +1360,7 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 #: threshold is min(calibration group rule, max of these): a threshold below the calibration rule's only flags more,
 #: so the calibration guarantee still holds, and a calibration threshold far above every out-of-fold one (session 13:
 #: 0.2245 vs 0.015-0.099) is the sign of calibration acts easier than fresh ones.
+#: ``python -m certify.prompts._tfidf_oof`` recomputes them (slow test: tests/certify/prompts/test_tfidf_oof.py).
 _TFIDF_OOF_THRESHOLDS: tuple[float, ...] = (0.1140, 0.0837, 0.0420, 0.0784, 0.1446)
 
 
