@@ -671,8 +671,10 @@ def threshold_rules(seeds: int = 200) -> None:
             gen = torch.Generator().manual_seed(seed)
             pick = [c[cg == g][int(torch.randint(int((cg == g).sum()), (1,), generator=gen))] for g in acts]
             rnd.append(np.sort(pick)[k])
-        rules = {"per-prompt (not valid here)": pac_threshold(c), "**group KL (shipped)**": pac_threshold(c, groups=cg),
-                 "lowest per act + binomial": float(mins[k]), "random frame + binomial, median": float(np.median(rnd))}
+        rules = {"per-prompt (not valid here)": pac_threshold(c), "group KL": pac_threshold(c, groups=cg),
+                 "lowest per act + binomial": float(mins[k]), "random frame + binomial, median": float(np.median(rnd)),
+                 # the group rule, for the TF-IDF fallback capped at its out-of-fold max (session 14)
+                 "**shipped**": float(f.pac_threshold_)}  # type: ignore[union-attr,arg-type]
         for rule, thr in rules.items():
             cells = [f"{np.mean(ph >= thr):.1%} / {np.mean(ps < thr):.1%}" for ph, ps in probs.values()]
             miss = probs["held-out generated"][0] < thr

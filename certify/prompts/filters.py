@@ -1395,10 +1395,14 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
     ``python -m certify.prompts._minilm_lora`` on the training part of
     :func:`certify.prompts.corpus.generated_prompts` (split by act) plus the embedded prompts, with erasures and
     fragments of the safe prompts labelled safe; nothing is trained at run time. ``"tfidf"`` is trained on first use and cached: the same prompts with erasure augmentation, plus the
-    training part of certkit's benign knowledge questions, harmful class weight 2. ``pac_threshold_`` is the
-    group-valid PAC rule (:func:`pac_threshold` with ``groups`` = act ids, epsilon = delta = 0.05) on the harmful
-    prompts of the calibration part (130 acts x 4 frames), and the threshold is that value unless ``threshold`` is
-    given. The shared benchmark prompts are never trained on.
+    training part of certkit's benign knowledge questions, certkit's training-side benign prompts of other styles and
+    its training-side extra harmful requests (those text-close to no calibration, held-out or evaluation-only act),
+    harmful class weight 2. ``pac_threshold_`` is the group-valid PAC rule (:func:`pac_threshold` with ``groups`` =
+    act ids, epsilon = delta = 0.05) on the harmful prompts of the calibration part (130 acts x 4 frames): for
+    ``"tfidf"`` that rule's value (``calibration_threshold_``) capped at the largest out-of-fold threshold of the
+    recipe's training-side cross-validation (:data:`_TFIDF_OOF_THRESHOLDS`; a lower threshold only flags more, so the
+    guarantee holds). The threshold is that value unless ``threshold`` is given. The shared benchmark prompts are
+    never trained on.
     """
     if kind not in ("auto", "minilm", "tfidf"):
         raise ValueError(f"Expected argument `kind` to be 'auto', 'minilm' or 'tfidf', but got {kind!r}")
@@ -1410,16 +1414,39 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 
     def build() -> Any:
         harmful, safe, _, _ = _training_data()
-        from certify.prompts.corpus import _knowledge_prompts
+        from certify.prompts.corpus import (
+            _knowledge_prompts,
+            _training_benign_prompts,
+            _training_harmful_extra,
+        )
 
         # TF-IDF: plus benign knowledge questions (without them it flagged explanations of unfamiliar subjects)
         # and harmful weight 2 (chosen on the held-out generated part: safe kept at the PAC threshold 57.7% ->
-        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md)
-        return _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, [*safe, *_knowledge_prompts()]))
+        # 64.5%, vs 60.9% / 62.7% for 0.6 / 4; docs/certify/erase-and-check.md); plus (v10, session 14) the
+        # training-side harmful extras of rare harm vocabulary without those text-close to a calibration, held-out
+        # or evaluation-only act (corpus._training_harmful_extra(decontaminated=True)) and the benign prompts of
+        # other styles (corpus._TRAINING_BENIGN); BENCHMARKS.md, "a decontaminated TF-IDF fallback"
+        harmful = [*harmful, *_training_harmful_extra(decontaminated=True)[0]]
+        safe = [*safe, *_knowledge_prompts(), *_training_benign_prompts()[0]]
+        filt = _calibrated(TfidfFilter(class_balance=2.0).fit(harmful, safe))
+        filt.calibration_threshold_ = filt.pac_threshold_
+        filt.pac_threshold_ = min(filt.calibration_threshold_, max(_TFIDF_OOF_THRESHOLDS))
+        return filt
 
-    filt = cached_pickle("eac_tfidf-generated-v6", build)  # v6: calibration part of 130 acts (split 50/40/10, session 12)
+    # v10: decontaminated harmful extras + styles (session 14); v7-v9 were rejected candidates (sessions 12-13);
+    # v6: calibration part of 130 acts (split 50/40/10, session 12)
+    filt = cached_pickle("eac_tfidf-generated-v10", build)
     filt.threshold = max(0.0, filt.pac_threshold_)
     return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
+
+
+#: The out-of-fold group thresholds of the TF-IDF fallback's recipe (v10) in a grouped 3-fold cross-validation on the
+#: training side only (fold seeds 1-5; BENCHMARKS.md, session 14, "a decontaminated TF-IDF fallback"). The fallback's
+#: threshold is min(calibration group rule, max of these): a threshold below the calibration rule's only flags more,
+#: so the calibration guarantee still holds, and a calibration threshold far above every out-of-fold one (session 13:
+#: 0.2245 vs 0.015-0.099) is the sign of calibration acts easier than fresh ones.
+#: ``python -m certify.prompts._tfidf_oof`` recomputes them (slow test: tests/certify/prompts/test_tfidf_oof.py).
+_TFIDF_OOF_THRESHOLDS: tuple[float, ...] = (0.1140, 0.0837, 0.0420, 0.0784, 0.1446)
 
 
 def _shipped_minilm_filter() -> EmbeddingFilter:
@@ -1489,7 +1516,8 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     harmful prompts of the generated set: 130 acts in 4 frames each): if the calibration acts are i.i.d. draws of
     harmful acts, then with probability >= 0.95 over that draw a fresh harmful prompt *of the generated
     distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
-    given. Measured accuracy is in docs/certify/erase-and-check.md.
+    given (the TF-IDF fallback's is capped at its out-of-fold threshold: :func:`generated_filter`). Measured
+    accuracy is in docs/certify/erase-and-check.md.
     """
     if threshold is not None:
         threshold = check_threshold(threshold)

@@ -78,7 +78,8 @@ def test_default_filter_is_the_shipped_minilm_filter_at_its_pac_threshold() -> N
 def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without MiniLM (``has_minilm`` False where ``default_filter`` looks it up) the default is the TF-IDF
     filter of ``generated_filter(kind="tfidf")`` at its group-valid PAC threshold (epsilon = delta = 0.05, groups =
-    act ids, recomputed here on the calibration harmful prompts), and it separates (a sample of) the embedded prompts."""
+    act ids, recomputed here on the calibration harmful prompts) capped at the largest out-of-fold threshold of its
+    recipe (session 14: 0.2081 -> 0.1446), and it separates (a sample of) the embedded prompts."""
     import certify.prompts.filters as filters_mod
 
     monkeypatch.setattr(filters_mod, "has_minilm", lambda: False)
@@ -86,8 +87,10 @@ def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: py
     assert isinstance(filt, TfidfFilter)
     cal_harmful, acts = filters_mod._calibration_acts()  # the group-valid rule: groups = act ids (session 11)
     pac = pac_threshold(filt.predict_proba(cal_harmful), 0.05, 0.05, groups=acts)
-    assert filt.pac_threshold_ == pytest.approx(pac) and filt.threshold == pytest.approx(max(0.0, pac))
-    assert 0.0 < filt.threshold < 0.5
+    assert filt.calibration_threshold_ == pytest.approx(pac)  # type: ignore[attr-defined]
+    capped = min(pac, max(filters_mod._TFIDF_OOF_THRESHOLDS))
+    assert filt.pac_threshold_ == pytest.approx(capped) and filt.threshold == pytest.approx(max(0.0, capped))  # type: ignore[attr-defined]
+    assert 0.0 < filt.threshold <= max(filters_mod._TFIDF_OOF_THRESHOLDS) < 0.5
     assert default_filter(threshold=0.5).threshold == 0.5
     data = embedded_prompts()
     p_h, p_s = filt.predict_proba(list(data.harmful[::6])), filt.predict_proba(list(data.safe[::6]))
