@@ -5,6 +5,7 @@ and the frozen encoder's shipped head (``minilm_head.txt``), trained with short 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -255,7 +256,7 @@ def test_lora_training_is_deterministic_and_its_delta_loads(tmp_path: Path) -> N
     from certify.prompts import _minilm_lora
     from certify.prompts.filters import _filter_with_delta
 
-    kw = {"subset": 48, "epochs": 1, "mine_rounds": 1, "mine_prompts": 3}
+    kw: dict[str, Any] = {"subset": 48, "epochs": 1, "mine_rounds": 1, "mine_prompts": 3}
     d1, d2 = _minilm_lora.train_delta(**kw), _minilm_lora.train_delta(**kw)
     assert d1.keys() == d2.keys() and len(d1) == 2 * 6 * len(_minilm_lora.TARGETS) + 2
     for k in d1:
@@ -299,3 +300,45 @@ def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: py
     delta = types.SimpleNamespace(threshold=0.9)
     bench._DELTA_NAMES.add("LoRA-fine-tuned encoder + head (x.npz)")
     assert bench._gcg_threshold("LoRA-fine-tuned encoder + head (x.npz)", delta) == 0.5 == delta.threshold
+
+
+@needs_minilm
+@pytest.mark.parametrize("styles", [False, True])
+def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
+        monkeypatch: pytest.MonkeyPatch, styles: bool) -> None:
+    """``train_delta(styles=True)`` (``--styles``; session 14, lora14) trains on the training-side benign styles
+    (labelled safe, with their erasures and fragments: they are added before augmentation) and the decontaminated
+    harmful extras (labelled harmful); without it (the shipped file's recipe) neither is in the training data. The
+    first epoch's data is captured and training stopped there (nothing is trained)."""
+    from certify.prompts import _minilm_lora
+    from certify.prompts.corpus import _training_benign_prompts, _training_harmful_extra
+    from certify.prompts.filters import _training_data
+
+    seen: dict[str, object] = {}
+
+    class _Stop(Exception):
+        pass
+
+    def capture(model, opt, texts, y, wts, g, log):  # type: ignore[no-untyped-def]
+        seen["texts"], seen["y"] = list(texts), y.clone()
+        raise _Stop
+
+    monkeypatch.setattr(_minilm_lora, "_epoch", capture)
+    with pytest.raises(_Stop):
+        _minilm_lora.train_delta(styles=styles)
+    texts, y = seen["texts"], seen["y"]
+    assert isinstance(texts, list) and isinstance(y, torch.Tensor)
+    label = dict(zip(texts, y.tolist()))
+    harmful, safe, _, _ = _training_data()
+    style, extra = _training_benign_prompts()[0], _training_harmful_extra(decontaminated=True)[0]
+    assert all(label[t] == 1.0 for t in harmful) and all(label[t] == 0.0 for t in safe)
+    n_harm = int(y.sum())
+    if styles:
+        assert all(label[t] == 0.0 for t in style) and all(label[t] == 1.0 for t in extra)
+        assert n_harm == len(harmful) + len(extra)
+        # the styles' erasures and fragments are in the safe data too ("How do I kill a tmux session ...")
+        frags = [t for t in texts if "tmux" in t and t not in style]
+        assert frags and all(label[t] == 0.0 for t in frags)
+    else:
+        assert not set(style) & set(texts) and not set(extra) & set(texts)
+        assert n_harm == len(harmful) and not any("tmux" in t for t in texts)
