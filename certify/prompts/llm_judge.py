@@ -235,6 +235,11 @@ class LLMJudgeFilter(FilterBase):
                     f"{{system}} and {{prompt}}, but got {template!r} (for another chat model pass its Hugging Face "
                     "tokenizer, or a callable (system, prompt) -> str)"
                 )
+            if system_prompt and "{system}" not in fmt:  # the judge would run without its instructions
+                raise ValueError(
+                    f"Expected argument `template` to contain {{system}} when `system_prompt` is non-empty, but got "
+                    f"{template!r}: the system prompt would be dropped (pass system_prompt=\"\" to judge without one)"
+                )
             self.template: str | Callable[[str, str], str] = fmt
             default_marker = REPLY_MARKERS.get(template,
                                                fmt.rsplit("{prompt}", 1)[-1].replace("{system}", "").strip())
@@ -260,6 +265,12 @@ class LLMJudgeFilter(FilterBase):
                 raise ValueError(
                     "Expected argument `template` to return a text that contains the prompt, but "
                     f"template(system_prompt, {_PROBE!r}) returned {probe[:200]!r}"
+                )
+            if system_prompt.strip() and system_prompt.strip() not in probe:
+                raise ValueError(
+                    "Expected argument `template` to put the system prompt (argument `system_prompt`) in its text, "
+                    f"but template(system_prompt, {_PROBE!r}) returned {probe[:200]!r} (pass system_prompt=\"\" to "
+                    "judge without one)"
                 )
             after = probe.rsplit(_PROBE, 1)[1]
             default_marker = (after.replace(system_prompt, "") if system_prompt else after).strip()

@@ -75,6 +75,11 @@ def test_bad_input() -> None:
         LLMJudgeFilter("not callable")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="template"):
         LLMJudgeFilter(fake_model, template="no placeholder")
+    with pytest.raises(ValueError, match=r"template.*\{system\}.*system_prompt"):  # would drop the judge's instructions
+        LLMJudgeFilter(fake_model, template="Q: {prompt}\nA:")
+    assert LLMJudgeFilter(fake_model, template="Q: {prompt}\nA:", system_prompt="").format("hi") == "Q: hi\nA:"
+    with pytest.raises(ValueError, match=r"template.*system_prompt"):
+        LLMJudgeFilter(fake_model, template=lambda s, p: f"Q: {p}")
     with pytest.raises(ValueError, match="not_harmful"):
         LLMJudgeFilter(fake_model, not_harmful=())
     with pytest.raises(TypeError, match="strings"):
