@@ -303,13 +303,14 @@ def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: py
 
 
 @needs_minilm
-@pytest.mark.parametrize("styles", [False, True])
+@pytest.mark.parametrize(("styles", "contrast"), [(False, False), (True, False), (False, True)])
 def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
-        monkeypatch: pytest.MonkeyPatch, styles: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, styles: bool, contrast: bool) -> None:
     """``train_delta(styles=True)`` (``--styles``; session 14, lora14) trains on the training-side benign styles
     (labelled safe, with their erasures and fragments: they are added before augmentation) and the decontaminated
     harmful extras (labelled harmful); without it (the shipped file's recipe) neither is in the training data. The
-    first epoch's data is captured and training stopped there (nothing is trained)."""
+    first epoch's data is captured and training stopped there (nothing is trained). ``contrast=True``
+    (``--contrast``; session 15) adds the harm-word contrast prompts of :mod:`certify.prompts._contrast` likewise."""
     from certify.prompts import _minilm_lora
     from certify.prompts.corpus import _training_benign_prompts, _training_harmful_extra
     from certify.prompts.filters import _training_data
@@ -325,7 +326,7 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
 
     monkeypatch.setattr(_minilm_lora, "_epoch", capture)
     with pytest.raises(_Stop):
-        _minilm_lora.train_delta(styles=styles)
+        _minilm_lora.train_delta(styles=styles, contrast=contrast)
     texts, y = seen["texts"], seen["y"]
     assert isinstance(texts, list) and isinstance(y, torch.Tensor)
     label = dict(zip(texts, y.tolist()))
@@ -333,6 +334,17 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
     style, extra = _training_benign_prompts()[0], _training_harmful_extra(decontaminated=True)[0]
     assert all(label[t] == 1.0 for t in harmful) and all(label[t] == 0.0 for t in safe)
     n_harm = int(y.sum())
+    from certify.prompts._contrast import training_contrast_prompts
+
+    more_harmful, more_safe = training_contrast_prompts()
+    if contrast:
+        assert all(label[t] == 1.0 for t in more_harmful) and all(label[t] == 0.0 for t in more_safe)
+        assert n_harm == len(harmful) + len(more_harmful)
+        frags = [t for t in texts if "slugs" in t and t not in more_safe]  # erasures of a harm-word benign act
+        assert frags and all(label[t] == 0.0 for t in frags)
+        return
+    new_harmful, new_safe = set(more_harmful) - set(harmful), set(more_safe) - set(safe)  # some coincide
+    assert new_harmful and new_safe and not new_harmful & set(texts) and not new_safe & set(texts)
     if styles:
         assert all(label[t] == 0.0 for t in style) and all(label[t] == 1.0 for t in extra)
         assert n_harm == len(harmful) + len(extra)

@@ -1,0 +1,44 @@
+"""The harm-word contrast prompts of the MiniLM training side (certify/prompts/_contrast.py, _harmword.py)."""
+
+from __future__ import annotations
+
+from certify.prompts import _contrast as K
+from certify.prompts import corpus as C
+from certify.prompts._harmword import HARMWORD_BENIGN_ACTS, HARMWORD_HARMFUL_ACTS, TERSE_FRAMES
+
+
+def test_harmword_tables_are_well_formed() -> None:
+    for acts in (HARMWORD_BENIGN_ACTS, HARMWORD_HARMFUL_ACTS):
+        assert len(acts) == len(set(acts)) == 90
+        assert all(4 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in acts)
+    assert not set(HARMWORD_BENIGN_ACTS) & set(HARMWORD_HARMFUL_ACTS)
+    assert len(set(TERSE_FRAMES)) == 12 and all(f.count("{a}") == 1 for f in TERSE_FRAMES)
+
+
+def test_kept_contrast_acts_are_not_close_to_calibration_held_out_or_evaluation_texts() -> None:
+    """The rule that keeps the PAC threshold valid (no harmful paraphrase of a calibration act in training) and the
+    evaluation sets unseen; and the rule is not vacuous (it drops acts of the full tables)."""
+    _, held_harmful, _, held_benign = K._parts()
+    ref_h = [*held_harmful, *(a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat)]
+    ref_b = [*held_benign, *(a for cat in C._EVALUATION_BENIGN_ACTS.values() for a in cat), *C._EVALUATION_BENIGN,
+             *C._knowledge_prompts(held_out=True)]
+    harmful, benign = K.decontaminated_acts()
+    assert (len(harmful), len(benign)) == (59, 81)
+    for full, kept, ref in ((HARMWORD_HARMFUL_ACTS, harmful, ref_h), (HARMWORD_BENIGN_ACTS, benign, ref_b)):
+        sim = C._text_similarity(list(full), ref).max(axis=1)  # the rule's TF-IDF fit: the full table + references
+        assert kept == [a for a, s in zip(full, sim) if s < K.CONTRAST_COSINE]
+        assert len(kept) < len(full)  # not vacuous
+
+
+def test_training_contrast_prompts_use_only_training_part_acts_and_both_classes_get_terse_frames() -> None:
+    harmful, benign = K.training_contrast_prompts()
+    assert (len(harmful), len(benign)) == (59 * 4 + 163 * 2, 81 * 4 + 61 * 2)
+    assert K.training_contrast_prompts() == (harmful, benign)  # deterministic
+    _, cal, held = C.split_by_act(C.generated_prompts())
+    held_back = {p for part in (cal, held) for p in part.prompts}
+    assert not held_back & {*harmful, *benign}
+    terse = [f.split("{a}")[0] for f in TERSE_FRAMES]
+    for prompts in (harmful, benign):  # the terse style carries no label by itself
+        assert sum(any(p.startswith(t) for t in terse) for p in prompts) >= len(prompts) // 3
+    cal_acts = K._parts()[1]
+    assert not any(a in p for a in cal_acts for p in harmful)  # no calibration / held-out act in any frame
