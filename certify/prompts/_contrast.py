@@ -80,6 +80,17 @@ def training_contrast_prompts() -> tuple[list[str], list[str]]:
             [*_framed(benign, 2, 2), *_framed(train_benign, 0, 2)])
 
 
+def generic_prompts() -> list[str]:
+    """Harmful training prompts of the generic acts (:data:`certify.prompts._generic.GENERIC_HARMFUL_ACTS`: a crime or
+    attack with no named victim or purpose, "break into a bank's computer systems"), decontaminated like the harm-word
+    harmful acts, each in 2 frames + 2 terse frames (session 15, candidate L4)."""
+    from certify.prompts._generic import GENERIC_HARMFUL_ACTS
+
+    _, held_harmful, _, _ = _parts()
+    eval_harmful = [a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat]
+    return _framed(_kept(GENERIC_HARMFUL_ACTS, [*held_harmful, *eval_harmful]), 2, 2)
+
+
 def report() -> dict[str, object]:  # pragma: no cover - printed by the design's commands
     harmful, benign = decontaminated_acts()
     h, b = training_contrast_prompts()

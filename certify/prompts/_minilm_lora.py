@@ -165,15 +165,16 @@ def _greedy_path(model: _Model, prompt: str, rounds: int = 12) -> list[str]:
 
 
 def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_prompts: int = MINE_PROMPTS,
-                subset: int | None = None, styles: bool = False, contrast: bool = False, log: Any = None,
-                snapshot: Any = None) -> dict[str, np.ndarray]:
+                subset: int | None = None, styles: bool = False, contrast: bool = False, generic: bool = False,
+                log: Any = None, snapshot: Any = None) -> dict[str, np.ndarray]:
     """The delta (LoRA factors ``"{layer}.{name}.a|b"`` as float16, ``head_w``, ``head_b``) that
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
     reduced run, for tests); ``styles``: also train on :func:`certify.prompts.corpus._training_benign_prompts` (added
     to the safe prompts before augmentation, so they get the same erasures and fragments) and
     ``_training_harmful_extra(decontaminated=True)`` (added to the harmful prompts; session 14, lora14);
     ``contrast``: also train on :func:`certify.prompts._contrast.training_contrast_prompts` (harm-word benign and
-    harmful acts, terse imperative frames; session 15).
+    harmful acts, terse imperative frames; session 15); ``generic``: also train on
+    :func:`certify.prompts._contrast.generic_prompts` (harmful acts with no named victim; session 15).
     ``pac_threshold`` is added by :func:`main`."""
     from certify.prompts.augmentation import augment_safe
     from certify.prompts.filters import EmbeddingFilter, _frozen_minilm_filter, _training_data
@@ -190,6 +191,10 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
 
         more_harmful, more_safe = training_contrast_prompts()
         harmful, safe = [*harmful, *more_harmful], [*safe, *more_safe]
+    if generic:
+        from certify.prompts._contrast import generic_prompts
+
+        harmful = [*harmful, *generic_prompts()]
     if subset is not None:
         harmful, safe = harmful[:subset], safe[:subset]
     g = torch.Generator().manual_seed(0)
@@ -248,9 +253,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also train on the training-side benign styles and decontaminated harmful extras")
     parser.add_argument("--contrast", action="store_true",
                         help="also train on the harm-word contrast acts and terse frames (certify.prompts._contrast)")
+    parser.add_argument("--generic", action="store_true",
+                        help="also train on the generic harmful acts (certify.prompts._contrast.generic_prompts)")
     args = parser.parse_args(argv)
     t0 = time.process_time()
-    delta = train_delta(styles=args.styles, contrast=args.contrast, log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
+    delta = train_delta(styles=args.styles, contrast=args.contrast, generic=args.generic,
+                        log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
     pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
