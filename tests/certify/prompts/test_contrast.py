@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from certify.prompts import _contrast as K
 from certify.prompts import corpus as C
+from certify.prompts._generic import GENERIC_HARMFUL_ACTS
 from certify.prompts._harmword import HARMWORD_BENIGN_ACTS, HARMWORD_HARMFUL_ACTS, TERSE_FRAMES
 
 
@@ -42,3 +45,27 @@ def test_training_contrast_prompts_use_only_training_part_acts_and_both_classes_
         assert sum(any(p.startswith(t) for t in terse) for p in prompts) >= len(prompts) // 3
     cal_acts = K._parts()[1]
     assert not any(a in p for a in cal_acts for p in harmful)  # no calibration / held-out act in any frame
+
+
+def test_generic_acts_are_well_formed_and_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
+    """The generic harmful acts (session 15) kept in the module are the ones text-far (< 0.25) from every shared
+    prompt: the 12 close ones were deleted before training, so a shared-set evaluation sees unseen phrasings."""
+    from certify.prompts import load_prompt_dir
+
+    assert len(GENERIC_HARMFUL_ACTS) == len(set(GENERIC_HARMFUL_ACTS)) == 88
+    assert all(3 <= len(a.split()) <= 12 and not a.endswith(".") and "{" not in a for a in GENERIC_HARMFUL_ACTS)
+    train, test = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    shared = [*train.harmful, *test.harmful, *train.safe, *test.safe]
+    assert len(shared) == 795
+    assert C._text_similarity(list(GENERIC_HARMFUL_ACTS), shared).max() < K.CONTRAST_COSINE
+
+
+def test_generic_prompts_drop_acts_close_to_calibration_held_out_or_evaluation_acts() -> None:
+    _, held_harmful, _, _ = K._parts()
+    ref = [*held_harmful, *(a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat)]
+    sim = C._text_similarity(list(GENERIC_HARMFUL_ACTS), ref).max(axis=1)
+    kept = [a for a, s in zip(GENERIC_HARMFUL_ACTS, sim) if s < K.CONTRAST_COSINE]
+    prompts = K.generic_prompts()
+    assert len(prompts) == 4 * len(kept) == 4 * 68
+    assert all(any(a in p or a[:1].upper() + a[1:] in p for p in prompts) for a in kept)
+    assert not any(a in p for a in set(GENERIC_HARMFUL_ACTS) - set(kept) for p in prompts)

@@ -303,14 +303,16 @@ def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: py
 
 
 @needs_minilm
-@pytest.mark.parametrize(("styles", "contrast"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize(("styles", "contrast", "generic"),
+                         [(False, False, False), (True, False, False), (False, True, False), (False, False, True)])
 def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
-        monkeypatch: pytest.MonkeyPatch, styles: bool, contrast: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, styles: bool, contrast: bool, generic: bool) -> None:
     """``train_delta(styles=True)`` (``--styles``; session 14, lora14) trains on the training-side benign styles
     (labelled safe, with their erasures and fragments: they are added before augmentation) and the decontaminated
     harmful extras (labelled harmful); without it (the shipped file's recipe) neither is in the training data. The
     first epoch's data is captured and training stopped there (nothing is trained). ``contrast=True``
-    (``--contrast``; session 15) adds the harm-word contrast prompts of :mod:`certify.prompts._contrast` likewise."""
+    (``--contrast``; session 15) adds the harm-word contrast prompts of :mod:`certify.prompts._contrast` likewise,
+    ``generic=True`` (``--generic``) its generic harmful prompts."""
     from certify.prompts import _minilm_lora
     from certify.prompts.corpus import _training_benign_prompts, _training_harmful_extra
     from certify.prompts.filters import _training_data
@@ -326,7 +328,7 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
 
     monkeypatch.setattr(_minilm_lora, "_epoch", capture)
     with pytest.raises(_Stop):
-        _minilm_lora.train_delta(styles=styles, contrast=contrast)
+        _minilm_lora.train_delta(styles=styles, contrast=contrast, generic=generic)
     texts, y = seen["texts"], seen["y"]
     assert isinstance(texts, list) and isinstance(y, torch.Tensor)
     label = dict(zip(texts, y.tolist()))
@@ -334,9 +336,13 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
     style, extra = _training_benign_prompts()[0], _training_harmful_extra(decontaminated=True)[0]
     assert all(label[t] == 1.0 for t in harmful) and all(label[t] == 0.0 for t in safe)
     n_harm = int(y.sum())
-    from certify.prompts._contrast import training_contrast_prompts
+    from certify.prompts._contrast import generic_prompts, training_contrast_prompts
 
     more_harmful, more_safe = training_contrast_prompts()
+    if generic:
+        assert all(label[t] == 1.0 for t in generic_prompts()) and n_harm == len(harmful) + len(generic_prompts())
+        return
+    assert not set(generic_prompts()) & set(texts)
     if contrast:
         assert all(label[t] == 1.0 for t in more_harmful) and all(label[t] == 0.0 for t in more_safe)
         assert n_harm == len(harmful) + len(more_harmful)
