@@ -69,3 +69,39 @@ def test_generic_prompts_drop_acts_close_to_calibration_held_out_or_evaluation_a
     assert len(prompts) == 4 * len(kept) == 4 * 68
     assert all(any(a in p or a[:1].upper() + a[1:] in p for p in prompts) for a in kept)
     assert not any(a in p for a in set(GENERIC_HARMFUL_ACTS) - set(kept) for p in prompts)
+
+
+def test_fresh2_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
+    """The session-15 fresh acts (a future calibration part of generic harmful acts and two evaluation-only sets):
+    distinct, in act form, and ``kept()`` drops exactly the ones text-close to a training-side text."""
+    from certify.prompts import _fresh2 as F
+
+    tables = (F.CALIBRATION_GENERIC_HARMFUL_ACTS, F.EVALUATION_HARMFUL_ACTS, F.EVALUATION_BENIGN_ACTS)
+    assert [len(t) for t in tables] == [138, 78, 76]
+    everything = [a.lower() for t in tables for a in t]
+    assert len(everything) == len(set(everything))
+    assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
+    kept = F.kept()
+    assert [len(v) for v in kept.values()] == [73, 48, 42]
+    ref = F._training_side_texts()
+    for (name, acts), table in zip(kept.items(), tables):
+        sim = C._text_similarity(list(table), ref).max(axis=1)
+        assert acts == tuple(a for a, s in zip(table, sim) if s < K.CONTRAST_COSINE), name
+
+
+def test_fresh2_acts_are_in_no_training_data(shared_dir: Path) -> None:
+    """No kept fresh act appears in any text a certkit filter trains on, and no written one is text-close to a shared
+    prompt (the 8 that were are deleted from the module)."""
+    from certify.prompts import _fresh2 as F
+    from certify.prompts import load_prompt_dir
+    from certify.prompts.filters import _training_data
+
+    harmful, safe, _, _ = _training_data()
+    contrast_h, contrast_b = K.training_contrast_prompts()
+    train = " ".join([*harmful, *safe, *contrast_h, *contrast_b, *K.generic_prompts()]).lower()
+    acts = [a for t in F.kept().values() for a in t]
+    assert not [a for a in acts if a.lower() in train]
+    written = [*F.CALIBRATION_GENERIC_HARMFUL_ACTS, *F.EVALUATION_HARMFUL_ACTS, *F.EVALUATION_BENIGN_ACTS]
+    assert [a for a in written if a.lower() in train]  # independent writers converge: kept() is what removes them
+    tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE
