@@ -361,10 +361,17 @@ def test_long_prompts_logit_agrees_with_predict_proba_and_gradec_runs(request: p
     assert att.score_after == pytest.approx(tiny_hf.predict_proba([att.attacked])[0], abs=1e-6)
 
 
-def test_max_length_past_the_models_positions_is_refused(tiny_hf: HFClassifierFilter) -> None:
-    positions = tiny_hf.model.config.max_position_embeddings
+@pytest.mark.parametrize("name", TINY)
+def test_max_length_past_the_models_positions_is_refused(request: pytest.FixtureRequest, name: str) -> None:
+    """The longest ``max_length`` accepted runs on a long prompt; one more is refused. RoBERTa-style encoders
+    (``tiny_bpe``, ``tiny_sp``) number positions from padding_idx + 1 = 2: 130 positions hold 128 tokens (130 was
+    accepted and raised "index 130 is out of bounds" on a long prompt)."""
+    filt = _tiny(request, name)
+    limit = filt.model.config.max_position_embeddings - (0 if name == "tiny_hf" else 2)
+    longest = HFClassifierFilter(model=filt.model, tokenizer=filt.tokenizer, max_length=limit)
+    assert 0.0 <= longest.predict_proba(["please " * 200])[0] <= 1.0
     with pytest.raises(ValueError, match="max_length"):
-        HFClassifierFilter(model=tiny_hf.model, tokenizer=tiny_hf.tokenizer, max_length=positions + 1)
+        HFClassifierFilter(model=filt.model, tokenizer=filt.tokenizer, max_length=limit + 1)
 
 
 def test_hf_filter_from_an_in_memory_model(tiny_hf: HFClassifierFilter) -> None:
