@@ -186,7 +186,6 @@ def test_token_strings_round_trip(request: pytest.FixtureRequest, name: str) -> 
     for i, s in usable.items():
         assert filt.token_ids(s) == [i] and tok.tokenize(s) == [s] and re.fullmatch(" [a-z]{2,}", s), (i, s)
     assert {" bomb", " home", " poem"} <= set(usable.values())
-    assert filt.token_strings() == list(filt.token_strings())  # memoised, a fresh list each call
 
 
 @pytest.mark.parametrize("name", ["tiny_bpe", "tiny_sp"])
