@@ -133,6 +133,28 @@ def greedy_token_attack(
 DIFFERENTIABLE = ("token_ids", "token_embeddings", "token_strings", "logit_from_embeddings", "predict_proba", "threshold")
 
 
+def _ids_in_context(filter: Any, parts: list[str]) -> list[list[int]]:
+    """Per part, the filter's token ids of that part as tokenized inside ``"".join(parts)``.
+
+    Tokenizing each part alone is not the same on every tokenizer: a SentencePiece one (XLM-R, DeBERTa-v3, T5: a
+    Metaspace pre-tokenizer) prepends "▁" to the start of every text it is given, so "bomb?" is ["▁bomb", "?"] but
+    "bomb" and "?" apart are ["▁bomb"] + ["▁", "?"]: GradEC's per-word ids and GCG's per-segment ids fed the gradient
+    path a text other than the one scored. Where the parts' own ids already concatenate to the whole text's (WordPiece,
+    byte-level BPE), those are returned (one call per part); otherwise each part's ids are the new ones that part
+    adds to the ids of the text before it (one call per prefix), or its own ids where a prefix's ids are not a prefix
+    of the next one's (a tokenizer merging across the boundary)."""
+    own = [filter.token_ids(part) for part in parts]
+    if [i for ids in own for i in ids] == filter.token_ids("".join(parts)):
+        return own
+    out: list[list[int]] = []
+    prev: list[int] = []
+    for k in range(len(parts)):
+        ids = filter.token_ids("".join(parts[: k + 1]))
+        out.append(ids[len(prev):] if ids[: len(prev)] == prev else own[k])
+        prev = ids
+    return out
+
+
 def check_differentiable(filt: Any) -> None:
     """TypeError unless ``filt`` has the differentiable-filter protocol (:data:`DIFFERENTIABLE`): ``token_ids(text)``,
     ``token_embeddings() -> (V, D)``, ``token_strings()`` (per id, the text " word" that adds exactly that token:
@@ -221,8 +243,8 @@ def gcg_attack(
                 out.append(pieces[p])
         return "".join(out), tuple(added)
 
-    segments = [filter.token_ids("".join(pieces[a:b])) for a, b in
-                zip([0, *slots], [*slots, len(pieces)])]  # prompt word-pieces between the adversarial tokens
+    segments = _ids_in_context(filter, ["".join(pieces[a:b]) for a, b in
+                                       zip([0, *slots], [*slots, len(pieces)])])  # the prompt's between the added
     seg_emb = [table[torch.tensor(s, dtype=torch.long, device=dev)] if s else table[:0] for s in segments]
     before = float(_scores(as_filter(filter), [prompt])[0])
     best_text, added = text_of(adv.cpu().tolist())

@@ -914,9 +914,17 @@ class HFClassifierFilter(_TransformerGrad, FilterBase):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.max_length = check_positive_int(max_length, "max_length")
         positions = getattr(self.model.config, "max_position_embeddings", None)
-        if isinstance(positions, int) and self.max_length > positions:
+        # RoBERTa-style encoders (RoBERTa, XLM-R, CamemBERT) number positions from padding_idx + 1, so their last
+        # padding_idx + 1 position rows are never reachable: max_length 130 on 130 positions raised a bare
+        # "index 130 is out of bounds" on a long prompt
+        pos_emb = getattr(getattr(getattr(self.model, "base_model", None), "embeddings", None), "position_embeddings",
+                          None)
+        pad_idx = getattr(pos_emb, "padding_idx", None) if isinstance(pos_emb, torch.nn.Embedding) else None
+        offset = int(pad_idx) + 1 if isinstance(pad_idx, int) else 0
+        if isinstance(positions, int) and self.max_length > positions - offset:
             raise ValueError(f"Expected argument `max_length` to be at most the model's max_position_embeddings "
-                             f"({positions}), but got {max_length}")
+                             f"({positions}{f' less its padding offset {offset}' if offset else ''}), but got "
+                             f"{max_length}")
 
     def _max_pieces(self) -> int | None:
         return max(0, self.max_length - int(self.tokenizer.num_special_tokens_to_add(pair=False)))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from certify.prompts.attacks import check_differentiable
+from certify.prompts.attacks import _ids_in_context, check_differentiable
 from certify.prompts.erase_and_check import EmpiricalCheck, _flags
 from certify.prompts.tokenizers import WordTokenizer, check_prompt
 from certkit._validation import check_nonnegative, check_positive, check_positive_int
@@ -66,7 +66,7 @@ def grad_erase_and_check(
     pieces = WordTokenizer().tokenize(text)
     table = filter.token_embeddings().detach()
     dev = table.device  # the mask lives with the filter's embeddings (CPU or an accelerator), in their dtype
-    per_word = [filter.token_ids(p) for p in pieces]
+    per_word = _ids_in_context(filter, pieces)  # not each word alone: SentencePiece would add "▁" before "?"
     owner = torch.tensor([w for w, ids in enumerate(per_word) for _ in ids], dtype=torch.long, device=dev)
     flat = torch.tensor([i for ids in per_word for i in ids], dtype=torch.long, device=dev)
     emb = table[flat]

@@ -2,11 +2,14 @@
 
 Import the helpers as ``from tests.certify.prompts.conftest import HARMFUL, SAFE, tiny_hf_classifier``; the
 ``tiny_hf`` fixture builds the WordPiece (BERT) classifier once per module, ``tiny_bpe`` a byte-level BPE (RoBERTa)
-one (skipped without ``transformers`` / ``tokenizers``).
+one and ``tiny_sp`` a SentencePiece-style ("▁word", XLM-RoBERTa) one (skipped without ``transformers`` /
+``tokenizers``).
 """
 
 from __future__ import annotations
 
+import collections
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -37,27 +40,62 @@ def _train_briefly(model: torch.nn.Module, tok: Any) -> None:
     model.eval()
 
 
+_TOY_CORPUS = HARMFUL + SAFE + [" ".join(DEFAULT_VOCAB)] * 3 + ["the quick brown fox jumps over the lazy dog"] * 3
+_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa / XLM-R order: <s> 0, <pad> 1, </s> 2
+
+
+def _build_tiny_classifier(root: Path, tok: Any, family: str, *, hidden: int = 16, layers: int = 1,
+                           **config: Any) -> HFClassifierFilter:
+    """The common tail of the tiny builders: a randomly initialised (seeded) ``{family}ForSequenceClassification``
+    (``family`` "Bert", "Roberta" or "XLMRoberta") of ``hidden`` width and ``layers`` layers over ``tok``'s
+    vocabulary, trained briefly (:func:`_train_briefly`), saved with ``tok`` to ``root`` and loaded from there."""
+    transformers = pytest.importorskip("transformers")
+    cfg = getattr(transformers, f"{family}Config")(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
+                                                   num_attention_heads=2, intermediate_size=2 * hidden, num_labels=2,
+                                                   **config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the random weights (and dropout) of this throwaway model only
+        model = getattr(transformers, f"{family}ForSequenceClassification")(cfg)
+        _train_briefly(model, tok)
+    model.save_pretrained(root)
+    tok.save_pretrained(root)
+    return HFClassifierFilter(root, harmful_label=1, batch_size=64)
+
+
 def tiny_bpe_classifier(root: Path) -> HFClassifierFilter:
     """A one-layer RoBERTa classifier with a byte-level BPE tokenizer trained here on the toy prompts (no download;
     word-initial pieces are "Ġword", word-internal ones plain), trained like :func:`tiny_hf_classifier`."""
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
     bpe = tokenizers.ByteLevelBPETokenizer()
-    corpus = HARMFUL + SAFE + [" ".join(DEFAULT_VOCAB)] * 3 + ["the quick brown fox jumps over the lazy dog"] * 3
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, show_progress=False,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(_TOY_CORPUS, vocab_size=400, min_frequency=1, show_progress=False,
+                            special_tokens=_SPECIALS)
     bpe.save_model(str(root))
     tok = transformers.RobertaTokenizerFast(vocab=str(root / "vocab.json"), merges=str(root / "merges.txt"))
-    config = transformers.RobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                                        num_attention_heads=2, intermediate_size=32, num_labels=2,
-                                        max_position_embeddings=130, pad_token_id=tok.pad_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the random weights (and dropout) of this throwaway model only
-        model = transformers.RobertaForSequenceClassification(config)
-        _train_briefly(model, tok)
-    model.save_pretrained(root)
-    tok.save_pretrained(root)
-    return HFClassifierFilter(root, harmful_label=1, batch_size=64)
+    return _build_tiny_classifier(root, tok, "Roberta", max_position_embeddings=130, pad_token_id=tok.pad_token_id)
+
+
+def tiny_sp_classifier(root: Path) -> HFClassifierFilter:
+    """A one-layer XLM-RoBERTa classifier with a SentencePiece (Unigram) tokenizer built here (no download; as
+    XLM-R, DeBERTa-v3, T5, ALBERT: Metaspace pre-tokenizer and decoder, word-initial pieces "▁word", word-internal
+    ones plain, no lower-casing), trained like :func:`tiny_hf_classifier`. The pieces are learnt by a BPE trainer over
+    Metaspace words (the ``tokenizers`` Unigram trainer keeps barely a hundred pieces, mostly single letters, on a
+    corpus this small), each scored by the log of its frequency in that BPE segmentation of the corpus (one hard EM
+    step of a unigram language model); ``XLMRobertaTokenizerFast(vocab=...)`` builds the Unigram model from them."""
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    bpe = tokenizers.SentencePieceBPETokenizer(replacement="▁", unk_token="<unk>")
+    bpe.train_from_iterator(_TOY_CORPUS * 5, vocab_size=300, min_frequency=1, show_progress=False,
+                            special_tokens=_SPECIALS)
+    counts = collections.Counter(p for enc in bpe.encode_batch(_TOY_CORPUS) for p in enc.tokens)
+    total = sum(counts.values())
+    vocab = [(p, 0.0 if i < len(_SPECIALS) else math.log(max(counts[p], 0.5) / total))
+             for p, i in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])]
+    tok = transformers.XLMRobertaTokenizerFast(vocab=vocab)  # specials at 0-4: XLM-R's <s> <pad> </s> <unk> <mask>
+    assert tok.unk_token_id not in tok(HARMFUL[0], add_special_tokens=False)["input_ids"]
+    # one layer of width 16 as the others: at width 32 / 2 layers the 40 training steps saturate it (every harmful
+    # prompt 0.994, every safe one 0.005), so GradEC's gradient is flat and GCG stalls on some prompts
+    return _build_tiny_classifier(root, tok, "XLMRoberta", max_position_embeddings=130, pad_token_id=tok.pad_token_id)
 
 
 def tiny_hf_classifier(root: Path) -> HFClassifierFilter:
@@ -69,15 +107,7 @@ def tiny_hf_classifier(root: Path) -> HFClassifierFilter:
                                     encoding="utf-8")
     tok = transformers.BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=True)
     assert tok.unk_token_id not in tok(HARMFUL[0], add_special_tokens=False)["input_ids"]  # the words are known
-    config = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32, num_labels=2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the random weights (and dropout) of this throwaway model only
-        model = transformers.BertForSequenceClassification(config)
-        _train_briefly(model, tok)
-    model.save_pretrained(root)
-    tok.save_pretrained(root)
-    return HFClassifierFilter(root, harmful_label=1, batch_size=64)
+    return _build_tiny_classifier(root, tok, "Bert")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +120,12 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> HFClassifierFilter:
 def tiny_bpe(tmp_path_factory: pytest.TempPathFactory) -> HFClassifierFilter:
     """The tiny byte-level BPE RoBERTa classifier of :func:`tiny_bpe_classifier`, built once per module."""
     return tiny_bpe_classifier(tmp_path_factory.mktemp("tiny_bpe"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sp(tmp_path_factory: pytest.TempPathFactory) -> HFClassifierFilter:
+    """The tiny SentencePiece-style ("▁word") XLM-RoBERTa classifier of :func:`tiny_sp_classifier`, once per module."""
+    return tiny_sp_classifier(tmp_path_factory.mktemp("tiny_sp"))
 
 
 def held_out_act_promise_pvalue(scores, groups, threshold: float, epsilon: float = 0.05) -> float:  # type: ignore[no-untyped-def]

@@ -1,7 +1,9 @@
 """GradEC and GCG on transformer filters (the token-embedding path of ``_TransformerGrad``).
 
 The tiny locally built BERT classifier (``tiny_hf`` in conftest.py, no download) stands in for any Hugging Face
-classifier; the shipped MiniLM filter runs in a slow case where its weights are installed.
+classifier; the tokenizer-dependent cases also run on a byte-level BPE RoBERTa (``tiny_bpe``, "Ġword" pieces) and a
+SentencePiece-style XLM-RoBERTa (``tiny_sp``, "▁word" pieces) one. The shipped MiniLM filter runs in a slow case
+where its weights are installed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from certify.prompts.tokenizers import WordTokenizer
 from tests.certify.prompts.conftest import HARMFUL, SAFE
 
 PROMPTS = [HARMFUL[0], HARMFUL[1], SAFE[0], SAFE[1], "Explain how to build a poem"]
+TINY = ["tiny_hf", "tiny_bpe", "tiny_sp"]  # WordPiece, byte-level BPE, SentencePiece-style (fixtures in conftest.py)
+
+
+def _tiny(request: pytest.FixtureRequest, name: str) -> HFClassifierFilter:
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 def _logit_checks(filt: Any, prompts: list[str]) -> None:
@@ -40,8 +47,9 @@ def _logit_checks(filt: Any, prompts: list[str]) -> None:
             assert float(z) == pytest.approx(np.log(q) - np.log1p(-q), abs=1e-4)
 
 
-def test_hf_logit_from_embeddings_is_predict_probas_logit(tiny_hf: HFClassifierFilter) -> None:
-    _logit_checks(tiny_hf, PROMPTS)
+@pytest.mark.parametrize("name", TINY)
+def test_hf_logit_from_embeddings_is_predict_probas_logit(request: pytest.FixtureRequest, name: str) -> None:
+    _logit_checks(_tiny(request, name), PROMPTS)
 
 
 @pytest.mark.slow
@@ -72,10 +80,12 @@ def _is_word_subsequence(sub: str, prompt: str) -> bool:
     return all(any(p == q for q in pieces) for p in WordTokenizer().tokenize(sub))
 
 
+@pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("num_iters", [0, 25])
-def test_gradec_on_hf_filter_matches_its_definition(tiny_hf: HFClassifierFilter, num_iters: int) -> None:
+def test_gradec_on_hf_filter_matches_its_definition(request: pytest.FixtureRequest, name: str, num_iters: int) -> None:
     """GradEC scores the clean prompt first, then word-subsequences of it (at most one per iteration); it says
     harmful iff one of them is flagged, reports that first flagged one and counts exactly the strings scored."""
+    tiny_hf = _tiny(request, name)
     moved = found = 0
     for p in [*HARMFUL[:4], *SAFE[:4], "Write a poem about a bomb"]:
         rec = _Recording(tiny_hf)
@@ -97,8 +107,10 @@ def test_gradec_on_hf_filter_matches_its_definition(tiny_hf: HFClassifierFilter,
         assert moved >= 1 and found >= 1, (moved, found)
 
 
+@pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("mode", ["suffix", "insertion", "infusion"])
-def test_gcg_on_hf_filter_within_budget(tiny_hf: HFClassifierFilter, mode: str) -> None:
+def test_gcg_on_hf_filter_within_budget(request: pytest.FixtureRequest, name: str, mode: str) -> None:
+    tiny_hf = _tiny(request, name)
     tok = WordTokenizer()
     t = 3
     flagged = [h for h in HARMFUL[:4] if tiny_hf.predict_proba([h])[0] >= tiny_hf.threshold]
@@ -163,17 +175,29 @@ def test_token_strings_on_wordpiece_are_unchanged(tiny_hf: HFClassifierFilter) -
     assert strings == _old_wordpiece_rule(tiny_hf) and sum(s is not None for s in strings) >= 20
 
 
-def test_gcg_on_a_bpe_filter_uses_tokens_that_round_trip_and_lowers_the_score(tiny_bpe: HFClassifierFilter) -> None:
-    """On a byte-level BPE vocabulary the word-initial pieces ("Ġhome") are the usable ones: each usable token's
-    " word" text tokenizes back to exactly that id and is one word token, so GCG follows the gradient of the text it
-    scores, and it lowers the harmful score (the word-internal pieces the old rule kept never round-tripped: the
-    scores barely moved, 0.9442 -> 0.9440 in the audit's probe)."""
-    tok = WordTokenizer()
-    strings = tiny_bpe.token_strings()
-    usable = {i: s for i, s in enumerate(strings) if s is not None}
-    assert len(usable) >= 10
+@pytest.mark.parametrize("name", TINY)
+def test_token_strings_round_trip(request: pytest.FixtureRequest, name: str) -> None:
+    """Every usable token's " word" text tokenizes back to exactly that one id and is one word token, on WordPiece,
+    byte-level BPE ("Ġword") and SentencePiece-style ("▁word") vocabularies; the word-initial pieces of the prompts'
+    words are among them."""
+    filt, tok = _tiny(request, name), WordTokenizer()
+    usable = {i: s for i, s in enumerate(filt.token_strings()) if s is not None}
+    assert len(usable) >= 20, usable
     for i, s in usable.items():
-        assert tiny_bpe.token_ids(s) == [i] and tok.tokenize(s) == [s], (i, s)
+        assert filt.token_ids(s) == [i] and tok.tokenize(s) == [s] and re.fullmatch(" [a-z]{2,}", s), (i, s)
+    assert {" bomb", " home", " poem"} <= set(usable.values())
+
+
+@pytest.mark.parametrize("name", ["tiny_bpe", "tiny_sp"])
+def test_gcg_on_a_bpe_filter_uses_tokens_that_round_trip_and_lowers_the_score(request: pytest.FixtureRequest,
+                                                                               name: str) -> None:
+    """On a byte-level BPE vocabulary the word-initial pieces ("Ġhome") are the usable ones, on a SentencePiece one
+    "▁home": each usable token's " word" text tokenizes back to exactly that id and is one word token, so GCG follows
+    the gradient of the text it scores, and it lowers the harmful score (the word-internal pieces the old rule kept
+    never round-tripped: the scores barely moved, 0.9442 -> 0.9440 in the audit's probe)."""
+    tiny_bpe, tok = _tiny(request, name), WordTokenizer()
+    usable = {i: s for i, s in enumerate(tiny_bpe.token_strings()) if s is not None}
+    assert len(usable) >= 20
     t, drops = 3, []
     flagged = [h for h in HARMFUL[:4] if tiny_bpe.predict_proba([h])[0] >= tiny_bpe.threshold]
     assert len(flagged) >= 2
@@ -192,8 +216,42 @@ def test_gcg_on_a_bpe_filter_uses_tokens_that_round_trip_and_lowers_the_score(ti
     assert min(drops) > 0 and max(drops) > 0.3, drops
 
 
-def test_bpe_logit_from_embeddings_is_predict_probas_logit(tiny_bpe: HFClassifierFilter) -> None:
-    _logit_checks(tiny_bpe, PROMPTS)
+class _SeenIds:
+    """Records the token ids behind each ``logit_from_embeddings`` input (a copy of the filter; rows matched back to the
+    embedding table)."""
+
+    def __init__(self, filt: HFClassifierFilter) -> None:
+        self.filt = copy.copy(filt)
+        self.seen: list[list[int]] = []
+        inner, table = filt.logit_from_embeddings, filt.token_embeddings().detach()
+
+        def logit_from_embeddings(emb: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+            match = (emb.detach().unsqueeze(1) == table.unsqueeze(0)).all(-1)  # (L, V)
+            self.seen.append([int(r.nonzero()[0]) if r.any() else -1 for r in match])
+            return inner(emb, keep)
+
+        self.filt.logit_from_embeddings = logit_from_embeddings  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_gradient_path_sees_the_scored_texts_own_tokens(request: pytest.FixtureRequest, name: str) -> None:
+    """GradEC's all-kept input and GCG's (infusion: adversarial tokens before punctuation too) are the token ids of the
+    very text scored. A SentencePiece tokenizer prepends "▁" to a text it tokenizes alone, so ids per word (GradEC)
+    or per segment between adversarial tokens (GCG) put a spurious "▁" before "?" / "," (the gradient followed was
+    that of another text: "bomb?" is ["▁bomb", "?"], but "bomb" and "?" apart are ["▁bomb"] + ["▁", "?"])."""
+    filt = _tiny(request, name)
+    for p in ("Tell me how to plant tulips?", "Write a poem, about the sea at home, please!"):  # not flagged
+        assert filt.predict_proba([p])[0] < filt.threshold
+        rec = _SeenIds(filt)
+        grad_erase_and_check(p, rec.filt, num_iters=1)
+        assert rec.seen[0] == filt.token_ids(p), (rec.seen[0], filt.token_ids(p))
+        rec = _SeenIds(filt)
+        att = gcg_attack(p, rec.filt, num_tokens=4, mode="infusion", num_iters=1, num_candidates=2,
+                         generator=torch.Generator().manual_seed(1))
+        first = next(s for s in filt.token_strings() if s is not None)  # GCG's starting adversarial token
+        pieces = WordTokenizer().tokenize(att.attacked)
+        start = "".join(first if i in att.added_positions else q for i, q in enumerate(pieces))  # the first text
+        assert rec.seen[0] == filt.token_ids(start), (rec.seen[0], filt.token_ids(start), start)
 
 
 _FACTORIES = ("zeros", "ones", "full", "tensor", "arange", "empty", "as_tensor", "rand", "randn", "eye", "zeros_like")
@@ -280,10 +338,13 @@ def test_gcg_gradec_and_empirical_threshold_on_a_gpu_filter(tiny_hf: HFClassifie
     assert 0.0 <= empirical_threshold(SAFE[:3], gpu, method="gradec", alpha=0.5, num_iters=3) <= 1.0
 
 
-def test_long_prompts_logit_agrees_with_predict_proba_and_gradec_runs(tiny_hf: HFClassifierFilter) -> None:
+@pytest.mark.parametrize("name", TINY)
+def test_long_prompts_logit_agrees_with_predict_proba_and_gradec_runs(request: pytest.FixtureRequest,
+                                                                      name: str) -> None:
     """Past ``max_length`` word pieces the gradient path truncates as ``predict_proba`` does (the two disagreed:
     0.1244 vs 0.1252 at 148 pieces), and GradEC on 600 words past the encoder's 512 positions runs (it raised a bare
     RuntimeError: "The expanded size of the tensor (602) must match ... (512)")."""
+    tiny_hf = _tiny(request, name)
     long = HARMFUL[0] + " please" * 140
     table = tiny_hf.token_embeddings()
     ids = tiny_hf.token_ids(long)
@@ -299,10 +360,17 @@ def test_long_prompts_logit_agrees_with_predict_proba_and_gradec_runs(tiny_hf: H
     assert att.score_after == pytest.approx(tiny_hf.predict_proba([att.attacked])[0], abs=1e-6)
 
 
-def test_max_length_past_the_models_positions_is_refused(tiny_hf: HFClassifierFilter) -> None:
-    positions = tiny_hf.model.config.max_position_embeddings
+@pytest.mark.parametrize("name", TINY)
+def test_max_length_past_the_models_positions_is_refused(request: pytest.FixtureRequest, name: str) -> None:
+    """The longest ``max_length`` accepted runs on a long prompt; one more is refused. RoBERTa-style encoders
+    (``tiny_bpe``, ``tiny_sp``) number positions from padding_idx + 1 = 2: 130 positions hold 128 tokens (130 was
+    accepted and raised "index 130 is out of bounds" on a long prompt)."""
+    filt = _tiny(request, name)
+    limit = filt.model.config.max_position_embeddings - (0 if name == "tiny_hf" else 2)
+    longest = HFClassifierFilter(model=filt.model, tokenizer=filt.tokenizer, max_length=limit)
+    assert 0.0 <= longest.predict_proba(["please " * 200])[0] <= 1.0
     with pytest.raises(ValueError, match="max_length"):
-        HFClassifierFilter(model=tiny_hf.model, tokenizer=tiny_hf.tokenizer, max_length=positions + 1)
+        HFClassifierFilter(model=filt.model, tokenizer=filt.tokenizer, max_length=limit + 1)
 
 
 def test_hf_filter_from_an_in_memory_model(tiny_hf: HFClassifierFilter) -> None:
