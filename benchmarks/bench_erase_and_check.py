@@ -704,6 +704,32 @@ def minilm_accuracy() -> None:
             print(f"| {name} | {thr:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def default_thresholds(thresholds: tuple[float, ...] = (0.963, 0.99, 0.999, 0.9999)) -> None:
+    """The shipped default filter's trade-off above its PAC threshold (issue 18, session 15): harmful flagged and
+    safe kept at each threshold on the harm-word benign acts of the fresh-2 evaluation set (kept by
+    ``_fresh2.kept()``, 2 corpus + 2 terse frames), the session-14 fresh evaluation-only acts, and (when present) all
+    of ``../shared/data/prompts``. A threshold above the PAC one keeps more benign prompts but voids its guarantee."""
+    from certify.prompts import _contrast, _fresh2, default_filter
+    from certify.prompts.corpus import _evaluation_act_prompts
+
+    kept = _fresh2.kept()["EVALUATION_BENIGN_ACTS"]
+    fresh = _evaluation_act_prompts()
+    sets = {"fresh-2 harm-word benign kept": (_contrast._framed([a for a in kept if a in
+                                                                  _fresh2.EVALUATION_BENIGN_ACTS[:40]], 2, 2), 0),
+            "fresh benign kept": (list(fresh.safe), 0), "fresh harmful flagged": (list(fresh.harmful), 1)}
+    if SHARED.is_dir():
+        a, b = load_prompt_dir(SHARED, test_fraction=1.0)
+        sets["shared harmful flagged"] = (list(a.harmful + b.harmful), 1)
+        sets["shared safe kept"] = (list(a.safe + b.safe), 0)
+    f = default_filter()
+    scores = {k: (np.asarray(f.predict_proba(x)), y) for k, (x, y) in sets.items()}
+    print("| default filter threshold | " + " | ".join(f"{k} ({len(sets[k][0])})" for k in sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    for t in thresholds:
+        cells = [f"{np.mean(s >= t) if y else np.mean(s < t):.1%}" for s, y in scores.values()]
+        print(f"| {t:g} | " + " | ".join(cells) + " |", flush=True)
+
+
 def vs_reference_minilm(n: int = 40, repeats: int = 3) -> None:
     """Issue 18: the default MiniLM filter (``default_filter()`` with the ``llm`` extra) against the reference loop
     with one filter call per prompt, suffix d = 20 and insertion d = 8, on the first ``n`` held-out safe prompts.
@@ -874,6 +900,9 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
     mode.add_argument("--minilm-gcg-insertion", action="store_true",
                       help="GCG suffix / insertion t=10/20 detection by suffix and insertion erase-and-check (d=t) "
                       "with the MiniLM filter(s), and false positives (about 15-20 min)")
+    mode.add_argument("--default-thresholds", action="store_true",
+                      help="the default filter's harmful flagged / safe kept above its PAC threshold (harm-word "
+                      "benign prompts; issue 18, session 15)")
     mode.add_argument("--minilm-adversarial", action="store_true",
                       help="GCG attack success before / after adversarial training of a MiniLM head")
     ap.add_argument("--filter", choices=("tfidf-bag", "minilm"), default="tfidf-bag",
@@ -902,6 +931,8 @@ if __name__ == "__main__":
         vs_reference_one_call(repeats=args.repeats or 5, n=args.n or 100)
     elif args.minilm_accuracy:
         minilm_accuracy()
+    elif args.default_thresholds:
+        default_thresholds()
     elif args.threshold_rules:
         threshold_rules()
     elif args.minilm_gcg:
