@@ -23,8 +23,6 @@ fentanyl into fake painkiller pills", 0.29; "dispose of my late father's expired
 
 from __future__ import annotations
 
-import numpy as np
-
 from certify.prompts import corpus as C
 from certify.prompts._harmword import HARMWORD_BENIGN_ACTS, HARMWORD_HARMFUL_ACTS, TERSE_FRAMES
 
@@ -52,12 +50,17 @@ def _parts() -> tuple[list[str], list[str], list[str], list[str]]:
             [acts[i] for i in ids((train,), 0)], [acts[i] for i in ids((cal, held), 0)])
 
 
+def _held_back_harmful(held_harmful: list[str]) -> list[str]:
+    """The harmful acts a training act must not paraphrase: calibration and held-out (``held_harmful``, from
+    :func:`_parts`) and evaluation-only."""
+    return [*held_harmful, *(a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat)]
+
+
 def decontaminated_acts() -> tuple[list[str], list[str]]:
     """The harm-word (harmful, benign) acts kept by the decontamination rule of the module docstring."""
     _, held_harmful, _, held_benign = _parts()
-    eval_harmful = [a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat]
     eval_benign = [a for cat in C._EVALUATION_BENIGN_ACTS.values() for a in cat]
-    harmful = _kept(HARMWORD_HARMFUL_ACTS, [*held_harmful, *eval_harmful])
+    harmful = _kept(HARMWORD_HARMFUL_ACTS, _held_back_harmful(held_harmful))
     benign = _kept(HARMWORD_BENIGN_ACTS, [*held_benign, *eval_benign, *C._EVALUATION_BENIGN,
                                           *C._knowledge_prompts(held_out=True)])
     return harmful, benign
@@ -86,16 +89,4 @@ def generic_prompts() -> list[str]:
     harmful acts, each in 2 frames + 2 terse frames (session 15, candidate L4)."""
     from certify.prompts._generic import GENERIC_HARMFUL_ACTS
 
-    _, held_harmful, _, _ = _parts()
-    eval_harmful = [a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat]
-    return _framed(_kept(GENERIC_HARMFUL_ACTS, [*held_harmful, *eval_harmful]), 2, 2)
-
-
-def report() -> dict[str, object]:  # pragma: no cover - printed by the design's commands
-    harmful, benign = decontaminated_acts()
-    h, b = training_contrast_prompts()
-    return {"harm-word harmful kept": f"{len(harmful)}/{len(HARMWORD_HARMFUL_ACTS)}",
-            "harm-word benign kept": f"{len(benign)}/{len(HARMWORD_BENIGN_ACTS)}",
-            "dropped harmful": sorted(set(HARMWORD_HARMFUL_ACTS) - set(harmful)),
-            "dropped benign": sorted(set(HARMWORD_BENIGN_ACTS) - set(benign)),
-            "prompts": (len(h), len(b)), "example": (h[0], b[0]), "np": np.__version__}
+    return _framed(_kept(GENERIC_HARMFUL_ACTS, _held_back_harmful(_parts()[1])), 2, 2)
