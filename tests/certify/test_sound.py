@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from decimal import Decimal, getcontext
 from fractions import Fraction
 from typing import Any
@@ -325,7 +326,7 @@ def _nets() -> dict[str, Any]:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_random_networks_contain_exact_outputs(name: str, dtype: torch.dtype) -> None:
     make, shape = _nets()[name]
-    gen = torch.Generator().manual_seed(hash(name) % 1000)
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)  # hash() of a str varies per process
     torch.manual_seed(0)
     model = _randomize(make(), gen).to(dtype)
     x = torch.rand((2, *shape), generator=gen, dtype=torch.float64).to(dtype)
