@@ -730,6 +730,59 @@ def default_thresholds(thresholds: tuple[float, ...] = (0.963, 0.99, 0.999, 0.99
         print(f"| {t:g} | " + " | ".join(cells) + " |", flush=True)
 
 
+def _act_miss(f: object, acts: list[str], thr: float) -> np.ndarray:
+    """Per act, the share of its 4 frames (2 corpus + 2 terse, ``_contrast._framed``) scored below ``thr``: missed
+    for a harmful act, kept for a benign one."""
+    from certify.prompts import _contrast
+
+    p = np.asarray(f.predict_proba(_contrast._framed(acts, 2, 2)), dtype=np.float64)  # type: ignore[attr-defined]
+    return (p < thr).reshape(len(acts), 4).mean(1)
+
+
+def fresh_acts(sets: tuple[str, ...] = ("fresh2", "fresh3", "shared")) -> None:
+    """Issue 18, session 16: the MiniLM filters (the default and ``--delta``) at their PAC thresholds on the blind
+    evaluation acts of ``_fresh2`` and ``_fresh3`` (those their ``kept()`` keeps; 2 corpus + 2 terse frames per act):
+    mean act miss (share of a harmful act's frames not flagged, averaged over acts; all / generic / victim-or-purpose)
+    and benign kept (all / harm-word / everyday); and on all of ``../shared/data/prompts`` (when present), harmful
+    flagged / safe kept. ``sets`` chooses which (``--fresh-sets``)."""
+    from certify.prompts import _fresh2, _fresh3
+
+    parts: dict[str, tuple[list[str], set[str], list[str], set[str]]] = {}
+    if "fresh2" in sets:
+        k = _fresh2.kept()
+        parts["fresh-2"] = (list(k["EVALUATION_HARMFUL_ACTS"]), set(_fresh2.EVALUATION_HARMFUL_ACTS[:40]),
+                            list(k["EVALUATION_BENIGN_ACTS"]), set(_fresh2.EVALUATION_BENIGN_ACTS[:40]))
+    if "fresh3" in sets:
+        k = _fresh3.kept()
+        parts["fresh-3"] = (list(k["EVALUATION_HARMFUL_ACTS_3"]),
+                            set(_fresh3.EVALUATION_HARMFUL_ACTS_3[:_fresh3.N_GENERIC]),
+                            list(k["EVALUATION_BENIGN_ACTS_3"]),
+                            set(_fresh3.EVALUATION_BENIGN_ACTS_3[:_fresh3.N_HARMWORD]))
+    shared = None
+    if "shared" in sets and SHARED.is_dir():
+        a, b = load_prompt_dir(SHARED, test_fraction=1.0)
+        shared = (list(a.harmful + b.harmful), list(a.safe + b.safe))
+    filters = _minilm_filters()
+    filters.pop("frozen encoder + minilm_head.txt", None)
+    for name, f in filters.items():
+        thr = float(f.pac_threshold_)  # type: ignore[attr-defined]
+        print(f"{name}: PAC threshold {thr:.4f}")
+        for pname, (harm, generic, benign, harmword) in parts.items():
+            miss = _act_miss(f, harm, thr)
+            kept = _act_miss(f, benign, thr)  # share of a benign act's frames below thr: kept
+            g = np.array([h in generic for h in harm])
+            w = np.array([x in harmword for x in benign])
+            print(f"  {pname}: mean act miss {miss.mean():.2%} (n={len(harm)}; generic {miss[g].mean():.2%} n={g.sum()}"
+                  f", victim/purpose {miss[~g].mean():.2%} n={(~g).sum()}); benign kept {kept.mean():.2%} "
+                  f"(n={len(benign)}; harm-word {kept[w].mean():.2%} n={w.sum()}, everyday {kept[~w].mean():.2%} "
+                  f"n={(~w).sum()})", flush=True)
+        if shared is not None:
+            ph = np.asarray(f.predict_proba(shared[0]))  # type: ignore[attr-defined]
+            ps = np.asarray(f.predict_proba(shared[1]))  # type: ignore[attr-defined]
+            print(f"  shared: harmful flagged {np.mean(ph >= thr):.2%} ({len(ph)}), safe kept {np.mean(ps < thr):.2%}"
+                  f" ({len(ps)})", flush=True)
+
+
 def vs_reference_minilm(n: int = 40, repeats: int = 3) -> None:
     """Issue 18: the default MiniLM filter (``default_filter()`` with the ``llm`` extra) against the reference loop
     with one filter call per prompt, suffix d = 20 and insertion d = 8, on the first ``n`` held-out safe prompts.
@@ -903,6 +956,9 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
     mode.add_argument("--default-thresholds", action="store_true",
                       help="the default filter's harmful flagged / safe kept above its PAC threshold (harm-word "
                       "benign prompts; issue 18, session 15)")
+    mode.add_argument("--fresh-acts", action="store_true",
+                      help="the default MiniLM filter (and --delta) on the blind fresh-2 / fresh-3 evaluation acts and "
+                      "the shared prompts at its PAC threshold (issue 18, session 16)")
     mode.add_argument("--minilm-adversarial", action="store_true",
                       help="GCG attack success before / after adversarial training of a MiniLM head")
     ap.add_argument("--filter", choices=("tfidf-bag", "minilm"), default="tfidf-bag",
@@ -919,6 +975,8 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                     help="with --delta: only the delta's filter (not the default one)")
     ap.add_argument("--default-only", action="store_true",
                     help="with the --minilm-* modes: only the default filter (and --delta), not the frozen encoder's")
+    ap.add_argument("--fresh-sets", default="fresh2,fresh3,shared",
+                    help="with --fresh-acts: comma-separated sets among fresh2, fresh3, shared")
     return ap.parse_args(argv)
 
 
@@ -931,6 +989,8 @@ if __name__ == "__main__":
         vs_reference_one_call(repeats=args.repeats or 5, n=args.n or 100)
     elif args.minilm_accuracy:
         minilm_accuracy()
+    elif args.fresh_acts:
+        fresh_acts(tuple(args.fresh_sets.split(",")))
     elif args.default_thresholds:
         default_thresholds()
     elif args.threshold_rules:

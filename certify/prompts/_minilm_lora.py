@@ -166,7 +166,8 @@ def _greedy_path(model: _Model, prompt: str, rounds: int = 12) -> list[str]:
 
 def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_prompts: int = MINE_PROMPTS,
                 subset: int | None = None, styles: bool = False, contrast: bool = False, generic: bool = False,
-                log: Any = None, snapshot: Any = None) -> dict[str, np.ndarray]:
+                generic2: bool = False, harmful_weight: float = HARMFUL_WEIGHT, log: Any = None,
+                snapshot: Any = None) -> dict[str, np.ndarray]:
     """The delta (LoRA factors ``"{layer}.{name}.a|b"`` as float16, ``head_w``, ``head_b``) that
     ``minilm_lora.npz`` ships with the defaults; ``subset``: only the first ``subset`` prompts of each class (a
     reduced run, for tests); ``styles``: also train on :func:`certify.prompts.corpus._training_benign_prompts` (added
@@ -174,8 +175,10 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
     ``_training_harmful_extra(decontaminated=True)`` (added to the harmful prompts; session 14, lora14);
     ``contrast``: also train on :func:`certify.prompts._contrast.training_contrast_prompts` (harm-word benign and
     harmful acts, terse imperative frames; session 15); ``generic``: also train on
-    :func:`certify.prompts._contrast.generic_prompts` (harmful acts with no named victim; session 15).
-    ``pac_threshold`` is added by :func:`main`."""
+    :func:`certify.prompts._contrast.generic_prompts` (harmful acts with no named victim; session 15); ``generic2``:
+    also train on :func:`certify.prompts._contrast.generic2_prompts` (a second blind set of such acts; session 16);
+    ``harmful_weight``: the harmful class weighs that many times the safe class. ``pac_threshold`` is added by
+    :func:`main`."""
     from certify.prompts.augmentation import augment_safe
     from certify.prompts.filters import EmbeddingFilter, _frozen_minilm_filter, _training_data
 
@@ -195,6 +198,10 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
         from certify.prompts._contrast import generic_prompts
 
         harmful = [*harmful, *generic_prompts()]
+    if generic2:
+        from certify.prompts._contrast import generic2_prompts
+
+        harmful = [*harmful, *generic2_prompts()]
     if subset is not None:
         harmful, safe = harmful[:subset], safe[:subset]
     g = torch.Generator().manual_seed(0)
@@ -211,7 +218,7 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
         texts = [*harmful, *safe, *extra_safe]
         y = torch.cat([torch.ones(len(harmful)), torch.zeros(len(safe) + len(extra_safe))])
         n_safe = len(safe) + len(extra_safe)
-        wts = torch.cat([torch.full((len(harmful),), HARMFUL_WEIGHT * n_safe / len(harmful)), torch.ones(n_safe)])
+        wts = torch.cat([torch.full((len(harmful),), harmful_weight * n_safe / len(harmful)), torch.ones(n_safe)])
         return texts, y, wts
 
     texts, y, wts = data(extra)
@@ -255,11 +262,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also train on the harm-word contrast acts and terse frames (certify.prompts._contrast)")
     parser.add_argument("--generic", action="store_true",
                         help="also train on the generic harmful acts (certify.prompts._contrast.generic_prompts)")
+    parser.add_argument("--generic2", action="store_true",
+                        help="also train on the second generic harmful acts (certify.prompts._contrast.generic2_prompts)")
+    parser.add_argument("--harmful-weight", type=float, default=HARMFUL_WEIGHT,
+                        help=f"weight of the harmful class relative to the safe class (default {HARMFUL_WEIGHT})")
+    parser.add_argument("--calibration", choices=("generated", "mixture"), default="generated",
+                        help="the PAC rule's calibration acts: the 130 generated calibration acts, or those plus the "
+                             "blind generic calibration acts of certify.prompts._fresh2 (session 16)")
     args = parser.parse_args(argv)
     t0 = time.process_time()
-    delta = train_delta(styles=args.styles, contrast=args.contrast, generic=args.generic,
+    delta = train_delta(styles=args.styles, contrast=args.contrast, generic=args.generic, generic2=args.generic2,
+                        harmful_weight=args.harmful_weight,
                         log=lambda s: print(f"[{time.process_time() - t0:7.0f} s CPU] {s}", flush=True))
-    pac = _default_pac_threshold(delta_filter(delta))  # group-valid: act ids of the calibration prompts
+    # group-valid: act ids of the calibration prompts
+    pac = _default_pac_threshold(delta_filter(delta), mixture=args.calibration == "mixture")
     np.savez_compressed(args.out, **{"pac_threshold": np.array([pac]), **delta})  # type: ignore[arg-type]
     print(f"wrote {args.out} (pac_threshold {pac:.4f}; {time.process_time() - t0:.0f} s CPU)")
 

@@ -1370,21 +1370,32 @@ def _training_data() -> tuple[list[str], list[str], list[str], list[str]]:
     return [*train.harmful, *own.harmful], [*train.safe, *own.safe], list(cal.harmful), list(cal.safe)
 
 
-def _calibration_acts() -> tuple[list[str], list[int]]:
+def _calibration_acts(*, mixture: bool = False) -> tuple[list[str], list[int]]:
     """The calibration harmful prompts of the default filters (as ``_training_data()[2]``) and the act id of each:
-    the groups of the group-valid PAC rule (a filter misses the frames of one act together)."""
+    the groups of the group-valid PAC rule (a filter misses the frames of one act together). ``mixture``: plus the
+    blind generic calibration acts of :mod:`certify.prompts._fresh2` (those :func:`~certify.prompts._fresh2.kept`
+    keeps; 2 corpus + 2 terse frames each, new act ids after the generated ones; session 16)."""
     from certify.prompts.corpus import generated_prompts, split_by_act
 
     _, cal, _ = split_by_act(generated_prompts())
     pairs = [(p, g) for p, g, y in zip(cal.prompts, cal.groups, cal.labels) if y == 1]
-    return [p for p, _ in pairs], [g for _, g in pairs]
+    prompts, groups = [p for p, _ in pairs], [g for _, g in pairs]
+    if mixture:
+        from certify.prompts import _contrast, _fresh2
+
+        first = max(groups) + 1
+        framed = _contrast._framed(list(_fresh2.kept()["CALIBRATION_GENERIC_HARMFUL_ACTS"]), 2, 2)
+        prompts += framed
+        groups += [first + i // 4 for i in range(len(framed))]  # 4 frames per act, in act order
+    return prompts, groups
 
 
-def _default_pac_threshold(filt: Any) -> float:
+def _default_pac_threshold(filt: Any, *, mixture: bool = False) -> float:
     """The default filters' threshold rule: :func:`pac_threshold` with ``groups`` = act ids (epsilon = delta = 0.05)
-    on the calibration harmful prompts (130 acts x 4 frames). If the calibration acts are i.i.d. draws of harmful acts,
-    then with probability >= 0.95 a fresh act's uniformly drawn frame is flagged with probability >= 0.95."""
-    prompts, acts = _calibration_acts()
+    on the calibration harmful prompts (130 acts x 4 frames; ``mixture``: see :func:`_calibration_acts`). If the
+    calibration acts are i.i.d. draws of harmful acts, then with probability >= 0.95 a fresh act's uniformly drawn
+    frame is flagged with probability >= 0.95."""
+    prompts, acts = _calibration_acts(mixture=mixture)
     return pac_threshold(np.asarray(filt.predict_proba(prompts), dtype=np.float64), 0.05, 0.05, groups=acts)
 
 

@@ -105,3 +105,92 @@ def test_fresh2_acts_are_in_no_training_data(shared_dir: Path) -> None:
     assert [a for a in written if a.lower() in train]  # independent writers converge: kept() is what removes them
     tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
     assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE
+
+
+def test_generic2_acts_are_well_formed_and_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
+    """The second generic harmful acts (session 16): the 24 of the 200 written that were text-close to a shared
+    prompt were deleted before training."""
+    from certify.prompts import load_prompt_dir
+    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2 as G2
+
+    assert len(G2) == len({a.lower() for a in G2}) == 176
+    assert all(3 <= len(a.split()) <= 12 and not a.endswith(".") and "{" not in a for a in G2)
+    train, test = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    shared = [*train.harmful, *test.harmful, *train.safe, *test.safe]
+    assert C._text_similarity(list(G2), shared).max() < K.CONTRAST_COSINE
+
+
+def test_generic2_prompts_drop_acts_close_to_held_back_or_fresh2_acts() -> None:
+    """No training act of ``generic2_prompts`` paraphrases a calibration, held-out or evaluation act, nor a fresh-2
+    act (whose calibration acts calibrate the mixture threshold): the rule keeps the PAC threshold valid."""
+    from certify.prompts import _fresh2
+    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2 as G2
+
+    _, held_harmful, _, _ = K._parts()
+    ref = [*held_harmful, *(a for cat in C._EVALUATION_HARMFUL_ACTS.values() for a in cat),
+           *_fresh2.CALIBRATION_GENERIC_HARMFUL_ACTS, *_fresh2.EVALUATION_HARMFUL_ACTS, *_fresh2.EVALUATION_BENIGN_ACTS]
+    sim = C._text_similarity(list(G2), ref).max(axis=1)
+    kept = [a for a, s in zip(G2, sim) if s < K.CONTRAST_COSINE]
+    prompts = K.generic2_prompts()
+    assert len(prompts) == 4 * len(kept) == 4 * 100
+    assert all(any(a in p or a[:1].upper() + a[1:] in p for p in prompts) for a in kept)
+    assert not any(a in p for a in set(G2) - set(kept) for p in prompts)
+    mixture = set(_calibration_prompts(mixture=True))
+    assert not mixture & set(prompts)
+
+
+def _calibration_prompts(*, mixture: bool) -> list[str]:
+    from certify.prompts.filters import _calibration_acts
+
+    return _calibration_acts(mixture=mixture)[0]
+
+
+def test_mixture_calibration_adds_the_kept_fresh2_generic_acts_as_new_groups_of_four_frames() -> None:
+    from certify.prompts import _fresh2
+    from certify.prompts.filters import _calibration_acts
+
+    base, base_groups = _calibration_acts()
+    prompts, groups = _calibration_acts(mixture=True)
+    acts = _fresh2.kept()["CALIBRATION_GENERIC_HARMFUL_ACTS"]
+    assert prompts[:len(base)] == base and groups[:len(base)] == base_groups
+    assert len(set(base_groups)) == 130 and len(prompts) == len(base) + 4 * len(acts) == 520 + 4 * 73
+    new = groups[len(base):]
+    assert min(new) > max(base_groups) and [new.count(g) for g in sorted(set(new))] == [4] * len(acts)
+    for i, act in enumerate(acts):  # each act's 4 frames carry its own group id
+        frames = prompts[len(base) + 4 * i: len(base) + 4 * i + 4]
+        assert all(act in p or act[:1].upper() + act[1:] in p for p in frames) and len(set(frames)) == 4
+        assert len({groups[len(base) + 4 * i + j] for j in range(4)}) == 1
+
+
+def test_fresh3_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
+    """The session-16 evaluation acts: distinct, in act form, and ``kept()`` drops exactly those text-close to a
+    training-side text (the generic2 acts included)."""
+    from certify.prompts import _fresh2, _fresh3
+    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
+
+    tables = (_fresh3.EVALUATION_HARMFUL_ACTS_3, _fresh3.EVALUATION_BENIGN_ACTS_3)
+    assert [len(t) for t in tables] == [95, 98] and (_fresh3.N_GENERIC, _fresh3.N_HARMWORD) == (46, 49)
+    everything = [a.lower() for t in tables for a in t]
+    assert len(everything) == len(set(everything))
+    assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
+    kept = _fresh3.kept()
+    assert [len(v) for v in kept.values()] == [40, 49]
+    ref = [*_fresh2._training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
+    for (name, acts), table in zip(kept.items(), tables):
+        sim = C._text_similarity(list(table), ref).max(axis=1)
+        assert acts == tuple(a for a, s in zip(table, sim) if s < K.CONTRAST_COSINE), name
+        assert len(acts) < len(table)  # not vacuous
+
+
+def test_fresh3_acts_are_in_no_training_data_and_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
+    from certify.prompts import _fresh3, load_prompt_dir
+    from certify.prompts.filters import _training_data
+
+    harmful, safe, _, _ = _training_data()
+    contrast_h, contrast_b = K.training_contrast_prompts()
+    train = " ".join([*harmful, *safe, *contrast_h, *contrast_b, *K.generic_prompts(), *K.generic2_prompts()]).lower()
+    assert not [a for t in _fresh3.kept().values() for a in t if a.lower() in train]
+    tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    shared = [*tr.harmful, *te.harmful, *tr.safe, *te.safe]
+    written = [*_fresh3.EVALUATION_HARMFUL_ACTS_3, *_fresh3.EVALUATION_BENIGN_ACTS_3]
+    assert C._text_similarity(written, shared).max() < K.CONTRAST_COSINE

@@ -303,16 +303,18 @@ def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: py
 
 
 @needs_minilm
-@pytest.mark.parametrize(("styles", "contrast", "generic"),
-                         [(False, False, False), (True, False, False), (False, True, False), (False, False, True)])
+@pytest.mark.parametrize(("styles", "contrast", "generic", "generic2"),
+                         [(False, False, False, False), (True, False, False, False), (False, True, False, False),
+                          (False, False, True, False), (False, False, False, True)])
 def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
-        monkeypatch: pytest.MonkeyPatch, styles: bool, contrast: bool, generic: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, styles: bool, contrast: bool, generic: bool, generic2: bool) -> None:
     """``train_delta(styles=True)`` (``--styles``; session 14, lora14) trains on the training-side benign styles
     (labelled safe, with their erasures and fragments: they are added before augmentation) and the decontaminated
     harmful extras (labelled harmful); without it (the shipped file's recipe) neither is in the training data. The
     first epoch's data is captured and training stopped there (nothing is trained). ``contrast=True``
     (``--contrast``; session 15) adds the harm-word contrast prompts of :mod:`certify.prompts._contrast` likewise,
-    ``generic=True`` (``--generic``) its generic harmful prompts."""
+    ``generic=True`` (``--generic``) its generic harmful prompts, ``generic2=True`` (``--generic2``; session 16) the
+    second set, with ``harmful_weight`` (``--harmful-weight``) as the harmful class's weight."""
     from certify.prompts import _minilm_lora
     from certify.prompts.corpus import _training_benign_prompts, _training_harmful_extra
     from certify.prompts.filters import _training_data
@@ -323,12 +325,14 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
         pass
 
     def capture(model, opt, texts, y, wts, g, log):  # type: ignore[no-untyped-def]
-        seen["texts"], seen["y"] = list(texts), y.clone()
+        seen["texts"], seen["y"], seen["wts"] = list(texts), y.clone(), wts.clone()
         raise _Stop
 
     monkeypatch.setattr(_minilm_lora, "_epoch", capture)
+    weight = 3.0 if generic2 else _minilm_lora.HARMFUL_WEIGHT
     with pytest.raises(_Stop):
-        _minilm_lora.train_delta(styles=styles, contrast=contrast, generic=generic)
+        _minilm_lora.train_delta(styles=styles, contrast=contrast, generic=generic, generic2=generic2,
+                                 harmful_weight=weight)
     texts, y = seen["texts"], seen["y"]
     assert isinstance(texts, list) and isinstance(y, torch.Tensor)
     label = dict(zip(texts, y.tolist()))
@@ -336,9 +340,17 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
     style, extra = _training_benign_prompts()[0], _training_harmful_extra(decontaminated=True)[0]
     assert all(label[t] == 1.0 for t in harmful) and all(label[t] == 0.0 for t in safe)
     n_harm = int(y.sum())
-    from certify.prompts._contrast import generic_prompts, training_contrast_prompts
+    wts = seen["wts"]
+    assert isinstance(wts, torch.Tensor)  # the harmful class weighs `weight` times the safe class in all
+    assert float(wts[y == 1].sum() / wts[y == 0].sum()) == pytest.approx(weight, rel=1e-5)
+    from certify.prompts._contrast import generic2_prompts, generic_prompts, training_contrast_prompts
 
     more_harmful, more_safe = training_contrast_prompts()
+    if generic2:
+        assert all(label[t] == 1.0 for t in generic2_prompts()) and n_harm == len(harmful) + len(generic2_prompts())
+        assert not set(generic_prompts()) & set(texts)
+        return
+    assert not set(generic2_prompts()) & set(texts)
     if generic:
         assert all(label[t] == 1.0 for t in generic_prompts()) and n_harm == len(harmful) + len(generic_prompts())
         return
