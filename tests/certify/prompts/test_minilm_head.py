@@ -302,6 +302,31 @@ def test_bench_minilm_gcg_tests_the_default_at_its_pac_threshold(monkeypatch: py
     assert bench._gcg_threshold("LoRA-fine-tuned encoder + head (x.npz)", delta) == 0.5 == delta.threshold
 
 
+def test_bench_act_miss_is_the_share_of_each_acts_four_frames_below_the_threshold() -> None:
+    """``bench_erase_and_check.py --fresh-acts`` (session 16) scores each act in its 4 frames of
+    ``_contrast._framed(acts, 2, 2)``, in act order: a stub filter that scores one frame of the second act low."""
+    import importlib.util
+
+    from certify.prompts import _contrast
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_erase_and_check.py"
+    spec = importlib.util.spec_from_file_location("_bench_eac", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    acts = ["pick a lock", "forge a passport", "bake bread"]
+    frames = _contrast._framed(acts, 2, 2)
+    low = {frames[5], frames[8], frames[9]}
+
+    class Stub:
+        def predict_proba(self, prompts: list[str]) -> np.ndarray:
+            assert prompts == frames
+            return np.array([0.1 if p in low else 0.9 for p in prompts])
+
+    assert bench._act_miss(Stub(), acts, 0.5).tolist() == [0.0, 0.25, 0.5]
+    assert bench._act_miss(Stub(), acts, 0.05).tolist() == [0.0, 0.0, 0.0]
+
+
 @needs_minilm
 @pytest.mark.parametrize(("styles", "contrast", "generic", "generic2"),
                          [(False, False, False, False), (True, False, False, False), (False, True, False, False),
