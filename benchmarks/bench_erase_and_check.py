@@ -739,31 +739,25 @@ def _act_miss(f: object, acts: list[str], thr: float) -> np.ndarray:
     return (p < thr).reshape(len(acts), 4).mean(1)
 
 
-def fresh_acts(sets: tuple[str, ...] = ("fresh2", "fresh3", "fresh4", "shared")) -> None:
+def fresh_acts(sets: tuple[str, ...] = ("fresh2", "fresh3", "fresh4", "fresh5", "shared")) -> None:
     """Issue 18, session 16: the MiniLM filters (the default and ``--delta``) at their PAC thresholds on the blind
-    evaluation acts of ``_fresh2``, ``_fresh3`` and ``_fresh4`` (those their ``kept()`` keeps; 2 corpus + 2 terse frames per act):
+    evaluation acts of ``_fresh2`` to ``_fresh5`` (those their ``kept()`` keeps; 2 corpus + 2 terse frames per act):
     mean act miss (share of a harmful act's frames not flagged, averaged over acts; all / generic / victim-or-purpose)
     and benign kept (all / harm-word / everyday); and on all of ``../shared/data/prompts`` (when present), harmful
     flagged / safe kept. ``sets`` chooses which (``--fresh-sets``)."""
-    from certify.prompts import _fresh2, _fresh3, _fresh4
+    from certify.prompts import _fresh2, _fresh3, _fresh4, _fresh5
 
     parts: dict[str, tuple[list[str], set[str], list[str], set[str]]] = {}
     if "fresh2" in sets:
         k = _fresh2.kept()
         parts["fresh-2"] = (list(k["EVALUATION_HARMFUL_ACTS"]), set(_fresh2.EVALUATION_HARMFUL_ACTS[:40]),
                             list(k["EVALUATION_BENIGN_ACTS"]), set(_fresh2.EVALUATION_BENIGN_ACTS[:40]))
-    if "fresh3" in sets:
-        k = _fresh3.kept()
-        parts["fresh-3"] = (list(k["EVALUATION_HARMFUL_ACTS_3"]),
-                            set(_fresh3.EVALUATION_HARMFUL_ACTS_3[:_fresh3.N_GENERIC]),
-                            list(k["EVALUATION_BENIGN_ACTS_3"]),
-                            set(_fresh3.EVALUATION_BENIGN_ACTS_3[:_fresh3.N_HARMWORD]))
-    if "fresh4" in sets:
-        k = _fresh4.kept()
-        parts["fresh-4"] = (list(k["EVALUATION_HARMFUL_ACTS_4"]),
-                            set(_fresh4.EVALUATION_HARMFUL_ACTS_4[:_fresh4.N_GENERIC]),
-                            list(k["EVALUATION_BENIGN_ACTS_4"]),
-                            set(_fresh4.EVALUATION_BENIGN_ACTS_4[:_fresh4.N_HARMWORD]))
+    for n, mod in ((3, _fresh3), (4, _fresh4), (5, _fresh5)):
+        if f"fresh{n}" in sets:
+            k = mod.kept()
+            harm, benign = getattr(mod, f"EVALUATION_HARMFUL_ACTS_{n}"), getattr(mod, f"EVALUATION_BENIGN_ACTS_{n}")
+            parts[f"fresh-{n}"] = (list(k[f"EVALUATION_HARMFUL_ACTS_{n}"]), set(harm[:mod.N_GENERIC]),
+                                   list(k[f"EVALUATION_BENIGN_ACTS_{n}"]), set(benign[:mod.N_HARMWORD]))
     shared = None
     if "shared" in sets and SHARED.is_dir():
         a, b = load_prompt_dir(SHARED, test_fraction=1.0)
@@ -981,8 +975,8 @@ def _args(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
                     help="with --delta: only the delta's filter (not the default one)")
     ap.add_argument("--default-only", action="store_true",
                     help="with the --minilm-* modes: only the default filter (and --delta), not the frozen encoder's")
-    ap.add_argument("--fresh-sets", default="fresh2,fresh3,fresh4,shared",
-                    help="with --fresh-acts: comma-separated sets among fresh2, fresh3, fresh4, shared")
+    ap.add_argument("--fresh-sets", default="fresh2,fresh3,fresh4,fresh5,shared",
+                    help="with --fresh-acts: comma-separated sets among fresh2, fresh3, fresh4, fresh5, shared")
     return ap.parse_args(argv)
 
 

@@ -14,7 +14,9 @@ Examples::
 
 ``--filter default`` (the default) is ``certify.prompts.default_filter()``: the shipped MiniLM filter where the
 ``llm`` extra is installed, the generated-set TF-IDF filter otherwise, each at its PAC threshold unless
-``--threshold`` is given. ``--filter tfidf`` is the fast TF-IDF filter of the embedded prompt set (weaker).
+``--threshold`` is given. ``--filter specific`` is ``default_filter(variant="specific")`` (MiniLM only: keeps more
+benign prompts that use harm words, flags fewer terse harmful ones). ``--filter tfidf`` is the fast TF-IDF filter of
+the embedded prompt set (weaker).
 
 Adding a sub-command: a module ``certkit_app.<name>_cmd`` exposing ``add_parser(subparsers)``
 (registers its parser, whose ``prog`` names the command) and ``run(args) -> int`` (the exit
@@ -96,14 +98,15 @@ def _add_erase_check(sub: Any) -> None:
     ec.add_argument("--max-erase", type=NONNEG_INT, default=None, metavar="D",
                     help="most tokens erased (per block in insertion mode); default 20 / 8 / 2 by mode")
     ec.add_argument("--num-blocks", type=POS_INT, default=1, metavar="K", help="inserted blocks (insertion mode)")
-    ec.add_argument("--filter", default="default", metavar="default|tfidf|embedding|PATH",
+    ec.add_argument("--filter", default="default", metavar="default|specific|tfidf|embedding|PATH",
                     help="built-in filter (default: certify.prompts.default_filter(), MiniLM where the llm extra is "
-                         "installed, TF-IDF otherwise; tfidf: the fast embedded-set TF-IDF filter), or a local "
+                         "installed, TF-IDF otherwise; specific: default_filter(variant='specific'), which keeps more "
+                         "benign prompts with harm words; tfidf: the fast embedded-set TF-IDF filter), or a local "
                          "Hugging Face sequence-classification model directory")
     ec.add_argument("--harmful-label", type=NONNEG_INT, default=1, help="harmful class index of a PATH model")
     ec.add_argument("--threshold", type=UNIT_FLOAT, default=None,
-                    help="flag when p_harmful >= threshold (default: the PAC threshold of --filter default, "
-                         "0.5 for the others)")
+                    help="flag when p_harmful >= threshold (default: the PAC threshold of --filter default / "
+                         "specific, 0.5 for the others)")
     ec.add_argument("--budget", type=POS_INT, default=100_000, help="refuse prompts needing more subsequences")
     ec.add_argument("--json", action="store_true", help="print JSON instead of text")
     ec.set_defaults(run=_erase_check)
@@ -127,6 +130,8 @@ def _load_filter(spec: str, threshold: float | None, harmful_label: int) -> Any:
 
     if spec == "default":
         return default_filter(threshold=threshold)
+    if spec == "specific":
+        return default_filter(threshold=threshold, variant="specific")
     threshold = 0.5 if threshold is None else threshold
     if spec == "tfidf":
         return embedded_tfidf_filter(threshold=threshold)

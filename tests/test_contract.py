@@ -384,7 +384,7 @@ def _cases() -> dict[str, Case]:
         # limit: bytes; a string is valid too ("3" bytes, "512MiB"), so the battery's bad string does not apply
         "certify.memory_budget": _c(certify.memory_budget, {"limit": "posint"}, skip={"limit": ("str",)},
                                     limit=1 << 30),
-        "certify.default_filter": _c(certify.default_filter, {"threshold": "threshold"}),
+        "certify.default_filter": _c(certify.default_filter, {"threshold": "threshold", "variant": "choice"}),
         "certify.prompts.embedded_tfidf_filter": _c(prompts.embedded_tfidf_filter, {"threshold": "threshold"}),
         "certify.TfidfFilter": _c(certify.TfidfFilter, {"threshold": "threshold", "C": "positive"}),
         "certify.BagOfEmbeddingsFilter": _c(certify.BagOfEmbeddingsFilter,

@@ -106,3 +106,13 @@ def generic2_prompts() -> list[str]:
     ref = [*_held_back_harmful(_parts()[1]), *_fresh2.CALIBRATION_GENERIC_HARMFUL_ACTS,
            *_fresh2.EVALUATION_HARMFUL_ACTS, *_fresh2.EVALUATION_BENIGN_ACTS]
     return _framed(_kept(GENERIC_HARMFUL_ACTS_2, ref), 2, 2)
+
+
+def far_from_training_side(acts: tuple[str, ...]) -> tuple[str, ...]:
+    """``acts`` without those text-close (>= :data:`CONTRAST_COSINE`) to a training-side text: those of
+    :func:`certify.prompts._fresh2.kept` plus :data:`certify.prompts._generic2.GENERIC_HARMFUL_ACTS_2` (the rule of
+    the session-16 evaluation sets ``_fresh3``, ``_fresh4``, ``_fresh5``)."""
+    from certify.prompts._fresh2 import _training_side_texts
+    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
+
+    return tuple(_kept(acts, [*_training_side_texts(), *GENERIC_HARMFUL_ACTS_2]))

