@@ -311,8 +311,8 @@ EVALUATION_BENIGN_ACTS_5: tuple[str, ...] = (
 
 def kept() -> dict[str, tuple[str, ...]]:
     """The two tuples without the acts text-close to a training-side text
-    (:func:`certify.prompts._contrast.far_from_training_side`). Deterministic."""
-    from certify.prompts._contrast import far_from_training_side
+    (:func:`certify.prompts._blind.far_from_training_side`). Deterministic."""
+    from certify.prompts._blind import far_from_training_side
 
     return {name: far_from_training_side(globals()[name])
             for name in ("EVALUATION_HARMFUL_ACTS_5", "EVALUATION_BENIGN_ACTS_5")}

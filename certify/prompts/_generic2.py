@@ -42,7 +42,7 @@ Categories (10 entries each as written, in this order):
 
 Decontamination (the lead, session 16, before any model was trained or scored on these acts): the 24 acts whose
 ``certify.prompts.corpus._text_similarity`` to any prompt of ``../shared/data/prompts`` was >= 0.25 were deleted
-here once (their text is not kept), so the tuple holds 176 acts; :func:`certify.prompts._contrast.generic2_prompts`
+here once (their text is not kept), so the tuple holds 176 acts; :func:`certify.prompts._blind.generic2_prompts`
 further drops, in code, those close to a held-back or evaluation act.
 """
 

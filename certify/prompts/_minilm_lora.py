@@ -178,7 +178,7 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
     ``contrast``: also train on :func:`certify.prompts._contrast.training_contrast_prompts` (harm-word benign and
     harmful acts, terse imperative frames; session 15); ``generic``: also train on
     :func:`certify.prompts._contrast.generic_prompts` (harmful acts with no named victim; session 15); ``generic2``:
-    also train on :func:`certify.prompts._contrast.generic2_prompts` (a second blind set of such acts; session 16);
+    also train on :func:`certify.prompts._blind.generic2_prompts` (a second blind set of such acts; session 16);
     ``harmful_weight``: the harmful class weighs that many times the safe class. ``pac_threshold`` is added by
     :func:`main`."""
     from certify.prompts.augmentation import augment_safe
@@ -201,7 +201,7 @@ def train_delta(*, epochs: int = EPOCHS, mine_rounds: int = MINE_ROUNDS, mine_pr
 
         harmful = [*harmful, *generic_prompts()]
     if generic2:
-        from certify.prompts._contrast import generic2_prompts
+        from certify.prompts._blind import generic2_prompts
 
         harmful = [*harmful, *generic2_prompts()]
     if subset is not None:
@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--generic", action="store_true",
                         help="also train on the generic harmful acts (certify.prompts._contrast.generic_prompts)")
     parser.add_argument("--generic2", action="store_true",
-                        help="also train on the second generic harmful acts (certify.prompts._contrast.generic2_prompts)")
+                        help="also train on the second generic harmful acts (certify.prompts._blind.generic2_prompts)")
     parser.add_argument("--harmful-weight", type=float, default=HARMFUL_WEIGHT,
                         help=f"weight of the harmful class relative to the safe class (default {HARMFUL_WEIGHT})")
     parser.add_argument("--calibration", choices=("generated", "mixture"), default="generated",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from certify.prompts import _blind as B
 from certify.prompts import _contrast as K
 from certify.prompts import corpus as C
 from certify.prompts._generic import GENERIC_HARMFUL_ACTS
@@ -131,7 +132,7 @@ def test_generic2_prompts_drop_acts_close_to_held_back_or_fresh2_acts() -> None:
            *_fresh2.CALIBRATION_GENERIC_HARMFUL_ACTS, *_fresh2.EVALUATION_HARMFUL_ACTS, *_fresh2.EVALUATION_BENIGN_ACTS]
     sim = C._text_similarity(list(G2), ref).max(axis=1)
     kept = [a for a, s in zip(G2, sim) if s < K.CONTRAST_COSINE]
-    prompts = K.generic2_prompts()
+    prompts = B.generic2_prompts()
     assert len(prompts) == 4 * len(kept) == 4 * 100
     assert all(any(a in p or a[:1].upper() + a[1:] in p for p in prompts) for a in kept)
     assert not any(a in p for a in set(G2) - set(kept) for p in prompts)
@@ -188,7 +189,7 @@ def test_fresh3_acts_are_in_no_training_data_and_not_close_to_the_shared_prompts
 
     harmful, safe, _, _ = _training_data()
     contrast_h, contrast_b = K.training_contrast_prompts()
-    train = " ".join([*harmful, *safe, *contrast_h, *contrast_b, *K.generic_prompts(), *K.generic2_prompts()]).lower()
+    train = " ".join([*harmful, *safe, *contrast_h, *contrast_b, *K.generic_prompts(), *B.generic2_prompts()]).lower()
     assert not [a for t in _fresh3.kept().values() for a in t if a.lower() in train]
     tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
     shared = [*tr.harmful, *te.harmful, *tr.safe, *te.safe]

@@ -443,7 +443,8 @@ def test_lora_training_styles_option_adds_the_training_side_styles_and_extras(
     wts = seen["wts"]
     assert isinstance(wts, torch.Tensor)  # the harmful class weighs `weight` times the safe class in all
     assert float(wts[y == 1].sum() / wts[y == 0].sum()) == pytest.approx(weight, rel=1e-5)
-    from certify.prompts._contrast import generic2_prompts, generic_prompts, training_contrast_prompts
+    from certify.prompts._blind import generic2_prompts
+    from certify.prompts._contrast import generic_prompts, training_contrast_prompts
 
     more_harmful, more_safe = training_contrast_prompts()
     if generic2:
