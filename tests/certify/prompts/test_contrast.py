@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from certify.prompts import _blind as B
 from certify.prompts import _contrast as K
 from certify.prompts import corpus as C
@@ -163,19 +165,26 @@ def test_mixture_calibration_adds_the_kept_fresh2_generic_acts_as_new_groups_of_
         assert len({groups[len(base) + 4 * i + j] for j in range(4)}) == 1
 
 
-def test_fresh3_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
-    """The session-16 evaluation acts: distinct, in act form, and ``kept()`` drops exactly those text-close to a
-    training-side text (the generic2 acts included)."""
-    from certify.prompts import _fresh2, _fresh3
+@pytest.mark.parametrize(("n", "written", "halves", "kept_counts"),
+                         [(3, [95, 98], (46, 49), [40, 49]), (4, [99, 99], (49, 50), [72, 70]),
+                          (5, [99, 98], (50, 50), [65, 69])])
+def test_fresh_session16_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts(
+        n: int, written: list[int], halves: tuple[int, int], kept_counts: list[int]) -> None:
+    """The session-16 evaluation acts (``_fresh3`` to ``_fresh5``): distinct, in act form, and ``kept()`` drops
+    exactly those text-close to a training-side text (the generic2 acts included)."""
+    import importlib
+
+    from certify.prompts import _fresh2
     from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
 
-    tables = (_fresh3.EVALUATION_HARMFUL_ACTS_3, _fresh3.EVALUATION_BENIGN_ACTS_3)
-    assert [len(t) for t in tables] == [95, 98] and (_fresh3.N_GENERIC, _fresh3.N_HARMWORD) == (46, 49)
+    mod = importlib.import_module(f"certify.prompts._fresh{n}")
+    tables = (getattr(mod, f"EVALUATION_HARMFUL_ACTS_{n}"), getattr(mod, f"EVALUATION_BENIGN_ACTS_{n}"))
+    assert [len(t) for t in tables] == written and (mod.N_GENERIC, mod.N_HARMWORD) == halves
     everything = [a.lower() for t in tables for a in t]
     assert len(everything) == len(set(everything))
     assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
-    kept = _fresh3.kept()
-    assert [len(v) for v in kept.values()] == [40, 49]
+    kept = mod.kept()
+    assert [len(v) for v in kept.values()] == kept_counts
     ref = [*_fresh2._training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
     for (name, acts), table in zip(kept.items(), tables):
         sim = C._text_similarity(list(table), ref).max(axis=1)
@@ -197,53 +206,13 @@ def test_fresh3_acts_are_in_no_training_data_and_not_close_to_the_shared_prompts
     assert C._text_similarity(written, shared).max() < K.CONTRAST_COSINE
 
 
-def test_fresh4_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
-    from certify.prompts import _fresh2, _fresh4
-    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
+@pytest.mark.parametrize("n", [4, 5])
+def test_fresh4_and_fresh5_acts_are_not_close_to_the_shared_prompts(shared_dir: Path, n: int) -> None:
+    import importlib
 
-    tables = (_fresh4.EVALUATION_HARMFUL_ACTS_4, _fresh4.EVALUATION_BENIGN_ACTS_4)
-    assert [len(t) for t in tables] == [99, 99] and (_fresh4.N_GENERIC, _fresh4.N_HARMWORD) == (49, 50)
-    everything = [a.lower() for t in tables for a in t]
-    assert len(everything) == len(set(everything))
-    assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
-    kept = _fresh4.kept()
-    assert [len(v) for v in kept.values()] == [72, 70]
-    ref = [*_fresh2._training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
-    for (name, acts), table in zip(kept.items(), tables):
-        sim = C._text_similarity(list(table), ref).max(axis=1)
-        assert acts == tuple(a for a, s in zip(table, sim) if s < K.CONTRAST_COSINE), name
-        assert len(acts) < len(table)  # not vacuous
+    from certify.prompts import load_prompt_dir
 
-
-def test_fresh4_acts_are_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
-    from certify.prompts import _fresh4, load_prompt_dir
-
+    mod = importlib.import_module(f"certify.prompts._fresh{n}")
     tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
-    written = [*_fresh4.EVALUATION_HARMFUL_ACTS_4, *_fresh4.EVALUATION_BENIGN_ACTS_4]
-    assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE
-
-
-def test_fresh5_acts_are_well_formed_and_kept_ones_are_far_from_training_side_texts() -> None:
-    from certify.prompts import _fresh2, _fresh5
-    from certify.prompts._generic2 import GENERIC_HARMFUL_ACTS_2
-
-    tables = (_fresh5.EVALUATION_HARMFUL_ACTS_5, _fresh5.EVALUATION_BENIGN_ACTS_5)
-    assert [len(t) for t in tables] == [99, 98] and (_fresh5.N_GENERIC, _fresh5.N_HARMWORD) == (50, 50)
-    everything = [a.lower() for t in tables for a in t]
-    assert len(everything) == len(set(everything))
-    assert all(3 <= len(a.split()) <= 14 and not a.endswith(".") and "{" not in a for a in everything)
-    kept = _fresh5.kept()
-    assert [len(v) for v in kept.values()] == [65, 69]
-    ref = [*_fresh2._training_side_texts(), *GENERIC_HARMFUL_ACTS_2]
-    for (name, acts), table in zip(kept.items(), tables):
-        sim = C._text_similarity(list(table), ref).max(axis=1)
-        assert acts == tuple(a for a, s in zip(table, sim) if s < K.CONTRAST_COSINE), name
-        assert len(acts) < len(table)  # not vacuous
-
-
-def test_fresh5_acts_are_not_close_to_the_shared_prompts(shared_dir: Path) -> None:
-    from certify.prompts import _fresh5, load_prompt_dir
-
-    tr, te = load_prompt_dir(shared_dir / "data" / "prompts", test_fraction=1.0)
-    written = [*_fresh5.EVALUATION_HARMFUL_ACTS_5, *_fresh5.EVALUATION_BENIGN_ACTS_5]
+    written = [*getattr(mod, f"EVALUATION_HARMFUL_ACTS_{n}"), *getattr(mod, f"EVALUATION_BENIGN_ACTS_{n}")]
     assert C._text_similarity(written, [*tr.harmful, *te.harmful, *tr.safe, *te.safe]).max() < K.CONTRAST_COSINE
