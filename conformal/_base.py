@@ -174,6 +174,8 @@ class ScoreCalibrator(Calibrator):
         return self._score_fn(probs, labels, **self.score_kwargs, **extra)
 
     def _inputs(self, probs: Any, model: torch.nn.Module | None, from_logits: bool) -> Array:
+        # a truthy string (from_logits="no") would silently softmax probabilities a second time
+        from_logits = check_bool(from_logits, "from_logits")
         if model is not None:
             if from_logits:
                 raise ValueError("Expected at most one of `model=` and `from_logits=True`, but got both "
@@ -194,6 +196,7 @@ class ScoreCalibrator(Calibrator):
         logits and their softmax is used. ``generator`` is the source of the u of randomised
         scores (default: a generator seeded with 0, kept in ``generator_`` for ``predict``).
         """
+        check_generator(generator)  # checked even when the score is not randomised (a seed is never ignored)
         probs = self._inputs(probs, model, from_logits)
         if self.validate:
             check_array_pair(probs, labels, "probs", "labels")
@@ -264,6 +267,7 @@ class ScoreCalibrator(Calibrator):
         """Prediction sets {y : s(x, y) <= threshold_} for (N, K) probabilities (or inputs, with ``model=``;
         logits, with ``from_logits=True``); randomised scores draw u from ``generator`` (default ``generator_``)."""
         check_calibrated(self, "threshold_")
+        check_generator(generator)  # checked even when the score is not randomised (a seed is never ignored)
         probs = self._inputs(probs, model, from_logits)
         if probs.ndim != 2 or probs.shape[1] != self.num_classes_:
             raise ValueError(

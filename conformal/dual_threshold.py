@@ -352,6 +352,7 @@ class DualThreshold(Calibrator):
             AbstainingSets (sets, abstain (N,), risk (N,)).
         """
         check_calibrated(self, "threshold_")
+        check_generator(generator)  # checked even when the score is not randomised (a seed is never ignored)
         check_probs(probs)
         if probs.shape[1] != self.num_classes_:
             raise ValueError(

@@ -387,5 +387,7 @@ class LabelPowersetICP(Calibrator):
         p = _check_label_probs(probs)
         self._check_width(p)
         y = _check_label_sets(labels, p.shape[1], "labels")
+        if y.shape != p.shape:  # one label set per input (else numpy's broadcast error names nothing)
+            raise ValueError(f"Expected argument `labels` to have shape {p.shape} like `probs`, but got {y.shape}")
         s = label_set_scores(p, y[:, None, :], score=self.score)[:, 0]  # type: ignore[arg-type]
         return np.asarray(pvalue_mask(conformal_pvalues(self.calibration_scores_, s), self.alpha, self.n_calibration_))

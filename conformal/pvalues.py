@@ -22,6 +22,7 @@ import torch
 
 from certkit._validation import (
     Array,
+    check_array,
     check_bool,
     check_generator,
     check_positive_int,
@@ -53,6 +54,8 @@ def conformal_pvalues(calibration_scores: Array, test_scores: Array, *, smoothed
     if isinstance(calibration_scores, torch.Tensor) != isinstance(test_scores, torch.Tensor):
         raise TypeError("Expected arguments `calibration_scores` and `test_scores` to be both numpy arrays "
                         "or both torch tensors, but got a mix")
+    # a NaN test score would get p = 1/(n+1) (searchsorted puts it last), silently leaving its label out
+    check_array(test_scores, "test_scores", kind="real", allow_inf=True)
     n = int(calibration_scores.shape[0])
     if isinstance(test_scores, torch.Tensor):
         cal_t: Any = calibration_scores
@@ -88,7 +91,13 @@ def pvalue_mask(pvalues: Array, alpha: float, n_calibration: int) -> Array:
     """
     check_probability(alpha, "alpha")
     n = check_positive_int(n_calibration, "n_calibration")
+    # NaN compares False (the label silently left out); values outside [0, 1] are not p-values
+    check_array(pvalues, "pvalues", kind="real")
+    if pvalues.numel() if isinstance(pvalues, torch.Tensor) else pvalues.size:
+        lo, hi = float(pvalues.min()), float(pvalues.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"Expected argument `pvalues` to hold p-values in [0, 1], but got values in [{lo:.4g}, {hi:.4g}]")
     need = n + 2 - conformal_rank(n, alpha)  # smallest count 1 + m with 1 + m > alpha (n + 1)
     if isinstance(pvalues, torch.Tensor):
         return torch.round(pvalues.double() * (n + 1)) >= need
-    return np.rint(np.asarray(pvalues, dtype=np.float64) * (n + 1)) >= need
+    return np.rint(pvalues.astype(np.float64) * (n + 1)) >= need

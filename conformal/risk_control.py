@@ -32,6 +32,7 @@ import torch
 from certkit._validation import (
     Array,
     check_array,
+    check_array_pair,
     check_calibrated,
     check_nonnegative,
     check_positive,
@@ -39,6 +40,7 @@ from certkit._validation import (
 )
 from certkit.warnings import SmallCalibrationSetWarning
 from conformal._base import Calibrator
+from conformal.multilabel import _check_label_sets
 from conformal.sets import PredictionSets
 
 __all__ = [
@@ -172,8 +174,11 @@ def false_negative_rate(sets: Array, labels: Array) -> np.ndarray:
     Returns:
         (N,) float64 losses in [0, 1].
     """
-    m = to_numpy(sets).astype(bool)
-    y = to_numpy(labels).astype(bool)
+    # 0/1 (or bool) indicators only: astype(bool) would silently read a label 2 or a score 0.3 as "in"
+    check_array_pair(sets, labels, "sets", "labels")
+    k = int(sets.shape[-1]) if isinstance(sets, np.ndarray | torch.Tensor) and sets.ndim else 0
+    m = _check_label_sets(sets, k, "sets").astype(bool)
+    y = _check_label_sets(labels, k, "labels").astype(bool)
     if m.shape != y.shape or m.ndim != 2:
         raise ValueError(f"Expected arguments `sets` and `labels` to be (N, K) arrays of one shape, "
                          f"but got {m.shape} and {y.shape}")

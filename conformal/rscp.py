@@ -33,6 +33,7 @@ from certkit._validation import (
     check_array,
     check_eval_mode,
     check_labels,
+    check_module,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -357,6 +358,7 @@ class SmoothedCalibrator(Calibrator):
             if not dataclasses.is_dataclass(cert) or not set(overrides) <= {f.name for f in dataclasses.fields(cert)}:
                 raise ValueError(f"Expected no per-call {sorted(overrides)} with certifier {cert!r}; configure it instead")
             cert = dataclasses.replace(cert, **overrides)  # type: ignore[type-var]
+        check_module(model)  # a string would fail deep inside as "'str' object is not callable"
         check_eval_mode(model)
         score_fn: Any = self._score_fn
         if self._randomize:  # one u per input, shared by its noise draws (smoothing.scores.PerInputScore)
@@ -408,6 +410,8 @@ class SmoothedCalibrator(Calibrator):
         self.sigma_ = self._sigma_of(scores if isinstance(scores, SmoothedScores) else None)
         self.n_mc_ = scores.n_mc if isinstance(scores, SmoothedScores) else self.n_mc
         self.n_calibration_ = int(s.shape[0])
+        # K of the calibration scores (unknown for a (N,) tensor of true-label means): predict refuses another K
+        self.num_classes_ = int(scores.mean.shape[1]) if isinstance(scores, SmoothedScores) else None
         self.threshold_ = self._quantile(s.detach().to(torch.float64).cpu())
         return self
 
@@ -429,6 +433,10 @@ class SmoothedCalibrator(Calibrator):
                 f"Expected argument `scores` to be estimated with n_mc={n_mc} samples (as configured), "
                 f"but got n_mc={scores.n_mc}"
             )
+        k = getattr(self, "num_classes_", None)
+        if k is not None and scores.mean.shape[1] != k:
+            raise ValueError(f"Expected argument `scores` to have {k} columns (as at calibration), "
+                             f"but got shape {tuple(scores.mean.shape)}")
         sigma = self._sigma_of(scores)
         if self.sigma_ != sigma:
             raise ValueError(f"Expected argument `scores` to be estimated at the calibration noise level "

@@ -116,7 +116,18 @@ class SafetyThreshold(Calibrator):
     def calibrate_filter(self, filter: Any, harmful_prompts: list[str], groups: Any = None) -> Any:
         """Score ``harmful_prompts`` with ``filter``, calibrate (``groups``: optional group label per prompt), set the
         filter's threshold; returns the filter."""
-        self.calibrate(np.asarray(filter.predict_proba(list(harmful_prompts))), groups=groups)
+        from certify.prompts.protocol import as_filter, check_texts  # (lazy: conformal may import certify)
+
+        if not (hasattr(filter, "predict_proba") and hasattr(filter, "threshold")):
+            as_filter(filter)  # raises a TypeError naming `filter` (a string, a class, a factory not called)
+            raise TypeError(f"Expected argument `filter` to have `predict_proba` and `threshold` (a filter "
+                            f"instance whose threshold is set), but got {type(filter).__name__}")
+        prompts = check_texts(harmful_prompts, "harmful_prompts")
+        scores = np.asarray(filter.predict_proba(prompts))
+        if scores.shape != (len(prompts),):  # a short output would silently calibrate on fewer prompts
+            raise ValueError(f"Expected argument `filter` to return one score per prompt, shape ({len(prompts)},), "
+                             f"but got shape {scores.shape}")
+        self.calibrate(scores, groups=groups)
         filter.threshold = self.threshold_
         return filter
 
@@ -128,9 +139,14 @@ class SafetyThreshold(Calibrator):
             scores = scores.detach().cpu().numpy()
         if isinstance(scores, np.ndarray):
             check_array(scores, "scores", kind="real", finite=False)
+        if isinstance(scores, str | bytes):  # np.asarray("0.5", dtype=float64) would read the string as 0.5
+            raise TypeError(f"Expected argument `scores` to be an (N,) array of probabilities, but got {scores!r}")
         try:
             s = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError):
             raise TypeError(f"Expected argument `scores` to be an (N,) array of probabilities, but got {scores!r}") from None
         check_array(s, "scores", ndim=(0, 1))  # NaN is refused: it would read as "not harmful"
+        if s.size and (float(s.min()) < 0 or float(s.max()) > 1):  # as calibrate: the scores are probabilities
+            raise ValueError(f"Expected argument `scores` to hold probabilities in [0, 1], but got values in "
+                             f"[{float(s.min()):.4g}, {float(s.max()):.4g}]")
         return s >= self.threshold_

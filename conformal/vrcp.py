@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from certify.certifier import BoundCertifier
-from certkit._validation import Array, check_eval_mode, check_labels, check_probability, check_scores_1d
+from certkit._validation import (
+    Array,
+    check_eval_mode,
+    check_labels,
+    check_module,
+    check_probability,
+    check_scores_1d,
+)
 from certkit.certifier import Certifier, MarginBounds
 from certkit.threat import LpBall
 from conformal._base import Calibrator, resolve_certifier, resolve_threat
@@ -127,6 +134,8 @@ class BoundCalibrator(Calibrator):
             labels: (N,) labels; required with ``model=`` or (N, K) scores.
             model: eval-mode classifier; then ``scores`` are raw inputs (see :meth:`calibration_scores`).
         """
+        # K of (N, K) scores given with labels (unknown for (N,) true-label scores): predict refuses another K
+        k = int(scores.shape[1]) if model is None and labels is not None and getattr(scores, "ndim", 0) == 2 else None
         if model is not None:
             if labels is None:
                 raise ValueError("Expected argument `labels` with `model=`, but got None")
@@ -134,6 +143,7 @@ class BoundCalibrator(Calibrator):
         else:
             scores = _true_label_scores(scores, labels)
         check_scores_1d(scores)
+        self.num_classes_ = k
         self.n_calibration_ = int(scores.shape[0])
         self.threshold_ = self._fit_threshold(scores)
         return self
@@ -150,6 +160,10 @@ class BoundCalibrator(Calibrator):
                 "Expected argument `scores` to be a (N, K) torch tensor or numpy array, but got "
                 f"{type(scores).__name__} {tuple(getattr(scores, 'shape', ()))}"
             )
+        k = getattr(self, "num_classes_", None)
+        if k is not None and scores.shape[1] != k:
+            raise ValueError(f"Expected argument `scores` to have {k} columns (as at calibration), "
+                             f"but got shape {tuple(scores.shape)}")
         if bool(np.isnan(scores).any() if isinstance(scores, np.ndarray) else torch.isnan(scores).any()):
             raise ValueError("Expected argument `scores` to hold no NaN, but it contains NaN")
         assert self.threshold_ is not None
@@ -159,6 +173,7 @@ class BoundCalibrator(Calibrator):
 
     def score_bounds(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> ScoreBounds:
         """Bounds of the score over the threat model around each input: (N,) with ``labels``, else (N, K)."""
+        check_module(model)
         out = self.certifier.certify(model, x, self.threat, labels=labels)
         if not isinstance(out, MarginBounds):
             raise TypeError(f"Expected the certifier {self.certifier!r} to return MarginBounds, but it returned "
@@ -172,6 +187,7 @@ class BoundCalibrator(Calibrator):
 
     def calibration_scores(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N,) scores to calibrate on: clean (``mode="inference"``) or upper bounds over the ball."""
+        check_module(model)  # a string would fail deep inside as "'str' object is not callable"
         check_eval_mode(model)
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"Expected argument `labels` to be a torch tensor, but got {type(labels).__name__}")
@@ -181,6 +197,7 @@ class BoundCalibrator(Calibrator):
 
     def test_scores(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """(N, K) scores to predict with: lower bounds over the ball (``mode="inference"``) or plain."""
+        check_module(model)  # a string would fail deep inside as "'str' object is not callable"
         check_eval_mode(model)
         if self.mode == "inference":
             return self.score_bounds(model, x).lower

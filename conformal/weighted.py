@@ -32,6 +32,7 @@ from certkit._validation import (
     Array,
     check_array,
     check_calibrated,
+    check_generator,
     check_probability,
 )
 from conformal._base import ScoreCalibrator
@@ -98,6 +99,8 @@ def weighted_conformal_quantile(scores: Array, weights: Array, test_weights: Arr
     order = np.argsort(s, kind="stable")
     s_sorted, w_sorted = s[order], w[order]
     cum = np.cumsum(w_sorted)
+    if not cum[-1] > 0:  # all calibration mass 0: the quantile is 0/0 (a test weight 0 picked the smallest score)
+        raise ValueError("Expected argument `weights` to have a positive sum, but all weights are 0")
     total = cum[-1] + wt
     if not (math.isfinite(cum[-1]) and np.isfinite(total).all()):
         raise ValueError("Expected arguments `weights` and `test_weights` to have a finite sum")
@@ -186,6 +189,7 @@ class WeightedConformal(ScoreCalibrator):
         ``model=``, ``from_logits``, ``generator`` as in :meth:`conformal.SplitConformal.predict`.
         """
         check_calibrated(self, "threshold_")
+        check_generator(generator)  # checked even when the score is not randomised (a seed is never ignored)
         if weights is None:
             raise TypeError("Expected argument `weights` (the (N,) likelihood ratios of the test inputs), but got None")
         probs = self._inputs(probs, model, from_logits)

@@ -26,6 +26,7 @@ from torch import nn
 
 from certkit._validation import (
     check_array,
+    check_budget,
     check_eval_mode,
     check_generator,
     check_positive_int,
@@ -79,6 +80,7 @@ def smoothed_scores(
     generator: torch.Generator | None = None,
     transform: ScoreFn | None = None,
     batch_size: int = 4096,
+    budget: int | None = 10**9,
 ) -> SmoothedScores:
     """Monte Carlo smoothed scores of every label for each input.
 
@@ -102,6 +104,7 @@ def smoothed_scores(
             Torch's global RNG is never used.
         transform: optional elementwise map applied to each noisy score before averaging (e.g. PTT).
         batch_size: forward-pass batch size in samples.
+        budget: the most noise samples ``N * n_mc`` allowed, checked before any is drawn (None: no limit).
 
     Returns:
         SmoothedScores with ``mean`` and ``variance`` of shape ``(N, K)`` (float64), ``n_mc`` and ``sigma``.
@@ -125,9 +128,17 @@ def smoothed_scores(
         generator = torch.Generator(device=x.device)
         generator.seed()
 
+    if not callable(score_fn):
+        raise TypeError(f"Expected argument `score_fn` to be callable ((M, K) probabilities -> (M, K) scores), "
+                        f"but got {type(score_fn).__name__}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"Expected argument `transform` to be callable or None, but got {type(transform).__name__}")
     n, shape = x.shape[0], x.shape[1:]
     if n == 0:
         raise ValueError(f"Expected argument `x` to hold at least one input, but got shape {tuple(x.shape)}")
+    # closed form first: N * n_mc forward samples (n_mc = 10**12 would otherwise loop for days)
+    check_budget(n * n_mc, None if budget is None else check_positive_int(budget, "budget"),
+                 "smoothed scores (noise samples, N * n_mc)", "lower `n_mc` or raise `budget`")
     per_input_u: torch.Tensor | None = None
     per_input_fn: Callable[..., torch.Tensor] | None = None
     if isinstance(score_fn, PerInputScore):
@@ -185,4 +196,8 @@ def smoothed_scores(
             mean_d = total / n_mc
             means.append((shift + mean_d).unsqueeze(0))
             variances.append(((total_sq - n_mc * mean_d * mean_d) / (n_mc - 1)).clamp_min(0).unsqueeze(0))
-    return SmoothedScores(torch.cat(means), torch.cat(variances), n_mc, sigma)
+    mean = torch.cat(means)
+    if bool(torch.isnan(mean).any()):  # a NaN mean would otherwise flow silently into the thresholds
+        raise ValueError("Expected argument `score_fn` (applied to the softmax of the model's outputs, then "
+                         "`transform`) to return scores without NaN, but got NaN")
+    return SmoothedScores(mean, torch.cat(variances), n_mc, sigma)

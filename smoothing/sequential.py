@@ -32,7 +32,7 @@ import torch
 from scipy.special import betaln, xlog1py, xlogy
 from scipy.stats import beta as beta_dist
 
-from certkit._validation import check_nonnegative, check_positive_int, check_probability
+from certkit._validation import check_instance, check_nonnegative, check_positive_int, check_probability
 from smoothing.cohen import Certificate, Smooth, _generator_for, sample_counts
 
 __all__ = [
@@ -194,6 +194,7 @@ def certify_sequential(
 ) -> Certificate:
     """Certify one input with as few draws as the confidence sequence needs. See ``certify_sequential_batch``
     (``label`` given: is g(x) = ``label`` on the ball of ``radius``? No selection draws are spent)."""
+    check_instance(smooth, Smooth, "smooth", "a smoothing.Smooth")  # (a string failed with an AttributeError)
     xs = smooth._check_input(x, "x").unsqueeze(0)
     return certify_sequential_batch(
         smooth, xs, radius=radius, alpha=alpha, n0=n0, n_max=n_max, batch_size=batch_size,
@@ -266,6 +267,7 @@ def certify_sequential_batch(
     the K classes at α/K; this rule needs none.) It saves most of the n0 draws on clear inputs: a
     wrong class is selected only if it wins all ``n0_min`` draws.
     """
+    check_instance(smooth, Smooth, "smooth", "a smoothing.Smooth")
     xs = smooth._check_inputs(xs)
     alpha = check_probability(alpha, "alpha")
     n0, n_max = check_positive_int(n0, "n0"), check_positive_int(n_max, "n_max")

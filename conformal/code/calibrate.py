@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from certkit._params import Params
-from certkit._validation import check_calibrated, check_positive, check_positive_int, check_probability
+from certkit._validation import (
+    check_calibrated,
+    check_instance,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 from conformal.code.milp import check_taus, nested_removals
 from conformal.code.tree import CodeTree, covers
 from conformal.functional import pac_quantile
@@ -209,8 +215,12 @@ class PACCodeSets(Params):
 
     def calibrate(self, tasks: Sequence[CodeTask]) -> PACCodeSets:
         """Choose tau_ from calibration tasks (generated tree, per-node NLL, true tree)."""
+        if isinstance(tasks, str | bytes) or not isinstance(tasks, Sequence):  # a string is not a list of tasks
+            raise TypeError(f"Expected argument `tasks` to be a sequence of CodeTask, but got {type(tasks).__name__}")
         if len(tasks) == 0:
             raise ValueError("Expected argument `tasks` to hold at least one CodeTask, but it is empty")
+        for task in tasks:
+            check_instance(task, CodeTask, "tasks", "a sequence of CodeTask (conformal.CodeTask(tree, nll, truth))")
         kept = [self.nested(task.tree, task.nll) for task in tasks]
         self.scores_ = coverage_scores(kept, [t.tree for t in tasks], [t.truth for t in tasks], self.taus)
         with warnings.catch_warnings():

@@ -219,3 +219,11 @@ def test_forced_prediction_without_enumerating_many_labels() -> None:
     assert forced.label_sets.shape == (5, 200)
     assert ((forced.credibility > 0) & (forced.credibility <= 1) & (forced.confidence >= 0)).all()
     assert (forced.confidence >= 1 - forced.credibility).all()  # the runner-up's p-value is at most the forced one's
+
+
+def test_contains_refuses_labels_of_another_length() -> None:
+    # audit-inputs: numpy's broadcast error named no argument
+    rng = np.random.default_rng(0)
+    icp = LabelPowersetICP(alpha=0.2).calibrate(rng.random((40, 4)), (rng.random((40, 4)) > 0.5).astype(int))
+    with pytest.raises(ValueError, match="`labels` to have shape \\(3, 4\\)"):
+        icp.contains(rng.random((3, 4)), np.zeros((2, 4), dtype=int))

@@ -81,3 +81,14 @@ def test_pvalues_and_sets_equal_crepes() -> None:
     p = conformal_pvalues(CAL, TEST)
     np.testing.assert_allclose(p, CREPES_P, rtol=0, atol=1e-15)
     np.testing.assert_array_equal(pvalue_mask(p, 0.2, len(CAL)), np.array(CREPES_SET_08, dtype=bool))
+
+
+def test_pvalue_mask_refuses_values_that_are_not_pvalues() -> None:
+    # audit-inputs: NaN compared False (the label silently left out) and 2.0 was accepted
+    for bad in (np.full((2, 3), 2.0), np.full((2, 3), -0.5), torch.full((2, 3), 1.5)):
+        with pytest.raises(ValueError, match=r"`pvalues`.*\[0, 1\]"):
+            pvalue_mask(bad, 0.1, 39)
+    with pytest.raises(ValueError, match="`pvalues`"):
+        pvalue_mask(np.full((2, 3), np.nan), 0.1, 39)
+    with pytest.raises(ValueError, match="`test_scores`"):  # a NaN test score got p = 1/(n+1)
+        conformal_pvalues(np.arange(10.0), np.array([[0.5, np.nan]]))

@@ -299,3 +299,14 @@ def test_pgd_bad_arguments() -> None:
         smoothed_score_pgd(model, x, y[:1], fn, sigma=SIGMA, eps=0.1)
     with pytest.raises(ValueError, match="steps"):
         smoothed_score_pgd(model, x, y, fn, sigma=SIGMA, eps=0.1, steps=0)
+
+
+def test_predict_refuses_another_number_of_classes() -> None:
+    # audit-inputs: smoothed scores of a 5-class model were accepted after calibrating on 3 classes
+    g = torch.Generator().manual_seed(0)
+    mean = torch.rand(20, 3, generator=g, dtype=torch.float64)
+    cal = SmoothedScores(mean, torch.zeros_like(mean), 8, 0.25)
+    r = RSCP(alpha=0.2, sigma=0.25, eps=0.1, n_mc=8).calibrate(cal, torch.randint(0, 3, (20,), generator=g))
+    test = torch.rand(4, 5, generator=g, dtype=torch.float64)
+    with pytest.raises(ValueError, match="`scores` to have 3 columns"):
+        r.predict(SmoothedScores(test, torch.zeros_like(test), 8, 0.25))

@@ -214,3 +214,22 @@ def test_groups_bad_input_names_the_argument() -> None:
     before = g.copy()
     calibrate_filter_threshold(p, 0.1, 0.1, groups=g)
     assert np.array_equal(g, before)  # inputs not mutated
+
+
+def test_flag_and_calibrate_filter_refuse_bad_scores() -> None:
+    # audit-inputs: flag("0.5") read the string as 0.5, flag(1.7) was accepted, and a filter returning one score
+    # too few silently calibrated on fewer prompts
+    st = SafetyThreshold(epsilon=0.1, delta=0.1).calibrate(np.random.default_rng(0).random(200))
+    with pytest.raises(TypeError, match="`scores`"):
+        st.flag("0.5")
+    with pytest.raises(ValueError, match="`scores` to hold probabilities"):
+        st.flag(np.array([0.2, 1.7]))
+
+    class Short:
+        threshold = 0.5
+
+        def predict_proba(self, texts: list[str]) -> list[float]:
+            return [0.9] * (len(texts) - 1)
+
+    with pytest.raises(ValueError, match="`filter` to return one score per prompt"):
+        SafetyThreshold(epsilon=0.5, delta=0.5).calibrate_filter(Short(), ["build a bomb"] * 10)

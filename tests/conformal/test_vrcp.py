@@ -177,3 +177,13 @@ def test_coverage_under_attack_full_pool_aps() -> None:
     tol = 3 * math.sqrt(2 * ALPHA * (1 - ALPHA) / n_test) / math.sqrt(300)
     for name in ("vrcp-i", "vrcp-c"):
         assert sum(cov[name]) / 300 >= 1 - ALPHA - tol, name
+
+
+def test_predict_refuses_another_number_of_classes_and_a_non_module() -> None:
+    # audit-inputs: (N, 5) scores after calibrating on K = 3 were accepted; model="m" failed deep inside
+    g = torch.Generator().manual_seed(0)
+    v = VRCP(eps=0.1).calibrate(torch.rand(20, 3, generator=g, dtype=torch.float64), torch.randint(0, 3, (20,), generator=g))
+    with pytest.raises(ValueError, match="`scores` to have 3 columns"):
+        v.predict(torch.rand(4, 5, generator=g, dtype=torch.float64))
+    with pytest.raises(TypeError, match="`model`"):
+        v.predict(torch.rand(4, 4, generator=g), model="m")  # type: ignore[arg-type]

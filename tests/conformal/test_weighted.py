@@ -140,3 +140,9 @@ def test_coverage_under_known_shift_500_draws() -> None:
     se = wcov.std(ddof=1) / math.sqrt(reps)
     assert wcov.mean() >= 1 - alpha - 4 * se
     assert scov.mean() < 1 - alpha - 0.1
+
+
+def test_all_zero_weights_are_refused_by_the_quantile() -> None:
+    # audit-inputs: zero calibration mass and a zero test weight made the quantile 0/0 (it returned the smallest score)
+    with pytest.raises(ValueError, match=r"`weights`.*positive sum"):
+        weighted_conformal_quantile(np.array([0.1, 0.5, 0.9]), np.zeros(3), np.zeros(2), 0.1)

@@ -130,3 +130,16 @@ def test_bad_inputs() -> None:
         smoothed_scores(Logit1D().eval(), torch.zeros(3, 1, dtype=torch.long), thr_all, sigma=0.25, n_mc=8)
     with pytest.raises(ValueError, match="eval mode"):
         smoothed_scores(Logit1D().train(), X0, thr_all, sigma=0.25, n_mc=8)
+
+
+def test_sample_budget_and_nan_scores_are_refused() -> None:
+    # audit-inputs: n_mc=10**12 looped for days (no closed-form budget); a NaN score gave NaN means silently
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    x = torch.rand(3, 4, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    with pytest.raises(ValueError, match="needs 3,000,000,000,000, which exceeds the budget"):
+        smoothed_scores(model, x, lambda p: 1 - p, sigma=0.25, n_mc=10**12, generator=g)
+    with pytest.raises(ValueError, match=r"`score_fn`.*NaN"):
+        smoothed_scores(model, x, lambda p: p * math.nan, sigma=0.25, n_mc=4, generator=g)
+    out = smoothed_scores(model, x, lambda p: 1 - p, sigma=0.25, n_mc=4, generator=g, budget=None)
+    assert out.mean.shape == (3, 3)

@@ -159,3 +159,10 @@ def test_bad_input() -> None:
     not_nested = np.array([[True] * tree.size, [False] * tree.size])
     with pytest.raises(ValueError, match="nested"):
         coverage_scores([not_nested], [tree], [tree], [0.0, 1.0])
+
+
+def test_calibrate_refuses_tasks_that_are_not_code_tasks() -> None:
+    # audit-inputs: a string or a list of strings failed with AttributeError ('str' object has no attribute 'tree')
+    for bad in ("x = 1", ["x = 1"]):
+        with pytest.raises(TypeError, match="`tasks`"):
+            PACCodeSets().calibrate(bad)  # type: ignore[arg-type]
