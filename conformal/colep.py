@@ -49,6 +49,7 @@ from scipy.stats import beta as beta_dist
 from torch import nn
 
 from certkit._validation import (
+    check_array,
     check_eval_mode,
     check_generator,
     check_labels,
@@ -323,6 +324,7 @@ class COLEP(Calibrator):
             raise ValueError(f"Expected argument `beta` to be in (0, alpha/2) = (0, {self.alpha / 2}), but got {beta!r}")
         self.beta = beta_f
         if isinstance(weights, torch.Tensor):
+            check_array(weights, "weights", kind="real")  # NaN weights made every corrected probability NaN
             if weights.shape != (num_attributes, num_classes) or bool((weights < 0).any()):
                 raise ValueError(f"Expected argument `weights` to be a ({num_attributes}, {num_classes}) tensor >= 0, "
                                  f"but got {weights!r:.80}")
@@ -330,6 +332,11 @@ class COLEP(Calibrator):
         else:
             self._w0 = torch.full((num_attributes, num_classes), check_nonnegative(weights, "weights"),
                                   dtype=torch.float64)
+        if mixture is not None:  # off the simplex, the circuit marginals are not probabilities (silently)
+            check_array(mixture, "mixture", kind="real", ndim=1, tensor=True)
+            if mixture.shape != (num_attributes,) or bool((mixture < 0).any()) or abs(float(mixture.sum()) - 1) > 1e-6:
+                raise ValueError(f"Expected argument `mixture` to be a ({num_attributes},) tensor of weights >= 0 "
+                                 f"summing to 1, but got {mixture!r:.80}")
         self.weights = weights
         self.mixture = mixture
         self.threat = resolve_threat(threat, eps=eps, norm=None, domain=None, default_norm=2.0,

@@ -232,3 +232,15 @@ def test_sensor_bounds_contain_the_exact_smoothed_probability_in_the_ball() -> N
     assert float(fails) <= beta + 3 * math.sqrt(beta * (1 - beta) / 300)
     # and the bounds are not vacuous: the box around an undecided input is much narrower than [0, 1]
     assert float((hi - lo).median()) < 0.8
+
+
+def test_constructor_refuses_a_mixture_off_the_simplex_and_nan_weights() -> None:
+    # audit-inputs: a string, negative or wrong-length mixture and NaN rule weights were accepted silently
+    from conformal.colep import COLEP
+
+    for bad, err in (("u", TypeError), (torch.tensor([2.0, -1.0]), ValueError), (torch.ones(3) / 3, ValueError)):
+        with pytest.raises(err, match="`mixture`"):
+            COLEP(rules=RULES, num_classes=K, num_attributes=C, sigma=0.25, mixture=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`weights`"):
+        COLEP(rules=RULES, num_classes=K, num_attributes=C, sigma=0.25, weights=torch.full((C, K), math.nan))
+    COLEP(rules=RULES, num_classes=K, num_attributes=C, sigma=0.25, mixture=torch.tensor([0.25, 0.75]))
