@@ -43,7 +43,8 @@ def conformal_pvalues(calibration_scores: Array, test_scores: Array, *, smoothed
         test_scores: test scores of any shape, e.g. (N, K) for every label (same array type).
         smoothed: the randomised p-value (exactly uniform for the true label), with U ~ U(0, 1)
             per entry from ``generator``.
-        generator: torch generator for ``smoothed``.
+        generator: torch generator for ``smoothed`` (default: a fresh generator seeded with 0; torch's global
+            RNG is never used).
 
     Returns:
         p-values of ``test_scores``' shape and array type, in (0, 1].
@@ -51,6 +52,8 @@ def conformal_pvalues(calibration_scores: Array, test_scores: Array, *, smoothed
     check_scores_1d(calibration_scores, "calibration_scores")
     smoothed = check_bool(smoothed, "smoothed")
     generator = check_generator(generator)
+    if smoothed and generator is None:  # never torch's global RNG (randomness only from `generator`)
+        generator = torch.Generator().manual_seed(0)
     if isinstance(calibration_scores, torch.Tensor) != isinstance(test_scores, torch.Tensor):
         raise TypeError("Expected arguments `calibration_scores` and `test_scores` to be both numpy arrays "
                         "or both torch tensors, but got a mix")

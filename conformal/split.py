@@ -57,6 +57,9 @@ class SplitConformal(ScoreCalibrator):
         check_calibrated(self, "threshold_")
         if self.validate:
             check_probs(probs)
+        if probs.shape[1] != self.num_classes_:  # p-values of another K would be returned silently
+            raise ValueError(f"Expected argument `probs` to have {self.num_classes_} columns (as at calibration), "
+                             f"but got shape {tuple(probs.shape)}")
         # a randomised score's u comes from generator_, so that the p-values match ``predict``'s sets
         test_scores = self._checked_scores(probs, generator=generator)
         return conformal_pvalues(self.calibration_scores_, test_scores, smoothed=smoothed, generator=generator)

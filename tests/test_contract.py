@@ -528,6 +528,10 @@ def _cases() -> dict[str, Case]:
         "conformal.SplitConformal.predict": _c(lambda: _calibrated(conformal.SplitConformal).predict,
                                                {"probs": "probs"}, probs=lambda: _probs(6)),
         "conformal.ClassConditional": _c(conformal.ClassConditional, {"alpha": "prob"}),
+        # audit-inputs: smoothed p-values without a generator drew from torch's global RNG
+        "conformal.SplitConformal.predict_p": _c(
+            lambda: _calibrated(conformal.SplitConformal, score="thr").predict_p,
+            {"probs": "probs", "smoothed": "bool", "generator": "generator"}, probs=lambda: _probs(6), smoothed=True),
         # audit-inputs: a non-randomised score still checks `generator` (a seed was silently ignored) and
         # `from_logits` (a truthy "no" silently took the softmax of probabilities)
         "conformal.ClassConditional.calibrate": _c(

@@ -92,3 +92,15 @@ def test_pvalue_mask_refuses_values_that_are_not_pvalues() -> None:
         pvalue_mask(np.full((2, 3), np.nan), 0.1, 39)
     with pytest.raises(ValueError, match="`test_scores`"):  # a NaN test score got p = 1/(n+1)
         conformal_pvalues(np.arange(10.0), np.array([[0.5, np.nan]]))
+
+
+def test_smoothed_pvalues_without_a_generator_leave_the_global_rng_alone() -> None:
+    # audit-inputs: smoothed=True with generator=None drew U from torch's global RNG; predict_p took any K
+    state = torch.get_rng_state()
+    a = conformal_pvalues(np.arange(10.0), np.array([[0.5, 3.0]]), smoothed=True)
+    assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(a, conformal_pvalues(np.arange(10.0), np.array([[0.5, 3.0]]), smoothed=True))
+    probs = torch.softmax(torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 1)
+    sc = SplitConformal(score="thr").calibrate(probs, torch.arange(40) % 4)
+    with pytest.raises(ValueError, match="`probs` to have 4 columns"):
+        sc.predict_p(probs[:, :3] / probs[:, :3].sum(1, keepdim=True))
