@@ -818,6 +818,10 @@ def _cases() -> dict[str, Case]:
             lambda: regression.ConformalPredictiveSystem(alpha=0.2).calibrate,
             {"predictions": "array", "targets": "array"}, skip={"predictions": ("list",), "targets": ("list",)},
             predictions=lambda: _scores(20), targets=lambda: _scores(20)[::-1].copy()),
+        # audit-inputs: cdf drew tau from torch's global RNG, passed an int generator to torch, accepted tau=2.0/NaN
+        "conformal.regression.ConformalPredictiveSystem.cdf": _c(
+            lambda: regression.ConformalPredictiveSystem(alpha=0.2).calibrate(_scores(20), _scores(20)[::-1].copy()).cdf,
+            {"tau": "unit", "generator": "generator"}, predictions=lambda: _scores(5), targets=lambda: _scores(5)),
         "conformal.regression.SplitConformalRegressor": _c(regression.SplitConformalRegressor, {"alpha": "prob"}),
         "conformal.regression.ConformalizedQuantileRegressor": _c(regression.ConformalizedQuantileRegressor,
                                                                   {"alpha": "prob"}),

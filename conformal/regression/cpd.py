@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from certkit._params import Params
-from certkit._validation import Array, check_calibrated, check_probability
+from certkit._validation import (
+    Array,
+    check_array,
+    check_calibrated,
+    check_generator,
+    check_probability,
+    check_unit_interval,
+)
 from conformal.functional import _exact
 from conformal.regression.intervals import (
     PredictionIntervals,
@@ -100,14 +107,28 @@ class ConformalPredictiveSystem(Params):
             targets: (N,) values y at which to evaluate.
             tau: in [0, 1] (scalar or (N,)); drawn U(0, 1) per point from ``generator`` when omitted
                 (the randomised, exactly calibrated version).
-            generator: torch generator for tau.
+            generator: torch generator for tau (default: a fresh generator seeded with 0; torch's global RNG is
+                never used).
         """
         check_calibrated(self, "residuals_")
         check_same_kind({"predictions": predictions, "targets": targets})
         mu = check_vector(predictions, "predictions")
         y = check_vector(targets, "targets", mu.shape[0])
         n = self.n_calibration_
+        generator = check_generator(generator)
+        if tau is not None and isinstance(tau, np.ndarray | torch.Tensor):  # a NaN or 2.0 gave values outside [0, 1]
+            check_array(tau, "tau", kind="real", ndim=(0, 1))
+            if tau.ndim == 1 and tau.shape[0] != mu.shape[0]:
+                raise ValueError(f"Expected argument `tau` to be a scalar or have shape ({mu.shape[0]},), "
+                                 f"but got shape {tuple(tau.shape)}")
+            if tau.numel() if isinstance(tau, torch.Tensor) else tau.size:
+                if float(tau.min()) < 0 or float(tau.max()) > 1:
+                    raise ValueError("Expected argument `tau` to hold values in [0, 1], but got values outside it")
+        elif tau is not None:
+            tau = check_unit_interval(tau, "tau")
         if tau is None:
+            if generator is None:  # never torch's global RNG (randomness only from `generator`)
+                generator = torch.Generator().manual_seed(0)
             u = torch.rand(mu.shape[0], generator=generator, dtype=torch.float64)
             tau_ = u.to(mu.device) if isinstance(mu, torch.Tensor) else u.numpy()
         else:
