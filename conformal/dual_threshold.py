@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from certkit._validation import (
     Array,
+    as_real_array,
     check_array_pair,
     check_calibrated,
     check_generator,
@@ -101,6 +102,21 @@ class DualThresholdReport:
 
 
 
+def _check_radius(radius: Any, n: int, statistic: str, name: str = "radius") -> np.ndarray | None:
+    """``radius`` as (n,) float64 for ``statistic="certified_radius"`` (None refused), None otherwise (an array
+    refused); strings and bools are refused (``astype`` read them as numbers or failed naming nothing), +inf kept."""
+    if statistic != "certified_radius":
+        if radius is not None:
+            raise ValueError(f"Expected argument `{name}` to be None for statistic={statistic!r}, but got an array")
+        return None
+    if radius is None:
+        raise ValueError(f"Expected argument `{name}` to be an (N,) array for statistic='certified_radius', but got None")
+    r = as_real_array(radius, name, allow_inf=True)
+    if r.shape != (n,):
+        raise ValueError(f"Expected argument `{name}` to be a NaN-free array of shape ({n},), but got {r.shape}")
+    return r
+
+
 def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | None = None) -> np.ndarray:
     """The label-free risk statistic ``u`` of each input (higher = abstain sooner).
 
@@ -120,15 +136,9 @@ def abstention_risk(probs: Array, mask: Array, statistic: str, radius: Array | N
     if statistic not in STATISTICS:
         raise ValueError(f"Expected argument `statistic` to be one of {list(STATISTICS)}, but got {statistic!r}")
     p = to_numpy(probs).astype(np.float64)
-    if statistic == "certified_radius":
-        if radius is None:
-            raise ValueError("Expected argument `radius` to be an (N,) array for statistic='certified_radius', but got None")
-        r = to_numpy(radius).astype(np.float64)
-        if r.shape != (p.shape[0],) or np.isnan(r).any():
-            raise ValueError(f"Expected argument `radius` to be a NaN-free array of shape ({p.shape[0]},), but got {r.shape}")
+    r = _check_radius(radius, p.shape[0], statistic)
+    if r is not None:
         return -r
-    if radius is not None:
-        raise ValueError(f"Expected argument `radius` to be None for statistic={statistic!r}, but got an array")
     if statistic == "set_size":
         return to_numpy(mask).sum(1).astype(np.float64)
     if statistic == "outside_mass":
@@ -317,6 +327,9 @@ class DualThreshold(Calibrator):
                 f"Expected argument `fit_probs` to have {probs.shape[1]} columns like `probs`, "
                 f"but got shape {tuple(fit_probs.shape)}"
             )
+        # both radii checked up front (the calibration one is read only by rule='ltt': a string passed silently)
+        _check_radius(radius, int(probs.shape[0]), self.statistic, "radius")
+        _check_radius(fit_radius, int(fit_probs.shape[0]), self.statistic, "fit_radius")
         self.num_classes_ = int(probs.shape[1])
         g = check_generator(generator)  # checked even when the score is not randomised
         if self._randomize:

@@ -180,3 +180,19 @@ def test_bad_input(data: dict) -> None:
     dt.calibrate(pc, yc, pf, yf)
     with pytest.raises(ValueError, match="columns"):
         dt.predict(np.full((3, 4), 0.25))
+
+
+def test_radii_are_checked_up_front_and_named() -> None:
+    # audit-inputs: a string calibration radius passed silently (read only by rule='ltt'), bool radii were read as
+    # 0/1, and a radius given for another statistic was refused by predict but accepted by calibrate
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(40, 4, generator=g, dtype=torch.float64), 1)
+    y = torch.randint(0, 4, (40,), generator=g)
+    dt = DualThreshold(statistic="certified_radius")
+    with pytest.raises(TypeError, match="`radius`"):
+        dt.calibrate(p, y, p, y, radius="x", fit_radius=np.ones(40))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`fit_radius`"):
+        dt.calibrate(p, y, p, y, radius=np.ones(40), fit_radius=np.ones(40, dtype=bool))
+    with pytest.raises(ValueError, match="`radius` to be None"):
+        DualThreshold().calibrate(p, y, p, y, radius=np.ones(40))
+    dt.calibrate(p, y, p, y, radius=np.full(40, np.inf), fit_radius=np.ones(40))  # +inf radii (p = 1) are fine
