@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certkit._validation import (
     check_bool,
     check_eval_mode,
@@ -230,6 +231,12 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         opts = {"compare_crown_with_ibp": True} if compare_ibp else None
         return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain,
                                  bound_opts=opts)
+    if method == "alpha-crown" and torch.is_inference_mode_enabled():
+        # its slopes are optimised by autograd, which inference mode disables (certify._grad_mode)
+        return outside_inference_mode(_compute)(model, x, eps, spec, norm=norm, method=method, domain=domain,
+                                                sound=sound, need_lower=need_lower, need_upper=need_upper,
+                                                compare_ibp=compare_ibp, alpha=alpha, skip=skip,
+                                                early_stop=early_stop, intersect_ibp=intersect_ibp)
     from certify._graph import UnsupportedLayerError, cached_graph
     from certify.ibp import InputRegion
 

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certify.alpha_crown import Optimized, optimize_lower
 from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
 from certify.attacks import pgd_attack, pgd_box_minimize
@@ -262,6 +263,7 @@ def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> In
     return r
 
 
+@outside_inference_mode
 def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | LpBall, *, norm: float | str = float("inf"),
                     domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,

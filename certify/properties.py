@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certify.vnnlib import VnnlibProperty
 
 __all__ = ["PropertyResult", "box_bounds", "verify_property"]
@@ -95,6 +96,7 @@ def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return (torch.linalg.vecdot(a, y.unsqueeze(1)) - b).amax(dim=1)
 
 
+@outside_inference_mode
 def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
                     method: str = "crown", timeout: float | None = None, attack_steps: int = 100,
                     attack_restarts: int = 5, float64: bool = False, complete: bool = False,
