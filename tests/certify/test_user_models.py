@@ -302,3 +302,30 @@ def test_onnx_export_of_a_user_resnet_gives_the_torch_bounds() -> None:
         b = certify.bounds(loaded, x, 0.02, method=method, domain=domain)
         torch.testing.assert_close(b.lower, a.lower, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(b.upper, a.upper, rtol=1e-5, atol=1e-5)
+
+
+def _robustness_vnnlib(path: str, x0: torch.Tensor, eps: float, label: int, k: int) -> certify.VnnlibProperty:
+    flat = x0.flatten().tolist()
+    lines = [f"(declare-const X_{i} Real)" for i in range(len(flat))]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(k)]
+    for i, v in enumerate(flat):
+        lines += [f"(assert (>= X_{i} {max(0.0, v - eps):.8f}))", f"(assert (<= X_{i} {min(1.0, v + eps):.8f}))"]
+    lines.append("(assert (or " + " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(k) if j != label) + "))")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return certify.load_vnnlib(path, num_inputs=len(flat), num_outputs=k)
+
+
+def test_verify_property_on_a_cnn_without_its_input_shape_names_input_shape() -> None:
+    # before: torch's "mat1 and mat2 shapes cannot be multiplied" from inside the model (audit of session 16)
+    model, shape, domain = _user_model("normalized_conv")
+    x0 = _inputs(shape, domain, 1)
+    with torch.no_grad():
+        label = int(model(x0).argmax())
+    with tempfile.TemporaryDirectory() as d:
+        prop = _robustness_vnnlib(os.path.join(d, "p.vnnlib"), x0, 0.001, label, 5)
+    with pytest.raises(ValueError, match=r"could not evaluate the model on an input of shape \(1, 192\).*input_shape"):
+        certify.verify_property(model, prop, timeout=10)
+    res = certify.verify_property(model, prop, input_shape=shape, timeout=10)
+    assert res.verdict == "verified"
+    assert certify.verify_complete(model, x0, label, 0.001, domain=domain, timeout=10).verdict == "verified"
