@@ -329,3 +329,87 @@ def test_verify_property_on_a_cnn_without_its_input_shape_names_input_shape() ->
     res = certify.verify_property(model, prop, input_shape=shape, timeout=10)
     assert res.verdict == "verified"
     assert certify.verify_complete(model, x0, label, 0.001, domain=domain, timeout=10).verdict == "verified"
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("padding_mode, padding, kernel", [
+    ("reflect", 1, 3), ("replicate", (2, 1), 3), ("circular", 1, 3), ("zeros", "same", (4, 2)),
+    ("reflect", "same", (2, 3)),
+])
+def test_conv2d_padding_modes_and_asymmetric_same_equal_explicit_padding(padding_mode: str, padding: Any,
+                                                                         kernel: Any) -> None:
+    # Conv2d(padding_mode=...) and an even kernel with padding='same' were refused, though Conv1d's and the padding
+    # layers' are supported (audit of session 16): bounded now as torch computes them, F.pad and then the conv
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, kernel, padding=padding, padding_mode=padding_mode)  # type: ignore[arg-type]
+    x = _inputs((3, 6, 6), (0.0, 1.0))
+    with torch.no_grad():
+        model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(conv(x[:1]).numel(), 3)).eval()
+    kh, kw = conv.kernel_size
+    if padding == "same":
+        pad = ((kw - 1) // 2, kw - 1 - (kw - 1) // 2, (kh - 1) // 2, kh - 1 - (kh - 1) // 2)
+    else:
+        ph, pw = nn.modules.utils._pair(padding)
+        pad = (pw, pw, ph, ph)
+    mode = "constant" if padding_mode == "zeros" else padding_mode
+    plain = nn.Conv2d(3, 4, kernel)
+    plain.load_state_dict(conv.state_dict())
+
+    class Explicit(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.rest = plain, model[1:]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rest(self.conv(F.pad(x, pad, mode=mode)))
+
+    explicit = Explicit().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), explicit(x))
+        points = _region_points(x[:1], 0.05, (0.0, 1.0), 1000)
+        outs = model(points)
+        for method in ("ibp", "crown"):
+            a = certify.bounds(model, x, 0.05, method=method, domain=(0.0, 1.0))
+            b = certify.bounds(explicit, x, 0.05, method=method, domain=(0.0, 1.0))
+            torch.testing.assert_close(a.lower, b.lower, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a.upper, b.upper, rtol=1e-5, atol=1e-6)
+            assert bool((a.lower[:1] <= outs + 1e-5).all() and (outs <= a.upper[:1] + 1e-5).all())
+        s = certify.bounds(model, x, 0.05, domain=(0.0, 1.0), sound=True)
+        assert bool((s.lower[:1] <= outs).all() and (outs <= s.upper[:1]).all())
+
+
+class _PReLUNet(nn.Module):
+    def __init__(self, conv: bool, slopes: int) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, padding=1) if conv else nn.Linear(10, 4)
+        self.prelu = nn.PReLU(slopes)
+        with torch.no_grad():
+            self.prelu.weight.copy_(torch.linspace(-1.5, 2.5, slopes))
+        self.fc = nn.Linear(4 * 8 * 8 if conv else 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.prelu(self.body(x)).flatten(1))
+
+
+@pytest.mark.parametrize("conv, slopes", [(True, 1), (True, 4), (False, 1), (False, 4)])
+def test_onnx_prelu_gives_the_torch_bounds(conv: bool, slopes: int) -> None:
+    # ONNX PRelu (onnx2torch's OnnxPReLU) was refused with torch.fx's "symbolically traced variables cannot be used
+    # as inputs to control flow", though nn.PReLU is supported (audit of session 16)
+    pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime (tests of the 'onnx' extra) is not installed")
+    torch.manual_seed(0)
+    model = _PReLUNet(conv, slopes).eval()
+    x = _inputs((3, 8, 8) if conv else (10,), None)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "prelu.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+        loaded = certify.load_onnx(path)
+    with torch.no_grad():
+        for method in ("ibp", "crown", "alpha-crown"):
+            a = certify.bounds(model, x, 0.05, method=method)
+            b = certify.bounds(loaded, x, 0.05, method=method)
+            torch.testing.assert_close(b.lower, a.lower, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(b.upper, a.upper, rtol=1e-5, atol=1e-6)
