@@ -1174,6 +1174,17 @@ class _Builder:
 
         if name in lb.FUNCTIONS:
             return ("ir", lb.FUNCTIONS[name](self, fn, args, kwargs, env, val, is_ir, loc))
+        if fn.op == "call_method" and name in ("clone", "float", "double", "to", "type_as"):
+            # the same values: a copy, or a cast between float32 and float64 (the bounds are computed in the
+            # engine's dtype; a cast rounds as every layer does), on the device the graph already runs on
+            i = single()
+            with torch.no_grad():
+                s = self.sample(i)
+                out = getattr(s, name)(*val(args[1:]), **val(dict(kwargs)))
+            if out.dtype not in (torch.float32, torch.float64) or out.device != s.device or out.shape != s.shape:
+                raise _unsupported(f"'{name}' to {out.dtype} on {out.device} (supported: float32, float64 on the "
+                                   "input's device)", loc)
+            return ("ir", i)
         if name in ("flatten", "view", "reshape", "unflatten", "contiguous", "unsqueeze", "squeeze"):
             i = single()
             with torch.no_grad():

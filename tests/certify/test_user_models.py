@@ -413,3 +413,45 @@ def test_onnx_prelu_gives_the_torch_bounds(conv: bool, slopes: int) -> None:
             b = certify.bounds(loaded, x, 0.05, method=method)
             torch.testing.assert_close(b.lower, a.lower, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(b.upper, a.upper, rtol=1e-5, atol=1e-6)
+
+
+class _WithCall(nn.Module):
+    def __init__(self, call: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.call = call
+        self.a = nn.Linear(10, 8)
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(F.relu(self.call(self, self.a(x))))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, h: h.float(), lambda m, h: h.double().float(), lambda m, h: h.to(m.a.weight.dtype),
+    lambda m, h: h.to(m.a.weight.device), lambda m, h: h.to(torch.float32), lambda m, h: h.clone(),
+    lambda m, h: h.type_as(m.a.weight),
+], ids=["float", "double_float", "to_param_dtype", "to_param_device", "to_float32", "clone", "type_as"])
+def test_value_preserving_casts_and_copies_in_forward_are_identities(call: Any) -> None:
+    # x.float(), x.to(dtype / device), x.clone() and x.type_as(w), common in users' forward methods, were refused
+    # (audit of session 16); they leave the values unchanged, so the bounds equal those without the call
+    torch.manual_seed(0)
+    model = _WithCall(call).eval()
+    plain = _WithCall(lambda m, h: h).eval()
+    plain.load_state_dict(model.state_dict())
+    x = _inputs((10,), None)
+    with torch.no_grad():
+        for method in ("ibp", "crown"):
+            a = certify.bounds(model, x, 0.1, method=method)
+            b = certify.bounds(plain, x, 0.1, method=method)
+            torch.testing.assert_close(a.lower, b.lower, rtol=0, atol=0)
+            torch.testing.assert_close(a.upper, b.upper, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda m, h: h.to(torch.float16).float(), "'to' to torch.float16"),
+    (lambda m, h: h.half().float(), "'half'"),
+], ids=["to_float16", "half"])
+def test_lossy_casts_in_forward_are_refused_by_name(call: Any, name: str) -> None:
+    model = _WithCall(call).eval()
+    with pytest.raises(certify.UnsupportedLayerError, match=name):
+        certify.bounds(model, _inputs((10,), None), 0.1)
