@@ -182,9 +182,22 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
+def _check_classes(k: int) -> int:
+    """``k`` class scores, at least two: a robustness certificate compares the label's score with the others'."""
+    if k < 2:
+        raise ValueError(
+            f"Expected the model to return at least 2 class scores (shape (N, K), K >= 2), but it returns {k}: with "
+            "one score there is no other class, so every input would be verified vacuously. For a binary classifier "
+            "with one logit z, check the sign of certify.bounds(model, x, eps) (lower > 0 or upper < 0), or append "
+            "nn.Linear(1, 2, bias=False) with weight [[-1.0], [1.0]] (the scores -z, z)"
+        )
+    return k
+
+
 def _check_y(y: Any, n: int, k: int, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
         raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(y).__name__}")
+    _check_classes(k)
     check_labels(y, n, k, name)
     return y
 

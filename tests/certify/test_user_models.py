@@ -455,3 +455,38 @@ def test_lossy_casts_in_forward_are_refused_by_name(call: Any, name: str) -> Non
     model = _WithCall(call).eval()
     with pytest.raises(certify.UnsupportedLayerError, match=name):
         certify.bounds(model, _inputs((10,), None), 0.1)
+
+
+def _one_logit() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: certify.verify(m, x, y, 100.0),
+    lambda m, x, y: certify.margin_bounds(m, x, y, 100.0),
+    lambda m, x, y: certify.certified_radius(m, x, y, max_eps=5.0),
+    lambda m, x, y: certify.verified_accuracy(m, x, y, 100.0, progress=False),
+    lambda m, x, y: certify.verify_complete(m, x[:1], 0, 100.0, timeout=5),
+], ids=["verify", "margin_bounds", "certified_radius", "verified_accuracy", "verify_complete"])
+def test_a_one_logit_binary_classifier_is_refused_not_verified_vacuously(call: Any) -> None:
+    # before: verify() was True at eps = 100 for every input, certified_radius returned max_eps, verified_accuracy 1.0
+    # (no other class to compare with), and verify_complete raised an IndexError (audit of session 16)
+    x = _inputs((4,), None, 3)
+    with pytest.raises(ValueError, match="at least 2 class scores"):
+        call(_one_logit(), x, torch.zeros(3, dtype=torch.long))
+
+
+def test_the_suggested_two_score_head_certifies_a_one_logit_classifier() -> None:
+    logit = _one_logit()
+    head = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+    model = nn.Sequential(logit, head).eval()
+    x = _inputs((4,), None, 3)
+    with torch.no_grad():
+        y = (logit(x)[:, 0] > 0).long()
+        b = certify.bounds(logit, x, 0.05)
+    sign_certain = torch.where(y == 1, b.lower[:, 0] > 0, b.upper[:, 0] < 0)
+    assert bool(sign_certain.any())
+    assert torch.equal(certify.verify(model, x, y, 0.05), sign_certain)
