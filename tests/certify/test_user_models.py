@@ -490,3 +490,20 @@ def test_the_suggested_two_score_head_certifies_a_one_logit_classifier() -> None
     sign_certain = torch.where(y == 1, b.lower[:, 0] > 0, b.upper[:, 0] < 0)
     assert bool(sign_certain.any())
     assert torch.equal(certify.verify(model, x, y, 0.05), sign_certain)
+
+
+class _SoftmaxWithoutDim(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.a(x))  # the deprecated implicit dim
+
+
+def test_functional_softmax_without_dim_is_refused_by_name() -> None:
+    # the message named the function as '<function softmax at 0x...>' (audit of session 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(certify.UnsupportedLayerError, match=r"'softmax' without dim"):
+            certify.bounds(_SoftmaxWithoutDim().eval(), torch.randn(2, 10), 0.1)
