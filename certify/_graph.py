@@ -607,18 +607,21 @@ class _Builder:
         return self.fx(m, inp, where)
 
     def conv(self, m: nn.Conv2d, inp: int, name: str) -> int:
-        if m.padding_mode != "zeros":
-            raise _unsupported(f"Conv2d with padding_mode={m.padding_mode!r}", name)
-        pad = m.padding
-        if isinstance(pad, str):
-            if pad == "valid":
-                pad = (0, 0)
-            else:  # 'same' with stride 1
-                tot = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
-                if any(t % 2 for t in tot):
-                    raise _unsupported("Conv2d with asymmetric padding='same'", name)
-                pad = (tot[0] // 2, tot[1] // 2)
-        attrs = {"stride": tuple(m.stride), "padding": tuple(pad), "dilation": tuple(m.dilation), "groups": m.groups}
+        # the padding before and after each axis (H, W) as torch's Conv2d computes it: 'same' (stride 1) puts the
+        # odd one after; a padding_mode other than zeros is F.pad(x, mode=padding_mode), then no padding
+        if isinstance(m.padding, str):
+            tot = [d * (k - 1) if m.padding == "same" else 0 for d, k in zip(m.dilation, m.kernel_size)]
+            before = [t // 2 for t in tot]
+            after = [t - b for t, b in zip(tot, before)]
+        else:
+            before = after = list(m.padding)
+        if m.padding_mode != "zeros" and any(before + after):
+            inp = self.pad((before[1], after[1], before[0], after[0]), m.padding_mode, 0.0, inp, name)
+            before = after = [0, 0]
+        elif before != after:  # asymmetric 'same': the extra zeros after, then symmetric padding
+            inp = self.pad((0, after[1] - before[1], 0, after[0] - before[0]), "constant", 0.0, inp, name)
+        attrs = {"stride": tuple(m.stride), "padding": tuple(before), "dilation": tuple(m.dilation),
+                 "groups": m.groups}
         return self.add(Node("conv", (inp,), (), name, self.p(self.attr(m, "weight")), self.p(self.attr(m, "bias")),
                              attrs))
 
@@ -1093,6 +1096,18 @@ class _Builder:
             return call(operator.getitem, args[0], (*prefix, slice(flat[0], flat[-1] + 1, step)))
         if cls == "OnnxConcat":
             return call(torch.cat, list(args), sub.axis)
+        if cls == "OnnxPReLU" and is_ir(args[0]) and not has_ir(args[1:]):
+            # x if x >= 0 else slope * x, the slope broadcast (ONNX: unidirectionally) to the per-sample shape
+            from certify import _layers_build as lb
+
+            i = env[args[0]][1]
+            slope = torch.as_tensor(val(args[1])).to(self.dtype)
+            try:
+                full = torch.broadcast_to(slope, self.sample(i).shape)[0].contiguous()
+            except RuntimeError as e:
+                raise _unsupported(f"ONNX PRelu with a slope of shape {tuple(slope.shape)} for per-sample shape "
+                                   f"{self.shape(i)}", loc) from e
+            return ("ir", lb.scalar(self, "leaky_relu", i, loc, slope.reshape(()) if slope.numel() == 1 else full))
         if cls in ("OnnxErf", "OnnxSqrt"):
             raise _unsupported(
                 f"ONNX operator {cls[4:]} (supported only inside the decomposed GELU x * 0.5 * (1 + erf(x / sqrt(2))) "
@@ -1159,6 +1174,17 @@ class _Builder:
 
         if name in lb.FUNCTIONS:
             return ("ir", lb.FUNCTIONS[name](self, fn, args, kwargs, env, val, is_ir, loc))
+        if fn.op == "call_method" and name in ("clone", "float", "double", "to", "type_as"):
+            # the same values: a copy, or a cast between float32 and float64 (the bounds are computed in the
+            # engine's dtype; a cast rounds as every layer does), on the device the graph already runs on
+            i = single()
+            with torch.no_grad():
+                s = self.sample(i)
+                out = getattr(s, name)(*val(args[1:]), **val(dict(kwargs)))
+            if out.dtype not in (torch.float32, torch.float64) or out.device != s.device or out.shape != s.shape:
+                raise _unsupported(f"'{name}' to {out.dtype} on {out.device} (supported: float32, float64 on the "
+                                   "input's device)", loc)
+            return ("ir", i)
         if name in ("flatten", "view", "reshape", "unflatten", "contiguous", "unsqueeze", "squeeze"):
             i = single()
             with torch.no_grad():

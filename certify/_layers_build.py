@@ -805,7 +805,8 @@ def _f_softmax(log: bool) -> Callable[..., int]:
         i = _one(b, fn, args, env, is_ir, loc)
         dim = _arg(args, kwargs, 1, "dim", None, val)
         if dim is None or val(kwargs.get("dtype")) is not None:
-            raise _unsupported(f"'{fn.target}' without dim or with dtype", loc)
+            name = fn.target if isinstance(fn.target, str) else getattr(fn.target, "__name__", fn.target)
+            raise _unsupported(f"'{name}' without dim or with dtype", loc)
         return softmax(b, i, dim, loc, log=log)
 
     return build

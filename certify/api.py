@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certkit._validation import (
     check_bool,
     check_eval_mode,
@@ -181,9 +182,22 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
+def _check_classes(k: int) -> int:
+    """``k`` class scores, at least two: a robustness certificate compares the label's score with the others'."""
+    if k < 2:
+        raise ValueError(
+            f"Expected the model to return at least 2 class scores (shape (N, K), K >= 2), but it returns {k}: with "
+            "one score there is no other class, so every input would be verified vacuously. For a binary classifier "
+            "with one logit z, check the sign of certify.bounds(model, x, eps) (lower > 0 or upper < 0), or append "
+            "nn.Linear(1, 2, bias=False) with weight [[-1.0], [1.0]] (the scores -z, z)"
+        )
+    return k
+
+
 def _check_y(y: Any, n: int, k: int, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
         raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(y).__name__}")
+    _check_classes(k)
     check_labels(y, n, k, name)
     return y
 
@@ -230,6 +244,12 @@ def _compute(model: nn.Module, x: Tensor, eps: Tensor, spec: Tensor | None, *, n
         opts = {"compare_crown_with_ibp": True} if compare_ibp else None
         return auto_lirpa_bounds(model, x, eps, spec, norm=norm, method=method.split(":", 1)[1], domain=domain,
                                  bound_opts=opts)
+    if method == "alpha-crown" and torch.is_inference_mode_enabled():
+        # its slopes are optimised by autograd, which inference mode disables (certify._grad_mode)
+        return outside_inference_mode(_compute)(model, x, eps, spec, norm=norm, method=method, domain=domain,
+                                                sound=sound, need_lower=need_lower, need_upper=need_upper,
+                                                compare_ibp=compare_ibp, alpha=alpha, skip=skip,
+                                                early_stop=early_stop, intersect_ibp=intersect_ibp)
     from certify._graph import UnsupportedLayerError, cached_graph
     from certify.ibp import InputRegion
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certkit._validation import (
     check_array,
     check_eval_mode,
@@ -98,6 +99,7 @@ def _pgd(objective: Callable[[Tensor], Tensor], x_init: Tensor, start: Callable[
     return best_x, best_val
 
 
+@outside_inference_mode
 def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | Tensor | None = None, *,
                  norm: float | str | None = None, domain: tuple[float, float] | None = None,
                  steps: int = 50, step_size: float | None = None, restarts: int = 1,
@@ -140,6 +142,7 @@ def pgd_minimize(objective: Callable[[Tensor], Tensor], x: Tensor, eps: float | 
     return _pgd(objective, x0, start, step, steps=steps, restarts=restarts)
 
 
+@outside_inference_mode
 def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | None = None, *,
                 norm: float | str | None = None, domain: tuple[float, float] | None = None,
                 steps: int = 50, step_size: float | None = None, restarts: int = 1,
@@ -170,6 +173,7 @@ def pgd_margins(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | No
     return val.reshape(n, k)
 
 
+@outside_inference_mode
 def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | None = None, *,
                norm: float | str | None = None, domain: tuple[float, float] | None = None,
                steps: int = 50, step_size: float | None = None, restarts: int = 1,
@@ -196,6 +200,7 @@ def pgd_attack(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor | Non
     return xa, val <= 0
 
 
+@outside_inference_mode
 def pgd_box_minimize(objective: Callable[[Tensor], Tensor], lower: Tensor, upper: Tensor, *,
                      steps: int = 100, restarts: int = 5, until: float | None = None,
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

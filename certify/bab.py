@@ -45,8 +45,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certify.alpha_crown import Optimized, optimize_lower
-from certify.api import _check_domain, _check_eps, _check_model, _check_norm, _check_x_extent, margin_spec
+from certify.api import (
+    _check_classes,
+    _check_domain,
+    _check_eps,
+    _check_model,
+    _check_norm,
+    _check_x_extent,
+    margin_spec,
+)
 from certify.attacks import pgd_attack, pgd_box_minimize
 from certify.ibp import InputRegion, Interval
 from certkit._validation import check_bool, check_positive, check_positive_int
@@ -262,6 +271,7 @@ def _region(p: _Problem, n: int, box: tuple[Tensor, Tensor] | None = None) -> In
     return r
 
 
+@outside_inference_mode
 def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | LpBall, *, norm: float | str = float("inf"),
                     domain: tuple[float, float] | None = None, timeout: float = 30.0, split: str = "auto",
                     batch_size: int = 64, iterations: int = 20, bab_iterations: int = 10, lr_alpha: float = 0.1,
@@ -330,7 +340,7 @@ def verify_complete(model: nn.Module, x: Tensor, y: int | Tensor, eps: float | L
         raise ValueError("Expected norm=float('inf') with split='input' (input splitting needs a box region)")
     e = float(_check_eps(eps, x)[0])
     with torch.no_grad():
-        k = int(model(x).shape[1])
+        k = _check_classes(int(model(x).shape[1]))
     if isinstance(y, Tensor):
         if y.numel() != 1 or y.is_floating_point():
             raise ValueError(f"Expected argument `y` to be one integer label, but got {y!r}")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certkit._validation import (
     check_array,
     check_bool,
@@ -237,6 +238,7 @@ def _pattern_dict(g: object, pats: list[NAP]) -> dict[int, Tensor]:
     return {pre: s.unsqueeze(0) for pre, s in out.items() if bool((s != 0).any())}
 
 
+@outside_inference_mode
 def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | float | None = 0.0,
                upper: Tensor | float | None = 1.0, others: Sequence[int] | None = None,
                timeout: float = 30.0, batch_size: int = 64,
@@ -302,6 +304,7 @@ def verify_nap(model: nn.Module, nap: NAP, x_ref: Tensor, *, lower: Tensor | flo
                            how if res.verdict != "unknown" else "timeout")
 
 
+@outside_inference_mode
 def naps_overlap(model: nn.Module, a: NAP, b: NAP, x_ref: Tensor, *, lower: Tensor | float | None = 0.0,
                  upper: Tensor | float | None = 1.0, timeout: float = 30.0, batch_size: int = 64,
                  generator: torch.Generator | None = None) -> NAPVerification:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certify.vnnlib import VnnlibProperty
 
 __all__ = ["PropertyResult", "box_bounds", "verify_property"]
@@ -95,6 +96,7 @@ def _violation(model: nn.Module, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return (torch.linalg.vecdot(a, y.unsqueeze(1)) - b).amax(dim=1)
 
 
+@outside_inference_mode
 def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tuple[int, ...] | None = None,
                     method: str = "crown", timeout: float | None = None, attack_steps: int = 100,
                     attack_restarts: int = 5, float64: bool = False, complete: bool = False,
@@ -145,8 +147,16 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
                          f"{shape} has {math.prod(shape)}")
     dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    with torch.no_grad():
-        probe = model(prop.cases[0].lower.to(dtype=dtype, device=device).reshape(1, *shape)) if prop.cases else None
+    try:
+        with torch.no_grad():
+            probe = model(prop.cases[0].lower.to(dtype=dtype, device=device).reshape(1, *shape)) if prop.cases else None
+    except RuntimeError as e:  # e.g. a CNN given its inputs as a flat vector: the default input_shape
+        raise ValueError(
+            f"{prop.path}: could not evaluate the model on an input of shape {(1, *shape)} (its per-sample shape "
+            f"`input_shape` is {'the default (num_inputs,)' if input_shape is None else 'given as ' + repr(shape)}; "
+            "pass the model's own, e.g. input_shape=(3, 32, 32); certify.onnx_io.onnx_model_info(path).input_shape[1:] "
+            f"reads it from an ONNX file): {e}"
+        ) from e
     if probe is not None and probe[0].numel() != prop.num_outputs:
         raise ValueError(f"{prop.path}: the property has {prop.num_outputs} outputs but the model returns "
                          f"{probe[0].numel()}")

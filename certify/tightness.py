@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from certify._grad_mode import outside_inference_mode
 from certify._graph import Graph, Node, apply_node, cached_graph
 from certify.api import margin_spec
 from certkit._validation import check_array, check_eval_mode, check_module, check_positive
@@ -113,6 +114,7 @@ def _linear_part(nodes: list[Node], v: Tensor, masks: list[Tensor] | None, spec:
     return v
 
 
+@outside_inference_mode
 def propagation_tightness(
     model: nn.Module,
     x: Tensor,
