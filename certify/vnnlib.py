@@ -15,6 +15,7 @@ reaches it proves the strict property too; a counterexample on the boundary is r
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def _parse_sexprs(text: str, path: str) -> list[_Sx]:
 
 # -- formulas ------------------------------------------------------------------------------------
 
-_VAR = re.compile(r"^([XY])_(\d+)$")
+_VAR = re.compile(r"^([XY])_(0|[1-9]\d*)$")  # no leading zeros: X_00 would alias X_0
 
 
 def _linear(t: Any, path: str, line: int) -> tuple[dict[str, float], float]:
@@ -120,9 +121,13 @@ def _linear(t: Any, path: str, line: int) -> tuple[dict[str, float], float]:
     if isinstance(t, tuple):
         tok, ln = t
         try:
-            return {}, float(tok)
+            value = float(tok)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(value):
+                raise VnnlibError(f"{path}:{ln}: expected a finite number, got {tok!r}")
+            return {}, value
         if _VAR.match(tok):
             return {tok: 1.0}, 0.0
         raise VnnlibError(f"{path}:{ln}: unknown symbol {tok!r} (expected a number or X_i / Y_j)")
@@ -207,12 +212,17 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"Expected argument `{name}` to be an integer >= 1, but got {v!r}")
     p = os.fspath(check_path(path, "path", kind="file"))  # InvalidPathError: a ValueError and a FileNotFoundError
-    with open(p, encoding="utf-8") as fh:
-        text = fh.read()
+    try:
+        with open(p, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is skipped
+            text = fh.read()
+    except UnicodeDecodeError as e:
+        raise VnnlibError(f"{p}: expected UTF-8 text, but it is not ({e.reason} at byte {e.start})") from None
     declared: dict[str, int] = {}
     conj: list[list[_Atom]] = [[]]
     for sx in _parse_sexprs(text, p):
         head = sx.items[0][0] if sx.items and isinstance(sx.items[0], tuple) else None
+        if head is None:
+            raise VnnlibError(f"{p}:{sx.line}: expected a command (declare-const or assert), got a bare list")
         if head == "declare-const":
             if len(sx.items) != 3 or not all(isinstance(a, tuple) for a in sx.items[1:]):
                 raise VnnlibError(f"{p}:{sx.line}: expected (declare-const NAME Real)")
@@ -228,7 +238,10 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
         elif head == "assert":
             if len(sx.items) != 2:
                 raise VnnlibError(f"{p}:{sx.line}: assert takes one formula")
-            d = _dnf(sx.items[1], p)
+            try:
+                d = _dnf(sx.items[1], p)
+            except RecursionError:
+                raise VnnlibError(f"{p}:{sx.line}: the formula is nested too deeply") from None
             for atoms in d:
                 for names, _, line in atoms:
                     for n in names:
@@ -275,6 +288,8 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
             free = [f"X_{i}" for i in range(num_inputs) if not (torch.isfinite(lo[i]) and torch.isfinite(hi[i]))]
             raise VnnlibError(f"{p}: inputs {free[:5]} have no lower or upper bound in some case")
         key = (tuple(lo.tolist()), tuple(hi.tolist()))
+        if not rows:  # no output constraint: every output is unsafe; the row 0 <= 0 holds everywhere
+            rows, rhs = [[0.0] * num_outputs], [0.0]
         a = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), num_outputs)
         cases.setdefault(key, []).append(OutputConstraint(a, torch.tensor(rhs, dtype=torch.float64)))
     return VnnlibProperty(p, num_inputs, num_outputs, tuple(

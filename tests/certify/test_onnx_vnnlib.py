@@ -497,3 +497,55 @@ def test_a_converter_rule_computing_another_function_is_caught_at_load_time(
     want = torch.from_numpy(ort.InferenceSession(path).run(None, {"x": x.numpy()})[0])
     with torch.no_grad():
         assert float((model(x) - want).abs().max()) > 0.1
+
+
+# -- audit-cli: VNN-LIB edge cases -----------------------------------------------------------------
+
+_HDR2 = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+_BOX2 = "(assert (>= X_0 0.25))\n(assert (<= X_0 0.5))\n(assert (>= X_1 -0.5))\n(assert (<= X_1 -0.25))\n"
+
+
+@pytest.mark.parametrize("tail", ["", "(assert (and))\n", "(assert (<= 0 1))\n"])
+def test_vnnlib_without_output_constraint_is_violated_by_every_input(tmp_path: Path, tail: str) -> None:
+    """No constraint on the outputs: every output is unsafe, so any input of the box is a counterexample
+    (verify_property raised an IndexError from an empty (0, K) constraint)."""
+    path = tmp_path / "free.vnnlib"
+    path.write_text(_HDR2 + _BOX2 + tail)
+    prop = certify.load_vnnlib(path, 2, 2)
+    (case,) = prop.cases
+    assert [c.satisfied(torch.randn(5, 2)).all().item() for c in case.unsafe] == [True]
+    model = nn.Sequential(nn.Linear(2, 2)).eval()
+    for complete in (False, True):
+        res = certify.verify_property(model, prop, complete=complete, generator=torch.Generator().manual_seed(0))
+        assert res.verdict == "falsified" and res.counterexample is not None
+
+
+@pytest.mark.parametrize(("text", "line", "match"), [
+    (_HDR2 + _BOX2 + "(assert (>= Y_1 nan))\n", 9, "finite number"),
+    (_HDR2 + _BOX2 + "(assert (>= Y_1 inf))\n", 9, "finite number"),
+    (_HDR2 + "(assert (>= X_0 -infinity))\n", 5, "finite number"),
+    (_HDR2 + _BOX2 + "()\n", 9, "expected a command"),
+    (_HDR2 + "(declare-const X_00 Real)\n", 5, "X_i or Y_j"),  # X_00 would alias X_0
+    (_HDR2 + _BOX2 + "(assert " + "(and " * 5000 + "(>= Y_1 Y_0)" + ")" * 5000 + ")\n", 9, "nested too deeply"),
+])
+def test_malformed_vnnlib_names_file_and_line_audit(tmp_path: Path, text: str, line: int, match: str) -> None:
+    path = tmp_path / "bad.vnnlib"
+    path.write_text(text)
+    with pytest.raises(VnnlibError, match=rf"bad\.vnnlib:{line}: .*{match}"):
+        certify.load_vnnlib(path, 2, 2)
+
+
+def test_vnnlib_encodings_comments_and_number_forms(tmp_path: Path) -> None:
+    """A non-UTF-8 file is refused naming it; a UTF-8 byte-order mark, CRLF line ends, comments,
+    scientific notation and both negative forms are read."""
+    path = tmp_path / "latin.vnnlib"
+    path.write_bytes(("; caf\xe9\n" + _HDR2 + _BOX2).encode("latin-1"))
+    with pytest.raises(VnnlibError, match=r"latin\.vnnlib: .*UTF-8"):
+        certify.load_vnnlib(path, 2, 2)
+    text = ("; header\n" + _HDR2 + "(assert (>= X_0 2.5e-1)) ; comment\n(assert (<= X_0 5E-1))\n"
+            "(assert (>= X_1 (- 0.5)))\n(assert (<= X_1 -0.25))\n(assert (>= Y_1 Y_0))\n")
+    path = tmp_path / "forms.vnnlib"
+    path.write_bytes(("\ufeff" + text).replace("\n", "\r\n").encode("utf-8"))
+    (case,) = certify.load_vnnlib(path, 2, 2).cases
+    torch.testing.assert_close(case.lower, torch.tensor([0.25, -0.5], dtype=torch.float64))
+    torch.testing.assert_close(case.upper, torch.tensor([0.5, -0.25], dtype=torch.float64))
