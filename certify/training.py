@@ -37,12 +37,17 @@ from certify._graph import cached_graph
 from certify.api import _margin_lower_bounds
 from certify.ibp import InputRegion, interval_forward
 from certkit._validation import (
+    check_bool,
     check_generator,
     check_model_input,
+    check_module,
     check_nonnegative,
     check_positive,
     check_positive_int,
+    check_range,
+    check_real,
     check_training_data,
+    check_unit_interval,
     generator_or_seed,
 )
 
@@ -77,11 +82,12 @@ def smoothed_eps(step: float, *, ramp_start: float, ramp_length: float, eps_max:
     ``eps_max``. ``a`` makes the two pieces meet with equal slope. With the defaults the ramp is
     ``eps_max / 13`` at its mid point ``0.25`` and ``5 eps_max / 13`` half-way.
     """
+    step, ramp_start = check_real(step, "step"), check_real(ramp_start, "ramp_start")
     check_nonnegative(eps_max, "eps_max")
     check_positive(ramp_length, "ramp_length")
     if not 0 < mid < 1:
         raise ValueError(f"Expected argument `mid` to be in the open interval (0, 1), but got {mid!r}")
-    if exponent < 1:
+    if check_real(exponent, "exponent") < 1:
         raise ValueError(f"Expected argument `exponent` to be >= 1, but got {exponent!r}")
     s = step - ramp_start
     if s <= 0:
@@ -98,6 +104,8 @@ def smoothed_eps(step: float, *, ramp_start: float, ramp_length: float, eps_max:
 
 def mixing_coefficient(eps: float, eps_max: float, final: float) -> float:
     """CROWN-IBP's ``kappa`` / ``beta``: ``(eps_max - eps (1 - final)) / eps_max``, from 1 at eps 0 to ``final``."""
+    eps, eps_max = check_nonnegative(eps, "eps"), check_nonnegative(eps_max, "eps_max")
+    final = check_unit_interval(final, "final")
     if eps_max <= 0:
         return 1.0
     return (eps_max - min(eps, eps_max) * (1.0 - final)) / eps_max
@@ -215,6 +223,7 @@ def ibp_init_(model: nn.Module, *, generator: torch.Generator | None = None, see
     from ``generator`` (None: a generator seeded with 0, so the default is reproducible); torch's
     global RNG is untouched. ``seed`` is deprecated: pass a generator.
     """
+    check_module(model)
     g = generator_or_seed(generator, seed, where="certify.training.ibp_init_")
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     with torch.no_grad():
@@ -292,17 +301,14 @@ class CertifiedTrainer:
             )
         self.lr = check_positive(lr, "lr")
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        for name, value in (("final_kappa", final_kappa), ("final_beta", final_beta)):
-            if not 0 <= value <= 1:
-                raise ValueError(f"Expected argument `{name}` to be in [0, 1], but got {value!r}")
-        self.final_kappa = float(final_kappa)
-        self.final_beta = float(final_beta)
+        self.final_kappa = check_unit_interval(final_kappa, "final_kappa")
+        self.final_beta = check_unit_interval(final_beta, "final_beta")
         self.grad_clip = check_positive(grad_clip, "grad_clip")
         self.reg_lambda = check_nonnegative(reg_lambda, "reg_lambda")
-        self.domain = domain
+        self.domain = None if domain is None else check_range(domain, "domain")
         self.generator = (check_generator(generator) if seed is None
                           else generator_or_seed(generator, seed, where="certify.training.CertifiedTrainer"))
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
         self.history_: TrainingHistory | None = None
 
     def margin_lower(self, model: nn.Module, x: Tensor, labels: Tensor, eps: float) -> Tensor:
@@ -318,14 +324,27 @@ class CertifiedTrainer:
         return beta * crown + (1 - beta) * ibp
 
     def fit(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> CertifiedTrainer:
-        """Train ``model`` in place on ``inputs`` (N, ...) and ``labels`` (N,); returns self."""
+        """Train ``model`` in place on ``inputs`` (N, ...) and ``labels`` (N,), leaving it in eval mode; returns self.
+
+        Dropout draws from torch's global RNG, whose state is restored afterwards (left untouched)."""
         # every check that can fail runs before the first step: an unsupported layer or a bad label
         # must not be reported after the weights have already changed
+        check_model_input(check_module(model), inputs, "inputs")  # the dtype before a forward pass fails on it
         check_training_data(model, inputs, labels)
-        check_model_input(model, inputs, "inputs")
-        if len(inputs):
-            with _in_eval_mode(model), torch.no_grad():
-                cached_graph(model, inputs[:1])  # raises UnsupportedLayerError for a layer the bounds lack
+        if len(inputs) == 0:
+            raise ValueError("Expected argument `inputs` to hold at least one sample, but got shape "
+                             f"{tuple(inputs.shape)}")
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError("Expected argument `model` to have trainable parameters (requires_grad=True), "
+                             "but it has none")
+        with _in_eval_mode(model), torch.no_grad():
+            cached_graph(model, inputs[:1])  # raises UnsupportedLayerError for a layer the bounds lack
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # dropout's draws leave the global RNG as it was
+            self._fit(model, inputs, labels)
+        return self
+
+    def _fit(self, model: nn.Module, inputs: Tensor, labels: Tensor) -> None:
         g = self.generator if self.generator is not None else torch.Generator().manual_seed(0)
         n = len(labels)
         steps_per_epoch = math.ceil(n / self.batch_size)
@@ -371,7 +390,6 @@ class CertifiedTrainer:
             bar.set_postfix(eps=f"{eps:.3f}", loss=f"{totals[0]:.3f}")
         model.eval()
         self.history_ = history
-        return self
 
 
 def certified_train(model: nn.Module, inputs: Tensor, labels: Tensor, **kwargs: object) -> TrainingHistory:

@@ -258,3 +258,59 @@ def test_cached_certified_cnn_reaches_the_targets() -> None:
                                          progress=False)
     assert clean >= 0.90
     assert verified >= 0.80
+
+
+def _tiny() -> nn.Sequential:
+    return _seeded(lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)))
+
+
+_KW = {"method": "ibp", "eps": 0.05, "epochs": 2, "warmup_epochs": 0, "ramp_epochs": 1, "batch_size": 10,
+       "progress": False}
+
+
+@pytest.mark.parametrize(("kwargs", "error", "name"), [
+    ({"final_kappa": "0.5"}, TypeError, "final_kappa"),  # was "'<=' not supported between 'int' and 'str'"
+    ({"final_beta": True}, TypeError, "final_beta"),  # was accepted as 1.0
+    ({"domain": (1.0, 0.0)}, ValueError, "domain"),  # was accepted, failing (or not) at fit
+    ({"domain": (float("nan"), 1.0)}, ValueError, "domain"),
+    ({"domain": "01"}, TypeError, "domain"),
+    ({"progress": "no"}, TypeError, "progress"),  # was truthy: a progress bar
+])
+def test_trainer_arguments_are_checked_up_front(kwargs: dict[str, object], error: type, name: str) -> None:
+    with pytest.raises(error, match=f"`{name}`"):
+        CertifiedTrainer(**{**_KW, **kwargs})  # type: ignore[arg-type]
+
+
+def test_schedule_functions_refuse_nan_and_out_of_range() -> None:
+    kw = {"ramp_start": 0.0, "ramp_length": 10.0, "eps_max": 0.1}
+    for bad in ({"step": math.nan}, {"ramp_start": math.nan}, {"exponent": math.nan}):
+        with pytest.raises(ValueError, match=f"`{next(iter(bad))}`"):  # each returned nan
+            smoothed_eps(**{"step": 1.0, **kw, **bad})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`final`"):
+        mixing_coefficient(0.1, 0.1, 2.0)  # returned 2.0: a weight outside [0, 1]
+    with pytest.raises(ValueError, match="`final`"):
+        mixing_coefficient(0.1, 0.1, math.nan)
+    with pytest.raises(ValueError, match="`eps`"):
+        mixing_coefficient(-0.1, 0.1, 0.5)  # returned 1.5
+
+
+def test_fit_refuses_bad_data_before_touching_the_model() -> None:
+    x, y = torch.rand(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 3
+    model = _tiny().eval()
+    with pytest.raises(TypeError, match="`inputs`.*dtype"):  # was torch's "mat1 and mat2 must have the same dtype"
+        CertifiedTrainer(**_KW).fit(model, x.double(), y)
+    with pytest.raises(ValueError, match="`inputs`.*at least one"):  # was a silent no-op 'training'
+        CertifiedTrainer(**_KW).fit(model, x[:0], y[:0])
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="`model`.*trainable"):  # was torch's error after model.train()
+        CertifiedTrainer(**_KW).fit(model, x, y)
+    assert not model.training
+    with pytest.raises(TypeError, match="`model`"):
+        ibp_init_("model")  # type: ignore[arg-type]
+
+
+def test_fit_with_dropout_leaves_the_global_rng_alone() -> None:
+    x, y = torch.rand(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 3
+    state = torch.random.get_rng_state()
+    CertifiedTrainer(**_KW).fit(_tiny(), x, y)
+    assert torch.equal(state, torch.random.get_rng_state())
