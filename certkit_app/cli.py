@@ -75,6 +75,7 @@ NONNEG_INT = _option_type("int", 0)
 POS_INT = _option_type("int", 1)
 POS_FLOAT = _option_type("float", 0, strict=True)
 UNIT_FLOAT = _option_type("float", 0.0, 1.0)
+SEED = _option_type("int", 0, 2**64 - 1)  # the range torch.Generator.manual_seed accepts
 
 
 def _command_modules() -> list[Any]:

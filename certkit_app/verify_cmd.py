@@ -24,7 +24,7 @@ EXIT_CODES = {"verified": 0, "falsified": 1, "usage": 2, "unknown": 3, "unsuppor
 
 
 def add_parser(subparsers: Any) -> None:
-    from certkit_app.cli import NONNEG_INT, POS_FLOAT
+    from certkit_app.cli import POS_FLOAT, SEED
 
     p = subparsers.add_parser(
         "verify", help="verify a VNN-LIB property of an ONNX model",
@@ -33,22 +33,23 @@ def add_parser(subparsers: Any) -> None:
                     "file; 3: unknown (or timeout); 4: unsupported layer or operator.")
     p.add_argument("model", help="the ONNX model (.onnx)")
     p.add_argument("property", help="the VNN-LIB property (.vnnlib)")
-    p.add_argument("--method", choices=("ibp", "crown", "crown-ibp"), default="crown",
-                   help="bound propagation method (default: crown)")
+    p.add_argument("--method", choices=("ibp", "crown", "crown-ibp"), default=None,
+                   help="bound propagation method (default: crown; not with --complete, which uses its own)")
     p.add_argument("--complete", action="store_true",
                    help="complete verification: branch-and-bound (alpha/beta-CROWN, ReLU or input splits) "
                         "until verified or falsified, or the timeout")
     p.add_argument("--timeout", type=POS_FLOAT, default=None, metavar="S", help="seconds before answering unknown")
     p.add_argument("--float64", action="store_true", help="bounds in float64, rounded one ulp outward")
-    p.add_argument("--seed", type=NONNEG_INT, default=0, help="seed of the PGD restarts")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the PGD restarts")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _input_shape(info: Any, num_inputs: int) -> tuple[int, ...]:
+def _input_shape(info: Any) -> tuple[int, ...]:
+    """The per-sample input shape, or () where a dimension is symbolic."""
     dims = info.input_shape[1:] if len(info.input_shape) > 1 else info.input_shape
     if dims and all(isinstance(d, int) and d > 0 for d in dims):
         return tuple(dims)
-    return (num_inputs,)
+    return ()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,19 +60,24 @@ def run(args: argparse.Namespace) -> int:
     from certkit._validation import check_path
     from certkit_app.cli import print_json
 
+    if args.complete and args.method is not None:
+        raise ValueError(f"Expected `--method` not to be given with `--complete` (the complete search uses its own "
+                         f"alpha/beta-CROWN bounds), but got --method {args.method}")
     try:
         check_path(args.model, "MODEL", kind="file")  # a missing file: exit 2 naming the argument
         check_path(args.property, "PROPERTY", kind="file")
         info = onnx_model_info(args.model)
         model = certify.load_onnx(args.model)
-        shape = _input_shape(info, 0)
+        shape = _input_shape(info)
         if not shape:
-            raise ValueError(f"{args.model}: cannot read the input shape of the ONNX model")
+            raise ValueError(f"{args.model}: the input {info.input_name!r} has shape {list(info.input_shape)}, with "
+                             "symbolic per-sample dimensions; certkit verify needs them fixed (only the batch "
+                             "dimension may be symbolic)")
         num_inputs = math.prod(shape)
         with torch.no_grad():
             num_outputs = int(model(torch.zeros((1, *shape))).numel())
         prop = certify.load_vnnlib(args.property, num_inputs, num_outputs)
-        res = certify.verify_property(model, prop, input_shape=shape, method=args.method, timeout=args.timeout,
+        res = certify.verify_property(model, prop, input_shape=shape, method=args.method or "crown", timeout=args.timeout,
                                       float64=args.float64, complete=args.complete,
                                       generator=torch.Generator().manual_seed(args.seed))
     except FileNotFoundError as e:

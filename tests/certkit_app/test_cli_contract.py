@@ -58,6 +58,7 @@ def test_usage_errors_of_every_subcommand_are_one_line(command: str, capsys: pyt
     (["verify", "--timeout", "-1", "m.onnx", "p.vnnlib"], "--timeout"),
     (["verify", "--timeout", "nan", "m.onnx", "p.vnnlib"], "--timeout"),
     (["verify", "--seed", "-1", "m.onnx", "p.vnnlib"], "--seed"),
+    (["verify", "--seed", str(2**64), "m.onnx", "p.vnnlib"], "--seed"),  # was torch's "Overflow when unpacking long long"
     (["verify", "--method", "lp", "m.onnx", "p.vnnlib"], "--method"),
     (["verify", "/no/such/model.onnx", "p.vnnlib"], "MODEL"),
 ])

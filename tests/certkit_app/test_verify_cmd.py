@@ -176,3 +176,25 @@ def test_cli_decides_a_normalised_view_flatten_cnn(opset: int | None, tmp_path: 
         assert (row["verdict"] == "verified") == bool(ok[0])
         seen.add(row["verdict"])
     assert seen == {"verified", "falsified"}
+
+
+def test_cli_symbolic_input_shape_and_conflicting_flags(tmp_path: Path, onnx_model: tuple[nn.Module, Path],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A model whose per-sample input dims are symbolic exits 2 naming the file (it raised torch's 'mat1 and
+    mat2 shapes cannot be multiplied'); --method with --complete (which ignores it) is refused."""
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    path = tmp_path / "dyn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 2),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N", 1: "F"}, "y": {0: "N"}})
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(_robustness(torch.full((2,), 0.5), 0.01, 0, 2))
+    assert main(["verify", str(path), str(prop), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "dyn.onnx" in captured.err and "symbolic" in captured.err and not captured.out
+    _, cnn = onnx_model
+    prop.write_text(_robustness(torch.full((36,), 0.5), 0.01, 0, 3))
+    assert main(["verify", str(cnn), str(prop), "--complete", "--method", "ibp"]) == 2
+    err = capsys.readouterr().err
+    assert "--method" in err and "--complete" in err and err.count("\n") == 1
