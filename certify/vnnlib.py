@@ -166,6 +166,17 @@ def _linear(t: Any, path: str, line: int) -> tuple[dict[str, float], float]:
 _Atom = tuple[dict[str, float], float, int]
 
 
+def _dnf_size(f: Any) -> int:
+    """The most conjunctions :func:`_dnf` holds at once expanding ``f`` (its result's length, or a part's where
+    larger), capped just above ``_MAX_DISJUNCTS``, counted on the formula without expanding it; a malformed node
+    counts 1 (``_dnf`` reports it)."""
+    if isinstance(f, tuple) or not f.items or not isinstance(f.items[0], tuple) or f.items[0][0] not in ("and", "or"):
+        return 1
+    sizes = [_dnf_size(a) for a in f.items[1:]]
+    total = sum(sizes) if f.items[0][0] == "or" else math.prod(sizes)
+    return min(max([total, *sizes]), _MAX_DISJUNCTS + 1)
+
+
 def _dnf(f: Any, path: str) -> list[list[_Atom]]:
     """The formula as a disjunction (list) of conjunctions (lists of atoms)."""
     if isinstance(f, tuple) or not f.items or not isinstance(f.items[0], tuple):
@@ -239,6 +250,9 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
             if len(sx.items) != 2:
                 raise VnnlibError(f"{p}:{sx.line}: assert takes one formula")
             try:
+                size = _dnf_size(sx.items[1])  # in closed form, before expanding anything
+                if len(conj) * size > _MAX_DISJUNCTS:
+                    raise VnnlibError(f"{p}:{sx.line}: the assertions expand to more than {_MAX_DISJUNCTS} cases")
                 d = _dnf(sx.items[1], p)
             except RecursionError:
                 raise VnnlibError(f"{p}:{sx.line}: the formula is nested too deeply") from None
@@ -247,8 +261,6 @@ def load_vnnlib(path: str | os.PathLike[str], num_inputs: int, num_outputs: int)
                     for n in names:
                         if n not in declared:
                             raise VnnlibError(f"{p}:{line}: variable {n} is used but not declared")
-            if len(conj) * len(d) > _MAX_DISJUNCTS:
-                raise VnnlibError(f"{p}:{sx.line}: the assertions expand to more than {_MAX_DISJUNCTS} cases")
             conj = [a + b for a in conj for b in d]
         else:
             raise VnnlibError(f"{p}:{sx.line}: unsupported command {head!r} (supported: declare-const, assert)")

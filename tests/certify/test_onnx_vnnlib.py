@@ -549,3 +549,18 @@ def test_vnnlib_encodings_comments_and_number_forms(tmp_path: Path) -> None:
     (case,) = certify.load_vnnlib(path, 2, 2).cases
     torch.testing.assert_close(case.lower, torch.tensor([0.25, -0.5], dtype=torch.float64))
     torch.testing.assert_close(case.upper, torch.tensor([0.5, -0.25], dtype=torch.float64))
+
+
+def test_vnnlib_expansion_budget_is_counted_before_expanding(tmp_path: Path) -> None:
+    """An (or ...) of many (and (or a b) ...) products was expanded in full (16 x 65536 conjunctions here, and
+    without bound for more) before the 100000-case budget was checked; it is now refused at once."""
+    import time
+
+    inner = "(and " + " ".join("(or (<= Y_0 1) (<= Y_0 2))" for _ in range(16)) + ")"
+    path = tmp_path / "blow.vnnlib"
+    path.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
+                    "(assert (or " + " ".join([inner] * 16) + "))\n")
+    start = time.perf_counter()
+    with pytest.raises(VnnlibError, match=r"blow\.vnnlib:5: .*more than 100000 cases"):
+        certify.load_vnnlib(path, 1, 1)
+    assert time.perf_counter() - start < 1.0  # it took 4 s
