@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from certify._graph import UnsupportedLayerError
+from certkit._validation import check_path
 
 __all__ = ["OnnxModelInfo", "load_onnx", "onnx_model_info"]
 
@@ -81,9 +82,7 @@ def _read(path: str | os.PathLike[str]) -> Any:
         import onnx
     except ImportError as e:
         raise ImportError("certify.load_onnx needs the optional 'onnx' extra: pip install 'certkit[onnx]'") from e
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"ONNX file {p!r} does not exist")
+    p = os.fspath(check_path(path, "path", kind="file"))  # InvalidPathError: a ValueError and a FileNotFoundError
     try:
         model = onnx.load(p)
         onnx.checker.check_model(model)

@@ -207,6 +207,8 @@ def test_malformed_onnx_files_name_the_file(tmp_path: Path) -> None:
         certify.load_onnx(bad)
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
         certify.load_onnx(tmp_path / "missing.onnx")
+    with pytest.raises(FileNotFoundError, match=r"`path`.*existing file"):  # a directory: it said "does not exist"
+        certify.load_onnx(tmp_path)
     with pytest.raises(TypeError, match="path"):
         certify.load_onnx(3)  # type: ignore[arg-type]
 
