@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -264,7 +265,7 @@ def _tiny() -> nn.Sequential:
     return _seeded(lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)))
 
 
-_KW = {"method": "ibp", "eps": 0.05, "epochs": 2, "warmup_epochs": 0, "ramp_epochs": 1, "batch_size": 10,
+_KW: dict[str, Any] = {"method": "ibp", "eps": 0.05, "epochs": 2, "warmup_epochs": 0, "ramp_epochs": 1, "batch_size": 10,
        "progress": False}
 
 
@@ -297,12 +298,12 @@ def test_schedule_functions_refuse_nan_and_out_of_range() -> None:
 def test_fit_refuses_bad_data_before_touching_the_model() -> None:
     x, y = torch.rand(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 3
     model = _tiny().eval()
-    with pytest.raises(TypeError, match="`inputs`.*dtype"):  # was torch's "mat1 and mat2 must have the same dtype"
+    with pytest.raises(TypeError, match=r"`inputs`.*dtype"):  # was torch's "mat1 and mat2 must have the same dtype"
         CertifiedTrainer(**_KW).fit(model, x.double(), y)
-    with pytest.raises(ValueError, match="`inputs`.*at least one"):  # was a silent no-op 'training'
+    with pytest.raises(ValueError, match=r"`inputs`.*at least one"):  # was a silent no-op 'training'
         CertifiedTrainer(**_KW).fit(model, x[:0], y[:0])
     model.requires_grad_(False)
-    with pytest.raises(ValueError, match="`model`.*trainable"):  # was torch's error after model.train()
+    with pytest.raises(ValueError, match=r"`model`.*trainable"):  # was torch's error after model.train()
         CertifiedTrainer(**_KW).fit(model, x, y)
     assert not model.training
     with pytest.raises(TypeError, match="`model`"):
