@@ -98,13 +98,15 @@ def _add_erase_check(sub: Any) -> None:
     ec.add_argument("--mode", choices=("suffix", "insertion", "infusion"), default="suffix")
     ec.add_argument("--max-erase", type=NONNEG_INT, default=None, metavar="D",
                     help="most tokens erased (per block in insertion mode); default 20 / 8 / 2 by mode")
-    ec.add_argument("--num-blocks", type=POS_INT, default=1, metavar="K", help="inserted blocks (insertion mode)")
+    ec.add_argument("--num-blocks", type=POS_INT, default=None, metavar="K",
+                    help="inserted blocks (insertion mode only; default 1)")
     ec.add_argument("--filter", default="default", metavar="default|specific|tfidf|embedding|PATH",
                     help="built-in filter (default: certify.prompts.default_filter(), MiniLM where the llm extra is "
                          "installed, TF-IDF otherwise; specific: default_filter(variant='specific'), which keeps more "
                          "benign prompts with harm words; tfidf: the fast embedded-set TF-IDF filter), or a local "
                          "Hugging Face sequence-classification model directory")
-    ec.add_argument("--harmful-label", type=NONNEG_INT, default=1, help="harmful class index of a PATH model")
+    ec.add_argument("--harmful-label", type=NONNEG_INT, default=None,
+                    help="harmful class index of a PATH model (default 1; not with a built-in filter)")
     ec.add_argument("--threshold", type=UNIT_FLOAT, default=None,
                     help="flag when p_harmful >= threshold (default: the PAC threshold of --filter default / "
                          "specific, 0.5 for the others)")
@@ -126,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_BUILTIN_FILTERS = ("default", "specific", "tfidf", "embedding")
+
+
 def _load_filter(spec: str, threshold: float | None, harmful_label: int) -> Any:
     from certify.prompts import HFClassifierFilter, default_filter, embedded_tfidf_filter, embedding_filter
 
@@ -139,9 +144,13 @@ def _load_filter(spec: str, threshold: float | None, harmful_label: int) -> Any:
     if spec == "embedding":
         return embedding_filter(threshold=threshold)
     if Path(spec).is_dir():
-        return HFClassifierFilter(spec, harmful_label=harmful_label, threshold=threshold)
-    raise ValueError(f"Expected argument `--filter` to be 'default', 'tfidf', 'embedding' or a model directory, but "
-                     f"got {spec!r}")
+        try:
+            return HFClassifierFilter(spec, harmful_label=harmful_label, threshold=threshold)
+        except (OSError, ValueError) as e:  # not a model directory: name the option (ImportError passes: an extra)
+            raise ValueError(f"Expected argument `--filter` to be a Hugging Face sequence-classification model "
+                             f"directory, but {spec!r} could not be loaded: {e}") from None
+    raise ValueError(f"Expected argument `--filter` to be 'default', 'specific', 'tfidf', 'embedding' or a model "
+                     f"directory, but got {spec!r}")
 
 
 def _erase_check(args: argparse.Namespace) -> int:
@@ -163,9 +172,14 @@ def _erase_check(args: argparse.Namespace) -> int:
             raise ValueError(f"Expected argument `--file` to hold at least one prompt, but {str(args.file)!r} has none")
     else:
         prompts = [args.prompt]
+    if args.num_blocks is not None and args.mode != "insertion":  # it would be ignored, yet reported
+        raise ValueError(f"Expected `--num-blocks` only with `--mode insertion`, but got --mode {args.mode}")
+    if args.harmful_label is not None and args.filter in _BUILTIN_FILTERS:
+        raise ValueError(f"Expected `--harmful-label` only with a model directory as `--filter`, but got --filter "
+                         f"{args.filter}")
     d = _DEFAULT_D[args.mode] if args.max_erase is None else args.max_erase
-    filt = _load_filter(args.filter, args.threshold, args.harmful_label)
-    certs = erase_and_check_batch(prompts, filt, mode=args.mode, max_erase=d, num_blocks=args.num_blocks,
+    filt = _load_filter(args.filter, args.threshold, 1 if args.harmful_label is None else args.harmful_label)
+    certs = erase_and_check_batch(prompts, filt, mode=args.mode, max_erase=d, num_blocks=args.num_blocks or 1,
                                   budget=args.budget)
     if args.json:
         rows = [asdict(c) for c in certs]

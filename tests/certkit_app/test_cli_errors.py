@@ -52,3 +52,25 @@ def test_json_is_valid_in_an_ascii_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     out.flush()
     raw = out.buffer.getvalue()  # type: ignore[attr-defined]
     assert json.loads(raw.decode("ascii"))["prompt"] == "café 日本 \udcff"
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["erase-check", "--num-blocks", "3", "hi"], ["--num-blocks", "--mode insertion"]),  # was ignored, yet reported
+    (["erase-check", "--mode", "infusion", "--num-blocks", "2", "hi"], ["--num-blocks"]),
+    (["erase-check", "--filter", "tfidf", "--harmful-label", "0", "hi"], ["--harmful-label", "--filter"]),
+])
+def test_flags_that_would_be_ignored_exit_2(argv: list[str], names: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    err = _err(capsys)
+    assert all(n in err for n in names), err
+
+
+def test_bad_filter_names_the_option_and_every_builtin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.txt").write_text("x\n")
+    assert cli.main(["erase-check", "--filter", str(tmp_path / "p.txt"), "hi"]) == 2
+    assert "'specific'" in _err(capsys)  # the documented built-in was missing from the list
+    pytest.importorskip("transformers", reason="the optional 'llm' extra is not installed")
+    assert cli.main(["erase-check", "--filter", str(tmp_path), "hi"]) == 2  # a directory holding no model
+    err = _err(capsys)
+    assert "--filter" in err and str(tmp_path) in err, err  # was transformers' message alone
