@@ -362,7 +362,7 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     (see :func:`_register_converters`); other newer operators after a conversion down to opset 17. The
     converted module is then compared with onnxruntime on one seeded probe input, and a model on which they
     differ (beyond ``PROBE_RTOL`` x (1 + max |output|)) is refused: a converter rule that computes another
-    function is never bounded silently.
+    function is never bounded silently. Torch's global RNG is left as it was.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -379,15 +379,16 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     for i, node in enumerate(model.graph.node):
         by_type.setdefault(node.op_type, node.name or f"#{i}")
     try:
-        try:
-            module = o2t.convert(_batch_free(model))
-        except NotImplementedError:
-            # onnx2torch registers most converters for the opsets up to 17; a newer export often
-            # converts after a version downgrade (identical semantics for the operators concerned)
-            older = _downgraded(model)
-            if older is None:
-                raise
-            module = o2t.convert(_batch_free(older))
+        with torch.random.fork_rng(devices=[]):  # the converter's nn.Linear / nn.Conv init draws from the global RNG
+            try:
+                module = o2t.convert(_batch_free(model))
+            except NotImplementedError:
+                # onnx2torch registers most converters for the opsets up to 17; a newer export often
+                # converts after a version downgrade (identical semantics for the operators concerned)
+                older = _downgraded(model)
+                if older is None:
+                    raise
+                module = o2t.convert(_batch_free(older))
     except NotImplementedError as e:
         msg = str(e)
         op = next((t for t in by_type if f"operation_type='{t}'" in msg or f"'{t}'" in msg), None)

@@ -566,3 +566,17 @@ def test_vnnlib_expansion_budget_is_counted_before_expanding(tmp_path: Path) -> 
     with pytest.raises(VnnlibError, match=r"blow\.vnnlib:5: .*more than 100000 cases"):
         certify.load_vnnlib(path, 1, 1)
     assert time.perf_counter() - start < 1.0  # it took 4 s
+
+
+def test_load_onnx_leaves_the_global_rng_alone(tmp_path: Path) -> None:
+    """onnx2torch builds nn.Linear / nn.Conv2d modules, whose initialisation drew from torch's global RNG."""
+    path = tmp_path / "m.onnx"
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)).eval()
+        torch.onnx.export(model, (torch.rand(1, 1, 4, 4),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"])
+    state = torch.random.get_rng_state()
+    certify.load_onnx(path)
+    assert torch.equal(state, torch.random.get_rng_state())
