@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
                              "symbolic per-sample dimensions; certkit verify needs them fixed (only the batch "
                              "dimension may be symbolic)")
         num_inputs = math.prod(shape)
-        with torch.no_grad():
-            num_outputs = int(model(torch.zeros((1, *shape))).numel())
+        dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)
+        with torch.no_grad():  # in the model's dtype: a float64 export failed on a float32 probe
+            num_outputs = int(model(torch.zeros((1, *shape), dtype=dtype)).numel())
         prop = certify.load_vnnlib(args.property, num_inputs, num_outputs)
         res = certify.verify_property(model, prop, input_shape=shape, method=args.method or "crown", timeout=args.timeout,
                                       float64=args.float64, complete=args.complete,

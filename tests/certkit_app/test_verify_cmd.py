@@ -198,3 +198,21 @@ def test_cli_symbolic_input_shape_and_conflicting_flags(tmp_path: Path, onnx_mod
     assert main(["verify", str(cnn), str(prop), "--complete", "--method", "ibp"]) == 2
     err = capsys.readouterr().err
     assert "--method" in err and "--complete" in err and err.count("\n") == 1
+
+
+def test_cli_decides_a_float64_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A float64 export exited 2 with torch's 'mat1 and mat2 must have the same dtype' (a float32 shape probe)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)).double().eval()
+    path = tmp_path / "f64.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 2, dtype=torch.float64),), str(path), dynamo=False,
+                          input_names=["x"], output_names=["y"])
+    x = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    label = int(model(x).argmax(1))
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(_robustness(x[0], 0.001, label, 2))
+    assert main(["verify", str(path), str(prop), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "verified"
