@@ -9,11 +9,14 @@ chosen with a PAC guarantee on harmful recall by ``conformal.calibrate_filter_th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
+from certkit._params import _same, _show
 from certkit.errors import NotCalibratedError
 
 __all__ = ["CallableFilter", "FilterBase", "SafetyFilter", "as_filter", "check_texts", "check_threshold"]
@@ -69,11 +72,27 @@ class FilterBase:
         """Boolean (N,): ``predict_proba(texts) >= threshold``."""
         return np.asarray(self.predict_proba(texts)) >= self.threshold  # type: ignore[attr-defined]
 
+    def __repr__(self) -> str:
+        """scikit-learn style: the constructor's arguments that differ from their defaults, e.g.
+        ``EmbeddingFilter(threshold=0.231)``; a function by its name, a model or tokenizer by its type's name."""
+        shown = []
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            if p.default is not p.empty and _same(value, p.default):
+                continue
+            if isinstance(value, str) and len(value) > 40:  # a chat template or system prompt: its start
+                value = value[:37] + "..."
+            simple = (value is None or isinstance(value, str | bool | int | float | tuple | list | torch.device)
+                      or inspect.isfunction(value) or inspect.isbuiltin(value))
+            shown.append(f"{name}={_show(value) if simple else type(value).__name__}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
 
 def _check_one_argument(fn: Any) -> None:
     """TypeError naming ``filter`` when the callable ``fn`` cannot take one positional argument (e.g. the factory
     ``default_filter`` passed uncalled)."""
-    import inspect
 
     try:
         sig = inspect.signature(fn)

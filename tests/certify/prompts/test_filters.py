@@ -254,3 +254,18 @@ def test_bag_variants_fast_scores_equal_predict_proba(kw: dict) -> None:  # type
         keep[0] = 0.0
         soft = torch.sigmoid(filt.soft_logit(rows, keep)).item()
         assert abs(soft - filt.predict_proba(["".join(pieces[1:])])[0]) < 1e-5
+
+
+def test_filters_repr_shows_the_arguments_that_differ_from_their_defaults() -> None:
+    """scikit-learn style repr: ``TfidfFilter()`` when nothing differs; functions by their name, models by their type's;
+    long strings (chat templates) cut to their start."""
+    from certify.prompts import CallableFilter, LLMJudgeFilter
+    from certify.prompts.filters import TfidfFilter
+
+    assert repr(TfidfFilter()) == "TfidfFilter()"
+    assert repr(TfidfFilter(threshold=0.3, augment=("suffix",))) == "TfidfFilter(threshold=0.3, augment=('suffix',))"
+    assert repr(CallableFilter(len, threshold=0.2)) == "CallableFilter(fn=len, threshold=0.2)"
+    judge = repr(LLMJudgeFilter(lambda p: "Sorry", template="{system} {prompt}", threshold=0.5))
+    assert judge.startswith("LLMJudgeFilter(generate=") and ", template='{system} {prompt}', " in judge
+    long = repr(LLMJudgeFilter(lambda p: "Sorry"))  # the Llama-2 template: cut at 40 characters
+    assert "template='<s>[INST] <<SYS>>" in long and "...'" in long and len(long) < 300
