@@ -124,7 +124,7 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
     """
     from certify.api import _check_method, _check_model
     from certify.attacks import pgd_box_minimize
-    from certkit._validation import check_bool, check_generator, check_positive_int
+    from certkit._validation import check_bool, check_generator, check_positive_int, warn_low_precision
 
     start = time.perf_counter()
     model = _check_model(model)
@@ -146,6 +146,7 @@ def verify_property(model: nn.Module, prop: VnnlibProperty, *, input_shape: tupl
         raise ValueError(f"{prop.path}: the property has {prop.num_inputs} inputs but the model's input shape "
                          f"{shape} has {math.prod(shape)}")
     dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)
+    warn_low_precision(dtype, "model", "verdicts", stacklevel=2)  # as certify.verify warns for the same dtype
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
     try:
         with torch.no_grad():

@@ -163,8 +163,8 @@ def check_seed(seed: Any, name: str = "seed") -> int:
         raise TypeError(f"Expected argument `{name}` to be an integer >= 0, but got {seed!r}")
     if isinstance(seed, float | np.floating) and not (math.isfinite(seed) and float(seed).is_integer()):
         raise ValueError(f"Expected argument `{name}` to be an integer >= 0, but got the non-integral {seed!r}")
-    if seed < 0:
-        raise ValueError(f"Expected argument `{name}` to be an integer >= 0, but got {seed!r}")
+    if not 0 <= seed <= 2**64 - 1:  # torch's manual_seed takes 64 bits
+        raise ValueError(f"Expected argument `{name}` to be an integer in [0, 2**64 - 1], but got {seed!r}")
     return int(seed)
 
 
@@ -716,9 +716,10 @@ def has_visible(text: str) -> bool:
     return any(_visible(ch) for ch in text)
 
 
-def check_model_labels(model: Any, x: Any, labels: Any, name: str = "labels") -> None:
+def check_model_labels(model: Any, x: Any, labels: Any, name: str = "labels", inputs_name: str = "x") -> None:
     """Check integer ``labels`` (N,) index the model's outputs: K from one forward pass of ``x[:1]``
-    (no gradient, the model's mode untouched); out-of-range labels would otherwise fail deep in torch."""
+    (no gradient, the model's mode untouched); out-of-range labels would otherwise fail deep in torch. A model
+    that fails on ``x[:1]`` (inputs of another shape or dtype) raises a ValueError naming ``inputs_name``."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"Expected argument `{name}` to be a torch tensor of class indices, but got {type(labels).__name__}")
     num_classes = None
@@ -729,6 +730,11 @@ def check_model_labels(model: Any, x: Any, labels: Any, name: str = "labels") ->
                 m.eval()  # no batch-norm statistics are updated by this probe
             with torch.no_grad():
                 num_classes = int(model(x[:1]).shape[-1])
+        except RuntimeError as err:  # torch's own message ("mat1 and mat2 shapes ...") names no argument
+            raise ValueError(
+                f"Expected argument `{inputs_name}` to have the shape and dtype the model takes, but the model failed "
+                f"on one input of shape {tuple(x.shape[1:])} and dtype {x.dtype}: {err}"
+            ) from err
         finally:
             for m, training in modes:
                 m.train(training)
@@ -748,7 +754,7 @@ def check_training_data(model: Any, inputs: Any, labels: Any, inputs_name: str =
             f"Expected arguments `{inputs_name}` and `labels` to have the same length, but got "
             f"{inputs.shape[0]} and {labels.shape[0]}"
         )
-    check_model_labels(model, inputs, labels, "labels")
+    check_model_labels(model, inputs, labels, "labels", inputs_name)
     warn_low_precision_training(model, inputs, inputs_name, stacklevel=4)
 
 

@@ -189,7 +189,7 @@ def certified_sets(
             raise TypeError(f"Expected argument `{name}` to be a torch tensor, but got {type(t).__name__}")
     check_inputs(model, x_cal, "x_cal")
     check_inputs(model, x_test, "x_test")
-    check_model_labels(model, x_cal, y_cal, "y_cal")
+    check_model_labels(model, x_cal, y_cal, "y_cal", "x_cal")
     if y_cal.shape != (x_cal.shape[0],):
         raise ValueError(f"Expected argument `y_cal` to have shape ({x_cal.shape[0]},), but got {tuple(y_cal.shape)}")
     if method == "pac":

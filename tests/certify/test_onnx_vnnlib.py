@@ -580,3 +580,22 @@ def test_load_onnx_leaves_the_global_rng_alone(tmp_path: Path) -> None:
     state = torch.random.get_rng_state()
     certify.load_onnx(path)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_verify_property_warns_for_a_half_precision_model(tmp_path: Path) -> None:
+    """A float16 model: the verdict's bounds do not account for its rounding, so a LowPrecisionWarning (as
+    certify.verify gives for the same dtype); it answered "verified" silently."""
+    from certkit.warnings import LowPrecisionWarning
+
+    path = tmp_path / "multi.vnnlib"
+    path.write_text(MULTI_BOX)
+    prop = certify.load_vnnlib(path, 2, 3)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowPrecisionWarning)
+        certify.verify_property(model, prop, attack_steps=0)  # float32: no warning
+    with pytest.warns(LowPrecisionWarning, match="`model` has dtype torch.float16"):
+        try:
+            certify.verify_property(model.half(), prop, attack_steps=0)
+        except (RuntimeError, TypeError):  # a CPU build without some half kernel: the warning came first
+            pass

@@ -315,3 +315,13 @@ def test_fit_with_dropout_leaves_the_global_rng_alone() -> None:
     state = torch.random.get_rng_state()
     CertifiedTrainer(**_KW).fit(_tiny(), x, y)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_fit_names_inputs_of_another_feature_shape() -> None:
+    """Inputs with 5 features for a 4-input model: a ValueError naming `inputs` before any step (was torch's
+    "mat1 and mat2 shapes cannot be multiplied"), the model untouched."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"`inputs`.*shape \(5,\)"):
+        CertifiedTrainer(eps=0.1).fit(model, torch.rand(20, 5), torch.randint(0, 3, (20,)))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -203,3 +203,24 @@ def test_nan_checks_see_nan_in_every_float_dtype_and_device_path() -> None:
     with pytest.raises(ValueError, match="NaN"):
         v.check_no_nan(np.array([0.0, np.nan, np.inf]), "x")
     v.check_no_nan(np.array([0.0, -np.inf, np.inf]), "x")
+
+
+def test_check_model_labels_names_the_inputs_when_the_model_fails_on_them() -> None:
+    """A model that cannot take the inputs (4 features expected, 5 given) fails with torch's own shape message,
+    which names no argument: the probe names the inputs, their shape and dtype instead; the model's mode stays."""
+
+    from certkit._validation import check_model_labels
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3)).train()
+    with pytest.raises(ValueError, match=r"`inputs`.*shape \(5,\)"):
+        check_model_labels(model, torch.rand(2, 5), torch.tensor([0, 1]), "labels", "inputs")
+    assert model.training
+    check_model_labels(model, torch.rand(2, 4), torch.tensor([0, 2]))  # the right shape passes
+
+
+def test_check_seed_refuses_seeds_beyond_64_bits() -> None:
+    from certkit._validation import check_seed
+
+    assert check_seed(2**64 - 1) == 2**64 - 1
+    with pytest.raises(ValueError, match=r"`seed`.*2\*\*64 - 1"):
+        check_seed(2**64)
