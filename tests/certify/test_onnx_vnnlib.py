@@ -303,10 +303,15 @@ def test_vnnlib_several_boxes_and_disjunctions(tmp_path: Path) -> None:
     ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= (+ X_0 Y_0) 1))\n", 3, "single input"),
 ])
 def test_malformed_vnnlib_names_file_and_line(tmp_path: Path, text: str, line: int, match: str) -> None:
+    _assert_refused_at(tmp_path, text, line, match, 1)
+
+
+def _assert_refused_at(tmp_path: Path, text: str, line: int, match: str, n: int) -> None:
+    """``text`` as a property of ``n`` inputs and ``n`` outputs is refused naming its file and ``line``."""
     path = tmp_path / "bad.vnnlib"
     path.write_text(text)
     with pytest.raises(VnnlibError, match=rf"bad\.vnnlib:{line}: .*{match}"):
-        certify.load_vnnlib(path, 1, 1)
+        certify.load_vnnlib(path, n, n)
 
 
 def test_vnnlib_unbounded_input_and_bad_arguments(tmp_path: Path) -> None:
@@ -531,10 +536,7 @@ def test_vnnlib_without_output_constraint_is_violated_by_every_input(tmp_path: P
     (_HDR2 + _BOX2 + "(assert " + "(and " * 5000 + "(>= Y_1 Y_0)" + ")" * 5000 + ")\n", 9, "nested too deeply"),
 ])
 def test_malformed_vnnlib_names_file_and_line_audit(tmp_path: Path, text: str, line: int, match: str) -> None:
-    path = tmp_path / "bad.vnnlib"
-    path.write_text(text)
-    with pytest.raises(VnnlibError, match=rf"bad\.vnnlib:{line}: .*{match}"):
-        certify.load_vnnlib(path, 2, 2)
+    _assert_refused_at(tmp_path, text, line, match, 2)
 
 
 def test_vnnlib_encodings_comments_and_number_forms(tmp_path: Path) -> None:
